@@ -1,0 +1,146 @@
+package alerting
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Threshold is a vitals rule: a reading field breaches when its value is
+// below Low or above High (a NaN bound is no bound), and the rule fires
+// when breaching samples span at least Sustain in device time.
+type Threshold struct {
+	// Type is the alert type raised.
+	Type     string
+	Severity string
+	// Field is the reading field, e.g. "spo2_pct".
+	Field string
+	// Label and Unit render the alert detail: "<Label> <value> <Unit> for <n> s".
+	Label, Unit string
+	Low, High   float64
+	Sustain     time.Duration
+}
+
+func (th Threshold) breaches(v float64) bool {
+	return (!math.IsNaN(th.Low) && v < th.Low) || (!math.IsNaN(th.High) && v > th.High)
+}
+
+// SpO2Low fires on SpO2 below 90 % sustained 30 s (field spo2_pct, %).
+//
+// Source: 90 % is the threshold of hypoxaemia in the BTS guideline for oxygen
+// use in adults (O'Driscoll et al., Thorax 2017) and WHO guidance. NEWS2
+// (Royal College of Physicians 2017) SpO2 scale 1 gives 3 points already at
+// <= 91 %; our 90 % is a little less sensitive than that NEWS2 band, chosen
+// to page staff for frank hypoxaemia only. The 30 s sustain is ours, to ride
+// out probe-movement artefacts; it is not from either source.
+var SpO2Low = Threshold{Type: TypeSpO2Low, Severity: SeverityHigh, Field: "spo2_pct", Label: "SpO2", Unit: "%",
+	Low: 90, High: math.NaN(), Sustain: 30 * time.Second}
+
+// HeartRate fires on heart rate above 120 or below 50 beats/min sustained
+// 60 s (field hr_bpm, from the ECG; pulse_bpm is deliberately not used).
+//
+// Source: NEWS2 (Royal College of Physicians 2017) scores HR >= 131 as 3,
+// 111-130 as 2, <= 40 as 3 and 41-50 as 1. Our > 120 sits inside the NEWS2
+// 2-point band (more sensitive than its 3-point band), and our < 50 matches
+// the upper edge of its 1-point band (41-50, where 50 itself scores 1 in
+// NEWS2 but does not breach here). The 60 s sustain is ours.
+var HeartRate = Threshold{Type: TypeHeartRate, Severity: SeverityHigh, Field: "hr_bpm", Label: "Heart rate", Unit: "bpm",
+	Low: 50, High: 120, Sustain: 60 * time.Second}
+
+// Respiration fires on respiration below 8 or above 25 breaths/min sustained
+// 60 s (field resp_per_min).
+//
+// Source: NEWS2 (Royal College of Physicians 2017) scores RR <= 8 as 3 and
+// >= 25 as 3. Our bounds are strict (8 and 25 themselves do not breach), so
+// each is one breath/min less sensitive than the NEWS2 3-point bands. The
+// 60 s sustain is ours.
+var Respiration = Threshold{Type: TypeRespiration, Severity: SeverityHigh, Field: "resp_per_min", Label: "Respiration", Unit: "/min",
+	Low: 8, High: 25, Sustain: 60 * time.Second}
+
+// DefaultThresholds are the vitals rules of this release.
+var DefaultThresholds = []Threshold{SpO2Low, HeartRate, Respiration}
+
+// DefaultMaxGap is the longest gap in device time between two samples of a
+// field that keeps a sustain window going.
+const DefaultMaxGap = 10 * time.Second
+
+// window tracks one threshold for one device.
+type window struct {
+	active bool
+	fired  bool
+	high   bool // direction of the breach: above High
+	start  time.Time
+	last   time.Time // device time of the last sample of the field
+	seen   bool
+	worst  float64
+}
+
+// firing is a threshold that fired on a sample.
+type firing struct {
+	Threshold Threshold
+	At        time.Time // device time of the sample that completed the window
+	Worst     float64
+	Span      time.Duration
+}
+
+// Detail renders the human text of the alert, e.g. "SpO2 84 % for 30 s".
+func (f firing) Detail() string {
+	return fmt.Sprintf("%s %g %s for %d s", f.Threshold.Label, f.Worst, f.Threshold.Unit, int(f.Span/time.Second))
+}
+
+// vitals evaluates thresholds on the readings of one device. It is not safe
+// for concurrent use.
+type vitals struct {
+	thresholds []Threshold
+	maxGap     time.Duration
+	windows    []window
+}
+
+func newVitals(ths []Threshold, maxGap time.Duration) *vitals {
+	return &vitals{thresholds: ths, maxGap: maxGap, windows: make([]window, len(ths))}
+}
+
+// observe feeds one reading (device time t, values by field) and returns the
+// thresholds that fired on it. See docs/alerting.md for the window rules:
+//   - a window starts at the first breaching sample and fires once breaching
+//     samples span >= Sustain;
+//   - a sample in the normal range resets it;
+//   - a reading without the field neither breaks nor extends it;
+//   - a gap > maxGap between two samples of the field resets it (the later
+//     sample may start a new window);
+//   - a sample not later than the previous one of the field (a duplicate or
+//     out-of-order delivery) is ignored;
+//   - a breach that flips direction (above High to below Low) restarts it.
+//
+// After firing, a window stays fired (no second firing) until it is reset.
+func (v *vitals) observe(t time.Time, values map[string]float64) []firing {
+	var out []firing
+	for i, th := range v.thresholds {
+		x, ok := values[th.Field]
+		if !ok {
+			continue
+		}
+		w := &v.windows[i]
+		if w.seen && !t.After(w.last) {
+			continue
+		}
+		gap := w.seen && t.Sub(w.last) > v.maxGap
+		w.seen, w.last = true, t
+		if !th.breaches(x) {
+			*w = window{seen: true, last: t}
+			continue
+		}
+		high := !math.IsNaN(th.High) && x > th.High
+		if !w.active || gap || high != w.high {
+			*w = window{active: true, high: high, start: t, last: t, seen: true, worst: x}
+		}
+		if (high && x > w.worst) || (!high && x < w.worst) {
+			w.worst = x
+		}
+		if !w.fired && t.Sub(w.start) >= th.Sustain {
+			w.fired = true
+			out = append(out, firing{Threshold: th, At: t, Worst: w.worst, Span: t.Sub(w.start)})
+		}
+	}
+	return out
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/eldercare-iot/eldercare/alerting"
+	"github.com/eldercare-iot/eldercare/dashboard"
+	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/device/registry"
+	"github.com/eldercare-iot/eldercare/internal/sqldb"
+)
+
+func newDashboardCmd() *cobra.Command {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "local"
+	}
+	cmd := &cobra.Command{
+		Use:   "dashboard",
+		Short: "Run the caregiver dashboard: live board, alerts, resident vitals, JSON API",
+		Long: `dashboard serves the caregiver web app and the JSON API (/api/v1) on --http:
+a live board of beds (vitals, occupancy, device states, open alerts) updated
+over server-sent events, the alert list with acknowledge and resolve, and a
+resident page with the last 15 minutes of vitals read from InfluxDB with Flux.
+
+It reads the registry and the alert store from --db, follows devices and alert
+changes on MQTT under --root, and needs an API token (--api-token or env
+ELDERCARE_API_TOKEN, at least 16 characters): it is the bearer token of the
+API and the browser login secret. Open http://HOST/login?token=TOKEN to log in.`,
+		Args: cobra.NoArgs,
+		RunE: runDashboard,
+	}
+	f := cmd.Flags()
+	f.String("http", "127.0.0.1:8080", "listen address of the dashboard, /api/v1, /healthz and /metrics (host:port)")
+	f.String("api-token", "", "API bearer token and browser login secret, at least 16 characters (required; prefer env ELDERCARE_API_TOKEN; never printed)")
+	f.String("mqtt", "tcp://127.0.0.1:1883", "MQTT broker URL of the live feed (tcp://, ssl:// or ws://; user:password@ allowed)")
+	f.String("root", device.DefaultRoot, "MQTT topic root under which devices and the alerting service publish")
+	f.String("client-id", "eldercare-dashboard-"+host, "MQTT client id of the live feed (clean session); unique per dashboard replica")
+	f.String("influx", "http://127.0.0.1:8086", "InfluxDB URL for the vitals history (1.8 with flux-enabled, or 2.x)")
+	f.String("influx-token", "", `InfluxDB token: "" or "user:password" for 1.8 (secret; prefer env ELDERCARE_INFLUX_TOKEN)`)
+	f.String("influx-db", "eldercare", "InfluxDB database of the readings")
+	f.String("influx-rp", "autogen", "InfluxDB retention policy of the readings (bucket is DB/RP)")
+	f.String("db", "sqlite:./data/eldercare.db", "registry and alert store DSN: sqlite:PATH, a file path, or postgres://...")
+	f.String("registry", "", "registry YAML file to import at start (optional; default none)")
+	f.Bool("secure-cookies", false, "mark the session cookie Secure (set when served over HTTPS, e.g. behind a TLS proxy; default false)")
+	return cmd
+}
+
+func runDashboard(cmd *cobra.Command, _ []string) error {
+	s, err := loadSettings(cmd)
+	if err != nil {
+		return err
+	}
+	log, err := s.logger()
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	if s.String("api-token") == "" {
+		return errors.New("dashboard: no API token: set env ELDERCARE_API_TOKEN (or --api-token, or api-token in the --config file) to a secret of at least 16 characters, e.g. the output of `openssl rand -hex 24`")
+	}
+	cfg := dashboard.Config{
+		HTTPAddr:      s.String("http"),
+		APIToken:      s.String("api-token"),
+		MQTTURL:       s.String("mqtt"),
+		Root:          s.String("root"),
+		ClientID:      s.String("client-id"),
+		InfluxURL:     s.String("influx"),
+		InfluxToken:   s.String("influx-token"),
+		InfluxBucket:  s.String("influx-db") + "/" + s.String("influx-rp"),
+		SecureCookies: s.Bool("secure-cookies"),
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("dashboard: %w", err)
+	}
+
+	db, err := sqldb.Open(ctx, s.String("db"))
+	if err != nil {
+		return fmt.Errorf("--db: %w", err)
+	}
+	defer db.Close()
+	store, err := registry.Open(ctx, db)
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	if file := s.String("registry"); file != "" {
+		if err := registry.LoadFile(ctx, store, file); err != nil {
+			return fmt.Errorf("--registry: %w", err)
+		}
+	}
+	mgr, err := alerting.OpenManager(ctx, db, log)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	feed, err := dashboard.NewFeed(dashboard.FeedConfig{MQTTURL: cfg.MQTTURL, Root: cfg.Root, ClientID: cfg.ClientID}, reg, log)
+	if err != nil {
+		return err
+	}
+	vitals := dashboard.NewFluxVitals(cfg.InfluxURL, cfg.InfluxToken, cfg.InfluxBucket)
+	defer vitals.Close()
+	srv, err := dashboard.New(cfg, dashboard.Deps{Alerts: mgr, Registry: store, Vitals: vitals, Live: feed}, reg, log)
+	if err != nil {
+		return err
+	}
+	log.Info("dashboard starting", "config", cfg.String())
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return feed.Run(gctx) })
+	g.Go(func() error { return srv.Run(gctx) })
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
+		log.Info("dashboard stopped")
+		return nil
+	}
+	return err
+}

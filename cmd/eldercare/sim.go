@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eldercare-iot/eldercare/device"
+	firmwaresim "github.com/eldercare-iot/eldercare/firmware-sim"
+)
+
+// newSimCmd is the firmware simulator: "sim --demo" runs the demo care
+// station; the subcommands run one simulated device each.
+func newSimCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Simulate devices: replay real recordings as vitals monitors and fall detectors, bed sensors, SOS buttons, meal terminals",
+		Long: `sim runs simulated devices, each its own MQTT client (QoS 1, retained online
+status, offline last will).
+
+  eldercare sim --demo                 the demo care station: 6 beds, 17 devices
+  eldercare sim vitals --file F --device ID
+  eldercare sim fall   --file F --device ID
+  eldercare sim bed    --device ID [--pattern in:30s,out:10s | --exit-after 2m]
+  eldercare sim sos    --device ID [--presses N --interval D]
+  eldercare sim meal   --device ID --card C --meal lunch --eaten 80 [--taps FILE]`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := loadSettings(cmd)
+			if err != nil {
+				return err
+			}
+			if !s.Bool("demo") {
+				return errors.New("sim: give --demo or a subcommand (vitals, fall, bed, sos, meal); see eldercare sim --help")
+			}
+			log, err := s.logger()
+			if err != nil {
+				return err
+			}
+			if err := firmwaresim.CheckSpeed(s.Float("speed")); err != nil {
+				return fmt.Errorf("--speed: %w", err)
+			}
+			return firmwaresim.RunDemo(cmd.Context(), firmwaresim.DemoConfig{
+				MQTTURL:    s.String("mqtt"),
+				Root:       s.String("root"),
+				Site:       s.String("site"),
+				Recordings: s.String("recordings"),
+				Speed:      s.Float("speed"),
+				Logger:     log,
+			})
+		},
+	}
+	pf := cmd.PersistentFlags()
+	pf.String("mqtt", "tcp://127.0.0.1:1883", "MQTT broker URL: tcp://host:port, ssl://host:port or ws://host:port/path (user:password@ allowed)")
+	pf.String("root", device.DefaultRoot, "first topic level of every topic ({root}/v1/{site}/{device}/{channel})")
+	pf.String("site", firmwaresim.DemoSite, "site id in the topics")
+	pf.Float64("speed", 1, fmt.Sprintf("replay speed as a factor of real time, in (0, %d]; e.g. 0.5, 1 or 100", firmwaresim.MaxSpeed))
+	cmd.Flags().Bool("demo", false, "run the demo care station (registry: firmware-sim/demo/registry.yaml) until stopped")
+	cmd.Flags().String("recordings", "", "directory of real recordings (vitals-bidmc/, falls-weda/) for --demo; default $ELDERCARE_REALDATA, else ../shared/data next to the repository; synthetic data when absent")
+	cmd.AddCommand(newSimVitalsCmd(), newSimFallCmd(), newSimBedCmd(), newSimSOSCmd(), newSimMealCmd())
+	return cmd
+}
+
+// deviceFlags adds the flags every single-device subcommand has.
+func deviceFlags(cmd *cobra.Command, prefix string) {
+	f := cmd.Flags()
+	f.String("device", "", "device id (required): 1-64 characters of [A-Za-z0-9_.-], e.g. "+prefix+"-101")
+	f.String("on-end", "clean", "how the run ends: clean (retained offline/shutdown, then DISCONNECT; no offline alert), silent (stop publishing, keep the connection until killed; offline alert after the platform's timeout) or drop (close the connection without DISCONNECT; the broker publishes the last will)")
+	f.Uint32("boot", 0, "boot counter sent in every payload (default 0 = the current Unix time in seconds, so a restart always has a higher boot)")
+	f.Duration("publish-timeout", firmwaresim.DefaultPublishTimeout, "longest wait for the broker to acknowledge a connect or publish")
+}
+
+// deviceConfig reads the common device flags.
+func deviceConfig(s *settings) (firmwaresim.DeviceConfig, error) {
+	log, err := s.logger()
+	if err != nil {
+		return firmwaresim.DeviceConfig{}, err
+	}
+	mode, err := firmwaresim.ParseOnEnd(s.String("on-end"))
+	if err != nil {
+		return firmwaresim.DeviceConfig{}, fmt.Errorf("--%w", err)
+	}
+	if s.String("device") == "" {
+		return firmwaresim.DeviceConfig{}, errors.New("--device is required")
+	}
+	return firmwaresim.DeviceConfig{
+		MQTTURL:        s.String("mqtt"),
+		Root:           s.String("root"),
+		Site:           s.String("site"),
+		Device:         s.String("device"),
+		Boot:           s.v.GetUint32("boot"),
+		OnEnd:          mode,
+		PublishTimeout: s.Duration("publish-timeout"),
+		Logger:         log,
+	}, nil
+}
+
+// speed reads and checks --speed.
+func speed(s *settings) (float64, error) {
+	v := s.Float("speed")
+	if err := firmwaresim.CheckSpeed(v); err != nil {
+		return 0, fmt.Errorf("--speed: %w", err)
+	}
+	return v, nil
+}
+
+// recordingFile checks that --file names a readable file.
+func recordingFile(s *settings) (string, error) {
+	f := s.String("file")
+	if f == "" {
+		return "", errors.New("--file is required")
+	}
+	fi, err := os.Stat(f)
+	if err != nil {
+		return "", fmt.Errorf("--file %s: %w", f, err)
+	}
+	if fi.IsDir() {
+		return "", fmt.Errorf("--file %s is a directory, want a recording file", f)
+	}
+	return f, nil
+}
+
+// simRun is the RunE of a single-device subcommand.
+func simRun(run func(ctx context.Context, s *settings, dc firmwaresim.DeviceConfig) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		s, err := loadSettings(cmd)
+		if err != nil {
+			return err
+		}
+		dc, err := deviceConfig(s)
+		if err != nil {
+			return err
+		}
+		return run(cmd.Context(), s, dc)
+	}
+}
+
+func newSimVitalsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "vitals",
+		Short: "Replay a BIDMC numerics file as a vitals monitor (hr_bpm, pulse_bpm, resp_per_min, spo2_pct)",
+		Long: `vitals replays a file in the BIDMC format (header "Time [s], HR, PULSE, RESP,
+SpO2", one row per second, NaN = missing) as one reading per row. The last
+row is stamped at the moment the replay ends; device-time spacing stays real
+at any --speed, so a replay at 100x looks to the platform like the real thing.`,
+		Args: cobra.NoArgs,
+		RunE: simRun(func(ctx context.Context, s *settings, dc firmwaresim.DeviceConfig) error {
+			file, err := recordingFile(s)
+			if err != nil {
+				return err
+			}
+			sp, err := speed(s)
+			if err != nil {
+				return err
+			}
+			return firmwaresim.RunVitals(ctx, firmwaresim.VitalsConfig{DeviceConfig: dc, File: file, Speed: sp, Loop: s.Bool("loop")})
+		}),
+	}
+	deviceFlags(cmd, "vm")
+	cmd.Flags().String("file", "", "BIDMC numerics CSV to replay (required), e.g. ../shared/data/vitals-bidmc/bidmc_01_Numerics.csv")
+	cmd.Flags().Bool("loop", false, "replay the file again and again until stopped")
+	return cmd
+}
+
+func newSimFallCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "fall",
+		Short: "Replay a WEDA-FALL wrist accelerometer recording through the fall detector; publish fall events",
+		Args:  cobra.NoArgs,
+		RunE: simRun(func(ctx context.Context, s *settings, dc firmwaresim.DeviceConfig) error {
+			file, err := recordingFile(s)
+			if err != nil {
+				return err
+			}
+			sp, err := speed(s)
+			if err != nil {
+				return err
+			}
+			return firmwaresim.RunFall(ctx, firmwaresim.FallConfig{DeviceConfig: dc, File: file, Speed: sp, Loop: s.Bool("loop"), BatteryEvery: s.Duration("battery-every")})
+		}),
+	}
+	deviceFlags(cmd, "fd")
+	cmd.Flags().String("file", "", "WEDA-FALL accelerometer CSV (*_accel.csv) to replay (required), e.g. ../shared/data/falls-weda/F01/U01_R01_accel.csv")
+	cmd.Flags().Bool("loop", false, "replay the file again and again until stopped")
+	cmd.Flags().Duration("battery-every", time.Minute, "device time between battery_pct readings (negative: none)")
+	return cmd
+}
+
+func newSimBedCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bed",
+		Short: "Simulate a bed sensor: bed_exit / bed_entry events and in_bed (0/1) readings",
+		Args:  cobra.NoArgs,
+		RunE: simRun(func(ctx context.Context, s *settings, dc firmwaresim.DeviceConfig) error {
+			sp, err := speed(s)
+			if err != nil {
+				return err
+			}
+			pattern := s.String("pattern")
+			if d := s.Duration("exit-after"); d > 0 {
+				pattern = fmt.Sprintf("in:%s,out:0", d)
+			}
+			phases, err := firmwaresim.ParseBedPattern(pattern)
+			if err != nil {
+				return fmt.Errorf("--pattern: %w", err)
+			}
+			return firmwaresim.RunBed(ctx, firmwaresim.BedConfig{DeviceConfig: dc, Pattern: phases, Loop: s.Bool("loop"), Interval: s.Duration("interval"), Speed: sp})
+		}),
+	}
+	deviceFlags(cmd, "bs")
+	cmd.Flags().String("pattern", "in:30s,out:10s", "phases in:<duration> / out:<duration>, comma-separated; an exit publishes bed_exit, a return bed_entry; duration 0 (last phase only) holds until stopped")
+	cmd.Flags().Duration("exit-after", 0, "leave the bed after D and stay out until stopped; overrides --pattern (same as --pattern in:<D>,out:0; 0: use --pattern)")
+	cmd.Flags().Bool("loop", false, "repeat the pattern until stopped")
+	cmd.Flags().Duration("interval", 30*time.Second, "time between in_bed readings")
+	return cmd
+}
+
+func newSimSOSCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sos",
+		Short: "Simulate an SOS button: publish sos events",
+		Args:  cobra.NoArgs,
+		RunE: simRun(func(ctx context.Context, s *settings, dc firmwaresim.DeviceConfig) error {
+			if s.Int("presses") < 1 {
+				return fmt.Errorf("--presses %d: want 1 or more", s.Int("presses"))
+			}
+			return firmwaresim.RunSOS(ctx, firmwaresim.SOSConfig{DeviceConfig: dc, Presses: s.Int("presses"), Interval: s.Duration("interval")})
+		}),
+	}
+	deviceFlags(cmd, "sos")
+	cmd.Flags().Int("presses", 1, "number of presses")
+	cmd.Flags().Duration("interval", 30*time.Second, "time between presses")
+	return cmd
+}
+
+func newSimMealCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "meal",
+		Short: "Simulate a smart-meal terminal: one meal event (card, meal, eaten_pct) per card tap",
+		Args:  cobra.NoArgs,
+		RunE: simRun(func(ctx context.Context, s *settings, dc firmwaresim.DeviceConfig) error {
+			var taps []firmwaresim.MealTap
+			if f := s.String("taps"); f != "" {
+				var err error
+				if taps, err = firmwaresim.ReadMealTapsFile(f); err != nil {
+					return fmt.Errorf("--taps: %w", err)
+				}
+			}
+			if card := s.String("card"); card != "" {
+				t := firmwaresim.MealTap{Card: card, Meal: s.String("meal"), EatenPct: s.Float("eaten")}
+				if err := t.Validate(); err != nil {
+					return fmt.Errorf("--card/--meal/--eaten: %w", err)
+				}
+				taps = append(taps, t)
+			}
+			if len(taps) == 0 {
+				return errors.New("give --card (with --meal and --eaten) or --taps FILE")
+			}
+			return firmwaresim.RunMeal(ctx, firmwaresim.MealConfig{DeviceConfig: dc, Taps: taps})
+		}),
+	}
+	deviceFlags(cmd, "mt")
+	cmd.Flags().String("card", "", "meal card id tapped, e.g. 04A1B2C1")
+	cmd.Flags().String("meal", "lunch", "meal: breakfast, lunch, dinner or snack")
+	cmd.Flags().Float64("eaten", 80, "share of the portion eaten, in % [0, 100]")
+	cmd.Flags().String("taps", "", "CSV file of taps, one per line: card,meal,eaten_pct[,after] (after: wait before the tap, e.g. 20s)")
+	return cmd
+}

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/eldercare-iot/eldercare/alerting"
+	"github.com/eldercare-iot/eldercare/dashboard"
+	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/device/registry"
+	firmwaresim "github.com/eldercare-iot/eldercare/firmware-sim"
+	"github.com/eldercare-iot/eldercare/ingest"
+	"github.com/eldercare-iot/eldercare/internal/broker"
+	"github.com/eldercare-iot/eldercare/internal/influxd"
+	"github.com/eldercare-iot/eldercare/internal/realdata"
+	"github.com/eldercare-iot/eldercare/internal/sqldb"
+)
+
+func newUpCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run every role in one process: embedded broker, SQLite and a child InfluxDB unless given URLs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := loadSettings(cmd)
+			if err != nil {
+				return err
+			}
+			return runUp(cmd.Context(), s)
+		},
+	}
+	f := cmd.Flags()
+	f.String("data", "./data", "data directory: SQLite file, child InfluxDB data, generated API token")
+	f.String("http", "127.0.0.1:8080", "dashboard, API, /healthz and /metrics listen address")
+	f.String("mqtt", "", "external MQTT broker URL (tcp://host:1883); empty runs the embedded broker")
+	f.String("mqtt-listen", "127.0.0.1:1883", "listen address of the embedded broker (when --mqtt is empty)")
+	f.String("root", device.DefaultRoot, "MQTT topic root")
+	f.String("influx", "", "external InfluxDB URL (http://host:8086); empty starts InfluxDB 1.8 as a child process")
+	f.String("influxd", "", "influxd binary for the child InfluxDB (default: $ELDERCARE_INFLUXD, PATH, $GOPATH/bin)")
+	f.String("influx-token", "", "InfluxDB token or user:password (secret)")
+	f.String("influx-db", "eldercare", "InfluxDB database")
+	f.String("influx-rp", "autogen", "InfluxDB retention policy")
+	f.String("db", "", "alert store and registry database: sqlite:PATH or postgres://...; empty uses DATA/eldercare.db")
+	f.String("registry", "", "registry YAML file (sites, beds, residents, devices, bindings) to import at start")
+	f.String("api-token", "", "bearer token for /api/v1 and the dashboard login (secret); empty reads or generates DATA/api-token")
+	f.Duration("offline-timeout", 2*time.Minute, "a device with no message for this long raises an offline alert")
+	f.String("webhook-url", "", "URL that receives every alert change as HMAC-SHA256-signed JSON")
+	f.String("webhook-secret", "", "shared secret of the webhook signature (secret)")
+	f.Bool("demo", false, "also run the demo care station: 6 beds replaying recordings")
+	f.String("recordings", "", "recordings for the demo (default $ELDERCARE_REALDATA, else ../shared/data beside the repository)")
+	f.Float64("speed", 1, "demo replay speed, 1 = real time (0.1 to 1000)")
+	return cmd
+}
+
+func runUp(ctx context.Context, s *settings) error {
+	log, err := s.logger()
+	if err != nil {
+		return err
+	}
+	dataDir := s.String("data")
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return fmt.Errorf("--data %s: %w", dataDir, err)
+	}
+	httpAddr := s.String("http")
+	if err := checkListen("--http", httpAddr); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Broker.
+	mqttURL := s.String("mqtt")
+	var brk *broker.Broker
+	if mqttURL == "" {
+		brk, err = broker.Start(broker.Config{Addr: s.String("mqtt-listen"), Logger: log})
+		if err != nil {
+			return flagErr("--mqtt-listen", s.String("mqtt-listen"), err)
+		}
+		defer brk.Close()
+		mqttURL = brk.URL()
+	}
+
+	// InfluxDB.
+	influxURL := s.String("influx")
+	if influxURL == "" {
+		bin := s.String("influxd")
+		if bin == "" {
+			if bin, err = influxd.Find(); err != nil {
+				return err
+			}
+		}
+		log.Info("starting InfluxDB 1.8 as a child process", "bin", bin, "data", filepath.Join(dataDir, "influxdb"))
+		srv, err := influxd.Start(ctx, influxd.Options{Bin: bin, DataDir: filepath.Join(dataDir, "influxdb"), Logger: log})
+		if err != nil {
+			return fmt.Errorf("start InfluxDB: %w", err)
+		}
+		defer srv.Stop()
+		influxURL = srv.URL()
+	}
+
+	// Store and registry.
+	dsn := s.String("db")
+	if dsn == "" {
+		dsn = "sqlite:" + filepath.Join(dataDir, "eldercare.db")
+	}
+	db, err := sqldb.Open(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("--db: %w", err)
+	}
+	defer db.Close()
+	store, err := registry.Open(ctx, db)
+	if err != nil {
+		return err
+	}
+	if s.Bool("demo") {
+		doc, err := registry.ParseYAML(strings.NewReader(string(firmwaresim.DemoRegistryYAML)))
+		if err != nil {
+			return fmt.Errorf("demo registry: %w", err)
+		}
+		if err := store.Import(ctx, doc); err != nil {
+			return fmt.Errorf("demo registry: %w", err)
+		}
+	}
+	if f := s.String("registry"); f != "" {
+		if err := registry.LoadFile(ctx, store, f); err != nil {
+			return fmt.Errorf("--registry: %w", err)
+		}
+	}
+	cache := registry.NewCache(store, 10*time.Second)
+	if err := cache.Refresh(ctx); err != nil {
+		return err
+	}
+
+	token, tokenFile, err := apiToken(s.String("api-token"), dataDir)
+	if err != nil {
+		return err
+	}
+
+	root := s.String("root")
+	ing, err := ingest.New(ingest.Config{
+		MQTTURL: mqttURL, Root: root, ClientID: "eldercare-up-ingest",
+		InfluxURL: influxURL, InfluxToken: ingest.Secret(s.String("influx-token")),
+		InfluxDatabase: s.String("influx-db"), RetentionPolicy: s.String("influx-rp"),
+	}, ingestLookup(cache), reg, log.With("role", "ingest"))
+	if err != nil {
+		return err
+	}
+	mgr, err := alerting.OpenManager(ctx, db, log.With("role", "alerting"))
+	if err != nil {
+		return err
+	}
+	alr, err := alerting.New(alerting.Config{
+		MQTTURL: mqttURL, Root: root, ClientID: "eldercare-up-alerting",
+		OfflineTimeout: s.Duration("offline-timeout"),
+		WebhookURL:     s.String("webhook-url"), WebhookSecret: alerting.Secret(s.String("webhook-secret")),
+	}, mgr, alertingResidents(cache), reg, log.With("role", "alerting"))
+	if err != nil {
+		return err
+	}
+	dash, err := dashboard.New(dashboard.Config{
+		HTTPAddr: httpAddr, APIToken: token,
+		MQTTURL: mqttURL, Root: root, ClientID: "eldercare-up-dashboard",
+		InfluxURL: influxURL, InfluxToken: s.String("influx-token"),
+		InfluxBucket: s.String("influx-db") + "/" + s.String("influx-rp"),
+	}, dashboard.Deps{Alerts: mgr, Registry: store}, reg, log.With("role", "dashboard"))
+	if err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return cache.Run(gctx) })
+	g.Go(func() error { return ing.Run(gctx) })
+	g.Go(func() error { return alr.Run(gctx) })
+	g.Go(func() error { return dash.Run(gctx) })
+	if s.Bool("demo") {
+		rec := s.String("recordings")
+		if rec == "" {
+			rec, _ = realdata.Find()
+		}
+		g.Go(func() error {
+			return firmwaresim.RunDemo(gctx, firmwaresim.DemoConfig{
+				MQTTURL: mqttURL, Root: root, Recordings: rec, Speed: s.Float("speed"), Logger: log.With("role", "sim"),
+			})
+		})
+	}
+
+	host := httpAddr
+	if h, p, err := net.SplitHostPort(httpAddr); err == nil && (h == "" || h == "0.0.0.0" || h == "::") {
+		host = net.JoinHostPort("127.0.0.1", p)
+	}
+	broker := mqttURL + " (external)"
+	if brk != nil {
+		broker = mqttURL + " (embedded broker)"
+	}
+	fmt.Printf("\neldercare is up\n  dashboard:  http://%s/login?token=%s   (API token in %s)\n  MQTT:       %s\n  InfluxDB:   %s\n  database:   %s\nCtrl-C stops everything.\n\n",
+		host, token, tokenFile, broker, influxURL, redactDSN(dsn))
+
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
+		log.Info("stopped")
+		return nil
+	}
+	return err
+}
+
+// checkListen reports a clear error naming the flag when addr cannot be
+// bound, before anything else starts.
+func checkListen(flag, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return flagErr(flag, addr, err)
+	}
+	return ln.Close()
+}
+
+func flagErr(flag, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s %s: address already in use; choose another with %s", flag, addr, flag)
+	}
+	return fmt.Errorf("%s %s: %w", flag, addr, err)
+}
+
+// apiToken returns the configured token, or the one kept in
+// DATA/api-token, or a new random one that it writes there (mode 0600).
+func apiToken(given, dataDir string) (token, source string, err error) {
+	if given != "" {
+		return given, "--api-token / ELDERCARE_API_TOKEN", nil
+	}
+	file := filepath.Join(dataDir, "api-token")
+	if b, err := os.ReadFile(file); err == nil && len(strings.TrimSpace(string(b))) >= 16 {
+		return strings.TrimSpace(string(b)), file, nil
+	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", "", err
+	}
+	token = hex.EncodeToString(raw[:])
+	if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("write API token: %w", err)
+	}
+	return token, file, nil
+}
+
+func redactDSN(dsn string) string {
+	if i := strings.Index(dsn, "@"); i > 0 {
+		if j := strings.Index(dsn, "://"); j > 0 && j < i {
+			return dsn[:j+3] + "***" + dsn[i:]
+		}
+	}
+	return dsn
+}

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"time"
+
+	"github.com/eldercare-iot/eldercare/alerting"
+	"github.com/eldercare-iot/eldercare/device/registry"
+	"github.com/eldercare-iot/eldercare/ingest"
+)
+
+// ingestLookup tags readings from the registry cache's current snapshot.
+func ingestLookup(c *registry.Cache) ingest.LookupFunc {
+	return func(dev string, t time.Time) (string, string) {
+		sn := c.Current()
+		if sn == nil {
+			return "", ""
+		}
+		var resident, kind string
+		if r, ok := sn.ResidentAt(dev, t); ok {
+			resident = r.ID
+		}
+		if d, ok := sn.Device(dev); ok {
+			kind = d.Kind
+		}
+		return resident, kind
+	}
+}
+
+// alertingResidents resolves residents for alerting from the cache.
+func alertingResidents(c *registry.Cache) alerting.ResidentsFunc {
+	return func(dev string, t time.Time) (registry.Resident, bool) {
+		sn := c.Current()
+		if sn == nil {
+			return registry.Resident{}, false
+		}
+		return sn.ResidentAt(dev, t)
+	}
+}

@@ -1,0 +1,219 @@
+package dashboard
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/eldercare-iot/eldercare/alerting"
+	"github.com/eldercare-iot/eldercare/device"
+)
+
+// channelAPI is the actor and history channel of changes made through the
+// JSON API.
+const channelAPI = "api"
+
+// requireBearer checks "Authorization: Bearer <token>" in constant time.
+func (s *Server) requireBearer(c *fiber.Ctx) error {
+	h := c.Get(fiber.HeaderAuthorization)
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || !equalSecret(strings.TrimSpace(tok), s.cfg.APIToken) {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="eldercare"`)
+		return fiber.NewError(fiber.StatusUnauthorized, "missing or wrong bearer token (Authorization: Bearer <api token>)")
+	}
+	return c.Next()
+}
+
+// apiListAlerts serves GET /api/v1/alerts?status=open,acknowledged&site=&resident=&limit=
+// as a JSON array of AlertView, sorted by severity then age.
+func (s *Server) apiListAlerts(c *fiber.Ctx) error {
+	var f alerting.Filter
+	if st := c.Query("status"); st != "" {
+		for _, x := range strings.Split(st, ",") {
+			x = strings.TrimSpace(x)
+			if !slices.Contains([]string{alerting.StatusOpen, alerting.StatusAcknowledged, alerting.StatusResolved}, x) {
+				return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("status: %q is not open, acknowledged or resolved", truncate(x, 32)))
+			}
+			f.Status = append(f.Status, x)
+		}
+	}
+	if v := c.Query("site"); v != "" {
+		if err := device.ValidateID("site", v); err != nil {
+			return fiber.NewError(fiber.StatusBadRequest, err.Error())
+		}
+		f.Site = v
+	}
+	if v := c.Query("resident"); v != "" {
+		if err := device.ValidateID("resident", v); err != nil {
+			return fiber.NewError(fiber.StatusBadRequest, err.Error())
+		}
+		f.Resident = v
+	}
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return fiber.NewError(fiber.StatusBadRequest, "limit: want an integer from 1 to 1000")
+		}
+		f.Limit = n
+	}
+	as, err := s.deps.Alerts.List(c.UserContext(), f)
+	if err != nil {
+		return fmt.Errorf("list alerts: %w", err)
+	}
+	out := make([]AlertView, len(as))
+	for i, a := range as {
+		out[i] = viewAlert(a)
+	}
+	sortAlerts(out)
+	return c.JSON(out)
+}
+
+func (s *Server) apiGetAlert(c *fiber.Ctx) error {
+	id, err := parseID(c)
+	if err != nil {
+		return err
+	}
+	a, err := s.deps.Alerts.Get(c.UserContext(), id)
+	if err != nil {
+		return alertError(err)
+	}
+	return c.JSON(viewAlert(a))
+}
+
+func (s *Server) apiAck(c *fiber.Ctx) error {
+	id, err := parseID(c)
+	if err != nil {
+		return err
+	}
+	a, err := s.deps.Alerts.Acknowledge(c.UserContext(), id, channelAPI, channelAPI)
+	if err != nil {
+		return alertError(err)
+	}
+	s.log.Info("audit: alert acknowledged", "alert", id, "actor", channelAPI, "channel", channelAPI)
+	s.announce(alerting.EventAcknowledged, a)
+	return c.JSON(viewAlert(a))
+}
+
+// resolveBody is the body of POST /api/v1/alerts/:id/resolve.
+type resolveBody struct {
+	Outcome string `json:"outcome"`
+	Note    string `json:"note"`
+}
+
+func (s *Server) apiResolve(c *fiber.Ctx) error {
+	id, err := parseID(c)
+	if err != nil {
+		return err
+	}
+	var body resolveBody
+	dec := json.NewDecoder(bytes.NewReader(c.Body()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("body: want JSON {\"outcome\": one of %s, \"note\": text}: %v", strings.Join(alerting.Outcomes, ", "), err))
+	}
+	body.Note = strings.TrimSpace(body.Note)
+	if err := resolveInput(body.Outcome, body.Note); err != nil {
+		return fiber.NewError(fiber.StatusBadRequest, err.Error())
+	}
+	a, err := s.deps.Alerts.Resolve(c.UserContext(), id, channelAPI, channelAPI, body.Outcome, body.Note)
+	if err != nil {
+		return alertError(err)
+	}
+	s.log.Info("audit: alert resolved", "alert", id, "actor", channelAPI, "channel", channelAPI, "outcome", body.Outcome)
+	s.announce(alerting.EventResolved, a)
+	return c.JSON(viewAlert(a))
+}
+
+// apiResident is one item of GET /api/v1/residents.
+type apiResident struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	Site       string `json:"site"`
+	Bed        string `json:"bed"`
+	Room       string `json:"room"`
+	Vulnerable bool   `json:"vulnerable"`
+	// InBed is the occupancy of the resident's bed: true, false or null
+	// (unknown).
+	InBed *bool `json:"in_bed"`
+	// Vitals maps hr_bpm, spo2_pct, resp_per_min, pulse_bpm to the latest
+	// value and device time, when known.
+	Vitals map[string]Sample `json:"vitals"`
+}
+
+func (s *Server) apiResidents(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	d, err := s.directory(ctx)
+	if err != nil {
+		return err
+	}
+	s.log.Info("audit: residents listed", "actor", channelAPI)
+	now := s.now()
+	out := make([]apiResident, 0, len(d.residents))
+	for _, r := range d.residents {
+		item := apiResident{ID: r.ID, Name: r.Name, Site: r.SiteID, Bed: r.BedID, Vulnerable: r.Vulnerable, Vitals: map[string]Sample{}}
+		if b, ok := d.bedByID[r.BedID]; ok {
+			item.Room = b.RoomID
+		}
+		var inBedAt time.Time
+		for _, dv := range d.devicesOf(r.BedID, r.ID, now) {
+			st, ok := s.deps.Live.Device(dv.ID)
+			if !ok {
+				continue
+			}
+			for _, f := range VitalFields {
+				if v, ok := st.Latest[f]; ok {
+					if old, ok := item.Vitals[f]; !ok || v.At.After(old.At) {
+						item.Vitals[f] = v
+					}
+				}
+			}
+			if st.InBed != nil && (item.InBed == nil || st.InBedAt.After(inBedAt)) {
+				item.InBed, inBedAt = st.InBed, *st.InBedAt
+			}
+		}
+		out = append(out, item)
+	}
+	return c.JSON(out)
+}
+
+// apiVitals serves GET /api/v1/residents/:id/vitals?minutes=15 (1-1440):
+// {"resident", "from", "to", "series": {field: [{"t","v"}]}}.
+func (s *Server) apiVitals(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	id := c.Params("id")
+	if err := device.ValidateID("resident", id); err != nil {
+		return fiber.NewError(fiber.StatusNotFound, "no such resident")
+	}
+	minutes := 15
+	if v := c.Query("minutes"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1440 {
+			return fiber.NewError(fiber.StatusBadRequest, "minutes: want an integer from 1 to 1440")
+		}
+		minutes = n
+	}
+	d, err := s.directory(ctx)
+	if err != nil {
+		return err
+	}
+	if _, ok := d.resByID[id]; !ok {
+		return fiber.NewError(fiber.StatusNotFound, fmt.Sprintf("no resident %q", id))
+	}
+	s.log.Info("audit: vitals read", "resident", id, "actor", channelAPI)
+	to := s.now().UTC()
+	from := to.Add(-time.Duration(minutes) * time.Minute)
+	series, err := s.deps.Vitals.ResidentVitals(ctx, id, from, to)
+	if err != nil {
+		return fiber.NewError(fiber.StatusBadGateway, "vitals history unavailable: "+err.Error())
+	}
+	if series == nil {
+		series = map[string][]Point{}
+	}
+	return c.JSON(fiber.Map{"resident": id, "from": from, "to": to, "series": series})
+}

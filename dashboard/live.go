@@ -1,0 +1,490 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/eldercare-iot/eldercare/alerting"
+	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/internal/mqttconn"
+)
+
+// Sample is the latest value of one reading field with the device's
+// timestamp.
+type Sample struct {
+	V  float64   `json:"v"`
+	At time.Time `json:"at"`
+}
+
+// DeviceState is the latest known state of one device, as the live feed saw
+// it on MQTT.
+type DeviceState struct {
+	Device string `json:"device"`
+	Site   string `json:"site"`
+	// State is online, offline or unknown (nothing heard yet, or the
+	// gateway is gone).
+	State       device.State `json:"state"`
+	StateReason string       `json:"state_reason,omitempty"`
+	StateAt     *time.Time   `json:"state_at,omitempty"`
+	// Latest maps a reading field (hr_bpm, spo2_pct, resp_per_min,
+	// pulse_bpm, ...) to its latest value and device time.
+	Latest map[string]Sample `json:"latest,omitempty"`
+	// InBed is the bed occupancy from bed_entry/bed_exit events or in_bed
+	// readings; nil when unknown.
+	InBed       *bool      `json:"in_bed,omitempty"`
+	InBedAt     *time.Time `json:"in_bed_at,omitempty"`
+	LastEvent   string     `json:"last_event,omitempty"`
+	LastEventAt *time.Time `json:"last_event_at,omitempty"`
+	// ReceivedAt is the wall time of the last message about the device.
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+func (d DeviceState) clone() DeviceState {
+	if d.Latest != nil {
+		m := make(map[string]Sample, len(d.Latest))
+		for k, v := range d.Latest {
+			m[k] = v
+		}
+		d.Latest = m
+	}
+	return d
+}
+
+// AlertView is an alert as the dashboard shows and serves it (the JSON of
+// /api/v1/alerts and of the live feed). Resident is nil when the alert is
+// unassigned. Times are RFC 3339.
+type AlertView struct {
+	ID             int64      `json:"id"`
+	Site           string     `json:"site"`
+	Resident       *string    `json:"resident"`
+	Device         string     `json:"device"`
+	Type           string     `json:"type"`
+	Severity       string     `json:"severity"`
+	Status         string     `json:"status"`
+	OpenedAt       time.Time  `json:"opened_at"`
+	AcknowledgedAt *time.Time `json:"acknowledged_at,omitempty"`
+	AcknowledgedBy string     `json:"acknowledged_by,omitempty"`
+	ResolvedAt     *time.Time `json:"resolved_at,omitempty"`
+	ResolvedBy     string     `json:"resolved_by,omitempty"`
+	Outcome        string     `json:"outcome,omitempty"`
+	Note           string     `json:"note,omitempty"`
+	Detail         string     `json:"detail,omitempty"`
+	Value          *float64   `json:"value,omitempty"`
+}
+
+// AlertChange is one change of an alert as published by the alerting
+// service (alerting.Change) on {root}/v1/alerts/{site}: ID is the stable
+// notification id ("alert-<alert id>-<seq>"), Event is opened, acknowledged
+// or resolved.
+type AlertChange struct {
+	ID    string    `json:"id"`
+	Event string    `json:"event"`
+	Alert AlertView `json:"alert"`
+	At    time.Time `json:"at"`
+}
+
+// Change is one message of the live feed: exactly one of Device and Alert
+// is set. Kind is "device" or "alert" and names the SSE event.
+type Change struct {
+	Kind   string       `json:"kind"`
+	Device *DeviceState `json:"device,omitempty"`
+	Alert  *AlertChange `json:"alert,omitempty"`
+}
+
+// FeedConfig configures a Feed.
+type FeedConfig struct {
+	// MQTTURL, Root and ClientID as in Config.
+	MQTTURL, Root, ClientID string
+	// ClientBuffer is the number of changes buffered per SSE client before
+	// the client starts losing them; 0 = 256.
+	ClientBuffer int
+	// Now is the wall clock; nil = time.Now.
+	Now func() time.Time
+}
+
+// Feed is the live feed: it subscribes (clean session, QoS 1) to the
+// telemetry, event and status of every device and to the alert changes,
+// keeps the latest state per device, and fans changes out to subscribers
+// (the SSE clients). A slow subscriber loses changes and never blocks the
+// others.
+type Feed struct {
+	cfg FeedConfig
+	log *slog.Logger
+	now func() time.Time
+
+	mu      sync.RWMutex
+	devices map[string]*DeviceState
+	alerts  map[int64]AlertChange // by alert id: open and acknowledged alerts seen live
+	subs    map[*Subscriber]struct{}
+	closed  bool
+	client  paho.Client
+
+	subscribed atomic.Bool // the current connection's SUBACK arrived
+
+	mMessages *prometheus.CounterVec
+	mClients  prometheus.Gauge
+	mDropped  prometheus.Counter
+}
+
+// NewFeed builds a feed and registers its metrics on reg:
+// eldercare_dashboard_live_messages_total{channel,result},
+// eldercare_dashboard_sse_clients and eldercare_dashboard_sse_dropped_total.
+func NewFeed(cfg FeedConfig, reg prometheus.Registerer, log *slog.Logger) (*Feed, error) {
+	if err := device.ValidateRoot(cfg.Root); err != nil {
+		return nil, fmt.Errorf("live feed: topic root: %w", err)
+	}
+	if cfg.ClientBuffer <= 0 {
+		cfg.ClientBuffer = 256
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	f := &Feed{
+		cfg:     cfg,
+		log:     log,
+		now:     cfg.Now,
+		devices: map[string]*DeviceState{},
+		alerts:  map[int64]AlertChange{},
+		subs:    map[*Subscriber]struct{}{},
+		mMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eldercare_dashboard_live_messages_total",
+			Help: "MQTT messages received by the dashboard's live feed, by channel (telemetry, event, status, alert) and result (ok, invalid).",
+		}, []string{"channel", "result"}),
+		mClients: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eldercare_dashboard_sse_clients",
+			Help: "Connected SSE clients of the live feed.",
+		}),
+		mDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eldercare_dashboard_sse_dropped_total",
+			Help: "Live changes not delivered to an SSE client because its buffer was full (slow client).",
+		}),
+	}
+	if f.now == nil {
+		f.now = time.Now
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{f.mMessages, f.mClients, f.mDropped} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("live feed: register metrics: %w", err)
+			}
+		}
+	}
+	return f, nil
+}
+
+// Run connects to the broker, subscribes (again after every reconnect) and
+// processes messages until ctx is cancelled; then it disconnects and ends
+// every subscription. It returns an error when the first connection fails.
+func (f *Feed) Run(ctx context.Context) error {
+	defer f.closeSubscribers()
+	filters := map[string]byte{
+		device.Subscription(f.cfg.Root, device.ChanTelemetry): 1,
+		device.Subscription(f.cfg.Root, device.ChanEvent):     1,
+		device.Subscription(f.cfg.Root, device.ChanStatus):    1,
+		alerting.AlertSubscription(f.cfg.Root):                1,
+	}
+	c, err := mqttconn.Connect(ctx, mqttconn.Options{
+		URL:          f.cfg.MQTTURL,
+		ClientID:     f.cfg.ClientID,
+		CleanSession: true,
+		Logger:       f.log,
+		OnConnect: func(c paho.Client) {
+			f.subscribed.Store(false)
+			tok := c.SubscribeMultiple(filters, func(_ paho.Client, m paho.Message) {
+				f.HandleMessage(m.Topic(), m.Payload())
+			})
+			if err := mqttconn.Wait(context.Background(), tok, 10*time.Second, "live feed: subscribe"); err != nil {
+				f.log.Error("live feed: subscribe failed; the board will not update", "err", err)
+				return
+			}
+			f.subscribed.Store(true)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("live feed: %w", err)
+	}
+	f.mu.Lock()
+	f.client = c
+	f.mu.Unlock()
+	<-ctx.Done()
+	c.Disconnect(250)
+	return nil
+}
+
+// Healthy returns nil when the feed is connected to the broker, else the
+// reason.
+func (f *Feed) Healthy() error {
+	f.mu.RLock()
+	c := f.client
+	f.mu.RUnlock()
+	switch {
+	case c == nil:
+		return errors.New("mqtt: not connected yet")
+	case !c.IsConnectionOpen():
+		return errors.New("mqtt: connection lost, reconnecting")
+	case !f.subscribed.Load():
+		return errors.New("mqtt: connected, subscription not confirmed")
+	}
+	return nil
+}
+
+// HandleMessage applies one MQTT message to the state and publishes the
+// change. Invalid messages are counted and logged, never fatal.
+func (f *Feed) HandleMessage(topic string, payload []byte) {
+	ch, err := f.handle(topic, payload)
+	result := "ok"
+	if err != nil {
+		result = "invalid"
+		f.log.Warn("live feed: message dropped", "topic", topic, "err", err)
+	}
+	f.mMessages.WithLabelValues(ch, result).Inc()
+}
+
+func (f *Feed) handle(topic string, payload []byte) (string, error) {
+	root := f.cfg.Root
+	if root == "" {
+		root = device.DefaultRoot
+	}
+	if rest, ok := strings.CutPrefix(topic, root+"/v1/alerts/"); ok && !strings.Contains(rest, "/") {
+		var c AlertChange
+		if err := json.Unmarshal(payload, &c); err != nil {
+			return "alert", fmt.Errorf("decode alert change: %w", err)
+		}
+		if c.Alert.ID <= 0 {
+			return "alert", fmt.Errorf("alert change %q: alert id %d is not positive", c.ID, c.Alert.ID)
+		}
+		switch c.Event {
+		case alerting.EventOpened, alerting.EventAcknowledged, alerting.EventResolved:
+		default:
+			return "alert", fmt.Errorf("alert change %q: event %q is not opened, acknowledged or resolved", c.ID, c.Event)
+		}
+		f.PublishAlert(c)
+		return "alert", nil
+	}
+	t, err := device.ParseTopic(root, topic)
+	if err != nil {
+		return "unknown", err
+	}
+	now := f.now()
+	switch t.Channel {
+	case device.ChanTelemetry:
+		m, err := device.DecodeTelemetry(payload, now, device.DefaultLimits)
+		if err != nil {
+			return string(t.Channel), err
+		}
+		if err := device.CheckTopicDevice(t, m.Device); err != nil {
+			return string(t.Channel), err
+		}
+		f.update(t.Site, t.Device, now, func(d *DeviceState) {
+			for _, r := range m.Readings {
+				at := r.Time().UTC()
+				for k, v := range r.Values {
+					if old, ok := d.Latest[k]; ok && old.At.After(at) {
+						continue
+					}
+					if d.Latest == nil {
+						d.Latest = map[string]Sample{}
+					}
+					d.Latest[k] = Sample{V: v, At: at}
+					if k == "in_bed" && (d.InBedAt == nil || !d.InBedAt.After(at)) {
+						in := v >= 0.5
+						d.InBed, d.InBedAt = &in, &at
+					}
+				}
+			}
+		})
+	case device.ChanEvent:
+		e, err := device.DecodeEvent(payload, now, device.DefaultLimits)
+		if err != nil {
+			return string(t.Channel), err
+		}
+		if err := device.CheckTopicDevice(t, e.Device); err != nil {
+			return string(t.Channel), err
+		}
+		at := e.Time().UTC()
+		f.update(t.Site, t.Device, now, func(d *DeviceState) {
+			d.LastEvent, d.LastEventAt = string(e.Type), &at
+			if e.Type == device.EventBedEntry || e.Type == device.EventBedExit {
+				if d.InBedAt == nil || !d.InBedAt.After(at) {
+					in := e.Type == device.EventBedEntry
+					d.InBed, d.InBedAt = &in, &at
+				}
+			}
+		})
+	case device.ChanStatus:
+		s, err := device.DecodeStatus(payload, device.DefaultLimits)
+		if err != nil {
+			return string(t.Channel), err
+		}
+		if err := device.CheckTopicDevice(t, s.Device); err != nil {
+			return string(t.Channel), err
+		}
+		at := time.UnixMilli(s.TS).UTC()
+		f.update(t.Site, t.Device, now, func(d *DeviceState) {
+			d.State, d.StateReason, d.StateAt = s.State, s.Reason, &at
+		})
+		if s.Reason == device.ReasonGatewayLost {
+			for _, id := range s.Devices {
+				f.update(t.Site, id, now, func(d *DeviceState) {
+					d.State, d.StateReason, d.StateAt = device.Unknown, device.ReasonGatewayLost, &at
+				})
+			}
+		}
+	default:
+		return string(t.Channel), fmt.Errorf("channel %q is not subscribed", t.Channel)
+	}
+	return string(t.Channel), nil
+}
+
+// update changes one device's state under the lock and publishes it.
+func (f *Feed) update(site, id string, now time.Time, fn func(*DeviceState)) {
+	f.mu.Lock()
+	d, ok := f.devices[id]
+	if !ok {
+		d = &DeviceState{Device: id, Site: site, State: device.Unknown}
+		f.devices[id] = d
+	}
+	d.Site = site
+	fn(d)
+	d.ReceivedAt = now.UTC()
+	snap := d.clone()
+	f.mu.Unlock()
+	f.publish(Change{Kind: "device", Device: &snap})
+}
+
+// PublishAlert records an alert change and fans it out to subscribers.
+func (f *Feed) PublishAlert(c AlertChange) {
+	f.mu.Lock()
+	if c.Alert.Status == alerting.StatusResolved || c.Event == alerting.EventResolved {
+		delete(f.alerts, c.Alert.ID)
+	} else {
+		f.alerts[c.Alert.ID] = c
+	}
+	f.mu.Unlock()
+	f.publish(Change{Kind: "alert", Alert: &c})
+}
+
+// Device returns the latest state of one device.
+func (f *Feed) Device(id string) (DeviceState, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	d, ok := f.devices[id]
+	if !ok {
+		return DeviceState{}, false
+	}
+	return d.clone(), true
+}
+
+// Devices returns the latest state of every device heard of, by id.
+func (f *Feed) Devices() []DeviceState {
+	f.mu.RLock()
+	out := make([]DeviceState, 0, len(f.devices))
+	for _, d := range f.devices {
+		out = append(out, d.clone())
+	}
+	f.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Device < out[j].Device })
+	return out
+}
+
+// Alerts returns the latest change of each alert seen live that is not
+// resolved, by id.
+func (f *Feed) Alerts() []AlertChange {
+	f.mu.RLock()
+	out := make([]AlertChange, 0, len(f.alerts))
+	for _, a := range f.alerts {
+		out = append(out, a)
+	}
+	f.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Alert.ID < out[j].Alert.ID })
+	return out
+}
+
+// Subscriber receives the changes of a Feed as ready SSE frames.
+type Subscriber struct {
+	f    *Feed
+	c    chan []byte
+	once sync.Once
+}
+
+// C delivers SSE frames ("event: ...\ndata: ...\n\n"). It is closed when
+// the subscriber is closed or the feed stops.
+func (s *Subscriber) C() <-chan []byte { return s.c }
+
+// Close removes the subscriber. It is safe to call more than once.
+func (s *Subscriber) Close() {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	s.closeLocked()
+}
+
+func (s *Subscriber) closeLocked() {
+	s.once.Do(func() {
+		delete(s.f.subs, s)
+		close(s.c)
+		s.f.mClients.Dec()
+	})
+}
+
+// Subscribe adds a subscriber with a buffer of FeedConfig.ClientBuffer
+// frames. Close it when the client leaves.
+func (f *Feed) Subscribe() *Subscriber {
+	s := &Subscriber{f: f, c: make(chan []byte, f.cfg.ClientBuffer)}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mClients.Inc()
+	if f.closed {
+		s.closeLocked()
+		return s
+	}
+	f.subs[s] = struct{}{}
+	return s
+}
+
+// Subscribers returns the number of current subscribers.
+func (f *Feed) Subscribers() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.subs)
+}
+
+func (f *Feed) publish(c Change) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		f.log.Error("live feed: encode change", "err", err)
+		return
+	}
+	frame := make([]byte, 0, len(b)+32)
+	frame = append(frame, "event: "+c.Kind+"\ndata: "...)
+	frame = append(frame, b...)
+	frame = append(frame, "\n\n"...)
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for s := range f.subs {
+		select {
+		case s.c <- frame:
+		default:
+			f.mDropped.Inc()
+		}
+	}
+}
+
+func (f *Feed) closeSubscribers() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	for s := range f.subs {
+		s.closeLocked()
+	}
+}

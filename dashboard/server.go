@@ -1,0 +1,306 @@
+// Package dashboard is the caregiver's web app: a live board of beds with
+// vitals, occupancy, device states and open alerts (updated over SSE), an
+// alert list with acknowledge and resolve, a resident page with the last
+// 15 minutes of vitals from InfluxDB (Flux) as inline SVG charts, and a JSON
+// API under /api/v1.
+//
+// Browsers log in with the API token and get a server-side session (cookie
+// HttpOnly, SameSite=Strict); forms carry a CSRF token bound to the
+// session. The JSON API takes "Authorization: Bearer <token>".
+package dashboard
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/middleware/filesystem"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/eldercare-iot/eldercare/alerting"
+	"github.com/eldercare-iot/eldercare/device/registry"
+)
+
+//go:embed web/templates/*.html web/static/*
+var webFS embed.FS
+
+// Alerts is the alert store's public operations, implemented by
+// *alerting.Manager. Errors wrap alerting.ErrNotFound and
+// alerting.ErrConflict.
+type Alerts interface {
+	List(ctx context.Context, f alerting.Filter) ([]alerting.Alert, error)
+	Get(ctx context.Context, id int64) (alerting.Alert, error)
+	History(ctx context.Context, id int64) ([]alerting.HistoryEntry, error)
+	Acknowledge(ctx context.Context, id int64, actor, channel string) (alerting.Alert, error)
+	Resolve(ctx context.Context, id int64, actor, channel, outcome, note string) (alerting.Alert, error)
+}
+
+// Registry is the read side of the device registry, implemented by
+// *registry.Store. siteID "" and deviceID "" mean all.
+type Registry interface {
+	Sites(ctx context.Context) ([]registry.Site, error)
+	Rooms(ctx context.Context, siteID string) ([]registry.Room, error)
+	Beds(ctx context.Context, siteID string) ([]registry.Bed, error)
+	Residents(ctx context.Context, siteID string) ([]registry.Resident, error)
+	Devices(ctx context.Context, siteID string) ([]registry.Device, error)
+	Bindings(ctx context.Context, deviceID string) ([]registry.Binding, error)
+}
+
+// Deps are the dashboard's collaborators.
+type Deps struct {
+	Alerts   Alerts
+	Registry Registry
+	// Vitals reads vitals history; nil = a FluxVitals over Config.Influx*.
+	Vitals VitalsQuerier
+	// Live is the live feed; nil = a Feed over Config.MQTTURL that
+	// Server.Run runs. When given, the caller runs it.
+	Live *Feed
+	// Now is the wall clock; nil = time.Now.
+	Now func() time.Time
+}
+
+// Server is the dashboard web app.
+type Server struct {
+	cfg      Config
+	deps     Deps
+	log      *slog.Logger
+	now      func() time.Time
+	app      *fiber.App
+	tmpl     *template.Template
+	sessions *sessions
+	ownFeed  bool
+	flux     *FluxVitals
+	done     chan struct{} // closed when Run stops: ends SSE streams
+
+	mRequests *prometheus.CounterVec
+}
+
+// New builds the server and registers its metrics on reg (also served on
+// /metrics): eldercare_dashboard_http_requests_total{method,route,code} and
+// the live feed's metrics when New creates the feed. Errors: an invalid
+// config (every problem, joined), missing Alerts or Registry.
+func New(cfg Config, deps Deps, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
+	cfg = cfg.withDefaults()
+	var errs []error
+	if err := cfg.validate(deps.Live != nil, deps.Vitals != nil); err != nil {
+		errs = append(errs, err)
+	}
+	if deps.Alerts == nil {
+		errs = append(errs, errors.New("deps: Alerts is required"))
+	}
+	if deps.Registry == nil {
+		errs = append(errs, errors.New("deps: Registry is required"))
+	}
+	if reg == nil {
+		errs = append(errs, errors.New("prometheus registry is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("dashboard config: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{cfg: cfg, deps: deps, log: log, now: deps.Now, done: make(chan struct{})}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.sessions = newSessions(cfg.SessionTTL, s.now)
+	if s.deps.Live == nil {
+		f, err := NewFeed(FeedConfig{MQTTURL: cfg.MQTTURL, Root: cfg.Root, ClientID: cfg.ClientID, Now: s.now}, reg, log)
+		if err != nil {
+			return nil, err
+		}
+		s.deps.Live, s.ownFeed = f, true
+	}
+	if s.deps.Vitals == nil {
+		s.flux = NewFluxVitals(cfg.InfluxURL, cfg.InfluxToken, cfg.InfluxBucket)
+		s.deps.Vitals = s.flux
+	}
+	s.mRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eldercare_dashboard_http_requests_total",
+		Help: "HTTP requests served by the dashboard, by method, route pattern and status code.",
+	}, []string{"method", "route", "code"})
+	if err := reg.Register(s.mRequests); err != nil {
+		return nil, fmt.Errorf("dashboard: register metrics: %w", err)
+	}
+	tmpl, err := parseTemplates()
+	if err != nil {
+		return nil, err
+	}
+	s.tmpl = tmpl
+	s.app = s.routes(reg)
+	return s, nil
+}
+
+// App returns the Fiber app (for tests: app.Test).
+func (s *Server) App() *fiber.App { return s.app }
+
+// Handler returns the app as a net/http handler.
+func (s *Server) Handler() http.Handler { return adaptor.FiberApp(s.app) }
+
+// Feed returns the live feed the server reads.
+func (s *Server) Feed() *Feed { return s.deps.Live }
+
+// Run listens on Config.HTTPAddr and serves until ctx is cancelled, then
+// shuts down gracefully (SSE streams are ended). When New created the live
+// feed, Run runs it too. It returns an error naming the address when it
+// cannot listen (e.g. the port is in use).
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("dashboard: listen on %s: %w", s.cfg.HTTPAddr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if s.flux != nil {
+		defer s.flux.Close()
+	}
+	feedErr := make(chan error, 1)
+	if s.ownFeed {
+		go func() {
+			err := s.deps.Live.Run(ctx)
+			if err != nil {
+				cancel()
+			}
+			feedErr <- err
+		}()
+	} else {
+		feedErr <- nil
+	}
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- s.app.Listener(ln) }()
+	s.log.Info("dashboard listening", "addr", ln.Addr().String())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-srvErr:
+		err = fmt.Errorf("dashboard: serve on %s: %w", ln.Addr(), err)
+		cancel()
+	}
+	close(s.done)
+	if shErr := s.app.ShutdownWithTimeout(10 * time.Second); shErr != nil && err == nil {
+		err = fmt.Errorf("dashboard: shut down: %w", shErr)
+	}
+	if fErr := <-feedErr; fErr != nil && err == nil {
+		err = fErr
+	}
+	return err
+}
+
+func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
+	app := fiber.New(fiber.Config{
+		AppName:               "eldercare-dashboard",
+		Immutable:             true, // values outlive the request (sessions, notes)
+		BodyLimit:             s.cfg.BodyLimit,
+		DisableStartupMessage: true,
+		ReadTimeout:           30 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		ErrorHandler:          s.errorHandler,
+	})
+	app.Use(s.securityHeaders, s.countRequests)
+
+	app.Get("/healthz", func(c *fiber.Ctx) error {
+		if err := s.deps.Live.Healthy(); err != nil {
+			return c.Status(fiber.StatusServiceUnavailable).SendString(err.Error())
+		}
+		return c.SendString("ok")
+	})
+	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	static, _ := fs.Sub(webFS, "web/static")
+	app.Use("/static", filesystem.New(filesystem.Config{Root: http.FS(static), MaxAge: 3600}))
+
+	app.Get("/login", s.getLogin)
+	app.Post("/login", s.postLogin)
+
+	api := app.Group("/api/v1", s.requireBearer)
+	api.Get("/alerts", s.apiListAlerts)
+	api.Get("/alerts/:id", s.apiGetAlert)
+	api.Post("/alerts/:id/ack", s.apiAck)
+	api.Post("/alerts/:id/resolve", s.apiResolve)
+	api.Get("/residents", s.apiResidents)
+	api.Get("/residents/:id/vitals", s.apiVitals)
+	api.Use(func(c *fiber.Ctx) error { return fiber.NewError(fiber.StatusNotFound, "no such API route") })
+
+	web := app.Group("/", s.requireSession, s.checkCSRF)
+	web.Post("/logout", s.postLogout)
+	web.Get("/", s.board)
+	web.Get("/events", s.events)
+	web.Get("/alerts", s.alertsPage)
+	web.Get("/alerts/fragment", s.alertsFragment)
+	web.Post("/alerts/:id/ack", s.formAck)
+	web.Post("/alerts/:id/resolve", s.formResolve)
+	web.Get("/residents/:id", s.residentPage)
+	return app
+}
+
+// securityHeaders sets CSP, nosniff, no framing and no caching of health
+// data.
+func (s *Server) securityHeaders(c *fiber.Ctx) error {
+	c.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'")
+	c.Set("X-Content-Type-Options", "nosniff")
+	c.Set("X-Frame-Options", "DENY")
+	c.Set("Referrer-Policy", "no-referrer")
+	err := c.Next()
+	if len(c.Response().Header.Peek("Cache-Control")) == 0 {
+		c.Set("Cache-Control", "no-store")
+	}
+	return err
+}
+
+func (s *Server) countRequests(c *fiber.Ctx) error {
+	err := c.Next()
+	code := c.Response().StatusCode()
+	if err != nil {
+		var fe *fiber.Error
+		if errors.As(err, &fe) {
+			code = fe.Code
+		} else {
+			code = fiber.StatusInternalServerError
+		}
+	}
+	route := c.Route().Path
+	s.mRequests.WithLabelValues(c.Method(), route, strconv.Itoa(code)).Inc()
+	return err
+}
+
+// errorHandler answers JSON under /api and a small HTML page elsewhere.
+func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
+	code := fiber.StatusInternalServerError
+	msg := "internal error"
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		code, msg = fe.Code, fe.Message
+		if code == fiber.StatusRequestEntityTooLarge {
+			msg = fmt.Sprintf("request body is larger than %d bytes", s.cfg.BodyLimit)
+		}
+	} else {
+		s.log.Error("dashboard request failed", "method", c.Method(), "path", c.Path(), "err", err)
+	}
+	if isAPI(c) {
+		return c.Status(code).JSON(fiber.Map{"error": msg})
+	}
+	c.Status(code)
+	sess, _ := c.Locals("session").(session)
+	return s.render(c, "error", page{Title: tr("err.title"), CSRF: sess.csrf, Data: map[string]any{"Code": code, "Message": msg}})
+}
+
+func isAPI(c *fiber.Ctx) bool {
+	p := c.Path()
+	return len(p) >= 7 && p[:7] == "/api/v1"
+}

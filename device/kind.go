@@ -1,0 +1,69 @@
+package device
+
+// Kind is a kind of device.
+type Kind string
+
+// The kinds of device the platform knows.
+const (
+	// VitalsMonitor reports heart rate, pulse, respiration and SpO2.
+	VitalsMonitor Kind = "vitals_monitor"
+	// FallDetector is a wrist-worn or radar fall sensor; it sends fall events.
+	FallDetector Kind = "fall_detector"
+	// BedSensor is a bed pad or strap; it sends bed_exit and bed_entry events
+	// and may report "in_bed" (0 or 1) as a reading.
+	BedSensor Kind = "bed_sensor"
+	// SOSButton sends sos events.
+	SOSButton Kind = "sos_button"
+	// MealTerminal is the smart-meal terminal at a canteen; it sends meal
+	// events when a resident's card is tapped.
+	MealTerminal Kind = "meal_terminal"
+	// Gateway is an edge gateway that publishes for the devices behind it.
+	Gateway Kind = "gateway"
+	// EnvSensor measures the room (temperature, humidity, CO2).
+	EnvSensor Kind = "env_sensor"
+	// Other is any other device.
+	Other Kind = "other"
+)
+
+// Kinds lists every known kind.
+var Kinds = []Kind{VitalsMonitor, FallDetector, BedSensor, SOSButton, MealTerminal, Gateway, EnvSensor, Other}
+
+// Valid reports whether k is a known kind.
+func (k Kind) Valid() bool {
+	for _, x := range Kinds {
+		if k == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Field describes a well-known reading field: its unit and the range of
+// values that a working sensor can physically report. A value outside the
+// range is rejected as a sensor or encoding fault; it says nothing about
+// clinical normality (the alerting rules do that).
+type Field struct {
+	Name     string
+	Unit     string
+	Min, Max float64
+	Doc      string
+}
+
+// Fields are the well-known reading fields. The unit is the name's suffix:
+// _bpm beats/min, _per_min breaths/min, _pct percent, _c degrees Celsius,
+// _ppm parts per million, _ms2 m/s^2. Other fields are accepted when their
+// names are well formed (see ValidateFieldName) and their values finite.
+var Fields = map[string]Field{
+	"hr_bpm":       {"hr_bpm", "beats/min", 0, 300, "heart rate from the ECG (BIDMC column HR)"},
+	"pulse_bpm":    {"pulse_bpm", "beats/min", 0, 300, "pulse rate from the pulse oximeter (BIDMC column PULSE)"},
+	"resp_per_min": {"resp_per_min", "breaths/min", 0, 200, "respiration rate (BIDMC column RESP)"},
+	"spo2_pct":     {"spo2_pct", "%", 0, 100, "peripheral oxygen saturation (BIDMC column SpO2)"},
+	"sbp_mmhg":     {"sbp_mmhg", "mmHg", 0, 300, "systolic blood pressure"},
+	"temp_c":       {"temp_c", "°C", 20, 45, "body temperature"},
+	"in_bed":       {"in_bed", "0|1", 0, 1, "bed occupancy: 1 in bed, 0 out of bed"},
+	"battery_pct":  {"battery_pct", "%", 0, 100, "battery charge"},
+	"room_temp_c":  {"room_temp_c", "°C", -40, 80, "room air temperature"},
+	"humidity_pct": {"humidity_pct", "%", 0, 100, "room relative humidity"},
+	"co2_ppm":      {"co2_ppm", "ppm", 0, 10000, "room CO2 concentration"},
+	"accel_ms2":    {"accel_ms2", "m/s^2", 0, 1000, "acceleration magnitude including gravity"},
+}

@@ -1,0 +1,141 @@
+// Package registry holds who and what is where: sites (each with an IANA time
+// zone), rooms, beds, residents, devices, meal cards, and the bindings that say
+// which resident a device measured at a given instant.
+//
+// The registry is written from a YAML file ([ParseYAML], [LoadFile]) or from
+// the dashboard ([Store.Bind], [Store.Unbind]) into a SQL [Store] on SQLite or
+// PostgreSQL. Hot paths (ingest tags every reading, alerting every event) read
+// an immutable in-memory [Snapshot] kept fresh by a [Cache].
+package registry
+
+import (
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned, wrapped with what was looked up, when a site,
+// room, bed, resident, device or binding does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrOverlap is returned, wrapped with the bindings involved, when a write
+// would bind one device to two residents at the same instant.
+var ErrOverlap = errors.New("binding overlap")
+
+// Device kinds accepted in [Device.Kind].
+const (
+	KindVitalsMonitor = "vitals_monitor"
+	KindFallDetector  = "fall_detector"
+	KindBedSensor     = "bed_sensor"
+	KindSOSButton     = "sos_button"
+	KindMealTerminal  = "meal_terminal"
+	KindGateway       = "gateway"
+	KindEnvSensor     = "env_sensor"
+	KindOther         = "other"
+)
+
+// Kinds lists every valid device kind, in documentation order.
+var Kinds = []string{
+	KindVitalsMonitor, KindFallDetector, KindBedSensor, KindSOSButton,
+	KindMealTerminal, KindGateway, KindEnvSensor, KindOther,
+}
+
+// ValidKind reports whether kind is one of [Kinds].
+func ValidKind(kind string) bool {
+	for _, k := range Kinds {
+		if k == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// Site is a care station, care home or private home. TimeZone is an IANA zone
+// name (for example "Asia/Shanghai"); schedules and displayed times use it.
+type Site struct {
+	ID       string `json:"id" yaml:"id"`
+	Name     string `json:"name" yaml:"name"`
+	TimeZone string `json:"timezone" yaml:"timezone"`
+}
+
+// Room is a room on a site.
+type Room struct {
+	ID     string `json:"id" yaml:"id"`
+	SiteID string `json:"site_id" yaml:"site"`
+	Name   string `json:"name" yaml:"name"`
+}
+
+// Bed is a bed in a room. Nursing marks a nursing-care bed.
+type Bed struct {
+	ID      string `json:"id" yaml:"id"`
+	RoomID  string `json:"room_id" yaml:"room"`
+	SiteID  string `json:"site_id" yaml:"site"`
+	Name    string `json:"name" yaml:"name"`
+	Nursing bool   `json:"nursing" yaml:"nursing"`
+}
+
+// Resident is a person in care. BedID is empty for home care without a
+// registered bed. BirthYear is a calendar year, 0 when unknown. Vulnerable
+// residents get scheduled visits and stricter escalation.
+type Resident struct {
+	ID         string `json:"id" yaml:"id"`
+	SiteID     string `json:"site_id" yaml:"site"`
+	BedID      string `json:"bed_id,omitempty" yaml:"bed,omitempty"`
+	Name       string `json:"name" yaml:"name"`
+	BirthYear  int    `json:"birth_year,omitempty" yaml:"birth_year,omitempty"`
+	Vulnerable bool   `json:"vulnerable" yaml:"vulnerable"`
+	Notes      string `json:"notes,omitempty" yaml:"notes,omitempty"`
+}
+
+// Device is a sensor, terminal or gateway. Kind is one of [Kinds]. BedID is
+// the bed it is installed at, if any; GatewayID the gateway (a Device of kind
+// "gateway" on the same site) that publishes for it, if any.
+type Device struct {
+	ID        string `json:"id" yaml:"id"`
+	SiteID    string `json:"site_id" yaml:"site"`
+	Kind      string `json:"kind" yaml:"kind"`
+	Name      string `json:"name" yaml:"name"`
+	BedID     string `json:"bed_id,omitempty" yaml:"bed,omitempty"`
+	GatewayID string `json:"gateway_id,omitempty" yaml:"gateway,omitempty"`
+}
+
+// MealCard is a resident's meal card; ID is the card UID as the terminal reads
+// it (for example "04A1B2C3").
+type MealCard struct {
+	ID         string `json:"id" yaml:"id"`
+	ResidentID string `json:"resident_id" yaml:"resident"`
+}
+
+// Binding says that the device measured the resident during [From, To). To is
+// nil while the binding is open. A device is bound to at most one resident at
+// any instant. Times are stored with millisecond resolution, in UTC.
+type Binding struct {
+	DeviceID   string     `json:"device_id" yaml:"device"`
+	ResidentID string     `json:"resident_id" yaml:"resident"`
+	From       time.Time  `json:"from" yaml:"from"`
+	To         *time.Time `json:"to,omitempty" yaml:"to,omitempty"`
+}
+
+// Contains reports whether t lies in [From, To), at millisecond resolution.
+func (b Binding) Contains(t time.Time) bool {
+	ms := t.UnixMilli()
+	if ms < b.From.UnixMilli() {
+		return false
+	}
+	return b.To == nil || ms < b.To.UnixMilli()
+}
+
+// overlaps reports whether two bindings share an instant.
+func (b Binding) overlaps(o Binding) bool {
+	return b.From.UnixMilli() < endMS(o.To) && o.From.UnixMilli() < endMS(b.To)
+}
+
+// endMS is the end of a binding in unix ms; an open binding ends never.
+func endMS(to *time.Time) int64 {
+	if to == nil {
+		return openEnd
+	}
+	return to.UnixMilli()
+}
+
+// openEnd stands for "no end" in unix ms.
+const openEnd = int64(1<<63 - 1)

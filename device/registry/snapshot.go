@@ -1,0 +1,276 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync/atomic"
+	"time"
+)
+
+// Snapshot is an immutable in-memory copy of the registry for hot paths:
+// ingest tags every reading with it and alerting looks up every event. All
+// lookups are map hits or binary searches and do not allocate. A nil or empty
+// Snapshot answers every lookup with "not found". Safe for concurrent use.
+type Snapshot struct {
+	at        time.Time
+	sites     map[string]siteEntry
+	beds      map[string]Bed
+	residents map[string]Resident
+	devices   map[string]Device
+	cards     map[string]string // card id -> resident id
+	bindings  map[string][]span // device id -> spans sorted by from
+}
+
+type siteEntry struct {
+	site Site
+	loc  *time.Location
+}
+
+// span is one binding in unix ms; to is openEnd while open.
+type span struct {
+	from, to int64
+	resident string
+}
+
+// Snapshot reads the whole registry in one read-only transaction (repeatable
+// read on PostgreSQL) and returns it as a [Snapshot]. A site whose zone no
+// longer loads gets time.UTC.
+func (s *Store) Snapshot(ctx context.Context) (*Snapshot, error) {
+	tx, err := s.readTx(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("registry snapshot: begin: %w", err)
+	}
+	defer tx.Rollback()
+	sites, err := queryAll(ctx, tx, selectSites, scanSite)
+	if err != nil {
+		return nil, fmt.Errorf("registry snapshot: sites: %w", err)
+	}
+	beds, err := queryAll(ctx, tx, selectBeds, scanBed)
+	if err != nil {
+		return nil, fmt.Errorf("registry snapshot: beds: %w", err)
+	}
+	residents, err := queryAll(ctx, tx, selectResidents, scanResident)
+	if err != nil {
+		return nil, fmt.Errorf("registry snapshot: residents: %w", err)
+	}
+	devices, err := queryAll(ctx, tx, selectDevices, scanDevice)
+	if err != nil {
+		return nil, fmt.Errorf("registry snapshot: devices: %w", err)
+	}
+	cards, err := queryAll(ctx, tx, selectCards, scanCard)
+	if err != nil {
+		return nil, fmt.Errorf("registry snapshot: cards: %w", err)
+	}
+	bindings, err := s.bindings(ctx, tx, "")
+	if err != nil {
+		return nil, fmt.Errorf("registry snapshot: bindings: %w", err)
+	}
+	return NewSnapshot(time.Now(), sites, beds, residents, devices, cards, bindings), nil
+}
+
+// NewSnapshot builds a [Snapshot] from plain lists, for tests and tools that
+// have no database. at is when the data was read. Bindings of one device must
+// not overlap; later duplicates of an id win.
+func NewSnapshot(at time.Time, sites []Site, beds []Bed, residents []Resident, devices []Device, cards []MealCard, bindings []Binding) *Snapshot {
+	sn := &Snapshot{
+		at:        at,
+		sites:     make(map[string]siteEntry, len(sites)),
+		beds:      make(map[string]Bed, len(beds)),
+		residents: make(map[string]Resident, len(residents)),
+		devices:   make(map[string]Device, len(devices)),
+		cards:     make(map[string]string, len(cards)),
+		bindings:  make(map[string][]span),
+	}
+	for _, x := range sites {
+		loc, err := time.LoadLocation(x.TimeZone)
+		if err != nil || x.TimeZone == "" || x.TimeZone == "Local" {
+			loc = time.UTC
+		}
+		sn.sites[x.ID] = siteEntry{site: x, loc: loc}
+	}
+	for _, x := range beds {
+		sn.beds[x.ID] = x
+	}
+	for _, x := range residents {
+		sn.residents[x.ID] = x
+	}
+	for _, x := range devices {
+		sn.devices[x.ID] = x
+	}
+	for _, x := range cards {
+		sn.cards[x.ID] = x.ResidentID
+	}
+	for _, b := range bindings {
+		sn.bindings[b.DeviceID] = append(sn.bindings[b.DeviceID], span{
+			from: b.From.UnixMilli(), to: endMS(b.To), resident: b.ResidentID,
+		})
+	}
+	for _, spans := range sn.bindings {
+		sort.Slice(spans, func(i, j int) bool { return spans[i].from < spans[j].from })
+	}
+	return sn
+}
+
+// At returns when the snapshot was read.
+func (sn *Snapshot) At() time.Time {
+	if sn == nil {
+		return time.Time{}
+	}
+	return sn.at
+}
+
+// ResidentAt returns the resident the device was bound to at t: the binding
+// whose [From, To) contains t, at millisecond resolution. It returns false
+// when the device was unbound at t (alerting still raises the event, marked
+// unassigned) or the bound resident is unknown. O(log n) in the device's
+// bindings; it does not allocate.
+func (sn *Snapshot) ResidentAt(deviceID string, t time.Time) (Resident, bool) {
+	if sn == nil {
+		return Resident{}, false
+	}
+	spans := sn.bindings[deviceID]
+	ms := t.UnixMilli()
+	// Find the last span with from <= ms.
+	lo, hi := 0, len(spans)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if spans[m].from <= ms {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == 0 || ms >= spans[lo-1].to {
+		return Resident{}, false
+	}
+	r, ok := sn.residents[spans[lo-1].resident]
+	return r, ok
+}
+
+// Device returns a device by id.
+func (sn *Snapshot) Device(id string) (Device, bool) {
+	if sn == nil {
+		return Device{}, false
+	}
+	d, ok := sn.devices[id]
+	return d, ok
+}
+
+// Resident returns a resident by id.
+func (sn *Snapshot) Resident(id string) (Resident, bool) {
+	if sn == nil {
+		return Resident{}, false
+	}
+	r, ok := sn.residents[id]
+	return r, ok
+}
+
+// Site returns a site by id.
+func (sn *Snapshot) Site(id string) (Site, bool) {
+	if sn == nil {
+		return Site{}, false
+	}
+	e, ok := sn.sites[id]
+	return e.site, ok
+}
+
+// Location returns the site's time zone, or time.UTC for an unknown site.
+func (sn *Snapshot) Location(siteID string) *time.Location {
+	if sn == nil {
+		return time.UTC
+	}
+	if e, ok := sn.sites[siteID]; ok {
+		return e.loc
+	}
+	return time.UTC
+}
+
+// ResidentByCard returns the holder of a meal card. Cards have no validity
+// period yet, so t (the time the card was read) only matters in that the
+// holder must exist; it is part of the signature so that card validity can be
+// added without changing callers.
+func (sn *Snapshot) ResidentByCard(cardID string, t time.Time) (Resident, bool) {
+	_ = t
+	if sn == nil {
+		return Resident{}, false
+	}
+	id, ok := sn.cards[cardID]
+	if !ok {
+		return Resident{}, false
+	}
+	r, ok := sn.residents[id]
+	return r, ok
+}
+
+// BedOf returns the bed of a resident; false when the resident is unknown or
+// has no bed (home care).
+func (sn *Snapshot) BedOf(residentID string) (Bed, bool) {
+	if sn == nil {
+		return Bed{}, false
+	}
+	r, ok := sn.residents[residentID]
+	if !ok || r.BedID == "" {
+		return Bed{}, false
+	}
+	b, ok := sn.beds[r.BedID]
+	return b, ok
+}
+
+// Cache holds the current [Snapshot] of a [Store] and refreshes it. Readers
+// call Current on every reading or event; it is one atomic load.
+type Cache struct {
+	store *Store
+	every time.Duration
+	cur   atomic.Pointer[Snapshot]
+}
+
+// NewCache returns a cache over store that [Cache.Run] refreshes every
+// `every` (a non-positive value means one minute). Until the first refresh,
+// Current returns an empty snapshot.
+func NewCache(store *Store, every time.Duration) *Cache {
+	if every <= 0 {
+		every = time.Minute
+	}
+	c := &Cache{store: store, every: every}
+	c.cur.Store(NewSnapshot(time.Time{}, nil, nil, nil, nil, nil, nil))
+	return c
+}
+
+// Current returns the latest snapshot; never nil.
+func (c *Cache) Current() *Snapshot { return c.cur.Load() }
+
+// Refresh reads a new snapshot and publishes it. On error the previous
+// snapshot stays current.
+func (c *Cache) Refresh(ctx context.Context) error {
+	sn, err := c.store.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	c.cur.Store(sn)
+	return nil
+}
+
+// Run refreshes at once, returning that error so a service fails at start-up
+// rather than tagging with an empty registry, then every period until ctx is
+// cancelled, when it returns nil. Later refresh errors are logged with
+// log/slog and the previous snapshot is kept.
+func (c *Cache) Run(ctx context.Context) error {
+	if err := c.Refresh(ctx); err != nil {
+		return err
+	}
+	tick := time.NewTicker(c.every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := c.Refresh(ctx); err != nil && ctx.Err() == nil {
+				slog.Warn("registry refresh failed; keeping previous snapshot",
+					"err", err, "snapshot_at", c.Current().At())
+			}
+		}
+	}
+}

@@ -1,0 +1,418 @@
+package device
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ValidationError says which field of a message broke which rule.
+// Rule is a short stable word (required, type, range, finite, unit_ms,
+// too_old, future, ...) that metrics and dead letters use as the reason.
+type ValidationError struct {
+	Field  string
+	Rule   string
+	Detail string
+}
+
+func (e *ValidationError) Error() string {
+	if e.Detail == "" {
+		return fmt.Sprintf("field %s: %s", e.Field, e.Rule)
+	}
+	return fmt.Sprintf("field %s: %s: %s", e.Field, e.Rule, e.Detail)
+}
+
+// Reason returns the rule of the first *ValidationError in err's tree, or
+// "malformed" when there is none. It is meant for metric labels.
+func Reason(err error) string {
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		return ve.Rule
+	}
+	return "malformed"
+}
+
+// Limits bound what Decode accepts. The zero value means DefaultLimits.
+type Limits struct {
+	// MaxPayload is the largest payload in bytes. Default 256 KiB.
+	MaxPayload int
+	// MaxReadings is the most readings in one telemetry batch. Default 5000.
+	MaxReadings int
+	// MaxFuture is how far a device timestamp may be ahead of the receive
+	// time. Default 5 min: device clocks drift, an hour ahead is a fault.
+	MaxFuture time.Duration
+	// MaxAge is how far a device timestamp may be behind the receive time.
+	// Default 30 days, longer than a gateway spool keeps data.
+	MaxAge time.Duration
+}
+
+// DefaultLimits are the limits used when a field of Limits is zero.
+var DefaultLimits = Limits{MaxPayload: 256 << 10, MaxReadings: 5000, MaxFuture: 5 * time.Minute, MaxAge: 30 * 24 * time.Hour}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxPayload <= 0 {
+		l.MaxPayload = DefaultLimits.MaxPayload
+	}
+	if l.MaxReadings <= 0 {
+		l.MaxReadings = DefaultLimits.MaxReadings
+	}
+	if l.MaxFuture <= 0 {
+		l.MaxFuture = DefaultLimits.MaxFuture
+	}
+	if l.MaxAge <= 0 {
+		l.MaxAge = DefaultLimits.MaxAge
+	}
+	return l
+}
+
+// minPlausibleMS is 2001-09-09T01:46:40Z in ms. A smaller timestamp is
+// either in seconds (1e9..1e11) or from a device that never set its clock.
+const minPlausibleMS = 1_000_000_000_000
+
+// CheckTimestamp validates a device timestamp ts (ms since the epoch)
+// against the receive time now. field names the field in the error.
+func (l Limits) CheckTimestamp(field string, ts int64, now time.Time) error {
+	l = l.withDefaults()
+	switch {
+	case ts <= 0:
+		return &ValidationError{Field: field, Rule: "required", Detail: "device timestamp in ms since the epoch"}
+	case ts >= 1_000_000_000 && ts < 100_000_000_000:
+		return &ValidationError{Field: field, Rule: "unit_ms", Detail: fmt.Sprintf("%d looks like seconds; send ms since the epoch", ts)}
+	case ts < minPlausibleMS:
+		return &ValidationError{Field: field, Rule: "too_old", Detail: fmt.Sprintf("%s is before 2001-09-09; is the device clock set?", time.UnixMilli(ts).UTC().Format(time.RFC3339))}
+	}
+	t := time.UnixMilli(ts)
+	if d := t.Sub(now); d > l.MaxFuture {
+		return &ValidationError{Field: field, Rule: "future", Detail: fmt.Sprintf("%s is %s ahead of the receive time (limit %s)", t.UTC().Format(time.RFC3339Nano), d.Round(time.Millisecond), l.MaxFuture)}
+	}
+	if d := now.Sub(t); d > l.MaxAge {
+		return &ValidationError{Field: field, Rule: "too_old", Detail: fmt.Sprintf("%s is %s before the receive time (limit %s)", t.UTC().Format(time.RFC3339Nano), d.Round(time.Second), l.MaxAge)}
+	}
+	return nil
+}
+
+// ValidateFieldName checks a reading field name: 1-64 characters of
+// [a-z0-9_], starting with a letter.
+func ValidateFieldName(name string) error {
+	if name == "" || len(name) > 64 || name[0] < 'a' || name[0] > 'z' {
+		return &ValidationError{Field: "values." + name, Rule: "name", Detail: "field names are 1-64 characters of [a-z0-9_] starting with a letter"}
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return &ValidationError{Field: "values." + name, Rule: "name", Detail: "field names are 1-64 characters of [a-z0-9_] starting with a letter"}
+		}
+	}
+	return nil
+}
+
+// decodeStrict unmarshals b into v, rejecting unknown fields and trailing
+// data, and turns encoding/json's errors into *ValidationError.
+func decodeStrict(b []byte, l Limits, v any) error {
+	if len(b) > l.MaxPayload {
+		return &ValidationError{Field: "payload", Rule: "size", Detail: fmt.Sprintf("%d bytes, limit %d", len(b), l.MaxPayload)}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if dec.More() {
+		return &ValidationError{Field: "payload", Rule: "json", Detail: "data after the JSON object"}
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			field = "payload"
+		}
+		return &ValidationError{Field: field, Rule: "type", Detail: fmt.Sprintf("got JSON %s, want %s", te.Value, te.Type)}
+	case errors.As(err, &se):
+		return &ValidationError{Field: "payload", Rule: "json", Detail: fmt.Sprintf("not JSON at byte %d: %v", se.Offset, err)}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return &ValidationError{Field: name, Rule: "unknown_field", Detail: "not part of protocol v1"}
+	default:
+		return &ValidationError{Field: "payload", Rule: "json", Detail: err.Error()}
+	}
+}
+
+func checkHeader(v int, device string) error {
+	var errs []error
+	if v != Version {
+		errs = append(errs, &ValidationError{Field: "v", Rule: "version", Detail: fmt.Sprintf("got %d, this platform speaks %d", v, Version)})
+	}
+	if err := ValidateID("device", device); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// DecodeTelemetry parses and validates a telemetry payload received at now.
+// A single-reading payload is returned with Readings holding that one
+// reading and the top-level Seq, TS and Values cleared.
+//
+// Errors are *ValidationError (joined with errors.Join when several rules
+// are broken) naming the field, e.g. "field readings[3].values.spo2_pct:
+// range: 140 is outside [0, 100] %". JSON null, NaN and Inf are never
+// accepted as values: a missing value is an absent key.
+func DecodeTelemetry(b []byte, now time.Time, l Limits) (*Telemetry, error) {
+	l = l.withDefaults()
+	var raw struct {
+		V        int                        `json:"v"`
+		Device   string                     `json:"device"`
+		Boot     uint32                     `json:"boot"`
+		ID       uint64                     `json:"id"`
+		Seq      uint64                     `json:"seq"`
+		TS       int64                      `json:"ts"`
+		Values   map[string]json.RawMessage `json:"values"`
+		Readings []struct {
+			Seq    uint64                     `json:"seq"`
+			TS     int64                      `json:"ts"`
+			Values map[string]json.RawMessage `json:"values"`
+		} `json:"readings"`
+	}
+	if err := decodeStrict(b, l, &raw); err != nil {
+		return nil, err
+	}
+	var errs []error
+	if err := checkHeader(raw.V, raw.Device); err != nil {
+		errs = append(errs, err)
+	}
+	t := &Telemetry{V: raw.V, Device: raw.Device, Boot: raw.Boot, ID: raw.ID}
+	single := raw.TS != 0 || raw.Values != nil || raw.Seq != 0
+	switch {
+	case single && raw.Readings != nil:
+		errs = append(errs, &ValidationError{Field: "readings", Rule: "exclusive", Detail: "send either ts/values or readings, not both"})
+	case single:
+		r, err := decodeReading("", raw.Seq, raw.TS, raw.Values, now, l)
+		errs = append(errs, err)
+		t.Readings = []Reading{r}
+	case len(raw.Readings) == 0:
+		errs = append(errs, &ValidationError{Field: "readings", Rule: "required", Detail: "no ts/values and no readings"})
+	case len(raw.Readings) > l.MaxReadings:
+		errs = append(errs, &ValidationError{Field: "readings", Rule: "max_len", Detail: fmt.Sprintf("%d readings, limit %d", len(raw.Readings), l.MaxReadings)})
+	default:
+		t.Readings = make([]Reading, len(raw.Readings))
+		for i, rr := range raw.Readings {
+			r, err := decodeReading(fmt.Sprintf("readings[%d].", i), rr.Seq, rr.TS, rr.Values, now, l)
+			errs = append(errs, err)
+			t.Readings[i] = r
+			if i > 0 && rr.Seq != 0 && rr.Seq <= raw.Readings[i-1].Seq {
+				errs = append(errs, &ValidationError{Field: fmt.Sprintf("readings[%d].seq", i), Rule: "increasing", Detail: fmt.Sprintf("%d after %d", rr.Seq, raw.Readings[i-1].Seq)})
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func decodeReading(prefix string, seq uint64, ts int64, vals map[string]json.RawMessage, now time.Time, l Limits) (Reading, error) {
+	var errs []error
+	if err := l.CheckTimestamp(prefix+"ts", ts, now); err != nil {
+		errs = append(errs, err)
+	}
+	if len(vals) == 0 {
+		errs = append(errs, &ValidationError{Field: prefix + "values", Rule: "required", Detail: "at least one value"})
+	}
+	r := Reading{Seq: seq, TS: ts, Values: make(map[string]float64, len(vals))}
+	for name, raw := range vals {
+		field := prefix + "values." + name
+		if err := ValidateFieldName(name); err != nil {
+			errs = append(errs, &ValidationError{Field: field, Rule: "name", Detail: err.(*ValidationError).Detail})
+			continue
+		}
+		v, err := parseNumber(field, raw)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if f, ok := Fields[name]; ok && (v < f.Min || v > f.Max) {
+			errs = append(errs, &ValidationError{Field: field, Rule: "range", Detail: fmt.Sprintf("%g is outside [%g, %g] %s", v, f.Min, f.Max, f.Unit)})
+			continue
+		}
+		r.Values[name] = v
+	}
+	return r, errors.Join(errs...)
+}
+
+func parseNumber(field string, raw json.RawMessage) (float64, error) {
+	s := strings.TrimSpace(string(raw))
+	if s == "null" {
+		return 0, &ValidationError{Field: field, Rule: "type", Detail: "null is not a number; omit a missing value"}
+	}
+	if s == "" || !(s[0] == '-' || s[0] >= '0' && s[0] <= '9') {
+		return 0, &ValidationError{Field: field, Rule: "type", Detail: fmt.Sprintf("got %s, want a JSON number", truncate(s, 32))}
+	}
+	var v float64
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return 0, &ValidationError{Field: field, Rule: "finite", Detail: fmt.Sprintf("%s does not fit a float64", truncate(s, 32))}
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, &ValidationError{Field: field, Rule: "finite", Detail: "NaN and Inf are not values"}
+	}
+	return v, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// DecodeEvent parses and validates an event payload received at now.
+// Errors are *ValidationError naming the field and rule.
+func DecodeEvent(b []byte, now time.Time, l Limits) (*Event, error) {
+	l = l.withDefaults()
+	var e Event
+	if err := decodeStrict(b, l, &e); err != nil {
+		return nil, err
+	}
+	var errs []error
+	if err := checkHeader(e.V, e.Device); err != nil {
+		errs = append(errs, err)
+	}
+	if err := l.CheckTimestamp("ts", e.TS, now); err != nil {
+		errs = append(errs, err)
+	}
+	if !slices.Contains(EventTypes, e.Type) {
+		errs = append(errs, &ValidationError{Field: "type", Rule: "one_of", Detail: fmt.Sprintf("%q is not a v1 event type", e.Type)})
+	}
+	for k, v := range e.Attrs {
+		switch x := v.(type) {
+		case string, bool:
+		case float64:
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				errs = append(errs, &ValidationError{Field: "attrs." + k, Rule: "finite"})
+			}
+		default:
+			errs = append(errs, &ValidationError{Field: "attrs." + k, Rule: "type", Detail: "attributes are strings, numbers or booleans"})
+		}
+	}
+	switch e.Type {
+	case EventMeal:
+		if s, _ := e.Attrs["card"].(string); s == "" {
+			errs = append(errs, &ValidationError{Field: "attrs.card", Rule: "required", Detail: "the card that was tapped"})
+		}
+		if s, _ := e.Attrs["meal"].(string); !slices.Contains(Meals, s) {
+			errs = append(errs, &ValidationError{Field: "attrs.meal", Rule: "one_of", Detail: "breakfast, lunch, dinner or snack"})
+		}
+		if p, ok := e.Attrs["eaten_pct"].(float64); !ok || p < 0 || p > 100 {
+			errs = append(errs, &ValidationError{Field: "attrs.eaten_pct", Rule: "range", Detail: "a number in [0, 100] %"})
+		}
+	case EventCardTap:
+		if s, _ := e.Attrs["card"].(string); s == "" {
+			errs = append(errs, &ValidationError{Field: "attrs.card", Rule: "required", Detail: "the card that was tapped"})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// DecodeStatus parses and validates a status payload. Status messages are
+// retained, so their TS may be old; only its presence is checked.
+func DecodeStatus(b []byte, l Limits) (*Status, error) {
+	l = l.withDefaults()
+	var s Status
+	if err := decodeStrict(b, l, &s); err != nil {
+		return nil, err
+	}
+	var errs []error
+	if err := checkHeader(s.V, s.Device); err != nil {
+		errs = append(errs, err)
+	}
+	if s.TS <= 0 {
+		errs = append(errs, &ValidationError{Field: "ts", Rule: "required"})
+	}
+	switch s.State {
+	case Online, Offline, Unknown:
+	default:
+		errs = append(errs, &ValidationError{Field: "state", Rule: "one_of", Detail: fmt.Sprintf("%q is not online, offline or unknown", s.State)})
+	}
+	if s.Kind != "" && !s.Kind.Valid() {
+		errs = append(errs, &ValidationError{Field: "kind", Rule: "one_of", Detail: fmt.Sprintf("%q is not a known kind", s.Kind)})
+	}
+	for i, d := range s.Devices {
+		if err := ValidateID(fmt.Sprintf("devices[%d]", i), d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// DecodeCommand parses and validates a downlink command.
+func DecodeCommand(b []byte, l Limits) (*Command, error) {
+	l = l.withDefaults()
+	var c Command
+	if err := decodeStrict(b, l, &c); err != nil {
+		return nil, err
+	}
+	var errs []error
+	if c.V != Version {
+		errs = append(errs, &ValidationError{Field: "v", Rule: "version", Detail: fmt.Sprintf("got %d, want %d", c.V, Version)})
+	}
+	if c.ID == "" || len(c.ID) > 64 {
+		errs = append(errs, &ValidationError{Field: "id", Rule: "required", Detail: "1-64 characters"})
+	}
+	if c.Name == "" {
+		errs = append(errs, &ValidationError{Field: "name", Rule: "required"})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// DecodeCommandAck parses and validates a command acknowledgement.
+func DecodeCommandAck(b []byte, l Limits) (*CommandAck, error) {
+	l = l.withDefaults()
+	var a CommandAck
+	if err := decodeStrict(b, l, &a); err != nil {
+		return nil, err
+	}
+	var errs []error
+	if err := checkHeader(a.V, a.Device); err != nil {
+		errs = append(errs, err)
+	}
+	if a.ID == "" {
+		errs = append(errs, &ValidationError{Field: "id", Rule: "required", Detail: "the id of the command acknowledged"})
+	}
+	switch a.Result {
+	case ResultOK, ResultError, ResultUnsupported:
+	default:
+		errs = append(errs, &ValidationError{Field: "result", Rule: "one_of", Detail: "ok, error or unsupported"})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// CheckTopicDevice reports an error when the device named in a payload is
+// not the device of the topic it arrived on: a device may publish only for
+// itself.
+func CheckTopicDevice(t Topic, payloadDevice string) error {
+	if t.Device != payloadDevice {
+		return &ValidationError{Field: "device", Rule: "topic_mismatch", Detail: fmt.Sprintf("payload says %q, topic says %q", payloadDevice, t.Device)}
+	}
+	return nil
+}

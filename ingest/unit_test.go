@@ -1,0 +1,225 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	http2 "github.com/influxdata/influxdb-client-go/v2/api/http"
+	"github.com/influxdata/influxdb-client-go/v2/api/write"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/eldercare-iot/eldercare/device"
+)
+
+func TestConfigValidate(t *testing.T) {
+	good := Config{MQTTURL: "tcp://127.0.0.1:1883", InfluxURL: "http://127.0.0.1:8086"}
+	cases := []struct {
+		name    string
+		mutate  func(*Config)
+		wantErr []string // substrings; nil means valid
+	}{
+		{"defaults", func(*Config) {}, nil},
+		{"everything set", func(c *Config) {
+			c.Root, c.ClientID, c.Group, c.InfluxDatabase, c.RetentionPolicy = "tenant/eldercare", "ing-1", "g", "db", "rp"
+			c.BatchSize, c.FlushInterval, c.MaxInFlight = 10, time.Second, 100
+		}, nil},
+		{"no urls", func(c *Config) { c.MQTTURL, c.InfluxURL = "", "" }, []string{"MQTTURL: required", "InfluxURL: required"}},
+		{"wrong schemes", func(c *Config) { c.MQTTURL, c.InfluxURL = "http://x:1", "tcp://x:1" }, []string{"MQTTURL", "InfluxURL"}},
+		{"bad root", func(c *Config) { c.Root = "a/+/b" }, []string{"Root"}},
+		{"bad group", func(c *Config) { c.Group = "a/b" }, []string{"Group"}},
+		{"bad client id", func(c *Config) { c.ClientID = "a#" }, []string{"ClientID"}},
+		{"slash in db", func(c *Config) { c.InfluxDatabase = "a/b" }, []string{"InfluxDatabase"}},
+		{"negative sizes", func(c *Config) { c.BatchSize, c.MaxInFlight, c.FlushInterval = -1, -1, -time.Second },
+			[]string{"BatchSize", "MaxInFlight", "FlushInterval"}},
+		{"too many in flight", func(c *Config) { c.MaxInFlight = 70000 }, []string{"MaxInFlight"}},
+		{"negative limit", func(c *Config) { c.Limits.MaxFuture = -time.Second }, []string{"Limits"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := good
+			c.mutate(&cfg)
+			err := cfg.Validate()
+			if c.wantErr == nil {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate: nil, want errors about %v", c.wantErr)
+			}
+			for _, w := range c.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c := Config{}.WithDefaults()
+	if c.Root != device.DefaultRoot || c.Group != "ingest" || c.InfluxDatabase != "eldercare" || c.RetentionPolicy != "autogen" ||
+		c.BatchSize != 5000 || c.FlushInterval != 200*time.Millisecond || c.MaxInFlight != 5000 ||
+		!strings.HasPrefix(c.ClientID, "eldercare-ingest-") {
+		t.Errorf("defaults: %+v", c)
+	}
+	if got := (Config{InfluxDatabase: "x"}).Bucket(); got != "x/autogen" {
+		t.Errorf("Bucket = %q", got)
+	}
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	cfg := Config{InfluxToken: "admin:hunter2"}
+	var sb strings.Builder
+	log := slog.New(slog.NewJSONHandler(&sb, nil))
+	log.Info("cfg", "cfg", cfg, "token", cfg.InfluxToken)
+	for _, s := range []string{fmt.Sprint(cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), fmt.Sprintf("%q", cfg.InfluxToken),
+		cfg.InfluxToken.String(), sb.String()} {
+		if strings.Contains(s, "hunter2") {
+			t.Errorf("secret printed: %s", s)
+		}
+	}
+	if string(cfg.InfluxToken) != "admin:hunter2" {
+		t.Error("the value itself must stay usable")
+	}
+}
+
+func TestClassify(t *testing.T) {
+	cases := []struct {
+		err  error
+		want errClass
+	}{
+		{&http2.Error{StatusCode: 400, Code: "invalid", Message: "partial write: field type conflict"}, permanent},
+		{&http2.Error{StatusCode: 413}, permanent},
+		{&http2.Error{StatusCode: 404, Message: "database not found"}, missingDB},
+		{&http2.Error{StatusCode: 500}, transient},
+		{&http2.Error{StatusCode: 503}, transient},
+		{&http2.Error{StatusCode: 429}, transient},
+		{&http2.Error{StatusCode: 401}, transient},
+		{http2.NewError(errors.New("dial tcp: connection refused")), transient},
+		{fmt.Errorf("wrapped: %w", &http2.Error{StatusCode: 502}), transient},
+		{errors.New("encoding error: invalid value"), permanent},
+	}
+	for _, c := range cases {
+		t.Run(c.err.Error(), func(t *testing.T) {
+			if got := classify(c.err); got != c.want {
+				t.Errorf("classify = %d, want %d", got, c.want)
+			}
+		})
+	}
+}
+
+type fixedResidents struct{ resident, kind string }
+
+func (f fixedResidents) Lookup(string, time.Time) (string, string) { return f.resident, f.kind }
+
+func TestReadingPoints(t *testing.T) {
+	topic := device.Topic{Root: "r", Site: "s1", Device: "vm-1", Channel: device.ChanTelemetry}
+	recv := time.UnixMilli(1_800_000_000_500)
+	ts := int64(1_800_000_000_000)
+	cases := []struct {
+		name       string
+		tel        device.Telemetry
+		res        Residents
+		wantReason string
+		wantTags   string
+		wantFields string
+	}{
+		{"tagged", device.Telemetry{Device: "vm-1", Boot: 3, Readings: []device.Reading{{Seq: 7, TS: ts, Values: map[string]float64{"hr_bpm": 81}}}},
+			fixedResidents{"res-1", "vitals_monitor"}, "",
+			"device=vm-1,kind=vitals_monitor,resident=res-1,site=s1", "boot=3,hr_bpm=81,received_ms=1800000000500,seq=7"},
+		{"unassigned and unknown", device.Telemetry{Device: "vm-1", Readings: []device.Reading{{Seq: 1, TS: ts, Values: map[string]float64{"in_bed": 1}}}},
+			fixedResidents{}, "", "device=vm-1,site=s1", "boot=0,in_bed=1,received_ms=1800000000500,seq=1"},
+		{"no registry", device.Telemetry{Device: "vm-1", Readings: []device.Reading{{Seq: 1, TS: ts, Values: map[string]float64{"in_bed": 0}}}},
+			nil, "", "device=vm-1,site=s1", "boot=0,in_bed=0,received_ms=1800000000500,seq=1"},
+		{"reserved name", device.Telemetry{Device: "vm-1", Readings: []device.Reading{{Seq: 1, TS: ts, Values: map[string]float64{"boot": 1}}}},
+			nil, "reserved_field", "", ""},
+		{"NaN", device.Telemetry{Device: "vm-1", Readings: []device.Reading{{Seq: 1, TS: ts, Values: map[string]float64{"x": math.NaN()}}}},
+			nil, "invalid_point", "", ""},
+		{"seq beyond int64", device.Telemetry{Device: "vm-1", Readings: []device.Reading{{Seq: math.MaxUint64, TS: ts, Values: map[string]float64{"x": 1}}}},
+			nil, "invalid_point", "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			pts, err := readingPoints(&c.tel, topic, recv, c.res)
+			if c.wantReason != "" {
+				var pe *PointError
+				if !errors.As(err, &pe) || pe.Reason != c.wantReason {
+					t.Fatalf("err = %v, want PointError %s", err, c.wantReason)
+				}
+				return
+			}
+			if err != nil || len(pts) != 1 {
+				t.Fatalf("readingPoints = %d points, %v", len(pts), err)
+			}
+			p := pts[0]
+			if p.Name() != "readings" || p.Time().UnixMilli() != ts {
+				t.Errorf("point %s at %d", p.Name(), p.Time().UnixMilli())
+			}
+			if got := kv(p, true); got != c.wantTags {
+				t.Errorf("tags %s, want %s", got, c.wantTags)
+			}
+			if got := kv(p, false); got != c.wantFields {
+				t.Errorf("fields %s, want %s", got, c.wantFields)
+			}
+		})
+	}
+}
+
+func TestEventPoint(t *testing.T) {
+	topic := device.Topic{Root: "r", Site: "s1", Device: "mt-1", Channel: device.ChanEvent}
+	ev := &device.Event{Device: "mt-1", Boot: 2, Seq: 9, TS: 1_800_000_000_000, Type: device.EventMeal,
+		Attrs: map[string]any{"card": "04A1", "eaten_pct": 75.0, "hot": true}}
+	p, err := eventPoint(ev, topic, time.UnixMilli(1_800_000_000_001), fixedResidents{"res-1", "meal_terminal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := kv(p, true), "device=mt-1,kind=meal_terminal,resident=res-1,site=s1,type=meal"; got != want {
+		t.Errorf("tags %s, want %s", got, want)
+	}
+	if got, want := kv(p, false), "attr_card=04A1,attr_eaten_pct=75,attr_hot=true,boot=2,count=1,received_ms=1800000000001,seq=9"; got != want {
+		t.Errorf("fields %s, want %s", got, want)
+	}
+	for _, f := range p.FieldList() {
+		if f.Key == "count" || f.Key == "seq" {
+			if _, ok := f.Value.(int64); !ok {
+				t.Errorf("%s is %T, want int64", f.Key, f.Value)
+			}
+		}
+	}
+}
+
+// kv renders a point's tags or fields as k=v,... in key order.
+func kv(p *write.Point, tags bool) string {
+	var parts []string
+	if tags {
+		for _, t := range p.TagList() {
+			parts = append(parts, t.Key+"="+t.Value)
+		}
+	} else {
+		for _, f := range p.FieldList() {
+			parts = append(parts, fmt.Sprintf("%s=%v", f.Key, f.Value))
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func TestNewRegistersMetricsOnce(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := Config{MQTTURL: "tcp://127.0.0.1:1", InfluxURL: "http://127.0.0.1:1"}
+	if _, err := New(cfg, nil, reg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(cfg, nil, reg, nil); err == nil {
+		t.Error("second New on the same registry: nil error, want a duplicate registration error")
+	}
+	if _, err := New(Config{}, nil, nil, nil); err == nil {
+		t.Error("New with an empty config: nil error")
+	}
+}

@@ -1,0 +1,96 @@
+// Package broker runs the embedded MQTT broker (mochi-mqtt) that
+// "eldercare up" uses when it is given no broker URL.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// Config configures the embedded broker.
+type Config struct {
+	// Addr is the TCP listen address, e.g. "127.0.0.1:1883". Port 0 picks a
+	// free port; URL reports it.
+	Addr string
+	// MaxPacketSize bounds a message in bytes; 0 = 1 MiB.
+	MaxPacketSize uint32
+	Logger        *slog.Logger
+}
+
+// Broker is a running embedded broker.
+type Broker struct {
+	srv  *mqtt.Server
+	addr net.Addr
+}
+
+// Start binds the listener and starts serving. An address already in use
+// is reported at once, as an error wrapping the net error.
+func Start(cfg Config) (*Broker, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = cfg.MaxPacketSize
+	if caps.MaximumPacketSize == 0 {
+		caps.MaximumPacketSize = 1 << 20
+	}
+	// Keep QoS 1 messages for a persistent session for a day; queue up to
+	// 65535 in-flight messages per client (mochi's maximum) so a slow
+	// consumer is not dropped under a burst.
+	caps.MaximumInflight = 65535
+	caps.MaximumClientWritesPending = 64 * 1024
+	caps.MaximumSessionExpiryInterval = 24 * 60 * 60
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		Logger:       log.With("component", "broker"),
+		InlineClient: true,
+	})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker listen on %s: %w", cfg.Addr, err)
+	}
+	addr := ln.Addr()
+	ln.Close() // mochi binds it again below; the window is tiny and a clash is reported
+	tcp := listeners.NewTCP(listeners.Config{Type: "tcp", ID: "tcp", Address: addr.String()})
+	if err := srv.AddListener(tcp); err != nil {
+		return nil, fmt.Errorf("embedded broker listen on %s: %w", addr, err)
+	}
+	go func() {
+		if err := srv.Serve(); err != nil {
+			log.Error("embedded broker stopped", "err", err)
+		}
+	}()
+	return &Broker{srv: srv, addr: addr}, nil
+}
+
+// URL is the broker's address for clients, e.g. "tcp://127.0.0.1:1883".
+func (b *Broker) URL() string { return "tcp://" + b.addr.String() }
+
+// Server returns the mochi server, e.g. for its inline client in tests.
+func (b *Broker) Server() *mqtt.Server { return b.srv }
+
+// Run serves until ctx is cancelled, then closes every connection.
+func (b *Broker) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return b.Close()
+}
+
+// Close stops the broker. It is safe to call more than once.
+func (b *Broker) Close() error {
+	err := b.srv.Close()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,142 @@
+// Package mqttconn opens paho MQTT connections the way every platform
+// service wants them: QoS 1 friendly defaults, automatic reconnect with
+// subscriptions made again in OnConnect, bounded waits, clear errors.
+package mqttconn
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Options configures one connection.
+type Options struct {
+	// URL of the broker: tcp://host:1883, mqtt://host:1883 (same as tcp),
+	// ssl://host:8883 or ws://host/path. User and password may be in it.
+	URL      string
+	ClientID string
+	// CleanSession false keeps a persistent session: the broker queues QoS 1
+	// messages for the client while it is away.
+	CleanSession bool
+	// Will, if set, is the last will the broker publishes when the
+	// connection is lost (QoS 1, retained).
+	WillTopic   string
+	WillPayload []byte
+	// OnConnect runs after every (re)connect; make subscriptions there so
+	// they are renewed after a broker restart.
+	OnConnect func(paho.Client)
+	// AutoAckDisabled makes the caller acknowledge QoS 1 messages itself
+	// (Message.Ack) once they are stored.
+	AutoAckDisabled bool
+	// DefaultHandler receives messages that match no subscription made on
+	// this connection yet: with a persistent session the broker sends the
+	// queued messages right after CONNACK, before OnConnect has subscribed
+	// again. Services with persistent sessions must set it.
+	DefaultHandler paho.MessageHandler
+	// OrderMatters delivers messages to the handlers one at a time in
+	// arrival order. A handler must then never block for long (paho's
+	// keepalive waits behind it). When false, each message runs in its own
+	// goroutine.
+	OrderMatters bool
+	// MaxInflight bounds the messages paho buffers for the handler; 0 = 1000.
+	MaxInflight int
+	// ConnectTimeout bounds the first connection; 0 = 10 s.
+	ConnectTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// Connect opens the connection and waits for the first CONNACK. The
+// returned client reconnects by itself afterwards. Errors name the broker
+// URL without its password.
+func Connect(ctx context.Context, o Options) (paho.Client, error) {
+	u, err := url.Parse(o.URL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("mqtt url %q: want tcp://host:port, ssl://host:port or ws://host:port/path", o.URL)
+	}
+	if u.Scheme == "mqtt" {
+		u.Scheme = "tcp"
+	}
+	if u.Scheme == "mqtts" {
+		u.Scheme = "ssl"
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	timeout := o.ConnectTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	inflight := o.MaxInflight
+	if inflight <= 0 {
+		inflight = 1000
+	}
+	redacted := u.Redacted()
+	opts := paho.NewClientOptions().
+		AddBroker(u.Scheme + "://" + u.Host + u.Path).
+		SetClientID(o.ClientID).
+		SetCleanSession(o.CleanSession).
+		SetOrderMatters(o.OrderMatters).
+		SetDefaultPublishHandler(o.DefaultHandler).
+		SetAutoReconnect(true).
+		SetConnectRetry(false).
+		SetMaxReconnectInterval(5 * time.Second).
+		SetConnectTimeout(timeout).
+		SetWriteTimeout(10 * time.Second).
+		SetKeepAlive(30 * time.Second).
+		SetAutoAckDisabled(o.AutoAckDisabled).
+		SetMessageChannelDepth(uint(inflight)).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			log.Warn("mqtt connection lost; reconnecting", "broker", redacted, "client", o.ClientID, "err", err)
+		}).
+		SetOnConnectHandler(func(c paho.Client) {
+			log.Debug("mqtt connected", "broker", redacted, "client", o.ClientID)
+			if o.OnConnect != nil {
+				o.OnConnect(c)
+			}
+		})
+	if u.User != nil {
+		opts.SetUsername(u.User.Username())
+		if p, ok := u.User.Password(); ok {
+			opts.SetPassword(p)
+		}
+	}
+	if o.WillTopic != "" {
+		opts.SetBinaryWill(o.WillTopic, o.WillPayload, 1, true)
+	}
+	c := paho.NewClient(opts)
+	tok := c.Connect()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		c.Disconnect(0)
+		return nil, ctx.Err()
+	case <-time.After(timeout + time.Second):
+		c.Disconnect(0)
+		return nil, fmt.Errorf("mqtt connect to %s as %s: no answer within %s", redacted, o.ClientID, timeout)
+	}
+	if err := tok.Error(); err != nil {
+		return nil, fmt.Errorf("mqtt connect to %s as %s: %w", redacted, o.ClientID, err)
+	}
+	return c, nil
+}
+
+// Wait waits for tok with a deadline: no publish or subscribe waits
+// forever. what names the operation in the error.
+func Wait(ctx context.Context, tok paho.Token, timeout time.Duration, what string) error {
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", what, ctx.Err())
+	case <-time.After(timeout):
+		return fmt.Errorf("%s: no answer from the broker within %s", what, timeout)
+	}
+}

@@ -1,0 +1,339 @@
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// MachineBrokerAddr is the machine's shared Mosquitto, used by Mosquitto.
+const MachineBrokerAddr = "127.0.0.1:1883"
+
+// EnvMosquitto names the environment variable that overrides where the mosquitto binary is looked for.
+const EnvMosquitto = "ELDERCARE_MOSQUITTO"
+
+// Mosquitto returns the URL of the machine's broker, tcp://127.0.0.1:1883, if it accepts a TCP connection within 1 s.
+// Otherwise it skips the test (fails it under CI). The broker is shared: use TopicRoot and ClientID to keep tests
+// apart, and OwnMosquitto for tests that count losses, load it or restart it.
+func Mosquitto(t testing.TB) (url string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", MachineBrokerAddr, time.Second)
+	if err != nil {
+		unavailable(t, "no MQTT broker at %s (%v); install and start mosquitto", MachineBrokerAddr, err)
+	}
+	c.Close()
+	return "tcp://" + MachineBrokerAddr
+}
+
+// OwnMosquitto starts a test-owned Mosquitto as StartMosquitto does and returns its URL, tcp://127.0.0.1:port.
+func OwnMosquitto(t testing.TB, extraConf ...string) (url string) {
+	t.Helper()
+	return StartMosquitto(t, extraConf...).URL()
+}
+
+// mosquittoConf never drops a message on its own: Mosquitto's defaults drop QoS 1/2 messages past 1,000 queued per
+// client (max_queued_messages) and hold only 20 in flight; 0 means no limit for all four options (mosquitto.conf(5),
+// Mosquitto 2.0). %d is the port.
+const mosquittoConf = `# Written by eldercare internal/testenv.
+listener %d 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 0
+max_queued_bytes 0
+max_inflight_messages 0
+max_inflight_bytes 0
+set_tcp_nodelay true
+log_dest stdout
+log_type error
+log_type warning
+log_type notice
+log_type information
+`
+
+// Broker is a test-owned Mosquitto process on a fixed loopback port. It can be stopped, killed and started again on
+// the same port, to test reconnects and spooling. Start must be called from the test's goroutine; Stop and Kill
+// from any goroutine.
+type Broker struct {
+	t    testing.TB
+	bin  string
+	conf string
+	port int
+	log  *tailBuffer // kept across restarts
+
+	mu   sync.Mutex
+	proc *process // nil while stopped
+}
+
+// StartMosquitto starts `mosquitto -c <conf>` on a free port on 127.0.0.1 with a config that never drops messages
+// (see mosquittoConf) plus the lines in extraConf, waits until it answers an MQTT CONNECT, and stops it in t.Cleanup.
+// It skips the test when the mosquitto binary is missing ($ELDERCARE_MOSQUITTO, $PATH, /usr/sbin), or fails it
+// under CI.
+func StartMosquitto(t testing.TB, extraConf ...string) *Broker {
+	t.Helper()
+	bin, err := findMosquitto()
+	if err != nil {
+		unavailable(t, "%v", err)
+	}
+	b := &Broker{t: t, bin: bin, conf: filepath.Join(t.TempDir(), "mosquitto.conf"), log: &tailBuffer{max: 16 << 10}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("testenv: mosquitto log tail:\n%s", lastBytes(b.log.String(), 2048))
+		}
+		b.Stop()
+	})
+	// A picked port may be taken before mosquitto binds it: try again with another.
+	for attempt := 1; ; attempt++ {
+		b.port = FreePort(t)
+		conf := fmt.Sprintf(mosquittoConf, b.port) + strings.Join(extraConf, "\n") + "\n"
+		if err := os.WriteFile(b.conf, []byte(conf), 0o644); err != nil {
+			t.Fatalf("testenv: write mosquitto config: %v", err)
+		}
+		err := b.start()
+		if err == nil {
+			return b
+		}
+		if !errors.Is(err, errAddrInUse) || attempt == 3 {
+			t.Fatalf("testenv: %v", err)
+		}
+	}
+}
+
+// URL is tcp://127.0.0.1:port.
+func (b *Broker) URL() string { return "tcp://" + b.Addr() }
+
+// Addr is 127.0.0.1:port.
+func (b *Broker) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port)) }
+
+// Port is the broker's TCP port; it stays the same across Stop and Start.
+func (b *Broker) Port() int { return b.port }
+
+// Log returns the last 16 KiB of the broker's log, across restarts.
+func (b *Broker) Log() string { return b.log.String() }
+
+// Running reports whether the broker process is up.
+func (b *Broker) Running() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.proc != nil && !b.proc.exited()
+}
+
+// Start starts the broker again on the same port and waits until it answers, retrying for up to 10 s while the port
+// is still held. It does nothing if the broker is running. It fails the test on error, so call it from the test's
+// goroutine.
+func (b *Broker) Start() {
+	b.t.Helper()
+	b.mu.Lock()
+	running := b.proc != nil && !b.proc.exited()
+	b.mu.Unlock()
+	if running {
+		return
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := b.start()
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, errAddrInUse) || time.Now().After(deadline) {
+			b.t.Fatalf("testenv: restart mosquitto on %s: %v", b.Addr(), err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Stop stops the broker with SIGTERM (a clean shutdown: clients see their connection closed), waiting up to 5 s
+// before SIGKILL. It does nothing if the broker is stopped, and reports problems with t.Errorf.
+func (b *Broker) Stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.proc == nil {
+		return
+	}
+	if err := b.proc.stop(5 * time.Second); err != nil {
+		b.t.Errorf("testenv: stop mosquitto on %s: %v", b.Addr(), err)
+	}
+	b.proc = nil
+}
+
+// Kill stops the broker with SIGKILL, as a crash or power cut would, and waits for it to exit.
+func (b *Broker) Kill() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.proc == nil {
+		return
+	}
+	_ = b.proc.cmd.Process.Kill()
+	<-b.proc.done
+	b.proc = nil
+}
+
+var errAddrInUse = errors.New("address already in use")
+
+func (b *Broker) start() error {
+	fmt.Fprintf(b.log, "--- testenv: starting mosquitto on %s at %s\n", b.Addr(), time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(b.bin, "-c", b.conf)
+	cmd.Stdout = b.log
+	cmd.Stderr = b.log
+	p, err := spawn(cmd)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", b.bin, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		perr := probeMQTT(b.Addr(), time.Second)
+		if perr == nil {
+			break
+		}
+		select {
+		case <-p.done:
+			tail := lastBytes(b.log.String(), 2048)
+			err := fmt.Errorf("mosquitto exited (%v); log tail:\n%s", p.err, tail)
+			if strings.Contains(strings.ToLower(lastBytes(tail, 512)), "address already in use") {
+				err = fmt.Errorf("%w: %w", errAddrInUse, err)
+			}
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = p.stop(time.Second)
+			return fmt.Errorf("mosquitto on %s did not answer MQTT CONNECT within 10 s (%v); log tail:\n%s",
+				b.Addr(), perr, lastBytes(b.log.String(), 2048))
+		}
+	}
+	b.mu.Lock()
+	b.proc = p
+	b.mu.Unlock()
+	return nil
+}
+
+// probeMQTT sends an MQTT 3.1.1 CONNECT (clean session, unique client id) and expects a CONNACK accepting it.
+func probeMQTT(addr string, timeout time.Duration) error {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	id := "testenv-probe-" + suffix()
+	pkt := []byte{0x10, byte(10 + 2 + len(id)), 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 10, 0, byte(len(id))}
+	pkt = append(pkt, id...)
+	if _, err := c.Write(pkt); err != nil {
+		return err
+	}
+	var ack [4]byte
+	if _, err := io.ReadFull(c, ack[:]); err != nil {
+		return fmt.Errorf("read CONNACK: %w", err)
+	}
+	if ack[0] != 0x20 || ack[1] != 2 || ack[3] != 0 {
+		return fmt.Errorf("unexpected CONNACK % x", ack)
+	}
+	_, _ = c.Write([]byte{0xe0, 0}) // DISCONNECT
+	return nil
+}
+
+func findMosquitto() (string, error) {
+	if p := os.Getenv(EnvMosquitto); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("$%s: %w", EnvMosquitto, err)
+		}
+		return p, nil
+	}
+	if p, err := exec.LookPath("mosquitto"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("mosquitto binary not found on $PATH or in /usr/sbin; install it (apt-get install mosquitto) or set $%s", EnvMosquitto)
+}
+
+// process is a started child whose exit is observed by one goroutine.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed after Wait returns
+	err  error         // Wait's result; valid once done is closed
+}
+
+// spawn starts cmd from a goroutine locked to its OS thread until the child exits, so that on Linux the parent-death
+// signal (see setProcAttr) fires only when the test binary dies, never when an idle runtime thread exits.
+func spawn(cmd *exec.Cmd) (*process, error) {
+	setProcAttr(cmd)
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM, waits up to grace, then kills.
+func (p *process) stop(grace time.Duration) error {
+	if p.exited() {
+		return nil
+	}
+	if err := terminate(p.cmd.Process); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		_ = p.cmd.Process.Kill()
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(grace):
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	return fmt.Errorf("pid %d ignored SIGTERM for %s; killed", p.cmd.Process.Pid, grace)
+}
+
+// tailBuffer is an io.Writer that keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if over := len(b.buf) - b.max; over > 0 {
+		b.buf = append(b.buf[:0], b.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}
