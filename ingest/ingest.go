@@ -176,6 +176,7 @@ func (s *Service) Run(ctx context.Context) error {
 		ClientID:        s.cfg.ClientID,
 		CleanSession:    false,
 		OnConnect:       onConnect,
+		DefaultHandler:  handler, // messages of the session that come before OnConnect runs
 		AutoAckDisabled: true,
 		MaxInflight:     s.cfg.MaxInFlight,
 		Logger:          s.log,
