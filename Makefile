@@ -2,12 +2,15 @@
 GO      ?= go
 GOBIN   ?= $(shell $(GO) env GOPATH)/bin
 INFLUXD := $(GOBIN)/influxd
+# The demo's embedded broker: 1884, so it never clashes with a Mosquitto on 1883.
+MQTT_LISTEN ?= 127.0.0.1:1884
+HTTP        ?= 127.0.0.1:8080
 
 .PHONY: demo test build influxd services
 
 ## demo: build InfluxDB 1.8.10 (once) and the platform, then run everything with the demo facility
 demo: influxd build
-	./bin/eldercare up --demo
+	./bin/eldercare up --demo --mqtt-listen $(MQTT_LISTEN) --http $(HTTP)
 
 ## build: the single binary, into ./bin/eldercare
 build:

@@ -324,7 +324,7 @@ func (s *Service) checkOffline(ctx context.Context) {
 	s.mu.Unlock()
 	for _, d := range list {
 		s.raise(ctx, openSpec{Site: d.site, Device: d.id, Type: TypeDeviceOffline, Severity: SeverityWarning, At: now,
-			Detail: fmt.Sprintf("no message for %s", s.cfg.OfflineTimeout)}, false)
+			Detail: fmt.Sprintf("no message for %s", s.cfg.OfflineTimeout)})
 	}
 }
 
@@ -440,7 +440,7 @@ func (s *Service) status(ctx context.Context, t device.Topic, st *device.Status,
 		d.armed, d.alerted = false, true
 		s.mu.Unlock()
 		s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeDeviceOffline, Severity: SeverityWarning, At: now,
-			Detail: "device offline (" + st.Reason + ")"}, false)
+			Detail: "device offline (" + st.Reason + ")"})
 	default:
 		// unknown state (behind a lost gateway), other offline reasons:
 		// the gateway's own alert covers it.
@@ -461,7 +461,7 @@ func (s *Service) event(ctx context.Context, t device.Topic, e *device.Event) {
 	default:
 		return
 	}
-	s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: typ, Severity: SeverityCritical, At: e.Time(), Detail: detail}, true)
+	s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: typ, Severity: SeverityCritical, At: e.Time(), Detail: detail})
 }
 
 func (s *Service) telemetry(ctx context.Context, t device.Topic, tel *device.Telemetry) {
@@ -479,14 +479,16 @@ func (s *Service) telemetry(ctx context.Context, t device.Topic, tel *device.Tel
 	for _, f := range fired {
 		worst := f.Worst
 		s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: f.Threshold.Type, Severity: f.Threshold.Severity,
-			At: f.At, Detail: f.Detail(), Value: &worst}, true)
+			At: f.At, Detail: f.Detail(), Value: &worst})
 	}
 }
 
-// raise opens an alert (or notes a repeat). byResident looks the resident up
-// at spec.At in device time; device_offline alerts are per device.
-func (s *Service) raise(ctx context.Context, spec openSpec, byResident bool) {
-	if byResident && s.residents != nil {
+// raise opens an alert (or notes a repeat). The resident is the one bound
+// to the device at spec.At (device time for readings and events, wall time
+// for offline); device_offline alerts still deduplicate per device (see
+// dedupKey), the resident only tells staff whose device went silent.
+func (s *Service) raise(ctx context.Context, spec openSpec) {
+	if s.residents != nil {
 		if r, ok := s.residents.ResidentAt(spec.Device, spec.At); ok {
 			id := r.ID
 			spec.Resident = &id

@@ -256,10 +256,12 @@ func RunDemo(ctx context.Context, cfg DemoConfig) error {
 			wait = time.Duration(45+rng(sosRng, 45)) * time.Minute
 		}
 	})
+	start(sos, "sos battery", heartbeat(cfg.Speed, cfg.Now))
 	meal, err := connect(demoMeal, device.MealTerminal)
 	if err != nil {
 		return fail(err)
 	}
+	start(meal, "meal terminal battery", heartbeat(cfg.Speed, cfg.Now))
 	mealRng := rand.New(rand.NewPCG(11, uint64(cfg.Now().UnixNano())))
 	first := true
 	start(meal, "meal rounds", func(ctx context.Context, c *Conn) error {
@@ -291,6 +293,24 @@ func RunDemo(ctx context.Context, cfg DemoConfig) error {
 }
 
 func rng(r *rand.Rand, n int) int { return r.IntN(n) }
+
+// heartbeat reports battery_pct every minute (scaled by speed), as real
+// event-only devices (SOS buttons, terminals) report their battery, so the
+// platform can tell a quiet device from a dead one.
+func heartbeat(speed float64, now func() time.Time) func(context.Context, *Conn) error {
+	return func(ctx context.Context, c *Conn) error {
+		b := newBattery(time.Minute)
+		for {
+			if err := c.PublishReading(ctx, now(), map[string]float64{"battery_pct": math.Round(b.pct*10) / 10}); err != nil {
+				return err
+			}
+			b.pct = max(5, b.pct-0.01)
+			if err := sleep(ctx, scale(b.every, speed)); err != nil {
+				return err
+			}
+		}
+	}
+}
 
 // keepRunning runs run until ctx is done; a failure (a publish timed out,
 // the broker went away) is logged and run is started again after a pause,

@@ -50,7 +50,8 @@ func Start(cfg Config) (*Broker, error) {
 	caps.MaximumSessionExpiryInterval = 24 * 60 * 60
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
-		Logger:       log.With("component", "broker"),
+		// mochi logs every connection at info; keep warnings and errors.
+		Logger:       slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("component", "broker"),
 		InlineClient: true,
 	})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
@@ -94,3 +95,18 @@ func (b *Broker) Close() error {
 	}
 	return err
 }
+
+// minLevel drops records below min.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(a), h.min}
+}
+func (h minLevel) WithGroup(n string) slog.Handler { return minLevel{h.Handler.WithGroup(n), h.min} }
