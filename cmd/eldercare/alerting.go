@@ -2,23 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/eldercare-iot/eldercare/alerting"
 	"github.com/eldercare-iot/eldercare/device"
-	"github.com/eldercare-iot/eldercare/device/registry"
-	"github.com/eldercare-iot/eldercare/internal/sqldb"
 )
 
 func newAlertingCmd() *cobra.Command {
@@ -75,54 +66,25 @@ func runAlerting(cmd *cobra.Command, _ []string) error {
 	if cfg.OfflineTimeout <= 0 {
 		return fmt.Errorf("--offline-timeout: %s must be positive", cfg.OfflineTimeout)
 	}
-	ln, err := net.Listen("tcp", s.String("http"))
+	ln, err := listen("--http", s.String("http"))
 	if err != nil {
-		return fmt.Errorf("--http %s: %w", s.String("http"), err)
+		return err
 	}
 	defer ln.Close()
-
-	db, err := sqldb.Open(ctx, s.String("db"))
+	db, _, cache, err := openRegistry(ctx, s.String("db"), s.String("registry"))
 	if err != nil {
-		return fmt.Errorf("--db: %w", err)
+		return err
 	}
 	defer db.Close()
-	store, err := registry.Open(ctx, db)
-	if err != nil {
-		return fmt.Errorf("registry: %w", err)
-	}
-	if file := s.String("registry"); file != "" {
-		if err := registry.LoadFile(ctx, store, file); err != nil {
-			return fmt.Errorf("--registry: %w", err)
-		}
-	}
-	cache := registry.NewCache(store, 30*time.Second)
-	if err := cache.Refresh(ctx); err != nil {
-		return fmt.Errorf("registry: %w", err)
-	}
 	m, err := alerting.OpenManager(ctx, db, log)
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	residents := alerting.ResidentsFunc(func(dev string, t time.Time) (registry.Resident, bool) {
-		return cache.Current().ResidentAt(dev, t)
-	})
-	svc, err := alerting.New(cfg, m, residents, reg, log)
+	reg := newMetrics()
+	svc, err := alerting.New(cfg, m, alertingResidents(cache), reg, log)
 	if err != nil {
 		return err
 	}
-
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := db.PingContext(r.Context()); err != nil {
-			http.Error(w, "alert store: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 
 	log.Info("alerting starting", "mqtt", cfg.MQTTURL, "root", cfg.Root, "client_id", cfg.ClientID,
 		"db_dialect", db.Dialect, "offline_timeout", cfg.OfflineTimeout, "webhook", cfg.WebhookURL != "", "http", ln.Addr().String())
@@ -130,16 +92,12 @@ func runAlerting(cmd *cobra.Command, _ []string) error {
 	g.Go(func() error { return cache.Run(ctx) })
 	g.Go(func() error { return svc.Run(ctx) })
 	g.Go(func() error {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("--http %s: %w", ln.Addr(), err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
+		return serveOps(ctx, ln, reg, func(ctx context.Context) error {
+			if err := db.PingContext(ctx); err != nil {
+				return fmt.Errorf("alert store: %w", err)
+			}
+			return nil
+		})
 	})
 	return g.Wait()
 }

@@ -6,16 +6,12 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/eldercare-iot/eldercare/alerting"
 	"github.com/eldercare-iot/eldercare/dashboard"
 	"github.com/eldercare-iot/eldercare/device"
-	"github.com/eldercare-iot/eldercare/device/registry"
-	"github.com/eldercare-iot/eldercare/internal/sqldb"
 )
 
 func newDashboardCmd() *cobra.Command {
@@ -82,27 +78,17 @@ func runDashboard(cmd *cobra.Command, _ []string) error {
 		return fmt.Errorf("dashboard: %w", err)
 	}
 
-	db, err := sqldb.Open(ctx, s.String("db"))
+	db, store, _, err := openRegistry(ctx, s.String("db"), s.String("registry"))
 	if err != nil {
-		return fmt.Errorf("--db: %w", err)
+		return err
 	}
 	defer db.Close()
-	store, err := registry.Open(ctx, db)
-	if err != nil {
-		return fmt.Errorf("registry: %w", err)
-	}
-	if file := s.String("registry"); file != "" {
-		if err := registry.LoadFile(ctx, store, file); err != nil {
-			return fmt.Errorf("--registry: %w", err)
-		}
-	}
 	mgr, err := alerting.OpenManager(ctx, db, log)
 	if err != nil {
 		return err
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newMetrics()
 	feed, err := dashboard.NewFeed(dashboard.FeedConfig{MQTTURL: cfg.MQTTURL, Root: cfg.Root, ClientID: cfg.ClientID}, reg, log)
 	if err != nil {
 		return err

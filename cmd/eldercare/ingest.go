@@ -4,21 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"syscall"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/eldercare-iot/eldercare/device"
-	"github.com/eldercare-iot/eldercare/device/registry"
 	"github.com/eldercare-iot/eldercare/ingest"
-	"github.com/eldercare-iot/eldercare/internal/sqldb"
 )
 
 func newIngestCmd() *cobra.Command {
@@ -83,63 +74,21 @@ func runIngest(cmd *cobra.Command, _ []string) error {
 	}
 	cfg = cfg.WithDefaults()
 
-	addr := s.String("http")
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("--http %s: address already in use", addr)
-		}
-		return fmt.Errorf("--http %s: %w", addr, err)
-	}
-	defer ln.Close()
-
-	db, err := sqldb.Open(ctx, s.String("db"))
-	if err != nil {
-		return fmt.Errorf("--db: %w", err)
-	}
-	defer db.Close()
-	store, err := registry.Open(ctx, db)
-	if err != nil {
-		return fmt.Errorf("registry: %w", err)
-	}
-	if file := s.String("registry"); file != "" {
-		if err := registry.LoadFile(ctx, store, file); err != nil {
-			return fmt.Errorf("--registry: %w", err)
-		}
-	}
-	cache := registry.NewCache(store, 10*time.Second)
-	if err := cache.Refresh(ctx); err != nil {
-		return fmt.Errorf("registry: %w", err)
-	}
-	residents := ingest.LookupFunc(func(dev string, t time.Time) (resident, kind string) {
-		snap := cache.Current()
-		if r, ok := snap.ResidentAt(dev, t); ok {
-			resident = r.ID
-		}
-		if d, ok := snap.Device(dev); ok {
-			kind = d.Kind
-		}
-		return resident, kind
-	})
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	svc, err := ingest.New(cfg, residents, reg, log)
+	ln, err := listen("--http", s.String("http"))
 	if err != nil {
 		return err
 	}
-
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !svc.Ready() {
-			http.Error(w, "not subscribed yet", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-
+	defer ln.Close()
+	db, _, cache, err := openRegistry(ctx, s.String("db"), s.String("registry"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	reg := newMetrics()
+	svc, err := ingest.New(cfg, ingestLookup(cache), reg, log)
+	if err != nil {
+		return err
+	}
 	log.Info("ingest starting", "mqtt", cfg.MQTTURL, "root", cfg.Root, "client_id", cfg.ClientID, "group", cfg.Group,
 		"influx", cfg.InfluxURL, "bucket", cfg.Bucket(), "batch_size", cfg.BatchSize, "flush_interval", cfg.FlushInterval,
 		"max_in_flight", cfg.MaxInFlight, "db_dialect", db.Dialect, "http", ln.Addr().String())
@@ -147,16 +96,12 @@ func runIngest(cmd *cobra.Command, _ []string) error {
 	g.Go(func() error { return cache.Run(ctx) })
 	g.Go(func() error { return svc.Run(ctx) })
 	g.Go(func() error {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("--http %s: %w", ln.Addr(), err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
+		return serveOps(ctx, ln, reg, func(context.Context) error {
+			if !svc.Ready() {
+				return errors.New("not subscribed yet")
+			}
+			return nil
+		})
 	})
 	return g.Wait()
 }

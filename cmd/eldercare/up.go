@@ -10,24 +10,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/eldercare-iot/eldercare/alerting"
 	"github.com/eldercare-iot/eldercare/dashboard"
 	"github.com/eldercare-iot/eldercare/device"
-	"github.com/eldercare-iot/eldercare/device/registry"
 	firmwaresim "github.com/eldercare-iot/eldercare/firmware-sim"
 	"github.com/eldercare-iot/eldercare/ingest"
 	"github.com/eldercare-iot/eldercare/internal/broker"
 	"github.com/eldercare-iot/eldercare/internal/influxd"
 	"github.com/eldercare-iot/eldercare/internal/realdata"
-	"github.com/eldercare-iot/eldercare/internal/sqldb"
 )
 
 func newUpCmd() *cobra.Command {
@@ -76,11 +71,12 @@ func runUp(ctx context.Context, s *settings) error {
 		return fmt.Errorf("--data %s: %w", dataDir, err)
 	}
 	httpAddr := s.String("http")
-	if err := checkListen("--http", httpAddr); err != nil {
+	httpLn, err := listen("--http", httpAddr)
+	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer httpLn.Close()
+	reg := newMetrics()
 
 	// Broker.
 	mqttURL := s.String("mqtt")
@@ -117,33 +113,15 @@ func runUp(ctx context.Context, s *settings) error {
 	if dsn == "" {
 		dsn = "sqlite:" + filepath.Join(dataDir, "eldercare.db")
 	}
-	db, err := sqldb.Open(ctx, dsn)
+	var docs [][]byte
+	if s.Bool("demo") {
+		docs = append(docs, firmwaresim.DemoRegistryYAML)
+	}
+	db, store, cache, err := openRegistry(ctx, dsn, s.String("registry"), docs...)
 	if err != nil {
-		return fmt.Errorf("--db: %w", err)
+		return err
 	}
 	defer db.Close()
-	store, err := registry.Open(ctx, db)
-	if err != nil {
-		return err
-	}
-	if s.Bool("demo") {
-		doc, err := registry.ParseYAML(strings.NewReader(string(firmwaresim.DemoRegistryYAML)))
-		if err != nil {
-			return fmt.Errorf("demo registry: %w", err)
-		}
-		if err := store.Import(ctx, doc); err != nil {
-			return fmt.Errorf("demo registry: %w", err)
-		}
-	}
-	if f := s.String("registry"); f != "" {
-		if err := registry.LoadFile(ctx, store, f); err != nil {
-			return fmt.Errorf("--registry: %w", err)
-		}
-	}
-	cache := registry.NewCache(store, 10*time.Second)
-	if err := cache.Refresh(ctx); err != nil {
-		return err
-	}
 
 	token, tokenFile, err := apiToken(s.String("api-token"), dataDir)
 	if err != nil {
@@ -185,7 +163,7 @@ func runUp(ctx context.Context, s *settings) error {
 	g.Go(func() error { return cache.Run(gctx) })
 	g.Go(func() error { return ing.Run(gctx) })
 	g.Go(func() error { return alr.Run(gctx) })
-	g.Go(func() error { return dash.Run(gctx) })
+	g.Go(func() error { return dash.Serve(gctx, httpLn) })
 	if s.Bool("demo") {
 		rec := s.String("recordings")
 		if rec == "" {
@@ -215,23 +193,6 @@ func runUp(ctx context.Context, s *settings) error {
 		return nil
 	}
 	return err
-}
-
-// checkListen reports a clear error naming the flag when addr cannot be
-// bound, before anything else starts.
-func checkListen(flag, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return flagErr(flag, addr, err)
-	}
-	return ln.Close()
-}
-
-func flagErr(flag, addr string, err error) error {
-	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("%s %s: address already in use; choose another with %s", flag, addr, flag)
-	}
-	return fmt.Errorf("%s %s: %w", flag, addr, err)
 }
 
 // apiToken returns the configured token, or the one kept in
