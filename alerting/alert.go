@@ -67,6 +67,9 @@ const (
 	EventOpened       = "opened"
 	EventAcknowledged = "acknowledged"
 	EventResolved     = "resolved"
+	// EventRepeated: a new distinct fall or SOS event (a new device, boot,
+	// seq) arrived while the alert was open or acknowledged.
+	EventRepeated = "repeated"
 )
 
 // ActorSystem is the actor of changes made by the rules and the dispatcher.
@@ -132,7 +135,7 @@ type HistoryEntry struct {
 type Change struct {
 	// ID is stable across retries and restarts: "alert-<alert id>-<seq>".
 	ID string `json:"id"`
-	// Event is opened, acknowledged or resolved.
+	// Event is opened, acknowledged, resolved or repeated.
 	Event string    `json:"event"`
 	Alert Alert     `json:"alert"`
 	At    time.Time `json:"at"`

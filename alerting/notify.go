@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -24,7 +25,7 @@ import (
 type Notification struct {
 	// ID is stable across retries and restarts ("alert-<id>-<seq>").
 	ID string
-	// Event is opened, acknowledged or resolved.
+	// Event is opened, acknowledged, resolved or repeated.
 	Event string
 	Site  string
 	// Body is the JSON encoding of the [Change], fixed when the change was
@@ -166,10 +167,17 @@ func (r *localReceiver) Send(_ context.Context, n Notification) error {
 	return nil
 }
 
-// dispatcher delivers outbox rows to every receiver, at least once.
+// dispatcher delivers outbox rows to one receiver, at least once. The
+// service runs one per receiver, each draining its own queue, so a slow or
+// failing receiver never delays another. Per receiver, the notifications of
+// one alert are delivered in order: a notification waits until the
+// receiver is done (sent or failed) with every earlier one of its alert.
 type dispatcher struct {
-	m         *Manager
-	receivers []Receiver
+	m  *Manager
+	rc Receiver
+	// all names every receiver of this service; an outbox row is settled
+	// (sent_ms) once each of them is done with it.
+	all       []string
 	now       func() time.Time
 	lease     time.Duration
 	maxTries  int
@@ -177,17 +185,17 @@ type dispatcher struct {
 	onPending func(n int)
 }
 
-// Delivery statuses.
+// Delivery statuses (alert_deliveries.status).
 const (
+	deliveryPending  = "pending" // claimed, not yet attempted
 	deliverySent     = "sent"
 	deliveryFailed   = "failed"
 	deliveryRetrying = "retrying"
 )
 
 type outboxRow struct {
-	n        Notification
-	alertID  int64
-	attempts int
+	n       Notification
+	alertID int64
 }
 
 // backoff is the wait before retry number attempts (1-based): 1 s doubling,
@@ -197,49 +205,58 @@ func backoff(attempts int) time.Duration {
 	return min(d, 5*time.Minute)
 }
 
-// pass delivers every due outbox row once and returns how many remain
-// pending.
-func (d *dispatcher) pass(ctx context.Context) error {
+// dueQuery selects the notifications the receiver (parameters 1 and 4)
+// lacks and may attempt now (parameters 2 and 3): not done, not backing off,
+// not leased, and the oldest of their alert that the receiver lacks.
+const dueQuery = `SELECT o.id, o.alert_id, o.event, o.site_id, o.payload FROM alert_outbox o
+	LEFT JOIN alert_deliveries d ON d.notification_id = o.id AND d.receiver = ?
+	WHERE o.sent_ms IS NULL
+		AND (d.status IS NULL OR (d.status IN ('pending', 'retrying') AND d.next_ms <= ? AND (d.lease_ms IS NULL OR d.lease_ms < ?)))
+		AND NOT EXISTS (SELECT 1 FROM alert_outbox p
+			LEFT JOIN alert_deliveries pd ON pd.notification_id = p.id AND pd.receiver = ?
+			WHERE p.alert_id = o.alert_id AND p.seq < o.seq AND p.sent_ms IS NULL
+				AND (pd.status IS NULL OR pd.status IN ('pending', 'retrying')))
+	ORDER BY o.created_ms, o.alert_id, o.seq LIMIT 200`
+
+// pass makes one delivery attempt of every notification due at this
+// receiver and returns how many it attempted.
+func (d *dispatcher) pass(ctx context.Context) (int, error) {
 	db := d.m.db
+	name := d.rc.Name()
 	now := d.now().UnixMilli()
-	rows, err := db.QueryContext(ctx, db.Rebind(`SELECT id, alert_id, event, site_id, payload, attempts FROM alert_outbox
-		WHERE sent_ms IS NULL AND next_ms <= ? AND (lease_ms IS NULL OR lease_ms < ?)
-		ORDER BY created_ms, alert_id, seq LIMIT 200`), now, now)
+	rows, err := db.QueryContext(ctx, db.Rebind(dueQuery), name, now, now, name)
 	if err != nil {
-		return fmt.Errorf("read outbox: %w", err)
+		return 0, fmt.Errorf("read outbox for %s: %w", name, err)
 	}
 	var due []outboxRow
 	for rows.Next() {
 		var r outboxRow
 		var body string
-		if err := rows.Scan(&r.n.ID, &r.alertID, &r.n.Event, &r.n.Site, &body, &r.attempts); err != nil {
+		if err := rows.Scan(&r.n.ID, &r.alertID, &r.n.Event, &r.n.Site, &body); err != nil {
 			rows.Close()
-			return fmt.Errorf("read outbox: %w", err)
+			return 0, fmt.Errorf("read outbox for %s: %w", name, err)
 		}
 		r.n.Body = []byte(body)
 		due = append(due, r)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read outbox: %w", err)
+		return 0, fmt.Errorf("read outbox for %s: %w", name, err)
 	}
-	blocked := map[int64]bool{} // alerts with an earlier notification still pending
+	var n int
 	for _, r := range due {
 		if ctx.Err() != nil {
 			break
 		}
-		if blocked[r.alertID] {
-			continue
-		}
-		done, err := d.deliver(ctx, r)
+		attempted, err := d.deliver(ctx, r)
 		if err != nil {
-			return err
+			return n, err
 		}
-		if !done {
-			blocked[r.alertID] = true
+		if attempted {
+			n++
 		}
 	}
-	return d.countPending(ctx)
+	return n, d.countPending(ctx)
 }
 
 func (d *dispatcher) countPending(ctx context.Context) error {
@@ -253,90 +270,97 @@ func (d *dispatcher) countPending(ctx context.Context) error {
 	return nil
 }
 
-// deliver claims one row, sends it to each receiver that lacks it and
-// records the result. It reports whether the row is settled.
+// deliver claims the receiver's delivery of one notification (a lease, so
+// replicas do not send it concurrently), sends it and records the result. It
+// reports whether it made an attempt (false: another replica holds it, or it
+// is no longer due).
 func (d *dispatcher) deliver(ctx context.Context, r outboxRow) (bool, error) {
 	db := d.m.db
+	name := d.rc.Name()
 	now := d.now()
-	res, err := db.ExecContext(ctx, db.Rebind(`UPDATE alert_outbox SET lease_ms = ?
-		WHERE id = ? AND sent_ms IS NULL AND (lease_ms IS NULL OR lease_ms < ?)`), now.Add(d.lease).UnixMilli(), r.n.ID, now.UnixMilli())
+	var attempts int
+	err := db.QueryRowContext(ctx, db.Rebind(`INSERT INTO alert_deliveries (notification_id, receiver, status, attempts, last_error, updated_ms, next_ms, lease_ms)
+		VALUES (?, ?, 'pending', 0, '', ?, 0, ?)
+		ON CONFLICT (notification_id, receiver) DO UPDATE SET lease_ms = excluded.lease_ms
+		WHERE alert_deliveries.status IN ('pending', 'retrying') AND alert_deliveries.next_ms <= ?
+			AND (alert_deliveries.lease_ms IS NULL OR alert_deliveries.lease_ms < ?)
+		RETURNING attempts`), r.n.ID, name, now.UnixMilli(), now.Add(d.lease).UnixMilli(), now.UnixMilli(), now.UnixMilli()).Scan(&attempts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil // another dispatcher has it, or it is done
+	}
 	if err != nil {
-		return false, fmt.Errorf("claim notification %s: %w", r.n.ID, err)
+		return false, fmt.Errorf("claim notification %s for %s: %w", r.n.ID, name, err)
 	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return false, nil // another dispatcher has it
-	}
-	have := map[string]string{}
-	drows, err := db.QueryContext(ctx, db.Rebind(`SELECT receiver, status FROM alert_deliveries WHERE notification_id = ?`), r.n.ID)
-	if err != nil {
-		return false, fmt.Errorf("read deliveries of %s: %w", r.n.ID, err)
-	}
-	for drows.Next() {
-		var rc, st string
-		if err := drows.Scan(&rc, &st); err != nil {
-			drows.Close()
-			return false, fmt.Errorf("read deliveries of %s: %w", r.n.ID, err)
-		}
-		have[rc] = st
-	}
-	drows.Close()
 
 	// A send that has started is finished and recorded even when ctx is
 	// cancelled, so a clean shutdown never causes a repeat.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	attempts := r.attempts + 1
-	settled := true
-	type result struct{ receiver, status, errText string }
-	var results []result
-	for _, rc := range d.receivers {
-		if st := have[rc.Name()]; st == deliverySent || st == deliveryFailed {
-			continue
-		}
-		err := rc.Send(sctx, r.n)
-		switch {
-		case err == nil:
-			results = append(results, result{rc.Name(), deliverySent, ""})
-			d.result(rc.Name(), "sent")
-		case IsPermanent(err) || attempts >= d.maxTries:
-			results = append(results, result{rc.Name(), deliveryFailed, err.Error()})
-			d.result(rc.Name(), "failed")
-			d.m.log.Error("notification not delivered; giving up", "id", r.n.ID, "receiver", rc.Name(), "attempts", attempts, "err", err)
-		default:
-			settled = false
-			results = append(results, result{rc.Name(), deliveryRetrying, err.Error()})
-			d.result(rc.Name(), "retry")
-			d.m.log.Warn("notification not delivered; will retry", "id", r.n.ID, "receiver", rc.Name(), "attempts", attempts, "in", backoff(attempts), "err", err)
-		}
+	attempts++
+	status, errText := deliverySent, ""
+	switch err := d.rc.Send(sctx, r.n); {
+	case err == nil:
+		d.result(name, "sent")
+	case IsPermanent(err) || attempts >= d.maxTries:
+		status, errText = deliveryFailed, err.Error()
+		d.result(name, "failed")
+		d.m.log.Error("notification not delivered; giving up", "id", r.n.ID, "receiver", name, "attempts", attempts, "err", err)
+	default:
+		status, errText = deliveryRetrying, err.Error()
+		d.result(name, "retry")
+		d.m.log.Warn("notification not delivered; will retry", "id", r.n.ID, "receiver", name, "attempts", attempts, "in", backoff(attempts), "err", err)
 	}
 	err = d.m.tx(sctx, func(tx *sql.Tx) error {
 		at := d.now().UnixMilli()
-		for _, x := range results {
-			if _, err := tx.ExecContext(sctx, db.Rebind(`INSERT INTO alert_deliveries (notification_id, receiver, status, attempts, last_error, updated_ms)
-				VALUES (?, ?, ?, 1, ?, ?)
-				ON CONFLICT (notification_id, receiver) DO UPDATE SET status = excluded.status,
-					attempts = alert_deliveries.attempts + 1, last_error = excluded.last_error, updated_ms = excluded.updated_ms`),
-				r.n.ID, x.receiver, x.status, x.errText, at); err != nil {
-				return fmt.Errorf("record delivery: %w", err)
-			}
-			if x.status == deliverySent && x.receiver != "local" {
-				if err := d.m.addHistory(sctx, tx, r.alertID, at, ActorSystem, x.receiver, ActionNotified, r.n.Event+" ("+r.n.ID+")"); err != nil {
-					return err
-				}
+		// Lock the outbox row first (on PostgreSQL), so that of two
+		// receivers finishing at once the second sees the first's status
+		// below and settles the row.
+		if _, err := tx.ExecContext(sctx, db.Rebind(`UPDATE alert_outbox SET attempts = attempts + 1 WHERE id = ?`), r.n.ID); err != nil {
+			return fmt.Errorf("lock outbox row: %w", err)
+		}
+		next := at
+		if status == deliveryRetrying {
+			next = at + backoff(attempts).Milliseconds()
+		}
+		if _, err := tx.ExecContext(sctx, db.Rebind(`UPDATE alert_deliveries SET status = ?, attempts = ?, last_error = ?, updated_ms = ?,
+			next_ms = ?, lease_ms = NULL WHERE notification_id = ? AND receiver = ?`),
+			status, attempts, errText, at, next, r.n.ID, name); err != nil {
+			return fmt.Errorf("record delivery: %w", err)
+		}
+		if status == deliverySent && name != "local" {
+			if err := d.m.addHistory(sctx, tx, r.alertID, at, ActorSystem, name, ActionNotified, r.n.Event+" ("+r.n.ID+")"); err != nil {
+				return err
 			}
 		}
-		if settled {
-			_, err := tx.ExecContext(sctx, db.Rebind(`UPDATE alert_outbox SET sent_ms = ?, lease_ms = NULL, attempts = ? WHERE id = ?`), at, attempts, r.n.ID)
-			return err
+		if status == deliveryRetrying {
+			return nil
 		}
-		_, err := tx.ExecContext(sctx, db.Rebind(`UPDATE alert_outbox SET next_ms = ?, lease_ms = NULL, attempts = ? WHERE id = ?`),
-			at+backoff(attempts).Milliseconds(), attempts, r.n.ID)
-		return err
+		return d.settle(sctx, tx, r.n.ID, at)
 	})
 	if err != nil {
-		return false, fmt.Errorf("record notification %s: %w", r.n.ID, err)
+		return true, fmt.Errorf("record notification %s for %s: %w", r.n.ID, name, err)
 	}
-	return settled, nil
+	return true, nil
+}
+
+// settle marks the outbox row sent once every receiver is done with it.
+func (d *dispatcher) settle(ctx context.Context, tx *sql.Tx, id string, atMS int64) error {
+	db := d.m.db
+	args := []any{id}
+	for _, n := range d.all {
+		args = append(args, n)
+	}
+	var done int
+	err := tx.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM alert_deliveries WHERE notification_id = ?
+		AND status IN ('sent', 'failed') AND receiver IN (?`+strings.Repeat(", ?", len(d.all)-1)+`)`), args...).Scan(&done)
+	if err != nil {
+		return fmt.Errorf("check deliveries: %w", err)
+	}
+	if done < len(d.all) {
+		return nil
+	}
+	_, err = tx.ExecContext(ctx, db.Rebind(`UPDATE alert_outbox SET sent_ms = ?, lease_ms = NULL WHERE id = ? AND sent_ms IS NULL`), atMS, id)
+	return err
 }
 
 func (d *dispatcher) result(receiver, result string) {

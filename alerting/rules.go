@@ -67,7 +67,6 @@ const DefaultMaxGap = 10 * time.Second
 // window tracks one threshold for one device.
 type window struct {
 	active bool
-	fired  bool
 	high   bool // direction of the breach: above High
 	start  time.Time
 	last   time.Time // device time of the last sample of the field
@@ -94,26 +93,48 @@ type vitals struct {
 	thresholds []Threshold
 	maxGap     time.Duration
 	windows    []window
+
+	// The (boot, seq) of the newest reading seen: readings are
+	// deduplicated by sequence number, never by timestamp.
+	seqSeen bool
+	boot    uint32
+	seq     uint64
 }
 
 func newVitals(ths []Threshold, maxGap time.Duration) *vitals {
 	return &vitals{thresholds: ths, maxGap: maxGap, windows: make([]window, len(ths))}
 }
 
-// observe feeds one reading (device time t, values by field) and returns the
-// thresholds that fired on it. See docs/alerting.md for the window rules:
+// observe feeds one reading (boot and sequence number of the reading, device
+// time t, values by field) and returns the thresholds that fired on it. See
+// docs/alerting.md for the window rules:
+//   - a reading whose seq is not greater than the newest seen for the same
+//     boot (a QoS 1 redelivery or an out-of-order delivery) is ignored;
+//     a reading of another boot resets every window and starts over;
 //   - a window starts at the first breaching sample and fires once breaching
 //     samples span >= Sustain;
 //   - a sample in the normal range resets it;
 //   - a reading without the field neither breaks nor extends it;
 //   - a gap > maxGap between two samples of the field resets it (the later
 //     sample may start a new window);
-//   - a sample not later than the previous one of the field (a duplicate or
-//     out-of-order delivery) is ignored;
+//   - a newer sample (greater seq) with a device time earlier than the
+//     previous sample of the field is a device clock jump: the window is
+//     reset as after a gap and continues from that sample;
 //   - a breach that flips direction (above High to below Low) restarts it.
 //
-// After firing, a window stays fired (no second firing) until it is reset.
-func (v *vitals) observe(t time.Time, values map[string]float64) []firing {
+// After firing, a window re-arms at the firing sample: a breach that goes on
+// for another full Sustain fires again.
+func (v *vitals) observe(boot uint32, seq uint64, t time.Time, values map[string]float64) []firing {
+	switch {
+	case !v.seqSeen:
+	case boot != v.boot:
+		for i := range v.windows {
+			v.windows[i] = window{}
+		}
+	case seq <= v.seq:
+		return nil // already seen
+	}
+	v.seqSeen, v.boot, v.seq = true, boot, seq
 	var out []firing
 	for i, th := range v.thresholds {
 		x, ok := values[th.Field]
@@ -121,10 +142,8 @@ func (v *vitals) observe(t time.Time, values map[string]float64) []firing {
 			continue
 		}
 		w := &v.windows[i]
-		if w.seen && !t.After(w.last) {
-			continue
-		}
-		gap := w.seen && t.Sub(w.last) > v.maxGap
+		// A gap, or a clock that jumped back: start over from this sample.
+		gap := w.seen && (t.Before(w.last) || t.Sub(w.last) > v.maxGap)
 		w.seen, w.last = true, t
 		if !th.breaches(x) {
 			*w = window{seen: true, last: t}
@@ -137,9 +156,10 @@ func (v *vitals) observe(t time.Time, values map[string]float64) []firing {
 		if (high && x > w.worst) || (!high && x < w.worst) {
 			w.worst = x
 		}
-		if !w.fired && t.Sub(w.start) >= th.Sustain {
-			w.fired = true
+		if t.Sub(w.start) >= th.Sustain {
 			out = append(out, firing{Threshold: th, At: t, Worst: w.worst, Span: t.Sub(w.start)})
+			// Re-arm: the next firing needs another full Sustain of breach.
+			w.start, w.worst = t, x
 		}
 	}
 	return out

@@ -2,9 +2,11 @@ package alerting
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -59,7 +61,7 @@ type Config struct {
 	WebhookSecret Secret
 	// Receivers are extra receivers (besides webhook, MQTT and in-process).
 	Receivers []Receiver
-	// PollEvery is the dispatcher's polling period; default 1 s.
+	// PollEvery is the delivery workers' polling period; default 1 s.
 	PollEvery time.Duration
 	// MaxAttempts caps deliveries of a notification to one receiver before
 	// it is recorded as failed; default 20 (about 1.5 h with backoff).
@@ -140,6 +142,10 @@ type Service struct {
 	pending  prometheus.Gauge
 	rejected *prometheus.CounterVec
 
+	// recent remembers the (device, boot, seq) of recent fall and SOS
+	// events, so a redelivery raises nothing.
+	recent *recentEvents
+
 	mu      sync.Mutex // guards the maps below
 	vitals  map[string]*vitals
 	devices map[string]*deviceState
@@ -152,6 +158,9 @@ type deviceState struct {
 	lastSeen time.Time
 	armed    bool // a silence longer than the timeout raises an alert
 	alerted  bool // an offline alert was raised and the device is silent
+	// unknown: the device's gateway was lost, so nothing is known of it
+	// until it is heard from again.
+	unknown bool
 }
 
 // New checks cfg and registers the metrics (eldercare_alerting_*) on reg.
@@ -177,7 +186,8 @@ func New(cfg Config, m *Manager, residents Residents, reg prometheus.Registerer,
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "eldercare_alerting_outbox_pending",
 			Help: "Notifications in the outbox not yet delivered to every receiver."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eldercare_alerting_rejected_total",
-			Help: "Malformed or misaddressed MQTT messages dropped, by reason (field:rule)."}, []string{"reason"}),
+			Help: "Malformed or misaddressed MQTT messages rejected, by channel (telemetry, event, status, or unknown when the topic is bad) and reason (the validation rule, e.g. unit_ms). A rejected fall or SOS event still raises its alert."}, []string{"channel", "reason"}),
+		recent:  newRecentEvents(DefaultEventDedup),
 		vitals:  map[string]*vitals{},
 		devices: map[string]*deviceState{},
 		open:    map[string]int64{},
@@ -199,7 +209,8 @@ func New(cfg Config, m *Manager, residents Residents, reg prometheus.Registerer,
 func (s *Service) Subscribe() (<-chan Change, func()) { return s.m.Subscribe() }
 
 // Run connects to the broker, reloads the open alerts and runs the rules,
-// the offline timer and the notification dispatcher until ctx is cancelled.
+// the offline timer and one notification delivery worker per receiver until
+// ctx is cancelled.
 // It returns nil after a cancellation, or the error that stopped it.
 func (s *Service) Run(ctx context.Context) error {
 	open, err := s.m.openKeys(ctx)
@@ -246,18 +257,28 @@ func (s *Service) Run(ctx context.Context) error {
 		receivers = append(receivers, &Webhook{URL: s.cfg.WebhookURL, Secret: s.cfg.WebhookSecret, Now: s.cfg.Now})
 	}
 	receivers = append(receivers, s.cfg.Receivers...)
-	d := &dispatcher{
-		m: s.m, receivers: receivers, now: s.cfg.Now, lease: time.Minute, maxTries: s.cfg.MaxAttempts,
-		onResult:  func(r, res string) { s.notified.WithLabelValues(r, res).Inc() },
-		onPending: func(n int) { s.pending.Set(float64(n)) },
+	var names []string
+	for _, rc := range receivers {
+		if slices.Contains(names, rc.Name()) {
+			return fmt.Errorf("alerting: two receivers are named %q", rc.Name())
+		}
+		names = append(names, rc.Name())
 	}
 
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		s.dispatch(ctx, d)
-	}()
+	for _, rc := range receivers {
+		d := &dispatcher{
+			m: s.m, rc: rc, all: names, now: s.cfg.Now, lease: time.Minute, maxTries: s.cfg.MaxAttempts,
+			onResult:  func(r, res string) { s.notified.WithLabelValues(r, res).Inc() },
+			onPending: func(n int) { s.pending.Set(float64(n)) },
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.dispatch(ctx, d)
+		}()
+	}
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		s.offlineLoop(ctx)
@@ -274,20 +295,28 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// dispatch runs the dispatcher: at once when a change is written in this
-// process, and every PollEvery for changes written by other processes and
-// for retries.
+// dispatch runs one receiver's delivery worker: at once when a change is
+// written in this process, again at once while it finds work, and every
+// PollEvery for changes written by other processes and for retries.
 func (s *Service) dispatch(ctx context.Context, d *dispatcher) {
 	t := time.NewTicker(s.cfg.PollEvery)
 	defer t.Stop()
 	for {
-		if err := d.pass(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("alerting: dispatch notifications", "err", err)
+		wake := s.m.woken()
+		n, err := d.pass(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("alerting: dispatch notifications", "receiver", d.rc.Name(), "err", err)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if n > 0 && err == nil {
+			continue // more may be due: the next of an alert just delivered
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.m.wake:
+		case <-wake:
 		case <-t.C:
 		}
 	}
@@ -329,12 +358,13 @@ func (s *Service) checkOffline(ctx context.Context) {
 }
 
 // handle decodes one message and applies the rules. It never blocks on bad
-// input: a malformed message is counted and logged.
+// input: a malformed message is counted and logged; a malformed fall or SOS
+// event still raises its alert (see malformedEvent).
 func (s *Service) handle(ctx context.Context, msg paho.Message) {
 	now := s.cfg.Now()
 	topic, err := device.ParseTopic(s.cfg.Root, msg.Topic())
 	if err != nil {
-		s.reject(msg.Topic(), err)
+		s.reject(msg.Topic(), "unknown", err)
 		return
 	}
 	switch topic.Channel {
@@ -344,7 +374,7 @@ func (s *Service) handle(ctx context.Context, msg paho.Message) {
 			err = device.CheckTopicDevice(topic, t.Device)
 		}
 		if err != nil {
-			s.reject(msg.Topic(), err)
+			s.reject(msg.Topic(), string(topic.Channel), err)
 			return
 		}
 		s.seen(ctx, topic, now)
@@ -355,7 +385,8 @@ func (s *Service) handle(ctx context.Context, msg paho.Message) {
 			err = device.CheckTopicDevice(topic, e.Device)
 		}
 		if err != nil {
-			s.reject(msg.Topic(), err)
+			s.reject(msg.Topic(), string(topic.Channel), err)
+			s.malformedEvent(ctx, topic, msg.Payload(), err, now)
 			return
 		}
 		s.seen(ctx, topic, now)
@@ -366,7 +397,7 @@ func (s *Service) handle(ctx context.Context, msg paho.Message) {
 			err = device.CheckTopicDevice(topic, st.Device)
 		}
 		if err != nil {
-			s.reject(msg.Topic(), err)
+			s.reject(msg.Topic(), string(topic.Channel), err)
 			return
 		}
 		s.status(ctx, topic, st, msg.Retained(), now)
@@ -375,10 +406,70 @@ func (s *Service) handle(ctx context.Context, msg paho.Message) {
 	}
 }
 
-func (s *Service) reject(topic string, err error) {
+func (s *Service) reject(topic, channel string, err error) {
 	reason := device.Reason(err)
-	s.rejected.WithLabelValues(reason).Inc()
-	s.log.Warn("alerting: message rejected", "topic", topic, "reason", reason, "err", err)
+	s.rejected.WithLabelValues(channel, reason).Inc()
+	s.log.Warn("alerting: message rejected", "topic", topic, "channel", channel, "reason", reason, "err", err)
+}
+
+// malformedEvent raises the alert of a fall or SOS event that failed
+// validation (a timestamp in seconds, zero, missing or far ahead, an unknown
+// field, a null attribute, a device field that is not the topic's ...):
+// alerting never ignores a safety event. The payload is parsed leniently;
+// when it is a JSON object whose "type" is "fall" or "sos", the alert is
+// raised for the topic's device, stamped at the receive time, with a detail
+// that names the validation error so the fault is visible to staff. A
+// redelivery (same boot and seq, when the payload has them) raises nothing.
+func (s *Service) malformedEvent(ctx context.Context, t device.Topic, payload []byte, verr error, now time.Time) {
+	maxPayload := s.cfg.Limits.MaxPayload
+	if maxPayload <= 0 {
+		maxPayload = device.DefaultLimits.MaxPayload
+	}
+	if len(payload) > maxPayload {
+		return
+	}
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(payload, &raw) != nil {
+		return
+	}
+	var typ device.EventType
+	if json.Unmarshal(raw["type"], &typ) != nil {
+		return
+	}
+	var alertType, detail string
+	switch typ {
+	case device.EventFall:
+		alertType, detail = TypeFall, "fall detected"
+	case device.EventSOS:
+		alertType, detail = TypeSOS, "SOS button pressed"
+	default:
+		return
+	}
+	s.events.WithLabelValues(string(typ)).Inc()
+	var key *eventKey
+	var boot uint32
+	var seq uint64
+	if json.Unmarshal(raw["boot"], &boot) == nil && json.Unmarshal(raw["seq"], &seq) == nil && seq > 0 {
+		key = &eventKey{device: t.Device, boot: boot, seq: seq}
+		if s.recent.seen(*key) {
+			return
+		}
+	}
+	msg := strings.ReplaceAll(verr.Error(), "\n", "; ")
+	detail += " (from a malformed event, stamped at receive time: " + truncate(msg, 300) + ")"
+	s.log.Error("alerting: malformed safety event raises its alert anyway", "device", t.Device, "type", typ, "err", verr)
+	err := s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: alertType, Severity: SeverityCritical, At: now,
+		Detail: detail, NotifyRepeat: true})
+	if err == nil && key != nil {
+		s.recent.add(*key)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // seen records traffic from a device: it arms the offline timer and notes
@@ -390,7 +481,7 @@ func (s *Service) seen(ctx context.Context, t device.Topic, now time.Time) {
 		st = &deviceState{}
 		s.devices[t.Device] = st
 	}
-	st.site, st.lastSeen, st.armed = t.Site, now, true
+	st.site, st.lastSeen, st.armed, st.unknown = t.Site, now, true, false
 	wasAlerted := st.alerted
 	st.alerted = false
 	key := dedupKey(nil, t.Device, TypeDeviceOffline)
@@ -420,31 +511,54 @@ func (s *Service) status(ctx context.Context, t device.Topic, st *device.Status,
 		}
 		d.armed = false
 		s.mu.Unlock()
-	case st.State == device.Offline && (st.Reason == device.ReasonLastWill || st.Reason == device.ReasonGatewayLost || st.Reason == device.ReasonNoReadings):
-		if retained {
-			// A retained will seen again after a restart: raise only if
-			// no offline alert was opened since the will was composed.
-			last, err := s.m.lastOpened(ctx, dedupKey(nil, t.Device, TypeDeviceOffline))
-			if err != nil {
-				s.log.Error("alerting: check offline alert", "device", t.Device, "err", err)
-			} else if !last.IsZero() && !last.Before(time.UnixMilli(st.TS)) {
-				return
+	case st.Reason == device.ReasonGatewayLost:
+		// A gateway's last will, {"state":"unknown","reason":"gateway_lost",
+		// "devices":[...]} (or state offline): the gateway and every device
+		// behind it are unknown, each gets device_offline at once.
+		s.offline(ctx, t.Site, t.Device, st, retained, now, "device offline ("+st.Reason+")")
+		for _, dev := range st.Devices {
+			if dev == t.Device {
+				continue
 			}
+			site := t.Site
+			s.mu.Lock()
+			if d := s.devices[dev]; d != nil && d.site != "" {
+				site = d.site
+			}
+			s.mu.Unlock()
+			s.offline(ctx, site, dev, st, retained, now, "gateway "+t.Device+" lost")
 		}
-		s.mu.Lock()
-		d := s.devices[t.Device]
-		if d == nil {
-			d = &deviceState{site: t.Site}
-			s.devices[t.Device] = d
-		}
-		d.armed, d.alerted = false, true
-		s.mu.Unlock()
-		s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeDeviceOffline, Severity: SeverityWarning, At: now,
-			Detail: "device offline (" + st.Reason + ")"})
+	case st.State == device.Offline && (st.Reason == device.ReasonLastWill || st.Reason == device.ReasonNoReadings):
+		s.offline(ctx, t.Site, t.Device, st, retained, now, "device offline ("+st.Reason+")")
 	default:
-		// unknown state (behind a lost gateway), other offline reasons:
-		// the gateway's own alert covers it.
+		// unknown state of one device (published by its gateway), other
+		// offline reasons: the gateway's own will covers a lost gateway.
 	}
+}
+
+// offline marks a device offline (unknown when its gateway was lost) and
+// raises device_offline for it at once. A retained will seen again after a
+// restart raises nothing if an offline alert for the device was opened since
+// the will was composed (st.TS).
+func (s *Service) offline(ctx context.Context, site, dev string, st *device.Status, retained bool, now time.Time, detail string) {
+	if retained {
+		last, err := s.m.lastOpened(ctx, dedupKey(nil, dev, TypeDeviceOffline))
+		if err != nil {
+			s.log.Error("alerting: check offline alert", "device", dev, "err", err)
+		} else if !last.IsZero() && !last.Before(time.UnixMilli(st.TS)) {
+			return
+		}
+	}
+	s.mu.Lock()
+	d := s.devices[dev]
+	if d == nil {
+		d = &deviceState{site: site}
+		s.devices[dev] = d
+	}
+	d.armed, d.alerted = false, true
+	d.unknown = st.Reason == device.ReasonGatewayLost
+	s.mu.Unlock()
+	s.raise(ctx, openSpec{Site: site, Device: dev, Type: TypeDeviceOffline, Severity: SeverityWarning, At: now, Detail: detail})
 }
 
 func (s *Service) event(ctx context.Context, t device.Topic, e *device.Event) {
@@ -461,7 +575,19 @@ func (s *Service) event(ctx context.Context, t device.Topic, e *device.Event) {
 	default:
 		return
 	}
-	s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: typ, Severity: SeverityCritical, At: e.Time(), Detail: detail})
+	// A redelivery of an event already raised (QoS 1, a reconnect, a
+	// replayed spool) raises nothing, even if its alert was resolved since.
+	key := eventKey{device: t.Device, boot: e.Boot, seq: e.Seq}
+	if s.recent.seen(key) {
+		s.log.Info("alerting: duplicate event ignored", "event", key.String(), "type", e.Type)
+		return
+	}
+	// A new distinct event on an open alert is announced as "repeated".
+	err := s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: typ, Severity: SeverityCritical, At: e.Time(), Detail: detail,
+		NotifyRepeat: true})
+	if err == nil {
+		s.recent.add(key)
+	}
 }
 
 func (s *Service) telemetry(ctx context.Context, t device.Topic, tel *device.Telemetry) {
@@ -473,7 +599,7 @@ func (s *Service) telemetry(ctx context.Context, t device.Topic, tel *device.Tel
 	}
 	var fired []firing
 	for _, r := range tel.Readings {
-		fired = append(fired, v.observe(r.Time(), r.Values)...)
+		fired = append(fired, v.observe(tel.Boot, r.Seq, r.Time(), r.Values)...)
 	}
 	s.mu.Unlock()
 	for _, f := range fired {
@@ -485,9 +611,10 @@ func (s *Service) telemetry(ctx context.Context, t device.Topic, tel *device.Tel
 
 // raise opens an alert (or notes a repeat). The resident is the one bound
 // to the device at spec.At (device time for readings and events, wall time
-// for offline); device_offline alerts still deduplicate per device (see
-// dedupKey), the resident only tells staff whose device went silent.
-func (s *Service) raise(ctx context.Context, spec openSpec) {
+// for offline and malformed events); device_offline alerts still
+// deduplicate per device (see dedupKey), the resident only tells staff whose
+// device went silent. The error is logged already.
+func (s *Service) raise(ctx context.Context, spec openSpec) error {
 	if s.residents != nil {
 		if r, ok := s.residents.ResidentAt(spec.Device, spec.At); ok {
 			id := r.ID
@@ -500,15 +627,20 @@ func (s *Service) raise(ctx context.Context, spec openSpec) {
 		// The store is down: log loudly. The message is still acked, as
 		// redelivery would not help a dead store; see docs/alerting.md.
 		s.log.Error("alerting: could not store alert", "type", spec.Type, "device", spec.Device, "err", err)
-		return
+		return err
 	}
 	s.mu.Lock()
 	s.open[spec.Key] = a.ID
 	s.mu.Unlock()
 	if created {
 		s.opened.WithLabelValues(spec.Type).Inc()
-		s.log.Info("alert opened", "id", a.ID, "type", a.Type, "site", a.Site, "device", a.Device, "resident", spec.Resident, "detail", a.Detail)
+		resident := "unassigned"
+		if spec.Resident != nil {
+			resident = *spec.Resident
+		}
+		s.log.Info("alert opened", "id", a.ID, "type", a.Type, "site", a.Site, "device", a.Device, "resident", resident, "detail", a.Detail)
 	} else {
-		s.log.Info("alert repeated", "id", a.ID, "type", a.Type, "device", a.Device)
+		s.log.Info("alert repeated", "id", a.ID, "type", a.Type, "device", a.Device, "notified", spec.NotifyRepeat)
 	}
+	return nil
 }

@@ -42,10 +42,11 @@ type Manager struct {
 	log *slog.Logger
 	now func() time.Time
 
-	// wake is signalled (non-blocking) after an outbox row was written,
-	// so an in-process dispatcher delivers it at once.
-	wake chan struct{}
-	hub  hub
+	// wake is closed (and replaced) after an outbox row was written, so
+	// every in-process delivery worker delivers it at once.
+	wakeMu sync.Mutex
+	wake   chan struct{}
+	hub    hub
 }
 
 // OpenManager runs the alert store's migrations (version table
@@ -62,7 +63,7 @@ func OpenManager(ctx context.Context, db *sqldb.DB, log *slog.Logger) (*Manager,
 	if err := db.Migrate(ctx, sub, VersionTable); err != nil {
 		return nil, fmt.Errorf("alert store: %w", err)
 	}
-	return &Manager{db: db, log: log, now: time.Now, wake: make(chan struct{}, 1)}, nil
+	return &Manager{db: db, log: log, now: time.Now, wake: make(chan struct{})}, nil
 }
 
 // Filter selects alerts for [Manager.List]. Zero fields select everything.
@@ -71,9 +72,15 @@ type Filter struct {
 	Status   []string
 	Site     string
 	Resident string
-	// Limit caps the result; 0 means 100. Newest alerts come first.
+	// Limit caps the result; 0 means 100. The most severe alerts come
+	// first (see [Manager.List]), so the limit never hides a critical alert
+	// behind less severe ones.
 	Limit int
 }
+
+// severityRank orders alerts most severe first in SQL (unknown severities,
+// which the schema forbids, last).
+const severityRank = `CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'warning' THEN 2 ELSE 3 END`
 
 const alertColumns = `id, site_id, resident_id, device_id, type, severity, status, opened_ms,
 	acknowledged_ms, acknowledged_by, resolved_ms, resolved_by, outcome, note, detail, value_num`
@@ -114,7 +121,11 @@ func scanAlert(s scanner) (Alert, error) {
 	return a, nil
 }
 
-// List returns the alerts that match f, newest first.
+// List returns the alerts that match f, most severe first (critical, high,
+// warning), and within a severity newest first (opened time, then id). The
+// order is applied in SQL before f.Limit, so a limit cuts the least severe,
+// oldest alerts: with more than Limit alerts, no critical alert is left out
+// while a high or warning one is listed.
 func (m *Manager) List(ctx context.Context, f Filter) ([]Alert, error) {
 	var (
 		where []string
@@ -142,7 +153,7 @@ func (m *Manager) List(ctx context.Context, f Filter) ([]Alert, error) {
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += fmt.Sprintf(" ORDER BY opened_ms DESC, id DESC LIMIT %d", limit)
+	q += fmt.Sprintf(" ORDER BY %s, opened_ms DESC, id DESC LIMIT %d", severityRank, limit)
 	rows, err := m.db.QueryContext(ctx, m.db.Rebind(q), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list alerts: %w", err)
@@ -367,12 +378,20 @@ func (m *Manager) enqueue(ctx context.Context, tx *sql.Tx, id int64, event strin
 	return a, nil
 }
 
-// signal wakes an in-process dispatcher without blocking.
+// signal wakes every in-process delivery worker without blocking.
 func (m *Manager) signal() {
-	select {
-	case m.wake <- struct{}{}:
-	default:
-	}
+	m.wakeMu.Lock()
+	close(m.wake)
+	m.wake = make(chan struct{})
+	m.wakeMu.Unlock()
+}
+
+// woken returns a channel closed at the next signal. Take it before looking
+// for work, so a change written meanwhile is not missed.
+func (m *Manager) woken() <-chan struct{} {
+	m.wakeMu.Lock()
+	defer m.wakeMu.Unlock()
+	return m.wake
 }
 
 // openSpec describes an alert a rule wants open.
@@ -386,6 +405,10 @@ type openSpec struct {
 	At       time.Time // when the condition was met (device or wall time)
 	Detail   string
 	Value    *float64
+	// NotifyRepeat: when the alert is already open, the repeat is also
+	// announced to every receiver (event "repeated"), not only recorded in
+	// the history. Set for each new distinct fall or SOS event.
+	NotifyRepeat bool
 }
 
 // dedupKey is the key of at most one open alert: per resident and type, or
@@ -398,8 +421,10 @@ func dedupKey(resident *string, deviceID, typ string) string {
 }
 
 // open opens an alert for spec, or, when one with the same key is open,
-// adds a "repeated" history entry to it. created reports which.
+// adds a "repeated" history entry to it (and, with s.NotifyRepeat, queues a
+// "repeated" notification). created reports which.
 func (m *Manager) open(ctx context.Context, s openSpec) (a Alert, created bool, err error) {
+	var notified bool
 	err = m.tx(ctx, func(tx *sql.Tx) error {
 		now := m.now().UnixMilli()
 		id, found, err := m.openByKey(ctx, tx, s.Key)
@@ -439,13 +464,18 @@ func (m *Manager) open(ctx context.Context, s openSpec) (a Alert, created bool, 
 		if err := m.addHistory(ctx, tx, id, now, ActorSystem, ChannelRule, ActionRepeated, s.Detail); err != nil {
 			return err
 		}
+		if s.NotifyRepeat {
+			notified = true
+			a, err = m.enqueue(ctx, tx, id, EventRepeated, now)
+			return err
+		}
 		a, err = getAlert(ctx, m.db, tx, id)
 		return err
 	})
 	if err != nil {
 		return Alert{}, false, fmt.Errorf("open %s alert for %s: %w", s.Type, s.Key, err)
 	}
-	if created {
+	if created || notified {
 		m.signal()
 	}
 	return a, created, nil

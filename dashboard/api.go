@@ -19,11 +19,26 @@ import (
 // JSON API.
 const channelAPI = "api"
 
+// Alert list limits of GET /api/v1/alerts (query parameter limit).
+const (
+	DefaultAlertLimit = 500
+	MaxAlertLimit     = 5000
+)
+
+// bearerToken returns the credentials of an "Authorization: Bearer
+// <token>" header; the scheme is case-insensitive (RFC 7235).
+func bearerToken(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(tok), true
+}
+
 // requireBearer checks "Authorization: Bearer <token>" in constant time.
 func (s *Server) requireBearer(c *fiber.Ctx) error {
-	h := c.Get(fiber.HeaderAuthorization)
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || !equalSecret(strings.TrimSpace(tok), s.cfg.APIToken) {
+	tok, ok := bearerToken(c.Get(fiber.HeaderAuthorization))
+	if !ok || !equalSecret(tok, s.cfg.APIToken) {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="eldercare"`)
 		return fiber.NewError(fiber.StatusUnauthorized, "missing or wrong bearer token (Authorization: Bearer <api token>)")
 	}
@@ -31,7 +46,10 @@ func (s *Server) requireBearer(c *fiber.Ctx) error {
 }
 
 // apiListAlerts serves GET /api/v1/alerts?status=open,acknowledged&site=&resident=&limit=
-// as a JSON array of AlertView, sorted by severity then age.
+// as a JSON array of AlertView, sorted by severity then age. limit (1 to
+// MaxAlertLimit, default DefaultAlertLimit) is passed to the store, which
+// orders by severity before applying it, so a limit never hides a critical
+// alert behind less urgent ones.
 func (s *Server) apiListAlerts(c *fiber.Ctx) error {
 	var f alerting.Filter
 	if st := c.Query("status"); st != "" {
@@ -55,10 +73,11 @@ func (s *Server) apiListAlerts(c *fiber.Ctx) error {
 		}
 		f.Resident = v
 	}
+	f.Limit = DefaultAlertLimit
 	if v := c.Query("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return fiber.NewError(fiber.StatusBadRequest, "limit: want an integer from 1 to 1000")
+		if err != nil || n < 1 || n > MaxAlertLimit {
+			return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("limit: %q is not an integer from 1 to %d (default %d)", truncate(v, 32), MaxAlertLimit, DefaultAlertLimit))
 		}
 		f.Limit = n
 	}
@@ -210,10 +229,60 @@ func (s *Server) apiVitals(c *fiber.Ctx) error {
 	from := to.Add(-time.Duration(minutes) * time.Minute)
 	series, err := s.deps.Vitals.ResidentVitals(ctx, id, from, to)
 	if err != nil {
-		return fiber.NewError(fiber.StatusBadGateway, "vitals history unavailable: "+err.Error())
+		// The error names InfluxDB's URL and bucket: log it, do not serve it.
+		s.log.Error("api: vitals history unavailable", "resident", id, "err", err)
+		return fiber.NewError(fiber.StatusBadGateway, "vitals history unavailable")
 	}
 	if series == nil {
 		series = map[string][]Point{}
 	}
 	return c.JSON(fiber.Map{"resident": id, "from": from, "to": to, "series": series})
+}
+
+// apiNoRoute answers an API request no route took: 405 with Allow when the
+// path exists for other methods, else 404.
+func (s *Server) apiNoRoute(c *fiber.Ctx) error {
+	if allow := allowedMethods(s.app, c.Path()); len(allow) > 0 {
+		c.Set(fiber.HeaderAllow, strings.Join(allow, ", "))
+		return fiber.NewError(fiber.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed here; allowed: %s", truncate(c.Method(), 16), strings.Join(allow, ", ")))
+	}
+	return fiber.NewError(fiber.StatusNotFound, "no such API route")
+}
+
+// allowedMethods returns the methods of the app's routes (not middleware)
+// whose pattern matches path, sorted.
+func allowedMethods(app *fiber.App, path string) []string {
+	if app == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range app.GetRoutes(true) {
+		if matchRoute(r.Path, path) && !slices.Contains(out, r.Method) {
+			out = append(out, r.Method)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// matchRoute reports whether path matches a route pattern whose segments
+// are literals or ":param" (one non-empty segment).
+func matchRoute(pattern, path string) bool {
+	ps := strings.Split(strings.Trim(pattern, "/"), "/")
+	xs := strings.Split(strings.Trim(path, "/"), "/")
+	if len(ps) != len(xs) {
+		return false
+	}
+	for i, p := range ps {
+		if strings.HasPrefix(p, ":") {
+			if xs[i] == "" {
+				return false
+			}
+			continue
+		}
+		if p != xs[i] {
+			return false
+		}
+	}
+	return true
 }

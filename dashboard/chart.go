@@ -26,8 +26,8 @@ func lineChart(title string, pts []Point, from, to time.Time, loc *time.Location
 	fmt.Fprintf(&b, `<text class="chart-title" x="%.0f" y="14">%s</text>`, chartLeft, html.EscapeString(title))
 	plotW, plotH := chartW-chartLeft-chartRight, chartH-chartTop-chartBottom
 	fmt.Fprintf(&b, `<rect class="chart-frame" x="%.0f" y="%.0f" width="%.0f" height="%.0f" fill="none"/>`, chartLeft, chartTop, plotW, plotH)
-	fmt.Fprintf(&b, `<text class="chart-axis" x="%.0f" y="%.0f">%s</text>`, chartLeft, chartH-6, from.In(loc).Format("15:04"))
-	fmt.Fprintf(&b, `<text class="chart-axis" x="%.0f" y="%.0f" text-anchor="end">%s</text>`, chartW-chartRight, chartH-6, to.In(loc).Format("15:04"))
+	fmt.Fprintf(&b, `<text class="chart-axis" x="%.0f" y="%.0f">%s</text>`, chartLeft, chartH-6, from.In(loc).Format("15:04 MST"))
+	fmt.Fprintf(&b, `<text class="chart-axis" x="%.0f" y="%.0f" text-anchor="end">%s</text>`, chartW-chartRight, chartH-6, to.In(loc).Format("15:04 MST"))
 	if len(pts) == 0 {
 		fmt.Fprintf(&b, `<text class="chart-empty" x="%.0f" y="%.0f" text-anchor="middle">%s</text></svg>`, chartLeft+plotW/2, chartTop+plotH/2+4, html.EscapeString(tr("res.novitals")))
 		return template.HTML(b.String())

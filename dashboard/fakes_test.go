@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -54,6 +55,21 @@ func (f *fakeAlerts) List(_ context.Context, flt alerting.Filter) ([]alerting.Al
 			continue
 		}
 		out = append(out, a)
+	}
+	// Like the store before it ordered by severity: newest first, then the
+	// limit (0 = 100).
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].OpenedAt.Equal(out[j].OpenedAt) {
+			return out[i].OpenedAt.After(out[j].OpenedAt)
+		}
+		return out[i].ID > out[j].ID
+	})
+	limit := flt.Limit
+	if limit == 0 {
+		limit = 100
+	}
+	if len(out) > limit {
+		out = out[:limit]
 	}
 	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -81,6 +82,8 @@ type AlertView struct {
 	Note           string     `json:"note,omitempty"`
 	Detail         string     `json:"detail,omitempty"`
 	Value          *float64   `json:"value,omitempty"`
+	// Unassigned is true when the alert has no resident (Resident nil).
+	Unassigned bool `json:"unassigned"`
 }
 
 // AlertChange is one change of an alert as published by the alerting
@@ -102,10 +105,26 @@ type Change struct {
 	Alert  *AlertChange `json:"alert,omitempty"`
 }
 
+// AlertGetter reads one alert from the alert store (implemented by
+// *alerting.Manager); errors wrap alerting.ErrNotFound for an unknown id.
+type AlertGetter interface {
+	Get(ctx context.Context, id int64) (alerting.Alert, error)
+}
+
 // FeedConfig configures a Feed.
 type FeedConfig struct {
 	// MQTTURL, Root and ClientID as in Config.
 	MQTTURL, Root, ClientID string
+	// Alerts is the alert store. An alert change heard on MQTT is only a
+	// trigger: the feed reads the alert's real state from the store and
+	// drops changes of ids the store does not know. dashboard.New sets it
+	// (Feed.SetAlertGetter) to Deps.Alerts when it is nil. Without a store
+	// the feed would have to trust the MQTT payload, which any client of
+	// the broker can forge, so alert changes from MQTT are then dropped
+	// (result "no_store").
+	Alerts AlertGetter
+	// AlertTimeout bounds one store read; 0 = 5 s.
+	AlertTimeout time.Duration
 	// ClientBuffer is the number of changes buffered per SSE client before
 	// the client starts losing them; 0 = 256.
 	ClientBuffer int
@@ -123,12 +142,20 @@ type Feed struct {
 	log *slog.Logger
 	now func() time.Time
 
+	getter atomic.Pointer[alertGetterBox]
+	// alertMu serialises the store read and the state update of each alert
+	// change from MQTT, so the state read last is the state applied last.
+	alertMu sync.Mutex
+
 	mu      sync.RWMutex
 	devices map[string]*DeviceState
 	alerts  map[int64]AlertChange // by alert id: open and acknowledged alerts seen live
-	subs    map[*Subscriber]struct{}
-	closed  bool
-	client  paho.Client
+	// gone holds the ids of resolved alerts (with the time they were
+	// seen resolved) so that a late, older change cannot bring them back.
+	gone   map[int64]time.Time
+	subs   map[*Subscriber]struct{}
+	closed bool
+	client paho.Client
 
 	subscribed atomic.Bool // the current connection's SUBACK arrived
 
@@ -156,10 +183,11 @@ func NewFeed(cfg FeedConfig, reg prometheus.Registerer, log *slog.Logger) (*Feed
 		now:     cfg.Now,
 		devices: map[string]*DeviceState{},
 		alerts:  map[int64]AlertChange{},
+		gone:    map[int64]time.Time{},
 		subs:    map[*Subscriber]struct{}{},
 		mMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eldercare_dashboard_live_messages_total",
-			Help: "MQTT messages received by the dashboard's live feed, by channel (telemetry, event, status, alert) and result (ok, invalid).",
+			Help: "MQTT messages received by the dashboard's live feed, by channel (telemetry, event, status, alert) and result (ok, invalid; for alert changes also unknown_alert, store_error, no_store).",
 		}, []string{"channel", "result"}),
 		mClients: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eldercare_dashboard_sse_clients",
@@ -172,6 +200,12 @@ func NewFeed(cfg FeedConfig, reg prometheus.Registerer, log *slog.Logger) (*Feed
 	}
 	if f.now == nil {
 		f.now = time.Now
+	}
+	if cfg.AlertTimeout <= 0 {
+		f.cfg.AlertTimeout = 5 * time.Second
+	}
+	if cfg.Alerts != nil {
+		f.SetAlertGetter(cfg.Alerts)
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{f.mMessages, f.mClients, f.mDropped} {
@@ -239,6 +273,32 @@ func (f *Feed) Healthy() error {
 	return nil
 }
 
+type alertGetterBox struct{ g AlertGetter }
+
+// SetAlertGetter sets the alert store the feed reads the real state of an
+// alert from (see FeedConfig.Alerts). It is safe to call while the feed
+// runs.
+func (f *Feed) SetAlertGetter(g AlertGetter) {
+	if g == nil {
+		f.getter.Store(nil)
+		return
+	}
+	f.getter.Store(&alertGetterBox{g: g})
+}
+
+// HasAlertGetter reports whether the feed has an alert store.
+func (f *Feed) HasAlertGetter() bool { return f.getter.Load() != nil }
+
+// dropError is a message that is well-formed but dropped; result is the
+// metric's result label.
+type dropError struct {
+	result string
+	err    error
+}
+
+func (e *dropError) Error() string { return e.err.Error() }
+func (e *dropError) Unwrap() error { return e.err }
+
 // HandleMessage applies one MQTT message to the state and publishes the
 // change. Invalid messages are counted and logged, never fatal.
 func (f *Feed) HandleMessage(topic string, payload []byte) {
@@ -246,9 +306,73 @@ func (f *Feed) HandleMessage(topic string, payload []byte) {
 	result := "ok"
 	if err != nil {
 		result = "invalid"
-		f.log.Warn("live feed: message dropped", "topic", topic, "err", err)
+		var de *dropError
+		if errors.As(err, &de) {
+			result = de.result
+		}
+		f.log.Warn("live feed: message dropped", "topic", topic, "result", result, "err", err)
 	}
 	f.mMessages.WithLabelValues(ch, result).Inc()
+}
+
+// eventOf is the change event that leads to status.
+func eventOf(status string) string {
+	switch status {
+	case alerting.StatusResolved:
+		return alerting.EventResolved
+	case alerting.StatusAcknowledged:
+		return alerting.EventAcknowledged
+	}
+	return alerting.EventOpened
+}
+
+// statusRank orders the statuses of an alert's life: a state of lower
+// rank is older and never replaces one of higher rank.
+func statusRank(status string) int {
+	switch status {
+	case alerting.StatusAcknowledged:
+		return 1
+	case alerting.StatusResolved:
+		return 2
+	}
+	return 0
+}
+
+// alertTrigger handles an alert change heard on MQTT: the payload is not
+// trusted (any client of the broker can publish it); only its alert id is
+// used, and the alert's state is read from the store.
+func (f *Feed) alertTrigger(c AlertChange) error {
+	box := f.getter.Load()
+	if box == nil {
+		return &dropError{"no_store", fmt.Errorf("alert change %q of alert %d: no alert store to verify it against", truncate(c.ID, 64), c.Alert.ID)}
+	}
+	f.alertMu.Lock()
+	defer f.alertMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.AlertTimeout)
+	defer cancel()
+	a, err := box.g.Get(ctx, c.Alert.ID)
+	if errors.Is(err, alerting.ErrNotFound) {
+		return &dropError{"unknown_alert", fmt.Errorf("alert change %q: alert %d is not in the store", truncate(c.ID, 64), c.Alert.ID)}
+	}
+	if err != nil {
+		return &dropError{"store_error", fmt.Errorf("alert change %q: read alert %d: %w", truncate(c.ID, 64), c.Alert.ID, err)}
+	}
+	v := viewAlert(a)
+	at := v.OpenedAt
+	switch {
+	case v.ResolvedAt != nil:
+		at = *v.ResolvedAt
+	case v.AcknowledgedAt != nil:
+		at = *v.AcknowledgedAt
+	}
+	ev := eventOf(v.Status)
+	if c.Event == alerting.EventRepeated && v.Status != alerting.StatusResolved {
+		// A new fall or SOS on an open alert: the state is unchanged, but
+		// every screen must show it again.
+		ev, at = alerting.EventRepeated, f.now().UTC()
+	}
+	f.PublishAlert(AlertChange{ID: truncate(c.ID, 64), Event: ev, Alert: v, At: at})
+	return nil
 }
 
 func (f *Feed) handle(topic string, payload []byte) (string, error) {
@@ -265,12 +389,11 @@ func (f *Feed) handle(topic string, payload []byte) (string, error) {
 			return "alert", fmt.Errorf("alert change %q: alert id %d is not positive", c.ID, c.Alert.ID)
 		}
 		switch c.Event {
-		case alerting.EventOpened, alerting.EventAcknowledged, alerting.EventResolved:
+		case alerting.EventOpened, alerting.EventAcknowledged, alerting.EventResolved, alerting.EventRepeated:
 		default:
-			return "alert", fmt.Errorf("alert change %q: event %q is not opened, acknowledged or resolved", c.ID, c.Event)
+			return "alert", fmt.Errorf("alert change %q: event %q is not opened, repeated, acknowledged or resolved", c.ID, c.Event)
 		}
-		f.PublishAlert(c)
-		return "alert", nil
+		return "alert", f.alertTrigger(c)
 	}
 	t, err := device.ParseTopic(root, topic)
 	if err != nil {
@@ -363,13 +486,41 @@ func (f *Feed) update(site, id string, now time.Time, fn func(*DeviceState)) {
 	f.publish(Change{Kind: "device", Device: &snap})
 }
 
+// goneTTL is how long the id of a resolved alert is remembered.
+const goneTTL = time.Hour
+
 // PublishAlert records an alert change and fans it out to subscribers.
+// The change must carry the alert's state as the store gave it (the
+// server calls it with the result of Acknowledge or Resolve). A change
+// older than the state already recorded (lower status: open, then
+// acknowledged, then resolved) is ignored, as is a change that repeats
+// the recorded state (except a "repeated" change: a new fall or SOS on an
+// open alert is shown again), and a resolved alert never comes back.
 func (f *Feed) PublishAlert(c AlertChange) {
+	id := c.Alert.ID
+	resolved := c.Alert.Status == alerting.StatusResolved || c.Event == alerting.EventResolved
+	now := f.now()
 	f.mu.Lock()
-	if c.Alert.Status == alerting.StatusResolved || c.Event == alerting.EventResolved {
-		delete(f.alerts, c.Alert.ID)
+	if _, ok := f.gone[id]; ok {
+		f.mu.Unlock()
+		return
+	}
+	if old, ok := f.alerts[id]; ok && !resolved && c.Event != alerting.EventRepeated {
+		if statusRank(c.Alert.Status) < statusRank(old.Alert.Status) || reflect.DeepEqual(old.Alert, c.Alert) {
+			f.mu.Unlock()
+			return
+		}
+	}
+	if resolved {
+		delete(f.alerts, id)
+		for k, t := range f.gone {
+			if now.Sub(t) > goneTTL {
+				delete(f.gone, k)
+			}
+		}
+		f.gone[id] = now
 	} else {
-		f.alerts[c.Alert.ID] = c
+		f.alerts[id] = c
 	}
 	f.mu.Unlock()
 	f.publish(Change{Kind: "alert", Alert: &c})

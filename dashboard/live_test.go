@@ -57,7 +57,7 @@ func TestFeedState(t *testing.T) {
 			name: "batch keeps newest per field; an older reading does not win",
 			msgs: []msg{
 				{"t/v1/s1/vm-1/telemetry", `{"v":1,"device":"vm-1","boot":1,"id":2,"readings":[{"seq":1,"ts":` + ts(-3*time.Second) + `,"values":{"hr_bpm":70}},{"seq":2,"ts":` + ts(-2*time.Second) + `,"values":{"hr_bpm":72}}]}`},
-				{"t/v1/s1/vm-1/telemetry", `{"v":1,"device":"vm-1","boot":1,"id":3,"seq":0,"ts":` + ts(-10*time.Second) + `,"values":{"hr_bpm":60}}`},
+				{"t/v1/s1/vm-1/telemetry", `{"v":1,"device":"vm-1","boot":1,"id":3,"seq":3,"ts":` + ts(-10*time.Second) + `,"values":{"hr_bpm":60}}`},
 			},
 			device: "vm-1",
 			check: func(t *testing.T, d DeviceState) {
@@ -155,6 +155,9 @@ func TestFeedState(t *testing.T) {
 
 func TestFeedAlerts(t *testing.T) {
 	f := newTestFeed(t, 8)
+	// The feed reads the alert's state from the store; the change is a trigger.
+	store := newFakeAlerts(func() time.Time { return testNow }, alerting.Alert{ID: 7, Site: "s1", Device: "fd-1", Type: "fall", Severity: "critical", Status: "open", OpenedAt: testNow})
+	f.SetAlertGetter(store)
 	change := func(event, status string) string {
 		c := alerting.Change{ID: "alert-7-1", Event: event, At: testNow, Alert: alerting.Alert{ID: 7, Site: "s1", Device: "fd-1", Type: "fall", Severity: "critical", Status: status, OpenedAt: testNow}}
 		b, _ := json.Marshal(c)
@@ -164,6 +167,9 @@ func TestFeedAlerts(t *testing.T) {
 	got := f.Alerts()
 	if len(got) != 1 || got[0].Alert.ID != 7 || got[0].Alert.Resident != nil || got[0].Event != "opened" {
 		t.Fatalf("alerts after opened = %+v", got)
+	}
+	if _, err := store.Resolve(context.Background(), 7, "n", "test", "no_injury", ""); err != nil {
+		t.Fatal(err)
 	}
 	f.HandleMessage("t/v1/alerts/s1", []byte(change("resolved", "resolved")))
 	if got := f.Alerts(); len(got) != 0 {
@@ -307,7 +313,11 @@ func TestSSE(t *testing.T) {
 func TestFeedMQTT(t *testing.T) {
 	url := testenv.Mosquitto(t)
 	root := testenv.TopicRoot(t)
-	f, err := NewFeed(FeedConfig{MQTTURL: url, Root: root, ClientID: testenv.ClientID(t, "dash")}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	now := time.Now()
+	res := "res-7"
+	stored := alerting.Alert{ID: 5, Site: "site-a", Resident: &res, Device: "vm-7", Type: alerting.TypeSpO2Low, Severity: alerting.SeverityHigh, Status: alerting.StatusOpen, OpenedAt: now}
+	store := newFakeAlerts(time.Now, stored)
+	f, err := NewFeed(FeedConfig{MQTTURL: url, Root: root, ClientID: testenv.ClientID(t, "dash"), Alerts: store}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,12 +345,10 @@ func TestFeedMQTT(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	now := time.Now()
 	tel := device.Telemetry{V: 1, Device: "vm-7", Boot: 1, ID: 1, Seq: 1, TS: now.UnixMilli(), Values: map[string]float64{"hr_bpm": 64, "spo2_pct": 93}}
 	b, _ := json.Marshal(tel)
 	publish(device.Topic{Root: root, Site: "site-a", Device: "vm-7", Channel: device.ChanTelemetry}.String(), b)
-	res := "res-7"
-	chg := alerting.Change{ID: "alert-5-1", Event: alerting.EventOpened, At: now, Alert: alerting.Alert{ID: 5, Site: "site-a", Resident: &res, Device: "vm-7", Type: alerting.TypeSpO2Low, Severity: alerting.SeverityHigh, Status: alerting.StatusOpen, OpenedAt: now}}
+	chg := alerting.Change{ID: "alert-5-1", Event: alerting.EventOpened, At: now, Alert: stored}
 	b, _ = json.Marshal(chg)
 	publish(alerting.AlertTopic(root, "site-a"), b)
 

@@ -57,7 +57,8 @@ type Registry interface {
 	Bindings(ctx context.Context, deviceID string) ([]registry.Binding, error)
 }
 
-// Deps are the dashboard's collaborators.
+// Deps are the dashboard's collaborators. Deps.Alerts also verifies the
+// live feed's alert changes (FeedConfig.Alerts) when the feed has no store.
 type Deps struct {
 	Alerts   Alerts
 	Registry Registry
@@ -117,11 +118,15 @@ func New(cfg Config, deps Deps, reg *prometheus.Registry, log *slog.Logger) (*Se
 	}
 	s.sessions = newSessions(cfg.SessionTTL, s.now)
 	if s.deps.Live == nil {
-		f, err := NewFeed(FeedConfig{MQTTURL: cfg.MQTTURL, Root: cfg.Root, ClientID: cfg.ClientID, Now: s.now}, reg, log)
+		f, err := NewFeed(FeedConfig{MQTTURL: cfg.MQTTURL, Root: cfg.Root, ClientID: cfg.ClientID, Now: s.now, Alerts: deps.Alerts}, reg, log)
 		if err != nil {
 			return nil, err
 		}
 		s.deps.Live, s.ownFeed = f, true
+	} else if !s.deps.Live.HasAlertGetter() {
+		// A feed built by the caller without a store: verify its MQTT
+		// alert changes against ours (see FeedConfig.Alerts).
+		s.deps.Live.SetAlertGetter(deps.Alerts)
 	}
 	if s.deps.Vitals == nil {
 		s.flux = NewFluxVitals(cfg.InfluxURL, cfg.InfluxToken, cfg.InfluxBucket)
@@ -235,7 +240,7 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	api.Post("/alerts/:id/resolve", s.apiResolve)
 	api.Get("/residents", s.apiResidents)
 	api.Get("/residents/:id/vitals", s.apiVitals)
-	api.Use(func(c *fiber.Ctx) error { return fiber.NewError(fiber.StatusNotFound, "no such API route") })
+	api.Use(s.apiNoRoute)
 
 	web := app.Group("/", s.requireSession, s.checkCSRF)
 	web.Post("/logout", s.postLogout)

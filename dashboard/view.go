@@ -19,7 +19,7 @@ func viewAlert(a alerting.Alert) AlertView {
 		Severity: a.Severity, Status: a.Status, OpenedAt: a.OpenedAt.UTC(),
 		AcknowledgedAt: utcPtr(a.AcknowledgedAt), AcknowledgedBy: a.AcknowledgedBy,
 		ResolvedAt: utcPtr(a.ResolvedAt), ResolvedBy: a.ResolvedBy, Outcome: a.Outcome,
-		Note: a.Note, Detail: a.Detail, Value: a.Value,
+		Note: a.Note, Detail: a.Detail, Value: a.Value, Unassigned: a.Resident == nil || a.Unassigned,
 	}
 }
 
@@ -100,11 +100,7 @@ func (s *Server) directory(ctx context.Context) (*directory, error) {
 	}
 	for _, x := range d.sites {
 		d.siteByID[x.ID] = x
-		loc, err := time.LoadLocation(x.TimeZone)
-		if err != nil || x.TimeZone == "" {
-			loc = time.UTC
-		}
-		d.locs[x.ID] = loc
+		d.locs[x.ID] = siteLocation(x.TimeZone)
 	}
 	for _, x := range rooms {
 		d.roomByID[x.ID] = x
@@ -121,6 +117,40 @@ func (s *Server) directory(ctx context.Context) (*directory, error) {
 	return d, nil
 }
 
+// siteLocation loads an IANA zone; "" or an unknown zone is UTC.
+func siteLocation(tz string) *time.Location {
+	if tz == "" {
+		return time.UTC
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
+}
+
+// siteInfo is what the page script knows of a site: its name and IANA
+// time zone, with the zone's current abbreviation and UTC offset (seconds)
+// as Go prints them.
+type siteInfo struct {
+	Name   string `json:"name"`
+	TZ     string `json:"tz"`
+	Abbr   string `json:"abbr"`
+	Offset int    `json:"offset"`
+}
+
+// siteInfos maps site id to siteInfo at now.
+func (d *directory) siteInfos(now time.Time) map[string]siteInfo {
+	out := make(map[string]siteInfo, len(d.sites))
+	for _, x := range d.sites {
+		loc := d.loc(x.ID)
+		abbr, off := now.In(loc).Zone()
+		out[x.ID] = siteInfo{Name: x.Name, TZ: loc.String(), Abbr: abbr, Offset: off}
+	}
+	return out
+}
+
+// loc returns the site's time zone; UTC for an unknown site.
 func (d *directory) loc(site string) *time.Location {
 	if l, ok := d.locs[site]; ok {
 		return l
@@ -200,10 +230,18 @@ type alertRow struct {
 	AlertView
 	ResidentName string
 	ResidentID   string
-	Opened       string // in the site's time zone
+	SiteName     string // the site's name, or its id when the registry has no such site
+	Opened       string // in the site's time zone, with the zone's abbreviation
+	OpenedClock  string // "15:04 CST"
 	OpenedISO    string
 	Resolved     string
 }
+
+// timeFormat is a full date and time with the zone abbreviation.
+const (
+	timeFormat  = "2006-01-02 15:04:05 MST"
+	clockFormat = "15:04 MST"
+)
 
 // bedCard is one card of the live board.
 type bedCard struct {
@@ -273,11 +311,15 @@ func (s *Server) liveSummary(devs []registry.Device) (views []deviceView, vitals
 }
 
 func (d *directory) row(a AlertView) alertRow {
-	r := alertRow{AlertView: a, OpenedISO: a.OpenedAt.UTC().Format(time.RFC3339)}
+	r := alertRow{AlertView: a, OpenedISO: a.OpenedAt.UTC().Format(time.RFC3339), SiteName: a.Site}
+	if x, ok := d.siteByID[a.Site]; ok && x.Name != "" {
+		r.SiteName = x.Name
+	}
 	loc := d.loc(a.Site)
-	r.Opened = a.OpenedAt.In(loc).Format("2006-01-02 15:04:05")
+	r.Opened = a.OpenedAt.In(loc).Format(timeFormat)
+	r.OpenedClock = a.OpenedAt.In(loc).Format(clockFormat)
 	if a.ResolvedAt != nil {
-		r.Resolved = a.ResolvedAt.In(loc).Format("2006-01-02 15:04:05")
+		r.Resolved = a.ResolvedAt.In(loc).Format(timeFormat)
 	}
 	if a.Resident != nil {
 		r.ResidentID = *a.Resident
@@ -289,15 +331,20 @@ func (d *directory) row(a AlertView) alertRow {
 	return r
 }
 
-// activeAlerts lists open and acknowledged alerts, sorted.
+// activeAlerts lists open and acknowledged alerts (at most MaxAlertLimit;
+// the store orders by severity first, so critical alerts are never the
+// ones cut), sorted.
 func (s *Server) activeAlerts(ctx context.Context, f alerting.Filter) ([]AlertView, error) {
 	f.Status = []string{alerting.StatusOpen, alerting.StatusAcknowledged}
 	if f.Limit == 0 {
-		f.Limit = 1000
+		f.Limit = MaxAlertLimit
 	}
 	as, err := s.deps.Alerts.List(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("list alerts: %w", err)
+	}
+	if len(as) >= f.Limit {
+		s.log.Warn("dashboard: more active alerts than the list limit; the least urgent are not shown", "limit", f.Limit)
 	}
 	out := make([]AlertView, len(as))
 	for i, a := range as {
@@ -309,14 +356,14 @@ func (s *Server) activeAlerts(ctx context.Context, f alerting.Filter) ([]AlertVi
 
 // boardModel builds the live board: one card per bed (and per resident
 // without a bed), and the unassigned alerts no card claims.
-func (s *Server) boardModel(ctx context.Context) (cards []bedCard, unassigned []alertRow, err error) {
+func (s *Server) boardModel(ctx context.Context) (cards []bedCard, unassigned []alertRow, sites map[string]siteInfo, err error) {
 	d, err := s.directory(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	alerts, err := s.activeAlerts(ctx, alerting.Filter{})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	now := s.now()
 	claimed := map[int64]bool{}
@@ -361,5 +408,5 @@ func (s *Server) boardModel(ctx context.Context) (cards []bedCard, unassigned []
 			unassigned = append(unassigned, d.row(a))
 		}
 	}
-	return cards, unassigned, nil
+	return cards, unassigned, d.siteInfos(now), nil
 }

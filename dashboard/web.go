@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -266,27 +267,60 @@ func (s *Server) formResolve(c *fiber.Ctx) error {
 }
 
 func (s *Server) board(c *fiber.Ctx) error {
-	cards, unassigned, err := s.boardModel(c.UserContext())
+	cards, unassigned, sites, err := s.boardModel(c.UserContext())
 	if err != nil {
 		return err
 	}
-	return s.renderPage(c, "board", tr("board.title"), map[string]any{"Cards": cards, "Unassigned": unassigned})
+	return s.renderPage(c, "board", tr("board.title"), map[string]any{"Cards": cards, "Unassigned": unassigned, "Sites": sites})
+}
+
+// alertsStatus parses the status query parameter of the alert list:
+// comma-separated open, acknowledged, resolved; "" = all.
+func alertsStatus(c *fiber.Ctx) (map[string]bool, error) {
+	v := c.Query("status")
+	if v == "" {
+		return map[string]bool{alerting.StatusOpen: true, alerting.StatusAcknowledged: true, alerting.StatusResolved: true}, nil
+	}
+	out := map[string]bool{}
+	for _, x := range strings.Split(v, ",") {
+		x = strings.TrimSpace(x)
+		if x != alerting.StatusOpen && x != alerting.StatusAcknowledged && x != alerting.StatusResolved {
+			return nil, fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("status: %q is not open, acknowledged or resolved (comma-separated, e.g. ?status=open,acknowledged)", truncate(x, 32)))
+		}
+		out[x] = true
+	}
+	return out, nil
 }
 
 // alertsModel is the data of the alert list.
 func (s *Server) alertsModel(c *fiber.Ctx) (map[string]any, error) {
 	ctx := c.UserContext()
+	want, err := alertsStatus(c)
+	if err != nil {
+		return nil, err
+	}
 	d, err := s.directory(ctx)
 	if err != nil {
 		return nil, err
 	}
-	active, err := s.activeAlerts(ctx, alerting.Filter{})
-	if err != nil {
-		return nil, err
+	var active []AlertView
+	if want[alerting.StatusOpen] || want[alerting.StatusAcknowledged] {
+		all, err := s.activeAlerts(ctx, alerting.Filter{})
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range all {
+			if want[a.Status] {
+				active = append(active, a)
+			}
+		}
 	}
-	resolved, err := s.deps.Alerts.List(ctx, alerting.Filter{Status: []string{alerting.StatusResolved}, Limit: 500})
-	if err != nil {
-		return nil, fmt.Errorf("list resolved alerts: %w", err)
+	var resolved []alerting.Alert
+	if want[alerting.StatusResolved] {
+		resolved, err = s.deps.Alerts.List(ctx, alerting.Filter{Status: []string{alerting.StatusResolved}, Limit: 500})
+		if err != nil {
+			return nil, fmt.Errorf("list resolved alerts: %w", err)
+		}
 	}
 	since := s.now().Add(-24 * time.Hour)
 	var activeRows, resolvedRows []alertRow
@@ -300,7 +334,12 @@ func (s *Server) alertsModel(c *fiber.Ctx) (map[string]any, error) {
 	}
 	sort.SliceStable(resolvedRows, func(i, j int) bool { return resolvedRows[i].ResolvedAt.After(*resolvedRows[j].ResolvedAt) })
 	sess, _ := c.Locals("session").(session)
-	return map[string]any{"Active": activeRows, "Resolved": resolvedRows, "CSRF": sess.csrf, "Back": "/alerts"}, nil
+	back := "/alerts"
+	if q := c.Query("status"); q != "" {
+		back += "?status=" + url.QueryEscape(q)
+	}
+	return map[string]any{"Active": activeRows, "Resolved": resolvedRows, "CSRF": sess.csrf, "Back": back,
+		"ShowActive": want[alerting.StatusOpen] || want[alerting.StatusAcknowledged], "ShowResolved": want[alerting.StatusResolved]}, nil
 }
 
 func (s *Server) alertsPage(c *fiber.Ctx) error {
@@ -390,7 +429,7 @@ func (s *Server) residentPage(c *fiber.Ctx) error {
 			return fmt.Errorf("history of alert %d: %w", a.ID, err)
 		}
 		for _, h := range hist {
-			timeline = append(timeline, timelineEntry{At: h.At.In(loc).Format("2006-01-02 15:04:05"), AlertID: a.ID, Type: a.Type,
+			timeline = append(timeline, timelineEntry{At: h.At.In(loc).Format(timeFormat), AlertID: a.ID, Type: a.Type,
 				Action: h.Action, Actor: h.Actor, Channel: h.Channel, Detail: h.Detail, t: h.At})
 		}
 	}
@@ -406,6 +445,6 @@ func (s *Server) residentPage(c *fiber.Ctx) error {
 		"Resident": res, "Site": d.siteByID[res.SiteID], "Room": room, "Bed": bed,
 		"Devices": devViews, "DeviceIDs": strings.Join(ids, " "), "Vitals": vitals, "Occupancy": occ,
 		"Alerts": openRows, "Charts": charts, "HasVitals": hasVitals, "VitalsErr": vitalsErr,
-		"Timeline": timeline, "CSRF": sess.csrf, "Back": "/residents/" + id,
+		"Timeline": timeline, "CSRF": sess.csrf, "Back": "/residents/" + id, "Sites": d.siteInfos(now),
 	})
 }

@@ -117,6 +117,9 @@ func decodeStrict(b []byte, l Limits, v any) error {
 	if len(b) > l.MaxPayload {
 		return &ValidationError{Field: "payload", Rule: "size", Detail: fmt.Sprintf("%d bytes, limit %d", len(b), l.MaxPayload)}
 	}
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return &ValidationError{Field: "payload", Rule: "json", Detail: "not a JSON object"}
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -169,23 +172,36 @@ func checkHeader(v int, device string) error {
 // accepted as values: a missing value is an absent key.
 func DecodeTelemetry(b []byte, now time.Time, l Limits) (*Telemetry, error) {
 	l = l.withDefaults()
-	var raw struct {
-		V        int                        `json:"v"`
-		Device   string                     `json:"device"`
-		Boot     uint32                     `json:"boot"`
-		ID       uint64                     `json:"id"`
-		Seq      uint64                     `json:"seq"`
-		TS       int64                      `json:"ts"`
-		Values   map[string]json.RawMessage `json:"values"`
-		Readings []struct {
-			Seq    uint64                     `json:"seq"`
-			TS     int64                      `json:"ts"`
-			Values map[string]json.RawMessage `json:"values"`
-		} `json:"readings"`
-	}
+	var raw telemetryJSON
 	if err := decodeStrict(b, l, &raw); err != nil {
 		return nil, err
 	}
+	return raw.telemetry(now, l)
+}
+
+// telemetryJSON is a telemetry payload as JSON decodes it, before
+// validation; DecodeTelemetry and the fast scanner of DecodeTelemetryFast
+// both produce it.
+type telemetryJSON struct {
+	V        int                        `json:"v"`
+	Device   string                     `json:"device"`
+	Boot     uint32                     `json:"boot"`
+	ID       uint64                     `json:"id"`
+	Seq      uint64                     `json:"seq"`
+	TS       int64                      `json:"ts"`
+	Values   map[string]json.RawMessage `json:"values"`
+	Readings []readingJSON              `json:"readings"`
+}
+
+type readingJSON struct {
+	Seq    uint64                     `json:"seq"`
+	TS     int64                      `json:"ts"`
+	Values map[string]json.RawMessage `json:"values"`
+}
+
+// telemetry validates raw (received at now) into a Telemetry; l has its
+// defaults.
+func (raw *telemetryJSON) telemetry(now time.Time, l Limits) (*Telemetry, error) {
 	var errs []error
 	if err := checkHeader(raw.V, raw.Device); err != nil {
 		errs = append(errs, err)
@@ -209,8 +225,13 @@ func DecodeTelemetry(b []byte, now time.Time, l Limits) (*Telemetry, error) {
 			r, err := decodeReading(fmt.Sprintf("readings[%d].", i), rr.Seq, rr.TS, rr.Values, now, l)
 			errs = append(errs, err)
 			t.Readings[i] = r
-			if i > 0 && rr.Seq != 0 && rr.Seq <= raw.Readings[i-1].Seq {
-				errs = append(errs, &ValidationError{Field: fmt.Sprintf("readings[%d].seq", i), Rule: "increasing", Detail: fmt.Sprintf("%d after %d", rr.Seq, raw.Readings[i-1].Seq)})
+			if i == 0 {
+				continue
+			}
+			if prev := raw.Readings[i-1]; rr.Seq != 0 && rr.Seq <= prev.Seq {
+				errs = append(errs, &ValidationError{Field: fmt.Sprintf("readings[%d].seq", i), Rule: "increasing", Detail: fmt.Sprintf("%d after %d", rr.Seq, prev.Seq)})
+			} else if rr.TS < prev.TS {
+				errs = append(errs, &ValidationError{Field: fmt.Sprintf("readings[%d].ts", i), Rule: "increasing", Detail: fmt.Sprintf("%d before %d: a batch is oldest first", rr.TS, prev.TS)})
 			}
 		}
 	}
@@ -222,6 +243,9 @@ func DecodeTelemetry(b []byte, now time.Time, l Limits) (*Telemetry, error) {
 
 func decodeReading(prefix string, seq uint64, ts int64, vals map[string]json.RawMessage, now time.Time, l Limits) (Reading, error) {
 	var errs []error
+	if seq == 0 {
+		errs = append(errs, &ValidationError{Field: prefix + "seq", Rule: "required", Detail: "sequence numbers start at 1 on every boot"})
+	}
 	if err := l.CheckTimestamp(prefix+"ts", ts, now); err != nil {
 		errs = append(errs, err)
 	}
@@ -242,6 +266,10 @@ func decodeReading(prefix string, seq uint64, ts int64, vals map[string]json.Raw
 		}
 		if f, ok := Fields[name]; ok && (v < f.Min || v > f.Max) {
 			errs = append(errs, &ValidationError{Field: field, Rule: "range", Detail: fmt.Sprintf("%g is outside [%g, %g] %s", v, f.Min, f.Max, f.Unit)})
+			continue
+		}
+		if name == "in_bed" && v != 0 && v != 1 {
+			errs = append(errs, &ValidationError{Field: field, Rule: "one_of", Detail: fmt.Sprintf("%g is not 0 (out of bed) or 1 (in bed)", v)})
 			continue
 		}
 		r.Values[name] = v
@@ -289,19 +317,14 @@ func DecodeEvent(b []byte, now time.Time, l Limits) (*Event, error) {
 	if err := l.CheckTimestamp("ts", e.TS, now); err != nil {
 		errs = append(errs, err)
 	}
+	if e.Seq == 0 {
+		errs = append(errs, &ValidationError{Field: "seq", Rule: "required", Detail: "sequence numbers start at 1 on every boot"})
+	}
 	if !slices.Contains(EventTypes, e.Type) {
 		errs = append(errs, &ValidationError{Field: "type", Rule: "one_of", Detail: fmt.Sprintf("%q is not a v1 event type", e.Type)})
 	}
 	for k, v := range e.Attrs {
-		switch x := v.(type) {
-		case string, bool:
-		case float64:
-			if math.IsNaN(x) || math.IsInf(x, 0) {
-				errs = append(errs, &ValidationError{Field: "attrs." + k, Rule: "finite"})
-			}
-		default:
-			errs = append(errs, &ValidationError{Field: "attrs." + k, Rule: "type", Detail: "attributes are strings, numbers or booleans"})
-		}
+		errs = append(errs, checkAttr(k, v))
 	}
 	switch e.Type {
 	case EventMeal:
@@ -311,8 +334,8 @@ func DecodeEvent(b []byte, now time.Time, l Limits) (*Event, error) {
 		if s, _ := e.Attrs["meal"].(string); !slices.Contains(Meals, s) {
 			errs = append(errs, &ValidationError{Field: "attrs.meal", Rule: "one_of", Detail: "breakfast, lunch, dinner or snack"})
 		}
-		if p, ok := e.Attrs["eaten_pct"].(float64); !ok || p < 0 || p > 100 {
-			errs = append(errs, &ValidationError{Field: "attrs.eaten_pct", Rule: "range", Detail: "a number in [0, 100] %"})
+		if _, ok := e.Attrs["eaten_pct"]; !ok {
+			errs = append(errs, &ValidationError{Field: "attrs.eaten_pct", Rule: "required", Detail: "a number in [0, 100] %"})
 		}
 	case EventCardTap:
 		if s, _ := e.Attrs["card"].(string); s == "" {
@@ -323,6 +346,52 @@ func DecodeEvent(b []byte, now time.Time, l Limits) (*Event, error) {
 		return nil, err
 	}
 	return &e, nil
+}
+
+// Attrs are the well-known event attributes: a number with its range, or
+// a string. An attribute of another name may be a string, a finite number
+// or a boolean, and its name follows ValidateFieldName.
+var Attrs = map[string]Field{
+	"peak_accel_ms2": {"peak_accel_ms2", "m/s^2", 0, 1000, "peak acceleration magnitude of a fall"},
+	"confidence":     {"confidence", "0-1", 0, 1, "detector confidence"},
+	"eaten_pct":      {"eaten_pct", "%", 0, 100, "share of the portion eaten"},
+	"battery_pct":    {"battery_pct", "%", 0, 100, "battery charge"},
+	"card":           {"card", "string", 0, 0, "card id"},
+	"meal":           {"meal", "string", 0, 0, "breakfast, lunch, dinner or snack"},
+}
+
+func checkAttr(k string, v any) error {
+	field := "attrs." + k
+	if err := ValidateFieldName(k); err != nil {
+		return &ValidationError{Field: field, Rule: "name", Detail: "attribute names are 1-64 characters of [a-z0-9_] starting with a letter"}
+	}
+	known, isKnown := Attrs[k]
+	switch x := v.(type) {
+	case string:
+		if isKnown && known.Unit != "string" {
+			return &ValidationError{Field: field, Rule: "type", Detail: fmt.Sprintf("got a string, want a number in %s", known.Unit)}
+		}
+		if len(x) > 256 {
+			return &ValidationError{Field: field, Rule: "max_len", Detail: "at most 256 bytes"}
+		}
+	case bool:
+		if isKnown {
+			return &ValidationError{Field: field, Rule: "type", Detail: "got a boolean"}
+		}
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return &ValidationError{Field: field, Rule: "finite"}
+		}
+		if isKnown && known.Unit == "string" {
+			return &ValidationError{Field: field, Rule: "type", Detail: "got a number, want a string"}
+		}
+		if isKnown && (x < known.Min || x > known.Max) {
+			return &ValidationError{Field: field, Rule: "range", Detail: fmt.Sprintf("%g is outside [%g, %g] %s", x, known.Min, known.Max, known.Unit)}
+		}
+	default:
+		return &ValidationError{Field: field, Rule: "type", Detail: "attributes are strings, numbers or booleans"}
+	}
+	return nil
 }
 
 // DecodeStatus parses and validates a status payload. Status messages are

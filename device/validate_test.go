@@ -42,6 +42,13 @@ func TestDecodeTelemetry(t *testing.T) {
 		{"seq not increasing", `{"v":1,"device":"vm-1","id":1,"readings":[{"seq":2,"ts":` + itoa(ms) + `,"values":{"hr_bpm":80}},{"seq":2,"ts":` + itoa(ms) + `,"values":{"hr_bpm":80}}]}`, "readings[1].seq", "increasing"},
 		{"batch bad item", `{"v":1,"device":"vm-1","id":1,"readings":[{"seq":1,"ts":` + itoa(ms) + `,"values":{"hr_bpm":80}},{"seq":2,"ts":5,"values":{"hr_bpm":80}}]}`, "readings[1].ts", "too_old"},
 		{"trailing data", good + `{}`, "payload", "json"},
+		{"null payload", `null`, "payload", "json"},
+		{"array payload", `[]`, "payload", "json"},
+		{"string payload", `"x"`, "payload", "json"},
+		{"missing seq", `{"v":1,"device":"vm-1","id":1,"ts":` + itoa(ms) + `,"values":{"hr_bpm":80}}`, "seq", "required"},
+		{"batch seq zero", `{"v":1,"device":"vm-1","id":1,"readings":[{"seq":0,"ts":` + itoa(ms) + `,"values":{"hr_bpm":80}},{"seq":0,"ts":` + itoa(ms) + `,"values":{"hr_bpm":80}}]}`, "readings[0].seq", "required"},
+		{"batch ts descending", `{"v":1,"device":"vm-1","id":1,"readings":[{"seq":1,"ts":` + itoa(ms) + `,"values":{"hr_bpm":80}},{"seq":2,"ts":` + itoa(ms-1000) + `,"values":{"hr_bpm":80}}]}`, "readings[1].ts", "increasing"},
+		{"in_bed half", `{"v":1,"device":"vm-1","id":1,"seq":1,"ts":` + itoa(ms) + `,"values":{"in_bed":0.5}}`, "values.in_bed", "one_of"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,6 +89,12 @@ func TestDecodeEvent(t *testing.T) {
 		{"meal pct", `{"v":1,"device":"mt-1","id":1,"ts":` + ms + `,"type":"meal","attrs":{"card":"x","meal":"lunch","eaten_pct":175}}`, "attrs.eaten_pct", "range"},
 		{"unknown type", `{"v":1,"device":"fd-1","id":1,"ts":` + ms + `,"type":"explode"}`, "type", "one_of"},
 		{"nested attr", `{"v":1,"device":"fd-1","id":1,"ts":` + ms + `,"type":"fall","attrs":{"x":{"y":1}}}`, "attrs.x", "type"},
+		{"missing seq", `{"v":1,"device":"fd-1","id":1,"ts":` + ms + `,"type":"fall"}`, "seq", "required"},
+		{"peak as string", `{"v":1,"device":"fd-1","id":1,"seq":1,"ts":` + ms + `,"type":"fall","attrs":{"peak_accel_ms2":"high"}}`, "attrs.peak_accel_ms2", "type"},
+		{"confidence range", `{"v":1,"device":"fd-1","id":1,"seq":1,"ts":` + ms + `,"type":"fall","attrs":{"confidence":7}}`, "attrs.confidence", "range"},
+		{"battery string", `{"v":1,"device":"fd-1","id":1,"seq":1,"ts":` + ms + `,"type":"low_battery","attrs":{"battery_pct":"abc"}}`, "attrs.battery_pct", "type"},
+		{"attr name backslash", `{"v":1,"device":"fd-1","id":1,"seq":1,"ts":` + ms + `,"type":"fall","attrs":{"x\\":1}}`, "attrs.x\\", "name"},
+		{"null attr", `{"v":1,"device":"fd-1","id":1,"seq":1,"ts":` + ms + `,"type":"fall","attrs":{"confidence":null}}`, "attrs.confidence", "type"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,62 +4,99 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
+	"sync"
 	"time"
 
 	http2 "github.com/influxdata/influxdb-client-go/v2/api/http"
-	"github.com/influxdata/influxdb-client-go/v2/api/write"
 )
 
-// batchLoop collects items and writes them when BatchSize points are
-// pending or FlushInterval after the first pending item. On ctx
-// cancellation it writes what it holds within shutdownGrace and returns.
+// batchLoop collects items and hands a batch to one of Writers writer
+// goroutines when BatchSize points are pending or FlushInterval after the
+// first pending item. Writers write in parallel; MaxInFlight (the
+// semaphore taken by the handler) bounds what all of them hold. On ctx
+// cancellation the writers finish what they hold within shutdownGrace and
+// batchLoop returns.
 func (s *Service) batchLoop(ctx context.Context, in <-chan *item) {
+	type job struct {
+		items  []*item
+		points int
+	}
+	jobs := make(chan job)
+	var wg sync.WaitGroup
+	for range s.cfg.Writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				s.flush(ctx, j.items, j.points)
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer close(jobs)
 	var (
 		batch  []*item
 		points int
 	)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	flush := func(ctx context.Context) {
+	hand := func(ctx context.Context) {
 		timer.Stop()
 		if len(batch) == 0 {
 			return
 		}
-		s.flush(ctx, batch, points)
+		select {
+		case jobs <- job{batch, points}:
+		case <-ctx.Done():
+			// Shutting down with every writer busy: write it here.
+			s.flush(ctx, batch, points) // flush gives itself shutdownGrace
+		}
 		batch, points = nil, 0
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
-			flush(grace)
-			cancel()
+			hand(ctx)
 			return
 		case it := <-in:
-			if len(batch) == 0 {
-				timer.Reset(s.cfg.FlushInterval)
-			}
-			batch = append(batch, it)
-			points += len(it.points)
-			if points >= s.cfg.BatchSize {
-				flush(ctx)
+			// Take what else is queued without a blocking select each.
+			for more := true; more; {
+				if len(batch) == 0 {
+					timer.Reset(s.cfg.FlushInterval)
+				}
+				batch = append(batch, it)
+				points += len(it.points)
+				if points >= s.cfg.BatchSize {
+					hand(ctx)
+				}
+				select {
+				case it = <-in:
+				default:
+					more = false
+				}
 			}
 		case <-timer.C:
-			flush(ctx)
+			hand(ctx)
 		}
 	}
 }
 
 // flush writes the points of batch and acknowledges its messages, unless
 // ctx ended first: then nothing is acknowledged and the broker delivers the
-// messages again.
+// messages again. When ctx is already cancelled (shutdown) the write gets
+// shutdownGrace.
 func (s *Service) flush(ctx context.Context, batch []*item, n int) {
+	if ctx.Err() != nil {
+		grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+		defer cancel()
+		ctx = grace
+	}
 	start := time.Now()
 	pts := make([]pending, 0, n)
 	for _, it := range batch {
-		for _, p := range it.points {
-			pts = append(pts, pending{p: p, it: it})
+		for i, p := range it.points {
+			pts = append(pts, pending{p: p, it: it, bucket: it.buckets[i]})
 		}
 	}
 	rejected, err := s.writeSplit(ctx, pts)
@@ -78,8 +115,9 @@ func (s *Service) flush(ctx context.Context, batch []*item, n int) {
 
 // pending is a point with the message it came from.
 type pending struct {
-	p  *write.Point
-	it *item
+	p      *point
+	it     *item
+	bucket string
 }
 
 // writeSplit writes pts. When InfluxDB refuses the request as invalid (400,
@@ -97,8 +135,14 @@ func (s *Service) writeSplit(ctx context.Context, pts []pending) (int, error) {
 	}
 	if len(pts) == 1 {
 		s.m.rejected.WithLabelValues("influx_rejected").Inc()
-		s.log.Warn("ingest: InfluxDB refused a point; dropped", "topic", pts[0].it.msg.Topic(),
-			"point", truncate([]byte(lineOf(pts[0].p)), logPayloadMax), "err", err)
+		line := lineOf(pts[0].p)
+		s.log.Warn("ingest: InfluxDB refused a point; stored as a dead letter", "topic", pts[0].it.msg.Topic(),
+			"point", truncate([]byte(line), logPayloadMax), "err", err)
+		it := pts[0].it
+		if !s.deadLetter(ctx, DeadLetter{Received: it.received, Topic: it.msg.Topic(), Reason: "influx_rejected",
+			Detail: fmt.Sprintf("%s: %v", line, err), Payload: it.msg.Payload()}) {
+			return 0, fmt.Errorf("dead-letter store unavailable for a refused point of %s", it.msg.Topic())
+		}
 		return 1, nil
 	}
 	mid := len(pts) / 2
@@ -118,15 +162,53 @@ func (s *Service) writeSplit(ctx context.Context, pts []pending) (int, error) {
 // with backoff until ctx ends. It returns nil, ctx's error, or a permanent
 // error (InfluxDB refused the data).
 func (s *Service) writeRetry(ctx context.Context, pts []pending) error {
-	points := make([]*write.Point, len(pts))
-	for i, p := range pts {
-		points[i] = p.p
+	// Line protocol per bucket, in one buffer each; nearly always a single
+	// bucket.
+	type body struct {
+		b []byte
+		n int
 	}
+	var bodies []body
+	var buckets []string
+	for _, p := range pts {
+		i := slices.Index(buckets, p.bucket)
+		if i < 0 {
+			i = len(buckets)
+			buckets = append(buckets, p.bucket)
+			bodies = append(bodies, body{b: make([]byte, 0, 128*len(pts))})
+		}
+		if bodies[i].n > 0 {
+			bodies[i].b = append(bodies[i].b, '\n')
+		}
+		bodies[i].b = p.p.appendLine(bodies[i].b)
+		bodies[i].n++
+	}
+	for i, b := range buckets {
+		if err := s.writeBucket(ctx, b, string(bodies[i].b), bodies[i].n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeBucket is writeRetry for the n points of one bucket, in line
+// protocol.
+func (s *Service) writeBucket(ctx context.Context, bucket, lines string, n int) error {
 	backoff := retryMin
+	failing := false
+	defer func() {
+		if failing {
+			s.m.writeFailing.Dec()
+		}
+	}()
 	for attempt := 1; ; attempt++ {
-		err := s.writer.WritePoint(ctx, points...)
+		err := s.writers[bucket].WriteRecord(ctx, lines)
 		if err == nil {
 			return nil
+		}
+		if !failing && classify(err) != permanent {
+			failing = true
+			s.m.writeFailing.Inc()
 		}
 		s.m.writeErrors.Inc()
 		if ctx.Err() != nil {
@@ -141,7 +223,7 @@ func (s *Service) writeRetry(ctx context.Context, pts []pending) error {
 				s.log.Warn("ingest: create database failed", "db", s.cfg.InfluxDatabase, "err", cerr)
 			}
 		}
-		s.log.Warn("ingest: write failed; retrying", "points", len(points), "attempt", attempt, "retry_in", backoff, "err", err)
+		s.log.Warn("ingest: write failed; retrying", "points", n, "attempt", attempt, "retry_in", backoff, "err", err)
 		if !sleep(ctx, backoff) {
 			return ctx.Err()
 		}
@@ -180,19 +262,4 @@ func classify(err error) errClass {
 }
 
 // lineOf renders p as line protocol for a log message.
-func lineOf(p *write.Point) string {
-	var b strings.Builder
-	b.WriteString(p.Name())
-	for _, t := range p.TagList() {
-		fmt.Fprintf(&b, ",%s=%s", t.Key, t.Value)
-	}
-	for i, f := range p.FieldList() {
-		sep := ","
-		if i == 0 {
-			sep = " "
-		}
-		fmt.Fprintf(&b, "%s%s=%v", sep, f.Key, f.Value)
-	}
-	fmt.Fprintf(&b, " %d", p.Time().UnixMilli())
-	return b.String()
-}
+func lineOf(p *point) string { return string(p.appendLine(nil)) }

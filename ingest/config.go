@@ -1,14 +1,17 @@
 package ingest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/internal/influxd"
 )
 
 // Defaults of Config. A zero field of Config takes these values in
@@ -20,7 +23,48 @@ const (
 	DefaultBatchSize       = 5000
 	DefaultFlushInterval   = 200 * time.Millisecond
 	DefaultMaxInFlight     = 5000
+	DefaultWriters         = 2
+	DefaultSkew            = 5 * time.Minute
+	DefaultDedupWindow     = 100_000
+	// DefaultEnvironmentPolicy and DefaultEnvironmentRetention: readings of
+	// env_sensor devices (room temperature, humidity, air quality) are kept
+	// 90 days; vitals and events go to the database's default policy
+	// (autogen, kept forever: they are part of the care record).
+	DefaultEnvironmentPolicy    = "environment"
+	DefaultEnvironmentRetention = 90 * 24 * time.Hour
 )
+
+// Group is a measurement group with its own retention policy.
+type Group string
+
+// The measurement groups: readings of env_sensor devices are environment,
+// every other reading is vitals, every event is events.
+const (
+	GroupVitals      Group = "vitals"
+	GroupEnvironment Group = "environment"
+	GroupEvents      Group = "events"
+)
+
+// Groups lists every group in a stable order.
+var Groups = []Group{GroupVitals, GroupEnvironment, GroupEvents}
+
+// Retention is where one group is written and how long InfluxDB keeps it.
+type Retention struct {
+	// Policy is the InfluxDB 1.8 retention policy name; "" means
+	// Config.RetentionPolicy. The v2 bucket is "database/Policy".
+	Policy string
+	// Duration is how long the policy keeps data: 0 means forever (INF),
+	// otherwise at least 1h in whole seconds. Ingest creates or alters the
+	// policy with InfluxQL at start (influxd.CreateDatabase), so the last
+	// replica to start decides.
+	Duration time.Duration
+}
+
+// DeadLetterSink stores what ingest refuses: a malformed message, or a
+// point InfluxDB refused. [DeadLetters] is one.
+type DeadLetterSink interface {
+	AddDeadLetter(ctx context.Context, d DeadLetter) error
+}
 
 // Config configures one ingest service.
 type Config struct {
@@ -57,6 +101,27 @@ type Config struct {
 	// acknowledged; when it is reached ingest stops taking messages and the
 	// broker queues them. 0 means 5000.
 	MaxInFlight int
+
+	// Writers is the number of batches written to InfluxDB at once. 0 means 2.
+	Writers int
+	// Skew is how far a reading's device time may be from its receive time
+	// before the point is flagged with field skewed=true and counted in
+	// eldercare_ingest_skewed_total. 0 means 5 min. Readings more than
+	// Limits.MaxFuture ahead, or Limits.MaxAge behind, are rejected outright
+	// (dead letters with reason "future" or "too_old").
+	Skew time.Duration
+	// DedupWindow is how many recent (device, boot, id) keys are remembered
+	// to count redelivered messages (eldercare_ingest_redelivered_total). It
+	// only counts: InfluxDB's overwrite of identical points dedups. 0 means
+	// 100000.
+	DedupWindow int
+	// Retention places each measurement group; a zero field means: vitals
+	// and events in RetentionPolicy (kept as it is, autogen = forever),
+	// environment in "environment" kept 90 days.
+	Retention map[Group]Retention
+	// DeadLetters stores refused messages and points; nil means they are
+	// only logged and counted.
+	DeadLetters DeadLetterSink `json:"-"`
 
 	// Limits bound what a payload may carry (size, batch length, clock
 	// skew). The zero value means device.DefaultLimits.
@@ -110,6 +175,27 @@ func (c Config) WithDefaults() Config {
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight
 	}
+	if c.Writers == 0 {
+		c.Writers = DefaultWriters
+	}
+	if c.Skew == 0 {
+		c.Skew = DefaultSkew
+	}
+	if c.DedupWindow == 0 {
+		c.DedupWindow = DefaultDedupWindow
+	}
+	rets := make(map[Group]Retention, len(Groups))
+	for _, g := range Groups {
+		r := c.Retention[g]
+		if r.Policy == "" && r.Duration == 0 && g == GroupEnvironment {
+			r = Retention{Policy: DefaultEnvironmentPolicy, Duration: DefaultEnvironmentRetention}
+		}
+		if r.Policy == "" {
+			r.Policy = c.RetentionPolicy
+		}
+		rets[g] = r
+	}
+	c.Retention = rets
 	return c
 }
 
@@ -128,15 +214,52 @@ func sanitizeClientID(host string) string {
 	return b.String()
 }
 
-// Bucket returns the v2 bucket name "database/retention-policy".
+// Bucket returns the v2 bucket name "database/retention-policy" of the
+// default policy.
 func (c Config) Bucket() string {
 	c = c.WithDefaults()
 	return c.InfluxDatabase + "/" + c.RetentionPolicy
 }
 
+// GroupBucket returns the v2 bucket "database/policy" that group g is
+// written into.
+func (c Config) GroupBucket(g Group) string {
+	c = c.WithDefaults()
+	return c.InfluxDatabase + "/" + c.Retention[g].Policy
+}
+
+// policies returns the retention policies to create: one per distinct
+// policy name; when two groups share a name with different durations, the
+// longer one wins (nothing is deleted earlier than some group asks). The
+// default policy is only touched when a group names it with a duration.
+func (c Config) policies() []influxd.RetentionPolicy {
+	byName := map[string]time.Duration{}
+	var order []string
+	for _, g := range Groups {
+		r := c.Retention[g]
+		d, seen := byName[r.Policy]
+		if !seen {
+			order = append(order, r.Policy)
+		}
+		if !seen || (d != 0 && (r.Duration == 0 || r.Duration > d)) {
+			byName[r.Policy] = r.Duration
+		}
+	}
+	var out []influxd.RetentionPolicy
+	for _, name := range order {
+		d := byName[name]
+		if name == "autogen" && d == 0 {
+			continue // CREATE DATABASE made it, INF
+		}
+		out = append(out, influxd.RetentionPolicy{Name: name, Duration: d})
+	}
+	return out
+}
+
 // Validate reports every problem of c (after defaults) at once, joined with
 // errors.Join. It does not contact the broker or InfluxDB.
 func (c Config) Validate() error {
+	raw := c.Retention
 	c = c.WithDefaults()
 	var errs []error
 	if err := checkURL(c.MQTTURL, "tcp", "mqtt", "ssl", "mqtts", "ws", "wss"); err != nil {
@@ -168,6 +291,34 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInFlight < 1 || c.MaxInFlight > 65535 {
 		errs = append(errs, fmt.Errorf("MaxInFlight %d: between 1 and 65535 messages (MQTT packet ids are 16 bits)", c.MaxInFlight))
+	}
+	if c.Writers < 1 || c.Writers > 64 {
+		errs = append(errs, fmt.Errorf("Writers %d: between 1 and 64", c.Writers))
+	}
+	if c.Skew < 0 {
+		errs = append(errs, fmt.Errorf("Skew %s: negative", c.Skew))
+	}
+	if c.DedupWindow < 0 {
+		errs = append(errs, fmt.Errorf("DedupWindow %d: negative", c.DedupWindow))
+	}
+	for _, g := range Groups {
+		r := c.Retention[g]
+		if strings.ContainsAny(r.Policy, "/\n") {
+			errs = append(errs, fmt.Errorf("Retention[%s].Policy %q: no '/' or newline", g, r.Policy))
+		}
+		switch {
+		case r.Duration < 0:
+			errs = append(errs, fmt.Errorf("Retention[%s].Duration %s: negative", g, r.Duration))
+		case r.Duration != 0 && r.Duration < time.Hour:
+			errs = append(errs, fmt.Errorf("Retention[%s].Duration %s: 0 (forever) or at least 1h (InfluxDB's minimum)", g, r.Duration))
+		case r.Duration%time.Second != 0:
+			errs = append(errs, fmt.Errorf("Retention[%s].Duration %s: whole seconds", g, r.Duration))
+		}
+	}
+	for g := range raw {
+		if !slices.Contains(Groups, g) {
+			errs = append(errs, fmt.Errorf("Retention: unknown group %q (want vitals, environment, events)", g))
+		}
 	}
 	if c.Limits.MaxPayload < 0 || c.Limits.MaxReadings < 0 || c.Limits.MaxFuture < 0 || c.Limits.MaxAge < 0 {
 		errs = append(errs, fmt.Errorf("Limits %+v: negative limit (0 means the default)", c.Limits))

@@ -21,12 +21,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
-	"github.com/influxdata/influxdb-client-go/v2/api/write"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eldercare-iot/eldercare/device"
@@ -43,11 +44,13 @@ const (
 	logPayloadMax  = 200                    // bytes of a rejected payload in the log
 	writeTimeout   = 30 * time.Second       // one HTTP write request
 	disconnectWait = 250                    // ms for paho's Disconnect
+	deadLetterWait = 10 * time.Second       // storing one dead letter, retries included
 )
 
-// pointWriter writes points in one request; api.WriteAPIBlocking is one.
-type pointWriter interface {
-	WritePoint(ctx context.Context, point ...*write.Point) error
+// lineWriter writes line protocol in one request; api.WriteAPIBlocking is
+// one.
+type lineWriter interface {
+	WriteRecord(ctx context.Context, line ...string) error
 }
 
 // Service is one ingest replica. Create it with New and start it with Run.
@@ -60,20 +63,26 @@ type Service struct {
 	sem       chan struct{} // one token per message in flight
 
 	client influxdb2.Client
-	writer pointWriter
+	// writers holds one blocking writer per bucket (database/policy).
+	writers map[string]lineWriter
+	dedup   *dedupWindow
 	// createDB creates the database and is called on start and after a 404.
 	createDB func(ctx context.Context) error
 	// connect opens the MQTT connection; tests may replace it.
 	connect func(ctx context.Context, o mqttconn.Options) (paho.Client, error)
 	// subscribed is closed after the first successful subscription.
 	subscribed chan struct{}
+	// subscriptions counts successful subscriptions (one per connect).
+	subscriptions atomic.Int64
 }
 
 // item is one valid message waiting for its points to be written.
 type item struct {
-	msg    paho.Message
-	topic  device.Topic
-	points []*write.Point
+	msg      paho.Message
+	topic    device.Topic
+	received time.Time
+	points   []*point
+	buckets  []string // bucket of points[i]
 }
 
 // New checks cfg (Config.Validate, after defaults), registers the metrics on
@@ -106,13 +115,21 @@ func New(cfg Config, residents Residents, reg prometheus.Registerer, log *slog.L
 		now:       time.Now,
 		sem:       make(chan struct{}, cfg.MaxInFlight),
 		client:    client,
-		writer:    client.WriteAPIBlocking("", cfg.Bucket()),
+		writers:   map[string]lineWriter{},
+		dedup:     newDedupWindow(cfg.DedupWindow),
 		connect:   mqttconn.Connect,
 
 		subscribed: make(chan struct{}),
 	}
+	for _, g := range Groups {
+		b := cfg.GroupBucket(g)
+		if s.writers[b] == nil {
+			s.writers[b] = client.WriteAPIBlocking("", b)
+		}
+	}
+	rps := cfg.policies()
 	s.createDB = func(ctx context.Context) error {
-		return influxd.CreateDatabase(ctx, cfg.InfluxURL, cfg.InfluxDatabase)
+		return influxd.CreateDatabase(ctx, cfg.InfluxURL, cfg.InfluxDatabase, rps...)
 	}
 	return s, nil
 }
@@ -136,7 +153,8 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 
-	items := make(chan *item)
+	// items holds few: the semaphore, not this buffer, bounds what is held.
+	items := make(chan *item, 256)
 	batchCtx, stopBatch := context.WithCancel(ctx)
 	defer stopBatch()
 	batchDone := make(chan struct{})
@@ -145,7 +163,18 @@ func (s *Service) Run(ctx context.Context) error {
 		s.batchLoop(batchCtx, items)
 	}()
 
-	handler := s.handler(ctx, items)
+	// paho calls handler in its receive loop (OrderMatters), so that no
+	// goroutine is started per message; handler only queues the message,
+	// and decodeWorkers goroutines decode it and wait for a slot of
+	// MaxInFlight.
+	queue := make(chan paho.Message, s.cfg.MaxInFlight)
+	var workers sync.WaitGroup
+	workCtx, stopWork := context.WithCancel(ctx)
+	defer func() { stopWork(); workers.Wait() }()
+	for range decodeWorkers() {
+		workers.Go(func() { s.decodeLoop(workCtx, queue, items) })
+	}
+	handler := s.enqueue(ctx, queue)
 	filters := map[string]byte{
 		device.SharedSubscription(s.cfg.Group, device.Subscription(s.cfg.Root, device.ChanTelemetry)): 1,
 		device.SharedSubscription(s.cfg.Group, device.Subscription(s.cfg.Root, device.ChanEvent)):     1,
@@ -162,6 +191,7 @@ func (s *Service) Run(ctx context.Context) error {
 		if err != nil {
 			s.log.Error("ingest: subscribe failed", "err", err)
 		} else {
+			s.subscriptions.Add(1)
 			s.log.Info("ingest: subscribed", "filters", keys(filters), "client", s.cfg.ClientID)
 		}
 		once.Do(func() {
@@ -178,6 +208,7 @@ func (s *Service) Run(ctx context.Context) error {
 		OnConnect:       onConnect,
 		DefaultHandler:  handler, // messages of the session that come before OnConnect runs
 		AutoAckDisabled: true,
+		OrderMatters:    true, // handler never blocks: it only queues
 		MaxInflight:     s.cfg.MaxInFlight,
 		Logger:          s.log,
 	})
@@ -235,24 +266,77 @@ func (s *Service) ensureDatabase(ctx context.Context) error {
 	}
 }
 
-// handler decodes each message at receive time. A malformed message is
+// decodeWorkers is the number of goroutines that decode messages: enough
+// to keep every core busy, and a few more so that a slow dead-letter store
+// does not stop decoding.
+func decodeWorkers() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+
+// enqueue returns the MQTT message handler. paho runs it in its receive
+// loop, so it must never wait: it puts the message on queue (capacity
+// MaxInFlight), and only when queue is full (the broker's in-flight window
+// is larger than MaxInFlight) it leaves the message to a goroutine that
+// waits for room. Either way the message is unacknowledged until written.
+func (s *Service) enqueue(ctx context.Context, queue chan<- paho.Message) paho.MessageHandler {
+	return func(_ paho.Client, msg paho.Message) {
+		select {
+		case queue <- msg:
+		default:
+			go func() {
+				select {
+				case queue <- msg:
+				case <-ctx.Done(): // not acknowledged: the broker delivers it again
+				}
+			}()
+		}
+	}
+}
+
+// decodeLoop handles queued messages until ctx ends.
+func (s *Service) decodeLoop(ctx context.Context, queue <-chan paho.Message, items chan<- *item) {
+	for {
+		// The single-case selects with default are cheap non-blocking
+		// channel operations; the blocking select runs only when idle.
+		select {
+		case msg := <-queue:
+			s.handle(ctx, msg, items)
+			continue
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-queue:
+			s.handle(ctx, msg, items)
+		}
+	}
+}
+
+// handle decodes one message at receive time. A malformed message is
 // counted, logged and acknowledged at once; a valid one takes a slot of
 // MaxInFlight and goes to the batch loop, which acknowledges it after the
 // write.
-func (s *Service) handler(ctx context.Context, items chan<- *item) paho.MessageHandler {
-	return func(_ paho.Client, msg paho.Message) {
-		it, err := s.decode(msg, s.now())
-		if err != nil {
-			s.reject(msg, err)
+func (s *Service) handle(ctx context.Context, msg paho.Message, items chan<- *item) {
+	now := s.now()
+	it, err := s.decode(msg, now)
+	if err != nil {
+		if s.reject(ctx, msg, now, err) {
 			msg.Ack()
-			return
 		}
+		return
+	}
+	select {
+	case s.sem <- struct{}{}:
+	default:
 		select {
 		case s.sem <- struct{}{}:
 		case <-ctx.Done():
 			return // not acknowledged: the broker delivers it again
 		}
-		s.m.inFlight.Inc()
+	}
+	s.m.inFlight.Inc()
+	select {
+	case items <- it:
+	default:
 		select {
 		case items <- it:
 		case <-ctx.Done():
@@ -277,10 +361,10 @@ func (s *Service) decode(msg paho.Message, now time.Time) (*item, error) {
 		return nil, err
 	}
 	s.m.received.WithLabelValues(string(topic.Channel)).Inc()
-	it := &item{msg: msg, topic: topic}
+	it := &item{msg: msg, topic: topic, received: now}
 	switch topic.Channel {
 	case device.ChanTelemetry:
-		tel, err := device.DecodeTelemetry(msg.Payload(), now, s.cfg.Limits)
+		tel, err := device.DecodeTelemetryFast(msg.Payload(), now, s.cfg.Limits)
 		if err != nil {
 			return nil, err
 		}
@@ -291,6 +375,7 @@ func (s *Service) decode(msg paho.Message, now time.Time) (*item, error) {
 		if err != nil {
 			return nil, err
 		}
+		s.seen(msg, tel.Device, tel.Boot, tel.ID)
 	case device.ChanEvent:
 		ev, err := device.DecodeEvent(msg.Payload(), now, s.cfg.Limits)
 		if err != nil {
@@ -303,15 +388,51 @@ func (s *Service) decode(msg paho.Message, now time.Time) (*item, error) {
 		if err != nil {
 			return nil, err
 		}
-		it.points = []*write.Point{p}
+		it.points = []*point{p}
+		s.seen(msg, ev.Device, ev.Boot, ev.ID)
 	default:
 		return nil, &device.ValidationError{Field: "topic", Rule: "channel", Detail: fmt.Sprintf("ingest takes telemetry and event, not %s", topic.Channel)}
+	}
+	it.buckets = make([]string, len(it.points))
+	for i, p := range it.points {
+		if d := now.Sub(p.Time()); d > s.cfg.Skew || -d > s.cfg.Skew {
+			p.addField(field{Key: FieldSkewed, kind: kindBool, b: true})
+			s.m.skewed.Inc()
+		}
+		it.buckets[i] = s.bucketOf(p)
 	}
 	return it, nil
 }
 
-// reject counts and logs a malformed message.
-func (s *Service) reject(msg paho.Message, err error) {
+// bucketOf returns the bucket of p's measurement group: events, readings
+// of env_sensor devices (environment), other readings (vitals).
+func (s *Service) bucketOf(p *point) string {
+	g := GroupVitals
+	if p.Name() == MeasurementEvents {
+		g = GroupEvents
+	} else {
+		for _, t := range p.tags {
+			if t.Key == "kind" && t.Value == string(device.EnvSensor) {
+				g = GroupEnvironment
+			}
+		}
+	}
+	return s.cfg.InfluxDatabase + "/" + s.cfg.Retention[g].Policy
+}
+
+// seen counts msg as redelivered when the broker flagged it DUP or its key
+// is in the dedup window.
+func (s *Service) seen(msg paho.Message, dev string, boot uint32, id uint64) {
+	if s.dedup.add(dedupKey{dev, boot, id}) || msg.Duplicate() {
+		s.m.redelivered.Inc()
+	}
+}
+
+// reject counts and logs a malformed message and stores it as a dead
+// letter. It reports whether the message may be acknowledged: false when
+// the dead-letter store failed (the message then stays unacknowledged and
+// the broker delivers it again after a reconnect).
+func (s *Service) reject(ctx context.Context, msg paho.Message, received time.Time, err error) bool {
 	reason := device.Reason(err)
 	var pe *PointError
 	if errors.As(err, &pe) {
@@ -320,6 +441,30 @@ func (s *Service) reject(msg paho.Message, err error) {
 	s.m.rejected.WithLabelValues(reason).Inc()
 	s.log.Warn("ingest: rejected malformed message", "topic", msg.Topic(), "reason", reason, "err", err,
 		"payload", truncate(msg.Payload(), logPayloadMax))
+	return s.deadLetter(ctx, DeadLetter{Received: received, Topic: msg.Topic(), Reason: reason, Detail: err.Error(), Payload: msg.Payload()})
+}
+
+// deadLetter stores d, retrying for up to deadLetterWait; it reports
+// whether d was stored (always true without a store).
+func (s *Service) deadLetter(ctx context.Context, d DeadLetter) bool {
+	if s.cfg.DeadLetters == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterWait)
+	defer cancel()
+	backoff := retryMin
+	for {
+		err := s.cfg.DeadLetters.AddDeadLetter(ctx, d)
+		if err == nil {
+			s.m.deadLetters.WithLabelValues(d.Reason).Inc()
+			return true
+		}
+		s.log.Error("ingest: dead-letter store failed", "topic", d.Topic, "reason", d.Reason, "err", err)
+		if !sleep(ctx, backoff) {
+			return false
+		}
+		backoff = nextBackoff(backoff)
+	}
 }
 
 func truncate(b []byte, n int) string {

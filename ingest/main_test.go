@@ -24,6 +24,9 @@ var pkgInflux struct {
 }
 
 func TestMain(m *testing.M) {
+	if cfg := os.Getenv(childEnv); cfg != "" {
+		os.Exit(runChild(cfg))
+	}
 	code := m.Run()
 	if pkgInflux.srv != nil {
 		if err := pkgInflux.srv.Stop(); err != nil {

@@ -15,6 +15,10 @@ type metrics struct {
 	inFlight     prometheus.Gauge
 	batchSeconds prometheus.Histogram
 	writeErrors  prometheus.Counter
+	redelivered  prometheus.Counter
+	skewed       prometheus.Counter
+	deadLetters  *prometheus.CounterVec // {reason}
+	writeFailing prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,12 +48,29 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "eldercare_ingest_write_errors_total",
 			Help: "Failed write requests to InfluxDB (each retry and each split that failed counts).",
 		}),
+		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eldercare_ingest_redelivered_total",
+			Help: "Valid messages whose (device, boot, id) was already seen among the last DedupWindow messages, or that the broker flagged DUP: redeliveries after a crash, reconnect or outage. InfluxDB stores them once.",
+		}),
+		skewed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eldercare_ingest_skewed_total",
+			Help: "Readings and events whose device time is further than --skew from the receive time; stored with field skewed=true.",
+		}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eldercare_ingest_dead_letters_total",
+			Help: "Refused messages and points stored in the dead-letter store, by reason (as rejected_total).",
+		}, []string{"reason"}),
+		writeFailing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eldercare_ingest_write_failing",
+			Help: "Number of batches currently being retried because InfluxDB is unreachable or failing (0 when healthy). With in_flight it shows a backlog: messages stay unacknowledged and the broker queues the rest.",
+		}),
 	}
 	for _, ch := range []string{"telemetry", "event"} {
 		m.received.WithLabelValues(ch)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.received, m.written, m.rejected, m.inFlight, m.batchSeconds, m.writeErrors} {
+		for _, c := range []prometheus.Collector{m.received, m.written, m.rejected, m.inFlight, m.batchSeconds, m.writeErrors,
+			m.redelivered, m.skewed, m.deadLetters, m.writeFailing} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register ingest metrics: %w", err)
 			}

@@ -3,9 +3,9 @@ package ingest
 import (
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"time"
-
-	"github.com/influxdata/influxdb-client-go/v2/api/write"
 
 	"github.com/eldercare-iot/eldercare/device"
 )
@@ -20,6 +20,9 @@ const (
 	FieldBoot       = "boot"
 	FieldReceivedMS = "received_ms"
 	FieldCount      = "count"
+	// FieldSkewed is true on a point whose device time is further than
+	// Config.Skew from its receive time; absent otherwise.
+	FieldSkewed = "skewed"
 	// AttrPrefix is prepended to an event attribute's name to make its field
 	// key: attrs {"confidence":0.9} is field attr_confidence=0.9.
 	AttrPrefix = "attr_"
@@ -50,20 +53,174 @@ type PointError struct {
 
 func (e *PointError) Error() string { return e.Reason + ": " + e.Detail }
 
-// tags builds the tag set shared by readings and events; resident and kind
-// are omitted when empty.
-func tags(res Residents, t device.Topic, ts time.Time) map[string]string {
-	m := map[string]string{"site": t.Site, "device": t.Device}
-	if res != nil {
-		resident, kind := res.Lookup(t.Device, ts)
-		if resident != "" {
-			m["resident"] = resident
-		}
-		if kind != "" {
-			m["kind"] = kind
+// point is one InfluxDB point: measurement, tags sorted by key, fields
+// sorted by key, and time in ms. appendLine encodes it as line protocol
+// with the escaping rules of the InfluxDB client's encoder
+// (github.com/influxdata/line-protocol); building it is cheaper than the
+// client's write.Point (no maps, no reflection, one allocation for fields).
+type point struct {
+	name   string
+	tags   []tag
+	fields []field
+	ms     int64
+}
+
+type tag struct{ Key, Value string }
+
+// field is a typed field value: kind says which of f, i, s, b holds it.
+type field struct {
+	Key  string
+	kind fieldKind
+	f    float64
+	i    int64
+	s    string
+	b    bool
+}
+
+type fieldKind uint8
+
+const (
+	kindFloat fieldKind = iota
+	kindInt
+	kindString
+	kindBool
+)
+
+func floatField(k string, v float64) field { return field{Key: k, kind: kindFloat, f: v} }
+func intField(k string, v int64) field     { return field{Key: k, kind: kindInt, i: v} }
+
+// Value returns the field's value as float64, int64, string or bool.
+func (f field) Value() any {
+	switch f.kind {
+	case kindInt:
+		return f.i
+	case kindString:
+		return f.s
+	case kindBool:
+		return f.b
+	}
+	return f.f
+}
+
+// Name is the measurement.
+func (p *point) Name() string { return p.name }
+
+// Time is the point's time (ms precision).
+func (p *point) Time() time.Time { return time.UnixMilli(p.ms) }
+
+// addField adds f keeping the fields sorted by key.
+func (p *point) addField(f field) {
+	i := len(p.fields)
+	p.fields = append(p.fields, f)
+	for ; i > 0 && p.fields[i-1].Key > f.Key; i-- {
+		p.fields[i] = p.fields[i-1]
+	}
+	p.fields[i] = f
+}
+
+// sortFields sorts the fields by key (insertion sort: a handful of fields).
+func (p *point) sortFields() {
+	fs := p.fields
+	for i := 1; i < len(fs); i++ {
+		for j := i; j > 0 && fs[j-1].Key > fs[j].Key; j-- {
+			fs[j-1], fs[j] = fs[j], fs[j-1]
 		}
 	}
-	return m
+}
+
+// appendLine appends p in line protocol (ms precision), without a newline.
+func (p *point) appendLine(b []byte) []byte {
+	b = appendEscaped(b, p.name, false)
+	for _, t := range p.tags {
+		b = append(b, ',')
+		b = appendEscaped(b, t.Key, true)
+		b = append(b, '=')
+		b = appendEscaped(b, t.Value, true)
+	}
+	for i, f := range p.fields {
+		if i == 0 {
+			b = append(b, ' ')
+		} else {
+			b = append(b, ',')
+		}
+		b = appendEscaped(b, f.Key, true)
+		b = append(b, '=')
+		switch f.kind {
+		case kindFloat:
+			b = strconv.AppendFloat(b, f.f, 'f', -1, 64)
+		case kindInt:
+			b = append(strconv.AppendInt(b, f.i, 10), 'i')
+		case kindBool:
+			b = strconv.AppendBool(b, f.b)
+		case kindString:
+			b = append(b, '"')
+			for i := 0; i < len(f.s); i++ {
+				switch c := f.s[i]; c {
+				case '\t':
+					b = append(b, '\\', 't')
+				case '\n':
+					b = append(b, '\\', 'n')
+				case '\f':
+					b = append(b, '\\', 'f')
+				case '\r':
+					b = append(b, '\\', 'r')
+				case '"', '\\':
+					b = append(b, '\\', c)
+				default:
+					b = append(b, c)
+				}
+			}
+			b = append(b, '"')
+		}
+	}
+	b = append(b, ' ')
+	return strconv.AppendInt(b, p.ms, 10)
+}
+
+// appendEscaped appends s escaped as a measurement (tagOrKey false: comma
+// and space) or as a tag key, tag value or field key (also equals sign);
+// tab, newline, form feed and carriage return become \t \n \f \r.
+func appendEscaped(b []byte, s string, tagOrKey bool) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case ',', ' ':
+			b = append(b, '\\', c)
+		case '=':
+			if tagOrKey {
+				b = append(b, '\\')
+			}
+			b = append(b, c)
+		case '\t':
+			b = append(b, '\\', 't')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\f':
+			b = append(b, '\\', 'f')
+		case '\r':
+			b = append(b, '\\', 'r')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// tags builds the tag set shared by readings and events, sorted by key:
+// device, kind (if known), resident (if bound at ts), site, and extra
+// (the event type) last; n is the capacity to leave for extra.
+func tags(res Residents, t device.Topic, ts time.Time, extra int) []tag {
+	out := make([]tag, 0, 4+extra)
+	out = append(out, tag{"device", t.Device})
+	if res != nil {
+		resident, kind := res.Lookup(t.Device, ts)
+		if kind != "" {
+			out = append(out, tag{"kind", kind})
+		}
+		if resident != "" {
+			out = append(out, tag{"resident", resident})
+		}
+	}
+	return append(out, tag{"site", t.Site})
 }
 
 // readingPoints converts a decoded telemetry payload into one point per
@@ -74,31 +231,41 @@ func tags(res Residents, t device.Topic, ts time.Time) map[string]string {
 // Errors: *PointError when a value name collides with seq, boot or
 // received_ms ("reserved_field"), a value is not finite or seq does not fit
 // an int64 ("invalid_point").
-func readingPoints(tel *device.Telemetry, topic device.Topic, received time.Time, res Residents) ([]*write.Point, error) {
-	pts := make([]*write.Point, 0, len(tel.Readings))
+func readingPoints(tel *device.Telemetry, topic device.Topic, received time.Time, res Residents) ([]*point, error) {
+	pts := make([]point, len(tel.Readings))
+	out := make([]*point, len(tel.Readings))
+	recv := received.UnixMilli()
+	var tg []tag
+	var tgTS int64
 	for i, r := range tel.Readings {
 		if r.Seq > math.MaxInt64 {
 			return nil, &PointError{"invalid_point", fmt.Sprintf("readings[%d].seq %d does not fit an int64", i, r.Seq)}
 		}
-		fields := make(map[string]any, len(r.Values)+3)
+		// +1 leaves room for field skewed without growing.
+		fields := make([]field, 0, len(r.Values)+4)
 		for name, v := range r.Values {
 			switch name {
-			case FieldSeq, FieldBoot, FieldReceivedMS:
+			case FieldSeq, FieldBoot, FieldReceivedMS, FieldSkewed:
 				return nil, &PointError{"reserved_field", fmt.Sprintf("readings[%d].values.%s: %q is a field ingest adds to every reading", i, name, name)}
 			}
-			fields[name] = v
+			fields = append(fields, floatField(name, v))
 		}
-		fields[FieldSeq] = int64(r.Seq)
-		fields[FieldBoot] = int64(tel.Boot)
-		fields[FieldReceivedMS] = received.UnixMilli()
-		ts := time.UnixMilli(r.TS)
-		p := write.NewPoint(MeasurementReadings, tags(res, topic, ts), fields, ts)
+		fields = append(fields, intField(FieldSeq, int64(r.Seq)), intField(FieldBoot, int64(tel.Boot)),
+			intField(FieldReceivedMS, recv))
+		// A batch is oldest first and its resident rarely changes within
+		// it: look the tags up again only when the time changes.
+		if tg == nil || r.TS != tgTS {
+			tg, tgTS = tags(res, topic, time.UnixMilli(r.TS), 0), r.TS
+		}
+		p := &pts[i]
+		*p = point{name: MeasurementReadings, tags: tg, fields: fields, ms: r.TS}
+		p.sortFields()
 		if err := validatePoint(p); err != nil {
 			return nil, fmt.Errorf("readings[%d]: %w", i, err)
 		}
-		pts = append(pts, p)
+		out[i] = p
 	}
-	return pts, nil
+	return out, nil
 }
 
 // eventPoint converts a decoded event into one point in measurement
@@ -106,56 +273,68 @@ func readingPoints(tel *device.Telemetry, topic device.Topic, received time.Time
 // (if bound at ts), kind (if known) and type; fields seq, boot, received_ms,
 // count=1 (integers) and one attr_<name> per attribute, typed as it came
 // (string, float or bool).
-func eventPoint(ev *device.Event, topic device.Topic, received time.Time, res Residents) (*write.Point, error) {
+func eventPoint(ev *device.Event, topic device.Topic, received time.Time, res Residents) (*point, error) {
 	if ev.Seq > math.MaxInt64 {
 		return nil, &PointError{"invalid_point", fmt.Sprintf("seq %d does not fit an int64", ev.Seq)}
 	}
-	fields := make(map[string]any, len(ev.Attrs)+4)
+	fields := make([]field, 0, len(ev.Attrs)+5)
 	for k, v := range ev.Attrs {
-		fields[AttrPrefix+k] = v
+		f := field{Key: AttrPrefix + k}
+		switch v := v.(type) {
+		case float64:
+			f.kind, f.f = kindFloat, v
+		case string:
+			f.kind, f.s = kindString, v
+		case bool:
+			f.kind, f.b = kindBool, v
+		default:
+			return nil, &PointError{"invalid_point", fmt.Sprintf("field %s: unsupported type %T", f.Key, v)}
+		}
+		fields = append(fields, f)
 	}
-	fields[FieldSeq] = int64(ev.Seq)
-	fields[FieldBoot] = int64(ev.Boot)
-	fields[FieldReceivedMS] = received.UnixMilli()
-	fields[FieldCount] = int64(1)
-	ts := time.UnixMilli(ev.TS)
-	tg := tags(res, topic, ts)
-	tg["type"] = string(ev.Type)
-	p := write.NewPoint(MeasurementEvents, tg, fields, ts)
+	fields = append(fields, intField(FieldSeq, int64(ev.Seq)), intField(FieldBoot, int64(ev.Boot)),
+		intField(FieldReceivedMS, received.UnixMilli()), intField(FieldCount, 1))
+	p := &point{name: MeasurementEvents, tags: append(tags(res, topic, time.UnixMilli(ev.TS), 1), tag{"type", string(ev.Type)}),
+		fields: fields, ms: ev.TS}
+	p.sortFields()
 	if err := validatePoint(p); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// validatePoint checks what InfluxDB would refuse and the line-protocol
-// encoder cannot escape: non-finite floats, empty or over-long keys, empty
-// tag values, no fields, a time outside InfluxDB's range.
-func validatePoint(p *write.Point) error {
-	if len(p.FieldList()) == 0 {
+// validatePoint checks what InfluxDB would refuse and line protocol
+// cannot carry: non-finite floats, empty or over-long keys, empty tag
+// values, no fields, a string field over 64 KiB, a tag ending in a
+// backslash or holding a newline.
+func validatePoint(p *point) error {
+	if len(p.fields) == 0 {
 		return &PointError{"invalid_point", "no fields"}
 	}
-	for _, f := range p.FieldList() {
+	for _, f := range p.fields {
 		if f.Key == "" || len(f.Key) > 256 {
 			return &PointError{"invalid_point", fmt.Sprintf("field key %q: 1-256 bytes", f.Key)}
 		}
-		switch v := f.Value.(type) {
-		case float64:
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return &PointError{"invalid_point", fmt.Sprintf("field %s: %v is not finite", f.Key, v)}
+		switch f.kind {
+		case kindFloat:
+			if math.IsNaN(f.f) || math.IsInf(f.f, 0) {
+				return &PointError{"invalid_point", fmt.Sprintf("field %s: %v is not finite", f.Key, f.f)}
 			}
-		case string:
-			if len(v) > 64<<10 {
-				return &PointError{"invalid_point", fmt.Sprintf("field %s: string of %d bytes, limit 64 KiB", f.Key, len(v))}
+		case kindString:
+			if len(f.s) > 64<<10 {
+				return &PointError{"invalid_point", fmt.Sprintf("field %s: string of %d bytes, limit 64 KiB", f.Key, len(f.s))}
 			}
-		case int64, bool:
-		default:
-			return &PointError{"invalid_point", fmt.Sprintf("field %s: unsupported type %T", f.Key, f.Value)}
 		}
 	}
-	for _, t := range p.TagList() {
+	for _, t := range p.tags {
 		if t.Key == "" || t.Value == "" || len(t.Key) > 256 || len(t.Value) > 256 {
 			return &PointError{"invalid_point", fmt.Sprintf("tag %q=%q: key and value 1-256 bytes", t.Key, t.Value)}
+		}
+		// Spaces, commas and equals signs are escaped; a trailing
+		// backslash would escape the separator after it, and InfluxDB
+		// 1.8's line protocol has no way to write it.
+		if strings.HasSuffix(t.Value, `\`) || strings.HasSuffix(t.Key, `\`) || strings.ContainsAny(t.Value, "\n\r") || strings.ContainsAny(t.Key, "\n\r") {
+			return &PointError{"invalid_point", fmt.Sprintf("tag %q=%q: a trailing backslash or a newline cannot be written in line protocol", t.Key, t.Value)}
 		}
 	}
 	return nil

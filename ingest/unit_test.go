@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,10 +11,12 @@ import (
 	"time"
 
 	http2 "github.com/influxdata/influxdb-client-go/v2/api/http"
-	"github.com/influxdata/influxdb-client-go/v2/api/write"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eldercare-iot/eldercare/device"
+
+	"github.com/influxdata/influxdb-client-go/v2/api/write"
+	lp "github.com/influxdata/line-protocol"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -186,25 +189,25 @@ func TestEventPoint(t *testing.T) {
 	if got, want := kv(p, false), "attr_card=04A1,attr_eaten_pct=75,attr_hot=true,boot=2,count=1,received_ms=1800000000001,seq=9"; got != want {
 		t.Errorf("fields %s, want %s", got, want)
 	}
-	for _, f := range p.FieldList() {
+	for _, f := range p.fields {
 		if f.Key == "count" || f.Key == "seq" {
-			if _, ok := f.Value.(int64); !ok {
-				t.Errorf("%s is %T, want int64", f.Key, f.Value)
+			if _, ok := f.Value().(int64); !ok {
+				t.Errorf("%s is %T, want int64", f.Key, f.Value())
 			}
 		}
 	}
 }
 
 // kv renders a point's tags or fields as k=v,... in key order.
-func kv(p *write.Point, tags bool) string {
+func kv(p *point, tags bool) string {
 	var parts []string
 	if tags {
-		for _, t := range p.TagList() {
+		for _, t := range p.tags {
 			parts = append(parts, t.Key+"="+t.Value)
 		}
 	} else {
-		for _, f := range p.FieldList() {
-			parts = append(parts, fmt.Sprintf("%s=%v", f.Key, f.Value))
+		for _, f := range p.fields {
+			parts = append(parts, fmt.Sprintf("%s=%v", f.Key, f.Value()))
 		}
 	}
 	return strings.Join(parts, ",")
@@ -221,5 +224,54 @@ func TestNewRegistersMetricsOnce(t *testing.T) {
 	}
 	if _, err := New(Config{}, nil, nil, nil); err == nil {
 		t.Error("New with an empty config: nil error")
+	}
+}
+
+// TestAppendLineMatchesClient: our line-protocol encoder writes exactly what
+// the InfluxDB client's encoder (line-protocol, as WritePoint used it, ms
+// precision) writes for the same point, escaping included.
+func TestAppendLineMatchesClient(t *testing.T) {
+	ts := int64(1_800_000_000_123)
+	cases := []struct {
+		name   string
+		tags   []tag
+		fields []field
+	}{
+		{"plain", []tag{{"device", "vm-1"}, {"site", "s1"}},
+			[]field{floatField("hr_bpm", 81), intField("seq", 7), floatField("spo2_pct", 97.5)}},
+		{"escaped tags", []tag{{"device", "a b,c=d"}, {"resident", "x\ty"}, {"site", `back\slash`}},
+			[]field{floatField("temp_c", -0.000001)}},
+		{"odd floats", []tag{{"device", "d"}},
+			[]field{floatField("a", 1e21), floatField("b", 123456789.125), floatField("c", 5e-324), floatField("d", -0.0)}},
+		{"strings and bools", []tag{{"device", "d"}, {"type", "meal"}},
+			[]field{{Key: "attr_card", kind: kindString, s: `q"uo\te` + "\n\t"}, {Key: "attr_hot", kind: kindBool, b: true},
+				{Key: "attr_x", kind: kindBool}, intField("count", 1)}},
+		{"escaped field key", []tag{{"device", "d"}}, []field{floatField("a b=c,d", 1)}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := &point{name: MeasurementReadings, tags: c.tags, fields: c.fields, ms: ts}
+			p.sortFields()
+			tm := map[string]string{}
+			for _, tg := range c.tags {
+				tm[tg.Key] = tg.Value
+			}
+			fm := map[string]any{}
+			for _, f := range c.fields {
+				fm[f.Key] = f.Value()
+			}
+			var buf bytes.Buffer
+			enc := lp.NewEncoder(&buf)
+			enc.SetFieldTypeSupport(lp.UintSupport)
+			enc.FailOnFieldErr(true)
+			enc.SetPrecision(time.Millisecond)
+			if _, err := enc.Encode(write.NewPoint(MeasurementReadings, tm, fm, time.UnixMilli(ts))); err != nil {
+				t.Fatal(err)
+			}
+			want := strings.TrimSuffix(buf.String(), "\n")
+			if got := string(p.appendLine(nil)); got != want {
+				t.Errorf("appendLine:\n got %s\nwant %s", got, want)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -34,7 +35,7 @@ command line beats the environment, which beats the config file.`,
 	root.PersistentFlags().String("config", "", "YAML config file whose keys are flag names (env ELDERCARE_CONFIG)")
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().String("log-format", "text", "log format: text or json")
-	root.AddCommand(newUpCmd(), newIngestCmd(), newAlertingCmd(), newDashboardCmd(), newSimCmd(), newVersionCmd(), newConfigDocsCmd())
+	root.AddCommand(newUpCmd(), newIngestCmd(), newAlertingCmd(), newDashboardCmd(), newSimCmd(), newVersionCmd(), newConfigDocsCmd(), newExportMosquittoCmd(), newHashPasswordCmd(), newBenchCmd(), newGatewayCmd())
 	return root
 }
 
@@ -58,34 +59,88 @@ type settings struct {
 }
 
 func loadSettings(cmd *cobra.Command) (*settings, error) {
-	v := viper.New()
-	v.SetEnvPrefix("ELDERCARE")
-	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
-	v.AutomaticEnv()
-	if err := v.BindPFlags(cmd.Flags()); err != nil {
-		return nil, fmt.Errorf("bind flags: %w", err)
+	fs := cmd.Flags()
+	// The config file's own path may come from the environment.
+	if err := fromEnv(fs, "config"); err != nil {
+		return nil, err
 	}
-	if err := v.BindPFlags(cmd.InheritedFlags()); err != nil {
-		return nil, fmt.Errorf("bind flags: %w", err)
-	}
-	if file := v.GetString("config"); file != "" {
-		v.SetConfigFile(file)
-		v.SetConfigType("yaml")
-		if err := v.ReadInConfig(); err != nil {
-			return nil, fmt.Errorf("read config file %s: %w", file, err)
+	var file *viper.Viper
+	if path, _ := fs.GetString("config"); path != "" {
+		file = viper.New()
+		file.SetConfigFile(path)
+		file.SetConfigType("yaml")
+		if err := file.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("read config file %s: %w", path, err)
 		}
 		known := allFlagNames(cmd.Root())
 		var unknown []string
-		for _, k := range v.AllKeys() {
+		for _, k := range file.AllKeys() {
 			if !slices.Contains(known, k) {
 				unknown = append(unknown, k)
 			}
 		}
 		if len(unknown) > 0 {
-			return nil, fmt.Errorf("config file %s: unknown keys %s (keys are flag names; see docs/configuration.md)", file, strings.Join(unknown, ", "))
+			return nil, fmt.Errorf("config file %s: unknown keys %s (keys are flag names; see docs/configuration.md)", path, strings.Join(unknown, ", "))
 		}
 	}
+	// Each value from the environment or the file goes through the flag's
+	// own parser, so "ELDERCARE_OFFLINE_TIMEOUT=30" is an error, exactly as
+	// "--offline-timeout 30" is, never 30 ns or a silent default.
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "config" {
+			return
+		}
+		if _, ok := os.LookupEnv(envName(f.Name)); ok {
+			errs = append(errs, fromEnv(fs, f.Name))
+			return
+		}
+		if file != nil && file.IsSet(f.Name) {
+			if err := fs.Set(f.Name, configString(file.Get(f.Name))); err != nil {
+				errs = append(errs, fmt.Errorf("config key %s: %w", f.Name, err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	v := viper.New()
+	if err := v.BindPFlags(fs); err != nil {
+		return nil, fmt.Errorf("bind flags: %w", err)
+	}
 	return &settings{v: v}, nil
+}
+
+// envName is the environment variable of a flag: ELDERCARE_ + the name in
+// upper case with '-' as '_'.
+func envName(flag string) string {
+	return "ELDERCARE_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// fromEnv sets flag from its environment variable, if that is set and the
+// flag was not given on the command line.
+func fromEnv(fs *pflag.FlagSet, flag string) error {
+	f := fs.Lookup(flag)
+	val, ok := os.LookupEnv(envName(flag))
+	if f == nil || f.Changed || !ok {
+		return nil
+	}
+	if err := fs.Set(flag, val); err != nil {
+		return fmt.Errorf("%s=%q: %w", envName(flag), val, err)
+	}
+	return nil
+}
+
+// configString renders a YAML value as flag text: lists join with commas.
+func configString(v any) string {
+	if list, ok := v.([]any); ok {
+		parts := make([]string, len(list))
+		for i, x := range list {
+			parts[i] = fmt.Sprint(x)
+		}
+		return strings.Join(parts, ",")
+	}
+	return fmt.Sprint(v)
 }
 
 func allFlagNames(root *cobra.Command) []string {

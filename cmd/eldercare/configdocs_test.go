@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -90,4 +91,50 @@ func TestSettingsPrecedence(t *testing.T) {
 	if _, err := loadSettings(cmd); err == nil || !strings.Contains(err.Error(), "roto") {
 		t.Errorf("unknown key not refused: %v", err)
 	}
+}
+
+// TestSettingsStrict: a value from the environment or the config file goes
+// through the flag's parser, so a duration without a unit or a bad bool is
+// an error naming its source, never a silent default or 30 ns.
+func TestSettingsStrict(t *testing.T) {
+	newCmd := func(cfg string) *cobra.Command {
+		cmd := &cobra.Command{Use: "x"}
+		cmd.Flags().Duration("offline-timeout", 2*time.Minute, "")
+		cmd.Flags().Bool("demo", false, "")
+		cmd.Flags().String("config", cfg, "")
+		(&cobra.Command{Use: "r"}).AddCommand(cmd)
+		return cmd
+	}
+	t.Run("env duration without unit", func(t *testing.T) {
+		t.Setenv("ELDERCARE_OFFLINE_TIMEOUT", "30")
+		_, err := loadSettings(newCmd(""))
+		if err == nil || !strings.Contains(err.Error(), "ELDERCARE_OFFLINE_TIMEOUT") {
+			t.Fatalf("want an error naming ELDERCARE_OFFLINE_TIMEOUT, got %v", err)
+		}
+	})
+	t.Run("env bool", func(t *testing.T) {
+		t.Setenv("ELDERCARE_DEMO", "maybe")
+		if _, err := loadSettings(newCmd("")); err == nil || !strings.Contains(err.Error(), "ELDERCARE_DEMO") {
+			t.Fatalf("want an error naming ELDERCARE_DEMO, got %v", err)
+		}
+	})
+	t.Run("env good", func(t *testing.T) {
+		t.Setenv("ELDERCARE_OFFLINE_TIMEOUT", "30s")
+		s, err := loadSettings(newCmd(""))
+		if err != nil || s.Duration("offline-timeout") != 30*time.Second {
+			t.Fatalf("got %v, %v", s, err)
+		}
+	})
+	t.Run("config duration", func(t *testing.T) {
+		cfg := t.TempDir() + "/c.yaml"
+		os.WriteFile(cfg, []byte("offline-timeout: 30\n"), 0o600)
+		if _, err := loadSettings(newCmd(cfg)); err == nil || !strings.Contains(err.Error(), "config key offline-timeout") {
+			t.Fatalf("want an error naming the config key, got %v", err)
+		}
+		os.WriteFile(cfg, []byte("offline-timeout: 45s\ndemo: true\n"), 0o600)
+		s, err := loadSettings(newCmd(cfg))
+		if err != nil || s.Duration("offline-timeout") != 45*time.Second || !s.Bool("demo") {
+			t.Fatalf("got %v, %v", s, err)
+		}
+	})
 }

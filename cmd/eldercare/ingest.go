@@ -4,12 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/ingest"
+	"github.com/eldercare-iot/eldercare/internal/sqldb"
 )
 
 func newIngestCmd() *cobra.Command {
@@ -43,7 +49,86 @@ replicas with the same --group and distinct --client-id to share the load.`,
 	f.String("db", "sqlite:./data/eldercare.db", "registry database DSN: sqlite:PATH, a file path, or postgres://...")
 	f.String("registry", "", "registry YAML file to import at start (optional; default none)")
 	f.String("http", "127.0.0.1:9101", "listen address of /healthz and /metrics (host:port)")
+	f.Int("writers", ingest.DefaultWriters, "batches written to InfluxDB in parallel (1-64)")
+	f.Duration("skew", ingest.DefaultSkew, "a reading whose device time is further than this from its receive time is stored with field skewed=true (readings more than 5m ahead are rejected by the protocol)")
+	f.Int("dedup-window", ingest.DefaultDedupWindow, "recent (device, boot, id) keys remembered to count redelivered messages")
+	f.String("rp-vitals", "", `retention policy of vitals readings (every reading not from an env_sensor) (default: --influx-rp)`)
+	f.Duration("retention-vitals", 0, "how long the vitals policy keeps data; 0 = forever (INF), else at least 1h (default 0)")
+	f.String("rp-environment", ingest.DefaultEnvironmentPolicy, "retention policy of env_sensor readings")
+	f.Duration("retention-environment", ingest.DefaultEnvironmentRetention, "how long the environment policy keeps data; 0 = forever (default 2160h = 90 days)")
+	f.String("rp-events", "", `retention policy of events (default: --influx-rp)`)
+	f.Duration("retention-events", 0, "how long the events policy keeps data; 0 = forever (INF), else at least 1h (default 0)")
+	f.Bool("dead-letters", true, "store refused messages and points in the --db database (table ingest_dead_letters)")
+	cmd.AddCommand(newDeadLettersCmd())
 	return cmd
+}
+
+func newDeadLettersCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dead-letters",
+		Short: "List the messages and points ingest refused, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := loadSettings(cmd)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			db, err := sqldb.Open(ctx, s.String("db"))
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			store, err := ingest.OpenDeadLetters(ctx, db)
+			if err != nil {
+				return err
+			}
+			list, err := store.List(ctx, s.Int("limit"))
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "RECEIVED\tTOPIC\tREASON\tDETAIL\tPAYLOAD")
+			for _, d := range list {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", d.Received.UTC().Format(time.RFC3339Nano), d.Topic, d.Reason,
+					oneLine(d.Detail, 160), oneLine(string(d.Payload), 200))
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "%d dead letters shown (limit %d)\n", len(list), s.Int("limit"))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.String("db", "sqlite:./data/eldercare.db", "database DSN holding the dead letters: sqlite:PATH, a file path, or postgres://...")
+	f.Int("limit", 100, "most dead letters listed, newest first")
+	return cmd
+}
+
+// cpuProfileEnv names a file to which `eldercare ingest` writes a Go CPU
+// profile (runtime/pprof) of its whole run; `bench ingest --cpu-profile`
+// sets it for its ingest child. Unset: no profiling.
+const cpuProfileEnv = "ELDERCARE_INGEST_CPU_PROFILE"
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cpuProfileEnv, err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: start cpu profile: %w", cpuProfileEnv, err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = s[:n] + "..."
+	}
+	return s
 }
 
 func runIngest(cmd *cobra.Command, _ []string) error {
@@ -56,6 +141,13 @@ func runIngest(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	ctx := cmd.Context()
+	if path := os.Getenv(cpuProfileEnv); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	cfg := ingest.Config{
 		MQTTURL:         s.String("mqtt"),
 		Root:            s.String("root"),
@@ -68,6 +160,14 @@ func runIngest(cmd *cobra.Command, _ []string) error {
 		BatchSize:       s.Int("batch-size"),
 		FlushInterval:   s.Duration("flush-interval"),
 		MaxInFlight:     s.Int("max-in-flight"),
+		Writers:         s.Int("writers"),
+		Skew:            s.Duration("skew"),
+		DedupWindow:     s.Int("dedup-window"),
+		Retention: map[ingest.Group]ingest.Retention{
+			ingest.GroupVitals:      {Policy: s.String("rp-vitals"), Duration: s.Duration("retention-vitals")},
+			ingest.GroupEnvironment: {Policy: s.String("rp-environment"), Duration: s.Duration("retention-environment")},
+			ingest.GroupEvents:      {Policy: s.String("rp-events"), Duration: s.Duration("retention-events")},
+		},
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("ingest: %w", err)
@@ -84,6 +184,13 @@ func runIngest(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer db.Close()
+	if s.Bool("dead-letters") {
+		store, err := ingest.OpenDeadLetters(ctx, db)
+		if err != nil {
+			return err
+		}
+		cfg.DeadLetters = store
+	}
 	reg := newMetrics()
 	svc, err := ingest.New(cfg, ingestLookup(cache), reg, log)
 	if err != nil {

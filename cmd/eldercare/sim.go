@@ -62,6 +62,8 @@ status, offline last will).
 	cmd.Flags().Bool("demo", false, "run the demo care station (registry: firmware-sim/demo/registry.yaml) until stopped")
 	cmd.Flags().String("recordings", "", "directory of real recordings (vitals-bidmc/, falls-weda/) for --demo; default $ELDERCARE_REALDATA, else ../shared/data next to the repository; synthetic data when absent")
 	cmd.AddCommand(newSimVitalsCmd(), newSimFallCmd(), newSimBedCmd(), newSimSOSCmd(), newSimMealCmd())
+	cmd.AddCommand(newSimZigbeeCmd())
+	cmd.AddCommand(newSimModbusCmd())
 	return cmd
 }
 

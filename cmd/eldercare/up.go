@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,6 +20,7 @@ import (
 	"github.com/eldercare-iot/eldercare/alerting"
 	"github.com/eldercare-iot/eldercare/dashboard"
 	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/device/registry"
 	firmwaresim "github.com/eldercare-iot/eldercare/firmware-sim"
 	"github.com/eldercare-iot/eldercare/ingest"
 	"github.com/eldercare-iot/eldercare/internal/broker"
@@ -43,6 +46,7 @@ func newUpCmd() *cobra.Command {
 	f.String("http", "127.0.0.1:8080", "dashboard, API, /healthz and /metrics listen address")
 	f.String("mqtt", "", "external MQTT broker URL (tcp://host:1883); empty runs the embedded broker")
 	f.String("mqtt-listen", "127.0.0.1:1883", "listen address of the embedded broker (when --mqtt is empty)")
+	f.String("mqtt-auth", "registry", "embedded broker authentication: registry (on when the registry has device credentials, else open), on (always; devices need credentials) or off (open)")
 	f.String("root", device.DefaultRoot, "MQTT topic root")
 	f.String("influx", "", "external InfluxDB URL (http://host:8086); empty starts InfluxDB 1.8 as a child process")
 	f.String("influxd", "", "influxd binary for the child InfluxDB (default: $ELDERCARE_INFLUXD, PATH, $GOPATH/bin)")
@@ -76,21 +80,24 @@ func runUp(ctx context.Context, s *settings) error {
 		return err
 	}
 	defer httpLn.Close()
+	if s.String("mqtt") == "" {
+		// The embedded broker starts after the registry; find a clash now,
+		// before InfluxDB has started.
+		ln, err := listen("--mqtt-listen", s.String("mqtt-listen"))
+		if err != nil {
+			return err
+		}
+		ln.Close()
+	}
+	if s.Bool("demo") {
+		if err := firmwaresim.CheckSpeed(s.Float("speed")); err != nil {
+			return fmt.Errorf("--speed: %w", err)
+		}
+	}
 	reg := newMetrics()
 
-	// Broker.
-	mqttURL := s.String("mqtt")
-	var brk *broker.Broker
-	if mqttURL == "" {
-		brk, err = broker.Start(broker.Config{Addr: s.String("mqtt-listen"), Logger: log})
-		if err != nil {
-			return flagErr("--mqtt-listen", s.String("mqtt-listen"), err)
-		}
-		defer brk.Close()
-		mqttURL = brk.URL()
-	}
-
 	// InfluxDB.
+	var child *influxChild
 	influxURL := s.String("influx")
 	if influxURL == "" {
 		bin := s.String("influxd")
@@ -100,12 +107,12 @@ func runUp(ctx context.Context, s *settings) error {
 			}
 		}
 		log.Info("starting InfluxDB 1.8 as a child process", "bin", bin, "data", filepath.Join(dataDir, "influxdb"))
-		srv, err := influxd.Start(ctx, influxd.Options{Bin: bin, DataDir: filepath.Join(dataDir, "influxdb"), Logger: log})
+		child, err = startInfluxChild(ctx, influxd.Options{Bin: bin, DataDir: filepath.Join(dataDir, "influxdb"), Logger: log})
 		if err != nil {
 			return fmt.Errorf("start InfluxDB: %w", err)
 		}
-		defer srv.Stop()
-		influxURL = srv.URL()
+		defer child.Stop()
+		influxURL = child.URL()
 	}
 
 	// Store and registry.
@@ -122,6 +129,30 @@ func runUp(ctx context.Context, s *settings) error {
 		return err
 	}
 	defer db.Close()
+
+	// Broker, after the registry: its credentials decide whether it
+	// authenticates (docs/security.md).
+	mqttURL := s.String("mqtt")
+	publicMQTT := mqttURL
+	var brk *broker.Broker
+	if mqttURL == "" {
+		auth, err := upBrokerAuth(ctx, s.String("mqtt-auth"), s.String("root"), store)
+		if err != nil {
+			return err
+		}
+		brk, err = broker.Start(broker.Config{Addr: s.String("mqtt-listen"), Logger: log, Auth: auth, Registerer: reg})
+		if err != nil {
+			return flagErr("--mqtt-listen", s.String("mqtt-listen"), err)
+		}
+		defer brk.Close()
+		mqttURL, publicMQTT = brk.URL(), brk.URL()
+		if auth != nil {
+			// The platform's own services (and the in-process demo) log in
+			// with a credential generated for this run, never printed.
+			mqttURL = "tcp://" + auth.InternalUser + ":" + auth.InternalPassword + "@" + strings.TrimPrefix(brk.URL(), "tcp://")
+			publicMQTT += " with authentication and topic ACL"
+		}
+	}
 
 	token, tokenFile, err := apiToken(s.String("api-token"), dataDir)
 	if err != nil {
@@ -161,6 +192,9 @@ func runUp(ctx context.Context, s *settings) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return cache.Run(gctx) })
+	if child != nil {
+		g.Go(func() error { return child.Supervise(gctx, log) })
+	}
 	g.Go(func() error { return ing.Run(gctx) })
 	g.Go(func() error { return alr.Run(gctx) })
 	g.Go(func() error { return dash.Serve(gctx, httpLn) })
@@ -180,9 +214,9 @@ func runUp(ctx context.Context, s *settings) error {
 	if h, p, err := net.SplitHostPort(httpAddr); err == nil && (h == "" || h == "0.0.0.0" || h == "::") {
 		host = net.JoinHostPort("127.0.0.1", p)
 	}
-	broker := mqttURL + " (external)"
+	broker := publicMQTT + " (external)"
 	if brk != nil {
-		broker = mqttURL + " (embedded broker)"
+		broker = publicMQTT + " (embedded broker)"
 	}
 	fmt.Printf("\neldercare is up\n  dashboard:  http://%s/login?token=%s   (API token in %s)\n  MQTT:       %s\n  InfluxDB:   %s\n  database:   %s\nCtrl-C stops everything.\n\n",
 		host, token, tokenFile, broker, influxURL, redactDSN(dsn))
@@ -223,4 +257,114 @@ func redactDSN(dsn string) string {
 		}
 	}
 	return dsn
+}
+
+// upBrokerAuth decides the embedded broker's authentication from
+// --mqtt-auth: "registry" turns it on when the registry holds device
+// credentials (so the demo's simulated devices, which have none, keep
+// working), "on" always, "off" never. With authentication the platform's
+// services use an internal account whose password is generated per run.
+func upBrokerAuth(ctx context.Context, mode, root string, store *registry.Store) (*broker.Auth, error) {
+	switch mode {
+	case "off":
+		return nil, nil
+	case "registry":
+		has, err := store.HasCredentials(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("--mqtt-auth registry: %w", err)
+		}
+		if !has {
+			return nil, nil
+		}
+	case "on":
+	default:
+		return nil, fmt.Errorf("--mqtt-auth %q: want registry, on or off", mode)
+	}
+	pw := make([]byte, 24)
+	if _, err := rand.Read(pw); err != nil {
+		return nil, fmt.Errorf("internal mqtt password: %w", err)
+	}
+	return &broker.Auth{
+		Root:             root,
+		InternalUser:     "eldercare-internal",
+		InternalPassword: hex.EncodeToString(pw),
+		Lookup: func(ctx context.Context, username string) (broker.Account, error) {
+			acc, err := store.Account(ctx, username)
+			if errors.Is(err, registry.ErrNotFound) {
+				return broker.Account{}, fmt.Errorf("%w: %w", broker.ErrUnknownUser, err)
+			}
+			if err != nil {
+				return broker.Account{}, err
+			}
+			return brokerAccount(acc), nil
+		},
+	}, nil
+}
+
+// influxChild is the child InfluxDB of "up". When it dies, Supervise starts
+// it again on the same ports, so ingest, which holds its acknowledgements
+// while writes fail, catches up without a restart.
+type influxChild struct {
+	opt influxd.Options
+	mu  sync.Mutex
+	srv *influxd.Server
+}
+
+func startInfluxChild(ctx context.Context, opt influxd.Options) (*influxChild, error) {
+	srv, err := influxd.Start(ctx, opt)
+	if err != nil {
+		return nil, err
+	}
+	// Keep the ports for restarts.
+	opt.HTTPAddr = strings.TrimPrefix(srv.URL(), "http://")
+	opt.BindAddr = srv.RPCAddr()
+	return &influxChild{opt: opt, srv: srv}, nil
+}
+
+func (c *influxChild) URL() string { return "http://" + c.opt.HTTPAddr }
+
+func (c *influxChild) current() *influxd.Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.srv
+}
+
+// Stop stops the current process.
+func (c *influxChild) Stop() error { return c.current().Stop() }
+
+// Supervise restarts the child whenever it exits before ctx ends, waiting
+// 1 s, then up to 30 s, between attempts.
+func (c *influxChild) Supervise(ctx context.Context, log *slog.Logger) error {
+	wait := time.Second
+	for {
+		srv := c.current()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-srv.Done():
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Error("InfluxDB child exited; restarting it on the same ports (ingest holds its acknowledgements meanwhile)",
+			"err", srv.Wait(), "log_tail", srv.LogTail())
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			next, err := influxd.Start(ctx, c.opt)
+			if err == nil {
+				c.mu.Lock()
+				c.srv = next
+				c.mu.Unlock()
+				log.Info("InfluxDB child restarted", "url", c.URL())
+				wait = time.Second
+				break
+			}
+			log.Error("restart InfluxDB child", "err", err)
+			wait = min(2*wait, 30*time.Second)
+		}
+	}
 }

@@ -55,7 +55,7 @@ func nullable(s string) any {
 // msTime turns unix ms into a UTC time.
 func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 
-// Import upserts every site, room, bed, resident, device, card and binding of
+// Import upserts every site, room, bed, resident, device, card, binding and credential of
 // doc in one transaction. doc is validated first ([Document.Validate]) and must
 // be self-contained: it may not refer to ids that only the database holds.
 // Rows absent from doc are kept. Importing the same document twice changes
@@ -119,6 +119,13 @@ func (s *Store) Import(ctx context.Context, doc *Document) error {
 			if err := up("card "+x.ID, `INSERT INTO meal_cards (id, resident_id) VALUES (?, ?)
 				ON CONFLICT (id) DO UPDATE SET resident_id = excluded.resident_id`,
 				x.ID, x.ResidentID); err != nil {
+				return err
+			}
+		}
+		for _, x := range doc.Credentials {
+			if err := up("credential of "+x.Username, `INSERT INTO device_credentials (device_id, password_hash) VALUES (?, ?)
+				ON CONFLICT (device_id) DO UPDATE SET password_hash = excluded.password_hash`,
+				x.Username, x.PasswordHash); err != nil {
 				return err
 			}
 		}

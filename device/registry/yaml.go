@@ -34,12 +34,17 @@ import (
 //	  - {id: "04A1B2C3", resident: res-001}
 //	bindings:
 //	  - {device: vm-101, resident: res-001, from: 2026-01-01T00:00:00Z}   # `to` optional
+//	credentials:
+//	  - {username: gw-station, password_hash: "$7$101$...$..."}          # mosquitto_passwd format
 type Document struct {
 	Sites     []SiteSpec `json:"sites,omitempty" yaml:"sites,omitempty"`
 	Residents []Resident `json:"residents,omitempty" yaml:"residents,omitempty"`
 	Devices   []Device   `json:"devices,omitempty" yaml:"devices,omitempty"`
 	Cards     []MealCard `json:"cards,omitempty" yaml:"cards,omitempty"`
 	Bindings  []Binding  `json:"bindings,omitempty" yaml:"bindings,omitempty"`
+	// Credentials are MQTT logins of devices (usually gateways); see
+	// [Credential].
+	Credentials []Credential `json:"credentials,omitempty" yaml:"credentials,omitempty"`
 }
 
 // SiteSpec is a site as written in a [Document], with its rooms nested.
@@ -307,7 +312,8 @@ func (v *validator) id(path, id string, seen map[string]string) bool {
 // devices have a known kind and refer to a known site, bed and gateway on that
 // site; cards refer to a known resident; bindings refer to a known device and
 // resident on one site, have from set and to after from, and no two bindings
-// of one device overlap.
+// of one device overlap; credentials name a known device at most once and
+// carry a well-formed "$7$" password hash.
 func (d *Document) Validate() error {
 	var v validator
 	type place struct {
@@ -470,6 +476,22 @@ func (d *Document) Validate() error {
 			byDevice[b.DeviceID] = append(byDevice[b.DeviceID], i)
 		}
 	}
+	credIDs := map[string]string{}
+	for i, c := range d.Credentials {
+		p := fmt.Sprintf("credentials[%d]", i)
+		switch _, ok := devices[c.Username]; {
+		case c.Username == "":
+			v.addf(p+".username", "required")
+		case !ok:
+			v.addf(p+".username", "unknown device %q (the username is a device id)", c.Username)
+		default:
+			v.id(p+".username", c.Username, credIDs)
+		}
+		if err := ParsePasswordHash(c.PasswordHash); err != nil {
+			v.addf(p+".password_hash", "%v", err)
+		}
+	}
+
 	devIDs := make([]string, 0, len(byDevice))
 	for id := range byDevice {
 		devIDs = append(devIDs, id)

@@ -4,6 +4,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures the embedded broker.
@@ -22,12 +24,28 @@ type Config struct {
 	// MaxPacketSize bounds a message in bytes; 0 = 1 MiB.
 	MaxPacketSize uint32
 	Logger        *slog.Logger
+
+	// Auth, when not nil, requires credentials at CONNECT and enforces the
+	// topic ACL described at Auth. nil keeps the broker open to every
+	// client, as "eldercare up" has always run it for the demo.
+	Auth *Auth
+	// TLSAddr, with TLS, adds a TLS listener, e.g. "127.0.0.1:8883" (port 0
+	// picks a free port; TLSURL reports it).
+	TLSAddr string
+	// TLS is the server's TLS configuration (certificate; ClientCAs and
+	// ClientAuth for client certificates).
+	TLS *tls.Config
+	// Registerer receives the broker's auth metrics
+	// (eldercare_broker_connect_refused_total,
+	// eldercare_broker_acl_denied_total); nil registers nothing.
+	Registerer prometheus.Registerer
 }
 
 // Broker is a running embedded broker.
 type Broker struct {
-	srv  *mqtt.Server
-	addr net.Addr
+	srv     *mqtt.Server
+	addr    net.Addr
+	tlsAddr net.Addr
 }
 
 // Start binds the listener and starts serving. An address already in use
@@ -54,8 +72,21 @@ func Start(cfg Config) (*Broker, error) {
 		Logger:       slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("component", "broker"),
 		InlineClient: true,
 	})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
-		return nil, fmt.Errorf("embedded broker: %w", err)
+	if cfg.Auth == nil {
+		if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
+	} else {
+		h, err := newAuthHook(*cfg.Auth, log.With("component", "broker"), cfg.Registerer)
+		if err != nil {
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
+		if err := srv.AddHook(h, nil); err != nil {
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
+	}
+	if (cfg.TLSAddr == "") != (cfg.TLS == nil) {
+		return nil, errors.New("embedded broker: give both TLSAddr and TLS, or neither")
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -67,12 +98,36 @@ func Start(cfg Config) (*Broker, error) {
 	if err := srv.AddListener(tcp); err != nil {
 		return nil, fmt.Errorf("embedded broker listen on %s: %w", addr, err)
 	}
+	var tlsAddr net.Addr
+	if cfg.TLSAddr != "" {
+		ln, err := net.Listen("tcp", cfg.TLSAddr)
+		if err != nil {
+			srv.Close()
+			return nil, fmt.Errorf("embedded broker TLS listen on %s: %w", cfg.TLSAddr, err)
+		}
+		tlsAddr = ln.Addr()
+		ln.Close()
+		l := listeners.NewTCP(listeners.Config{Type: "tcp", ID: "tls", Address: tlsAddr.String(), TLSConfig: cfg.TLS})
+		if err := srv.AddListener(l); err != nil {
+			srv.Close()
+			return nil, fmt.Errorf("embedded broker TLS listen on %s: %w", tlsAddr, err)
+		}
+	}
 	go func() {
 		if err := srv.Serve(); err != nil {
 			log.Error("embedded broker stopped", "err", err)
 		}
 	}()
-	return &Broker{srv: srv, addr: addr}, nil
+	return &Broker{srv: srv, addr: addr, tlsAddr: tlsAddr}, nil
+}
+
+// TLSURL is the TLS listener's address for clients, e.g.
+// "ssl://127.0.0.1:8883"; "" without a TLS listener.
+func (b *Broker) TLSURL() string {
+	if b.tlsAddr == nil {
+		return ""
+	}
+	return "ssl://" + b.tlsAddr.String()
 }
 
 // URL is the broker's address for clients, e.g. "tcp://127.0.0.1:1883".

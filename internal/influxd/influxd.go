@@ -409,3 +409,6 @@ func (b *tailBuffer) String() string {
 	defer b.mu.Unlock()
 	return string(b.buf)
 }
+
+// Pid is the process id of the running influxd.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }

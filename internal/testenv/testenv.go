@@ -26,7 +26,7 @@ func RealData(t testing.TB) string {
 	if v := os.Getenv(realdata.Env); v != "" {
 		t.Fatalf("testenv: $%s=%q is not a directory", realdata.Env, v)
 	}
-	t.Skipf("testenv: real recordings not found; set %s to the recordings directory "+
+	unavailable(t, "real recordings not found; set %s to the recordings directory "+
 		"(default: ../shared/data next to the repository root)", realdata.Env)
 	return ""
 }

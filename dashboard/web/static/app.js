@@ -68,6 +68,46 @@
     refreshAges();
   }
 
+  // Sites of the page (name, IANA zone, the zone's abbreviation and offset
+  // as the server printed them), to show times in the site's zone.
+  var sitesEl = document.getElementById('sites');
+  var sites = {};
+  try { sites = JSON.parse(sitesEl ? sitesEl.textContent : '{}') || {}; } catch (e) { sites = {}; }
+
+  function pad(n) { return (n < 10 ? '0' : '') + n; }
+  // clockText formats iso as "HH:MM ZONE" in the zone of site; an unknown
+  // site is shown in UTC, labelled "UTC".
+  function clockText(iso, site) {
+    var ms = Date.parse(iso);
+    if (isNaN(ms)) { return ''; }
+    var s = Object.prototype.hasOwnProperty.call(sites, site) ? sites[site] : null;
+    if (!s || !s.tz || s.tz === 'UTC' || !window.Intl) {
+      var u = new Date(ms);
+      return pad(u.getUTCHours()) + ':' + pad(u.getUTCMinutes()) + ' UTC';
+    }
+    try {
+      var hm = new Intl.DateTimeFormat('en-GB', { timeZone: s.tz, hour: '2-digit', minute: '2-digit', hour12: false }).format(new Date(ms));
+      var label = '';
+      // Use the server's abbreviation (e.g. CST) when the offset at this
+      // time is the one it was printed for; else the browser's name.
+      var off = new Intl.DateTimeFormat('en-US', { timeZone: s.tz, timeZoneName: 'longOffset' }).formatToParts(new Date(ms))
+        .filter(function (p) { return p.type === 'timeZoneName'; })[0];
+      var m = off && /GMT(?:([+-])(\d\d):(\d\d))?/.exec(off.value);
+      var secs = m ? (m[1] ? (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 3600 + Number(m[3]) * 60) : 0) : null;
+      if (s.abbr && secs === s.offset) {
+        label = s.abbr;
+      } else {
+        var nm = new Intl.DateTimeFormat('en-US', { timeZone: s.tz, timeZoneName: 'short' }).formatToParts(new Date(ms))
+          .filter(function (p) { return p.type === 'timeZoneName'; })[0];
+        label = nm ? nm.value : s.tz;
+      }
+      return hm + ' ' + label;
+    } catch (e) {
+      var d = new Date(ms);
+      return pad(d.getUTCHours()) + ':' + pad(d.getUTCMinutes()) + ' UTC';
+    }
+  }
+
   function alertItem(a) {
     var li = document.createElement('li');
     li.className = 'alert sev-' + a.severity + ' st-' + a.status + ' fresh';
@@ -75,11 +115,27 @@
     var b = document.createElement('strong');
     b.textContent = t('type.' + a.type);
     li.appendChild(b);
+    if (!a.resident) {
+      // unassigned: say which device and where
+      var src = document.createElement('span');
+      src.className = 'src';
+      var site = Object.prototype.hasOwnProperty.call(sites, a.site) && sites[a.site].name ? sites[a.site].name : (a.site || '');
+      src.textContent = t('alerts.device') + ' ' + (a.device || '') + ' · ' + t('alerts.site') + ' ' + site;
+      li.appendChild(document.createTextNode(' · '));
+      li.appendChild(src);
+    }
     li.appendChild(document.createTextNode(' · '));
+    var clock = document.createElement('time');
+    clock.className = 'clock';
+    clock.setAttribute('datetime', a.opened_at);
+    clock.textContent = clockText(a.opened_at, a.site);
+    li.appendChild(clock);
+    li.appendChild(document.createTextNode(' ('));
     var tm = document.createElement('time');
     tm.className = 'age';
     tm.setAttribute('data-at', a.opened_at);
     li.appendChild(tm);
+    li.appendChild(document.createTextNode(')'));
     if (a.status === 'acknowledged') {
       li.appendChild(document.createTextNode(' · ' + t('alerts.ackby') + ' ' + (a.acknowledged_by || '')));
     }
@@ -117,7 +173,7 @@
       return;
     }
     pending = false;
-    fetch('/alerts/fragment', { credentials: 'same-origin' }).then(function (r) {
+    fetch('/alerts/fragment' + location.search, { credentials: 'same-origin' }).then(function (r) {
       return r.ok ? r.text() : null;
     }).then(function (html) {
       if (!html) { return; }

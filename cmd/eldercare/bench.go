@@ -1,0 +1,427 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eldercare-iot/eldercare/internal/benchload"
+	"github.com/eldercare-iot/eldercare/internal/influxd"
+)
+
+func newBenchCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "bench", Short: "Benchmarks (loopback only, bounded; not run in CI)"}
+	ing := &cobra.Command{
+		Use:   "ingest",
+		Short: "Run our ingest, Telegraf and a bare counting subscriber on the same broker and payloads",
+		Long: `bench ingest publishes the same telemetry (QoS 1, --devices simulated
+device ids) to a fresh Mosquitto that drops nothing, once per contender, and
+measures how fast each stores it: a bare counting subscriber (the broker's
+delivery ceiling), our ingest (this binary, as a child process) and Telegraf
+(mqtt_consumer with json_v2 into outputs.influxdb_v2, as a child process),
+each into a fresh influxd. It runs one phase with one reading per message
+and one with --batch readings per message, prints progress every second,
+and a table: messages/s, readings/s, ratio ours/Telegraf, CPU seconds per
+reading and peak RSS of the consumer process, and readings lost (published
+minus counted in InfluxDB). Everything listens on 127.0.0.1.`,
+		Args: cobra.NoArgs,
+		RunE: runBenchIngest,
+	}
+	f := ing.Flags()
+	f.Int("messages", 200_000, "messages published per contender and phase")
+	f.Int("devices", 10_000, "simulated device ids the messages cycle through")
+	f.Int("batch", 100, "readings per message in the gateway-batch phase (0 skips the phase)")
+	f.Duration("timeout", 3*time.Minute, "longest one contender may take to store a phase before it counts as lost")
+	f.String("telegraf", "", `Telegraf binary built with -tags "custom,inputs.mqtt_consumer,outputs.influxdb_v2,parsers.json_v2" (default $(go env GOPATH)/bin/telegraf-eldercare; "none" skips Telegraf)`)
+	f.Int("inflight", 10_000, "broker's max_inflight_messages per client, also ingest's --max-in-flight and Telegraf's max_undelivered_messages")
+	f.String("cpu-profile", "", "write a Go CPU profile of our ingest child to this file, one per phase with the phase's readings per message appended (default none: no profiling)")
+	f.String("only", "", "run only these contenders, comma-separated: ceiling, ours, telegraf (default all)")
+	cmd.AddCommand(ing)
+	return cmd
+}
+
+type benchResult struct {
+	name      string
+	msgs      int
+	readings  int
+	stored    int64
+	seconds   float64
+	cpu       float64
+	peakRSS   int64
+	perMsg    int
+	published time.Duration
+}
+
+func runBenchIngest(cmd *cobra.Command, _ []string) error {
+	s, err := loadSettings(cmd)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	out := cmd.OutOrStdout()
+	tg := s.String("telegraf")
+	if tg == "" {
+		gopath, _ := exec.Command("go", "env", "GOPATH").Output()
+		tg = filepath.Join(string(trimNL(gopath)), "bin", "telegraf-eldercare")
+	}
+	if tg != "none" {
+		if _, err := os.Stat(tg); err != nil {
+			return fmt.Errorf("--telegraf %s: %w (build it with: go install -tags \"custom,inputs.mqtt_consumer,outputs.influxdb_v2,parsers.json_v2\" github.com/influxdata/telegraf/cmd/telegraf@v1.37.2 && cp $(go env GOPATH)/bin/telegraf $(go env GOPATH)/bin/telegraf-eldercare)", tg, err)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	influxBin, err := influxd.Find()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "eldercare-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	only := s.String("only")
+	want := func(name string) bool { return only == "" || containsWord(only, name) }
+	phases := []int{1}
+	if b := s.Int("batch"); b > 1 {
+		phases = append(phases, b)
+	}
+	var all [][]benchResult
+	for _, perMsg := range phases {
+		n := s.Int("messages")
+		if perMsg > 1 {
+			n = max(1, n/perMsg*5) // batches: 5x fewer readings than messages*perMsg keeps the phase short
+		}
+		fmt.Fprintf(out, "\n== phase: %d reading(s) per message, %d messages, %d devices ==\n", perMsg, n, s.Int("devices"))
+		var rs []benchResult
+		for _, name := range []string{"ceiling", "ours", "telegraf"} {
+			if !want(name) || name == "telegraf" && tg == "none" {
+				continue
+			}
+			r, err := benchOne(ctx, out, name, dir, self, influxBin, tg, n, perMsg, s)
+			if err != nil {
+				return fmt.Errorf("bench %s: %w", name, err)
+			}
+			rs = append(rs, r)
+		}
+		all = append(all, rs)
+	}
+	fmt.Fprintln(out)
+	for _, rs := range all {
+		printBench(out, rs)
+	}
+	return nil
+}
+
+func trimNL(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func containsWord(list, w string) bool {
+	for _, x := range filepathSplit(list) {
+		if x == w {
+			return true
+		}
+	}
+	return false
+}
+
+func filepathSplit(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == ',' {
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return out
+}
+
+// benchOne runs one contender on a fresh broker (and influxd).
+func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg string, n, perMsg int, s *settings) (benchResult, error) {
+	r := benchResult{name: name, msgs: n, readings: n * perMsg, perMsg: perMsg}
+	inflight := s.Int("inflight")
+	mq, err := benchload.StartMosquitto(ctx, dir, inflight)
+	if err != nil {
+		return r, err
+	}
+	defer mq.Stop()
+	root := "bench" + strconv.Itoa(perMsg)
+	filter := root + "/v1/+/+/telemetry"
+	topics, payloads := benchload.Payloads(root, n, s.Int("devices"), perMsg, time.Now().Add(-time.Hour))
+
+	var (
+		count func() (int64, error)
+		proc  *exec.Cmd
+		srv   *influxd.Server
+	)
+	if name == "ceiling" {
+		var got atomic.Int64
+		c, err := benchload.Counter(ctx, mq.URL, "bench-ceiling", filter, &got)
+		if err != nil {
+			return r, err
+		}
+		defer c.Disconnect(100)
+		count = func() (int64, error) { return got.Load() * int64(perMsg), nil }
+	} else {
+		srv, err = influxd.Start(ctx, influxd.Options{Bin: influxBin, DataDir: filepath.Join(dir, name+strconv.Itoa(perMsg))})
+		if err != nil {
+			return r, err
+		}
+		defer srv.Stop()
+		if err := influxd.CreateDatabase(ctx, srv.URL(), "eldercare"); err != nil {
+			return r, err
+		}
+		count = func() (int64, error) { return influxCount(ctx, srv.URL()) }
+		switch name {
+		case "ours":
+			httpPort, _ := benchload.FreePort()
+			proc = exec.Command(self, "ingest", "--mqtt", mq.URL, "--root", root, "--client-id", "bench-ours",
+				"--influx", srv.URL(), "--db", "sqlite:"+filepath.Join(dir, "ours.db"),
+				"--http", "127.0.0.1:"+strconv.Itoa(httpPort), "--max-in-flight", strconv.Itoa(min(inflight, 65535)),
+				"--log-level", "warn")
+			if p := s.String("cpu-profile"); p != "" {
+				proc.Env = append(os.Environ(), cpuProfileEnv+"="+p+"."+strconv.Itoa(perMsg))
+			}
+		case "telegraf":
+			conf := filepath.Join(dir, "telegraf.conf")
+			if err := os.WriteFile(conf, []byte(telegrafConf(mq.URL, srv.URL(), filter, perMsg, inflight)), 0o600); err != nil {
+				return r, err
+			}
+			proc = exec.Command(tg, "--config", conf)
+		}
+		proc.Stderr = os.Stderr
+		if err := proc.Start(); err != nil {
+			return r, err
+		}
+		defer stopChild(proc)
+		time.Sleep(3 * time.Second) // connect and subscribe (persistent session)
+	}
+	var cpu0 float64
+	if proc != nil {
+		cpu0, _ = benchload.ProcCPU(proc.Process.Pid)
+	}
+	var sent atomic.Int64
+	start := time.Now()
+	pubErr := make(chan error, 1)
+	go func() {
+		pubErr <- benchload.Publish(ctx, mq.URL, "bench-pub-"+name, topics, payloads, 1000, &sent)
+	}()
+	deadline := start.Add(s.Duration("timeout"))
+	var stored int64
+	var pubDone bool
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for stored < int64(r.readings) && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case err := <-pubErr:
+			if err != nil {
+				return r, err
+			}
+			pubDone = true
+			r.published = time.Since(start)
+		case <-tick.C:
+		}
+		c, err := count()
+		if err != nil {
+			fmt.Fprintf(out, "  %s: count: %v\n", name, err)
+			continue
+		}
+		stored = c
+		el := time.Since(start).Seconds()
+		fmt.Fprintf(out, "  %-8s %5.1fs published %7d/%d msgs, stored %8d/%d readings (%.0f readings/s)\n",
+			name, el, sent.Load(), n, stored, r.readings, float64(stored)/el)
+	}
+	r.seconds = time.Since(start).Seconds()
+	if !pubDone {
+		if err := <-pubErr; err != nil {
+			return r, err
+		}
+	}
+	r.stored = stored
+	if proc != nil {
+		cpu1, _ := benchload.ProcCPU(proc.Process.Pid)
+		r.cpu = cpu1 - cpu0
+		r.peakRSS, _ = benchload.ProcPeakRSS(proc.Process.Pid)
+		// A final count after a pause catches late points and duplicates.
+		time.Sleep(time.Second)
+		if c, err := count(); err == nil {
+			r.stored = c
+		}
+	}
+	return r, nil
+}
+
+// stopChild asks proc to stop (SIGTERM, so our ingest finishes its CPU
+// profile), and kills it after 10 s.
+func stopChild(proc *exec.Cmd) {
+	_ = proc.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = proc.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = proc.Process.Kill()
+		<-done
+	}
+}
+
+// influxCount counts points of measurement readings (field seq) with InfluxQL.
+func influxCount(ctx context.Context, base string) (int64, error) {
+	q := url.Values{"db": {"eldercare"}, "q": {`SELECT count("seq") FROM "readings"`}}
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/query?"+q.Encode(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Results []struct {
+			Series []struct {
+				Values [][]any `json:"values"`
+			} `json:"series"`
+			Error string `json:"error"`
+		} `json:"results"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return 0, err
+	}
+	if len(body.Results) == 0 {
+		return 0, errors.New("no results")
+	}
+	if e := body.Results[0].Error; e != "" {
+		return 0, errors.New(e)
+	}
+	if len(body.Results[0].Series) == 0 || len(body.Results[0].Series[0].Values) == 0 {
+		return 0, nil
+	}
+	v, _ := body.Results[0].Series[0].Values[0][1].(float64)
+	return int64(v), nil
+}
+
+// telegrafConf configures Telegraf like ingest: QoS 1, persistent session,
+// max_undelivered_messages as the in-flight bound, json_v2 parsing of the
+// protocol's single or batch form, topic parsing for site and device, and
+// the v2 output into database eldercare, policy autogen.
+func telegrafConf(mqttURL, influxURL, filter string, perMsg, inflight int) string {
+	parse := `
+  [[inputs.mqtt_consumer.json_v2]]
+    measurement_name = "readings"
+    timestamp_path = "ts"
+    timestamp_format = "unix_ms"
+    [[inputs.mqtt_consumer.json_v2.field]]
+      path = "seq"
+      type = "int"
+    [[inputs.mqtt_consumer.json_v2.field]]
+      path = "boot"
+      type = "int"
+    [[inputs.mqtt_consumer.json_v2.field]]
+      path = "values.hr_bpm"
+      rename = "hr_bpm"
+    [[inputs.mqtt_consumer.json_v2.field]]
+      path = "values.spo2_pct"
+      rename = "spo2_pct"
+`
+	if perMsg > 1 {
+		parse = `
+  [[inputs.mqtt_consumer.json_v2]]
+    measurement_name = "readings"
+    [[inputs.mqtt_consumer.json_v2.object]]
+      path = "readings"
+      timestamp_key = "ts"
+      timestamp_format = "unix_ms"
+      disable_prepend_keys = true
+`
+	}
+	return fmt.Sprintf(`[agent]
+  interval = "10s"
+  flush_interval = "200ms"
+  flush_jitter = "0s"
+  metric_batch_size = 5000
+  metric_buffer_limit = 200000
+  omit_hostname = true
+  quiet = true
+
+[[outputs.influxdb_v2]]
+  urls = [%q]
+  token = ""
+  organization = ""
+  bucket = "eldercare/autogen"
+
+[[inputs.mqtt_consumer]]
+  servers = [%q]
+  topics = [%q]
+  qos = 1
+  persistent_session = true
+  client_id = "bench-telegraf"
+  max_undelivered_messages = %d
+  data_format = "json_v2"
+  [[inputs.mqtt_consumer.topic_parsing]]
+    topic = %q
+    tags = "_/_/site/device/_"
+%s`, influxURL, mqttURL, filter, inflight, filter, parse)
+}
+
+func printBench(out io.Writer, rs []benchResult) {
+	if len(rs) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "%d reading(s) per message, %d messages:\n", rs[0].perMsg, rs[0].msgs)
+	fmt.Fprintf(out, "  %-9s %10s %12s %9s %12s %13s %10s %8s\n", "consumer", "msgs/s", "readings/s", "of ceil", "vs telegraf", "CPU s/reading", "peak RSS", "lost")
+	var ceil, tele float64
+	for _, r := range rs {
+		rate := float64(r.stored) / r.seconds
+		switch r.name {
+		case "ceiling":
+			ceil = rate
+		case "telegraf":
+			tele = rate
+		}
+	}
+	var teleCPU float64
+	for _, r := range rs {
+		if r.name == "telegraf" && r.stored > 0 {
+			teleCPU = r.cpu / float64(r.stored)
+		}
+	}
+	for _, r := range rs {
+		rate := float64(r.stored) / r.seconds
+		ofCeil, vsT, cpu, rss := "-", "-", "-", "-"
+		if ceil > 0 {
+			ofCeil = fmt.Sprintf("%.0f %%", 100*rate/ceil)
+		}
+		if tele > 0 {
+			vsT = fmt.Sprintf("%.2fx", rate/tele)
+		}
+		if r.name != "ceiling" && r.stored > 0 {
+			cpu = fmt.Sprintf("%.2f us", 1e6*r.cpu/float64(r.stored))
+			if teleCPU > 0 && r.name == "ours" {
+				cpu += fmt.Sprintf(" (%.2fx)", (r.cpu/float64(r.stored))/teleCPU)
+			}
+			rss = fmt.Sprintf("%d MiB", r.peakRSS>>20)
+		}
+		lost := int64(r.readings) - r.stored
+		fmt.Fprintf(out, "  %-9s %10.0f %12.0f %9s %12s %13s %10s %8d\n", r.name, rate/float64(r.perMsg), rate, ofCeil, vsT, cpu, rss, lost)
+	}
+}

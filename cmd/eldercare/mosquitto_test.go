@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/eldercare-iot/eldercare/device/registry"
+	"github.com/eldercare-iot/eldercare/internal/broker"
+	"github.com/eldercare-iot/eldercare/internal/sqldb"
+)
+
+func TestExportMosquittoCmd(t *testing.T) {
+	dir := t.TempDir()
+	h, err := registry.HashPassword("gw-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := filepath.Join(dir, "reg.yaml")
+	os.WriteFile(reg, []byte(`
+sites:
+  - {id: s1, name: Site 1, timezone: Asia/Shanghai}
+devices:
+  - {id: gw-1, site: s1, kind: gateway}
+  - {id: bed-1, site: s1, kind: bed_sensor, gateway: gw-1}
+credentials:
+  - {username: gw-1, password_hash: "`+h+`"}
+`), 0o600)
+	out := filepath.Join(dir, "out")
+	var stdout bytes.Buffer
+	root := newRootCmd()
+	root.SetOut(&stdout)
+	root.SetArgs([]string{"export-mosquitto", "--db", "sqlite:" + filepath.Join(dir, "r.db"), "--registry", reg, "--out", out, "--internal-user", ""})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := os.ReadFile(filepath.Join(out, "passwd"))
+	acl, _ := os.ReadFile(filepath.Join(out, "acl"))
+	if string(pw) != "gw-1:"+h+"\n" {
+		t.Errorf("passwd = %q", pw)
+	}
+	if !strings.Contains(string(acl), "user gw-1\ntopic write eldercare/v1/s1/bed-1/telemetry\n") {
+		t.Errorf("acl = %s", acl)
+	}
+	// --internal-user without its hash is an error, not a silent omission.
+	root = newRootCmd()
+	root.SetArgs([]string{"export-mosquitto", "--db", "sqlite:" + filepath.Join(dir, "r.db"), "--out", out})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "internal-password-hash") {
+		t.Errorf("export without the internal hash = %v", err)
+	}
+}
+
+func TestUpBrokerAuth(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "r.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	store, err := registry.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		mode string
+		on   bool
+	}{{"off", false}, {"registry", false}, {"on", true}} {
+		a, err := upBrokerAuth(ctx, c.mode, "", store)
+		if err != nil || (a != nil) != c.on {
+			t.Errorf("mode %s without credentials: auth %v, err %v; want on=%v", c.mode, a != nil, err, c.on)
+		}
+	}
+	if _, err := upBrokerAuth(ctx, "maybe", "", store); err == nil {
+		t.Error("mode maybe accepted")
+	}
+	h, _ := registry.HashPassword("pw")
+	doc, err := registry.ParseYAML(strings.NewReader("sites:\n  - {id: s1, name: S, timezone: UTC}\ndevices:\n  - {id: gw-1, site: s1, kind: gateway}\ncredentials:\n  - {username: gw-1, password_hash: \"" + h + "\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Import(ctx, doc); err != nil {
+		t.Fatal(err)
+	}
+	a, err := upBrokerAuth(ctx, "registry", "", store)
+	if err != nil || a == nil {
+		t.Fatalf("mode registry with credentials: auth %v, err %v; want on", a, err)
+	}
+	acc, err := a.Lookup(ctx, "gw-1")
+	if err != nil || acc.Site != "s1" || !registry.CheckPassword(acc.PasswordHash, "pw") {
+		t.Errorf("Lookup(gw-1) = %+v, %v", acc, err)
+	}
+	if _, err := a.Lookup(ctx, "nobody"); err == nil || !strings.Contains(err.Error(), broker.ErrUnknownUser.Error()) {
+		t.Errorf("Lookup(nobody) = %v, want ErrUnknownUser", err)
+	}
+	if len(a.InternalPassword) < 32 {
+		t.Errorf("internal password has %d characters", len(a.InternalPassword))
+	}
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	firmwaresim "github.com/eldercare-iot/eldercare/firmware-sim"
+	"github.com/eldercare-iot/eldercare/internal/realdata"
+)
+
+// newSimZigbeeCmd replays real zigbee2mqtt payloads as zigbee2mqtt would
+// publish them, for the gateway's zigbee2mqtt source.
+func newSimZigbeeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "zigbee",
+		Short: "Replay real zigbee2mqtt payloads (fall radars, SOS buttons, vibration sensors) on <base-topic>/<friendly name>",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := loadSettings(cmd)
+			if err != nil {
+				return err
+			}
+			log, err := s.logger()
+			if err != nil {
+				return err
+			}
+			file := s.String("file")
+			if file == "" {
+				dir, ok := realdata.Find()
+				if !ok {
+					return errors.New("sim zigbee: give --file, or set $ELDERCARE_REALDATA to the recordings directory (zigbee2mqtt/real_payloads_from_github_issues.jsonl)")
+				}
+				file = filepath.Join(dir, "zigbee2mqtt", "real_payloads_from_github_issues.jsonl")
+			}
+			n, err := firmwaresim.RunZigbee(cmd.Context(), firmwaresim.ZigbeeConfig{
+				MQTTURL: s.String("mqtt"), BaseTopic: s.String("base-topic"), File: file,
+				Interval: s.Duration("interval"), Repeat: s.Int("repeat"),
+				PublishTimeout: s.Duration("publish-timeout"), Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "published %d zigbee2mqtt messages from %s\n", n, file)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.String("file", "", "JSON-lines file of real zigbee2mqtt messages (default: $ELDERCARE_REALDATA/zigbee2mqtt/real_payloads_from_github_issues.jsonl)")
+	f.String("base-topic", "zigbee2mqtt", "zigbee2mqtt base topic the messages are published under")
+	f.Duration("interval", time.Second, "time between two messages (0 = back to back)")
+	f.Int("repeat", 1, "number of times the file is replayed")
+	f.Duration("publish-timeout", firmwaresim.DefaultPublishTimeout, "longest wait for the broker to acknowledge a connect or publish")
+	return cmd
+}
