@@ -476,8 +476,14 @@ func TestUnassignedFall(t *testing.T) {
 // same situation is reported again.
 func TestRestartAlerting(t *testing.T) {
 	s := startStack(t, testenv.Mosquitto(t), e2eRegistry(map[string]string{"sos-1": "res-a"}), time.Hour)
+	boot := uint32(0)
 	press := func() {
-		if err := firmwaresim.RunSOS(context.Background(), firmwaresim.SOSConfig{DeviceConfig: s.dev("sos-1")}); err != nil {
+		// Each run is a new boot of the button, as a real restart is: the
+		// platform deduplicates events by (device, boot, seq).
+		boot++
+		dev := s.dev("sos-1")
+		dev.Boot = boot
+		if err := firmwaresim.RunSOS(context.Background(), firmwaresim.SOSConfig{DeviceConfig: dev}); err != nil {
 			t.Fatal(err)
 		}
 	}
