@@ -50,6 +50,11 @@ func (e *permanentError) Unwrap() error { return e.err }
 // Permanent marks err as not worth retrying.
 func Permanent(err error) error { return &permanentError{err} }
 
+// ErrSkipped is returned (wrapped or not) by a receiver that has nothing to
+// send for a notification, e.g. e-mail for a change that pages nobody with an
+// address. The delivery is recorded as "skipped", which counts as done.
+var ErrSkipped = errors.New("nothing to send")
+
 // IsPermanent reports whether err was marked with [Permanent].
 func IsPermanent(err error) bool {
 	var p *permanentError
@@ -84,14 +89,30 @@ type Webhook struct {
 	Secret Secret
 	Client *http.Client // nil: a client with a 10 s timeout
 	Now    func() time.Time
+	// Template formats the body: "" or "eldercare" (the notification JSON
+	// verbatim), or a chat robot format: "slack", "dingtalk", "wecom" (see
+	// [RenderTemplate]). The signature header signs the bytes sent.
+	Template string
+	// ReceiverName names the receiver ("" = "webhook"); each webhook of a
+	// service needs its own name.
+	ReceiverName string
 }
 
 // Name implements Receiver.
-func (w *Webhook) Name() string { return "webhook" }
+func (w *Webhook) Name() string {
+	if w.ReceiverName != "" {
+		return w.ReceiverName
+	}
+	return "webhook"
+}
 
 // Send implements Receiver.
 func (w *Webhook) Send(ctx context.Context, n Notification) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(n.Body))
+	body, err := RenderTemplate(w.Template, n.Body)
+	if err != nil {
+		return Permanent(fmt.Errorf("webhook template %s: %w", w.Template, err))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 	if err != nil {
 		return Permanent(fmt.Errorf("webhook request: %w", err))
 	}
@@ -104,7 +125,7 @@ func (w *Webhook) Send(ctx context.Context, n Notification) error {
 	req.Header.Set(HeaderNotificationID, n.ID)
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(now().Unix(), 10))
 	if w.Secret != "" {
-		req.Header.Set(HeaderSignature, Sign([]byte(w.Secret), n.Body))
+		req.Header.Set(HeaderSignature, Sign([]byte(w.Secret), body))
 	}
 	c := w.Client
 	if c == nil {
@@ -189,6 +210,7 @@ type dispatcher struct {
 const (
 	deliveryPending  = "pending" // claimed, not yet attempted
 	deliverySent     = "sent"
+	deliverySkipped  = "skipped"
 	deliveryFailed   = "failed"
 	deliveryRetrying = "retrying"
 )
@@ -301,6 +323,9 @@ func (d *dispatcher) deliver(ctx context.Context, r outboxRow) (bool, error) {
 	switch err := d.rc.Send(sctx, r.n); {
 	case err == nil:
 		d.result(name, "sent")
+	case errors.Is(err, ErrSkipped):
+		status = deliverySkipped
+		d.result(name, "skipped")
 	case IsPermanent(err) || attempts >= d.maxTries:
 		status, errText = deliveryFailed, err.Error()
 		d.result(name, "failed")
@@ -352,7 +377,7 @@ func (d *dispatcher) settle(ctx context.Context, tx *sql.Tx, id string, atMS int
 	}
 	var done int
 	err := tx.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM alert_deliveries WHERE notification_id = ?
-		AND status IN ('sent', 'failed') AND receiver IN (?`+strings.Repeat(", ?", len(d.all)-1)+`)`), args...).Scan(&done)
+		AND status IN ('sent', 'failed', 'skipped') AND receiver IN (?`+strings.Repeat(", ?", len(d.all)-1)+`)`), args...).Scan(&done)
 	if err != nil {
 		return fmt.Errorf("check deliveries: %w", err)
 	}

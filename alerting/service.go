@@ -54,7 +54,12 @@ type Config struct {
 	// time, that keeps a sustain window going; default 10 s.
 	MaxGap time.Duration
 	// Thresholds are the vitals rules; nil means DefaultThresholds.
+	// Residents' own thresholds (Manager.SetResidentThreshold) replace
+	// these by type.
 	Thresholds []Threshold
+	// Rules configures the NEWS2, absence, battery and unprotected rules
+	// (see rulesvc.go); the zero value uses the defaults.
+	Rules RuleConfig
 	// WebhookURL, if set, receives every notification (see docs/alerting.md).
 	WebhookURL string
 	// WebhookSecret signs webhook bodies (HMAC-SHA256). Never printed.
@@ -98,6 +103,9 @@ func (c Config) Validate() error {
 	}
 	if c.WebhookURL != "" && c.WebhookSecret == "" {
 		errs = append(errs, errors.New("webhook secret is required with a webhook url"))
+	}
+	if err := c.Rules.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -150,6 +158,8 @@ type Service struct {
 	vitals  map[string]*vitals
 	devices map[string]*deviceState
 	open    map[string]int64 // dedup keys of alerts known open
+
+	rules *ruleState // the rules of rulesvc.go
 }
 
 // deviceState is what the offline rule knows of a device (wall time).
@@ -191,6 +201,7 @@ func New(cfg Config, m *Manager, residents Residents, reg prometheus.Registerer,
 		vitals:  map[string]*vitals{},
 		devices: map[string]*deviceState{},
 		open:    map[string]int64{},
+		rules:   newRuleState(cfg.Rules),
 	}
 	dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "eldercare_alerting_subscriber_dropped_total",
 		Help: "Alert changes lost by slow in-process subscribers."}, func() float64 { return float64(m.Dropped()) })
@@ -282,6 +293,19 @@ func (s *Service) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		s.offlineLoop(ctx)
+	}()
+	if err := s.reloadThresholds(ctx); err != nil {
+		return fmt.Errorf("alerting: %w", err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.rulesLoop(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		NewEscalator(s.m, s.cfg.Now, s.cfg.PollEvery, s.log).Run(ctx)
 	}()
 	for {
 		select {
@@ -458,8 +482,12 @@ func (s *Service) malformedEvent(ctx context.Context, t device.Topic, payload []
 	msg := strings.ReplaceAll(verr.Error(), "\n", "; ")
 	detail += " (from a malformed event, stamped at receive time: " + truncate(msg, 300) + ")"
 	s.log.Error("alerting: malformed safety event raises its alert anyway", "device", t.Device, "type", typ, "err", verr)
-	err := s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: alertType, Severity: SeverityCritical, At: now,
-		Detail: detail, NotifyRepeat: true})
+	spec := openSpec{Site: t.Site, Device: t.Device, Type: alertType, Severity: SeverityCritical, At: now,
+		Detail: detail, NotifyRepeat: true}
+	if key != nil {
+		spec.EventKey = key.String()
+	}
+	err := s.raise(ctx, spec)
 	if err == nil && key != nil {
 		s.recent.add(*key)
 	}
@@ -491,6 +519,9 @@ func (s *Service) seen(ctx context.Context, t device.Topic, now time.Time) {
 	}
 	s.mu.Unlock()
 	if wasAlerted || known {
+		s.deviceUp(ctx, t.Device)
+	}
+	if wasAlerted || known {
 		if _, err := s.m.commentByKey(ctx, key, ChannelRule, "device back online"); err != nil {
 			s.log.Error("alerting: note device back online", "device", t.Device, "err", err)
 		}
@@ -498,6 +529,7 @@ func (s *Service) seen(ctx context.Context, t device.Topic, now time.Time) {
 }
 
 func (s *Service) status(ctx context.Context, t device.Topic, st *device.Status, retained bool, now time.Time) {
+	s.noteKind(t.Device, st.Kind)
 	switch {
 	case st.State == device.Online:
 		s.seen(ctx, t, now)
@@ -573,6 +605,7 @@ func (s *Service) event(ctx context.Context, t device.Topic, e *device.Event) {
 	case device.EventSOS:
 		typ, detail = TypeSOS, "SOS button pressed"
 	default:
+		s.ruleEvent(ctx, t, e)
 		return
 	}
 	// A redelivery of an event already raised (QoS 1, a reconnect, a
@@ -584,7 +617,7 @@ func (s *Service) event(ctx context.Context, t device.Topic, e *device.Event) {
 	}
 	// A new distinct event on an open alert is announced as "repeated".
 	err := s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: typ, Severity: SeverityCritical, At: e.Time(), Detail: detail,
-		NotifyRepeat: true})
+		NotifyRepeat: true, EventKey: key.String()})
 	if err == nil {
 		s.recent.add(key)
 	}
@@ -592,14 +625,17 @@ func (s *Service) event(ctx context.Context, t device.Topic, e *device.Event) {
 
 func (s *Service) telemetry(ctx context.Context, t device.Topic, tel *device.Telemetry) {
 	s.mu.Lock()
-	v := s.vitals[t.Device]
-	if v == nil {
-		v = newVitals(s.cfg.Thresholds, s.cfg.MaxGap)
-		s.vitals[t.Device] = v
+	var v *vitals
+	if len(tel.Readings) > 0 {
+		v = s.vitalsFor(t.Device, tel.Readings[0].Time())
 	}
 	var fired []firing
 	for _, r := range tel.Readings {
 		fired = append(fired, v.observe(tel.Boot, r.Seq, r.Time(), r.Values)...)
+	}
+	var cleared []clearing
+	if v != nil {
+		cleared = v.takeCleared()
 	}
 	s.mu.Unlock()
 	for _, f := range fired {
@@ -607,6 +643,7 @@ func (s *Service) telemetry(ctx context.Context, t device.Topic, tel *device.Tel
 		s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: f.Threshold.Type, Severity: f.Threshold.Severity,
 			At: f.At, Detail: f.Detail(), Value: &worst})
 	}
+	s.afterTelemetry(ctx, t, tel, cleared)
 }
 
 // raise opens an alert (or notes a repeat). The resident is the one bound
@@ -621,8 +658,13 @@ func (s *Service) raise(ctx context.Context, spec openSpec) error {
 			spec.Resident = &id
 		}
 	}
-	spec.Key = dedupKey(spec.Resident, spec.Device, spec.Type)
+	spec.Key = alertKey(spec.Resident, spec.Device, spec.Type)
 	a, created, err := s.m.open(ctx, spec)
+	if errors.Is(err, errDuplicateEvent) {
+		// Raised already, by this or another replica (see openSpec.EventKey).
+		s.log.Info("alerting: duplicate event ignored", "event", spec.EventKey, "type", spec.Type)
+		return nil
+	}
 	if err != nil {
 		// The store is down: log loudly. The message is still acked, as
 		// redelivery would not help a dead store; see docs/alerting.md.
@@ -641,6 +683,9 @@ func (s *Service) raise(ctx context.Context, spec openSpec) error {
 		s.log.Info("alert opened", "id", a.ID, "type", a.Type, "site", a.Site, "device", a.Device, "resident", resident, "detail", a.Detail)
 	} else {
 		s.log.Info("alert repeated", "id", a.ID, "type", a.Type, "device", a.Device, "notified", spec.NotifyRepeat)
+	}
+	if spec.Type == TypeDeviceOffline {
+		s.deviceDown(ctx, spec.Site, spec.Device, spec.At)
 	}
 	return nil
 }

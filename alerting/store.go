@@ -47,6 +47,9 @@ type Manager struct {
 	wakeMu sync.Mutex
 	wake   chan struct{}
 	hub    hub
+
+	// settings caches the live settings (see settings.go).
+	settings settingsCache
 }
 
 // OpenManager runs the alert store's migrations (version table
@@ -242,6 +245,9 @@ func (m *Manager) Acknowledge(ctx context.Context, id int64, actor, channel stri
 		if err := m.addHistory(ctx, tx, id, now, actor, channel, ActionAcknowledged, ""); err != nil {
 			return err
 		}
+		if err := m.stopEscalation(ctx, tx, id); err != nil {
+			return err
+		}
 		out, err = m.enqueue(ctx, tx, id, EventAcknowledged, now)
 		return err
 	})
@@ -279,6 +285,9 @@ func (m *Manager) Resolve(ctx context.Context, id int64, actor, channel, outcome
 			detail += ": " + note
 		}
 		if err := m.addHistory(ctx, tx, id, now, actor, channel, ActionResolved, detail); err != nil {
+			return err
+		}
+		if err := m.stopEscalation(ctx, tx, id); err != nil {
 			return err
 		}
 		out, err = m.enqueue(ctx, tx, id, EventResolved, now)
@@ -357,6 +366,12 @@ func (m *Manager) addHistory(ctx context.Context, tx *sql.Tx, id int64, atMS int
 // enqueue writes the outbox row announcing event for alert id, as the alert
 // is now inside tx, and returns that alert.
 func (m *Manager) enqueue(ctx context.Context, tx *sql.Tx, id int64, event string, nowMS int64) (Alert, error) {
+	return m.enqueueWith(ctx, tx, id, event, nowMS, nil)
+}
+
+// enqueueWith is enqueue with the escalation member of the body (nil:
+// none).
+func (m *Manager) enqueueWith(ctx context.Context, tx *sql.Tx, id int64, event string, nowMS int64, esc *Escalation) (Alert, error) {
 	var seq int64
 	if err := tx.QueryRowContext(ctx, m.db.Rebind(`UPDATE alerts SET notify_seq = notify_seq + 1 WHERE id = ? RETURNING notify_seq`), id).Scan(&seq); err != nil {
 		return Alert{}, fmt.Errorf("number notification: %w", err)
@@ -366,7 +381,7 @@ func (m *Manager) enqueue(ctx context.Context, tx *sql.Tx, id int64, event strin
 		return Alert{}, err
 	}
 	c := Change{ID: fmt.Sprintf("alert-%d-%d", id, seq), Event: event, Alert: a, At: time.UnixMilli(nowMS).UTC()}
-	body, err := json.Marshal(c)
+	body, err := json.Marshal(Notice{Change: c, Escalation: esc})
 	if err != nil {
 		return Alert{}, fmt.Errorf("encode notification: %w", err)
 	}
@@ -409,7 +424,15 @@ type openSpec struct {
 	// announced to every receiver (event "repeated"), not only recorded in
 	// the history. Set for each new distinct fall or SOS event.
 	NotifyRepeat bool
+	// EventKey, if set, identifies the device event (device, boot, seq):
+	// it is recorded in the same transaction, and an event already
+	// recorded (by this or another replica, before or after a restart)
+	// changes nothing and returns errDuplicateEvent.
+	EventKey string
 }
+
+// errDuplicateEvent: the event of an openSpec was raised already.
+var errDuplicateEvent = errors.New("event already raised")
 
 // dedupKey is the key of at most one open alert: per resident and type, or
 // per device and type when unassigned or for device_offline.
@@ -425,8 +448,23 @@ func dedupKey(resident *string, deviceID, typ string) string {
 // "repeated" notification). created reports which.
 func (m *Manager) open(ctx context.Context, s openSpec) (a Alert, created bool, err error) {
 	var notified bool
+	settings, err := m.currentSettings(ctx)
+	if err != nil {
+		m.log.Error("alerting: settings unavailable; opening without escalation", "err", err)
+	}
 	err = m.tx(ctx, func(tx *sql.Tx) error {
 		now := m.now().UnixMilli()
+		if s.EventKey != "" {
+			var k string
+			err := tx.QueryRowContext(ctx, m.db.Rebind(`INSERT INTO alert_event_keys (event_key, at_ms) VALUES (?, ?)
+				ON CONFLICT (event_key) DO NOTHING RETURNING event_key`), s.EventKey, now).Scan(&k)
+			if errors.Is(err, sql.ErrNoRows) {
+				return errDuplicateEvent
+			}
+			if err != nil {
+				return fmt.Errorf("record event %s: %w", s.EventKey, err)
+			}
+		}
 		id, found, err := m.openByKey(ctx, tx, s.Key)
 		if err != nil {
 			return err
@@ -443,10 +481,18 @@ func (m *Manager) open(ctx context.Context, s openSpec) (a Alert, created bool, 
 			switch {
 			case err == nil:
 				created = true
-				if err := m.addHistory(ctx, tx, id, now, ActorSystem, ChannelRule, ActionOpened, s.Detail); err != nil {
+				event, esc, note, err := m.onOpened(ctx, tx, id, time.UnixMilli(now), s, settings)
+				if err != nil {
 					return err
 				}
-				a, err = m.enqueue(ctx, tx, id, EventOpened, now)
+				if err := m.addHistory(ctx, tx, id, now, ActorSystem, ChannelRule, ActionOpened, s.Detail+note); err != nil {
+					return err
+				}
+				if event == "" { // flapping: recorded, not notified
+					a, err = getAlert(ctx, m.db, tx, id)
+					return err
+				}
+				a, err = m.enqueueWith(ctx, tx, id, event, now, esc)
 				return err
 			case errors.Is(err, sql.ErrNoRows):
 				// Another writer opened it first (seen only on PostgreSQL,
@@ -472,6 +518,9 @@ func (m *Manager) open(ctx context.Context, s openSpec) (a Alert, created bool, 
 		a, err = getAlert(ctx, m.db, tx, id)
 		return err
 	})
+	if errors.Is(err, errDuplicateEvent) {
+		return Alert{}, false, err
+	}
 	if err != nil {
 		return Alert{}, false, fmt.Errorf("open %s alert for %s: %w", s.Type, s.Key, err)
 	}

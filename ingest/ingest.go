@@ -167,14 +167,14 @@ func (s *Service) Run(ctx context.Context) error {
 	// goroutine is started per message; handler only queues the message,
 	// and decodeWorkers goroutines decode it and wait for a slot of
 	// MaxInFlight.
-	queue := make(chan paho.Message, s.cfg.MaxInFlight)
+	queue := newMsgQueue(s.m.queued)
 	var workers sync.WaitGroup
 	workCtx, stopWork := context.WithCancel(ctx)
 	defer func() { stopWork(); workers.Wait() }()
 	for range decodeWorkers() {
 		workers.Go(func() { s.decodeLoop(workCtx, queue, items) })
 	}
-	handler := s.enqueue(ctx, queue)
+	handler := s.enqueue(queue)
 	filters := map[string]byte{
 		device.SharedSubscription(s.cfg.Group, device.Subscription(s.cfg.Root, device.ChanTelemetry)): 1,
 		device.SharedSubscription(s.cfg.Group, device.Subscription(s.cfg.Root, device.ChanEvent)):     1,
@@ -272,41 +272,80 @@ func (s *Service) ensureDatabase(ctx context.Context) error {
 func decodeWorkers() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
 
 // enqueue returns the MQTT message handler. paho runs it in its receive
-// loop, so it must never wait: it puts the message on queue (capacity
-// MaxInFlight), and only when queue is full (the broker's in-flight window
-// is larger than MaxInFlight) it leaves the message to a goroutine that
-// waits for room. Either way the message is unacknowledged until written.
-func (s *Service) enqueue(ctx context.Context, queue chan<- paho.Message) paho.MessageHandler {
-	return func(_ paho.Client, msg paho.Message) {
-		select {
-		case queue <- msg:
-		default:
-			go func() {
-				select {
-				case queue <- msg:
-				case <-ctx.Done(): // not acknowledged: the broker delivers it again
-				}
-			}()
-		}
-	}
+// loop, so it must never wait (paho's keepalive and acknowledgements wait
+// behind it): it appends the message to queue. The message stays
+// unacknowledged until written.
+func (s *Service) enqueue(queue *msgQueue) paho.MessageHandler {
+	return func(_ paho.Client, msg paho.Message) { queue.push(msg) }
 }
 
 // decodeLoop handles queued messages until ctx ends.
-func (s *Service) decodeLoop(ctx context.Context, queue <-chan paho.Message, items chan<- *item) {
+func (s *Service) decodeLoop(ctx context.Context, queue *msgQueue, items chan<- *item) {
 	for {
-		// The single-case selects with default are cheap non-blocking
-		// channel operations; the blocking select runs only when idle.
-		select {
-		case msg := <-queue:
-			s.handle(ctx, msg, items)
-			continue
-		default:
-		}
-		select {
-		case <-ctx.Done():
+		msg := queue.pop(ctx)
+		if msg == nil {
 			return
-		case msg := <-queue:
-			s.handle(ctx, msg, items)
+		}
+		s.handle(ctx, msg, items)
+	}
+}
+
+// msgQueue is a FIFO of received messages between paho's receive loop and
+// the decode workers. It never blocks the pusher. Its length is bounded by
+// what the broker sends before acknowledgements: the broker's in-flight
+// window (Mosquitto 2.0 max_inflight_messages) when it enforces one, and
+// gauge eldercare_ingest_queued shows it. A slice, not a channel with a
+// goroutine per overflowing message: a waiting message costs its 16 bytes
+// here, not a goroutine stack.
+type msgQueue struct {
+	mu    sync.Mutex
+	buf   []paho.Message
+	head  int
+	ready chan struct{} // one token: buf may be non-empty
+	gauge prometheus.Gauge
+}
+
+func newMsgQueue(g prometheus.Gauge) *msgQueue {
+	return &msgQueue{ready: make(chan struct{}, 1), gauge: g}
+}
+
+func (q *msgQueue) push(m paho.Message) {
+	q.mu.Lock()
+	q.buf = append(q.buf, m)
+	q.mu.Unlock()
+	q.gauge.Inc()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// pop returns the oldest message, waiting for one; nil when ctx ended.
+func (q *msgQueue) pop(ctx context.Context) paho.Message {
+	for {
+		q.mu.Lock()
+		if q.head < len(q.buf) {
+			m := q.buf[q.head]
+			q.buf[q.head] = nil
+			q.head++
+			if q.head == len(q.buf) {
+				q.buf, q.head = q.buf[:0], 0
+			} else {
+				// Others may be waiting: pass the token on.
+				select {
+				case q.ready <- struct{}{}:
+				default:
+				}
+			}
+			q.mu.Unlock()
+			q.gauge.Dec()
+			return m
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.ready:
+		case <-ctx.Done():
+			return nil
 		}
 	}
 }

@@ -13,6 +13,7 @@ type metrics struct {
 	written      prometheus.Counter
 	rejected     *prometheus.CounterVec // {reason}
 	inFlight     prometheus.Gauge
+	queued       prometheus.Gauge
 	batchSeconds prometheus.Histogram
 	writeErrors  prometheus.Counter
 	redelivered  prometheus.Counter
@@ -38,6 +39,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eldercare_ingest_in_flight",
 			Help: "Valid messages received and not yet acknowledged (waiting for their batch to be written).",
+		}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eldercare_ingest_queued",
+			Help: "Messages received and not yet decoded: waiting for a slot of --max-in-flight. Above zero for long, the broker sends more than ingest writes (InfluxDB slow or down, or the broker's in-flight window larger than --max-in-flight).",
 		}),
 		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "eldercare_ingest_batch_seconds",
@@ -69,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.received.WithLabelValues(ch)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.received, m.written, m.rejected, m.inFlight, m.batchSeconds, m.writeErrors,
+		for _, c := range []prometheus.Collector{m.received, m.written, m.rejected, m.inFlight, m.queued, m.batchSeconds, m.writeErrors,
 			m.redelivered, m.skewed, m.deadLetters, m.writeFailing} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register ingest metrics: %w", err)

@@ -321,7 +321,9 @@ func influxCount(ctx context.Context, base string) (int64, error) {
 }
 
 // telegrafConf configures Telegraf like ingest: QoS 1, persistent session,
-// max_undelivered_messages as the in-flight bound, json_v2 parsing of the
+// max_undelivered_messages as the in-flight bound, a metric buffer twice
+// the readings that bound lets in (so Telegraf never drops from its buffer;
+// 200,000 at least), batches of 5000 like ingest's, json_v2 parsing of the
 // protocol's single or batch form, topic parsing for site and device, and
 // the v2 output into database eldercare, policy autogen.
 func telegrafConf(mqttURL, influxURL, filter string, perMsg, inflight int) string {
@@ -359,7 +361,7 @@ func telegrafConf(mqttURL, influxURL, filter string, perMsg, inflight int) strin
   flush_interval = "200ms"
   flush_jitter = "0s"
   metric_batch_size = 5000
-  metric_buffer_limit = 200000
+  metric_buffer_limit = %d
   omit_hostname = true
   quiet = true
 
@@ -380,7 +382,7 @@ func telegrafConf(mqttURL, influxURL, filter string, perMsg, inflight int) strin
   [[inputs.mqtt_consumer.topic_parsing]]
     topic = %q
     tags = "_/_/site/device/_"
-%s`, influxURL, mqttURL, filter, inflight, filter, parse)
+%s`, max(200_000, 2*inflight*perMsg), influxURL, mqttURL, filter, inflight, filter, parse)
 }
 
 func printBench(out io.Writer, rs []benchResult) {

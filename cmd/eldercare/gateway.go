@@ -5,13 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"os"
-	"time"
+	"slices"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
-	"gopkg.in/yaml.v3"
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/device/gateway"
@@ -59,65 +58,12 @@ no_readings) follows its real readings. See docs/gateway.md.`,
 	return cmd
 }
 
-// gatewayFile is the --gateway-config file.
-type gatewayFile struct {
-	// ID is the gateway's device id, Site its site.
-	ID   string `yaml:"id"`
-	Site string `yaml:"site"`
-	// Devices lists devices behind the gateway with their kind and expected
-	// interval; Modbus and zigbee2mqtt devices are added from their
-	// sections and may be listed here to set the interval.
-	Devices []struct {
-		ID       string        `yaml:"id"`
-		Kind     device.Kind   `yaml:"kind"`
-		Interval time.Duration `yaml:"interval"`
-	} `yaml:"devices"`
-	Modbus *struct {
-		Buses []struct {
-			Name      string           `yaml:"name"`
-			Transport modbus.Transport `yaml:"transport"`
-			Address   string           `yaml:"address"`
-			Timeout   time.Duration    `yaml:"timeout"`
-			Serial    struct {
-				Port     string `yaml:"port"`
-				BaudRate int    `yaml:"baud_rate"`
-				DataBits int    `yaml:"data_bits"`
-				Parity   string `yaml:"parity"`
-				StopBits int    `yaml:"stop_bits"`
-			} `yaml:"serial"`
-			Devices []struct {
-				ID      string `yaml:"id"`
-				Profile string `yaml:"profile"`
-				Slave   int    `yaml:"slave"`
-			} `yaml:"devices"`
-		} `yaml:"buses"`
-	} `yaml:"modbus"`
-	Zigbee *struct {
-		MQTT        string          `yaml:"mqtt"`
-		BaseTopic   string          `yaml:"base_topic"`
-		ClientID    string          `yaml:"client_id"`
-		MappingFile string          `yaml:"mapping_file"`
-		Devices     []zigbee.Device `yaml:"devices"`
-	} `yaml:"zigbee2mqtt"`
-}
-
-func parseGatewayFile(r io.Reader) (*gatewayFile, error) {
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	var f gatewayFile
-	if err := dec.Decode(&f); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("empty file")
-		}
-		return nil, err
-	}
-	return &f, nil
-}
-
-func (f *gatewayFile) modbusConfig() modbus.Config {
+// modbusConfig turns the modbus section of the gateway file into the
+// poller's configuration.
+func modbusConfig(m *gateway.FileModbus) modbus.Config {
 	var c modbus.Config
-	for _, b := range f.Modbus.Buses {
-		bc := modbus.BusConfig{Name: b.Name, Transport: b.Transport, Address: b.Address, Timeout: b.Timeout,
+	for _, b := range m.Buses {
+		bc := modbus.BusConfig{Name: b.Name, Transport: modbus.Transport(b.Transport), Address: b.Address, Timeout: b.Timeout,
 			Serial: modbus.SerialConfig{Port: b.Serial.Port, BaudRate: b.Serial.BaudRate, DataBits: b.Serial.DataBits, Parity: b.Serial.Parity, StopBits: b.Serial.StopBits}}
 		for _, d := range b.Devices {
 			bc.Devices = append(bc.Devices, modbus.DeviceConfig{ID: d.ID, Profile: d.Profile, Slave: d.Slave})
@@ -145,7 +91,7 @@ func runGateway(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return fmt.Errorf("--gateway-config: %w", err)
 	}
-	gf, err := parseGatewayFile(bytes.NewReader(b))
+	gf, err := gateway.ParseFile(bytes.NewReader(b))
 	if err != nil {
 		return fmt.Errorf("--gateway-config %s: %w", path, err)
 	}
@@ -171,7 +117,7 @@ func runGateway(cmd *cobra.Command, _ []string) error {
 		devices = append(devices, d)
 	}
 	if gf.Modbus != nil {
-		mc := gf.modbusConfig()
+		mc := modbusConfig(gf.Modbus)
 		if err := mc.Validate(); err != nil {
 			return fmt.Errorf("--gateway-config %s: %w", path, err)
 		}
@@ -179,7 +125,9 @@ func runGateway(cmd *cobra.Command, _ []string) error {
 		if err != nil {
 			return fmt.Errorf("--gateway-config %s: %w", path, err)
 		}
-		for id, prof := range p.Devices() {
+		profiles := p.Devices()
+		for _, id := range slices.Sorted(maps.Keys(profiles)) {
+			prof := profiles[id]
 			iv := prof.PollInterval
 			for _, r := range prof.Registers {
 				if r.PollInterval > 0 && (iv == 0 || r.PollInterval < iv) {
@@ -195,12 +143,16 @@ func runGateway(cmd *cobra.Command, _ []string) error {
 		if clientID == "" {
 			clientID = gf.ID + "-zigbee2mqtt"
 		}
+		var zdevs []zigbee.Device
+		for _, d := range gf.Zigbee.Devices {
+			zdevs = append(zdevs, zigbee.Device{FriendlyName: d.FriendlyName, ID: d.Device, Kind: d.Kind})
+		}
 		src, err := zigbee.New(zigbee.Config{MQTTURL: gf.Zigbee.MQTT, BaseTopic: gf.Zigbee.BaseTopic, ClientID: clientID,
-			MappingFile: gf.Zigbee.MappingFile, Devices: gf.Zigbee.Devices, Logger: log, Registerer: reg})
+			MappingFile: gf.Zigbee.MappingFile, Devices: zdevs, Logger: log, Registerer: reg})
 		if err != nil {
 			return fmt.Errorf("--gateway-config %s: zigbee2mqtt: %w", path, err)
 		}
-		for _, d := range gf.Zigbee.Devices {
+		for _, d := range zdevs {
 			addDevice(gateway.Device{ID: d.ID, Kind: d.Kind})
 		}
 		sources = append(sources, func(ctx context.Context, gw *gateway.Gateway) error { return src.Run(ctx, gw) })

@@ -468,6 +468,10 @@ func (g *Gateway) connectUplink(ctx context.Context) {
 			WillTopic: g.topic(g.cfg.ID, device.ChanStatus), WillPayload: will,
 			OnConnect:      g.onConnect,
 			DefaultHandler: g.onCommand,
+			// The spool is the store: paho keeps no copy and never resends
+			// on its own after a reconnect; the drain resends what was not
+			// acknowledged.
+			Store:          mqttconn.NoStore{},
 			ConnectTimeout: g.cfg.PublishTimeout,
 			Logger:         g.log,
 		})

@@ -77,6 +77,9 @@ func TestOutage(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
+	if n, _ := sp.Len(); n != outageReadings {
+		t.Errorf("spool holds %d entries at the end of the cut, want %d", n, outageReadings)
+	}
 	b.Start()
 	waitFor(t, 30*time.Second, "60 readings at the subscriber", func() bool { return len(dedup(sub.snapshot())) >= outageReadings })
 	time.Sleep(500 * time.Millisecond) // late duplicates or strays

@@ -18,10 +18,11 @@ import (
 const peekEntries = 5000
 
 // reconnectSettle is how long the drain waits after a reconnect before it
-// publishes. paho resends its own unacknowledged publishes right after a
-// reconnect (client.resume) and marks them DUP without a lock; a publish of
-// ours that lands in that window races with it (paho v1.5.1). The spool
-// sends those entries again anyway.
+// publishes, so that onConnect's status messages go first. paho itself
+// resends nothing after a reconnect (the uplink uses mqttconn.NoStore; in
+// paho v1.5.1 that resend marks packets DUP without a lock and raced with
+// new publishes): the drain resends every spooled entry not yet
+// acknowledged.
 const reconnectSettle = 300 * time.Millisecond
 
 // message is one PUBLISH the uplink sends for spooled entries.

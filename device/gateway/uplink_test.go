@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,8 +104,9 @@ func TestLocalAlarm(t *testing.T) {
 
 	t.Run("uplink down", func(t *testing.T) {
 		down := "tcp://127.0.0.1:" + fmt.Sprint(testenv.FreePort(t)) // nothing listens
+		logs := &recorder{}
 		g, err := New(Config{ID: "gw-1", Site: "home-1", Root: root, MQTTURL: down, ClientID: testenv.ClientID(t, "gw"),
-			LocalMQTTURL: local, LocalAlarmTopic: alarmTopic}, openSpool(t, "", spool.Config{}), nil, testLogger(t))
+			LocalMQTTURL: local, LocalAlarmTopic: alarmTopic}, openSpool(t, "", spool.Config{}), nil, slog.New(logs))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,6 +141,9 @@ func TestLocalAlarm(t *testing.T) {
 				}
 			}
 		}
+		if n := logs.count(slog.LevelError, "LOCAL ALARM"); n != 2 {
+			t.Errorf("%d error-level LOCAL ALARM log lines, want 2 (fall and sos)", n)
+		}
 		// The sounder may see an alarm before its PUBACK reaches the gateway.
 		waitFor(t, 2*time.Second, "local_alarms_total{result=published} = 2", func() bool {
 			return testutil.ToFloat64(g.m.localAlarms.WithLabelValues("published")) == 2
@@ -145,7 +151,7 @@ func TestLocalAlarm(t *testing.T) {
 	})
 
 	t.Run("uplink up", func(t *testing.T) {
-		up := testenv.Mosquitto(t)
+		up := testenv.StartMosquitto(t).URL() // own broker: no retained statuses left on the shared one
 		sub := subscribe(t, up, root)
 		g, err := New(Config{ID: "gw-2", Site: "home-1", Root: root, MQTTURL: up, ClientID: testenv.ClientID(t, "gw"),
 			LocalMQTTURL: local, LocalAlarmTopic: alarmTopic}, openSpool(t, "", spool.Config{}), nil, testLogger(t))
@@ -248,4 +254,32 @@ func TestStatus(t *testing.T) {
 	if c := testutil.ToFloat64(g.m.connects); c < 2 {
 		t.Errorf("connects = %g after a broker restart, want >= 2", c)
 	}
+}
+
+// recorder is a slog.Handler that keeps every record's level and message.
+type recorder struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recs = append(r.recs, rec.Clone())
+	return nil
+}
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *recorder) WithGroup(string) slog.Handler      { return r }
+
+func (r *recorder) count(level slog.Level, prefix string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, rec := range r.recs {
+		if rec.Level == level && strings.HasPrefix(rec.Message, prefix) {
+			n++
+		}
+	}
+	return n
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 // Options configures one connection.
@@ -46,6 +47,10 @@ type Options struct {
 	// keepalive waits behind it). When false, each message runs in its own
 	// goroutine.
 	OrderMatters bool
+	// Store keeps paho's copies of unacknowledged QoS 1 messages; nil is
+	// paho's memory store. A client that keeps its own durable copy (the
+	// gateway's spool) passes NoStore, so paho never resends behind its back.
+	Store paho.Store
 	// MaxInflight bounds the messages paho buffers for the handler; 0 = 1000.
 	MaxInflight int
 	// ConnectTimeout bounds the first connection; 0 = 10 s.
@@ -151,6 +156,9 @@ func Connect(ctx context.Context, o Options) (paho.Client, error) {
 				o.OnConnect(c)
 			}
 		})
+	if o.Store != nil {
+		opts.SetStore(o.Store)
+	}
 	if u.User != nil {
 		opts.SetUsername(u.User.Username())
 		if p, ok := u.User.Password(); ok {
@@ -195,3 +203,15 @@ func Wait(ctx context.Context, tok paho.Token, timeout time.Duration, what strin
 		return fmt.Errorf("%s: no answer from the broker within %s", what, timeout)
 	}
 }
+
+// NoStore is a paho.Store that keeps nothing: after a reconnect paho
+// resends no publish of its own; the caller resends from its own store.
+type NoStore struct{}
+
+func (NoStore) Open()                             {}
+func (NoStore) Put(string, packets.ControlPacket) {}
+func (NoStore) Get(string) packets.ControlPacket  { return nil }
+func (NoStore) All() []string                     { return nil }
+func (NoStore) Del(string)                        {}
+func (NoStore) Close()                            {}
+func (NoStore) Reset()                            {}

@@ -89,7 +89,7 @@ func TestRealData(t *testing.T) {
 	}
 
 	t.Setenv("ELDERCARE_REALDATA", "")
-	t.Setenv("CI", "") // outside CI a missing folder skips; under CI it fails
+	t.Setenv("CI", "")   // outside CI a missing folder skips; under CI it fails
 	t.Chdir(t.TempDir()) // no go.mod above
 	fake := &recordingTB{TB: t}
 	RealData(fake)

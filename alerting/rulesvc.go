@@ -1,0 +1,529 @@
+package alerting
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/device/registry"
+)
+
+// Directory is what the schedule and device-health rules need from the
+// registry. A *registry.Snapshot satisfies it.
+type Directory interface {
+	Residents
+	// Location is the site's IANA zone (time.UTC when unknown).
+	Location(siteID string) *time.Location
+	// Device returns a device (its kind) by id.
+	Device(id string) (registry.Device, bool)
+	// ResidentByCard returns the holder of a meal card.
+	ResidentByCard(cardID string, t time.Time) (registry.Resident, bool)
+}
+
+// CardHolders is implemented by a [Directory] that can list the residents
+// with a meal card (resident id -> site id). Without it, the meal deadlines
+// apply to a resident from their first meal event seen by this process.
+type CardHolders interface {
+	CardHolders() map[string]string
+}
+
+// RuleConfig configures the rules beyond the vitals thresholds.
+type RuleConfig struct {
+	// Directory returns the current registry view (e.g. a registry Cache's
+	// Current). nil: site zones are UTC, device kinds come from the status
+	// messages' "kind", and meal cards are not resolved.
+	Directory func() Directory
+	// Absence is the absence rules; the zero value means DefaultAbsence.
+	Absence AbsenceRules
+	// NEWS2 is the NEWS2 rule; the zero value means DefaultNEWS2.
+	NEWS2 NEWS2Rule
+	// Battery is the low-battery rule; the zero value means DefaultBattery.
+	Battery BatteryRule
+	// TickEvery is how often (wall time) the absence timers are checked;
+	// default 10 s.
+	TickEvery time.Duration
+	// ThresholdsEvery is how often per-resident thresholds are re-read
+	// from the store when they changed; default 2 s.
+	ThresholdsEvery time.Duration
+}
+
+func (c RuleConfig) withDefaults() RuleConfig {
+	if c.Absence.OutOfBed == 0 && c.Absence.NoActivity == 0 && c.Absence.Meals == nil {
+		c.Absence = DefaultAbsence
+	}
+	if c.NEWS2 == (NEWS2Rule{}) {
+		c.NEWS2 = DefaultNEWS2
+	}
+	if c.Battery == (BatteryRule{}) {
+		c.Battery = DefaultBattery
+	}
+	if c.TickEvery <= 0 {
+		c.TickEvery = 10 * time.Second
+	}
+	if c.ThresholdsEvery <= 0 {
+		c.ThresholdsEvery = 2 * time.Second
+	}
+	return c
+}
+
+// Validate reports every problem of the rule settings.
+func (c RuleConfig) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if err := c.Absence.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("absence rules: %w", err))
+	}
+	if c.NEWS2.Window <= 0 || c.NEWS2.Stale < c.NEWS2.Window || c.NEWS2.Clear <= 0 {
+		errs = append(errs, fmt.Errorf("news2: want window > 0, stale >= window, clear > 0, got %+v", c.NEWS2))
+	}
+	if c.Battery.Low <= 0 || c.Battery.Clear < c.Battery.Low || c.Battery.Clear > 100 {
+		errs = append(errs, fmt.Errorf("battery: want 0 < low <= clear <= 100 %%, got %+v", c.Battery))
+	}
+	return errors.Join(errs...)
+}
+
+// ruleState is the state of the rules of rulesvc.go; guarded by mu, never
+// held while writing to the store.
+type ruleState struct {
+	cfg RuleConfig
+
+	mu      sync.Mutex
+	absence *absence
+	news2   map[string]*news2Tracker
+	battery map[string]*batteryState
+	unprot  unprotected
+	kinds   map[string]string // device -> kind from status messages
+	inBed   map[string]float64
+
+	// Per-resident thresholds, and the store version they were read at.
+	thMu      sync.RWMutex
+	own       map[string][]Threshold
+	thVersion int64
+	thLoaded  bool
+}
+
+func newRuleState(c RuleConfig) *ruleState {
+	c = c.withDefaults()
+	return &ruleState{cfg: c, absence: newAbsence(c.Absence), news2: map[string]*news2Tracker{},
+		battery: map[string]*batteryState{}, unprot: unprotected{}, kinds: map[string]string{}, inBed: map[string]float64{}}
+}
+
+func (s *Service) directory() Directory {
+	if s.rules.cfg.Directory == nil {
+		return nil
+	}
+	return s.rules.cfg.Directory()
+}
+
+func (s *Service) location(site string) *time.Location {
+	if d := s.directory(); d != nil {
+		return d.Location(site)
+	}
+	return time.UTC
+}
+
+// kindOf returns a device's kind from the registry, else from its status.
+func (s *Service) kindOf(dev string) string {
+	if d := s.directory(); d != nil {
+		if x, ok := d.Device(dev); ok && x.Kind != "" {
+			return x.Kind
+		}
+	}
+	s.rules.mu.Lock()
+	defer s.rules.mu.Unlock()
+	return s.rules.kinds[dev]
+}
+
+func (s *Service) residentOf(dev string, t time.Time) (string, bool) {
+	if s.residents == nil {
+		return "", false
+	}
+	r, ok := s.residents.ResidentAt(dev, t)
+	return r.ID, ok
+}
+
+// noteKind remembers the kind a device announced in its status.
+func (s *Service) noteKind(dev string, k device.Kind) {
+	if k == "" {
+		return
+	}
+	s.rules.mu.Lock()
+	s.rules.kinds[dev] = string(k)
+	s.rules.mu.Unlock()
+}
+
+// thresholdsFor returns the vitals thresholds for a resident ("" = none):
+// the defaults with the resident's own in place of the same type.
+func (s *Service) thresholdsFor(resident string) []Threshold {
+	if resident == "" {
+		return s.cfg.Thresholds
+	}
+	s.rules.thMu.RLock()
+	own := s.rules.own[resident]
+	s.rules.thMu.RUnlock()
+	return mergeThresholds(s.cfg.Thresholds, own)
+}
+
+// reloadThresholds re-reads the per-resident thresholds when the store's
+// version moved.
+func (s *Service) reloadThresholds(ctx context.Context) error {
+	v, err := s.m.thresholdsVersion(ctx)
+	if err != nil {
+		return err
+	}
+	s.rules.thMu.RLock()
+	same := s.rules.thLoaded && v == s.rules.thVersion
+	s.rules.thMu.RUnlock()
+	if same {
+		return nil
+	}
+	own, err := s.m.ResidentThresholds(ctx)
+	if err != nil {
+		return err
+	}
+	s.rules.thMu.Lock()
+	s.rules.own, s.rules.thVersion, s.rules.thLoaded = own, v, true
+	s.rules.thMu.Unlock()
+	s.log.Info("alerting: per-resident thresholds loaded", "residents", len(own), "version", v)
+	return nil
+}
+
+// rulesLoop checks the absence timers every TickEvery and reloads
+// per-resident thresholds every ThresholdsEvery (wall time, s.cfg.Now).
+func (s *Service) rulesLoop(ctx context.Context) {
+	tick := time.NewTicker(s.rules.cfg.TickEvery)
+	defer tick.Stop()
+	th := time.NewTicker(s.rules.cfg.ThresholdsEvery)
+	defer th.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			s.tickAbsence(ctx)
+		case <-th.C:
+			if err := s.reloadThresholds(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("alerting: reload per-resident thresholds", "err", err)
+			}
+		}
+	}
+}
+
+// tickAbsence runs the absence timers at s.cfg.Now().
+func (s *Service) tickAbsence(ctx context.Context) {
+	now := s.cfg.Now()
+	if d := s.directory(); d != nil {
+		if ch, ok := d.(CardHolders); ok {
+			holders := ch.CardHolders()
+			s.rules.mu.Lock()
+			for r, site := range holders {
+				s.rules.absence.HasCard(r, site, now)
+			}
+			s.rules.mu.Unlock()
+		}
+	}
+	s.rules.mu.Lock()
+	acts := s.rules.absence.Tick(now, s.location)
+	s.rules.mu.Unlock()
+	s.apply(ctx, acts)
+}
+
+// apply raises or resolves what the absence rules asked for.
+func (s *Service) apply(ctx context.Context, acts []absenceAction) {
+	for _, a := range acts {
+		resident := a.Resident
+		if a.Clear {
+			s.autoResolve(ctx, alertKey(&resident, a.Device, a.Type), a.Detail)
+			continue
+		}
+		s.raiseFor(ctx, openSpec{Site: a.Site, Resident: &resident, Device: a.Device, Type: a.Type, Severity: a.Severity,
+			At: a.At, Detail: a.Detail})
+	}
+}
+
+// raiseFor raises spec for the resident it names (absence rules know the
+// resident already; raise would look it up from the device).
+func (s *Service) raiseFor(ctx context.Context, spec openSpec) {
+	spec.Key = alertKey(spec.Resident, spec.Device, spec.Type)
+	a, created, err := s.m.open(ctx, spec)
+	if err != nil {
+		s.log.Error("alerting: could not store alert", "type", spec.Type, "device", spec.Device, "err", err)
+		return
+	}
+	s.mu.Lock()
+	s.open[spec.Key] = a.ID
+	s.mu.Unlock()
+	if created {
+		s.opened.WithLabelValues(spec.Type).Inc()
+		s.log.Info("alert opened", "id", a.ID, "type", a.Type, "site", a.Site, "device", a.Device, "resident", *spec.Resident, "detail", a.Detail)
+	}
+}
+
+// autoResolve resolves the open alert with key as the system, if this
+// process knows it open (s.open is reloaded from the store on start).
+func (s *Service) autoResolve(ctx context.Context, key, note string) {
+	s.mu.Lock()
+	_, known := s.open[key]
+	s.mu.Unlock()
+	if !known {
+		return
+	}
+	a, ok, err := s.m.resolveByKey(ctx, key, note)
+	if err != nil {
+		s.log.Error("alerting: auto-resolve", "key", key, "err", err)
+		return
+	}
+	s.mu.Lock()
+	delete(s.open, key)
+	s.mu.Unlock()
+	if ok {
+		s.log.Info("alert cleared", "id", a.ID, "type", a.Type, "note", note)
+	}
+}
+
+// vitalsFor returns the device's vitals windows with the thresholds of
+// the resident bound to it at t. Call with s.mu held.
+func (s *Service) vitalsFor(dev string, t time.Time) *vitals {
+	resident, _ := s.residentOf(dev, t)
+	ths := s.thresholdsFor(resident)
+	v := s.vitals[dev]
+	if v == nil {
+		v = newVitals(ths, s.cfg.MaxGap)
+		s.vitals[dev] = v
+	} else if !sameThresholds(v.thresholds, ths) {
+		v.setThresholds(ths)
+	}
+	return v
+}
+
+func sameThresholds(a, b []Threshold) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !sameThreshold(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// afterTelemetry runs the rules other than the vitals thresholds on a
+// telemetry message: threshold clears (hysteresis), NEWS2, battery, bed
+// occupancy and activity.
+func (s *Service) afterTelemetry(ctx context.Context, t device.Topic, tel *device.Telemetry, cleared []clearing) {
+	for _, c := range cleared {
+		var resident *string
+		if r, ok := s.residentOf(t.Device, c.At); ok {
+			resident = &r
+		}
+		s.autoResolve(ctx, alertKey(resident, t.Device, c.Threshold.Type), c.Note())
+	}
+	kind := s.kindOf(t.Device)
+	var acts []absenceAction
+	var n2 []news2Result
+	var battery []batteryResult
+	var batteryVal []float64
+	var batteryAt []time.Time
+	s.rules.mu.Lock()
+	for _, r := range tel.Readings {
+		at := r.Time()
+		if kind == "" || kind == string(device.VitalsMonitor) {
+			if hasVitals(r.Values) {
+				tr := s.rules.news2[t.Device]
+				if tr == nil {
+					tr = newNEWS2Tracker(s.rules.cfg.NEWS2)
+					s.rules.news2[t.Device] = tr
+				}
+				if res := tr.observe(at, r.Values); res.Fired || res.Cleared {
+					n2 = append(n2, res)
+				}
+			}
+		}
+		if v, ok := r.Values["battery_pct"]; ok {
+			b := s.rules.battery[t.Device]
+			if b == nil {
+				b = &batteryState{}
+				s.rules.battery[t.Device] = b
+			}
+			if res := b.observe(s.rules.cfg.Battery, v); res.Raise || res.Clear {
+				battery, batteryVal, batteryAt = append(battery, res), append(batteryVal, v), append(batteryAt, at)
+			}
+		}
+		resident, ok := s.residentOf(t.Device, at)
+		if !ok || !isActivity(kind, r.Values) {
+			continue
+		}
+		if v, ok := r.Values["in_bed"]; ok {
+			prev, seen := s.rules.inBed[t.Device]
+			s.rules.inBed[t.Device] = v
+			switch {
+			case seen && prev >= 0.5 && v < 0.5:
+				acts = append(acts, s.rules.absence.BedExit(resident, t.Site, t.Device, at, s.location(t.Site))...)
+				continue
+			case seen && prev < 0.5 && v >= 0.5:
+				acts = append(acts, s.rules.absence.BedEntry(resident, t.Site, t.Device, at, s.location(t.Site))...)
+				continue
+			}
+		}
+		acts = append(acts, s.rules.absence.Activity(resident, t.Site, t.Device, at)...)
+	}
+	s.rules.mu.Unlock()
+	for _, res := range n2 {
+		var resident *string
+		if r, ok := s.residentOf(t.Device, res.At); ok {
+			resident = &r
+		}
+		if res.Cleared {
+			s.autoResolve(ctx, alertKey(resident, t.Device, TypeNEWS2),
+				fmt.Sprintf("cleared: NEWS2 below the urgent threshold for %d s (%s)", int(res.Calm/time.Second), res.Score))
+			continue
+		}
+		total := float64(res.Score.Total)
+		s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeNEWS2, Severity: SeverityHigh, At: res.At,
+			Detail: res.Score.String(), Value: &total})
+	}
+	for i, res := range battery {
+		if res.Clear {
+			s.autoResolve(ctx, alertKey(nil, t.Device, TypeLowBattery), fmt.Sprintf("cleared: battery %g %%", batteryVal[i]))
+			continue
+		}
+		v := batteryVal[i]
+		s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeLowBattery, Severity: SeverityWarning, At: batteryAt[i],
+			Detail: fmt.Sprintf("battery %g %% (below %g %%)", v, s.rules.cfg.Battery.Low), Value: &v})
+	}
+	s.apply(ctx, acts)
+}
+
+// hasVitals reports whether a reading carries a NEWS2 observation.
+func hasVitals(v map[string]float64) bool {
+	for _, f := range news2Fields {
+		if _, ok := v[f]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// isActivity reports whether a reading of a device of kind is activity of
+// its resident: any reading of a non-vitals device (bed, doors, motion and
+// environment sensors, meal terminal ...). Vitals monitors and gateways are
+// not activity; a device of unknown kind is, unless its reading carries
+// vitals.
+func isActivity(kind string, values map[string]float64) bool {
+	switch kind {
+	case string(device.VitalsMonitor), string(device.Gateway):
+		return false
+	case "":
+		return values == nil || !hasVitals(values)
+	}
+	return true
+}
+
+// ruleEvent handles the events other than fall and SOS: bed_exit,
+// bed_entry, meal, low_battery, and activity for the absence rules (every
+// event of a bound non-vitals device, card_tap included). A redelivery
+// (same device, boot and seq) does nothing.
+func (s *Service) ruleEvent(ctx context.Context, t device.Topic, e *device.Event) {
+	key := eventKey{device: t.Device, boot: e.Boot, seq: e.Seq}
+	if s.recent.seen(key) {
+		return // a redelivery
+	}
+	defer s.recent.add(key)
+	at := e.Time()
+	kind := s.kindOf(t.Device)
+	var acts []absenceAction
+	if e.Type == device.EventLowBattery {
+		s.rules.mu.Lock()
+		b := s.rules.battery[t.Device]
+		if b == nil {
+			b = &batteryState{}
+			s.rules.battery[t.Device] = b
+		}
+		res := b.event()
+		s.rules.mu.Unlock()
+		if res.Raise {
+			detail := "low battery reported by the device"
+			var val *float64
+			if p, ok := e.Attrs["battery_pct"].(float64); ok {
+				detail = fmt.Sprintf("low battery reported by the device: %g %%", p)
+				val = &p
+			}
+			s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeLowBattery, Severity: SeverityWarning, At: at,
+				Detail: detail, Value: val})
+		}
+	}
+	resident, bound := s.residentOf(t.Device, at)
+	if e.Type == device.EventMeal {
+		// The meal's resident is the card holder, not the terminal's.
+		card, _ := e.Attrs["card"].(string)
+		meal, _ := e.Attrs["meal"].(string)
+		if d := s.directory(); d != nil && card != "" {
+			if r, ok := d.ResidentByCard(card, at); ok {
+				s.rules.mu.Lock()
+				acts = s.rules.absence.Meal(r.ID, r.SiteID, t.Device, meal, at, s.location(r.SiteID))
+				s.rules.mu.Unlock()
+			}
+		}
+		s.apply(ctx, acts)
+		return
+	}
+	if !bound {
+		if e.Type == device.EventBedExit {
+			// Unassigned: the night window is the site's; still alert.
+			if s.rules.cfg.Absence.Night.Contains(at, s.location(t.Site)) {
+				s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeBedExit, Severity: SeverityHigh, At: at,
+					Detail: "out of bed at " + at.In(s.location(t.Site)).Format("15:04") + " (unassigned bed sensor)"})
+			}
+		}
+		return
+	}
+	loc := s.location(t.Site)
+	s.rules.mu.Lock()
+	switch {
+	case e.Type == device.EventBedExit:
+		acts = s.rules.absence.BedExit(resident, t.Site, t.Device, at, loc)
+	case e.Type == device.EventBedEntry:
+		acts = s.rules.absence.BedEntry(resident, t.Site, t.Device, at, loc)
+	case kind != string(device.VitalsMonitor) && kind != string(device.Gateway):
+		acts = s.rules.absence.Activity(resident, t.Site, t.Device, at)
+	}
+	s.rules.mu.Unlock()
+	s.apply(ctx, acts)
+}
+
+// deviceDown is called when device_offline is raised for dev: a safety
+// device bound to a resident leaves the resident unprotected.
+func (s *Service) deviceDown(ctx context.Context, site, dev string, at time.Time) {
+	kind := s.kindOf(dev)
+	if !isSafetyKind(kind) {
+		return
+	}
+	resident, ok := s.residentOf(dev, at)
+	if !ok {
+		return
+	}
+	s.rules.mu.Lock()
+	news := s.rules.unprot.down(resident, dev, kind)
+	detail := s.rules.unprot.detail(resident)
+	s.rules.mu.Unlock()
+	if news {
+		s.raiseFor(ctx, openSpec{Site: site, Resident: &resident, Device: dev, Type: TypeUnprotected, Severity: SeverityHigh,
+			At: at, Detail: detail})
+	}
+}
+
+// deviceUp is called when dev is heard from: a resident whose last offline
+// safety device it was is protected again.
+func (s *Service) deviceUp(ctx context.Context, dev string) {
+	s.rules.mu.Lock()
+	back := s.rules.unprot.up(dev)
+	s.rules.mu.Unlock()
+	for _, r := range back {
+		resident := r
+		s.autoResolve(ctx, alertKey(&resident, dev, TypeUnprotected), "cleared: every safety device back online")
+	}
+}
