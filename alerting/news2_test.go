@@ -137,8 +137,8 @@ func TestNEWS2Tracker(t *testing.T) {
 // 91: 1, SpO2 about 94: 1) score below 5 with no single 3.
 func TestNEWS2OnBIDMC(t *testing.T) {
 	tests := []struct {
-		rec      string
-		fires    bool
+		rec     string
+		fires   bool
 		highest int // highest aggregate seen after the 60 s warm-up
 	}{
 		{"bidmc_32", true, 6},

@@ -25,7 +25,9 @@ func clock(s string) ClockTime {
 // 03:00 local), CEST -> CET on Sun 25 October at 01:00 UTC (03:00 -> 02:00
 // local). Asia/Shanghai is UTC+8 all year (no DST since 1991).
 func TestQuietHoursDSTAndMidnight(t *testing.T) {
-	night := func(zone string) QuietHours { return QuietHours{Start: clock("22:00"), End: clock("07:00"), Zone: zone} }
+	night := func(zone string) QuietHours {
+		return QuietHours{Start: clock("22:00"), End: clock("07:00"), Zone: zone}
+	}
 	twoToThree := QuietHours{Start: clock("02:00"), End: clock("03:00"), Zone: "Europe/Berlin"}
 	cases := []struct {
 		name  string

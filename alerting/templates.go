@@ -1,6 +1,7 @@
 package alerting
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -82,7 +83,13 @@ func RenderTemplate(template string, body []byte) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("unknown template %q (want one of %s)", template, strings.Join(Templates, ", "))
 	}
-	return json.Marshal(v)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // keep <@userid> and > readable
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
 func nonNil(s []string) []string {

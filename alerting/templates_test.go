@@ -73,7 +73,7 @@ func TestTemplatesGolden(t *testing.T) {
 		TemplateSlack:        {`"text":"*[CRITICAL] fall escalated`},
 		TemplateDingTalk:     {`"msgtype":"markdown"`, `"atMobiles":["13800000003"]`, `@13800000003`},
 		TemplateDingTalkText: {`"msgtype":"text"`, `"content":"[CRITICAL]`},
-		TemplateWeCom:        {`"msgtype":"markdown"`, `\u003c@13800000003\u003e`},
+		TemplateWeCom:        {`"msgtype":"markdown"`, `<@13800000003>`},
 		TemplateWeComText:    {`"mentioned_list":["13800000003"]`},
 	}
 	for name, subs := range checks {

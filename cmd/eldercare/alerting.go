@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/eldercare-iot/eldercare/alerting"
@@ -39,7 +42,65 @@ subscribers. See docs/alerting.md.`,
 	f.String("webhook-url", "", "URL that receives every alert change as a signed JSON POST (optional; default none)")
 	f.String("webhook-secret", "", "HMAC-SHA256 secret that signs webhook bodies; prefer env ELDERCARE_WEBHOOK_SECRET (never printed)")
 	f.String("http", "127.0.0.1:9102", "listen address of /healthz and /metrics (host:port)")
+	addAlertingFlags(f)
 	return cmd
+}
+
+// addAlertingFlags adds the escalation, e-mail and chat-robot flags shared
+// by alerting and up.
+func addAlertingFlags(f *pflag.FlagSet) {
+	f.String("alerting-settings", "", "YAML file of recipients, rosters, escalation policies and flapping to import into the alert store at start (audited as import:FILE; default none; see docs/alerting.md)")
+	f.String("smtp-host", "", "SMTP server for e-mail notifications to paged recipients (default none: no e-mail)")
+	f.Int("smtp-port", 587, "SMTP server port (587 submission with STARTTLS, 465 implicit TLS, 25 relay)")
+	f.String("smtp-tls", "starttls", "SMTP transport security: starttls (required), tls (implicit, e.g. port 465) or none (loopback or a trusted relay only)")
+	f.String("smtp-username", "", "SMTP AUTH user name (default none: no authentication)")
+	f.String("smtp-password", "", "SMTP AUTH password; prefer env ELDERCARE_SMTP_PASSWORD (secret, never printed)")
+	f.String("smtp-from", "", "sender address of e-mail notifications, e.g. 'Eldercare <alerts@example.org>' (required with --smtp-host)")
+	f.String("chat-webhook-url", "", "chat robot incoming-webhook URL that receives every alert change (default none)")
+	f.String("chat-webhook-template", alerting.TemplateSlack, "body format of --chat-webhook-url: slack, dingtalk, dingtalk-text, wecom, wecom-text or eldercare (the signed JSON)")
+	f.String("chat-webhook-secret", "", "optional HMAC-SHA256 secret that signs chat webhook bodies in X-Eldercare-Signature (secret; default none)")
+}
+
+// alertingExtras imports --alerting-settings and builds the e-mail and chat
+// receivers from the flags.
+func alertingExtras(ctx context.Context, s *settings, m *alerting.Manager) ([]alerting.Receiver, error) {
+	if path := s.String("alerting-settings"); path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("--alerting-settings: %w", err)
+		}
+		set, err := alerting.ParseSettings(b)
+		if err != nil {
+			return nil, fmt.Errorf("--alerting-settings %s: %w", path, err)
+		}
+		if err := m.ImportSettings(ctx, "import:"+path, set); err != nil {
+			return nil, fmt.Errorf("--alerting-settings %s: %w", path, err)
+		}
+	}
+	var out []alerting.Receiver
+	if host := s.String("smtp-host"); host != "" {
+		em, err := alerting.NewEmail(alerting.EmailConfig{
+			Host: host, Port: s.Int("smtp-port"), TLS: s.String("smtp-tls"),
+			Username: s.String("smtp-username"), Password: alerting.Secret(s.String("smtp-password")),
+			From: s.String("smtp-from"),
+		}, m)
+		if err != nil {
+			return nil, fmt.Errorf("--smtp-*: %w", err)
+		}
+		out = append(out, em)
+	}
+	if u := s.String("chat-webhook-url"); u != "" {
+		tpl := s.String("chat-webhook-template")
+		if !slices.Contains(alerting.Templates, tpl) {
+			return nil, fmt.Errorf("--chat-webhook-template %q: want one of %s", tpl, strings.Join(alerting.Templates, ", "))
+		}
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			return nil, fmt.Errorf("--chat-webhook-url %q: want http:// or https://", u)
+		}
+		out = append(out, &alerting.Webhook{URL: u, Template: tpl, ReceiverName: "chat",
+			Secret: alerting.Secret(s.String("chat-webhook-secret"))})
+	}
+	return out, nil
 }
 
 func runAlerting(cmd *cobra.Command, _ []string) error {
@@ -78,6 +139,9 @@ func runAlerting(cmd *cobra.Command, _ []string) error {
 	defer db.Close()
 	m, err := alerting.OpenManager(ctx, db, log)
 	if err != nil {
+		return err
+	}
+	if cfg.Receivers, err = alertingExtras(ctx, s, m); err != nil {
 		return err
 	}
 	reg := newMetrics()

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -32,7 +33,9 @@ device ids) to a fresh Mosquitto that drops nothing, once per contender, and
 measures how fast each stores it: a bare counting subscriber (the broker's
 delivery ceiling), our ingest (this binary, as a child process) and Telegraf
 (mqtt_consumer with json_v2 into outputs.influxdb_v2, as a child process),
-each into a fresh influxd. It runs one phase with one reading per message
+each into a fresh influxd; and, as the other bound, the same readings
+written straight into a fresh influxd as line protocol (no MQTT; batches of
+5000, 4 writers in parallel: what InfluxDB alone takes on this machine). It runs one phase with one reading per message
 and one with --batch readings per message, prints progress every second,
 and a table: messages/s, readings/s, ratio ours/Telegraf, CPU seconds per
 reading and peak RSS of the consumer process, and readings lost (published
@@ -48,8 +51,9 @@ minus counted in InfluxDB). Everything listens on 127.0.0.1.`,
 	f.String("telegraf", "", `Telegraf binary built with -tags "custom,inputs.mqtt_consumer,outputs.influxdb_v2,parsers.json_v2" (default $(go env GOPATH)/bin/telegraf-eldercare; "none" skips Telegraf)`)
 	f.Int("inflight", 10_000, "broker's max_inflight_messages per client, also ingest's --max-in-flight and Telegraf's max_undelivered_messages")
 	f.String("cpu-profile", "", "write a Go CPU profile of our ingest child to this file, one per phase with the phase's readings per message appended (default none: no profiling)")
-	f.String("only", "", "run only these contenders, comma-separated: ceiling, ours, telegraf (default all)")
+	f.String("only", "", "run only these contenders, comma-separated: ceiling, ours, telegraf, influxdb (default all)")
 	cmd.AddCommand(ing)
+	cmd.AddCommand(newBenchAlertingCmd())
 	return cmd
 }
 
@@ -109,7 +113,7 @@ func runBenchIngest(cmd *cobra.Command, _ []string) error {
 		}
 		fmt.Fprintf(out, "\n== phase: %d reading(s) per message, %d messages, %d devices ==\n", perMsg, n, s.Int("devices"))
 		var rs []benchResult
-		for _, name := range []string{"ceiling", "ours", "telegraf"} {
+		for _, name := range []string{"ceiling", "ours", "telegraf", "influxdb"} {
 			if !want(name) || name == "telegraf" && tg == "none" {
 				continue
 			}
@@ -167,12 +171,14 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 	defer mq.Stop()
 	root := "bench" + strconv.Itoa(perMsg)
 	filter := root + "/v1/+/+/telemetry"
-	topics, payloads := benchload.Payloads(root, n, s.Int("devices"), perMsg, time.Now().Add(-time.Hour))
+	base := time.Now().Add(-time.Hour)
+	topics, payloads := benchload.Payloads(root, n, s.Int("devices"), perMsg, base)
 
 	var (
-		count func() (int64, error)
-		proc  *exec.Cmd
-		srv   *influxd.Server
+		metricsURL string // ours: its /metrics
+		count      func() (int64, error)
+		proc       *exec.Cmd
+		srv        *influxd.Server
 	)
 	if name == "ceiling" {
 		var got atomic.Int64
@@ -195,6 +201,7 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 		switch name {
 		case "ours":
 			httpPort, _ := benchload.FreePort()
+			metricsURL = "http://127.0.0.1:" + strconv.Itoa(httpPort) + "/metrics"
 			proc = exec.Command(self, "ingest", "--mqtt", mq.URL, "--root", root, "--client-id", "bench-ours",
 				"--influx", srv.URL(), "--db", "sqlite:"+filepath.Join(dir, "ours.db"),
 				"--http", "127.0.0.1:"+strconv.Itoa(httpPort), "--max-in-flight", strconv.Itoa(min(inflight, 65535)),
@@ -209,12 +216,14 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 			}
 			proc = exec.Command(tg, "--config", conf)
 		}
-		proc.Stderr = os.Stderr
-		if err := proc.Start(); err != nil {
-			return r, err
+		if proc != nil {
+			proc.Stderr = os.Stderr
+			if err := proc.Start(); err != nil {
+				return r, err
+			}
+			defer stopChild(proc)
+			time.Sleep(3 * time.Second) // connect and subscribe (persistent session)
 		}
-		defer stopChild(proc)
-		time.Sleep(3 * time.Second) // connect and subscribe (persistent session)
 	}
 	var cpu0 float64
 	if proc != nil {
@@ -224,6 +233,10 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 	start := time.Now()
 	pubErr := make(chan error, 1)
 	go func() {
+		if name == "influxdb" {
+			pubErr <- benchload.WriteInflux(ctx, srv.URL(), "eldercare/autogen", n, s.Int("devices"), perMsg, base, 5000, 4, &sent)
+			return
+		}
 		pubErr <- benchload.Publish(ctx, mq.URL, "bench-pub-"+name, topics, payloads, 1000, &sent)
 	}()
 	deadline := start.Add(s.Duration("timeout"))
@@ -264,6 +277,9 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 		cpu1, _ := benchload.ProcCPU(proc.Process.Pid)
 		r.cpu = cpu1 - cpu0
 		r.peakRSS, _ = benchload.ProcPeakRSS(proc.Process.Pid)
+		if metricsURL != "" {
+			fmt.Fprintf(out, "  %s: %s\n", name, ingestBatchStats(ctx, metricsURL))
+		}
 		// A final count after a pause catches late points and duplicates.
 		time.Sleep(time.Second)
 		if c, err := count(); err == nil {
@@ -271,6 +287,31 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 		}
 	}
 	return r, nil
+}
+
+// ingestBatchStats summarises ingest's batch-latency histogram from its
+// /metrics: batches written and their mean write time.
+func ingestBatchStats(ctx context.Context, url string) string {
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "metrics: " + err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var sum, n float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "eldercare_ingest_batch_seconds_sum "); ok {
+			sum, _ = strconv.ParseFloat(v, 64)
+		}
+		if v, ok := strings.CutPrefix(line, "eldercare_ingest_batch_seconds_count "); ok {
+			n, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if n == 0 {
+		return "no batches written"
+	}
+	return fmt.Sprintf("%.0f batches written, mean write time %.0f ms (eldercare_ingest_batch_seconds)", n, 1000*sum/n)
 }
 
 // stopChild asks proc to stop (SIGTERM, so our ingest finishes its CPU

@@ -61,6 +61,7 @@ func newUpCmd() *cobra.Command {
 	f.String("webhook-secret", "", "shared secret of the webhook signature (secret)")
 	f.Bool("demo", false, "also run the demo care station: 6 beds replaying recordings")
 	f.String("recordings", "", "recordings for the demo (default $ELDERCARE_REALDATA, else ../shared/data beside the repository)")
+	addAlertingFlags(f)
 	f.Float64("speed", 1, "demo replay speed, 1 = real time (0.1 to 1000)")
 	return cmd
 }
@@ -172,10 +173,15 @@ func runUp(ctx context.Context, s *settings) error {
 	if err != nil {
 		return err
 	}
+	alertReceivers, err := alertingExtras(ctx, s, mgr)
+	if err != nil {
+		return err
+	}
 	alr, err := alerting.New(alerting.Config{
 		MQTTURL: mqttURL, Root: root, ClientID: "eldercare-up-alerting",
 		OfflineTimeout: s.Duration("offline-timeout"),
 		WebhookURL:     s.String("webhook-url"), WebhookSecret: alerting.Secret(s.String("webhook-secret")),
+		Receivers: alertReceivers,
 	}, mgr, alertingResidents(cache), reg, log.With("role", "alerting"))
 	if err != nil {
 		return err

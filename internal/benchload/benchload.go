@@ -18,6 +18,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
@@ -215,4 +216,58 @@ func ProcPeakRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("/proc/%d/status: no VmHWM", pid)
+}
+
+// WriteInflux writes the readings that Payloads(_, n, devices, perMsg, base)
+// carries straight into InfluxDB at influxURL, bucket (database/policy), as
+// line protocol in requests of batch lines from `writers` goroutines, with
+// the tags and fields ingest writes (readings,device=..,site=bench
+// boot=..i,hr_bpm=..,received_ms=..i,seq=..i,spo2_pct=..). It is the
+// benchmark's other bound: the rate InfluxDB alone takes these points. sent
+// counts messages whose readings were written.
+func WriteInflux(ctx context.Context, influxURL, bucket string, n, devices, perMsg int, base time.Time, batch, writers int, sent *atomic.Int64) error {
+	client := influxdb2.NewClientWithOptions(influxURL, "", influxdb2.DefaultOptions().SetPrecision(time.Millisecond))
+	defer client.Close()
+	w := client.WriteAPIBlocking("", bucket)
+	recv := time.Now().UnixMilli()
+	msgsPerReq := max(1, batch/perMsg)
+	next := atomic.Int64{}
+	errc := make(chan error, writers)
+	for range writers {
+		go func() {
+			buf := make([]byte, 0, 128*msgsPerReq*perMsg)
+			for {
+				first := int(next.Add(int64(msgsPerReq))) - msgsPerReq
+				if first >= n || ctx.Err() != nil {
+					errc <- ctx.Err()
+					return
+				}
+				last := min(n, first+msgsPerReq)
+				buf = buf[:0]
+				for i := first; i < last; i++ {
+					for k := range perMsg {
+						seq := i*perMsg + k + 1
+						hr := 60 + i%40
+						if perMsg > 1 {
+							hr = 60 + k%40
+						}
+						buf = fmt.Appendf(buf, "readings,device=d-%05d,site=bench boot=1i,hr_bpm=%d,received_ms=%di,seq=%di,spo2_pct=97 %d\n",
+							i%devices, hr, recv, seq, base.UnixMilli()+int64(seq))
+					}
+				}
+				if err := w.WriteRecord(ctx, string(buf[:len(buf)-1])); err != nil {
+					errc <- fmt.Errorf("write to %s: %w", influxURL, err)
+					return
+				}
+				sent.Add(int64(last - first))
+			}
+		}()
+	}
+	var first error
+	for range writers {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
