@@ -85,15 +85,19 @@ func TestMosquittoExport(t *testing.T) {
 	if _, err := conn(t, "gw-1", "wrong"); err == nil {
 		t.Error("mosquitto accepted gw-1 with a wrong password")
 	}
-	gw, err := conn(t, "gw-1", "gw1-secret")
-	if err != nil {
-		t.Fatalf("gw-1 with its password: %v", err)
-	}
 	forbidden := root + "/v1/s2/gw-2/telemetry"
 	allowed := root + "/v1/s1/bed-1/event"
 	for _, tp := range []string{forbidden, allowed} {
-		// Mosquitto acknowledges a denied QoS 1 publish and drops it.
-		if err := mqttconn.Wait(ctx, gw.Publish(tp, 1, false, "x"), 5*time.Second, "publish "+tp); err != nil {
+		// A fresh connection for each: depending on its version and the
+		// protocol level, Mosquitto either acknowledges a denied QoS 1
+		// publish and drops it, or closes the connection. Either way the
+		// message must never reach the subscriber.
+		gw, err := conn(t, "gw-1", "gw1-secret")
+		if err != nil {
+			t.Fatalf("gw-1 with its password: %v", err)
+		}
+		err = mqttconn.Wait(ctx, gw.Publish(tp, 1, false, "x"), 5*time.Second, "publish "+tp)
+		if err != nil && tp == allowed {
 			t.Fatal(err)
 		}
 	}
