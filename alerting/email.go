@@ -192,6 +192,7 @@ func (m *Manager) recordRecipient(ctx context.Context, id, receiver string, c Co
 	if sendErr != nil {
 		text = sendErr.Error()
 	}
+	defer m.lockWrites()()
 	_, err := m.db.ExecContext(ctx, m.db.Rebind(`INSERT INTO alert_recipient_deliveries (notification_id, receiver, recipient_id, address, status, attempts, last_error, updated_ms)
 		VALUES (?, ?, ?, ?, ?, 1, ?, ?)
 		ON CONFLICT (notification_id, receiver, recipient_id) DO UPDATE SET status = excluded.status,

@@ -243,14 +243,27 @@ func NewEscalator(m *Manager, now func() time.Time, every time.Duration, log *sl
 	return &Escalator{m: m, now: now, every: every, log: log}
 }
 
+// EventKeyRetention is how long the (device, boot, seq) of a raised event
+// is kept to drop redeliveries: 30 days, far longer than any spool or
+// persistent session keeps a message.
+const EventKeyRetention = 30 * 24 * time.Hour
+
 // Run fires due steps every period until ctx is cancelled; it returns nil
-// then.
+// then. Every 10 min it also forgets event keys older than
+// EventKeyRetention.
 func (e *Escalator) Run(ctx context.Context) error {
 	t := time.NewTicker(e.every)
 	defer t.Stop()
+	var pruned time.Time
 	for {
 		if _, err := e.Fire(ctx); err != nil && ctx.Err() == nil {
 			e.log.Error("alerting: escalation", "err", err)
+		}
+		if now := e.now(); now.Sub(pruned) > 10*time.Minute {
+			pruned = now
+			if err := e.m.pruneEventKeys(ctx, now.Add(-EventKeyRetention)); err != nil && ctx.Err() == nil {
+				e.log.Error("alerting: prune event keys", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -436,4 +449,11 @@ func (m *Manager) Escalation(ctx context.Context, id int64) (EscalationState, bo
 		st.Due = &t
 	}
 	return st, true, nil
+}
+
+// pruneEventKeys forgets the event keys recorded before cutoff.
+func (m *Manager) pruneEventKeys(ctx context.Context, cutoff time.Time) error {
+	defer m.lockWrites()()
+	_, err := m.db.ExecContext(ctx, m.db.Rebind(`DELETE FROM alert_event_keys WHERE at_ms < ?`), cutoff.UnixMilli())
+	return err
 }

@@ -2,7 +2,6 @@ package alerting
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"os"
 	"slices"
@@ -511,4 +510,38 @@ func FuzzParseSettings(f *testing.F) {
 	})
 }
 
-var _ = sql.ErrNoRows
+// TestEventKeys: an event raised once is dropped when delivered again, by
+// any manager on the database, until its key is older than the retention.
+func TestEventKeys(t *testing.T) {
+	ctx := context.Background()
+	dsn := sqldbtest.SQLiteDSN(t)
+	t0 := utc("2026-01-15T10:00:00Z")
+	m, clk := escManager(t, dsn, t0)
+	other := openTestManager(t, dsn)
+	spec := openSpec{Key: "device:fd-1:fall", Site: "demo", Device: "fd-1", Type: TypeFall, Severity: SeverityCritical,
+		At: t0, Detail: "fall", NotifyRepeat: true, EventKey: "fd-1 boot 1 seq 7"}
+	if _, created, err := m.open(ctx, spec); err != nil || !created {
+		t.Fatalf("first delivery: created %v, %v", created, err)
+	}
+	for _, mm := range []*Manager{m, other} {
+		if _, _, err := mm.open(ctx, spec); err != errDuplicateEvent {
+			t.Fatalf("redelivery: %v, want errDuplicateEvent", err)
+		}
+	}
+	if err := m.pruneEventKeys(ctx, t0.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := m.open(ctx, spec); err != errDuplicateEvent {
+		t.Fatalf("a key younger than the cutoff was pruned: %v", err)
+	}
+	clk.Set(t0.Add(EventKeyRetention + time.Hour))
+	if err := m.pruneEventKeys(ctx, clk.Now().Add(-EventKeyRetention)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := m.open(ctx, spec); err != nil {
+		t.Fatalf("after the retention the key is forgotten: %v", err)
+	}
+	if ns := notices(t, m, 1); len(ns) != 2 || ns[1].Event != EventRepeated {
+		t.Errorf("notifications %+v, want opened then repeated", ns)
+	}
+}

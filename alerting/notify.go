@@ -301,12 +301,14 @@ func (d *dispatcher) deliver(ctx context.Context, r outboxRow) (bool, error) {
 	name := d.rc.Name()
 	now := d.now()
 	var attempts int
+	unlock := d.m.lockWrites()
 	err := db.QueryRowContext(ctx, db.Rebind(`INSERT INTO alert_deliveries (notification_id, receiver, status, attempts, last_error, updated_ms, next_ms, lease_ms)
 		VALUES (?, ?, 'pending', 0, '', ?, 0, ?)
 		ON CONFLICT (notification_id, receiver) DO UPDATE SET lease_ms = excluded.lease_ms
 		WHERE alert_deliveries.status IN ('pending', 'retrying') AND alert_deliveries.next_ms <= ?
 			AND (alert_deliveries.lease_ms IS NULL OR alert_deliveries.lease_ms < ?)
 		RETURNING attempts`), r.n.ID, name, now.UnixMilli(), now.Add(d.lease).UnixMilli(), now.UnixMilli(), now.UnixMilli()).Scan(&attempts)
+	unlock()
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil // another dispatcher has it, or it is done
 	}

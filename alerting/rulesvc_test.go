@@ -176,3 +176,7 @@ func TestRulesThroughService(t *testing.T) {
 		t.Errorf("%d bed_exit alerts, want 1", n)
 	}
 }
+
+// A registry snapshot is a Directory: cmd wires Rules.Directory to the
+// registry cache's Current.
+var _ Directory = (*registry.Snapshot)(nil)

@@ -1,6 +1,7 @@
 package alerting
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -238,9 +239,16 @@ func (s *Service) Run(ctx context.Context) error {
 	for _, ch := range []device.Channel{device.ChanTelemetry, device.ChanEvent, device.ChanStatus} {
 		filters[device.Subscription(s.cfg.Root, ch)] = 1
 	}
+	// urgent carries fall and SOS events past queued telemetry, so a
+	// backlog of readings never delays a fall alert (see urgentEvent).
+	urgent := make(chan paho.Message, 256)
 	handler := func(_ paho.Client, msg paho.Message) {
+		q := msgs
+		if urgentEvent(msg.Topic(), msg.Payload()) {
+			q = urgent
+		}
 		select {
-		case msgs <- msg:
+		case q <- msg:
 		case <-ctx.Done():
 		}
 	}
@@ -312,11 +320,31 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			wg.Wait()
 			return nil
+		case msg := <-urgent:
+			s.handle(ctx, msg)
+			msg.Ack()
 		case msg := <-msgs:
+			// Urgent first: a fall that arrived meanwhile goes next.
+			select {
+			case u := <-urgent:
+				s.handle(ctx, u)
+				u.Ack()
+			default:
+			}
 			s.handle(ctx, msg)
 			msg.Ack()
 		}
 	}
+}
+
+// urgentEvent reports whether an MQTT message looks like a fall or SOS event
+// (event channel, "fall" or "sos" in the payload). It only decides the
+// processing order; handle still validates everything.
+func urgentEvent(topic string, payload []byte) bool {
+	if !strings.HasSuffix(topic, "/"+string(device.ChanEvent)) {
+		return false
+	}
+	return bytes.Contains(payload, []byte(`"fall"`)) || bytes.Contains(payload, []byte(`"sos"`))
 }
 
 // dispatch runs one receiver's delivery worker: at once when a change is

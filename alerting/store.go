@@ -50,6 +50,23 @@ type Manager struct {
 
 	// settings caches the live settings (see settings.go).
 	settings settingsCache
+
+	// writeMu serializes this process's write transactions on SQLite,
+	// which has one writer at a time: goroutines queue here in order
+	// instead of in SQLite's busy handler, which sleeps up to 100 ms
+	// between retries (a fall's transaction waiting behind delivery
+	// bookkeeping). Unused on PostgreSQL.
+	writeMu sync.Mutex
+}
+
+// lockWrites takes the SQLite write mutex (see writeMu) and returns its
+// release; a no-op on PostgreSQL.
+func (m *Manager) lockWrites() func() {
+	if m.db.Dialect != sqldb.SQLite {
+		return func() {}
+	}
+	m.writeMu.Lock()
+	return m.writeMu.Unlock
 }
 
 // OpenManager runs the alert store's migrations (version table
@@ -333,6 +350,7 @@ func (m *Manager) checkChanged(ctx context.Context, tx *sql.Tx, res sql.Result, 
 
 // tx runs fn in a transaction and commits it when fn returns nil.
 func (m *Manager) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	defer m.lockWrites()()
 	tx, err := m.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -1,8 +1,12 @@
 package alerting
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,4 +111,32 @@ func FuzzRenderTemplate(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestChatWebhookSend: a chat-robot webhook posts the rendered body and
+// signs exactly those bytes.
+func TestChatWebhookSend(t *testing.T) {
+	body, _ := json.Marshal(sampleNotice())
+	want, _ := RenderTemplate(TemplateWeCom, body)
+	var got []byte
+	var sig string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, _ = io.ReadAll(r.Body)
+		sig = r.Header.Get(HeaderSignature)
+	}))
+	defer srv.Close()
+	w := &Webhook{URL: srv.URL, Secret: "k", Template: TemplateWeCom, ReceiverName: "chat"}
+	if w.Name() != "chat" {
+		t.Errorf("name %q", w.Name())
+	}
+	if err := w.Send(context.Background(), Notification{ID: "alert-7-2", Body: body}); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) || !VerifySignature([]byte("k"), got, sig) {
+		t.Errorf("posted %s (signature %s), want %s signed", got, sig, want)
+	}
+	bad := &Webhook{URL: srv.URL, Template: "teams"}
+	if err := bad.Send(context.Background(), Notification{ID: "x", Body: body}); !IsPermanent(err) {
+		t.Errorf("unknown template: %v, want a permanent error", err)
+	}
 }

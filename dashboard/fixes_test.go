@@ -409,16 +409,18 @@ func TestFeedRepeatedReachesBrowsers(t *testing.T) {
 	f.HandleMessage(topic, forgedChange(t, "opened", real))
 	sub := f.Subscribe()
 	defer sub.Close()
-	f.HandleMessage(topic, forgedChange(t, "repeated", real))
-	select {
-	case fr := <-sub.C():
-		if !strings.Contains(string(fr), `"repeated"`) {
-			t.Fatalf("frame %s does not carry the repeated event", fr)
+	for _, ev := range []string{"repeated", "repeating", "escalated", "reminder"} {
+		f.HandleMessage(topic, forgedChange(t, ev, real))
+		select {
+		case fr := <-sub.C():
+			if !strings.Contains(string(fr), `"`+ev+`"`) {
+				t.Fatalf("frame %s does not carry the %s event", fr, ev)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("a %s notice did not reach the browsers", ev)
 		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("a repeated fall did not reach the browsers")
 	}
-	if n := testutil.ToFloat64(f.mMessages.WithLabelValues("alert", "ok")); n != 2 {
-		t.Errorf("ok alert messages = %v, want 2", n)
+	if n := testutil.ToFloat64(f.mMessages.WithLabelValues("alert", "ok")); n != 5 {
+		t.Errorf("ok alert messages = %v, want 5", n)
 	}
 }

@@ -366,10 +366,11 @@ func (f *Feed) alertTrigger(c AlertChange) error {
 		at = *v.AcknowledgedAt
 	}
 	ev := eventOf(v.Status)
-	if c.Event == alerting.EventRepeated && v.Status != alerting.StatusResolved {
-		// A new fall or SOS on an open alert: the state is unchanged, but
-		// every screen must show it again.
-		ev, at = alerting.EventRepeated, f.now().UTC()
+	if shownAgain(c.Event) && v.Status != alerting.StatusResolved {
+		// A new fall or SOS on an open alert, a flapping notice, an
+		// escalation step or a reminder: the state is unchanged, but every
+		// screen must show it again.
+		ev, at = c.Event, f.now().UTC()
 	}
 	f.PublishAlert(AlertChange{ID: truncate(c.ID, 64), Event: ev, Alert: v, At: at})
 	return nil
@@ -389,9 +390,10 @@ func (f *Feed) handle(topic string, payload []byte) (string, error) {
 			return "alert", fmt.Errorf("alert change %q: alert id %d is not positive", c.ID, c.Alert.ID)
 		}
 		switch c.Event {
-		case alerting.EventOpened, alerting.EventAcknowledged, alerting.EventResolved, alerting.EventRepeated:
+		case alerting.EventOpened, alerting.EventAcknowledged, alerting.EventResolved,
+			alerting.EventRepeated, alerting.EventRepeating, alerting.EventEscalated, alerting.EventReminder:
 		default:
-			return "alert", fmt.Errorf("alert change %q: event %q is not opened, repeated, acknowledged or resolved", c.ID, c.Event)
+			return "alert", fmt.Errorf("alert change %q: event %q is not an alert event", c.ID, c.Event)
 		}
 		return "alert", f.alertTrigger(c)
 	}
@@ -486,6 +488,16 @@ func (f *Feed) update(site, id string, now time.Time, fn func(*DeviceState)) {
 	f.publish(Change{Kind: "device", Device: &snap})
 }
 
+// shownAgain reports whether an event re-announces an open alert whose
+// state did not change.
+func shownAgain(event string) bool {
+	switch event {
+	case alerting.EventRepeated, alerting.EventRepeating, alerting.EventEscalated, alerting.EventReminder:
+		return true
+	}
+	return false
+}
+
 // goneTTL is how long the id of a resolved alert is remembered.
 const goneTTL = time.Hour
 
@@ -505,7 +517,7 @@ func (f *Feed) PublishAlert(c AlertChange) {
 		f.mu.Unlock()
 		return
 	}
-	if old, ok := f.alerts[id]; ok && !resolved && c.Event != alerting.EventRepeated {
+	if old, ok := f.alerts[id]; ok && !resolved && !shownAgain(c.Event) {
 		if statusRank(c.Alert.Status) < statusRank(old.Alert.Status) || reflect.DeepEqual(old.Alert, c.Alert) {
 			f.mu.Unlock()
 			return

@@ -61,6 +61,8 @@ var Fields = map[string]Field{
 	"sbp_mmhg":     {"sbp_mmhg", "mmHg", 0, 300, "systolic blood pressure"},
 	"temp_c":       {"temp_c", "°C", 20, 45, "body temperature"},
 	"in_bed":       {"in_bed", "0|1", 0, 1, "bed occupancy: 1 in bed, 0 out of bed"},
+	"on_oxygen":    {"on_oxygen", "0|1", 0, 1, "0 breathing air, 1 on supplemental oxygen (NEWS2)"},
+	"acvpu":        {"acvpu", "0-4", 0, 4, "level of consciousness: 0 alert, 1 new confusion, 2 voice, 3 pain, 4 unresponsive (NEWS2)"},
 	"battery_pct":  {"battery_pct", "%", 0, 100, "battery charge"},
 	"room_temp_c":  {"room_temp_c", "°C", -40, 80, "room air temperature"},
 	"humidity_pct": {"humidity_pct", "%", 0, 100, "room relative humidity"},

@@ -107,10 +107,12 @@ func (s *Service) flush(ctx context.Context, batch []*item, n int) {
 		return
 	}
 	s.m.written.Add(float64(n - rejected))
+	// Free the slots first: the decode workers fill the next batch while
+	// paho sends the PUBACKs.
+	s.release(len(batch))
 	for _, it := range batch {
 		it.msg.Ack()
 	}
-	s.release(len(batch))
 }
 
 // pending is a point with the message it came from.

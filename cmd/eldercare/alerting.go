@@ -27,8 +27,10 @@ func newAlertingCmd() *cobra.Command {
 topic root, raises alerts (fall, SOS, low SpO2, heart rate, respiration, device
 offline), keeps them in the SQL alert store with a history of every change,
 and delivers each change through a durable outbox to the MQTT alert topic
-<root>/v1/alerts/<site>, to an optional signed webhook and to in-process
-subscribers. See docs/alerting.md.`,
+<root>/v1/alerts/<site>, to an optional signed webhook, an optional chat
+robot (Slack, DingTalk, WeCom), e-mail over SMTP and in-process
+subscribers. Escalation policies, on-duty rosters and quiet hours live in the
+store (import them with --alerting-settings). See docs/alerting.md.`,
 		Args: cobra.NoArgs,
 		RunE: runAlerting,
 	}
@@ -145,6 +147,7 @@ func runAlerting(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	reg := newMetrics()
+	cfg.Rules.Directory = registryDirectory(cache)
 	svc, err := alerting.New(cfg, m, alertingResidents(cache), reg, log)
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -49,6 +50,7 @@ actually published. Bounded: it stops after --duration plus 10 s.`,
 	f.Int("rate", 5000, "telemetry readings per second published meanwhile (one reading per message)")
 	f.Int("devices", 200, "vitals monitors the telemetry cycles through")
 	f.String("mqtt", "", "external MQTT broker URL (default empty: an embedded broker on a free loopback port)")
+	f.String("cpu-profile", "", "write a Go CPU profile of the whole run (service, broker, load) to this file (default none)")
 	return cmd
 }
 
@@ -64,6 +66,17 @@ func runBenchAlerting(cmd *cobra.Command, _ []string) error {
 		return errors.New("bench alerting: --duration, --falls and --devices must be positive, --rate not negative")
 	}
 	quiet := slog.New(slog.DiscardHandler)
+	if path := s.String("cpu-profile"); path != "" {
+		pf, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	out := cmd.OutOrStdout()
 
 	mqttURL := s.String("mqtt")
@@ -98,6 +111,7 @@ func runBenchAlerting(cmd *cobra.Command, _ []string) error {
 	var mu sync.Mutex
 	sent := map[string]time.Time{}
 	lat := map[string]time.Duration{}
+	toOpen := map[string]time.Duration{} // publish -> alert opened (store time, ms resolution)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -111,6 +125,7 @@ func runBenchAlerting(cmd *cobra.Command, _ []string) error {
 			if t0, ok := sent[c.Alert.Device]; ok {
 				if _, dup := lat[c.Alert.Device]; !dup {
 					lat[c.Alert.Device] = at.Sub(t0)
+					toOpen[c.Alert.Device] = c.Alert.OpenedAt.Sub(t0.Truncate(time.Millisecond))
 				}
 			}
 			mu.Unlock()
@@ -200,25 +215,32 @@ func runBenchAlerting(cmd *cobra.Command, _ []string) error {
 	<-svcDone
 
 	mu.Lock()
-	var ds []time.Duration
-	for _, d := range lat {
+	var ds, opens []time.Duration
+	for dev, d := range lat {
 		ds = append(ds, d)
+		opens = append(opens, toOpen[dev])
 	}
 	mu.Unlock()
 	slices.Sort(ds)
-	pct := func(p float64) time.Duration {
+	slices.Sort(opens)
+	pctOf := func(ds []time.Duration, p float64) time.Duration {
 		if len(ds) == 0 {
 			return 0
 		}
 		k := int(p/100*float64(len(ds))+0.999999) - 1
 		return ds[max(0, min(k, len(ds)-1))]
 	}
+	pct := func(p float64) time.Duration { return pctOf(ds, p) }
 	fmt.Fprintf(out, "readings published: %d in %s (%.0f readings/s)\n", published.Load(), elapsed.Round(time.Millisecond),
 		float64(published.Load())/elapsed.Seconds())
 	fmt.Fprintf(out, "falls: %d published, %d notified, %d missing\n", falls, len(ds), falls-len(ds))
 	if len(ds) > 0 {
 		fmt.Fprintf(out, "fall -> first notification: p50 %s  p90 %s  p99 %s  max %s\n",
 			pct(50).Round(10*time.Microsecond), pct(90).Round(10*time.Microsecond), pct(99).Round(10*time.Microsecond), ds[len(ds)-1].Round(10*time.Microsecond))
+	}
+	if len(opens) > 0 {
+		fmt.Fprintf(out, "  of which publish -> alert stored (ms resolution): p50 %s  p99 %s  max %s\n",
+			pctOf(opens, 50), pctOf(opens, 99), opens[len(opens)-1])
 	}
 	if len(ds) < falls {
 		return fmt.Errorf("bench alerting: %d of %d falls were never notified", falls-len(ds), falls)

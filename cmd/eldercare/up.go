@@ -182,6 +182,7 @@ func runUp(ctx context.Context, s *settings) error {
 		OfflineTimeout: s.Duration("offline-timeout"),
 		WebhookURL:     s.String("webhook-url"), WebhookSecret: alerting.Secret(s.String("webhook-secret")),
 		Receivers: alertReceivers,
+		Rules:     alerting.RuleConfig{Directory: registryDirectory(cache)},
 	}, mgr, alertingResidents(cache), reg, log.With("role", "alerting"))
 	if err != nil {
 		return err

@@ -36,3 +36,12 @@ func alertingResidents(c *registry.Cache) alerting.ResidentsFunc {
 		return sn.ResidentAt(dev, t)
 	}
 }
+
+// registryDirectory gives the alerting rules the registry's current
+// snapshot: site time zones, device kinds, bindings and meal cards.
+func registryDirectory(c *registry.Cache) func() alerting.Directory {
+	return func() alerting.Directory { return c.Current() }
+}
+
+// The rules list meal-card holders through the snapshot.
+var _ alerting.CardHolders = (*registry.Snapshot)(nil)

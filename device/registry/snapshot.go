@@ -274,3 +274,18 @@ func (c *Cache) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// CardHolders returns the residents who hold a meal card, resident id ->
+// site id. The map is new on every call.
+func (sn *Snapshot) CardHolders() map[string]string {
+	out := map[string]string{}
+	if sn == nil {
+		return out
+	}
+	for _, id := range sn.cards {
+		if r, ok := sn.residents[id]; ok {
+			out[id] = r.SiteID
+		}
+	}
+	return out
+}

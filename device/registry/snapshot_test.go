@@ -202,3 +202,22 @@ func ExampleLoadFile() {
 	// 2026-05-01T09:29:59.999Z res-001
 	// 2026-05-01T09:30:00Z res-002
 }
+
+func TestCardHolders(t *testing.T) {
+	sn := registry.NewSnapshot(time.Now(),
+		[]registry.Site{{ID: "s", Name: "S", TimeZone: "UTC"}, {ID: "h", Name: "H", TimeZone: "UTC"}},
+		nil,
+		[]registry.Resident{{ID: "a", SiteID: "s", Name: "A"}, {ID: "b", SiteID: "h", Name: "B"}, {ID: "c", SiteID: "s", Name: "C"}},
+		nil,
+		[]registry.MealCard{{ID: "c1", ResidentID: "a"}, {ID: "c2", ResidentID: "b"}, {ID: "c3", ResidentID: "ghost"}},
+		nil)
+	got := sn.CardHolders()
+	want := map[string]string{"a": "s", "b": "h"}
+	if len(got) != len(want) || got["a"] != "s" || got["b"] != "h" {
+		t.Fatalf("CardHolders = %v, want %v (c has no card; the ghost card's holder is unknown)", got, want)
+	}
+	var nilSnap *registry.Snapshot
+	if len(nilSnap.CardHolders()) != 0 {
+		t.Fatal("a nil snapshot has card holders")
+	}
+}
