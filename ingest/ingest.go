@@ -311,6 +311,13 @@ func newMsgQueue(g prometheus.Gauge) *msgQueue {
 
 func (q *msgQueue) push(m paho.Message) {
 	q.mu.Lock()
+	if len(q.buf) == cap(q.buf) && q.head > len(q.buf)/2 {
+		// Reuse the consumed front instead of growing: a backlog that
+		// never drains must not grow the slice with every message.
+		n := copy(q.buf, q.buf[q.head:])
+		clear(q.buf[n:])
+		q.buf, q.head = q.buf[:n], 0
+	}
 	q.buf = append(q.buf, m)
 	q.mu.Unlock()
 	q.gauge.Inc()

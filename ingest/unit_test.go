@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,13 +11,14 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	http2 "github.com/influxdata/influxdb-client-go/v2/api/http"
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/eldercare-iot/eldercare/device"
-
 	"github.com/influxdata/influxdb-client-go/v2/api/write"
 	lp "github.com/influxdata/line-protocol"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/eldercare-iot/eldercare/device"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -275,3 +277,58 @@ func TestAppendLineMatchesClient(t *testing.T) {
 		})
 	}
 }
+
+// TestMsgQueue: FIFO order, pop waits for a push, pop gives up when ctx
+// ends, and a backlog that never drains keeps the slice at its size.
+func TestMsgQueue(t *testing.T) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "q"})
+	q := newMsgQueue(g)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	msg := func(id uint16) paho.Message { return fakeMsg{id} }
+	for i := range uint16(3) {
+		q.push(msg(i))
+	}
+	for i := range uint16(3) {
+		if got := q.pop(ctx).MessageID(); got != i {
+			t.Fatalf("pop = %d, want %d (FIFO)", got, i)
+		}
+	}
+	got := make(chan paho.Message)
+	go func() { got <- q.pop(ctx) }()
+	q.push(msg(7))
+	if m := <-got; m.MessageID() != 7 {
+		t.Fatalf("waiting pop got %d, want 7", m.MessageID())
+	}
+	// Steady backlog of 10 for 100,000 messages: capacity stays small.
+	for i := range uint16(10) {
+		q.push(msg(i))
+	}
+	for i := range 100_000 {
+		q.push(msg(uint16(i)))
+		q.pop(ctx)
+	}
+	if c := cap(q.buf); c > 64 {
+		t.Errorf("backlog of 10 grew the queue to capacity %d", c)
+	}
+	if v := testutil.ToFloat64(g); v != 10 {
+		t.Errorf("gauge = %v, want 10 queued", v)
+	}
+	cancel()
+	for range 10 {
+		q.pop(context.Background())
+	}
+	if m := q.pop(ctx); m != nil {
+		t.Errorf("pop after ctx ended = %v, want nil", m)
+	}
+}
+
+type fakeMsg struct{ id uint16 }
+
+func (fakeMsg) Duplicate() bool     { return false }
+func (fakeMsg) Qos() byte           { return 1 }
+func (fakeMsg) Retained() bool      { return false }
+func (fakeMsg) Topic() string       { return "t" }
+func (m fakeMsg) MessageID() uint16 { return m.id }
+func (fakeMsg) Payload() []byte     { return nil }
+func (fakeMsg) Ack()                {}
