@@ -6,15 +6,25 @@ INFLUXD := $(GOBIN)/influxd
 MQTT_LISTEN ?= 127.0.0.1:1884
 HTTP        ?= 127.0.0.1:8080
 
-.PHONY: demo test build influxd services
+.PHONY: demo test build influxd services assets
+WEB := dashboard/web
 
 ## demo: build InfluxDB 1.8.10 (once) and the platform, then run everything with the demo facility
 demo: influxd build
 	./bin/eldercare up --demo --mqtt-listen $(MQTT_LISTEN) --http $(HTTP)
 
-## build: the single binary, into ./bin/eldercare
-build:
+## build: the single binary (front-end assets embedded), into ./bin/eldercare
+build: assets
 	$(GO) build -o bin/eldercare ./cmd/eldercare
+
+## assets: the dashboard's front-end bundle (npm ci, then esbuild) into dashboard/web/dist,
+## embedded by go:embed; re-run after changing dashboard/web/src or package-lock.json
+assets: $(WEB)/dist/app.js
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package.json $(WEB)/package-lock.json
+	@command -v npm >/dev/null || { echo "make assets: npm not found; install Node.js 18+ and npm (Debian: apt-get install -y nodejs npm, or ./scripts/services.sh as root)" >&2; exit 1; }
+	cd $(WEB) && npm ci --no-audit --no-fund
+$(WEB)/dist/app.js: $(WEB)/node_modules/.package-lock.json $(wildcard $(WEB)/src/* $(WEB)/static/*)
+	cd $(WEB) && npm run build
 
 ## influxd: InfluxDB 1.8.10 from source into $(GOBIN) (about a minute, once)
 influxd: $(INFLUXD)
@@ -26,6 +36,6 @@ services:
 	./scripts/services.sh
 
 ## test: everything the tests need, then the whole suite with the race detector
-test: influxd services
+test: influxd services assets
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 45m ./...

@@ -4,14 +4,45 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// Browser authentication.
+//
+// A user logs in with username and password (argon2id, see HashPassword)
+// at POST /login. The server then creates a NEW random session id (256
+// bits) and deletes any session the browser presented, so an id planted
+// before login is worthless (session fixation). The session cookie is
+// HttpOnly, SameSite=Lax (a link in a notification e-mail opens the
+// dashboard logged in; every state change is a POST that needs the CSRF
+// token) and Secure when Config.SecureCookies is set or the request came
+// over HTTPS. Every POST carries the session's CSRF token in the form field
+// "_csrf" (or the header X-CSRF-Token); the login form itself uses a
+// double-submit token in the short-lived cookie eldercare_login.
+//
+// Failed logins are limited per client IP and per username (see
+// loginLimiter). Sessions live in memory: a restart logs everybody out.
+//
+// The API token (Config.APIToken) is only for machine clients under
+// /api/v1 ("Authorization: Bearer <token>"); browsers cannot log in with it.
+
+const (
+	loginCookie = "eldercare_login"
+	// csrfField is the form field of the CSRF token.
+	csrfField = "_csrf"
 )
 
 // session is one logged-in browser.
 type session struct {
 	csrf    string
-	actor   string
+	userID  int64
+	actor   string // the user's display name, for the alert history
 	expires time.Time
 }
 
@@ -36,10 +67,10 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// create starts a session and returns its id.
-func (s *sessions) create(actor string) (string, session) {
+// create starts a session for u and returns its new id.
+func (s *sessions) create(u *User) (string, session) {
 	id := randomToken()
-	sess := session{csrf: randomToken(), actor: actor, expires: s.now().Add(s.ttl)}
+	sess := session{csrf: randomToken(), userID: u.ID, actor: u.Display(), expires: s.now().Add(s.ttl)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -76,8 +107,350 @@ func (s *sessions) delete(id string) {
 	delete(s.m, id)
 }
 
+// deleteUser ends every session of userID except keep.
+func (s *sessions) deleteUser(userID int64, keep string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, v := range s.m {
+		if v.userID == userID && k != keep {
+			delete(s.m, k)
+		}
+	}
+}
+
 // equalSecret compares in constant time (for equal lengths; the length of
 // the configured token is not secret enough to matter).
 func equalSecret(got, want string) bool {
 	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// Login rate limits: at most LoginMaxPerUser failed logins for one
+// username and LoginMaxPerIP from one client IP within LoginWindow (OWASP
+// Authentication Cheat Sheet, "Protect against automated attacks"). A
+// successful login clears the username's count.
+const (
+	LoginMaxPerUser = 5
+	LoginMaxPerIP   = 20
+	LoginWindow     = 15 * time.Minute
+)
+
+// loginLimiter counts failed logins per key ("ip:1.2.3.4", "user:ana")
+// over a sliding window.
+type loginLimiter struct {
+	mu    sync.Mutex
+	fails map[string][]time.Time
+	now   func() time.Time
+}
+
+func newLoginLimiter(now func() time.Time) *loginLimiter {
+	return &loginLimiter{fails: map[string][]time.Time{}, now: now}
+}
+
+// recent returns the failures of key still in the window (pruning).
+func (l *loginLimiter) recent(key string) []time.Time {
+	cut := l.now().Add(-LoginWindow)
+	ts := l.fails[key]
+	i := 0
+	for i < len(ts) && !ts[i].After(cut) {
+		i++
+	}
+	ts = ts[i:]
+	if len(ts) == 0 {
+		delete(l.fails, key)
+	} else {
+		l.fails[key] = ts
+	}
+	return ts
+}
+
+// blocked returns how long until key may try again (0 = now).
+func (l *loginLimiter) blocked(key string, max int) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ts := l.recent(key)
+	if len(ts) < max {
+		return 0
+	}
+	return ts[len(ts)-max].Add(LoginWindow).Sub(l.now())
+}
+
+func (l *loginLimiter) fail(keys ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if len(l.fails) > 100_000 { // bound memory under a spray of usernames
+		for k := range l.fails {
+			l.recent(k)
+		}
+	}
+	for _, k := range keys {
+		l.fails[k] = append(l.recent(k), now)
+	}
+}
+
+func (l *loginLimiter) clear(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.fails, key)
+}
+
+// authText are the texts of the login and account pages, per language.
+var authText = map[string]map[string]string{
+	LangEN: {
+		"title": "Log in", "username": "Username", "password": "Password", "submit": "Log in",
+		"wrong":        "Wrong username or password.",
+		"limited_user": "Too many failed logins for this username. Try again in {min} minutes, or ask an administrator to reset the password.",
+		"limited_ip":   "Too many failed logins from this address. Try again in {min} minutes.",
+		"nocookie":     "The login form expired or cookies are blocked. Reload the page and try again.",
+		"account":      "My account", "language": "Language", "save": "Save", "saved": "Saved.",
+		"change_pw": "Change password", "current_pw": "Current password", "new_pw": "New password (at least 10 characters)",
+		"pw_changed": "Password changed. Other sessions of this account were logged out.",
+		"pw_wrong":   "The current password is not right.",
+		"audit":      "Audit log", "when": "When", "who": "Who", "role": "Role", "ip": "IP", "site": "Site", "action": "Action", "target": "Target", "detail": "Detail",
+		"filter": "Filter by target (e.g. resident:res-001 or alert:42)", "none": "No entries.",
+	},
+	LangZH: {
+		"title": "登录", "username": "用户名", "password": "密码", "submit": "登录",
+		"wrong":        "用户名或密码错误。",
+		"limited_user": "此用户名登录失败次数过多。请 {min} 分钟后再试，或请管理员重置密码。",
+		"limited_ip":   "此地址登录失败次数过多。请 {min} 分钟后再试。",
+		"nocookie":     "登录表单已过期或浏览器禁用了 Cookie。请刷新页面后重试。",
+		"account":      "我的账户", "language": "语言", "save": "保存", "saved": "已保存。",
+		"change_pw": "修改密码", "current_pw": "当前密码", "new_pw": "新密码（至少 10 个字符）",
+		"pw_changed": "密码已修改。此账户的其他会话已退出登录。",
+		"pw_wrong":   "当前密码不正确。",
+		"audit":      "审计日志", "when": "时间", "who": "用户", "role": "角色", "ip": "IP", "site": "站点", "action": "操作", "target": "对象", "detail": "详情",
+		"filter": "按对象筛选（如 resident:res-001 或 alert:42）", "none": "没有记录。",
+	},
+}
+
+func authTextIn(lang string) map[string]string {
+	if m, ok := authText[lang]; ok {
+		return m
+	}
+	return authText[LangEN]
+}
+
+// loginToken returns the double-submit token of the login form, setting
+// its cookie (10 minutes) when the browser has none.
+func (s *Server) loginToken(c *fiber.Ctx) string {
+	if tok := c.Cookies(loginCookie); len(tok) == 43 {
+		return tok
+	}
+	tok := randomToken()
+	c.Cookie(&fiber.Cookie{Name: loginCookie, Value: tok, Path: "/login", MaxAge: 600,
+		HTTPOnly: true, SameSite: fiber.CookieSameSiteStrictMode, Secure: s.secure(c)})
+	return tok
+}
+
+func (s *Server) secure(c *fiber.Ctx) bool { return s.cfg.SecureCookies || c.Protocol() == "https" }
+
+func (s *Server) renderLogin(c *fiber.Ctx, msg, username string) error {
+	T := authTextIn(langOf(c))
+	return s.render(c, "login", page{Title: T["title"], Data: map[string]any{
+		"T": T, "Error": msg, "Username": username, "LoginCSRF": s.loginToken(c)}})
+}
+
+func (s *Server) getLogin(c *fiber.Ctx) error {
+	if sess, ok := s.sessions.get(c.Cookies(sessionCookie)); ok {
+		if u, err := s.deps.Accounts.Get(c.UserContext(), sess.userID); err == nil {
+			return c.Redirect(roleHome(&u), fiber.StatusSeeOther)
+		}
+	}
+	return s.renderLogin(c, "", "")
+}
+
+func (s *Server) postLogin(c *fiber.Ctx) error {
+	T := authTextIn(langOf(c))
+	if tok := c.Cookies(loginCookie); tok == "" || !equalSecret(c.FormValue(csrfField), tok) {
+		c.Status(fiber.StatusForbidden)
+		return s.renderLogin(c, T["nocookie"], "")
+	}
+	username := strings.ToLower(strings.TrimSpace(c.FormValue("username")))
+	password := c.FormValue("password")
+	if len(username) > MaxUsernameLen || len(password) > MaxPasswordLen {
+		c.Status(fiber.StatusBadRequest)
+		return s.renderLogin(c, T["wrong"], "")
+	}
+	ipKey, userKey := "ip:"+c.IP(), "user:"+username
+	wait, msg := s.limiter.blocked(userKey, LoginMaxPerUser), T["limited_user"]
+	if w := s.limiter.blocked(ipKey, LoginMaxPerIP); w > wait {
+		wait, msg = w, T["limited_ip"]
+	}
+	if wait > 0 {
+		mins := int(wait.Round(time.Minute) / time.Minute)
+		if mins < 1 {
+			mins = 1
+		}
+		s.log.Warn("dashboard login rate-limited", "ip", c.IP(), "username", username)
+		c.Set(fiber.HeaderRetryAfter, fmt.Sprint(int(wait.Seconds())+1))
+		c.Status(fiber.StatusTooManyRequests)
+		return s.renderLogin(c, strings.ReplaceAll(msg, "{min}", fmt.Sprint(mins)), username)
+	}
+	u, err := s.deps.Accounts.Authenticate(c.UserContext(), username, password)
+	if errors.Is(err, ErrBadLogin) {
+		s.limiter.fail(ipKey, userKey)
+		s.log.Warn("dashboard login refused", "ip", c.IP(), "username", username)
+		c.Locals("user", &User{Username: username})
+		s.audit(c, AuditLoginFailed, "user:"+username, "")
+		c.Status(fiber.StatusUnauthorized)
+		return s.renderLogin(c, T["wrong"], username)
+	}
+	if err != nil {
+		return err
+	}
+	s.limiter.clear(userKey)
+	// A new session id, whatever the browser sent: session fixation proof.
+	if old := c.Cookies(sessionCookie); old != "" {
+		s.sessions.delete(old)
+	}
+	id, sess := s.sessions.create(&u)
+	c.Cookie(&fiber.Cookie{
+		Name: sessionCookie, Value: id, Path: "/", Expires: sess.expires,
+		HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode, Secure: s.secure(c),
+	})
+	c.Cookie(&fiber.Cookie{Name: loginCookie, Value: "", Path: "/login", MaxAge: -1, HTTPOnly: true})
+	c.Locals("user", &u)
+	s.audit(c, AuditLogin, "user:"+u.Username, "")
+	return c.Redirect(roleHome(&u), fiber.StatusSeeOther)
+}
+
+// requireSession lets a request with a live session of an existing user
+// through (Locals "session", "sessionID", "user" and "lang"); a browser
+// without one is sent to /login.
+func (s *Server) requireSession(c *fiber.Ctx) error {
+	id := c.Cookies(sessionCookie)
+	sess, ok := s.sessions.get(id)
+	var u User
+	if ok {
+		var err error
+		u, err = s.deps.Accounts.Get(c.UserContext(), sess.userID)
+		if errors.Is(err, ErrUserNotFound) {
+			s.sessions.delete(id)
+			ok = false
+		} else if err != nil {
+			return err
+		}
+	}
+	if !ok {
+		if c.Method() == fiber.MethodGet {
+			return c.Redirect("/login", fiber.StatusSeeOther)
+		}
+		return fiber.NewError(fiber.StatusUnauthorized, "not logged in")
+	}
+	sess.actor = u.Display()
+	c.Locals("session", sess)
+	c.Locals("sessionID", id)
+	c.Locals("user", &u)
+	c.Locals("lang", u.Lang)
+	return c.Next()
+}
+
+// csrfToken returns the CSRF token of the request's session ("" without
+// one), for the hidden form field "_csrf".
+func csrfToken(c *fiber.Ctx) string {
+	sess, _ := c.Locals("session").(session)
+	return sess.csrf
+}
+
+// checkCSRF requires the session's CSRF token on every POST: the form field
+// "_csrf" (older templates: "csrf") or the header X-CSRF-Token.
+func (s *Server) checkCSRF(c *fiber.Ctx) error {
+	if c.Method() != fiber.MethodPost {
+		return c.Next()
+	}
+	want := csrfToken(c)
+	got := c.Get("X-CSRF-Token")
+	if got == "" {
+		got = c.FormValue(csrfField)
+	}
+	if got == "" {
+		got = c.FormValue("csrf")
+	}
+	if !equalSecret(got, want) {
+		return fiber.NewError(fiber.StatusForbidden, "missing or wrong CSRF token; reload the page and try again")
+	}
+	return c.Next()
+}
+
+func (s *Server) postLogout(c *fiber.Ctx) error {
+	id, _ := c.Locals("sessionID").(string)
+	s.sessions.delete(id)
+	c.Cookie(&fiber.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode, Secure: s.secure(c)})
+	return c.Redirect("/login", fiber.StatusSeeOther)
+}
+
+// accountPage is GET /account: language choice and password change.
+func (s *Server) accountPage(c *fiber.Ctx) error {
+	return s.renderAccount(c, "", "")
+}
+
+func (s *Server) renderAccount(c *fiber.Ctx, msg, errMsg string) error {
+	u, _ := userFrom(c)
+	T := authTextIn(langOf(c))
+	return s.renderPage(c, "account", T["account"], map[string]any{
+		"T": T, "User": u, "Langs": Languages, "Msg": msg, "Error": errMsg, "CSRF": csrfToken(c)})
+}
+
+// postAccountLang is POST /account/lang (field lang: "en" or "zh-CN").
+func (s *Server) postAccountLang(c *fiber.Ctx) error {
+	u, _ := userFrom(c)
+	lang := c.FormValue("lang")
+	if err := s.deps.Accounts.SetLang(c.UserContext(), u.Username, lang); err != nil {
+		if errors.Is(err, ErrUserNotFound) {
+			return err
+		}
+		c.Status(fiber.StatusBadRequest)
+		return s.renderAccount(c, "", err.Error())
+	}
+	u.Lang = lang
+	c.Locals("lang", lang)
+	return s.renderAccount(c, authTextIn(lang)["saved"], "")
+}
+
+// postAccountPassword is POST /account/password (fields current, new).
+// Other sessions of the user end.
+func (s *Server) postAccountPassword(c *fiber.Ctx) error {
+	u, _ := userFrom(c)
+	T := authTextIn(langOf(c))
+	ipKey, userKey := "ip:"+c.IP(), "user:"+u.Username
+	if s.limiter.blocked(userKey, LoginMaxPerUser) > 0 || s.limiter.blocked(ipKey, LoginMaxPerIP) > 0 {
+		c.Status(fiber.StatusTooManyRequests)
+		return s.renderAccount(c, "", strings.ReplaceAll(T["limited_user"], "{min}", fmt.Sprint(int(LoginWindow/time.Minute))))
+	}
+	if _, err := s.deps.Accounts.Authenticate(c.UserContext(), u.Username, c.FormValue("current")); err != nil {
+		if !errors.Is(err, ErrBadLogin) {
+			return err
+		}
+		s.limiter.fail(ipKey, userKey)
+		c.Status(fiber.StatusForbidden)
+		return s.renderAccount(c, "", T["pw_wrong"])
+	}
+	if err := s.deps.Accounts.SetPassword(c.UserContext(), u.Username, c.FormValue("new")); err != nil {
+		if errors.Is(err, ErrUserNotFound) {
+			return err
+		}
+		c.Status(fiber.StatusBadRequest)
+		return s.renderAccount(c, "", err.Error())
+	}
+	id, _ := c.Locals("sessionID").(string)
+	s.sessions.deleteUser(u.ID, id)
+	return s.renderAccount(c, T["pw_changed"], "")
+}
+
+// accountRoutes registers the account pages on the session group.
+func (s *Server) accountRoutes(web fiber.Router) {
+	web.Get("/account", s.accountPage)
+	web.Post("/account/lang", s.postAccountLang)
+	web.Post("/account/password", s.postAccountPassword)
+	web.Get("/manager/audit", requireRole(RoleManager, RoleAdmin), s.auditPage)
+}
+
+// proxyHeader is the header naming the client behind a trusted proxy
+// (Config.TrustedProxies), "" without one.
+func proxyHeader(trusted []string) string {
+	if len(trusted) == 0 {
+		return ""
+	}
+	return "X-Real-Ip"
 }

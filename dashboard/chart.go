@@ -21,6 +21,12 @@ const (
 // value range on the y axis and the time range (in loc) on the x axis.
 // Only numbers and escaped text go into the markup.
 func lineChart(title string, pts []Point, from, to time.Time, loc *time.Location) template.HTML {
+	return lineChartIn(LangEN, title, pts, from, to, loc, chartGap)
+}
+
+// lineChartIn is lineChart with the empty-chart text in lang and a line
+// broken at gaps longer than gap.
+func lineChartIn(lang, title string, pts []Point, from, to time.Time, loc *time.Location, gap time.Duration) template.HTML {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %.0f %.0f" role="img" aria-label="%s" preserveAspectRatio="none">`, chartW, chartH, html.EscapeString(title))
 	fmt.Fprintf(&b, `<text class="chart-title" x="%.0f" y="14">%s</text>`, chartLeft, html.EscapeString(title))
@@ -29,7 +35,7 @@ func lineChart(title string, pts []Point, from, to time.Time, loc *time.Location
 	fmt.Fprintf(&b, `<text class="chart-axis" x="%.0f" y="%.0f">%s</text>`, chartLeft, chartH-6, from.In(loc).Format("15:04 MST"))
 	fmt.Fprintf(&b, `<text class="chart-axis" x="%.0f" y="%.0f" text-anchor="end">%s</text>`, chartW-chartRight, chartH-6, to.In(loc).Format("15:04 MST"))
 	if len(pts) == 0 {
-		fmt.Fprintf(&b, `<text class="chart-empty" x="%.0f" y="%.0f" text-anchor="middle">%s</text></svg>`, chartLeft+plotW/2, chartTop+plotH/2+4, html.EscapeString(tr("res.novitals")))
+		fmt.Fprintf(&b, `<text class="chart-empty" x="%.0f" y="%.0f" text-anchor="middle">%s</text></svg>`, chartLeft+plotW/2, chartTop+plotH/2+4, html.EscapeString(trIn(lang, "res.novitals")))
 		return template.HTML(b.String())
 	}
 	lo, hi := math.Inf(1), math.Inf(-1)
@@ -57,7 +63,7 @@ func lineChart(title string, pts []Point, from, to time.Time, loc *time.Location
 		seg = seg[:0]
 	}
 	for i, p := range pts {
-		if i > 0 && p.T.Sub(pts[i-1].T) > chartGap {
+		if i > 0 && p.T.Sub(pts[i-1].T) > gap {
 			flush()
 		}
 		seg = append(seg, fmt.Sprintf("%.1f,%.1f", x(p.T), y(p.V)))

@@ -15,8 +15,9 @@ import (
 type Config struct {
 	// HTTPAddr is the listen address, host:port, e.g. "127.0.0.1:8080".
 	HTTPAddr string
-	// APIToken is the bearer token of the JSON API and the browser login
-	// secret. Secret: String never prints it. At least 16 characters.
+	// APIToken is the bearer token of the JSON API (/api/v1) for machine
+	// clients; browsers log in with accounts (see Accounts). Secret: String
+	// never prints it. At least 16 characters.
 	APIToken string
 	// MQTTURL is the broker of the live feed (tcp://host:1883); empty when
 	// Deps.Live is given.
@@ -33,6 +34,12 @@ type Config struct {
 	InfluxBucket string
 	// SecureCookies marks the session cookie Secure (set it behind TLS).
 	SecureCookies bool
+	// TrustedProxies are the IP addresses or CIDR ranges of reverse
+	// proxies whose X-Real-IP header names the client (for the login rate
+	// limit and the audit log). Such a proxy must overwrite X-Real-IP with
+	// the client's address (nginx: proxy_set_header X-Real-IP $remote_addr).
+	// Empty: the TCP peer is the client and X-Real-IP is ignored.
+	TrustedProxies []string
 	// SSEHeartbeat is the interval of the SSE keep-alive comment; 0 = 15 s.
 	SSEHeartbeat time.Duration
 	// SessionTTL is the lifetime of a browser session; 0 = 12 h.
@@ -112,6 +119,13 @@ func (c Config) validate(liveGiven, vitalsGiven bool) error {
 	}
 	if b := c.InfluxBucket; b != "" && !strings.Contains(b, "/") {
 		errs = append(errs, fmt.Errorf("influx bucket %q: want database/retention-policy, e.g. %s", b, DefaultBucket))
+	}
+	for _, p := range c.TrustedProxies {
+		if net.ParseIP(p) == nil {
+			if _, _, err := net.ParseCIDR(p); err != nil {
+				errs = append(errs, fmt.Errorf("trusted proxy %q: want an IP address or a CIDR range such as 10.0.0.0/8", p))
+			}
+		}
 	}
 	if c.BodyLimit < 0 {
 		errs = append(errs, fmt.Errorf("body limit %d: negative", c.BodyLimit))

@@ -19,6 +19,8 @@ import (
 
 	"github.com/eldercare-iot/eldercare/alerting"
 	"github.com/eldercare-iot/eldercare/device/registry"
+	"github.com/eldercare-iot/eldercare/internal/sqldb"
+	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
 )
 
 const testToken = "test-token-0123456789abcdef"
@@ -212,6 +214,7 @@ func testAlerts() []alerting.Alert {
 
 type testServer struct {
 	srv    *Server
+	acc    *Accounts
 	alerts *fakeAlerts
 	feed   *Feed
 	reg    *prometheus.Registry
@@ -232,6 +235,7 @@ func newTestServer(t *testing.T, mod func(*Config, *Deps)) *testServer {
 		Alerts: fa, Registry: testRegistry(), Live: feed, Now: now,
 		Vitals: fakeVitals{series: map[string][]Point{"hr_bpm": {{T: testNow.Add(-2 * time.Minute), V: 80}, {T: testNow.Add(-time.Minute), V: 84}}}},
 	}
+	deps.Accounts = testAccounts(t, now)
 	if mod != nil {
 		mod(&cfg, &deps)
 	}
@@ -239,7 +243,7 @@ func newTestServer(t *testing.T, mod func(*Config, *Deps)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testServer{srv: srv, alerts: fa, feed: feed, reg: reg}
+	return &testServer{srv: srv, acc: deps.Accounts, alerts: fa, feed: feed, reg: reg}
 }
 
 // do runs one request through the app.
@@ -286,29 +290,115 @@ func (ts *testServer) serve(t *testing.T) string {
 	return "http://" + ln.Addr().String()
 }
 
-// login returns the session cookie ("name=value") and the page's CSRF token.
-func (ts *testServer) login(t *testing.T) (cookie, csrf string) {
+// testPassword is the password of every seeded test user.
+const testPassword = "correct horse battery"
+
+// testUsers are seeded into every test server's accounts. "nurse" is the
+// caregiver the older tests act as (display name "Nurse Zhang").
+var testUsers = []User{
+	{Username: "admin", Name: "Admin Ada", Role: RoleAdmin, Lang: "en"},
+	{Username: "manager", Name: "Manager Min", Role: RoleManager, Lang: "en", Sites: []string{"demo-station"}},
+	{Username: "lead", Name: "Lead Li", Role: RoleNurseLead, Lang: "zh-CN", Sites: []string{"demo-station"}},
+	{Username: "nurse", Name: "Nurse Zhang", Role: RoleCaregiver, Lang: "en", Sites: []string{"demo-station"}},
+	{Username: "daughter", Name: "Wang Mei", Role: RoleFamily, Lang: "zh-CN", Residents: []string{"res-001"}},
+	{Username: "faraway", Name: "Carer Elsewhere", Role: RoleCaregiver, Lang: "en", Sites: []string{"other-site"}},
+	{Username: "otherfamily", Name: "Li Family", Role: RoleFamily, Lang: "en", Residents: []string{"res-002"}},
+	{Username: "farmanager", Name: "Manager Elsewhere", Role: RoleManager, Lang: "en", Sites: []string{"other-site"}},
+}
+
+func init() {
+	// Cheap argon2id for tests; TestPasswordHash checks the real cost.
+	argonParams.time, argonParams.memoryKiB, argonParams.threads = 1, 64, 1
+}
+
+// testAccounts opens accounts in a fresh SQLite file with testUsers.
+func testAccounts(t *testing.T, now func() time.Time) *Accounts {
 	t.Helper()
-	form := url.Values{"token": {testToken}, "name": {"Nurse Zhang"}}
-	resp, _ := ts.do(t, "POST", "/login", strings.NewReader(form.Encode()), map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
-	if resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("login: status %d, want 303", resp.StatusCode)
+	return testAccountsIn(t, now, sqldbtest.SQLiteDSN(t))
+}
+
+// testAccountsIn opens accounts in the database dsn with testUsers.
+func testAccountsIn(t *testing.T, now func() time.Time, dsn string) *Accounts {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, c := range resp.Cookies() {
-		if c.Name == sessionCookie {
-			cookie = c.Name + "=" + c.Value
+	t.Cleanup(func() { db.Close() })
+	acc, err := OpenAccounts(ctx, db, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range testUsers {
+		if _, err := acc.Add(ctx, u, testPassword); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if cookie == "" {
-		t.Fatal("login: no session cookie")
-	}
-	_, page := ts.do(t, "GET", "/alerts", nil, map[string]string{"Cookie": cookie})
-	i := strings.Index(page, `name="csrf" value="`)
+	return acc
+}
+
+// hiddenField returns the value of the hidden input name in page.
+func hiddenField(t *testing.T, page, name string) string {
+	t.Helper()
+	marker := `name="` + name + `" value="`
+	i := strings.Index(page, marker)
 	if i < 0 {
-		t.Fatal("no csrf field on /alerts")
+		t.Fatalf("no %s field in page: %.300s", name, page)
 	}
-	rest := page[i+len(`name="csrf" value="`):]
-	return cookie, rest[:strings.Index(rest, `"`)]
+	rest := page[i+len(marker):]
+	return rest[:strings.Index(rest, `"`)]
+}
+
+// cookieOf returns "name=value" of the Set-Cookie name in resp, or "".
+func cookieOf(resp *http.Response, name string) string {
+	for _, c := range resp.Cookies() {
+		if c.Name == name && c.MaxAge >= 0 && c.Value != "" {
+			return c.Name + "=" + c.Value
+		}
+	}
+	return ""
+}
+
+// postLogin fetches the login form and posts username and password with
+// the form's CSRF token; extra cookies (e.g. a planted session) are sent
+// along.
+func (ts *testServer) postLogin(t *testing.T, username, password, extraCookie string) *http.Response {
+	t.Helper()
+	resp, page := ts.do(t, "GET", "/login", nil, nil)
+	lc := cookieOf(resp, loginCookie)
+	if lc == "" {
+		t.Fatal("GET /login: no login cookie")
+	}
+	form := url.Values{"_csrf": {hiddenField(t, page, "_csrf")}, "username": {username}, "password": {password}}
+	cookie := lc
+	if extraCookie != "" {
+		cookie += "; " + extraCookie
+	}
+	resp, _ = ts.do(t, "POST", "/login", strings.NewReader(form.Encode()),
+		map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
+	return resp
+}
+
+// loginAs logs username in and returns the session cookie ("name=value")
+// and the session's CSRF token.
+func (ts *testServer) loginAs(t *testing.T, username string) (cookie, csrf string) {
+	t.Helper()
+	resp := ts.postLogin(t, username, testPassword, "")
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login %s: status %d, want 303", username, resp.StatusCode)
+	}
+	if cookie = cookieOf(resp, sessionCookie); cookie == "" {
+		t.Fatalf("login %s: no session cookie", username)
+	}
+	_, page := ts.do(t, "GET", "/account", nil, map[string]string{"Cookie": cookie})
+	return cookie, hiddenField(t, page, "_csrf")
+}
+
+// login logs in as the caregiver "nurse" (Nurse Zhang).
+func (ts *testServer) login(t *testing.T) (cookie, csrf string) {
+	t.Helper()
+	return ts.loginAs(t, "nurse")
 }
 
 func ms(t time.Time) string { return fmt.Sprint(t.UnixMilli()) }

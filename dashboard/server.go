@@ -4,9 +4,13 @@
 // 15 minutes of vitals from InfluxDB (Flux) as inline SVG charts, and a JSON
 // API under /api/v1.
 //
-// Browsers log in with the API token and get a server-side session (cookie
-// HttpOnly, SameSite=Strict); forms carry a CSRF token bound to the
-// session. The JSON API takes "Authorization: Bearer <token>".
+// Browsers log in with a username and password (accounts with roles admin,
+// manager, nurse_lead, caregiver and family, see Accounts) and get a
+// server-side session (cookie HttpOnly, SameSite=Lax, a new id at every
+// login); forms carry a CSRF token bound to the session; staff see their
+// sites and family members their linked residents only; views of health
+// data and alert changes go to an audit log (see auth.go, scope.go,
+// audit.go). The JSON API takes "Authorization: Bearer <token>".
 package dashboard
 
 import (
@@ -15,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,7 +27,6 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
-	"github.com/gofiber/fiber/v2/middleware/filesystem"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -32,7 +34,7 @@ import (
 	"github.com/eldercare-iot/eldercare/device/registry"
 )
 
-//go:embed web/templates/*.html web/static/*
+//go:embed web/templates/*.html
 var webFS embed.FS
 
 // Alerts is the alert store's public operations, implemented by
@@ -69,6 +71,9 @@ type Deps struct {
 	Live *Feed
 	// Now is the wall clock; nil = time.Now.
 	Now func() time.Time
+	// Accounts are the users, their logins and the audit log (required;
+	// OpenAccounts).
+	Accounts *Accounts
 }
 
 // Server is the dashboard web app.
@@ -80,11 +85,13 @@ type Server struct {
 	app      *fiber.App
 	tmpl     *template.Template
 	sessions *sessions
+	limiter  *loginLimiter
 	ownFeed  bool
 	flux     *FluxVitals
 	done     chan struct{} // closed when Run stops: ends SSE streams
 
-	mRequests *prometheus.CounterVec
+	mRequests    *prometheus.CounterVec
+	mAuditErrors prometheus.Counter
 }
 
 // New builds the server and registers its metrics on reg (also served on
@@ -103,6 +110,9 @@ func New(cfg Config, deps Deps, reg *prometheus.Registry, log *slog.Logger) (*Se
 	if deps.Registry == nil {
 		errs = append(errs, errors.New("deps: Registry is required"))
 	}
+	if deps.Accounts == nil {
+		errs = append(errs, errors.New("deps: Accounts is required (dashboard.OpenAccounts)"))
+	}
 	if reg == nil {
 		errs = append(errs, errors.New("prometheus registry is required"))
 	}
@@ -117,6 +127,7 @@ func New(cfg Config, deps Deps, reg *prometheus.Registry, log *slog.Logger) (*Se
 		s.now = time.Now
 	}
 	s.sessions = newSessions(cfg.SessionTTL, s.now)
+	s.limiter = newLoginLimiter(s.now)
 	if s.deps.Live == nil {
 		f, err := NewFeed(FeedConfig{MQTTURL: cfg.MQTTURL, Root: cfg.Root, ClientID: cfg.ClientID, Now: s.now, Alerts: deps.Alerts}, reg, log)
 		if err != nil {
@@ -136,6 +147,13 @@ func New(cfg Config, deps Deps, reg *prometheus.Registry, log *slog.Logger) (*Se
 		Name: "eldercare_dashboard_http_requests_total",
 		Help: "HTTP requests served by the dashboard, by method, route pattern and status code.",
 	}, []string{"method", "route", "code"})
+	s.mAuditErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "eldercare_dashboard_audit_errors_total",
+		Help: "Audit log rows that could not be written (the request itself was served).",
+	})
+	if err := reg.Register(s.mAuditErrors); err != nil {
+		return nil, fmt.Errorf("dashboard: register metrics: %w", err)
+	}
 	if err := reg.Register(s.mRequests); err != nil {
 		return nil, fmt.Errorf("dashboard: register metrics: %w", err)
 	}
@@ -217,6 +235,11 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 		ReadTimeout:           30 * time.Second,
 		IdleTimeout:           120 * time.Second,
 		ErrorHandler:          s.errorHandler,
+		// c.IP() is the TCP peer unless it is a trusted proxy (auth.go).
+		EnableTrustedProxyCheck: true,
+		TrustedProxies:          s.cfg.TrustedProxies,
+		ProxyHeader:             proxyHeader(s.cfg.TrustedProxies),
+		EnableIPValidation:      true,
 	})
 	app.Use(s.securityHeaders, s.countRequests)
 
@@ -227,8 +250,9 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 		return c.SendString("ok")
 	})
 	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
-	static, _ := fs.Sub(webFS, "web/static")
-	app.Use("/static", filesystem.New(filesystem.Config{Root: http.FS(static), MaxAge: 3600}))
+	// The front-end bundle (npm packages pinned in web/package-lock.json,
+	// built by "make assets"); the login page needs it too.
+	app.Get(AssetsPrefix+"*", s.Assets())
 
 	app.Get("/login", s.getLogin)
 	app.Post("/login", s.postLogin)
@@ -236,21 +260,24 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	api := app.Group("/api/v1", s.requireBearer)
 	api.Get("/alerts", s.apiListAlerts)
 	api.Get("/alerts/:id", s.apiGetAlert)
-	api.Post("/alerts/:id/ack", s.apiAck)
-	api.Post("/alerts/:id/resolve", s.apiResolve)
+	api.Post("/alerts/:id/ack", s.scopeAlertAction(AuditAcknowledge), s.apiAck)
+	api.Post("/alerts/:id/resolve", s.scopeAlertAction(AuditResolve), s.apiResolve)
 	api.Get("/residents", s.apiResidents)
-	api.Get("/residents/:id/vitals", s.apiVitals)
+	api.Get("/residents/:id/vitals", s.scopeAPIVitals, s.apiVitals)
+	api.Get("/audit", s.apiAudit) // audit.go (D1)
 	api.Use(s.apiNoRoute)
 
 	web := app.Group("/", s.requireSession, s.checkCSRF)
 	web.Post("/logout", s.postLogout)
-	web.Get("/", s.board)
-	web.Get("/events", s.events)
-	web.Get("/alerts", s.alertsPage)
-	web.Get("/alerts/fragment", s.alertsFragment)
-	web.Post("/alerts/:id/ack", s.formAck)
-	web.Post("/alerts/:id/resolve", s.formResolve)
-	web.Get("/residents/:id", s.residentPage)
+	web.Get("/", s.home)                    // scope.go (D1): redirect by role
+	staffOnly := requireRole(staffRoles...) // scope.go (D1): family members never see the alert lists
+	web.Get("/events", s.events)            // filtered per user in sse.go (frameFilter: staff their sites, family nothing)
+	web.Get("/alerts", staffOnly, s.alertsPage)
+	web.Get("/alerts/fragment", staffOnly, s.alertsFragment)
+	web.Post("/alerts/:id/ack", s.scopeAlertAction(AuditAcknowledge), s.formAck)
+	web.Post("/alerts/:id/resolve", s.scopeAlertAction(AuditResolve), s.formResolve)
+	s.accountRoutes(web) // auth.go (D1): /account, /manager/audit
+	s.viewRoutes(web)    // views_common.go (D2): /board, /residents/:id (+checkin), /family, /manager, /admin
 	return app
 }
 

@@ -15,6 +15,8 @@ func (s *Server) events(c *fiber.Ctx) error {
 	c.Set("Content-Type", "text/event-stream")
 	c.Set("Cache-Control", "no-store")
 	c.Set("X-Accel-Buffering", "no")
+	u, _ := userFrom(c)
+	keep := frameFilter(u) // scope.go (D1): staff get the frames of their sites only
 	sub := s.deps.Live.Subscribe()
 	every := s.cfg.SSEHeartbeat
 	done := s.done
@@ -33,6 +35,9 @@ func (s *Server) events(c *fiber.Ctx) error {
 			case frame, ok := <-sub.C():
 				if !ok {
 					return
+				}
+				if keep != nil && !keep(frame) {
+					continue
 				}
 				if _, err := w.Write(frame); err != nil {
 					return

@@ -17,23 +17,18 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/eldercare-iot/eldercare/alerting"
-	"github.com/eldercare-iot/eldercare/device"
 )
 
 const (
 	sessionCookie = "eldercare_session"
 	// MaxNoteLen is the longest note of a resolved alert, in characters.
 	MaxNoteLen = 1000
-	// maxActorLen is the longest caregiver name given at login.
-	maxActorLen = 64
 	// channelDashboard is the history channel of browser changes.
 	channelDashboard = "dashboard"
 )
 
 func parseTemplates() (*template.Template, error) {
 	funcs := template.FuncMap{
-		"t":  tr,
-		"tt": func(prefix, key string) string { return tr(prefix + key) },
 		"deref": func(p *string) string {
 			if p == nil {
 				return ""
@@ -41,7 +36,6 @@ func parseTemplates() (*template.Template, error) {
 			return *p
 		},
 		"outcomes": func() []string { return alerting.Outcomes },
-		"i18n":     func() map[string]string { return uiText },
 		"dict": func(kv ...any) (map[string]any, error) {
 			if len(kv)%2 != 0 {
 				return nil, errors.New("dict: odd number of arguments")
@@ -57,6 +51,12 @@ func parseTemplates() (*template.Template, error) {
 			return m, nil
 		},
 	}
+	for k, v := range langFuncs(LangEN) { // i18n.go; rebound per language by templatesIn
+		funcs[k] = v
+	}
+	for k, v := range viewFuncs() { // views_common.go
+		funcs[k] = v
+	}
 	t, err := template.New("").Funcs(funcs).ParseFS(webFS, "web/templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("dashboard templates: %w", err)
@@ -69,12 +69,15 @@ type page struct {
 	Title string
 	CSRF  string
 	Actor string
-	Data  any
+	// Role is the logged-in user's role ("" without an account): the
+	// navigation shows the pages of that role (layout.html).
+	Role string
+	Data any
 }
 
 func (s *Server) render(c *fiber.Ctx, name string, data any) error {
 	var buf bytes.Buffer
-	if err := s.tmpl.ExecuteTemplate(&buf, name, data); err != nil {
+	if err := s.templatesFor(c).ExecuteTemplate(&buf, name, data); err != nil { // in the request's language (i18n.go)
 		s.log.Error("render template", "template", name, "err", err)
 		return c.Status(fiber.StatusInternalServerError).SendString("template error")
 	}
@@ -84,79 +87,11 @@ func (s *Server) render(c *fiber.Ctx, name string, data any) error {
 
 func (s *Server) renderPage(c *fiber.Ctx, name, title string, data any) error {
 	sess, _ := c.Locals("session").(session)
-	return s.render(c, name, page{Title: title, CSRF: sess.csrf, Actor: sess.actor, Data: data})
-}
-
-// requireSession lets a request with a live session through; a browser
-// without one is sent to /login.
-func (s *Server) requireSession(c *fiber.Ctx) error {
-	sess, ok := s.sessions.get(c.Cookies(sessionCookie))
-	if !ok {
-		if c.Method() == fiber.MethodGet {
-			return c.Redirect("/login", fiber.StatusSeeOther)
-		}
-		return fiber.NewError(fiber.StatusUnauthorized, "not logged in")
+	p := page{Title: title, CSRF: sess.csrf, Actor: sess.actor, Data: data}
+	if u, ok := userFrom(c); ok {
+		p.Role = u.Role
 	}
-	c.Locals("session", sess)
-	c.Locals("sessionID", c.Cookies(sessionCookie))
-	return c.Next()
-}
-
-// checkCSRF requires the session's CSRF token in the "csrf" form field of
-// every POST.
-func (s *Server) checkCSRF(c *fiber.Ctx) error {
-	if c.Method() != fiber.MethodPost {
-		return c.Next()
-	}
-	sess, _ := c.Locals("session").(session)
-	if !equalSecret(c.FormValue("csrf"), sess.csrf) {
-		return fiber.NewError(fiber.StatusForbidden, "missing or wrong CSRF token; reload the page and try again")
-	}
-	return c.Next()
-}
-
-func (s *Server) getLogin(c *fiber.Ctx) error {
-	if tok := c.Query("token"); tok != "" {
-		if !equalSecret(tok, s.cfg.APIToken) {
-			c.Status(fiber.StatusUnauthorized)
-			return s.render(c, "login", page{Title: tr("login.title"), Data: map[string]any{"Wrong": true}})
-		}
-		return s.startSession(c, "")
-	}
-	return s.render(c, "login", page{Title: tr("login.title"), Data: map[string]any{}})
-}
-
-func (s *Server) postLogin(c *fiber.Ctx) error {
-	actor := strings.TrimSpace(c.FormValue("name"))
-	if err := checkText("name", actor, maxActorLen, false); err != nil {
-		return fiber.NewError(fiber.StatusBadRequest, err.Error())
-	}
-	if !equalSecret(c.FormValue("token"), s.cfg.APIToken) {
-		s.log.Warn("dashboard login refused", "ip", c.IP())
-		c.Status(fiber.StatusUnauthorized)
-		return s.render(c, "login", page{Title: tr("login.title"), Data: map[string]any{"Wrong": true}})
-	}
-	return s.startSession(c, actor)
-}
-
-func (s *Server) startSession(c *fiber.Ctx, actor string) error {
-	if actor == "" {
-		actor = channelDashboard
-	}
-	id, sess := s.sessions.create(actor)
-	c.Cookie(&fiber.Cookie{
-		Name: sessionCookie, Value: id, Path: "/", Expires: sess.expires,
-		HTTPOnly: true, SameSite: fiber.CookieSameSiteStrictMode, Secure: s.cfg.SecureCookies || c.Protocol() == "https",
-	})
-	s.log.Info("audit: dashboard login", "actor", actor, "ip", c.IP())
-	return c.Redirect("/", fiber.StatusSeeOther)
-}
-
-func (s *Server) postLogout(c *fiber.Ctx) error {
-	id, _ := c.Locals("sessionID").(string)
-	s.sessions.delete(id)
-	c.ClearCookie(sessionCookie)
-	return c.Redirect("/login", fiber.StatusSeeOther)
+	return s.render(c, name, p)
 }
 
 // checkText rejects text that is too long, not UTF-8 or has control
@@ -266,14 +201,6 @@ func (s *Server) formResolve(c *fiber.Ctx) error {
 	return c.Redirect(backTo(c), fiber.StatusSeeOther)
 }
 
-func (s *Server) board(c *fiber.Ctx) error {
-	cards, unassigned, sites, err := s.boardModel(c.UserContext())
-	if err != nil {
-		return err
-	}
-	return s.renderPage(c, "board", tr("board.title"), map[string]any{"Cards": cards, "Unassigned": unassigned, "Sites": sites})
-}
-
 // alertsStatus parses the status query parameter of the alert list:
 // comma-separated open, acknowledged, resolved; "" = all.
 func alertsStatus(c *fiber.Ctx) (map[string]bool, error) {
@@ -323,12 +250,17 @@ func (s *Server) alertsModel(c *fiber.Ctx) (map[string]any, error) {
 		}
 	}
 	since := s.now().Add(-24 * time.Hour)
+	// Scope (scope.go, D1): staff see the alerts of their sites.
+	u, _ := userFrom(c)
+	keep := func(site string) bool { return u != nil && canSeeSite(u, site) }
 	var activeRows, resolvedRows []alertRow
 	for _, a := range active {
-		activeRows = append(activeRows, d.row(a))
+		if keep(a.Site) {
+			activeRows = append(activeRows, d.row(a))
+		}
 	}
 	for _, a := range resolved {
-		if a.ResolvedAt != nil && a.ResolvedAt.After(since) {
+		if keep(a.Site) && a.ResolvedAt != nil && a.ResolvedAt.After(since) {
 			resolvedRows = append(resolvedRows, d.row(viewAlert(a)))
 		}
 	}
@@ -358,93 +290,4 @@ func (s *Server) alertsFragment(c *fiber.Ctx) error {
 		return err
 	}
 	return s.render(c, "alerts_body", m)
-}
-
-// timelineEntry is one line of a resident's event timeline.
-type timelineEntry struct {
-	At      string
-	AlertID int64
-	Type    string
-	Action  string
-	Actor   string
-	Channel string
-	Detail  string
-	t       time.Time
-}
-
-func (s *Server) residentPage(c *fiber.Ctx) error {
-	ctx := c.UserContext()
-	id := c.Params("id")
-	if err := device.ValidateID("resident", id); err != nil {
-		return fiber.NewError(fiber.StatusNotFound, "no such resident")
-	}
-	d, err := s.directory(ctx)
-	if err != nil {
-		return err
-	}
-	res, ok := d.resByID[id]
-	if !ok {
-		return fiber.NewError(fiber.StatusNotFound, fmt.Sprintf("no resident %q", id))
-	}
-	sess, _ := c.Locals("session").(session)
-	s.log.Info("audit: resident viewed", "resident", id, "actor", sess.actor)
-	now := s.now()
-	loc := d.loc(res.SiteID)
-	room, bed := d.bedLabel(res.BedID)
-	devs := d.devicesOf(res.BedID, res.ID, now)
-	devViews, vitals, occ, _ := s.liveSummary(devs)
-
-	active, err := s.activeAlerts(ctx, alerting.Filter{Resident: id})
-	if err != nil {
-		return err
-	}
-	var openRows []alertRow
-	for _, a := range active {
-		openRows = append(openRows, d.row(a))
-	}
-
-	var charts []template.HTML
-	vitalsErr := false
-	series, err := s.deps.Vitals.ResidentVitals(ctx, id, now.Add(-15*time.Minute), now)
-	if err != nil {
-		vitalsErr = true
-		s.log.Warn("resident page: vitals history unavailable", "resident", id, "err", err)
-	}
-	hasVitals := false
-	for _, f := range VitalFields {
-		if len(series[f]) > 0 {
-			hasVitals = true
-		}
-		charts = append(charts, lineChart(tr("vital."+f)+" ("+tr("unit."+f)+")", series[f], now.Add(-15*time.Minute), now, loc))
-	}
-
-	all, err := s.deps.Alerts.List(ctx, alerting.Filter{Resident: id, Limit: 20})
-	if err != nil {
-		return fmt.Errorf("list alerts of %s: %w", id, err)
-	}
-	var timeline []timelineEntry
-	for _, a := range all {
-		hist, err := s.deps.Alerts.History(ctx, a.ID)
-		if err != nil {
-			return fmt.Errorf("history of alert %d: %w", a.ID, err)
-		}
-		for _, h := range hist {
-			timeline = append(timeline, timelineEntry{At: h.At.In(loc).Format(timeFormat), AlertID: a.ID, Type: a.Type,
-				Action: h.Action, Actor: h.Actor, Channel: h.Channel, Detail: h.Detail, t: h.At})
-		}
-	}
-	sort.SliceStable(timeline, func(i, j int) bool { return timeline[i].t.After(timeline[j].t) })
-	if len(timeline) > 100 {
-		timeline = timeline[:100]
-	}
-	ids := make([]string, len(devs))
-	for i, x := range devs {
-		ids[i] = x.ID
-	}
-	return s.renderPage(c, "resident", res.Name, map[string]any{
-		"Resident": res, "Site": d.siteByID[res.SiteID], "Room": room, "Bed": bed,
-		"Devices": devViews, "DeviceIDs": strings.Join(ids, " "), "Vitals": vitals, "Occupancy": occ,
-		"Alerts": openRows, "Charts": charts, "HasVitals": hasVitals, "VitalsErr": vitalsErr,
-		"Timeline": timeline, "CSRF": sess.csrf, "Back": "/residents/" + id, "Sites": d.siteInfos(now),
-	})
 }

@@ -2,6 +2,8 @@
 # Starts the services the integration tests use when they are not running:
 # Mosquitto on 127.0.0.1:1883 and PostgreSQL on 127.0.0.1:5432 (database "test").
 set -euo pipefail
+# Also installs, when missing, Node.js + npm (for `make assets`) and Debian's
+# chromium at /usr/bin/chromium (for the browser tests in dashboard/browser).
 
 up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -17,6 +19,22 @@ if ! up 1883; then
   for _ in $(seq 50); do up 1883 && break; sleep 0.1; done
 fi
 up 1883 && echo "mosquitto: 127.0.0.1:1883 up"
+
+apt_missing=()
+command -v npm >/dev/null 2>&1 || apt_missing+=(nodejs npm)
+[ -x /usr/bin/chromium ] || apt_missing+=(chromium)
+# A Chinese font, so that the zh-CN board screenshot shows characters.
+{ command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=zh 2>/dev/null)" ]; } || apt_missing+=(fonts-wqy-microhei)
+if [ "${#apt_missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}"
+  else
+    # Not fatal: `make assets` names what it lacks, and the browser tests
+    # skip without chromium (they fail under CI=true).
+    echo "services.sh: missing ${apt_missing[*]} and I am not root to install them (apt-get install -y ${apt_missing[*]})" >&2
+  fi
+fi
+echo "node: $(node --version 2>/dev/null || echo missing), npm: $(npm --version 2>/dev/null || echo missing), $(/usr/bin/chromium --version 2>/dev/null || echo 'chromium: not runnable')"
 
 if ! up 5432; then
   if command -v pg_ctlcluster >/dev/null 2>&1; then

@@ -54,6 +54,7 @@ minus counted in InfluxDB). Everything listens on 127.0.0.1.`,
 	f.String("only", "", "run only these contenders, comma-separated: ceiling, ours, telegraf, influxdb (default all)")
 	cmd.AddCommand(ing)
 	cmd.AddCommand(newBenchAlertingCmd())
+	cmd.AddCommand(newBenchSSECmd())
 	return cmd
 }
 

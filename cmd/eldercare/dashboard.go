@@ -27,16 +27,20 @@ a live board of beds (vitals, occupancy, device states, open alerts) updated
 over server-sent events, the alert list with acknowledge and resolve, and a
 resident page with the last 15 minutes of vitals read from InfluxDB with Flux.
 
-It reads the registry and the alert store from --db, follows devices and alert
-changes on MQTT under --root, and needs an API token (--api-token or env
-ELDERCARE_API_TOKEN, at least 16 characters): it is the bearer token of the
-API and the browser login secret. Open http://HOST/login?token=TOKEN to log in.`,
+It reads the registry, the alert store and the dashboard accounts from --db,
+follows devices and alert changes on MQTT under --root, and needs an API token
+(--api-token or env ELDERCARE_API_TOKEN, at least 16 characters): the bearer
+token of /api/v1 for machine clients.
+
+People log in at http://HOST/login with a username and password. Create the
+first admin with "eldercare users add --db DSN --username admin --role admin";
+the admin's pages then manage the other accounts' sites and residents.`,
 		Args: cobra.NoArgs,
 		RunE: runDashboard,
 	}
 	f := cmd.Flags()
 	f.String("http", "127.0.0.1:8080", "listen address of the dashboard, /api/v1, /healthz and /metrics (host:port)")
-	f.String("api-token", "", "API bearer token and browser login secret, at least 16 characters (required; prefer env ELDERCARE_API_TOKEN; never printed)")
+	f.String("api-token", "", "API bearer token of /api/v1 for machine clients, at least 16 characters (required; prefer env ELDERCARE_API_TOKEN; never printed)")
 	f.String("mqtt", "tcp://127.0.0.1:1883", "MQTT broker URL of the live feed (tcp://, ssl:// or ws://; user:password@ allowed)")
 	f.String("root", device.DefaultRoot, "MQTT topic root under which devices and the alerting service publish")
 	f.String("client-id", "eldercare-dashboard-"+host, "MQTT client id of the live feed (clean session); unique per dashboard replica")
@@ -46,6 +50,7 @@ API and the browser login secret. Open http://HOST/login?token=TOKEN to log in.`
 	f.String("influx-rp", "autogen", "InfluxDB retention policy of the readings (bucket is DB/RP)")
 	f.String("db", "sqlite:./data/eldercare.db", "registry and alert store DSN: sqlite:PATH, a file path, or postgres://...")
 	f.String("registry", "", "registry YAML file to import at start (optional; default none)")
+	f.String("trusted-proxies", "", "comma-separated IPs or CIDR ranges of reverse proxies whose X-Real-IP header names the client for the login rate limit and the audit log; the proxy must overwrite X-Real-IP (default none: the TCP peer is the client)")
 	f.Bool("secure-cookies", false, "mark the session cookie Secure (set when served over HTTPS, e.g. behind a TLS proxy; default false)")
 	return cmd
 }
@@ -64,15 +69,16 @@ func runDashboard(cmd *cobra.Command, _ []string) error {
 		return errors.New("dashboard: no API token: set env ELDERCARE_API_TOKEN (or --api-token, or api-token in the --config file) to a secret of at least 16 characters, e.g. the output of `openssl rand -hex 24`")
 	}
 	cfg := dashboard.Config{
-		HTTPAddr:      s.String("http"),
-		APIToken:      s.String("api-token"),
-		MQTTURL:       s.String("mqtt"),
-		Root:          s.String("root"),
-		ClientID:      s.String("client-id"),
-		InfluxURL:     s.String("influx"),
-		InfluxToken:   s.String("influx-token"),
-		InfluxBucket:  s.String("influx-db") + "/" + s.String("influx-rp"),
-		SecureCookies: s.Bool("secure-cookies"),
+		HTTPAddr:       s.String("http"),
+		APIToken:       s.String("api-token"),
+		MQTTURL:        s.String("mqtt"),
+		Root:           s.String("root"),
+		ClientID:       s.String("client-id"),
+		InfluxURL:      s.String("influx"),
+		InfluxToken:    s.String("influx-token"),
+		InfluxBucket:   s.String("influx-db") + "/" + s.String("influx-rp"),
+		SecureCookies:  s.Bool("secure-cookies"),
+		TrustedProxies: splitList(s.String("trusted-proxies")),
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("dashboard: %w", err)
@@ -87,6 +93,13 @@ func runDashboard(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
+	accounts, err := dashboard.OpenAccounts(ctx, db, nil)
+	if err != nil {
+		return err
+	}
+	if n, err := accounts.Count(ctx); err == nil && n == 0 {
+		log.Warn("no dashboard accounts yet: create the first admin with `eldercare users add --db DSN --username admin --role admin`")
+	}
 
 	reg := newMetrics()
 	feed, err := dashboard.NewFeed(dashboard.FeedConfig{MQTTURL: cfg.MQTTURL, Root: cfg.Root, ClientID: cfg.ClientID}, reg, log)
@@ -95,7 +108,7 @@ func runDashboard(cmd *cobra.Command, _ []string) error {
 	}
 	vitals := dashboard.NewFluxVitals(cfg.InfluxURL, cfg.InfluxToken, cfg.InfluxBucket)
 	defer vitals.Close()
-	srv, err := dashboard.New(cfg, dashboard.Deps{Alerts: mgr, Registry: store, Vitals: vitals, Live: feed}, reg, log)
+	srv, err := dashboard.New(cfg, dashboard.Deps{Alerts: mgr, Registry: store, Vitals: vitals, Live: feed, Accounts: accounts}, reg, log)
 	if err != nil {
 		return err
 	}

@@ -55,11 +55,11 @@ func newUpCmd() *cobra.Command {
 	f.String("influx-rp", "autogen", "InfluxDB retention policy")
 	f.String("db", "", "alert store and registry database: sqlite:PATH or postgres://...; empty uses DATA/eldercare.db")
 	f.String("registry", "", "registry YAML file (sites, beds, residents, devices, bindings) to import at start")
-	f.String("api-token", "", "bearer token for /api/v1 and the dashboard login (secret); empty reads or generates DATA/api-token")
+	f.String("api-token", "", "bearer token of /api/v1 for machine clients (secret); empty reads or generates DATA/api-token")
 	f.Duration("offline-timeout", 2*time.Minute, "a device with no message for this long raises an offline alert")
 	f.String("webhook-url", "", "URL that receives every alert change as HMAC-SHA256-signed JSON")
 	f.String("webhook-secret", "", "shared secret of the webhook signature (secret)")
-	f.Bool("demo", false, "also run the demo care station: 6 beds replaying recordings")
+	f.Bool("demo", false, "also run the demo care station: 6 beds replaying recordings, and create demo dashboard accounts (one per role) into DATA/demo-accounts.txt when there are none")
 	f.String("recordings", "", "recordings for the demo (default $ELDERCARE_REALDATA, else ../shared/data beside the repository)")
 	addAlertingFlags(f)
 	f.Float64("speed", 1, "demo replay speed, 1 = real time (0.1 to 1000)")
@@ -173,6 +173,14 @@ func runUp(ctx context.Context, s *settings) error {
 	if err != nil {
 		return err
 	}
+	accounts, err := dashboard.OpenAccounts(ctx, db, nil)
+	if err != nil {
+		return err
+	}
+	loginHelp, err := upAccounts(ctx, accounts, s.Bool("demo"), dataDir, dsn)
+	if err != nil {
+		return err
+	}
 	alertReceivers, err := alertingExtras(ctx, s, mgr)
 	if err != nil {
 		return err
@@ -192,7 +200,7 @@ func runUp(ctx context.Context, s *settings) error {
 		MQTTURL: mqttURL, Root: root, ClientID: "eldercare-up-dashboard",
 		InfluxURL: influxURL, InfluxToken: s.String("influx-token"),
 		InfluxBucket: s.String("influx-db") + "/" + s.String("influx-rp"),
-	}, dashboard.Deps{Alerts: mgr, Registry: store}, reg, log.With("role", "dashboard"))
+	}, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: accounts}, reg, log.With("role", "dashboard"))
 	if err != nil {
 		return err
 	}
@@ -225,8 +233,8 @@ func runUp(ctx context.Context, s *settings) error {
 	if brk != nil {
 		broker = publicMQTT + " (embedded broker)"
 	}
-	fmt.Printf("\neldercare is up\n  dashboard:  http://%s/login?token=%s   (API token in %s)\n  MQTT:       %s\n  InfluxDB:   %s\n  database:   %s\nCtrl-C stops everything.\n\n",
-		host, token, tokenFile, broker, influxURL, redactDSN(dsn))
+	fmt.Printf("\neldercare is up\n  dashboard:  http://%s/login   %s\n  API:        http://%s/api/v1 (Authorization: Bearer; token in %s)\n  MQTT:       %s\n  InfluxDB:   %s\n  database:   %s\nCtrl-C stops everything.\n\n",
+		host, loginHelp, host, tokenFile, broker, influxURL, redactDSN(dsn))
 
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
@@ -234,6 +242,57 @@ func runUp(ctx context.Context, s *settings) error {
 		return nil
 	}
 	return err
+}
+
+// demoAccounts are the accounts "up --demo" creates, one per role, on the
+// demo care station (firmware-sim/demo/registry.yaml).
+var demoAccounts = []dashboard.User{
+	{Username: "admin", Name: "Demo Admin", Role: dashboard.RoleAdmin, Lang: "en"},
+	{Username: "manager", Name: "Manager Liu", Role: dashboard.RoleManager, Lang: "en", Sites: []string{"demo-station"}},
+	{Username: "lead", Name: "Nurse lead Chen", Role: dashboard.RoleNurseLead, Lang: "zh-CN", Sites: []string{"demo-station"}},
+	{Username: "carer", Name: "Caregiver Zhang", Role: dashboard.RoleCaregiver, Lang: "en", Sites: []string{"demo-station"}},
+	{Username: "family", Name: "Wang Mei", Role: dashboard.RoleFamily, Lang: "zh-CN", Residents: []string{"res-001"}},
+}
+
+// demoAccountsFile is where "up --demo" writes the demo passwords.
+const demoAccountsFile = "demo-accounts.txt"
+
+// upAccounts makes sure somebody can log in and returns the hint printed
+// next to the dashboard address. With demo and no account yet it creates
+// demoAccounts with generated passwords, writes them to
+// DATA/demo-accounts.txt (mode 0600) and prints them once. Without accounts
+// and without demo it names the command that creates the first admin.
+func upAccounts(ctx context.Context, acc *dashboard.Accounts, demo bool, dataDir, dsn string) (string, error) {
+	n, err := acc.Count(ctx)
+	if err != nil {
+		return "", err
+	}
+	file := filepath.Join(dataDir, demoAccountsFile)
+	switch {
+	case n > 0 && demo:
+		if _, err := os.Stat(file); err == nil {
+			return "(demo accounts and passwords in " + file + ")", nil
+		}
+		return "(log in with your account)", nil
+	case n > 0:
+		return "(log in with your account)", nil
+	case !demo:
+		return fmt.Sprintf("(no accounts yet: create the first admin with `eldercare users add --db %s --username admin --role admin`)", redactDSN(dsn)), nil
+	}
+	var b strings.Builder
+	b.WriteString("# eldercare demo dashboard accounts, created by `eldercare up --demo`.\n# Change them on /account or with `eldercare users passwd`.\n# username\trole\tpassword\n")
+	for _, u := range demoAccounts {
+		pw := dashboard.GeneratePassword()
+		if _, err := acc.Add(ctx, u, pw); err != nil {
+			return "", fmt.Errorf("create demo account %s: %w", u.Username, err)
+		}
+		fmt.Fprintf(&b, "%s\t%s\t%s\n", u.Username, u.Role, pw)
+	}
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		return "", fmt.Errorf("write demo accounts: %w", err)
+	}
+	fmt.Printf("\nDemo dashboard accounts (shown once; kept in %s, mode 0600):\n%s", file, b.String())
+	return "(demo accounts and passwords in " + file + ")", nil
 }
 
 // apiToken returns the configured token, or the one kept in

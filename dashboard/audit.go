@@ -1,0 +1,232 @@
+package dashboard
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// Audit actions.
+const (
+	AuditViewResident = "view_resident" // a resident's page (vitals, timeline)
+	AuditViewVitals   = "view_vitals"   // a resident's vitals through the API
+	AuditAcknowledge  = "acknowledge"   // an alert acknowledged
+	AuditResolve      = "resolve"       // an alert resolved
+	AuditCheckin      = "checkin"       // a caregiver's visit check-in
+	AuditLogin        = "login"
+	AuditLoginFailed  = "login_failed"
+)
+
+// AuditEntry is one row of the audit log: who (user id, username, role),
+// when (UTC), from which IP, what (action on target, e.g. "resident:res-001"
+// or "alert:42") and a free detail.
+type AuditEntry struct {
+	ID       int64     `json:"id"`
+	At       time.Time `json:"at"`
+	UserID   int64     `json:"user_id"`
+	Username string    `json:"username"`
+	Role     string    `json:"role"`
+	IP       string    `json:"ip"`
+	Site     string    `json:"site"`
+	Action   string    `json:"action"`
+	Target   string    `json:"target"`
+	Detail   string    `json:"detail"`
+}
+
+// AuditFilter selects audit rows: Target "" = all, Sites nil = all sites
+// (non-nil: rows of those sites only), Since/Until zero = open, Limit 0 =
+// 200 (at most 5000). Newest first.
+type AuditFilter struct {
+	Target       string
+	Sites        []string
+	Since, Until time.Time
+	Limit        int
+}
+
+// WriteAudit appends e to the audit log; e.At zero = now.
+func (a *Accounts) WriteAudit(ctx context.Context, e AuditEntry) error {
+	if e.At.IsZero() {
+		e.At = a.now()
+	}
+	tx, err := a.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("write audit: %w", err)
+	}
+	defer tx.Rollback()
+	id, err := a.nextID(ctx, tx, "audit")
+	if err != nil {
+		return fmt.Errorf("write audit: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, a.db.Rebind(`INSERT INTO dashboard_audit
+		(id, at_ms, user_id, username, role, ip, site_id, action, target, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		id, e.At.UnixMilli(), e.UserID, e.Username, e.Role, e.IP, e.Site, e.Action, e.Target, truncate(e.Detail, 500)); err != nil {
+		return fmt.Errorf("write audit: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("write audit: %w", err)
+	}
+	return nil
+}
+
+// Audit returns the audit rows f selects, newest first.
+func (a *Accounts) Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
+	q := "SELECT id, at_ms, user_id, username, role, ip, site_id, action, target, detail FROM dashboard_audit"
+	var where []string
+	var args []any
+	if f.Target != "" {
+		where, args = append(where, "target = ?"), append(args, f.Target)
+	}
+	if f.Sites != nil {
+		if len(f.Sites) == 0 {
+			return nil, nil
+		}
+		where = append(where, "site_id IN (?"+strings.Repeat(", ?", len(f.Sites)-1)+")")
+		for _, x := range f.Sites {
+			args = append(args, x)
+		}
+	}
+	if !f.Since.IsZero() {
+		where, args = append(where, "at_ms >= ?"), append(args, f.Since.UnixMilli())
+	}
+	if !f.Until.IsZero() {
+		where, args = append(where, "at_ms < ?"), append(args, f.Until.UnixMilli())
+	}
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	if f.Limit <= 0 {
+		f.Limit = 200
+	}
+	q += " ORDER BY at_ms DESC, id DESC LIMIT " + strconv.Itoa(min(f.Limit, 5000))
+	rows, err := a.db.QueryContext(ctx, a.db.Rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("read audit log: %w", err)
+	}
+	defer rows.Close()
+	var out []AuditEntry
+	for rows.Next() {
+		var e AuditEntry
+		var at int64
+		if err := rows.Scan(&e.ID, &at, &e.UserID, &e.Username, &e.Role, &e.IP, &e.Site, &e.Action, &e.Target, &e.Detail); err != nil {
+			return nil, fmt.Errorf("read audit log: %w", err)
+		}
+		e.At = time.UnixMilli(at).UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// audit records action on target by the logged-in user (or "api" for a
+// bearer-token client) from the request's IP. A failure to write is logged
+// and answered by the caller's normal response: the audit log must not
+// block care, but the failure is visible in the log and in
+// eldercare_dashboard_audit_errors_total.
+func (s *Server) audit(c *fiber.Ctx, action, target, detail string) {
+	e := AuditEntry{IP: c.IP(), Site: s.auditSite(c, target), Action: action, Target: target, Detail: detail, At: s.now()}
+	if u, ok := userFrom(c); ok {
+		e.UserID, e.Username, e.Role = u.ID, u.Username, u.Role
+	} else if isAPI(c) {
+		e.Username = "api"
+	} else {
+		e.Username = "-"
+	}
+	if err := s.deps.Accounts.WriteAudit(c.UserContext(), e); err != nil {
+		s.mAuditErrors.Inc()
+		s.log.Error("audit log write failed", "action", action, "target", target, "user", e.Username, "err", err)
+	}
+}
+
+// auditSite returns the site of an audit target "resident:<id>" or
+// "alert:<id>", "" for others or when it cannot be found.
+func (s *Server) auditSite(c *fiber.Ctx, target string) string {
+	kind, id, _ := strings.Cut(target, ":")
+	switch kind {
+	case "resident":
+		rs, err := s.deps.Registry.Residents(c.UserContext(), "")
+		if err != nil {
+			return ""
+		}
+		for _, r := range rs {
+			if r.ID == id {
+				return r.SiteID
+			}
+		}
+	case "alert":
+		n, err := strconv.ParseInt(id, 10, 64)
+		if err != nil {
+			return ""
+		}
+		if a, err := s.deps.Alerts.Get(c.UserContext(), n); err == nil {
+			return a.Site
+		}
+	}
+	return ""
+}
+
+// parseAuditFilter reads ?target=, ?since= and ?until= (RFC 3339) and
+// ?limit=.
+func parseAuditFilter(c *fiber.Ctx) (AuditFilter, error) {
+	var f AuditFilter
+	f.Target = c.Query("target")
+	if err := checkText("target", f.Target, 100, false); err != nil {
+		return f, fiber.NewError(fiber.StatusBadRequest, err.Error())
+	}
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &f.Since}, {"until", &f.Until}} {
+		if v := c.Query(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return f, fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("%s %q: want RFC 3339, e.g. 2026-01-02T15:04:05Z", p.name, truncate(v, 40)))
+			}
+			*p.dst = t
+		}
+	}
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 5000 {
+			return f, fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("limit %q: want 1 to 5000", truncate(v, 16)))
+		}
+		f.Limit = n
+	}
+	return f, nil
+}
+
+// apiAudit is GET /api/v1/audit: {"entries":[AuditEntry...]} newest first.
+func (s *Server) apiAudit(c *fiber.Ctx) error {
+	f, err := parseAuditFilter(c)
+	if err != nil {
+		return err
+	}
+	es, err := s.deps.Accounts.Audit(c.UserContext(), f)
+	if err != nil {
+		return err
+	}
+	if es == nil {
+		es = []AuditEntry{}
+	}
+	return c.JSON(fiber.Map{"entries": es})
+}
+
+// auditPage is GET /manager/audit: managers read the rows of their sites,
+// admins every row.
+func (s *Server) auditPage(c *fiber.Ctx) error {
+	f, err := parseAuditFilter(c)
+	if err != nil {
+		return err
+	}
+	if u, ok := userFrom(c); ok && u.Role != RoleAdmin {
+		f.Sites = append([]string{}, u.Sites...)
+	}
+	es, err := s.deps.Accounts.Audit(c.UserContext(), f)
+	if err != nil {
+		return err
+	}
+	T := authTextIn(langOf(c))
+	return s.renderPage(c, "account_audit", T["audit"], map[string]any{"T": T, "Entries": es, "Target": f.Target})
+}

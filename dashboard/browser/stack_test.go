@@ -1,0 +1,274 @@
+// Package browser_test drives the dashboard in headless Debian chromium
+// (/usr/bin/chromium) with chromedp, against a real stack: the embedded
+// MQTT broker, the alerting service and alert store on SQLite, the device
+// registry with the demo facility, a fresh influxd and the dashboard with
+// user accounts, wired as `eldercare up` wires them.
+package browser_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/eldercare-iot/eldercare/alerting"
+	"github.com/eldercare-iot/eldercare/dashboard"
+	"github.com/eldercare-iot/eldercare/device/registry"
+	firmwaresim "github.com/eldercare-iot/eldercare/firmware-sim"
+	"github.com/eldercare-iot/eldercare/internal/broker"
+	"github.com/eldercare-iot/eldercare/internal/mqttconn"
+	"github.com/eldercare-iot/eldercare/internal/sqldb"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// account is a demo user of the stack.
+type account struct {
+	user     dashboard.User
+	password string
+	landing  string // path "/" redirects this role to
+}
+
+// stack is one running platform.
+type stack struct {
+	base     string // http://127.0.0.1:port
+	mqttURL  string
+	root     string
+	influx   string
+	mgr      *alerting.Manager
+	dash     *dashboard.Server
+	accounts map[string]account // by username
+	pub      paho.Client
+	eventID  int
+}
+
+// startStack starts the platform for one test and stops it at cleanup.
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+
+	brk, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	influxURL := testenv.InfluxDB(t, "eldercare")
+
+	db, err := sqldb.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "eldercare.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := registry.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := registry.ParseYAML(strings.NewReader(string(firmwaresim.DemoRegistryYAML)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Import(ctx, doc); err != nil {
+		t.Fatal(err)
+	}
+	cache := registry.NewCache(store, 10*time.Second)
+	if err := cache.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := alerting.OpenManager(ctx, db, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := testenv.TopicRoot(t)
+	alr, err := alerting.New(alerting.Config{
+		MQTTURL: brk.URL(), Root: root, ClientID: testenv.ClientID(t, "alerting"),
+		Rules: alerting.RuleConfig{Directory: func() alerting.Directory { return cache.Current() }},
+	}, mgr, alerting.ResidentsFunc(func(dev string, at time.Time) (registry.Resident, bool) {
+		sn := cache.Current()
+		if sn == nil {
+			return registry.Resident{}, false
+		}
+		return sn.ResidentAt(dev, at)
+	}), prometheus.NewRegistry(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := dashboard.OpenAccounts(ctx, db, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &stack{mqttURL: brk.URL(), root: root, influx: influxURL, mgr: mgr, accounts: map[string]account{}}
+	site := firmwaresim.DemoSite
+	for _, a := range []account{
+		{user: dashboard.User{Username: "admin", Name: "Ada Admin", Role: dashboard.RoleAdmin, Lang: "en"}, landing: "/admin"},
+		{user: dashboard.User{Username: "manager", Name: "Min Manager", Role: dashboard.RoleManager, Lang: "en", Sites: []string{site}}, landing: "/manager"},
+		{user: dashboard.User{Username: "lead", Name: "Li Lead", Role: dashboard.RoleNurseLead, Lang: "en", Sites: []string{site}}, landing: "/board"},
+		{user: dashboard.User{Username: "carer", Name: "Cai Carer", Role: dashboard.RoleCaregiver, Lang: "en", Sites: []string{site}}, landing: "/board"},
+		{user: dashboard.User{Username: "carer-zh", Name: "张护工", Role: dashboard.RoleCaregiver, Lang: "zh-CN", Sites: []string{site}}, landing: "/board"},
+		{user: dashboard.User{Username: "daughter", Name: "Dai Daughter", Role: dashboard.RoleFamily, Lang: "en", Residents: []string{"res-001"}}, landing: "/family"},
+	} {
+		a.password = "pw-" + a.user.Username + "-0123456789"
+		if _, err := acc.Add(ctx, a.user, a.password); err != nil {
+			t.Fatalf("add user %s: %v", a.user.Username, err)
+		}
+		st.accounts[a.user.Username] = a
+	}
+
+	addr := testenv.FreeAddr(t)
+	dash, err := dashboard.New(dashboard.Config{
+		HTTPAddr: addr, APIToken: "browser-test-token-0123456789",
+		MQTTURL: brk.URL(), Root: root, ClientID: testenv.ClientID(t, "dashboard"),
+		InfluxURL: influxURL, InfluxBucket: "eldercare/autogen",
+		SSEHeartbeat: 2 * time.Second,
+	}, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: acc}, prometheus.NewRegistry(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}, 4)
+	run := func(name string, f func(context.Context) error) {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}()
+	}
+	run("registry cache", cache.Run)
+	run("alerting", alr.Run)
+	run("dashboard", dash.Run)
+	st.base = "http://" + addr
+	st.dash = dash
+
+	pub, err := mqttconn.Connect(ctx, mqttconn.Options{URL: brk.URL(), ClientID: testenv.ClientID(t, "devices"), CleanSession: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.pub = pub
+	t.Cleanup(func() {
+		pub.Disconnect(100)
+		cancel()
+		for range 3 {
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Error("the stack did not stop within 20 s")
+				return
+			}
+		}
+		brk.Close()
+		db.Close()
+	})
+	waitHTTP(t, st.base+"/healthz")
+	return st
+}
+
+func waitHTTP(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer 200 within 30 s", url)
+}
+
+// publishFall publishes a fall event of the demo's wrist detector fd-001
+// (bound to res-001) and returns when the broker has it.
+func (st *stack) publishFall(t *testing.T) time.Time {
+	t.Helper()
+	st.eventID++
+	now := time.Now()
+	payload := fmt.Sprintf(`{"v":1,"device":"fd-001","boot":%d,"id":%d,"seq":%d,"ts":%d,"type":"fall","attrs":{"peak_accel_ms2":61.2,"confidence":0.97}}`,
+		now.Unix(), st.eventID, st.eventID, now.UnixMilli())
+	topic := st.root + "/v1/" + firmwaresim.DemoSite + "/fd-001/event"
+	if err := mqttconn.Wait(context.Background(), st.pub.Publish(topic, 1, false, payload), 5*time.Second, "publish fall"); err != nil {
+		t.Fatal(err)
+	}
+	return now
+}
+
+// writeVitals writes heart-rate and SpO2 samples of res-001 over the last
+// hour into InfluxDB (measurement "readings", as ingest writes them).
+func (st *stack) writeVitals(t *testing.T) {
+	t.Helper()
+	var b strings.Builder
+	now := time.Now()
+	for i := 0; i < 60; i++ {
+		at := now.Add(-time.Duration(i) * time.Minute)
+		fmt.Fprintf(&b, "readings,site=%s,device=vm-101-1,resident=res-001,kind=vitals_monitor hr_bpm=%d,spo2_pct=%d %d\n",
+			firmwaresim.DemoSite, 70+i%9, 95+i%3, at.UnixNano())
+	}
+	resp, err := http.Post(st.influx+"/write?db=eldercare&rp=autogen", "text/plain", strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 204 {
+		t.Fatalf("influx write: %d %s", resp.StatusCode, body)
+	}
+}
+
+// browser returns a chromedp context of a fresh browser context (its own
+// cookie jar), cancelled at cleanup.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI: %s missing (scripts/services.sh installs Debian's chromium): %v", chromiumPath, err)
+		}
+		t.Skipf("%s missing: run scripts/services.sh as root (apt-get install -y chromium)", chromiumPath)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("lang", "en-US"),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	// Start the browser now, so that its start-up is not in a timing.
+	if err := chromedp.Do(ctx); err != nil {
+		acancel()
+		t.Fatalf("start chromium: %v", err)
+	}
+	t.Cleanup(func() { cancel(); acancel() })
+	return ctx
+}
+
+// within bounds one chromedp step.
+func within(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}
+
+// artifactsDir is $ELDERCARE_ARTIFACTS, else t.TempDir()/artifacts.
+func artifactsDir(t *testing.T) string {
+	dir := os.Getenv("ELDERCARE_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(t.TempDir(), "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}

@@ -1,0 +1,84 @@
+package dashboard
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// reportScope returns the site filter of the logged-in user (admin: all)
+// and the zone the report's days are counted in (the first visible site's,
+// else UTC).
+func (s *Server) reportScope(c *fiber.Ctx) (keep func(string) bool, loc *time.Location, err error) {
+	u, _ := userFrom(c)
+	keep = func(site string) bool { return u == nil || canSeeSite(u, site) }
+	d, err := s.directory(c.UserContext())
+	if err != nil {
+		return nil, nil, err
+	}
+	loc = time.UTC
+	for _, x := range d.sites {
+		if keep(x.ID) {
+			loc = d.loc(x.ID)
+			break
+		}
+	}
+	return keep, loc, nil
+}
+
+// managerPage is GET /manager?month=YYYY-MM (default: this month in the
+// site's zone): occupancy and nursing-bed share, device health and
+// unprotected residents, response times p50/p90 by site and shift, the
+// false-alarm rate by device, meals served and missed, and the visit
+// coverage of vulnerable residents, each with a CSV link.
+func (s *Server) managerPage(c *fiber.Ctx) error {
+	lang := langOf(c)
+	keep, loc, err := s.reportScope(c)
+	if err != nil {
+		return err
+	}
+	p, err := MonthPeriod(c.Query("month"), s.now(), loc)
+	if err != nil {
+		return s.renderView(c, fiber.StatusBadRequest, "manager", "mgr.title", map[string]any{
+			"Errors": formErrors{"month": msg(lang, err.Error(), "月份格式应为 YYYY-MM，例如 "+s.now().In(loc).Format("2006-01"))}, "Month": c.Query("month")})
+	}
+	rep, err := s.report(c.UserContext(), p, keep)
+	if err != nil {
+		return err
+	}
+	return s.renderView(c, 0, "manager", "mgr.title", map[string]any{"Report": rep, "Month": p.Label, "Errors": formErrors{}, "Names": ReportNames})
+}
+
+// reportCSV is GET /manager/reports/<name>.csv?month=YYYY-MM: one report
+// as CSV (see Report.WriteCSV), as an attachment named
+// <name>-<month>.csv.
+func (s *Server) reportCSV(c *fiber.Ctx) error {
+	name, ok := strings.CutSuffix(c.Params("name"), ".csv")
+	if !ok || !slices.Contains(ReportNames, name) {
+		return fiber.NewError(fiber.StatusNotFound, fmt.Sprintf("no report %q: want one of %s, with .csv", truncate(c.Params("name"), 32), strings.Join(ReportNames, ", ")))
+	}
+	keep, loc, err := s.reportScope(c)
+	if err != nil {
+		return err
+	}
+	p, err := MonthPeriod(c.Query("month"), s.now(), loc)
+	if err != nil {
+		return fiber.NewError(fiber.StatusBadRequest, err.Error())
+	}
+	rep, err := s.report(c.UserContext(), p, keep)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := rep.WriteCSV(&buf, name); err != nil {
+		return err
+	}
+	s.audit(c, "export_report", "report:"+name, p.Label)
+	c.Set(fiber.HeaderContentType, "text/csv; charset=utf-8")
+	c.Set(fiber.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="%s-%s.csv"`, name, p.Label))
+	return c.Send(buf.Bytes())
+}
