@@ -23,7 +23,7 @@ assets: $(WEB)/dist/app.js
 $(WEB)/node_modules/.package-lock.json: $(WEB)/package.json $(WEB)/package-lock.json
 	@command -v npm >/dev/null || { echo "make assets: npm not found; install Node.js 18+ and npm (Debian: apt-get install -y nodejs npm, or ./scripts/services.sh as root)" >&2; exit 1; }
 	cd $(WEB) && npm ci --no-audit --no-fund
-$(WEB)/dist/app.js: $(WEB)/node_modules/.package-lock.json $(wildcard $(WEB)/src/* $(WEB)/static/*)
+$(WEB)/dist/app.js: $(WEB)/node_modules/.package-lock.json $(wildcard $(WEB)/src/*)
 	cd $(WEB) && npm run build
 
 ## influxd: InfluxDB 1.8.10 from source into $(GOBIN) (about a minute, once)
