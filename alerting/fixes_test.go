@@ -532,3 +532,35 @@ func TestAlertingDocMatchesCode(t *testing.T) {
 		}
 	}
 }
+
+// A detector that fires many times a second pages once, then at most once
+// per RepeatNoticeEvery; every event is still in the alert's history.
+func TestFallFloodCoalesced(t *testing.T) {
+	e := newEnv(t)
+	e.binding["fd-f"] = "res-f"
+	r := e.start(nil)
+	for seq := uint64(1); seq <= 40; seq++ {
+		e.fall("fd-f", seq)
+	}
+	eventually(t, 15*time.Second, "40 falls recorded", func() bool {
+		a := openAlerts(t, r.m, TypeFall)
+		if len(a) != 1 {
+			return false
+		}
+		h, _ := r.m.History(context.Background(), a[0].ID)
+		n := 0
+		for _, x := range h {
+			if x.Action == ActionRepeated {
+				n++
+			}
+		}
+		return n == 39
+	})
+	time.Sleep(time.Second)
+	if n := len(e.hook.changes(TypeFall, EventOpened)); n != 1 {
+		t.Errorf("%d opened notifications, want 1", n)
+	}
+	if n := len(e.hook.changes(TypeFall, EventRepeated)); n != 1 {
+		t.Errorf("%d repeated notifications for 39 more falls within %s, want 1", n, RepeatNoticeEvery)
+	}
+}

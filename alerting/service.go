@@ -710,7 +710,11 @@ func (s *Service) raise(ctx context.Context, spec openSpec) error {
 		}
 		s.log.Info("alert opened", "id", a.ID, "type", a.Type, "site", a.Site, "device", a.Device, "resident", resident, "detail", a.Detail)
 	} else {
-		s.log.Info("alert repeated", "id", a.ID, "type", a.Type, "device", a.Device, "notified", spec.NotifyRepeat)
+		level := slog.LevelDebug // a continuing vitals breach repeats every sustain period
+		if spec.NotifyRepeat {
+			level = slog.LevelInfo
+		}
+		s.log.Log(ctx, level, "alert repeated", "id", a.ID, "type", a.Type, "device", a.Device, "notified", spec.NotifyRepeat)
 	}
 	if spec.Type == TypeDeviceOffline {
 		s.deviceDown(ctx, spec.Site, spec.Device, spec.At)

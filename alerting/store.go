@@ -449,6 +449,14 @@ type openSpec struct {
 	EventKey string
 }
 
+// RepeatNoticeEvery is the shortest time between two "repeated"
+// notifications of one alert (new falls or SOS presses) with no other
+// notice between them. More events within it are recorded in the alert's
+// history only, so a faulty detector cannot flood every receiver; the first
+// new event after the opening, an acknowledgement or an escalation step is
+// always announced.
+const RepeatNoticeEvery = 30 * time.Second
+
 // errDuplicateEvent: the event of an openSpec was raised already.
 var errDuplicateEvent = errors.New("event already raised")
 
@@ -529,9 +537,21 @@ func (m *Manager) open(ctx context.Context, s openSpec) (a Alert, created bool, 
 			return err
 		}
 		if s.NotifyRepeat {
-			notified = true
-			a, err = m.enqueue(ctx, tx, id, EventRepeated, now)
-			return err
+			// A detector that fires many times a second must not page
+			// staff many times a second: at most one "repeated" per
+			// RepeatNoticeEvery per alert; the history keeps every one.
+			var lastEvent string
+			var lastMS int64
+			q := m.db.Rebind(`SELECT event, created_ms FROM alert_outbox WHERE alert_id = ? ORDER BY seq DESC LIMIT 1`)
+			err := tx.QueryRowContext(ctx, q, id).Scan(&lastEvent, &lastMS)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("last notice of alert %d: %w", id, err)
+			}
+			if lastEvent != EventRepeated || now-lastMS >= RepeatNoticeEvery.Milliseconds() {
+				notified = true
+				a, err = m.enqueue(ctx, tx, id, EventRepeated, now)
+				return err
+			}
 		}
 		a, err = getAlert(ctx, m.db, tx, id)
 		return err

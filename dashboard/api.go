@@ -51,6 +51,7 @@ func (s *Server) requireBearer(c *fiber.Ctx) error {
 // orders by severity before applying it, so a limit never hides a critical
 // alert behind less urgent ones.
 func (s *Server) apiListAlerts(c *fiber.Ctx) error {
+	s.audit(c, AuditViewAlerts, "", "")
 	var f alerting.Filter
 	if st := c.Query("status"); st != "" {
 		for _, x := range strings.Split(st, ",") {
@@ -94,6 +95,7 @@ func (s *Server) apiListAlerts(c *fiber.Ctx) error {
 }
 
 func (s *Server) apiGetAlert(c *fiber.Ctx) error {
+	s.audit(c, AuditViewAlerts, "alert:"+c.Params("id"), "")
 	id, err := parseID(c)
 	if err != nil {
 		return err
@@ -166,6 +168,7 @@ type apiResident struct {
 }
 
 func (s *Server) apiResidents(c *fiber.Ctx) error {
+	s.audit(c, AuditViewList, "", "")
 	ctx := c.UserContext()
 	d, err := s.directory(ctx)
 	if err != nil {

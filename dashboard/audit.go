@@ -12,11 +12,14 @@ import (
 
 // Audit actions.
 const (
-	AuditViewResident = "view_resident" // a resident's page (vitals, timeline)
-	AuditViewVitals   = "view_vitals"   // a resident's vitals through the API
-	AuditAcknowledge  = "acknowledge"   // an alert acknowledged
-	AuditResolve      = "resolve"       // an alert resolved
-	AuditCheckin      = "checkin"       // a caregiver's visit check-in
+	AuditViewResident = "view_resident"  // a resident's page (vitals, timeline)
+	AuditViewVitals   = "view_vitals"    // a resident's vitals through the API
+	AuditAcknowledge  = "acknowledge"    // an alert acknowledged
+	AuditResolve      = "resolve"        // an alert resolved
+	AuditCheckin      = "checkin"        // a caregiver's visit check-in
+	AuditViewBoard    = "view_board"     // the live board (every resident's latest vitals), or its live feed
+	AuditViewAlerts   = "view_alerts"    // the alert list or one alert (page or API)
+	AuditViewList     = "view_residents" // every resident with latest vitals through the API
 	AuditLogin        = "login"
 	AuditLoginFailed  = "login_failed"
 )
@@ -162,6 +165,13 @@ func (s *Server) auditSite(c *fiber.Ctx, target string) string {
 		}
 		if a, err := s.deps.Alerts.Get(c.UserContext(), n); err == nil {
 			return a.Site
+		}
+	case "":
+		// A view of many residents at once (board, alert list): the
+		// site of a user who sees one site, so that site's managers read
+		// it; otherwise no site, and only admins read it.
+		if u, ok := userFrom(c); ok && len(u.Sites) == 1 {
+			return u.Sites[0]
 		}
 	}
 	return ""

@@ -174,6 +174,51 @@ func (l *loginLimiter) blocked(key string, max int) time.Duration {
 	return ts[len(ts)-max].Add(LoginWindow).Sub(l.now())
 }
 
+// attempt checks the limit of each key and, when none is reached, counts
+// the attempt as a failure of every key at once: check and count happen
+// under one lock, so attempts sent in parallel cannot all pass the check
+// while their slow password checks run. A successful attempt is taken
+// back with succeeded. It returns how long until the first blocked key
+// may try again (0: go ahead) and which key that is.
+func (l *loginLimiter) attempt(keys []string, max []int) (time.Duration, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	var wait time.Duration
+	var which string
+	for i, k := range keys {
+		ts := l.recent(k)
+		if len(ts) >= max[i] {
+			if w := ts[len(ts)-max[i]].Add(LoginWindow).Sub(now); w > wait {
+				wait, which = w, k
+			}
+		}
+	}
+	if wait > 0 {
+		return wait, which
+	}
+	if len(l.fails) > 100_000 { // bound memory under a spray of usernames
+		for k := range l.fails {
+			l.recent(k)
+		}
+	}
+	for _, k := range keys {
+		l.fails[k] = append(l.recent(k), now)
+	}
+	return 0, ""
+}
+
+// succeeded takes back the attempt counted for ipKey and forgets the
+// failures of userKey.
+func (l *loginLimiter) succeeded(userKey, ipKey string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.fails, userKey)
+	if ts := l.fails[ipKey]; len(ts) > 0 {
+		l.fails[ipKey] = ts[:len(ts)-1]
+	}
+}
+
 func (l *loginLimiter) fail(keys ...string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -273,9 +318,10 @@ func (s *Server) postLogin(c *fiber.Ctx) error {
 		return s.renderLogin(c, T["wrong"], "")
 	}
 	ipKey, userKey := "ip:"+c.IP(), "user:"+username
-	wait, msg := s.limiter.blocked(userKey, LoginMaxPerUser), T["limited_user"]
-	if w := s.limiter.blocked(ipKey, LoginMaxPerIP); w > wait {
-		wait, msg = w, T["limited_ip"]
+	wait, which := s.limiter.attempt([]string{userKey, ipKey}, []int{LoginMaxPerUser, LoginMaxPerIP})
+	msg := T["limited_user"]
+	if which == ipKey {
+		msg = T["limited_ip"]
 	}
 	if wait > 0 {
 		mins := int(wait.Round(time.Minute) / time.Minute)
@@ -289,7 +335,7 @@ func (s *Server) postLogin(c *fiber.Ctx) error {
 	}
 	u, err := s.deps.Accounts.Authenticate(c.UserContext(), username, password)
 	if errors.Is(err, ErrBadLogin) {
-		s.limiter.fail(ipKey, userKey)
+		// Already counted by attempt.
 		s.log.Warn("dashboard login refused", "ip", c.IP(), "username", username)
 		c.Locals("user", &User{Username: username})
 		s.audit(c, AuditLoginFailed, "user:"+username, "")
@@ -299,7 +345,7 @@ func (s *Server) postLogin(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	s.limiter.clear(userKey)
+	s.limiter.succeeded(userKey, ipKey)
 	// A new session id, whatever the browser sent: session fixation proof.
 	if old := c.Cookies(sessionCookie); old != "" {
 		s.sessions.delete(old)
@@ -362,15 +408,27 @@ func (s *Server) checkCSRF(c *fiber.Ctx) error {
 	want := csrfToken(c)
 	got := c.Get("X-CSRF-Token")
 	if got == "" {
-		got = c.FormValue(csrfField)
+		got = bodyValue(c, csrfField)
 	}
 	if got == "" {
-		got = c.FormValue("csrf")
+		got = bodyValue(c, "csrf")
 	}
 	if !equalSecret(got, want) {
 		return fiber.NewError(fiber.StatusForbidden, "missing or wrong CSRF token; reload the page and try again")
 	}
 	return c.Next()
+}
+
+// bodyValue reads a field of a POST body (urlencoded or multipart), never
+// of the query string: a token in a URL ends up in logs and history.
+func bodyValue(c *fiber.Ctx, name string) string {
+	if v := c.Request().PostArgs().Peek(name); len(v) > 0 {
+		return string(v)
+	}
+	if f, err := c.MultipartForm(); err == nil && f != nil && len(f.Value[name]) > 0 {
+		return f.Value[name][0]
+	}
+	return ""
 }
 
 func (s *Server) postLogout(c *fiber.Ctx) error {
@@ -414,7 +472,7 @@ func (s *Server) postAccountPassword(c *fiber.Ctx) error {
 	u, _ := userFrom(c)
 	T := authTextIn(langOf(c))
 	ipKey, userKey := "ip:"+c.IP(), "user:"+u.Username
-	if s.limiter.blocked(userKey, LoginMaxPerUser) > 0 || s.limiter.blocked(ipKey, LoginMaxPerIP) > 0 {
+	if wait, _ := s.limiter.attempt([]string{userKey, ipKey}, []int{LoginMaxPerUser, LoginMaxPerIP}); wait > 0 {
 		c.Status(fiber.StatusTooManyRequests)
 		return s.renderAccount(c, "", strings.ReplaceAll(T["limited_user"], "{min}", fmt.Sprint(int(LoginWindow/time.Minute))))
 	}
@@ -422,7 +480,6 @@ func (s *Server) postAccountPassword(c *fiber.Ctx) error {
 		if !errors.Is(err, ErrBadLogin) {
 			return err
 		}
-		s.limiter.fail(ipKey, userKey)
 		c.Status(fiber.StatusForbidden)
 		return s.renderAccount(c, "", T["pw_wrong"])
 	}

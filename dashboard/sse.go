@@ -12,6 +12,7 @@ import (
 // Config.SSEHeartbeat. The stream ends when the client leaves (noticed at
 // the next write), the server shuts down or the feed stops.
 func (s *Server) events(c *fiber.Ctx) error {
+	s.audit(c, AuditViewBoard, "", "live feed")
 	c.Set("Content-Type", "text/event-stream")
 	c.Set("Cache-Control", "no-store")
 	c.Set("X-Accel-Buffering", "no")

@@ -293,6 +293,7 @@ func (s *Server) checkIn(c *fiber.Ctx) error {
 // first, then oldest first, each with acknowledge and resolve-with-outcome
 // buttons (two taps).
 func (s *Server) board(c *fiber.Ctx) error {
+	s.audit(c, AuditViewBoard, "", "")
 	ctx := c.UserContext()
 	cards, unassigned, sites, err := s.boardModel(ctx)
 	if err != nil {

@@ -275,6 +275,7 @@ func (s *Server) alertsModel(c *fiber.Ctx) (map[string]any, error) {
 }
 
 func (s *Server) alertsPage(c *fiber.Ctx) error {
+	s.audit(c, AuditViewAlerts, "", "")
 	m, err := s.alertsModel(c)
 	if err != nil {
 		return err

@@ -327,9 +327,7 @@ func (d *Document) Validate() error {
 	for i, s := range d.Sites {
 		p := fmt.Sprintf("sites[%d]", i)
 		v.id(p+".id", s.ID, siteIDs)
-		if strings.TrimSpace(s.Name) == "" {
-			v.addf(p+".name", "required")
-		}
+		v.name(p+".name", s.Name, true)
 		switch s.TimeZone {
 		case "":
 			v.addf(p+".timezone", "required")
@@ -343,9 +341,11 @@ func (d *Document) Validate() error {
 		for j, r := range s.Rooms {
 			rp := fmt.Sprintf("%s.rooms[%d]", p, j)
 			v.id(rp+".id", r.ID, roomIDs)
+			v.name(rp+".name", r.Name, false)
 			for k, b := range r.Beds {
 				bp := fmt.Sprintf("%s.beds[%d]", rp, k)
 				v.id(bp+".id", b.ID, bedIDs)
+				v.name(bp+".name", b.Name, false)
 				if _, dup := beds[b.ID]; !dup && b.ID != "" {
 					beds[b.ID] = place{site: s.ID, path: bp}
 				}
@@ -362,9 +362,7 @@ func (d *Document) Validate() error {
 		if _, dup := residents[r.ID]; !dup && r.ID != "" {
 			residents[r.ID] = place{site: r.SiteID, path: p}
 		}
-		if strings.TrimSpace(r.Name) == "" {
-			v.addf(p+".name", "required")
-		}
+		v.name(p+".name", r.Name, true)
 		v.siteRef(p+".site", r.SiteID, siteIDs)
 		if r.BedID != "" {
 			b, ok := beds[r.BedID]
@@ -399,6 +397,7 @@ func (d *Document) Validate() error {
 	for i, dev := range d.Devices {
 		p := fmt.Sprintf("devices[%d]", i)
 		v.id(p+".id", dev.ID, deviceIDs)
+		v.name(p+".name", dev.Name, false)
 		v.siteRef(p+".site", dev.SiteID, siteIDs)
 		switch {
 		case dev.Kind == "":
@@ -522,6 +521,27 @@ func (d *Document) Validate() error {
 }
 
 // siteRef checks a required reference to a site.
+// MaxNameLen is the longest display name (site, room, bed, resident,
+// device), in characters.
+const MaxNameLen = 100
+
+// name checks a display name: valid UTF-8, no control characters, at most
+// MaxNameLen characters, and not blank when required.
+func (v *validator) name(path, s string, required bool) {
+	switch {
+	case strings.TrimSpace(s) == "":
+		if required {
+			v.addf(path, "required")
+		}
+	case !utf8.ValidString(s):
+		v.addf(path, "not valid UTF-8")
+	case utf8.RuneCountInString(s) > MaxNameLen:
+		v.addf(path, "longer than %d characters", MaxNameLen)
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		v.addf(path, "contains a control character")
+	}
+}
+
 func (v *validator) siteRef(path, id string, sites map[string]string) {
 	switch _, ok := sites[id]; {
 	case id == "":

@@ -360,3 +360,35 @@ residents:
 		t.Errorf("error:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestNames: display names are valid UTF-8, without control characters, at
+// most MaxNameLen characters; rooms, beds and devices may leave them out.
+func TestNames(t *testing.T) {
+	doc := func(room, bed, res string) string {
+		return "sites:\n  - id: s\n    name: S\n    timezone: UTC\n    rooms:\n      - id: r\n        name: " + room +
+			"\n        beds:\n          - {id: b, name: " + bed + "}\nresidents:\n  - {id: a, name: " + res + ", site: s, bed: b}\n"
+	}
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"fine", doc(`"Room 1"`, `"床 1"`, `"王秀英"`), ""},
+		{"control character", doc(`"a\x01b"`, `"B"`, `"A"`), "sites[0].rooms[0].name: contains a control character"},
+		{"escape sequence", doc(`"R"`, `"\e[31mred"`, `"A"`), "sites[0].rooms[0].beds[0].name: contains a control character"},
+		{"too long", doc(`"R"`, `"B"`, `"`+strings.Repeat("x", 101)+`"`), "residents[0].name: longer than 100 characters"},
+		{"resident blank", doc(`"R"`, `"B"`, `" "`), "residents[0].name: required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := registry.ParseYAML(strings.NewReader(tc.yaml))
+			if err == nil {
+				err = d.Validate()
+			}
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
