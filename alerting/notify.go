@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eldercare-iot/eldercare/internal/secret"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
@@ -147,19 +149,8 @@ func (w *Webhook) Send(ctx context.Context, n Notification) error {
 	}
 }
 
-// Secret is a string that never prints.
-type Secret string
-
-// String implements fmt.Stringer without revealing the secret.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// MarshalText implements encoding.TextMarshaler without revealing the secret.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+// Secret is a string that never prints (see secret.String).
+type Secret = secret.String
 
 // mqttReceiver publishes each change on AlertTopic(root, site), QoS 1, not
 // retained.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eldercare-iot/eldercare/internal/secret"
+
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/internal/influxd"
 )
@@ -131,25 +133,8 @@ type Config struct {
 	Limits device.Limits
 }
 
-// Secret is a string that never prints: String, GoString, Format and
-// slog all render it as "[redacted]" (or "" when empty).
-type Secret string
-
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// GoString implements fmt.GoStringer, so %#v redacts too.
-func (s Secret) GoString() string { return `"` + s.String() + `"` }
-
-// Format implements fmt.Formatter, so %v, %s, %q and %x all redact.
-func (s Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(s.String())) }
-
-// MarshalText redacts the secret in JSON and slog output.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+// Secret is a string that never prints (see secret.String).
+type Secret = secret.String
 
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {

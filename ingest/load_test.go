@@ -181,8 +181,10 @@ func waitStored(t *testing.T, influxURL, bucket string, want int64, timeout time
 	var d, n int64
 	deadline := time.Now().Add(timeout)
 	for {
+		// The two counts are two queries: while writes land between them
+		// they can disagree, so wait until both have reached want.
 		d, n = distinctSeq(t, influxURL, bucket)
-		if d >= want || time.Now().After(deadline) {
+		if d >= want && n >= want || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
