@@ -1,6 +1,7 @@
 package alerting
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -11,26 +12,24 @@ type sample struct {
 	seq    uint64 // 0: the sample's position in the list, from 1
 }
 
+// spo2Every is one spo2_pct sample of value v each device second from
+// from to to, inclusive.
+func spo2Every(from, to int, v float64) []sample {
+	var out []sample
+	for s := from; s <= to; s++ {
+		out = append(out, spo2(float64(s), v))
+	}
+	return out
+}
+
 func spo2(sec float64, v float64) sample {
 	return sample{sec: sec, values: map[string]float64{"spo2_pct": v}}
 }
 
 func TestVitalsWindow(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
-	every := func(from, to int, v float64) []sample {
-		var out []sample
-		for s := from; s <= to; s++ {
-			out = append(out, spo2(float64(s), v))
-		}
-		return out
-	}
-	cat := func(xs ...[]sample) []sample {
-		var out []sample
-		for _, x := range xs {
-			out = append(out, x...)
-		}
-		return out
-	}
+	every := spo2Every
+	cat := slices.Concat[[]sample]
 	tests := []struct {
 		name    string
 		samples []sample

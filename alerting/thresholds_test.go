@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,20 +18,8 @@ import (
 // nor clears.
 func TestThresholdHysteresis(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
-	run := func(from, to int, v float64) []sample {
-		var out []sample
-		for s := from; s <= to; s++ {
-			out = append(out, spo2(float64(s), v))
-		}
-		return out
-	}
-	cat := func(xs ...[]sample) []sample {
-		var out []sample
-		for _, x := range xs {
-			out = append(out, x...)
-		}
-		return out
-	}
+	run := spo2Every
+	cat := slices.Concat[[]sample]
 	tests := []struct {
 		name    string
 		samples []sample

@@ -106,11 +106,7 @@ func alertingExtras(ctx context.Context, s *settings, m *alerting.Manager) ([]al
 }
 
 func runAlerting(cmd *cobra.Command, _ []string) error {
-	s, err := loadSettings(cmd)
-	if err != nil {
-		return err
-	}
-	log, err := s.logger()
+	s, log, err := loadSettingsAndLogger(cmd)
 	if err != nil {
 		return err
 	}

@@ -165,6 +165,20 @@ func (s *settings) Duration(key string) time.Duration {
 	return s.v.GetDuration(key)
 }
 
+// loadSettingsAndLogger is loadSettings followed by settings.logger, the
+// start of every role.
+func loadSettingsAndLogger(cmd *cobra.Command) (*settings, *slog.Logger, error) {
+	s, err := loadSettings(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	log, err := s.logger()
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, log, nil
+}
+
 // logger builds the process logger from --log-level and --log-format.
 func (s *settings) logger() (*slog.Logger, error) {
 	var level slog.Level

@@ -56,11 +56,7 @@ the admin's pages then manage the other accounts' sites and residents.`,
 }
 
 func runDashboard(cmd *cobra.Command, _ []string) error {
-	s, err := loadSettings(cmd)
-	if err != nil {
-		return err
-	}
-	log, err := s.logger()
+	s, log, err := loadSettingsAndLogger(cmd)
 	if err != nil {
 		return err
 	}

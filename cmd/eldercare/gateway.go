@@ -74,11 +74,7 @@ func modbusConfig(m *gateway.FileModbus) modbus.Config {
 }
 
 func runGateway(cmd *cobra.Command, _ []string) error {
-	s, err := loadSettings(cmd)
-	if err != nil {
-		return err
-	}
-	log, err := s.logger()
+	s, log, err := loadSettingsAndLogger(cmd)
 	if err != nil {
 		return err
 	}

@@ -132,11 +132,7 @@ func oneLine(s string, n int) string {
 }
 
 func runIngest(cmd *cobra.Command, _ []string) error {
-	s, err := loadSettings(cmd)
-	if err != nil {
-		return err
-	}
-	log, err := s.logger()
+	s, log, err := loadSettingsAndLogger(cmd)
 	if err != nil {
 		return err
 	}

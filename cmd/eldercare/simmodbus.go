@@ -30,11 +30,7 @@ Registers hold the register maps' plausible values (see docs/modbus.md)
 until --set changes them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := loadSettings(cmd)
-			if err != nil {
-				return err
-			}
-			log, err := s.logger()
+			s, log, err := loadSettingsAndLogger(cmd)
 			if err != nil {
 				return err
 			}

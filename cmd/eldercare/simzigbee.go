@@ -20,11 +20,7 @@ func newSimZigbeeCmd() *cobra.Command {
 		Short: "Replay real zigbee2mqtt payloads (fall radars, SOS buttons, vibration sensors) on <base-topic>/<friendly name>",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := loadSettings(cmd)
-			if err != nil {
-				return err
-			}
-			log, err := s.logger()
+			s, log, err := loadSettingsAndLogger(cmd)
 			if err != nil {
 				return err
 			}
