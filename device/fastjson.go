@@ -296,7 +296,11 @@ func (s *scanner) values() (map[string]json.RawMessage, bool) {
 		if _, dup := vals[string(key)]; dup {
 			return false
 		}
-		vals[string(key)] = num
+		name, known := fieldNames[string(key)] // the known names without an allocation
+		if !known {
+			name = string(key)
+		}
+		vals[name] = num
 		return true
 	})
 	return vals, ok
@@ -354,3 +358,13 @@ func (s *scanner) readings() ([]readingJSON, bool) {
 		}
 	}
 }
+
+// fieldNames maps each name of Fields to itself, so that the scanner uses
+// one string for a known value name instead of allocating it per reading.
+var fieldNames = func() map[string]string {
+	m := make(map[string]string, len(Fields))
+	for name := range Fields {
+		m[name] = name
+	}
+	return m
+}()

@@ -93,11 +93,12 @@ func ParseTopic(root, name string) (Topic, error) {
 	if !ok {
 		return Topic{}, &ValidationError{Field: "topic", Rule: "prefix", Detail: fmt.Sprintf("%q does not start with %q", name, prefix)}
 	}
-	parts := strings.SplitN(rest, "/", 3)
-	if len(parts) != 3 {
+	site, rest, ok1 := strings.Cut(rest, "/")
+	dev, ch, ok2 := strings.Cut(rest, "/")
+	if !ok1 || !ok2 {
 		return Topic{}, &ValidationError{Field: "topic", Rule: "levels", Detail: fmt.Sprintf("%q is not {root}/v1/{site}/{device}/{channel}", name)}
 	}
-	t := Topic{Root: root, Site: parts[0], Device: parts[1], Channel: Channel(parts[2])}
+	t := Topic{Root: root, Site: site, Device: dev, Channel: Channel(ch)}
 	if err := t.Validate(); err != nil {
 		return Topic{}, err
 	}
@@ -129,7 +130,7 @@ func ValidateRoot(root string) error {
 	if len(root) > 128 {
 		return &ValidationError{Field: "root", Rule: "max_len", Detail: "longer than 128 characters"}
 	}
-	for _, level := range strings.Split(root, "/") {
+	for level := range strings.SplitSeq(root, "/") {
 		if err := validLevel(level); err != "" {
 			return &ValidationError{Field: "root", Rule: "charset", Detail: fmt.Sprintf("%q: %s", root, err)}
 		}

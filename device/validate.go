@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -213,7 +214,9 @@ func (raw *telemetryJSON) telemetry(now time.Time, l Limits) (*Telemetry, error)
 		errs = append(errs, &ValidationError{Field: "readings", Rule: "exclusive", Detail: "send either ts/values or readings, not both"})
 	case single:
 		r, err := decodeReading("", raw.Seq, raw.TS, raw.Values, now, l)
-		errs = append(errs, err)
+		if err != nil {
+			errs = append(errs, err)
+		}
 		t.Readings = []Reading{r}
 	case len(raw.Readings) == 0:
 		errs = append(errs, &ValidationError{Field: "readings", Rule: "required", Detail: "no ts/values and no readings"})
@@ -222,8 +225,10 @@ func (raw *telemetryJSON) telemetry(now time.Time, l Limits) (*Telemetry, error)
 	default:
 		t.Readings = make([]Reading, len(raw.Readings))
 		for i, rr := range raw.Readings {
-			r, err := decodeReading(fmt.Sprintf("readings[%d].", i), rr.Seq, rr.TS, rr.Values, now, l)
-			errs = append(errs, err)
+			r, err := decodeReading("readings["+strconv.Itoa(i)+"].", rr.Seq, rr.TS, rr.Values, now, l)
+			if err != nil {
+				errs = append(errs, err)
+			}
 			t.Readings[i] = r
 			if i == 0 {
 				continue
@@ -254,9 +259,9 @@ func decodeReading(prefix string, seq uint64, ts int64, vals map[string]json.Raw
 	}
 	r := Reading{Seq: seq, TS: ts, Values: make(map[string]float64, len(vals))}
 	for name, raw := range vals {
-		field := prefix + "values." + name
+		field := func() string { return prefix + "values." + name } // built only for an error
 		if err := ValidateFieldName(name); err != nil {
-			errs = append(errs, &ValidationError{Field: field, Rule: "name", Detail: err.(*ValidationError).Detail})
+			errs = append(errs, &ValidationError{Field: field(), Rule: "name", Detail: err.(*ValidationError).Detail})
 			continue
 		}
 		v, err := parseNumber(field, raw)
@@ -265,11 +270,11 @@ func decodeReading(prefix string, seq uint64, ts int64, vals map[string]json.Raw
 			continue
 		}
 		if f, ok := Fields[name]; ok && (v < f.Min || v > f.Max) {
-			errs = append(errs, &ValidationError{Field: field, Rule: "range", Detail: fmt.Sprintf("%g is outside [%g, %g] %s", v, f.Min, f.Max, f.Unit)})
+			errs = append(errs, &ValidationError{Field: field(), Rule: "range", Detail: fmt.Sprintf("%g is outside [%g, %g] %s", v, f.Min, f.Max, f.Unit)})
 			continue
 		}
 		if name == "in_bed" && v != 0 && v != 1 {
-			errs = append(errs, &ValidationError{Field: field, Rule: "one_of", Detail: fmt.Sprintf("%g is not 0 (out of bed) or 1 (in bed)", v)})
+			errs = append(errs, &ValidationError{Field: field(), Rule: "one_of", Detail: fmt.Sprintf("%g is not 0 (out of bed) or 1 (in bed)", v)})
 			continue
 		}
 		r.Values[name] = v
@@ -277,22 +282,75 @@ func decodeReading(prefix string, seq uint64, ts int64, vals map[string]json.Raw
 	return r, errors.Join(errs...)
 }
 
-func parseNumber(field string, raw json.RawMessage) (float64, error) {
-	s := strings.TrimSpace(string(raw))
-	if s == "null" {
-		return 0, &ValidationError{Field: field, Rule: "type", Detail: "null is not a number; omit a missing value"}
+// parseNumber converts raw, one JSON value, to a finite float64; field
+// names the value in errors.
+func parseNumber(field func() string, raw json.RawMessage) (float64, error) {
+	b := bytes.TrimSpace(raw)
+	if string(b) == "null" {
+		return 0, &ValidationError{Field: field(), Rule: "type", Detail: "null is not a number; omit a missing value"}
 	}
-	if s == "" || !(s[0] == '-' || s[0] >= '0' && s[0] <= '9') {
-		return 0, &ValidationError{Field: field, Rule: "type", Detail: fmt.Sprintf("got %s, want a JSON number", truncate(s, 32))}
+	if len(b) == 0 || !(b[0] == '-' || b[0] >= '0' && b[0] <= '9') {
+		return 0, &ValidationError{Field: field(), Rule: "type", Detail: fmt.Sprintf("got %s, want a JSON number", truncate(string(b), 32))}
 	}
-	var v float64
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return 0, &ValidationError{Field: field, Rule: "finite", Detail: fmt.Sprintf("%s does not fit a float64", truncate(s, 32))}
+	// raw is a JSON number (encoding/json or the scanner checked its
+	// syntax), so strconv reads it as encoding/json would.
+	v, ok := exactFloat(b)
+	if !ok {
+		var err error
+		if v, err = strconv.ParseFloat(string(b), 64); err != nil {
+			return 0, &ValidationError{Field: field(), Rule: "finite", Detail: fmt.Sprintf("%s does not fit a float64", truncate(string(b), 32))}
+		}
 	}
 	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0, &ValidationError{Field: field, Rule: "finite", Detail: "NaN and Inf are not values"}
+		return 0, &ValidationError{Field: field(), Rule: "finite", Detail: "NaN and Inf are not values"}
 	}
 	return v, nil
+}
+
+// pow10 holds the powers of ten that a float64 represents exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+	1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// exactFloat converts the JSON number b without allocating when its
+// digits fit 2^53 and it has at most 22 decimals and no exponent: then
+// float64(mantissa) / 10^decimals is one correctly rounded IEEE division,
+// the same value strconv.ParseFloat returns (Clinger's fast path, which
+// strconv takes too). It reports false for anything else.
+func exactFloat(b []byte) (float64, bool) {
+	neg := false
+	if len(b) > 0 && b[0] == '-' {
+		neg, b = true, b[1:]
+	}
+	var m uint64
+	digits, decimals := 0, -1
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			m = m*10 + uint64(c-'0')
+			digits++
+			if decimals >= 0 {
+				decimals++
+			}
+			if digits > 15 { // 10^15 < 2^53: no overflow, mantissa exact
+				return 0, false
+			}
+		case c == '.' && decimals < 0 && digits > 0:
+			decimals = 0
+		default:
+			return 0, false // exponent, or not a number
+		}
+	}
+	if digits == 0 || decimals == 0 || len(b) > 1 && b[0] == '0' && b[1] != '.' {
+		return 0, false // not a JSON number: no digits, "1." or a leading zero
+	}
+	v := float64(m)
+	if decimals > 0 {
+		v /= pow10[decimals]
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
 }
 
 func truncate(s string, n int) string {

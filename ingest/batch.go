@@ -1,102 +1,30 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
 
 	http2 "github.com/influxdata/influxdb-client-go/v2/api/http"
-)
 
-// batchLoop collects items and hands a batch to one of Writers writer
-// goroutines when BatchSize points are pending or FlushInterval after the
-// first pending item. Writers write in parallel; MaxInFlight (the
-// semaphore taken by the handler) bounds what all of them hold. On ctx
-// cancellation the writers finish what they hold within shutdownGrace and
-// batchLoop returns.
-func (s *Service) batchLoop(ctx context.Context, in <-chan *item) {
-	type job struct {
-		items  []*item
-		points int
-	}
-	jobs := make(chan job)
-	var wg sync.WaitGroup
-	for range s.cfg.Writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				s.flush(ctx, j.items, j.points)
-			}
-		}()
-	}
-	defer wg.Wait()
-	defer close(jobs)
-	var (
-		batch  []*item
-		points int
-	)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	hand := func(ctx context.Context) {
-		timer.Stop()
-		if len(batch) == 0 {
-			return
-		}
-		select {
-		case jobs <- job{batch, points}:
-		case <-ctx.Done():
-			// Shutting down with every writer busy: write it here.
-			s.flush(ctx, batch, points) // flush gives itself shutdownGrace
-		}
-		batch, points = nil, 0
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			hand(ctx)
-			return
-		case it := <-in:
-			// Take what else is queued without a blocking select each.
-			for more := true; more; {
-				if len(batch) == 0 {
-					timer.Reset(s.cfg.FlushInterval)
-				}
-				batch = append(batch, it)
-				points += len(it.points)
-				if points >= s.cfg.BatchSize {
-					hand(ctx)
-				}
-				select {
-				case it = <-in:
-				default:
-					more = false
-				}
-			}
-		case <-timer.C:
-			hand(ctx)
-		}
-	}
-}
+	"github.com/eldercare-iot/eldercare/internal/mqttconn"
+)
 
 // flush writes the points of batch and acknowledges its messages, unless
 // ctx ended first: then nothing is acknowledged and the broker delivers the
 // messages again. When ctx is already cancelled (shutdown) the write gets
 // shutdownGrace.
 func (s *Service) flush(ctx context.Context, batch []*item, n int) {
-	if ctx.Err() != nil {
-		grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
-		defer cancel()
-		ctx = grace
-	}
 	start := time.Now()
 	pts := make([]pending, 0, n)
 	for _, it := range batch {
-		for i, p := range it.points {
-			pts = append(pts, pending{p: p, it: it, bucket: it.buckets[i]})
+		for i := range it.ends {
+			pts = append(pts, pending{i: i, it: it})
 		}
 	}
 	rejected, err := s.writeSplit(ctx, pts)
@@ -107,20 +35,21 @@ func (s *Service) flush(ctx context.Context, batch []*item, n int) {
 		return
 	}
 	s.m.written.Add(float64(n - rejected))
-	// Free the slots first: the decode workers fill the next batch while
-	// paho sends the PUBACKs.
-	s.release(len(batch))
-	for _, it := range batch {
-		it.msg.Ack()
+	rs := make([]mqttconn.Receipt, len(batch))
+	for i, it := range batch {
+		rs[i] = it.receipt
 	}
+	s.acker.Ack(rs)
+	s.release(len(batch))
 }
 
-// pending is a point with the message it came from.
+// pending is point i of a message.
 type pending struct {
-	p      *point
-	it     *item
-	bucket string
+	it *item
+	i  int
 }
+
+func (p pending) line() []byte { return p.it.line(p.i) }
 
 // writeSplit writes pts. When InfluxDB refuses the request as invalid (400,
 // e.g. a field type conflict, which does not say which point), it splits the
@@ -137,7 +66,7 @@ func (s *Service) writeSplit(ctx context.Context, pts []pending) (int, error) {
 	}
 	if len(pts) == 1 {
 		s.m.rejected.WithLabelValues("influx_rejected").Inc()
-		line := lineOf(pts[0].p)
+		line := string(pts[0].line())
 		s.log.Warn("ingest: InfluxDB refused a point; stored as a dead letter", "topic", pts[0].it.msg.Topic(),
 			"point", truncate([]byte(line), logPayloadMax), "err", err)
 		it := pts[0].it
@@ -167,35 +96,61 @@ func (s *Service) writeRetry(ctx context.Context, pts []pending) error {
 	// Line protocol per bucket, in one buffer each; nearly always a single
 	// bucket.
 	type body struct {
-		b []byte
+		b *[]byte
 		n int
 	}
 	var bodies []body
 	var buckets []string
+	defer func() {
+		for _, b := range bodies {
+			bodyPool.Put(b.b)
+		}
+	}()
 	for _, p := range pts {
-		i := slices.Index(buckets, p.bucket)
+		bucket := p.it.buckets[p.i]
+		i := slices.Index(buckets, bucket)
 		if i < 0 {
 			i = len(buckets)
-			buckets = append(buckets, p.bucket)
-			bodies = append(bodies, body{b: make([]byte, 0, 128*len(pts))})
+			buckets = append(buckets, bucket)
+			bodies = append(bodies, body{b: bodyPool.Get().(*[]byte)})
+			*bodies[i].b = (*bodies[i].b)[:0]
 		}
+		b := *bodies[i].b
 		if bodies[i].n > 0 {
-			bodies[i].b = append(bodies[i].b, '\n')
+			b = append(b, '\n')
 		}
-		bodies[i].b = p.p.appendLine(bodies[i].b)
+		*bodies[i].b = append(b, p.line()...)
 		bodies[i].n++
 	}
 	for i, b := range buckets {
-		if err := s.writeBucket(ctx, b, string(bodies[i].b), bodies[i].n); err != nil {
+		if err := s.writeBucket(ctx, b, *bodies[i].b, bodies[i].n); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// bodyPool holds line-protocol buffers: a batch of 5,000 points is about
+// 600 KB, worth reusing rather than allocating and clearing per batch.
+var bodyPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// post sends lines (line protocol, newline-separated) to the v2 write
+// endpoint of bucket through the InfluxDB client's HTTP service, which adds
+// the token. Errors: *http2.Error (with the status code InfluxDB answered,
+// or the transport error).
+func (s *Service) post(ctx context.Context, bucket string, lines []byte) error {
+	perr := s.client.HTTPService().DoPostRequest(ctx, s.writeURLs[bucket], bytes.NewReader(lines),
+		func(r *http.Request) { r.Header.Set("Content-Type", "text/plain; charset=utf-8") },
+		func(r *http.Response) error { return r.Body.Close() })
+	if perr != nil {
+		return perr
+	}
+	return nil
+}
+
 // writeBucket is writeRetry for the n points of one bucket, in line
 // protocol.
-func (s *Service) writeBucket(ctx context.Context, bucket, lines string, n int) error {
+func (s *Service) writeBucket(ctx context.Context, bucket string, lines []byte, n int) error {
 	backoff := retryMin
 	failing := false
 	defer func() {
@@ -204,7 +159,7 @@ func (s *Service) writeBucket(ctx context.Context, bucket, lines string, n int) 
 		}
 	}()
 	for attempt := 1; ; attempt++ {
-		err := s.writers[bucket].WriteRecord(ctx, lines)
+		err := s.post(ctx, bucket, lines)
 		if err == nil {
 			return nil
 		}
@@ -262,6 +217,3 @@ func classify(err error) errClass {
 		return transient
 	}
 }
-
-// lineOf renders p as line protocol for a log message.
-func lineOf(p *point) string { return string(p.appendLine(nil)) }

@@ -24,7 +24,7 @@ const (
 	DefaultRetentionPolicy = "autogen"
 	DefaultBatchSize       = 5000
 	DefaultFlushInterval   = 200 * time.Millisecond
-	DefaultMaxInFlight     = 5000
+	DefaultMaxInFlight     = 10000
 	DefaultWriters         = 4
 	DefaultSkew            = 5 * time.Minute
 	DefaultDedupWindow     = 100_000
@@ -99,9 +99,11 @@ type Config struct {
 	// FlushInterval is the longest a point waits before its batch is
 	// written. 0 means 200 ms.
 	FlushInterval time.Duration
-	// MaxInFlight bounds the MQTT messages received but not yet
-	// acknowledged; when it is reached ingest stops taking messages and the
-	// broker queues them. 0 means 5000.
+	// MaxInFlight is the most MQTT messages received but not yet
+	// acknowledged that ingest expects to hold. The broker's in-flight
+	// window (Mosquitto max_inflight_messages) enforces it and must be at
+	// most this; ingest logs a warning when it holds more (it never blocks
+	// paho's receive loop to push back itself). 0 means 10000.
 	MaxInFlight int
 
 	// Writers is the number of batches written to InfluxDB at once. 0 means 4:

@@ -21,7 +21,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"runtime"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,13 +46,8 @@ const (
 	writeTimeout   = 30 * time.Second       // one HTTP write request
 	disconnectWait = 250                    // ms for paho's Disconnect
 	deadLetterWait = 10 * time.Second       // storing one dead letter, retries included
+	readDelay      = time.Millisecond       // mqttconn.Options.ReadDelay
 )
-
-// lineWriter writes line protocol in one request; api.WriteAPIBlocking is
-// one.
-type lineWriter interface {
-	WriteRecord(ctx context.Context, line ...string) error
-}
 
 // Service is one ingest replica. Create it with New and start it with Run.
 type Service struct {
@@ -60,12 +56,19 @@ type Service struct {
 	log       *slog.Logger
 	m         *metrics
 	now       func() time.Time
-	sem       chan struct{} // one token per message in flight
+	acker     *mqttconn.Acker
+	buckets   map[Group]string // database/policy of each group
+	// held counts messages received and not yet acknowledged; warnedAt is
+	// when ingest last warned that held exceeded MaxInFlight (unix ns).
+	held, warnedAt atomic.Int64
+	batches        *batcher
+	rejects        *fifo[rejected]
 
 	client influxdb2.Client
-	// writers holds one blocking writer per bucket (database/policy).
-	writers map[string]lineWriter
-	dedup   *dedupWindow
+	// writeURLs holds the v2 write endpoint of each bucket
+	// (database/policy), millisecond precision.
+	writeURLs map[string]string
+	dedup     *dedupWindow
 	// createDB creates the database and is called on start and after a 404.
 	createDB func(ctx context.Context) error
 	// connect opens the MQTT connection; tests may replace it.
@@ -79,10 +82,21 @@ type Service struct {
 // item is one valid message waiting for its points to be written.
 type item struct {
 	msg      paho.Message
+	receipt  mqttconn.Receipt
 	topic    device.Topic
 	received time.Time
-	points   []*point
-	buckets  []string // bucket of points[i]
+	lines    []byte   // line protocol of the points, back to back
+	ends     []int    // point i is lines[ends[i-1]:ends[i]] (ends[-1] = 0)
+	buckets  []string // bucket of point i
+}
+
+// line returns point i as line protocol.
+func (it *item) line(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = it.ends[i-1]
+	}
+	return it.lines[start:it.ends[i]]
 }
 
 // New checks cfg (Config.Validate, after defaults), registers the metrics on
@@ -113,19 +127,20 @@ func New(cfg Config, residents Residents, reg prometheus.Registerer, log *slog.L
 		log:       log.With("role", "ingest"),
 		m:         m,
 		now:       time.Now,
-		sem:       make(chan struct{}, cfg.MaxInFlight),
+		acker:     &mqttconn.Acker{},
 		client:    client,
-		writers:   map[string]lineWriter{},
+		writeURLs: map[string]string{},
 		dedup:     newDedupWindow(cfg.DedupWindow),
 		connect:   mqttconn.Connect,
 
 		subscribed: make(chan struct{}),
 	}
+	s.buckets = make(map[Group]string, len(Groups))
 	for _, g := range Groups {
 		b := cfg.GroupBucket(g)
-		if s.writers[b] == nil {
-			s.writers[b] = client.WriteAPIBlocking("", b)
-		}
+		s.buckets[g] = b
+		q := url.Values{"org": {""}, "bucket": {b}, "precision": {"ms"}}
+		s.writeURLs[b] = strings.TrimSuffix(cfg.InfluxURL, "/") + "/api/v2/write?" + q.Encode()
 	}
 	rps := cfg.policies()
 	s.createDB = func(ctx context.Context) error {
@@ -153,28 +168,31 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 
-	// items holds few: the semaphore, not this buffer, bounds what is held.
-	items := make(chan *item, 256)
-	batchCtx, stopBatch := context.WithCancel(ctx)
-	defer stopBatch()
-	batchDone := make(chan struct{})
-	go func() {
-		defer close(batchDone)
-		s.batchLoop(batchCtx, items)
-	}()
-
-	// paho calls handler in its receive loop (OrderMatters), so that no
-	// goroutine is started per message; handler only queues the message,
-	// and decodeWorkers goroutines decode it and wait for a slot of
-	// MaxInFlight.
-	queue := newMsgQueue(s.m.queued)
+	// The pipeline: paho's router goroutine runs handler, which decodes
+	// the message and adds it to the batcher (or, malformed, to the
+	// dead-letter queue); Writers goroutines take sealed batches from the
+	// ready queue, write them and acknowledge their messages in one write
+	// of PUBACKs. Nothing in it blocks paho's receive loop, and nothing
+	// starts a goroutine per message. The writers' context outlives ctx by
+	// shutdownGrace, so that what was received is written on the way out.
+	s.batches = &batcher{size: s.cfg.BatchSize, interval: s.cfg.FlushInterval, ready: newFIFO[*batch](s.m.queued)}
+	s.rejects = newFIFO[rejected](s.m.deadLetterQueue)
+	wctx, stopWriters := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWriters()
 	var workers sync.WaitGroup
-	workCtx, stopWork := context.WithCancel(ctx)
-	defer func() { stopWork(); workers.Wait() }()
-	for range decodeWorkers() {
-		workers.Go(func() { s.decodeLoop(workCtx, queue, items) })
+	for range s.cfg.Writers {
+		workers.Go(func() { s.writeLoop(wctx) })
 	}
-	handler := s.enqueue(queue)
+	workers.Go(func() { s.rejectLoop(wctx) })
+	shutdown := func() {
+		s.batches.close()
+		s.rejects.close()
+		t := time.AfterFunc(shutdownGrace, stopWriters)
+		workers.Wait()
+		t.Stop()
+	}
+
+	handler := s.handler()
 	filters := map[string]byte{
 		device.SharedSubscription(s.cfg.Group, device.Subscription(s.cfg.Root, device.ChanTelemetry)): 1,
 		device.SharedSubscription(s.cfg.Group, device.Subscription(s.cfg.Root, device.ChanEvent)):     1,
@@ -182,11 +200,9 @@ func (s *Service) Run(ctx context.Context) error {
 	firstSub := make(chan error, 1)
 	var once sync.Once
 	onConnect := func(c paho.Client) {
-		// Routes first, so messages queued in the session find a handler.
-		for f := range filters {
-			c.AddRoute(f, handler)
-		}
-		err := mqttconn.Wait(ctx, c.SubscribeMultiple(filters, handler), subscribeWait,
+		// No routes: every message goes to the default handler, which
+		// spares paho matching each topic against each filter.
+		err := mqttconn.Wait(ctx, c.SubscribeMultiple(filters, nil), subscribeWait,
 			fmt.Sprintf("subscribe %v", keys(filters)))
 		if err != nil {
 			s.log.Error("ingest: subscribe failed", "err", err)
@@ -206,15 +222,21 @@ func (s *Service) Run(ctx context.Context) error {
 		ClientID:        s.cfg.ClientID,
 		CleanSession:    false,
 		OnConnect:       onConnect,
-		DefaultHandler:  handler, // messages of the session that come before OnConnect runs
+		DefaultHandler:  handler, // every message, also those of the session sent before OnConnect runs
 		AutoAckDisabled: true,
-		OrderMatters:    true, // handler never blocks: it only queues
+		OrderMatters:    true, // handler never blocks
 		MaxInflight:     s.cfg.MaxInFlight,
-		Logger:          s.log,
+		// PUBACKs go out a batch at a time; paho keeps no store (ingest
+		// publishes nothing, and an unacknowledged message is the
+		// broker's to send again).
+		Acker: s.acker,
+		// Batches wait FlushInterval anyway: 1 ms of gathering costs
+		// nothing and saves a system call per message or two.
+		ReadDelay: readDelay,
+		Logger:    s.log,
 	})
 	if err != nil {
-		stopBatch()
-		<-batchDone
+		shutdown()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -224,16 +246,16 @@ func (s *Service) Run(ctx context.Context) error {
 	select {
 	case err := <-firstSub:
 		if err != nil {
-			stopBatch()
-			<-batchDone
+			shutdown()
 			return fmt.Errorf("ingest: %w", err)
 		}
 	case <-ctx.Done():
 	}
 	<-ctx.Done()
-	// The batch loop writes and acknowledges what it holds before we
-	// disconnect; handlers still waiting give up without acknowledging.
-	<-batchDone
+	// Write and acknowledge what is held before disconnecting (the
+	// connection's Close sends the PUBACKs still queued); messages that
+	// arrive from now on are left unacknowledged.
+	shutdown()
 	return nil
 }
 
@@ -266,136 +288,80 @@ func (s *Service) ensureDatabase(ctx context.Context) error {
 	}
 }
 
-// decodeWorkers is the number of goroutines that decode messages: enough
-// to keep every core busy, and a few more so that a slow dead-letter store
-// does not stop decoding.
-func decodeWorkers() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
-
-// enqueue returns the MQTT message handler. paho runs it in its receive
-// loop, so it must never wait (paho's keepalive and acknowledgements wait
-// behind it): it appends the message to queue. The message stays
-// unacknowledged until written.
-func (s *Service) enqueue(queue *msgQueue) paho.MessageHandler {
-	return func(_ paho.Client, msg paho.Message) { queue.push(msg) }
+// rejected is a malformed message waiting for the dead-letter store.
+type rejected struct {
+	receipt  mqttconn.Receipt
+	received time.Time
+	err      error
 }
 
-// decodeLoop handles queued messages until ctx ends.
-func (s *Service) decodeLoop(ctx context.Context, queue *msgQueue, items chan<- *item) {
-	for {
-		msg := queue.pop(ctx)
-		if msg == nil {
+// handler returns the MQTT message handler. paho runs it in its receive
+// loop (OrderMatters), one message at a time, so it must never wait
+// (paho's keepalive waits behind it): it decodes the message and hands it
+// to the batcher, or a malformed one to the dead-letter queue. Either way
+// the message stays unacknowledged until it is stored.
+func (s *Service) handler() paho.MessageHandler {
+	return func(_ paho.Client, msg paho.Message) {
+		now := s.now()
+		r := s.acker.Receipt(msg)
+		s.hold(1)
+		it, err := s.decode(msg, now)
+		if err != nil {
+			s.rejects.push(rejected{receipt: r, received: now, err: err}, 1)
 			return
 		}
-		s.handle(ctx, msg, items)
-	}
-}
-
-// msgQueue is a FIFO of received messages between paho's receive loop and
-// the decode workers. It never blocks the pusher. Its length is bounded by
-// what the broker sends before acknowledgements: the broker's in-flight
-// window (Mosquitto 2.0 max_inflight_messages) when it enforces one, and
-// gauge eldercare_ingest_queued shows it. A slice, not a channel with a
-// goroutine per overflowing message: a waiting message costs its 16 bytes
-// here, not a goroutine stack.
-type msgQueue struct {
-	mu    sync.Mutex
-	buf   []paho.Message
-	head  int
-	ready chan struct{} // one token: buf may be non-empty
-	gauge prometheus.Gauge
-}
-
-func newMsgQueue(g prometheus.Gauge) *msgQueue {
-	return &msgQueue{ready: make(chan struct{}, 1), gauge: g}
-}
-
-func (q *msgQueue) push(m paho.Message) {
-	q.mu.Lock()
-	if len(q.buf) == cap(q.buf) && q.head > len(q.buf)/2 {
-		// Reuse the consumed front instead of growing: a backlog that
-		// never drains must not grow the slice with every message.
-		n := copy(q.buf, q.buf[q.head:])
-		clear(q.buf[n:])
-		q.buf, q.head = q.buf[:n], 0
-	}
-	q.buf = append(q.buf, m)
-	q.mu.Unlock()
-	q.gauge.Inc()
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
-}
-
-// pop returns the oldest message, waiting for one; nil when ctx ended.
-func (q *msgQueue) pop(ctx context.Context) paho.Message {
-	for {
-		q.mu.Lock()
-		if q.head < len(q.buf) {
-			m := q.buf[q.head]
-			q.buf[q.head] = nil
-			q.head++
-			if q.head == len(q.buf) {
-				q.buf, q.head = q.buf[:0], 0
-			} else {
-				// Others may be waiting: pass the token on.
-				select {
-				case q.ready <- struct{}{}:
-				default:
-				}
-			}
-			q.mu.Unlock()
-			q.gauge.Dec()
-			return m
-		}
-		q.mu.Unlock()
-		select {
-		case <-q.ready:
-		case <-ctx.Done():
-			return nil
+		it.receipt = r
+		if !s.batches.add(it) {
+			s.release(1) // shutting down: the broker delivers it again
 		}
 	}
 }
 
-// handle decodes one message at receive time. A malformed message is
-// counted, logged and acknowledged at once; a valid one takes a slot of
-// MaxInFlight and goes to the batch loop, which acknowledges it after the
-// write.
-func (s *Service) handle(ctx context.Context, msg paho.Message, items chan<- *item) {
-	now := s.now()
-	it, err := s.decode(msg, now)
-	if err != nil {
-		if s.reject(ctx, msg, now, err) {
-			msg.Ack()
-		}
-		return
-	}
-	select {
-	case s.sem <- struct{}{}:
-	default:
-		select {
-		case s.sem <- struct{}{}:
-		case <-ctx.Done():
-			return // not acknowledged: the broker delivers it again
-		}
-	}
-	s.m.inFlight.Inc()
-	select {
-	case items <- it:
-	default:
-		select {
-		case items <- it:
-		case <-ctx.Done():
-			s.release(1)
+// hold counts n messages as received and not yet acknowledged, and warns
+// (once a minute) while more than MaxInFlight are held: the broker's
+// in-flight window is larger than ingest's.
+func (s *Service) hold(n int) {
+	held := s.held.Add(int64(n))
+	s.m.inFlight.Add(float64(n))
+	if held > int64(s.cfg.MaxInFlight) {
+		if last := s.warnedAt.Load(); time.Since(time.Unix(0, last)) > time.Minute && s.warnedAt.CompareAndSwap(last, time.Now().UnixNano()) {
+			s.log.Warn("ingest: holding more unacknowledged messages than --max-in-flight; set the broker's in-flight window (Mosquitto max_inflight_messages) to at most --max-in-flight",
+				"held", held, "max_in_flight", s.cfg.MaxInFlight)
 		}
 	}
 }
 
+// release counts n messages as acknowledged or dropped.
 func (s *Service) release(n int) {
-	for range n {
-		<-s.sem
-	}
+	s.held.Add(-int64(n))
 	s.m.inFlight.Sub(float64(n))
+}
+
+// writeLoop writes ready batches until the queue is closed and empty or
+// ctx ends.
+func (s *Service) writeLoop(ctx context.Context) {
+	for {
+		b, ok := s.batches.ready.pop(ctx)
+		if !ok {
+			return
+		}
+		s.flush(ctx, b.items, b.points)
+	}
+}
+
+// rejectLoop stores malformed messages as dead letters and acknowledges
+// them.
+func (s *Service) rejectLoop(ctx context.Context) {
+	for {
+		r, ok := s.rejects.pop(ctx)
+		if !ok {
+			return
+		}
+		if s.reject(ctx, r.receipt.Message(), r.received, r.err) {
+			s.acker.Ack([]mqttconn.Receipt{r.receipt})
+		}
+		s.release(1)
+	}
 }
 
 // decode parses the topic and payload of msg received at now and builds its
@@ -408,6 +374,7 @@ func (s *Service) decode(msg paho.Message, now time.Time) (*item, error) {
 	}
 	s.m.received.WithLabelValues(string(topic.Channel)).Inc()
 	it := &item{msg: msg, topic: topic, received: now}
+	var points []*point
 	switch topic.Channel {
 	case device.ChanTelemetry:
 		tel, err := device.DecodeTelemetryFast(msg.Payload(), now, s.cfg.Limits)
@@ -417,7 +384,7 @@ func (s *Service) decode(msg paho.Message, now time.Time) (*item, error) {
 		if err := device.CheckTopicDevice(topic, tel.Device); err != nil {
 			return nil, err
 		}
-		it.points, err = readingPoints(tel, topic, now, s.residents)
+		points, err = readingPoints(tel, topic, now, s.residents)
 		if err != nil {
 			return nil, err
 		}
@@ -434,18 +401,24 @@ func (s *Service) decode(msg paho.Message, now time.Time) (*item, error) {
 		if err != nil {
 			return nil, err
 		}
-		it.points = []*point{p}
+		points = []*point{p}
 		s.seen(msg, ev.Device, ev.Boot, ev.ID)
 	default:
 		return nil, &device.ValidationError{Field: "topic", Rule: "channel", Detail: fmt.Sprintf("ingest takes telemetry and event, not %s", topic.Channel)}
 	}
-	it.buckets = make([]string, len(it.points))
-	for i, p := range it.points {
+	// Keep the points as line protocol: a fifth of their size as structs,
+	// which matters for what the broker's in-flight window lets in.
+	it.buckets = make([]string, len(points))
+	it.ends = make([]int, len(points))
+	it.lines = make([]byte, 0, 128*len(points))
+	for i, p := range points {
 		if d := now.Sub(p.Time()); d > s.cfg.Skew || -d > s.cfg.Skew {
 			p.addField(field{Key: FieldSkewed, kind: kindBool, b: true})
 			s.m.skewed.Inc()
 		}
 		it.buckets[i] = s.bucketOf(p)
+		it.lines = p.appendLine(it.lines)
+		it.ends[i] = len(it.lines)
 	}
 	return it, nil
 }
@@ -463,7 +436,7 @@ func (s *Service) bucketOf(p *point) string {
 			}
 		}
 	}
-	return s.cfg.InfluxDatabase + "/" + s.cfg.Retention[g].Policy
+	return s.buckets[g]
 }
 
 // seen counts msg as redelivered when the broker flagged it DUP or its key

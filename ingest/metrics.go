@@ -9,17 +9,19 @@ import (
 // metrics are the service's Prometheus metrics, all named
 // eldercare_ingest_*.
 type metrics struct {
-	received     *prometheus.CounterVec // {channel}
-	written      prometheus.Counter
-	rejected     *prometheus.CounterVec // {reason}
-	inFlight     prometheus.Gauge
-	queued       prometheus.Gauge
-	batchSeconds prometheus.Histogram
-	writeErrors  prometheus.Counter
-	redelivered  prometheus.Counter
-	skewed       prometheus.Counter
-	deadLetters  *prometheus.CounterVec // {reason}
-	writeFailing prometheus.Gauge
+	received *prometheus.CounterVec // {channel}
+	written  prometheus.Counter
+	rejected *prometheus.CounterVec // {reason}
+	inFlight prometheus.Gauge
+	queued   prometheus.Gauge
+	// deadLetterQueue counts malformed messages waiting for the store.
+	deadLetterQueue prometheus.Gauge
+	batchSeconds    prometheus.Histogram
+	writeErrors     prometheus.Counter
+	redelivered     prometheus.Counter
+	skewed          prometheus.Counter
+	deadLetters     *prometheus.CounterVec // {reason}
+	writeFailing    prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -38,11 +40,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eldercare_ingest_in_flight",
-			Help: "Valid messages received and not yet acknowledged (waiting for their batch to be written).",
+			Help: "Messages received and not yet acknowledged: in a batch being filled or written, or waiting for the dead-letter store. The broker's in-flight window (Mosquitto max_inflight_messages) bounds it; keep that window at most --max-in-flight.",
 		}),
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eldercare_ingest_queued",
-			Help: "Messages received and not yet decoded: waiting for a slot of --max-in-flight. Above zero for long, the broker sends more than ingest writes (InfluxDB slow or down, or the broker's in-flight window larger than --max-in-flight).",
+			Help: "Messages in sealed batches waiting for a free writer (--writers). Above zero for long, InfluxDB is slower than the broker sends, or down.",
+		}),
+		deadLetterQueue: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eldercare_ingest_dead_letter_queued",
+			Help: "Malformed messages waiting to be stored as dead letters (and then acknowledged).",
 		}),
 		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "eldercare_ingest_batch_seconds",
@@ -74,7 +80,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.received.WithLabelValues(ch)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.received, m.written, m.rejected, m.inFlight, m.queued, m.batchSeconds, m.writeErrors,
+		for _, c := range []prometheus.Collector{m.received, m.written, m.rejected, m.inFlight, m.queued, m.deadLetterQueue, m.batchSeconds, m.writeErrors,
 			m.redelivered, m.skewed, m.deadLetters, m.writeFailing} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register ingest metrics: %w", err)

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
 	http2 "github.com/influxdata/influxdb-client-go/v2/api/http"
 	"github.com/influxdata/influxdb-client-go/v2/api/write"
 	lp "github.com/influxdata/line-protocol"
@@ -70,7 +69,7 @@ func TestConfigValidate(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	c := Config{}.WithDefaults()
 	if c.Root != device.DefaultRoot || c.Group != "ingest" || c.InfluxDatabase != "eldercare" || c.RetentionPolicy != "autogen" ||
-		c.BatchSize != 5000 || c.FlushInterval != 200*time.Millisecond || c.MaxInFlight != 5000 ||
+		c.BatchSize != 5000 || c.FlushInterval != 200*time.Millisecond || c.MaxInFlight != 10000 ||
 		!strings.HasPrefix(c.ClientID, "eldercare-ingest-") {
 		t.Errorf("defaults: %+v", c)
 	}
@@ -278,34 +277,37 @@ func TestAppendLineMatchesClient(t *testing.T) {
 	}
 }
 
-// TestMsgQueue: FIFO order, pop waits for a push, pop gives up when ctx
-// ends, and a backlog that never drains keeps the slice at its size.
-func TestMsgQueue(t *testing.T) {
+// TestFIFO: FIFO order, pop waits for a push, pop gives up when ctx ends,
+// a closed queue is drained before pop reports false, a backlog that never
+// drains keeps the slice at its size, and the gauge counts weights.
+func TestFIFO(t *testing.T) {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "q"})
-	q := newMsgQueue(g)
+	q := newFIFO[int](g)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	msg := func(id uint16) paho.Message { return fakeMsg{id} }
-	for i := range uint16(3) {
-		q.push(msg(i))
+	for i := range 3 {
+		q.push(i, 2)
 	}
-	for i := range uint16(3) {
-		if got := q.pop(ctx).MessageID(); got != i {
-			t.Fatalf("pop = %d, want %d (FIFO)", got, i)
+	if v := testutil.ToFloat64(g); v != 6 {
+		t.Errorf("gauge = %v after three pushes of weight 2, want 6", v)
+	}
+	for i := range 3 {
+		if got, ok := q.pop(ctx); !ok || got != i {
+			t.Fatalf("pop = %d, %v, want %d (FIFO)", got, ok, i)
 		}
 	}
-	got := make(chan paho.Message)
-	go func() { got <- q.pop(ctx) }()
-	q.push(msg(7))
-	if m := <-got; m.MessageID() != 7 {
-		t.Fatalf("waiting pop got %d, want 7", m.MessageID())
+	got := make(chan int)
+	go func() { v, _ := q.pop(ctx); got <- v }()
+	q.push(7, 1)
+	if v := <-got; v != 7 {
+		t.Fatalf("waiting pop got %d, want 7", v)
 	}
-	// Steady backlog of 10 for 100,000 messages: capacity stays small.
-	for i := range uint16(10) {
-		q.push(msg(i))
+	// Steady backlog of 10 for 100,000 elements: capacity stays small.
+	for i := range 10 {
+		q.push(i, 1)
 	}
 	for i := range 100_000 {
-		q.push(msg(uint16(i)))
+		q.push(i, 1)
 		q.pop(ctx)
 	}
 	if c := cap(q.buf); c > 64 {
@@ -315,20 +317,23 @@ func TestMsgQueue(t *testing.T) {
 		t.Errorf("gauge = %v, want 10 queued", v)
 	}
 	cancel()
-	for range 10 {
-		q.pop(context.Background())
+	if _, ok := q.pop(ctx); !ok {
+		t.Error("pop after ctx ended reported nothing, want the queued elements first")
 	}
-	if m := q.pop(ctx); m != nil {
-		t.Errorf("pop after ctx ended = %v, want nil", m)
+	q.close()
+	n := 0
+	for {
+		if _, ok := q.pop(context.Background()); !ok {
+			break
+		}
+		n++
+	}
+	if n != 9 {
+		t.Errorf("drained %d elements after close, want the 9 left", n)
+	}
+	waiting := make(chan bool)
+	go func() { _, ok := q.pop(context.Background()); waiting <- ok }()
+	if ok := <-waiting; ok {
+		t.Error("pop on a closed, empty queue reported an element")
 	}
 }
-
-type fakeMsg struct{ id uint16 }
-
-func (fakeMsg) Duplicate() bool     { return false }
-func (fakeMsg) Qos() byte           { return 1 }
-func (fakeMsg) Retained() bool      { return false }
-func (fakeMsg) Topic() string       { return "t" }
-func (m fakeMsg) MessageID() uint16 { return m.id }
-func (fakeMsg) Payload() []byte     { return nil }
-func (fakeMsg) Ack()                {}

@@ -68,6 +68,9 @@ type benchResult struct {
 	peakRSS   int64
 	perMsg    int
 	published time.Duration
+	// CPU seconds over the run of the broker, influxd and this process
+	// (publisher, and the counting subscriber of the ceiling run).
+	brokerCPU, influxCPU, selfCPU float64
 }
 
 func runBenchIngest(cmd *cobra.Command, _ []string) error {
@@ -230,6 +233,12 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 	if proc != nil {
 		cpu0, _ = benchload.ProcCPU(proc.Process.Pid)
 	}
+	broker0, _ := benchload.ProcCPU(mq.Cmd.Process.Pid)
+	self0, _ := benchload.ProcCPU(os.Getpid())
+	var influx0 float64
+	if srv != nil {
+		influx0, _ = benchload.ProcCPU(srv.Pid())
+	}
 	var sent atomic.Int64
 	start := time.Now()
 	pubErr := make(chan error, 1)
@@ -272,6 +281,13 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 		if err := <-pubErr; err != nil {
 			return r, err
 		}
+	}
+	broker1, _ := benchload.ProcCPU(mq.Cmd.Process.Pid)
+	self1, _ := benchload.ProcCPU(os.Getpid())
+	r.brokerCPU, r.selfCPU = broker1-broker0, self1-self0
+	if srv != nil {
+		influx1, _ := benchload.ProcCPU(srv.Pid())
+		r.influxCPU = influx1 - influx0
 	}
 	r.stored = stored
 	if proc != nil {
@@ -458,7 +474,7 @@ func printBench(out io.Writer, rs []benchResult) {
 		if tele > 0 {
 			vsT = fmt.Sprintf("%.2fx", rate/tele)
 		}
-		if r.name != "ceiling" && r.stored > 0 {
+		if r.name != "ceiling" && r.name != "influxdb" && r.stored > 0 {
 			cpu = fmt.Sprintf("%.2f us", 1e6*r.cpu/float64(r.stored))
 			if teleCPU > 0 && r.name == "ours" {
 				cpu += fmt.Sprintf(" (%.2fx)", (r.cpu/float64(r.stored))/teleCPU)
@@ -467,5 +483,16 @@ func printBench(out io.Writer, rs []benchResult) {
 		}
 		lost := int64(r.readings) - r.stored
 		fmt.Fprintf(out, "  %-9s %10.0f %12.0f %9s %12s %13s %10s %8d\n", r.name, rate/float64(r.perMsg), rate, ofCeil, vsT, cpu, rss, lost)
+	}
+	fmt.Fprintf(out, "  CPU cores used over each run (CPU seconds / wall seconds), by process:\n")
+	fmt.Fprintf(out, "  %-9s %8s %8s %9s %9s %7s\n", "consumer", "broker", "influxd", "consumer", "publisher", "total")
+	for _, r := range rs {
+		cons := r.cpu
+		if r.name == "ceiling" || r.name == "influxdb" {
+			cons = 0 // the ceiling's counter and the direct writer run in this process
+		}
+		w := r.seconds
+		fmt.Fprintf(out, "  %-9s %8.2f %8.2f %9.2f %9.2f %7.2f\n", r.name, r.brokerCPU/w, r.influxCPU/w, cons/w, r.selfCPU/w,
+			(r.brokerCPU+r.influxCPU+cons+r.selfCPU)/w)
 	}
 }

@@ -45,7 +45,7 @@ replicas with the same --group and distinct --client-id to share the load.`,
 	f.String("influx-rp", ingest.DefaultRetentionPolicy, `InfluxDB retention policy written into (bucket "<influx-db>/<influx-rp>")`)
 	f.Int("batch-size", ingest.DefaultBatchSize, "points per InfluxDB write; a batch is written when it reaches this size")
 	f.Duration("flush-interval", ingest.DefaultFlushInterval, "longest time a point waits before its batch is written (e.g. 200ms)")
-	f.Int("max-in-flight", ingest.DefaultMaxInFlight, "most MQTT messages received but not yet acknowledged (written); beyond it the broker holds messages back (1-65535)")
+	f.Int("max-in-flight", ingest.DefaultMaxInFlight, "MQTT messages ingest expects to hold received and not yet acknowledged (written); set the broker's in-flight window (Mosquitto max_inflight_messages) to at most this: the broker holds back the rest, and ingest warns when it holds more (1-65535)")
 	f.String("db", "sqlite:./data/eldercare.db", "registry database DSN: sqlite:PATH, a file path, or postgres://...")
 	f.String("registry", "", "registry YAML file to import at start (optional; default none)")
 	f.String("http", "127.0.0.1:9101", "listen address of /healthz and /metrics (host:port)")

@@ -51,6 +51,17 @@ type Options struct {
 	// paho's memory store. A client that keeps its own durable copy (the
 	// gateway's spool) passes NoStore, so paho never resends behind its back.
 	Store paho.Store
+	// Acker, if set, acknowledges messages in batches (see Acker; use
+	// with AutoAckDisabled). paho then keeps no store: give it to a client
+	// that only subscribes.
+	Acker *Acker
+	// ReadDelay, if set, lets incoming data gather for this long before
+	// a read whenever the sender is not far ahead, so that a steady
+	// stream of small messages costs one system call per delay instead
+	// of one per message or two. It adds up to that much to the latency
+	// of each message: for a batching subscriber (ingest), not for one
+	// that reacts to single messages.
+	ReadDelay time.Duration
 	// MaxInflight bounds the messages paho buffers for the handler; 0 = 1000.
 	MaxInflight int
 	// ConnectTimeout bounds the first connection; 0 = 10 s.
@@ -158,6 +169,16 @@ func Connect(ctx context.Context, o Options) (paho.Client, error) {
 		})
 	if o.Store != nil {
 		opts.SetStore(o.Store)
+	}
+	switch u.Scheme {
+	case "tcp", "ssl":
+		// Buffered reads and coalesced writes (bufconn.go); ws:// keeps
+		// paho's own dialler.
+		opts.SetCustomOpenConnectionFn(openBuffered(o.Acker, o.ReadDelay))
+	}
+	if o.Acker != nil {
+		// The acker writes PUBACKs itself, past paho's store.
+		opts.SetStore(NoStore{})
 	}
 	if u.User != nil {
 		opts.SetUsername(u.User.Username())

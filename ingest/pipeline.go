@@ -1,0 +1,168 @@
+package ingest
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// fifo is an unbounded first-in first-out queue that never blocks the
+// pusher (paho's receive loop must never wait) and lets any number of
+// consumers wait for an element. gauge counts the weight of what is queued
+// (messages, not elements).
+type fifo[T any] struct {
+	mu     sync.Mutex
+	buf    []T
+	weight []int
+	head   int
+	closed bool
+	ready  chan struct{} // one token: buf may be non-empty, or closed
+	gauge  prometheus.Gauge
+}
+
+func newFIFO[T any](g prometheus.Gauge) *fifo[T] {
+	return &fifo[T]{ready: make(chan struct{}, 1), gauge: g}
+}
+
+func (q *fifo[T]) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// push appends v, which weighs w in the gauge.
+func (q *fifo[T]) push(v T, w int) {
+	q.mu.Lock()
+	if len(q.buf) == cap(q.buf) && q.head > len(q.buf)/2 {
+		// Reuse the consumed front instead of growing: a backlog that
+		// never drains must not grow the slice with every element.
+		n := copy(q.buf, q.buf[q.head:])
+		copy(q.weight, q.weight[q.head:])
+		clear(q.buf[n:])
+		q.buf, q.weight, q.head = q.buf[:n], q.weight[:n], 0
+	}
+	q.buf = append(q.buf, v)
+	q.weight = append(q.weight, w)
+	q.mu.Unlock()
+	q.gauge.Add(float64(w))
+	q.signal()
+}
+
+// close makes pop return false once the queue is empty.
+func (q *fifo[T]) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.signal()
+}
+
+// pop returns the oldest element, waiting for one; false when ctx ended or
+// the queue is closed and empty.
+func (q *fifo[T]) pop(ctx context.Context) (T, bool) {
+	var zero T
+	for {
+		q.mu.Lock()
+		if q.head < len(q.buf) {
+			v, w := q.buf[q.head], q.weight[q.head]
+			q.buf[q.head] = zero
+			q.head++
+			if q.head == len(q.buf) {
+				q.buf, q.weight, q.head = q.buf[:0], q.weight[:0], 0
+			}
+			more := q.head < len(q.buf) || q.closed
+			q.mu.Unlock()
+			if more {
+				q.signal() // others may be waiting
+			}
+			q.gauge.Sub(float64(w))
+			return v, true
+		}
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			q.signal()
+			return zero, false
+		}
+		select {
+		case <-q.ready:
+		case <-ctx.Done():
+			return zero, false
+		}
+	}
+}
+
+// batch is the messages whose points are written in one request.
+type batch struct {
+	items  []*item
+	points int
+}
+
+// batcher collects decoded messages into batches: a batch is sealed when it
+// holds BatchSize points or FlushInterval after its first message, and goes
+// to the ready queue, from which the writers take it.
+type batcher struct {
+	size     int
+	interval time.Duration
+	ready    *fifo[*batch]
+
+	mu     sync.Mutex
+	cur    *batch
+	closed bool
+}
+
+// add puts it into the current batch. It reports false, and keeps nothing,
+// once the batcher is closed (shutting down).
+func (b *batcher) add(it *item) bool {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return false
+	}
+	cur := b.cur
+	if cur == nil {
+		cur = &batch{items: make([]*item, 0, min(b.size, 1024))}
+		b.cur = cur
+		time.AfterFunc(b.interval, func() { b.seal(cur) })
+	}
+	cur.items = append(cur.items, it)
+	cur.points += len(it.ends)
+	full := cur.points >= b.size
+	if full {
+		b.cur = nil
+	}
+	b.mu.Unlock()
+	if full {
+		b.ready.push(cur, len(cur.items))
+	}
+	return true
+}
+
+// seal hands bt to the writers if it is still the batch being filled
+// (its timer ran out before it filled up).
+func (b *batcher) seal(bt *batch) {
+	b.mu.Lock()
+	if b.cur != bt {
+		b.mu.Unlock()
+		return
+	}
+	b.cur = nil
+	b.mu.Unlock()
+	b.ready.push(bt, len(bt.items))
+}
+
+// close seals the current batch and refuses further messages; the writers
+// drain the ready queue and stop.
+func (b *batcher) close() {
+	b.mu.Lock()
+	b.closed = true
+	cur := b.cur
+	b.cur = nil
+	b.mu.Unlock()
+	if cur != nil {
+		b.ready.push(cur, len(cur.items))
+	}
+	b.ready.close()
+}
