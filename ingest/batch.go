@@ -39,8 +39,10 @@ func (s *Service) flush(ctx context.Context, batch []*item, n int) {
 	for i, it := range batch {
 		rs[i] = it.receipt
 	}
-	s.acker.Ack(rs)
+	// Released before the PUBACKs leave, so that the next message the
+	// broker sends for them never finds the count still including them.
 	s.release(len(batch))
+	s.acker.Ack(rs)
 }
 
 // pending is point i of a message.

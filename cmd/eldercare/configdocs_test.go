@@ -138,3 +138,14 @@ func TestSettingsStrict(t *testing.T) {
 		}
 	})
 }
+
+// TestIngestGCPercent: --gc-percent outside 25-1000 is refused with an
+// error naming the flag, before ingest connects to anything.
+func TestIngestGCPercent(t *testing.T) {
+	for _, v := range []string{"5", "1001", "-1"} {
+		_, err := runCLI(t, "", "ingest", "--gc-percent", v, "--mqtt", "tcp://127.0.0.1:1", "--influx", "http://127.0.0.1:1")
+		if err == nil || !strings.Contains(err.Error(), "--gc-percent "+v+": want 25-1000") {
+			t.Errorf("--gc-percent %s: got %v, want an error naming the flag and its range", v, err)
+		}
+	}
+}
