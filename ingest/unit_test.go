@@ -337,3 +337,28 @@ func TestFIFO(t *testing.T) {
 		t.Error("pop on a closed, empty queue reported an element")
 	}
 }
+
+// TestHoldWarns: holding clearly more than MaxInFlight (the broker's window
+// is larger than ingest's) logs one warning a minute; within the slack it
+// does not.
+func TestHoldWarns(t *testing.T) {
+	var logged bytes.Buffer
+	s, err := New(Config{MQTTURL: "tcp://127.0.0.1:1", InfluxURL: "http://127.0.0.1:1", InfluxDatabase: "eldercare",
+		Root: "bench", ClientID: "bench", MaxInFlight: 100}, nil, nil, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.hold(101) // within the slack of one message
+	if strings.Contains(logged.String(), "max-in-flight") {
+		t.Fatalf("warned at 101 held of 100: %s", logged.String())
+	}
+	s.hold(1)
+	s.hold(50)
+	if n := strings.Count(logged.String(), "more unacknowledged messages than --max-in-flight"); n != 1 {
+		t.Errorf("warnings = %d after going over twice within a minute, want 1:\n%s", n, logged.String())
+	}
+	s.release(152)
+	if v := s.held.Load(); v != 0 {
+		t.Errorf("held = %d after releasing everything, want 0", v)
+	}
+}
