@@ -57,7 +57,7 @@ replicas with the same --group and distinct --client-id to share the load.`,
 	f.String("rp-vitals", "", `retention policy of vitals readings (every reading not from an env_sensor) (default: --influx-rp)`)
 	f.Duration("retention-vitals", 0, "how long the vitals policy keeps data; 0 = forever (INF), else at least 1h (default 0)")
 	f.String("rp-environment", ingest.DefaultEnvironmentPolicy, "retention policy of env_sensor readings")
-	f.Duration("retention-environment", ingest.DefaultEnvironmentRetention, "how long the environment policy keeps data; 0 = forever (default 2160h = 90 days)")
+	f.Duration("retention-environment", ingest.DefaultEnvironmentRetention, "how long the environment policy keeps data; 0 = forever (2160h = 90 days)")
 	f.String("rp-events", "", `retention policy of events (default: --influx-rp)`)
 	f.Duration("retention-events", 0, "how long the events policy keeps data; 0 = forever (INF), else at least 1h (default 0)")
 	f.Bool("dead-letters", true, "store refused messages and points in the --db database (table ingest_dead_letters)")

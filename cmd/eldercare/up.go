@@ -165,7 +165,7 @@ func runUp(ctx context.Context, s *settings) error {
 		MQTTURL: mqttURL, Root: root, ClientID: "eldercare-up-ingest",
 		InfluxURL: influxURL, InfluxToken: ingest.Secret(s.String("influx-token")),
 		InfluxDatabase: s.String("influx-db"), RetentionPolicy: s.String("influx-rp"),
-	}, ingestLookup(cache), reg, log.With("role", "ingest"))
+	}, ingestLookup(cache), reg, log) // ingest.New adds role=ingest
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ import (
 // max_inflight_messages bounds what the broker sends a client before its
 // PUBACKs: set it at most to ingest's --max-in-flight so ingest's memory
 // stays bounded while InfluxDB is down (the broker queues the rest). %d is
-// the port; %s the in-flight window.
+// the port; the second %d the in-flight window.
 const MosquittoConf = `listener %d 127.0.0.1
 allow_anonymous true
 persistence false
