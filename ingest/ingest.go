@@ -45,7 +45,7 @@ const (
 	logPayloadMax  = 200                    // bytes of a rejected payload in the log
 	writeTimeout   = 30 * time.Second       // one HTTP write request
 	disconnectWait = 250                    // ms for paho's Disconnect
-	deadLetterWait = 10 * time.Second       // storing one dead letter, retries included
+	deadLetterWait = 10 * time.Second       // one attempt to store a dead letter
 	readDelay      = 5 * time.Millisecond   // mqttconn.Options.ReadDelay
 )
 
@@ -60,9 +60,10 @@ type Service struct {
 	buckets   map[Group]string // database/policy of each group
 	// held counts messages received and not yet acknowledged; warnedAt is
 	// when ingest last warned that held exceeded MaxInFlight (unix ns).
-	held, warnedAt atomic.Int64
-	batches        *batcher
-	rejects        *fifo[rejected]
+	// droppedAt is when it last warned of dropped QoS 0 messages.
+	held, warnedAt, droppedAt atomic.Int64
+	batches                   *batcher
+	rejects                   *fifo[rejected]
 
 	client influxdb2.Client
 	// writeURLs holds the v2 write endpoint of each bucket
@@ -153,8 +154,10 @@ func New(cfg Config, residents Residents, reg prometheus.Registerer, log *slog.L
 // InfluxDB is unreachable), connects to the broker with a persistent
 // session, subscribes (again after every reconnect) and writes batches
 // until ctx is cancelled. On cancellation it writes and acknowledges what
-// it holds (within 5 s), disconnects and returns nil; messages it could not
-// write stay unacknowledged and the broker delivers them again.
+// it holds (for at most 5 s), then disconnects (sending the last PUBACKs
+// and waiting for the broker to close: normally milliseconds, at most about
+// 2 s) and returns nil; messages it could not write stay unacknowledged and
+// the broker delivers them again.
 //
 // Errors: the first connection or subscription failing (wrapped with the
 // broker and filter), or a database that InfluxDB refuses to create for a
@@ -302,6 +305,10 @@ type rejected struct {
 // the message stays unacknowledged until it is stored.
 func (s *Service) handler() paho.MessageHandler {
 	return func(_ paho.Client, msg paho.Message) {
+		if msg.Qos() == 0 && s.held.Load() >= int64(s.cfg.MaxInFlight) {
+			s.dropQoS0(msg)
+			return
+		}
 		now := s.now()
 		r := s.acker.Receipt(msg)
 		s.hold(1)
@@ -331,6 +338,23 @@ func (s *Service) hold(n int) {
 			s.log.Warn("ingest: holding more unacknowledged messages than --max-in-flight; set the broker's in-flight window (Mosquitto max_inflight_messages) to at most --max-in-flight",
 				"held", held, "max_in_flight", s.cfg.MaxInFlight)
 		}
+	}
+}
+
+// dropQoS0 drops a QoS 0 message that arrived while ingest already held
+// MaxInFlight messages: QoS 0 escapes the broker's in-flight window, so
+// without this a QoS 0 flood during an InfluxDB outage would grow memory
+// without bound. QoS 0 is at most once by definition; it is counted and
+// logged (once a minute), never silent.
+func (s *Service) dropQoS0(msg paho.Message) {
+	ch := "unknown"
+	if t, err := device.ParseTopic(s.cfg.Root, msg.Topic()); err == nil {
+		ch = string(t.Channel)
+	}
+	s.m.dropped.WithLabelValues(ch).Inc()
+	if last := s.droppedAt.Load(); time.Since(time.Unix(0, last)) > time.Minute && s.droppedAt.CompareAndSwap(last, time.Now().UnixNano()) {
+		s.log.Warn("ingest: dropping QoS 0 messages while --max-in-flight messages are held (InfluxDB slow or down); devices should publish at QoS 1",
+			"topic", msg.Topic(), "max_in_flight", s.cfg.MaxInFlight)
 	}
 }
 
@@ -467,22 +491,47 @@ func (s *Service) reject(ctx context.Context, msg paho.Message, received time.Ti
 	return s.deadLetter(ctx, DeadLetter{Received: received, Topic: msg.Topic(), Reason: reason, Detail: err.Error(), Payload: msg.Payload()})
 }
 
-// deadLetter stores d, retrying for up to deadLetterWait; it reports
-// whether d was stored (always true without a store).
+// deadLetter stores d, retrying with backoff until it is stored or ctx
+// ends (each attempt gets deadLetterWait); it reports whether d was stored
+// (always true without a store). It does not give up while running: a
+// message that is neither stored nor acknowledged would keep a slot of the
+// broker's in-flight window until the next reconnect, and enough of them
+// would stop delivery. While the store fails, the message stays in
+// eldercare_ingest_in_flight and eldercare_ingest_dead_letter_store_failing
+// is 1.
 func (s *Service) deadLetter(ctx context.Context, d DeadLetter) bool {
 	if s.cfg.DeadLetters == nil {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterWait)
-	defer cancel()
+	limit := s.cfg.Limits.MaxPayload
+	if limit <= 0 {
+		limit = device.DefaultLimits.MaxPayload
+	}
+	if len(d.Payload) > limit {
+		d.Detail += fmt.Sprintf(" (payload of %d bytes, stored: the first %d)", len(d.Payload), limit)
+		d.Payload = d.Payload[:limit]
+	}
 	backoff := retryMin
+	failing := false
+	defer func() {
+		if failing {
+			s.m.deadLetterFailing.Dec()
+		}
+	}()
 	for {
-		err := s.cfg.DeadLetters.AddDeadLetter(ctx, d)
+		actx, cancel := context.WithTimeout(ctx, deadLetterWait)
+		err := s.cfg.DeadLetters.AddDeadLetter(actx, d)
+		cancel()
 		if err == nil {
 			s.m.deadLetters.WithLabelValues(d.Reason).Inc()
 			return true
 		}
-		s.log.Error("ingest: dead-letter store failed", "topic", d.Topic, "reason", d.Reason, "err", err)
+		if !failing {
+			failing = true
+			s.m.deadLetterFailing.Inc()
+		}
+		s.log.Error("ingest: dead-letter store failed; retrying, the message stays unacknowledged", "topic", d.Topic,
+			"reason", d.Reason, "retry_in", backoff, "err", err)
 		if !sleep(ctx, backoff) {
 			return false
 		}

@@ -16,12 +16,16 @@ type metrics struct {
 	queued   prometheus.Gauge
 	// deadLetterQueue counts malformed messages waiting for the store.
 	deadLetterQueue prometheus.Gauge
-	batchSeconds    prometheus.Histogram
-	writeErrors     prometheus.Counter
-	redelivered     prometheus.Counter
-	skewed          prometheus.Counter
-	deadLetters     *prometheus.CounterVec // {reason}
-	writeFailing    prometheus.Gauge
+	// deadLetterFailing is 1 while storing a dead letter is being retried.
+	deadLetterFailing prometheus.Gauge
+	// dropped counts QoS 0 messages dropped over the window, by channel.
+	dropped      *prometheus.CounterVec
+	batchSeconds prometheus.Histogram
+	writeErrors  prometheus.Counter
+	redelivered  prometheus.Counter
+	skewed       prometheus.Counter
+	deadLetters  *prometheus.CounterVec // {reason}
+	writeFailing prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,6 +50,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "eldercare_ingest_queued",
 			Help: "Messages in sealed batches waiting for a free writer (--writers). Above zero for long, InfluxDB is slower than the broker sends, or down.",
 		}),
+		deadLetterFailing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eldercare_ingest_dead_letter_store_failing",
+			Help: "Dead letters whose store is being retried (0 when healthy). Above 0, the dead-letter database is failing: refused messages and the batches holding refused points stay unacknowledged until it works again.",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eldercare_ingest_dropped_total",
+			Help: "QoS 0 messages dropped because ingest already held --max-in-flight messages, by channel. QoS 0 has no flow control, so this is the only bound on them; devices publish at QoS 1 (docs/protocol.md).",
+		}, []string{"channel"}),
 		deadLetterQueue: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eldercare_ingest_dead_letter_queued",
 			Help: "Malformed messages waiting to be stored as dead letters (and then acknowledged).",
@@ -80,7 +92,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.received.WithLabelValues(ch)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.received, m.written, m.rejected, m.inFlight, m.queued, m.deadLetterQueue, m.batchSeconds, m.writeErrors,
+		for _, c := range []prometheus.Collector{m.received, m.written, m.rejected, m.inFlight, m.queued, m.deadLetterQueue, m.deadLetterFailing, m.dropped, m.batchSeconds, m.writeErrors,
 			m.redelivered, m.skewed, m.deadLetters, m.writeFailing} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register ingest metrics: %w", err)

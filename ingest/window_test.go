@@ -1,0 +1,166 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/internal/mqttconn"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
+)
+
+// flakySink fails every AddDeadLetter until healAt, waiting out the
+// attempt's deadline first, as a locked SQLite database does.
+type flakySink struct {
+	healAt time.Time
+	inner  DeadLetterSink
+	fails  atomic.Int64
+}
+
+func (f *flakySink) AddDeadLetter(ctx context.Context, d DeadLetter) error {
+	if time.Now().Before(f.healAt) {
+		f.fails.Add(1)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(f.healAt)):
+		}
+		return errors.New("database is locked")
+	}
+	return f.inner.AddDeadLetter(ctx, d)
+}
+
+// TestDeadLetterStoreOutage: while the dead-letter store fails for longer
+// than one attempt's 10 s, refused messages stay held and unacknowledged
+// (not released), and once it works again they are stored and
+// acknowledged, and the broker's window (5 here) is whole again: messages
+// published afterwards all arrive. Before the fix ingest gave up after
+// 10 s and neither stored nor acknowledged them, so each one kept a slot of
+// the broker's window until the next reconnect and delivery stopped.
+func TestDeadLetterStoreOutage(t *testing.T) {
+	const window = 5
+	mqttURL := testenv.OwnMosquitto(t, fmt.Sprintf("max_inflight_messages %d", window))
+	influxURL, db := testInflux(t, true)
+	root := testenv.TopicRoot(t)
+	sink := &flakySink{healAt: time.Now().Add(12 * time.Second), inner: openDeadLetters(t, "sqlite:"+t.TempDir()+"/dl.db")}
+	h := startIngest(t, mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest"), nil, func(c *Config) {
+		c.DeadLetters = sink
+	})
+	pub := publisher(t, mqttURL)
+	for i := range window {
+		publish(t, pub, topicOf(root, "s1", fmt.Sprintf("bad-%d", i), device.ChanTelemetry), []byte(`{"v":1,"device":`))
+	}
+	eventually(t, 10*time.Second, func() string {
+		if v := testutil.ToFloat64(h.svc.m.deadLetterFailing); v < 1 {
+			return fmt.Sprintf("dead_letter_store_failing = %v, want >= 1 while the store fails", v)
+		}
+		return ""
+	})
+	if v := testutil.ToFloat64(h.svc.m.inFlight); v != window {
+		t.Errorf("in_flight = %v while the store fails, want the %d refused messages held", v, window)
+	}
+	now := time.Now()
+	const good = 20
+	for i := range good {
+		publish(t, pub, topicOf(root, "s1", "vm-1", device.ChanTelemetry),
+			mustJSON(t, reading("vm-1", uint64(i+1), now.Add(time.Duration(i-good)*time.Second), map[string]float64{"hr_bpm": 70})))
+	}
+	eventually(t, 40*time.Second, func() string {
+		if n := countSeq(t, influxURL, db, MeasurementReadings); n != good {
+			return fmt.Sprintf("%d readings stored, want %d (published after the refused ones)", n, good)
+		}
+		if v := testutil.ToFloat64(h.svc.m.deadLetters.WithLabelValues("json")); v != window {
+			return fmt.Sprintf("dead letters stored = %v, want %d", v, window)
+		}
+		if v := testutil.ToFloat64(h.svc.m.inFlight); v != 0 {
+			return fmt.Sprintf("in_flight = %v, want 0", v)
+		}
+		return ""
+	})
+	if sink.fails.Load() == 0 {
+		t.Error("the store never failed: the test did not test the outage")
+	}
+	if v := testutil.ToFloat64(h.svc.m.deadLetterFailing); v != 0 {
+		t.Errorf("dead_letter_store_failing = %v after recovery, want 0", v)
+	}
+}
+
+// TestQoS0Bounded: QoS 0 messages escape the broker's in-flight window, so
+// while InfluxDB is unreachable ingest holds at most MaxInFlight of them
+// and drops and counts the rest, instead of growing without bound.
+func TestQoS0Bounded(t *testing.T) {
+	mqttURL := testenv.OwnMosquitto(t)
+	root := testenv.TopicRoot(t)
+	const maxInFlight, n = 100, 1000
+	influxURL, db := testInflux(t, true)
+	down := newFaultyProxy(t, influxURL, -1) // every write fails: InfluxDB "down"
+	h := startIngest(t, mqttURL, down.URL, db, root, testenv.ClientID(t, "ingest"), nil, func(c *Config) {
+		c.MaxInFlight = maxInFlight
+	})
+	ctx := context.Background()
+	pub, err := mqttconn.Connect(ctx, mqttconn.Options{URL: mqttURL, ClientID: testenv.ClientID(t, "pub0"), CleanSession: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Disconnect(100)
+	now := time.Now()
+	for i := range n {
+		tok := pub.Publish(topicOf(root, "s1", "vm-1", device.ChanTelemetry), 0, false,
+			mustJSON(t, reading("vm-1", uint64(i+1), now.Add(time.Duration(i-n)*time.Millisecond), map[string]float64{"hr_bpm": 70})))
+		if err := mqttconn.Wait(ctx, tok, 10*time.Second, "publish"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 20*time.Second, func() string {
+		held, dropped := testutil.ToFloat64(h.svc.m.inFlight), testutil.ToFloat64(h.svc.m.dropped.WithLabelValues("telemetry"))
+		if held+dropped != n {
+			return fmt.Sprintf("held %v + dropped %v, want all %d accounted for", held, dropped, n)
+		}
+		if held != maxInFlight {
+			return fmt.Sprintf("held %v, want MaxInFlight %d", held, maxInFlight)
+		}
+		return ""
+	})
+}
+
+// captureSink keeps what it is given.
+type captureSink struct {
+	mu  sync.Mutex
+	got []DeadLetter
+}
+
+func (c *captureSink) AddDeadLetter(_ context.Context, d DeadLetter) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.got = append(c.got, d)
+	return nil
+}
+
+// TestDeadLetterPayloadCut: a payload over the protocol's 256 KiB limit is
+// stored cut to the limit, and the detail says how long it was.
+func TestDeadLetterPayloadCut(t *testing.T) {
+	sink := &captureSink{}
+	s, err := New(Config{MQTTURL: "tcp://127.0.0.1:1", InfluxURL: "http://127.0.0.1:1", InfluxDatabase: "eldercare",
+		Root: "r", ClientID: "c", DeadLetters: sink}, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 2_000_000)
+	if !s.deadLetter(t.Context(), DeadLetter{Topic: "r/v1/s/d/telemetry", Reason: "max_len", Detail: "too big", Payload: big}) {
+		t.Fatal("not stored")
+	}
+	d := sink.got[0]
+	if len(d.Payload) != device.DefaultLimits.MaxPayload {
+		t.Errorf("stored %d payload bytes, want %d", len(d.Payload), device.DefaultLimits.MaxPayload)
+	}
+	if !strings.Contains(d.Detail, "payload of 2000000 bytes") {
+		t.Errorf("detail %q does not give the original size", d.Detail)
+	}
+}
