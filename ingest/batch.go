@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	http2 "github.com/influxdata/influxdb-client-go/v2/api/http"
 
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
@@ -31,7 +32,7 @@ func (s *Service) flush(ctx context.Context, batch []*item, n int) {
 	s.m.batchSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.log.Warn("ingest: batch not written; its messages stay unacknowledged", "messages", len(batch), "points", n, "err", err)
-		s.release(len(batch))
+		s.releaseMsgs(msgsOf(batch)...)
 		return
 	}
 	s.m.written.Add(float64(n - rejected))
@@ -41,8 +42,16 @@ func (s *Service) flush(ctx context.Context, batch []*item, n int) {
 	}
 	// Released before the PUBACKs leave, so that the next message the
 	// broker sends for them never finds the count still including them.
-	s.release(len(batch))
+	s.releaseMsgs(msgsOf(batch)...)
 	s.acker.Ack(rs)
+}
+
+func msgsOf(batch []*item) []paho.Message {
+	ms := make([]paho.Message, len(batch))
+	for i, it := range batch {
+		ms[i] = it.msg
+	}
+	return ms
 }
 
 // pending is point i of a message.

@@ -61,9 +61,10 @@ type Service struct {
 	// held counts messages received and not yet acknowledged; warnedAt is
 	// when ingest last warned that held exceeded MaxInFlight (unix ns).
 	// droppedAt is when it last warned of dropped QoS 0 messages.
-	held, warnedAt, droppedAt atomic.Int64
-	batches                   *batcher
-	rejects                   *fifo[rejected]
+	// heldQoS0 counts the QoS 0 messages among held.
+	held, heldQoS0, warnedAt, droppedAt atomic.Int64
+	batches                             *batcher
+	rejects                             *fifo[rejected]
 
 	client influxdb2.Client
 	// writeURLs holds the v2 write endpoint of each bucket
@@ -305,9 +306,12 @@ type rejected struct {
 // the message stays unacknowledged until it is stored.
 func (s *Service) handler() paho.MessageHandler {
 	return func(_ paho.Client, msg paho.Message) {
-		if msg.Qos() == 0 && s.held.Load() >= int64(s.cfg.MaxInFlight) {
-			s.dropQoS0(msg)
-			return
+		if msg.Qos() == 0 {
+			if s.heldQoS0.Load() >= int64(s.cfg.MaxInFlight) {
+				s.dropQoS0(msg)
+				return
+			}
+			s.heldQoS0.Add(1)
 		}
 		now := s.now()
 		r := s.acker.Receipt(msg)
@@ -319,7 +323,7 @@ func (s *Service) handler() paho.MessageHandler {
 		}
 		it.receipt = r
 		if !s.batches.add(it) {
-			s.release(1) // shutting down: the broker delivers it again
+			s.releaseMsgs(msg) // shutting down: the broker delivers it again
 		}
 	}
 }
@@ -342,7 +346,8 @@ func (s *Service) hold(n int) {
 }
 
 // dropQoS0 drops a QoS 0 message that arrived while ingest already held
-// MaxInFlight messages: QoS 0 escapes the broker's in-flight window, so
+// MaxInFlight QoS 0 messages (QoS 1 ones have the broker's window and do
+// not count here): QoS 0 escapes that window, so
 // without this a QoS 0 flood during an InfluxDB outage would grow memory
 // without bound. QoS 0 is at most once by definition; it is counted and
 // logged (once a minute), never silent.
@@ -362,6 +367,21 @@ func (s *Service) dropQoS0(msg paho.Message) {
 func (s *Service) release(n int) {
 	s.held.Add(-int64(n))
 	s.m.inFlight.Sub(float64(n))
+}
+
+// releaseMsgs is release for msgs, which also gives back the QoS 0 ones'
+// share of MaxInFlight.
+func (s *Service) releaseMsgs(msgs ...paho.Message) {
+	var qos0 int64
+	for _, m := range msgs {
+		if m.Qos() == 0 {
+			qos0++
+		}
+	}
+	if qos0 > 0 {
+		s.heldQoS0.Add(-qos0)
+	}
+	s.release(len(msgs))
 }
 
 // writeLoop writes ready batches until the queue is closed and empty or
@@ -385,7 +405,7 @@ func (s *Service) rejectLoop(ctx context.Context) {
 			return
 		}
 		stored := s.reject(ctx, r.receipt.Message(), r.received, r.err)
-		s.release(1)
+		s.releaseMsgs(r.receipt.Message())
 		if stored {
 			s.acker.Ack([]mqttconn.Receipt{r.receipt})
 		}

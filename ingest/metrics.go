@@ -56,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eldercare_ingest_dropped_total",
-			Help: "QoS 0 messages dropped because ingest already held --max-in-flight messages, by channel. QoS 0 has no flow control, so this is the only bound on them; devices publish at QoS 1 (docs/protocol.md).",
+			Help: "QoS 0 messages dropped because ingest already held --max-in-flight QoS 0 messages, by channel. QoS 0 has no flow control, so this is the only bound on them; devices publish at QoS 1 (docs/protocol.md).",
 		}, []string{"channel"}),
 		deadLetterQueue: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eldercare_ingest_dead_letter_queued",

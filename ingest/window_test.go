@@ -128,6 +128,19 @@ func TestQoS0Bounded(t *testing.T) {
 		}
 		return ""
 	})
+	// QoS 1 messages do not count against the QoS 0 bound: they still
+	// arrive (and wait, held, for InfluxDB).
+	p1 := publisher(t, mqttURL)
+	for i := range 10 {
+		publish(t, p1, topicOf(root, "s1", "vm-2", device.ChanTelemetry),
+			mustJSON(t, reading("vm-2", uint64(i+1), now.Add(time.Duration(i-10)*time.Millisecond), map[string]float64{"hr_bpm": 70})))
+	}
+	eventually(t, 10*time.Second, func() string {
+		if held := testutil.ToFloat64(h.svc.m.inFlight); held != maxInFlight+10 {
+			return fmt.Sprintf("held %v after 10 QoS 1 messages, want %d", held, maxInFlight+10)
+		}
+		return ""
+	})
 }
 
 // captureSink keeps what it is given.
