@@ -28,21 +28,40 @@ func (s *Service) flush(ctx context.Context, batch []*item, n int) {
 			pts = append(pts, pending{i: i, it: it})
 		}
 	}
-	rejected, err := s.writeSplit(ctx, pts)
+	refused, err := s.writeSplit(ctx, pts)
 	s.m.batchSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.log.Warn("ingest: batch not written; its messages stay unacknowledged", "messages", len(batch), "points", n, "err", err)
 		s.releaseMsgs(msgsOf(batch)...)
 		return
 	}
-	s.m.written.Add(float64(n - rejected))
-	rs := make([]mqttconn.Receipt, len(batch))
-	for i, it := range batch {
-		rs[i] = it.receipt
+	s.m.written.Add(float64(n - len(refused)))
+	// A message with a refused point is acknowledged once the point is a
+	// dead letter: the dead-letter loop does that, so that a failing
+	// dead-letter store holds only that message, not the batch.
+	var deadLetters map[*item][]DeadLetter
+	for _, r := range refused {
+		if deadLetters == nil {
+			deadLetters = map[*item][]DeadLetter{}
+		}
+		it := r.p.it
+		deadLetters[it] = append(deadLetters[it], DeadLetter{Received: it.received, Topic: it.msg.Topic(),
+			Reason: "influx_rejected", Part: fmt.Sprintf("point %d", r.p.i), Payload: it.msg.Payload(),
+			Detail: fmt.Sprintf("%s: %v", r.p.line(), r.err)})
+	}
+	rs := make([]mqttconn.Receipt, 0, len(batch))
+	ms := make([]paho.Message, 0, len(batch))
+	for _, it := range batch {
+		if dls, ok := deadLetters[it]; ok {
+			s.rejects.push(rejected{receipt: it.receipt, received: it.received, deadLetters: dls}, 1)
+			continue
+		}
+		rs = append(rs, it.receipt)
+		ms = append(ms, it.msg)
 	}
 	// Released before the PUBACKs leave, so that the next message the
 	// broker sends for them never finds the count still including them.
-	s.releaseMsgs(msgsOf(batch)...)
+	s.releaseMsgs(ms...)
 	s.acker.Ack(rs)
 }
 
@@ -62,41 +81,42 @@ type pending struct {
 
 func (p pending) line() []byte { return p.it.line(p.i) }
 
+// refusal is a point InfluxDB refused, with its answer.
+type refusal struct {
+	p   pending
+	err error
+}
+
 // writeSplit writes pts. When InfluxDB refuses the request as invalid (400,
 // e.g. a field type conflict, which does not say which point), it splits the
-// slice in halves until it finds the refused points; those are logged and
-// counted as rejected{reason="influx_rejected"}. It returns the number of
-// refused points, or an error only when ctx ended.
-func (s *Service) writeSplit(ctx context.Context, pts []pending) (int, error) {
+// slice in halves until it finds the refused points; those are logged,
+// counted as rejected{reason="influx_rejected"} and returned, so that the
+// caller stores them as dead letters. It returns an error only when ctx
+// ended.
+func (s *Service) writeSplit(ctx context.Context, pts []pending) ([]refusal, error) {
 	err := s.writeRetry(ctx, pts)
 	if err == nil {
-		return 0, nil
+		return nil, nil
 	}
 	if ctx.Err() != nil {
-		return 0, err
+		return nil, err
 	}
 	if len(pts) == 1 {
 		s.m.rejected.WithLabelValues("influx_rejected").Inc()
-		line := string(pts[0].line())
-		s.log.Warn("ingest: InfluxDB refused a point; stored as a dead letter", "topic", pts[0].it.msg.Topic(),
-			"point", truncate([]byte(line), logPayloadMax), "err", err)
-		it := pts[0].it
-		if !s.deadLetter(ctx, DeadLetter{Received: it.received, Topic: it.msg.Topic(), Reason: "influx_rejected",
-			Detail: fmt.Sprintf("%s: %v", line, err), Payload: it.msg.Payload()}) {
-			return 0, fmt.Errorf("dead-letter store unavailable for a refused point of %s", it.msg.Topic())
-		}
-		return 1, nil
+		s.log.Warn("ingest: InfluxDB refused a point; it goes to the dead-letter store", "topic", pts[0].it.msg.Topic(),
+			"point", truncate(pts[0].line(), logPayloadMax), "err", err)
+		return []refusal{{pts[0], err}}, nil
 	}
 	mid := len(pts) / 2
 	a, err := s.writeSplit(ctx, pts[:mid])
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	b, err := s.writeSplit(ctx, pts[mid:])
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return a + b, nil
+	return append(a, b...), nil
 }
 
 // writeRetry writes pts in one request, retrying transient failures

@@ -32,6 +32,10 @@ type DeadLetter struct {
 	// Detail is the full error text; for influx_rejected it names the
 	// refused point in line protocol and InfluxDB's answer.
 	Detail string
+	// Part is "" when the whole message was refused, and names the point
+	// ("point 3", its index in the message) when InfluxDB refused one
+	// point of it.
+	Part string
 	// Payload is the raw MQTT payload, as received (at most 256 KiB, the
 	// protocol's payload limit). It is stored as text: invalid UTF-8 and NUL
 	// bytes become U+FFFD, so a binary payload cannot make the insert fail.
@@ -58,11 +62,13 @@ func OpenDeadLetters(ctx context.Context, db *sqldb.DB) (*DeadLetters, error) {
 	return &DeadLetters{db: db}, nil
 }
 
-// AddDeadLetter stores d. The same message refused again for the same
-// reason (a redelivery) is stored once.
+// AddDeadLetter stores d. The same message (or point) refused again for the
+// same reason, as after a redelivery, is stored once: the key is the topic,
+// payload, reason and part, not the detail, which may name the receive
+// time (how far in the future a reading was, a point's received_ms).
 func (s *DeadLetters) AddDeadLetter(ctx context.Context, d DeadLetter) error {
 	h := sha256.New()
-	for _, part := range [][]byte{[]byte(d.Topic), d.Payload, []byte(d.Reason), []byte(d.Detail)} {
+	for _, part := range [][]byte{[]byte(d.Topic), d.Payload, []byte(d.Reason), []byte(d.Part)} {
 		fmt.Fprintf(h, "%d:", len(part))
 		h.Write(part)
 	}

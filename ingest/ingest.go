@@ -183,17 +183,18 @@ func (s *Service) Run(ctx context.Context) error {
 	s.rejects = newFIFO[rejected](s.m.deadLetterQueue)
 	wctx, stopWriters := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWriters()
-	var workers sync.WaitGroup
+	var writers, rejecter sync.WaitGroup
 	for range s.cfg.Writers {
-		workers.Go(func() { s.writeLoop(wctx) })
+		writers.Go(func() { s.writeLoop(wctx) })
 	}
-	workers.Go(func() { s.rejectLoop(wctx) })
+	rejecter.Go(func() { s.rejectLoop(wctx) })
 	shutdown := func() {
-		s.batches.close()
-		s.rejects.close()
 		t := time.AfterFunc(shutdownGrace, stopWriters)
-		workers.Wait()
-		t.Stop()
+		defer t.Stop()
+		s.batches.close()
+		writers.Wait() // they may still hand refused points to the dead-letter loop
+		s.rejects.close()
+		rejecter.Wait()
 	}
 
 	handler := s.handler()
@@ -296,7 +297,10 @@ func (s *Service) ensureDatabase(ctx context.Context) error {
 type rejected struct {
 	receipt  mqttconn.Receipt
 	received time.Time
-	err      error
+	err      error // why the message was refused, or
+	// deadLetters: its points that InfluxDB refused (the others are
+	// written).
+	deadLetters []DeadLetter
 }
 
 // handler returns the MQTT message handler. paho runs it in its receive
@@ -396,15 +400,21 @@ func (s *Service) writeLoop(ctx context.Context) {
 	}
 }
 
-// rejectLoop stores malformed messages as dead letters and acknowledges
-// them.
+// rejectLoop stores malformed messages, and the points InfluxDB refused,
+// as dead letters and acknowledges their messages.
 func (s *Service) rejectLoop(ctx context.Context) {
 	for {
 		r, ok := s.rejects.pop(ctx)
 		if !ok {
 			return
 		}
-		stored := s.reject(ctx, r.receipt.Message(), r.received, r.err)
+		stored := true
+		if r.err != nil {
+			stored = s.reject(ctx, r.receipt.Message(), r.received, r.err)
+		}
+		for _, d := range r.deadLetters {
+			stored = stored && s.deadLetter(ctx, d)
+		}
 		s.releaseMsgs(r.receipt.Message())
 		if stored {
 			s.acker.Ack([]mqttconn.Receipt{r.receipt})

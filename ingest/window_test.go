@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/eldercare-iot/eldercare/device"
@@ -176,4 +177,93 @@ func TestDeadLetterPayloadCut(t *testing.T) {
 	if !strings.Contains(d.Detail, "payload of 2000000 bytes") {
 		t.Errorf("detail %q does not give the original size", d.Detail)
 	}
+}
+
+// TestDeadLetterKeyIgnoresDetail: the same message refused again (a
+// redelivery) is stored once although its detail differs (it names the
+// receive time), and two refused points of one message are two rows.
+func TestDeadLetterKeyIgnoresDetail(t *testing.T) {
+	dl := openDeadLetters(t, "sqlite:"+t.TempDir()+"/dl.db")
+	d := DeadLetter{Received: time.Now(), Topic: "r/v1/s/d/telemetry", Reason: "future", Payload: []byte(`{"v":1}`),
+		Detail: "ts is 59m59.999s ahead"}
+	if err := dl.AddDeadLetter(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	d.Detail, d.Received = "ts is 59m45.807s ahead", d.Received.Add(14*time.Second)
+	if err := dl.AddDeadLetter(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	p := DeadLetter{Received: time.Now(), Topic: "r/v1/s/d/telemetry", Reason: "influx_rejected", Payload: []byte(`{"v":2}`)}
+	for i := range 2 {
+		p.Part, p.Detail = fmt.Sprintf("point %d", i), fmt.Sprintf("line %d received_ms=%d", i, time.Now().UnixNano())
+		if err := dl.AddDeadLetter(t.Context(), p); err != nil {
+			t.Fatal(err)
+		}
+		p.Detail += " again" // the redelivery of the same point
+		if err := dl.AddDeadLetter(t.Context(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := dl.List(t.Context(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Errorf("%d rows, want 3: one for the redelivered message, one per refused point", len(got))
+	}
+}
+
+// TestRefusedPointHoldsOnlyItsMessage: a point InfluxDB refuses while the
+// dead-letter store fails keeps only its own message unacknowledged; the
+// rest of its batch is acknowledged and delivery goes on through the
+// broker's small window (10). Before the fix the whole batch stayed held
+// until the store worked, and with it the window.
+func TestRefusedPointHoldsOnlyItsMessage(t *testing.T) {
+	const window = 10
+	mqttURL := testenv.OwnMosquitto(t, fmt.Sprintf("max_inflight_messages %d", window))
+	influxURL, db := testInflux(t, true)
+	root := testenv.TopicRoot(t)
+	sink := &flakySink{healAt: time.Now().Add(20 * time.Second), inner: openDeadLetters(t, "sqlite:"+t.TempDir()+"/dl.db")}
+	h := startIngest(t, mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest"), nil, func(c *Config) {
+		c.DeadLetters = sink
+		c.FlushInterval = 200 * time.Millisecond
+	})
+	pub := publisher(t, mqttURL)
+	now := time.Now()
+	// InfluxDB learns zzc as a string field; vm-40 then sends it as a
+	// number: a field type conflict, which InfluxDB refuses (400).
+	client := influxdb2.NewClient(influxURL, "")
+	defer client.Close()
+	if err := client.WriteAPIBlocking("", db+"/autogen").WriteRecord(t.Context(),
+		fmt.Sprintf(`readings,device=vm-39,site=s1 zzc="s" %d`, now.Add(-time.Hour).UnixNano())); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, pub, topicOf(root, "s1", "vm-40", device.ChanTelemetry),
+		mustJSON(t, reading("vm-40", 1, now.Add(-time.Minute), map[string]float64{"zzc": 1})))
+	const good = 200
+	for i := range good {
+		publish(t, pub, topicOf(root, "s1", "vm-41", device.ChanTelemetry),
+			mustJSON(t, reading("vm-41", uint64(i+1), now.Add(time.Duration(i-good)*time.Second), map[string]float64{"hr_bpm": 70})))
+	}
+	eventually(t, 15*time.Second, func() string {
+		if time.Now().After(sink.healAt) {
+			t.Fatal("the dead-letter store healed before the valid readings were through: delivery was held up")
+		}
+		if n := countSeq(t, influxURL, db, MeasurementReadings); n != good {
+			return fmt.Sprintf("%d readings stored while the dead-letter store fails, want the %d valid ones", n, good)
+		}
+		if v := testutil.ToFloat64(h.svc.m.inFlight); v != 1 {
+			return fmt.Sprintf("in_flight = %v, want 1 (the message with the refused point)", v)
+		}
+		return ""
+	})
+	eventually(t, 40*time.Second, func() string {
+		if v := testutil.ToFloat64(h.svc.m.deadLetters.WithLabelValues("influx_rejected")); v != 1 {
+			return fmt.Sprintf("influx_rejected dead letters = %v, want 1", v)
+		}
+		if v := testutil.ToFloat64(h.svc.m.inFlight); v != 0 {
+			return fmt.Sprintf("in_flight = %v after the store healed, want 0", v)
+		}
+		return ""
+	})
 }
