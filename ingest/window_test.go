@@ -223,10 +223,10 @@ func TestRefusedPointHoldsOnlyItsMessage(t *testing.T) {
 	mqttURL := testenv.OwnMosquitto(t, fmt.Sprintf("max_inflight_messages %d", window))
 	influxURL, db := testInflux(t, true)
 	root := testenv.TopicRoot(t)
-	sink := &flakySink{healAt: time.Now().Add(20 * time.Second), inner: openDeadLetters(t, "sqlite:"+t.TempDir()+"/dl.db")}
+	sink := &flakySink{healAt: time.Now().Add(30 * time.Second), inner: openDeadLetters(t, "sqlite:"+t.TempDir()+"/dl.db")}
 	h := startIngest(t, mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest"), nil, func(c *Config) {
 		c.DeadLetters = sink
-		c.FlushInterval = 200 * time.Millisecond
+		c.FlushInterval = 20 * time.Millisecond // batches of at most the window (10): keep them moving
 	})
 	pub := publisher(t, mqttURL)
 	now := time.Now()
@@ -245,7 +245,7 @@ func TestRefusedPointHoldsOnlyItsMessage(t *testing.T) {
 		publish(t, pub, topicOf(root, "s1", "vm-41", device.ChanTelemetry),
 			mustJSON(t, reading("vm-41", uint64(i+1), now.Add(time.Duration(i-good)*time.Second), map[string]float64{"hr_bpm": 70})))
 	}
-	eventually(t, 15*time.Second, func() string {
+	eventually(t, 25*time.Second, func() string {
 		if time.Now().After(sink.healAt) {
 			t.Fatal("the dead-letter store healed before the valid readings were through: delivery was held up")
 		}
@@ -257,7 +257,7 @@ func TestRefusedPointHoldsOnlyItsMessage(t *testing.T) {
 		}
 		return ""
 	})
-	eventually(t, 40*time.Second, func() string {
+	eventually(t, 60*time.Second, func() string {
 		if v := testutil.ToFloat64(h.svc.m.deadLetters.WithLabelValues("influx_rejected")); v != 1 {
 			return fmt.Sprintf("influx_rejected dead letters = %v, want 1", v)
 		}
