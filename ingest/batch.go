@@ -10,16 +10,15 @@ import (
 	"sync"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
 	http2 "github.com/influxdata/influxdb-client-go/v2/api/http"
 
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
 )
 
 // flush writes the points of batch and acknowledges its messages, unless
-// ctx ended first: then nothing is acknowledged and the broker delivers the
-// messages again. When ctx is already cancelled (shutdown) the write gets
-// shutdownGrace.
+// ctx ended first (the writers' context ends shutdownGrace after shutdown
+// began): then nothing is acknowledged and the broker delivers the messages
+// again.
 func (s *Service) flush(ctx context.Context, batch []*item, n int) {
 	start := time.Now()
 	pts := make([]pending, 0, n)
@@ -32,7 +31,7 @@ func (s *Service) flush(ctx context.Context, batch []*item, n int) {
 	s.m.batchSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.log.Warn("ingest: batch not written; its messages stay unacknowledged", "messages", len(batch), "points", n, "err", err)
-		s.releaseMsgs(msgsOf(batch)...)
+		s.releaseReceipts(receiptsOf(batch))
 		return
 	}
 	s.m.written.Add(float64(n - len(refused)))
@@ -40,37 +39,35 @@ func (s *Service) flush(ctx context.Context, batch []*item, n int) {
 	// dead letter: the dead-letter loop does that, so that a failing
 	// dead-letter store holds only that message, not the batch.
 	var deadLetters map[*item][]DeadLetter
+	if len(refused) > 0 {
+		deadLetters = make(map[*item][]DeadLetter, len(refused))
+	}
 	for _, r := range refused {
-		if deadLetters == nil {
-			deadLetters = map[*item][]DeadLetter{}
-		}
 		it := r.p.it
 		deadLetters[it] = append(deadLetters[it], DeadLetter{Received: it.received, Topic: it.msg.Topic(),
 			Reason: "influx_rejected", Part: fmt.Sprintf("point %d", r.p.i), Payload: it.msg.Payload(),
 			Detail: fmt.Sprintf("%s: %v", r.p.line(), r.err)})
 	}
 	rs := make([]mqttconn.Receipt, 0, len(batch))
-	ms := make([]paho.Message, 0, len(batch))
 	for _, it := range batch {
 		if dls, ok := deadLetters[it]; ok {
 			s.rejects.push(rejected{receipt: it.receipt, received: it.received, deadLetters: dls}, 1)
 			continue
 		}
 		rs = append(rs, it.receipt)
-		ms = append(ms, it.msg)
 	}
 	// Released before the PUBACKs leave, so that the next message the
 	// broker sends for them never finds the count still including them.
-	s.releaseMsgs(ms...)
+	s.releaseReceipts(rs)
 	s.acker.Ack(rs)
 }
 
-func msgsOf(batch []*item) []paho.Message {
-	ms := make([]paho.Message, len(batch))
+func receiptsOf(batch []*item) []mqttconn.Receipt {
+	rs := make([]mqttconn.Receipt, len(batch))
 	for i, it := range batch {
-		ms[i] = it.msg
+		rs[i] = it.receipt
 	}
-	return ms
+	return rs
 }
 
 // pending is point i of a message.

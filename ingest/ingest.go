@@ -327,7 +327,7 @@ func (s *Service) handler() paho.MessageHandler {
 		}
 		it.receipt = r
 		if !s.batches.add(it) {
-			s.releaseMsgs(msg) // shutting down: the broker delivers it again
+			s.releaseReceipts([]mqttconn.Receipt{r}) // shutting down: the broker delivers it again
 		}
 	}
 }
@@ -342,7 +342,7 @@ func (s *Service) hold(n int) {
 	held := s.held.Add(int64(n))
 	s.m.inFlight.Add(float64(n))
 	if held > int64(s.cfg.MaxInFlight+max(1, s.cfg.MaxInFlight/100)) {
-		if last := s.warnedAt.Load(); time.Since(time.Unix(0, last)) > time.Minute && s.warnedAt.CompareAndSwap(last, time.Now().UnixNano()) {
+		if aMinuteSince(&s.warnedAt) {
 			s.log.Warn("ingest: holding more unacknowledged messages than --max-in-flight; set the broker's in-flight window (Mosquitto max_inflight_messages) to at most --max-in-flight",
 				"held", held, "max_in_flight", s.cfg.MaxInFlight)
 		}
@@ -361,7 +361,7 @@ func (s *Service) dropQoS0(msg paho.Message) {
 		ch = string(t.Channel)
 	}
 	s.m.dropped.WithLabelValues(ch).Inc()
-	if last := s.droppedAt.Load(); time.Since(time.Unix(0, last)) > time.Minute && s.droppedAt.CompareAndSwap(last, time.Now().UnixNano()) {
+	if aMinuteSince(&s.droppedAt) {
 		s.log.Warn("ingest: dropping QoS 0 messages while --max-in-flight messages are held (InfluxDB slow or down); devices should publish at QoS 1",
 			"topic", msg.Topic(), "max_in_flight", s.cfg.MaxInFlight)
 	}
@@ -373,19 +373,27 @@ func (s *Service) release(n int) {
 	s.m.inFlight.Sub(float64(n))
 }
 
-// releaseMsgs is release for msgs, which also gives back the QoS 0 ones'
-// share of MaxInFlight.
-func (s *Service) releaseMsgs(msgs ...paho.Message) {
+// releaseReceipts is release for the messages of rs, which also gives back
+// the QoS 0 ones' share of MaxInFlight.
+func (s *Service) releaseReceipts(rs []mqttconn.Receipt) {
 	var qos0 int64
-	for _, m := range msgs {
-		if m.Qos() == 0 {
+	for _, r := range rs {
+		if r.Message().Qos() == 0 {
 			qos0++
 		}
 	}
 	if qos0 > 0 {
 		s.heldQoS0.Add(-qos0)
 	}
-	s.release(len(msgs))
+	s.release(len(rs))
+}
+
+// aMinuteSince reports whether at least a minute has passed since the time
+// (unix ns) in at, and if so sets it to now: at most one caller a minute
+// gets true. It rate-limits warnings.
+func aMinuteSince(at *atomic.Int64) bool {
+	last := at.Load()
+	return time.Since(time.Unix(0, last)) > time.Minute && at.CompareAndSwap(last, time.Now().UnixNano())
 }
 
 // writeLoop writes ready batches until the queue is closed and empty or
@@ -415,7 +423,7 @@ func (s *Service) rejectLoop(ctx context.Context) {
 		for _, d := range r.deadLetters {
 			stored = stored && s.deadLetter(ctx, d)
 		}
-		s.releaseMsgs(r.receipt.Message())
+		s.releaseReceipts([]mqttconn.Receipt{r.receipt})
 		if stored {
 			s.acker.Ack([]mqttconn.Receipt{r.receipt})
 		}

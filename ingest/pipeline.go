@@ -14,12 +14,17 @@ import (
 // (messages, not elements).
 type fifo[T any] struct {
 	mu     sync.Mutex
-	buf    []T
-	weight []int
+	buf    []entry[T]
 	head   int
 	closed bool
 	ready  chan struct{} // one token: buf may be non-empty, or closed
 	gauge  prometheus.Gauge
+}
+
+// entry is a queued element and its weight in the gauge.
+type entry[T any] struct {
+	v T
+	w int
 }
 
 func newFIFO[T any](g prometheus.Gauge) *fifo[T] {
@@ -40,12 +45,10 @@ func (q *fifo[T]) push(v T, w int) {
 		// Reuse the consumed front instead of growing: a backlog that
 		// never drains must not grow the slice with every element.
 		n := copy(q.buf, q.buf[q.head:])
-		copy(q.weight, q.weight[q.head:])
 		clear(q.buf[n:])
-		q.buf, q.weight, q.head = q.buf[:n], q.weight[:n], 0
+		q.buf, q.head = q.buf[:n], 0
 	}
-	q.buf = append(q.buf, v)
-	q.weight = append(q.weight, w)
+	q.buf = append(q.buf, entry[T]{v, w})
 	q.mu.Unlock()
 	q.gauge.Add(float64(w))
 	q.signal()
@@ -62,33 +65,34 @@ func (q *fifo[T]) close() {
 // pop returns the oldest element, waiting for one; false when ctx ended or
 // the queue is closed and empty.
 func (q *fifo[T]) pop(ctx context.Context) (T, bool) {
-	var zero T
 	for {
 		q.mu.Lock()
 		if q.head < len(q.buf) {
-			v, w := q.buf[q.head], q.weight[q.head]
-			q.buf[q.head] = zero
+			e := q.buf[q.head]
+			q.buf[q.head] = entry[T]{}
 			q.head++
 			if q.head == len(q.buf) {
-				q.buf, q.weight, q.head = q.buf[:0], q.weight[:0], 0
+				q.buf, q.head = q.buf[:0], 0
 			}
 			more := q.head < len(q.buf) || q.closed
 			q.mu.Unlock()
 			if more {
 				q.signal() // others may be waiting
 			}
-			q.gauge.Sub(float64(w))
-			return v, true
+			q.gauge.Sub(float64(e.w))
+			return e.v, true
 		}
 		closed := q.closed
 		q.mu.Unlock()
 		if closed {
 			q.signal()
+			var zero T
 			return zero, false
 		}
 		select {
 		case <-q.ready:
 		case <-ctx.Done():
+			var zero T
 			return zero, false
 		}
 	}
