@@ -36,7 +36,7 @@ type inbox struct {
 func subscribe(t *testing.T, url, root string) *inbox {
 	t.Helper()
 	in := &inbox{}
-	opts := paho.NewClientOptions().AddBroker(url).SetClientID(testenv.ClientID(t, "sub")).SetCleanSession(true).SetOrderMatters(false)
+	opts := paho.NewClientOptions().AddBroker(url).SetClientID(testenv.ClientID(t, "sub")).SetCleanSession(true).SetOrderMatters(true) // in arrival order: tests check the order of statuses
 	c := paho.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscriber connect: %v", tok.Error())
