@@ -226,15 +226,19 @@ func TestRefusedPointHoldsOnlyItsMessage(t *testing.T) {
 	pub := publisher(t, mqttURL)
 	now := time.Now()
 	// InfluxDB learns zzc as a string field; vm-40 then sends it as a
-	// number: a field type conflict, which InfluxDB refuses (400).
+	// number: a field type conflict, which InfluxDB refuses (400). Both
+	// points carry the same timestamp, so they always land in one shard: a
+	// conflict exists only within a shard, and points an hour apart
+	// straddle the weekly shard boundary on Mondays 00:00-01:00 UTC.
+	conflictAt := now.Add(-time.Minute).Truncate(time.Millisecond)
 	client := influxdb2.NewClient(influxURL, "")
 	defer client.Close()
 	if err := client.WriteAPIBlocking("", db+"/autogen").WriteRecord(t.Context(),
-		fmt.Sprintf(`readings,device=vm-39,site=s1 zzc="s" %d`, now.Add(-time.Hour).UnixNano())); err != nil {
+		fmt.Sprintf(`readings,device=vm-39,site=s1 zzc="s" %d`, conflictAt.UnixNano())); err != nil {
 		t.Fatal(err)
 	}
 	publish(t, pub, topicOf(root, "s1", "vm-40", device.ChanTelemetry),
-		mustJSON(t, reading("vm-40", 1, now.Add(-time.Minute), map[string]float64{"zzc": 1})))
+		mustJSON(t, reading("vm-40", 1, conflictAt, map[string]float64{"zzc": 1})))
 	const good = 200
 	for i := range good {
 		publish(t, pub, topicOf(root, "s1", "vm-41", device.ChanTelemetry),
