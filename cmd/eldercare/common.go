@@ -71,10 +71,11 @@ func openRegistry(ctx context.Context, dsn, path string, docs ...[]byte) (*sqldb
 	return db, store, cache, nil
 }
 
-// newMetrics returns a registry with the Go and process collectors.
+// newMetrics returns a registry with the Go and process collectors and
+// eldercare_build_info (version.go).
 func newMetrics() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newBuildInfo())
 	return reg
 }
 

@@ -14,9 +14,6 @@ import (
 	"github.com/spf13/viper"
 )
 
-// Version is set at build time with -ldflags "-X main.Version=...".
-var Version = "dev"
-
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "eldercare",
@@ -35,20 +32,9 @@ command line beats the environment, which beats the config file.`,
 	root.PersistentFlags().String("config", "", "YAML config file whose keys are flag names (env ELDERCARE_CONFIG)")
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().String("log-format", "text", "log format: text or json")
-	root.AddCommand(newUpCmd(), newIngestCmd(), newAlertingCmd(), newDashboardCmd(), newSimCmd(), newVersionCmd(), newConfigDocsCmd(), newExportMosquittoCmd(), newHashPasswordCmd(), newBenchCmd(), newGatewayCmd(), newUsersCmd())
+	root.AddCommand(newUpCmd(), newIngestCmd(), newAlertingCmd(), newDashboardCmd(), newSimCmd(), newVersionCmd(), newConfigDocsCmd(), newExportMosquittoCmd(), newHashPasswordCmd(), newBenchCmd(), newGatewayCmd(), newUsersCmd(),
+		newBackupCmd(), newRestoreCmd(), newMigrateCmd())
 	return root
-}
-
-func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version and the wire protocol version",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(cmd.OutOrStdout(), "eldercare %s (protocol v1)\n", Version)
-			return nil
-		},
-	}
 }
 
 // settings resolves the flags of cmd from, in order of precedence, the

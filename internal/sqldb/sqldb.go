@@ -43,7 +43,13 @@ type DB struct {
 	*sql.DB
 	// Dialect is SQLite or Postgres.
 	Dialect Dialect
+	// path is the SQLite file ("" for PostgreSQL and in-memory databases).
+	path string
 }
+
+// Path returns the SQLite database file, or "" for PostgreSQL and for an
+// in-memory database.
+func (db *DB) Path() string { return db.path }
 
 // sqlitePragmas are applied to every SQLite connection unless the DSN already
 // sets the same pragma. busy_timeout is in ms: with _txlock=immediate every
@@ -63,7 +69,10 @@ var sqlitePragmas = []string{
 //     driver; every pgx connection-string parameter is honoured (for example
 //     search_path, sslmode).
 //   - sqlite:PATH, sqlite://PATH or a bare file path: SQLite. The parent
-//     directory of PATH is created (mode 0750). Query parameters after `?` are
+//     directory of PATH is created (mode 0700), and the file itself (mode
+//     0600) before SQLite opens it, so its -wal and -shm files, which SQLite
+//     creates with the database file's mode, are 0600 too: the store holds
+//     health data and password hashes. Query parameters after `?` are
 //     passed to modernc.org/sqlite; the pragmas journal_mode=WAL,
 //     busy_timeout=5000, foreign_keys=ON and synchronous=NORMAL and
 //     _txlock=immediate are added unless the DSN sets them. ":memory:" gives a
@@ -76,8 +85,10 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	if dialect == SQLite {
-		if err := mkParent(source); err != nil {
+	var path string
+	if dialect == SQLite && !isMemory(source) {
+		path, _, _ = strings.Cut(strings.TrimPrefix(source, "file:"), "?")
+		if err := prepareFile(path); err != nil {
 			return nil, err
 		}
 	}
@@ -104,7 +115,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		sqldb.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
 	}
-	return &DB{DB: sqldb, Dialect: dialect}, nil
+	return &DB{DB: sqldb, Dialect: dialect, path: path}, nil
 }
 
 // parseDSN maps a DSN onto a dialect, a database/sql driver name and the
@@ -160,17 +171,19 @@ func isMemory(source string) bool {
 	return path == ":memory:" || q.Get("mode") == "memory"
 }
 
-// mkParent creates the directory that will hold the SQLite file in source.
-func mkParent(source string) error {
-	if isMemory(source) {
-		return nil
-	}
-	path, _, _ := strings.Cut(strings.TrimPrefix(source, "file:"), "?")
+// prepareFile creates the directory that will hold the SQLite file path
+// (mode 0700) and the file itself (empty, mode 0600) when it is missing.
+// An existing file keeps its mode.
+func prepareFile(path string) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create SQLite directory %s: %w", dir, err)
 	}
-	return nil
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("create SQLite file %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 // Migrate applies every pending goose migration found at the root of fsys
@@ -179,11 +192,22 @@ func mkParent(source string) error {
 // own migration history in the shared database. Migration SQL must be valid on
 // both SQLite and PostgreSQL.
 //
-// On PostgreSQL, concurrent replicas serialize on a session advisory lock
-// derived from the current schema and table, waiting up to 5 minutes.
+// Migrations never race: on PostgreSQL, concurrent replicas serialize on a
+// session advisory lock (pg_advisory_lock) derived from the current schema and
+// table, waiting up to 5 minutes; on SQLite, processes serialize on an
+// exclusive flock(2) of the file PATH-migrate.lock beside the database
+// (the kernel drops it when a process dies), waiting up to 5 minutes. So
+// roles started together on a new database all succeed.
 func (db *DB) Migrate(ctx context.Context, fsys fs.FS, table string) error {
 	if table == "" {
 		return errors.New("migrate: empty version table name")
+	}
+	if db.Dialect == SQLite && db.path != "" {
+		unlock, err := lockFile(ctx, db.path+"-migrate.lock", 5*time.Minute)
+		if err != nil {
+			return fmt.Errorf("migrate %s: %w", table, err)
+		}
+		defer unlock()
 	}
 	var dialect goose.Dialect
 	opts := []goose.ProviderOption{

@@ -4,9 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
@@ -195,6 +197,100 @@ func TestMigrateConcurrentPostgres(t *testing.T) {
 	for range replicas {
 		if err := <-errs; err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// TestMigrateConcurrentStarts opens six databases on one new file or schema
+// at once, as six processes started together would, and migrates two
+// components from each: every start must succeed (issue 15: without the
+// lock 2 of 6 failed with "table ... already exists" on SQLite).
+func TestMigrateConcurrentStarts(t *testing.T) {
+	a := fstest.MapFS{
+		"00001_a.sql": {Data: []byte("-- +goose Up\nCREATE TABLE a_items (id TEXT PRIMARY KEY);\n-- +goose Down\nDROP TABLE a_items;\n")},
+		"00002_a.sql": {Data: []byte("-- +goose Up\nCREATE INDEX a_items_id ON a_items (id);\n-- +goose Down\nDROP INDEX a_items_id;\n")},
+	}
+	b := fstest.MapFS{
+		"00001_b.sql": {Data: []byte("-- +goose Up\nCREATE TABLE b_items (id TEXT PRIMARY KEY);\n-- +goose Down\nDROP TABLE b_items;\n")},
+	}
+	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		const starts = 6
+		errs := make(chan error, starts)
+		for i := range starts {
+			go func() {
+				db, err := sqldb.Open(ctx, dsn)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer db.Close()
+				first, second := a, b
+				tf, ts := "a_version", "b_version"
+				if i%2 == 1 {
+					first, second, tf, ts = b, a, ts, tf
+				}
+				if err := db.Migrate(ctx, first, tf); err != nil {
+					errs <- err
+					return
+				}
+				errs <- db.Migrate(ctx, second, ts)
+			}()
+		}
+		for range starts {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		db, err := sqldb.Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		for table, want := range map[string][]int64{"a_version": {1, 2}, "b_version": {1}} {
+			got, ok, err := db.Applied(ctx, table)
+			if err != nil || !ok {
+				t.Fatalf("Applied(%s) = %v, %v, %v", table, got, ok, err)
+			}
+			var versions []int64
+			for _, m := range got {
+				versions = append(versions, m.Version)
+				if m.At.IsZero() || time.Since(m.At) > time.Hour {
+					t.Errorf("%s version %d applied at %v, want about now", table, m.Version, m.At)
+				}
+			}
+			if !slices.Equal(versions, want) {
+				t.Errorf("%s applied %v, want %v", table, versions, want)
+			}
+		}
+		if got, ok, err := db.Applied(ctx, "never_version"); err != nil || ok || got != nil {
+			t.Errorf("Applied(never_version) = %v, %v, %v; want nil, false, nil", got, ok, err)
+		}
+	})
+}
+
+// TestSQLiteFileModes checks that a new store and its WAL are private.
+func TestSQLiteFileModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	path := filepath.Join(dir, "eldercare.db")
+	db, err := sqldb.Open(context.Background(), "sqlite:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE t (x INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	if db.Path() != path {
+		t.Errorf("Path() = %q, want %q", db.Path(), path)
+	}
+	for p, want := range map[string]os.FileMode{dir: 0o700, path: 0o600, path + "-wal": 0o600} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s mode %o, want %o", p, got, want)
 		}
 	}
 }
