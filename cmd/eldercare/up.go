@@ -50,6 +50,8 @@ func newUpCmd() *cobra.Command {
 	f.String("root", device.DefaultRoot, "MQTT topic root")
 	f.String("influx", "", "external InfluxDB URL (http://host:8086); empty starts InfluxDB 1.8 as a child process")
 	f.String("influxd", "", "influxd binary for the child InfluxDB (default: $ELDERCARE_INFLUXD, PATH, $GOPATH/bin)")
+	f.String("influx-listen", "127.0.0.1:8086", "HTTP listen address of the child InfluxDB (when --influx is empty); authentication is on, accounts in DATA/influxdb-credentials")
+	f.String("influx-rpc-listen", "127.0.0.1:8088", "RPC (backup and restore) listen address of the child InfluxDB (when --influx is empty); `eldercare backup` reads it from DATA/influxdb/influxd.conf")
 	f.String("influx-token", "", "InfluxDB token or user:password (secret)")
 	f.String("influx-db", "eldercare", "InfluxDB database")
 	f.String("influx-rp", "autogen", "InfluxDB retention policy")
@@ -72,7 +74,7 @@ func runUp(ctx context.Context, s *settings) error {
 		return err
 	}
 	dataDir := s.String("data")
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("--data %s: %w", dataDir, err)
 	}
 	httpAddr := s.String("http")
@@ -100,6 +102,7 @@ func runUp(ctx context.Context, s *settings) error {
 	// InfluxDB.
 	var child *influxChild
 	influxURL := s.String("influx")
+	influxToken, ingestInfluxURL := s.String("influx-token"), influxURL
 	if influxURL == "" {
 		bin := s.String("influxd")
 		if bin == "" {
@@ -108,12 +111,18 @@ func runUp(ctx context.Context, s *settings) error {
 			}
 		}
 		log.Info("starting InfluxDB 1.8 as a child process", "bin", bin, "data", filepath.Join(dataDir, "influxdb"))
-		child, err = startInfluxChild(ctx, influxd.Options{Bin: bin, DataDir: filepath.Join(dataDir, "influxdb"), Logger: log})
+		creds, err := influxd.LoadOrCreateCredentials(filepath.Join(dataDir, influxCredentialsFile), s.String("influx-db"))
 		if err != nil {
-			return fmt.Errorf("start InfluxDB: %w", err)
+			return err
+		}
+		child, err = startInfluxChild(ctx, influxd.Options{Bin: bin, DataDir: filepath.Join(dataDir, "influxdb"), Logger: log,
+			HTTPAddr: s.String("influx-listen"), BindAddr: s.String("influx-rpc-listen"), Auth: &creds})
+		if err != nil {
+			return fmt.Errorf("start InfluxDB (--influx-listen %s, --influx-rpc-listen %s): %w", s.String("influx-listen"), s.String("influx-rpc-listen"), err)
 		}
 		defer child.Stop()
 		influxURL = child.URL()
+		influxToken, ingestInfluxURL = managedInfluxAccess(influxURL, creds)
 	}
 
 	// Store and registry.
@@ -163,7 +172,7 @@ func runUp(ctx context.Context, s *settings) error {
 	root := s.String("root")
 	ing, err := ingest.New(ingest.Config{
 		MQTTURL: mqttURL, Root: root, ClientID: "eldercare-up-ingest",
-		InfluxURL: influxURL, InfluxToken: ingest.Secret(s.String("influx-token")),
+		InfluxURL: ingestInfluxURL, InfluxToken: ingest.Secret(influxToken),
 		InfluxDatabase: s.String("influx-db"), RetentionPolicy: s.String("influx-rp"),
 	}, ingestLookup(cache), reg, log) // ingest.New adds role=ingest
 	if err != nil {
@@ -198,7 +207,7 @@ func runUp(ctx context.Context, s *settings) error {
 	dash, err := dashboard.New(dashboard.Config{
 		HTTPAddr: httpAddr, APIToken: token,
 		MQTTURL: mqttURL, Root: root, ClientID: "eldercare-up-dashboard",
-		InfluxURL: influxURL, InfluxToken: s.String("influx-token"),
+		InfluxURL: influxURL, InfluxToken: influxToken,
 		InfluxBucket: s.String("influx-db") + "/" + s.String("influx-rp"),
 	}, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: accounts}, reg, log.With("role", "dashboard"))
 	if err != nil {

@@ -124,6 +124,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Stdout, if set, receives influxd's own log (stdout and stderr). The last 16 KiB are also kept for errors.
 	Stdout io.Writer
+	// Auth, if set, turns HTTP authentication on ([http] auth-enabled = true). Start then makes sure the admin and
+	// the service user of Auth exist with these passwords, that Auth.Database exists and that the service user has
+	// ALL privileges on it (see Credentials). Nil leaves authentication off, as tests want.
+	Auth *Credentials
 }
 
 // Server is a running influxd child process. Its methods are safe for concurrent use.
@@ -193,7 +197,7 @@ func start(ctx context.Context, opt Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("influxd: data dir: %w", err)
 	}
-	cfgPath, err := writeConfig(dataDir, httpAddr, rpcAddr)
+	cfgPath, err := writeConfig(dataDir, httpAddr, rpcAddr, opt.Auth != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +231,13 @@ func start(ctx context.Context, opt Options) (*Server, error) {
 		_ = s.Stop()
 		return nil, fmt.Errorf("influxd (config %s): %w", cfgPath, err)
 	}
-	s.log.Info("influxd ready", "url", s.url, "pid", cmd.Process.Pid)
+	if opt.Auth != nil {
+		if err := ensureUsers(ctx, s.url, *opt.Auth); err != nil {
+			_ = s.Stop()
+			return nil, fmt.Errorf("influxd (config %s): %w", cfgPath, err)
+		}
+	}
+	s.log.Info("influxd ready", "url", s.url, "pid", cmd.Process.Pid, "auth", opt.Auth != nil)
 	return s, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -278,4 +279,105 @@ func TestFind(t *testing.T) {
 			t.Fatalf("err = %v; want ErrNotFound naming the install command", err)
 		}
 	})
+}
+
+// TestAuth starts an InfluxDB with authentication on: an unauthenticated query is refused, the service user writes
+// and reads its database through the v2 client with the token "user:password", it may not create databases, a
+// restart on the same data directory keeps the accounts, and the files are private.
+func TestAuth(t *testing.T) {
+	dir := t.TempDir()
+	creds, err := influxd.LoadOrCreateCredentials(filepath.Join(dir, "influxdb-credentials"), "vitals")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := influxd.LoadOrCreateCredentials(filepath.Join(dir, "influxdb-credentials"), "vitals")
+	if err != nil || again != creds {
+		t.Fatalf("reloaded credentials differ: %v, %v", again, err)
+	}
+	if strings.Contains(creds.String(), creds.Password) || strings.Contains(creds.String(), creds.AdminPassword) {
+		t.Errorf("String() shows a password: %s", creds)
+	}
+	dataDir := filepath.Join(dir, "influxdb")
+	srv := start(t, influxd.Options{DataDir: dataDir, Auth: &creds})
+	ctx := t.Context()
+
+	// No credentials: refused.
+	resp, err := http.Get(srv.URL() + "/query?q=" + url.QueryEscape("SHOW DATABASES"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("unauthenticated SHOW DATABASES: HTTP %d, want 401", resp.StatusCode)
+	}
+	if err := influxd.CreateDatabase(ctx, srv.URL(), "other"); err == nil {
+		t.Error("unauthenticated CREATE DATABASE succeeded")
+	}
+	// The service user: writes and Flux reads on its database, no admin statements.
+	client := influxdb2.NewClient(srv.URL(), creds.UserToken())
+	defer client.Close()
+	p := influxdb2.NewPoint("vitals", map[string]string{"device": "bed-1"}, map[string]any{"heart_rate_bpm": 64.0}, time.Now().Add(-time.Minute))
+	if err := client.WriteAPIBlocking("", "vitals/autogen").WritePoint(ctx, p); err != nil {
+		t.Fatalf("write as service user: %v", err)
+	}
+	res, err := client.QueryAPI("").Query(ctx, `from(bucket: "vitals/autogen") |> range(start: -1h)`)
+	if err != nil {
+		t.Fatalf("flux as service user: %v", err)
+	}
+	n := 0
+	for res.Next() {
+		n++
+	}
+	if n != 1 {
+		t.Errorf("flux as service user: %d rows, want 1 (%v)", n, res.Err())
+	}
+	if err := influxd.CreateDatabaseAs(ctx, srv.URL(), creds.UserToken(), "other"); err == nil {
+		t.Error("service user created a database")
+	}
+	// The admin, in the token or in the URL's user info.
+	if err := influxd.CreateDatabaseAs(ctx, srv.URL(), creds.AdminToken(), "vitals", influxd.RetentionPolicy{Name: "week", Duration: 168 * time.Hour}); err != nil {
+		t.Errorf("admin token: %v", err)
+	}
+	u, _ := url.Parse(srv.URL())
+	u.User = url.UserPassword(creds.AdminUser, creds.AdminPassword)
+	if err := influxd.CreateDatabase(ctx, u.String(), "vitals"); err != nil {
+		t.Errorf("admin in URL: %v", err)
+	}
+	wrong := influxdb2.NewClient(srv.URL(), creds.User+":wrong")
+	defer wrong.Close()
+	if err := wrong.WriteAPIBlocking("", "vitals/autogen").WritePoint(ctx, p); err == nil {
+		t.Error("write with a wrong password succeeded")
+	}
+
+	// A restart keeps the accounts (the admin exists now; ensureUsers logs in).
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	srv2 := start(t, influxd.Options{DataDir: dataDir, Auth: &creds})
+	c2 := influxdb2.NewClient(srv2.URL(), creds.UserToken())
+	defer c2.Close()
+	if err := c2.WriteAPIBlocking("", "vitals/autogen").WritePoint(ctx, p); err != nil {
+		t.Errorf("write after restart: %v", err)
+	}
+	// Another installation's credentials do not take over this one.
+	other := creds
+	other.AdminPassword = "not-the-admin-password"
+	if err := srv2.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := influxd.Start(ctx, influxd.Options{Bin: binary(t), DataDir: dataDir, Auth: &other}); err == nil || !strings.Contains(err.Error(), "does not belong") {
+		t.Errorf("start with a wrong admin password: %v, want an error naming the mismatch", err)
+	}
+	for p, want := range map[string]os.FileMode{
+		filepath.Join(dir, "influxdb-credentials"): 0o600, filepath.Join(dataDir, "influxd.conf"): 0o600,
+		dataDir: 0o700, filepath.Join(dataDir, "data"): 0o700, filepath.Join(dataDir, "meta"): 0o700, filepath.Join(dataDir, "wal"): 0o700,
+	} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %o, want %o", p, fi.Mode().Perm(), want)
+		}
+	}
 }

@@ -29,8 +29,17 @@ type RetentionPolicy struct {
 // flag differs is altered to match. CREATE DATABASE also creates the "autogen" policy (INF), so "db/autogen" is a
 // valid v2 bucket afterwards.
 //
+// With authentication on, the statements need an admin: give its "user:password" in the URL's user info
+// (http://user:password@host:8086), which Go's HTTP client sends as basic authentication, or use CreateDatabaseAs.
+//
 // Errors: invalid arguments; transport errors; a non-2xx status; or InfluxDB's own error for a statement.
 func CreateDatabase(ctx context.Context, url, db string, rps ...RetentionPolicy) error {
+	return CreateDatabaseAs(ctx, url, "", db, rps...)
+}
+
+// CreateDatabaseAs is CreateDatabase authenticated as token, "user:password" of an InfluxDB 1.8 admin (sent as
+// "Authorization: Token user:password", which 1.8 accepts on /query as on the v2 endpoints); "" sends none.
+func CreateDatabaseAs(ctx context.Context, url, token, db string, rps ...RetentionPolicy) error {
 	if db == "" {
 		return errors.New("influxd: create database: empty name")
 	}
@@ -39,7 +48,7 @@ func CreateDatabase(ctx context.Context, url, db string, rps ...RetentionPolicy)
 			return fmt.Errorf("influxd: create database %q: %w", db, err)
 		}
 	}
-	if err := execQL(ctx, url, "", "CREATE DATABASE "+QuoteIdent(db)); err != nil {
+	if err := execQL(ctx, url, token, "", "CREATE DATABASE "+QuoteIdent(db)); err != nil {
 		return fmt.Errorf("influxd: create database %q: %w", db, err)
 	}
 	for _, rp := range rps {
@@ -47,9 +56,9 @@ func CreateDatabase(ctx context.Context, url, db string, rps ...RetentionPolicy)
 		if rp.Default {
 			spec += " DEFAULT"
 		}
-		err := execQL(ctx, url, db, "CREATE RETENTION POLICY "+spec)
+		err := execQL(ctx, url, token, db, "CREATE RETENTION POLICY "+spec)
 		if err != nil && (strings.Contains(err.Error(), "retention policy already exists") || strings.Contains(err.Error(), "retention policy conflicts")) {
-			err = execQL(ctx, url, db, "ALTER RETENTION POLICY "+spec)
+			err = execQL(ctx, url, token, db, "ALTER RETENTION POLICY "+spec)
 		}
 		if err != nil {
 			return fmt.Errorf("influxd: create retention policy %q on %q: %w", rp.Name, db, err)
@@ -94,8 +103,9 @@ func QuoteIdent(name string) string {
 	return `"` + identReplacer.Replace(name) + `"`
 }
 
-// execQL runs one InfluxQL statement with POST /query and returns the statement's error, if any.
-func execQL(ctx context.Context, baseURL, db, stmt string) error {
+// execQL runs one InfluxQL statement with POST /query, authenticated as token ("user:password", "" for none), and
+// returns the statement's error, if any.
+func execQL(ctx context.Context, baseURL, token, db, stmt string) error {
 	form := url.Values{"q": {stmt}}
 	if db != "" {
 		form.Set("db", db)
@@ -106,6 +116,9 @@ func execQL(ctx context.Context, baseURL, db, stmt string) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if token != "" {
+		req.Header.Set("Authorization", "Token "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
