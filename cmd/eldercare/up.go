@@ -23,6 +23,7 @@ import (
 	"github.com/eldercare-iot/eldercare/device/registry"
 	firmwaresim "github.com/eldercare-iot/eldercare/firmware-sim"
 	"github.com/eldercare-iot/eldercare/ingest"
+	"github.com/eldercare-iot/eldercare/internal/backup"
 	"github.com/eldercare-iot/eldercare/internal/broker"
 	"github.com/eldercare-iot/eldercare/internal/influxd"
 	"github.com/eldercare-iot/eldercare/internal/realdata"
@@ -77,6 +78,11 @@ func runUp(ctx context.Context, s *settings) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("--data %s: %w", dataDir, err)
 	}
+	unlock, err := backup.LockDataDir(dataDir) // one process per data directory; restore refuses a running one
+	if err != nil {
+		return fmt.Errorf("--data: %w", err)
+	}
+	defer unlock()
 	httpAddr := s.String("http")
 	httpLn, err := listen("--http", httpAddr)
 	if err != nil {

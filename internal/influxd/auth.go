@@ -62,7 +62,18 @@ func LoadOrCreateCredentials(path, database string) (Credentials, error) {
 		}
 		body := fmt.Sprintf("# InfluxDB accounts of the InfluxDB that `eldercare up` manages; generated once, keep private.\n%s=%s\n%s=%s\n%s=%s\n%s=%s\n",
 			keyAdminUser, c.AdminUser, keyAdminPassword, c.AdminPassword, keyUser, c.User, keyPassword, c.Password)
-		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		// Written aside and linked into place, so a reader never sees a half-written file and two processes
+		// creating it at once agree on one.
+		tmp := path + ".tmp-" + c.Password[:8]
+		if err := os.WriteFile(tmp, []byte(body), 0o600); err != nil {
+			return c, fmt.Errorf("influxd credentials: %w", err)
+		}
+		err := os.Link(tmp, path)
+		os.Remove(tmp)
+		if errors.Is(err, os.ErrExist) {
+			return LoadOrCreateCredentials(path, database)
+		}
+		if err != nil {
 			return c, fmt.Errorf("influxd credentials: %w", err)
 		}
 		return c, nil
