@@ -5,8 +5,15 @@ INFLUXD := $(GOBIN)/influxd
 # The demo's embedded broker: 1884, so it never clashes with a Mosquitto on 1883.
 MQTT_LISTEN ?= 127.0.0.1:1884
 HTTP        ?= 127.0.0.1:8080
+# Build stamps (cmd/eldercare/version.go): `eldercare version` and eldercare_build_info.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS := -X main.Version=$(VERSION) -X main.Commit=$(COMMIT) -X main.Date=$(DATE)
+# The release tool; scripts/services.sh installs this version when it is missing.
+GORELEASER_VERSION := v2.17.0
 
-.PHONY: demo test build influxd services assets
+.PHONY: demo test build influxd services assets release-check release-snapshot
 WEB := dashboard/web
 
 ## demo: build InfluxDB 1.8.10 (once) and the platform, then run everything with the demo facility
@@ -15,7 +22,7 @@ demo: influxd build
 
 ## build: the single binary (front-end assets embedded), into ./bin/eldercare
 build: assets
-	$(GO) build -o bin/eldercare ./cmd/eldercare
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/eldercare ./cmd/eldercare
 
 ## assets: the dashboard's front-end bundle (npm ci, then esbuild) into dashboard/web/dist,
 ## embedded by go:embed; re-run after changing dashboard/web/src or package-lock.json
@@ -39,3 +46,13 @@ services:
 test: influxd services assets
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 45m ./...
+
+## release-check: validate .goreleaser.yaml
+release-check:
+	goreleaser check
+
+## release-snapshot: release archives for linux amd64, arm64 and armv7 into dist/, without publishing
+## (CI runs it; goreleaser $(GORELEASER_VERSION): go install github.com/goreleaser/goreleaser/v2@$(GORELEASER_VERSION))
+release-snapshot: release-check
+	goreleaser release --snapshot --clean --skip=publish
+	@ls dist/*.tar.gz

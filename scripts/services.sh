@@ -3,7 +3,9 @@
 # Mosquitto on 127.0.0.1:1883 and PostgreSQL on 127.0.0.1:5432 (database "test").
 set -euo pipefail
 # Also installs, when missing, Node.js + npm (for `make assets`) and Debian's
-# chromium at /usr/bin/chromium (for the browser tests in dashboard/browser).
+# chromium at /usr/bin/chromium (for the browser tests in dashboard/browser),
+# systemd-analyze and promtool (for the deploy/ tests in cmd/eldercare) and
+# goreleaser (for `make release-snapshot`).
 
 up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -23,6 +25,8 @@ up 1883 && echo "mosquitto: 127.0.0.1:1883 up"
 apt_missing=()
 command -v npm >/dev/null 2>&1 || apt_missing+=(nodejs npm)
 [ -x /usr/bin/chromium ] || apt_missing+=(chromium)
+command -v systemd-analyze >/dev/null 2>&1 || apt_missing+=(systemd)
+command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
 # A Chinese font, so that the zh-CN board screenshot shows characters.
 { command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=zh 2>/dev/null)" ]; } || apt_missing+=(fonts-wqy-microhei)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
@@ -44,3 +48,10 @@ if ! up 5432; then
   fi
 fi
 if up 5432; then echo "postgresql: 127.0.0.1:5432 up"; else echo "postgresql: not running; PostgreSQL tests will skip (they fail under CI=true)"; fi
+
+# goreleaser, pinned (the Makefile's GORELEASER_VERSION); about 3 minutes to build.
+gr_version="$(sed -n 's/^GORELEASER_VERSION := //p' "$(dirname "$0")/../Makefile")"
+if ! command -v goreleaser >/dev/null 2>&1 && ! [ -x "$(go env GOPATH)/bin/goreleaser" ]; then
+  echo "services.sh: installing goreleaser $gr_version"
+  go install "github.com/goreleaser/goreleaser/v2@$gr_version"
+fi
