@@ -52,7 +52,8 @@ release-check:
 	goreleaser check
 
 ## release-snapshot: release archives for linux amd64, arm64 and armv7 into dist/, without publishing
+## (BUILD_COMMIT stamps the commit when goreleaser cannot read it, as in a clone without a remote)
 ## (CI runs it; goreleaser $(GORELEASER_VERSION): go install github.com/goreleaser/goreleaser/v2@$(GORELEASER_VERSION))
 release-snapshot: release-check
-	goreleaser release --snapshot --clean --skip=publish
+	BUILD_COMMIT=$(COMMIT) goreleaser release --snapshot --clean --skip=publish
 	@ls dist/*.tar.gz
