@@ -17,7 +17,7 @@ import (
 	_ "time/tzdata" // the demo site's time zone must load on hosts without zoneinfo
 
 	"github.com/eldercare-iot/eldercare/device"
-	"github.com/eldercare-iot/eldercare/firmware-sim/fall"
+	"github.com/eldercare-iot/eldercare/device/fall"
 	"github.com/eldercare-iot/eldercare/internal/realdata"
 )
 

@@ -83,6 +83,9 @@ type Detection struct {
 	// PeakSVM is the peak grid magnitude in m/s² (a 50 ms mean, so lower
 	// than the largest raw sample).
 	PeakSVM float64
+	// RawPeakSVM is the largest magnitude of a single input sample within
+	// 0.5 s of the peak, m/s² (what a device reports as the impact).
+	RawPeakSVM float64
 	// Score is the model's fall probability in [0, 1].
 	Score float64
 	// Features are the model's inputs.
@@ -145,7 +148,7 @@ func (c Config) Validate() error {
 	return nil
 }
 
-type bin struct{ x, y, z, svm float64 }
+type bin struct{ x, y, z, svm, rawMax float64 }
 
 // Detector is a streaming fall detector. Feed it samples in time order with
 // Push. Its memory is fixed (a ring of 256 grid bins, about 9 KiB, plus the
@@ -161,6 +164,7 @@ type Detector struct {
 	lastT      time.Duration
 	curK       int64 // bin being accumulated
 	sx, sy, sz float64
+	rawMax     float64
 	n          int
 	haveLast   bool
 	lastK      int64 // last closed bin
@@ -238,6 +242,7 @@ func (d *Detector) Push(s Sample) (Detection, bool) {
 	d.sx += s.X
 	d.sy += s.Y
 	d.sz += s.Z
+	d.rawMax = max(d.rawMax, s.SVM())
 	d.n++
 	return d.pop()
 }
@@ -284,9 +289,9 @@ func (d *Detector) closeBin(now time.Duration) {
 		return
 	}
 	inv := 1 / float64(d.n)
-	b := bin{x: d.sx * inv, y: d.sy * inv, z: d.sz * inv}
+	b := bin{x: d.sx * inv, y: d.sy * inv, z: d.sz * inv, rawMax: d.rawMax}
 	b.svm = math.Sqrt(b.x*b.x + b.y*b.y + b.z*b.z)
-	d.sx, d.sy, d.sz, d.n = 0, 0, 0, 0
+	d.sx, d.sy, d.sz, d.n, d.rawMax = 0, 0, 0, 0, 0
 	k := d.curK
 	if d.haveLast && time.Duration(k-d.lastK)*GridPeriod <= d.cfg.MaxGap {
 		prev := d.ring[d.lastK&(ringSize-1)]
@@ -346,6 +351,9 @@ func (d *Detector) decide(p int64, now time.Duration) {
 		return
 	}
 	c.Features = d.features(p)
+	for j := max(p-impactBins, d.firstK); j <= min(p+impactBins, d.lastK); j++ {
+		c.RawPeakSVM = max(c.RawPeakSVM, d.ring[j&(ringSize-1)].rawMax)
+	}
 	c.Score = d.model.Score(c.Features)
 	switch {
 	case d.units.err != nil:
