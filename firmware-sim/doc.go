@@ -9,7 +9,7 @@
 //     SpO2 at 1 Hz; PhysioNet BIDMC PPG and Respiration Dataset) as
 //     hr_bpm, pulse_bpm, resp_per_min and spo2_pct readings (RunVitals);
 //   - a wrist fall detector replays a WEDA-FALL accelerometer recording
-//     through the detector of package firmware-sim/fall and publishes a
+//     through the product's detector (package device/fall) and publishes a
 //     fall event per detection (RunFall);
 //   - a bed sensor, an SOS button and a smart-meal terminal generate their
 //     events (RunBed, RunSOS, RunMeal);
@@ -20,6 +20,8 @@
 // no timestamp is ever in the future.
 //
 // By design this package imports only the protocol (device), the standard
-// library, paho and firmware-sim/fall, so a simulator never shares a bug
+// library, paho and device/fall (the fall detector is product code that a
+// wristband or the gateway runs; the simulator replays through it), so a
+// simulator never shares a bug
 // with the platform it exercises.
 package firmwaresim
