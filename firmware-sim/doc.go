@@ -19,9 +19,10 @@
 // moment the replay ends, device-time spacing stays real at any speed, and
 // no timestamp is ever in the future.
 //
-// By design this package imports only the protocol (device), the standard
-// library, paho and device/fall (the fall detector is product code that a
-// wristband or the gateway runs; the simulator replays through it), so a
-// simulator never shares a bug
-// with the platform it exercises.
+// By design this package imports only the protocol (device, including
+// device/fall), the standard library and paho, so a simulator never shares a
+// bug with the platform it exercises. device/fall is the exception that
+// issue 12 asks for: the fall detector is what a wristband's firmware runs,
+// so the simulated wristband runs the product's detector, the same one the
+// gateway's accel source runs for bands that stream raw acceleration.
 package firmwaresim
