@@ -74,7 +74,7 @@ func ReadAccelFile(path string) ([]fall.Sample, error) {
 // real time times cfg.Speed, through fall.NewDetector(fall.DefaultConfig()),
 // and publishes one fall event per detection with attrs
 // {"peak_accel_ms2": largest raw acceleration magnitude near the impact,
-// m/s^2}, stamped at the
+// m/s^2, "confidence": the detector's fall probability, 0-1}, stamped at the
 // impact by the Anchor rule. It also publishes battery_pct (%) readings
 // every cfg.BatteryEvery of device time. It ends as cfg.OnEnd says and
 // returns nil when ctx is cancelled.
@@ -131,7 +131,7 @@ func replayFall(ctx context.Context, pub publisher, samples []fall.Sample, start
 	falls := 0
 	publishFall := func(d fall.Detection) error {
 		at := min(max(d.At, a.First), a.Last)
-		attrs := map[string]any{"peak_accel_ms2": math.Round(d.RawPeakSVM*100) / 100}
+		attrs := map[string]any{"peak_accel_ms2": math.Round(d.RawPeakSVM*100) / 100, "confidence": math.Round(d.Score*1000) / 1000}
 		if err := pub.PublishEvent(ctx, a.Stamp(at), device.EventFall, attrs); err != nil {
 			return fmt.Errorf("fall event at %s of the recording: %w", d.At, err)
 		}
