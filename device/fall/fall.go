@@ -46,6 +46,12 @@ const StandardGravity = 9.80665
 // GridPeriod is the period of the detector's internal grid (20 Hz).
 const GridPeriod = 50 * time.Millisecond
 
+// InputPeriod is the regular 50 Hz grid the input is first interpolated
+// onto: wristbands often deliver samples in bursts stamped on arrival
+// (WEDA-FALL's Fitbit: a few samples 1-3 ms apart, then 80-170 ms of
+// nothing), and linear interpolation in time spreads them back out.
+const InputPeriod = 20 * time.Millisecond
+
 // Windows around an impact peak, in grid bins (50 ms). They are fixed by
 // design (the post-impact phase of Kangas et al. 2008 starts 2 s after the
 // impact; WEDA-FALL falls settle within 1-2 s), not learned.
@@ -148,7 +154,13 @@ func (c Config) Validate() error {
 	return nil
 }
 
-type bin struct{ x, y, z, svm, rawMax float64 }
+type bin struct{ x, y, z, svm float64 }
+
+// rawPeak is the largest raw magnitude seen in grid bin k.
+type rawPeak struct {
+	k int64
+	v float64
+}
 
 // Detector is a streaming fall detector. Feed it samples in time order with
 // Push. Its memory is fixed (a ring of 256 grid bins, about 9 KiB, plus the
@@ -162,9 +174,11 @@ type Detector struct {
 
 	started    bool
 	lastT      time.Duration
+	prev       Sample        // last raw sample, for interpolation
+	next       time.Duration // next InputPeriod grid time to emit
+	raw        [ringSize]rawPeak
 	curK       int64 // bin being accumulated
 	sx, sy, sz float64
-	rawMax     float64
 	n          int
 	haveLast   bool
 	lastK      int64 // last closed bin
@@ -222,29 +236,64 @@ func (d *Detector) UnitError() error { return d.units.err }
 // one fall is returned per call; a second confirmed in the same call (only
 // possible after a long gap) is returned by the next Push or Flush.
 func (d *Detector) Push(s Sample) (Detection, bool) {
-	if !finite3(s.X, s.Y, s.Z) || (d.started && s.T < d.lastT) || s.T < 0 {
+	if !finite3(s.X, s.Y, s.Z) || (d.started && s.T < d.prev.T) || s.T < 0 {
 		d.dropped++
 		return Detection{}, false
 	}
-	k := int64(s.T / GridPeriod)
+	d.lastT = s.T
+	kr := int64(s.T / GridPeriod)
+	if r := &d.raw[kr&(ringSize-1)]; r.k != kr {
+		*r = rawPeak{k: kr, v: s.SVM()}
+	} else {
+		r.v = max(r.v, s.SVM())
+	}
 	switch {
 	case !d.started:
-		d.started, d.curK = true, k
+		d.started = true
+		d.next = ceilTo(s.T, InputPeriod)
+	case s.T-d.prev.T > d.cfg.MaxGap:
+		d.next = ceilTo(s.T, InputPeriod) // a gap: no interpolation across it
+	default:
+		span := float64(s.T - d.prev.T)
+		for ; d.next <= s.T && span > 0; d.next += InputPeriod {
+			f := float64(d.next-d.prev.T) / span
+			d.feed(d.next, d.prev.X+f*(s.X-d.prev.X), d.prev.Y+f*(s.Y-d.prev.Y), d.prev.Z+f*(s.Z-d.prev.Z))
+		}
+	}
+	if d.next == s.T {
+		d.feed(s.T, s.X, s.Y, s.Z)
+		d.next += InputPeriod
+	}
+	d.prev = s
+	return d.pop()
+}
+
+// ceilTo rounds t up to a multiple of p.
+func ceilTo(t, p time.Duration) time.Duration {
+	if r := t % p; r != 0 {
+		return t + p - r
+	}
+	return t
+}
+
+// feed adds one point of the regular input grid to the 20 Hz bins.
+func (d *Detector) feed(t time.Duration, x, y, z float64) {
+	k := int64(t / GridPeriod)
+	switch {
+	case d.n == 0 && !d.haveLast:
+		d.curK = k
 	case k != d.curK:
-		d.closeBin(s.T)
+		d.closeBin(d.lastT)
 		if gap := time.Duration(k-d.lastK) * GridPeriod; gap > d.cfg.MaxGap {
-			d.flushPending(s.T)
+			d.flushPending(d.lastT)
 			d.haveLast, d.clusterOpen = false, false
 		}
 		d.curK = k
 	}
-	d.lastT = s.T
-	d.sx += s.X
-	d.sy += s.Y
-	d.sz += s.Z
-	d.rawMax = max(d.rawMax, s.SVM())
+	d.sx += x
+	d.sy += y
+	d.sz += z
 	d.n++
-	return d.pop()
 }
 
 func (d *Detector) pop() (Detection, bool) {
@@ -289,9 +338,9 @@ func (d *Detector) closeBin(now time.Duration) {
 		return
 	}
 	inv := 1 / float64(d.n)
-	b := bin{x: d.sx * inv, y: d.sy * inv, z: d.sz * inv, rawMax: d.rawMax}
+	b := bin{x: d.sx * inv, y: d.sy * inv, z: d.sz * inv}
 	b.svm = math.Sqrt(b.x*b.x + b.y*b.y + b.z*b.z)
-	d.sx, d.sy, d.sz, d.n, d.rawMax = 0, 0, 0, 0, 0
+	d.sx, d.sy, d.sz, d.n = 0, 0, 0, 0
 	k := d.curK
 	if d.haveLast && time.Duration(k-d.lastK)*GridPeriod <= d.cfg.MaxGap {
 		prev := d.ring[d.lastK&(ringSize-1)]
@@ -352,7 +401,9 @@ func (d *Detector) decide(p int64, now time.Duration) {
 	}
 	c.Features = d.features(p)
 	for j := max(p-impactBins, d.firstK); j <= min(p+impactBins, d.lastK); j++ {
-		c.RawPeakSVM = max(c.RawPeakSVM, d.ring[j&(ringSize-1)].rawMax)
+		if r := d.raw[j&(ringSize-1)]; r.k == j {
+			c.RawPeakSVM = max(c.RawPeakSVM, r.v)
+		}
 	}
 	c.Score = d.model.Score(c.Features)
 	switch {
