@@ -55,7 +55,7 @@ func evalLines(t *testing.T, dir string, hz float64) ([]FallEvalResult, FallEval
 // clear error on its line, and the evaluation still succeeds.
 func TestEvalFallsUnits(t *testing.T) {
 	data := testenv.RealData(t)
-	samples, err := ReadAccelFile(filepath.Join(data, "falls-weda", "F01", "U01_R01_accel.csv"))
+	samples, err := ReadAccelFile(filepath.Join(data, "falls-weda", "F02", "U02_R01_accel.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestEvalFallsShared(t *testing.T) {
 			t.Errorf("%s: detection times %v %v", r.File, r.FirstS, r.DecidedS)
 		}
 	}
-	if sum.FallsDetected < 162 || sum.False > 1 {
-		t.Errorf("in-sample %s, want >= 162/175 and <= 1/316 (the shipped model's figures)", sum)
+	if sum.FallsDetected < 163 || sum.False > 2 {
+		t.Errorf("in-sample %s, want >= 163/175 and <= 2/316 (the shipped model's figures)", sum)
 	}
 }

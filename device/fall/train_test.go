@@ -257,9 +257,22 @@ func trainOn(trials []trialFeat) Model {
 	return fitStumps(rows, y)
 }
 
-// lrOnly switches training to the logistic regression alone (for the
-// comparison in docs/fall-detection.md).
-var lrOnly = os.Getenv("FALL_TRAIN_LR") != ""
+// lrOnly: the shipped model is the logistic regression; FALL_TRAIN_STUMPS=1
+// trains boosted stumps instead (the comparison in docs/fall-detection.md).
+var lrOnly = os.Getenv("FALL_TRAIN_STUMPS") == ""
+
+var trainingOnce sync.Once
+var trainingSet []trialFeat
+
+// trainingFeatures is what models learn from: every trial as recorded and
+// resampled to 20 Hz (the detector must work from 20 to 50 Hz, so it learns
+// from both). Folds split it by participant like the test trials.
+func trainingFeatures(t testing.TB) []trialFeat {
+	t.Helper()
+	tf, tf20 := trialFeatures(t, 0), trialFeatures(t, 20)
+	trainingOnce.Do(func() { trainingSet = append(append([]trialFeat(nil), tf...), tf20...) })
+	return trainingSet
+}
 
 // Boosting of decision stumps (gradient boosting with the logistic loss,
 // Friedman 2001), on 16 quantile split points per feature.
@@ -619,4 +632,11 @@ func pct(a, b int) float64 {
 		return 0
 	}
 	return 100 * float64(a) / float64(b)
+}
+
+func ones() (o [NumFeatures]float64) {
+	for i := range o {
+		o[i] = 1
+	}
+	return o
 }

@@ -107,10 +107,10 @@ func TestAccelSourceRealRecordings(t *testing.T) {
 		impactMax float64
 		fault     string
 	}{
-		{"F01/U01_R01", "", 1, 1, 4.7, 7.7, ""},
+		{"F03/U03_R01", "", 1, 1, 4.5, 7.5, ""},
 		{"F02/U02_R01", fall.MS2, 1, 1, 4.0, 7.0, ""},
-		{"F01/U01_R01", fall.G, 1 / fall.StandardGravity, 1, 4.7, 7.7, ""},     // a band sending g, declared
-		{"F01/U01_R01", "", 1 / fall.StandardGravity, 0, 0, 0, "looks like g"}, // g, declared m/s^2: refused loudly
+		{"F03/U03_R01", fall.G, 1 / fall.StandardGravity, 1, 4.5, 7.5, ""},     // a band sending g, declared
+		{"F03/U03_R01", "", 1 / fall.StandardGravity, 0, 0, 0, "looks like g"}, // g, declared m/s^2: refused loudly
 		{"D09/U23_R01", "", 1, 0, 0, 0, ""},
 		{"D04/U22_R01", "", 1, 0, 0, 0, ""},
 	}
@@ -187,7 +187,7 @@ func TestAccelSourceRejectsBadMessages(t *testing.T) {
 func TestAccelSourceSinkRefusal(t *testing.T) {
 	src := newAccel(t)
 	sink := &accelSink{fail: 1}
-	msgs := accelMessages(t, "F01/U01_R01", accelT0, 25, 1)
+	msgs := accelMessages(t, "F03/U03_R01", accelT0, 25, 1)
 	refused := -1
 	for i, m := range msgs {
 		if err := src.Handle(t.Context(), sink, "wearable/wb-1/accel", m); err != nil {
@@ -243,7 +243,7 @@ func TestAccelSourceWithRealBroker(t *testing.T) {
 		pub.Publish(topic, 1, false, still).WaitTimeout(time.Second)
 		time.Sleep(50 * time.Millisecond)
 	}
-	for _, m := range accelMessages(t, "F01/U01_R01", accelT0, 25, 1) {
+	for _, m := range accelMessages(t, "F03/U03_R01", accelT0, 25, 1) {
 		if tok := pub.Publish(topic, 1, false, m); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 			t.Fatalf("publish: %v", tok.Error())
 		}
