@@ -186,7 +186,7 @@ type FallEvalResult struct {
 	// FirstS is the impact time of the first detection, s from the start
 	// of the recording; null when none.
 	FirstS *float64 `json:"first_s"`
-	// DecidedS is when the first detection was decided (about 2.5 s after
+	// DecidedS is when the first detection was decided (about 3 s after
 	// the impact); null when none.
 	DecidedS *float64 `json:"decided_s"`
 	// Score is the model's fall probability of the first detection, or

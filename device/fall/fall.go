@@ -14,22 +14,24 @@
 // hand-set thresholds (start of fall, impact, posture: Kangas et al., Gait
 // & Posture 28(2), 2008, which this package used before) it uses:
 //
-//  1. A fixed 20 Hz grid: every input (20 to 50 Hz, regular or in bursts)
-//     is reduced to the mean acceleration vector of each 50 ms bin; empty
-//     bins are interpolated. Features are thus the same at 20 and 50 Hz,
-//     and the work per second is bounded.
+//  1. Regular grids: every input (20 to 50 Hz, regular or in bursts
+//     stamped on arrival) is linearly interpolated in time onto a 50 Hz
+//     grid, then reduced to the mean acceleration vector of each 50 ms bin
+//     (a 20 Hz grid). Features are thus the same at 20 and 50 Hz, and the
+//     work per second is bounded.
 //  2. Impact candidates: a grid magnitude |a| >= CandidateThreshold
 //     (1.6 g) that is the largest within 1 s.
-//  3. Features of a window from 3 s before to 2.5 s after the peak (see
+//  3. Features of a window from 3 s before to 3 s after the peak (see
 //     [Features]): peak magnitude, pre-impact dip (the free-fall phase,
 //     used but not required), activity before the impact, stillness after
 //     it, the change of the gravity direction seen by the wrist, the
 //     impact's width, jerk and energy, and how many other peaks surround it
 //     (periodic peaks are jogging, not a fall).
 //  4. A logistic regression over the standardised features, learned from
-//     WEDA-FALL with participants held out (see model_trained.go and the
-//     test that rebuilds it); a fall is reported when its probability
-//     reaches the model's threshold, 2.5 s after the impact.
+//     WEDA-FALL at 50 and 20 Hz (model_trained.go, rebuilt by
+//     TestTrainModel; its threshold chosen with participants held out); a
+//     fall is reported when its probability reaches the threshold, 3 s
+//     after the impact.
 //
 // docs/fall-detection.md gives the leave-one-subject-out figures.
 package fall
@@ -61,7 +63,7 @@ const (
 	preTo       = 20
 	dipBins     = 20 // pre-impact dip: [p-1 s, p)
 	impactBins  = 10 // impact: [p-0.5 s, p+0.5 s]
-	postFrom    = 20 // post-impact: [p+1 s, p+2.5 s]
+	postFrom    = 20 // post-impact: [p+1 s, p+3 s]
 	postTo      = 60
 	ringSize    = 256 // > preFrom + postTo + clusterBins
 	// minPostBins: Flush decides a candidate cut by the end of a stream
@@ -97,7 +99,7 @@ type Detection struct {
 	// Features are the model's inputs.
 	Features Features
 	// DecidedAt is the time of the sample at which the candidate was
-	// decided (about At + 2.5 s); for decisions made by Flush, the time of
+	// decided (about At + 3 s); for decisions made by Flush, the time of
 	// the last sample pushed.
 	DecidedAt time.Duration
 }
@@ -232,7 +234,7 @@ func (d *Detector) Dropped() int { return d.dropped }
 func (d *Detector) UnitError() error { return d.units.err }
 
 // Push feeds one sample and returns a fall when one is confirmed (about
-// 2.5 s after the impact, when the post-impact window is complete). At most
+// 3 s after the impact, when the post-impact window is complete). At most
 // one fall is returned per call; a second confirmed in the same call (only
 // possible after a long gap) is returned by the next Push or Flush.
 func (d *Detector) Push(s Sample) (Detection, bool) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 const g = StandardGravity
@@ -488,4 +489,5 @@ func BenchmarkPush(b *testing.B) {
 	b.StopTimer()
 	perSample := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 	b.ReportMetric(perSample*50/1000, "µs/s-of-signal@50Hz")
+	b.ReportMetric(float64(unsafe.Sizeof(Detector{})), "B/detector")
 }

@@ -21,19 +21,19 @@ type Features struct {
 	// PreStdSVM is the standard deviation of the magnitude in [p-3 s,
 	// p-1 s): how active the wrist was before.
 	PreStdSVM float64
-	// PostStdSVM is the standard deviation in [p+1 s, p+2.5 s]: how still
+	// PostStdSVM is the standard deviation in [p+1 s, p+3 s]: how still
 	// the wrist is after the impact.
 	PostStdSVM float64
-	// PostMeanSVM is the mean magnitude in [p+1 s, p+2.5 s] (≈1 g when
+	// PostMeanSVM is the mean magnitude in [p+1 s, p+3 s] (≈1 g when
 	// still).
 	PostMeanSVM float64
 	// OrientationChangeDeg is the angle between the mean acceleration
 	// vectors (the gravity direction seen by the wrist) of [p-3 s, p-1 s)
-	// and [p+1 s, p+2.5 s], degrees in [0, 180].
+	// and [p+1 s, p+3 s], degrees in [0, 180].
 	OrientationChangeDeg float64
 	// PrePeakFrac and PostPeakFrac are the shares of bins at or above
 	// 0.75 x CandidateThreshold in [p-3 s, p-0.5 s) and (p+0.5 s,
-	// p+2.5 s]: periodic peaks (jogging, clapping) around the impact.
+	// p+3 s]: periodic peaks (jogging, clapping) around the impact.
 	PrePeakFrac, PostPeakFrac float64
 	// ImpactWidthS is the time, s, at or above 0.75 x CandidateThreshold
 	// within p ± 0.5 s.
