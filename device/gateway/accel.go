@@ -424,13 +424,19 @@ func (s *AccelSource) deviceOf(topic string) (string, error) {
 	return id, nil
 }
 
+// Bounds of AccelMessage.TS: 2000-01-01 and 2200-01-01 UTC in Unix ms.
+const (
+	minAccelTS = 946_684_800_000
+	maxAccelTS = 7_258_118_400_000
+)
+
 func decodeAccel(payload []byte, m *AccelMessage) error {
 	if err := json.Unmarshal(payload, m); err != nil {
 		return fmt.Errorf("payload: %w", err)
 	}
 	var errs []error
-	if m.TS <= 0 {
-		errs = append(errs, errors.New("ts: want the Unix time of the first sample in ms"))
+	if m.TS < minAccelTS || m.TS > maxAccelTS {
+		errs = append(errs, fmt.Errorf("ts %d: want the Unix time of the first sample in ms (years 2000-2199)", m.TS))
 	}
 	if !(m.PeriodMS >= 1 && m.PeriodMS <= 1000) {
 		errs = append(errs, fmt.Errorf("period_ms %v: want 1-1000 ms (20 for 50 Hz)", m.PeriodMS))

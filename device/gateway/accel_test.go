@@ -159,7 +159,8 @@ func TestAccelSourceRejectsBadMessages(t *testing.T) {
 	src := newAccel(t)
 	sink := &accelSink{}
 	bad := map[string]string{
-		"wearable/wb-1/accel":       `{"ts": 1, "period_ms": 20}`,
+		"wearable/wb-1/accel":       `{"ts": 1765000000000, "period_ms": 20}`,
+		"wearable/wb-6/accel":       `{"ts": 1, "period_ms": 20, "xyz": [[0,0,9.8]]}`,
 		"wearable/wb-1/accel ":      `{"ts": 1, "period_ms": 20, "xyz": [[0,0,9.8]]}`,
 		"wearable/wb 1/accel":       `{"ts": 1, "period_ms": 20, "xyz": [[0,0,9.8]]}`,
 		"other/wb-1/accel":          `{"ts": 1, "period_ms": 20, "xyz": [[0,0,9.8]]}`,
@@ -280,4 +281,29 @@ func TestAccelFileSection(t *testing.T) {
 			t.Errorf("%q: error %v, want one about %q", in, err, want)
 		}
 	}
+}
+
+// FuzzAccelHandle: any payload is handled without panic; a message is
+// either run (ok) or counted invalid and reported, never an error (which
+// would leave it unacknowledged forever).
+func FuzzAccelHandle(f *testing.F) {
+	f.Add([]byte(`{"ts": 1765000000000, "period_ms": 20, "xyz": [[0, 0, 9.8], [0.1, 0.2, 9.7]]}`))
+	f.Add([]byte(`{"ts": 1765000000000, "period_ms": 50, "unit": "g", "xyz": [[0, 0, 1]]}`))
+	f.Add([]byte(`{"ts": -1, "period_ms": 1e308, "xyz": []}`))
+	f.Add([]byte(`{"ts": 9223372036854775807, "period_ms": 1000, "xyz": [[1e308, -1e308, 1e308]]}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		src := newAccel(t)
+		sink := &accelSink{}
+		for range 2 { // a second time: the band's state after the first
+			if err := src.Handle(context.Background(), sink, "wearable/wb-1/accel", payload); err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+		}
+		ok := testutil.ToFloat64(src.messages.WithLabelValues("ok"))
+		bad := testutil.ToFloat64(src.messages.WithLabelValues("invalid"))
+		if ok+bad != 2 {
+			t.Fatalf("ok %v + invalid %v != 2", ok, bad)
+		}
+	})
 }
