@@ -143,3 +143,25 @@ var Trained = Model{
 	}
 	return out
 }
+
+// TestCandidateGate: the fixed candidate gate (CandidateThreshold) lets
+// through an impact in time for every fall, at 50 and at 20 Hz, so what
+// is missed is missed by the model (the doc comment of Config says so).
+func TestCandidateGate(t *testing.T) {
+	for _, hz := range []float64{0, 20} {
+		for _, tr := range trialFeatures(t, hz) {
+			if !tr.Fall {
+				continue
+			}
+			ok := false
+			for _, c := range tr.cands {
+				if k := Classify(Detection{At: c.at, DecidedAt: c.decided}, *tr.Window); k == InWindow || k == After {
+					ok = true
+				}
+			}
+			if !ok {
+				t.Errorf("%v Hz (0: as recorded): %s has no impact candidate in time", hz, tr.Key)
+			}
+		}
+	}
+}
