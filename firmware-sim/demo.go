@@ -17,7 +17,7 @@ import (
 	_ "time/tzdata" // the demo site's time zone must load on hosts without zoneinfo
 
 	"github.com/eldercare-iot/eldercare/device"
-	"github.com/eldercare-iot/eldercare/firmware-sim/fall"
+	"github.com/eldercare-iot/eldercare/device/fall"
 	"github.com/eldercare-iot/eldercare/internal/realdata"
 )
 
@@ -497,25 +497,32 @@ func SyntheticVitals(seed int64, n int, lowSpO2 bool) []VitalsRow {
 func clamp(v, lo, hi float64) float64 { return min(hi, max(lo, v)) }
 
 // SyntheticFallTrace returns a 50 Hz wrist accelerometer trace shaped like
-// a fall: 4 s upright at rest (gravity on z), 0.4 s of free fall
-// (|a| ~ 2 m/s^2, below the 0.6 g start-of-fall threshold), an impact
-// peaking at 45 m/s^2, and 5 s lying still with gravity on x (a 90° change
-// of the gravity direction). fall.DefaultConfig detects it once.
+// a fall of the WEDA-FALL kind: 4 s of walking with the arm hanging
+// (gravity along the forearm, x, plus a 1.8 Hz swing), 0.4 s of free fall
+// (|a| ~ 2 m/s^2), an impact peaking at 45 m/s^2, and 5 s lying with the
+// forearm flat (gravity on z, watch face up) and small tremor. The shipped
+// detector (device/fall) reports it once, about 3 s after the impact.
 func SyntheticFallTrace() []fall.Sample {
 	const dt = 20 * time.Millisecond
 	var out []fall.Sample
 	t := time.Duration(0)
+	g := fall.StandardGravity
+	for ; t < 4*time.Second; t += dt {
+		ph := 2 * math.Pi * 1.8 * t.Seconds()
+		out = append(out, fall.Sample{T: t, X: g + math.Sin(2*ph), Y: 3 * math.Sin(ph), Z: 1.5 * math.Cos(ph)})
+	}
 	add := func(d time.Duration, x, y, z float64) {
 		for end := t + d; t < end; t += dt {
 			out = append(out, fall.Sample{T: t, X: x, Y: y, Z: z})
 		}
 	}
-	g := fall.StandardGravity
-	add(4*time.Second, 0.2, 0.1, g)
-	add(400*time.Millisecond, 0.5, 0.3, 1.8)
+	add(400*time.Millisecond, 1.5, 0.5, 1.0)
 	add(60*time.Millisecond, 30, 10, 32)
 	add(60*time.Millisecond, 15, 5, 12)
-	add(5*time.Second, g, 0.3, 0.2)
+	for end := t + 5*time.Second; t < end; t += dt {
+		tremor := 0.15 * math.Sin(2*math.Pi*5*t.Seconds())
+		out = append(out, fall.Sample{T: t, X: 0.3 + tremor, Y: 0.4, Z: g - tremor})
+	}
 	return out
 }
 

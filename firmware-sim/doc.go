@@ -9,7 +9,7 @@
 //     SpO2 at 1 Hz; PhysioNet BIDMC PPG and Respiration Dataset) as
 //     hr_bpm, pulse_bpm, resp_per_min and spo2_pct readings (RunVitals);
 //   - a wrist fall detector replays a WEDA-FALL accelerometer recording
-//     through the detector of package firmware-sim/fall and publishes a
+//     through the product's detector (package device/fall) and publishes a
 //     fall event per detection (RunFall);
 //   - a bed sensor, an SOS button and a smart-meal terminal generate their
 //     events (RunBed, RunSOS, RunMeal);
@@ -19,7 +19,10 @@
 // moment the replay ends, device-time spacing stays real at any speed, and
 // no timestamp is ever in the future.
 //
-// By design this package imports only the protocol (device), the standard
-// library, paho and firmware-sim/fall, so a simulator never shares a bug
-// with the platform it exercises.
+// By design this package imports only the protocol (device, including
+// device/fall), the standard library and paho, so a simulator never shares a
+// bug with the platform it exercises. device/fall is the exception that
+// issue 12 asks for: the fall detector is what a wristband's firmware runs,
+// so the simulated wristband runs the product's detector, the same one the
+// gateway's accel source runs for bands that stream raw acceleration.
 package firmwaresim

@@ -153,6 +153,20 @@ func runGateway(cmd *cobra.Command, _ []string) error {
 		}
 		sources = append(sources, func(ctx context.Context, gw *gateway.Gateway) error { return src.Run(ctx, gw) })
 	}
+	if gf.Accel != nil {
+		src, err := gateway.NewAccelSource(func() gateway.AccelConfig {
+			c := gf.Accel.Config(gf.ID + "-accel")
+			c.Logger, c.Registerer = log, reg
+			return c
+		}())
+		if err != nil {
+			return fmt.Errorf("--gateway-config %s: accel: %w", path, err)
+		}
+		for _, d := range gf.Accel.Devices {
+			addDevice(gateway.Device{ID: d.Device, Kind: device.FallDetector})
+		}
+		sources = append(sources, func(ctx context.Context, gw *gateway.Gateway) error { return src.Run(ctx, gw) })
+	}
 	for _, d := range gf.Devices {
 		addDevice(gateway.Device{ID: d.ID, Kind: d.Kind, Interval: d.Interval})
 	}

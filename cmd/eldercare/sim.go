@@ -25,6 +25,7 @@ status, offline last will).
   eldercare sim --demo                 the demo care station: 6 beds, 17 devices
   eldercare sim vitals --file F --device ID
   eldercare sim fall   --file F --device ID
+  eldercare sim fall   --eval DIR [--resample 20]   offline evaluation, no broker
   eldercare sim bed    --device ID [--pattern in:30s,out:10s | --exit-after 2m]
   eldercare sim sos    --device ID [--presses N --interval D]
   eldercare sim meal   --device ID --card C --meal lunch --eaten 80 [--taps FILE]`,
@@ -171,24 +172,52 @@ at any --speed, so a replay at 100x looks to the platform like the real thing.`,
 func newSimFallCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "fall",
-		Short: "Replay a WEDA-FALL wrist accelerometer recording through the fall detector; publish fall events",
-		Args:  cobra.NoArgs,
-		RunE: simRun(func(ctx context.Context, s *settings, dc firmwaresim.DeviceConfig) error {
-			file, err := recordingFile(s)
-			if err != nil {
+		Short: "Replay a WEDA-FALL wrist accelerometer recording through the fall detector; publish fall events (or --eval a directory offline)",
+		Long: `fall replays a wrist accelerometer recording (*_accel.csv: time in s, x, y, z
+in m/s^2; a recording in g is converted, one in neither unit refused) through
+the product's fall detector (device/fall, the same the gateway's accel source
+runs) and publishes a fall event per detection.
+
+With --eval DIR it connects to no broker: it replays every *_accel.csv under
+DIR offline and prints one JSON object per trial, then the line
+"falls D/N detected, activities with a false fall F/M". A trial whose folder
+starts with F, or whose file name contains _Fall_, is a fall; every other is
+an activity. With DIR/fall_timestamps.csv a fall counts only when detected in
+its window or decided within 3 s of its end. It exits non-zero only when DIR
+cannot be read. See docs/fall-detection.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dir, _ := cmd.Flags().GetString("eval"); dir != "" {
+				hz, _ := cmd.Flags().GetFloat64("resample")
+				if hz != 0 && (hz < 1 || hz > 1000) {
+					return fmt.Errorf("--resample %v: want 0 (off) or a rate in [1, 1000] Hz", hz)
+				}
+				sum, err := firmwaresim.EvalFalls(dir, hz, cmd.OutOrStdout())
+				if err != nil {
+					return fmt.Errorf("--eval: %w", err)
+				}
+				_, err = fmt.Fprintln(cmd.OutOrStdout(), sum.String())
 				return err
 			}
-			sp, err := speed(s)
-			if err != nil {
-				return err
-			}
-			return firmwaresim.RunFall(ctx, firmwaresim.FallConfig{DeviceConfig: dc, File: file, Speed: sp, Loop: s.Bool("loop"), BatteryEvery: s.Duration("battery-every")})
-		}),
+			return simRun(func(ctx context.Context, s *settings, dc firmwaresim.DeviceConfig) error {
+				file, err := recordingFile(s)
+				if err != nil {
+					return err
+				}
+				sp, err := speed(s)
+				if err != nil {
+					return err
+				}
+				return firmwaresim.RunFall(ctx, firmwaresim.FallConfig{DeviceConfig: dc, File: file, Speed: sp, Loop: s.Bool("loop"), BatteryEvery: s.Duration("battery-every")})
+			})(cmd, args)
+		},
 	}
 	deviceFlags(cmd, "fd")
-	cmd.Flags().String("file", "", "WEDA-FALL accelerometer CSV (*_accel.csv) to replay (required), e.g. ../shared/data/falls-weda/F01/U01_R01_accel.csv")
+	cmd.Flags().String("file", "", "WEDA-FALL accelerometer CSV (*_accel.csv) to replay (required unless --eval), e.g. ../shared/data/falls-weda/F01/U01_R01_accel.csv")
 	cmd.Flags().Bool("loop", false, "replay the file again and again until stopped")
 	cmd.Flags().Duration("battery-every", time.Minute, "device time between battery_pct readings (negative: none)")
+	cmd.Flags().String("eval", "", "evaluate offline (no broker): replay every *_accel.csv under this directory, print one JSON line per trial and a summary, e.g. ../shared/data/falls-weda-50hz")
+	cmd.Flags().Float64("resample", 0, "with --eval: resample every trial to this rate in Hz first (e.g. 20, a slower wrist sensor); 0 = as recorded")
 	return cmd
 }
 

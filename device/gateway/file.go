@@ -25,6 +25,9 @@ type File struct {
 	Modbus *FileModbus `yaml:"modbus"`
 	// Zigbee is the zigbee2mqtt source; nil = none.
 	Zigbee *FileZigbee `yaml:"zigbee2mqtt"`
+	// Accel is the source for wristbands that stream raw acceleration
+	// (AccelSource); nil = none.
+	Accel *FileAccel `yaml:"accel"`
 }
 
 // FileDevice is one entry of File.Devices.
@@ -116,6 +119,9 @@ func ParseFile(r io.Reader) (*File, error) {
 	}
 	if f.Zigbee != nil && f.Zigbee.MQTT == "" {
 		errs = append(errs, errors.New("zigbee2mqtt.mqtt: the URL of the zigbee2mqtt broker is required"))
+	}
+	if f.Accel != nil {
+		errs = append(errs, f.Accel.validate())
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("gateway config: %w", err)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 const g = StandardGravity
@@ -36,57 +37,62 @@ func fallSignal(dt time.Duration) []Sample {
 	return s.out
 }
 
-func detectAll(t *testing.T, samples []Sample) ([]Detection, []Candidate) {
-	t.Helper()
-	return runAll(DefaultConfig(), samples)
+// orientModel is a hand-made model for mechanism tests: a fall is an
+// orientation change of more than 45° with the wrist still afterwards.
+var orientModel = func() Model {
+	m := Model{Threshold: 0.5}
+	for i := range m.Scale {
+		m.Scale[i] = 1
+	}
+	m.Weights[5] = 1   // orientation_change_deg
+	m.Weights[3] = -10 // post_std_svm
+	m.Bias = -45
+	return m
+}()
+
+func runOrient(samples []Sample) ([]Detection, []Candidate) {
+	cfg := DefaultConfig()
+	cfg.Model = &orientModel
+	return Run(cfg, samples)
 }
 
-func TestSyntheticFreeFallImpactDetects(t *testing.T) {
-	dets, cands := detectAll(t, fallSignal(20*time.Millisecond))
-	if len(dets) != 1 {
-		t.Fatalf("got %d detections, want 1; candidates %+v", len(dets), cands)
-	}
-	d := dets[0]
-	if d.At < 3400*time.Millisecond || d.At > 3460*time.Millisecond {
-		t.Errorf("At = %v, want within the impact 3.40–3.46 s", d.At)
-	}
-	if math.Abs(d.PeakSVM-5*g) > 1e-9 || math.Abs(d.MinSVM-0.1*g) > 1e-9 {
-		t.Errorf("PeakSVM %v MinSVM %v, want %v and %v", d.PeakSVM, d.MinSVM, 5*g, 0.1*g)
-	}
-	if math.Abs(d.OrientationChangeDeg-90) > 1e-6 {
-		t.Errorf("OrientationChangeDeg = %v, want 90", d.OrientationChangeDeg)
-	}
-	if d.DecidedAt < d.At+2400*time.Millisecond {
-		t.Errorf("DecidedAt %v before the posture window ended", d.DecidedAt)
+func TestSyntheticFallFeatures(t *testing.T) {
+	for _, dt := range []time.Duration{20 * time.Millisecond, 50 * time.Millisecond} {
+		t.Run(dt.String(), func(t *testing.T) {
+			dets, cands := runOrient(fallSignal(dt))
+			if len(dets) != 1 || len(cands) != 1 {
+				t.Fatalf("got %d detections, %d candidates, want 1 and 1: %+v", len(dets), len(cands), cands)
+			}
+			d := dets[0]
+			if d.At < 3400*time.Millisecond || d.At > 3500*time.Millisecond {
+				t.Errorf("At = %v, want within the impact bin 3.40-3.50 s", d.At)
+			}
+			f := d.Features
+			if math.Abs(f.OrientationChangeDeg-90) > 1e-6 || f.PostStdSVM > 1e-5 || math.Abs(f.PostMeanSVM-g) > 1e-9 {
+				t.Errorf("features %+v: want 90° change, still (std 0) at 1 g after", f)
+			}
+			if f.DipSVM > 0.1*g+1e-9 || f.PeakSVM < 4*g {
+				t.Errorf("dip %v peak %v, want <= 0.1 g and >= 4 g", f.DipSVM, f.PeakSVM)
+			}
+			if d.DecidedAt < d.At+2500*time.Millisecond-GridPeriod {
+				t.Errorf("DecidedAt %v before the post-impact window ended", d.DecidedAt)
+			}
+		})
 	}
 }
 
-func TestLoneSpikeWithoutOrientationChangeRejected(t *testing.T) {
+func TestSpikeWithoutOrientationChangeRejected(t *testing.T) {
 	s := &synth{dt: 20 * time.Millisecond}
 	s.hold(3*time.Second, 0, 0, g)
 	s.hold(200*time.Millisecond, 0, 0, 0.3*g) // swing: low-g
 	s.hold(40*time.Millisecond, 0, 3*g, 5*g)  // hit the table
 	s.hold(5*time.Second, 0, 0, g)            // same attitude as before
-	dets, cands := detectAll(t, s.out)
-	if len(dets) != 0 {
-		t.Fatalf("got %+v, want no detection", dets)
+	dets, cands := runOrient(s.out)
+	if len(dets) != 0 || len(cands) != 1 || !strings.HasPrefix(cands[0].Reason, "score") {
+		t.Fatalf("got %+v / %+v, want one candidate rejected by its score", dets, cands)
 	}
-	if len(cands) != 1 || !strings.HasPrefix(cands[0].Reason, "no posture change") {
-		t.Fatalf("want one candidate rejected by the posture phase, got %+v", cands)
-	}
-}
-
-func TestSpikeWithoutFreeFallRejected(t *testing.T) {
-	s := &synth{dt: 20 * time.Millisecond}
-	s.hold(3*time.Second, 0, 0, g)
-	s.hold(60*time.Millisecond, 3*g, 0, 4*g)
-	s.hold(5*time.Second, g, 0, 0) // even with a posture change
-	dets, cands := detectAll(t, s.out)
-	if len(dets) != 0 {
-		t.Fatalf("got %+v, want none", dets)
-	}
-	if len(cands) != 1 || !strings.HasPrefix(cands[0].Reason, "no start-of-fall") {
-		t.Fatalf("want one rejection by the start-of-fall phase, got %+v", cands)
+	if cands[0].Features.OrientationChangeDeg > 1e-6 {
+		t.Errorf("orientation change %v, want 0", cands[0].Features.OrientationChangeDeg)
 	}
 }
 
@@ -100,14 +106,16 @@ func TestNaNSamplesSkipped(t *testing.T) {
 			dirty = append(dirty, Sample{T: s.T, X: 0, Y: math.Inf(-1), Z: g})
 		}
 	}
-	d := NewDetector(DefaultConfig())
+	cfg := DefaultConfig()
+	cfg.Model = &orientModel
+	d := NewDetector(cfg)
 	var dets []Detection
 	for _, s := range dirty {
 		if det, ok := d.Push(s); ok {
 			dets = append(dets, det)
 		}
 	}
-	want, _ := detectAll(t, clean)
+	want, _ := runOrient(clean)
 	if len(dets) != 1 || dets[0] != want[0] {
 		t.Fatalf("with NaN/Inf samples got %+v, want %+v", dets, want)
 	}
@@ -116,8 +124,8 @@ func TestNaNSamplesSkipped(t *testing.T) {
 	}
 }
 
-// TestIrregularSampling mimics the watch: bursts of samples 1–3 ms apart
-// separated by gaps of 80–170 ms, plus jitter, out-of-order and repeated
+// TestIrregularSampling mimics the watch: bursts of samples 1-3 ms apart
+// separated by gaps of 80-170 ms, plus jitter, out-of-order and repeated
 // times.
 func TestIrregularSampling(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
@@ -140,25 +148,25 @@ func TestIrregularSampling(t *testing.T) {
 			x, y, z := at(ts)
 			j := (rng.Float64() - 0.5) * 0.4
 			samples = append(samples, Sample{T: ts, X: x + j, Y: y + j, Z: z - j})
-			if rng.Intn(10) == 0 { // repeated time
+			if rng.Intn(10) == 0 {
 				samples = append(samples, Sample{T: ts, X: x, Y: y, Z: z})
 			}
 			ts += time.Duration(1+rng.Intn(3)) * time.Millisecond
 		}
-		if rng.Intn(8) == 0 { // a late sample from the past
+		if rng.Intn(8) == 0 { // a late sample from the past: dropped
 			samples = append(samples, Sample{T: ts - 50*time.Millisecond, X: 0, Y: 0, Z: g})
 		}
 		ts += time.Duration(80+rng.Intn(90)) * time.Millisecond
 	}
-	dets, cands := detectAll(t, samples)
+	dets, cands := runOrient(samples)
 	if len(dets) != 1 {
 		t.Fatalf("got %d detections, want 1: %+v", len(dets), cands)
 	}
-	if dets[0].At < 3400*time.Millisecond || dets[0].At >= 3600*time.Millisecond {
-		t.Errorf("At = %v, want in the impact 3.4–3.6 s", dets[0].At)
+	if dets[0].At < 3300*time.Millisecond || dets[0].At >= 3700*time.Millisecond {
+		t.Errorf("At = %v, want in the impact 3.4-3.6 s", dets[0].At)
 	}
-	if dets[0].OrientationChangeDeg < 80 {
-		t.Errorf("orientation change %.1f°, want ~90°", dets[0].OrientationChangeDeg)
+	if dets[0].Features.OrientationChangeDeg < 80 {
+		t.Errorf("orientation change %.1f°, want ~90°", dets[0].Features.OrientationChangeDeg)
 	}
 }
 
@@ -175,42 +183,54 @@ func TestRefractory(t *testing.T) {
 	fall(side, up) // ~9.9 s: same fall (inside 10 s)
 	s.hold(5*time.Second, 0, 0, g)
 	fall(up, side) // ~21.3 s: a new fall
-	dets, _ := detectAll(t, s.out)
+	dets, cands := runOrient(s.out)
 	if len(dets) != 2 {
-		t.Fatalf("got %d detections %+v, want 2", len(dets), dets)
+		t.Fatalf("got %d detections %+v, want 2; candidates %+v", len(dets), dets, cands)
 	}
 	if dets[1].At-dets[0].At < DefaultConfig().Refractory {
 		t.Errorf("second detection inside the refractory period: %+v", dets)
 	}
-}
-
-func TestStartOfRecordingNeedsReference(t *testing.T) {
-	// A fall-shaped event 0.5 s into the recording has no pre-fall
-	// reference: it must not be reported.
-	s := &synth{dt: 20 * time.Millisecond}
-	s.hold(200*time.Millisecond, 0, 0, g)
-	s.hold(300*time.Millisecond, 0, 0, 0.1*g)
-	s.hold(60*time.Millisecond, 3*g, 0, 4*g)
-	s.hold(4*time.Second, g, 0, 0)
-	dets, cands := detectAll(t, s.out)
-	if len(dets) != 0 || len(cands) != 1 || !strings.Contains(cands[0].Reason, "reference window") {
-		t.Fatalf("got %+v / %+v, want one candidate rejected for lack of reference", dets, cands)
+	refr := 0
+	for _, c := range cands {
+		if strings.Contains(c.Reason, "refractory") {
+			refr++
+		}
+	}
+	if refr != 1 {
+		t.Errorf("%d candidates rejected as refractory, want 1: %+v", refr, cands)
 	}
 }
 
-func TestFlushDecidesCutPostureWindow(t *testing.T) {
+func TestLongGapStartsNewSegment(t *testing.T) {
+	// 3 s still, a 5 s gap (sensor off), then a fall-shaped event right
+	// after the gap: its reference window lies in the gap, so it has no
+	// orientation change and is not reported as the 90° fall it would be
+	// if the gap were bridged.
+	s := &synth{dt: 20 * time.Millisecond}
+	s.hold(3*time.Second, g, 0, 0)
+	s.t += 5 * time.Second
+	s.hold(60*time.Millisecond, 3*g, 0, 4*g)
+	s.hold(4*time.Second, 0, 0, g)
+	dets, cands := runOrient(s.out)
+	if len(dets) != 0 || len(cands) != 1 || cands[0].Features.OrientationChangeDeg != 0 {
+		t.Fatalf("got %+v / %+v, want one candidate without a reference", dets, cands)
+	}
+}
+
+func TestFlushDecidesCutPostWindow(t *testing.T) {
 	all := fallSignal(20 * time.Millisecond)
-	// Cut the recording 2.2 s after the impact: inside the posture window.
 	var cut []Sample
 	for _, s := range all {
-		if s.T < 3400*time.Millisecond+2200*time.Millisecond {
+		if s.T < 3400*time.Millisecond+2000*time.Millisecond {
 			cut = append(cut, s)
 		}
 	}
-	d := NewDetector(DefaultConfig())
+	cfg := DefaultConfig()
+	cfg.Model = &orientModel
+	d := NewDetector(cfg)
 	for _, s := range cut {
 		if _, ok := d.Push(s); ok {
-			t.Fatal("decided before the posture window ended")
+			t.Fatal("decided before the post-impact window ended")
 		}
 	}
 	if got := d.Flush(); len(got) != 1 {
@@ -219,23 +239,110 @@ func TestFlushDecidesCutPostureWindow(t *testing.T) {
 	if got := d.Flush(); len(got) != 0 {
 		t.Fatalf("second Flush = %+v, want none", got)
 	}
+	// Cut 0.3 s after the impact: too little to decide.
+	var short []Sample
+	for _, s := range all {
+		if s.T < 3700*time.Millisecond {
+			short = append(short, s)
+		}
+	}
+	dets, cands := runOrient(short)
+	if len(dets) != 0 || len(cands) != 1 || !strings.Contains(cands[0].Reason, "stream ends") {
+		t.Fatalf("got %+v / %+v, want one candidate rejected for lack of signal", dets, cands)
+	}
+}
+
+func TestUnitErrorInG(t *testing.T) {
+	inG := fallSignal(20 * time.Millisecond)
+	for i := range inG {
+		inG[i].X /= g
+		inG[i].Y /= g
+		inG[i].Z /= g
+	}
+	cfg := DefaultConfig()
+	cfg.Model = &orientModel
+	d := NewDetector(cfg)
+	for _, s := range inG {
+		d.Push(s)
+	}
+	if err := d.UnitError(); err == nil || !strings.Contains(err.Error(), "looks like g") {
+		t.Fatalf("UnitError = %v, want one saying it looks like g", err)
+	}
+	ok := NewDetector(cfg)
+	for _, s := range fallSignal(20 * time.Millisecond) {
+		ok.Push(s)
+	}
+	if err := ok.UnitError(); err != nil {
+		t.Fatalf("UnitError in m/s^2 = %v", err)
+	}
+}
+
+func TestNormalizeUnits(t *testing.T) {
+	ms2 := fallSignal(20 * time.Millisecond)
+	got, u, err := NormalizeUnits(ms2)
+	if err != nil || u != MS2 || &got[0] != &ms2[0] {
+		t.Fatalf("m/s^2: %v %v", u, err)
+	}
+	inG := make([]Sample, len(ms2))
+	for i, s := range ms2 {
+		inG[i] = Sample{s.T, s.X / g, s.Y / g, s.Z / g}
+	}
+	got, u, err = NormalizeUnits(inG)
+	if err != nil || u != G {
+		t.Fatalf("g: %v %v", u, err)
+	}
+	for i := range got {
+		if math.Abs(got[i].X-ms2[i].X) > 1e-9 || math.Abs(got[i].Z-ms2[i].Z) > 1e-9 {
+			t.Fatalf("sample %d converted to %+v, want %+v", i, got[i], ms2[i])
+		}
+	}
+	inMg := make([]Sample, len(ms2))
+	for i, s := range inG {
+		inMg[i] = Sample{s.T, s.X * 1000, s.Y * 1000, s.Z * 1000}
+	}
+	if _, _, err := NormalizeUnits(inMg); err == nil || !strings.Contains(err.Error(), "unknown units") {
+		t.Fatalf("mg: error %v, want a refusal", err)
+	}
+	if _, _, err := NormalizeUnits(nil); err == nil {
+		t.Fatal("empty: no error")
+	}
+}
+
+func TestResample(t *testing.T) {
+	in := []Sample{{0, 0, 0, 0}, {100 * time.Millisecond, 10, 0, 0}, {100 * time.Millisecond, 10, 0, 0}, {300 * time.Millisecond, 30, 0, 0}}
+	out, err := Resample(in, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []float64{0, 5, 10, 15, 20, 25, 30}
+	if len(out) != len(want) {
+		t.Fatalf("got %+v", out)
+	}
+	for i, w := range want {
+		if math.Abs(out[i].X-w) > 1e-9 || out[i].T != time.Duration(i)*50*time.Millisecond {
+			t.Errorf("sample %d = %+v, want X %v at %v", i, out[i], w, time.Duration(i)*50*time.Millisecond)
+		}
+	}
+	if _, err := Resample(in, 0); err == nil {
+		t.Error("0 Hz accepted")
+	}
 }
 
 func TestConfigValidate(t *testing.T) {
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatal(err)
 	}
+	if err := Trained.Validate(); err != nil {
+		t.Fatalf("shipped model: %v", err)
+	}
 	bad := []func(*Config){
-		func(c *Config) { c.FreeFallThreshold = 0 },
-		func(c *Config) { c.ImpactThreshold = c.FreeFallThreshold },
-		func(c *Config) { c.ImpactThreshold = math.NaN() },
-		func(c *Config) { c.ImpactWindow = 0 },
-		func(c *Config) { c.PeakWindow = 3 * time.Second },
-		func(c *Config) { c.ReferenceWindow = -1 },
-		func(c *Config) { c.PostureWindow = 0 },
-		func(c *Config) { c.OrientationChangeDeg = 181 },
-		func(c *Config) { c.MinWindowSamples = 0 },
+		func(c *Config) { c.CandidateThreshold = g },
+		func(c *Config) { c.CandidateThreshold = math.NaN() },
 		func(c *Config) { c.Refractory = -time.Second },
+		func(c *Config) { c.MaxGap = GridPeriod },
+		func(c *Config) { m := Trained; m.Threshold = 1; c.Model = &m },
+		func(c *Config) { m := Trained; m.Scale[2] = 0; c.Model = &m },
+		func(c *Config) { m := Trained; m.Weights[0] = math.Inf(1); c.Model = &m },
 	}
 	for i, m := range bad {
 		c := DefaultConfig()
@@ -352,15 +459,17 @@ func FuzzReadAccelCSV(f *testing.F) {
 	})
 }
 
+// BenchmarkPush feeds a 50 Hz stream with occasional impacts through the
+// shipped detector; it reports the CPU per second of signal.
 func BenchmarkPush(b *testing.B) {
 	rng := rand.New(rand.NewSource(1))
 	const n = 1 << 16
 	samples := make([]Sample, n)
 	ts := time.Duration(0)
 	for i := range samples {
-		ts += time.Duration(1+rng.Intn(40)) * time.Millisecond // ~48 Hz, bursty
+		ts += 20 * time.Millisecond
 		x, y, z := rng.NormFloat64()*2, rng.NormFloat64()*2, g+rng.NormFloat64()*2
-		if i%3000 == 1500 { // an occasional spike
+		if i%300 == 150 { // an impact candidate every 6 s
 			x *= 20
 		}
 		samples[i] = Sample{T: ts, X: x, Y: y, Z: z}
@@ -377,4 +486,8 @@ func BenchmarkPush(b *testing.B) {
 		s.T += offset
 		d.Push(s)
 	}
+	b.StopTimer()
+	perSample := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+	b.ReportMetric(perSample*50/1000, "µs/s-of-signal@50Hz")
+	b.ReportMetric(float64(unsafe.Sizeof(Detector{})), "B/detector")
 }
