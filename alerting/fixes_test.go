@@ -101,9 +101,8 @@ func TestSlowWebhookDoesNotDelayOtherReceivers(t *testing.T) {
 	t.Cleanup(slow.Close)
 	t.Cleanup(func() { close(release) }) // runs before slow.Close
 	feed := e.alertFeed()
-	r := e.start(func(c *Config) { c.WebhookURL = slow.URL })
-	local, unsub := r.svc.Subscribe()
-	defer unsub()
+	local := make(chan Change, 64)
+	e.start(func(c *Config) { c.WebhookURL = slow.URL; c.Receivers = append(c.Receivers, chanReceiver(local)) })
 
 	e.fall("fd-a", 1)
 	if _, ok := waitChange(local, 5*time.Second, func(c Change) bool { return c.Alert.Device == "fd-a" }); !ok {
@@ -130,9 +129,8 @@ func TestSlowWebhookDoesNotDelayOtherReceivers(t *testing.T) {
 func TestPerReceiverOrderWithRetries(t *testing.T) {
 	e := newEnv(t)
 	e.hook.fail = 2 // the opened notification is retried twice at the webhook
-	r := e.start(nil)
-	local, unsub := r.svc.Subscribe()
-	defer unsub()
+	local := make(chan Change, 64)
+	r := e.start(func(c *Config) { c.Receivers = append(c.Receivers, chanReceiver(local)) })
 	e.fall("fd-o", 1)
 	c, ok := waitChange(local, 5*time.Second, func(c Change) bool { return c.Alert.Device == "fd-o" })
 	if !ok {
@@ -171,9 +169,8 @@ func TestNewFallWhileAcknowledgedNotifiesRepeated(t *testing.T) {
 	e := newEnv(t)
 	e.binding["fd-1"] = "res-001"
 	feed := e.alertFeed()
-	r := e.start(nil)
-	local, unsub := r.svc.Subscribe()
-	defer unsub()
+	local := make(chan Change, 64)
+	r := e.start(func(c *Config) { c.Receivers = append(c.Receivers, chanReceiver(local)) })
 	e.fall("fd-1", 1)
 	c, ok := waitChange(local, 5*time.Second, func(c Change) bool { return c.Event == EventOpened })
 	if !ok {

@@ -28,8 +28,7 @@ topic root, raises alerts (fall, SOS, low SpO2, heart rate, respiration, device
 offline), keeps them in the SQL alert store with a history of every change,
 and delivers each change through a durable outbox to the MQTT alert topic
 <root>/v1/alerts/<site>, to an optional signed webhook, an optional chat
-robot (Slack, DingTalk, WeCom), e-mail over SMTP and in-process
-subscribers. Escalation policies, on-duty rosters and quiet hours live in the
+robot (Slack, DingTalk, WeCom) and e-mail over SMTP. Escalation policies, on-duty rosters and quiet hours live in the
 store (import them with --alerting-settings). See docs/alerting.md.`,
 		Args: cobra.NoArgs,
 		RunE: runAlerting,
