@@ -50,7 +50,7 @@ func (s *Service) handle(ctx context.Context, msg paho.Message) error {
 			s.reject(msg.Topic(), string(topic.Channel), err)
 			return nil
 		}
-		if err := s.seen(ctx, topic, now); err != nil {
+		if err := s.seenTelemetry(ctx, topic, t, now); err != nil {
 			return err
 		}
 		return s.telemetry(ctx, topic, t)

@@ -1,35 +1,78 @@
-// Device supervision: what the engine knows of each device's liveness (wall
-// time). Traffic arms a device's offline timer, a status message says a
-// device is online, shut down, offline or unknown (its gateway's last will),
-// and a silence past the timeout raises device_offline. A safety device that
-// goes down leaves its resident unprotected. The decisions are written to
-// the store through raise.go like any rule's.
+// Stage 2, rules: device supervision. Every decoded message of a device
+// goes to the Supervisor (supervision.go), which decides from the data: a
+// device is offline only when it misses its own report interval (registry:
+// device, kind, default), a gateway that goes away (last will, heartbeat
+// missed) is ONE device_offline alert naming its devices, a sensor that
+// keeps reporting without its vital field raises vital_missing, and a
+// status naming devices not registered behind its gateway is refused
+// (counted, logged once). This file turns the verdicts into alerts through
+// raise.go; a safety device that goes down leaves its resident unprotected.
 
 package alerting
 
 import (
 	"context"
-	"fmt"
+	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eldercare-iot/eldercare/device"
 )
 
-// deviceState is what the offline rule knows of a device (wall time).
-type deviceState struct {
-	site     string
-	lastSeen time.Time
-	armed    bool // a silence longer than the timeout raises an alert
-	alerted  bool // an offline alert was raised and the device is silent
-	// unknown: the device's gateway was lost, so nothing is known of it
-	// until it is heard from again.
-	unknown bool
+// TypeVitalMissing: a device keeps sending readings without one of its
+// vital fields (device.VitalFields: a vitals monitor without SpO2 or heart
+// rate; the probe is off or broken). Resolved when the field is back.
+const TypeVitalMissing = "vital_missing"
+
+// superviseEvery is how often (wall time) the Supervisor's timers are
+// checked.
+const superviseEvery = 250 * time.Millisecond
+
+// newSupervisor builds the Service's Supervisor over the registry of
+// cfg.Rules.Directory (when it can tell report intervals, as a
+// registry.Snapshot does). A device the registry does not know and that
+// announces no kind gets cfg.OfflineTimeout as its interval.
+func newSupervisor(cfg Config) *Supervisor {
+	sc := SupervisorConfig{Fallback: cfg.OfflineTimeout}
+	if sc.Fallback == 0 {
+		sc.Fallback = DefaultOfflineTimeout
+	}
+	if dir := cfg.Rules.Directory; dir != nil {
+		sc.Registry = func() SupervisedRegistry {
+			if r, ok := dir().(SupervisedRegistry); ok {
+				return r
+			}
+			return nil
+		}
+	}
+	return NewSupervisor(sc)
 }
 
-// offlineLoop checks the silence of every device on the wall clock.
+// supervisionCollectors are the supervision metrics:
+// eldercare_alerting_status_refused_total{reason} and
+// eldercare_alerting_devices_offline.
+func (s *Service) supervisionCollectors() []prometheus.Collector {
+	reasons := []string{"site", "gateway", "unregistered"}
+	refused := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "eldercare_alerting_status_refused_total",
+		Help: "Device ids in status messages refused because the device is not registered behind the publishing gateway (on another site, behind another gateway, or unregistered); all reasons."},
+		func() float64 {
+			n := 0
+			r := s.sup.Refused()
+			for _, k := range reasons {
+				n += r[k]
+			}
+			return float64(n)
+		})
+	offline := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "eldercare_alerting_devices_offline",
+		Help: "Devices and gateways with an offline (or gateway lost) verdict standing."},
+		func() float64 { return float64(len(s.sup.Offline())) })
+	return []prometheus.Collector{refused, offline}
+}
+
+// offlineLoop checks the Supervisor's timers on the wall clock.
 func (s *Service) offlineLoop(ctx context.Context) {
-	every := min(time.Second, s.cfg.OfflineTimeout/4)
-	t := time.NewTicker(every)
+	t := time.NewTicker(superviseEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -43,127 +86,124 @@ func (s *Service) offlineLoop(ctx context.Context) {
 	}
 }
 
-// checkOffline raises device_offline for every armed device silent for
-// longer than OfflineTimeout (wall time).
+// checkOffline applies the verdicts due now: devices past their interval,
+// gateways past their heartbeat.
 func (s *Service) checkOffline(ctx context.Context) error {
-	now := s.cfg.Now()
-	type due struct{ id, site string }
-	var list []due
-	s.mu.Lock()
-	for id, st := range s.devices {
-		if st.armed && !st.alerted && now.Sub(st.lastSeen) > s.cfg.OfflineTimeout {
-			st.alerted = true
-			list = append(list, due{id, st.site})
-		}
-	}
-	s.mu.Unlock()
-	for _, d := range list {
-		if err := s.raise(ctx, openSpec{Site: d.site, Device: d.id, Type: TypeDeviceOffline, Severity: SeverityWarning, At: now,
-			Detail: fmt.Sprintf("no message for %s", s.cfg.OfflineTimeout)}); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.verdicts(ctx, s.sup.Tick(s.cfg.Now()))
 }
 
-// seen records traffic from a device: it arms the offline timer and notes
-// "device back online" on an offline alert raised earlier.
+// seen records an event (or any message) of a device.
 func (s *Service) seen(ctx context.Context, t device.Topic, now time.Time) error {
-	s.mu.Lock()
-	st := s.devices[t.Device]
-	if st == nil {
-		st = &deviceState{}
-		s.devices[t.Device] = st
+	if err := s.verdicts(ctx, s.sup.Heard(t.Site, t.Device, now)); err != nil {
+		return err
 	}
-	st.site, st.lastSeen, st.armed, st.unknown = t.Site, now, true, false
-	wasAlerted := st.alerted
-	st.alerted = false
-	key := dedupKey(nil, t.Device, TypeDeviceOffline)
+	return s.backAfterRestart(ctx, t.Device)
+}
+
+// seenTelemetry records a telemetry message: the device is heard from and
+// its vital fields are checked.
+func (s *Service) seenTelemetry(ctx context.Context, t device.Topic, tel *device.Telemetry, now time.Time) error {
+	if err := s.verdicts(ctx, s.sup.Telemetry(t.Site, t.Device, tel.Readings, now)); err != nil {
+		return err
+	}
+	return s.backAfterRestart(ctx, t.Device)
+}
+
+// backAfterRestart notes "device back online" on a device_offline alert
+// that is open from before this process started (the Supervisor does not
+// know of it), once.
+func (s *Service) backAfterRestart(ctx context.Context, dev string) error {
+	key := dedupKey(nil, dev, TypeDeviceOffline)
+	s.mu.Lock()
 	_, known := s.open[key]
 	if known {
 		delete(s.open, key) // one note per comeback
 	}
 	s.mu.Unlock()
-	if !wasAlerted && !known {
+	if !known {
 		return nil
 	}
-	if err := s.deviceUp(ctx, t.Device); err != nil {
+	if err := s.deviceUp(ctx, dev); err != nil {
 		return err
 	}
 	return s.commentOpen(ctx, key, ChannelRule, "device back online")
 }
 
-// status applies a status message of a device (or of a gateway about its
-// devices).
+// status applies a status message of a device, or of a gateway about itself
+// and its devices.
 func (s *Service) status(ctx context.Context, t device.Topic, st *device.Status, retained bool, now time.Time) error {
-	s.noteKind(t.Device, st.Kind)
-	switch {
-	case st.State == device.Online:
-		return s.seen(ctx, t, now)
-	case st.Reason == device.ReasonShutdown:
-		// A clean disconnect: disarm, no alert.
-		s.mu.Lock()
-		d := s.devices[t.Device]
-		if d == nil {
-			d = &deviceState{site: t.Site}
-			s.devices[t.Device] = d
-		}
-		d.armed = false
-		s.mu.Unlock()
-	case st.Reason == device.ReasonGatewayLost:
-		// A gateway's last will, {"state":"unknown","reason":"gateway_lost",
-		// "devices":[...]} (or state offline): the gateway and every device
-		// behind it are unknown, each gets device_offline at once.
-		if err := s.offline(ctx, t.Site, t.Device, st, retained, now, "device offline ("+st.Reason+")"); err != nil {
-			return err
-		}
-		for _, dev := range st.Devices {
-			if dev == t.Device {
-				continue
-			}
-			site := t.Site
-			s.mu.Lock()
-			if d := s.devices[dev]; d != nil && d.site != "" {
-				site = d.site
-			}
-			s.mu.Unlock()
-			if err := s.offline(ctx, site, dev, st, retained, now, "gateway "+t.Device+" lost"); err != nil {
-				return err
-			}
-		}
-	case st.State == device.Offline && (st.Reason == device.ReasonLastWill || st.Reason == device.ReasonNoReadings):
-		return s.offline(ctx, t.Site, t.Device, st, retained, now, "device offline ("+st.Reason+")")
-	default:
-		// unknown state of one device (published by its gateway), other
-		// offline reasons: the gateway's own will covers a lost gateway.
+	vs := s.sup.Status(t.Site, t.Device, st, retained, now)
+	refused := false
+	for _, v := range vs {
+		refused = refused || v.Kind == VerdictRefused && v.Whole
+	}
+	if !refused {
+		s.noteKind(t.Device, st.Kind)
+	}
+	if err := s.verdicts(ctx, vs); err != nil {
+		return err
+	}
+	if st.State == device.Online && !refused {
+		return s.backAfterRestart(ctx, t.Device)
 	}
 	return nil
 }
 
-// offline marks a device offline (unknown when its gateway was lost) and
-// raises device_offline for it at once. A retained will seen again after a
-// restart raises nothing if an offline alert for the device was opened since
-// the will was composed (st.TS).
-func (s *Service) offline(ctx context.Context, site, dev string, st *device.Status, retained bool, now time.Time, detail string) error {
-	if retained {
-		last, err := s.lastOpened(ctx, dedupKey(nil, dev, TypeDeviceOffline))
-		if err != nil {
+// verdicts turns the Supervisor's verdicts into alerts. It returns the
+// first store error (the message is then not acknowledged).
+func (s *Service) verdicts(ctx context.Context, vs []Verdict) error {
+	for _, v := range vs {
+		if err := s.verdict(ctx, v); err != nil {
 			return err
 		}
-		if !last.IsZero() && !last.Before(time.UnixMilli(st.TS)) {
+	}
+	return nil
+}
+
+func (s *Service) verdict(ctx context.Context, v Verdict) error {
+	switch v.Kind {
+	case VerdictOffline, VerdictGatewayLost:
+		if v.Retained {
+			// A retained will seen again after a restart raises nothing if
+			// an offline alert for the device was opened since the will
+			// was composed.
+			last, err := s.lastOpened(ctx, dedupKey(nil, v.Device, TypeDeviceOffline))
+			if err != nil {
+				return err
+			}
+			if !last.IsZero() && !last.Before(v.StatusTS) {
+				return nil
+			}
+		}
+		if v.Kind == VerdictGatewayLost {
+			s.log.Warn("alerting: gateway lost", "gateway", v.Device, "site", v.Site, "devices", strings.Join(v.Devices, ","), "detail", v.Detail)
+		}
+		return s.raise(ctx, openSpec{Site: v.Site, Device: v.Device, Type: TypeDeviceOffline, Severity: SeverityWarning, At: v.At, Detail: v.Detail})
+	case VerdictBack:
+		key := dedupKey(nil, v.Device, TypeDeviceOffline)
+		s.mu.Lock()
+		delete(s.open, key) // noted here; backAfterRestart need not
+		s.mu.Unlock()
+		if err := s.deviceUp(ctx, v.Device); err != nil {
+			return err
+		}
+		return s.commentOpen(ctx, key, ChannelRule, "device back online")
+	case VerdictVitalMissing:
+		return s.raise(ctx, openSpec{Site: v.Site, Device: v.Device, Type: TypeVitalMissing, Severity: SeverityHigh, At: v.At, Detail: v.Detail})
+	case VerdictVitalBack:
+		var resident *string
+		if id, ok := s.residentOf(v.Device, v.At); ok {
+			resident = &id
+		}
+		return s.autoResolve(ctx, alertKey(resident, v.Device, TypeVitalMissing), "cleared: "+v.Detail)
+	case VerdictRefused:
+		if len(v.Fresh) == 0 {
 			return nil
 		}
+		s.log.Warn("alerting: status refused (logged once per gateway and device)", "site", v.Site, "publisher", v.Device,
+			"refused", strings.Join(v.Fresh, ","), "reason", v.Reason, "detail", v.Detail)
 	}
-	s.mu.Lock()
-	d := s.devices[dev]
-	if d == nil {
-		d = &deviceState{site: site}
-		s.devices[dev] = d
-	}
-	d.armed, d.alerted = false, true
-	d.unknown = st.Reason == device.ReasonGatewayLost
-	s.mu.Unlock()
-	return s.raise(ctx, openSpec{Site: site, Device: dev, Type: TypeDeviceOffline, Severity: SeverityWarning, At: now, Detail: detail})
+	return nil
 }
 
 // deviceDown is called when device_offline is raised for dev: a safety

@@ -159,7 +159,7 @@ type Service struct {
 
 	mu      sync.Mutex // guards the maps below
 	vitals  map[string]*vitals
-	devices map[string]*deviceState
+	sup     *Supervisor // device supervision (offline.go)
 	open    map[string]int64 // dedup keys of alerts known open
 
 	rules *ruleState // the rules of rulesvc.go
@@ -191,12 +191,12 @@ func New(cfg Config, m *Manager, residents Residents, reg prometheus.Registerer,
 			Help: "Malformed or misaddressed MQTT messages rejected, by channel (telemetry, event, status, or unknown when the topic is bad) and reason (the validation rule, e.g. unit_ms). A rejected fall or SOS event still raises its alert."}, []string{"channel", "reason"}),
 		recent:  newRecentEvents(DefaultEventDedup),
 		vitals:  map[string]*vitals{},
-		devices: map[string]*deviceState{},
+		sup:     newSupervisor(cfg),
 		open:    map[string]int64{},
 		rules:   newRuleState(cfg.Rules),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{s.events, s.opened, s.notified, s.pending, s.rejected} {
+		for _, c := range append([]prometheus.Collector{s.events, s.opened, s.notified, s.pending, s.rejected}, s.supervisionCollectors()...) {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register alerting metrics: %w", err)
 			}

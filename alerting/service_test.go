@@ -163,12 +163,7 @@ func (e *env) start(mod func(*Config)) *running {
 }
 
 // knows reports whether the service has processed a message of dev.
-func (s *Service) knows(dev string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.devices[dev]
-	return ok
-}
+func (s *Service) knows(dev string) bool { return s.sup.Knows(dev) }
 
 func (e *env) publish(dev string, ch device.Channel, payload any) {
 	e.t.Helper()

@@ -46,6 +46,10 @@ type SupervisorConfig struct {
 	Registry func() SupervisedRegistry
 	// VitalGrace: see DefaultVitalGrace; 0 = default.
 	VitalGrace time.Duration
+	// Fallback is the report interval of a device the registry does not
+	// know and that announced no kind; 0 = device.DefaultInterval of kind
+	// "other" (25 h).
+	Fallback time.Duration
 }
 
 // VerdictKind says what the Supervisor decided.
@@ -68,7 +72,8 @@ const (
 	// VerdictVitalBack: Field is back after VerdictVitalMissing.
 	VerdictVitalBack
 	// VerdictRefused: a status on Device's topic named devices it may not
-	// speak for (Devices); they were ignored. Reported once per pair.
+	// speak for (Devices); they were ignored (with Whole, the whole status
+	// was). Fresh lists those not reported before: log only those.
 	VerdictRefused
 )
 
@@ -112,6 +117,9 @@ type Verdict struct {
 	// Reason of a refusal: "site" (the device is registered on another
 	// site), "gateway" (not registered behind this gateway), "unregistered".
 	Reason string
+	// Fresh and Whole: see VerdictRefused.
+	Fresh []string
+	Whole bool
 }
 
 // supDevice is what the Supervisor knows of one device (wall time).
@@ -185,7 +193,15 @@ func (s *Supervisor) dev(reg SupervisedRegistry, site, id string) *supDevice {
 // interval is the report interval of id. mu is held.
 func (s *Supervisor) interval(reg SupervisedRegistry, id string, d *supDevice) time.Duration {
 	var iv time.Duration
-	if reg != nil {
+	_, registered := func() (registry.Device, bool) {
+		if reg == nil {
+			return registry.Device{}, false
+		}
+		return reg.Device(id)
+	}()
+	if !registered && d.kind == "" && s.cfg.Fallback > 0 {
+		iv = s.cfg.Fallback
+	} else if reg != nil {
 		if x, ok := reg.ReportInterval(id); ok {
 			iv = x
 		} else {
@@ -372,30 +388,34 @@ func (s *Supervisor) scope(reg SupervisedRegistry, site, id string, st *device.S
 	return refused, false
 }
 
-// refusal counts the refusals and returns the VerdictRefused of the pairs
-// not reported before (nil when none). mu is held.
-func (s *Supervisor) refusal(site, id string, refused map[string]string, now time.Time) []Verdict {
-	var fresh []string
-	var reasons []string
+// refusal counts the refusals and returns their VerdictRefused (nil when
+// nothing was refused); Fresh lists the pairs not reported before. mu is
+// held.
+func (s *Supervisor) refusal(site, id string, refused map[string]string, whole bool, now time.Time) []Verdict {
+	if len(refused) == 0 {
+		return nil
+	}
 	ids := make([]string, 0, len(refused))
 	for x := range refused {
 		ids = append(ids, x)
 	}
 	sort.Strings(ids)
+	var fresh, reasons []string
 	for _, x := range ids {
 		s.refused[refused[x]]++
+		reasons = append(reasons, x+": "+refused[x])
 		key := id + "\x00" + x
 		if !s.reported[key] {
 			s.reported[key] = true
 			fresh = append(fresh, x)
-			reasons = append(reasons, x+": "+refused[x])
 		}
 	}
-	if len(fresh) == 0 {
-		return nil
+	what := "status names devices not registered behind " + id
+	if whole {
+		what = "status refused: " + id + " may not speak for it"
 	}
-	return []Verdict{{Kind: VerdictRefused, Site: site, Device: id, Devices: fresh, At: now, Reason: refused[fresh[0]],
-		Detail: "status names devices not registered behind " + id + " on site " + site + " (" + strings.Join(reasons, ", ") + "); ignored"}}
+	return []Verdict{{Kind: VerdictRefused, Site: site, Device: id, Devices: ids, Fresh: fresh, Whole: whole, At: now,
+		Reason: refused[ids[0]], Detail: what + " on site " + site + " (" + strings.Join(reasons, ", ") + "); ignored"}}
 }
 
 // Refused returns how many device ids in statuses were refused, by reason
@@ -423,14 +443,14 @@ func (s *Supervisor) Refused() map[string]int {
 //   - offline with last_will or no_readings: VerdictOffline at once.
 //
 // Names the device may not speak for are refused first (see scope): a
-// refused device gets no verdict, and the refusal is a VerdictRefused once
-// per pair.
+// refused device gets no verdict, and the refusal is a VerdictRefused (its
+// Fresh ids not reported before).
 func (s *Supervisor) Status(site, id string, st *device.Status, retained bool, now time.Time) []Verdict {
 	reg := s.registry()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	refused, whole := s.scope(reg, site, id, st)
-	out := s.refusal(site, id, refused, now)
+	out := s.refusal(site, id, refused, whole, now)
 	if whole {
 		return out
 	}
@@ -603,4 +623,13 @@ func (s *Supervisor) Offline() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Knows reports whether the Supervisor has state for a device (it was
+// heard of).
+func (s *Supervisor) Knows(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.devices[id]
+	return ok
 }

@@ -30,9 +30,9 @@ func newSup() *Supervisor {
 	return NewSupervisor(SupervisorConfig{Registry: func() SupervisedRegistry { return sn }})
 }
 
-var t0 = time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+var supT0 = time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
 
-func kinds(vs []Verdict) string {
+func supKinds(vs []Verdict) string {
 	var out []string
 	for _, v := range vs {
 		out = append(out, v.Kind.String()+":"+v.Device)
@@ -40,7 +40,7 @@ func kinds(vs []Verdict) string {
 	return strings.Join(out, ",")
 }
 
-func heartbeat(gw string, at time.Time, devs []string, report ...device.DeviceReport) *device.Status {
+func supHeartbeat(gw string, at time.Time, devs []string, report ...device.DeviceReport) *device.Status {
 	return &device.Status{V: 1, Device: gw, TS: at.UnixMilli(), State: device.Online, Reason: device.ReasonHeartbeat,
 		Kind: device.Gateway, Devices: devs, HeartbeatMS: 30000, Report: report}
 }
@@ -49,37 +49,37 @@ func heartbeat(gw string, at time.Time, devs []string, report ...device.DeviceRe
 // interval; a battery button reporting only on change stays online for 25 h.
 func TestSupervisorOwnIntervals(t *testing.T) {
 	s := newSup()
-	s.Heard("s1", "vm-1", t0)
-	s.Heard("s1", "sos-1", t0)
-	s.Heard("s1", "plug-1", t0)
-	s.Status("s1", "gw-1", heartbeat("gw-1", t0, []string{"vm-1", "sos-1", "plug-1"}), false, t0)
+	s.Heard("s1", "vm-1", supT0)
+	s.Heard("s1", "sos-1", supT0)
+	s.Heard("s1", "plug-1", supT0)
+	s.Status("s1", "gw-1", supHeartbeat("gw-1", supT0, []string{"vm-1", "sos-1", "plug-1"}), false, supT0)
 	// Gateway heartbeats keep coming every 30 s for 24 h; vm-1 keeps
 	// reporting; sos-1 and plug-1 are quiet.
 	var got []Verdict
-	for at := t0.Add(30 * time.Second); at.Before(t0.Add(24 * time.Hour)); at = at.Add(30 * time.Second) {
-		s.Status("s1", "gw-1", heartbeat("gw-1", at, nil), false, at)
+	for at := supT0.Add(30 * time.Second); at.Before(supT0.Add(24 * time.Hour)); at = at.Add(30 * time.Second) {
+		s.Status("s1", "gw-1", supHeartbeat("gw-1", at, nil), false, at)
 		s.Heard("s1", "vm-1", at)
 		got = append(got, s.Tick(at)...)
 	}
-	if kinds(got) != "offline:plug-1" {
-		t.Fatalf("within 24 h: %s, want only the mains plug offline (10 min)", kinds(got))
+	if supKinds(got) != "offline:plug-1" {
+		t.Fatalf("within 24 h: %s, want only the mains plug offline (10 min)", supKinds(got))
 	}
-	if !strings.Contains(got[0].Detail, "report interval 10m0s") || got[0].At.Sub(t0) > 10*time.Minute+31*time.Second {
+	if !strings.Contains(got[0].Detail, "report interval 10m0s") || got[0].At.Sub(supT0) > 10*time.Minute+31*time.Second {
 		t.Errorf("plug verdict %+v", got[0])
 	}
 	// 25 h + a bit: the battery button is offline too.
-	at := t0.Add(25*time.Hour + time.Minute)
-	s.Status("s1", "gw-1", heartbeat("gw-1", at, nil), false, at)
+	at := supT0.Add(25*time.Hour + time.Minute)
+	s.Status("s1", "gw-1", supHeartbeat("gw-1", at, nil), false, at)
 	s.Heard("s1", "vm-1", at)
-	if v := s.Tick(at); kinds(v) != "offline:sos-1" {
-		t.Fatalf("after 25 h: %s", kinds(v))
+	if v := s.Tick(at); supKinds(v) != "offline:sos-1" {
+		t.Fatalf("after 25 h: %s", supKinds(v))
 	}
 	// Heard again: back, once.
-	if v := s.Heard("s1", "sos-1", at.Add(time.Second)); kinds(v) != "back:sos-1" {
-		t.Fatalf("comeback: %s", kinds(v))
+	if v := s.Heard("s1", "sos-1", at.Add(time.Second)); supKinds(v) != "back:sos-1" {
+		t.Fatalf("comeback: %s", supKinds(v))
 	}
 	if v := s.Heard("s1", "sos-1", at.Add(2*time.Second)); len(v) != 0 {
-		t.Fatalf("second message: %s", kinds(v))
+		t.Fatalf("second message: %s", supKinds(v))
 	}
 }
 
@@ -88,20 +88,20 @@ func TestSupervisorOwnIntervals(t *testing.T) {
 // interval; a report of offline is an offline verdict.
 func TestSupervisorAvailability(t *testing.T) {
 	s := newSup()
-	s.Heard("s1", "plug-1", t0)
+	s.Heard("s1", "plug-1", supT0)
 	var got []Verdict
-	for at := t0; at.Before(t0.Add(2 * time.Hour)); at = at.Add(30 * time.Second) {
-		got = append(got, s.Status("s1", "gw-1", heartbeat("gw-1", at, []string{"plug-1"},
+	for at := supT0; at.Before(supT0.Add(2 * time.Hour)); at = at.Add(30 * time.Second) {
+		got = append(got, s.Status("s1", "gw-1", supHeartbeat("gw-1", at, []string{"plug-1"},
 			device.DeviceReport{Device: "plug-1", State: device.Online, LastSeen: at.UnixMilli(), Via: device.ViaAvailability}), false, at)...)
 		got = append(got, s.Tick(at)...)
 	}
 	if len(got) != 0 {
-		t.Fatalf("2 h of availability online: %s", kinds(got))
+		t.Fatalf("2 h of availability online: %s", supKinds(got))
 	}
-	at := t0.Add(2 * time.Hour)
-	v := s.Status("s1", "gw-1", heartbeat("gw-1", at, nil,
+	at := supT0.Add(2 * time.Hour)
+	v := s.Status("s1", "gw-1", supHeartbeat("gw-1", at, nil,
 		device.DeviceReport{Device: "plug-1", State: device.Offline, Via: device.ViaAvailability}), false, at)
-	if kinds(v) != "offline:plug-1" || !strings.Contains(v[0].Detail, "availability") {
+	if supKinds(v) != "offline:plug-1" || !strings.Contains(v[0].Detail, "availability") {
 		t.Fatalf("availability offline: %+v", v)
 	}
 }
@@ -113,38 +113,38 @@ func TestSupervisorGatewayLost(t *testing.T) {
 	for _, how := range []string{"last_will", "heartbeat_missed"} {
 		t.Run(how, func(t *testing.T) {
 			s := newSup()
-			s.Status("s1", "gw-1", heartbeat("gw-1", t0, []string{"vm-1", "sos-1"}), false, t0)
-			s.Heard("s1", "vm-1", t0)
-			s.Heard("s1", "plug-1", t0)
+			s.Status("s1", "gw-1", supHeartbeat("gw-1", supT0, []string{"vm-1", "sos-1"}), false, supT0)
+			s.Heard("s1", "vm-1", supT0)
+			s.Heard("s1", "plug-1", supT0)
 			var got []Verdict
-			lostAt := t0.Add(time.Minute)
+			lostAt := supT0.Add(time.Minute)
 			if how == "last_will" {
-				will := &device.Status{V: 1, Device: "gw-1", TS: t0.UnixMilli(), State: device.Unknown,
+				will := &device.Status{V: 1, Device: "gw-1", TS: supT0.UnixMilli(), State: device.Unknown,
 					Reason: device.ReasonGatewayLost, Devices: []string{"vm-1", "sos-1"}}
 				got = append(got, s.Status("s1", "gw-1", will, false, lostAt)...)
 			}
-			for at := t0.Add(10 * time.Second); at.Before(t0.Add(2 * time.Hour)); at = at.Add(10 * time.Second) {
+			for at := supT0.Add(10 * time.Second); at.Before(supT0.Add(2 * time.Hour)); at = at.Add(10 * time.Second) {
 				got = append(got, s.Tick(at)...)
 			}
-			if kinds(got) != "gateway_lost:gw-1" {
-				t.Fatalf("verdicts %s, want one gateway_lost", kinds(got))
+			if supKinds(got) != "gateway_lost:gw-1" {
+				t.Fatalf("verdicts %s, want one gateway_lost", supKinds(got))
 			}
 			v := got[0]
 			if strings.Join(v.Devices, ",") != "plug-1,sos-1,vm-1" || !strings.Contains(v.Detail, "plug-1, sos-1, vm-1") {
 				t.Errorf("lost verdict names %v: %s", v.Devices, v.Detail)
 			}
-			if how == "heartbeat_missed" && (v.At.Sub(t0) <= 90*time.Second || v.At.Sub(t0) > 100*time.Second) {
-				t.Errorf("heartbeat missed at +%s, want just after 90 s (3 x 30 s)", v.At.Sub(t0))
+			if how == "heartbeat_missed" && (v.At.Sub(supT0) <= 90*time.Second || v.At.Sub(supT0) > 100*time.Second) {
+				t.Errorf("heartbeat missed at +%s, want just after 90 s (3 x 30 s)", v.At.Sub(supT0))
 			}
 			// The gateway comes back: one back verdict; its devices get a
 			// fresh interval (the monitor goes offline 10 s later, alone).
-			back := t0.Add(3 * time.Hour)
-			if v := s.Status("s1", "gw-1", heartbeat("gw-1", back, nil), false, back); kinds(v) != "back:gw-1" {
-				t.Fatalf("gateway back: %s", kinds(v))
+			back := supT0.Add(3 * time.Hour)
+			if v := s.Status("s1", "gw-1", supHeartbeat("gw-1", back, nil), false, back); supKinds(v) != "back:gw-1" {
+				t.Fatalf("gateway back: %s", supKinds(v))
 			}
-			s.Status("s1", "gw-1", heartbeat("gw-1", back.Add(30*time.Second), nil), false, back.Add(30*time.Second))
-			if v := s.Tick(back.Add(11 * time.Second)); kinds(v) != "offline:vm-1" {
-				t.Fatalf("after return: %s", kinds(v))
+			s.Status("s1", "gw-1", supHeartbeat("gw-1", back.Add(30*time.Second), nil), false, back.Add(30*time.Second))
+			if v := s.Tick(back.Add(11 * time.Second)); supKinds(v) != "offline:vm-1" {
+				t.Fatalf("after return: %s", supKinds(v))
 			}
 		})
 	}
@@ -155,14 +155,14 @@ func TestSupervisorGatewayLost(t *testing.T) {
 // raises nothing.
 func TestSupervisorScope(t *testing.T) {
 	s := newSup()
-	s.Heard("s2", "vm-2", t0)
+	s.Heard("s2", "vm-2", supT0)
 	// gw-1's last will lists a device of site s2.
-	will := &device.Status{V: 1, Device: "gw-1", TS: t0.UnixMilli(), State: device.Unknown, Reason: device.ReasonGatewayLost,
+	will := &device.Status{V: 1, Device: "gw-1", TS: supT0.UnixMilli(), State: device.Unknown, Reason: device.ReasonGatewayLost,
 		Devices: []string{"vm-1", "vm-2", "ghost"}}
-	s.Status("s1", "gw-1", heartbeat("gw-1", t0, []string{"vm-1"}), false, t0)
-	v := s.Status("s1", "gw-1", will, false, t0.Add(time.Second))
-	if kinds(v) != "refused:gw-1,gateway_lost:gw-1" {
-		t.Fatalf("verdicts %s", kinds(v))
+	s.Status("s1", "gw-1", supHeartbeat("gw-1", supT0, []string{"vm-1"}), false, supT0)
+	v := s.Status("s1", "gw-1", will, false, supT0.Add(time.Second))
+	if supKinds(v) != "refused:gw-1,gateway_lost:gw-1" {
+		t.Fatalf("verdicts %s", supKinds(v))
 	}
 	if strings.Join(v[0].Devices, ",") != "ghost,vm-2" || strings.Contains(strings.Join(v[1].Devices, ","), "vm-2") {
 		t.Errorf("refused %v, lost names %v", v[0].Devices, v[1].Devices)
@@ -170,21 +170,17 @@ func TestSupervisorScope(t *testing.T) {
 	// A device status for another site's device, from gw-1, on s1's topic
 	// and on a topic naming the device on the wrong site.
 	for i := range 3 {
-		st := &device.Status{V: 1, Device: "vm-2", TS: t0.UnixMilli(), State: device.Offline, Reason: device.ReasonNoReadings, Gateway: "gw-1"}
-		v = s.Status("s1", "vm-2", st, false, t0.Add(time.Duration(i+2)*time.Second))
-		want := "refused:vm-2"
-		if i > 0 {
-			want = "" // reported once
-		}
-		if kinds(v) != want {
-			t.Fatalf("try %d: %s, want %q", i, kinds(v), want)
+		st := &device.Status{V: 1, Device: "vm-2", TS: supT0.UnixMilli(), State: device.Offline, Reason: device.ReasonNoReadings, Gateway: "gw-1"}
+		v = s.Status("s1", "vm-2", st, false, supT0.Add(time.Duration(i+2)*time.Second))
+		if supKinds(v) != "refused:vm-2" || !v[0].Whole || (i == 0) != (len(v[0].Fresh) == 1) {
+			t.Fatalf("try %d: %+v, want refused, fresh only the first time", i, v)
 		}
 	}
 	// A heartbeat reporting another site's device offline.
-	v = s.Status("s1", "gw-1", heartbeat("gw-1", t0.Add(10*time.Second), nil,
-		device.DeviceReport{Device: "vm-2", State: device.Offline}), false, t0.Add(10*time.Second))
-	if kinds(v) != "back:gw-1" {
-		t.Fatalf("foreign report: %s", kinds(v))
+	v = s.Status("s1", "gw-1", supHeartbeat("gw-1", supT0.Add(10*time.Second), nil,
+		device.DeviceReport{Device: "vm-2", State: device.Offline}), false, supT0.Add(10*time.Second))
+	if supKinds(v) != "refused:gw-1,back:gw-1" || v[0].Whole {
+		t.Fatalf("foreign report: %s", supKinds(v))
 	}
 	if got := s.Refused(); got["site"] != 5 || got["unregistered"] != 1 {
 		t.Errorf("refused counts %v, want site 5 (will, 3 statuses, report), unregistered 1", got)
@@ -201,28 +197,28 @@ func TestSupervisorVitalMissing(t *testing.T) {
 	s := newSup()
 	full := []device.Reading{{Values: map[string]float64{"hr_bpm": 80, "spo2_pct": 97}}}
 	hrOnly := []device.Reading{{Values: map[string]float64{"hr_bpm": 80, "pulse_bpm": 80}}}
-	s.Telemetry("s1", "vm-1", full, t0)
+	s.Telemetry("s1", "vm-1", full, supT0)
 	var got []Verdict
 	for i := 1; i <= 60; i++ {
-		got = append(got, s.Telemetry("s1", "vm-1", hrOnly, t0.Add(time.Duration(i)*time.Second))...)
+		got = append(got, s.Telemetry("s1", "vm-1", hrOnly, supT0.Add(time.Duration(i)*time.Second))...)
 	}
-	if kinds(got) != "vital_missing:vm-1" || got[0].Field != "spo2_pct" || got[0].At != t0.Add(31*time.Second) {
+	if supKinds(got) != "vital_missing:vm-1" || got[0].Field != "spo2_pct" || got[0].At != supT0.Add(31*time.Second) {
 		t.Fatalf("got %+v", got)
 	}
-	if v := s.Telemetry("s1", "vm-1", full, t0.Add(61*time.Second)); kinds(v) != "vital_back:vm-1" {
-		t.Fatalf("probe back: %s", kinds(v))
+	if v := s.Telemetry("s1", "vm-1", full, supT0.Add(61*time.Second)); supKinds(v) != "vital_back:vm-1" {
+		t.Fatalf("probe back: %s", supKinds(v))
 	}
 	// A 25 s gap (bidmc_19's longest SpO2 NaN stretch) is not flagged.
 	got = nil
 	for i := 62; i <= 87; i++ {
-		got = append(got, s.Telemetry("s1", "vm-1", hrOnly, t0.Add(time.Duration(i)*time.Second))...)
+		got = append(got, s.Telemetry("s1", "vm-1", hrOnly, supT0.Add(time.Duration(i)*time.Second))...)
 	}
 	if len(got) != 0 {
-		t.Fatalf("25 s gap flagged: %s", kinds(got))
+		t.Fatalf("25 s gap flagged: %s", supKinds(got))
 	}
 	// An SOS button has no vital field.
-	if v := s.Telemetry("s1", "sos-1", []device.Reading{{Values: map[string]float64{"battery_pct": 50}}}, t0.Add(time.Hour)); len(v) != 0 {
-		t.Fatalf("sos button: %s", kinds(v))
+	if v := s.Telemetry("s1", "sos-1", []device.Reading{{Values: map[string]float64{"battery_pct": 50}}}, supT0.Add(time.Hour)); len(v) != 0 {
+		t.Fatalf("sos button: %s", supKinds(v))
 	}
 }
 
@@ -230,23 +226,23 @@ func TestSupervisorVitalMissing(t *testing.T) {
 // announced kind and nothing is scoped.
 func TestSupervisorNoRegistry(t *testing.T) {
 	s := NewSupervisor(SupervisorConfig{})
-	s.Status("x", "vm-9", &device.Status{V: 1, Device: "vm-9", TS: t0.UnixMilli(), State: device.Online, Kind: device.VitalsMonitor}, false, t0)
-	if v := s.Tick(t0.Add(10 * time.Second)); len(v) != 0 {
-		t.Fatalf("at 10 s: %s", kinds(v))
+	s.Status("x", "vm-9", &device.Status{V: 1, Device: "vm-9", TS: supT0.UnixMilli(), State: device.Online, Kind: device.VitalsMonitor}, false, supT0)
+	if v := s.Tick(supT0.Add(10 * time.Second)); len(v) != 0 {
+		t.Fatalf("at 10 s: %s", supKinds(v))
 	}
-	if v := s.Tick(t0.Add(11 * time.Second)); kinds(v) != "offline:vm-9" {
-		t.Fatalf("at 11 s: %s", kinds(v))
+	if v := s.Tick(supT0.Add(11 * time.Second)); supKinds(v) != "offline:vm-9" {
+		t.Fatalf("at 11 s: %s", supKinds(v))
 	}
 	// A device with its own connection: last will at once.
-	s.Heard("x", "fd-9", t0)
-	v := s.Status("x", "fd-9", &device.Status{V: 1, Device: "fd-9", TS: t0.UnixMilli(), State: device.Offline, Reason: device.ReasonLastWill}, true, t0.Add(time.Second))
-	if kinds(v) != "offline:fd-9" || !v[0].Retained {
+	s.Heard("x", "fd-9", supT0)
+	v := s.Status("x", "fd-9", &device.Status{V: 1, Device: "fd-9", TS: supT0.UnixMilli(), State: device.Offline, Reason: device.ReasonLastWill}, true, supT0.Add(time.Second))
+	if supKinds(v) != "offline:fd-9" || !v[0].Retained {
 		t.Fatalf("last will: %+v", v)
 	}
 	// A clean shutdown raises nothing, ever.
-	s.Heard("x", "mt-9", t0)
-	s.Status("x", "mt-9", &device.Status{V: 1, Device: "mt-9", TS: t0.UnixMilli(), State: device.Offline, Reason: device.ReasonShutdown}, false, t0)
-	if v := s.Tick(t0.Add(48 * time.Hour)); fmt.Sprint(kinds(v)) != "" {
-		t.Fatalf("after shutdown: %s", kinds(v))
+	s.Heard("x", "mt-9", supT0)
+	s.Status("x", "mt-9", &device.Status{V: 1, Device: "mt-9", TS: supT0.UnixMilli(), State: device.Offline, Reason: device.ReasonShutdown}, false, supT0)
+	if v := s.Tick(supT0.Add(48 * time.Hour)); fmt.Sprint(supKinds(v)) != "" {
+		t.Fatalf("after shutdown: %s", supKinds(v))
 	}
 }
