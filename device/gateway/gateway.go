@@ -62,6 +62,7 @@ type devState struct {
 	// avail is zigbee2mqtt's availability of the device: "" unknown,
 	// else online or offline. While known it decides the state.
 	avail device.State
+	heard bool // last is a real reading, event or last_seen
 }
 
 // pendingAlarm is a fall or SOS event not yet acknowledged by the broker.
@@ -371,7 +372,7 @@ func (g *Gateway) seen(dev string) {
 	defer g.mu.Unlock()
 	d := g.device(dev)
 	delete(g.faults, dev)
-	d.last = now
+	d.last, d.heard = now, true
 	if d.state != device.Online {
 		d.state, d.dirty, d.at = device.Online, true, now
 		g.log.Info("device online", "device", dev)
@@ -411,8 +412,8 @@ func (g *Gateway) LastSeen(deviceID string, t time.Time) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if d := g.device(deviceID); t.After(d.last) {
-		d.last = t
+	if d := g.device(deviceID); t.After(d.last) || !d.heard {
+		d.last, d.heard = t, true
 	}
 }
 
@@ -439,7 +440,7 @@ func (g *Gateway) report(now time.Time) []device.DeviceReport {
 			continue
 		}
 		r := device.DeviceReport{Device: id, State: d.state, Via: device.ViaReadings}
-		if !d.last.IsZero() && d.last.After(g.started) || d.state == device.Online {
+		if d.heard {
 			r.LastSeen = d.last.UnixMilli()
 		}
 		if d.avail != "" {
