@@ -58,7 +58,7 @@ func (s *Service) supervisionCollectors() []prometheus.Collector {
 		Help: "Device ids in status messages refused because the device is not registered behind the publishing gateway (on another site, behind another gateway, or unregistered); all reasons."},
 		func() float64 {
 			n := 0
-			r := s.sup.Refused()
+			r := s.devices.Refused()
 			for _, k := range reasons {
 				n += r[k]
 			}
@@ -66,7 +66,7 @@ func (s *Service) supervisionCollectors() []prometheus.Collector {
 		})
 	offline := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "eldercare_alerting_devices_offline",
 		Help: "Devices and gateways with an offline (or gateway lost) verdict standing."},
-		func() float64 { return float64(len(s.sup.Offline())) })
+		func() float64 { return float64(len(s.devices.Offline())) })
 	return []prometheus.Collector{refused, offline}
 }
 
@@ -89,12 +89,12 @@ func (s *Service) offlineLoop(ctx context.Context) {
 // checkOffline applies the verdicts due now: devices past their interval,
 // gateways past their heartbeat.
 func (s *Service) checkOffline(ctx context.Context) error {
-	return s.verdicts(ctx, s.sup.Tick(s.cfg.Now()))
+	return s.verdicts(ctx, s.devices.Tick(s.cfg.Now()))
 }
 
 // seen records an event (or any message) of a device.
 func (s *Service) seen(ctx context.Context, t device.Topic, now time.Time) error {
-	if err := s.verdicts(ctx, s.sup.Heard(t.Site, t.Device, now)); err != nil {
+	if err := s.verdicts(ctx, s.devices.Heard(t.Site, t.Device, now)); err != nil {
 		return err
 	}
 	return s.backAfterRestart(ctx, t.Device)
@@ -103,7 +103,7 @@ func (s *Service) seen(ctx context.Context, t device.Topic, now time.Time) error
 // seenTelemetry records a telemetry message: the device is heard from and
 // its vital fields are checked.
 func (s *Service) seenTelemetry(ctx context.Context, t device.Topic, tel *device.Telemetry, now time.Time) error {
-	if err := s.verdicts(ctx, s.sup.Telemetry(t.Site, t.Device, tel.Readings, now)); err != nil {
+	if err := s.verdicts(ctx, s.devices.Telemetry(t.Site, t.Device, tel.Readings, now)); err != nil {
 		return err
 	}
 	return s.backAfterRestart(ctx, t.Device)
@@ -132,7 +132,7 @@ func (s *Service) backAfterRestart(ctx context.Context, dev string) error {
 // status applies a status message of a device, or of a gateway about itself
 // and its devices.
 func (s *Service) status(ctx context.Context, t device.Topic, st *device.Status, retained bool, now time.Time) error {
-	vs := s.sup.Status(t.Site, t.Device, st, retained, now)
+	vs := s.devices.Status(t.Site, t.Device, st, retained, now)
 	refused := false
 	for _, v := range vs {
 		refused = refused || v.Kind == VerdictRefused && v.Whole

@@ -37,8 +37,9 @@ func (f ResidentsFunc) ResidentAt(deviceID string, t time.Time) (registry.Reside
 	return f(deviceID, t)
 }
 
-// DefaultOfflineTimeout is how long (wall time) a device may stay silent
-// before a device_offline alert.
+// DefaultOfflineTimeout is the report interval (wall time) of a device the
+// registry does not know and that announces no kind; registered devices use
+// their own (see Supervisor).
 const DefaultOfflineTimeout = 2 * time.Minute
 
 // Config configures the alerting [Service].
@@ -50,8 +51,9 @@ type Config struct {
 	// ClientID is the MQTT client id; the session is persistent, so it must
 	// be stable across restarts and unique per replica.
 	ClientID string
-	// OfflineTimeout is the silence (wall time) after which a device that
-	// has been heard from gets a device_offline alert; default 2 min.
+	// OfflineTimeout is the report interval (wall time) of a device the
+	// registry does not know and that announces no kind; default 2 min.
+	// Registered devices go offline past their own interval (offline.go).
 	OfflineTimeout time.Duration
 	// MaxGap is the longest gap between two samples of a field, in device
 	// time, that keeps a sustain window going; default 10 s.
@@ -159,7 +161,7 @@ type Service struct {
 
 	mu      sync.Mutex // guards the maps below
 	vitals  map[string]*vitals
-	sup     *Supervisor // device supervision (offline.go)
+	devices *Supervisor      // device supervision (offline.go)
 	open    map[string]int64 // dedup keys of alerts known open
 
 	rules *ruleState // the rules of rulesvc.go
@@ -191,7 +193,7 @@ func New(cfg Config, m *Manager, residents Residents, reg prometheus.Registerer,
 			Help: "Malformed or misaddressed MQTT messages rejected, by channel (telemetry, event, status, or unknown when the topic is bad) and reason (the validation rule, e.g. unit_ms). A rejected fall or SOS event still raises its alert."}, []string{"channel", "reason"}),
 		recent:  newRecentEvents(DefaultEventDedup),
 		vitals:  map[string]*vitals{},
-		sup:     newSupervisor(cfg),
+		devices: newSupervisor(cfg),
 		open:    map[string]int64{},
 		rules:   newRuleState(cfg.Rules),
 	}

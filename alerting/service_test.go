@@ -163,7 +163,7 @@ func (e *env) start(mod func(*Config)) *running {
 }
 
 // knows reports whether the service has processed a message of dev.
-func (s *Service) knows(dev string) bool { return s.sup.Knows(dev) }
+func (s *Service) knows(dev string) bool { return s.devices.Knows(dev) }
 
 func (e *env) publish(dev string, ch device.Channel, payload any) {
 	e.t.Helper()

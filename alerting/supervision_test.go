@@ -246,4 +246,5 @@ func TestSupervisorNoRegistry(t *testing.T) {
 		t.Fatalf("after shutdown: %s", supKinds(v))
 	}
 }
+
 var _ SupervisedRegistry = (*registry.Snapshot)(nil)
