@@ -478,12 +478,11 @@ func (s *Supervisor) Status(site, id string, st *device.Status, retained bool, n
 	statusTS := time.UnixMilli(st.TS)
 	switch {
 	case st.State == device.Online:
-		// A retained online status may be old: it counts from its own time.
-		at := now
-		if retained && statusTS.Before(now) {
-			at = statusTS
-		}
-		out = append(out, s.heard(reg, site, id, at, now)...)
+		// A retained online status may be old, but counting from its own
+		// time would take every device for silent when this process
+		// starts: it counts as heard now (a dead device is found one
+		// interval later).
+		out = append(out, s.heard(reg, site, id, now, now)...)
 		for _, r := range st.Report {
 			if _, bad := refused[r.Device]; bad || r.Device == id {
 				continue

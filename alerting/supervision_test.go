@@ -248,3 +248,22 @@ func TestSupervisorNoRegistry(t *testing.T) {
 }
 
 var _ SupervisedRegistry = (*registry.Snapshot)(nil)
+
+// TestSupervisorRestart: a retained online status seen when alerting starts
+// counts from now, not from its old ts; a device neither registered nor
+// announcing a kind gets the fallback interval.
+func TestSupervisorRestart(t *testing.T) {
+	s := NewSupervisor(SupervisorConfig{Fallback: 2 * time.Minute})
+	old := &device.Status{V: 1, Device: "vm-9", TS: supT0.Add(-time.Hour).UnixMilli(), State: device.Online, Kind: device.VitalsMonitor}
+	s.Status("x", "vm-9", old, true, supT0)
+	if v := s.Tick(supT0.Add(time.Second)); len(v) != 0 {
+		t.Fatalf("retained boot status of an hour ago: %s", supKinds(v))
+	}
+	s.Heard("x", "thing", supT0)
+	if v := s.Tick(supT0.Add(119 * time.Second)); supKinds(v) != "offline:vm-9" {
+		t.Fatalf("at 119 s: %s, want only the monitor (10 s)", supKinds(v))
+	}
+	if v := s.Tick(supT0.Add(121 * time.Second)); supKinds(v) != "offline:thing" {
+		t.Fatalf("at 121 s: %s, want the kindless device (fallback 2 min)", supKinds(v))
+	}
+}
