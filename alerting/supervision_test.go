@@ -3,6 +3,7 @@ package alerting
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,5 +266,47 @@ func TestSupervisorRestart(t *testing.T) {
 	}
 	if v := s.Tick(supT0.Add(121 * time.Second)); supKinds(v) != "offline:thing" {
 		t.Fatalf("at 121 s: %s, want the kindless device (fallback 2 min)", supKinds(v))
+	}
+}
+
+// TestVitalMissingAlert: through the broker and the store, a vitals monitor
+// that keeps sending heart rate without SpO2 for longer than 30 s (wall
+// time, injected clock) raises one vital_missing alert, resolved when SpO2
+// is back.
+func TestVitalMissingAlert(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	e := newEnv(t)
+	r := e.start(func(c *Config) { c.Now = now })
+	probes := 0
+	// send publishes a reading of vm-v at the injected now and waits until
+	// the service handled it (a probe status after it on the same
+	// connection is handled after it).
+	send := func(seq uint64, vals map[string]float64) {
+		e.publish("vm-v", device.ChanTelemetry, device.Telemetry{V: 1, Device: "vm-v", Boot: 1, ID: seq, Seq: seq, TS: now().UnixMilli(), Values: vals})
+		probes++
+		p := fmt.Sprintf("probe-v-%d", probes)
+		e.publish(p, device.ChanStatus, device.Status{V: 1, Device: p, TS: now().UnixMilli(), State: device.Offline, Reason: device.ReasonShutdown})
+		eventually(t, 10*time.Second, p+" handled", func() bool { return r.svc.knows(p) })
+	}
+	e.publish("vm-v", device.ChanStatus, device.Status{V: 1, Device: "vm-v", TS: now().UnixMilli(), State: device.Online, Reason: device.ReasonBoot, Kind: device.VitalsMonitor})
+	full := map[string]float64{"hr_bpm": 80, "spo2_pct": 97}
+	hrOnly := map[string]float64{"hr_bpm": 80, "pulse_bpm": 80}
+	send(1, full)
+	for i := uint64(2); i <= 8; i++ {
+		clock.Add(int64(5 * time.Second))
+		send(i, hrOnly)
+	}
+	eventually(t, 10*time.Second, "vital_missing opened", func() bool { return len(openAlerts(t, r.m, TypeVitalMissing)) == 1 })
+	a := openAlerts(t, r.m, TypeVitalMissing)[0]
+	if a.Device != "vm-v" || a.Severity != SeverityHigh || !strings.Contains(a.Detail, "spo2_pct") {
+		t.Errorf("alert %+v", a)
+	}
+	clock.Add(int64(time.Second))
+	send(9, full)
+	eventually(t, 10*time.Second, "vital_missing resolved", func() bool { return len(openAlerts(t, r.m, TypeVitalMissing)) == 0 })
+	if n := len(alertsOf(t, r.m, "vm-v", TypeVitalMissing)); n != 1 {
+		t.Errorf("%d vital_missing alerts, want 1", n)
 	}
 }
