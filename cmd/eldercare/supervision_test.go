@@ -208,7 +208,8 @@ func probe(t *testing.T, s *stack, dev string) {
 
 // TestGatewaySupervision: a real gateway serving a Modbus sensor and three
 // zigbee2mqtt devices (real payloads), with 2 s report intervals in the
-// registry. Quiet zigbee2mqtt devices kept alive by zigbee2mqtt's
+// registry (5 s for the polled Modbus sensor, a margin for a loaded
+// machine). Quiet zigbee2mqtt devices kept alive by zigbee2mqtt's
 // availability raise nothing; the TS0215A SOS press, delivered on both of
 // zigbee2mqtt's topics, is one alert and one notification; the gateway's
 // connection cut is exactly one alert, for the gateway, naming its devices.
@@ -220,12 +221,12 @@ func TestGatewaySupervision(t *testing.T) {
   - {id: %[1]s, name: E2E station, timezone: Asia/Shanghai}
 devices:
   - {id: gw-1, site: %[1]s, kind: gateway, report_interval: 3s}
-  - {id: env-1, site: %[1]s, kind: env_sensor, power: mains, gateway: gw-1, report_interval: 2s}
+  - {id: env-1, site: %[1]s, kind: env_sensor, power: mains, gateway: gw-1, report_interval: 5s}
   - {id: sos-a, site: %[1]s, kind: sos_button, power: battery, gateway: gw-1, report_interval: 2s}
   - {id: sos-b, site: %[1]s, kind: sos_button, power: battery, gateway: gw-1, report_interval: 2s}
   - {id: radar-1, site: %[1]s, kind: fall_detector, power: mains, gateway: gw-1, report_interval: 2s}
   - {id: ctl-1, site: %[1]s, kind: env_sensor, report_interval: 1s}
-  - {id: ctl-2, site: %[1]s, kind: env_sensor, report_interval: 3s}
+  - {id: ctl-2, site: %[1]s, kind: env_sensor, report_interval: 6s}
 `, e2eSite)
 	s := startSupervisedStack(t, mq, reg)
 	dir := t.TempDir()
@@ -378,7 +379,8 @@ zigbee2mqtt:
 
 	// The gateway dies: its connection is cut, the broker publishes its last
 	// will. One alert, for gw-1, naming its four devices; none per device,
-	// even after a probe proves 3 s (their 2 s intervals) passed.
+	// even after a probe proves 6 s (beyond their 2 s and 5 s intervals)
+	// passed.
 	proxy.Cut()
 	eventually(t, 20*time.Second, "device_offline for the lost gateway", func() bool { return len(offlineAlerts(t, s)["gw-1"]) == 1 })
 	probe(t, s, "ctl-2")
