@@ -1,3 +1,5 @@
+// Stage 2, rules: the absence rules (night bed exit, no activity, missed meals) on the site's wall clock.
+
 package alerting
 
 import (

@@ -8,6 +8,15 @@
 // same database; the alerting service's dispatcher delivers what they write.
 // The rules, the sustain windows and the webhook signature are described in
 // docs/alerting.md.
+//
+// A message takes this path, one stage per group of files (each file says
+// its stage at the top): service.go takes it from the broker (fall and SOS
+// on an urgent lane); 1. decode.go decodes and validates it; 2. the rules
+// (rulesvc.go, rules.go, news2.go, absence.go, battery.go, offline.go)
+// decide; 3. raise.go writes each decision to the store (store.go: the
+// lifecycle with its history; escalation.go) and only then is the message
+// acknowledged; 4. outbox.go delivers the outbox rows to the receivers
+// (notify.go, email.go).
 package alerting
 
 import (

@@ -1,3 +1,5 @@
+// Stage 2, rules: low battery per device, and the unprotected rule (a resident's safety device down).
+
 package alerting
 
 import (

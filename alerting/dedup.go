@@ -1,3 +1,6 @@
+// Stage 2, rules: the recent-event set that drops redelivered device events before the store sees them
+// (the store's alert_event_keys table is the durable check across replicas and restarts).
+
 package alerting
 
 import (

@@ -1,3 +1,5 @@
+// Stage 4, notify: the e-mail receiver (SMTP) that mails the recipients an escalation step pages.
+
 package alerting
 
 import (

@@ -1,3 +1,6 @@
+// Stage 3, store: escalation. Opening an alert starts its policy; the Escalator fires due steps from the
+// store (any replica), acknowledging or resolving stops it in the same transaction.
+
 package alerting
 
 import (

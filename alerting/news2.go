@@ -1,3 +1,5 @@
+// Stage 2, rules: NEWS2 scoring (Royal College of Physicians 2017) and its tracker per monitor.
+
 package alerting
 
 import (

@@ -1,3 +1,5 @@
+// Stage 3, store: quiet hours of recipients, read when an escalation step picks whom to page.
+
 package alerting
 
 import (

@@ -1,3 +1,5 @@
+// Stage 3, store: response-time reports read from the alert store (acknowledged how fast, by whom).
+
 package alerting
 
 import (

@@ -1,3 +1,5 @@
+// Stage 3, store: on-duty rosters (shifts per site) that escalation targets resolve through.
+
 package alerting
 
 import (

@@ -1,3 +1,5 @@
+// Stage 2, rules: vitals thresholds with sustain windows and hysteresis, in device time.
+
 package alerting
 
 import (

@@ -1,3 +1,6 @@
+// Stage 2, rules: the rules applied to a decoded reading or event (vitals, NEWS2, battery, absence, meals,
+// fall and SOS). Each decision goes to the store through raise.go before the message is acknowledged.
+
 package alerting
 
 import (
@@ -203,7 +206,9 @@ func (s *Service) rulesLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			s.tickAbsence(ctx)
+			if err := s.tickAbsence(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("alerting: absence rules", "err", err)
+			}
 		case <-th.C:
 			if err := s.reloadThresholds(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("alerting: reload per-resident thresholds", "err", err)
@@ -213,7 +218,7 @@ func (s *Service) rulesLoop(ctx context.Context) {
 }
 
 // tickAbsence runs the absence timers at s.cfg.Now().
-func (s *Service) tickAbsence(ctx context.Context) {
+func (s *Service) tickAbsence(ctx context.Context) error {
 	now := s.cfg.Now()
 	if d := s.directory(); d != nil {
 		if ch, ok := d.(CardHolders); ok {
@@ -228,60 +233,25 @@ func (s *Service) tickAbsence(ctx context.Context) {
 	s.rules.mu.Lock()
 	acts := s.rules.absence.Tick(now, s.location)
 	s.rules.mu.Unlock()
-	s.apply(ctx, acts)
+	return s.apply(ctx, acts)
 }
 
 // apply raises or resolves what the absence rules asked for.
-func (s *Service) apply(ctx context.Context, acts []absenceAction) {
+func (s *Service) apply(ctx context.Context, acts []absenceAction) error {
 	for _, a := range acts {
 		resident := a.Resident
+		var err error
 		if a.Clear {
-			s.autoResolve(ctx, alertKey(&resident, a.Device, a.Type), a.Detail)
-			continue
+			err = s.autoResolve(ctx, alertKey(&resident, a.Device, a.Type), a.Detail)
+		} else {
+			err = s.raiseFor(ctx, openSpec{Site: a.Site, Resident: &resident, Device: a.Device, Type: a.Type, Severity: a.Severity,
+				At: a.At, Detail: a.Detail})
 		}
-		s.raiseFor(ctx, openSpec{Site: a.Site, Resident: &resident, Device: a.Device, Type: a.Type, Severity: a.Severity,
-			At: a.At, Detail: a.Detail})
+		if err != nil {
+			return err
+		}
 	}
-}
-
-// raiseFor raises spec for the resident it names (absence rules know the
-// resident already; raise would look it up from the device).
-func (s *Service) raiseFor(ctx context.Context, spec openSpec) {
-	spec.Key = alertKey(spec.Resident, spec.Device, spec.Type)
-	a, created, err := s.m.open(ctx, spec)
-	if err != nil {
-		s.log.Error("alerting: could not store alert", "type", spec.Type, "device", spec.Device, "err", err)
-		return
-	}
-	s.mu.Lock()
-	s.open[spec.Key] = a.ID
-	s.mu.Unlock()
-	if created {
-		s.opened.WithLabelValues(spec.Type).Inc()
-		s.log.Info("alert opened", "id", a.ID, "type", a.Type, "site", a.Site, "device", a.Device, "resident", *spec.Resident, "detail", a.Detail)
-	}
-}
-
-// autoResolve resolves the open alert with key as the system, if this
-// process knows it open (s.open is reloaded from the store on start).
-func (s *Service) autoResolve(ctx context.Context, key, note string) {
-	s.mu.Lock()
-	_, known := s.open[key]
-	s.mu.Unlock()
-	if !known {
-		return
-	}
-	a, ok, err := s.m.resolveByKey(ctx, key, note)
-	if err != nil {
-		s.log.Error("alerting: auto-resolve", "key", key, "err", err)
-		return
-	}
-	s.mu.Lock()
-	delete(s.open, key)
-	s.mu.Unlock()
-	if ok {
-		s.log.Info("alert cleared", "id", a.ID, "type", a.Type, "note", note)
-	}
+	return nil
 }
 
 // vitalsFor returns the device's vitals windows with the thresholds of
@@ -314,13 +284,15 @@ func sameThresholds(a, b []Threshold) bool {
 // afterTelemetry runs the rules other than the vitals thresholds on a
 // telemetry message: threshold clears (hysteresis), NEWS2, battery, bed
 // occupancy and activity.
-func (s *Service) afterTelemetry(ctx context.Context, t device.Topic, tel *device.Telemetry, cleared []clearing) {
+func (s *Service) afterTelemetry(ctx context.Context, t device.Topic, tel *device.Telemetry, cleared []clearing) error {
 	for _, c := range cleared {
 		var resident *string
 		if r, ok := s.residentOf(t.Device, c.At); ok {
 			resident = &r
 		}
-		s.autoResolve(ctx, alertKey(resident, t.Device, c.Threshold.Type), c.Note())
+		if err := s.autoResolve(ctx, alertKey(resident, t.Device, c.Threshold.Type), c.Note()); err != nil {
+			return err
+		}
 	}
 	kind := s.kindOf(t.Device)
 	var acts []absenceAction
@@ -377,25 +349,33 @@ func (s *Service) afterTelemetry(ctx context.Context, t device.Topic, tel *devic
 		if r, ok := s.residentOf(t.Device, res.At); ok {
 			resident = &r
 		}
+		var err error
 		if res.Cleared {
-			s.autoResolve(ctx, alertKey(resident, t.Device, TypeNEWS2),
+			err = s.autoResolve(ctx, alertKey(resident, t.Device, TypeNEWS2),
 				fmt.Sprintf("cleared: NEWS2 below the urgent threshold for %d s (%s)", int(res.Calm/time.Second), res.Score))
-			continue
+		} else {
+			total := float64(res.Score.Total)
+			err = s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeNEWS2, Severity: SeverityHigh, At: res.At,
+				Detail: res.Score.String(), Value: &total})
 		}
-		total := float64(res.Score.Total)
-		s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeNEWS2, Severity: SeverityHigh, At: res.At,
-			Detail: res.Score.String(), Value: &total})
+		if err != nil {
+			return err
+		}
 	}
 	for i, res := range battery {
+		var err error
 		if res.Clear {
-			s.autoResolve(ctx, alertKey(nil, t.Device, TypeLowBattery), fmt.Sprintf("cleared: battery %g %%", batteryVal[i]))
-			continue
+			err = s.autoResolve(ctx, alertKey(nil, t.Device, TypeLowBattery), fmt.Sprintf("cleared: battery %g %%", batteryVal[i]))
+		} else {
+			v := batteryVal[i]
+			err = s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeLowBattery, Severity: SeverityWarning, At: batteryAt[i],
+				Detail: fmt.Sprintf("battery %g %% (below %g %%)", v, s.rules.cfg.Battery.Low), Value: &v})
 		}
-		v := batteryVal[i]
-		s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeLowBattery, Severity: SeverityWarning, At: batteryAt[i],
-			Detail: fmt.Sprintf("battery %g %% (below %g %%)", v, s.rules.cfg.Battery.Low), Value: &v})
+		if err != nil {
+			return err
+		}
 	}
-	s.apply(ctx, acts)
+	return s.apply(ctx, acts)
 }
 
 // hasVitals reports whether a reading carries a NEWS2 observation.
@@ -427,12 +407,19 @@ func isActivity(kind string, values map[string]float64) bool {
 // bed_entry, meal, low_battery, and activity for the absence rules (every
 // event of a bound non-vitals device, card_tap included). A redelivery
 // (same device, boot and seq) does nothing.
-func (s *Service) ruleEvent(ctx context.Context, t device.Topic, e *device.Event) {
+func (s *Service) ruleEvent(ctx context.Context, t device.Topic, e *device.Event) error {
 	key := eventKey{device: t.Device, boot: e.Boot, seq: e.Seq}
 	if s.recent.seen(key) {
-		return // a redelivery
+		return nil // a redelivery
 	}
-	defer s.recent.add(key)
+	if err := s.ruleEventOnce(ctx, t, e); err != nil {
+		return err
+	}
+	s.recent.add(key)
+	return nil
+}
+
+func (s *Service) ruleEventOnce(ctx context.Context, t device.Topic, e *device.Event) error {
 	at := e.Time()
 	kind := s.kindOf(t.Device)
 	var acts []absenceAction
@@ -452,34 +439,25 @@ func (s *Service) ruleEvent(ctx context.Context, t device.Topic, e *device.Event
 				detail = fmt.Sprintf("low battery reported by the device: %g %%", p)
 				val = &p
 			}
-			s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeLowBattery, Severity: SeverityWarning, At: at,
-				Detail: detail, Value: val})
+			if err := s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeLowBattery, Severity: SeverityWarning, At: at,
+				Detail: detail, Value: val}); err != nil {
+				return err
+			}
 		}
 	}
 	resident, bound := s.residentOf(t.Device, at)
 	if e.Type == device.EventMeal {
-		// The meal's resident is the card holder, not the terminal's.
-		card, _ := e.Attrs["card"].(string)
-		meal, _ := e.Attrs["meal"].(string)
-		if d := s.directory(); d != nil && card != "" {
-			if r, ok := d.ResidentByCard(card, at); ok {
-				s.rules.mu.Lock()
-				acts = s.rules.absence.Meal(r.ID, r.SiteID, t.Device, meal, at, s.location(r.SiteID))
-				s.rules.mu.Unlock()
-			}
-		}
-		s.apply(ctx, acts)
-		return
+		return s.meal(ctx, t, e)
 	}
 	if !bound {
 		if e.Type == device.EventBedExit {
 			// Unassigned: the night window is the site's; still alert.
 			if s.rules.cfg.Absence.Night.Contains(at, s.location(t.Site)) {
-				s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeBedExit, Severity: SeverityHigh, At: at,
+				return s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeBedExit, Severity: SeverityHigh, At: at,
 					Detail: "out of bed at " + at.In(s.location(t.Site)).Format("15:04") + " (unassigned bed sensor)"})
 			}
 		}
-		return
+		return nil
 	}
 	loc := s.location(t.Site)
 	s.rules.mu.Lock()
@@ -492,38 +470,85 @@ func (s *Service) ruleEvent(ctx context.Context, t device.Topic, e *device.Event
 		acts = s.rules.absence.Activity(resident, t.Site, t.Device, at)
 	}
 	s.rules.mu.Unlock()
-	s.apply(ctx, acts)
+	return s.apply(ctx, acts)
 }
 
-// deviceDown is called when device_offline is raised for dev: a safety
-// device bound to a resident leaves the resident unprotected.
-func (s *Service) deviceDown(ctx context.Context, site, dev string, at time.Time) {
-	kind := s.kindOf(dev)
-	if !isSafetyKind(kind) {
-		return
+// meal applies a meal event: the meal's resident is the card holder, not
+// the terminal's.
+func (s *Service) meal(ctx context.Context, t device.Topic, e *device.Event) error {
+	at := e.Time()
+	card, _ := e.Attrs["card"].(string)
+	meal, _ := e.Attrs["meal"].(string)
+	d := s.directory()
+	if d == nil || card == "" {
+		return nil
 	}
-	resident, ok := s.residentOf(dev, at)
+	r, ok := d.ResidentByCard(card, at)
 	if !ok {
-		return
+		return nil
 	}
 	s.rules.mu.Lock()
-	news := s.rules.unprot.down(resident, dev, kind)
-	detail := s.rules.unprot.detail(resident)
+	acts := s.rules.absence.Meal(r.ID, r.SiteID, t.Device, meal, at, s.location(r.SiteID))
 	s.rules.mu.Unlock()
-	if news {
-		s.raiseFor(ctx, openSpec{Site: site, Resident: &resident, Device: dev, Type: TypeUnprotected, Severity: SeverityHigh,
-			At: at, Detail: detail})
-	}
+	return s.apply(ctx, acts)
 }
 
-// deviceUp is called when dev is heard from: a resident whose last offline
-// safety device it was is protected again.
-func (s *Service) deviceUp(ctx context.Context, dev string) {
-	s.rules.mu.Lock()
-	back := s.rules.unprot.up(dev)
-	s.rules.mu.Unlock()
-	for _, r := range back {
-		resident := r
-		s.autoResolve(ctx, alertKey(&resident, dev, TypeUnprotected), "cleared: every safety device back online")
+// event applies a decoded event: fall and SOS open (or repeat) their
+// critical alert at once; the others go to ruleEvent.
+func (s *Service) event(ctx context.Context, t device.Topic, e *device.Event) error {
+	s.events.WithLabelValues(string(e.Type)).Inc()
+	var typ, detail string
+	switch e.Type {
+	case device.EventFall:
+		typ, detail = TypeFall, "fall detected"
+		if p, ok := e.Attrs["peak_accel_ms2"].(float64); ok {
+			detail += fmt.Sprintf(", peak %g m/s^2", p)
+		}
+	case device.EventSOS:
+		typ, detail = TypeSOS, "SOS button pressed"
+	default:
+		return s.ruleEvent(ctx, t, e)
 	}
+	// A redelivery of an event already raised (QoS 1, a reconnect, a
+	// replayed spool) raises nothing, even if its alert was resolved since.
+	key := eventKey{device: t.Device, boot: e.Boot, seq: e.Seq}
+	if s.recent.seen(key) {
+		s.log.Info("alerting: duplicate event ignored", "event", key.String(), "type", e.Type)
+		return nil
+	}
+	// A new distinct event on an open alert is announced as "repeated".
+	err := s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: typ, Severity: SeverityCritical, At: e.Time(), Detail: detail,
+		NotifyRepeat: true, EventKey: key.String()})
+	if err != nil {
+		return err
+	}
+	s.recent.add(key)
+	return nil
+}
+
+// telemetry applies a decoded telemetry message: the vitals windows, then
+// the other rules (afterTelemetry).
+func (s *Service) telemetry(ctx context.Context, t device.Topic, tel *device.Telemetry) error {
+	s.mu.Lock()
+	var v *vitals
+	if len(tel.Readings) > 0 {
+		v = s.vitalsFor(t.Device, tel.Readings[0].Time())
+	}
+	var fired []firing
+	for _, r := range tel.Readings {
+		fired = append(fired, v.observe(tel.Boot, r.Seq, r.Time(), r.Values)...)
+	}
+	var cleared []clearing
+	if v != nil {
+		cleared = v.takeCleared()
+	}
+	s.mu.Unlock()
+	for _, f := range fired {
+		worst := f.Worst
+		if err := s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: f.Threshold.Type, Severity: f.Threshold.Severity,
+			At: f.At, Detail: f.Detail(), Value: &worst}); err != nil {
+			return err
+		}
+	}
+	return s.afterTelemetry(ctx, t, tel, cleared)
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -162,12 +163,7 @@ func (e *env) start(mod func(*Config)) *running {
 }
 
 // knows reports whether the service has processed a message of dev.
-func (s *Service) knows(dev string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.devices[dev]
-	return ok
-}
+func (s *Service) knows(dev string) bool { return s.devices.Knows(dev) }
 
 func (e *env) publish(dev string, ch device.Channel, payload any) {
 	e.t.Helper()
@@ -296,9 +292,8 @@ func TestBIDMC32LowSpO2AndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := e.start(nil)
-	local, unsub := r.svc.Subscribe()
-	defer unsub()
+	local := make(chan Change, 64)
+	r := e.start(func(c *Config) { c.Receivers = append(c.Receivers, chanReceiver(local)) })
 	e.replay("vm-32", rows, 1)
 	eventually(t, 15*time.Second, "opened webhook", func() bool { return len(e.hook.changes(TypeSpO2Low, EventOpened)) > 0 })
 
@@ -544,5 +539,24 @@ func TestOffline(t *testing.T) {
 	})
 	if a, _ := r.m.Get(context.Background(), silent.ID); a.Status != StatusOpen {
 		t.Errorf("back online changed status to %s", a.Status)
+	}
+}
+
+// chanReceiver is a receiver that puts each change on ch (buffered; a full
+// channel fails the send, which is retried).
+type chanReceiver chan Change
+
+func (r chanReceiver) Name() string { return "test-chan" }
+
+func (r chanReceiver) Send(_ context.Context, n Notification) error {
+	var c Change
+	if err := json.Unmarshal(n.Body, &c); err != nil {
+		return Permanent(err)
+	}
+	select {
+	case r <- c:
+		return nil
+	default:
+		return errors.New("test receiver full")
 	}
 }

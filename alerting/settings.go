@@ -1,3 +1,5 @@
+// Stage 3, store: recipients, rosters, escalation policies and flapping settings, stored and audited.
+
 package alerting
 
 import (

@@ -1,3 +1,6 @@
+// Stage 3, store: the Manager, the alert lifecycle (open, repeat, acknowledge, resolve, comment) with a
+// history entry and an outbox row written in each change's transaction.
+
 package alerting
 
 import (
@@ -12,7 +15,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
@@ -46,7 +48,6 @@ type Manager struct {
 	// every in-process delivery worker delivers it at once.
 	wakeMu sync.Mutex
 	wake   chan struct{}
-	hub    hub
 
 	// settings caches the live settings (see settings.go).
 	settings settingsCache
@@ -629,53 +630,4 @@ func (m *Manager) openKeys(ctx context.Context) (map[string]int64, error) {
 		out[k] = id
 	}
 	return out, rows.Err()
-}
-
-// Subscribe returns a channel of the changes this process's dispatcher
-// delivers, and a function that ends the subscription. Delivery never
-// blocks: a subscriber that does not keep up (64 changes buffered) loses
-// changes, which are counted (see [Manager.Dropped]). Only a process that
-// runs the alerting [Service] dispatches; other processes subscribe to
-// [AlertSubscription] over MQTT.
-func (m *Manager) Subscribe() (<-chan Change, func()) { return m.hub.subscribe() }
-
-// Dropped returns how many changes slow subscribers have lost.
-func (m *Manager) Dropped() uint64 { return m.hub.dropped.Load() }
-
-// hub fans changes out to in-process subscribers without blocking.
-type hub struct {
-	mu      sync.Mutex
-	subs    map[chan Change]struct{}
-	dropped atomic.Uint64
-}
-
-func (h *hub) subscribe() (<-chan Change, func()) {
-	ch := make(chan Change, 64)
-	h.mu.Lock()
-	if h.subs == nil {
-		h.subs = map[chan Change]struct{}{}
-	}
-	h.subs[ch] = struct{}{}
-	h.mu.Unlock()
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			h.mu.Lock()
-			delete(h.subs, ch)
-			h.mu.Unlock()
-			close(ch)
-		})
-	}
-}
-
-func (h *hub) publish(c Change) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for ch := range h.subs {
-		select {
-		case ch <- c:
-		default:
-			h.dropped.Add(1)
-		}
-	}
 }

@@ -1,3 +1,5 @@
+// Stage 4, notify: chat robot bodies (Slack, DingTalk, WeCom) rendered from a notification.
+
 package alerting
 
 import (

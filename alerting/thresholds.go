@@ -1,3 +1,5 @@
+// Stage 2, rules: per-resident thresholds (stored and audited), and the system resolve of a cleared breach.
+
 package alerting
 
 import (

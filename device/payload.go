@@ -123,6 +123,34 @@ const (
 	// ReasonNoReadings: a gateway reports that a device behind it has sent
 	// nothing within its expected interval.
 	ReasonNoReadings = "no_readings"
+	// ReasonHeartbeat: a gateway's periodic status (every HeartbeatMS,
+	// default HeartbeatInterval): it is alive, lists the devices behind it
+	// in Devices and reports what it knows of each in Report.
+	ReasonHeartbeat = "heartbeat"
+)
+
+// DeviceReport is what a gateway's heartbeat says of one device behind it.
+//
+//	{"device":"fr-7","state":"online","last_seen":1764400000000,"via":"availability"}
+type DeviceReport struct {
+	Device string `json:"device"`
+	// State is online or offline as the gateway sees the device; a device
+	// the gateway has not heard from since it started is not reported.
+	State State `json:"state"`
+	// LastSeen is the wall time in ms since the epoch when the device was
+	// last heard from (a reading, an event, or zigbee2mqtt's last_seen),
+	// or the heartbeat's time when Via is "availability": zigbee2mqtt's own
+	// availability check says the device is alive. 0: not known.
+	LastSeen int64 `json:"last_seen,omitempty"`
+	// Via says how the gateway knows: "readings" (its own messages or
+	// polls) or "availability" (zigbee2mqtt's availability topic).
+	Via string `json:"via,omitempty"`
+}
+
+// Ways a gateway knows a device's state, for DeviceReport.Via.
+const (
+	ViaReadings     = "readings"
+	ViaAvailability = "availability"
 )
 
 // Status is the retained payload on the status channel.
@@ -137,6 +165,14 @@ const (
 // devices behind it in Devices; its last will there is {"state":"offline",
 // "reason":"gateway_lost","devices":[...]}, which the platform reads as
 // "each listed device is unknown".
+//
+// While connected, a gateway publishes a heartbeat on its own status topic
+// every HeartbeatMS (default 30 s), retained:
+//
+//	{"v":1,"device":"gw-7","ts":1764400000000,"state":"online","reason":"heartbeat",
+//	 "kind":"gateway","devices":["env-7","fr-7"],"heartbeat_ms":30000,
+//	 "report":[{"device":"env-7","state":"online","last_seen":1764399990000,"via":"readings"},
+//	           {"device":"fr-7","state":"online","last_seen":1764400000000,"via":"availability"}]}
 type Status struct {
 	V      int    `json:"v"`
 	Device string `json:"device"`
@@ -151,7 +187,15 @@ type Status struct {
 	// behalf; empty for a device with its own connection.
 	Gateway string `json:"gateway,omitempty"`
 	// Devices lists the devices behind a gateway (gateway status only).
+	// The platform accepts only devices registered behind this gateway;
+	// any other id is refused (counted and logged once).
 	Devices []string `json:"devices,omitempty"`
+	// HeartbeatMS is the gateway's heartbeat period in ms (gateway status
+	// only); the platform expects the next heartbeat within three of them.
+	HeartbeatMS int64 `json:"heartbeat_ms,omitempty"`
+	// Report says, per device behind the gateway, what the gateway knows
+	// of it (heartbeat only; see DeviceReport).
+	Report []DeviceReport `json:"report,omitempty"`
 }
 
 // Command is the payload on the downlink (cmd channel).

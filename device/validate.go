@@ -480,6 +480,28 @@ func DecodeStatus(b []byte, l Limits) (*Status, error) {
 			errs = append(errs, err)
 		}
 	}
+	if s.HeartbeatMS < 0 {
+		errs = append(errs, &ValidationError{Field: "heartbeat_ms", Rule: "range", Detail: fmt.Sprintf("%d is negative", s.HeartbeatMS)})
+	}
+	for i, r := range s.Report {
+		p := fmt.Sprintf("report[%d]", i)
+		if err := ValidateID(p+".device", r.Device); err != nil {
+			errs = append(errs, err)
+		}
+		switch r.State {
+		case Online, Offline:
+		default:
+			errs = append(errs, &ValidationError{Field: p + ".state", Rule: "one_of", Detail: fmt.Sprintf("%q is not online or offline", r.State)})
+		}
+		if r.LastSeen < 0 {
+			errs = append(errs, &ValidationError{Field: p + ".last_seen", Rule: "range", Detail: "ms since the epoch"})
+		}
+		switch r.Via {
+		case "", ViaReadings, ViaAvailability:
+		default:
+			errs = append(errs, &ValidationError{Field: p + ".via", Rule: "one_of", Detail: fmt.Sprintf("%q is not readings or availability", r.Via)})
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

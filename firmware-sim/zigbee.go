@@ -87,6 +87,11 @@ type ZigbeeConfig struct {
 	Interval time.Duration
 	// Repeat replays the file this many times; 0 means once.
 	Repeat int
+	// Availability first publishes, retained, {"state":"online"} on
+	// <base>/<friendly>/availability for every device of the file, as
+	// zigbee2mqtt does with availability on (its own 10 min / 25 h check),
+	// so that a device that reports only on change is known alive.
+	Availability bool
 	// PublishTimeout bounds each wait for the broker; 0 is
 	// DefaultPublishTimeout.
 	PublishTimeout time.Duration
@@ -113,9 +118,10 @@ func (c ZigbeeConfig) Validate() error {
 
 // RunZigbee replays the real zigbee2mqtt messages of cfg.File as zigbee2mqtt
 // would publish them: on <base>/<friendly name> (and the legacy
-// <base>/<friendly name>/action), QoS 1, not retained, cfg.Interval apart.
-// It returns the number of messages published, and nil at the end of the
-// replay or when ctx is cancelled.
+// <base>/<friendly name>/action), QoS 1, not retained, cfg.Interval apart,
+// after the retained availability messages when cfg.Availability is set.
+// It returns the number of messages published (availability included), and
+// nil at the end of the replay or when ctx is cancelled.
 func RunZigbee(ctx context.Context, cfg ZigbeeConfig) (int, error) {
 	if err := cfg.Validate(); err != nil {
 		return 0, err
@@ -179,6 +185,24 @@ func RunZigbee(ctx context.Context, cfg ZigbeeConfig) (int, error) {
 	defer c.Disconnect(250)
 	log.Info("zigbee2mqtt replay", "file", cfg.File, "messages", len(msgs), "skipped_lines", skipped, "base_topic", base)
 	sent := 0
+	if cfg.Availability {
+		done := map[string]bool{}
+		for _, m := range msgs {
+			name, _, _ := strings.Cut(m.Topic, "/")
+			if done[name] {
+				continue
+			}
+			done[name] = true
+			topic := base + "/" + name + "/availability"
+			if err := wait(c.Publish(topic, 1, true, `{"state":"online"}`), "zigbee sim: publish "+topic); err != nil {
+				if ctx.Err() != nil {
+					return sent, nil
+				}
+				return sent, err
+			}
+			sent++
+		}
+	}
 	for r := 0; r < max(cfg.Repeat, 1); r++ {
 		for _, m := range msgs {
 			if sent > 0 && cfg.Interval > 0 {

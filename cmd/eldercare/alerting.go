@@ -28,8 +28,7 @@ topic root, raises alerts (fall, SOS, low SpO2, heart rate, respiration, device
 offline), keeps them in the SQL alert store with a history of every change,
 and delivers each change through a durable outbox to the MQTT alert topic
 <root>/v1/alerts/<site>, to an optional signed webhook, an optional chat
-robot (Slack, DingTalk, WeCom), e-mail over SMTP and in-process
-subscribers. Escalation policies, on-duty rosters and quiet hours live in the
+robot (Slack, DingTalk, WeCom) and e-mail over SMTP. Escalation policies, on-duty rosters and quiet hours live in the
 store (import them with --alerting-settings). See docs/alerting.md.`,
 		Args: cobra.NoArgs,
 		RunE: runAlerting,
@@ -40,7 +39,7 @@ store (import them with --alerting-settings). See docs/alerting.md.`,
 	f.String("client-id", "eldercare-alerting-"+host, "MQTT client id; the session is persistent, so keep it stable and unique per replica")
 	f.String("db", "sqlite:./data/eldercare.db", "alert store DSN: sqlite:PATH, a file path, or postgres://...")
 	f.String("registry", "", "registry YAML file to import at start (optional; default none)")
-	f.Duration("offline-timeout", alerting.DefaultOfflineTimeout, "wall-clock silence after which a device raises device_offline (e.g. 2m)")
+	f.Duration("offline-timeout", alerting.DefaultOfflineTimeout, "report interval of a device the registry does not know and that announces no kind (registered devices use their own: registry report_interval, kind, or the defaults of docs/protocol.md)")
 	f.String("webhook-url", "", "URL that receives every alert change as a signed JSON POST (optional; default none)")
 	f.String("webhook-secret", "", "HMAC-SHA256 secret that signs webhook bodies; prefer env ELDERCARE_WEBHOOK_SECRET (never printed)")
 	f.String("http", "127.0.0.1:9102", "listen address of /healthz and /metrics (host:port)")

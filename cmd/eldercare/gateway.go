@@ -30,7 +30,9 @@ spool to the platform broker (--mqtt) in protocol v1 messages, deleting an
 entry only after the broker's PUBACK. While the uplink is down a fall or SOS
 is raised on the local broker (--local-mqtt, topic --local-alarm-topic) and
 in the log within 1 s. Each device's status (online, or offline with reason
-no_readings) follows its real readings. See docs/gateway.md.`,
+no_readings) follows its real readings, or zigbee2mqtt's availability where
+it is on; a heartbeat every --heartbeat-interval lists the devices and their
+state. See docs/gateway.md.`,
 		Args: cobra.NoArgs,
 		RunE: runGateway,
 	}
@@ -54,6 +56,7 @@ no_readings) follows its real readings. See docs/gateway.md.`,
 	f.String("local-alarm-topic", "", `topic of local alarms on --local-mqtt (default "<root>/local/alarm")`)
 	f.String("ntp", "", `NTP server host:port to check the gateway clock against, e.g. pool.ntp.org:123; "" = no check (default none)`)
 	f.Duration("clock-check-interval", gateway.DefaultClockCheckInterval, "how often the clock is checked against --ntp")
+	f.Duration("heartbeat-interval", device.HeartbeatInterval, "how often the gateway publishes its heartbeat (its status with the devices behind it and their state); the platform takes the gateway for lost after three missed")
 	f.String("http", "127.0.0.1:9104", "listen address of /healthz and /metrics (host:port)")
 	return cmd
 }
@@ -177,6 +180,7 @@ func runGateway(cmd *cobra.Command, _ []string) error {
 		LocalMQTTURL: s.String("local-mqtt"), LocalAlarmTopic: s.String("local-alarm-topic"), Devices: devices,
 		MaxMessageBytes: s.Int("max-message-bytes"), PublishTimeout: s.Duration("publish-timeout"), InFlight: s.Int("in-flight"),
 		NTPServer: s.String("ntp"), ClockCheckInterval: s.Duration("clock-check-interval"),
+		HeartbeatInterval: s.Duration("heartbeat-interval"),
 	}
 	scfg := spool.Config{Path: s.String("spool"), MaxBytes: s.v.GetInt64("spool-max-bytes"), MaxEntries: s.Int("spool-max-entries"), Sync: s.Bool("spool-sync")}
 	if err := errors.Join(cfg.Validate(), scfg.Validate()); err != nil {

@@ -34,7 +34,7 @@ func newSimZigbeeCmd() *cobra.Command {
 			}
 			n, err := firmwaresim.RunZigbee(cmd.Context(), firmwaresim.ZigbeeConfig{
 				MQTTURL: s.String("mqtt"), BaseTopic: s.String("base-topic"), File: file,
-				Interval: s.Duration("interval"), Repeat: s.Int("repeat"),
+				Interval: s.Duration("interval"), Repeat: s.Int("repeat"), Availability: s.Bool("availability"),
 				PublishTimeout: s.Duration("publish-timeout"), Logger: log,
 			})
 			if err != nil {
@@ -49,6 +49,7 @@ func newSimZigbeeCmd() *cobra.Command {
 	f.String("base-topic", "zigbee2mqtt", "zigbee2mqtt base topic the messages are published under")
 	f.Duration("interval", time.Second, "time between two messages (0 = back to back)")
 	f.Int("repeat", 1, "number of times the file is replayed")
+	f.Bool("availability", false, `first publish {"state":"online"} retained on <base-topic>/<friendly name>/availability for every device of the file, as zigbee2mqtt does with availability on (default false)`)
 	f.Duration("publish-timeout", firmwaresim.DefaultPublishTimeout, "longest wait for the broker to acknowledge a connect or publish")
 	return cmd
 }

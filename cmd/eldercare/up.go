@@ -59,7 +59,7 @@ func newUpCmd() *cobra.Command {
 	f.String("db", "", "alert store and registry database: sqlite:PATH or postgres://...; empty uses DATA/eldercare.db")
 	f.String("registry", "", "registry YAML file (sites, beds, residents, devices, bindings) to import at start")
 	f.String("api-token", "", "bearer token of /api/v1 for machine clients (secret); empty reads or generates DATA/api-token")
-	f.Duration("offline-timeout", 2*time.Minute, "a device with no message for this long raises an offline alert")
+	f.Duration("offline-timeout", 2*time.Minute, "report interval of a device the registry does not know and that announces no kind (registered devices use their own: registry report_interval, kind, or the defaults of docs/protocol.md)")
 	f.String("webhook-url", "", "URL that receives every alert change as HMAC-SHA256-signed JSON")
 	f.String("webhook-secret", "", "shared secret of the webhook signature (secret)")
 	f.Bool("demo", false, "also run the demo care station: 6 beds replaying recordings, and create demo dashboard accounts (one per role) into DATA/demo-accounts.txt when there are none")

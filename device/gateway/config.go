@@ -45,7 +45,11 @@ type Device struct {
 	// Interval is how often the device is expected to send a reading (its
 	// poll interval for Modbus). With no reading or event within
 	// OfflineAfterIntervals x Interval the device is offline (reason
-	// no_readings). 0: event-only device (SOS button), never timed out.
+	// no_readings). 0: a device that reports only on change or only
+	// events (zigbee2mqtt sensors, SOS buttons): never timed out by the
+	// gateway; its liveness comes from zigbee2mqtt's availability when
+	// given, and the platform applies the device's registry interval
+	// (10 min mains, 25 h battery) to the last_seen the heartbeat reports.
 	Interval time.Duration
 }
 
@@ -85,6 +89,11 @@ type Config struct {
 	AlarmGrace time.Duration
 	// HealthInterval: how often device health is checked; 0 = 1 s.
 	HealthInterval time.Duration
+	// HeartbeatInterval: how often the gateway publishes its heartbeat
+	// (its status with reason heartbeat, the devices behind it and what it
+	// knows of each; docs/protocol.md); 0 = device.HeartbeatInterval (30 s).
+	// The platform takes the gateway for lost after three missed.
+	HeartbeatInterval time.Duration
 	// NTPServer (host:port) checks the gateway clock; "" = no check.
 	NTPServer string
 	// ClockCheckInterval; 0 = 10 min.
@@ -113,7 +122,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("local alarm topic %q: no wildcards", c.LocalAlarmTopic))
 	}
 	for name, d := range map[string]time.Duration{"publish timeout": c.PublishTimeout, "alarm grace": c.AlarmGrace,
-		"health interval": c.HealthInterval, "clock check interval": c.ClockCheckInterval} {
+		"health interval": c.HealthInterval, "clock check interval": c.ClockCheckInterval, "heartbeat interval": c.HeartbeatInterval} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s: %s is negative", name, d))
 		}
@@ -164,6 +173,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.HealthInterval == 0 {
 		c.HealthInterval = DefaultHealthInterval
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = device.HeartbeatInterval
 	}
 	if c.ClockCheckInterval == 0 {
 		c.ClockCheckInterval = DefaultClockCheckInterval

@@ -55,10 +55,14 @@ type Spool interface {
 // devState is what the gateway knows of one device.
 type devState struct {
 	Device
-	last  time.Time    // wall time of the last reading or event received
+	last  time.Time    // wall time of the last reading or event received (or the device's last_seen)
 	state device.State // "" until first decided
 	dirty bool         // status to publish
 	at    time.Time    // when state changed
+	// avail is zigbee2mqtt's availability of the device: "" unknown,
+	// else online or offline. While known it decides the state.
+	avail device.State
+	heard bool // last is a real reading, event or last_seen
 }
 
 // pendingAlarm is a fall or SOS event not yet acknowledged by the broker.
@@ -90,6 +94,7 @@ type Gateway struct {
 	skewSeen bool
 	connGen  uint64    // counts onConnect calls
 	connAt   time.Time // time of the last onConnect
+	booted   bool      // the boot status went out on this connection
 
 	m metrics
 }
@@ -365,6 +370,55 @@ func (g *Gateway) seen(dev string) {
 	now := g.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	d := g.device(dev)
+	delete(g.faults, dev)
+	d.last, d.heard = now, true
+	if d.state != device.Online {
+		d.state, d.dirty, d.at = device.Online, true, now
+		g.log.Info("device online", "device", dev)
+	}
+}
+
+// Availability records zigbee2mqtt's availability of deviceID (online:
+// zigbee2mqtt heard from it within its own 10 min / 25 h check). While
+// known it decides the device's state; offline is published as reason
+// no_readings. It implements zigbee.Presence.
+func (g *Gateway) Availability(deviceID string, online bool) {
+	now := g.now()
+	g.mu.Lock()
+	d := g.device(deviceID)
+	st := device.Offline
+	if online {
+		st = device.Online
+	}
+	d.avail = st
+	changed := d.state != st
+	if changed {
+		d.state, d.dirty, d.at = st, true, now
+	}
+	g.mu.Unlock()
+	if changed {
+		g.log.Info("device "+string(st)+" (zigbee2mqtt availability)", "device", deviceID)
+		g.signal()
+	}
+}
+
+// LastSeen records the device's own last_seen (zigbee2mqtt's), reported in
+// the heartbeat when it is later than the last message. It implements
+// zigbee.Presence.
+func (g *Gateway) LastSeen(deviceID string, t time.Time) {
+	if now := g.now(); t.After(now) {
+		t = now
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if d := g.device(deviceID); t.After(d.last) || !d.heard {
+		d.last, d.heard = t, true
+	}
+}
+
+// device returns the state of dev, adding an unlisted device. mu is held.
+func (g *Gateway) device(dev string) *devState {
 	d := g.devices[dev]
 	if d == nil {
 		g.log.Info("device not in the gateway config; watching it without an expected interval", "device", dev)
@@ -373,22 +427,42 @@ func (g *Gateway) seen(dev string) {
 		g.order = append(g.order, dev)
 		g.gwDirty = true
 	}
-	delete(g.faults, dev)
-	d.last = now
-	if d.state != device.Online {
-		d.state, d.dirty, d.at = device.Online, true, now
-		g.log.Info("device online", "device", dev)
+	return d
+}
+
+// report is the heartbeat's report of every device whose state is known.
+// mu is held.
+func (g *Gateway) report(now time.Time) []device.DeviceReport {
+	var out []device.DeviceReport
+	for _, id := range g.order {
+		d := g.devices[id]
+		if d.state == "" {
+			continue
+		}
+		r := device.DeviceReport{Device: id, State: d.state, Via: device.ViaReadings}
+		if d.heard {
+			r.LastSeen = d.last.UnixMilli()
+		}
+		if d.avail != "" {
+			r.Via = device.ViaAvailability
+			if d.avail == device.Online {
+				r.LastSeen = now.UnixMilli() // zigbee2mqtt vouches for it now
+			}
+		}
+		out = append(out, r)
 	}
+	return out
 }
 
 // checkHealth marks offline (reason no_readings) every device with an
 // expected interval that sent nothing within OfflineAfterIntervals of it.
+// A device whose zigbee2mqtt availability is known is left to it.
 func (g *Gateway) checkHealth(now time.Time) {
 	g.mu.Lock()
 	var changed []string
 	for _, id := range g.order {
 		d := g.devices[id]
-		if d.Interval <= 0 || d.state == device.Offline {
+		if d.Interval <= 0 || d.state == device.Offline || d.avail != "" {
 			continue
 		}
 		if now.Sub(d.last) > OfflineAfterIntervals*d.Interval {
@@ -440,6 +514,21 @@ func (g *Gateway) Run(ctx context.Context) error {
 				return nil
 			case <-t.C:
 				g.checkHealth(g.now())
+			}
+		}
+	})
+	eg.Go(func() error {
+		t := time.NewTicker(g.cfg.HeartbeatInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				g.mu.Lock()
+				g.gwDirty = true
+				g.mu.Unlock()
+				g.signal()
 			}
 		}
 	})
@@ -499,6 +588,7 @@ func (g *Gateway) onConnect(c paho.Client) {
 	g.connGen++
 	g.connAt = time.Now()
 	g.gwDirty = true
+	g.booted = false
 	for _, d := range g.devices {
 		if d.state != "" {
 			d.dirty = true

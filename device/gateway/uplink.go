@@ -255,7 +255,8 @@ func (g *Gateway) publish(ctx context.Context, c paho.Client, msgs []message) (i
 }
 
 // publishStatuses publishes the gateway's own status (online, with its
-// devices) and every changed device status, retained, QoS 1.
+// devices and their report: boot after a connect, then a heartbeat every
+// HeartbeatInterval) and every changed device status, retained, QoS 1.
 func (g *Gateway) publishStatuses(ctx context.Context, c paho.Client) error {
 	type pub struct {
 		dev     string
@@ -265,9 +266,18 @@ func (g *Gateway) publishStatuses(ctx context.Context, c paho.Client) error {
 	var pubs []pub
 	g.mu.Lock()
 	if g.gwDirty {
+		// The first status on a connection says boot; later ones are
+		// heartbeats. Both list the devices and report what is known of
+		// each, so the platform never takes a quiet device for a lost one.
+		now := g.now()
 		devs := append([]string(nil), g.order...)
-		pubs = append(pubs, pub{dev: g.cfg.ID, payload: g.statusPayload(device.Status{Device: g.cfg.ID, TS: g.now().UnixMilli(),
-			State: device.Online, Reason: device.ReasonBoot, Kind: device.Gateway, Devices: devs})})
+		reason := device.ReasonHeartbeat
+		if !g.booted {
+			reason = device.ReasonBoot
+		}
+		pubs = append(pubs, pub{dev: g.cfg.ID, payload: g.statusPayload(device.Status{Device: g.cfg.ID, TS: now.UnixMilli(),
+			State: device.Online, Reason: reason, Kind: device.Gateway, Devices: devs,
+			HeartbeatMS: g.cfg.HeartbeatInterval.Milliseconds(), Report: g.report(now)})})
 	}
 	for _, id := range g.order {
 		d := g.devices[id]
@@ -288,7 +298,7 @@ func (g *Gateway) publishStatuses(ctx context.Context, c paho.Client) error {
 		}
 		g.mu.Lock()
 		if p.dev == g.cfg.ID {
-			g.gwDirty = false
+			g.gwDirty, g.booted = false, true
 		} else if d := g.devices[p.dev]; d != nil && d.at.Equal(p.at) {
 			d.dirty = false // unless it changed again meanwhile
 		}

@@ -33,6 +33,12 @@ const (
 	KindOther         = "other"
 )
 
+// Power sources accepted in [Device.Power] (device.Power values).
+const (
+	PowerMains   = "mains"
+	PowerBattery = "battery"
+)
+
 // Kinds lists every valid device kind, in documentation order.
 var Kinds = []string{
 	KindVitalsMonitor, KindFallDetector, KindBedSensor, KindSOSButton,
@@ -89,14 +95,36 @@ type Resident struct {
 // Device is a sensor, terminal or gateway. Kind is one of [Kinds]. BedID is
 // the bed it is installed at, if any; GatewayID the gateway (a Device of kind
 // "gateway" on the same site) that publishes for it, if any.
+//
+// Power (mains, battery or "" unknown) and ReportInterval drive device
+// supervision: the device is offline only when nothing was heard from it for
+// longer than its report interval. ReportInterval 0 takes the kind's
+// interval ([KindSetting], else device.DefaultInterval of kind and power);
+// see [Snapshot.ReportInterval].
 type Device struct {
-	ID        string `json:"id" yaml:"id"`
-	SiteID    string `json:"site_id" yaml:"site"`
-	Kind      string `json:"kind" yaml:"kind"`
-	Name      string `json:"name" yaml:"name"`
-	BedID     string `json:"bed_id,omitempty" yaml:"bed,omitempty"`
-	GatewayID string `json:"gateway_id,omitempty" yaml:"gateway,omitempty"`
+	ID             string        `json:"id" yaml:"id"`
+	SiteID         string        `json:"site_id" yaml:"site"`
+	Kind           string        `json:"kind" yaml:"kind"`
+	Name           string        `json:"name" yaml:"name"`
+	BedID          string        `json:"bed_id,omitempty" yaml:"bed,omitempty"`
+	GatewayID      string        `json:"gateway_id,omitempty" yaml:"gateway,omitempty"`
+	Power          string        `json:"power,omitempty" yaml:"power,omitempty"`
+	ReportInterval time.Duration `json:"report_interval_ns,omitempty" yaml:"report_interval,omitempty"`
 }
+
+// KindSetting sets the report interval of every device of one kind that does
+// not set its own, in place of the built-in default (device.DefaultInterval:
+// vitals monitor 10 s, gateway 90 s, mains-powered 10 min, battery 25 h).
+type KindSetting struct {
+	Kind           string        `json:"kind" yaml:"kind"`
+	ReportInterval time.Duration `json:"report_interval_ns" yaml:"report_interval"`
+}
+
+// Bounds of a report interval.
+const (
+	MinReportInterval = time.Second
+	MaxReportInterval = 31 * 24 * time.Hour
+)
 
 // MealCard is a resident's meal card; ID is the card UID as the terminal reads
 // it (for example "04A1B2C3").

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"sync/atomic"
 	"time"
+
+	"github.com/eldercare-iot/eldercare/device"
 )
 
 // Snapshot is an immutable in-memory copy of the registry for hot paths:
@@ -19,8 +21,10 @@ type Snapshot struct {
 	beds      map[string]Bed
 	residents map[string]Resident
 	devices   map[string]Device
-	cards     map[string]string // card id -> resident id
-	bindings  map[string][]span // device id -> spans sorted by from
+	kinds     map[string]time.Duration // kind -> report interval set in the registry
+	behind    map[string][]string      // gateway id -> device ids registered behind it, sorted
+	cards     map[string]string        // card id -> resident id
+	bindings  map[string][]span        // device id -> spans sorted by from
 }
 
 type siteEntry struct {
@@ -67,7 +71,63 @@ func (s *Store) Snapshot(ctx context.Context) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry snapshot: bindings: %w", err)
 	}
-	return NewSnapshot(time.Now(), sites, beds, residents, devices, cards, bindings), nil
+	kinds, err := queryAll(ctx, tx, selectKinds, scanKind)
+	if err != nil {
+		return nil, fmt.Errorf("registry snapshot: kinds: %w", err)
+	}
+	return NewSnapshot(time.Now(), sites, beds, residents, devices, cards, bindings).WithKinds(kinds), nil
+}
+
+// WithKinds sets the per-kind report intervals of a snapshot being built
+// (see [KindSetting]) and returns it; use it only before the snapshot is
+// shared.
+func (sn *Snapshot) WithKinds(kinds []KindSetting) *Snapshot {
+	for _, k := range kinds {
+		if k.ReportInterval > 0 {
+			sn.kinds[k.Kind] = k.ReportInterval
+		}
+	}
+	return sn
+}
+
+// ReportInterval returns the expected report interval of a registered
+// device: the device's own, else its kind's from the registry
+// ([KindSetting]), else device.DefaultInterval of its kind and power. It
+// returns false for a device the registry does not know.
+func (sn *Snapshot) ReportInterval(deviceID string) (time.Duration, bool) {
+	if sn == nil {
+		return 0, false
+	}
+	d, ok := sn.devices[deviceID]
+	if !ok {
+		return 0, false
+	}
+	if d.ReportInterval > 0 {
+		return d.ReportInterval, true
+	}
+	return sn.KindInterval(d.Kind, d.Power), true
+}
+
+// KindInterval returns the report interval of a device of kind and power
+// that sets none of its own: the registry's [KindSetting] for the kind, else
+// device.DefaultInterval.
+func (sn *Snapshot) KindInterval(kind, power string) time.Duration {
+	if sn != nil {
+		if d, ok := sn.kinds[kind]; ok {
+			return d
+		}
+	}
+	return device.DefaultInterval(device.Kind(kind), device.Power(power))
+}
+
+// DevicesBehind returns the ids of the devices registered behind gateway
+// gw (their GatewayID), sorted; nil when none. The slice is shared: do not
+// modify it.
+func (sn *Snapshot) DevicesBehind(gw string) []string {
+	if sn == nil {
+		return nil
+	}
+	return sn.behind[gw]
 }
 
 // NewSnapshot builds a [Snapshot] from plain lists, for tests and tools that
@@ -80,6 +140,8 @@ func NewSnapshot(at time.Time, sites []Site, beds []Bed, residents []Resident, d
 		beds:      make(map[string]Bed, len(beds)),
 		residents: make(map[string]Resident, len(residents)),
 		devices:   make(map[string]Device, len(devices)),
+		kinds:     map[string]time.Duration{},
+		behind:    map[string][]string{},
 		cards:     make(map[string]string, len(cards)),
 		bindings:  make(map[string][]span),
 	}
@@ -98,6 +160,14 @@ func NewSnapshot(at time.Time, sites []Site, beds []Bed, residents []Resident, d
 	}
 	for _, x := range devices {
 		sn.devices[x.ID] = x
+	}
+	for _, x := range sn.devices {
+		if x.GatewayID != "" {
+			sn.behind[x.GatewayID] = append(sn.behind[x.GatewayID], x.ID)
+		}
+	}
+	for _, ids := range sn.behind {
+		sort.Strings(ids)
 	}
 	for _, x := range cards {
 		sn.cards[x.ID] = x.ResidentID

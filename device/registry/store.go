@@ -55,7 +55,7 @@ func nullable(s string) any {
 // msTime turns unix ms into a UTC time.
 func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 
-// Import upserts every site, room, bed, resident, device, card, binding and credential of
+// Import upserts every site, room, bed, resident, kind setting, device, card, binding and credential of
 // doc in one transaction. doc is validated first ([Document.Validate]) and must
 // be self-contained: it may not refer to ids that only the database holds.
 // Rows absent from doc are kept. Importing the same document twice changes
@@ -107,11 +107,19 @@ func (s *Store) Import(ctx context.Context, doc *Document) error {
 			}
 		}
 		for _, x := range doc.Devices {
-			if err := up("device "+x.ID, `INSERT INTO devices (id, site_id, kind, name, bed_id, gateway_id)
-				VALUES (?, ?, ?, ?, ?, ?)
+			if err := up("device "+x.ID, `INSERT INTO devices (id, site_id, kind, name, bed_id, gateway_id, power, report_interval_ms)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT (id) DO UPDATE SET site_id = excluded.site_id, kind = excluded.kind,
-				name = excluded.name, bed_id = excluded.bed_id, gateway_id = excluded.gateway_id`,
-				x.ID, x.SiteID, x.Kind, x.Name, nullable(x.BedID), nullable(x.GatewayID)); err != nil {
+				name = excluded.name, bed_id = excluded.bed_id, gateway_id = excluded.gateway_id,
+				power = excluded.power, report_interval_ms = excluded.report_interval_ms`,
+				x.ID, x.SiteID, x.Kind, x.Name, nullable(x.BedID), nullable(x.GatewayID), x.Power, x.ReportInterval.Milliseconds()); err != nil {
+				return err
+			}
+		}
+		for _, x := range doc.Kinds {
+			if err := up("kind "+x.Kind, `INSERT INTO device_kinds (kind, report_interval_ms) VALUES (?, ?)
+				ON CONFLICT (kind) DO UPDATE SET report_interval_ms = excluded.report_interval_ms`,
+				x.Kind, x.ReportInterval.Milliseconds()); err != nil {
 				return err
 			}
 		}
@@ -227,7 +235,8 @@ const (
 	selectRooms     = `SELECT id, site_id, name FROM rooms`
 	selectBeds      = `SELECT id, room_id, site_id, name, nursing FROM beds`
 	selectResidents = `SELECT id, site_id, COALESCE(bed_id, ''), name, birth_year, vulnerable, notes FROM residents`
-	selectDevices   = `SELECT id, site_id, kind, name, COALESCE(bed_id, ''), COALESCE(gateway_id, '') FROM devices`
+	selectDevices   = `SELECT id, site_id, kind, name, COALESCE(bed_id, ''), COALESCE(gateway_id, ''), power, report_interval_ms FROM devices`
+	selectKinds     = `SELECT kind, report_interval_ms FROM device_kinds`
 	selectCards     = `SELECT id, resident_id FROM meal_cards`
 	selectBindings  = `SELECT device_id, resident_id, from_ms, to_ms FROM device_bindings`
 )
@@ -253,8 +262,26 @@ func scanResident(r *sql.Rows) (x Resident, err error) {
 }
 
 func scanDevice(r *sql.Rows) (x Device, err error) {
-	err = r.Scan(&x.ID, &x.SiteID, &x.Kind, &x.Name, &x.BedID, &x.GatewayID)
+	var ms int64
+	err = r.Scan(&x.ID, &x.SiteID, &x.Kind, &x.Name, &x.BedID, &x.GatewayID, &x.Power, &ms)
+	x.ReportInterval = time.Duration(ms) * time.Millisecond
 	return x, err
+}
+
+func scanKind(r *sql.Rows) (x KindSetting, err error) {
+	var ms int64
+	err = r.Scan(&x.Kind, &ms)
+	x.ReportInterval = time.Duration(ms) * time.Millisecond
+	return x, err
+}
+
+// KindSettings returns the report intervals set per kind, ordered by kind.
+func (s *Store) KindSettings(ctx context.Context) ([]KindSetting, error) {
+	xs, err := queryAll(ctx, s.db, selectKinds+" ORDER BY kind", scanKind)
+	if err != nil {
+		return nil, fmt.Errorf("list kind settings: %w", err)
+	}
+	return xs, nil
 }
 
 func scanCard(r *sql.Rows) (x MealCard, err error) {

@@ -28,8 +28,11 @@ import (
 //	          - {id: b101-1, name: "Bed 1", nursing: true}
 //	residents:
 //	  - {id: res-001, name: "Wang Xiuying", site: demo-station, bed: b101-1, birth_year: 1938, vulnerable: true}
+//	kinds:                                  # optional: report intervals per kind
+//	  - {kind: vitals_monitor, report_interval: 15s}
 //	devices:
 //	  - {id: vm-101, site: demo-station, kind: vitals_monitor, name: "Vitals monitor 101-1", bed: b101-1}
+//	  - {id: sos-1, site: demo-station, kind: sos_button, power: battery, report_interval: 25h, gateway: gw-1}
 //	cards:
 //	  - {id: "04A1B2C3", resident: res-001}
 //	bindings:
@@ -39,9 +42,11 @@ import (
 type Document struct {
 	Sites     []SiteSpec `json:"sites,omitempty" yaml:"sites,omitempty"`
 	Residents []Resident `json:"residents,omitempty" yaml:"residents,omitempty"`
-	Devices   []Device   `json:"devices,omitempty" yaml:"devices,omitempty"`
-	Cards     []MealCard `json:"cards,omitempty" yaml:"cards,omitempty"`
-	Bindings  []Binding  `json:"bindings,omitempty" yaml:"bindings,omitempty"`
+	// Kinds overrides the default report interval of device kinds.
+	Kinds    []KindSetting `json:"kinds,omitempty" yaml:"kinds,omitempty"`
+	Devices  []Device      `json:"devices,omitempty" yaml:"devices,omitempty"`
+	Cards    []MealCard    `json:"cards,omitempty" yaml:"cards,omitempty"`
+	Bindings []Binding     `json:"bindings,omitempty" yaml:"bindings,omitempty"`
 	// Credentials are MQTT logins of devices (usually gateways); see
 	// [Credential].
 	Credentials []Credential `json:"credentials,omitempty" yaml:"credentials,omitempty"`
@@ -310,7 +315,9 @@ func (v *validator) id(path, id string, seen map[string]string) bool {
 // residents have a name and refer to a known site and, if any, a bed on that
 // site that no other resident holds; birth years (if set) lie between 1880 and this year;
 // devices have a known kind and refer to a known site, bed and gateway on that
-// site; cards refer to a known resident; bindings refer to a known device and
+// site, have a power of mains or battery if any and a report interval
+// between 1 s and 31 days if any; kinds are known, set once each, with a
+// report interval in the same bounds; cards refer to a known resident; bindings refer to a known device and
 // resident on one site, have from set and to after from, and no two bindings
 // of one device overlap; credentials name a known device at most once and
 // carry a well-formed "$7$" password hash.
@@ -387,6 +394,26 @@ func (d *Document) Validate() error {
 		}
 	}
 
+	kindSeen := map[string]string{}
+	for i, k := range d.Kinds {
+		p := fmt.Sprintf("kinds[%d]", i)
+		switch first, dup := kindSeen[k.Kind]; {
+		case k.Kind == "":
+			v.addf(p+".kind", "required")
+		case !ValidKind(k.Kind):
+			v.addf(p+".kind", "unknown kind %q (want one of %s)", k.Kind, strings.Join(Kinds, ", "))
+		case dup:
+			v.addf(p+".kind", "kind %q set twice (first at %s)", k.Kind, first)
+		default:
+			kindSeen[k.Kind] = p
+		}
+		if k.ReportInterval == 0 {
+			v.addf(p+".report_interval", "required (for example 10m)")
+		} else {
+			v.interval(p+".report_interval", k.ReportInterval)
+		}
+	}
+
 	deviceIDs := map[string]string{}
 	devices := map[string]Device{}
 	for _, dev := range d.Devices {
@@ -404,6 +431,14 @@ func (d *Document) Validate() error {
 			v.addf(p+".kind", "required")
 		case !ValidKind(dev.Kind):
 			v.addf(p+".kind", "unknown kind %q (want one of %s)", dev.Kind, strings.Join(Kinds, ", "))
+		}
+		switch dev.Power {
+		case "", PowerMains, PowerBattery:
+		default:
+			v.addf(p+".power", "unknown power %q (want mains or battery)", dev.Power)
+		}
+		if dev.ReportInterval != 0 {
+			v.interval(p+".report_interval", dev.ReportInterval)
 		}
 		if dev.BedID != "" {
 			b, ok := beds[dev.BedID]
@@ -539,6 +574,16 @@ func (v *validator) name(path, s string, required bool) {
 		v.addf(path, "longer than %d characters", MaxNameLen)
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:
 		v.addf(path, "contains a control character")
+	}
+}
+
+// interval checks a report interval against its bounds.
+func (v *validator) interval(path string, d time.Duration) {
+	switch {
+	case d < MinReportInterval:
+		v.addf(path, "%s is shorter than %s", d, MinReportInterval)
+	case d > MaxReportInterval:
+		v.addf(path, "%s is longer than %s", d, MaxReportInterval)
 	}
 }
 

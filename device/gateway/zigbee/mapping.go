@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -243,12 +244,18 @@ type Output struct {
 	// mapped key (as "key=value") that no rule knows. The mapper reports
 	// each every time; Source logs each once per device.
 	Unknown []string
+	// LastSeen is zigbee2mqtt's last_seen of the device (when its
+	// advanced.last_seen setting is on: ISO 8601 text or epoch ms); zero
+	// when the message has none.
+	LastSeen time.Time
 }
 
 // Event is an event raised by a state message.
 type Event struct {
 	Type  device.EventType
 	Attrs map[string]any
+	// Key is the zigbee2mqtt key that raised it, e.g. "action".
+	Key string
 }
 
 // ErrUnknownDevice is returned, wrapped with the friendly name, for a
@@ -340,6 +347,9 @@ func (mp *Mapper) mapObject(d Device, obj map[string]any) Output {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	if t, ok := parseLastSeen(obj["last_seen"]); ok {
+		out.LastSeen = t
+	}
 	for _, k := range keys {
 		v := obj[k]
 		r, ok := mp.rule(k, d.Kind)
@@ -383,7 +393,7 @@ func (mp *Mapper) mapObject(d Device, obj map[string]any) Output {
 				fire = (seen && prev != str) || (!seen && r.Initial)
 			}
 			if fire {
-				out.Events = append(out.Events, Event{Type: e.Type, Attrs: cloneAttrs(e.Attrs)})
+				out.Events = append(out.Events, Event{Type: e.Type, Attrs: cloneAttrs(e.Attrs), Key: k})
 			}
 		} else if r.OnChange {
 			mp.last[d.ID+"\x00"+k] = str
@@ -397,6 +407,24 @@ func (mp *Mapper) mapObject(d Device, obj map[string]any) Output {
 	}
 	sort.Strings(out.Unknown)
 	return out
+}
+
+// parseLastSeen reads zigbee2mqtt's last_seen: epoch ms (advanced.last_seen:
+// epoch) or ISO 8601 text ("ISO_8601" "2024-09-07T15:54:41.147Z",
+// "ISO_8601_local" "2026-04-17T23:33:22+08:00").
+func parseLastSeen(v any) (time.Time, bool) {
+	switch x := v.(type) {
+	case json.Number:
+		ms, err := x.Int64()
+		if err != nil || ms <= 0 {
+			return time.Time{}, false
+		}
+		return time.UnixMilli(ms), true
+	case string:
+		t, err := time.Parse(time.RFC3339Nano, x)
+		return t, err == nil
+	}
+	return time.Time{}, false
 }
 
 func (o *Output) setValue(field string, x float64) {

@@ -3,6 +3,7 @@ package zigbee
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,22 @@ type Sink interface {
 	Fault(deviceID string, err error)
 }
 
+// Presence is implemented by a sink that tracks device liveness besides
+// readings and events (the gateway runtime): zigbee2mqtt's availability
+// (<base>/<friendly>/availability, online or offline, from zigbee2mqtt's own
+// 10 min / 25 h checks) and the last_seen it puts in state messages. A
+// device that reports only on change is then not taken for silent.
+type Presence interface {
+	Availability(deviceID string, online bool)
+	LastSeen(deviceID string, t time.Time)
+}
+
+// DefaultPairWindow is how close the two copies of one action must arrive
+// to be one press: zigbee2mqtt publishes the state message and, with its
+// Home Assistant integration (legacy action sensor), the plain-text
+// <friendly>/action message back to back.
+const DefaultPairWindow = 3 * time.Second
+
 // Config configures a zigbee2mqtt source.
 type Config struct {
 	// MQTTURL is the local broker zigbee2mqtt publishes to, e.g.
@@ -60,6 +77,8 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now stamps readings and events on receipt; nil is time.Now.
 	Now func() time.Time
+	// PairWindow: see DefaultPairWindow; 0 = default.
+	PairWindow time.Duration
 }
 
 // Validate reports every problem of c.
@@ -94,19 +113,25 @@ type Source struct {
 	mapper *Mapper
 	// reported holds every unknown device, key and value already reported.
 	reported map[string]bool
+	// unpaired holds, per device, event type and topic form ("state" or
+	// "action"), when actions were raised that the other form has not
+	// repeated yet (see pair).
+	unpaired map[string][]time.Time
 }
 
 type metrics struct {
 	messages *prometheus.CounterVec
 	unknown  *prometheus.CounterVec
 	events   *prometheus.CounterVec
+	paired   prometheus.Counter
 }
 
 // New validates cfg, loads the mapping and registers the metrics
 // eldercare_gateway_zigbee_messages_total{result},
 // eldercare_gateway_zigbee_unknown_total{what} (device, field or value; each
-// counted once, when first reported) and
-// eldercare_gateway_zigbee_events_total{type}.
+// counted once, when first reported),
+// eldercare_gateway_zigbee_events_total{type} and
+// eldercare_gateway_zigbee_action_duplicates_total.
 func New(cfg Config) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -128,7 +153,11 @@ func New(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{cfg: cfg, log: cfg.Logger, now: cfg.Now, base: cfg.BaseTopic, mapper: mp, reported: map[string]bool{}}
+	s := &Source{cfg: cfg, log: cfg.Logger, now: cfg.Now, base: cfg.BaseTopic, mapper: mp, reported: map[string]bool{},
+		unpaired: map[string][]time.Time{}}
+	if s.cfg.PairWindow <= 0 {
+		s.cfg.PairWindow = DefaultPairWindow
+	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -149,9 +178,11 @@ func New(cfg Config) (*Source, error) {
 			Help: "Distinct unknown zigbee2mqtt devices, keys and values reported (each once), by what: device, field, value."}, []string{"what"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eldercare_gateway_zigbee_events_total",
 			Help: "Events mapped from zigbee2mqtt messages, by type."}, []string{"type"}),
+		paired: prometheus.NewCounter(prometheus.CounterOpts{Name: "eldercare_gateway_zigbee_action_duplicates_total",
+			Help: "Actions that arrived a second time on the other topic (state JSON and <friendly>/action) within the pair window and were not raised again."}),
 	}
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.met.messages, s.met.unknown, s.met.events} {
+		for _, c := range []prometheus.Collector{s.met.messages, s.met.unknown, s.met.events, s.met.paired} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("zigbee metrics: %w", err)
 			}
@@ -217,6 +248,7 @@ func (s *Source) Handle(ctx context.Context, sink Sink, topic string, payload []
 	s.mu.Lock()
 	var out Output
 	var err error
+	form := "state"
 	_, listed := s.mapper.Lookup(name)
 	switch {
 	case listed:
@@ -227,8 +259,21 @@ func (s *Source) Handle(ctx context.Context, sink Sink, topic string, payload []
 		return nil
 	case strings.HasSuffix(name, "/action"):
 		// Legacy per-action topic with a plain-text payload.
+		form = "action"
 		out, err = s.mapper.MapAction(strings.TrimSuffix(name, "/action"), string(bytes.TrimSpace(payload)))
-	case strings.HasSuffix(name, "/availability"), strings.HasSuffix(name, "/set"), strings.HasSuffix(name, "/get"),
+	case strings.HasSuffix(name, "/availability"):
+		d, ok := s.mapper.Lookup(strings.TrimSuffix(name, "/availability"))
+		s.mu.Unlock()
+		online, valid := parseAvailability(payload)
+		p, isPresence := sink.(Presence)
+		if !ok || !valid || !isPresence {
+			s.met.messages.WithLabelValues("skipped").Inc()
+			return nil
+		}
+		p.Availability(d.ID, online)
+		s.met.messages.WithLabelValues("availability").Inc()
+		return nil
+	case strings.HasSuffix(name, "/set"), strings.HasSuffix(name, "/get"),
 		strings.Contains(name, "/set/"), strings.Contains(name, "/get/"):
 		s.mu.Unlock()
 		s.met.messages.WithLabelValues("skipped").Inc()
@@ -250,7 +295,24 @@ func (s *Source) Handle(ctx context.Context, sink Sink, topic string, payload []
 		newDevice = !s.reported[key]
 		s.reported[key] = true
 	}
+	ts := s.now()
+	// One action, two topics: zigbee2mqtt publishes the state JSON
+	// {"action":"emergency",...} and, with its Home Assistant integration,
+	// <friendly>/action "emergency". The second copy raises nothing.
+	events := out.Events[:0:0]
+	dups := 0
+	for _, e := range out.Events {
+		if e.Key == "action" && err == nil && s.pair(out.DeviceID, e.Type, form, ts) {
+			dups++
+			continue
+		}
+		events = append(events, e)
+	}
 	s.mu.Unlock()
+	for range dups {
+		s.met.paired.Inc()
+		s.log.Info("zigbee2mqtt: action repeated on the other topic; one event raised", "device", out.DeviceID, "topic", topic)
+	}
 
 	for _, u := range fresh {
 		what := "field"
@@ -274,8 +336,10 @@ func (s *Source) Handle(ctx context.Context, sink Sink, topic string, payload []
 		sink.Fault(out.DeviceID, err)
 		return nil
 	}
-	ts := s.now()
-	for _, e := range out.Events {
+	if p, ok := sink.(Presence); ok && !out.LastSeen.IsZero() {
+		p.LastSeen(out.DeviceID, out.LastSeen)
+	}
+	for _, e := range events {
 		if err := sink.Event(ctx, out.DeviceID, ts, e.Type, e.Attrs); err != nil {
 			s.met.messages.WithLabelValues("sink_error").Inc()
 			s.log.Error("zigbee2mqtt: event not taken", "device", out.DeviceID, "type", e.Type, "err", err)
@@ -293,4 +357,54 @@ func (s *Source) Handle(ctx context.Context, sink Sink, topic string, payload []
 	}
 	s.met.messages.WithLabelValues("mapped").Inc()
 	return nil
+}
+
+// pair reports whether an action event of dev (typ, from topic form
+// "state" or "action") at now is the second copy of one raised from the
+// other form within PairWindow; if so that copy is consumed, else this one
+// waits for its own. mu is held.
+func (s *Source) pair(dev string, typ device.EventType, form string, now time.Time) bool {
+	other := "action"
+	if form == "action" {
+		other = "state"
+	}
+	key := func(f string) string { return dev + "\x00" + string(typ) + "\x00" + f }
+	fresh := func(ts []time.Time) []time.Time {
+		i := 0
+		for i < len(ts) && now.Sub(ts[i]) > s.cfg.PairWindow {
+			i++
+		}
+		return ts[i:]
+	}
+	waiting := fresh(s.unpaired[key(other)])
+	if len(waiting) > 0 {
+		s.unpaired[key(other)] = waiting[1:] // the oldest copy pairs
+		return true
+	}
+	s.unpaired[key(other)] = waiting
+	s.unpaired[key(form)] = append(fresh(s.unpaired[key(form)]), now)
+	return false
+}
+
+// parseAvailability reads zigbee2mqtt's availability payload: JSON
+// {"state":"online"} (zigbee2mqtt 1.32 and later) or the legacy plain text
+// "online" / "offline".
+func parseAvailability(b []byte) (online, ok bool) {
+	t := strings.TrimSpace(string(b))
+	if strings.HasPrefix(t, "{") {
+		var v struct {
+			State string `json:"state"`
+		}
+		if json.Unmarshal([]byte(t), &v) != nil {
+			return false, false
+		}
+		t = v.State
+	}
+	switch t {
+	case "online":
+		return true, true
+	case "offline":
+		return false, true
+	}
+	return false, false
 }

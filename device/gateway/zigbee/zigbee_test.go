@@ -225,7 +225,7 @@ func TestRealPayloadsGolden(t *testing.T) {
 		}
 		out := append(sink.take(), log.take()...)
 		if len(out) == 0 {
-			out = []string{"no change (every key known; quiet values or on_change repeats)"}
+			out = []string{"no change (every key known; quiet values, on_change repeats, or the second copy of an action)"}
 		}
 		for _, o := range out {
 			got.WriteString("  " + o + "\n")

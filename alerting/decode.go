@@ -1,0 +1,157 @@
+// Stage 1, decode and validate: an MQTT message becomes a reading, an event
+// or a status of one device, or is rejected (counted, logged, dropped). A
+// malformed fall or SOS still raises its alert. The decoded message goes to
+// the rules (rulesvc.go, offline.go).
+
+package alerting
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/eldercare-iot/eldercare/device"
+)
+
+// urgentEvent reports whether an MQTT message looks like a fall or SOS event
+// (event channel, "fall" or "sos" in the payload). It only decides the
+// processing order; handle still validates everything.
+func urgentEvent(topic string, payload []byte) bool {
+	if !strings.HasSuffix(topic, "/"+string(device.ChanEvent)) {
+		return false
+	}
+	return bytes.Contains(payload, []byte(`"fall"`)) || bytes.Contains(payload, []byte(`"sos"`))
+}
+
+// handle decodes one message and applies the rules. It never blocks on bad
+// input: a malformed message is counted and logged; a malformed fall or SOS
+// event still raises its alert (see malformedEvent). It returns nil once
+// every decision the message led to is stored (the message may then be
+// acknowledged), or the error that kept a decision from the store (only
+// when ctx ends: store errors are retried, see durably).
+func (s *Service) handle(ctx context.Context, msg paho.Message) error {
+	now := s.cfg.Now()
+	topic, err := device.ParseTopic(s.cfg.Root, msg.Topic())
+	if err != nil {
+		s.reject(msg.Topic(), "unknown", err)
+		return nil
+	}
+	switch topic.Channel {
+	case device.ChanTelemetry:
+		t, err := device.DecodeTelemetry(msg.Payload(), now, s.cfg.Limits)
+		if err == nil {
+			err = device.CheckTopicDevice(topic, t.Device)
+		}
+		if err != nil {
+			s.reject(msg.Topic(), string(topic.Channel), err)
+			return nil
+		}
+		if err := s.seenTelemetry(ctx, topic, t, now); err != nil {
+			return err
+		}
+		return s.telemetry(ctx, topic, t)
+	case device.ChanEvent:
+		e, err := device.DecodeEvent(msg.Payload(), now, s.cfg.Limits)
+		if err == nil {
+			err = device.CheckTopicDevice(topic, e.Device)
+		}
+		if err != nil {
+			s.reject(msg.Topic(), string(topic.Channel), err)
+			return s.malformedEvent(ctx, topic, msg.Payload(), err, now)
+		}
+		if err := s.seen(ctx, topic, now); err != nil {
+			return err
+		}
+		return s.event(ctx, topic, e)
+	case device.ChanStatus:
+		st, err := device.DecodeStatus(msg.Payload(), s.cfg.Limits)
+		if err == nil {
+			err = device.CheckTopicDevice(topic, st.Device)
+		}
+		if err != nil {
+			s.reject(msg.Topic(), string(topic.Channel), err)
+			return nil
+		}
+		return s.status(ctx, topic, st, msg.Retained(), now)
+	default:
+		// Not subscribed; a persistent-session route may still see it.
+		return nil
+	}
+}
+
+func (s *Service) reject(topic, channel string, err error) {
+	reason := device.Reason(err)
+	s.rejected.WithLabelValues(channel, reason).Inc()
+	s.log.Warn("alerting: message rejected", "topic", topic, "channel", channel, "reason", reason, "err", err)
+}
+
+// malformedEvent raises the alert of a fall or SOS event that failed
+// validation (a timestamp in seconds, zero, missing or far ahead, an unknown
+// field, a null attribute, a device field that is not the topic's ...):
+// alerting never ignores a safety event. The payload is parsed leniently;
+// when it is a JSON object whose "type" is "fall" or "sos", the alert is
+// raised for the topic's device, stamped at the receive time, with a detail
+// that names the validation error so the fault is visible to staff. A
+// redelivery (same boot and seq, when the payload has them) raises nothing.
+func (s *Service) malformedEvent(ctx context.Context, t device.Topic, payload []byte, verr error, now time.Time) error {
+	maxPayload := s.cfg.Limits.MaxPayload
+	if maxPayload <= 0 {
+		maxPayload = device.DefaultLimits.MaxPayload
+	}
+	if len(payload) > maxPayload {
+		return nil
+	}
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(payload, &raw) != nil {
+		return nil
+	}
+	var typ device.EventType
+	if json.Unmarshal(raw["type"], &typ) != nil {
+		return nil
+	}
+	var alertType, detail string
+	switch typ {
+	case device.EventFall:
+		alertType, detail = TypeFall, "fall detected"
+	case device.EventSOS:
+		alertType, detail = TypeSOS, "SOS button pressed"
+	default:
+		return nil
+	}
+	s.events.WithLabelValues(string(typ)).Inc()
+	var key *eventKey
+	var boot uint32
+	var seq uint64
+	if json.Unmarshal(raw["boot"], &boot) == nil && json.Unmarshal(raw["seq"], &seq) == nil && seq > 0 {
+		key = &eventKey{device: t.Device, boot: boot, seq: seq}
+		if s.recent.seen(*key) {
+			return nil
+		}
+	}
+	msg := strings.ReplaceAll(verr.Error(), "\n", "; ")
+	detail += " (from a malformed event, stamped at receive time: " + truncate(msg, 300) + ")"
+	s.log.Error("alerting: malformed safety event raises its alert anyway", "device", t.Device, "type", typ, "err", verr)
+	spec := openSpec{Site: t.Site, Device: t.Device, Type: alertType, Severity: SeverityCritical, At: now,
+		Detail: detail, NotifyRepeat: true}
+	if key != nil {
+		spec.EventKey = key.String()
+	}
+	if err := s.raise(ctx, spec); err != nil {
+		return err
+	}
+	if key != nil {
+		s.recent.add(*key)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
