@@ -76,8 +76,8 @@ type Auth struct {
 // authHook is the mochi hook that implements Auth.
 type authHook struct {
 	mqtt.HookBase
-	cfg      Auth
-	log      *slog.Logger
+	cfg Auth
+	log *slog.Logger
 	// sessions holds the ACL of each client id. It outlives the
 	// connection: messages for a persistent session are checked against it
 	// while the client is away (mochi checks every delivery), and a session
