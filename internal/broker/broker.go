@@ -187,9 +187,12 @@ func Start(cfg Config) (*Broker, error) {
 		if n > 0 {
 			blog.Warn("embedded broker: published again the messages it had acknowledged but not yet queued when it last stopped (subscribers may see them twice)", "messages", n)
 		}
-		info := srv.Info
+		queued := 0
+		for _, cl := range srv.Clients.GetAll() {
+			queued += cl.State.Inflight.Len()
+		}
 		blog.Info("embedded broker: sessions restored from the store", "path", cfg.StorePath,
-			"sessions", len(srv.Clients.GetAll()), "queued_messages", atomic.LoadInt64(&info.Inflight), "retained", atomic.LoadInt64(&info.Retained))
+			"sessions", len(srv.Clients.GetAll()), "queued_messages", queued, "retained", len(srv.Topics.Retained.GetAll()))
 	}
 	if cfg.Registerer != nil {
 		cs := []prometheus.Collector{newInfoCollector(srv, store), takeover.total, takeover.signals}
@@ -261,7 +264,7 @@ var infoMetrics = []struct{ name, help string }{
 	{"eldercare_broker_clients_connected", "MQTT clients connected to the embedded broker."},
 	{"eldercare_broker_sessions", "Sessions the embedded broker holds, connected or not (persistent sessions are kept 24 h after their client leaves)."},
 	{"eldercare_broker_queued_messages", "QoS 1/2 messages the embedded broker holds for its clients, sent and not yet acknowledged or waiting for the client to return (at most 65535 per client, each for at most 24 h)."},
-	{"eldercare_broker_retained_messages", "Retained messages the embedded broker holds."},
+	{"eldercare_broker_retained_messages", "Retained messages the embedded broker holds (with its own $SYS topics)."},
 	{"eldercare_broker_queue_dropped_total", "QoS 1/2 messages the embedded broker could not queue for a client: its queue was full (65535) or they expired (24 h)."},
 	{"eldercare_broker_messages_dropped_total", "Messages the embedded broker dropped because a client's write buffer was full."},
 	{"eldercare_broker_store_bytes", "Size of the embedded broker's store file (DATA/broker/store.db) in bytes; 0 without a store."},
@@ -284,6 +287,13 @@ func (c *infoCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *infoCollector) Collect(ch chan<- prometheus.Metric) {
 	i := c.srv.Info
+	// mochi's Info.Inflight and Retained do not count what was loaded from
+	// the store (and so go negative): count the sessions' queues instead.
+	var queued int
+	clients := c.srv.Clients.GetAll()
+	for _, cl := range clients {
+		queued += cl.State.Inflight.Len()
+	}
 	var size, pending float64
 	if c.store != nil {
 		size, pending = c.store.fileSize(), float64(c.store.pending.Load())
@@ -293,9 +303,9 @@ func (c *infoCollector) Collect(ch chan<- prometheus.Metric) {
 		v float64
 	}{
 		"eldercare_broker_clients_connected":      {prometheus.GaugeValue, float64(atomic.LoadInt64(&i.ClientsConnected))},
-		"eldercare_broker_sessions":               {prometheus.GaugeValue, float64(len(c.srv.Clients.GetAll()))},
-		"eldercare_broker_queued_messages":        {prometheus.GaugeValue, float64(atomic.LoadInt64(&i.Inflight))},
-		"eldercare_broker_retained_messages":      {prometheus.GaugeValue, float64(atomic.LoadInt64(&i.Retained))},
+		"eldercare_broker_sessions":               {prometheus.GaugeValue, float64(len(clients))},
+		"eldercare_broker_queued_messages":        {prometheus.GaugeValue, float64(queued)},
+		"eldercare_broker_retained_messages":      {prometheus.GaugeValue, float64(len(c.srv.Topics.Retained.GetAll()))},
 		"eldercare_broker_queue_dropped_total":    {prometheus.CounterValue, float64(atomic.LoadInt64(&i.InflightDropped))},
 		"eldercare_broker_messages_dropped_total": {prometheus.CounterValue, float64(atomic.LoadInt64(&i.MessagesDropped))},
 		"eldercare_broker_store_bytes":            {prometheus.GaugeValue, size},

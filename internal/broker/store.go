@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,17 +46,42 @@ var (
 // session taken over by a reconnecting client keeps its stored queue
 // (mochi deletes the records the new connection has just inherited); and
 // the journal above.
+//
+// Every write goes through one writer goroutine that commits whatever is
+// queued in one transaction (group commit: one fsync pair for many
+// messages and clients). A journal entry, a session and a subscription are
+// written synchronously (the hook returns after the commit: before the
+// PUBACK, the CONNACK's successor, the SUBACK); the rest (a message queued
+// for a subscriber, its acknowledgement, the end of a journal entry,
+// retained messages) is queued behind them in order, so a crash loses at
+// most the last batch, which the journal covers.
 type storeHook struct {
 	mqtt.HookBase
 	db      *bbolt.DB
 	log     *slog.Logger
 	errors  prometheus.Counter
 	pending atomic.Int64 // journal entries
+
+	ops     chan storeOp
+	mu      sync.RWMutex // closed; held for reading while sending on ops
+	closed  bool
+	stopped chan struct{}
 }
+
+// storeOp is one write; done, when set, receives the commit's result.
+type storeOp struct {
+	what string
+	fn   func(tx *bbolt.Tx) error
+	done chan error
+}
+
+// maxBatch bounds the writes committed in one transaction.
+const maxBatch = 2000
 
 type journalEntry struct {
 	Topic   string `json:"topic"`
 	QoS     byte   `json:"qos"`
+	Retain  bool   `json:"retain,omitempty"`
 	Payload []byte `json:"payload"`
 	Origin  string `json:"origin"`
 }
@@ -64,7 +90,7 @@ type journalEntry struct {
 // each transaction: the file then survives a crash of the process (the
 // kernel keeps what was written) but not a power loss.
 func openStore(path string, noSync bool, log *slog.Logger) (*storeHook, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second, NoSync: noSync})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second, NoSync: noSync, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
 	if errors.Is(err, bbolt.ErrTimeout) {
 		return nil, fmt.Errorf("broker store %s is locked: is another eldercare up using this data directory?", path)
 	}
@@ -85,7 +111,9 @@ func openStore(path string, noSync bool, log *slog.Logger) (*storeHook, error) {
 	}
 	h := &storeHook{db: db, log: log, errors: prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "eldercare_broker_store_errors_total",
-		Help: "Writes to the embedded broker's session store (DATA/broker/store.db) that failed; each is logged."})}
+		Help: "Writes to the embedded broker's session store (DATA/broker/store.db) that failed; each is logged."}),
+		ops: make(chan storeOp, 4*maxBatch), stopped: make(chan struct{})}
+	go h.writer()
 	_ = db.View(func(tx *bbolt.Tx) error {
 		h.pending.Store(int64(tx.Bucket(bucketJournal).Stats().KeyN))
 		return nil
@@ -104,8 +132,67 @@ func (h *storeHook) Provides(b byte) bool {
 	}, []byte{b})
 }
 
-// Stop closes the file; mochi calls it from Server.Close.
-func (h *storeHook) Stop() error { return h.db.Close() }
+// Stop commits what is queued and closes the file; mochi calls it from
+// Server.Close, after the listeners have closed.
+func (h *storeHook) Stop() error {
+	h.mu.Lock()
+	if !h.closed {
+		h.closed = true
+		close(h.ops)
+	}
+	h.mu.Unlock()
+	<-h.stopped
+	return h.db.Close()
+}
+
+// writer commits the queued writes in batches, in order.
+func (h *storeHook) writer() {
+	defer close(h.stopped)
+	for op := range h.ops {
+		batch := []storeOp{op}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case o, ok := <-h.ops:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		err := h.db.Update(func(tx *bbolt.Tx) error {
+			for _, o := range batch {
+				if err := o.fn(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil && len(batch) > 1 {
+			// One bad write must not take the batch with it: one by one.
+			for _, o := range batch {
+				err := h.db.Update(o.fn)
+				h.finish(o, err)
+			}
+			continue
+		}
+		for _, o := range batch {
+			h.finish(o, err)
+		}
+	}
+}
+
+func (h *storeHook) finish(o storeOp, err error) {
+	if err != nil {
+		h.errors.Inc()
+		h.log.Error("broker store: write failed; this state is lost if the broker stops", "what", o.what, "err", err)
+	}
+	if o.done != nil {
+		o.done <- err
+	}
+}
 
 func clientPrefix(id string) []byte { return append([]byte(id), 0) }
 
@@ -113,25 +200,38 @@ func packetKey(id string, packetID uint16) []byte {
 	return binary.BigEndian.AppendUint16(clientPrefix(id), packetID)
 }
 
-func (h *storeHook) update(what string, fn func(tx *bbolt.Tx) error) {
-	if err := h.db.Update(fn); err != nil {
+// update queues a write; with wait it returns after the commit.
+func (h *storeHook) update(what string, wait bool, fn func(tx *bbolt.Tx) error) {
+	op := storeOp{what: what, fn: fn}
+	if wait {
+		op.done = make(chan error, 1)
+	}
+	h.mu.RLock()
+	if h.closed {
+		h.mu.RUnlock()
 		h.errors.Inc()
-		h.log.Error("broker store: write failed; this state is lost if the broker stops", "what", what, "err", err)
+		h.log.Error("broker store: write after the store closed; not stored", "what", what)
+		return
+	}
+	h.ops <- op
+	h.mu.RUnlock()
+	if wait {
+		<-op.done
 	}
 }
 
-func (h *storeHook) put(bucket, key []byte, v any) {
+func (h *storeHook) put(bucket, key []byte, v any, wait bool) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		h.errors.Inc()
 		h.log.Error("broker store: encode", "bucket", string(bucket), "err", err)
 		return
 	}
-	h.update(string(bucket), func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put(key, b) })
+	h.update(string(bucket), wait, func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put(key, b) })
 }
 
 func (h *storeHook) del(bucket, key []byte) {
-	h.update(string(bucket), func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Delete(key) })
+	h.update(string(bucket), false, func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Delete(key) })
 }
 
 // deletePrefix removes every key of bucket that starts with prefix.
@@ -158,13 +258,13 @@ func (h *storeHook) putClient(cl *mqtt.Client) {
 			TopicAliasMaximum: props.TopicAliasMaximum, User: props.User, MaximumPacketSize: props.MaximumPacketSize,
 		},
 		Will: storage.ClientWill(cl.Properties.Will),
-	})
+	}, true)
 }
 
 // deleteClient forgets a session: the client, its subscriptions and its
 // queue.
 func (h *storeHook) deleteClient(id string) {
-	h.update("client", func(tx *bbolt.Tx) error {
+	h.update("client", false, func(tx *bbolt.Tx) error {
 		if err := tx.Bucket(bucketClients).Delete([]byte(id)); err != nil {
 			return err
 		}
@@ -206,7 +306,7 @@ func (h *storeHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byt
 		h.put(bucketSubs, append(clientPrefix(cl.ID), f.Filter...), storage.Subscription{
 			ID: cl.ID + ":" + f.Filter, T: storage.SubscriptionKey, Client: cl.ID, Qos: codes[i], Filter: f.Filter,
 			Identifier: f.Identifier, NoLocal: f.NoLocal, RetainHandling: f.RetainHandling, RetainAsPublished: f.RetainAsPublished,
-		})
+		}, true)
 	}
 }
 
@@ -214,7 +314,7 @@ func (h *storeHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	if cl.IsTakenOver() {
 		return // the new connection inherited these subscriptions
 	}
-	h.update("unsubscribe", func(tx *bbolt.Tx) error {
+	h.update("unsubscribe", false, func(tx *bbolt.Tx) error {
 		for _, f := range pk.Filters {
 			if err := tx.Bucket(bucketSubs).Delete(append(clientPrefix(cl.ID), f.Filter...)); err != nil {
 				return err
@@ -246,7 +346,7 @@ func (h *storeHook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64)
 		h.del(bucketRetained, []byte(pk.TopicName))
 		return
 	}
-	h.put(bucketRetained, []byte(pk.TopicName), messageRecord(pk.TopicName, storage.RetainedKey, cl.ID, pk, 0))
+	h.put(bucketRetained, []byte(pk.TopicName), messageRecord(pk.TopicName, storage.RetainedKey, cl.ID, pk, 0), false)
 }
 
 func (h *storeHook) OnRetainedExpired(topic string) { h.del(bucketRetained, []byte(topic)) }
@@ -258,7 +358,7 @@ func (h *storeHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64,
 	if pk.FixedHeader.Type != packets.Publish || cl.Net.Inline {
 		return
 	}
-	h.put(bucketInflight, packetKey(cl.ID, pk.PacketID), messageRecord("", storage.InflightKey, cl.ID, pk, sent))
+	h.put(bucketInflight, packetKey(cl.ID, pk.PacketID), messageRecord("", storage.InflightKey, cl.ID, pk, sent), false)
 }
 
 func (h *storeHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
@@ -281,7 +381,8 @@ func (h *storeHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 	if cl.Net.Inline || pk.FixedHeader.Qos == 0 {
 		return pk, nil
 	}
-	h.put(bucketJournal, packetKey(cl.ID, pk.PacketID), journalEntry{Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Payload: pk.Payload, Origin: cl.ID})
+	h.put(bucketJournal, packetKey(cl.ID, pk.PacketID), journalEntry{Topic: pk.TopicName, QoS: pk.FixedHeader.Qos,
+		Retain: pk.FixedHeader.Retain, Payload: pk.Payload, Origin: cl.ID}, true)
 	h.pending.Add(1)
 	return pk, nil
 }
@@ -301,13 +402,15 @@ func (h *storeHook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 // Subscribers may get such a message twice; never zero times.
 func (h *storeHook) replayJournal(srv *mqtt.Server) (int, error) {
 	var entries []journalEntry
+	var keys [][]byte
 	err := h.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketJournal).ForEach(func(_, v []byte) error {
+		return tx.Bucket(bucketJournal).ForEach(func(k, v []byte) error {
 			var e journalEntry
 			if err := json.Unmarshal(v, &e); err != nil {
 				return err
 			}
 			entries = append(entries, e)
+			keys = append(keys, bytes.Clone(k))
 			return nil
 		})
 	})
@@ -315,21 +418,21 @@ func (h *storeHook) replayJournal(srv *mqtt.Server) (int, error) {
 		return 0, fmt.Errorf("broker store: read journal: %w", err)
 	}
 	for _, e := range entries {
-		if err := srv.Publish(e.Topic, e.Payload, false, e.QoS); err != nil {
+		if err := srv.Publish(e.Topic, e.Payload, e.Retain, e.QoS); err != nil {
 			return 0, fmt.Errorf("broker store: publish journalled message on %s from %s: %w", e.Topic, e.Origin, err)
 		}
 	}
-	err = h.db.Update(func(tx *bbolt.Tx) error {
-		if err := tx.DeleteBucket(bucketJournal); err != nil {
-			return err
+	// Through the writer, after the replayed messages' own writes; only
+	// these keys (clients may be journalling new messages already).
+	h.update("journal replayed", true, func(tx *bbolt.Tx) error {
+		for _, k := range keys {
+			if err := tx.Bucket(bucketJournal).Delete(k); err != nil {
+				return err
+			}
 		}
-		_, err := tx.CreateBucket(bucketJournal)
-		return err
+		return nil
 	})
-	if err != nil {
-		return 0, fmt.Errorf("broker store: clear journal: %w", err)
-	}
-	h.pending.Store(0)
+	h.pending.Add(-int64(len(keys)))
 	return len(entries), nil
 }
 
