@@ -378,7 +378,7 @@ func DecodeEvent(b []byte, now time.Time, l Limits) (*Event, error) {
 	if e.Seq == 0 {
 		errs = append(errs, &ValidationError{Field: "seq", Rule: "required", Detail: "sequence numbers start at 1 on every boot"})
 	}
-	if !slices.Contains(EventTypes, e.Type) {
+	if !slices.Contains(EventTypes, e.Type) && e.Type != EventClientTakeover {
 		errs = append(errs, &ValidationError{Field: "type", Rule: "one_of", Detail: fmt.Sprintf("%q is not a v1 event type", e.Type)})
 	}
 	for k, v := range e.Attrs {

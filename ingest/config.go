@@ -81,6 +81,16 @@ type Config struct {
 	// Group is the shared-subscription group; replicas with the same group
 	// share the load. "" means "ingest".
 	Group string
+	// LeaveGroupOnStop makes Run unsubscribe from the shared subscription
+	// when ctx is cancelled (a replica retired or restarted on purpose),
+	// before it writes what it holds and disconnects: the broker then sends
+	// new messages to the other replicas of the group instead of queueing
+	// the stopped replica's share in its persistent session until it
+	// returns. With a single replica keep it false: with no member left in
+	// the group, Mosquitto drops the messages published while it is away.
+	// Messages already delivered to the replica and not yet written (e.g.
+	// while InfluxDB is down) stay in its session either way.
+	LeaveGroupOnStop bool
 
 	// InfluxURL is the InfluxDB 1.8 HTTP endpoint, e.g. "http://127.0.0.1:8086".
 	InfluxURL string

@@ -41,6 +41,8 @@ const (
 	retryMin       = 100 * time.Millisecond // first backoff after a failed write
 	retryMax       = 10 * time.Second       // longest backoff
 	shutdownGrace  = 5 * time.Second        // final flush on shutdown
+	leaveQuiet     = 300 * time.Millisecond // after UNSUBACK: no message for this long = the broker's queue is empty
+	leaveDrain     = 5 * time.Second        // after UNSUBACK: receive what was queued for at most this long
 	subscribeWait  = 10 * time.Second       // SUBACK deadline
 	logPayloadMax  = 200                    // bytes of a rejected payload in the log
 	writeTimeout   = 30 * time.Second       // one HTTP write request
@@ -79,6 +81,8 @@ type Service struct {
 	subscribed chan struct{}
 	// subscriptions counts successful subscriptions (one per connect).
 	subscriptions atomic.Int64
+	// lastMessage is when the last message arrived (Unix ns).
+	lastMessage atomic.Int64
 }
 
 // item is one valid message waiting for its points to be written.
@@ -205,6 +209,9 @@ func (s *Service) Run(ctx context.Context) error {
 	firstSub := make(chan error, 1)
 	var once sync.Once
 	onConnect := func(c paho.Client) {
+		if ctx.Err() != nil {
+			return // stopping (and with LeaveGroupOnStop, left the group): no new subscription
+		}
 		// No routes: every message goes to the default handler, which
 		// spares paho matching each topic against each filter.
 		err := mqttconn.Wait(ctx, c.SubscribeMultiple(filters, nil), subscribeWait,
@@ -257,11 +264,35 @@ func (s *Service) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	<-ctx.Done()
+	if s.cfg.LeaveGroupOnStop {
+		s.leaveGroup(c, keys(filters))
+	}
 	// Write and acknowledge what is held before disconnecting (the
 	// connection's Close sends the PUBACKs still queued); messages that
 	// arrive from now on are left unacknowledged.
 	shutdown()
 	return nil
+}
+
+// leaveGroup unsubscribes from the shared subscription, then keeps
+// receiving until the broker has sent what it had already queued for this
+// client: until no message arrived for leaveQuiet, at most leaveDrain.
+func (s *Service) leaveGroup(c paho.Client, filters []string) {
+	start := time.Now()
+	err := mqttconn.Wait(context.Background(), c.Unsubscribe(filters...), subscribeWait, fmt.Sprintf("unsubscribe %v", filters))
+	if err != nil {
+		s.log.Warn("ingest: could not leave the shared subscription; the broker may keep this replica's share until it returns", "err", err)
+		return
+	}
+	for time.Since(start) < leaveDrain {
+		last := time.Unix(0, s.lastMessage.Load())
+		if time.Since(last) >= leaveQuiet {
+			break
+		}
+		time.Sleep(leaveQuiet / 5)
+	}
+	s.log.Info("ingest: left the shared subscription; the other replicas of the group get the new messages",
+		"filters", filters, "client", s.cfg.ClientID, "took", time.Since(start).Round(time.Millisecond))
 }
 
 func keys(m map[string]byte) []string {
@@ -310,6 +341,7 @@ type rejected struct {
 // the message stays unacknowledged until it is stored.
 func (s *Service) handler() paho.MessageHandler {
 	return func(_ paho.Client, msg paho.Message) {
+		s.lastMessage.Store(time.Now().UnixNano())
 		if msg.Qos() == 0 {
 			if s.heldQoS0.Load() >= int64(s.cfg.MaxInFlight) {
 				s.dropQoS0(msg)

@@ -40,6 +40,7 @@ replicas with the same --group and distinct --client-id to share the load.`,
 	f.String("root", device.DefaultRoot, "MQTT topic root under which devices publish")
 	f.String("client-id", "", `MQTT client id; the session is persistent, so keep it stable and unique per replica (default "eldercare-ingest-<hostname>")`)
 	f.String("group", ingest.DefaultGroup, "MQTT shared-subscription group; replicas in one group share the messages")
+	f.Bool("leave-group-on-stop", true, "on SIGTERM, unsubscribe from the shared subscription before writing what is held and disconnecting, so the broker sends this replica's share to the other replicas; set false for a single replica, whose readings would otherwise be dropped by the broker while it restarts (docs/operations.md)")
 	f.String("influx", "http://127.0.0.1:8086", "InfluxDB base URL (1.8 with the v2 write API, or 2.x)")
 	f.String("influx-token", "", `InfluxDB token, "user:password" for InfluxDB 1.8 with auth; prefer env ELDERCARE_INFLUX_TOKEN (never printed; default none)`)
 	f.String("influx-db", ingest.DefaultDatabase, "InfluxDB database, created at start if missing")
@@ -147,20 +148,21 @@ func runIngest(cmd *cobra.Command, _ []string) error {
 		defer stop()
 	}
 	cfg := ingest.Config{
-		MQTTURL:         s.String("mqtt"),
-		Root:            s.String("root"),
-		ClientID:        s.String("client-id"),
-		Group:           s.String("group"),
-		InfluxURL:       s.String("influx"),
-		InfluxToken:     ingest.Secret(s.String("influx-token")),
-		InfluxDatabase:  s.String("influx-db"),
-		RetentionPolicy: s.String("influx-rp"),
-		BatchSize:       s.Int("batch-size"),
-		FlushInterval:   s.Duration("flush-interval"),
-		MaxInFlight:     s.Int("max-in-flight"),
-		Writers:         s.Int("writers"),
-		Skew:            s.Duration("skew"),
-		DedupWindow:     s.Int("dedup-window"),
+		MQTTURL:          s.String("mqtt"),
+		Root:             s.String("root"),
+		ClientID:         s.String("client-id"),
+		Group:            s.String("group"),
+		LeaveGroupOnStop: s.Bool("leave-group-on-stop"),
+		InfluxURL:        s.String("influx"),
+		InfluxToken:      ingest.Secret(s.String("influx-token")),
+		InfluxDatabase:   s.String("influx-db"),
+		RetentionPolicy:  s.String("influx-rp"),
+		BatchSize:        s.Int("batch-size"),
+		FlushInterval:    s.Duration("flush-interval"),
+		MaxInFlight:      s.Int("max-in-flight"),
+		Writers:          s.Int("writers"),
+		Skew:             s.Duration("skew"),
+		DedupWindow:      s.Int("dedup-window"),
 		Retention: map[ingest.Group]ingest.Retention{
 			ingest.GroupVitals:      {Policy: s.String("rp-vitals"), Duration: s.Duration("retention-vitals")},
 			ingest.GroupEnvironment: {Policy: s.String("rp-environment"), Duration: s.Duration("retention-environment")},

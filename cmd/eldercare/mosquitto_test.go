@@ -3,14 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eldercare-iot/eldercare/device/registry"
 	"github.com/eldercare-iot/eldercare/internal/broker"
+	"github.com/eldercare-iot/eldercare/internal/mqttconn"
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 func TestExportMosquittoCmd(t *testing.T) {
@@ -33,7 +38,7 @@ credentials:
 	var stdout bytes.Buffer
 	root := newRootCmd()
 	root.SetOut(&stdout)
-	root.SetArgs([]string{"export-mosquitto", "--db", "sqlite:" + filepath.Join(dir, "r.db"), "--registry", reg, "--out", out, "--internal-user", ""})
+	root.SetArgs([]string{"export-mosquitto", "--format", "files", "--db", "sqlite:" + filepath.Join(dir, "r.db"), "--registry", reg, "--out", out, "--internal-user", ""})
 	if err := root.Execute(); err != nil {
 		t.Fatal(err)
 	}
@@ -97,5 +102,75 @@ func TestUpBrokerAuth(t *testing.T) {
 	}
 	if len(a.InternalPassword) < 32 {
 		t.Errorf("internal password has %d characters", len(a.InternalPassword))
+	}
+}
+
+// TestExportMosquittoDynsecCmd: the default export is the dynamic security
+// plugin's configuration; a real Mosquitto started with the exported lines
+// admits gw-1 only with its own client id.
+func TestExportMosquittoDynsecCmd(t *testing.T) {
+	plugin := "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
+	if _, err := os.Stat(plugin); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	dir, err := os.MkdirTemp("", "eldercare-export-dynsec-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o777)
+	h, _ := registry.HashPassword("gw-secret")
+	ih, _ := registry.HashPassword("internal-secret-0123456789")
+	reg := filepath.Join(dir, "reg.yaml")
+	os.WriteFile(reg, []byte("sites:\n  - {id: s1, name: Site 1, timezone: Asia/Shanghai}\ndevices:\n  - {id: gw-1, site: s1, kind: gateway}\ncredentials:\n  - {username: gw-1, password_hash: \""+h+"\"}\n"), 0o600)
+	out := filepath.Join(dir, "out")
+	root := newRootCmd()
+	root.SetOut(io.Discard)
+	root.SetArgs([]string{"export-mosquitto", "--db", "sqlite:" + filepath.Join(dir, "r.db"), "--registry", reg, "--out", out,
+		"--internal-user", "eldercare", "--internal-password-hash", ih, "--dynsec-plugin", plugin})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	// Mosquitto started as root reads (and saves) the file as the user
+	// mosquitto: here, without that group, open it to everyone.
+	os.Chmod(out, 0o777)
+	os.Chmod(filepath.Join(out, "dynamic-security.json"), 0o666)
+	conf, err := os.ReadFile(filepath.Join(out, "mosquitto-eldercare.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(conf), "\n") {
+		// The test broker's own readiness probe connects anonymously.
+		if l != "" && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, "allow_anonymous") {
+			lines = append(lines, l)
+		}
+	}
+	if !strings.Contains(string(conf), "allow_anonymous false") || len(lines) != 2 {
+		t.Fatalf("mosquitto-eldercare.conf:\n%s", conf)
+	}
+	b := testenv.StartMosquitto(t, lines...)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, c := range []struct {
+		user, pass, id string
+		ok             bool
+	}{
+		{"gw-1", "gw-secret", "gw-1", true},
+		{"gw-1", "gw-secret", "eldercare-up-alerting", false},
+		{"gw-1", "gw-secret", "eldercare-ingest", false},
+		{"gw-1", "wrong", "gw-1", false},
+		{"eldercare", "internal-secret-0123456789", "eldercare-ingest", true},
+	} {
+		u := "tcp://" + c.user + ":" + c.pass + "@" + b.Addr()
+		cl, err := mqttconn.Connect(context.Background(), mqttconn.Options{URL: u, ClientID: c.id, CleanSession: true, ConnectTimeout: 3 * time.Second, Logger: quiet})
+		if err == nil {
+			cl.Disconnect(0)
+		}
+		if (err == nil) != c.ok {
+			t.Errorf("%s as client id %s: err %v, want ok=%v", c.user, c.id, err, c.ok)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -47,7 +48,9 @@ func newUpCmd() *cobra.Command {
 	f.String("http", "127.0.0.1:8080", "dashboard, API, /healthz and /metrics listen address")
 	f.String("mqtt", "", "external MQTT broker URL (tcp://host:1883); empty runs the embedded broker")
 	f.String("mqtt-listen", "127.0.0.1:1883", "listen address of the embedded broker (when --mqtt is empty)")
-	f.String("mqtt-auth", "registry", "embedded broker authentication: registry (on when the registry has device credentials, else open), on (always; devices need credentials) or off (open)")
+	f.String("mqtt-auth", "", "embedded broker authentication: on (the default without --demo: devices need registry credentials), registry (the default with --demo: on when the registry has device credentials, else open) or off (open)")
+	f.Bool("mqtt-allow-anonymous", false, "allow an open (unauthenticated) embedded broker on a non-loopback --mqtt-listen address; without it such a start is refused")
+	f.Bool("mqtt-store-fsync", true, "fsync each write of the embedded broker's store (DATA/broker/store.db): survives a power loss; false survives a crash of the process only, and writes faster")
 	f.String("root", device.DefaultRoot, "MQTT topic root")
 	f.String("influx", "", "external InfluxDB URL (http://host:8086); empty starts InfluxDB 1.8 as a child process")
 	f.String("influxd", "", "influxd binary for the child InfluxDB (default: $ELDERCARE_INFLUXD, PATH, $GOPATH/bin)")
@@ -152,13 +155,39 @@ func runUp(ctx context.Context, s *settings) error {
 	publicMQTT := mqttURL
 	var brk *broker.Broker
 	if mqttURL == "" {
-		auth, err := upBrokerAuth(ctx, s.String("mqtt-auth"), s.String("root"), store)
+		mode := s.String("mqtt-auth")
+		if mode == "" {
+			mode = "on"
+			if s.Bool("demo") {
+				mode = "registry"
+			}
+		}
+		auth, err := upBrokerAuth(ctx, mode, s.String("root"), store)
 		if err != nil {
 			return err
 		}
-		brk, err = broker.Start(broker.Config{Addr: s.String("mqtt-listen"), Logger: log, Auth: auth, Registerer: reg})
+		if auth == nil {
+			if err := checkOpenBroker(s.String("mqtt-listen"), s.Bool("mqtt-allow-anonymous")); err != nil {
+				return err
+			}
+			log.Warn("the embedded broker is open: any client may connect, publish and subscribe (--mqtt-auth)", "listen", s.String("mqtt-listen"))
+		} else {
+			if auth.InternalPassword, err = internalMQTTPassword(dataDir); err != nil {
+				return err
+			}
+			auth.ServiceClientIDs = upClientIDs
+		}
+		storeDir := filepath.Join(dataDir, "broker")
+		if err := os.MkdirAll(storeDir, 0o700); err != nil {
+			return fmt.Errorf("--data %s: %w", dataDir, err)
+		}
+		brk, err = broker.Start(broker.Config{Addr: s.String("mqtt-listen"), Logger: log, Auth: auth, Registerer: reg,
+			Root: s.String("root"), StorePath: filepath.Join(storeDir, "store.db"), StoreNoSync: !s.Bool("mqtt-store-fsync")})
 		if err != nil {
-			return flagErr("--mqtt-listen", s.String("mqtt-listen"), err)
+			if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "listen") {
+				return flagErr("--mqtt-listen", s.String("mqtt-listen"), err)
+			}
+			return err
 		}
 		defer brk.Close()
 		mqttURL, publicMQTT = brk.URL(), brk.URL()
@@ -177,7 +206,7 @@ func runUp(ctx context.Context, s *settings) error {
 
 	root := s.String("root")
 	ing, err := ingest.New(ingest.Config{
-		MQTTURL: mqttURL, Root: root, ClientID: "eldercare-up-ingest",
+		MQTTURL: mqttURL, Root: root, ClientID: upClientIDs[0],
 		InfluxURL: ingestInfluxURL, InfluxToken: ingest.Secret(influxToken),
 		InfluxDatabase: s.String("influx-db"), RetentionPolicy: s.String("influx-rp"),
 	}, ingestLookup(cache), reg, log) // ingest.New adds role=ingest
@@ -201,7 +230,7 @@ func runUp(ctx context.Context, s *settings) error {
 		return err
 	}
 	alr, err := alerting.New(alerting.Config{
-		MQTTURL: mqttURL, Root: root, ClientID: "eldercare-up-alerting",
+		MQTTURL: mqttURL, Root: root, ClientID: upClientIDs[1],
 		OfflineTimeout: s.Duration("offline-timeout"),
 		WebhookURL:     s.String("webhook-url"), WebhookSecret: alerting.Secret(s.String("webhook-secret")),
 		Receivers: alertReceivers,
@@ -212,7 +241,7 @@ func runUp(ctx context.Context, s *settings) error {
 	}
 	dash, err := dashboard.New(dashboard.Config{
 		HTTPAddr: httpAddr, APIToken: token,
-		MQTTURL: mqttURL, Root: root, ClientID: "eldercare-up-dashboard",
+		MQTTURL: mqttURL, Root: root, ClientID: upClientIDs[2],
 		InfluxURL: influxURL, InfluxToken: influxToken,
 		InfluxBucket: s.String("influx-db") + "/" + s.String("influx-rp"),
 	}, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: accounts}, reg, log.With("role", "dashboard"))
@@ -338,6 +367,48 @@ func redactDSN(dsn string) string {
 		}
 	}
 	return dsn
+}
+
+// upClientIDs are the MQTT client ids of the services "up" runs: ingest,
+// alerting, dashboard. On the embedded broker with authentication only the
+// internal account may use them.
+var upClientIDs = []string{"eldercare-up-ingest", "eldercare-up-alerting", "eldercare-up-dashboard"}
+
+// internalMQTTFile keeps the password of the embedded broker's internal
+// account (user eldercare-internal), mode 0600, so that the role commands
+// and tools on this machine can log in as the platform (docs/security.md).
+const internalMQTTFile = "mqtt-internal-password"
+
+// internalMQTTPassword reads DATA/mqtt-internal-password, or generates it
+// (48 hex digits) and writes it with mode 0600.
+func internalMQTTPassword(dataDir string) (string, error) {
+	file := filepath.Join(dataDir, internalMQTTFile)
+	if b, err := os.ReadFile(file); err == nil && len(strings.TrimSpace(string(b))) >= 16 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	pw := make([]byte, 24)
+	if _, err := rand.Read(pw); err != nil {
+		return "", fmt.Errorf("internal mqtt password: %w", err)
+	}
+	p := hex.EncodeToString(pw)
+	if err := os.WriteFile(file, []byte(p+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write internal mqtt password: %w", err)
+	}
+	return p, nil
+}
+
+// checkOpenBroker refuses an open broker on an address other machines can
+// reach, unless allowed.
+func checkOpenBroker(listen string, allowed bool) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return flagErr("--mqtt-listen", listen, err)
+	}
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() || allowed {
+		return nil
+	}
+	return fmt.Errorf("--mqtt-listen %s: the embedded broker would be open (no authentication) on an address other machines can reach; "+
+		"give gateways credentials in the registry and use --mqtt-auth on, listen on 127.0.0.1, or pass --mqtt-allow-anonymous", listen)
 }
 
 // upBrokerAuth decides the embedded broker's authentication from

@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -48,5 +52,62 @@ func TestInfluxChildRestarts(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Supervise: %v", err)
+	}
+}
+
+// TestCheckOpenBroker: an open embedded broker may listen on loopback; on
+// any other address only with --mqtt-allow-anonymous.
+func TestCheckOpenBroker(t *testing.T) {
+	for _, c := range []struct {
+		listen  string
+		allowed bool
+		ok      bool
+	}{
+		{"127.0.0.1:1883", false, true},
+		{"[::1]:1883", false, true},
+		{"localhost:1883", false, true},
+		{"0.0.0.0:1883", false, false},
+		{":1883", false, false},
+		{"192.168.1.10:1883", false, false},
+		{"0.0.0.0:1883", true, true},
+	} {
+		err := checkOpenBroker(c.listen, c.allowed)
+		if (err == nil) != c.ok {
+			t.Errorf("checkOpenBroker(%s, %v) = %v, want ok=%v", c.listen, c.allowed, err, c.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "--mqtt-allow-anonymous") {
+			t.Errorf("the refusal does not name the flag: %v", err)
+		}
+	}
+}
+
+// TestUpRefusesOpenBrokerOnNetwork: "up --demo" (open broker: the demo
+// registry has no device credentials) on 0.0.0.0 stops before starting
+// anything, naming the flag.
+func TestUpRefusesOpenBrokerOnNetwork(t *testing.T) {
+	root := newRootCmd()
+	root.SetOut(io.Discard)
+	root.SetArgs([]string{"up", "--demo", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--mqtt-listen", "0.0.0.0:0",
+		"--influx", "http://127.0.0.1:1", "--mqtt-auth", "off"})
+	err := root.Execute()
+	if err == nil || !strings.Contains(err.Error(), "--mqtt-allow-anonymous") {
+		t.Fatalf("up with an open broker on 0.0.0.0 = %v, want a refusal naming --mqtt-allow-anonymous", err)
+	}
+}
+
+// TestInternalMQTTPassword: generated once with mode 0600, then reused.
+func TestInternalMQTTPassword(t *testing.T) {
+	dir := t.TempDir()
+	p1, err := internalMQTTPassword(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, internalMQTTFile))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("password file: %v, mode %v; want 0600", err, st.Mode().Perm())
+	}
+	p2, err := internalMQTTPassword(dir)
+	if err != nil || p1 != p2 || len(p1) < 32 {
+		t.Errorf("second read = %q, %v; want the first %q (>= 32 characters)", p2, err, p1)
 	}
 }

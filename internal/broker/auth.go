@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,6 +49,13 @@ type Account struct {
 //
 // A publish outside the ACL is dropped; with QoS 1 mochi-mqtt then closes
 // an MQTT 3.1.1 connection (MQTT 5 gets a PUBACK with reason code 0x87).
+//
+// Client ids are bound to credentials: a device account may connect only
+// with its username as client id, so no gateway credential can take over
+// the session of another gateway or of a platform service (whose
+// persistent session would then receive, and acknowledge, the messages
+// meant for alerting or ingest). ServiceClientIDs are reserved for the
+// internal account; a registry account named like one is refused.
 type Auth struct {
 	// Root is the topic root; "" is device.DefaultRoot.
 	Root string
@@ -59,20 +67,30 @@ type Auth struct {
 	// (full access). An empty InternalUser disables it.
 	InternalUser     string
 	InternalPassword string
+	// ServiceClientIDs are the client ids of the platform's own services
+	// (e.g. "eldercare-up-alerting"): only the internal account may use
+	// them.
+	ServiceClientIDs []string
 }
 
 // authHook is the mochi hook that implements Auth.
 type authHook struct {
 	mqtt.HookBase
-	cfg      Auth
-	log      *slog.Logger
-	sessions sync.Map // *mqtt.Client -> *session
+	cfg Auth
+	log *slog.Logger
+	// sessions holds the ACL of each client id. It outlives the
+	// connection: messages for a persistent session are checked against it
+	// while the client is away (mochi checks every delivery), and a session
+	// restored from the store at start gets its ACL from its stored
+	// username (aclOf).
+	sessions sync.Map // client id -> *session
 	refused  *prometheus.CounterVec
 	denied   *prometheus.CounterVec
 }
 
 type session struct {
 	internal bool
+	site     string
 	write    map[string]bool
 	read     map[string]bool
 }
@@ -80,12 +98,12 @@ type session struct {
 func (h *authHook) ID() string { return "eldercare-auth" }
 
 func (h *authHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnDisconnect}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnClientExpired}, []byte{b})
 }
 
 // accountSession builds the ACL of an account.
 func accountSession(root string, a Account) *session {
-	s := &session{write: map[string]bool{}, read: map[string]bool{}}
+	s := &session{site: a.Site, write: map[string]bool{}, read: map[string]bool{}}
 	for _, d := range a.Devices {
 		for _, ch := range []device.Channel{device.ChanTelemetry, device.ChanEvent, device.ChanStatus, device.ChanCommandAck} {
 			s.write[device.Topic{Root: root, Site: a.Site, Device: d, Channel: ch}.String()] = true
@@ -111,8 +129,14 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		if subtle.ConstantTimeCompare([]byte(pass), []byte(h.cfg.InternalPassword)) != 1 {
 			return refuse("bad_password")
 		}
-		h.sessions.Store(cl, &session{internal: true})
+		h.sessions.Store(cl.ID, &session{internal: true})
 		return true
+	}
+	if slices.Contains(h.cfg.ServiceClientIDs, cl.ID) || slices.Contains(h.cfg.ServiceClientIDs, user) {
+		return refuse("client_id", "detail", "client id reserved for the platform's services")
+	}
+	if cl.ID != user {
+		return refuse("client_id", "detail", "a device account must connect with its username as client id")
 	}
 	if h.cfg.Lookup == nil {
 		return refuse("unknown_user")
@@ -134,16 +158,53 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		// mochi does not check a last will against the ACL: refuse it here.
 		return refuse("will_topic", "will_topic", pk.Connect.WillTopic)
 	}
-	h.sessions.Store(cl, s)
+	h.sessions.Store(cl.ID, s)
 	return true
 }
 
+// aclOf returns the ACL of a client: the one its connection was given, or
+// for a persistent session restored from the store (no connection yet), one
+// built from its stored username.
+func (h *authHook) aclOf(cl *mqtt.Client) (*session, bool) {
+	if v, ok := h.sessions.Load(cl.ID); ok {
+		return v.(*session), true
+	}
+	user := string(cl.Properties.Username)
+	switch {
+	case user == "":
+		return nil, false
+	case h.cfg.InternalUser != "" && user == h.cfg.InternalUser:
+		s := &session{internal: true}
+		h.sessions.Store(cl.ID, s)
+		return s, true
+	case h.cfg.Lookup == nil || cl.ID != user:
+		return nil, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	acc, err := h.cfg.Lookup(ctx, user)
+	cancel()
+	if err != nil {
+		h.log.Warn("mqtt: no ACL for a stored session; its messages are not delivered", "client", cl.ID, "user", user, "err", err)
+		return nil, false
+	}
+	s := accountSession(h.cfg.Root, acc)
+	h.sessions.Store(cl.ID, s)
+	return s, true
+}
+
+// siteOf is the site of a client's account ("" for the internal account).
+func (h *authHook) siteOf(cl *mqtt.Client) string {
+	if v, ok := h.sessions.Load(cl.ID); ok {
+		return v.(*session).site
+	}
+	return ""
+}
+
 func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	v, ok := h.sessions.Load(cl)
+	s, ok := h.aclOf(cl)
 	if !ok {
 		return false
 	}
-	s := v.(*session)
 	if s.internal {
 		return true
 	}
@@ -161,8 +222,11 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return false
 }
 
-func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	h.sessions.Delete(cl)
+// OnClientExpired forgets the ACL of a session the broker forgot. (A
+// clean session's ACL stays until the id connects again: a few hundred
+// bytes per client id the credentials allow.)
+func (h *authHook) OnClientExpired(cl *mqtt.Client) {
+	h.sessions.Delete(cl.ID)
 }
 
 // newAuthHook validates a and builds the hook.
@@ -185,7 +249,7 @@ func newAuthHook(a Auth, log *slog.Logger, reg prometheus.Registerer) (*authHook
 	}
 	h := &authHook{cfg: a, log: log,
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eldercare_broker_connect_refused_total",
-			Help: "MQTT connections refused by the embedded broker, by reason: anonymous, unknown_user, bad_password, will_topic, lookup_error."}, []string{"reason"}),
+			Help: "MQTT connections refused by the embedded broker, by reason: anonymous, unknown_user, bad_password, will_topic, lookup_error, client_id (a device account must use its username as client id; service ids are reserved)."}, []string{"reason"}),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eldercare_broker_acl_denied_total",
 			Help: "Publishes and wildcard subscriptions refused by the embedded broker's topic ACL, by operation."}, []string{"op"}),
 	}

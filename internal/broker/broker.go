@@ -9,11 +9,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/eldercare-iot/eldercare/device"
 )
 
 // Config configures the embedded broker.
@@ -35,10 +39,30 @@ type Config struct {
 	// TLS is the server's TLS configuration (certificate; ClientCAs and
 	// ClientAuth for client certificates).
 	TLS *tls.Config
-	// Registerer receives the broker's auth metrics
-	// (eldercare_broker_connect_refused_total,
+	// Registerer receives the broker's metrics (connections, sessions,
+	// queued and retained messages, drops, store size, takeovers, and with
+	// Auth eldercare_broker_connect_refused_total and
 	// eldercare_broker_acl_denied_total); nil registers nothing.
 	Registerer prometheus.Registerer
+
+	// StorePath, when set, is the bbolt file that keeps sessions,
+	// subscriptions, queued QoS 1/2 messages and retained messages across a
+	// restart or a crash (created with mode 0600; its directory must exist).
+	// Empty keeps everything in memory.
+	StorePath string
+	// StoreNoSync skips the fsync of each store write: the store then
+	// survives a crash of the process but not a power loss, and writes are
+	// several times faster.
+	StoreNoSync bool
+
+	// Root is the topic root of the broker's own events
+	// (client_takeover); "" is device.DefaultRoot.
+	Root string
+	// TakeoverLimit takeovers of one client id within TakeoverWindow are
+	// signalled as one client_takeover event per window; 0 means 5 within
+	// 10 minutes.
+	TakeoverLimit  int
+	TakeoverWindow time.Duration
 }
 
 // Broker is a running embedded broker.
@@ -46,6 +70,11 @@ type Broker struct {
 	srv     *mqtt.Server
 	addr    net.Addr
 	tlsAddr net.Addr
+	store   *storeHook
+	// Replayed is how many journalled messages (acknowledged before the
+	// last stop but not yet queued for subscribers) were published again
+	// at start.
+	Replayed int
 }
 
 // Start binds the listener and starts serving. An address already in use
@@ -66,59 +95,117 @@ func Start(cfg Config) (*Broker, error) {
 	caps.MaximumInflight = 65535
 	caps.MaximumClientWritesPending = 64 * 1024
 	caps.MaximumSessionExpiryInterval = 24 * 60 * 60
+	caps.MaximumMessageExpiryInterval = 24 * 60 * 60
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		// mochi logs every connection at info; keep warnings and errors.
 		Logger:       slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("component", "broker"),
 		InlineClient: true,
 	})
+	blog := log.With("component", "broker")
+	limit, window := cfg.TakeoverLimit, cfg.TakeoverWindow
+	if limit <= 0 {
+		limit = 5
+	}
+	if window <= 0 {
+		window = 10 * time.Minute
+	}
+	takeover := newTakeoverHook(cfg.Root, limit, window, blog)
+	takeover.srv = srv
+	if err := device.ValidateRoot(cfg.Root); err != nil {
+		return nil, fmt.Errorf("embedded broker root: %w", err)
+	}
 	if cfg.Auth == nil {
 		if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 			return nil, fmt.Errorf("embedded broker: %w", err)
 		}
 	} else {
-		h, err := newAuthHook(*cfg.Auth, log.With("component", "broker"), cfg.Registerer)
+		h, err := newAuthHook(*cfg.Auth, blog, cfg.Registerer)
 		if err != nil {
 			return nil, fmt.Errorf("embedded broker: %w", err)
 		}
 		if err := srv.AddHook(h, nil); err != nil {
 			return nil, fmt.Errorf("embedded broker: %w", err)
 		}
+		takeover.siteOf = h.siteOf
+	}
+	if err := srv.AddHook(takeover, nil); err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	var store *storeHook
+	if cfg.StorePath != "" {
+		var err error
+		if store, err = openStore(cfg.StorePath, cfg.StoreNoSync, blog); err != nil {
+			return nil, err
+		}
+		if err := srv.AddHook(store, nil); err != nil {
+			store.Stop()
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
+	}
+	fail := func(err error) (*Broker, error) {
+		srv.Close() // stops the hooks, closing the store
+		return nil, err
 	}
 	if (cfg.TLSAddr == "") != (cfg.TLS == nil) {
 		return nil, errors.New("embedded broker: give both TLSAddr and TLS, or neither")
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("embedded broker listen on %s: %w", cfg.Addr, err)
+		return fail(fmt.Errorf("embedded broker listen on %s: %w", cfg.Addr, err))
 	}
 	addr := ln.Addr()
 	ln.Close() // mochi binds it again below; the window is tiny and a clash is reported
 	tcp := listeners.NewTCP(listeners.Config{Type: "tcp", ID: "tcp", Address: addr.String()})
 	if err := srv.AddListener(tcp); err != nil {
-		return nil, fmt.Errorf("embedded broker listen on %s: %w", addr, err)
+		return fail(fmt.Errorf("embedded broker listen on %s: %w", addr, err))
 	}
 	var tlsAddr net.Addr
 	if cfg.TLSAddr != "" {
 		ln, err := net.Listen("tcp", cfg.TLSAddr)
 		if err != nil {
-			srv.Close()
-			return nil, fmt.Errorf("embedded broker TLS listen on %s: %w", cfg.TLSAddr, err)
+			return fail(fmt.Errorf("embedded broker TLS listen on %s: %w", cfg.TLSAddr, err))
 		}
 		tlsAddr = ln.Addr()
 		ln.Close()
 		l := listeners.NewTCP(listeners.Config{Type: "tcp", ID: "tls", Address: tlsAddr.String(), TLSConfig: cfg.TLS})
 		if err := srv.AddListener(l); err != nil {
-			srv.Close()
-			return nil, fmt.Errorf("embedded broker TLS listen on %s: %w", tlsAddr, err)
+			return fail(fmt.Errorf("embedded broker TLS listen on %s: %w", tlsAddr, err))
 		}
 	}
-	go func() {
-		if err := srv.Serve(); err != nil {
-			log.Error("embedded broker stopped", "err", err)
+	// Serve loads the store, starts the listeners and returns.
+	if err := srv.Serve(); err != nil {
+		return fail(fmt.Errorf("embedded broker: %w", err))
+	}
+	b := &Broker{srv: srv, addr: addr, tlsAddr: tlsAddr, store: store}
+	if store != nil {
+		n, err := store.replayJournal(srv)
+		if err != nil {
+			return fail(err)
 		}
-	}()
-	return &Broker{srv: srv, addr: addr, tlsAddr: tlsAddr}, nil
+		b.Replayed = n
+		if n > 0 {
+			blog.Warn("embedded broker: published again the messages it had acknowledged but not yet queued when it last stopped (subscribers may see them twice)", "messages", n)
+		}
+		queued := 0
+		for _, cl := range srv.Clients.GetAll() {
+			queued += cl.State.Inflight.Len()
+		}
+		blog.Info("embedded broker: sessions restored from the store", "path", cfg.StorePath,
+			"sessions", len(srv.Clients.GetAll()), "queued_messages", queued, "retained", len(srv.Topics.Retained.GetAll()))
+	}
+	if cfg.Registerer != nil {
+		cs := []prometheus.Collector{newInfoCollector(srv, store), takeover.total, takeover.signals}
+		if store != nil {
+			cs = append(cs, store.errors)
+		}
+		for _, c := range cs {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return fail(fmt.Errorf("broker metrics: %w", err))
+			}
+		}
+	}
+	return b, nil
 }
 
 // TLSURL is the TLS listener's address for clients, e.g.
@@ -165,3 +252,65 @@ func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
 	return minLevel{h.Handler.WithAttrs(a), h.min}
 }
 func (h minLevel) WithGroup(n string) slog.Handler { return minLevel{h.Handler.WithGroup(n), h.min} }
+
+// infoCollector exports mochi's counters and the store's size.
+type infoCollector struct {
+	srv   *mqtt.Server
+	store *storeHook
+	descs map[string]*prometheus.Desc
+}
+
+var infoMetrics = []struct{ name, help string }{
+	{"eldercare_broker_clients_connected", "MQTT clients connected to the embedded broker."},
+	{"eldercare_broker_sessions", "Sessions the embedded broker holds, connected or not (persistent sessions are kept 24 h after their client leaves)."},
+	{"eldercare_broker_queued_messages", "QoS 1/2 messages the embedded broker holds for its clients, sent and not yet acknowledged or waiting for the client to return (at most 65535 per client, each for at most 24 h)."},
+	{"eldercare_broker_retained_messages", "Retained messages the embedded broker holds (with its own $SYS topics)."},
+	{"eldercare_broker_queue_dropped_total", "QoS 1/2 messages the embedded broker could not queue for a client: its queue was full (65535) or they expired (24 h)."},
+	{"eldercare_broker_messages_dropped_total", "Messages the embedded broker dropped because a client's write buffer was full."},
+	{"eldercare_broker_store_bytes", "Size of the embedded broker's store file (DATA/broker/store.db) in bytes; 0 without a store."},
+	{"eldercare_broker_journal_pending", "Messages acknowledged to their publisher and not yet queued for every subscriber (normally 0 or a handful; published again at start after a crash)."},
+}
+
+func newInfoCollector(srv *mqtt.Server, store *storeHook) *infoCollector {
+	c := &infoCollector{srv: srv, store: store, descs: map[string]*prometheus.Desc{}}
+	for _, m := range infoMetrics {
+		c.descs[m.name] = prometheus.NewDesc(m.name, m.help, nil, nil)
+	}
+	return c
+}
+
+func (c *infoCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c *infoCollector) Collect(ch chan<- prometheus.Metric) {
+	i := c.srv.Info
+	// mochi's Info.Inflight and Retained do not count what was loaded from
+	// the store (and so go negative): count the sessions' queues instead.
+	var queued int
+	clients := c.srv.Clients.GetAll()
+	for _, cl := range clients {
+		queued += cl.State.Inflight.Len()
+	}
+	var size, pending float64
+	if c.store != nil {
+		size, pending = c.store.fileSize(), float64(c.store.pending.Load())
+	}
+	for name, v := range map[string]struct {
+		t prometheus.ValueType
+		v float64
+	}{
+		"eldercare_broker_clients_connected":      {prometheus.GaugeValue, float64(atomic.LoadInt64(&i.ClientsConnected))},
+		"eldercare_broker_sessions":               {prometheus.GaugeValue, float64(len(clients))},
+		"eldercare_broker_queued_messages":        {prometheus.GaugeValue, float64(queued)},
+		"eldercare_broker_retained_messages":      {prometheus.GaugeValue, float64(len(c.srv.Topics.Retained.GetAll()))},
+		"eldercare_broker_queue_dropped_total":    {prometheus.CounterValue, float64(atomic.LoadInt64(&i.InflightDropped))},
+		"eldercare_broker_messages_dropped_total": {prometheus.CounterValue, float64(atomic.LoadInt64(&i.MessagesDropped))},
+		"eldercare_broker_store_bytes":            {prometheus.GaugeValue, size},
+		"eldercare_broker_journal_pending":        {prometheus.GaugeValue, pending},
+	} {
+		ch <- prometheus.MustNewConstMetric(c.descs[name], v.t, v.v)
+	}
+}

@@ -2,9 +2,12 @@ package broker
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/eldercare-iot/eldercare/device"
@@ -86,4 +89,133 @@ func MosquittoFiles(root string, accounts []Account, full []MosquittoUser) (pass
 		return nil, nil, err
 	}
 	return pw.Bytes(), ac.Bytes(), nil
+}
+
+// DynsecFile renders the same users and topic ACL as Mosquitto's dynamic
+// security plugin configuration (dynamic-security.json, Mosquitto >= 2.0;
+// https://mosquitto.org/documentation/dynamic-security/), with one
+// addition the password and ACL files cannot express: each device account
+// is bound to the client id equal to its username (the plugin's per-client
+// "clientid"), so no gateway credential can connect with a platform
+// service's client id or another gateway's and take over its session.
+// Full users (the platform's services) have no fixed client id: replicas
+// need one each. Hashes are converted from "$7$" (PBKDF2-SHA512, the
+// algorithm the plugin uses) to the plugin's password, salt and iterations.
+// Default access: publish and subscribe denied, receive allowed (a device
+// can subscribe only to its own command topics anyway).
+func DynsecFile(root string, accounts []Account, full []MosquittoUser) ([]byte, error) {
+	if err := device.ValidateRoot(root); err != nil {
+		return nil, err
+	}
+	if root == "" {
+		root = device.DefaultRoot
+	}
+	type acl struct {
+		Type  string `json:"acltype"`
+		Topic string `json:"topic"`
+		Allow bool   `json:"allow"`
+	}
+	type role struct {
+		Name string `json:"rolename"`
+		ACLs []acl  `json:"acls"`
+	}
+	type roleRef struct {
+		Name string `json:"rolename"`
+	}
+	type client struct {
+		Username   string    `json:"username"`
+		ClientID   string    `json:"clientid,omitempty"`
+		TextName   string    `json:"textName,omitempty"`
+		Password   string    `json:"password"`
+		Salt       string    `json:"salt"`
+		Iterations int       `json:"iterations"`
+		Roles      []roleRef `json:"roles"`
+	}
+	doc := struct {
+		DefaultACLAccess map[string]bool `json:"defaultACLAccess"`
+		Clients          []client        `json:"clients"`
+		Groups           []any           `json:"groups"`
+		Roles            []role          `json:"roles"`
+	}{
+		DefaultACLAccess: map[string]bool{"publishClientSend": false, "publishClientReceive": true, "subscribe": false, "unsubscribe": true},
+		Clients:          []client{}, Groups: []any{}, Roles: []role{},
+	}
+	var errs []error
+	seen := map[string]bool{}
+	add := func(name, hash, clientID, text string, acls []acl) {
+		switch {
+		case name == "" || strings.ContainsAny(name, " \t\r\n+#"):
+			errs = append(errs, fmt.Errorf("mosquitto export: username %q is empty or has whitespace or a wildcard", name))
+			return
+		case seen[name]:
+			errs = append(errs, fmt.Errorf("mosquitto export: duplicate user %q", name))
+			return
+		}
+		iter, salt, key, err := splitHash7(hash)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("mosquitto export: user %q: %w", name, err))
+			return
+		}
+		seen[name] = true
+		rn := "eldercare-" + name
+		doc.Clients = append(doc.Clients, client{Username: name, ClientID: clientID, TextName: text,
+			Password: key, Salt: salt, Iterations: iter, Roles: []roleRef{{rn}}})
+		doc.Roles = append(doc.Roles, role{Name: rn, ACLs: acls})
+	}
+	for _, u := range full {
+		add(u.Username, u.PasswordHash, "", "eldercare platform services", []acl{
+			{"publishClientSend", root + "/#", true},
+			{"subscribePattern", root + "/#", true},
+			{"subscribePattern", "$share/+/" + root + "/#", true},
+			{"unsubscribePattern", "#", true},
+		})
+	}
+	accs := slices.Clone(accounts)
+	slices.SortFunc(accs, func(a, b Account) int { return strings.Compare(a.Username, b.Username) })
+	for _, a := range accs {
+		if err := device.ValidateID("site", a.Site); err != nil {
+			errs = append(errs, fmt.Errorf("mosquitto export: user %q: %w", a.Username, err))
+			continue
+		}
+		var acls []acl
+		devs := slices.Clone(a.Devices)
+		slices.Sort(devs)
+		for _, d := range devs {
+			if err := device.ValidateID("device", d); err != nil {
+				errs = append(errs, fmt.Errorf("mosquitto export: user %q: %w", a.Username, err))
+				continue
+			}
+			for _, ch := range []device.Channel{device.ChanTelemetry, device.ChanEvent, device.ChanStatus, device.ChanCommandAck} {
+				acls = append(acls, acl{"publishClientSend", device.Topic{Root: root, Site: a.Site, Device: d, Channel: ch}.String(), true})
+			}
+			acls = append(acls, acl{"subscribeLiteral", device.Topic{Root: root, Site: a.Site, Device: d, Channel: device.ChanCommand}.String(), true})
+		}
+		add(a.Username, a.PasswordHash, a.Username, "gateway of site "+a.Site, acls)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(doc, "", "\t")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// splitHash7 splits "$7$iterations$salt$hash" (base64 salt and hash).
+func splitHash7(h string) (iter int, salt, key string, err error) {
+	parts := strings.Split(h, "$")
+	if len(parts) != 5 || parts[0] != "" || parts[1] != "7" {
+		return 0, "", "", errors.New(`no "$7$" password hash`)
+	}
+	iter, err = strconv.Atoi(parts[2])
+	if err != nil || iter <= 0 {
+		return 0, "", "", errors.New(`"$7$" hash with a bad iteration count`)
+	}
+	for _, p := range parts[3:] {
+		if _, err := base64.StdEncoding.DecodeString(p); err != nil || p == "" {
+			return 0, "", "", errors.New(`"$7$" hash with a bad salt or key`)
+		}
+	}
+	return iter, parts[3], parts[4], nil
 }

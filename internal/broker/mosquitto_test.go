@@ -135,3 +135,95 @@ func TestMosquittoFilesErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestMosquittoDynsecBindsClientIDs starts a real Mosquitto with the
+// exported dynamic-security.json: a gateway credential cannot connect with
+// a platform service's client id nor another gateway's, so the service's
+// persistent session is never taken over, and a fall the legitimate
+// gateway publishes meanwhile reaches it; the services' shared
+// subscription is allowed.
+func TestMosquittoDynsecBindsClientIDs(t *testing.T) {
+	plugin := "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
+	if _, err := os.Stat(plugin); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mosquitto's dynamic security plugin is missing: %v", err)
+		}
+		t.Skipf("mosquitto's dynamic security plugin is missing: %v", err)
+	}
+	root := testenv.TopicRoot(t)
+	ctx := context.Background()
+	lookup := accounts(t)
+	gw1, _ := lookup(ctx, "gw-1")
+	gw2, _ := lookup(ctx, "gw-2")
+	internalHash, err := registry.HashPassword(internalPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := broker.DynsecFile(root, []broker.Account{gw2, gw1}, []broker.MosquittoUser{{Username: "eldercare-internal", PasswordHash: internalHash}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "eldercare-mosquitto-dynsec-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil { // the plugin may save the file as the user mosquitto
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "dynamic-security.json")
+	if err := os.WriteFile(file, js, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	b := testenv.StartMosquitto(t, "plugin "+plugin, "plugin_opt_config_file "+file)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	conn := func(t *testing.T, user, pass, id string, clean bool, h paho.MessageHandler) (paho.Client, error) {
+		c, err := mqttconn.Connect(ctx, mqttconn.Options{URL: withUser(b.URL(), user, pass), ClientID: id,
+			CleanSession: clean, ConnectTimeout: 3 * time.Second, Logger: quiet, DefaultHandler: h})
+		if err == nil {
+			t.Cleanup(func() { c.Disconnect(0) })
+		}
+		return c, err
+	}
+	alertingID := testenv.ClientID(t, "alerting")
+	falls := make(chan string, 4)
+	alerting, err := conn(t, "eldercare-internal", internalPass, alertingID, false, func(_ paho.Client, m paho.Message) { falls <- string(m.Payload()) })
+	if err != nil {
+		t.Fatalf("internal user: %v; mosquitto log:\n%s", err, b.Log())
+	}
+	tok := alerting.SubscribeMultiple(map[string]byte{root + "/v1/+/+/event": 1, "$share/ingest/" + root + "/v1/+/+/telemetry": 1}, nil)
+	if err := mqttconn.Wait(ctx, tok, 5*time.Second, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	for f, code := range tok.(*paho.SubscribeToken).Result() {
+		if code >= 0x80 {
+			t.Errorf("the internal user's subscription %s refused (%#x)", f, code)
+		}
+	}
+	for _, id := range []string{alertingID, "gw-1", "something-else"} {
+		if _, err := conn(t, "gw-2", "gw2-secret", id, true, nil); err == nil {
+			t.Errorf("gw-2's credential connected with client id %s", id)
+		}
+	}
+	if _, err := conn(t, "gw-2", "gw2-secret", "gw-2", true, nil); err != nil {
+		t.Errorf("gw-2 with its own client id: %v", err)
+	}
+	gw, err := conn(t, "gw-1", "gw1-secret", "gw-1", true, nil)
+	if err != nil {
+		t.Fatalf("gw-1 with its own client id: %v", err)
+	}
+	if err := mqttconn.Wait(ctx, gw.Publish(root+"/v1/s1/bed-1/event", 1, false, "fall"), 5*time.Second, "publish"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-falls:
+		if p != "fall" {
+			t.Errorf("alerting got %q", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the fall never reached alerting's session; mosquitto log:\n%s", b.Log())
+	}
+	if !alerting.IsConnectionOpen() {
+		t.Error("alerting's connection was taken over")
+	}
+}

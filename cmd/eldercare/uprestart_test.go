@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/device/registry"
+	"github.com/eldercare-iot/eldercare/internal/influxd"
+	"github.com/eldercare-iot/eldercare/internal/mqttconn"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
+)
+
+// upChildEnv carries the arguments of "eldercare up" to the test binary
+// re-executed as a child process by TestUpRestartKeepsReadings.
+const upChildEnv = "ELDERCARE_TEST_UP_CHILD_ARGS"
+
+// TestUpChildProcess is not a test: run by TestUpRestartKeepsReadings as a
+// separate process (the test binary itself), it runs "eldercare up" as
+// main does, so the parent can SIGTERM or kill -9 it.
+func TestUpChildProcess(t *testing.T) {
+	args := os.Getenv(upChildEnv)
+	if args == "" {
+		t.Skip("runs only as the child process of TestUpRestartKeepsReadings")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCmd()
+	var argv []string
+	if err := json.Unmarshal([]byte(args), &argv); err != nil {
+		t.Fatal(err)
+	}
+	root.SetArgs(argv)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "eldercare up:", err)
+		os.Exit(1)
+	}
+}
+
+type gwConn struct{ c paho.Client }
+
+// upProc is "eldercare up" running in a child process.
+type upProc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startUp(t *testing.T, args []string) *upProc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestUpChildProcess$", "-test.v")
+	argv, _ := json.Marshal(args)
+	cmd.Env = append(os.Environ(), upChildEnv+"="+string(argv))
+	p := &upProc{cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("eldercare up output (tail):\n%s", lastN(p.out.String(), 6000))
+		}
+	})
+	return p
+}
+
+func lastN(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func (p *upProc) stop(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("eldercare up did not exit within 60 s of %v", sig)
+	}
+}
+
+// influxReadings returns count(seq) and count(distinct(seq)) of a device's
+// readings.
+func influxReadings(base, db, dev string) (n, distinct int, err error) {
+	q := fmt.Sprintf(`SELECT count("seq"), count(distinct("seq")) FROM "readings" WHERE "device" = '%s'`, dev)
+	resp, err := http.Get(base + "/query?db=" + url.QueryEscape(db) + "&q=" + url.QueryEscape(q))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Results []struct {
+			Series []struct {
+				Values [][]any `json:"values"`
+			} `json:"series"`
+			Error string `json:"error"`
+		} `json:"results"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return 0, 0, err
+	}
+	if len(r.Results) == 0 || r.Results[0].Error != "" {
+		return 0, 0, fmt.Errorf("query: %+v", r)
+	}
+	if len(r.Results[0].Series) == 0 {
+		return 0, 0, nil
+	}
+	v := r.Results[0].Series[0].Values[0]
+	return int(v[1].(float64)), int(v[2].(float64)), nil
+}
+
+// TestUpRestartKeepsReadings: "eldercare up" (authentication on, the
+// default) with InfluxDB stopped takes 100 readings from a gateway at QoS
+// 1, is stopped (SIGTERM; or kill -9 right after the last PUBACK) and
+// started again; once InfluxDB is back all 100 are stored exactly once.
+// The embedded broker's store keeps ingest's session and its queue.
+func TestUpRestartKeepsReadings(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		sig  syscall.Signal
+	}{{"SIGTERM", syscall.SIGTERM}, {"kill -9", syscall.SIGKILL}} {
+		t.Run(c.name, func(t *testing.T) { testUpRestart(t, c.sig) })
+	}
+}
+
+func testUpRestart(t *testing.T, sig syscall.Signal) {
+	bin, err := influxd.Find()
+	if err != nil {
+		testenv.InfluxServer(t) // skips, or fails under CI, with the install command
+	}
+	dir := t.TempDir()
+	influxOpt := influxd.Options{Bin: bin, DataDir: filepath.Join(dir, "influxdb"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx := context.Background()
+	influx, err := influxd.Start(ctx, influxOpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { influx.Stop() }()
+	influxOpt.HTTPAddr = strings.TrimPrefix(influx.URL(), "http://")
+	influxOpt.BindAddr = influx.RPCAddr()
+
+	hash, err := registry.HashPassword("gw-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	regFile := filepath.Join(dir, "registry.yaml")
+	if err := os.WriteFile(regFile, []byte(`sites:
+  - {id: s1, name: Site 1, timezone: Asia/Shanghai}
+devices:
+  - {id: gw-1, site: s1, kind: gateway}
+  - {id: vm-1, site: s1, kind: vitals_monitor, gateway: gw-1}
+credentials:
+  - {username: gw-1, password_hash: "`+hash+`"}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mqttAddr := testenv.FreeAddr(t)
+	root := testenv.TopicRoot(t)
+	args := []string{"up", "--data", filepath.Join(dir, "data"), "--http", "127.0.0.1:0", "--mqtt-listen", mqttAddr,
+		"--influx", influx.URL(), "--registry", regFile, "--root", root, "--log-level", "info"}
+	up := startUp(t, args)
+
+	gwURL := "tcp://gw-1:gw-secret@" + mqttAddr
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	connectGW := func() *gwConn {
+		var g *gwConn
+		eventually(t, 60*time.Second, "eldercare up's broker accepts the gateway", func() bool {
+			c, err := mqttconn.Connect(ctx, mqttconn.Options{URL: gwURL, ClientID: "gw-1", ConnectTimeout: 2 * time.Second, Logger: quiet})
+			if err != nil {
+				return false
+			}
+			g = &gwConn{c: c}
+			return true
+		})
+		return g
+	}
+	publish := func(g *gwConn, dev string, seq int, ts int64) {
+		t.Helper()
+		b, _ := json.Marshal(device.Telemetry{V: 1, Device: dev, Boot: 1, ID: uint64(seq), Seq: uint64(seq), TS: ts, Values: map[string]float64{"hr_bpm": 70}})
+		topic := device.Topic{Root: root, Site: "s1", Device: dev, Channel: device.ChanTelemetry}.String()
+		if err := mqttconn.Wait(ctx, g.c.Publish(topic, 1, false, b), 10*time.Second, "publish "+topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A probe reading shows ingest has subscribed and writes.
+	g := connectGW()
+	eventually(t, 60*time.Second, "a probe reading stored (ingest subscribed)", func() bool {
+		publish(g, "gw-1", int(time.Now().UnixMilli()%1e6)+1, time.Now().UnixMilli())
+		n, _, err := influxReadings(influx.URL(), "eldercare", "gw-1")
+		return err == nil && n > 0
+	})
+
+	if err := influx.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().Add(-time.Minute).UnixMilli()
+	for i := 1; i <= 100; i++ {
+		publish(g, "vm-1", i, base+int64(i)*100)
+	}
+	// Every reading is acknowledged by the broker: stop "up" at once.
+	up.stop(t, sig)
+	g.c.Disconnect(0)
+	if sig == syscall.SIGTERM && up.cmd.ProcessState.ExitCode() != 0 {
+		t.Errorf("up exited with %v after SIGTERM", up.cmd.ProcessState)
+	}
+
+	up = startUp(t, args)
+	defer up.stop(t, syscall.SIGTERM)
+	// Let the new "up" restore its broker before InfluxDB returns: the
+	// gateway connects again.
+	g = connectGW()
+	defer g.c.Disconnect(0)
+	influx, err = influxd.Start(ctx, influxOpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n, distinct int
+	eventually(t, 120*time.Second, "100 readings stored after the restart", func() bool {
+		n, distinct, err = influxReadings(influx.URL(), "eldercare", "vm-1")
+		return err == nil && n >= 100
+	})
+	if n != 100 || distinct != 100 {
+		t.Errorf("stored %d readings (%d distinct seq), want 100 and 100", n, distinct)
+	}
+}

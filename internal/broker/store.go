@@ -1,0 +1,478 @@
+package broker
+
+// The embedded broker's persistence: sessions, subscriptions, queued QoS 1
+// and 2 messages and retained messages in one bbolt file, so that what the
+// broker acknowledged survives a restart and a kill -9 of "eldercare up".
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/storage"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/bbolt"
+)
+
+// The buckets of the store file.
+var (
+	bucketClients  = []byte("clients")  // client id -> storage.Client
+	bucketSubs     = []byte("subs")     // client id \x00 filter -> storage.Subscription
+	bucketInflight = []byte("inflight") // client id \x00 packet id (2 bytes) -> storage.Message
+	bucketRetained = []byte("retained") // topic -> storage.Message
+	// bucketJournal holds an inbound QoS 1/2 message from the moment the
+	// broker accepts it (before its PUBACK) until it has been queued for
+	// every subscriber (and those queues stored). mochi writes the PUBACK
+	// before it fans the message out, so without the journal a kill -9 in
+	// between would lose a message the publisher already forgot.
+	bucketJournal = []byte("journal") // origin client id \x00 packet id -> journalEntry
+)
+
+// storeHook keeps the broker's state in a bbolt file. It follows the data
+// model of mochi-mqtt's own storage hooks (storage.Client, Subscription and
+// Message records, reloaded by the server at start) with three
+// differences: queued messages keep their packet id (mochi's bolt hook
+// drops it, so a session's queue collapses into one message on reload); a
+// session taken over by a reconnecting client keeps its stored queue
+// (mochi deletes the records the new connection has just inherited); and
+// the journal above.
+//
+// Every write goes through one writer goroutine that commits whatever is
+// queued in one transaction (group commit: one fsync pair for many
+// messages and clients). A journal entry, a session and a subscription are
+// written synchronously (the hook returns after the commit: before the
+// PUBACK, the CONNACK's successor, the SUBACK); the rest (a message queued
+// for a subscriber, its acknowledgement, the end of a journal entry,
+// retained messages) is queued behind them in order, so a crash loses at
+// most the last batch, which the journal covers.
+type storeHook struct {
+	mqtt.HookBase
+	db      *bbolt.DB
+	log     *slog.Logger
+	errors  prometheus.Counter
+	pending atomic.Int64 // journal entries
+
+	ops     chan storeOp
+	mu      sync.RWMutex // closed; held for reading while sending on ops
+	closed  bool
+	stopped chan struct{}
+}
+
+// storeOp is one write; done, when set, receives the commit's result.
+type storeOp struct {
+	what string
+	fn   func(tx *bbolt.Tx) error
+	done chan error
+}
+
+// maxBatch bounds the writes committed in one transaction.
+const maxBatch = 2000
+
+type journalEntry struct {
+	Topic   string `json:"topic"`
+	QoS     byte   `json:"qos"`
+	Retain  bool   `json:"retain,omitempty"`
+	Payload []byte `json:"payload"`
+	Origin  string `json:"origin"`
+}
+
+// openStore opens (or creates) the store file. noSync skips the fsync of
+// each transaction: the file then survives a crash of the process (the
+// kernel keeps what was written) but not a power loss.
+func openStore(path string, noSync bool, log *slog.Logger) (*storeHook, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second, NoSync: noSync, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("broker store %s is locked: is another eldercare up using this data directory?", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("broker store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketClients, bucketSubs, bucketInflight, bucketRetained, bucketJournal} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("broker store %s: %w", path, err)
+	}
+	h := &storeHook{db: db, log: log, errors: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "eldercare_broker_store_errors_total",
+		Help: "Writes to the embedded broker's session store (DATA/broker/store.db) that failed; each is logged."}),
+		ops: make(chan storeOp, 4*maxBatch), stopped: make(chan struct{})}
+	go h.writer()
+	_ = db.View(func(tx *bbolt.Tx) error {
+		h.pending.Store(int64(tx.Bucket(bucketJournal).Stats().KeyN))
+		return nil
+	})
+	return h, nil
+}
+
+func (h *storeHook) ID() string { return "eldercare-store" }
+
+func (h *storeHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnRetainMessage, mqtt.OnRetainedExpired, mqtt.OnWillSent, mqtt.OnClientExpired,
+		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnPublish, mqtt.OnPublished,
+		mqtt.StoredClients, mqtt.StoredSubscriptions, mqtt.StoredInflightMessages, mqtt.StoredRetainedMessages,
+	}, []byte{b})
+}
+
+// Stop commits what is queued and closes the file; mochi calls it from
+// Server.Close, after the listeners have closed.
+func (h *storeHook) Stop() error {
+	h.mu.Lock()
+	if !h.closed {
+		h.closed = true
+		close(h.ops)
+	}
+	h.mu.Unlock()
+	<-h.stopped
+	return h.db.Close()
+}
+
+// writer commits the queued writes in batches, in order.
+func (h *storeHook) writer() {
+	defer close(h.stopped)
+	for op := range h.ops {
+		batch := []storeOp{op}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case o, ok := <-h.ops:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		err := h.db.Update(func(tx *bbolt.Tx) error {
+			for _, o := range batch {
+				if err := o.fn(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil && len(batch) > 1 {
+			// One bad write must not take the batch with it: one by one.
+			for _, o := range batch {
+				err := h.db.Update(o.fn)
+				h.finish(o, err)
+			}
+			continue
+		}
+		for _, o := range batch {
+			h.finish(o, err)
+		}
+	}
+}
+
+func (h *storeHook) finish(o storeOp, err error) {
+	if err != nil {
+		h.errors.Inc()
+		h.log.Error("broker store: write failed; this state is lost if the broker stops", "what", o.what, "err", err)
+	}
+	if o.done != nil {
+		o.done <- err
+	}
+}
+
+func clientPrefix(id string) []byte { return append([]byte(id), 0) }
+
+func packetKey(id string, packetID uint16) []byte {
+	return binary.BigEndian.AppendUint16(clientPrefix(id), packetID)
+}
+
+// update queues a write; with wait it returns after the commit.
+func (h *storeHook) update(what string, wait bool, fn func(tx *bbolt.Tx) error) {
+	op := storeOp{what: what, fn: fn}
+	if wait {
+		op.done = make(chan error, 1)
+	}
+	h.mu.RLock()
+	if h.closed {
+		h.mu.RUnlock()
+		h.errors.Inc()
+		h.log.Error("broker store: write after the store closed; not stored", "what", what)
+		return
+	}
+	h.ops <- op
+	h.mu.RUnlock()
+	if wait {
+		<-op.done
+	}
+}
+
+func (h *storeHook) put(bucket, key []byte, v any, wait bool) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		h.errors.Inc()
+		h.log.Error("broker store: encode", "bucket", string(bucket), "err", err)
+		return
+	}
+	h.update(string(bucket), wait, func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put(key, b) })
+}
+
+func (h *storeHook) del(bucket, key []byte) {
+	h.update(string(bucket), false, func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Delete(key) })
+}
+
+// deletePrefix removes every key of bucket that starts with prefix.
+func deletePrefix(tx *bbolt.Tx, bucket, prefix []byte) error {
+	c := tx.Bucket(bucket).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *storeHook) putClient(cl *mqtt.Client) {
+	props := cl.Properties.Props.Copy(false)
+	h.put(bucketClients, []byte(cl.ID), storage.Client{
+		ID: cl.ID, T: storage.ClientKey, Remote: cl.Net.Remote, Listener: cl.Net.Listener,
+		Username: cl.Properties.Username, Clean: cl.Properties.Clean, ProtocolVersion: cl.Properties.ProtocolVersion,
+		Properties: storage.ClientProperties{
+			SessionExpiryInterval: props.SessionExpiryInterval, SessionExpiryIntervalFlag: props.SessionExpiryIntervalFlag,
+			AuthenticationMethod: props.AuthenticationMethod, AuthenticationData: props.AuthenticationData,
+			RequestProblemInfo: props.RequestProblemInfo, RequestProblemInfoFlag: props.RequestProblemInfoFlag,
+			RequestResponseInfo: props.RequestResponseInfo, ReceiveMaximum: props.ReceiveMaximum,
+			TopicAliasMaximum: props.TopicAliasMaximum, User: props.User, MaximumPacketSize: props.MaximumPacketSize,
+		},
+		Will: storage.ClientWill(cl.Properties.Will),
+	}, true)
+}
+
+// deleteClient forgets a session: the client, its subscriptions and its
+// queue.
+func (h *storeHook) deleteClient(id string) {
+	h.update("client", false, func(tx *bbolt.Tx) error {
+		if err := tx.Bucket(bucketClients).Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := deletePrefix(tx, bucketSubs, clientPrefix(id)); err != nil {
+			return err
+		}
+		return deletePrefix(tx, bucketInflight, clientPrefix(id))
+	})
+}
+
+func (h *storeHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if cl.Net.Inline {
+		return
+	}
+	h.putClient(cl)
+}
+
+func (h *storeHook) OnWillSent(cl *mqtt.Client, _ packets.Packet) { h.putClient(cl) }
+
+// OnDisconnect forgets a session that ends with its connection (clean
+// session, or MQTT 5 session expiry 0); a persistent one stays.
+func (h *storeHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	if !expire || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) || cl.IsTakenOver() {
+		return
+	}
+	h.deleteClient(cl.ID)
+}
+
+func (h *storeHook) OnClientExpired(cl *mqtt.Client) { h.deleteClient(cl.ID) }
+
+func (h *storeHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	if cl.Net.Inline {
+		return
+	}
+	for i, f := range pk.Filters {
+		if i < len(codes) && codes[i] >= 0x80 {
+			continue // refused
+		}
+		h.put(bucketSubs, append(clientPrefix(cl.ID), f.Filter...), storage.Subscription{
+			ID: cl.ID + ":" + f.Filter, T: storage.SubscriptionKey, Client: cl.ID, Qos: codes[i], Filter: f.Filter,
+			Identifier: f.Identifier, NoLocal: f.NoLocal, RetainHandling: f.RetainHandling, RetainAsPublished: f.RetainAsPublished,
+		}, true)
+	}
+}
+
+func (h *storeHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	if cl.IsTakenOver() {
+		return // the new connection inherited these subscriptions
+	}
+	h.update("unsubscribe", false, func(tx *bbolt.Tx) error {
+		for _, f := range pk.Filters {
+			if err := tx.Bucket(bucketSubs).Delete(append(clientPrefix(cl.ID), f.Filter...)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func messageRecord(id, t, client string, pk packets.Packet, sent int64) storage.Message {
+	props := pk.Properties.Copy(false)
+	return storage.Message{
+		ID: id, T: t, Client: client, Origin: pk.Origin, FixedHeader: pk.FixedHeader, TopicName: pk.TopicName,
+		Payload: pk.Payload, Created: pk.Created, Sent: sent, PacketID: pk.PacketID,
+		Properties: storage.MessageProperties{
+			PayloadFormat: props.PayloadFormat, PayloadFormatFlag: props.PayloadFormatFlag,
+			MessageExpiryInterval: props.MessageExpiryInterval, ContentType: props.ContentType,
+			ResponseTopic: props.ResponseTopic, CorrelationData: props.CorrelationData,
+			SubscriptionIdentifier: props.SubscriptionIdentifier, TopicAlias: props.TopicAlias, User: props.User,
+		},
+	}
+}
+
+func (h *storeHook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
+	if strings.HasPrefix(pk.TopicName, "$") {
+		return // $SYS: mochi publishes these again every few seconds
+	}
+	if r == -1 {
+		h.del(bucketRetained, []byte(pk.TopicName))
+		return
+	}
+	h.put(bucketRetained, []byte(pk.TopicName), messageRecord(pk.TopicName, storage.RetainedKey, cl.ID, pk, 0), false)
+}
+
+func (h *storeHook) OnRetainedExpired(topic string) { h.del(bucketRetained, []byte(topic)) }
+
+// OnQosPublish stores a message queued for a client. The acknowledgements
+// mochi keeps for a publisher's own QoS 1/2 messages (PUBACK, PUBREC) are
+// not stored: the journal covers those messages.
+func (h *storeHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, _ int) {
+	if pk.FixedHeader.Type != packets.Publish || cl.Net.Inline {
+		return
+	}
+	h.put(bucketInflight, packetKey(cl.ID, pk.PacketID), messageRecord("", storage.InflightKey, cl.ID, pk, sent), false)
+}
+
+func (h *storeHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if cl.Net.Inline {
+		return
+	}
+	h.del(bucketInflight, packetKey(cl.ID, pk.PacketID))
+}
+
+func (h *storeHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if cl.IsTakenOver() {
+		return // the new connection inherited the queue
+	}
+	h.OnQosComplete(cl, pk)
+}
+
+// OnPublish journals an inbound QoS 1/2 message before the broker
+// acknowledges it.
+func (h *storeHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline || pk.FixedHeader.Qos == 0 {
+		return pk, nil
+	}
+	h.put(bucketJournal, packetKey(cl.ID, pk.PacketID), journalEntry{Topic: pk.TopicName, QoS: pk.FixedHeader.Qos,
+		Retain: pk.FixedHeader.Retain, Payload: pk.Payload, Origin: cl.ID}, true)
+	h.pending.Add(1)
+	return pk, nil
+}
+
+// OnPublished ends the journal entry: the message is queued (and stored)
+// for every subscriber.
+func (h *storeHook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
+	if cl.Net.Inline || pk.FixedHeader.Qos == 0 {
+		return
+	}
+	h.del(bucketJournal, packetKey(cl.ID, pk.PacketID))
+	h.pending.Add(-1)
+}
+
+// replayJournal publishes again the messages that were acknowledged but
+// not fanned out when the broker last stopped, then clears the journal.
+// Subscribers may get such a message twice; never zero times.
+func (h *storeHook) replayJournal(srv *mqtt.Server) (int, error) {
+	var entries []journalEntry
+	var keys [][]byte
+	err := h.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketJournal).ForEach(func(k, v []byte) error {
+			var e journalEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			entries = append(entries, e)
+			keys = append(keys, bytes.Clone(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("broker store: read journal: %w", err)
+	}
+	for _, e := range entries {
+		if err := srv.Publish(e.Topic, e.Payload, e.Retain, e.QoS); err != nil {
+			return 0, fmt.Errorf("broker store: publish journalled message on %s from %s: %w", e.Topic, e.Origin, err)
+		}
+	}
+	// Through the writer, after the replayed messages' own writes; only
+	// these keys (clients may be journalling new messages already).
+	h.update("journal replayed", true, func(tx *bbolt.Tx) error {
+		for _, k := range keys {
+			if err := tx.Bucket(bucketJournal).Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	h.pending.Add(-int64(len(keys)))
+	return len(entries), nil
+}
+
+func loadAll[T any](h *storeHook, bucket []byte) ([]T, error) {
+	var out []T
+	err := h.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			var x T
+			if err := json.Unmarshal(v, &x); err != nil {
+				h.log.Error("broker store: skipping an unreadable record", "bucket", string(bucket), "key", string(k), "err", err)
+				return nil
+			}
+			out = append(out, x)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func (h *storeHook) StoredClients() ([]storage.Client, error) {
+	return loadAll[storage.Client](h, bucketClients)
+}
+
+func (h *storeHook) StoredSubscriptions() ([]storage.Subscription, error) {
+	return loadAll[storage.Subscription](h, bucketSubs)
+}
+
+func (h *storeHook) StoredInflightMessages() ([]storage.Message, error) {
+	return loadAll[storage.Message](h, bucketInflight)
+}
+
+func (h *storeHook) StoredRetainedMessages() ([]storage.Message, error) {
+	return loadAll[storage.Message](h, bucketRetained)
+}
+
+// fileSize is the size of the store file in bytes.
+func (h *storeHook) fileSize() float64 {
+	st, err := os.Stat(h.db.Path())
+	if err != nil {
+		return 0
+	}
+	return float64(st.Size())
+}
