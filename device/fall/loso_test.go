@@ -42,6 +42,7 @@ func TestLOSO(t *testing.T) {
 	}
 	s := summarize(loso(trainingFeatures(t), tf))
 	t.Logf("leave-one-subject-out, 50 Hz:\n%s", s.table())
+	t.Logf("variant chosen by each outer fold's inner leave-one-subject-out: %s", foldChoices(trainingFeatures(t)))
 	if s.falls != 175 || s.acts != 316 || s.elderActs != 85 {
 		t.Fatalf("counted %d falls, %d activities (%d elders'), want 175, 316, 85", s.falls, s.acts, s.elderActs)
 	}

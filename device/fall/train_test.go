@@ -778,18 +778,44 @@ func loso(trainSet, testSet []trialFeat) []looResult {
 	return out
 }
 
-var modelCache sync.Map // "<trainSet id>/<held-out subject>" -> Model
+var modelCache sync.Map // "<trainSet id>/<held-out subject>" -> foldModel
+
+type foldModel struct {
+	m       Model
+	variant string
+}
 
 // cachedModel trains (once per process) the model of the fold that holds
 // out subject, so the 50 Hz and 20 Hz evaluations share their folds.
 func cachedModel(trainSet []trialFeat, subject string, train []trialFeat) Model {
+	return cachedFold(trainSet, subject, train).m
+}
+
+func cachedFold(trainSet []trialFeat, subject string, train []trialFeat) foldModel {
 	key := fmt.Sprintf("%p/%d/%s", &trainSet[0], len(trainSet), subject)
 	if m, ok := modelCache.Load(key); ok {
-		return m.(Model)
+		return m.(foldModel)
 	}
-	m := trainModel(train)
-	modelCache.Store(key, m)
-	return m
+	m, name := trainModelNamed(train)
+	f := foldModel{m, name}
+	modelCache.Store(key, f)
+	return f
+}
+
+// foldChoices describes the variant and threshold each outer fold chose.
+func foldChoices(trainSet []trialFeat) string {
+	var b strings.Builder
+	for _, s := range subjectsOf(trainSet) {
+		var train []trialFeat
+		for _, tr := range trainSet {
+			if tr.Subject != s {
+				train = append(train, tr)
+			}
+		}
+		f := cachedFold(trainSet, s, train)
+		fmt.Fprintf(&b, "%s: %s (threshold %.3f); ", s, f.variant, f.m.Threshold)
+	}
+	return b.String()
 }
 
 var elders = map[string]bool{"U21": true, "U22": true, "U23": true, "U26": true, "U27": true, "U28": true}
