@@ -54,7 +54,7 @@ func TestSimFallEval(t *testing.T) {
 			}
 		}
 		if !strings.HasPrefix(lines[6], "falls ") || !strings.HasSuffix(lines[6], " detected, activities with a false fall 0/3") ||
-			(len(args) == 0 && lines[6] != "falls 2/3 detected, activities with a false fall 0/3") {
+			(len(args) == 0 && lines[6] != "falls 3/3 detected, activities with a false fall 0/3") {
 			t.Errorf("%v: summary %q", args, lines[6])
 		}
 	}
