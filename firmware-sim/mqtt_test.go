@@ -250,9 +250,7 @@ func TestFallReplayWEDA(t *testing.T) {
 		trial string
 		falls int
 	}{
-		// F01/U01_R01 is a known miss of the learned detector (its impact
-		// scores 0.74 < 0.89; docs/fall-detection.md): no event.
-		{"F01/U01_R01", 0}, {"F02/U02_R01", 1}, {"F03/U03_R01", 1},
+		{"F01/U01_R01", 1}, {"F02/U02_R01", 1}, {"F03/U03_R01", 1},
 		{"D01/U21_R01", 0}, {"D04/U22_R01", 0}, {"D09/U23_R01", 0},
 	}
 	for _, tc := range tests {

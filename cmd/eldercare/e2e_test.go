@@ -385,16 +385,15 @@ func mustRows(t *testing.T, file string) []firmwaresim.VitalsRow {
 }
 
 // TestFallTrials replays each shared WEDA-FALL trial through the wrist
-// detector simulator: every fall trial the detector detects gives exactly
-// one fall alert, the daily activities none. F01/U01_R01 is a known miss of
-// the learned detector (docs/fall-detection.md): no alert.
+// detector simulator: every fall trial gives exactly one fall alert, the
+// daily activities none.
 func TestFallTrials(t *testing.T) {
 	data := testenv.RealData(t)
 	trials := map[string]struct {
 		file string
 		fall bool // an alert is expected
 	}{
-		"fd-f01": {"F01/U01_R01_accel.csv", false}, // known miss
+		"fd-f01": {"F01/U01_R01_accel.csv", true},
 		"fd-f02": {"F02/U02_R01_accel.csv", true},
 		"fd-f03": {"F03/U03_R01_accel.csv", true},
 		"fd-d01": {"D01/U21_R01_accel.csv", false},

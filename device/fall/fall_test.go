@@ -74,10 +74,52 @@ func TestSyntheticFallFeatures(t *testing.T) {
 			if f.DipSVM > 0.1*g+1e-9 || f.PeakSVM < 4*g {
 				t.Errorf("dip %v peak %v, want <= 0.1 g and >= 4 g", f.DipSVM, f.PeakSVM)
 			}
-			if d.DecidedAt < d.At+2500*time.Millisecond-GridPeriod {
-				t.Errorf("DecidedAt %v before the post-impact window ended", d.DecidedAt)
+			if d.DecidedAt < d.At+3700*time.Millisecond-GridPeriod {
+				t.Errorf("DecidedAt %v before the late post-impact window (3.7 s) ended", d.DecidedAt)
+			}
+			// Lying still on the side later; a 0.4 s descent at 0.1 g before.
+			if f.LateStdSVM > 1e-5 || math.Abs(f.LateOrientationChangeDeg-90) > 1e-6 || f.StillFrac < 0.99 {
+				t.Errorf("late std %v, late change %v°, still share %v: want 0, 90°, 1", f.LateStdSVM, f.LateOrientationChangeDeg, f.StillFrac)
+			}
+			// ∫(a·ĝ - g) dt over the free fall: 0.4 s × -0.9 g = -3.53 m/s,
+			// less at 20 Hz where interpolation blurs its edges into the
+			// impact bin (-2.94 m/s).
+			if want := -0.4 * 0.9 * g; f.PreVerticalVel > 0.8*want || f.PreVerticalVel < 1.05*want || math.Abs(f.PreMinVertical-0.1*g) > 1e-6 {
+				t.Errorf("pre-impact vertical velocity %v m/s, min %v m/s^2: want %.2f and %.2f", f.PreVerticalVel, f.PreMinVertical, want, 0.1*g)
 			}
 		})
+	}
+}
+
+// TestModelTrees: a depth-2 tree adds the leaf its two comparisons reach
+// to the log-odds, and Validate refuses a tree naming a missing feature.
+func TestModelTrees(t *testing.T) {
+	m := Model{Scale: ones(), Threshold: 0.5, Trees: []Tree{{
+		F: 0, Split: 20,
+		Lo: Stump{F: 1, Split: 5, Left: -1, Right: -2},
+		Hi: Stump{F: 2, Split: 1, Left: 3, Right: 4},
+	}}}
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		peak, dip, preStd float64
+		logit             float64
+	}{
+		{10, 4, 0, -1}, {10, 6, 0, -2}, {30, 0, 0.5, 3}, {30, 0, 2, 4},
+	} {
+		got := m.Score(Features{PeakSVM: tc.peak, DipSVM: tc.dip, PreStdSVM: tc.preStd})
+		if want := 1 / (1 + math.Exp(-tc.logit)); math.Abs(got-want) > 1e-12 {
+			t.Errorf("%+v: score %v, want %v", tc, got, want)
+		}
+	}
+	bad := m
+	bad.Trees = []Tree{{F: 0, Split: 1, Lo: Stump{F: NumFeatures}, Hi: Stump{}}}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "tree 0") {
+		t.Errorf("Validate of a tree with feature %d: %v, want an error naming tree 0", NumFeatures, err)
+	}
+	if err := Trained.Validate(); err != nil || len(Trained.Trees) == 0 {
+		t.Errorf("Trained: %v, %d trees", err, len(Trained.Trees))
 	}
 }
 

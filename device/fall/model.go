@@ -51,16 +51,34 @@ type Features struct {
 	// is turned. They assume a wristband's axes: x along the forearm, z
 	// out of the face (Android and Fitbit convention).
 	PreAxis, PostAxis [3]float64
+	// LateStdSVM is the standard deviation of the magnitude in
+	// [p+2 s, p+3.7 s]: lying still after the fall.
+	LateStdSVM float64
+	// LateOrientationChangeDeg is the angle, degrees, between the mean
+	// acceleration vectors of [p-3 s, p-1 s) and [p+2 s, p+3.7 s].
+	LateOrientationChangeDeg float64
+	// StillFrac is the share of bins in [p+1 s, p+3.7 s] whose magnitude
+	// is within 0.1 g of 1 g and changed by less than 0.05 g since the bin
+	// before.
+	StillFrac float64
+	// PreVerticalVel is the integral over [p-1 s, p) of the acceleration
+	// along the pre-impact gravity direction minus 1 g, m/s (negative: a
+	// descent, as in free fall).
+	PreVerticalVel float64
+	// PreMinVertical is the smallest acceleration along the pre-impact
+	// gravity direction in [p-1 s, p), m/s².
+	PreMinVertical float64
 }
 
 // NumFeatures is the length of Features.Vector.
-const NumFeatures = 17
+const NumFeatures = 22
 
 // FeatureNames name the entries of Features.Vector, in order.
 var FeatureNames = [NumFeatures]string{
 	"peak_svm", "dip_svm", "pre_std_svm", "post_std_svm", "post_mean_svm", "orientation_change_deg",
 	"pre_peak_frac", "post_peak_frac", "impact_width_s", "impact_energy", "log_jerk_max",
 	"pre_abs_ux", "pre_abs_uy", "pre_abs_uz", "post_abs_ux", "post_abs_uy", "post_abs_uz",
+	"late_std_svm", "late_orientation_change_deg", "still_frac", "pre_vertical_vel", "pre_min_vertical",
 }
 
 // Vector returns the model inputs in the order of FeatureNames (the jerk
@@ -70,6 +88,7 @@ func (f Features) Vector() [NumFeatures]float64 {
 		f.PeakSVM, f.DipSVM, f.PreStdSVM, f.PostStdSVM, f.PostMeanSVM, f.OrientationChangeDeg,
 		f.PrePeakFrac, f.PostPeakFrac, f.ImpactWidthS, f.ImpactEnergy, math.Log1p(f.JerkMax),
 		f.PreAxis[0], f.PreAxis[1], f.PreAxis[2], f.PostAxis[0], f.PostAxis[1], f.PostAxis[2],
+		f.LateStdSVM, f.LateOrientationChangeDeg, f.StillFrac, f.PreVerticalVel, f.PreMinVertical,
 	}
 }
 
@@ -86,6 +105,27 @@ type Model struct {
 	Mean, Scale, Weights [NumFeatures]float64
 	Bias, Threshold      float64
 	Stumps               []Stump
+	// Trees, when present, add the value of their leaf to the sum.
+	Trees []Tree
+}
+
+// Tree is a decision tree of depth 2: Lo (itself a one-split rule) when
+// feature F < Split, else Hi.
+type Tree struct {
+	F      int
+	Split  float64
+	Lo, Hi Stump
+}
+
+func (t Tree) value(x [NumFeatures]float64) float64 {
+	st := t.Hi
+	if x[t.F] < t.Split {
+		st = t.Lo
+	}
+	if x[st.F] < st.Split {
+		return st.Left
+	}
+	return st.Right
 }
 
 // Stump is a one-split rule: Left when feature F < Split, else Right
@@ -113,6 +153,15 @@ func (m *Model) Validate() error {
 			return fmt.Errorf("fall: model stump %d is invalid: %+v", i, st)
 		}
 	}
+	for i, t := range m.Trees {
+		ok := t.F >= 0 && t.F < NumFeatures && finiteAll(t.Split)
+		for _, st := range []Stump{t.Lo, t.Hi} {
+			ok = ok && st.F >= 0 && st.F < NumFeatures && finiteAll(st.Split, st.Left, st.Right)
+		}
+		if !ok {
+			return fmt.Errorf("fall: model tree %d is invalid: %+v", i, t)
+		}
+	}
 	if math.IsNaN(m.Bias) || math.IsInf(m.Bias, 0) || !(m.Threshold > 0 && m.Threshold < 1) {
 		return fmt.Errorf("fall: model bias %v must be finite and threshold %v in (0, 1)", m.Bias, m.Threshold)
 	}
@@ -135,6 +184,9 @@ func (m *Model) scoreVec(x [NumFeatures]float64) float64 {
 		} else {
 			z += st.Right
 		}
+	}
+	for _, t := range m.Trees {
+		z += t.value(x)
 	}
 	return 1 / (1 + math.Exp(-z))
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -128,7 +129,7 @@ func trialFeatures(t testing.TB, hz float64) []trialFeat {
 
 // fitLR fits an L2-regularised logistic regression by Newton's method on
 // standardised features, weighting the classes equally.
-func fitLR(rows [][NumFeatures]float64, y []float64) Model {
+func fitLR(rows [][NumFeatures]float64, y []float64, v variant) Model {
 	var m Model
 	n := float64(len(rows))
 	for _, r := range rows {
@@ -144,23 +145,28 @@ func fitLR(rows [][NumFeatures]float64, y []float64) Model {
 	}
 	for i := range NumFeatures {
 		m.Scale[i] = math.Sqrt(m.Scale[i])
-		if m.Scale[i] < 1e-9 {
+		if m.Scale[i] < 1e-9 || !v.use[i] {
 			m.Scale[i] = 1
+		}
+		if !v.use[i] {
+			m.Mean[i] = 0 // unused: weight 0 (its column is zero below)
 		}
 	}
 	var npos float64
 	for _, v := range y {
 		npos += v
 	}
-	wPos, wNeg := n/(2*npos), n/(2*(n-npos))
+	wPos, wNeg := n/(2*npos)*v.posWeight, n/(2*(n-npos))
 	const dim = NumFeatures + 1
-	const lambda = 1.0 // ridge on the weights (not the bias), in units of one trial's weight
+	lambda := v.lambda // ridge on the weights (not the bias), in units of one trial's weight
 	beta := make([]float64, dim)
 	z := make([][dim]float64, len(rows))
 	for k, r := range rows {
 		z[k][0] = 1
 		for i := range NumFeatures {
-			z[k][i+1] = (r[i] - m.Mean[i]) / m.Scale[i]
+			if v.use[i] {
+				z[k][i+1] = (r[i] - m.Mean[i]) / m.Scale[i]
+			}
 		}
 	}
 	for range 30 {
@@ -238,8 +244,68 @@ func solve(h [NumFeatures + 1][NumFeatures + 1]float64, g [NumFeatures + 1]float
 	return x
 }
 
+// variant is one choice of the model: which features it uses, its ridge
+// and the weight of the falls relative to the activities.
+type variant struct {
+	name      string
+	use       [NumFeatures]bool
+	lambda    float64
+	posWeight float64
+	// stumps: rounds of boosted decision stumps fitted on top of the
+	// regression's log-odds (0: the regression alone).
+	stumps int
+	// trees: the boosting rounds are trees of depth 2, not stumps.
+	trees bool
+}
+
+func featureSet(n int) (u [NumFeatures]bool) {
+	for i := range n {
+		u[i] = true
+	}
+	return u
+}
+
+// variants are the choices the inner leave-one-subject-out picks from
+// (FALL_VARIANT=name restricts it to one, for the design history).
+var variants = func() []variant {
+	all := []variant{
+		{name: "f17", use: featureSet(17), lambda: 1, posWeight: 1},
+		{name: "f22", use: featureSet(22), lambda: 1, posWeight: 1},
+		{name: "f22-l0.1", use: featureSet(22), lambda: 0.1, posWeight: 1},
+		{name: "f22-l10", use: featureSet(22), lambda: 10, posWeight: 1},
+		{name: "f22-w3", use: featureSet(22), lambda: 1, posWeight: 3},
+		{name: "f17-w3", use: featureSet(17), lambda: 1, posWeight: 3},
+		{name: "f22+s20", use: featureSet(22), lambda: 1, posWeight: 1, stumps: 20},
+		{name: "f22+s50", use: featureSet(22), lambda: 1, posWeight: 1, stumps: 50},
+		{name: "f22+s100", use: featureSet(22), lambda: 1, posWeight: 1, stumps: 100},
+		{name: "f17+s50", use: featureSet(17), lambda: 1, posWeight: 1, stumps: 50},
+		{name: "f22+s200", use: featureSet(22), lambda: 1, posWeight: 1, stumps: 200},
+		{name: "f22+t25", use: featureSet(22), lambda: 1, posWeight: 1, stumps: 25, trees: true},
+		{name: "f22+t50", use: featureSet(22), lambda: 1, posWeight: 1, stumps: 50, trees: true},
+		{name: "f22+t100", use: featureSet(22), lambda: 1, posWeight: 1, stumps: 100, trees: true},
+		{name: "f22+t200", use: featureSet(22), lambda: 1, posWeight: 1, stumps: 200, trees: true},
+	}
+	v := os.Getenv("FALL_VARIANT")
+	if v == "" {
+		v = "f17,f22,f22+s50,f22+s100,f22+s200,f22+t50,f22+t100,f22+t200"
+	}
+	var out []variant
+	for _, name := range strings.Split(v, ",") {
+		n := len(out)
+		for _, x := range all {
+			if x.name == name {
+				out = append(out, x)
+			}
+		}
+		if len(out) == n {
+			panic("unknown FALL_VARIANT " + name)
+		}
+	}
+	return out
+}()
+
 // trainOn fits a model on the labelled candidates of trials.
-func trainOn(trials []trialFeat) Model {
+func trainOn(trials []trialFeat, v variant) Model {
 	var rows [][NumFeatures]float64
 	var y []float64
 	for _, tr := range trials {
@@ -252,7 +318,11 @@ func trainOn(trials []trialFeat) Model {
 		}
 	}
 	if lrOnly {
-		return fitLR(rows, y)
+		m := fitLR(rows, y, v)
+		if v.stumps > 0 {
+			m.Stumps, m.Trees = boostOn(&m, rows, y, v.stumps, v)
+		}
+		return m
 	}
 	return fitStumps(rows, y)
 }
@@ -285,6 +355,17 @@ const (
 func fitStumps(rows [][NumFeatures]float64, y []float64) Model {
 	var m Model
 	m.Scale = ones()
+	m.Stumps, _ = boostOn(&m, rows, y, boostRounds, variant{use: featureSet(NumFeatures)})
+	return m
+}
+
+// boostOn fits rounds boosted stumps on top of the log-odds of base (its
+// regression part; a base with zero weights gets its Bias set to the
+// weighted prior log-odds) and returns them.
+func boostOn(base *Model, rows [][NumFeatures]float64, y []float64, rounds int, v variant) ([]Stump, []Tree) {
+	m := base
+	var out []Stump
+	var trees []Tree
 	n := len(rows)
 	var npos float64
 	for _, v := range y {
@@ -321,50 +402,53 @@ func fitStumps(rows [][NumFeatures]float64, y []float64) Model {
 			bins[i][f] = uint8(b)
 		}
 	}
-	m.Bias = math.Log(npos * wPos / ((float64(n) - npos) * wNeg))
+	linear := false
+	for _, w := range m.Weights {
+		linear = linear || w != 0
+	}
+	if !linear {
+		m.Bias = math.Log(npos * wPos / ((float64(n) - npos) * wNeg))
+	}
 	z := make([]float64, n)
 	for i := range z {
 		z[i] = m.Bias
+		for f := range NumFeatures {
+			z[i] += m.Weights[f] * (rows[i][f] - m.Mean[f]) / m.Scale[f]
+		}
 	}
 	grad, hess := make([]float64, n), make([]float64, n)
-	for range boostRounds {
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	lo, hi := make([]int, 0, n), make([]int, 0, n)
+	for range rounds {
 		for i := range z {
 			p := 1 / (1 + math.Exp(-z[i]))
 			grad[i] = w[i] * (y[i] - p)
 			hess[i] = w[i] * p * (1 - p)
 		}
-		// Histograms of all features in one pass over the rows (local
-		// arrays: cheap under the race detector too).
-		var G, H [NumFeatures][boostBins + 1]float64
-		for i := range bins {
-			b, gi, hi := bins[i], grad[i], hess[i]
-			for f := range NumFeatures {
-				G[f][b[f]] += gi
-				H[f][b[f]] += hi
-			}
-		}
-		best, bestGain := Stump{}, -1.0
-		for f := range NumFeatures {
-			g, h := &G[f], &H[f]
-			var gt, ht float64
-			for b := range g {
-				gt += g[b]
-				ht += h[b]
-			}
-			var gl, hl float64
-			for k := range splits[f] {
-				gl += g[k]
-				hl += h[k]
-				gr, hr := gt-gl, ht-hl
-				const reg = 1.0
-				gain := gl*gl/(hl+reg) + gr*gr/(hr+reg)
-				if gain > bestGain {
-					bestGain = gain
-					best = Stump{F: f, Split: splits[f][k], Left: boostRate * gl / (hl + reg), Right: boostRate * gr / (hr + reg)}
+		if v.trees {
+			root := bestStump(bins, grad, hess, &splits, v.use, all)
+			lo, hi = lo[:0], hi[:0]
+			for _, i := range all {
+				if rows[i][root.F] < root.Split {
+					lo = append(lo, i)
+				} else {
+					hi = append(hi, i)
 				}
 			}
+			t := Tree{F: root.F, Split: root.Split,
+				Lo: bestStump(bins, grad, hess, &splits, v.use, lo),
+				Hi: bestStump(bins, grad, hess, &splits, v.use, hi)}
+			trees = append(trees, t)
+			for i, r := range rows {
+				z[i] += t.value(r)
+			}
+			continue
 		}
-		m.Stumps = append(m.Stumps, best)
+		best := bestStump(bins, grad, hess, &splits, v.use, all)
+		out = append(out, best)
 		for i, r := range rows {
 			if r[best.F] < best.Split {
 				z[i] += best.Left
@@ -373,7 +457,47 @@ func fitStumps(rows [][NumFeatures]float64, y []float64) Model {
 			}
 		}
 	}
-	return m
+	return out, trees
+}
+
+// bestStump returns the stump of largest gain over the rows rows, with
+// its leaves' log-odds shrunk by boostRate.
+func bestStump(bins [][NumFeatures]uint8, grad, hess []float64, splits *[NumFeatures][]float64, use [NumFeatures]bool, rows []int) Stump {
+	// Histograms of all features in one pass over the rows (local
+	// arrays: cheap under the race detector too).
+	var G, H [NumFeatures][boostBins + 1]float64
+	for _, i := range rows {
+		b, gi, hi := bins[i], grad[i], hess[i]
+		for f := range NumFeatures {
+			G[f][b[f]] += gi
+			H[f][b[f]] += hi
+		}
+	}
+	best, bestGain := Stump{}, -1.0
+	for f := range NumFeatures {
+		if !use[f] {
+			continue
+		}
+		g, h := &G[f], &H[f]
+		var gt, ht float64
+		for b := range g {
+			gt += g[b]
+			ht += h[b]
+		}
+		var gl, hl float64
+		for k := range splits[f] {
+			gl += g[k]
+			hl += h[k]
+			gr, hr := gt-gl, ht-hl
+			const reg = 1.0
+			gain := gl*gl/(hl+reg) + gr*gr/(hr+reg)
+			if gain > bestGain {
+				bestGain = gain
+				best = Stump{F: f, Split: splits[f][k], Left: boostRate * gl / (hl + reg), Right: boostRate * gr / (hr + reg)}
+			}
+		}
+	}
+	return best
 }
 
 // detect replays the scored candidates of a trial as the Detector does
@@ -418,51 +542,158 @@ var roundChoices = []int{80, 150, 300}
 
 // innerChoice is the outcome of the inner LOSO for one boosting length.
 type innerChoice struct {
+	variant   variant
 	rounds    int
 	threshold float64
 	detected  int // training falls whose out-of-fold score reaches it
 }
 
 // chooseInner runs a leave-one-subject-out over trials (the training
-// participants of an outer fold): every trial gets, for each boosting
-// length, a score from a model that did not see its participant. For each
-// length the threshold is the lowest at which at most maxFalseRate of the
-// activities score at or above it; the length whose threshold keeps the
-// most falls wins (ties: the shorter).
+// participants of an outer fold): every trial gets, for each variant
+// (feature set, model kind, boosting length), a score from a model that
+// did not see its participant. For each variant the threshold is the
+// lowest at which at most maxFalseRate of the activities score at or above
+// it; the variant whose threshold keeps the most falls wins (ties: the
+// earlier in the list).
 func chooseInner(trials []trialFeat) innerChoice {
 	subjects := subjectsOf(trials)
-	choices := roundChoices
-	if lrOnly {
-		choices = []int{0}
+	choices := innerChoices()
+	// The inner folds run in parallel; their scores are gathered per fold
+	// and appended in subject order, so the outcome is deterministic.
+	type foldScores struct{ falls, acts [][]float64 }
+	folds := make([]foldScores, len(subjects))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for si, s := range subjects {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fallScores := make([][]float64, len(choices))
+			actScores := make([][]float64, len(choices))
+			innerFold(trials, s, choices, fallScores, actScores)
+			folds[si] = foldScores{fallScores, actScores}
+		}()
 	}
+	wg.Wait()
 	fallScores := make([][]float64, len(choices))
 	actScores := make([][]float64, len(choices))
-	for _, s := range subjects {
-		var train, test []trialFeat
-		for _, tr := range trials {
-			if tr.Subject == s {
-				test = append(test, tr)
-			} else {
-				train = append(train, tr)
-			}
+	for _, f := range folds {
+		for k := range choices {
+			fallScores[k] = append(fallScores[k], f.falls[k]...)
+			actScores[k] = append(actScores[k], f.acts[k]...)
 		}
-		m := trainOn(train)
-		for k, r := range choices {
-			mr := m
-			if r > 0 {
-				mr.Stumps = m.Stumps[:r]
-			}
-			for _, tr := range test {
-				if tr.Fall {
-					fallScores[k] = append(fallScores[k], trialScore(&mr, tr))
-				} else {
-					actScores[k] = append(actScores[k], trialScore(&mr, tr))
-				}
+	}
+	return pickChoice(choices, fallScores, actScores)
+}
+
+// innerChoices are the candidates of the inner leave-one-subject-out:
+// the variants, or with FALL_TRAIN_STUMPS the boosting lengths.
+func innerChoices() []choice {
+	var choices []choice
+	if lrOnly {
+		for _, v := range variants {
+			choices = append(choices, choice{v: v})
+		}
+	} else {
+		for _, r := range roundChoices {
+			choices = append(choices, choice{v: variants[0], rounds: r})
+		}
+	}
+	return choices
+}
+
+// choice is one candidate of the inner leave-one-subject-out.
+type choice struct {
+	v      variant
+	rounds int
+}
+
+// fitChoice trains choice c on train. Variants that differ only in their
+// number of stumps or trees share one fit (the rounds of a shorter
+// boosting are a prefix of a longer one's), cached by cachedFit.
+func fitChoice(train []trialFeat, choices []choice, c choice) Model {
+	base := c.v
+	for _, o := range choices {
+		if o.v.use == base.use && o.v.lambda == base.lambda && o.v.posWeight == base.posWeight && o.v.trees == base.trees {
+			base.stumps = max(base.stumps, o.v.stumps)
+		}
+	}
+	key := fmt.Sprintf("%v/%v/%v/%v/%d", base.use, base.lambda, base.posWeight, base.trees, base.stumps)
+	m := cachedFit(train, base, key)
+	if lrOnly && c.v.trees {
+		m.Trees = m.Trees[:c.v.stumps]
+	} else if lrOnly {
+		m.Stumps = m.Stumps[:c.v.stumps]
+	}
+	if c.rounds > 0 {
+		m.Stumps = m.Stumps[:c.rounds]
+	}
+	return m
+}
+
+type fitEntry struct {
+	once sync.Once
+	m    Model
+}
+
+var (
+	fitMu    sync.Mutex
+	fitCache = map[string]*fitEntry{}
+)
+
+// cachedFit is trainOn(train, v), once per process for a given set of
+// training participants: the inner fold that leaves out B inside the outer
+// fold that leaves out A trains on the same trials as the one that leaves
+// out A inside B's (the training set is always filtered, in order, from
+// trainingFeatures), which halves the work of the nested evaluation.
+func cachedFit(train []trialFeat, v variant, key string) Model {
+	key = fmt.Sprintf("%d/%s/%s", len(train), strings.Join(subjectsOf(train), ","), key)
+	fitMu.Lock()
+	e, ok := fitCache[key]
+	if !ok {
+		e = &fitEntry{}
+		fitCache[key] = e
+	}
+	fitMu.Unlock()
+	e.once.Do(func() { e.m = trainOn(train, v) })
+	m := e.m
+	m.Stumps = append([]Stump(nil), m.Stumps...)
+	m.Trees = append([]Tree(nil), m.Trees...)
+	return m
+}
+
+// innerFold trains every choice without subject s and appends the scores
+// of s's trials.
+func innerFold(trials []trialFeat, s string, choices []choice, fallScores, actScores [][]float64) {
+	var train, test []trialFeat
+	for _, tr := range trials {
+		if tr.Subject == s {
+			test = append(test, tr)
+		} else {
+			train = append(train, tr)
+		}
+	}
+	// Variants that differ only in their number of stumps share one
+	// fit (the stumps of a shorter boosting are a prefix of a longer).
+	for k, c := range choices {
+		m := fitChoice(train, choices, c)
+		for _, tr := range test {
+			if tr.Fall {
+				fallScores[k] = append(fallScores[k], trialScore(&m, tr))
+			} else {
+				actScores[k] = append(actScores[k], trialScore(&m, tr))
 			}
 		}
 	}
+}
+
+// pickChoice sets, for each choice, the threshold at which at most
+// maxFalseRate of the activities score at or above it, and returns the
+// choice that keeps the most falls (ties: the earlier).
+func pickChoice(choices []choice, fallScores, actScores [][]float64) innerChoice {
 	best := innerChoice{detected: -1}
-	for k, r := range choices {
+	for k, c := range choices {
 		as := actScores[k]
 		sort.Sort(sort.Reverse(sort.Float64Slice(as)))
 		allow := int(math.Floor(maxFalseRate * float64(len(as))))
@@ -478,7 +709,7 @@ func chooseInner(trials []trialFeat) innerChoice {
 			}
 		}
 		if n > best.detected {
-			best = innerChoice{rounds: r, threshold: thr, detected: n}
+			best = innerChoice{variant: c.v, rounds: c.rounds, threshold: thr, detected: n}
 		}
 	}
 	return best
@@ -500,13 +731,16 @@ func subjectsOf(trials []trialFeat) []string {
 // trainModel is the full training procedure: fit on trials; boosting
 // length and threshold by an inner leave-one-subject-out (chooseInner).
 func trainModel(trials []trialFeat) Model {
-	m := trainOn(trials)
-	c := chooseInner(trials)
-	if c.rounds > 0 {
-		m.Stumps = m.Stumps[:c.rounds]
-	}
-	m.Threshold = c.threshold
+	m, _ := trainModelNamed(trials)
 	return m
+}
+
+// trainModelNamed is trainModel that also names the chosen variant.
+func trainModelNamed(trials []trialFeat) (Model, string) {
+	c := chooseInner(trials)
+	m := fitChoice(trials, innerChoices(), choice{v: c.variant, rounds: c.rounds})
+	m.Threshold = c.threshold
+	return m, c.variant.name
 }
 
 // looResult is the outcome of one held-out trial.
@@ -544,18 +778,44 @@ func loso(trainSet, testSet []trialFeat) []looResult {
 	return out
 }
 
-var modelCache sync.Map // "<trainSet id>/<held-out subject>" -> Model
+var modelCache sync.Map // "<trainSet id>/<held-out subject>" -> foldModel
+
+type foldModel struct {
+	m       Model
+	variant string
+}
 
 // cachedModel trains (once per process) the model of the fold that holds
 // out subject, so the 50 Hz and 20 Hz evaluations share their folds.
 func cachedModel(trainSet []trialFeat, subject string, train []trialFeat) Model {
+	return cachedFold(trainSet, subject, train).m
+}
+
+func cachedFold(trainSet []trialFeat, subject string, train []trialFeat) foldModel {
 	key := fmt.Sprintf("%p/%d/%s", &trainSet[0], len(trainSet), subject)
 	if m, ok := modelCache.Load(key); ok {
-		return m.(Model)
+		return m.(foldModel)
 	}
-	m := trainModel(train)
-	modelCache.Store(key, m)
-	return m
+	m, name := trainModelNamed(train)
+	f := foldModel{m, name}
+	modelCache.Store(key, f)
+	return f
+}
+
+// foldChoices describes the variant and threshold each outer fold chose.
+func foldChoices(trainSet []trialFeat) string {
+	var b strings.Builder
+	for _, s := range subjectsOf(trainSet) {
+		var train []trialFeat
+		for _, tr := range trainSet {
+			if tr.Subject != s {
+				train = append(train, tr)
+			}
+		}
+		f := cachedFold(trainSet, s, train)
+		fmt.Fprintf(&b, "%s: %s (threshold %.3f); ", s, f.variant, f.m.Threshold)
+	}
+	return b.String()
 }
 
 var elders = map[string]bool{"U21": true, "U22": true, "U23": true, "U26": true, "U27": true, "U28": true}
