@@ -501,7 +501,7 @@ func clamp(v, lo, hi float64) float64 { return min(hi, max(lo, v)) }
 // (gravity along the forearm, x, plus a 1.8 Hz swing), 0.4 s of free fall
 // (|a| ~ 2 m/s^2), an impact peaking at 45 m/s^2, and 5 s lying with the
 // forearm flat (gravity on z, watch face up) and small tremor. The shipped
-// detector (device/fall) reports it once, about 3 s after the impact.
+// detector (device/fall) reports it once, about 3.7 s after the impact.
 func SyntheticFallTrace() []fall.Sample {
 	const dt = 20 * time.Millisecond
 	var out []fall.Sample
