@@ -267,7 +267,7 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	api.Get("/audit", s.apiAudit) // audit.go (D1)
 	api.Use(s.apiNoRoute)
 
-	web := app.Group("/", s.requireSession, s.checkCSRF)
+	web := app.Group("/", s.requireSession, s.familyFence, s.checkCSRF)
 	web.Post("/logout", s.postLogout)
 	web.Get("/", s.home)                    // scope.go (D1): redirect by role
 	staffOnly := requireRole(staffRoles...) // scope.go (D1): family members never see the alert lists

@@ -6,7 +6,6 @@ import (
 	"html/template"
 	"math"
 	"strings"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -22,6 +21,7 @@ import (
 func (s *Server) viewRoutes(web fiber.Router) {
 	staff := requireRole(RoleAdmin, RoleManager, RoleNurseLead, RoleCaregiver)
 	web.Get("/board", staff, s.board)
+	web.Get("/board/fragment", staff, s.boardFragment)
 	// scopeResident (scope.go): 404 outside the user's scope, GETs audited.
 	web.Get("/residents/:id", s.scopeResident, s.residentPage)
 	web.Get("/residents/:id/vitals.json", s.scopeResident, s.residentVitalsJSON)
@@ -49,13 +49,6 @@ func (s *Server) viewRoutes(web fiber.Router) {
 // viewFuncs are the template functions of the role views.
 func viewFuncs() template.FuncMap {
 	return template.FuncMap{
-		// dur renders a duration pointer as "1m05s"-like text, "–" for nil.
-		"dur": func(d *time.Duration) string {
-			if d == nil {
-				return "–"
-			}
-			return d.Round(time.Second).String()
-		},
 		// pct renders a share 0..1 as "12.5 %", "–" for NaN.
 		"pct": func(f float64) string {
 			if math.IsNaN(f) {
@@ -67,6 +60,7 @@ func viewFuncs() template.FuncMap {
 		"ferr":      func(errs formErrors, f string) string { return errs[f] },
 		"join":      strings.Join,
 		"hasPrefix": strings.HasPrefix,
+		"vrange":    vitalRange,
 	}
 }
 
