@@ -360,6 +360,15 @@ func (s *Server) requireSession(c *fiber.Ctx) error {
 		}
 		return fiber.NewError(fiber.StatusUnauthorized, "not logged in")
 	}
+	// The language switch (?lang=) of a logged-in user changes the
+	// account's language, so it holds on every page and every device.
+	if l := c.Query("lang"); validLang(l) && l != u.Lang && c.Method() == fiber.MethodGet {
+		if err := s.deps.Accounts.SetLang(c.UserContext(), u.Username, l); err != nil {
+			return err
+		}
+		u.Lang = l
+		c.Cookie(&fiber.Cookie{Name: langCookie, Value: l, Path: "/", HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode, MaxAge: 365 * 24 * 3600})
+	}
 	sess.actor = u.Display()
 	c.Locals("session", sess)
 	c.Locals("sessionID", id)

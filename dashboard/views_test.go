@@ -150,7 +150,9 @@ func TestLanguagePerUser(t *testing.T) {
 	}{
 		{"lead", "", "实时看板", "Live board"},             // User.Lang zh-CN
 		{"nurse", "", "Live board", "实时看板"},            // User.Lang en
-		{"nurse", "?lang=zh-CN", "Live board", "告警队列"}, // the account's language wins over ?lang
+		{"nurse", "?lang=zh-CN", "实时看板", "Live board"}, // the switch changes the account's language
+		{"nurse", "", "实时看板", "Live board"},            // and it stays changed
+		{"nurse", "?lang=en", "Live board", "实时看板"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.user+tc.query, func(t *testing.T) {
