@@ -24,6 +24,7 @@
   }
   refreshAges();
   setInterval(refreshAges, 5000);
+  document.addEventListener('eldercare:ages', refreshAges);
 
   var devState = {};
   function cards() { return Array.prototype.slice.call(document.querySelectorAll('.card[data-devices]')); }
@@ -53,6 +54,10 @@
         if (best && age && newer(best.at, age.getAttribute('data-at'))) {
           div.querySelector('.v').textContent = String(Math.round(best.v));
           age.setAttribute('data-at', best.at);
+          // colour against the resident's alert range (data-lo, data-hi)
+          var lo = parseFloat(div.getAttribute('data-lo')), hi = parseFloat(div.getAttribute('data-hi'));
+          var v = Math.round(best.v);
+          div.classList.toggle('abnormal', (!isNaN(lo) && v < lo) || (!isNaN(hi) && v > hi));
         }
       });
       if (d.in_bed === true || d.in_bed === false) {
@@ -139,9 +144,6 @@
     if (a.status === 'acknowledged') {
       li.appendChild(document.createTextNode(' · ' + t('alerts.ackby') + ' ' + (a.acknowledged_by || '')));
     }
-    if (a.detail) {
-      li.appendChild(document.createTextNode(' · ' + a.detail));
-    }
     return li;
   }
 
@@ -159,6 +161,7 @@
       if (target) { target.appendChild(alertItem(a)); }
     }
     refreshAlertList();
+    if (window.eldercareRefreshTriage) { window.eldercareRefreshTriage(); }
     refreshAges();
   }
 
