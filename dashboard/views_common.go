@@ -104,12 +104,15 @@ func (s *Server) renderView(c *fiber.Ctx, code int, name, titleKey string, data 
 
 // The production types behind the optional interfaces of the views.
 var (
-	_ settingsStore  = (*alerting.Manager)(nil)
-	_ policyStore    = (*alerting.Manager)(nil)
-	_ responseTimer  = (*alerting.Manager)(nil)
-	_ binder         = (*registry.Store)(nil)
-	_ EventCounter   = (*FluxVitals)(nil)
-	_ WindowedVitals = (*FluxVitals)(nil)
-	_ visitStore     = (*Accounts)(nil)
-	_ cardLister     = (*registry.Store)(nil)
+	_ settingsStore    = (*alerting.Manager)(nil)
+	_ policyStore      = (*alerting.Manager)(nil)
+	_ responseTimer    = (*alerting.Manager)(nil)
+	_ binder           = (*registry.Store)(nil)
+	_ EventCounter     = (*FluxVitals)(nil)
+	_ WindowedVitals   = (*FluxVitals)(nil)
+	_ DayReader        = (*FluxVitals)(nil)
+	_ escalationReader = (*alerting.Manager)(nil)
+	_ thresholdReader  = (*alerting.Manager)(nil)
+	_ visitStore       = (*Accounts)(nil)
+	_ cardLister       = (*registry.Store)(nil)
 )

@@ -322,31 +322,6 @@ func TestVitalSentence(t *testing.T) {
 	}
 }
 
-func TestResidentState(t *testing.T) {
-	at := func(d time.Duration) *time.Time { x := testNow.Add(-d); return &x }
-	yes, no := true, false
-	tests := []struct {
-		name   string
-		states []DeviceState
-		open   []AlertView
-		want   string
-	}{
-		{"in bed", []DeviceState{{InBed: &yes, InBedAt: at(time.Hour)}}, nil, "in_bed"},
-		{"up", []DeviceState{{InBed: &no, InBedAt: at(time.Hour)}}, nil, "up"},
-		{"meal wins", []DeviceState{{InBed: &no, InBedAt: at(time.Hour)}, {LastEvent: "meal", LastEventAt: at(10 * time.Minute)}}, nil, "meal"},
-		{"old meal", []DeviceState{{InBed: &no, InBedAt: at(time.Hour)}, {LastEvent: "meal", LastEventAt: at(2 * time.Hour)}}, nil, "up"},
-		{"no activity alert", []DeviceState{{InBed: &no, InBedAt: at(5 * time.Hour)}}, []AlertView{{Type: alerting.TypeNoActivity, OpenedAt: testNow}}, "inactive"},
-		{"nothing known", nil, nil, "unknown"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got, _ := residentState(tc.states, tc.open, testNow); got != tc.want {
-				t.Errorf("got %s, want %s", got, tc.want)
-			}
-		})
-	}
-}
-
 func TestFamilyView(t *testing.T) {
 	old := testNow.Add(-40 * 24 * time.Hour)
 	extra := []alerting.Alert{
@@ -786,6 +761,24 @@ func (m mealVitals) MealsByCard(context.Context, time.Time, time.Time) (map[stri
 	return m.byCard, nil
 }
 func (m mealVitals) CardTaps(context.Context, time.Time, time.Time) ([]Visit, error) { return nil, nil }
+
+// Meals, Occupancy and LastEvent implement DayReader: each card's meals
+// served 10 minutes before testNow, 60 % eaten; no bed readings.
+func (m mealVitals) Meals(context.Context, time.Time, time.Time) ([]MealRecord, error) {
+	var out []MealRecord
+	for card, n := range m.byCard {
+		for range n {
+			out = append(out, MealRecord{At: testNow.Add(-10 * time.Minute), Card: card, Meal: "lunch", EatenPct: 60})
+		}
+	}
+	return out, nil
+}
+func (m mealVitals) Occupancy(context.Context, string, time.Time, time.Time) ([]Point, error) {
+	return nil, nil
+}
+func (m mealVitals) LastEvent(context.Context, string, time.Time, time.Time) (time.Time, string, bool, error) {
+	return time.Time{}, "", false, nil
+}
 
 // cardRegistry is fakeRegistry with meal cards.
 type cardRegistry struct{ *fakeRegistry }
