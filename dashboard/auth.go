@@ -118,6 +118,19 @@ func (s *sessions) deleteUser(userID int64, keep string) {
 	}
 }
 
+// countUser is the number of live sessions of userID.
+func (s *sessions) countUser(userID int64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, v := range s.m {
+		if v.userID == userID && v.expires.After(s.now()) {
+			n++
+		}
+	}
+	return n
+}
+
 // equalSecret compares in constant time (for equal lengths; the length of
 // the configured token is not secret enough to matter).
 func equalSecret(got, want string) bool {
@@ -347,6 +360,9 @@ func (s *Server) requireSession(c *fiber.Ctx) error {
 	if ok {
 		var err error
 		u, err = s.deps.Accounts.Get(c.UserContext(), sess.userID)
+		if err == nil && u.Disabled {
+			err = ErrUserNotFound // a disabled account has no sessions
+		}
 		if errors.Is(err, ErrUserNotFound) {
 			s.sessions.delete(id)
 			ok = false

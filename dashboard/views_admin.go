@@ -71,7 +71,7 @@ func (s *Server) renderAdmin(c *fiber.Ctx, code int, f adminForms) error {
 	data := map[string]any{"Sites": d.sites, "Rooms": d.roomByID, "Beds": d.beds, "Residents": d.residents,
 		"Devices": d.devices, "Bound": bound, "F": f, "CSRF": csrfOf(c),
 		"RoomList": roomList(d), "CanEdit": s.importer() != nil,
-		"CanBind": s.binder() != nil, "CanPolicy": s.policies() != nil, "CanUsers": s.deps.Accounts != nil, "Roles": Roles}
+		"CanBind": s.binder() != nil, "CanPolicy": s.policies() != nil, "CanUsers": s.deps.Accounts != nil, "Roles": rolesLeastFirst()}
 	if ps := s.policies(); ps != nil {
 		set, err := ps.Settings(ctx)
 		if err != nil {
@@ -292,8 +292,12 @@ func (s *Server) adminUser(c *fiber.Ctx) error {
 	for _, k := range []string{"username", "name", "role", "lang", "sites", "residents"} {
 		vals[k] = strings.TrimSpace(c.FormValue(k))
 	}
+	sites := formList(c, "sites")
+	if len(sites) == 0 {
+		sites = strings.Fields(strings.ReplaceAll(vals["sites"], ",", " "))
+	}
 	u := User{Username: vals["username"], Name: vals["name"], Role: vals["role"], Lang: vals["lang"],
-		Sites: strings.Fields(strings.ReplaceAll(vals["sites"], ",", " ")), Residents: strings.Fields(strings.ReplaceAll(vals["residents"], ",", " "))}
+		Sites: sites, Residents: strings.Fields(strings.ReplaceAll(vals["residents"], ",", " "))}
 	pw := GeneratePassword()
 	errs := formErrors{}
 	added, err := s.deps.Accounts.Add(c.UserContext(), u, pw)

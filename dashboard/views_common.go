@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -43,6 +44,8 @@ func (s *Server) viewRoutes(web fiber.Router) {
 	web.Post("/admin/policy", admin, s.adminPolicy)
 	web.Post("/admin/roster", admin, s.adminRoster)
 	web.Post("/admin/users", admin, s.adminUser)
+	web.Get("/admin/users/:username", admin, s.adminUserPage)
+	web.Post("/admin/users/:username", admin, s.postAdminUser)
 	web.Post("/admin/registry", admin, s.adminRegistry)
 }
 
@@ -61,6 +64,7 @@ func viewFuncs() template.FuncMap {
 		"join":      strings.Join,
 		"hasPrefix": strings.HasPrefix,
 		"vrange":    vitalRange,
+		"has":       func(xs []string, x string) bool { return slices.Contains(xs, x) },
 	}
 }
 
