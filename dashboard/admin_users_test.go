@@ -93,3 +93,30 @@ func TestAdminUsers(t *testing.T) {
 		t.Errorf("nurse lead on a user page: %d, want 403", resp.StatusCode)
 	}
 }
+
+// TestAuditPageFilters: the audit page filters by user, action and date
+// (in the site's zone) and shows times in the site's zone.
+func TestAuditPageFilters(t *testing.T) {
+	ts := newTestServer(t, nil)
+	ts.loginAs(t, "nurse")
+	_, _ = ts.loginAs(t, "lead")
+	admin, _ := ts.loginAs(t, "admin")
+	ck := map[string]string{"Cookie": admin}
+	_, page := ts.do(t, "GET", "/manager/audit?user=nurse&action=login", nil, ck)
+	rows := page[strings.Index(page, "<tbody>"):]
+	if strings.Count(rows, "<tr>") != 1 || !strings.Contains(rows, ">nurse<") {
+		t.Errorf("user=nurse&action=login: want one row of nurse: %.400s", rows)
+	}
+	// testNow is 2026-03-01 08:00 UTC = 16:00 CST; the login rows carry
+	// no site: they are shown in the admin's default zone (the first site's).
+	if !strings.Contains(rows, "2026-03-01 16:00:00 CST") {
+		t.Errorf("time not in the site's zone: %.400s", rows)
+	}
+	_, page = ts.do(t, "GET", "/manager/audit?from=2026-03-02", nil, ck)
+	if strings.Contains(page, "<tbody>") {
+		t.Error("from=2026-03-02 still lists rows of 2026-03-01")
+	}
+	if resp, _ := ts.do(t, "GET", "/manager/audit?from=yesterday", nil, ck); resp.StatusCode != 400 {
+		t.Errorf("bad date: %d, want 400", resp.StatusCode)
+	}
+}

@@ -254,4 +254,3 @@ func (s *Server) postPreferences(c *fiber.Ctx) error {
 	s.audit(c, "preferences", "recipient:"+r.ID, "")
 	return c.Redirect("/family/preferences?saved=1", fiber.StatusSeeOther)
 }
-
