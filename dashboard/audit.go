@@ -310,6 +310,7 @@ func (s *Server) auditPage(c *fiber.Ctx) error {
 			loc = d.loc(e.Site)
 		}
 		rows[i] = auditRow{AuditEntry: e, When: e.At.In(loc).Format(timeFormat), WhenISO: e.At.Format(time.RFC3339), SiteName: e.Site}
+		rows[i].Detail = auditDetail(lang, e.Detail)
 		if x, ok := d.siteByID[e.Site]; ok && x.Name != "" {
 			rows[i].SiteName = x.Name
 		}
@@ -334,3 +335,29 @@ func (s *Server) auditPage(c *fiber.Ctx) error {
 var auditActions = []string{AuditLogin, AuditLoginFailed, AuditViewResident, AuditViewBoard, AuditViewAlerts, AuditViewList,
 	AuditAcknowledge, AuditResolve, AuditCheckin, "add_user", "update_user", "disable_user", "enable_user", "reset_password",
 	"end_sessions", "preferences", "policy", "roster", "bind", "unbind", "export_report", AuditViewVitals}
+
+// auditDetail renders the detail of an audit row in lang: a role or a
+// role change ("caregiver -> nurse_lead") in words, the live feed in
+// words; a path, id or note as written.
+func auditDetail(lang, d string) string {
+	role := func(r string) (string, bool) {
+		if slices.Contains(Roles, r) {
+			return trIn(lang, "role."+r), true
+		}
+		return r, false
+	}
+	if r, ok := role(d); ok {
+		return r
+	}
+	if a, b, found := strings.Cut(d, " -> "); found {
+		ra, oka := role(a)
+		rb, okb := role(b)
+		if oka && okb {
+			return ra + " → " + rb
+		}
+	}
+	if d == "live feed" {
+		return trIn(lang, "audit.detail.live_feed")
+	}
+	return d
+}

@@ -174,6 +174,16 @@ func langFuncs(lang string) template.FuncMap {
 			return durText(lang, *d)
 		},
 		"place":   func(kind, name string) string { return placeName(lang, kind, name) },
+		// what says what happened in an alert, in words (alertWhat).
+		"what": func(a AlertView) string { return alertWhat(lang, a) },
+		// chan names where a change came from or a notification went:
+		// rule, dashboard, api, mqtt, a receiver's own name as configured.
+		"chan": func(ch string) string {
+			if s := trIn(lang, "channel."+ch); s != "channel."+ch {
+				return s
+			}
+			return ch
+		},
 		"devname": func(kind, name, id string) string { return deviceName(lang, kind, name, id) },
 		"otherLang": func() string {
 			if lang == LangZH {

@@ -324,3 +324,41 @@ func vitalRange(f float64) string {
 	}
 	return strconv.FormatFloat(f, 'f', -1, 64)
 }
+
+var (
+	notifiedDetail  = regexp.MustCompile(`^(\w+) \(`)
+	escalatedDetail = regexp.MustCompile(`^(reminder, )?policy (\S+) step (\d+): ([^;]*)`)
+)
+
+// historyWords renders one entry of an alert's history in lang from the
+// alert and the entry's action: what happened for opened and repeated,
+// the outcome for resolved, the event of a notification, the step and
+// recipients of an escalation; a comment as written.
+func historyWords(lang string, a alerting.Alert, h alerting.HistoryEntry) string {
+	switch h.Action {
+	case alerting.ActionOpened, alerting.ActionRepeated:
+		return alertWhat(lang, viewAlert(a))
+	case alerting.ActionResolved:
+		if a.Outcome == "" {
+			return ""
+		}
+		return trIn(lang, "outcome."+a.Outcome)
+	case alerting.ActionNotified:
+		if m := notifiedDetail.FindStringSubmatch(h.Detail); m != nil {
+			return trIn(lang, "tl.event."+m[1])
+		}
+		return ""
+	case alerting.ActionEscalated:
+		if m := escalatedDetail.FindStringSubmatch(h.Detail); m != nil {
+			key := "tl.escalated"
+			if m[1] != "" {
+				key = "tl.reminder"
+			}
+			return trf(lang, key, "policy", m[2], "step", m[3], "who", m[4])
+		}
+		return h.Detail
+	case alerting.ActionAcknowledged:
+		return ""
+	}
+	return h.Detail
+}

@@ -220,7 +220,7 @@ func (s *Server) residentPage(c *fiber.Ctx) error {
 		}
 		for _, h := range hist {
 			timeline = append(timeline, timelineEntry{At: h.At.In(loc).Format(timeFormat), AlertID: a.ID, Type: a.Type,
-				Action: h.Action, Actor: h.Actor, Channel: h.Channel, Detail: h.Detail, t: h.At})
+				Action: h.Action, Actor: h.Actor, Channel: h.Channel, Detail: historyWords(lang, a, h), t: h.At})
 		}
 	}
 	lastVisit := ""
