@@ -47,13 +47,13 @@ type AuditEntry struct {
 // (non-nil: rows of those sites only), Since/Until zero = open, Limit 0 =
 // 200 (at most 5000). Newest first.
 type AuditFilter struct {
-	Target       string
+	Target string
 	// Username and Action select one user's or one action's rows ("" =
 	// all).
 	Username, Action string
-	Sites        []string
-	Since, Until time.Time
-	Limit        int
+	Sites            []string
+	Since, Until     time.Time
+	Limit            int
 }
 
 // WriteAudit appends e to the audit log; e.At zero = now.

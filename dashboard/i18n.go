@@ -173,7 +173,7 @@ func langFuncs(lang string) template.FuncMap {
 			}
 			return durText(lang, *d)
 		},
-		"place":   func(kind, name string) string { return placeName(lang, kind, name) },
+		"place": func(kind, name string) string { return placeName(lang, kind, name) },
 		// what says what happened in an alert, in words (alertWhat).
 		"what": func(a AlertView) string { return alertWhat(lang, a) },
 		// chan names where a change came from or a notification went:
