@@ -311,7 +311,7 @@ func (s *Server) boardFragment(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return s.render(c, "triage_alerts", m)
+	return s.render(c, "board_sections", m)
 }
 
 // residentVitalsJSON is GET /residents/:id/vitals.json?minutes=N (1-1440,

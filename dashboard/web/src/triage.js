@@ -127,7 +127,8 @@ function busy() {
 }
 
 var refreshWanted = false;
-// refreshTriage swaps in the server's triage list (GET /board/fragment),
+// refreshTriage swaps in the server's triage list and bed sections (GET
+// /board/fragment),
 // unless the user is resolving an alert; then it waits.
 export function refreshTriage() {
   var cur = document.getElementById('triage');
@@ -140,8 +141,8 @@ export function refreshTriage() {
     if (!html || busy()) { refreshWanted = refreshWanted || !!html; return; }
     var tmp = document.createElement('div');
     tmp.innerHTML = html; // our own server-rendered, escaped markup
-    var fresh = tmp.querySelector('#triage');
-    var now = document.getElementById('triage');
+    var fresh = tmp.querySelector('#board-sections');
+    var now = document.getElementById('board-sections');
     if (fresh && now) { now.replaceWith(fresh); document.dispatchEvent(new Event('eldercare:ages')); }
   }).catch(function () { refreshWanted = true; });
 }
@@ -164,5 +165,7 @@ export function initTriage(doc) {
     Object.keys(pending).forEach(function (id) { send(id, true); });
   });
   setInterval(function () { if (refreshWanted && !busy()) { refreshTriage(); } }, 3000);
+  // Waiting times and escalation lines age: refresh them twice a minute.
+  setInterval(function () { refreshTriage(); }, 30000);
   window.eldercareRefreshTriage = refreshTriage;
 }
