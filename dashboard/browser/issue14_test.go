@@ -17,6 +17,8 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/eldercare-iot/eldercare/alerting"
@@ -45,6 +47,7 @@ func TestCareScreens(t *testing.T) {
 	t.Run("language switch", func(t *testing.T) { testLanguageSwitch(t, st, root) })
 	t.Run("family day", func(t *testing.T) { testFamilyDay(t, st, root, dir) })
 	t.Run("family 404 on staff routes", func(t *testing.T) { testFamilyFence(t, st) })
+	t.Run("night mode", func(t *testing.T) { testNightMode(t, st, root, dir, axe) })
 	t.Run("walk every page", func(t *testing.T) { testWalkPages(t, st, root, dir, axe) })
 }
 
@@ -739,5 +742,51 @@ func testWalkPages(t *testing.T, st *stack, root context.Context, dir, axe strin
 				open(t, ctx, st, pages[user][0]+"?lang=en")
 			})
 		}
+	}
+}
+
+// testNightMode: the board follows the device's dark preference (dark,
+// dim background, contrast still passing axe-core), and the toggle turns
+// it back to day and remembers that.
+func testNightMode(t *testing.T, st *stack, root context.Context, dir, axe string) {
+	resolveAll(t, st)
+	st.publishFall(t)
+	waitOpen(t, st, 1)
+	ctx := userContext(t, root, 390, 844)
+	c, cancel := within(ctx, 20*time.Second)
+	defer cancel()
+	dark := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+		return err
+	})
+	if err := chromedp.Do(c, dark); err != nil {
+		t.Fatal(err)
+	}
+	login(t, ctx, st, "carer")
+	open(t, ctx, st, "/board")
+	bg := func() string {
+		s, err := eval[string](ctx, `getComputedStyle(document.body).backgroundColor`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if got := bg(); got != "rgb(13, 17, 23)" {
+		t.Errorf("board background in night mode %s, want the dark rgb(13, 17, 23)", got)
+	}
+	if vs := axeRun(t, ctx, axe); len(vs) > 0 {
+		t.Errorf("night mode: axe-core: %s", strings.Join(vs, "; "))
+	}
+	shot(t, ctx, dir, "night-phone-carer-en_board")
+	if err := chromedp.Do(c, chromedp.Click(`button.night-toggle`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := bg(); got != "rgb(244, 246, 248)" {
+		t.Errorf("after the toggle the background is %s, want the day rgb(244, 246, 248)", got)
+	}
+	open(t, ctx, st, "/alerts")
+	if got := bg(); got != "rgb(244, 246, 248)" {
+		t.Errorf("the day choice was not remembered on the next page: %s", got)
 	}
 }

@@ -171,7 +171,8 @@
   function refreshAlertList() {
     var body = document.getElementById('alerts-body');
     if (!body) { return; }
-    if (document.activeElement && body.contains(document.activeElement) && document.activeElement.tagName !== 'BUTTON') {
+    if ((document.activeElement && body.contains(document.activeElement) && document.activeElement.tagName !== 'BUTTON') ||
+        (window.eldercareBusy && window.eldercareBusy())) {
       pending = true;
       return;
     }
@@ -188,6 +189,8 @@
     }).catch(function () { pending = true; });
   }
   document.addEventListener('focusout', function () { if (pending) { setTimeout(refreshAlertList, 200); } });
+  window.eldercareRefreshAlerts = refreshAlertList;
+  setInterval(function () { if (pending) { refreshAlertList(); } }, 3000);
 
   var live = document.getElementById('live');
   if (live && window.EventSource) {

@@ -73,6 +73,7 @@ function send(id, useBeacon) {
       p.item.remove();
       hideToast();
       refreshTriage();
+      if (window.eldercareRefreshAlerts) { window.eldercareRefreshAlerts(); }
     })
     .catch(function () {
       p.item.hidden = false;
@@ -96,7 +97,7 @@ function onResolveSubmit(ev) {
     return;
   }
   err.hidden = true;
-  var item = form.closest('li[data-alert]');
+  var item = form.closest('li[data-alert], tr[data-alert], [data-alert-actions]');
   var id = form.getAttribute('data-alert');
   var label = outcome.parentNode ? outcome.parentNode.textContent.trim() : outcome.value;
   item.hidden = true;
@@ -120,10 +121,11 @@ function onResolveSubmit(ev) {
   if (undo) { undo.focus(); }
 }
 
-function busy() {
+// busy: a resolve is waiting out its undo window or a resolve panel is
+// open; the lists are not swapped under the user then.
+export function busy() {
   if (Object.keys(pending).length > 0) { return true; }
-  var tri = document.getElementById('triage');
-  return !!(tri && tri.querySelector('details[open]'));
+  return !!document.querySelector('details.resolve-panel[open]');
 }
 
 var refreshWanted = false;
@@ -148,7 +150,7 @@ export function refreshTriage() {
 }
 
 export function initTriage(doc) {
-  if (!doc.getElementById('triage')) { return; }
+  if (!doc.querySelector('.resolve-form')) { return; }
   doc.addEventListener('submit', onResolveSubmit);
   doc.addEventListener('input', function (ev) {
     var f = ev.target && ev.target.form;
@@ -168,4 +170,5 @@ export function initTriage(doc) {
   // Waiting times and escalation lines age: refresh them twice a minute.
   setInterval(function () { refreshTriage(); }, 30000);
   window.eldercareRefreshTriage = refreshTriage;
+  window.eldercareBusy = busy;
 }
