@@ -178,7 +178,7 @@ func parsePrefs(lang string, f prefForm) (*alerting.QuietHours, formErrors) {
 	if f.Email != "" {
 		a, err := mail.ParseAddress(f.Email)
 		if err != nil || a.Address != f.Email || len(f.Email) > maxEmailLen {
-			errs.add("email", msg(lang, "an e-mail address like name@example.org, at most 254 characters", "请输入电子邮箱，例如 name@example.org，最多 254 个字符"))
+			errs.add("email", trIn(lang, "form.err.an_e_mail_address_like"))
 		}
 	}
 	if !f.Quiet {
@@ -187,27 +187,20 @@ func parsePrefs(lang string, f prefForm) (*alerting.QuietHours, formErrors) {
 	var q alerting.QuietHours
 	var err error
 	if q.Start, err = alerting.ParseClock(f.Start); err != nil {
-		errs.add("start", msg(lang, "a time of day as HH:MM, from 00:00 to 23:59", "请输入时:分格式的时间（00:00 到 23:59）"))
+		errs.add("start", trIn(lang, "form.err.a_time_of_day_as"))
 	}
 	if q.End, err = alerting.ParseClock(f.End); err != nil {
-		errs.add("end", msg(lang, "a time of day as HH:MM, from 00:00 to 23:59", "请输入时:分格式的时间（00:00 到 23:59）"))
+		errs.add("end", trIn(lang, "form.err.a_time_of_day_as"))
 	}
 	if f.Zone == "" || strings.ContainsAny(f.Zone, " \t") {
-		errs.add("zone", msg(lang, "an IANA time zone such as Asia/Shanghai", "请输入 IANA 时区，例如 Asia/Shanghai"))
+		errs.add("zone", trIn(lang, "form.err.an_iana_time_zone_such"))
 	} else if _, err := time.LoadLocation(f.Zone); err != nil {
-		errs.add("zone", msg(lang, "an IANA time zone such as Asia/Shanghai", "请输入 IANA 时区，例如 Asia/Shanghai"))
+		errs.add("zone", trIn(lang, "form.err.an_iana_time_zone_such"))
 	}
 	q.Zone = f.Zone
 	return &q, errs
 }
 
-// msg picks the English or Chinese text of a validation message.
-func msg(lang, en, zh string) string {
-	if lang == LangZH {
-		return zh
-	}
-	return en
-}
 
 // postPreferences is POST /family/preferences: stores the family member's
 // e-mail and quiet hours as their alerting recipient (id = username, role
