@@ -201,7 +201,6 @@ func parsePrefs(lang string, f prefForm) (*alerting.QuietHours, formErrors) {
 	return &q, errs
 }
 
-
 // postPreferences is POST /family/preferences: stores the family member's
 // e-mail and quiet hours as their alerting recipient (id = username, role
 // family, sites of their residents) through alerting.Manager.PutRecipient.
