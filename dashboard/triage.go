@@ -62,6 +62,7 @@ type triageAlert struct {
 	What       string
 	Ago        string
 	Repeats    int
+	RepeatText string // "happened again 2 times, last 1 min ago"
 	Escalation string // "not acknowledged for 3 min: nurse lead paged", "" when none
 	NeedsNote  bool
 }
@@ -186,10 +187,16 @@ func (s *Server) triage(c *fiber.Ctx) (triageModel, error) {
 			s.log.Warn("board: alert history unavailable", "alert", r.ID, "err", err)
 		}
 		t := triageAlert{alertRow: r, Room: room, Bed: bed, What: alertWhat(lang, r.AlertView), Ago: agoText(lang, now.Sub(r.OpenedAt))}
+		var last time.Time
 		for _, h := range hist {
 			if h.Action == alerting.ActionRepeated {
 				t.Repeats++
+				last = later(last, h.At)
 			}
+		}
+		if t.Repeats > 0 {
+			// A repeat (a second fall) is news: say when the last one was.
+			t.RepeatText = trn(lang, "triage.repeats_last", t.Repeats, "ago", agoText(lang, now.Sub(last)))
 		}
 		t.Escalation = s.escalationWords(ctx, lang, r.AlertView, hist, set, now)
 		if r.Status == alerting.StatusOpen {
