@@ -104,7 +104,7 @@ func TestAuditPageFilters(t *testing.T) {
 	ck := map[string]string{"Cookie": admin}
 	_, page := ts.do(t, "GET", "/manager/audit?user=nurse&action=login", nil, ck)
 	rows := page[strings.Index(page, "<tbody>"):]
-	if strings.Count(rows, "<tr>") != 1 || !strings.Contains(rows, ">nurse<") {
+	if strings.Count(rows, "<tr>") != 1 || !strings.Contains(rows, ">nurse (caregiver)<") {
 		t.Errorf("user=nurse&action=login: want one row of nurse: %.400s", rows)
 	}
 	// testNow is 2026-03-01 08:00 UTC = 16:00 CST; the login rows carry
