@@ -165,6 +165,7 @@ func testTriageOrder(t *testing.T, st *stack, root context.Context, dir string) 
 	ctx := userContext(t, root, 390, 844)
 	login(t, ctx, st, "carer")
 	open(t, ctx, st, "/board")
+	waitLive(t, ctx)
 	now := time.Now()
 	st.telemetry(t, "vm-102-1", now, `{"battery_pct":5}`) // warning: low battery
 	for i := 8; i >= 0; i-- {                             // high: SpO2 84 % for 40 s of device time
@@ -184,7 +185,8 @@ func testTriageOrder(t *testing.T, st *stack, root context.Context, dir string) 
 		return ids.length >= 3 ? ids : null;
 	})()`))
 	if err != nil {
-		t.Fatalf("the board did not list 3 alerts within 15 s: %v", err)
+		html, _ := eval[string](ctx, `(document.getElementById('triage') || document.body).innerText`)
+		t.Fatalf("the board did not list 3 alerts within 15 s: %v; the list:\n%s", err, html)
 	}
 	order := []string{fmt.Sprint(want[alerting.TypeFall]), fmt.Sprint(want[alerting.TypeSpO2Low]), fmt.Sprint(want[alerting.TypeLowBattery])}
 	if strings.Join(got[:3], ",") != strings.Join(order, ",") {
@@ -788,5 +790,15 @@ func testNightMode(t *testing.T, st *stack, root context.Context, dir, axe strin
 	open(t, ctx, st, "/alerts")
 	if got := bg(); got != "rgb(244, 246, 248)" {
 		t.Errorf("the day choice was not remembered on the next page: %s", got)
+	}
+}
+
+// waitLive waits until the page's live feed (SSE) is open.
+func waitLive(t *testing.T, ctx context.Context) {
+	t.Helper()
+	c, cancel := within(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(c, chromedp.Poll[bool](`document.querySelector('#live.ok') ? true : null`)); err != nil {
+		t.Fatalf("the live feed did not open within 15 s: %v", err)
 	}
 }

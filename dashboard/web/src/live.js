@@ -193,9 +193,21 @@
   setInterval(function () { if (pending) { refreshAlertList(); } }, 3000);
 
   var live = document.getElementById('live');
+  var loadedAt = Date.now();
   if (live && window.EventSource) {
     var es = new EventSource('/events');
-    es.onopen = function () { live.textContent = t('live.ok'); live.className = 'live ok'; };
+    var opened = false;
+    es.onopen = function () {
+      live.textContent = t('live.ok');
+      live.className = 'live ok';
+      // Changes between the page's render (or a lost connection) and this
+      // (re)connection were not pushed: fetch the lists once.
+      if (opened || Date.now() - loadedAt > 2000) {
+        refreshAlertList();
+        if (window.eldercareRefreshTriage) { window.eldercareRefreshTriage(); }
+      }
+      opened = true;
+    };
     es.onerror = function () {
       live.textContent = t('live.lost');
       live.className = 'live lost';

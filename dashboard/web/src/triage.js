@@ -129,28 +129,36 @@ export function busy() {
 }
 
 var refreshWanted = false;
+var inflight = false;
 // refreshTriage swaps in the server's triage list and bed sections (GET
-// /board/fragment),
-// unless the user is resolving an alert; then it waits.
+// /board/fragment), unless the user is resolving an alert; then it waits.
+// One fetch at a time: a change that arrives during a fetch asks for one
+// more, so the last answer applied is never older than the last change.
 export function refreshTriage() {
-  var cur = document.getElementById('triage');
+  var cur = document.getElementById('board-sections');
   if (!cur) { return; }
-  if (busy()) { refreshWanted = true; return; }
+  if (busy() || inflight) { refreshWanted = true; return; }
   refreshWanted = false;
+  inflight = true;
   fetch('/board/fragment', { credentials: 'same-origin' }).then(function (r) {
     return r.ok ? r.text() : null;
   }).then(function (html) {
-    if (!html || busy()) { refreshWanted = refreshWanted || !!html; return; }
+    if (!html || busy()) { refreshWanted = true; return; }
     var tmp = document.createElement('div');
     tmp.innerHTML = html; // our own server-rendered, escaped markup
     var fresh = tmp.querySelector('#board-sections');
     var now = document.getElementById('board-sections');
     if (fresh && now) { now.replaceWith(fresh); document.dispatchEvent(new Event('eldercare:ages')); }
-  }).catch(function () { refreshWanted = true; });
+  }).catch(function () { refreshWanted = true; }).then(function () {
+    inflight = false;
+    if (refreshWanted && !busy()) { refreshTriage(); }
+  });
 }
 
 export function initTriage(doc) {
-  if (!doc.querySelector('.resolve-form')) { return; }
+  // The board (#triage, possibly empty at first), the alert list and the
+  // resident page (resolve forms).
+  if (!doc.getElementById('triage') && !doc.getElementById('alerts-body') && !doc.querySelector('.resolve-form')) { return; }
   doc.addEventListener('submit', onResolveSubmit);
   doc.addEventListener('input', function (ev) {
     var f = ev.target && ev.target.form;
