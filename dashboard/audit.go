@@ -3,11 +3,14 @@ package dashboard
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/eldercare-iot/eldercare/device/registry"
 )
 
 // Audit actions.
@@ -44,10 +47,13 @@ type AuditEntry struct {
 // (non-nil: rows of those sites only), Since/Until zero = open, Limit 0 =
 // 200 (at most 5000). Newest first.
 type AuditFilter struct {
-	Target       string
-	Sites        []string
-	Since, Until time.Time
-	Limit        int
+	Target string
+	// Username and Action select one user's or one action's rows ("" =
+	// all).
+	Username, Action string
+	Sites            []string
+	Since, Until     time.Time
+	Limit            int
 }
 
 // WriteAudit appends e to the audit log; e.At zero = now.
@@ -82,6 +88,12 @@ func (a *Accounts) Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, erro
 	var args []any
 	if f.Target != "" {
 		where, args = append(where, "target = ?"), append(args, f.Target)
+	}
+	if f.Username != "" {
+		where, args = append(where, "username = ?"), append(args, f.Username)
+	}
+	if f.Action != "" {
+		where, args = append(where, "action = ?"), append(args, f.Action)
 	}
 	if f.Sites != nil {
 		if len(f.Sites) == 0 {
@@ -223,20 +235,129 @@ func (s *Server) apiAudit(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"entries": es})
 }
 
+// auditRow is an audit entry as the page shows it: the time in the
+// site's zone (the row's site, else the viewer's first site, else UTC).
+type auditRow struct {
+	AuditEntry
+	When, WhenISO, SiteName string
+}
+
 // auditPage is GET /manager/audit: managers read the rows of their sites,
-// admins every row.
+// admins every row. Filters: user, action, target, site, and a date range
+// (from, to: YYYY-MM-DD, both days included, in the chosen site's time
+// zone). Times are shown in each row's site zone with its abbreviation.
 func (s *Server) auditPage(c *fiber.Ctx) error {
 	f, err := parseAuditFilter(c)
 	if err != nil {
 		return err
 	}
-	if u, ok := userFrom(c); ok && u.Role != RoleAdmin {
-		f.Sites = append([]string{}, u.Sites...)
-	}
-	es, err := s.deps.Accounts.Audit(c.UserContext(), f)
+	lang := langOf(c)
+	ctx := c.UserContext()
+	d, err := s.directory(ctx)
 	if err != nil {
 		return err
 	}
-	T := authTextIn(langOf(c))
-	return s.renderPage(c, "account_audit", T["audit"], map[string]any{"T": T, "Entries": es, "Target": f.Target})
+	u, _ := userFrom(c)
+	if u != nil && u.Role != RoleAdmin {
+		f.Sites = append([]string{}, u.Sites...)
+	}
+	site := c.Query("site")
+	defLoc := time.UTC
+	if u != nil && len(u.Sites) > 0 {
+		defLoc = d.loc(u.Sites[0])
+	} else if len(d.sites) > 0 {
+		defLoc = d.loc(d.sites[0].ID)
+	}
+	if site != "" {
+		if f.Sites != nil && !slices.Contains(f.Sites, site) {
+			f.Sites = []string{}
+		} else {
+			f.Sites = []string{site}
+		}
+		defLoc = d.loc(site)
+	}
+	f.Username = strings.TrimSpace(c.Query("user"))
+	f.Action = strings.TrimSpace(c.Query("action"))
+	errs := formErrors{}
+	day := func(name string) (time.Time, bool) {
+		v := c.Query(name)
+		if v == "" {
+			return time.Time{}, false
+		}
+		t, err := time.ParseInLocation("2006-01-02", v, defLoc)
+		if err != nil {
+			errs.add(name, trIn(lang, "audit.err.date"))
+			return time.Time{}, false
+		}
+		return t, true
+	}
+	if t, ok := day("from"); ok {
+		f.Since = t
+	}
+	if t, ok := day("to"); ok {
+		f.Until = t.AddDate(0, 0, 1)
+	}
+	var es []AuditEntry
+	if len(errs) == 0 {
+		if es, err = s.deps.Accounts.Audit(ctx, f); err != nil {
+			return err
+		}
+	}
+	rows := make([]auditRow, len(es))
+	for i, e := range es {
+		loc := defLoc
+		if e.Site != "" {
+			loc = d.loc(e.Site)
+		}
+		rows[i] = auditRow{AuditEntry: e, When: e.At.In(loc).Format(timeFormat), WhenISO: e.At.Format(time.RFC3339), SiteName: e.Site}
+		rows[i].Detail = auditDetail(lang, e.Detail)
+		if x, ok := d.siteByID[e.Site]; ok && x.Name != "" {
+			rows[i].SiteName = x.Name
+		}
+	}
+	var sites []registry.Site
+	for _, x := range d.sites {
+		if u == nil || canSeeSite(u, x.ID) {
+			sites = append(sites, x)
+		}
+	}
+	code := 0
+	if len(errs) > 0 {
+		code = fiber.StatusBadRequest
+	}
+	return s.renderView(c, code, "account_audit", "auth.audit", map[string]any{
+		"Entries": rows, "Target": f.Target, "User": f.Username, "Action": f.Action, "Site": site,
+		"From": c.Query("from"), "To": c.Query("to"), "Sites": sites, "Actions": auditActions, "Errors": errs,
+		"Zone": defLoc.String()})
+}
+
+// auditActions are the actions the audit page's filter offers.
+var auditActions = []string{AuditLogin, AuditLoginFailed, AuditViewResident, AuditViewBoard, AuditViewAlerts, AuditViewList,
+	AuditAcknowledge, AuditResolve, AuditCheckin, "add_user", "update_user", "disable_user", "enable_user", "reset_password",
+	"end_sessions", "preferences", "policy", "roster", "bind", "unbind", "export_report", AuditViewVitals}
+
+// auditDetail renders the detail of an audit row in lang: a role or a
+// role change ("caregiver -> nurse_lead") in words, the live feed in
+// words; a path, id or note as written.
+func auditDetail(lang, d string) string {
+	role := func(r string) (string, bool) {
+		if slices.Contains(Roles, r) {
+			return trIn(lang, "role."+r), true
+		}
+		return r, false
+	}
+	if r, ok := role(d); ok {
+		return r
+	}
+	if a, b, found := strings.Cut(d, " -> "); found {
+		ra, oka := role(a)
+		rb, okb := role(b)
+		if oka && okb {
+			return ra + " → " + rb
+		}
+	}
+	if d == "live feed" {
+		return trIn(lang, "audit.detail.live_feed")
+	}
+	return d
 }

@@ -118,6 +118,19 @@ func (s *sessions) deleteUser(userID int64, keep string) {
 	}
 }
 
+// countUser is the number of live sessions of userID.
+func (s *sessions) countUser(userID int64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, v := range s.m {
+		if v.userID == userID && v.expires.After(s.now()) {
+			n++
+		}
+	}
+	return n
+}
+
 // equalSecret compares in constant time (for equal lengths; the length of
 // the configured token is not secret enough to matter).
 func equalSecret(got, want string) bool {
@@ -239,41 +252,17 @@ func (l *loginLimiter) clear(key string) {
 	delete(l.fails, key)
 }
 
-// authText are the texts of the login and account pages, per language.
-var authText = map[string]map[string]string{
-	LangEN: {
-		"title": "Log in", "username": "Username", "password": "Password", "submit": "Log in",
-		"wrong":        "Wrong username or password.",
-		"limited_user": "Too many failed logins for this username. Try again in {min} minutes, or ask an administrator to reset the password.",
-		"limited_ip":   "Too many failed logins from this address. Try again in {min} minutes.",
-		"nocookie":     "The login form expired or cookies are blocked. Reload the page and try again.",
-		"account":      "My account", "language": "Language", "save": "Save", "saved": "Saved.",
-		"change_pw": "Change password", "current_pw": "Current password", "new_pw": "New password (at least 10 characters)",
-		"pw_changed": "Password changed. Other sessions of this account were logged out.",
-		"pw_wrong":   "The current password is not right.",
-		"audit":      "Audit log", "when": "When", "who": "Who", "role": "Role", "ip": "IP", "site": "Site", "action": "Action", "target": "Target", "detail": "Detail",
-		"filter": "Filter by target (e.g. resident:res-001 or alert:42)", "none": "No entries.",
-	},
-	LangZH: {
-		"title": "登录", "username": "用户名", "password": "密码", "submit": "登录",
-		"wrong":        "用户名或密码错误。",
-		"limited_user": "此用户名登录失败次数过多。请 {min} 分钟后再试，或请管理员重置密码。",
-		"limited_ip":   "此地址登录失败次数过多。请 {min} 分钟后再试。",
-		"nocookie":     "登录表单已过期或浏览器禁用了 Cookie。请刷新页面后重试。",
-		"account":      "我的账户", "language": "语言", "save": "保存", "saved": "已保存。",
-		"change_pw": "修改密码", "current_pw": "当前密码", "new_pw": "新密码（至少 10 个字符）",
-		"pw_changed": "密码已修改。此账户的其他会话已退出登录。",
-		"pw_wrong":   "当前密码不正确。",
-		"audit":      "审计日志", "when": "时间", "who": "用户", "role": "角色", "ip": "IP", "site": "站点", "action": "操作", "target": "对象", "detail": "详情",
-		"filter": "按对象筛选（如 resident:res-001 或 alert:42）", "none": "没有记录。",
-	},
-}
-
+// authTextIn are the texts of the login and account pages in lang: the
+// catalogue's "auth.*" messages by their short name ({{.Data.T.title}}).
 func authTextIn(lang string) map[string]string {
-	if m, ok := authText[lang]; ok {
-		return m
+	keys, _ := catalogueKeys(LangEN)
+	m := map[string]string{}
+	for _, k := range keys {
+		if short, ok := strings.CutPrefix(k, "auth."); ok {
+			m[short] = trf(lang, k, "min", "{min}")
+		}
 	}
-	return authText[LangEN]
+	return m
 }
 
 // loginToken returns the double-submit token of the login form, setting
@@ -371,6 +360,9 @@ func (s *Server) requireSession(c *fiber.Ctx) error {
 	if ok {
 		var err error
 		u, err = s.deps.Accounts.Get(c.UserContext(), sess.userID)
+		if err == nil && u.Disabled {
+			err = ErrUserNotFound // a disabled account has no sessions
+		}
 		if errors.Is(err, ErrUserNotFound) {
 			s.sessions.delete(id)
 			ok = false
@@ -383,6 +375,15 @@ func (s *Server) requireSession(c *fiber.Ctx) error {
 			return c.Redirect("/login", fiber.StatusSeeOther)
 		}
 		return fiber.NewError(fiber.StatusUnauthorized, "not logged in")
+	}
+	// The language switch (?lang=) of a logged-in user changes the
+	// account's language, so it holds on every page and every device.
+	if l := c.Query("lang"); validLang(l) && l != u.Lang && c.Method() == fiber.MethodGet {
+		if err := s.deps.Accounts.SetLang(c.UserContext(), u.Username, l); err != nil {
+			return err
+		}
+		u.Lang = l
+		c.Cookie(&fiber.Cookie{Name: langCookie, Value: l, Path: "/", HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode, MaxAge: 365 * 24 * 3600})
 	}
 	sess.actor = u.Display()
 	c.Locals("session", sess)

@@ -204,7 +204,7 @@ func TestAlertListLimit(t *testing.T) {
 		ts := newTestServer(t, func(_ *Config, d *Deps) { d.Alerts = newFakeAlerts(func() time.Time { return testNow }, many(1100)...) })
 		cookie, _ := ts.login(t)
 		_, page := ts.do(t, "GET", "/board", nil, map[string]string{"Cookie": cookie})
-		if !strings.Contains(page, `class="alert sev-critical st-open" data-alert="1"`) {
+		if !strings.Contains(page, `class="titem sev-critical st-open" data-alert="1"`) {
 			t.Error("the critical alert 1 is not on the board with 1100 newer warnings")
 		}
 	})

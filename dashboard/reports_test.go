@@ -91,6 +91,40 @@ func TestFluxReports(t *testing.T) {
 			t.Error("a window under 1 s accepted")
 		}
 	})
+	t.Run("family day", func(t *testing.T) {
+		meal := func(card, name string, pct float64, at time.Duration) *write.Point {
+			return influxdb2.NewPoint("events", map[string]string{"site": "demo-station", "device": "mt-2", "type": "meal"},
+				map[string]any{"count": int64(1), "seq": int64(100 + at/time.Second), "attr_card": card, "attr_meal": name, "attr_eaten_pct": pct}, base.Add(at))
+		}
+		bed := func(v float64, at time.Duration) *write.Point {
+			return influxdb2.NewPoint("readings", map[string]string{"site": "demo-station", "device": "bs-9", "resident": "res-009", "kind": "bed_sensor"},
+				map[string]any{"in_bed": v}, base.Add(at))
+		}
+		if err := client.WriteAPIBlocking("", "eldercare/autogen").WritePoint(ctx,
+			meal("C9", "lunch", 75, 20*time.Second), meal("C8", "lunch", 10, 21*time.Second),
+			bed(1, 0), bed(1, 30*time.Second), bed(0, time.Minute), bed(1, 90*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		ms, err := q.Meals(ctx, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine := residentMeals(ms, []string{"C9"})
+		if len(mine) != 1 || mine[0].Meal != "lunch" || mine[0].EatenPct != 75 || !mine[0].At.Equal(base.Add(20*time.Second)) {
+			t.Errorf("meals of C9: %+v (all %+v)", mine, ms)
+		}
+		occ, err := q.Occupancy(ctx, "res-009", from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(occ) != 4 || occ[2].V != 0 {
+			t.Errorf("occupancy: %+v", occ)
+		}
+		at, typ, ok, err := q.LastEvent(ctx, "res-001", from, to)
+		if err != nil || !ok || typ != "bed_exit" || !at.Equal(base.Add(7*time.Minute)) {
+			t.Errorf("last event: %s %s %t %v, want bed_exit at +7 min", at, typ, ok, err)
+		}
+	})
 }
 
 func TestMealsAndVisits(t *testing.T) {

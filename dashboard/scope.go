@@ -39,6 +39,24 @@ func requireRole(roles ...string) fiber.Handler {
 	}
 }
 
+// familyPaths are the only pages of the session group a family account
+// reaches; every other path answers 404 to it (familyFence), so a family
+// member can neither see nor learn of a staff page.
+var familyPaths = map[string]bool{
+	"/": true, "/family": true, "/family/preferences": true,
+	"/account": true, "/account/lang": true, "/account/password": true, "/logout": true,
+}
+
+// familyFence answers 404 to a family account on every path outside
+// familyPaths (deny by default: a new staff route is fenced without
+// being listed).
+func (s *Server) familyFence(c *fiber.Ctx) error {
+	if u, ok := userFrom(c); ok && u.Role == RoleFamily && !familyPaths[c.Path()] {
+		return fiber.NewError(fiber.StatusNotFound, trIn(langOf(c), "err.not_found"))
+	}
+	return c.Next()
+}
+
 // canSeeSite reports whether u sees site: admin all, staff their sites,
 // family never directly (only through their residents).
 func canSeeSite(u *User, siteID string) bool {

@@ -267,7 +267,7 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	api.Get("/audit", s.apiAudit) // audit.go (D1)
 	api.Use(s.apiNoRoute)
 
-	web := app.Group("/", s.requireSession, s.checkCSRF)
+	web := app.Group("/", s.requireSession, s.familyFence, s.checkCSRF)
 	web.Post("/logout", s.postLogout)
 	web.Get("/", s.home)                    // scope.go (D1): redirect by role
 	staffOnly := requireRole(staffRoles...) // scope.go (D1): family members never see the alert lists
@@ -322,6 +322,7 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 			msg = fmt.Sprintf("request body is larger than %d bytes", s.cfg.BodyLimit)
 		}
 	} else {
+		// (the page shows the catalogue's text for the status code)
 		s.log.Error("dashboard request failed", "method", c.Method(), "path", c.Path(), "err", err)
 	}
 	if isAPI(c) {
@@ -329,7 +330,22 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	}
 	c.Status(code)
 	sess, _ := c.Locals("session").(session)
-	return s.render(c, "error", page{Title: tr("err.title"), CSRF: sess.csrf, Data: map[string]any{"Code": code, "Message": msg}})
+	lang := langOf(c)
+	// The page speaks the catalogue's words for the status; a validation
+	// message (400) is shown below them, as it names the field.
+	text := trIn(lang, fmt.Sprintf("err.code.%d", code))
+	if text == fmt.Sprintf("err.code.%d", code) {
+		text = trIn(lang, "err.code.other")
+	}
+	detail := ""
+	if code == fiber.StatusBadRequest || code == fiber.StatusConflict {
+		detail = msg
+	}
+	role := ""
+	if u, ok := userFrom(c); ok {
+		role = u.Role
+	}
+	return s.render(c, "error", page{Title: trIn(lang, "err.title"), CSRF: sess.csrf, Role: role, Data: map[string]any{"Code": code, "Message": text, "Detail": detail}})
 }
 
 func isAPI(c *fiber.Ctx) bool {

@@ -414,15 +414,15 @@ func TestBoard(t *testing.T) {
 	for _, s := range []string{
 		`data-resident="res-001" data-devices="bs-101 fd-001 vm-101"`,
 		`<span class="v">77</span>`, `<span class="v">95</span>`, `occ occ-out`,
-		`class="alert sev-critical st-open" data-alert="2"`, // unassigned fall of fd-new: no card has the device
+		`class="titem sev-critical st-open" data-alert="2"`, // unassigned fall of fd-new: no card has the device
 		`/residents/res-001`,
 	} {
 		if !strings.Contains(page, s) {
 			t.Errorf("board lacks %q", s)
 		}
 	}
-	if i, j := strings.Index(page, `data-alert="2"`), strings.Index(page, `id="unassigned"`); i < j {
-		t.Errorf("unassigned alert 2 is not in the unassigned list")
+	if i, j := strings.Index(page, `data-alert="2"`), strings.Index(page, `id="triage"`); i < j {
+		t.Errorf("unassigned alert 2 is not in the triage list")
 	}
 }
 

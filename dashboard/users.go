@@ -67,6 +67,8 @@ type User struct {
 	Username, Name, Role, Lang string
 	Sites, Residents           []string
 	Created, Updated           time.Time
+	// Disabled accounts cannot log in and have no sessions.
+	Disabled bool
 }
 
 // Display returns the name shown in the alert history: Name, else Username.
@@ -314,18 +316,19 @@ func (a *Accounts) Add(ctx context.Context, u User, password string) (User, erro
 	return u, nil
 }
 
-const userColumns = "id, username, name, role, lang, sites, residents, created_ms, updated_ms"
+const userColumns = "id, username, name, role, lang, sites, residents, created_ms, updated_ms, disabled"
 
 func scanUser(sc interface{ Scan(...any) error }, extra ...any) (User, error) {
 	var u User
 	var sites, residents string
-	var created, updated int64
-	dest := append([]any{&u.ID, &u.Username, &u.Name, &u.Role, &u.Lang, &sites, &residents, &created, &updated}, extra...)
+	var created, updated, disabled int64
+	dest := append([]any{&u.ID, &u.Username, &u.Name, &u.Role, &u.Lang, &sites, &residents, &created, &updated, &disabled}, extra...)
 	if err := sc.Scan(dest...); err != nil {
 		return User{}, err
 	}
 	u.Sites, u.Residents = splitIDs(sites), splitIDs(residents)
 	u.Created, u.Updated = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
+	u.Disabled = disabled != 0
 	return u, nil
 }
 
@@ -393,8 +396,30 @@ func (a *Accounts) Authenticate(ctx context.Context, username, password string) 
 	if err != nil {
 		return User{}, fmt.Errorf("user %s: %w", u.Username, err)
 	}
-	if !ok {
+	if !ok || u.Disabled {
 		return User{}, ErrBadLogin
+	}
+	return u, nil
+}
+
+// SetDisabled disables (true) or enables the account username. The
+// caller ends its sessions. Errors: ErrUserNotFound, database errors.
+func (a *Accounts) SetDisabled(ctx context.Context, username string, disabled bool) error {
+	v := 0
+	if disabled {
+		v = 1
+	}
+	return a.update(ctx, username, "disabled = ?", v)
+}
+
+// ByUsername returns the user username, or ErrUserNotFound.
+func (a *Accounts) ByUsername(ctx context.Context, username string) (User, error) {
+	u, err := scanUser(a.db.QueryRowContext(ctx, a.db.Rebind("SELECT "+userColumns+" FROM dashboard_users WHERE username = ?"), username))
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, fmt.Errorf("user %s: %w", truncate(username, 32), ErrUserNotFound)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("read user %s: %w", truncate(username, 32), err)
 	}
 	return u, nil
 }

@@ -223,6 +223,11 @@ type vitalView struct {
 	Field, Label, Unit string
 	Value              string // "" when unknown
 	At                 string // RFC 3339 device time, "" when unknown
+	// Lo and Hi are the resident's alert range (NaN = no bound; see
+	// markVitals); Abnormal marks a value outside it.
+	Lo, Hi   float64
+	HasRange bool
+	Abnormal bool
 }
 
 // alertRow is an alert ready for a template.

@@ -71,7 +71,7 @@ func (s *Server) renderAdmin(c *fiber.Ctx, code int, f adminForms) error {
 	data := map[string]any{"Sites": d.sites, "Rooms": d.roomByID, "Beds": d.beds, "Residents": d.residents,
 		"Devices": d.devices, "Bound": bound, "F": f, "CSRF": csrfOf(c),
 		"RoomList": roomList(d), "CanEdit": s.importer() != nil,
-		"CanBind": s.binder() != nil, "CanPolicy": s.policies() != nil, "CanUsers": s.deps.Accounts != nil, "Roles": Roles}
+		"CanBind": s.binder() != nil, "CanPolicy": s.policies() != nil, "CanUsers": s.deps.Accounts != nil, "Roles": rolesLeastFirst()}
 	if ps := s.policies(); ps != nil {
 		set, err := ps.Settings(ctx)
 		if err != nil {
@@ -113,13 +113,13 @@ func (s *Server) adminBind(c *fiber.Ctx) error {
 		return err
 	}
 	if _, ok := d.devByID[dev]; !ok {
-		f.Errors.add("device", msg(lang, "choose a registered device", "请选择已登记的设备"))
+		f.Errors.add("device", trIn(lang, "form.err.choose_a_registered_device"))
 	}
 	r, ok := d.resByID[res]
 	if !ok {
-		f.Errors.add("resident", msg(lang, "choose a registered resident", "请选择已登记的老人"))
+		f.Errors.add("resident", trIn(lang, "form.err.choose_a_registered_resident"))
 	} else if x, ok := d.devByID[dev]; ok && x.SiteID != r.SiteID {
-		f.Errors.add("resident", msg(lang, "the resident lives on another site than the device", "老人与设备不在同一站点"))
+		f.Errors.add("resident", trIn(lang, "form.err.the_resident_lives_on_another"))
 	}
 	if len(f.Errors) == 0 {
 		if err := b.Bind(c.UserContext(), dev, res, s.now()); err != nil {
@@ -146,12 +146,12 @@ func (s *Server) adminUnbind(c *fiber.Ctx) error {
 		return fiber.NewError(fiber.StatusServiceUnavailable, trIn(lang, "adm.readonly"))
 	}
 	if err := device.ValidateID("device", dev); err != nil {
-		f.Errors.add("device", msg(lang, "choose a registered device", "请选择已登记的设备"))
+		f.Errors.add("device", trIn(lang, "form.err.choose_a_registered_device"))
 	} else if err := b.Unbind(c.UserContext(), dev, s.now()); err != nil {
 		if !errors.Is(err, registry.ErrNotFound) {
 			return err
 		}
-		f.Errors.add("device", msg(lang, "this device is not bound to anyone", "该设备未绑定任何老人"))
+		f.Errors.add("device", trIn(lang, "form.err.this_device_is_not_bound"))
 	}
 	if len(f.Errors) > 0 {
 		return s.renderAdmin(c, fiber.StatusBadRequest, f)
@@ -166,7 +166,7 @@ func parsePolicy(lang, id, steps, repeat string) (alerting.Policy, formErrors) {
 	errs := formErrors{}
 	p := alerting.Policy{ID: id}
 	if err := device.ValidateID("policy", id); err != nil {
-		errs.add("id", msg(lang, "1-64 letters, digits, '.', '_' or '-'", "1-64 个字母、数字、'.'、'_' 或 '-'"))
+		errs.add("id", trIn(lang, "form.err.1_64_letters_digits_or"))
 	}
 	for i, line := range strings.Split(strings.ReplaceAll(steps, "\r", ""), "\n") {
 		line = strings.TrimSpace(line)
@@ -176,7 +176,7 @@ func parsePolicy(lang, id, steps, repeat string) (alerting.Policy, formErrors) {
 		parts := strings.Fields(line)
 		after, err := time.ParseDuration(parts[0])
 		if err != nil || len(parts) != 2 {
-			errs.add("steps", fmt.Sprintf(msg(lang, "line %d: want a delay and targets, e.g. \"3m role:nurse_lead\"", "第 %d 行：应为延迟和目标，例如 \"3m role:nurse_lead\""), i+1))
+			errs.add("steps", trf(lang, "form.err.steps_line", "n", fmt.Sprint(i+1)))
 			continue
 		}
 		p.Steps = append(p.Steps, alerting.Step{After: alerting.Duration(after), Targets: strings.Split(parts[1], ",")})
@@ -184,7 +184,7 @@ func parsePolicy(lang, id, steps, repeat string) (alerting.Policy, formErrors) {
 	if repeat = strings.TrimSpace(repeat); repeat != "" {
 		d, err := time.ParseDuration(repeat)
 		if err != nil {
-			errs.add("repeat", msg(lang, "a duration such as 5m, or empty", "请输入时长，例如 5m，或留空"))
+			errs.add("repeat", trIn(lang, "form.err.a_duration_such_as_5m"))
 		}
 		p.Repeat = alerting.Duration(d)
 	}
@@ -225,10 +225,10 @@ func parseRoster(lang, site, zone, shifts string) (alerting.Roster, formErrors) 
 	errs := formErrors{}
 	r := alerting.Roster{Site: site, Zone: zone}
 	if err := device.ValidateID("site", site); err != nil {
-		errs.add("site", msg(lang, "a site id", "请输入站点编号"))
+		errs.add("site", trIn(lang, "form.err.a_site_id"))
 	}
 	if _, err := time.LoadLocation(zone); err != nil || zone == "" {
-		errs.add("zone", msg(lang, "an IANA time zone such as Asia/Shanghai", "请输入 IANA 时区，例如 Asia/Shanghai"))
+		errs.add("zone", trIn(lang, "form.err.an_iana_time_zone_such"))
 	}
 	for i, line := range strings.Split(strings.ReplaceAll(shifts, "\r", ""), "\n") {
 		f := strings.Fields(line)
@@ -236,7 +236,7 @@ func parseRoster(lang, site, zone, shifts string) (alerting.Roster, formErrors) 
 			continue
 		}
 		bad := func() {
-			errs.add("shifts", fmt.Sprintf(msg(lang, "line %d: want name, start, end and on-duty ids, e.g. \"day 07:00 19:00 ana,bo\"", "第 %d 行：应为名称、开始、结束和值班人编号，例如 \"day 07:00 19:00 ana,bo\""), i+1))
+			errs.add("shifts", trf(lang, "form.err.shifts_line", "n", fmt.Sprint(i+1)))
 		}
 		if len(f) != 4 {
 			bad()
@@ -292,14 +292,18 @@ func (s *Server) adminUser(c *fiber.Ctx) error {
 	for _, k := range []string{"username", "name", "role", "lang", "sites", "residents"} {
 		vals[k] = strings.TrimSpace(c.FormValue(k))
 	}
+	sites := formList(c, "sites")
+	if len(sites) == 0 {
+		sites = strings.Fields(strings.ReplaceAll(vals["sites"], ",", " "))
+	}
 	u := User{Username: vals["username"], Name: vals["name"], Role: vals["role"], Lang: vals["lang"],
-		Sites: strings.Fields(strings.ReplaceAll(vals["sites"], ",", " ")), Residents: strings.Fields(strings.ReplaceAll(vals["residents"], ",", " "))}
+		Sites: sites, Residents: strings.Fields(strings.ReplaceAll(vals["residents"], ",", " "))}
 	pw := GeneratePassword()
 	errs := formErrors{}
 	added, err := s.deps.Accounts.Add(c.UserContext(), u, pw)
 	if err != nil {
 		if errors.Is(err, ErrUserExists) {
-			errs.add("username", msg(lang, "this username is taken", "该用户名已被使用"))
+			errs.add("username", trIn(lang, "form.err.this_username_is_taken"))
 		} else if verr := u.Validate(); verr != nil {
 			for _, line := range strings.Split(verr.Error(), "\n") {
 				field := "username"

@@ -220,7 +220,7 @@ func (s *Server) residentPage(c *fiber.Ctx) error {
 		}
 		for _, h := range hist {
 			timeline = append(timeline, timelineEntry{At: h.At.In(loc).Format(timeFormat), AlertID: a.ID, Type: a.Type,
-				Action: h.Action, Actor: h.Actor, Channel: h.Channel, Detail: h.Detail, t: h.At})
+				Action: h.Action, Actor: h.Actor, Channel: h.Channel, Detail: historyWords(lang, a, h), t: h.At})
 		}
 	}
 	lastVisit := ""
@@ -287,61 +287,31 @@ func (s *Server) checkIn(c *fiber.Ctx) error {
 	return c.Redirect("/residents/"+id+"?checkedin=1", fiber.StatusSeeOther)
 }
 
-// board is GET /board: the live board of beds (status colours come from
-// occupancy, device states and alert severities) limited to the user's
-// sites, and the alert queue: open and acknowledged alerts, most severe
-// first, then oldest first, each with acknowledge and resolve-with-outcome
-// buttons (two taps).
+// board is GET /board: the caregiver's triage list, phone first. Open
+// alerts come first (most severe, then oldest), each with resident, room
+// and bed, what happened in plain words, its age, repeats and escalation,
+// one-tap acknowledge and a resolve panel (outcome, note required for an
+// injury, confirmation; the page script sends it after an undo window);
+// then acknowledged alerts; then the beds needing attention (vitals
+// outside the resident's thresholds, devices offline, active alerts); then
+// the other beds. Limited to the user's sites.
 func (s *Server) board(c *fiber.Ctx) error {
 	s.audit(c, AuditViewBoard, "", "")
-	ctx := c.UserContext()
-	cards, unassigned, sites, err := s.boardModel(ctx)
+	m, err := s.triage(c)
 	if err != nil {
 		return err
 	}
-	u, _ := userFrom(c)
-	d, err := s.directory(ctx)
+	return s.renderPage(c, "board", trIn(langOf(c), "board.title"), m)
+}
+
+// boardFragment is GET /board/fragment: the triage list alone, fetched by
+// the page script when an alert changes.
+func (s *Server) boardFragment(c *fiber.Ctx) error {
+	m, err := s.triage(c)
 	if err != nil {
 		return err
 	}
-	// An alert of a site the registry does not know is shown to all staff:
-	// nobody's scope covers it, and an alert nobody sees is lost.
-	visible := func(site string) bool {
-		_, known := d.siteByID[site]
-		return u == nil || canSeeSite(u, site) || !known
-	}
-	var shown []bedCard
-	for _, cd := range cards {
-		site := ""
-		if b, ok := d.bedByID[cd.Key]; ok {
-			site = b.SiteID
-		} else if cd.Resident != nil {
-			site = cd.Resident.SiteID
-		}
-		if visible(site) {
-			shown = append(shown, cd)
-		}
-	}
-	var un []alertRow
-	for _, a := range unassigned {
-		if visible(a.Site) {
-			un = append(un, a)
-		}
-	}
-	active, err := s.activeAlerts(ctx, alerting.Filter{})
-	if err != nil {
-		return err
-	}
-	var queue []alertRow
-	for _, a := range active {
-		if visible(a.Site) {
-			queue = append(queue, d.row(a))
-		}
-	}
-	return s.renderPage(c, "board", trIn(langOf(c), "board.title"), map[string]any{
-		"Cards": shown, "Unassigned": un, "Sites": sites,
-		"Queue": map[string]any{"Active": queue, "ShowActive": true, "CSRF": csrfOf(c), "Back": "/board"},
-	})
+	return s.render(c, "board_sections", m)
 }
 
 // residentVitalsJSON is GET /residents/:id/vitals.json?minutes=N (1-1440,

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"html/template"
 	"math"
+	"slices"
 	"strings"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -22,6 +22,7 @@ import (
 func (s *Server) viewRoutes(web fiber.Router) {
 	staff := requireRole(RoleAdmin, RoleManager, RoleNurseLead, RoleCaregiver)
 	web.Get("/board", staff, s.board)
+	web.Get("/board/fragment", staff, s.boardFragment)
 	// scopeResident (scope.go): 404 outside the user's scope, GETs audited.
 	web.Get("/residents/:id", s.scopeResident, s.residentPage)
 	web.Get("/residents/:id/vitals.json", s.scopeResident, s.residentVitalsJSON)
@@ -43,19 +44,14 @@ func (s *Server) viewRoutes(web fiber.Router) {
 	web.Post("/admin/policy", admin, s.adminPolicy)
 	web.Post("/admin/roster", admin, s.adminRoster)
 	web.Post("/admin/users", admin, s.adminUser)
+	web.Get("/admin/users/:username", admin, s.adminUserPage)
+	web.Post("/admin/users/:username", admin, s.postAdminUser)
 	web.Post("/admin/registry", admin, s.adminRegistry)
 }
 
 // viewFuncs are the template functions of the role views.
 func viewFuncs() template.FuncMap {
 	return template.FuncMap{
-		// dur renders a duration pointer as "1m05s"-like text, "–" for nil.
-		"dur": func(d *time.Duration) string {
-			if d == nil {
-				return "–"
-			}
-			return d.Round(time.Second).String()
-		},
 		// pct renders a share 0..1 as "12.5 %", "–" for NaN.
 		"pct": func(f float64) string {
 			if math.IsNaN(f) {
@@ -67,6 +63,8 @@ func viewFuncs() template.FuncMap {
 		"ferr":      func(errs formErrors, f string) string { return errs[f] },
 		"join":      strings.Join,
 		"hasPrefix": strings.HasPrefix,
+		"vrange":    vitalRange,
+		"has":       func(xs []string, x string) bool { return slices.Contains(xs, x) },
 	}
 }
 
@@ -110,12 +108,15 @@ func (s *Server) renderView(c *fiber.Ctx, code int, name, titleKey string, data 
 
 // The production types behind the optional interfaces of the views.
 var (
-	_ settingsStore  = (*alerting.Manager)(nil)
-	_ policyStore    = (*alerting.Manager)(nil)
-	_ responseTimer  = (*alerting.Manager)(nil)
-	_ binder         = (*registry.Store)(nil)
-	_ EventCounter   = (*FluxVitals)(nil)
-	_ WindowedVitals = (*FluxVitals)(nil)
-	_ visitStore     = (*Accounts)(nil)
-	_ cardLister     = (*registry.Store)(nil)
+	_ settingsStore    = (*alerting.Manager)(nil)
+	_ policyStore      = (*alerting.Manager)(nil)
+	_ responseTimer    = (*alerting.Manager)(nil)
+	_ binder           = (*registry.Store)(nil)
+	_ EventCounter     = (*FluxVitals)(nil)
+	_ WindowedVitals   = (*FluxVitals)(nil)
+	_ DayReader        = (*FluxVitals)(nil)
+	_ escalationReader = (*alerting.Manager)(nil)
+	_ thresholdReader  = (*alerting.Manager)(nil)
+	_ visitStore       = (*Accounts)(nil)
+	_ cardLister       = (*registry.Store)(nil)
 )

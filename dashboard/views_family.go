@@ -12,7 +12,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/eldercare-iot/eldercare/alerting"
-	"github.com/eldercare-iot/eldercare/device/registry"
 )
 
 // Family view time windows.
@@ -78,112 +77,6 @@ type familyVital struct {
 type familyEvent struct {
 	Type, At, Outcome string
 	Handled           bool
-}
-
-// familyCard is what the family view shows of one resident.
-type familyCard struct {
-	Resident registry.Resident
-	State    string // in_bed, up, meal, inactive, unknown
-	Since    string
-	Vitals   []familyVital
-	Events   []familyEvent
-}
-
-// residentState is the resident's state now from the live states of their
-// devices: "meal" (a meal event within MealWindow), "inactive" (an open
-// no_activity alert), "in_bed" or "up" (bed occupancy), else "unknown".
-// since is the time of the deciding observation (zero when unknown).
-func residentState(states []DeviceState, open []AlertView, now time.Time) (state string, since time.Time) {
-	for _, st := range states {
-		if st.LastEvent == "meal" && st.LastEventAt != nil && now.Sub(*st.LastEventAt) <= MealWindow && st.LastEventAt.After(since) {
-			state, since = "meal", *st.LastEventAt
-		}
-	}
-	if state != "" {
-		return state, since
-	}
-	for _, a := range open {
-		if a.Type == alerting.TypeNoActivity {
-			return "inactive", a.OpenedAt
-		}
-	}
-	var inBed *bool
-	for _, st := range states {
-		if st.InBed != nil && st.InBedAt != nil && (inBed == nil || st.InBedAt.After(since)) {
-			inBed, since = st.InBed, *st.InBedAt
-		}
-	}
-	switch {
-	case inBed == nil:
-		return "unknown", time.Time{}
-	case *inBed:
-		return "in_bed", since
-	}
-	return "up", since
-}
-
-// familyModel builds the cards of the residents linked to u.
-func (s *Server) familyModel(ctx context.Context, lang string, u *User) ([]familyCard, error) {
-	d, err := s.directory(ctx)
-	if err != nil {
-		return nil, err
-	}
-	now := s.now()
-	var cards []familyCard
-	for _, id := range u.Residents {
-		res, ok := d.resByID[id]
-		if !ok {
-			continue
-		}
-		loc := d.loc(res.SiteID)
-		card := familyCard{Resident: res}
-		var states []DeviceState
-		for _, dv := range d.devicesOf(res.BedID, res.ID, now) {
-			if st, ok := s.deps.Live.Device(dv.ID); ok {
-				states = append(states, st)
-			}
-		}
-		open, err := s.activeAlerts(ctx, alerting.Filter{Resident: id})
-		if err != nil {
-			return nil, err
-		}
-		if at, ok := s.recentMeal(ctx, id, now); ok {
-			// A meal terminal is shared and bound to nobody: the meal card
-			// in InfluxDB says who ate (see recentMeal).
-			states = append(states, DeviceState{LastEvent: "meal", LastEventAt: &at})
-		}
-		st, since := residentState(states, open, now)
-		card.State = st
-		if !since.IsZero() {
-			card.Since = since.In(loc).Format(clockFormat)
-		}
-		for _, r := range familyRanges {
-			var latest *Sample
-			for _, ds := range states {
-				if smp, ok := ds.Latest[r.Field]; ok && (latest == nil || smp.At.After(latest.At)) {
-					latest = &smp
-				}
-			}
-			if latest == nil {
-				continue
-			}
-			text, verdict := vitalSentence(lang, r, latest.V)
-			card.Vitals = append(card.Vitals, familyVital{Text: text, Verdict: verdict, Age: latest.At.In(loc).Format(clockFormat)})
-		}
-		all, err := s.deps.Alerts.List(ctx, alerting.Filter{Resident: id, Limit: 200})
-		if err != nil {
-			return nil, fmt.Errorf("list alerts of %s: %w", id, err)
-		}
-		for _, a := range all {
-			if (a.Severity != alerting.SeverityCritical && a.Severity != alerting.SeverityHigh) || now.Sub(a.OpenedAt) > SeriousWindow {
-				continue
-			}
-			card.Events = append(card.Events, familyEvent{Type: a.Type, At: a.OpenedAt.In(loc).Format(timeFormat),
-				Outcome: a.Outcome, Handled: a.Status != alerting.StatusOpen})
-		}
-		cards = append(cards, card)
-	}
-	return cards, nil
 }
 
 // familyPage is GET /family: for each resident linked to the family
@@ -285,7 +178,7 @@ func parsePrefs(lang string, f prefForm) (*alerting.QuietHours, formErrors) {
 	if f.Email != "" {
 		a, err := mail.ParseAddress(f.Email)
 		if err != nil || a.Address != f.Email || len(f.Email) > maxEmailLen {
-			errs.add("email", msg(lang, "an e-mail address like name@example.org, at most 254 characters", "请输入电子邮箱，例如 name@example.org，最多 254 个字符"))
+			errs.add("email", trIn(lang, "form.err.an_e_mail_address_like"))
 		}
 	}
 	if !f.Quiet {
@@ -294,26 +187,18 @@ func parsePrefs(lang string, f prefForm) (*alerting.QuietHours, formErrors) {
 	var q alerting.QuietHours
 	var err error
 	if q.Start, err = alerting.ParseClock(f.Start); err != nil {
-		errs.add("start", msg(lang, "a time of day as HH:MM, from 00:00 to 23:59", "请输入时:分格式的时间（00:00 到 23:59）"))
+		errs.add("start", trIn(lang, "form.err.a_time_of_day_as"))
 	}
 	if q.End, err = alerting.ParseClock(f.End); err != nil {
-		errs.add("end", msg(lang, "a time of day as HH:MM, from 00:00 to 23:59", "请输入时:分格式的时间（00:00 到 23:59）"))
+		errs.add("end", trIn(lang, "form.err.a_time_of_day_as"))
 	}
 	if f.Zone == "" || strings.ContainsAny(f.Zone, " \t") {
-		errs.add("zone", msg(lang, "an IANA time zone such as Asia/Shanghai", "请输入 IANA 时区，例如 Asia/Shanghai"))
+		errs.add("zone", trIn(lang, "form.err.an_iana_time_zone_such"))
 	} else if _, err := time.LoadLocation(f.Zone); err != nil {
-		errs.add("zone", msg(lang, "an IANA time zone such as Asia/Shanghai", "请输入 IANA 时区，例如 Asia/Shanghai"))
+		errs.add("zone", trIn(lang, "form.err.an_iana_time_zone_such"))
 	}
 	q.Zone = f.Zone
 	return &q, errs
-}
-
-// msg picks the English or Chinese text of a validation message.
-func msg(lang, en, zh string) string {
-	if lang == LangZH {
-		return zh
-	}
-	return en
 }
 
 // postPreferences is POST /family/preferences: stores the family member's
@@ -360,29 +245,4 @@ func (s *Server) postPreferences(c *fiber.Ctx) error {
 	}
 	s.audit(c, "preferences", "recipient:"+r.ID, "")
 	return c.Redirect("/family/preferences?saved=1", fiber.StatusSeeOther)
-}
-
-// recentMeal reports whether residentID had a meal (a meal event with one
-// of their meal cards) within MealWindow before now; at is the window's
-// start (the event time is not read). False when InfluxDB or the card
-// list is unavailable.
-func (s *Server) recentMeal(ctx context.Context, residentID string, now time.Time) (at time.Time, ok bool) {
-	ec, ok1 := s.deps.Vitals.(EventCounter)
-	cl, ok2 := s.deps.Registry.(cardLister)
-	if !ok1 || !ok2 {
-		return time.Time{}, false
-	}
-	cards, err := cl.Cards(ctx)
-	if err != nil {
-		s.log.Warn("family view: meal cards unavailable", "err", err)
-		return time.Time{}, false
-	}
-	from := now.Add(-MealWindow)
-	byCard, err := ec.MealsByCard(ctx, from, now)
-	if err != nil {
-		s.log.Warn("family view: meals unavailable", "err", err)
-		return time.Time{}, false
-	}
-	served, _ := mealsAndVisits(cards, byCard, nil)
-	return from, served[residentID] > 0
 }

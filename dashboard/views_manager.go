@@ -44,7 +44,7 @@ func (s *Server) managerPage(c *fiber.Ctx) error {
 	p, err := MonthPeriod(c.Query("month"), s.now(), loc)
 	if err != nil {
 		return s.renderView(c, fiber.StatusBadRequest, "manager", "mgr.title", map[string]any{
-			"Errors": formErrors{"month": msg(lang, err.Error(), "月份格式应为 YYYY-MM，例如 "+s.now().In(loc).Format("2006-01"))}, "Month": c.Query("month")})
+			"Errors": formErrors{"month": trf(lang, "form.err.month", "example", s.now().In(loc).Format("2006-01"))}, "Month": c.Query("month")})
 	}
 	rep, err := s.report(c.UserContext(), p, keep)
 	if err != nil {

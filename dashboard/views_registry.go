@@ -31,7 +31,7 @@ func (s *Server) importer() importer {
 // and the current directory, with a message per wrong field.
 func registryForm(lang string, d *directory, v map[string]string) (*registry.Document, formErrors) {
 	errs := formErrors{}
-	idMsg := msg(lang, "1-64 letters, digits, '.', '_' or '-'", "1-64 个字母、数字、'.'、'_' 或 '-'")
+	idMsg := trIn(lang, "form.err.1_64_letters_digits_or")
 	checkID := func(field string) {
 		if device.ValidateID(field, v[field]) != nil {
 			errs.add(field, idMsg)
@@ -39,15 +39,15 @@ func registryForm(lang string, d *directory, v map[string]string) (*registry.Doc
 	}
 	checkName := func() {
 		if strings.TrimSpace(v["name"]) == "" {
-			errs.add("name", msg(lang, "required", "必填"))
+			errs.add("name", trIn(lang, "form.err.required"))
 		} else if err := checkText("name", v["name"], 100, false); err != nil {
-			errs.add("name", msg(lang, "at most 100 characters, no control characters", "最多 100 个字符，不能包含控制字符"))
+			errs.add("name", trIn(lang, "form.err.at_most_100_characters_no"))
 		}
 	}
 	siteSpec := func(id string) (registry.SiteSpec, bool) {
 		x, ok := d.siteByID[id]
 		if !ok {
-			errs.add("site", msg(lang, "choose a registered site", "请选择已登记的站点"))
+			errs.add("site", trIn(lang, "form.err.choose_a_registered_site"))
 		}
 		return registry.SiteSpec{ID: x.ID, Name: x.Name, TimeZone: x.TimeZone}, ok
 	}
@@ -57,15 +57,15 @@ func registryForm(lang string, d *directory, v map[string]string) (*registry.Doc
 		checkID("id")
 		checkName()
 		if tz := v["timezone"]; tz == "" || tz == "Local" {
-			errs.add("timezone", msg(lang, "an IANA time zone such as Asia/Shanghai", "请输入 IANA 时区，例如 Asia/Shanghai"))
+			errs.add("timezone", trIn(lang, "form.err.an_iana_time_zone_such"))
 		} else if _, err := time.LoadLocation(tz); err != nil {
-			errs.add("timezone", msg(lang, "an IANA time zone such as Asia/Shanghai", "请输入 IANA 时区，例如 Asia/Shanghai"))
+			errs.add("timezone", trIn(lang, "form.err.an_iana_time_zone_such"))
 		}
 		doc.Sites = []registry.SiteSpec{{ID: v["id"], Name: v["name"], TimeZone: v["timezone"]}}
 	case "room":
 		checkID("id")
 		if r, ok := d.roomByID[v["id"]]; ok && r.SiteID != v["site"] {
-			errs.add("id", msg(lang, "this room id is taken on another site", "该房间编号已在其他站点使用"))
+			errs.add("id", trIn(lang, "form.err.this_room_id_is_taken"))
 		}
 		site, _ := siteSpec(v["site"])
 		site.Rooms = []registry.RoomSpec{{ID: v["id"], Name: strings.TrimSpace(v["name"])}}
@@ -75,10 +75,10 @@ func registryForm(lang string, d *directory, v map[string]string) (*registry.Doc
 		site, ok := siteSpec(v["site"])
 		room, rok := d.roomByID[v["room"]]
 		if !rok || (ok && room.SiteID != site.ID) {
-			errs.add("room", msg(lang, "choose a room of the site", "请选择该站点的房间"))
+			errs.add("room", trIn(lang, "form.err.choose_a_room_of_the"))
 		}
 		if b, ok := d.bedByID[v["id"]]; ok && b.RoomID != v["room"] {
-			errs.add("id", msg(lang, "this bed id is taken in another room", "该床位编号已在其他房间使用"))
+			errs.add("id", trIn(lang, "form.err.this_bed_id_is_taken"))
 		}
 		site.Rooms = []registry.RoomSpec{{ID: room.ID, Name: room.Name, Beds: []registry.BedSpec{{ID: v["id"], Name: strings.TrimSpace(v["name"]), Nursing: v["nursing"] == "on"}}}}
 		doc.Sites = []registry.SiteSpec{site}
@@ -89,11 +89,11 @@ func registryForm(lang string, d *directory, v map[string]string) (*registry.Doc
 		if bedID := v["bed"]; bedID != "" {
 			b, bok := d.bedByID[bedID]
 			if !bok || (ok && b.SiteID != site.ID) {
-				errs.add("bed", msg(lang, "choose a bed of the site, or none", "请选择该站点的床位，或不选"))
+				errs.add("bed", trIn(lang, "form.err.choose_a_bed_of_the"))
 			} else {
 				for _, r := range d.residents {
 					if r.BedID == bedID && r.ID != v["id"] {
-						errs.add("bed", msg(lang, "this bed is taken by "+r.Name, "该床位已由 "+r.Name+" 使用"))
+						errs.add("bed", trf(lang, "form.err.bed_taken", "name", r.Name))
 					}
 				}
 				room := d.roomByID[b.RoomID]
@@ -104,7 +104,7 @@ func registryForm(lang string, d *directory, v map[string]string) (*registry.Doc
 		if y := v["birth_year"]; y != "" {
 			n, err := strconv.Atoi(y)
 			if err != nil || n < 1900 || n > time.Now().Year() {
-				errs.add("birth_year", msg(lang, "a year such as 1938, or empty", "请输入年份，例如 1938，或留空"))
+				errs.add("birth_year", trIn(lang, "form.err.a_year_such_as_1938"))
 			}
 			year = n
 		}
@@ -112,7 +112,7 @@ func registryForm(lang string, d *directory, v map[string]string) (*registry.Doc
 		doc.Residents = []registry.Resident{{ID: v["id"], SiteID: v["site"], BedID: v["bed"], Name: strings.TrimSpace(v["name"]),
 			BirthYear: year, Vulnerable: v["vulnerable"] == "on"}}
 	default:
-		errs.add("form", msg(lang, "one of site, room, bed, resident", "应为 site、room、bed 或 resident"))
+		errs.add("form", trIn(lang, "form.err.one_of_site_room_bed"))
 	}
 	if len(errs) == 0 {
 		if err := doc.Validate(); err != nil {

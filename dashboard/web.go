@@ -170,11 +170,17 @@ func (s *Server) formAck(c *fiber.Ctx) error {
 	return c.Redirect(backTo(c), fiber.StatusSeeOther)
 }
 
-// resolveInput validates an outcome and a note.
+// errNoteRequired: an injury is resolved without a note.
+var errNoteRequired = errors.New("note: required when the outcome is injury (what happened and what was done)")
+
+// resolveInput validates an outcome and a note; an injury needs a note.
 func resolveInput(outcome, note string) error {
 	var errs []error
 	if !slices.Contains(alerting.Outcomes, outcome) {
 		errs = append(errs, fmt.Errorf("outcome: %q is not one of %s", truncate(outcome, 32), strings.Join(alerting.Outcomes, ", ")))
+	}
+	if outcome == alerting.OutcomeInjury && strings.TrimSpace(note) == "" {
+		errs = append(errs, errNoteRequired)
 	}
 	if err := checkText("note", note, MaxNoteLen, true); err != nil {
 		errs = append(errs, err)
@@ -189,6 +195,9 @@ func (s *Server) formResolve(c *fiber.Ctx) error {
 	}
 	outcome, note := c.FormValue("outcome"), strings.TrimSpace(c.FormValue("note"))
 	if err := resolveInput(outcome, note); err != nil {
+		if errors.Is(err, errNoteRequired) {
+			return fiber.NewError(fiber.StatusBadRequest, trIn(langOf(c), "err.note_injury"))
+		}
 		return fiber.NewError(fiber.StatusBadRequest, err.Error())
 	}
 	sess, _ := c.Locals("session").(session)

@@ -124,7 +124,7 @@ func TestLoginEachRole(t *testing.T) {
 // the epoch) an li.alert element with that id first appears.
 const observeAlerts = `(function(){
   window.__seen = {};
-  const mark = () => document.querySelectorAll('li.alert[data-alert]').forEach(el => {
+  const mark = () => document.querySelectorAll('li[data-alert]').forEach(el => {
     const id = el.getAttribute('data-alert');
     if (!(id in window.__seen)) { window.__seen[id] = Date.now(); }
   });
@@ -229,9 +229,9 @@ func TestLiveAlertAcknowledge(t *testing.T) {
 	// The watcher's board changes without a reload.
 	c2, cancel2 := within(watcher, 5*time.Second)
 	defer cancel2()
-	sel := fmt.Sprintf(`li.alert[data-alert="%s"].st-acknowledged`, id)
+	sel := fmt.Sprintf(`li[data-alert="%s"].st-acknowledged`, id)
 	if err := chromedp.Do(c2, chromedp.WaitVisible(chromedp.CSS(sel))); err != nil {
-		html, _ := eval[string](watcher, fmt.Sprintf(`(document.querySelector('li.alert[data-alert="%s"]') || {}).outerHTML || "(none)"`, id))
+		html, _ := eval[string](watcher, fmt.Sprintf(`(document.querySelector('li[data-alert="%s"]') || {}).outerHTML || "(none)"`, id))
 		t.Fatalf("the open board did not show alert %s acknowledged within 5 s: %v (element: %s)", id, err, html)
 	}
 }

@@ -47,10 +47,13 @@ type stack struct {
 	root     string
 	influx   string
 	mgr      *alerting.Manager
+	store    *registry.Store
 	dash     *dashboard.Server
 	accounts map[string]account // by username
 	pub      paho.Client
 	eventID  int
+	// lastFall is the device time of the last publishFall (zero: none).
+	lastFall time.Time
 }
 
 // startStack starts the platform for one test and stops it at cleanup.
@@ -109,7 +112,7 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &stack{mqttURL: brk.URL(), root: root, influx: influxURL, mgr: mgr, accounts: map[string]account{}}
+	st := &stack{mqttURL: brk.URL(), root: root, influx: influxURL, mgr: mgr, store: store, accounts: map[string]account{}}
 	site := firmwaresim.DemoSite
 	for _, a := range []account{
 		{user: dashboard.User{Username: "admin", Name: "Ada Admin", Role: dashboard.RoleAdmin, Lang: "en"}, landing: "/admin"},
@@ -202,6 +205,7 @@ func (st *stack) publishFall(t *testing.T) time.Time {
 	if err := mqttconn.Wait(context.Background(), st.pub.Publish(topic, 1, false, payload), 5*time.Second, "publish fall"); err != nil {
 		t.Fatal(err)
 	}
+	st.lastFall = time.UnixMilli(now.UnixMilli())
 	return now
 }
 

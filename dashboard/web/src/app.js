@@ -1,12 +1,19 @@
 // Entry point of the dashboard's browser code, bundled by esbuild into
 // dist/app.js (npm run build; `make assets` from the repository root).
 // live.js is the pages' live updates over SSE (board, alerts, resident page);
-// charts.js draws the vitals charts with uPlot.
+// triage.js the board's resolve with undo and night mode; charts.js draws
+// the vitals charts with uPlot.
 import './live.js';
 import { initCharts } from './charts.js';
+import { initTheme, initTriage } from './triage.js';
 
-if (document.readyState === 'loading') {
-  document.addEventListener('DOMContentLoaded', function () { initCharts(document); });
-} else {
+initTheme(document);
+function start() {
   initCharts(document);
+  initTriage(document);
+}
+if (document.readyState === 'loading') {
+  document.addEventListener('DOMContentLoaded', start);
+} else {
+  start();
 }

@@ -24,6 +24,7 @@
   }
   refreshAges();
   setInterval(refreshAges, 5000);
+  document.addEventListener('eldercare:ages', refreshAges);
 
   var devState = {};
   function cards() { return Array.prototype.slice.call(document.querySelectorAll('.card[data-devices]')); }
@@ -53,6 +54,10 @@
         if (best && age && newer(best.at, age.getAttribute('data-at'))) {
           div.querySelector('.v').textContent = String(Math.round(best.v));
           age.setAttribute('data-at', best.at);
+          // colour against the resident's alert range (data-lo, data-hi)
+          var lo = parseFloat(div.getAttribute('data-lo')), hi = parseFloat(div.getAttribute('data-hi'));
+          var v = Math.round(best.v);
+          div.classList.toggle('abnormal', (!isNaN(lo) && v < lo) || (!isNaN(hi) && v > hi));
         }
       });
       if (d.in_bed === true || d.in_bed === false) {
@@ -139,9 +144,6 @@
     if (a.status === 'acknowledged') {
       li.appendChild(document.createTextNode(' · ' + t('alerts.ackby') + ' ' + (a.acknowledged_by || '')));
     }
-    if (a.detail) {
-      li.appendChild(document.createTextNode(' · ' + a.detail));
-    }
     return li;
   }
 
@@ -159,6 +161,7 @@
       if (target) { target.appendChild(alertItem(a)); }
     }
     refreshAlertList();
+    if (window.eldercareRefreshTriage) { window.eldercareRefreshTriage(); }
     refreshAges();
   }
 
@@ -168,7 +171,8 @@
   function refreshAlertList() {
     var body = document.getElementById('alerts-body');
     if (!body) { return; }
-    if (document.activeElement && body.contains(document.activeElement) && document.activeElement.tagName !== 'BUTTON') {
+    if ((document.activeElement && body.contains(document.activeElement) && document.activeElement.tagName !== 'BUTTON') ||
+        (window.eldercareBusy && window.eldercareBusy())) {
       pending = true;
       return;
     }
@@ -185,11 +189,25 @@
     }).catch(function () { pending = true; });
   }
   document.addEventListener('focusout', function () { if (pending) { setTimeout(refreshAlertList, 200); } });
+  window.eldercareRefreshAlerts = refreshAlertList;
+  setInterval(function () { if (pending) { refreshAlertList(); } }, 3000);
 
   var live = document.getElementById('live');
+  var loadedAt = Date.now();
   if (live && window.EventSource) {
     var es = new EventSource('/events');
-    es.onopen = function () { live.textContent = t('live.ok'); live.className = 'live ok'; };
+    var opened = false;
+    es.onopen = function () {
+      live.textContent = t('live.ok');
+      live.className = 'live ok';
+      // Changes between the page's render (or a lost connection) and this
+      // (re)connection were not pushed: fetch the lists once.
+      if (opened || Date.now() - loadedAt > 2000) {
+        refreshAlertList();
+        if (window.eldercareRefreshTriage) { window.eldercareRefreshTriage(); }
+      }
+      opened = true;
+    };
     es.onerror = function () {
       live.textContent = t('live.lost');
       live.className = 'live lost';
