@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -163,6 +164,10 @@ type Service struct {
 	open    map[string]int64 // dedup keys of alerts known open
 
 	rules *ruleState // the rules of rulesvc.go
+
+	lanes   *lanes
+	started atomic.Bool // Run reloaded the open alerts
+	store   storeHealth // see durably
 }
 
 // New checks cfg and registers the metrics (eldercare_alerting_*) on reg.
@@ -194,9 +199,21 @@ func New(cfg Config, m *Manager, residents Residents, reg prometheus.Registerer,
 		devices: map[string]*deviceState{},
 		open:    map[string]int64{},
 		rules:   newRuleState(cfg.Rules),
+		lanes:   newLanes(),
+	}
+	s.store.failing = prometheus.NewGauge(prometheus.GaugeOpts{Name: "eldercare_alerting_store_failing",
+		Help: "1 while a decision (an alert opened, repeated or resolved, a note) cannot be written to the alert store and is retried; the message that led to it is held unacknowledged. /readyz fails meanwhile."})
+	s.store.retries = prometheus.NewCounter(prometheus.CounterOpts{Name: "eldercare_alerting_store_retries_total",
+		Help: "Failed writes or reads of the alert store that were retried with backoff (SQLITE_BUSY beyond busy_timeout, a lost PostgreSQL connection, ...)."})
+	var queued []prometheus.Collector
+	for _, lane := range []string{"urgent", "normal"} {
+		urgent := lane == "urgent"
+		queued = append(queued, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "eldercare_alerting_queue_messages",
+			Help:        "Received MQTT messages waiting to be handled, by lane (urgent: fall and SOS events; normal: the rest).",
+			ConstLabels: prometheus.Labels{"lane": lane}}, func() float64 { return float64(s.lanes.len(urgent)) }))
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{s.events, s.opened, s.notified, s.pending, s.rejected} {
+		for _, c := range append([]prometheus.Collector{s.events, s.opened, s.notified, s.pending, s.rejected, s.store.failing, s.store.retries}, queued...) {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register alerting metrics: %w", err)
 			}
@@ -210,33 +227,28 @@ func New(cfg Config, m *Manager, residents Residents, reg prometheus.Registerer,
 // ctx is cancelled.
 // It returns nil after a cancellation, or the error that stopped it.
 func (s *Service) Run(ctx context.Context) error {
-	open, err := s.m.openKeys(ctx)
-	if err != nil {
+	var open map[string]int64
+	err := s.durably(ctx, "reload of open alerts", func(ctx context.Context) error {
+		var err error
+		open, err = s.m.openKeys(ctx)
 		return err
+	})
+	if err != nil {
+		return nil // cancelled while the store was down
 	}
 	s.mu.Lock()
 	s.open = open
 	s.mu.Unlock()
 	s.log.Info("alerting: open alerts reloaded", "open", len(open))
 
-	msgs := make(chan paho.Message, 1024)
 	filters := map[string]byte{}
 	for _, ch := range []device.Channel{device.ChanTelemetry, device.ChanEvent, device.ChanStatus} {
 		filters[device.Subscription(s.cfg.Root, ch)] = 1
 	}
-	// urgent carries fall and SOS events past queued telemetry, so a
-	// backlog of readings never delays a fall alert (see urgentEvent).
-	urgent := make(chan paho.Message, 256)
-	handler := func(_ paho.Client, msg paho.Message) {
-		q := msgs
-		if urgentEvent(msg.Topic(), msg.Payload()) {
-			q = urgent
-		}
-		select {
-		case q <- msg:
-		case <-ctx.Done():
-		}
-	}
+	// The handler only queues: paho's router is never blocked by a slow
+	// store, and fall and SOS events go on the urgent lane, which its own
+	// worker drains (see lanes).
+	handler := func(_ paho.Client, msg paho.Message) { s.lanes.push(msg, urgentEvent(msg.Topic(), msg.Payload())) }
 	client, err := mqttconn.Connect(ctx, mqttconn.Options{
 		URL: s.cfg.MQTTURL, ClientID: s.cfg.ClientID, CleanSession: false,
 		AutoAckDisabled: true, Logger: s.log,
@@ -287,8 +299,9 @@ func (s *Service) Run(ctx context.Context) error {
 		defer wg.Done()
 		s.offlineLoop(ctx)
 	}()
-	if err := s.reloadThresholds(ctx); err != nil {
-		return fmt.Errorf("alerting: %w", err)
+	if err := s.durably(ctx, "load of per-resident thresholds", s.reloadThresholds); err != nil {
+		wg.Wait()
+		return nil
 	}
 	wg.Add(1)
 	go func() {
@@ -300,30 +313,136 @@ func (s *Service) Run(ctx context.Context) error {
 		defer wg.Done()
 		NewEscalator(s.m, s.cfg.Now, s.cfg.PollEvery, s.log).Run(ctx)
 	}()
+	s.started.Store(true)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		s.work(withLane(ctx, true), true)
+	}()
+	go func() {
+		defer wg.Done()
+		s.work(withLane(ctx, false), false)
+	}()
+	<-ctx.Done()
+	wg.Wait()
+	// A clean stop keeps the persistent session and its subscriptions:
+	// the broker queues what arrives meanwhile for the next start (see
+	// docs/alerting.md, "Replicas").
+	return nil
+}
+
+// work takes the messages of one lane in order and acknowledges each once
+// its decisions are stored. A message whose decisions could not be stored
+// before ctx ended is not acknowledged: the broker delivers it again to
+// the persistent session.
+func (s *Service) work(ctx context.Context, urgent bool) {
 	for {
-		select {
-		case <-ctx.Done():
-			wg.Wait()
-			return nil
-		case msg := <-urgent:
-			s.handleAndAck(ctx, msg)
-		case msg := <-msgs:
-			// Urgent first: a fall that arrived meanwhile goes next.
-			select {
-			case u := <-urgent:
-				s.handleAndAck(ctx, u)
-			default:
-			}
-			s.handleAndAck(ctx, msg)
+		msg, ok := s.lanes.next(ctx, urgent)
+		if !ok {
+			return
+		}
+		err := s.handle(ctx, msg)
+		if err == nil {
+			msg.Ack()
+		} else {
+			s.log.Warn("alerting: message left unacknowledged for redelivery", "topic", msg.Topic(), "err", err)
+		}
+		if urgent {
+			s.lanes.doneUrgent()
 		}
 	}
 }
 
-// handleAndAck handles msg and acknowledges it when what it decided is
-// stored.
-func (s *Service) handleAndAck(ctx context.Context, msg paho.Message) {
-	if err := s.handle(ctx, msg); err != nil {
-		s.log.Error("alerting: message not handled", "topic", msg.Topic(), "err", err)
+// lanes are the engine's two queues of received messages: urgent (fall
+// and SOS events, see urgentEvent) and normal (everything else). push never
+// blocks, so paho's router is never held up by the store; each lane has its
+// own worker, so a fall is never queued behind telemetry, even while a
+// decision of a reading waits for the store. Their length is bounded by the
+// broker: a QoS 1 message stays unacknowledged (in flight) until handled,
+// and the broker sends no more than its in-flight window per client.
+type lanes struct {
+	mu     sync.Mutex
+	q      [2][]paho.Message // 0 normal, 1 urgent
+	wake   [2]chan struct{}
+	active atomic.Int32 // urgent messages queued or being handled
+}
+
+func newLanes() *lanes {
+	return &lanes{wake: [2]chan struct{}{make(chan struct{}, 1), make(chan struct{}, 1)}}
+}
+
+func laneIndex(urgent bool) int {
+	if urgent {
+		return 1
 	}
-	msg.Ack()
+	return 0
+}
+
+// push queues msg on its lane without blocking.
+func (l *lanes) push(msg paho.Message, urgent bool) {
+	i := laneIndex(urgent)
+	if urgent {
+		l.active.Add(1)
+	}
+	l.mu.Lock()
+	l.q[i] = append(l.q[i], msg)
+	l.mu.Unlock()
+	select {
+	case l.wake[i] <- struct{}{}:
+	default:
+	}
+}
+
+// next returns the oldest message of a lane, waiting for one; false when
+// ctx ends.
+func (l *lanes) next(ctx context.Context, urgent bool) (paho.Message, bool) {
+	i := laneIndex(urgent)
+	for {
+		l.mu.Lock()
+		if len(l.q[i]) > 0 {
+			msg := l.q[i][0]
+			l.q[i][0] = nil
+			l.q[i] = l.q[i][1:]
+			if len(l.q[i]) == 0 {
+				l.q[i] = nil // let the backing array go
+			}
+			l.mu.Unlock()
+			return msg, true
+		}
+		l.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-l.wake[i]:
+		}
+	}
+}
+
+// doneUrgent marks one urgent message handled (acknowledged or left for
+// redelivery).
+func (l *lanes) doneUrgent() { l.active.Add(-1) }
+
+// urgentActive reports whether a fall or SOS event is queued or being
+// handled.
+func (l *lanes) urgentActive() bool { return l.active.Load() > 0 }
+
+// len returns the number of messages queued on a lane.
+func (l *lanes) len(urgent bool) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.q[laneIndex(urgent)])
+}
+
+// laneKey marks a context as the urgent lane's (see withLane).
+type laneKey struct{}
+
+// withLane returns ctx marked as the urgent lane's or not: a store retry
+// of the normal lane yields to a pending fall (see durably).
+func withLane(ctx context.Context, urgent bool) context.Context {
+	return context.WithValue(ctx, laneKey{}, urgent)
+}
+
+func urgentLane(ctx context.Context) bool {
+	u, _ := ctx.Value(laneKey{}).(bool)
+	return u
 }

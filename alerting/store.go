@@ -475,9 +475,11 @@ func dedupKey(resident *string, deviceID, typ string) string {
 // "repeated" notification). created reports which.
 func (m *Manager) open(ctx context.Context, s openSpec) (a Alert, created bool, err error) {
 	var notified bool
+	// The settings decide the escalation; without them the alert would
+	// open unescalated, so a read error is the caller's to retry.
 	settings, err := m.currentSettings(ctx)
 	if err != nil {
-		m.log.Error("alerting: settings unavailable; opening without escalation", "err", err)
+		return Alert{}, false, fmt.Errorf("open %s alert for %s: settings: %w", s.Type, s.Key, err)
 	}
 	err = m.tx(ctx, func(tx *sql.Tx) error {
 		now := m.now().UnixMilli()
