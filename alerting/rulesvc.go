@@ -487,6 +487,14 @@ func (s *Service) meal(ctx context.Context, t device.Topic, e *device.Event) err
 	if !ok {
 		return nil
 	}
+	if r.SiteID != "" && r.SiteID != t.Site {
+		// A gateway speaks only for the residents of its own site: a card
+		// of another site's resident would record (or clear) that
+		// resident's meal.
+		s.refuse(t, device.ChanEvent, ReasonCardOtherSite,
+			fmt.Sprintf("meal card %s belongs to resident %s of site %s, not to site %s", card, r.ID, r.SiteID, t.Site))
+		return nil
+	}
 	s.rules.mu.Lock()
 	acts := s.rules.absence.Meal(r.ID, r.SiteID, t.Device, meal, at, s.location(r.SiteID))
 	s.rules.mu.Unlock()

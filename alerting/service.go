@@ -162,6 +162,8 @@ type Service struct {
 	vitals  map[string]*vitals
 	devices map[string]*deviceState
 	open    map[string]int64 // dedup keys of alerts known open
+	// refusedLog: device and reason -> when a refusal was last logged.
+	refusedLog map[string]time.Time
 
 	rules *ruleState // the rules of rulesvc.go
 
@@ -194,12 +196,13 @@ func New(cfg Config, m *Manager, residents Residents, reg prometheus.Registerer,
 			Help: "Notifications in the outbox not yet delivered to every receiver."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eldercare_alerting_rejected_total",
 			Help: "Malformed or misaddressed MQTT messages rejected, by channel (telemetry, event, status, or unknown when the topic is bad) and reason (the validation rule, e.g. unit_ms). A rejected fall or SOS event still raises its alert."}, []string{"channel", "reason"}),
-		recent:  newRecentEvents(DefaultEventDedup),
-		vitals:  map[string]*vitals{},
-		devices: map[string]*deviceState{},
-		open:    map[string]int64{},
-		rules:   newRuleState(cfg.Rules),
-		lanes:   newLanes(),
+		recent:     newRecentEvents(DefaultEventDedup),
+		vitals:     map[string]*vitals{},
+		devices:    map[string]*deviceState{},
+		open:       map[string]int64{},
+		refusedLog: map[string]time.Time{},
+		rules:      newRuleState(cfg.Rules),
+		lanes:      newLanes(),
 	}
 	s.store.failing = prometheus.NewGauge(prometheus.GaugeOpts{Name: "eldercare_alerting_store_failing",
 		Help: "1 while a decision (an alert opened, repeated or resolved, a note) cannot be written to the alert store and is retried; the message that led to it is held unacknowledged. /readyz fails meanwhile."})
