@@ -77,6 +77,13 @@ type Config struct {
 	// MaxAttempts caps deliveries of a notification to one receiver before
 	// it is recorded as failed; default 20 (about 1.5 h with backoff).
 	MaxAttempts int
+	// UnsubscribeOnStop: on a clean stop (ctx cancelled), unsubscribe from
+	// every subscription before disconnecting. For a replica retired for
+	// good: the broker then stops queueing messages for sessions nobody
+	// will resume (alerting's subscriptions are not shared, so the other
+	// replicas receive everything anyway). Off (default) for a restart: the
+	// persistent sessions keep what arrives meanwhile.
+	UnsubscribeOnStop bool
 	// Limits bounds payloads (device.Limits zero value = protocol defaults).
 	Limits device.Limits
 	// Now is the wall clock (offline timer, received time); default time.Now.
@@ -324,9 +331,23 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	<-ctx.Done()
 	wg.Wait()
-	// A clean stop keeps the persistent session and its subscriptions:
-	// the broker queues what arrives meanwhile for the next start (see
-	// docs/alerting.md, "Replicas").
+	// By default a clean stop keeps the persistent sessions and their
+	// subscriptions: the broker queues what arrives meanwhile for the next
+	// start. A replica retired for good drops its subscriptions first.
+	if s.cfg.UnsubscribeOnStop {
+		for _, u := range []struct {
+			c       paho.Client
+			filters []string
+		}{
+			{client, []string{device.Subscription(s.cfg.Root, device.ChanEvent), device.Subscription(s.cfg.Root, device.ChanStatus)}},
+			{tclient, []string{telemetryFilter}},
+		} {
+			if err := mqttconn.Wait(context.Background(), u.c.Unsubscribe(u.filters...), 5*time.Second, "unsubscribe before retiring"); err != nil {
+				s.log.Error("alerting: unsubscribe on stop failed", "err", err)
+			}
+		}
+		s.log.Info("alerting: unsubscribed before disconnecting (retired replica)")
+	}
 	return nil
 }
 

@@ -193,3 +193,24 @@ func TestFallWhilePostgresTerminatesConnections(t *testing.T) {
 	}
 	onceEach(t, e, a.m, "fd-pg")
 }
+
+// TestRetireUnsubscribes: a replica stopped with UnsubscribeOnStop (the
+// alerting role's --retire) drops its subscriptions before disconnecting,
+// so the broker queues nothing for its sessions: a fall published while it
+// is away is not delivered when the same client id comes back, while a fall
+// published after that is. Without it (TestBIDMC32LowSpO2AndRestart and
+// the restart tests), the sessions keep what arrives meanwhile.
+func TestRetireUnsubscribes(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(func(c *Config) { c.UnsubscribeOnStop = true })
+	r.stop()
+	e.fall("fd-away", 1)
+	r2 := e.start(nil)
+	e.fall("fd-after", 1)
+	eventually(t, 10*time.Second, "fall after the comeback alerted", func() bool {
+		return len(alertsOf(t, r2.m, "fd-after", TypeFall)) == 1
+	})
+	if n := len(alertsOf(t, r2.m, "fd-away", TypeFall)); n != 0 {
+		t.Errorf("%d alerts for the fall published while the retired replica was away, want 0 (its session was still subscribed)", n)
+	}
+}

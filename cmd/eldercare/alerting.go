@@ -48,6 +48,7 @@ store (import them with --alerting-settings). See docs/alerting.md.`,
 	f.Duration("offline-timeout", alerting.DefaultOfflineTimeout, "wall-clock silence after which a device raises device_offline (e.g. 2m)")
 	f.String("webhook-url", "", "URL that receives every alert change as a signed JSON POST (optional; default none)")
 	f.String("webhook-secret", "", "HMAC-SHA256 secret that signs webhook bodies; prefer env ELDERCARE_WEBHOOK_SECRET (never printed)")
+	f.Bool("retire", false, "this replica is being retired for good: on SIGTERM, unsubscribe before disconnecting so the broker stops queueing for its sessions (default false: a restart resumes the persistent sessions with what arrived meanwhile)")
 	f.String("http", "127.0.0.1:9102", "listen address of /healthz (liveness), /readyz (503 while alerts cannot be stored) and /metrics (host:port)")
 	addAlertingFlags(f)
 	return cmd
@@ -123,6 +124,8 @@ func runAlerting(cmd *cobra.Command, _ []string) error {
 		OfflineTimeout: s.Duration("offline-timeout"),
 		WebhookURL:     s.String("webhook-url"),
 		WebhookSecret:  alerting.Secret(s.String("webhook-secret")),
+
+		UnsubscribeOnStop: s.Bool("retire"),
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("alerting: %w", err)
