@@ -296,9 +296,10 @@ func (e *Escalator) Run(ctx context.Context) error {
 	t := time.NewTicker(e.every)
 	defer t.Stop()
 	var pruned time.Time
+	var every logLimit
 	for {
-		if _, err := e.Fire(ctx); err != nil && ctx.Err() == nil {
-			e.log.Error("alerting: escalation", "err", err)
+		if _, err := e.Fire(ctx); err != nil && ctx.Err() == nil && every.allow(time.Now()) {
+			e.log.Error("alerting: escalation (logged at most once a minute)", "err", err)
 		}
 		if now := e.now(); now.Sub(pruned) > 10*time.Minute {
 			pruned = now

@@ -261,11 +261,14 @@ func (d *dispatcher) result(receiver, result string) {
 func (s *Service) dispatch(ctx context.Context, d *dispatcher) {
 	t := time.NewTicker(s.cfg.PollEvery)
 	defer t.Stop()
+	var every logLimit
 	for {
 		wake := s.m.woken()
 		n, err := d.pass(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.log.Error("alerting: dispatch notifications", "receiver", d.rc.Name(), "err", err)
+		if err != nil && ctx.Err() == nil && every.allow(time.Now()) {
+			// Once a minute: a store outage is reported by durably and
+			// /readyz; the deliveries resume by themselves.
+			s.log.Error("alerting: dispatch notifications (logged at most once a minute)", "receiver", d.rc.Name(), "err", err)
 		}
 		if ctx.Err() != nil {
 			return
@@ -280,4 +283,16 @@ func (s *Service) dispatch(ctx context.Context, d *dispatcher) {
 		case <-t.C:
 		}
 	}
+}
+
+// logLimit lets one log line through per minute (not safe for concurrent
+// use: one per loop).
+type logLimit struct{ last time.Time }
+
+func (l *logLimit) allow(now time.Time) bool {
+	if !l.last.IsZero() && now.Sub(l.last) < time.Minute {
+		return false
+	}
+	l.last = now
+	return true
 }

@@ -201,6 +201,7 @@ func (s *Service) rulesLoop(ctx context.Context) {
 	defer tick.Stop()
 	th := time.NewTicker(s.rules.cfg.ThresholdsEvery)
 	defer th.Stop()
+	var every logLimit
 	for {
 		select {
 		case <-ctx.Done():
@@ -210,8 +211,8 @@ func (s *Service) rulesLoop(ctx context.Context) {
 				s.log.Error("alerting: absence rules", "err", err)
 			}
 		case <-th.C:
-			if err := s.reloadThresholds(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("alerting: reload per-resident thresholds", "err", err)
+			if err := s.reloadThresholds(ctx); err != nil && ctx.Err() == nil && every.allow(time.Now()) {
+				s.log.Error("alerting: reload per-resident thresholds (logged at most once a minute)", "err", err)
 			}
 		}
 	}

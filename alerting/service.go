@@ -48,10 +48,8 @@ type Config struct {
 	MQTTURL string
 	// Root is the topic root ("" = device.DefaultRoot).
 	Root string
-	// ClientID is the MQTT client id of the session that takes events and
-	// status; readings come on a second session, [TelemetryClientID]. Both
-	// sessions are persistent, so it must be stable across restarts and
-	// unique per replica.
+	// ClientID is the MQTT client id; the session is persistent, so it must
+	// be stable across restarts and unique per replica.
 	ClientID string
 	// OfflineTimeout is the silence (wall time) after which a device that
 	// has been heard from gets a device_offline alert; default 2 min.
@@ -257,23 +255,19 @@ func (s *Service) Run(ctx context.Context) error {
 	// store, and fall and SOS events go on the urgent lane, which its own
 	// worker drains (see lanes).
 	handler := func(_ paho.Client, msg paho.Message) { s.lanes.push(msg, urgentEvent(msg.Topic(), msg.Payload())) }
-	// Two persistent sessions: events and status on ClientID, telemetry on
-	// TelemetryClientID. A backlog of readings (at the broker, in its
-	// in-flight window, in the socket) is never ahead of a fall.
-	telemetryFilter := device.Subscription(s.cfg.Root, device.ChanTelemetry)
-	client, err := s.connect(ctx, s.cfg.ClientID, map[string]byte{
-		device.Subscription(s.cfg.Root, device.ChanEvent):  1,
-		device.Subscription(s.cfg.Root, device.ChanStatus): 1,
-	}, telemetryFilter, handler)
+	filters := map[string]byte{}
+	for _, ch := range []device.Channel{device.ChanTelemetry, device.ChanEvent, device.ChanStatus} {
+		filters[device.Subscription(s.cfg.Root, ch)] = 1
+	}
+	// One persistent session for every channel: readings, events and
+	// status of a device keep their order (device supervision relies on
+	// it: a reading handled after a clean shutdown status would re-arm the
+	// offline timer).
+	client, err := s.connect(ctx, s.cfg.ClientID, filters, handler)
 	if err != nil {
 		return fmt.Errorf("alerting: %w", err)
 	}
 	defer client.Disconnect(250)
-	tclient, err := s.connect(ctx, TelemetryClientID(s.cfg.ClientID), map[string]byte{telemetryFilter: 1}, "", handler)
-	if err != nil {
-		return fmt.Errorf("alerting: %w", err)
-	}
-	defer tclient.Disconnect(250)
 	receivers := []Receiver{&mqttReceiver{client: client, root: s.cfg.Root}}
 	if s.cfg.WebhookURL != "" {
 		receivers = append(receivers, &Webhook{URL: s.cfg.WebhookURL, Secret: s.cfg.WebhookSecret, Now: s.cfg.Now})
@@ -335,16 +329,12 @@ func (s *Service) Run(ctx context.Context) error {
 	// subscriptions: the broker queues what arrives meanwhile for the next
 	// start. A replica retired for good drops its subscriptions first.
 	if s.cfg.UnsubscribeOnStop {
-		for _, u := range []struct {
-			c       paho.Client
-			filters []string
-		}{
-			{client, []string{device.Subscription(s.cfg.Root, device.ChanEvent), device.Subscription(s.cfg.Root, device.ChanStatus)}},
-			{tclient, []string{telemetryFilter}},
-		} {
-			if err := mqttconn.Wait(context.Background(), u.c.Unsubscribe(u.filters...), 5*time.Second, "unsubscribe before retiring"); err != nil {
-				s.log.Error("alerting: unsubscribe on stop failed", "err", err)
-			}
+		var list []string
+		for f := range filters {
+			list = append(list, f)
+		}
+		if err := mqttconn.Wait(context.Background(), client.Unsubscribe(list...), 5*time.Second, "unsubscribe before retiring"); err != nil {
+			s.log.Error("alerting: unsubscribe on stop failed", "err", err)
 		}
 		s.log.Info("alerting: unsubscribed before disconnecting (retired replica)")
 	}
@@ -467,17 +457,10 @@ func urgentLane(ctx context.Context) bool {
 	return u
 }
 
-// TelemetryClientID is the client id of the alerting session that takes
-// the readings, given the main one (Config.ClientID, which takes events and
-// status): clientID + "-telemetry". A broker that reserves the platform's
-// client ids must reserve both.
-func TelemetryClientID(clientID string) string { return clientID + "-telemetry" }
-
-// connect opens one persistent session (clean session off, manual
+// connect opens the persistent session (clean session off, manual
 // acknowledgement, in arrival order) that subscribes to filters on every
-// (re)connect, and unsubscribes from drop (when not "") first: a session
-// left by an older version that took every channel on one client id.
-func (s *Service) connect(ctx context.Context, clientID string, filters map[string]byte, drop string, handler paho.MessageHandler) (paho.Client, error) {
+// (re)connect.
+func (s *Service) connect(ctx context.Context, clientID string, filters map[string]byte, handler paho.MessageHandler) (paho.Client, error) {
 	return mqttconn.Connect(ctx, mqttconn.Options{
 		URL: s.cfg.MQTTURL, ClientID: clientID, CleanSession: false,
 		AutoAckDisabled: true, Logger: s.log,
@@ -485,17 +468,8 @@ func (s *Service) connect(ctx context.Context, clientID string, filters map[stri
 		// persistent session are handled even before the resubscribe.
 		OrderMatters: true, DefaultHandler: handler,
 		OnConnect: func(c paho.Client) {
-			var unsub paho.Token
-			if drop != "" {
-				unsub = c.Unsubscribe(drop)
-			}
 			tok := c.SubscribeMultiple(filters, handler)
 			go func() {
-				if unsub != nil {
-					if err := mqttconn.Wait(ctx, unsub, 10*time.Second, "unsubscribe "+drop); err != nil {
-						s.log.Error("alerting: unsubscribe failed", "client_id", clientID, "err", err)
-					}
-				}
 				if err := mqttconn.Wait(ctx, tok, 10*time.Second, "subscribe to device topics"); err != nil {
 					s.log.Error("alerting: subscribe failed", "client_id", clientID, "err", err)
 				}
