@@ -38,11 +38,12 @@ type storeHealth struct {
 }
 
 // Ready reports whether the engine can do its job: nil once Run has
-// reloaded the open alerts and while every decision reaches the alert store;
+// reloaded the open alerts and both MQTT sessions are subscribed, and while
+// every decision reaches the alert store;
 // otherwise an error that says since when and why (served as /readyz).
 func (s *Service) Ready() error {
 	if !s.started.Load() {
-		return errors.New("alerting: starting (open alerts not reloaded yet)")
+		return errors.New("alerting: starting (open alerts not reloaded or not subscribed yet)")
 	}
 	h := &s.store
 	h.mu.Lock()

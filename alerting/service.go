@@ -48,8 +48,10 @@ type Config struct {
 	MQTTURL string
 	// Root is the topic root ("" = device.DefaultRoot).
 	Root string
-	// ClientID is the MQTT client id; the session is persistent, so it must
-	// be stable across restarts and unique per replica.
+	// ClientID is the MQTT client id of the session that takes events;
+	// readings and status come on a second session,
+	// [StatusTelemetryClientID]. Both sessions are persistent, so it must be
+	// stable across restarts and unique per replica.
 	ClientID string
 	// OfflineTimeout is the silence (wall time) after which a device that
 	// has been heard from gets a device_offline alert; default 2 min.
@@ -255,19 +257,27 @@ func (s *Service) Run(ctx context.Context) error {
 	// store, and fall and SOS events go on the urgent lane, which its own
 	// worker drains (see lanes).
 	handler := func(_ paho.Client, msg paho.Message) { s.lanes.push(msg, urgentEvent(msg.Topic(), msg.Payload())) }
-	filters := map[string]byte{}
-	for _, ch := range []device.Channel{device.ChanTelemetry, device.ChanEvent, device.ChanStatus} {
-		filters[device.Subscription(s.cfg.Root, ch)] = 1
-	}
-	// One persistent session for every channel: readings, events and
-	// status of a device keep their order (device supervision relies on
-	// it: a reading handled after a clean shutdown status would re-arm the
-	// offline timer).
-	client, err := s.connect(ctx, s.cfg.ClientID, filters, handler)
+	// Two persistent sessions: events on ClientID, readings and status on
+	// StatusTelemetryClientID. A backlog of readings (at the broker, where
+	// Mosquitto drops past max_queued_messages per client, in the socket)
+	// is never ahead of a fall. A device's readings and its status stay in
+	// one session, in order: a reading handled after a clean-shutdown
+	// status would re-arm the offline timer.
+	eventFilter := device.Subscription(s.cfg.Root, device.ChanEvent)
+	bulkFilters := []string{device.Subscription(s.cfg.Root, device.ChanTelemetry), device.Subscription(s.cfg.Root, device.ChanStatus)}
+	// The events session drops what a session of an older version (one
+	// client id for every channel) still has.
+	subscribed := make(chan struct{}, 2)
+	client, err := s.connect(ctx, s.cfg.ClientID, []string{eventFilter}, bulkFilters, handler, subscribed)
 	if err != nil {
 		return fmt.Errorf("alerting: %w", err)
 	}
 	defer client.Disconnect(250)
+	bulk, err := s.connect(ctx, StatusTelemetryClientID(s.cfg.ClientID), bulkFilters, nil, handler, subscribed)
+	if err != nil {
+		return fmt.Errorf("alerting: %w", err)
+	}
+	defer bulk.Disconnect(250)
 	receivers := []Receiver{&mqttReceiver{client: client, root: s.cfg.Root}}
 	if s.cfg.WebhookURL != "" {
 		receivers = append(receivers, &Webhook{URL: s.cfg.WebhookURL, Secret: s.cfg.WebhookSecret, Now: s.cfg.Now})
@@ -313,7 +323,6 @@ func (s *Service) Run(ctx context.Context) error {
 		defer wg.Done()
 		NewEscalator(s.m, s.cfg.Now, s.cfg.PollEvery, s.log).Run(ctx)
 	}()
-	s.started.Store(true)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -323,18 +332,27 @@ func (s *Service) Run(ctx context.Context) error {
 		defer wg.Done()
 		s.work(withLane(ctx, false), false)
 	}()
+	// Ready once both sessions are subscribed (messages queued for them
+	// are handled meanwhile).
+	for range 2 {
+		select {
+		case <-subscribed:
+		case <-ctx.Done():
+		}
+	}
+	if ctx.Err() == nil {
+		s.started.Store(true)
+	}
 	<-ctx.Done()
 	wg.Wait()
 	// By default a clean stop keeps the persistent sessions and their
 	// subscriptions: the broker queues what arrives meanwhile for the next
 	// start. A replica retired for good drops its subscriptions first.
 	if s.cfg.UnsubscribeOnStop {
-		var list []string
-		for f := range filters {
-			list = append(list, f)
-		}
-		if err := mqttconn.Wait(context.Background(), client.Unsubscribe(list...), 5*time.Second, "unsubscribe before retiring"); err != nil {
-			s.log.Error("alerting: unsubscribe on stop failed", "err", err)
+		for c, filters := range map[paho.Client][]string{client: {eventFilter}, bulk: bulkFilters} {
+			if err := mqttconn.Wait(context.Background(), c.Unsubscribe(filters...), 5*time.Second, "unsubscribe before retiring"); err != nil {
+				s.log.Error("alerting: unsubscribe on stop failed", "err", err)
+			}
 		}
 		s.log.Info("alerting: unsubscribed before disconnecting (retired replica)")
 	}
@@ -457,10 +475,22 @@ func urgentLane(ctx context.Context) bool {
 	return u
 }
 
-// connect opens the persistent session (clean session off, manual
-// acknowledgement, in arrival order) that subscribes to filters on every
-// (re)connect.
-func (s *Service) connect(ctx context.Context, clientID string, filters map[string]byte, handler paho.MessageHandler) (paho.Client, error) {
+// StatusTelemetryClientID is the client id of the alerting session that
+// takes readings and status, given the main one (Config.ClientID, which
+// takes events): clientID + "-telemetry-status". A broker that reserves the
+// platform's client ids must reserve both.
+func StatusTelemetryClientID(clientID string) string { return clientID + "-telemetry-status" }
+
+// connect opens one persistent session (clean session off, manual
+// acknowledgement, in arrival order) that, on every (re)connect,
+// unsubscribes from drop (if any) and subscribes to filters at QoS 1. It
+// sends on subscribed after the first subscription is acknowledged.
+func (s *Service) connect(ctx context.Context, clientID string, filters, drop []string, handler paho.MessageHandler, subscribed chan<- struct{}) (paho.Client, error) {
+	var once sync.Once
+	subs := map[string]byte{}
+	for _, f := range filters {
+		subs[f] = 1
+	}
 	return mqttconn.Connect(ctx, mqttconn.Options{
 		URL: s.cfg.MQTTURL, ClientID: clientID, CleanSession: false,
 		AutoAckDisabled: true, Logger: s.log,
@@ -468,11 +498,22 @@ func (s *Service) connect(ctx context.Context, clientID string, filters map[stri
 		// persistent session are handled even before the resubscribe.
 		OrderMatters: true, DefaultHandler: handler,
 		OnConnect: func(c paho.Client) {
-			tok := c.SubscribeMultiple(filters, handler)
+			var unsub paho.Token
+			if len(drop) > 0 {
+				unsub = c.Unsubscribe(drop...)
+			}
+			tok := c.SubscribeMultiple(subs, handler)
 			go func() {
+				if unsub != nil {
+					if err := mqttconn.Wait(ctx, unsub, 10*time.Second, "unsubscribe"); err != nil {
+						s.log.Error("alerting: unsubscribe failed", "client_id", clientID, "err", err)
+					}
+				}
 				if err := mqttconn.Wait(ctx, tok, 10*time.Second, "subscribe to device topics"); err != nil {
 					s.log.Error("alerting: subscribe failed", "client_id", clientID, "err", err)
+					return
 				}
+				once.Do(func() { subscribed <- struct{}{} })
 			}()
 		},
 	})
