@@ -79,9 +79,8 @@ func (s *Service) durably(ctx context.Context, what string, op func(ctx context.
 		}
 	}()
 	for {
-		if !urgent && stuck && s.lanes.urgentActive() {
-			// Let the fall go first.
-		} else {
+		// A decision of the normal lane lets a pending fall go first.
+		if urgent || !stuck || !s.lanes.urgentActive() {
 			err := op(ctx)
 			if err == nil {
 				return nil
