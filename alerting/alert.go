@@ -116,6 +116,14 @@ type Alert struct {
 	// breaths/min); nil for events and offline alerts.
 	Value      *float64 `json:"value"`
 	Unassigned bool     `json:"unassigned"`
+	// Repeats counts how many times the condition was raised again while
+	// the alert was open: each new distinct fall or SOS event (another
+	// device event id), each further sustain period of a vitals breach.
+	Repeats int `json:"repeats"`
+	// LastOccurredAt is when the condition last occurred (device time of
+	// the latest event or reading that raised or repeated it); nil on
+	// alerts stored before it was recorded.
+	LastOccurredAt *time.Time `json:"last_occurred_at"`
 }
 
 // Open reports whether the alert is not resolved.

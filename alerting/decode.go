@@ -89,6 +89,40 @@ func (s *Service) reject(topic, channel string, err error) {
 	s.log.Warn("alerting: message rejected", "topic", topic, "channel", channel, "reason", reason, "err", err)
 }
 
+// Reasons of refused messages (label reason of
+// eldercare_alerting_rejected_total) found by the rules rather than by the
+// decoder.
+const (
+	// ReasonCardOtherSite: a meal event whose card belongs to a resident of
+	// another site than the topic's.
+	ReasonCardOtherSite = "card_other_site"
+)
+
+// refuseLogEvery is the shortest time between two log lines of one refusal
+// (device and reason).
+const refuseLogEvery = time.Minute
+
+// refuse counts a well-formed message that its sender may not send (a
+// gateway speaking for another site's residents or devices) in
+// eldercare_alerting_rejected_total{channel, reason} and logs it at most
+// once a minute per device and reason. Nothing is opened for it.
+func (s *Service) refuse(t device.Topic, ch device.Channel, reason, detail string) {
+	s.rejected.WithLabelValues(string(ch), reason).Inc()
+	key := t.Device + "\x00" + reason
+	now := s.cfg.Now()
+	s.mu.Lock()
+	last, seen := s.refusedLog[key]
+	logNow := !seen || now.Sub(last) >= refuseLogEvery
+	if logNow {
+		s.refusedLog[key] = now
+	}
+	s.mu.Unlock()
+	if logNow {
+		s.log.Warn("alerting: message refused (further ones from this device for this reason are counted, logged once a minute)",
+			"site", t.Site, "device", t.Device, "channel", ch, "reason", reason, "detail", detail)
+	}
+}
+
 // malformedEvent raises the alert of a fall or SOS event that failed
 // validation (a timestamp in seconds, zero, missing or far ahead, an unknown
 // field, a null attribute, a device field that is not the topic's ...):

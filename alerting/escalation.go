@@ -208,6 +208,44 @@ func (m *Manager) onOpened(ctx context.Context, tx *sql.Tx, id int64, now time.T
 	return event, info, note, nil
 }
 
+// handlers returns the escalation member of a "repeated" notice of alert a
+// (a new fall or SOS while it is open): whoever is handling it. When it is
+// acknowledged by a recipient of the settings, that recipient; otherwise
+// everyone its escalation has paged so far (the steps fired). nil when no
+// policy covers it or nobody was paged yet.
+func (m *Manager) handlers(ctx context.Context, tx *sql.Tx, a Alert, s Settings, now time.Time) (*Escalation, error) {
+	var policyID string
+	var step int
+	err := tx.QueryRowContext(ctx, m.db.Rebind(`SELECT policy_id, step FROM alert_escalations WHERE alert_id = ?`), a.ID).Scan(&policyID, &step)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("escalation of alert %d: %w", a.ID, err)
+	}
+	p, ok := s.policy(policyID)
+	if !ok || step <= 0 {
+		return nil, nil
+	}
+	fired := min(step, len(p.Steps))
+	e := &Escalation{Policy: p.ID, Step: fired - 1, Shift: s.shiftAt(a.Site, now)}
+	if a.Status == StatusAcknowledged {
+		if r, ok := s.recipient(a.AcknowledgedBy); ok {
+			e.Recipients = []Contact{{ID: r.ID, Name: r.Name, Role: r.Role, Email: r.Email, ChatID: r.ChatID}}
+			return e, nil
+		}
+	}
+	var targets []string
+	for _, st := range p.Steps[:fired] {
+		targets = append(targets, st.Targets...)
+	}
+	e.Recipients, e.Quiet = s.resolveTargets(targets, a, now)
+	if e.Recipients == nil {
+		e.Recipients = []Contact{}
+	}
+	return e, nil
+}
+
 // stopEscalation cancels whatever is pending for alert id (inside the
 // acknowledging or resolving transaction).
 func (m *Manager) stopEscalation(ctx context.Context, tx *sql.Tx, id int64) error {
@@ -258,9 +296,10 @@ func (e *Escalator) Run(ctx context.Context) error {
 	t := time.NewTicker(e.every)
 	defer t.Stop()
 	var pruned time.Time
+	var every logLimit
 	for {
-		if _, err := e.Fire(ctx); err != nil && ctx.Err() == nil {
-			e.log.Error("alerting: escalation", "err", err)
+		if _, err := e.Fire(ctx); err != nil && ctx.Err() == nil && every.allow(time.Now()) {
+			e.log.Error("alerting: escalation (logged at most once a minute)", "err", err)
 		}
 		if now := e.now(); now.Sub(pruned) > 10*time.Minute {
 			pruned = now

@@ -164,7 +164,43 @@ func (d *dispatcher) deliver(ctx context.Context, r outboxRow) (bool, error) {
 		d.result(name, "retry")
 		d.m.log.Warn("notification not delivered; will retry", "id", r.n.ID, "receiver", name, "attempts", attempts, "in", backoff(attempts), "err", err)
 	}
-	err = d.m.tx(sctx, func(tx *sql.Tx) error {
+	// The result is recorded before the lease ends, retried while the
+	// store fails (a lost PostgreSQL connection, SQLITE_BUSY): an attempt
+	// left unrecorded would be sent again once the lease expired.
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), d.lease*3/4)
+	defer rcancel()
+	err = retryStore(rctx, func() error { return d.record(rctx, r, name, status, attempts, errText) })
+	if err != nil {
+		return true, fmt.Errorf("record notification %s for %s: %w", r.n.ID, name, err)
+	}
+	return true, nil
+}
+
+// retryStore runs op until it succeeds or ctx ends, with backoff from
+// retryFirst doubling to retryMaxNormal; it returns op's last error.
+func retryStore(ctx context.Context, op func() error) error {
+	wait := retryFirst
+	for {
+		err := op()
+		if err == nil {
+			return nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, retryMaxNormal)
+	}
+}
+
+// record writes the result of one delivery attempt (and settles the outbox
+// row when every receiver is done with it).
+func (d *dispatcher) record(sctx context.Context, r outboxRow, name, status string, attempts int, errText string) error {
+	db := d.m.db
+	return d.m.tx(sctx, func(tx *sql.Tx) error {
 		at := d.now().UnixMilli()
 		// Lock the outbox row first (on PostgreSQL), so that of two
 		// receivers finishing at once the second sees the first's status
@@ -191,10 +227,6 @@ func (d *dispatcher) deliver(ctx context.Context, r outboxRow) (bool, error) {
 		}
 		return d.settle(sctx, tx, r.n.ID, at)
 	})
-	if err != nil {
-		return true, fmt.Errorf("record notification %s for %s: %w", r.n.ID, name, err)
-	}
-	return true, nil
 }
 
 // settle marks the outbox row sent once every receiver is done with it.
@@ -229,11 +261,14 @@ func (d *dispatcher) result(receiver, result string) {
 func (s *Service) dispatch(ctx context.Context, d *dispatcher) {
 	t := time.NewTicker(s.cfg.PollEvery)
 	defer t.Stop()
+	var every logLimit
 	for {
 		wake := s.m.woken()
 		n, err := d.pass(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.log.Error("alerting: dispatch notifications", "receiver", d.rc.Name(), "err", err)
+		if err != nil && ctx.Err() == nil && every.allow(time.Now()) {
+			// Once a minute: a store outage is reported by durably and
+			// /readyz; the deliveries resume by themselves.
+			s.log.Error("alerting: dispatch notifications (logged at most once a minute)", "receiver", d.rc.Name(), "err", err)
 		}
 		if ctx.Err() != nil {
 			return
@@ -248,4 +283,16 @@ func (s *Service) dispatch(ctx context.Context, d *dispatcher) {
 		case <-t.C:
 		}
 	}
+}
+
+// logLimit lets one log line through per minute (not safe for concurrent
+// use: one per loop).
+type logLimit struct{ last time.Time }
+
+func (l *logLimit) allow(now time.Time) bool {
+	if !l.last.IsZero() && now.Sub(l.last) < time.Minute {
+		return false
+	}
+	l.last = now
+	return true
 }

@@ -9,17 +9,143 @@ package alerting
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// durably runs one store operation of a decision. what names it in logs.
-func (s *Service) durably(ctx context.Context, what string, op func(ctx context.Context) error) error {
-	err := op(ctx)
-	if err != nil && ctx.Err() == nil {
-		s.log.Error("alerting: could not store "+what, "err", err)
+// Store retry backoff: the first retry after retryFirst, doubling up to
+// retryMax (a fall's decision) or retryMaxNormal (the rest).
+const (
+	retryFirst     = 50 * time.Millisecond
+	retryMax       = 500 * time.Millisecond
+	retryMaxNormal = 2 * time.Second
+)
+
+// storeHealth is the state of the alert store as the decisions see it.
+type storeHealth struct {
+	failing prometheus.Gauge
+	retries prometheus.Counter
+
+	mu      sync.Mutex
+	stuck   int       // decisions currently being retried
+	since   time.Time // when the oldest of them first failed
+	lastErr error
+	lastLog time.Time
+}
+
+// Ready reports whether the engine can do its job: nil once Run has
+// reloaded the open alerts and both MQTT sessions are subscribed, and while
+// every decision reaches the alert store;
+// otherwise an error that says since when and why (served as /readyz).
+func (s *Service) Ready() error {
+	if !s.started.Load() {
+		return errors.New("alerting: starting (open alerts not reloaded or not subscribed yet)")
 	}
-	return err
+	h := &s.store
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stuck > 0 {
+		return fmt.Errorf("alerting: %d decision(s) cannot be stored since %s: %w", h.stuck, h.since.UTC().Format(time.RFC3339), h.lastErr)
+	}
+	return nil
+}
+
+// durably runs one store operation of a decision (what names it in logs)
+// until it succeeds or ctx ends; only the latter returns an error, so the
+// message that led to the decision stays unacknowledged. A store error
+// (SQLITE_BUSY after busy_timeout, a PostgreSQL connection terminated by a
+// restart or failover: database/sql then takes a fresh connection, ...) is
+// retried with backoff, never dropped. While any decision waits, Ready
+// fails, eldercare_alerting_store_failing is 1, each failed attempt counts
+// in eldercare_alerting_store_retries_total, and one line a minute is
+// logged. A decision of the normal lane (telemetry, status) does not retry
+// while a fall or SOS event is queued or being handled: the falls are
+// retried first.
+func (s *Service) durably(ctx context.Context, what string, op func(ctx context.Context) error) error {
+	wait := retryFirst
+	maxWait := retryMaxNormal
+	urgent := urgentLane(ctx)
+	if urgent {
+		maxWait = retryMax
+	}
+	stuck := false
+	defer func() {
+		if stuck {
+			s.unstuck(what)
+		}
+	}()
+	for {
+		// A decision of the normal lane lets a pending fall go first.
+		if urgent || !stuck || !s.lanes.urgentActive() {
+			err := op(ctx)
+			if err == nil {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return err
+			}
+			if !stuck {
+				stuck = true
+				s.stuck(err)
+			}
+			s.failed(what, err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, maxWait)
+	}
+}
+
+func (s *Service) stuck(err error) {
+	h := &s.store
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stuck == 0 {
+		h.since = s.cfg.Now()
+		h.failing.Set(1)
+	}
+	h.stuck++
+	h.lastErr = err
+}
+
+// failed counts a failed attempt and logs at most one line a minute.
+func (s *Service) failed(what string, err error) {
+	h := &s.store
+	h.retries.Inc()
+	now := s.cfg.Now()
+	h.mu.Lock()
+	h.lastErr = err
+	logNow := now.Sub(h.lastLog) >= time.Minute
+	if logNow {
+		h.lastLog = now
+	}
+	n, since := h.stuck, h.since
+	h.mu.Unlock()
+	if logNow {
+		s.log.Error("alerting: alert store failing; holding the messages and retrying", "decision", what,
+			"waiting", n, "since", since, "err", err)
+	}
+}
+
+func (s *Service) unstuck(what string) {
+	h := &s.store
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stuck--
+	if h.stuck == 0 {
+		h.failing.Set(0)
+		s.log.Info("alerting: alert store back; held decisions stored", "last", what, "after", s.cfg.Now().Sub(h.since).Round(time.Millisecond))
+		h.lastLog = time.Time{}
+	}
 }
 
 // raise opens an alert (or notes a repeat). The resident is the one bound

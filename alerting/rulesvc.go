@@ -201,6 +201,7 @@ func (s *Service) rulesLoop(ctx context.Context) {
 	defer tick.Stop()
 	th := time.NewTicker(s.rules.cfg.ThresholdsEvery)
 	defer th.Stop()
+	var every logLimit
 	for {
 		select {
 		case <-ctx.Done():
@@ -210,8 +211,8 @@ func (s *Service) rulesLoop(ctx context.Context) {
 				s.log.Error("alerting: absence rules", "err", err)
 			}
 		case <-th.C:
-			if err := s.reloadThresholds(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("alerting: reload per-resident thresholds", "err", err)
+			if err := s.reloadThresholds(ctx); err != nil && ctx.Err() == nil && every.allow(time.Now()) {
+				s.log.Error("alerting: reload per-resident thresholds (logged at most once a minute)", "err", err)
 			}
 		}
 	}
@@ -485,6 +486,14 @@ func (s *Service) meal(ctx context.Context, t device.Topic, e *device.Event) err
 	}
 	r, ok := d.ResidentByCard(card, at)
 	if !ok {
+		return nil
+	}
+	if r.SiteID != "" && r.SiteID != t.Site {
+		// A gateway speaks only for the residents of its own site: a card
+		// of another site's resident would record (or clear) that
+		// resident's meal.
+		s.refuse(t, device.ChanEvent, ReasonCardOtherSite,
+			fmt.Sprintf("meal card %s belongs to resident %s of site %s, not to site %s", card, r.ID, r.SiteID, t.Site))
 		return nil
 	}
 	s.rules.mu.Lock()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/device/registry"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // testDirectory is a registry view for the service tests.
@@ -15,6 +16,8 @@ type testDirectory struct {
 	loc   *time.Location
 	kinds map[string]string
 	cards map[string]string // card -> resident
+	// cardSites: card -> the holder's site (default "demo").
+	cardSites map[string]string
 }
 
 func (d testDirectory) ResidentAt(string, time.Time) (registry.Resident, bool) {
@@ -27,7 +30,11 @@ func (d testDirectory) Device(id string) (registry.Device, bool) {
 }
 func (d testDirectory) ResidentByCard(card string, _ time.Time) (registry.Resident, bool) {
 	r, ok := d.cards[card]
-	return registry.Resident{ID: r, SiteID: "demo"}, ok
+	site := "demo"
+	if s, ok := d.cardSites[card]; ok {
+		site = s
+	}
+	return registry.Resident{ID: r, SiteID: site}, ok
 }
 
 func alertWith(t *testing.T, m *Manager, typ string, ok func(Alert) bool) (Alert, bool) {
@@ -180,3 +187,64 @@ func TestRulesThroughService(t *testing.T) {
 // A registry snapshot is a Directory: cmd wires Rules.Directory to the
 // registry cache's Current.
 var _ Directory = (*registry.Snapshot)(nil)
+
+// TestMealCardOfAnotherSite: a meal event on site demo's topic with the card
+// of a resident of another site is refused: counted in
+// eldercare_alerting_rejected_total{channel="event",reason="card_other_site"},
+// the meal is not recorded for that resident (so their meal_missed can
+// neither be suppressed nor cleared from another site), nothing is opened.
+// The same terminal's meal with a card of its own site is recorded.
+func TestMealCardOfAnotherSite(t *testing.T) {
+	e := newEnv(t)
+	dir := testDirectory{loc: time.UTC, kinds: map[string]string{"meal-1": "meal_terminal"},
+		cards:     map[string]string{"card-own": "res-own", "card-far": "res-far"},
+		cardSites: map[string]string{"card-far": "other"}}
+	r := e.start(func(c *Config) { c.Rules = RuleConfig{Directory: func() Directory { return dir }} })
+	meal := func(seq uint64, card string) {
+		e.publish("meal-1", device.ChanEvent, device.Event{V: 1, Device: "meal-1", Boot: 1, ID: seq, Seq: seq, TS: time.Now().UnixMilli(),
+			Type: device.EventMeal, Attrs: map[string]any{"card": card, "meal": "lunch", "eaten_pct": 80.0}})
+	}
+	meal(1, "card-far")
+	meal(2, "card-far")
+	meal(3, "card-own")
+	recorded := func(resident string) bool {
+		r.svc.rules.mu.Lock()
+		defer r.svc.rules.mu.Unlock()
+		ra := r.svc.rules.absence.residents[resident]
+		return ra != nil && ra.meals["lunch"] != ""
+	}
+	eventually(t, 10*time.Second, "own-site meal recorded", func() bool { return recorded("res-own") })
+	if recorded("res-far") {
+		t.Error("a meal was recorded for another site's resident")
+	}
+	if n := counterValue(t, r.reg, "eldercare_alerting_rejected_total", map[string]string{"channel": "event", "reason": ReasonCardOtherSite}); n != 2 {
+		t.Errorf("rejected{event,card_other_site} = %v, want 2", n)
+	}
+	if got := allAlerts(t, r.m); len(got) != 0 {
+		t.Errorf("alerts opened: %+v", got)
+	}
+}
+
+// counterValue returns the value of the counter series of name with labels.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue series
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}

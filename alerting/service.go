@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -48,8 +49,10 @@ type Config struct {
 	MQTTURL string
 	// Root is the topic root ("" = device.DefaultRoot).
 	Root string
-	// ClientID is the MQTT client id; the session is persistent, so it must
-	// be stable across restarts and unique per replica.
+	// ClientID is the MQTT client id of the session that takes events;
+	// readings and status come on a second session,
+	// [StatusTelemetryClientID]. Both sessions are persistent, so it must be
+	// stable across restarts and unique per replica.
 	ClientID string
 	// OfflineTimeout is the report interval (wall time) of a device the
 	// registry does not know and that announces no kind; default 2 min.
@@ -76,6 +79,13 @@ type Config struct {
 	// MaxAttempts caps deliveries of a notification to one receiver before
 	// it is recorded as failed; default 20 (about 1.5 h with backoff).
 	MaxAttempts int
+	// UnsubscribeOnStop: on a clean stop (ctx cancelled), unsubscribe from
+	// every subscription before disconnecting. For a replica retired for
+	// good: the broker then stops queueing messages for sessions nobody
+	// will resume (alerting's subscriptions are not shared, so the other
+	// replicas receive everything anyway). Off (default) for a restart: the
+	// persistent sessions keep what arrives meanwhile.
+	UnsubscribeOnStop bool
 	// Limits bounds payloads (device.Limits zero value = protocol defaults).
 	Limits device.Limits
 	// Now is the wall clock (offline timer, received time); default time.Now.
@@ -163,8 +173,14 @@ type Service struct {
 	vitals  map[string]*vitals
 	devices *Supervisor      // device supervision (offline.go)
 	open    map[string]int64 // dedup keys of alerts known open
+	// refusedLog: device and reason -> when a refusal was last logged.
+	refusedLog map[string]time.Time
 
 	rules *ruleState // the rules of rulesvc.go
+
+	lanes   *lanes
+	started atomic.Bool // Run reloaded the open alerts
+	store   storeHealth // see durably
 }
 
 // New checks cfg and registers the metrics (eldercare_alerting_*) on reg.
@@ -191,14 +207,27 @@ func New(cfg Config, m *Manager, residents Residents, reg prometheus.Registerer,
 			Help: "Notifications in the outbox not yet delivered to every receiver."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eldercare_alerting_rejected_total",
 			Help: "Malformed or misaddressed MQTT messages rejected, by channel (telemetry, event, status, or unknown when the topic is bad) and reason (the validation rule, e.g. unit_ms). A rejected fall or SOS event still raises its alert."}, []string{"channel", "reason"}),
-		recent:  newRecentEvents(DefaultEventDedup),
-		vitals:  map[string]*vitals{},
-		devices: newSupervisor(cfg),
-		open:    map[string]int64{},
-		rules:   newRuleState(cfg.Rules),
+		recent:     newRecentEvents(DefaultEventDedup),
+		vitals:     map[string]*vitals{},
+		devices:    newSupervisor(cfg),
+		open:       map[string]int64{},
+		refusedLog: map[string]time.Time{},
+		rules:      newRuleState(cfg.Rules),
+		lanes:      newLanes(),
+	}
+	s.store.failing = prometheus.NewGauge(prometheus.GaugeOpts{Name: "eldercare_alerting_store_failing",
+		Help: "1 while a decision (an alert opened, repeated or resolved, a note) cannot be written to the alert store and is retried; the message that led to it is held unacknowledged. /readyz fails meanwhile."})
+	s.store.retries = prometheus.NewCounter(prometheus.CounterOpts{Name: "eldercare_alerting_store_retries_total",
+		Help: "Failed writes or reads of the alert store that were retried with backoff (SQLITE_BUSY beyond busy_timeout, a lost PostgreSQL connection, ...)."})
+	var queued []prometheus.Collector
+	for _, lane := range []string{"urgent", "normal"} {
+		urgent := lane == "urgent"
+		queued = append(queued, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "eldercare_alerting_queue_messages",
+			Help:        "Received MQTT messages waiting to be handled, by lane (urgent: fall and SOS events; normal: the rest).",
+			ConstLabels: prometheus.Labels{"lane": lane}}, func() float64 { return float64(s.lanes.len(urgent)) }))
 	}
 	if reg != nil {
-		for _, c := range append([]prometheus.Collector{s.events, s.opened, s.notified, s.pending, s.rejected}, s.supervisionCollectors()...) {
+		for _, c := range append([]prometheus.Collector{s.events, s.opened, s.notified, s.pending, s.rejected, s.store.failing, s.store.retries}, append(queued, s.supervisionCollectors()...)...) {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register alerting metrics: %w", err)
 			}
@@ -212,52 +241,45 @@ func New(cfg Config, m *Manager, residents Residents, reg prometheus.Registerer,
 // ctx is cancelled.
 // It returns nil after a cancellation, or the error that stopped it.
 func (s *Service) Run(ctx context.Context) error {
-	open, err := s.m.openKeys(ctx)
-	if err != nil {
+	var open map[string]int64
+	err := s.durably(ctx, "reload of open alerts", func(ctx context.Context) error {
+		var err error
+		open, err = s.m.openKeys(ctx)
 		return err
+	})
+	if err != nil {
+		return nil // cancelled while the store was down
 	}
 	s.mu.Lock()
 	s.open = open
 	s.mu.Unlock()
 	s.log.Info("alerting: open alerts reloaded", "open", len(open))
 
-	msgs := make(chan paho.Message, 1024)
-	filters := map[string]byte{}
-	for _, ch := range []device.Channel{device.ChanTelemetry, device.ChanEvent, device.ChanStatus} {
-		filters[device.Subscription(s.cfg.Root, ch)] = 1
-	}
-	// urgent carries fall and SOS events past queued telemetry, so a
-	// backlog of readings never delays a fall alert (see urgentEvent).
-	urgent := make(chan paho.Message, 256)
-	handler := func(_ paho.Client, msg paho.Message) {
-		q := msgs
-		if urgentEvent(msg.Topic(), msg.Payload()) {
-			q = urgent
-		}
-		select {
-		case q <- msg:
-		case <-ctx.Done():
-		}
-	}
-	client, err := mqttconn.Connect(ctx, mqttconn.Options{
-		URL: s.cfg.MQTTURL, ClientID: s.cfg.ClientID, CleanSession: false,
-		AutoAckDisabled: true, Logger: s.log,
-		// One at a time in arrival order, and queued messages of the
-		// persistent session are handled even before the resubscribe.
-		OrderMatters: true, DefaultHandler: handler,
-		OnConnect: func(c paho.Client) {
-			tok := c.SubscribeMultiple(filters, handler)
-			go func() {
-				if err := mqttconn.Wait(ctx, tok, 10*time.Second, "subscribe to device topics"); err != nil {
-					s.log.Error("alerting: subscribe failed", "err", err)
-				}
-			}()
-		},
-	})
+	// The handler only queues: paho's router is never blocked by a slow
+	// store, and fall and SOS events go on the urgent lane, which its own
+	// worker drains (see lanes).
+	handler := func(_ paho.Client, msg paho.Message) { s.lanes.push(msg, urgentEvent(msg.Topic(), msg.Payload())) }
+	// Two persistent sessions: events on ClientID, readings and status on
+	// StatusTelemetryClientID. A backlog of readings (at the broker, where
+	// Mosquitto drops past max_queued_messages per client, in the socket)
+	// is never ahead of a fall. A device's readings and its status stay in
+	// one session, in order: a reading handled after a clean-shutdown
+	// status would re-arm the offline timer.
+	eventFilter := device.Subscription(s.cfg.Root, device.ChanEvent)
+	bulkFilters := []string{device.Subscription(s.cfg.Root, device.ChanTelemetry), device.Subscription(s.cfg.Root, device.ChanStatus)}
+	// The events session drops what a session of an older version (one
+	// client id for every channel) still has.
+	subscribed := make(chan struct{}, 2)
+	client, err := s.connect(ctx, s.cfg.ClientID, []string{eventFilter}, bulkFilters, handler, subscribed)
 	if err != nil {
 		return fmt.Errorf("alerting: %w", err)
 	}
 	defer client.Disconnect(250)
+	bulk, err := s.connect(ctx, StatusTelemetryClientID(s.cfg.ClientID), bulkFilters, nil, handler, subscribed)
+	if err != nil {
+		return fmt.Errorf("alerting: %w", err)
+	}
+	defer bulk.Disconnect(250)
 	receivers := []Receiver{&mqttReceiver{client: client, root: s.cfg.Root}}
 	if s.cfg.WebhookURL != "" {
 		receivers = append(receivers, &Webhook{URL: s.cfg.WebhookURL, Secret: s.cfg.WebhookSecret, Now: s.cfg.Now})
@@ -289,8 +311,9 @@ func (s *Service) Run(ctx context.Context) error {
 		defer wg.Done()
 		s.offlineLoop(ctx)
 	}()
-	if err := s.reloadThresholds(ctx); err != nil {
-		return fmt.Errorf("alerting: %w", err)
+	if err := s.durably(ctx, "load of per-resident thresholds", s.reloadThresholds); err != nil {
+		wg.Wait()
+		return nil
 	}
 	wg.Add(1)
 	go func() {
@@ -302,30 +325,198 @@ func (s *Service) Run(ctx context.Context) error {
 		defer wg.Done()
 		NewEscalator(s.m, s.cfg.Now, s.cfg.PollEvery, s.log).Run(ctx)
 	}()
-	for {
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		s.work(withLane(ctx, true), true)
+	}()
+	go func() {
+		defer wg.Done()
+		s.work(withLane(ctx, false), false)
+	}()
+	// Ready once both sessions are subscribed (messages queued for them
+	// are handled meanwhile).
+	for range 2 {
 		select {
+		case <-subscribed:
 		case <-ctx.Done():
-			wg.Wait()
-			return nil
-		case msg := <-urgent:
-			s.handleAndAck(ctx, msg)
-		case msg := <-msgs:
-			// Urgent first: a fall that arrived meanwhile goes next.
-			select {
-			case u := <-urgent:
-				s.handleAndAck(ctx, u)
-			default:
+		}
+	}
+	if ctx.Err() == nil {
+		s.started.Store(true)
+	}
+	<-ctx.Done()
+	wg.Wait()
+	// By default a clean stop keeps the persistent sessions and their
+	// subscriptions: the broker queues what arrives meanwhile for the next
+	// start. A replica retired for good drops its subscriptions first.
+	if s.cfg.UnsubscribeOnStop {
+		for c, filters := range map[paho.Client][]string{client: {eventFilter}, bulk: bulkFilters} {
+			if err := mqttconn.Wait(context.Background(), c.Unsubscribe(filters...), 5*time.Second, "unsubscribe before retiring"); err != nil {
+				s.log.Error("alerting: unsubscribe on stop failed", "err", err)
 			}
-			s.handleAndAck(ctx, msg)
+		}
+		s.log.Info("alerting: unsubscribed before disconnecting (retired replica)")
+	}
+	return nil
+}
+
+// work takes the messages of one lane in order and acknowledges each once
+// its decisions are stored. A message whose decisions could not be stored
+// before ctx ended is not acknowledged: the broker delivers it again to
+// the persistent session.
+func (s *Service) work(ctx context.Context, urgent bool) {
+	for {
+		msg, ok := s.lanes.next(ctx, urgent)
+		if !ok {
+			return
+		}
+		err := s.handle(ctx, msg)
+		if err == nil {
+			msg.Ack()
+		} else {
+			s.log.Warn("alerting: message left unacknowledged for redelivery", "topic", msg.Topic(), "err", err)
+		}
+		if urgent {
+			s.lanes.doneUrgent()
 		}
 	}
 }
 
-// handleAndAck handles msg and acknowledges it when what it decided is
-// stored.
-func (s *Service) handleAndAck(ctx context.Context, msg paho.Message) {
-	if err := s.handle(ctx, msg); err != nil {
-		s.log.Error("alerting: message not handled", "topic", msg.Topic(), "err", err)
+// lanes are the engine's two queues of received messages: urgent (fall
+// and SOS events, see urgentEvent) and normal (everything else). push never
+// blocks, so paho's router is never held up by the store; each lane has its
+// own worker, so a fall is never queued behind telemetry, even while a
+// decision of a reading waits for the store. Their length is bounded by the
+// broker: a QoS 1 message stays unacknowledged (in flight) until handled,
+// and the broker sends no more than its in-flight window per client.
+type lanes struct {
+	mu     sync.Mutex
+	q      [2][]paho.Message // 0 normal, 1 urgent
+	wake   [2]chan struct{}
+	active atomic.Int32 // urgent messages queued or being handled
+}
+
+func newLanes() *lanes {
+	return &lanes{wake: [2]chan struct{}{make(chan struct{}, 1), make(chan struct{}, 1)}}
+}
+
+func laneIndex(urgent bool) int {
+	if urgent {
+		return 1
 	}
-	msg.Ack()
+	return 0
+}
+
+// push queues msg on its lane without blocking.
+func (l *lanes) push(msg paho.Message, urgent bool) {
+	i := laneIndex(urgent)
+	if urgent {
+		l.active.Add(1)
+	}
+	l.mu.Lock()
+	l.q[i] = append(l.q[i], msg)
+	l.mu.Unlock()
+	select {
+	case l.wake[i] <- struct{}{}:
+	default:
+	}
+}
+
+// next returns the oldest message of a lane, waiting for one; false when
+// ctx ends.
+func (l *lanes) next(ctx context.Context, urgent bool) (paho.Message, bool) {
+	i := laneIndex(urgent)
+	for {
+		l.mu.Lock()
+		if len(l.q[i]) > 0 {
+			msg := l.q[i][0]
+			l.q[i][0] = nil
+			l.q[i] = l.q[i][1:]
+			if len(l.q[i]) == 0 {
+				l.q[i] = nil // let the backing array go
+			}
+			l.mu.Unlock()
+			return msg, true
+		}
+		l.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-l.wake[i]:
+		}
+	}
+}
+
+// doneUrgent marks one urgent message handled (acknowledged or left for
+// redelivery).
+func (l *lanes) doneUrgent() { l.active.Add(-1) }
+
+// urgentActive reports whether a fall or SOS event is queued or being
+// handled.
+func (l *lanes) urgentActive() bool { return l.active.Load() > 0 }
+
+// len returns the number of messages queued on a lane.
+func (l *lanes) len(urgent bool) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.q[laneIndex(urgent)])
+}
+
+// laneKey marks a context as the urgent lane's (see withLane).
+type laneKey struct{}
+
+// withLane returns ctx marked as the urgent lane's or not: a store retry
+// of the normal lane yields to a pending fall (see durably).
+func withLane(ctx context.Context, urgent bool) context.Context {
+	return context.WithValue(ctx, laneKey{}, urgent)
+}
+
+func urgentLane(ctx context.Context) bool {
+	u, _ := ctx.Value(laneKey{}).(bool)
+	return u
+}
+
+// StatusTelemetryClientID is the client id of the alerting session that
+// takes readings and status, given the main one (Config.ClientID, which
+// takes events): clientID + "-telemetry-status". A broker that reserves the
+// platform's client ids must reserve both.
+func StatusTelemetryClientID(clientID string) string { return clientID + "-telemetry-status" }
+
+// connect opens one persistent session (clean session off, manual
+// acknowledgement, in arrival order) that, on every (re)connect,
+// unsubscribes from drop (if any) and subscribes to filters at QoS 1. It
+// sends on subscribed after the first subscription is acknowledged.
+func (s *Service) connect(ctx context.Context, clientID string, filters, drop []string, handler paho.MessageHandler, subscribed chan<- struct{}) (paho.Client, error) {
+	var once sync.Once
+	subs := map[string]byte{}
+	for _, f := range filters {
+		subs[f] = 1
+	}
+	return mqttconn.Connect(ctx, mqttconn.Options{
+		URL: s.cfg.MQTTURL, ClientID: clientID, CleanSession: false,
+		AutoAckDisabled: true, Logger: s.log,
+		// One at a time in arrival order, and queued messages of the
+		// persistent session are handled even before the resubscribe.
+		OrderMatters: true, DefaultHandler: handler,
+		OnConnect: func(c paho.Client) {
+			var unsub paho.Token
+			if len(drop) > 0 {
+				unsub = c.Unsubscribe(drop...)
+			}
+			tok := c.SubscribeMultiple(subs, handler)
+			go func() {
+				if unsub != nil {
+					if err := mqttconn.Wait(ctx, unsub, 10*time.Second, "unsubscribe"); err != nil {
+						s.log.Error("alerting: unsubscribe failed", "client_id", clientID, "err", err)
+					}
+				}
+				if err := mqttconn.Wait(ctx, tok, 10*time.Second, "subscribe to device topics"); err != nil {
+					s.log.Error("alerting: subscribe failed", "client_id", clientID, "err", err)
+					return
+				}
+				once.Do(func() { subscribed <- struct{}{} })
+			}()
+		},
+	})
 }

@@ -530,7 +530,9 @@ func (m *Manager) currentSettings(ctx context.Context) (Settings, error) {
 	if c.valid {
 		ver, err := m.settingsVersion(ctx)
 		if err != nil {
-			return c.s, err
+			// Settings read moments ago beat none: a store that fails
+			// here fails the write that follows, which is retried.
+			return c.s, nil
 		}
 		if ver == c.ver {
 			c.checked = now

@@ -104,7 +104,7 @@ type Filter struct {
 const severityRank = `CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'warning' THEN 2 ELSE 3 END`
 
 const alertColumns = `id, site_id, resident_id, device_id, type, severity, status, opened_ms,
-	acknowledged_ms, acknowledged_by, resolved_ms, resolved_by, outcome, note, detail, value_num`
+	acknowledged_ms, acknowledged_by, resolved_ms, resolved_by, outcome, note, detail, value_num, repeat_count, last_occurred_ms`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -115,9 +115,10 @@ func scanAlert(s scanner) (Alert, error) {
 		opened          int64
 		acked, resolved sql.NullInt64
 		value           sql.NullFloat64
+		last            sql.NullInt64
 	)
 	err := s.Scan(&a.ID, &a.Site, &resident, &a.Device, &a.Type, &a.Severity, &a.Status, &opened,
-		&acked, &a.AcknowledgedBy, &resolved, &a.ResolvedBy, &a.Outcome, &a.Note, &a.Detail, &value)
+		&acked, &a.AcknowledgedBy, &resolved, &a.ResolvedBy, &a.Outcome, &a.Note, &a.Detail, &value, &a.Repeats, &last)
 	if err != nil {
 		return Alert{}, err
 	}
@@ -138,6 +139,10 @@ func scanAlert(s scanner) (Alert, error) {
 	if value.Valid {
 		v := value.Float64
 		a.Value = &v
+	}
+	if last.Valid {
+		t := time.UnixMilli(last.Int64).UTC()
+		a.LastOccurredAt = &t
 	}
 	return a, nil
 }
@@ -475,9 +480,11 @@ func dedupKey(resident *string, deviceID, typ string) string {
 // "repeated" notification). created reports which.
 func (m *Manager) open(ctx context.Context, s openSpec) (a Alert, created bool, err error) {
 	var notified bool
+	// The settings decide the escalation; without them the alert would
+	// open unescalated, so a read error is the caller's to retry.
 	settings, err := m.currentSettings(ctx)
 	if err != nil {
-		m.log.Error("alerting: settings unavailable; opening without escalation", "err", err)
+		return Alert{}, false, fmt.Errorf("open %s alert for %s: settings: %w", s.Type, s.Key, err)
 	}
 	err = m.tx(ctx, func(tx *sql.Tx) error {
 		now := m.now().UnixMilli()
@@ -501,10 +508,10 @@ func (m *Manager) open(ctx context.Context, s openSpec) (a Alert, created bool, 
 				return fmt.Errorf("allocate alert id: %w", err)
 			}
 			var inserted int64
-			err := tx.QueryRowContext(ctx, m.db.Rebind(`INSERT INTO alerts (id, dedup_key, site_id, resident_id, device_id, type, severity, status, opened_ms, detail, value_num)
-				VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?)
+			err := tx.QueryRowContext(ctx, m.db.Rebind(`INSERT INTO alerts (id, dedup_key, site_id, resident_id, device_id, type, severity, status, opened_ms, detail, value_num, last_occurred_ms)
+				VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?)
 				ON CONFLICT (dedup_key) WHERE status <> 'resolved' DO NOTHING
-				RETURNING id`), id, s.Key, s.Site, s.Resident, s.Device, s.Type, s.Severity, now, s.Detail, s.Value).Scan(&inserted)
+				RETURNING id`), id, s.Key, s.Site, s.Resident, s.Device, s.Type, s.Severity, now, s.Detail, s.Value, occurred(s, now)).Scan(&inserted)
 			switch {
 			case err == nil:
 				created = true
@@ -534,6 +541,11 @@ func (m *Manager) open(ctx context.Context, s openSpec) (a Alert, created bool, 
 				return fmt.Errorf("insert alert: %w", err)
 			}
 		}
+		if _, err := tx.ExecContext(ctx, m.db.Rebind(`UPDATE alerts SET repeat_count = repeat_count + 1,
+			last_occurred_ms = CASE WHEN last_occurred_ms IS NULL OR last_occurred_ms < ? THEN ? ELSE last_occurred_ms END WHERE id = ?`),
+			occurred(s, now), occurred(s, now), id); err != nil {
+			return fmt.Errorf("count repeat: %w", err)
+		}
 		if err := m.addHistory(ctx, tx, id, now, ActorSystem, ChannelRule, ActionRepeated, s.Detail); err != nil {
 			return err
 		}
@@ -550,7 +562,15 @@ func (m *Manager) open(ctx context.Context, s openSpec) (a Alert, created bool, 
 			}
 			if lastEvent != EventRepeated || now-lastMS >= RepeatNoticeEvery.Milliseconds() {
 				notified = true
-				a, err = m.enqueue(ctx, tx, id, EventRepeated, now)
+				cur, err := getAlert(ctx, m.db, tx, id)
+				if err != nil {
+					return err
+				}
+				esc, err := m.handlers(ctx, tx, cur, settings, time.UnixMilli(now))
+				if err != nil {
+					return err
+				}
+				a, err = m.enqueueWith(ctx, tx, id, EventRepeated, now, esc)
 				return err
 			}
 		}
@@ -567,6 +587,15 @@ func (m *Manager) open(ctx context.Context, s openSpec) (a Alert, created bool, 
 		m.signal()
 	}
 	return a, created, nil
+}
+
+// occurred returns when spec's condition occurred (unix ms): spec.At, or
+// nowMS when it is unset.
+func occurred(s openSpec, nowMS int64) int64 {
+	if s.At.IsZero() {
+		return nowMS
+	}
+	return s.At.UnixMilli()
 }
 
 // openByKey finds the open alert with key.

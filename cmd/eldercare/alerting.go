@@ -2,11 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
@@ -42,7 +48,8 @@ store (import them with --alerting-settings). See docs/alerting.md.`,
 	f.Duration("offline-timeout", alerting.DefaultOfflineTimeout, "report interval of a device the registry does not know and that announces no kind (registered devices use their own: registry report_interval, kind, or the defaults of docs/protocol.md)")
 	f.String("webhook-url", "", "URL that receives every alert change as a signed JSON POST (optional; default none)")
 	f.String("webhook-secret", "", "HMAC-SHA256 secret that signs webhook bodies; prefer env ELDERCARE_WEBHOOK_SECRET (never printed)")
-	f.String("http", "127.0.0.1:9102", "listen address of /healthz and /metrics (host:port)")
+	f.Bool("retire", false, "this replica is being retired for good: on SIGTERM, unsubscribe before disconnecting so the broker stops queueing for its sessions (default false: a restart resumes the persistent sessions with what arrived meanwhile)")
+	f.String("http", "127.0.0.1:9102", "listen address of /healthz (liveness), /readyz (503 while alerts cannot be stored) and /metrics (host:port)")
 	addAlertingFlags(f)
 	return cmd
 }
@@ -117,6 +124,8 @@ func runAlerting(cmd *cobra.Command, _ []string) error {
 		OfflineTimeout: s.Duration("offline-timeout"),
 		WebhookURL:     s.String("webhook-url"),
 		WebhookSecret:  alerting.Secret(s.String("webhook-secret")),
+
+		UnsubscribeOnStop: s.Bool("retire"),
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("alerting: %w", err)
@@ -154,12 +163,35 @@ func runAlerting(cmd *cobra.Command, _ []string) error {
 	g.Go(func() error { return cache.Run(ctx) })
 	g.Go(func() error { return svc.Run(ctx) })
 	g.Go(func() error {
-		return serveOps(ctx, ln, reg, func(ctx context.Context) error {
-			if err := db.PingContext(ctx); err != nil {
-				return fmt.Errorf("alert store: %w", err)
-			}
-			return nil
-		})
+		return serveAlertingOps(ctx, ln, reg, svc)
 	})
 	return g.Wait()
+}
+
+// serveAlertingOps serves the alerting role's /metrics, /healthz (liveness:
+// the process answers) and /readyz (503 while the engine is starting or a
+// decision cannot be written to the alert store, with the reason; see
+// alerting.Service.Ready) on ln until ctx ends.
+func serveAlertingOps(ctx context.Context, ln net.Listener, reg *prometheus.Registry, svc *alerting.Service) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := svc.Ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("--http %s: %w", ln.Addr(), err)
+	}
+	return nil
 }

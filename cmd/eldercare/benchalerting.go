@@ -10,11 +10,15 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -40,7 +44,12 @@ publishes --falls fall events (QoS 1, each on its own fall detector, evenly
 spread over --duration). For every fall it measures the time from just
 before the publish to the arrival of the alert's "opened" notification at
 the webhook, and prints count, p50, p90, p99 and max, plus the readings/s
-actually published. Bounded: it stops after --duration plus 10 s.`,
+actually published. Bounded: it stops after --duration plus 10 s.
+
+--cpu-hog N adds N busy loops competing for the CPU during the whole run:
+stress-ng --cpu N when stress-ng is on the PATH (a separate process, as
+another program on the machine would be), else N goroutines spinning in this
+process (--cpu-hog-mode go forces that).`,
 		Args: cobra.NoArgs,
 		RunE: runBenchAlerting,
 	}
@@ -50,6 +59,8 @@ actually published. Bounded: it stops after --duration plus 10 s.`,
 	f.Int("rate", 5000, "telemetry readings per second published meanwhile (one reading per message)")
 	f.Int("devices", 200, "vitals monitors the telemetry cycles through")
 	f.String("mqtt", "", "external MQTT broker URL (default empty: an embedded broker on a free loopback port)")
+	f.Int("cpu-hog", 0, "busy loops competing for the CPU during the run, e.g. 2 on a 2-core machine (default 0: none)")
+	f.String("cpu-hog-mode", "auto", "how --cpu-hog spins: auto (stress-ng if installed, else go), stress-ng, or go (goroutines in this process)")
 	f.String("cpu-profile", "", "write a Go CPU profile of the whole run (service, broker, load) to this file (default none)")
 	return cmd
 }
@@ -66,6 +77,11 @@ func runBenchAlerting(cmd *cobra.Command, _ []string) error {
 		return errors.New("bench alerting: --duration, --falls and --devices must be positive, --rate not negative")
 	}
 	quiet := slog.New(slog.DiscardHandler)
+	hog, err := startCPUHog(ctx, s.Int("cpu-hog"), s.String("cpu-hog-mode"))
+	if err != nil {
+		return err
+	}
+	defer hog.stop()
 	if path := s.String("cpu-profile"); path != "" {
 		pf, err := os.Create(path)
 		if err != nil {
@@ -157,7 +173,8 @@ func runBenchAlerting(cmd *cobra.Command, _ []string) error {
 	defer faller.Disconnect(100)
 	time.Sleep(time.Second) // the service subscribes in OnConnect
 
-	fmt.Fprintf(out, "bench alerting: %d falls over %s while %d readings/s flow (%d devices), broker %s\n", falls, dur, rate, devices, mqttURL)
+	fmt.Fprintf(out, "bench alerting: %d falls over %s while %d readings/s flow (%d devices), broker %s, CPU hog: %s, %d CPUs\n",
+		falls, dur, rate, devices, mqttURL, hog.desc, runtime.NumCPU())
 	start := time.Now()
 	var published atomic.Int64
 	loadDone := make(chan struct{})
@@ -246,4 +263,68 @@ func runBenchAlerting(cmd *cobra.Command, _ []string) error {
 		return fmt.Errorf("bench alerting: %d of %d falls were never notified", falls-len(ds), falls)
 	}
 	return nil
+}
+
+// cpuHog is a CPU load started by startCPUHog.
+type cpuHog struct {
+	desc string
+	stop func()
+}
+
+// startCPUHog starts n busy loops until stop or ctx ends: stress-ng --cpu n
+// (mode "stress-ng", or "auto" when it is installed), or n spinning
+// goroutines in this process (mode "go").
+func startCPUHog(ctx context.Context, n int, mode string) (*cpuHog, error) {
+	if n <= 0 {
+		return &cpuHog{desc: "none", stop: func() {}}, nil
+	}
+	path, lookErr := exec.LookPath("stress-ng")
+	switch mode {
+	case "auto":
+		if lookErr != nil {
+			mode = "go"
+		} else {
+			mode = "stress-ng"
+		}
+	case "stress-ng":
+		if lookErr != nil {
+			return nil, fmt.Errorf("--cpu-hog-mode stress-ng: %w", lookErr)
+		}
+	case "go":
+	default:
+		return nil, fmt.Errorf("--cpu-hog-mode %q: want auto, stress-ng or go", mode)
+	}
+	if mode == "stress-ng" {
+		cmd := exec.Command(path, "--cpu", strconv.Itoa(n), "--quiet")
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("start stress-ng: %w", err)
+		}
+		return &cpuHog{desc: fmt.Sprintf("stress-ng --cpu %d (pid %d)", n, cmd.Process.Pid), stop: func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+		}}, nil
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x := uint64(1)
+			for hctx.Err() == nil {
+				for range 100000 {
+					x = x*6364136223846793005 + 1442695040888963407
+				}
+			}
+			_ = x
+		}()
+	}
+	return &cpuHog{desc: fmt.Sprintf("%d spinning goroutines in this process", n), stop: func() { cancel(); wg.Wait() }}, nil
 }

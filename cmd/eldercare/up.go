@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -175,7 +176,8 @@ func runUp(ctx context.Context, s *settings) error {
 			if auth.InternalPassword, err = internalMQTTPassword(dataDir); err != nil {
 				return err
 			}
-			auth.ServiceClientIDs = upClientIDs
+			// alerting also holds a second session for readings and status.
+			auth.ServiceClientIDs = append(slices.Clone(upClientIDs), alerting.StatusTelemetryClientID(upClientIDs[1]))
 		}
 		storeDir := filepath.Join(dataDir, "broker")
 		if err := os.MkdirAll(storeDir, 0o700); err != nil {
