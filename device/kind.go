@@ -115,14 +115,14 @@ var Fields = map[string]Field{
 	"accel_ms2":    {"accel_ms2", "m/s^2", 0, 1000, "acceleration magnitude including gravity"},
 
 	// Home safety kit: states as 0|1 (see docs/protocol.md).
-	"smoke":      {"smoke", "0|1", 0, 1, "smoke alarm state: 1 smoke detected (zigbee2mqtt smoke)"},
-	"gas":        {"gas", "0|1", 0, 1, "gas alarm state: 1 gas detected (zigbee2mqtt gas)"},
-	"water_leak": {"water_leak", "0|1", 0, 1, "1 water detected (zigbee2mqtt water_leak)"},
-	"open":       {"open", "0|1", 0, 1, "door or window contact: 1 open, 0 closed (zigbee2mqtt contact inverted)"},
-	"motion":     {"motion", "0|1", 0, 1, "PIR: 1 motion in the occupancy timeout, 0 none (zigbee2mqtt occupancy)"},
-	"tamper":     {"tamper", "0|1", 0, 1, "1 the casing is open or the device was removed"},
-	"valve_open": {"valve_open", "0|1", 0, 1, "shut-off valve: 1 open (gas or water flows), 0 closed (zigbee2mqtt state ON|OFF)"},
-	"siren_on":   {"siren_on", "0|1", 0, 1, "siren: 1 sounding, 0 silent"},
+	"smoke":       {"smoke", "0|1", 0, 1, "smoke alarm state: 1 smoke detected (zigbee2mqtt smoke)"},
+	"gas":         {"gas", "0|1", 0, 1, "gas alarm state: 1 gas detected (zigbee2mqtt gas)"},
+	"water_leak":  {"water_leak", "0|1", 0, 1, "1 water detected (zigbee2mqtt water_leak)"},
+	"open":        {"open", "0|1", 0, 1, "door or window contact: 1 open, 0 closed (zigbee2mqtt contact inverted)"},
+	"motion":      {"motion", "0|1", 0, 1, "PIR: 1 motion in the occupancy timeout, 0 none (zigbee2mqtt occupancy)"},
+	"tamper":      {"tamper", "0|1", 0, 1, "1 the casing is open or the device was removed"},
+	"valve_open":  {"valve_open", "0|1", 0, 1, "shut-off valve: 1 open (gas or water flows), 0 closed (zigbee2mqtt state ON|OFF)"},
+	"siren_on":    {"siren_on", "0|1", 0, 1, "siren: 1 sounding, 0 silent"},
 	"gas_lel_pct": {"gas_lel_pct", "%LEL", 0, 100, "gas concentration in % of the lower explosive limit"},
 	// Location (WGS 84).
 	"lat_deg":    {"lat_deg", "°", -90, 90, "latitude, WGS 84 degrees"},

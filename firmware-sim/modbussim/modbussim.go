@@ -137,6 +137,7 @@ type Stats struct {
 	Requests      int64 // complete request frames read
 	MaxConcurrent int64 // most requests being answered at the same time, across all connections
 	Connections   int64 // connections accepted
+	Writes        int64 // write requests (0x05, 0x06, 0x10) that changed a unit
 }
 
 // Server serves the units added to it. Its methods are safe for concurrent
@@ -157,7 +158,7 @@ type Server struct {
 	// ServiceTime: every reply waits this long, like a real device's turnaround.
 	serviceTime time.Duration
 
-	requests, inflight, maxInflight, conns atomic.Int64
+	requests, inflight, maxInflight, conns, writes atomic.Int64
 }
 
 // New returns a server with no units. log nil discards.
@@ -284,7 +285,7 @@ func (s *Server) SetServiceTime(d time.Duration) {
 
 // Stats returns the counters so far.
 func (s *Server) Stats() Stats {
-	return Stats{Requests: s.requests.Load(), MaxConcurrent: s.maxInflight.Load(), Connections: s.conns.Load()}
+	return Stats{Requests: s.requests.Load(), MaxConcurrent: s.maxInflight.Load(), Connections: s.conns.Load(), Writes: s.writes.Load()}
 }
 
 // Slaves lists the slave ids served, sorted.
@@ -469,7 +470,11 @@ func (s *Server) execute(slave byte, pdu []byte) (reply []byte, known bool) {
 	fc := pdu[0]
 	switch fc {
 	case 0x05, 0x06, 0x10:
-		return u.write(pdu), true
+		reply := u.write(pdu)
+		if reply[0] == fc {
+			s.writes.Add(1)
+		}
+		return reply, true
 	}
 	if fc < 1 || fc > 4 {
 		return []byte{fc | 0x80, IllegalFunction}, true
