@@ -114,10 +114,11 @@ type Resident struct {
 	// in days; 0 is [DefaultVisitCadence] (once per calendar month in the
 	// site's zone).
 	VisitCadenceDays int `json:"visit_cadence_days,omitempty" yaml:"visit_cadence_days,omitempty"`
-	// Medication is the resident's schedule of doses (see [Dose]).
+	// Medication is the resident's schedule of doses (see [Dose]); the
+	// store returns them ordered by time.
 	Medication []Dose `json:"medication,omitempty" yaml:"medication,omitempty"`
 	// SafeZones are where the resident may be (see [SafeZone]); none: no
-	// wandering rule.
+	// wandering rule. The store returns them ordered by name.
 	SafeZones []SafeZone `json:"safe_zones,omitempty" yaml:"safe_zones,omitempty"`
 }
 

@@ -166,7 +166,8 @@ func (s *Store) PutResident(ctx context.Context, r Resident) error {
 		v.addf("resident.id", "%v", err)
 	}
 	v.residentFields("resident", r)
-	return s.inTx(ctx, "put resident "+r.ID, func(tx *sql.Tx) error {
+	errInvalid := errors.New("invalid")
+	err := s.inTx(ctx, "put resident "+r.ID, func(tx *sql.Tx) error {
 		var n int
 		if r.SiteID == "" {
 			v.addf("resident.site", "required")
@@ -195,11 +196,15 @@ func (s *Store) PutResident(ctx context.Context, r Resident) error {
 				}
 			}
 		}
-		if err := errors.Join(v.errs...); err != nil {
-			return err
+		if len(v.errs) > 0 {
+			return errInvalid // roll back; the messages go out unwrapped
 		}
 		return s.putResident(ctx, tx, r)
 	})
+	if errors.Is(err, errInvalid) {
+		return errors.Join(v.errs...)
+	}
+	return err
 }
 
 // ChangeBedType converts bed bedID to type to at time at, recording the
