@@ -206,14 +206,11 @@ func DefaultInterval(k Kind, p Power) time.Duration {
 // measure: a device that keeps sending readings without one of them (a
 // vitals monitor sending heart rate while its SpO2 probe is off) is flagged.
 // vitals_monitor: hr_bpm and spo2_pct. Other kinds: none.
-//
-// smart_mattress: hr_bpm and resp_per_min.
+// (A smart_mattress is not listed: it measures only while someone is in
+// bed, so a missing hr_bpm with in_bed 0 is normal.)
 func VitalFields(k Kind) []string {
-	switch k {
-	case VitalsMonitor:
+	if k == VitalsMonitor {
 		return []string{"hr_bpm", "spo2_pct"}
-	case SmartMattress:
-		return []string{"hr_bpm", "resp_per_min"}
 	}
 	return nil
 }
