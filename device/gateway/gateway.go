@@ -120,7 +120,8 @@ type metrics struct {
 // registered): eldercare_gateway_uplink_connected, _uplink_connects_total,
 // _published_total{kind}, _publish_errors_total, _local_alarms_total{result},
 // _rejected_total{kind}, _source_faults_total{device},
-// _devices_online, _clock_skew_seconds, _clock_check_errors_total.
+// _devices_online, _clock_skew_seconds, _clock_check_errors_total,
+// _commands_total{status}.
 func New(cfg Config, sp Spool, reg prometheus.Registerer, log *slog.Logger) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("gateway config: %w", err)
