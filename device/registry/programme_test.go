@@ -201,3 +201,62 @@ func TestOneValidationPath(t *testing.T) {
 		}
 	})
 }
+
+// TestOneValidationPathDevices: a device's kind, limits and references are
+// refused by the YAML import and PutDevice with the same message.
+func TestOneValidationPathDevices(t *testing.T) {
+	bad := []struct{ name, yaml, want string }{
+		{"kind", `kind: toaster`, `.kind: unknown kind "toaster" (want one of ` + strings.Join(registry.Kinds, ", ") + `)`},
+		{"limit without bound", `limits: [{field: appliance_temp_c, sustain: 30m}]`, `.limits[0]: set min, max or both`},
+		{"limit range", `limits: [{field: appliance_temp_c, max: 90}]`, `.limits[0]: 90 is outside the protocol's range of appliance_temp_c, [-60, 60] °C`},
+		{"limit sustain", `limits: [{field: co2_ppm, max: 1500, sustain: 48h}]`, `.limits[0].sustain: 48h0m0s is outside 0 - 24h0m0s`},
+		{"limit field", `limits: [{field: "CO2", max: 1500}]`, `.limits[0].field: "CO2" is not a reading field name (1-64 of [a-z0-9_], starting with a letter)`},
+	}
+	forEachStore(t, func(t *testing.T, s *registry.Store) {
+		ctx := context.Background()
+		base, err := registry.ParseYAML(strings.NewReader(programmeYAML))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Import(ctx, base); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range bad {
+			t.Run(tc.name, func(t *testing.T) {
+				kind := "kind: env_sensor\n"
+				if strings.HasPrefix(tc.yaml, "kind:") {
+					kind = ""
+				}
+				y := "sites: [{id: s, name: S, timezone: UTC}]\ndevices:\n  - id: d\n    site: s\n    " + strings.ReplaceAll(kind, "\n", "\n    ") + tc.yaml + "\n"
+				_, yerr := registry.ParseYAML(strings.NewReader(y))
+				if yerr == nil || yerr.Error() != "devices[0]"+tc.want {
+					t.Errorf("YAML: %v\nwant devices[0]%s", yerr, tc.want)
+				}
+				var d registry.Device
+				if err := yaml.Unmarshal([]byte(kind+tc.yaml), &d); err != nil {
+					t.Fatal(err)
+				}
+				d.ID, d.SiteID = "d", "station"
+				if perr := s.PutDevice(ctx, d); perr == nil || perr.Error() != "device"+tc.want {
+					t.Errorf("PutDevice: %v\nwant device%s", perr, tc.want)
+				}
+				if _, err := s.Device(ctx, "d"); !errors.Is(err, registry.ErrNotFound) {
+					t.Errorf("a refused device was written: %v", err)
+				}
+			})
+		}
+		max := 8.0
+		ok := registry.Device{ID: "fridge-2", SiteID: "station", Kind: registry.KindEnvSensor, Name: "Cold store",
+			Limits: []registry.Limit{{Field: "appliance_temp_c", Max: &max, Sustain: 20 * time.Minute}}}
+		if err := s.PutDevice(ctx, ok); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Device(ctx, "fridge-2"); err != nil || !reflect.DeepEqual(got, ok) {
+			t.Errorf("PutDevice read back %+v, %v", got, err)
+		}
+		if err := s.PutDevice(ctx, registry.Device{ID: "smoke-9", SiteID: "home-1", Kind: registry.KindSmokeAlarm, GatewayID: "valve-li"}); err == nil ||
+			err.Error() != `device.gateway: device "valve-li" is a valve, not a gateway` {
+			t.Errorf("gateway that is not a gateway: %v", err)
+		}
+	})
+}

@@ -270,3 +270,72 @@ func (s *Store) BedTypeHistory(ctx context.Context, bedID string, from, to time.
 	}
 	return xs, nil
 }
+
+// PutDevice creates or updates one device with its limits (replaced as a
+// whole), for the admin forms. It checks dev with the same validation as
+// the YAML import (the same rules and messages, with the path "device"
+// instead of "devices[i]") and checks that its site exists, its bed (if
+// any) is on that site and its gateway (if any) is a gateway device on that
+// site. Errors are joined; nothing is written unless all pass.
+func (s *Store) PutDevice(ctx context.Context, dev Device) error {
+	var v validator
+	if err := checkID(dev.ID); err != nil {
+		v.addf("device.id", "%v", err)
+	}
+	v.deviceFields("device", dev)
+	errInvalid := errors.New("invalid")
+	err := s.inTx(ctx, "put device "+dev.ID, func(tx *sql.Tx) error {
+		var n int
+		if dev.SiteID == "" {
+			v.addf("device.site", "required")
+		} else if err := tx.QueryRowContext(ctx, s.db.Rebind(`SELECT COUNT(*) FROM sites WHERE id = ?`), dev.SiteID).Scan(&n); err != nil {
+			return err
+		} else if n == 0 {
+			v.addf("device.site", "unknown site %q", dev.SiteID)
+		}
+		if dev.BedID != "" {
+			var site string
+			err := tx.QueryRowContext(ctx, s.db.Rebind(`SELECT site_id FROM beds WHERE id = ?`), dev.BedID).Scan(&site)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				v.addf("device.bed", "unknown bed %q", dev.BedID)
+			case err != nil:
+				return err
+			case site != dev.SiteID:
+				v.addf("device.bed", "bed %q is on site %q, not %q", dev.BedID, site, dev.SiteID)
+			}
+		}
+		if dev.GatewayID != "" {
+			var site, kind string
+			err := tx.QueryRowContext(ctx, s.db.Rebind(`SELECT site_id, kind FROM devices WHERE id = ?`), dev.GatewayID).Scan(&site, &kind)
+			switch {
+			case dev.GatewayID == dev.ID:
+				v.addf("device.gateway", "device %q cannot be its own gateway", dev.ID)
+			case errors.Is(err, sql.ErrNoRows):
+				v.addf("device.gateway", "unknown device %q", dev.GatewayID)
+			case err != nil:
+				return err
+			case kind != KindGateway:
+				v.addf("device.gateway", "device %q is a %s, not a gateway", dev.GatewayID, kind)
+			case site != dev.SiteID:
+				v.addf("device.gateway", "gateway %q is on site %q, not %q", dev.GatewayID, site, dev.SiteID)
+			}
+		}
+		if len(v.errs) > 0 {
+			return errInvalid
+		}
+		if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO devices (id, site_id, kind, name, bed_id, gateway_id, power, report_interval_ms)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET site_id = excluded.site_id, kind = excluded.kind,
+			name = excluded.name, bed_id = excluded.bed_id, gateway_id = excluded.gateway_id,
+			power = excluded.power, report_interval_ms = excluded.report_interval_ms`),
+			dev.ID, dev.SiteID, dev.Kind, dev.Name, nullable(dev.BedID), nullable(dev.GatewayID), dev.Power, dev.ReportInterval.Milliseconds()); err != nil {
+			return fmt.Errorf("upsert device %s: %w", dev.ID, err)
+		}
+		return s.putLimits(ctx, tx, dev)
+	})
+	if errors.Is(err, errInvalid) {
+		return errors.Join(v.errs...)
+	}
+	return err
+}

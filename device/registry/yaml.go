@@ -438,23 +438,8 @@ func (d *Document) Validate() error {
 	for i, dev := range d.Devices {
 		p := fmt.Sprintf("devices[%d]", i)
 		v.id(p+".id", dev.ID, deviceIDs)
-		v.name(p+".name", dev.Name, false)
+		v.deviceFields(p, dev)
 		v.siteRef(p+".site", dev.SiteID, siteIDs)
-		switch {
-		case dev.Kind == "":
-			v.addf(p+".kind", "required")
-		case !ValidKind(dev.Kind):
-			v.addf(p+".kind", "unknown kind %q (want one of %s)", dev.Kind, strings.Join(Kinds, ", "))
-		}
-		switch dev.Power {
-		case "", PowerMains, PowerBattery:
-		default:
-			v.addf(p+".power", "unknown power %q (want mains or battery)", dev.Power)
-		}
-		if dev.ReportInterval != 0 {
-			v.interval(p+".report_interval", dev.ReportInterval)
-		}
-		v.limits(p, dev)
 		if dev.BedID != "" {
 			b, ok := beds[dev.BedID]
 			switch {
@@ -582,6 +567,28 @@ func (v *validator) residentFields(p string, r Resident) {
 		v.addf(p+".birth_year", "%d is in the future", y)
 	}
 	v.care(p, r)
+}
+
+// deviceFields checks what a device says of itself (no references): name,
+// kind, power, report interval and limits. The YAML import and
+// [Store.PutDevice] both call it.
+func (v *validator) deviceFields(p string, dev Device) {
+	v.name(p+".name", dev.Name, false)
+	switch {
+	case dev.Kind == "":
+		v.addf(p+".kind", "required")
+	case !ValidKind(dev.Kind):
+		v.addf(p+".kind", "unknown kind %q (want one of %s)", dev.Kind, strings.Join(Kinds, ", "))
+	}
+	switch dev.Power {
+	case "", PowerMains, PowerBattery:
+	default:
+		v.addf(p+".power", "unknown power %q (want mains or battery)", dev.Power)
+	}
+	if dev.ReportInterval != 0 {
+		v.interval(p+".report_interval", dev.ReportInterval)
+	}
+	v.limits(p, dev)
 }
 
 // siteRef checks a required reference to a site.
