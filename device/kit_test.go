@@ -143,3 +143,40 @@ func TestCommandAck(t *testing.T) {
 		t.Errorf("status ok: %v", err)
 	}
 }
+
+// FuzzDecodeCommand: the gateway decodes whatever arrives on a cmd topic;
+// it never panics, and what it accepts re-encodes to a command that
+// decodes again.
+func FuzzDecodeCommand(f *testing.F) {
+	f.Add([]byte(`{"v":1,"id":"c-1","ts":1,"device":"valve-1","action":"valve_close","expires":2}`))
+	f.Add([]byte(`{"v":1,"id":"c-2","ts":1,"device":"co2-1","action":"setpoint","params":{"field":"abc_period_h","value":0}}`))
+	f.Add([]byte(`{"v":1,"id":"c-3","ts":1,"device":"s-1","action":"siren_on","params":{"duration_s":1e400}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := DecodeCommand(b, Limits{})
+		if err != nil {
+			return
+		}
+		out, err := json.Marshal(c)
+		if err != nil {
+			t.Fatalf("accepted %s but cannot re-encode: %v", b, err)
+		}
+		if _, err := DecodeCommand(out, Limits{}); err != nil {
+			t.Fatalf("accepted %s, re-encoded %s is refused: %v", b, out, err)
+		}
+	})
+}
+
+// FuzzDecodeCommandAck: likewise for the acks the platform reads.
+func FuzzDecodeCommandAck(f *testing.F) {
+	f.Add([]byte(`{"v":1,"device":"m-1","id":"c-1","ts":1,"status":"refused","reason":"not_writable","error":"x"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := DecodeCommandAck(b, Limits{})
+		if err != nil {
+			return
+		}
+		out, _ := json.Marshal(a)
+		if _, err := DecodeCommandAck(out, Limits{}); err != nil {
+			t.Fatalf("accepted %s, re-encoded %s is refused: %v", b, out, err)
+		}
+	})
+}
