@@ -45,7 +45,7 @@ func newSimZigbeeCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.String("file", "", "JSON-lines file of real zigbee2mqtt messages (default: $ELDERCARE_REALDATA/zigbee2mqtt/real_payloads_from_github_issues.jsonl)")
+	f.String("file", "", "JSON-lines file of real zigbee2mqtt messages (default: $ELDERCARE_REALDATA/zigbee2mqtt/real_payloads_from_github_issues.jsonl; the safety kit: real_payloads_safety_kit.jsonl, whose /set lines are skipped)")
 	f.String("base-topic", "zigbee2mqtt", "zigbee2mqtt base topic the messages are published under")
 	f.Duration("interval", time.Second, "time between two messages (0 = back to back)")
 	f.Int("repeat", 1, "number of times the file is replayed")
