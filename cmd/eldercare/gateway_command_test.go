@@ -184,7 +184,25 @@ zigbee2mqtt:
 		}
 	}
 
-	waitValue("valve-1.valve_open", 0) // the replayed state: closed
+	// The replayer answers /set once it has subscribed: probe it with a
+	// /set of a device of its own until it answers.
+	probed := make(chan struct{}, 1)
+	pc.Subscribe(base+"/probe", 1, func(paho.Client, paho.Message) {
+		select {
+		case probed <- struct{}{}:
+		default:
+		}
+	}).WaitTimeout(5 * time.Second)
+	for done := false; !done; {
+		pc.Publish(base+"/probe/set", 1, false, `{"state":"ON"}`).WaitTimeout(5 * time.Second)
+		select {
+		case <-probed:
+			done = true
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("cancelled")
+		}
+	}
 	if a := send("open-1", "valve-1", device.ActionValveOpen, nil); a.Status != device.AckAccepted {
 		t.Fatalf("valve_open: %+v", a)
 	}
