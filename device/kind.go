@@ -25,10 +25,53 @@ const (
 	EnvSensor Kind = "env_sensor"
 	// Other is any other device.
 	Other Kind = "other"
+
+	// The home safety kit (JGJ/T 484-2019 device list; zigbee2mqtt models
+	// in docs/zigbee2mqtt.md). Readings and events: docs/protocol.md.
+
+	// SmokeAlarm reports "smoke" (0|1) and raises smoke, alarm_test,
+	// tamper and low_battery events.
+	SmokeAlarm Kind = "smoke_alarm"
+	// GasAlarm reports "gas" (0|1) and raises gas, alarm_test and tamper
+	// events. A gas alarm may close a Valve (command valve_close).
+	GasAlarm Kind = "gas_alarm"
+	// WaterLeakSensor reports "water_leak" (0|1) and raises water_leak.
+	WaterLeakSensor Kind = "water_leak_sensor"
+	// ContactSensor is a door or window contact: "open" (0 closed, 1
+	// open), events contact_open and contact_close.
+	ContactSensor Kind = "contact_sensor"
+	// MotionSensor is a PIR: "motion" (0|1) and motion events (activity).
+	MotionSensor Kind = "motion_sensor"
+	// CallButton is a pull cord or a bathroom call button: sos events
+	// with the "location" attribute.
+	CallButton Kind = "call_button"
+	// SmartMattress reports hr_bpm, resp_per_min and in_bed from one
+	// device, and bed_entry / bed_exit events.
+	SmartMattress Kind = "smart_mattress"
+	// Siren reports "siren_on" (0|1); commands siren_on, siren_silence.
+	Siren Kind = "siren"
+	// Valve is a gas or water shut-off valve (or valve manipulator):
+	// "valve_open" (0|1); commands valve_close, valve_open.
+	Valve Kind = "valve"
+	// PillBox is a smart pill box or dispenser: dose_taken events
+	// (attrs slot, compartment); plain MQTT, no zigbee model exists.
+	PillBox Kind = "pill_box"
+	// Locator is a wristband or pendant: lat_deg, lon_deg, accuracy_m
+	// readings, or zone events for an indoor zone.
+	Locator Kind = "locator"
+	// CardReader is a card reader (at a home or in a gateway) that raises
+	// card_tap and check_in events.
+	CardReader Kind = "card_reader"
 )
 
 // Kinds lists every known kind.
-var Kinds = []Kind{VitalsMonitor, FallDetector, BedSensor, SOSButton, MealTerminal, Gateway, EnvSensor, Other}
+var Kinds = []Kind{VitalsMonitor, FallDetector, BedSensor, SOSButton, MealTerminal, Gateway, EnvSensor, Other,
+	SmokeAlarm, GasAlarm, WaterLeakSensor, ContactSensor, MotionSensor, CallButton, SmartMattress, Siren, Valve,
+	PillBox, Locator, CardReader}
+
+// SafetyKinds are the kinds whose alarms are life-safety alarms (fire, gas):
+// critical, site-wide to everyone on duty, never held by quiet hours.
+var SafetyKinds = []Kind{SmokeAlarm, GasAlarm}
 
 // Valid reports whether k is a known kind.
 func (k Kind) Valid() bool {
@@ -70,6 +113,23 @@ var Fields = map[string]Field{
 	"humidity_pct": {"humidity_pct", "%", 0, 100, "room relative humidity"},
 	"co2_ppm":      {"co2_ppm", "ppm", 0, 10000, "room CO2 concentration"},
 	"accel_ms2":    {"accel_ms2", "m/s^2", 0, 1000, "acceleration magnitude including gravity"},
+
+	// Home safety kit: states as 0|1 (see docs/protocol.md).
+	"smoke":       {"smoke", "0|1", 0, 1, "smoke alarm state: 1 smoke detected (zigbee2mqtt smoke)"},
+	"gas":         {"gas", "0|1", 0, 1, "gas alarm state: 1 gas detected (zigbee2mqtt gas)"},
+	"water_leak":  {"water_leak", "0|1", 0, 1, "1 water detected (zigbee2mqtt water_leak)"},
+	"open":        {"open", "0|1", 0, 1, "door or window contact: 1 open, 0 closed (zigbee2mqtt contact inverted)"},
+	"motion":      {"motion", "0|1", 0, 1, "PIR: 1 motion in the occupancy timeout, 0 none (zigbee2mqtt occupancy)"},
+	"tamper":      {"tamper", "0|1", 0, 1, "1 the casing is open or the device was removed"},
+	"valve_open":  {"valve_open", "0|1", 0, 1, "shut-off valve: 1 open (gas or water flows), 0 closed (zigbee2mqtt state ON|OFF)"},
+	"siren_on":    {"siren_on", "0|1", 0, 1, "siren: 1 sounding, 0 silent"},
+	"gas_lel_pct": {"gas_lel_pct", "%LEL", 0, 100, "gas concentration in % of the lower explosive limit"},
+	// Location (WGS 84).
+	"lat_deg":    {"lat_deg", "°", -90, 90, "latitude, WGS 84 degrees"},
+	"lon_deg":    {"lon_deg", "°", -180, 180, "longitude, WGS 84 degrees"},
+	"accuracy_m": {"accuracy_m", "m", 0, 100000, "radius of the position's 68 % confidence circle, m"},
+	// Facility safety.
+	"appliance_temp_c": {"appliance_temp_c", "°C", -60, 60, "temperature inside a fridge, freezer or cold store"},
 }
 
 // Power is how a device is powered; it selects the default report interval
@@ -146,9 +206,32 @@ func DefaultInterval(k Kind, p Power) time.Duration {
 // measure: a device that keeps sending readings without one of them (a
 // vitals monitor sending heart rate while its SpO2 probe is off) is flagged.
 // vitals_monitor: hr_bpm and spo2_pct. Other kinds: none.
+// (A smart_mattress is not listed: it measures only while someone is in
+// bed, so a missing hr_bpm with in_bed 0 is normal.)
 func VitalFields(k Kind) []string {
 	if k == VitalsMonitor {
 		return []string{"hr_bpm", "spo2_pct"}
 	}
 	return nil
+}
+
+// Actions returns the command actions a device of kind k accepts (see
+// Command); every kind also accepts ActionPing.
+//
+//   - valve: valve_close, valve_open
+//   - siren: siren_on, siren_silence
+//   - smoke_alarm, gas_alarm: alarm_test, siren_silence (mutes the buzzer)
+//   - env_sensor, other: setpoint (a register the Modbus profile declares writable)
+func Actions(k Kind) []Action {
+	switch k {
+	case Valve:
+		return []Action{ActionPing, ActionValveClose, ActionValveOpen}
+	case Siren:
+		return []Action{ActionPing, ActionSirenOn, ActionSirenSilence}
+	case SmokeAlarm, GasAlarm:
+		return []Action{ActionPing, ActionAlarmTest, ActionSirenSilence}
+	case EnvSensor, Other:
+		return []Action{ActionPing, ActionSetpoint}
+	}
+	return []Action{ActionPing}
 }

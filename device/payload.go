@@ -1,6 +1,8 @@
 package device
 
 import (
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -55,7 +57,11 @@ const (
 	// EventFall: a fall was detected. Attrs: "peak_accel_ms2" (number,
 	// optional), "confidence" (0-1, optional).
 	EventFall EventType = "fall"
-	// EventSOS: the SOS button was pressed. No attrs.
+	// EventSOS: an SOS button, pull cord or call button was pressed.
+	// Attrs: "location" (string, optional: where the button is, e.g.
+	// bathroom, bedroom; a call_button should always send it), "source"
+	// (button|pull_cord|wearable, optional), and the last known position
+	// "lat_deg", "lon_deg", "accuracy_m" (optional, from a locator).
 	EventSOS EventType = "sos"
 	// EventBedExit: the occupant left the bed. No attrs.
 	EventBedExit EventType = "bed_exit"
@@ -70,10 +76,59 @@ const (
 	EventCardTap EventType = "card_tap"
 	// EventLowBattery: the device's battery is low. Attrs: "battery_pct".
 	EventLowBattery EventType = "low_battery"
+
+	// Home safety kit. An alarm event marks the onset; the matching 0|1
+	// reading (smoke, gas, water_leak, open, motion) carries the state, so
+	// its return to 0 is the clear.
+
+	// EventSmoke: a smoke alarm detected smoke. Attrs: "smoke_density"
+	// (number, optional, the vendor's scale).
+	EventSmoke EventType = "smoke"
+	// EventGas: a gas alarm detected gas. Attrs: "gas_lel_pct" (0-100,
+	// optional).
+	EventGas EventType = "gas"
+	// EventWaterLeak: a water-leak sensor detected water.
+	EventWaterLeak EventType = "water_leak"
+	// EventAlarmTest: an alarm's test button was pressed (or a self test
+	// ran on command): not a fire or gas alarm. Attrs: "result"
+	// (ok|failed, optional).
+	EventAlarmTest EventType = "alarm_test"
+	// EventTamper: the casing was opened or the device removed.
+	EventTamper EventType = "tamper"
+	// EventContactOpen / EventContactClose: a door or window contact
+	// opened / closed. Attrs: "location" (optional, e.g. front_door).
+	EventContactOpen  EventType = "contact_open"
+	EventContactClose EventType = "contact_close"
+	// EventMotion: a PIR saw motion (activity for the absence rules).
+	EventMotion EventType = "motion"
+	// EventValveClosed / EventValveOpened: a valve changed state (on
+	// command or by hand). Attrs: "command" (the command id, optional).
+	EventValveClosed EventType = "valve_closed"
+	EventValveOpened EventType = "valve_opened"
+	// EventDoseTaken: a dose was taken from a pill box or dispenser.
+	// Attrs: "slot" (string, required: the schedule slot as local time
+	// HH:MM in the site's zone, e.g. "08:00", or the compartment's label),
+	// "compartment" (number, optional), "medication" (string, optional).
+	// The event's ts is when the dose was taken.
+	EventDoseTaken EventType = "dose_taken"
+	// EventZone: a locator entered an indoor zone. Attrs: "zone" (string,
+	// required, e.g. bedroom, corridor-2), "accuracy_m" (optional).
+	EventZone EventType = "zone"
+	// EventCheckIn: a visitor checked in at a resident's home (a visit).
+	// Attrs: "method" (card|app|reader, required), "card" (string,
+	// required for card and reader), "staff" (string, optional: the
+	// visitor's user id), "resident" (string, optional: when the device
+	// serves more than one resident).
+	EventCheckIn EventType = "check_in"
 )
 
 // EventTypes lists every event type of protocol v1.
-var EventTypes = []EventType{EventFall, EventSOS, EventBedExit, EventBedEntry, EventMeal, EventCardTap, EventLowBattery}
+var EventTypes = []EventType{EventFall, EventSOS, EventBedExit, EventBedEntry, EventMeal, EventCardTap, EventLowBattery,
+	EventSmoke, EventGas, EventWaterLeak, EventAlarmTest, EventTamper, EventContactOpen, EventContactClose, EventMotion,
+	EventValveClosed, EventValveOpened, EventDoseTaken, EventZone, EventCheckIn}
+
+// CheckInMethods are the values of the "method" attribute of EventCheckIn.
+var CheckInMethods = []string{"card", "app", "reader"}
 
 // Meals are the values of the "meal" attribute of EventMeal.
 var Meals = []string{"breakfast", "lunch", "dinner", "snack"}
@@ -198,33 +253,200 @@ type Status struct {
 	Report []DeviceReport `json:"report,omitempty"`
 }
 
-// Command is the payload on the downlink (cmd channel).
-//
-//	{"v":1,"id":"c-7f3a","ts":1764400000000,"name":"identify","args":{"seconds":10}}
-type Command struct {
-	V int `json:"v"`
-	// ID identifies the command; the acknowledgement repeats it.
-	ID   string         `json:"id"`
-	TS   int64          `json:"ts"`
-	Name string         `json:"name"`
-	Args map[string]any `json:"args,omitempty"`
-}
+// Action is what a Command asks a device to do.
+type Action string
 
-// Command results carried by CommandAck.
+// The command actions of protocol v1 (see Actions for which kind accepts
+// which). The device's next reading confirms the effect (see Confirms).
 const (
-	ResultOK          = "ok"
-	ResultError       = "error"
-	ResultUnsupported = "unsupported"
+	// ActionPing: answer accepted; nothing else. Any device or gateway.
+	ActionPing Action = "ping"
+	// ActionValveClose / ActionValveOpen: shut / open a valve
+	// (zigbee2mqtt {"state":"OFF"} / {"state":"ON"}). Confirmed by
+	// valve_open 0 / 1.
+	ActionValveClose Action = "valve_close"
+	ActionValveOpen  Action = "valve_open"
+	// ActionSirenOn: sound a siren. Params: "duration_s" (1-1800,
+	// default 60). Confirmed by siren_on 1 where the siren reports it.
+	ActionSirenOn Action = "siren_on"
+	// ActionSirenSilence: stop a siren, or mute a smoke or gas alarm's
+	// buzzer. Confirmed by siren_on 0 where the device reports it.
+	ActionSirenSilence Action = "siren_silence"
+	// ActionAlarmTest: run a smoke or gas alarm's self test. Confirmed by
+	// an alarm_test event.
+	ActionAlarmTest Action = "alarm_test"
+	// ActionSetpoint: write a value. Params: "field" (string, required: a
+	// reading field the device's Modbus profile declares writable) and
+	// "value" (number, required, in the field's unit). Confirmed by the
+	// next reading of that field.
+	ActionSetpoint Action = "setpoint"
 )
 
-// CommandAck is a device's answer to a Command, on the cmd/ack channel.
+// CommandActions lists every action of protocol v1.
+var CommandActions = []Action{ActionPing, ActionValveClose, ActionValveOpen, ActionSirenOn, ActionSirenSilence,
+	ActionAlarmTest, ActionSetpoint}
+
+// Command is the payload on a device's downlink, {root}/v1/{site}/{device}/cmd
+// (QoS 1, not retained). The platform publishes it on the target device's
+// topic; the gateway the device is behind carries it to the device
+// (zigbee2mqtt <friendly_name>/set, a Modbus register write) and answers on
+// the device's cmd/ack topic.
 //
-//	{"v":1,"device":"vm-101","id":"c-7f3a","ts":1764400000100,"result":"ok"}
+//	{"v":1,"id":"c-7f3a","ts":1764400000000,"device":"valve-1","action":"valve_close",
+//	 "expires":1764400060000}
+//	{"v":1,"id":"c-7f3b","ts":1764400000000,"device":"fridge-1","action":"setpoint",
+//	 "params":{"field":"setpoint_c","value":4},"expires":1764400060000}
+type Command struct {
+	V int `json:"v"`
+	// ID identifies the command (1-64 characters); the acknowledgement
+	// repeats it. A retry of the same command keeps its id, so a device
+	// that executed it once answers the repeat without acting twice.
+	ID string `json:"id"`
+	// TS is when the platform issued the command, ms since the epoch.
+	TS int64 `json:"ts"`
+	// Device is the target device; it must equal the topic's device.
+	Device string `json:"device"`
+	// Action is what to do (see CommandActions).
+	Action Action `json:"action"`
+	// Params are the action's parameters: strings, finite numbers or
+	// booleans.
+	Params map[string]any `json:"params,omitempty"`
+	// Expires is the time in ms since the epoch after which the command
+	// must not be executed (refused with reason "expired"); 0: never.
+	// A valve closed ten minutes late may be worse than one never closed.
+	Expires int64 `json:"expires,omitempty"`
+}
+
+// Expired reports whether c must no longer be executed at now.
+func (c Command) Expired(now time.Time) bool { return c.Expires > 0 && now.UnixMilli() > c.Expires }
+
+// Confirms returns the reading field and value by which a device's next
+// reading confirms that action a took effect (valve_close: valve_open = 0),
+// and false when a reading cannot confirm it (ping, alarm_test: an
+// alarm_test event confirms it; setpoint: the written field's next
+// reading, see Command.Params).
+func Confirms(a Action) (field string, value float64, ok bool) {
+	switch a {
+	case ActionValveClose:
+		return "valve_open", 0, true
+	case ActionValveOpen:
+		return "valve_open", 1, true
+	case ActionSirenOn:
+		return "siren_on", 1, true
+	case ActionSirenSilence:
+		return "siren_on", 0, true
+	}
+	return "", 0, false
+}
+
+// AckStatus is a gateway's or device's answer to a Command.
+type AckStatus string
+
+// The statuses of a CommandAck.
+const (
+	// AckAccepted: the command was handed to the device (zigbee2mqtt /set
+	// published; Modbus write answered). The device's next state confirms
+	// the effect (see Confirms).
+	AckAccepted AckStatus = "accepted"
+	// AckRefused: the command was not tried and retrying it will not
+	// help: unknown device or action, a register the profile does not
+	// declare writable, expired, bad params. Reason says which.
+	AckRefused AckStatus = "refused"
+	// AckFailed: the command was tried and failed (Modbus exception or
+	// timeout, zigbee2mqtt broker unreachable). A retry may succeed.
+	AckFailed AckStatus = "failed"
+)
+
+// Reasons given in a refused or failed CommandAck.
+const (
+	ReasonUnknownDevice = "unknown_device" // no device of that id behind this gateway
+	ReasonUnsupported   = "unsupported"    // the device's kind or model has no such action
+	ReasonNotWritable   = "not_writable"   // the Modbus profile does not declare the register writable
+	ReasonExpired       = "expired"        // received after Command.Expires
+	ReasonBadParams     = "bad_params"     // a parameter is missing or out of range
+	ReasonDeviceError   = "device_error"   // the device or its bus answered with an error
+	ReasonTimeout       = "timeout"        // no answer from the device or its bus in time
+	ReasonNotConnected  = "not_connected"  // the gateway's link to the device is down
+)
+
+// CommandAck answers a Command, on the target device's cmd/ack channel,
+// published by the gateway the device is behind (or the device itself).
+//
+//	{"v":1,"device":"valve-1","id":"c-7f3a","ts":1764400000100,"status":"accepted","action":"valve_close"}
+//	{"v":1,"device":"meter-1","id":"c-7f3c","ts":1764400000100,"status":"refused",
+//	 "reason":"not_writable","error":"register voltage_v (input register 0) is not writable in profile sdm120"}
 type CommandAck struct {
 	V      int    `json:"v"`
 	Device string `json:"device"`
-	ID     string `json:"id"`
-	TS     int64  `json:"ts"`
-	Result string `json:"result"`
+	// ID is the id of the command answered.
+	ID string `json:"id"`
+	TS int64  `json:"ts"`
+	// Action repeats the command's action (optional).
+	Action Action    `json:"action,omitempty"`
+	Status AckStatus `json:"status"`
+	// Reason is a short stable word (see the Reason* constants) for
+	// refused and failed; Error the human-readable detail.
+	Reason string `json:"reason,omitempty"`
 	Error  string `json:"error,omitempty"`
+}
+
+// CommandTopic returns the cmd topic of dev at site under root.
+func CommandTopic(root, site, dev string) string {
+	return Topic{Root: root, Site: site, Device: dev, Channel: ChanCommand}.String()
+}
+
+// CommandAckTopic returns the cmd/ack topic of dev at site under root.
+func CommandAckTopic(root, site, dev string) string {
+	return Topic{Root: root, Site: site, Device: dev, Channel: ChanCommandAck}.String()
+}
+
+// NewCommand builds a command for the platform to publish: id is the
+// platform's command id, ttl how long it may wait before execution (0: no
+// expiry). It validates the command as DecodeCommand would.
+func NewCommand(id, dev string, a Action, params map[string]any, now time.Time, ttl time.Duration) (Command, error) {
+	c := Command{V: Version, ID: id, TS: now.UnixMilli(), Device: dev, Action: a, Params: params}
+	if ttl > 0 {
+		c.Expires = now.Add(ttl).UnixMilli()
+	}
+	return c, c.Validate()
+}
+
+// CommandError is why a gateway or device did not accept a command: its
+// Status (refused or failed) and Reason (a Reason* word) go into the
+// CommandAck, Detail into its Error.
+type CommandError struct {
+	Status AckStatus
+	Reason string
+	Detail string
+}
+
+func (e *CommandError) Error() string {
+	return fmt.Sprintf("command %s (%s): %s", e.Status, e.Reason, e.Detail)
+}
+
+// Refused returns a *CommandError with status refused.
+func Refused(reason, format string, args ...any) error {
+	return &CommandError{Status: AckRefused, Reason: reason, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Failed returns a *CommandError with status failed.
+func Failed(reason, format string, args ...any) error {
+	return &CommandError{Status: AckFailed, Reason: reason, Detail: fmt.Sprintf(format, args...)}
+}
+
+// AckFor builds the acknowledgement of cmd by dev at now from the outcome
+// err of carrying it out: nil is accepted, a *CommandError its status and
+// reason, any other error failed with reason device_error.
+func AckFor(cmd Command, dev string, now time.Time, err error) CommandAck {
+	a := CommandAck{V: Version, Device: dev, ID: cmd.ID, TS: now.UnixMilli(), Action: cmd.Action, Status: AckAccepted}
+	if err == nil {
+		return a
+	}
+	var ce *CommandError
+	if errors.As(err, &ce) {
+		a.Status, a.Reason, a.Error = ce.Status, ce.Reason, ce.Detail
+	} else {
+		a.Status, a.Reason, a.Error = AckFailed, ReasonDeviceError, err.Error()
+	}
+	return a
 }

@@ -399,6 +399,22 @@ func DecodeEvent(b []byte, now time.Time, l Limits) (*Event, error) {
 		if s, _ := e.Attrs["card"].(string); s == "" {
 			errs = append(errs, &ValidationError{Field: "attrs.card", Rule: "required", Detail: "the card that was tapped"})
 		}
+	case EventDoseTaken:
+		if s, _ := e.Attrs["slot"].(string); s == "" {
+			errs = append(errs, &ValidationError{Field: "attrs.slot", Rule: "required", Detail: "the schedule slot (local HH:MM) or compartment label of the dose"})
+		}
+	case EventZone:
+		if s, _ := e.Attrs["zone"].(string); s == "" {
+			errs = append(errs, &ValidationError{Field: "attrs.zone", Rule: "required", Detail: "the indoor zone entered"})
+		}
+	case EventCheckIn:
+		m, _ := e.Attrs["method"].(string)
+		if !slices.Contains(CheckInMethods, m) {
+			errs = append(errs, &ValidationError{Field: "attrs.method", Rule: "one_of", Detail: "card, app or reader"})
+		}
+		if s, _ := e.Attrs["card"].(string); s == "" && (m == "card" || m == "reader") {
+			errs = append(errs, &ValidationError{Field: "attrs.card", Rule: "required", Detail: "the card that was tapped"})
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -416,6 +432,21 @@ var Attrs = map[string]Field{
 	"battery_pct":    {"battery_pct", "%", 0, 100, "battery charge"},
 	"card":           {"card", "string", 0, 0, "card id"},
 	"meal":           {"meal", "string", 0, 0, "breakfast, lunch, dinner or snack"},
+	"location":       {"location", "string", 0, 0, "where a call button or contact is (bathroom, bedroom, front_door, ...)"},
+	"source":         {"source", "string", 0, 0, "what raised an sos: button, pull_cord or wearable"},
+	"slot":           {"slot", "string", 0, 0, "medication schedule slot, local HH:MM, or compartment label"},
+	"compartment":    {"compartment", "1-64", 1, 64, "pill box compartment number"},
+	"medication":     {"medication", "string", 0, 0, "medication name"},
+	"zone":           {"zone", "string", 0, 0, "indoor zone name"},
+	"method":         {"method", "string", 0, 0, "check-in method: card, app or reader"},
+	"staff":          {"staff", "string", 0, 0, "visitor's user id"},
+	"resident":       {"resident", "string", 0, 0, "resident id"},
+	"result":         {"result", "string", 0, 0, "alarm self-test result: ok or failed"},
+	"command":        {"command", "string", 0, 0, "id of the command that caused the event"},
+	"lat_deg":        {"lat_deg", "°", -90, 90, "latitude, WGS 84"},
+	"lon_deg":        {"lon_deg", "°", -180, 180, "longitude, WGS 84"},
+	"accuracy_m":     {"accuracy_m", "m", 0, 100000, "position accuracy radius"},
+	"gas_lel_pct":    {"gas_lel_pct", "%LEL", 0, 100, "gas concentration, % of the lower explosive limit"},
 }
 
 func checkAttr(k string, v any) error {
@@ -508,13 +539,8 @@ func DecodeStatus(b []byte, l Limits) (*Status, error) {
 	return &s, nil
 }
 
-// DecodeCommand parses and validates a downlink command.
-func DecodeCommand(b []byte, l Limits) (*Command, error) {
-	l = l.withDefaults()
-	var c Command
-	if err := decodeStrict(b, l, &c); err != nil {
-		return nil, err
-	}
+// Validate checks a command's header, action and params.
+func (c Command) Validate() error {
 	var errs []error
 	if c.V != Version {
 		errs = append(errs, &ValidationError{Field: "v", Rule: "version", Detail: fmt.Sprintf("got %d, want %d", c.V, Version)})
@@ -522,10 +548,69 @@ func DecodeCommand(b []byte, l Limits) (*Command, error) {
 	if c.ID == "" || len(c.ID) > 64 {
 		errs = append(errs, &ValidationError{Field: "id", Rule: "required", Detail: "1-64 characters"})
 	}
-	if c.Name == "" {
-		errs = append(errs, &ValidationError{Field: "name", Rule: "required"})
+	if c.TS <= 0 {
+		errs = append(errs, &ValidationError{Field: "ts", Rule: "required", Detail: "issue time in ms since the epoch"})
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := ValidateID("device", c.Device); err != nil {
+		errs = append(errs, err)
+	}
+	if !slices.Contains(CommandActions, c.Action) {
+		errs = append(errs, &ValidationError{Field: "action", Rule: "one_of", Detail: fmt.Sprintf("%q is not a v1 action", c.Action)})
+	}
+	if c.Expires < 0 || c.Expires > 0 && c.Expires < c.TS {
+		errs = append(errs, &ValidationError{Field: "expires", Rule: "range", Detail: "0 (never) or a time after ts, ms since the epoch"})
+	}
+	for k, v := range c.Params {
+		switch x := v.(type) {
+		case string, bool:
+		case float64:
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				errs = append(errs, &ValidationError{Field: "params." + k, Rule: "finite"})
+			}
+		case int:
+		default:
+			errs = append(errs, &ValidationError{Field: "params." + k, Rule: "type", Detail: "params are strings, numbers or booleans"})
+		}
+	}
+	switch c.Action {
+	case ActionSetpoint:
+		if s, _ := c.Params["field"].(string); ValidateFieldName(s) != nil {
+			errs = append(errs, &ValidationError{Field: "params.field", Rule: "required", Detail: "the reading field to write"})
+		}
+		if _, ok := ParamNumber(c.Params, "value"); !ok {
+			errs = append(errs, &ValidationError{Field: "params.value", Rule: "required", Detail: "a number in the field's unit"})
+		}
+	case ActionSirenOn:
+		if _, has := c.Params["duration_s"]; has {
+			if d, ok := ParamNumber(c.Params, "duration_s"); !ok || d < 1 || d > 1800 {
+				errs = append(errs, &ValidationError{Field: "params.duration_s", Rule: "range", Detail: "1-1800 s"})
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ParamNumber returns params[name] as a number (a JSON number decodes as
+// float64; Go callers may pass an int).
+func ParamNumber(params map[string]any, name string) (float64, bool) {
+	switch x := params[name].(type) {
+	case float64:
+		return x, !math.IsNaN(x) && !math.IsInf(x, 0)
+	case int:
+		return float64(x), true
+	}
+	return 0, false
+}
+
+// DecodeCommand parses and validates a downlink command. Errors are
+// *ValidationError naming the field.
+func DecodeCommand(b []byte, l Limits) (*Command, error) {
+	l = l.withDefaults()
+	var c Command
+	if err := decodeStrict(b, l, &c); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -545,10 +630,17 @@ func DecodeCommandAck(b []byte, l Limits) (*CommandAck, error) {
 	if a.ID == "" {
 		errs = append(errs, &ValidationError{Field: "id", Rule: "required", Detail: "the id of the command acknowledged"})
 	}
-	switch a.Result {
-	case ResultOK, ResultError, ResultUnsupported:
+	if a.TS <= 0 {
+		errs = append(errs, &ValidationError{Field: "ts", Rule: "required"})
+	}
+	switch a.Status {
+	case AckAccepted:
+	case AckRefused, AckFailed:
+		if a.Reason == "" {
+			errs = append(errs, &ValidationError{Field: "reason", Rule: "required", Detail: "why the command was refused or failed"})
+		}
 	default:
-		errs = append(errs, &ValidationError{Field: "result", Rule: "one_of", Detail: "ok, error or unsupported"})
+		errs = append(errs, &ValidationError{Field: "status", Rule: "one_of", Detail: "accepted, refused or failed"})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

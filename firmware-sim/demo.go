@@ -69,6 +69,34 @@ const (
 	demoMeal = "mt-canteen"
 )
 
+// DemoHome is the site id of the demo's home (a home care bed with the
+// home safety kit).
+const DemoHome = "demo-home-li"
+
+// demoKit are the safety-kit, medication, location and visit devices of the
+// demo, with their site and what they do (times at speed 1).
+var demoKit = []struct {
+	site string
+	cfg  KitConfig
+}{
+	{DemoSite, KitConfig{Kind: device.CallButton, Interval: 10 * time.Minute, AlarmAfter: 50 * time.Minute, Location: "bathroom",
+		DeviceConfig: DeviceConfig{Device: "call-bath-101"}}},
+	{DemoSite, KitConfig{Kind: device.EnvSensor, Interval: time.Minute, AlarmAfter: 20 * time.Minute, AlarmFor: 40 * time.Minute,
+		DeviceConfig: DeviceConfig{Device: "fridge-kitchen"}}},
+	{DemoHome, KitConfig{Kind: device.SmokeAlarm, Interval: 10 * time.Minute, DeviceConfig: DeviceConfig{Device: "smoke-home-li"}}},
+	{DemoHome, KitConfig{Kind: device.GasAlarm, Interval: 5 * time.Minute, AlarmAfter: 15 * time.Minute, AlarmFor: 5 * time.Minute,
+		DeviceConfig: DeviceConfig{Device: "gas-home-li"}}},
+	{DemoHome, KitConfig{Kind: device.Valve, Interval: 5 * time.Minute, DeviceConfig: DeviceConfig{Device: "valve-home-li"}}},
+	{DemoHome, KitConfig{Kind: device.ContactSensor, Interval: time.Minute, AlarmAfter: 25 * time.Minute, Location: "front_door",
+		DeviceConfig: DeviceConfig{Device: "door-home-li"}}},
+	{DemoHome, KitConfig{Kind: device.PillBox, Interval: 10 * time.Minute, AlarmAfter: 12 * time.Hour, Slots: []string{"08:00", "20:00"},
+		DeviceConfig: DeviceConfig{Device: "pill-home-li"}}},
+	{DemoHome, KitConfig{Kind: device.Locator, Interval: time.Minute, Center: [2]float64{31.2304, 121.4737}, RadiusM: 120,
+		WanderAfter: 45 * time.Minute, DeviceConfig: DeviceConfig{Device: "band-home-li"}}},
+	{DemoHome, KitConfig{Kind: device.CardReader, Interval: time.Hour, AlarmAfter: 2 * time.Hour, Card: "04A1B2C9",
+		DeviceConfig: DeviceConfig{Device: "cr-home-li"}}},
+}
+
 // demoTrials are the WEDA-FALL folders replayed on the wrist devices, falls
 // (F) and daily activities (D) interleaved.
 var demoTrials = []string{"D01", "F01", "D04", "F02", "D09", "F03"}
@@ -286,7 +314,24 @@ func RunDemo(ctx context.Context, cfg DemoConfig) error {
 		}
 	})
 
-	log.Info("demo running", "site", cfg.Site, "devices", len(conns), "speed", cfg.Speed, "recordings", dir, "synthetic_vitals", synthetic)
+	for _, k := range demoKit {
+		kc := k.cfg
+		site := cfg.Site
+		if k.site == DemoHome {
+			site = DemoHome
+		}
+		kc.DeviceConfig = DeviceConfig{MQTTURL: cfg.MQTTURL, Root: cfg.Root, Site: site, Device: kc.Device, OnEnd: EndClean, Logger: log, Now: cfg.Now}.withDefaults()
+		kc.Interval = scale(kc.Interval, cfg.Speed)
+		kc.AlarmAfter, kc.AlarmFor, kc.WanderAfter = scale(kc.AlarmAfter, cfg.Speed), scale(kc.AlarmFor, cfg.Speed), scale(kc.WanderAfter, cfg.Speed)
+		c, err := Connect(ctx, kc.DeviceConfig, kc.Kind)
+		if err != nil {
+			return fail(err)
+		}
+		conns = append(conns, c)
+		start(c, string(kc.Kind), func(ctx context.Context, c *Conn) error { return kitLoop(ctx, c, kc) })
+	}
+
+	log.Info("demo running", "site", cfg.Site, "home", DemoHome, "devices", len(conns), "speed", cfg.Speed, "recordings", dir, "synthetic_vitals", synthetic)
 	<-ctx.Done()
 	wg.Wait()
 	return endAll()

@@ -322,8 +322,8 @@ func TestDemoRegistryYAML(t *testing.T) {
 	if err := yaml.Unmarshal(DemoRegistryYAML, &doc); err != nil {
 		t.Fatal(err)
 	}
-	if len(doc.Sites) != 1 || doc.Sites[0].ID != DemoSite || doc.Sites[0].TZ != DemoTimeZone {
-		t.Fatalf("sites %+v, want one %s in %s", doc.Sites, DemoSite, DemoTimeZone)
+	if len(doc.Sites) != 2 || doc.Sites[0].ID != DemoSite || doc.Sites[0].TZ != DemoTimeZone || doc.Sites[1].ID != DemoHome || doc.Sites[1].TZ != DemoTimeZone {
+		t.Fatalf("sites %+v, want %s and %s in %s", doc.Sites, DemoSite, DemoHome, DemoTimeZone)
 	}
 	beds := map[string]bool{}
 	for _, r := range doc.Sites[0].Rooms {
@@ -331,9 +331,10 @@ func TestDemoRegistryYAML(t *testing.T) {
 			beds[b.ID] = true
 		}
 	}
-	if len(beds) != 6 || len(doc.Residents) != 6 {
-		t.Fatalf("%d beds and %d residents, want 6 and 6", len(beds), len(doc.Residents))
+	if len(beds) != 6 || len(doc.Residents) != 7 {
+		t.Fatalf("%d station beds and %d residents, want 6 and 7 (six at the station, one at home)", len(beds), len(doc.Residents))
 	}
+	beds["home-li-bed"] = true
 	residents := map[string]bool{}
 	for _, r := range doc.Residents {
 		if !beds[r.Bed] {
@@ -348,7 +349,7 @@ func TestDemoRegistryYAML(t *testing.T) {
 	kinds := map[string]string{}
 	for _, d := range doc.Devices {
 		kinds[d.ID] = d.Kind
-		if d.Site != DemoSite || !device.Kind(d.Kind).Valid() {
+		if d.Site != DemoSite && d.Site != DemoHome || !device.Kind(d.Kind).Valid() {
 			t.Errorf("device %+v: bad site or kind", d)
 		}
 	}
@@ -362,7 +363,8 @@ func TestDemoRegistryYAML(t *testing.T) {
 	}
 	for id, kind := range kinds {
 		// The canteen terminal is shared: the card says whose meal it is.
-		if _, ok := bound[id]; !ok && kind != string(device.MealTerminal) {
+		// The kitchen fridge is a site-level device (facility safety).
+		if _, ok := bound[id]; !ok && kind != string(device.MealTerminal) && id != "fridge-kitchen" {
 			t.Errorf("device %s (%s) is not bound", id, kind)
 		}
 	}
@@ -379,6 +381,17 @@ func TestDemoRegistryYAML(t *testing.T) {
 	}
 	for _, id := range demoFallDetectors {
 		sim[id] = device.FallDetector
+	}
+	for _, k := range demoKit {
+		sim[k.cfg.Device] = k.cfg.Kind
+		if site := map[string]string{}; true {
+			for _, d := range doc.Devices {
+				site[d.ID] = d.Site
+			}
+			if site[k.cfg.Device] != k.site {
+				t.Errorf("device %s: site %q in the registry, %q in the simulator", k.cfg.Device, site[k.cfg.Device], k.site)
+			}
+		}
 	}
 	if len(sim) != len(kinds) {
 		t.Errorf("simulator runs %d devices, registry lists %d", len(sim), len(kinds))
@@ -430,7 +443,7 @@ func TestRunDemo(t *testing.T) {
 						n++
 					}
 				}
-				return n == 17
+				return n == 17+len(demoKit) // the station's 17, the kit devices
 			})
 			// The meal round right after the start: the first tap comes 5 s
 			// in, after this test's 3 s, so none is expected yet; every event

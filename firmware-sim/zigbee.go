@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -52,13 +53,17 @@ func LoadZigbeeReplay(path string) (msgs []ZigbeeMessage, skipped int, err error
 			Topic      string          `json:"topic"`
 			Payload    json.RawMessage `json:"payload"`
 			PayloadRaw *string         `json:"payload_raw"`
+			Direction  string          `json:"direction"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			return nil, 0, fmt.Errorf("zigbee replay %s line %d: %w", path, n, err)
 		}
 		rel, ok := strings.CutPrefix(l.Topic, "zigbee2mqtt/")
 		switch {
-		case !ok || rel == "":
+		case !ok || rel == "" || l.Direction == "set" || strings.HasSuffix(rel, "/set"):
+			// Not under the base topic, or a command sent to zigbee2mqtt
+			// (real_payloads_safety_kit.jsonl direction "set"), not a
+			// message it publishes.
 			skipped++
 		case l.PayloadRaw != nil:
 			msgs = append(msgs, ZigbeeMessage{Topic: rel, Payload: []byte(*l.PayloadRaw), Line: n})
@@ -95,7 +100,43 @@ type ZigbeeConfig struct {
 	// PublishTimeout bounds each wait for the broker; 0 is
 	// DefaultPublishTimeout.
 	PublishTimeout time.Duration
-	Logger         *slog.Logger
+	// Answer makes the replayer act as zigbee2mqtt for commands too: it
+	// subscribes to <base>/+/set and answers each /set with the device's
+	// new state on <base>/<friendly> (see ZigbeeAnswer), and keeps running
+	// after the replay until ctx is cancelled.
+	Answer bool
+	Logger *slog.Logger
+}
+
+// ZigbeeAnswer returns the state zigbee2mqtt publishes after a /set of set
+// on a device whose last state was last (nil: none seen): last with the
+// set's keys that are state keys ("state" ON|OFF of a valve or switch)
+// replaced, as zigbee2mqtt does for the switch converters (a state reply
+// one second after the /set: zigbee2mqtt.io PR #1538, RTX ZVG1). A self
+// test ("selftest", "self_test") answers {"test":true}, as the Xiaomi and
+// Aqara alarms report a test in progress. A set that changes no reported
+// state (a siren's "warning", which zhc exposes with set access only)
+// answers nil: zigbee2mqtt publishes nothing.
+func ZigbeeAnswer(last, set map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range last {
+		out[k] = v
+	}
+	changed := false
+	for k, v := range set {
+		switch k {
+		case "state":
+			out[k] = v
+			changed = true
+		case "selftest", "self_test":
+			out["test"] = true
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return out
 }
 
 // Validate reports every problem of c.
@@ -183,6 +224,40 @@ func RunZigbee(ctx context.Context, cfg ZigbeeConfig) (int, error) {
 		return 0, err
 	}
 	defer c.Disconnect(250)
+	var mu sync.Mutex
+	lastState := map[string]map[string]any{} // by friendly name
+	if cfg.Answer {
+		answer := func(c paho.Client, m paho.Message) {
+			name := strings.TrimSuffix(strings.TrimPrefix(m.Topic(), base+"/"), "/set")
+			var set map[string]any
+			if err := json.Unmarshal(m.Payload(), &set); err != nil {
+				log.Warn("zigbee sim: /set is not a JSON object", "topic", m.Topic(), "err", err)
+				return
+			}
+			mu.Lock()
+			st := ZigbeeAnswer(lastState[name], set)
+			if st != nil {
+				lastState[name] = st
+			}
+			mu.Unlock()
+			log.Info("zigbee sim: /set", "device", name, "set", string(m.Payload()), "answered", st != nil)
+			if st == nil {
+				return
+			}
+			b, _ := json.Marshal(st)
+			go func() {
+				if err := wait(c.Publish(base+"/"+name, 1, false, b), "zigbee sim: answer "+name); err != nil {
+					log.Warn("zigbee sim: answer not published", "device", name, "err", err)
+				}
+			}()
+		}
+		if err := wait(c.Subscribe(base+"/+/set", 1, answer), "zigbee sim: subscribe "+base+"/+/set"); err != nil {
+			if ctx.Err() != nil {
+				return 0, nil
+			}
+			return 0, err
+		}
+	}
 	log.Info("zigbee2mqtt replay", "file", cfg.File, "messages", len(msgs), "skipped_lines", skipped, "base_topic", base)
 	sent := 0
 	if cfg.Availability {
@@ -211,6 +286,12 @@ func RunZigbee(ctx context.Context, cfg ZigbeeConfig) (int, error) {
 				}
 			}
 			topic := base + "/" + m.Topic
+			var st map[string]any
+			if json.Unmarshal(m.Payload, &st) == nil && !strings.Contains(m.Topic, "/") {
+				mu.Lock()
+				lastState[m.Topic] = st
+				mu.Unlock()
+			}
 			if err := wait(c.Publish(topic, 1, false, m.Payload), "zigbee sim: publish line "+fmt.Sprint(m.Line)+" on "+topic); err != nil {
 				if ctx.Err() != nil {
 					return sent, nil
@@ -219,6 +300,9 @@ func RunZigbee(ctx context.Context, cfg ZigbeeConfig) (int, error) {
 			}
 			sent++
 		}
+	}
+	if cfg.Answer {
+		<-ctx.Done()
 	}
 	return sent, nil
 }

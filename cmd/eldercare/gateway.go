@@ -100,6 +100,12 @@ func runGateway(cmd *cobra.Command, _ []string) error {
 	// Each source's Run takes its own Sink interface; *gateway.Gateway
 	// satisfies all of them.
 	var sources []func(context.Context, *gateway.Gateway) error
+	// actuators carry commands to the devices of the sources that can.
+	type actuated struct {
+		a    gateway.Actuator
+		devs []string
+	}
+	var actuators []actuated
 	var devices []gateway.Device
 	index := map[string]int{}
 	addDevice := func(d gateway.Device) {
@@ -135,6 +141,7 @@ func runGateway(cmd *cobra.Command, _ []string) error {
 			}
 			addDevice(gateway.Device{ID: id, Kind: prof.Kind, Interval: iv})
 		}
+		actuators = append(actuators, actuated{p, slices.Sorted(maps.Keys(profiles))})
 		sources = append(sources, func(ctx context.Context, gw *gateway.Gateway) error { return p.Run(ctx, gw) })
 	}
 	if gf.Zigbee != nil {
@@ -144,16 +151,19 @@ func runGateway(cmd *cobra.Command, _ []string) error {
 		}
 		var zdevs []zigbee.Device
 		for _, d := range gf.Zigbee.Devices {
-			zdevs = append(zdevs, zigbee.Device{FriendlyName: d.FriendlyName, ID: d.Device, Kind: d.Kind})
+			zdevs = append(zdevs, zigbee.Device{FriendlyName: d.FriendlyName, ID: d.Device, Kind: d.Kind, Model: d.Model, Location: d.Location})
 		}
 		src, err := zigbee.New(zigbee.Config{MQTTURL: gf.Zigbee.MQTT, BaseTopic: gf.Zigbee.BaseTopic, ClientID: clientID,
 			MappingFile: gf.Zigbee.MappingFile, Devices: zdevs, Logger: log, Registerer: reg})
 		if err != nil {
 			return fmt.Errorf("--gateway-config %s: zigbee2mqtt: %w", path, err)
 		}
+		var ids []string
 		for _, d := range zdevs {
 			addDevice(gateway.Device{ID: d.ID, Kind: d.Kind})
+			ids = append(ids, d.ID)
 		}
+		actuators = append(actuators, actuated{src, ids})
 		sources = append(sources, func(ctx context.Context, gw *gateway.Gateway) error { return src.Run(ctx, gw) })
 	}
 	if gf.Accel != nil {
@@ -199,6 +209,9 @@ func runGateway(cmd *cobra.Command, _ []string) error {
 	gw, err := gateway.New(cfg, sp, reg, log)
 	if err != nil {
 		return err
+	}
+	for _, a := range actuators {
+		gw.SetActuator(a.a, a.devs...)
 	}
 	entries, bytes := sp.Len()
 	log.Info("gateway starting", "id", cfg.ID, "site", cfg.Site, "mqtt", cfg.MQTTURL, "root", cfg.Root, "boot", sp.Boot(),

@@ -63,7 +63,7 @@ status, offline last will).
 	cmd.Flags().Bool("demo", false, "run the demo care station (registry: firmware-sim/demo/registry.yaml) until stopped")
 	cmd.Flags().String("recordings", "", "directory of real recordings (vitals-bidmc/, falls-weda/) for --demo; default $ELDERCARE_REALDATA, else ../shared/data next to the repository; synthetic data when absent")
 	cmd.AddCommand(newSimVitalsCmd(), newSimFallCmd(), newSimBedCmd(), newSimSOSCmd(), newSimMealCmd())
-	cmd.AddCommand(newSimZigbeeCmd())
+	cmd.AddCommand(newSimZigbeeCmd(), newSimKitCmd())
 	cmd.AddCommand(newSimModbusCmd())
 	return cmd
 }
@@ -299,5 +299,45 @@ func newSimMealCmd() *cobra.Command {
 	cmd.Flags().String("meal", "lunch", "meal: breakfast, lunch, dinner or snack")
 	cmd.Flags().Float64("eaten", 80, "share of the portion eaten, in % [0, 100]")
 	cmd.Flags().String("taps", "", "CSV file of taps, one per line: card,meal,eaten_pct[,after] (after: wait before the tap, e.g. 20s)")
+	return cmd
+}
+
+// newSimKitCmd simulates one device of the home safety kit, medication,
+// location or visits over plain MQTT (firmwaresim.RunKit).
+func newSimKitCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "kit",
+		Short: "Simulate a safety-kit, medication, location or visit device over plain MQTT (smoke_alarm, gas_alarm, valve, pill_box, locator, ...)",
+		Long: `Simulate one device of kind --kind with its readings and events (docs/protocol.md), e.g.
+
+  eldercare sim kit --kind smoke_alarm --device smoke-1 --alarm-after 2m --alarm-for 1m
+  eldercare sim kit --kind valve --device valve-1          # answers valve_close/valve_open commands
+  eldercare sim kit --kind pill_box --device pill-1 --slots 08:00,20:00 --alarm-after 10m
+  eldercare sim kit --kind locator --device band-1 --center 31.2304,121.4737 --radius 80 --wander-after 20m`,
+		Args: cobra.NoArgs,
+		RunE: simRun(func(ctx context.Context, s *settings, dc firmwaresim.DeviceConfig) error {
+			kc := firmwaresim.KitConfig{DeviceConfig: dc, Kind: device.Kind(s.String("kind")), Interval: s.Duration("interval"),
+				AlarmAfter: s.Duration("alarm-after"), AlarmFor: s.Duration("alarm-for"), Location: s.String("location"),
+				Slots: s.v.GetStringSlice("slots"), Card: s.String("card"), RadiusM: s.Float("radius"), WanderAfter: s.Duration("wander-after")}
+			if c := s.String("center"); c != "" {
+				if _, err := fmt.Sscanf(c, "%g,%g", &kc.Center[0], &kc.Center[1]); err != nil {
+					return fmt.Errorf("--center %q: want lat,lon in degrees", c)
+				}
+			}
+			return firmwaresim.RunKit(ctx, kc)
+		}),
+	}
+	deviceFlags(cmd, "kit")
+	f := cmd.Flags()
+	f.String("kind", "smoke_alarm", "device kind: smoke_alarm, gas_alarm, water_leak_sensor, contact_sensor, motion_sensor, call_button, smart_mattress, siren, valve, pill_box, locator, card_reader, env_sensor (a fridge)")
+	f.Duration("interval", time.Minute, "reading period")
+	f.Duration("alarm-after", 0, "alarm kinds: raise the alarm this long after start (0 = never); contact, motion, call button, pill box, card reader: time between events")
+	f.Duration("alarm-for", time.Minute, "alarm kinds and the fridge: how long the alarm (or the warm spell) lasts")
+	f.String("location", "", "location attribute of a call button's sos or a contact's events (bathroom, front_door)")
+	f.StringSlice("slots", []string{"08:00", "20:00"}, "pill box: schedule slots (HH:MM, site's zone) taken in turn")
+	f.String("card", "", "card reader: the card of the check-ins")
+	f.String("center", "31.2304,121.4737", "locator: center of its walk, lat,lon in degrees")
+	f.Float64("radius", 80, "locator: radius of its walk, m")
+	f.Duration("wander-after", 0, "locator: walk away after this long (0 = never)")
 	return cmd
 }

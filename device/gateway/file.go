@@ -79,6 +79,8 @@ type FileZigbee struct {
 		FriendlyName string      `yaml:"friendly_name"`
 		Device       string      `yaml:"device"`
 		Kind         device.Kind `yaml:"kind"`
+		Model        string      `yaml:"model"`
+		Location     string      `yaml:"location"`
 	} `yaml:"devices"`
 }
 

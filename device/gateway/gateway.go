@@ -81,20 +81,23 @@ type Gateway struct {
 
 	wake chan struct{} // something new in the spool or to publish
 
-	mu       sync.Mutex
-	devices  map[string]*devState
-	order    []string // device ids, listing order
-	uplink   paho.Client
-	local    paho.Client
-	alarms   map[int64]*pendingAlarm // by spool position
-	faults   map[string]string       // last fault per device, logged on change
-	gwDirty  bool                    // gateway status to publish
-	started  time.Time
-	skew     float64
-	skewSeen bool
-	connGen  uint64    // counts onConnect calls
-	connAt   time.Time // time of the last onConnect
-	booted   bool      // the boot status went out on this connection
+	mu        sync.Mutex
+	devices   map[string]*devState
+	order     []string // device ids, listing order
+	uplink    paho.Client
+	local     paho.Client
+	alarms    map[int64]*pendingAlarm // by spool position
+	faults    map[string]string       // last fault per device, logged on change
+	gwDirty   bool                    // gateway status to publish
+	started   time.Time
+	skew      float64
+	skewSeen  bool
+	actuators map[string]Actuator          // by device id; set before Run
+	acks      map[string]device.CommandAck // recent acks by command id (retries are answered, not re-executed)
+	ackOrder  []string
+	connGen   uint64    // counts onConnect calls
+	connAt    time.Time // time of the last onConnect
+	booted    bool      // the boot status went out on this connection
 
 	m metrics
 }
@@ -110,13 +113,15 @@ type metrics struct {
 	online      prometheus.GaugeFunc
 	skew        prometheus.GaugeFunc
 	clockErrors prometheus.Counter
+	commands    *prometheus.CounterVec
 }
 
 // New returns a gateway over sp, registering its metrics on reg (nil: not
 // registered): eldercare_gateway_uplink_connected, _uplink_connects_total,
 // _published_total{kind}, _publish_errors_total, _local_alarms_total{result},
 // _rejected_total{kind}, _source_faults_total{device},
-// _devices_online, _clock_skew_seconds, _clock_check_errors_total.
+// _devices_online, _clock_skew_seconds, _clock_check_errors_total,
+// _commands_total{status}.
 func New(cfg Config, sp Spool, reg prometheus.Registerer, log *slog.Logger) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("gateway config: %w", err)
@@ -174,6 +179,8 @@ func New(cfg Config, sp Spool, reg prometheus.Registerer, log *slog.Logger) (*Ga
 			return g.skew
 		}),
 		clockErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "eldercare_gateway_clock_check_errors_total", Help: "Clock checks against NTP that failed."}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eldercare_gateway_commands_total",
+			Help: "Downlink commands answered, by status (accepted, refused, failed, repeat: a retry answered from the recent acks, malformed: no ack possible)."}, []string{"status"}),
 	}
 	for _, k := range []string{"reading", "event"} {
 		g.m.published.WithLabelValues(k)
@@ -183,7 +190,7 @@ func New(cfg Config, sp Spool, reg prometheus.Registerer, log *slog.Logger) (*Ga
 	g.m.localAlarms.WithLabelValues("log_only")
 	if reg != nil {
 		for _, c := range []prometheus.Collector{g.m.connected, g.m.connects, g.m.published, g.m.pubErrors, g.m.localAlarms,
-			g.m.rejected, g.m.faults, g.m.online, g.m.skew, g.m.clockErrors} {
+			g.m.rejected, g.m.faults, g.m.online, g.m.skew, g.m.clockErrors, g.m.commands} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register gateway metrics: %w", err)
 			}
@@ -597,35 +604,21 @@ func (g *Gateway) onConnect(c paho.Client) {
 	g.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.PublishTimeout)
 	defer cancel()
-	topic := g.topic(g.cfg.ID, device.ChanCommand)
-	if err := mqttconn.Wait(ctx, c.Subscribe(topic, 1, g.onCommand), g.cfg.PublishTimeout, "subscribe "+topic); err != nil {
+	filters := map[string]byte{g.topic(g.cfg.ID, device.ChanCommand): 1}
+	for _, id := range g.deviceIDs() {
+		filters[g.topic(id, device.ChanCommand)] = 1
+	}
+	if err := mqttconn.Wait(ctx, c.SubscribeMultiple(filters, g.onCommand), g.cfg.PublishTimeout, "subscribe to commands"); err != nil {
 		g.log.Error("uplink subscribe failed; commands will not arrive until the next reconnect", "err", err)
 	}
 	g.log.Info("uplink connected", "broker_client", g.cfg.ClientID)
 	g.signal()
 }
 
-// onCommand answers a downlink command on the gateway's cmd/ack topic. The
-// gateway supports "ping" (result ok); other commands are answered
-// unsupported.
+// onCommand carries a downlink command for the gateway or a device behind
+// it and answers on the target's cmd/ack topic (see commands.go).
 func (g *Gateway) onCommand(c paho.Client, m paho.Message) {
-	cmd, err := device.DecodeCommand(m.Payload(), device.Limits{})
-	if err != nil {
-		g.log.Warn("malformed command ignored", "topic", m.Topic(), "err", err)
-		return
-	}
-	ack := device.CommandAck{V: device.Version, Device: g.cfg.ID, ID: cmd.ID, TS: g.now().UnixMilli(), Result: device.ResultUnsupported}
-	if cmd.Name == "ping" {
-		ack.Result = device.ResultOK
-	}
-	b, _ := json.Marshal(ack)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.PublishTimeout)
-		defer cancel()
-		if err := mqttconn.Wait(ctx, c.Publish(g.topic(g.cfg.ID, device.ChanCommandAck), 1, false, b), g.cfg.PublishTimeout, "publish command ack"); err != nil {
-			g.log.Warn("command ack not delivered", "id", cmd.ID, "err", err)
-		}
-	}()
+	go g.command(c, m.Topic(), m.Payload())
 }
 
 func (g *Gateway) connectLocal(ctx context.Context) {

@@ -137,11 +137,11 @@ func TestGoldenPinned(t *testing.T) {
 		reason     string
 	}{
 		{dir: "f32-cdab", values: map[string]float64{"room_temp_c": 23.5, "room_temp_abcd_c": abcd}},
-		{dir: "senseair-s8-65535", values: map[string]float64{}, faultField: "co2_ppm", reason: modbus.ReasonRange},
+		{dir: "senseair-s8-65535", values: map[string]float64{"abc_period_h": 180}, faultField: "co2_ppm", reason: modbus.ReasonRange},
 		{dir: "co2-u16-65535", values: map[string]float64{}, faultField: "co2_ppm", reason: modbus.ReasonRange},
 		{dir: "xy-md02", values: map[string]float64{"room_temp_c": 23.5, "humidity_pct": 45.6}},
 		{dir: "xy-md02-below-zero", values: map[string]float64{"room_temp_c": -10, "humidity_pct": 80}},
-		{dir: "senseair-s8", values: map[string]float64{"co2_ppm": 612}},
+		{dir: "senseair-s8", values: map[string]float64{"co2_ppm": 612, "abc_period_h": 180}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.dir, func(t *testing.T) {

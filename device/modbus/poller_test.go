@@ -248,7 +248,8 @@ func writeFastProfile(t testing.TB, path, interval string) {
 }
 
 // TestOutOfRangeNotPublished: a CO2 register at 0xFFFF on the wire is a
-// sensor fault, counted, and no reading.
+// sensor fault, counted, and not published (the S8's reading carries only
+// its ABC period, read from its own register).
 func TestOutOfRangeNotPublished(t *testing.T) {
 	sim, addr := startSim(t, modbussim.TCP, modbussim.SenseairS8, modbussim.SDM120)
 	p, reg := newPoller(t, modbus.TCP, addr, time.Second,
@@ -260,9 +261,13 @@ func TestOutOfRangeNotPublished(t *testing.T) {
 	var rec recorder
 	p.PollAll(context.Background(), &rec)
 	rd, faults := rec.take()
-	if len(rd) != 1 || rd[0].device != "em-1" {
-		t.Fatalf("readings %+v: want only em-1's", rd)
+	if len(rd) != 2 || rd[0].device != "co2-1" || rd[1].device != "em-1" {
+		t.Fatalf("readings %+v: want co2-1's and em-1's", rd)
 	}
+	if _, ok := rd[0].values["co2_ppm"]; ok || rd[0].values["abc_period_h"] != 180 {
+		t.Errorf("co2-1 values %v: want abc_period_h 180 without co2_ppm", rd[0].values)
+	}
+	rd = rd[1:]
 	if _, ok := rd[0].values["voltage_v"]; ok || len(rd[0].values) != 9 {
 		t.Errorf("em-1 values %v: want 9 without voltage_v", rd[0].values)
 	}

@@ -103,6 +103,12 @@ type Register struct {
 	// PollInterval is how often the register is read (the profile's
 	// poll_interval unless the register sets its own).
 	PollInterval time.Duration
+	// Writable: the platform may write this register with a setpoint
+	// command (Poller.Actuate). Only coils (0x01, written with function
+	// 0x05) and holding registers (0x03, written with 0x06, or 0x10 for
+	// two-register types) can be writable, and only where the vendor's
+	// register map says so. A write to any other register is refused.
+	Writable bool
 }
 
 // Profile is a device's register map: which registers a poller reads from
@@ -148,6 +154,7 @@ type rawRegister struct {
 	Unit         string        `yaml:"unit"`
 	Range        []float64     `yaml:"range"`
 	PollInterval time.Duration `yaml:"poll_interval"`
+	Writable     bool          `yaml:"writable"`
 	line         int
 }
 
@@ -268,8 +275,12 @@ func (rr rawRegister) register(defInterval time.Duration) (Register, error) {
 		Order:        Order(strings.ToUpper(rr.Order)),
 		Unit:         rr.Unit,
 		PollInterval: rr.PollInterval,
+		Writable:     rr.Writable,
 	}
 	var errs []error
+	if rr.Writable && rr.Function != int(Coils) && rr.Function != int(HoldingRegisters) {
+		errs = append(errs, fmt.Errorf("writable: only coils (0x01) and holding registers (0x03) can be written, not function %d", rr.Function))
+	}
 	if err := device.ValidateFieldName(rr.Field); err != nil {
 		errs = append(errs, fmt.Errorf("field: %q: want 1-64 characters of [a-z0-9_] starting with a letter, with a unit suffix (room_temp_c, co2_ppm)", rr.Field))
 	}

@@ -12,7 +12,7 @@ import (
 func TestShippedProfiles(t *testing.T) {
 	want := map[string][]string{
 		"xy-md02":     {"room_temp_c", "humidity_pct"},
-		"senseair-s8": {"co2_ppm"},
+		"senseair-s8": {"co2_ppm", "abc_period_h"},
 		"sdm120":      {"voltage_v", "current_a", "power_w", "apparent_power_va", "reactive_power_var", "power_factor", "frequency_hz", "energy_kwh", "export_energy_kwh", "total_energy_kwh"},
 	}
 	if got := modbus.Shipped(); len(got) != len(want) {
@@ -29,8 +29,12 @@ func TestShippedProfiles(t *testing.T) {
 			}
 			for i, f := range fields {
 				r := p.Registers[i]
-				if r.Field != f || r.Function != modbus.InputRegisters || r.PollInterval != 10*time.Second {
-					t.Errorf("register %d = %+v, want field %s, input registers, 10s", i, r, f)
+				fn := modbus.InputRegisters
+				if r.Writable {
+					fn = modbus.HoldingRegisters // only the S8's ABC period (HR32) is declared writable
+				}
+				if r.Field != f || r.Function != fn || r.PollInterval != 10*time.Second || r.Writable != (f == "abc_period_h") {
+					t.Errorf("register %d = %+v, want field %s, %s, 10s", i, r, f, fn)
 				}
 			}
 		})

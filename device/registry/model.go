@@ -31,6 +31,20 @@ const (
 	KindGateway       = "gateway"
 	KindEnvSensor     = "env_sensor"
 	KindOther         = "other"
+	// The home safety kit, medication, location and visits (issue 13;
+	// device.Kind has the readings and events of each).
+	KindSmokeAlarm      = "smoke_alarm"
+	KindGasAlarm        = "gas_alarm"
+	KindWaterLeakSensor = "water_leak_sensor"
+	KindContactSensor   = "contact_sensor"
+	KindMotionSensor    = "motion_sensor"
+	KindCallButton      = "call_button"
+	KindSmartMattress   = "smart_mattress"
+	KindSiren           = "siren"
+	KindValve           = "valve"
+	KindPillBox         = "pill_box"
+	KindLocator         = "locator"
+	KindCardReader      = "card_reader"
 )
 
 // Power sources accepted in [Device.Power] (device.Power values).
@@ -43,6 +57,8 @@ const (
 var Kinds = []string{
 	KindVitalsMonitor, KindFallDetector, KindBedSensor, KindSOSButton,
 	KindMealTerminal, KindGateway, KindEnvSensor, KindOther,
+	KindSmokeAlarm, KindGasAlarm, KindWaterLeakSensor, KindContactSensor, KindMotionSensor, KindCallButton,
+	KindSmartMattress, KindSiren, KindValve, KindPillBox, KindLocator, KindCardReader,
 }
 
 // ValidKind reports whether kind is one of [Kinds].
@@ -70,13 +86,17 @@ type Room struct {
 	Name   string `json:"name" yaml:"name"`
 }
 
-// Bed is a bed in a room. Nursing marks a nursing-care bed.
+// Bed is a bed in a room. Type is one of [BedTypes] (home_care,
+// home_hospital, nursing, ordinary); Nursing is true exactly when Type is
+// nursing (kept for the readers that predate bed types). A change of type
+// goes through [Store.ChangeBedType], which keeps its history.
 type Bed struct {
 	ID      string `json:"id" yaml:"id"`
 	RoomID  string `json:"room_id" yaml:"room"`
 	SiteID  string `json:"site_id" yaml:"site"`
 	Name    string `json:"name" yaml:"name"`
 	Nursing bool   `json:"nursing" yaml:"nursing"`
+	Type    string `json:"type" yaml:"type"`
 }
 
 // Resident is a person in care. BedID is empty for home care without a
@@ -90,6 +110,16 @@ type Resident struct {
 	BirthYear  int    `json:"birth_year,omitempty" yaml:"birth_year,omitempty"`
 	Vulnerable bool   `json:"vulnerable" yaml:"vulnerable"`
 	Notes      string `json:"notes,omitempty" yaml:"notes,omitempty"`
+	// VisitCadenceDays is how often a vulnerable resident must be visited,
+	// in days; 0 is [DefaultVisitCadence] (once per calendar month in the
+	// site's zone).
+	VisitCadenceDays int `json:"visit_cadence_days,omitempty" yaml:"visit_cadence_days,omitempty"`
+	// Medication is the resident's schedule of doses (see [Dose]); the
+	// store returns them ordered by time.
+	Medication []Dose `json:"medication,omitempty" yaml:"medication,omitempty"`
+	// SafeZones are where the resident may be (see [SafeZone]); none: no
+	// wandering rule. The store returns them ordered by name.
+	SafeZones []SafeZone `json:"safe_zones,omitempty" yaml:"safe_zones,omitempty"`
 }
 
 // Device is a sensor, terminal or gateway. Kind is one of [Kinds]. BedID is
@@ -110,6 +140,11 @@ type Device struct {
 	GatewayID      string        `json:"gateway_id,omitempty" yaml:"gateway,omitempty"`
 	Power          string        `json:"power,omitempty" yaml:"power,omitempty"`
 	ReportInterval time.Duration `json:"report_interval_ns,omitempty" yaml:"report_interval,omitempty"`
+	// Limits are per-device limits on reading fields (a fridge's
+	// appliance_temp_c max 8 °C for 30 min); see [Limit]. A device with
+	// limits and no resident binding is a site-level device: its alerts
+	// go to the site's duty staff.
+	Limits []Limit `json:"limits,omitempty" yaml:"limits,omitempty"`
 }
 
 // KindSetting sets the report interval of every device of one kind that does

@@ -56,10 +56,16 @@ func (s *Store) Snapshot(ctx context.Context) (*Snapshot, error) {
 		return nil, fmt.Errorf("registry snapshot: beds: %w", err)
 	}
 	residents, err := queryAll(ctx, tx, selectResidents, scanResident)
+	if err == nil {
+		err = s.attachCare(ctx, tx, residents)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("registry snapshot: residents: %w", err)
 	}
 	devices, err := queryAll(ctx, tx, selectDevices, scanDevice)
+	if err == nil {
+		err = s.attachLimits(ctx, tx, devices)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("registry snapshot: devices: %w", err)
 	}

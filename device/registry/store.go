@@ -89,20 +89,15 @@ func (s *Store) Import(ctx context.Context, doc *Document) error {
 			}
 		}
 		for _, x := range doc.BedList() {
-			if err := up("bed "+x.ID, `INSERT INTO beds (id, room_id, site_id, name, nursing) VALUES (?, ?, ?, ?, ?)
+			if err := up("bed "+x.ID, `INSERT INTO beds (id, room_id, site_id, name, nursing, bed_type) VALUES (?, ?, ?, ?, ?, ?)
 				ON CONFLICT (id) DO UPDATE SET room_id = excluded.room_id, site_id = excluded.site_id,
-				name = excluded.name, nursing = excluded.nursing`,
-				x.ID, x.RoomID, x.SiteID, x.Name, x.Nursing); err != nil {
+				name = excluded.name, nursing = excluded.nursing, bed_type = excluded.bed_type`,
+				x.ID, x.RoomID, x.SiteID, x.Name, x.Nursing, x.Type); err != nil {
 				return err
 			}
 		}
 		for _, x := range doc.Residents {
-			if err := up("resident "+x.ID, `INSERT INTO residents (id, site_id, bed_id, name, birth_year, vulnerable, notes)
-				VALUES (?, ?, ?, ?, ?, ?, ?)
-				ON CONFLICT (id) DO UPDATE SET site_id = excluded.site_id, bed_id = excluded.bed_id,
-				name = excluded.name, birth_year = excluded.birth_year, vulnerable = excluded.vulnerable,
-				notes = excluded.notes`,
-				x.ID, x.SiteID, nullable(x.BedID), x.Name, x.BirthYear, x.Vulnerable, x.Notes); err != nil {
+			if err := s.putResident(ctx, tx, x); err != nil {
 				return err
 			}
 		}
@@ -113,6 +108,9 @@ func (s *Store) Import(ctx context.Context, doc *Document) error {
 				name = excluded.name, bed_id = excluded.bed_id, gateway_id = excluded.gateway_id,
 				power = excluded.power, report_interval_ms = excluded.report_interval_ms`,
 				x.ID, x.SiteID, x.Kind, x.Name, nullable(x.BedID), nullable(x.GatewayID), x.Power, x.ReportInterval.Milliseconds()); err != nil {
+				return err
+			}
+			if err := s.putLimits(ctx, tx, x); err != nil {
 				return err
 			}
 		}
@@ -233,8 +231,8 @@ func siteFilter(query, siteID string, args []any) (string, []any) {
 const (
 	selectSites     = `SELECT id, name, time_zone FROM sites`
 	selectRooms     = `SELECT id, site_id, name FROM rooms`
-	selectBeds      = `SELECT id, room_id, site_id, name, nursing FROM beds`
-	selectResidents = `SELECT id, site_id, COALESCE(bed_id, ''), name, birth_year, vulnerable, notes FROM residents`
+	selectBeds      = `SELECT id, room_id, site_id, name, nursing, bed_type FROM beds`
+	selectResidents = `SELECT id, site_id, COALESCE(bed_id, ''), name, birth_year, vulnerable, notes, visit_cadence_days FROM residents`
 	selectDevices   = `SELECT id, site_id, kind, name, COALESCE(bed_id, ''), COALESCE(gateway_id, ''), power, report_interval_ms FROM devices`
 	selectKinds     = `SELECT kind, report_interval_ms FROM device_kinds`
 	selectCards     = `SELECT id, resident_id FROM meal_cards`
@@ -252,12 +250,12 @@ func scanRoom(r *sql.Rows) (x Room, err error) {
 }
 
 func scanBed(r *sql.Rows) (x Bed, err error) {
-	err = r.Scan(&x.ID, &x.RoomID, &x.SiteID, &x.Name, &x.Nursing)
+	err = r.Scan(&x.ID, &x.RoomID, &x.SiteID, &x.Name, &x.Nursing, &x.Type)
 	return x, err
 }
 
 func scanResident(r *sql.Rows) (x Resident, err error) {
-	err = r.Scan(&x.ID, &x.SiteID, &x.BedID, &x.Name, &x.BirthYear, &x.Vulnerable, &x.Notes)
+	err = r.Scan(&x.ID, &x.SiteID, &x.BedID, &x.Name, &x.BirthYear, &x.Vulnerable, &x.Notes, &x.VisitCadenceDays)
 	return x, err
 }
 
@@ -342,6 +340,9 @@ func (s *Store) Beds(ctx context.Context, siteID string) ([]Bed, error) {
 func (s *Store) Residents(ctx context.Context, siteID string) ([]Resident, error) {
 	q, args := siteFilter(selectResidents, siteID, nil)
 	xs, err := queryAll(ctx, s.db, s.db.Rebind(q+" ORDER BY id"), scanResident, args...)
+	if err == nil {
+		err = s.attachCare(ctx, s.db, xs)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list residents: %w", err)
 	}
@@ -351,6 +352,9 @@ func (s *Store) Residents(ctx context.Context, siteID string) ([]Resident, error
 // Resident returns one resident, or an error wrapping [ErrNotFound].
 func (s *Store) Resident(ctx context.Context, id string) (Resident, error) {
 	xs, err := queryAll(ctx, s.db, s.db.Rebind(selectResidents+" WHERE id = ?"), scanResident, id)
+	if err == nil {
+		err = s.attachCare(ctx, s.db, xs)
+	}
 	return one(xs, err, fmt.Sprintf("resident %q", id))
 }
 
@@ -358,6 +362,9 @@ func (s *Store) Resident(ctx context.Context, id string) (Resident, error) {
 func (s *Store) Devices(ctx context.Context, siteID string) ([]Device, error) {
 	q, args := siteFilter(selectDevices, siteID, nil)
 	xs, err := queryAll(ctx, s.db, s.db.Rebind(q+" ORDER BY id"), scanDevice, args...)
+	if err == nil {
+		err = s.attachLimits(ctx, s.db, xs)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)
 	}
@@ -367,6 +374,9 @@ func (s *Store) Devices(ctx context.Context, siteID string) ([]Device, error) {
 // Device returns one device, or an error wrapping [ErrNotFound].
 func (s *Store) Device(ctx context.Context, id string) (Device, error) {
 	xs, err := queryAll(ctx, s.db, s.db.Rebind(selectDevices+" WHERE id = ?"), scanDevice, id)
+	if err == nil {
+		err = s.attachLimits(ctx, s.db, xs)
+	}
 	return one(xs, err, fmt.Sprintf("device %q", id))
 }
 

@@ -126,7 +126,7 @@ func TestStoreImport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := (registry.Device{ID: "vm-101", SiteID: "demo-station", Kind: "vitals_monitor", Name: "Vitals monitor 101-1", BedID: "b101-1", GatewayID: "gw-station"}); vm != want {
+			if want := (registry.Device{ID: "vm-101", SiteID: "demo-station", Kind: "vitals_monitor", Name: "Vitals monitor 101-1", BedID: "b101-1", GatewayID: "gw-station"}); !reflect.DeepEqual(vm, want) {
 				t.Errorf("Device(vm-101) = %+v, want %+v", vm, want)
 			}
 			bs, err := s.Bindings(ctx, "vm-101")

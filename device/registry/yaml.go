@@ -68,10 +68,25 @@ type RoomSpec struct {
 }
 
 // BedSpec is a bed as written in a [Document].
+//
+// Type is one of [BedTypes]; "" is nursing when Nursing is set, else
+// ordinary. Nursing: true with another type is refused.
 type BedSpec struct {
 	ID      string `json:"id" yaml:"id"`
 	Name    string `json:"name" yaml:"name"`
 	Nursing bool   `json:"nursing,omitempty" yaml:"nursing,omitempty"`
+	Type    string `json:"type,omitempty" yaml:"type,omitempty"`
+}
+
+// bedType returns the spec's effective type.
+func (b BedSpec) bedType() string {
+	switch {
+	case b.Type != "":
+		return b.Type
+	case b.Nursing:
+		return BedNursing
+	}
+	return BedOrdinary
 }
 
 // SiteList returns the document's sites without their rooms.
@@ -100,7 +115,8 @@ func (d *Document) BedList() []Bed {
 	for _, s := range d.Sites {
 		for _, r := range s.Rooms {
 			for _, b := range r.Beds {
-				out = append(out, Bed{ID: b.ID, RoomID: r.ID, SiteID: s.ID, Name: b.Name, Nursing: b.Nursing})
+				t := b.bedType()
+				out = append(out, Bed{ID: b.ID, RoomID: r.ID, SiteID: s.ID, Name: b.Name, Nursing: t == BedNursing, Type: t})
 			}
 		}
 	}
@@ -353,6 +369,10 @@ func (d *Document) Validate() error {
 				bp := fmt.Sprintf("%s.beds[%d]", rp, k)
 				v.id(bp+".id", b.ID, bedIDs)
 				v.name(bp+".name", b.Name, false)
+				v.bedType(bp+".type", b.bedType())
+				if b.Nursing && b.bedType() != BedNursing {
+					v.addf(bp+".nursing", "true, but the type is %s", b.Type)
+				}
 				if _, dup := beds[b.ID]; !dup && b.ID != "" {
 					beds[b.ID] = place{site: s.ID, path: bp}
 				}
@@ -369,7 +389,7 @@ func (d *Document) Validate() error {
 		if _, dup := residents[r.ID]; !dup && r.ID != "" {
 			residents[r.ID] = place{site: r.SiteID, path: p}
 		}
-		v.name(p+".name", r.Name, true)
+		v.residentFields(p, r)
 		v.siteRef(p+".site", r.SiteID, siteIDs)
 		if r.BedID != "" {
 			b, ok := beds[r.BedID]
@@ -385,12 +405,6 @@ func (d *Document) Validate() error {
 					bedHolder[r.BedID] = fmt.Sprintf("%s (%q)", p, r.ID)
 				}
 			}
-		}
-		switch y := r.BirthYear; {
-		case y != 0 && y < minBirthYear:
-			v.addf(p+".birth_year", "%d is before %d", y, minBirthYear)
-		case y > time.Now().Year():
-			v.addf(p+".birth_year", "%d is in the future", y)
 		}
 	}
 
@@ -424,22 +438,8 @@ func (d *Document) Validate() error {
 	for i, dev := range d.Devices {
 		p := fmt.Sprintf("devices[%d]", i)
 		v.id(p+".id", dev.ID, deviceIDs)
-		v.name(p+".name", dev.Name, false)
+		v.deviceFields(p, dev)
 		v.siteRef(p+".site", dev.SiteID, siteIDs)
-		switch {
-		case dev.Kind == "":
-			v.addf(p+".kind", "required")
-		case !ValidKind(dev.Kind):
-			v.addf(p+".kind", "unknown kind %q (want one of %s)", dev.Kind, strings.Join(Kinds, ", "))
-		}
-		switch dev.Power {
-		case "", PowerMains, PowerBattery:
-		default:
-			v.addf(p+".power", "unknown power %q (want mains or battery)", dev.Power)
-		}
-		if dev.ReportInterval != 0 {
-			v.interval(p+".report_interval", dev.ReportInterval)
-		}
 		if dev.BedID != "" {
 			b, ok := beds[dev.BedID]
 			switch {
@@ -553,6 +553,42 @@ func (d *Document) Validate() error {
 		v.addf(fmt.Sprintf("bindings[%d]", o.later), "overlaps bindings[%d] for device %q", o.earlier, d.Bindings[o.later].DeviceID)
 	}
 	return errors.Join(v.errs...)
+}
+
+// residentFields checks what a resident says of itself (no references):
+// name, birth year, and the programme settings (see care). The YAML import
+// and [Store.PutResident] both call it.
+func (v *validator) residentFields(p string, r Resident) {
+	v.name(p+".name", r.Name, true)
+	switch y := r.BirthYear; {
+	case y != 0 && y < minBirthYear:
+		v.addf(p+".birth_year", "%d is before %d", y, minBirthYear)
+	case y > time.Now().Year():
+		v.addf(p+".birth_year", "%d is in the future", y)
+	}
+	v.care(p, r)
+}
+
+// deviceFields checks what a device says of itself (no references): name,
+// kind, power, report interval and limits. The YAML import and
+// [Store.PutDevice] both call it.
+func (v *validator) deviceFields(p string, dev Device) {
+	v.name(p+".name", dev.Name, false)
+	switch {
+	case dev.Kind == "":
+		v.addf(p+".kind", "required")
+	case !ValidKind(dev.Kind):
+		v.addf(p+".kind", "unknown kind %q (want one of %s)", dev.Kind, strings.Join(Kinds, ", "))
+	}
+	switch dev.Power {
+	case "", PowerMains, PowerBattery:
+	default:
+		v.addf(p+".power", "unknown power %q (want mains or battery)", dev.Power)
+	}
+	if dev.ReportInterval != 0 {
+		v.interval(p+".report_interval", dev.ReportInterval)
+	}
+	v.limits(p, dev)
 }
 
 // siteRef checks a required reference to a site.

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -39,10 +40,10 @@ func TestParseYAMLDemo(t *testing.T) {
 	if len(beds) != 3 {
 		t.Fatalf("beds = %d, want 3", len(beds))
 	}
-	if want := (registry.Bed{ID: "b101-1", RoomID: "r101", SiteID: "demo-station", Name: "Bed 1", Nursing: true}); beds[0] != want {
+	if want := (registry.Bed{ID: "b101-1", RoomID: "r101", SiteID: "demo-station", Name: "Bed 1", Nursing: true, Type: "nursing"}); beds[0] != want {
 		t.Errorf("beds[0] = %+v, want %+v", beds[0], want)
 	}
-	if want := (registry.Resident{ID: "res-001", SiteID: "demo-station", BedID: "b101-1", Name: "Wang Xiuying", BirthYear: 1938, Vulnerable: true}); doc.Residents[0] != want {
+	if want := (registry.Resident{ID: "res-001", SiteID: "demo-station", BedID: "b101-1", Name: "Wang Xiuying", BirthYear: 1938, Vulnerable: true}); !reflect.DeepEqual(doc.Residents[0], want) {
 		t.Errorf("residents[0] = %+v, want %+v", doc.Residents[0], want)
 	}
 	if got := doc.Devices[1].GatewayID; got != "gw-station" {
@@ -263,7 +264,7 @@ func TestValidate(t *testing.T) {
 		{name: "device kind required", mutate: func(d *registry.Document) { d.Devices[1].Kind = "" },
 			want: "devices[1].kind: required"},
 		{name: "device kind unknown", mutate: func(d *registry.Document) { d.Devices[1].Kind = "toaster" },
-			want: `devices[1].kind: unknown kind "toaster" (want one of vitals_monitor, fall_detector, bed_sensor, sos_button, meal_terminal, gateway, env_sensor, other)`},
+			want: `devices[1].kind: unknown kind "toaster" (want one of vitals_monitor, fall_detector, bed_sensor, sos_button, meal_terminal, gateway, env_sensor, other, smoke_alarm, gas_alarm, water_leak_sensor, contact_sensor, motion_sensor, call_button, smart_mattress, siren, valve, pill_box, locator, card_reader)`},
 		{name: "duplicate device", mutate: func(d *registry.Document) { d.Devices[2].ID = "gw1"; d.Devices[2].SiteID = "s1" },
 			want: `devices[2].id: duplicate id "gw1" (first at devices[0].id)`},
 		{name: "device site required", mutate: func(d *registry.Document) { d.Devices[2].SiteID = "" },

@@ -1,6 +1,8 @@
 // Package modbussim is a Modbus server that emulates the Modbus devices the
 // gateway polls (XY-MD02, Senseair S8, Eastron SDM120) with their register
-// maps, serves read requests (function codes 0x01-0x04) over Modbus TCP
+// maps, serves read requests (function codes 0x01-0x04) and writes (0x05
+// write single coil, 0x06 write single register, 0x10 write multiple
+// registers, to addresses the unit has) over Modbus TCP
 // (MBAP header + PDU) or RTU framing over TCP, and injects faults on
 // demand: a delayed reply, an exception, a reset connection and a wrong
 // transaction id.
@@ -135,6 +137,7 @@ type Stats struct {
 	Requests      int64 // complete request frames read
 	MaxConcurrent int64 // most requests being answered at the same time, across all connections
 	Connections   int64 // connections accepted
+	Writes        int64 // write requests (0x05, 0x06, 0x10) that changed a unit
 }
 
 // Server serves the units added to it. Its methods are safe for concurrent
@@ -155,7 +158,7 @@ type Server struct {
 	// ServiceTime: every reply waits this long, like a real device's turnaround.
 	serviceTime time.Duration
 
-	requests, inflight, maxInflight, conns atomic.Int64
+	requests, inflight, maxInflight, conns, writes atomic.Int64
 }
 
 // New returns a server with no units. log nil discards.
@@ -282,7 +285,7 @@ func (s *Server) SetServiceTime(d time.Duration) {
 
 // Stats returns the counters so far.
 func (s *Server) Stats() Stats {
-	return Stats{Requests: s.requests.Load(), MaxConcurrent: s.maxInflight.Load(), Connections: s.conns.Load()}
+	return Stats{Requests: s.requests.Load(), MaxConcurrent: s.maxInflight.Load(), Connections: s.conns.Load(), Writes: s.writes.Load()}
 }
 
 // Slaves lists the slave ids served, sorted.
@@ -465,6 +468,14 @@ func (s *Server) execute(slave byte, pdu []byte) (reply []byte, known bool) {
 		return nil, false
 	}
 	fc := pdu[0]
+	switch fc {
+	case 0x05, 0x06, 0x10:
+		reply := u.write(pdu)
+		if reply[0] == fc {
+			s.writes.Add(1)
+		}
+		return reply, true
+	}
 	if fc < 1 || fc > 4 {
 		return []byte{fc | 0x80, IllegalFunction}, true
 	}
@@ -511,6 +522,54 @@ func (s *Server) execute(slave byte, pdu []byte) (reply []byte, known bool) {
 	return append([]byte{fc, byte(len(data))}, data...), true
 }
 
+// write runs a write PDU (Modbus Application Protocol V1.1b3, 6.5 write
+// single coil 0x05, 6.6 write single register 0x06, 6.12 write multiple
+// registers 0x10) against u. Like a real device it writes only what exists:
+// an address the unit does not have answers illegal data address. The
+// caller holds the server's lock.
+func (u *Unit) write(pdu []byte) []byte {
+	fc := pdu[0]
+	if len(pdu) < 5 {
+		return []byte{fc | 0x80, IllegalDataValue}
+	}
+	addr := binary.BigEndian.Uint16(pdu[1:])
+	val := binary.BigEndian.Uint16(pdu[3:])
+	switch fc {
+	case 0x05:
+		if len(pdu) != 5 || val != 0xFF00 && val != 0x0000 {
+			return []byte{fc | 0x80, IllegalDataValue}
+		}
+		if _, ok := u.Coils[addr]; !ok {
+			return []byte{fc | 0x80, IllegalDataAddress}
+		}
+		u.Coils[addr] = val == 0xFF00
+		return append([]byte(nil), pdu...)
+	case 0x06:
+		if len(pdu) != 5 {
+			return []byte{fc | 0x80, IllegalDataValue}
+		}
+		if _, ok := u.Holding[addr]; !ok {
+			return []byte{fc | 0x80, IllegalDataAddress}
+		}
+		u.Holding[addr] = val
+		return append([]byte(nil), pdu...)
+	}
+	// 0x10: address, quantity, byte count, values.
+	qty := val
+	if qty < 1 || qty > 123 || len(pdu) != 6+2*int(qty) || int(pdu[5]) != 2*int(qty) {
+		return []byte{fc | 0x80, IllegalDataValue}
+	}
+	for i := range int(qty) {
+		if _, ok := u.Holding[addr+uint16(i)]; !ok {
+			return []byte{fc | 0x80, IllegalDataAddress}
+		}
+	}
+	for i := range int(qty) {
+		u.Holding[addr+uint16(i)] = binary.BigEndian.Uint16(pdu[6+2*i:])
+	}
+	return []byte{fc, pdu[1], pdu[2], pdu[3], pdu[4]}
+}
+
 // readMBAP reads one Modbus TCP request: MBAP header and PDU.
 func readMBAP(r io.Reader) (unit byte, tid uint16, pdu []byte, err error) {
 	var h [7]byte
@@ -532,19 +591,26 @@ func readMBAP(r io.Reader) (unit byte, tid uint16, pdu []byte, err error) {
 	return h[6], tid, pdu, nil
 }
 
-// readRTU reads one RTU read request (slave, function 0x01-0x04, address,
-// quantity, CRC: 8 bytes) and checks its CRC.
+// readRTU reads one RTU request and checks its CRC: a read (0x01-0x04) or
+// single write (0x05, 0x06) is slave, function, address, quantity or value,
+// CRC: 8 bytes; a write multiple registers (0x10) adds a byte count and the
+// values before the CRC.
 func readRTU(r io.Reader) (unit byte, pdu []byte, err error) {
-	var f [8]byte
-	for {
-		if _, err = io.ReadFull(r, f[:]); err != nil {
-			return
-		}
-		if crc := CRC16(f[:6]); byte(crc) != f[6] || byte(crc>>8) != f[7] {
-			return 0, nil, fmt.Errorf("modbussim: RTU frame % x: bad CRC", f)
-		}
-		return f[0], append([]byte(nil), f[1:6]...), nil
+	f := make([]byte, 8)
+	if _, err = io.ReadFull(r, f[:7]); err != nil {
+		return
 	}
+	if f[1] == 0x10 {
+		f = append(f[:7], make([]byte, int(f[6])+2)...)
+	}
+	if _, err = io.ReadFull(r, f[7:]); err != nil {
+		return
+	}
+	n := len(f) - 2
+	if crc := CRC16(f[:n]); byte(crc) != f[n] || byte(crc>>8) != f[n+1] {
+		return 0, nil, fmt.Errorf("modbussim: RTU frame % x: bad CRC", f)
+	}
+	return f[0], append([]byte(nil), f[1:n]...), nil
 }
 
 // CRC16 is the Modbus RTU CRC (polynomial 0xA001 reflected, initial value

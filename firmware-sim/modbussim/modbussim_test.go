@@ -66,7 +66,12 @@ func TestTCPRequests(t *testing.T) {
 		{"read temp+humidity", ask(7, 1, 4, 1, 2), []byte{0, 7, 0, 0, 0, 7, 1, 4, 4, 0, 235, 1, 200}},
 		{"illegal address", ask(8, 1, 4, 9, 1), []byte{0, 8, 0, 0, 0, 3, 1, 0x84, 2}},
 		{"unknown slave", ask(9, 9, 4, 1, 1), []byte{0, 9, 0, 0, 0, 3, 9, 0x84, 0x0B}},
-		{"illegal function", ask(10, 1, 5, 1, 1), []byte{0, 10, 0, 0, 0, 3, 1, 0x85, 1}},
+		{"illegal function", ask(10, 1, 0x2B, 1, 1), []byte{0, 10, 0, 0, 0, 3, 1, 0xAB, 1}},
+		// Write single register (0x06) echoes the request; the value reads back.
+		{"write holding", ask(20, 1, 6, 0x101, 1), []byte{0, 20, 0, 0, 0, 6, 1, 6, 1, 1, 0, 1}},
+		{"read back", ask(21, 1, 3, 0x101, 1), []byte{0, 21, 0, 0, 0, 5, 1, 3, 2, 0, 1}},
+		// A register the unit does not have cannot be written.
+		{"write missing", ask(22, 1, 6, 0x200, 1), []byte{0, 22, 0, 0, 0, 3, 1, 0x86, 2}},
 	}
 	s.WrongTransactionIDNext(1)
 	tests = append(tests, struct {
@@ -78,7 +83,7 @@ func TestTCPRequests(t *testing.T) {
 			t.Errorf("%s: % x, want % x", tc.name, tc.got, tc.want)
 		}
 	}
-	if st := s.Stats(); st.Requests != 5 || st.Connections != 1 {
+	if st := s.Stats(); st.Requests != 8 || st.Connections != 1 {
 		t.Errorf("stats %+v", st)
 	}
 }

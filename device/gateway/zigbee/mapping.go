@@ -178,6 +178,14 @@ type Device struct {
 	// Kind selects kind-specific rules (fall_detector, sos_button,
 	// bed_sensor, ...).
 	Kind device.Kind `yaml:"kind"`
+	// Model is the zigbee-herdsman-converters model (zigbee2mqtt's
+	// "model", e.g. JTYJ-GD-01LM/BW); it selects the /set payload of a
+	// command where models differ (see SetPayload). Optional.
+	Model string `yaml:"model,omitempty"`
+	// Location is where the device is (bathroom, bedroom, front_door):
+	// added as the "location" attribute of its sos and contact events.
+	// Optional.
+	Location string `yaml:"location,omitempty"`
 }
 
 // DeviceList is the device list file:
@@ -289,6 +297,16 @@ func NewMapper(m *Mapping, devs []Device) (*Mapper, error) {
 	return mp, nil
 }
 
+// byID returns the device with registry id id.
+func (mp *Mapper) byID(id string) (Device, bool) {
+	for _, d := range mp.devices {
+		if d.ID == id {
+			return d, true
+		}
+	}
+	return Device{}, false
+}
+
 // Lookup returns the device listed under a friendly name.
 func (mp *Mapper) Lookup(friendly string) (Device, bool) {
 	d, ok := mp.devices[friendly]
@@ -393,7 +411,14 @@ func (mp *Mapper) mapObject(d Device, obj map[string]any) Output {
 				fire = (seen && prev != str) || (!seen && r.Initial)
 			}
 			if fire {
-				out.Events = append(out.Events, Event{Type: e.Type, Attrs: cloneAttrs(e.Attrs), Key: k})
+				attrs := cloneAttrs(e.Attrs)
+				if d.Location != "" && (e.Type == device.EventSOS || e.Type == device.EventContactOpen || e.Type == device.EventContactClose) {
+					if attrs == nil {
+						attrs = map[string]any{}
+					}
+					attrs["location"] = d.Location
+				}
+				out.Events = append(out.Events, Event{Type: e.Type, Attrs: attrs, Key: k})
 			}
 		} else if r.OnChange {
 			mp.last[d.ID+"\x00"+k] = str

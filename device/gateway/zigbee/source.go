@@ -113,6 +113,9 @@ type Source struct {
 	mapper *Mapper
 	// reported holds every unknown device, key and value already reported.
 	reported map[string]bool
+	// client is the connection to the zigbee2mqtt broker while Run runs
+	// (nil before); Actuate publishes /set messages on it.
+	client paho.Client
 	// unpaired holds, per device, event type and topic form ("state" or
 	// "action"), when actions were raised that the other form has not
 	// repeated yet (see pair).
@@ -228,8 +231,14 @@ func (s *Source) Run(ctx context.Context, sink Sink) error {
 	if err != nil {
 		return fmt.Errorf("zigbee2mqtt source: %w", err)
 	}
+	s.mu.Lock()
+	s.client = c
+	s.mu.Unlock()
 	s.log.Info("zigbee2mqtt source running", "broker", s.cfg.MQTTURL, "base_topic", s.base, "devices", len(s.cfg.Devices))
 	<-ctx.Done()
+	s.mu.Lock()
+	s.client = nil
+	s.mu.Unlock()
 	c.Disconnect(250)
 	return nil
 }
