@@ -91,6 +91,15 @@ type Config struct {
 	// Messages already delivered to the replica and not yet written (e.g.
 	// while InfluxDB is down) stay in its session either way.
 	LeaveGroupOnStop bool
+	// Unshared subscribes to the plain filters instead of the shared
+	// subscription $share/Group/...: for a single replica only (a second
+	// replica would store every message too, and neither would share the
+	// load). A plain subscription keeps the messages published while the
+	// replica is away in its persistent session, where Mosquitto drops a
+	// shared subscription's messages when no member of the group is
+	// connected; docs/benchmarks.md compares the broker's CPU for both.
+	// LeaveGroupOnStop does nothing when it is set.
+	Unshared bool
 
 	// InfluxURL is the InfluxDB 1.8 HTTP endpoint, e.g. "http://127.0.0.1:8086".
 	InfluxURL string
