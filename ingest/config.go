@@ -28,6 +28,7 @@ const (
 	DefaultWriters         = 4
 	DefaultSkew            = 5 * time.Minute
 	DefaultDedupWindow     = 100_000
+	DefaultReadDelay       = 5 * time.Millisecond
 	// DefaultEnvironmentPolicy and DefaultEnvironmentRetention: readings of
 	// env_sensor devices (room temperature, humidity, air quality) are kept
 	// 90 days; vitals and events go to the database's default policy
@@ -130,6 +131,11 @@ type Config struct {
 	// 0.2-0.5 s while mostly idle, so throughput is the in-flight window over
 	// that latency, and parallel writes overlap it (docs/benchmarks.md).
 	Writers int
+	// ReadDelay is how long the MQTT connection waits before a read when
+	// the broker is not far ahead (mqttconn.Options.ReadDelay): batches
+	// wait FlushInterval anyway, and gathering saves system calls. 0 means
+	// 5 ms; a negative value reads at once.
+	ReadDelay time.Duration
 	// Skew is how far a reading's device time may be from its receive time
 	// before the point is flagged with field skewed=true and counted in
 	// eldercare_ingest_skewed_total. 0 means 5 min. Readings more than
@@ -189,6 +195,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Skew == 0 {
 		c.Skew = DefaultSkew
+	}
+	if c.ReadDelay == 0 {
+		c.ReadDelay = DefaultReadDelay
 	}
 	if c.DedupWindow == 0 {
 		c.DedupWindow = DefaultDedupWindow

@@ -48,7 +48,6 @@ const (
 	writeTimeout   = 30 * time.Second       // one HTTP write request
 	disconnectWait = 250                    // ms for paho's Disconnect
 	deadLetterWait = 10 * time.Second       // one attempt to store a dead letter
-	readDelay      = 5 * time.Millisecond   // mqttconn.Options.ReadDelay
 )
 
 // Service is one ingest replica. Create it with New and start it with Run.
@@ -255,7 +254,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Acker: s.acker,
 		// Batches wait FlushInterval anyway: 5 ms of gathering costs
 		// nothing and saves a system call per message or two.
-		ReadDelay: readDelay,
+		ReadDelay: s.cfg.ReadDelay,
 		Logger:    s.log,
 	})
 	if err != nil {
