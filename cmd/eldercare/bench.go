@@ -40,7 +40,14 @@ written straight into a fresh influxd as line protocol (no MQTT; batches of
 and one with --batch readings per message, prints progress every second,
 and a table: messages/s, readings/s, ratio ours/Telegraf, CPU seconds per
 reading and peak RSS of the consumer process, and readings lost (published
-minus counted in InfluxDB). Everything listens on 127.0.0.1.`,
+minus counted in InfluxDB); then, per contender, the CPU microseconds per
+stored reading of the broker, influxd, the consumer and the publisher, their
+sum and its ratio to Telegraf's, and the zero-cost bound (the readings/s an
+ingest costing nothing would reach in that run: cores used / (broker +
+influxd + publisher) per reading; docs/benchmarks.md). Optional contenders:
+up (eldercare up with its embedded broker), plain (ours without the shared
+subscription) and base (ours from --base-bin, for before/after runs).
+Everything listens on 127.0.0.1.`,
 		Args: cobra.NoArgs,
 		RunE: runBenchIngest,
 	}
