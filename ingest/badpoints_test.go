@@ -187,8 +187,12 @@ func TestSkewAndOutOfOrder(t *testing.T) {
 	if rcv, ok := old[FieldReceivedMS].(int64); !ok || rcv < now.UnixMilli() {
 		t.Errorf("10-minute-old reading received_ms %v, want the receive time (both times kept)", old[FieldReceivedMS])
 	}
-	if _, ok := byTime[now.UnixMilli()][FieldSkewed]; ok {
-		t.Errorf("fresh reading carries %s", FieldSkewed)
+	for _, ts := range []int64{now.UnixMilli(), now.Add(-30 * time.Second).UnixMilli()} {
+		for _, f := range []string{FieldSkewed, FieldReceivedMS} {
+			if v, ok := byTime[ts][f]; ok {
+				t.Errorf("reading at %d (within --skew) carries %s=%v, want none", ts, f, v)
+			}
+		}
 	}
 	last := flux(t, influxURL, fmt.Sprintf(`from(bucket:"%s/autogen") |> range(start: -1h) |> filter(fn:(r)=> r._measurement=="readings" and r._field=="hr_bpm") |> last()`, db))
 	if len(last) != 1 || last[0]["_value"] != 90.0 {

@@ -15,11 +15,12 @@ import (
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
 )
 
-// flush writes the points of batch and acknowledges its messages, unless
-// ctx ended first (the writers' context ends shutdownGrace after shutdown
-// began): then nothing is acknowledged and the broker delivers the messages
-// again.
-func (s *Service) flush(ctx context.Context, batch []*item, n int) {
+// flush writes the points of bt and acknowledges its messages (after those
+// of every older batch, s.acks), unless ctx ended first (the writers'
+// context ends shutdownGrace after shutdown began): then nothing is
+// acknowledged and the broker delivers the messages again.
+func (s *Service) flush(ctx context.Context, bt *batch) {
+	batch, n := bt.items, bt.points
 	start := time.Now()
 	pts := make([]pending, 0, n)
 	for _, it := range batch {
@@ -32,6 +33,7 @@ func (s *Service) flush(ctx context.Context, batch []*item, n int) {
 	if err != nil {
 		s.log.Warn("ingest: batch not written; its messages stay unacknowledged", "messages", len(batch), "points", n, "err", err)
 		s.releaseReceipts(receiptsOf(batch))
+		s.acks.complete(bt.seq, nil)
 		return
 	}
 	s.m.written.Add(float64(n - len(refused)))
@@ -56,10 +58,7 @@ func (s *Service) flush(ctx context.Context, batch []*item, n int) {
 		}
 		rs = append(rs, it.receipt)
 	}
-	// Released before the PUBACKs leave, so that the next message the
-	// broker sends for them never finds the count still including them.
-	s.releaseReceipts(rs)
-	s.acker.Ack(rs)
+	s.acks.complete(bt.seq, rs)
 }
 
 func receiptsOf(batch []*item) []mqttconn.Receipt {

@@ -28,6 +28,7 @@ const (
 	DefaultWriters         = 4
 	DefaultSkew            = 5 * time.Minute
 	DefaultDedupWindow     = 100_000
+	DefaultReadDelay       = 5 * time.Millisecond
 	// DefaultEnvironmentPolicy and DefaultEnvironmentRetention: readings of
 	// env_sensor devices (room temperature, humidity, air quality) are kept
 	// 90 days; vitals and events go to the database's default policy
@@ -91,6 +92,15 @@ type Config struct {
 	// Messages already delivered to the replica and not yet written (e.g.
 	// while InfluxDB is down) stay in its session either way.
 	LeaveGroupOnStop bool
+	// Unshared subscribes to the plain filters instead of the shared
+	// subscription $share/Group/...: for a single replica only (a second
+	// replica would store every message too, and neither would share the
+	// load). A plain subscription keeps the messages published while the
+	// replica is away in its persistent session, where Mosquitto drops a
+	// shared subscription's messages when no member of the group is
+	// connected; docs/benchmarks.md compares the broker's CPU for both.
+	// LeaveGroupOnStop does nothing when it is set.
+	Unshared bool
 
 	// InfluxURL is the InfluxDB 1.8 HTTP endpoint, e.g. "http://127.0.0.1:8086".
 	InfluxURL string
@@ -121,6 +131,11 @@ type Config struct {
 	// 0.2-0.5 s while mostly idle, so throughput is the in-flight window over
 	// that latency, and parallel writes overlap it (docs/benchmarks.md).
 	Writers int
+	// ReadDelay is how long the MQTT connection waits before a read when
+	// the broker is not far ahead (mqttconn.Options.ReadDelay): batches
+	// wait FlushInterval anyway, and gathering saves system calls. 0 means
+	// 5 ms; a negative value reads at once.
+	ReadDelay time.Duration
 	// Skew is how far a reading's device time may be from its receive time
 	// before the point is flagged with field skewed=true and counted in
 	// eldercare_ingest_skewed_total. 0 means 5 min. Readings more than
@@ -180,6 +195,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Skew == 0 {
 		c.Skew = DefaultSkew
+	}
+	if c.ReadDelay == 0 {
+		c.ReadDelay = DefaultReadDelay
 	}
 	if c.DedupWindow == 0 {
 		c.DedupWindow = DefaultDedupWindow

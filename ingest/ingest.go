@@ -48,7 +48,6 @@ const (
 	writeTimeout   = 30 * time.Second       // one HTTP write request
 	disconnectWait = 250                    // ms for paho's Disconnect
 	deadLetterWait = 10 * time.Second       // one attempt to store a dead letter
-	readDelay      = 5 * time.Millisecond   // mqttconn.Options.ReadDelay
 )
 
 // Service is one ingest replica. Create it with New and start it with Run.
@@ -66,6 +65,7 @@ type Service struct {
 	// heldQoS0 counts the QoS 0 messages among held.
 	held, heldQoS0, warnedAt, droppedAt atomic.Int64
 	batches                             *batcher
+	acks                                *ackOrder
 	rejects                             *fifo[rejected]
 
 	client influxdb2.Client
@@ -184,6 +184,12 @@ func (s *Service) Run(ctx context.Context) error {
 	// starts a goroutine per message. The writers' context outlives ctx by
 	// shutdownGrace, so that what was received is written on the way out.
 	s.batches = &batcher{size: s.cfg.BatchSize, interval: s.cfg.FlushInterval, ready: newFIFO[*batch](s.m.queued)}
+	s.acks = &ackOrder{send: func(rs []mqttconn.Receipt) {
+		// Released before the PUBACKs leave, so that the next message the
+		// broker sends for them never finds the count still including them.
+		s.releaseReceipts(rs)
+		s.acker.Ack(rs)
+	}}
 	s.rejects = newFIFO[rejected](s.m.deadLetterQueue)
 	wctx, stopWriters := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWriters()
@@ -202,9 +208,13 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	handler := s.handler()
-	filters := map[string]byte{
-		device.SharedSubscription(s.cfg.Group, device.Subscription(s.cfg.Root, device.ChanTelemetry)): 1,
-		device.SharedSubscription(s.cfg.Group, device.Subscription(s.cfg.Root, device.ChanEvent)):     1,
+	filters := map[string]byte{}
+	for _, ch := range []device.Channel{device.ChanTelemetry, device.ChanEvent} {
+		f := device.Subscription(s.cfg.Root, ch)
+		if !s.cfg.Unshared {
+			f = device.SharedSubscription(s.cfg.Group, f)
+		}
+		filters[f] = 1
 	}
 	firstSub := make(chan error, 1)
 	var once sync.Once
@@ -244,7 +254,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Acker: s.acker,
 		// Batches wait FlushInterval anyway: 5 ms of gathering costs
 		// nothing and saves a system call per message or two.
-		ReadDelay: readDelay,
+		ReadDelay: s.cfg.ReadDelay,
 		Logger:    s.log,
 	})
 	if err != nil {
@@ -264,7 +274,7 @@ func (s *Service) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	<-ctx.Done()
-	if s.cfg.LeaveGroupOnStop {
+	if s.cfg.LeaveGroupOnStop && !s.cfg.Unshared {
 		s.leaveGroup(c, keys(filters))
 	}
 	// Write and acknowledge what is held before disconnecting (the
@@ -436,7 +446,7 @@ func (s *Service) writeLoop(ctx context.Context) {
 		if !ok {
 			return
 		}
-		s.flush(ctx, b.items, b.points)
+		s.flush(ctx, b)
 	}
 }
 
@@ -482,7 +492,7 @@ func (s *Service) decode(msg paho.Message, now time.Time) (*item, error) {
 		if err := device.CheckTopicDevice(topic, tel.Device); err != nil {
 			return nil, err
 		}
-		points, err = readingPoints(tel, topic, now, s.residents)
+		points, err = readingPoints(tel, topic, s.residents)
 		if err != nil {
 			return nil, err
 		}
@@ -511,6 +521,13 @@ func (s *Service) decode(msg paho.Message, now time.Time) (*item, error) {
 	it.lines = make([]byte, 0, 128*len(points))
 	for i, p := range points {
 		if d := now.Sub(p.Time()); d > s.cfg.Skew || -d > s.cfg.Skew {
+			// The receive time says something only here: a reading's
+			// own time is within Skew of it otherwise (events carry it
+			// always). One field less per point is a fifth less field
+			// work for InfluxDB on a single reading (docs/benchmarks.md).
+			if p.Name() == MeasurementReadings {
+				p.addField(intField(FieldReceivedMS, now.UnixMilli()))
+			}
 			p.addField(field{Key: FieldSkewed, kind: kindBool, b: true})
 			s.m.skewed.Inc()
 		}

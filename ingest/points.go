@@ -226,22 +226,24 @@ func tags(res Residents, t device.Topic, ts time.Time, extra int) []tag {
 // readingPoints converts a decoded telemetry payload into one point per
 // reading in measurement "readings": time = the reading's device ts (ms),
 // tags site, device, resident (if bound at ts), kind (if known); fields =
-// the values as floats, plus seq, boot and received_ms as integers.
+// the values as floats, plus seq and boot as integers. The receive time
+// (received_ms) is not written here: ingest adds it, with skewed=true, only
+// to a reading whose device time is further than Config.Skew from it
+// (Service.decode; docs/schema.md, "Clock skew").
 //
 // Errors: *PointError when a value name collides with seq, boot or
 // received_ms ("reserved_field"), a value is not finite or seq does not fit
 // an int64 ("invalid_point").
-func readingPoints(tel *device.Telemetry, topic device.Topic, received time.Time, res Residents) ([]*point, error) {
+func readingPoints(tel *device.Telemetry, topic device.Topic, res Residents) ([]*point, error) {
 	pts := make([]point, len(tel.Readings))
 	out := make([]*point, len(tel.Readings))
-	recv := received.UnixMilli()
 	var tg []tag
 	var tgTS int64
 	for i, r := range tel.Readings {
 		if r.Seq > math.MaxInt64 {
 			return nil, &PointError{"invalid_point", fmt.Sprintf("readings[%d].seq %d does not fit an int64", i, r.Seq)}
 		}
-		// +1 leaves room for field skewed without growing.
+		// +2 leaves room for fields received_ms and skewed without growing.
 		fields := make([]field, 0, len(r.Values)+4)
 		for name, v := range r.Values {
 			switch name {
@@ -250,8 +252,7 @@ func readingPoints(tel *device.Telemetry, topic device.Topic, received time.Time
 			}
 			fields = append(fields, floatField(name, v))
 		}
-		fields = append(fields, intField(FieldSeq, int64(r.Seq)), intField(FieldBoot, int64(tel.Boot)),
-			intField(FieldReceivedMS, recv))
+		fields = append(fields, intField(FieldSeq, int64(r.Seq)), intField(FieldBoot, int64(tel.Boot)))
 		// A batch is oldest first and its resident rarely changes within
 		// it: look the tags up again only when the time changes.
 		if tg == nil || r.TS != tgTS {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/internal/mqttconn"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -125,7 +126,6 @@ func (f fixedResidents) Lookup(string, time.Time) (string, string) { return f.re
 
 func TestReadingPoints(t *testing.T) {
 	topic := device.Topic{Root: "r", Site: "s1", Device: "vm-1", Channel: device.ChanTelemetry}
-	recv := time.UnixMilli(1_800_000_000_500)
 	ts := int64(1_800_000_000_000)
 	cases := []struct {
 		name       string
@@ -137,11 +137,11 @@ func TestReadingPoints(t *testing.T) {
 	}{
 		{"tagged", device.Telemetry{Device: "vm-1", Boot: 3, Readings: []device.Reading{{Seq: 7, TS: ts, Values: map[string]float64{"hr_bpm": 81}}}},
 			fixedResidents{"res-1", "vitals_monitor"}, "",
-			"device=vm-1,kind=vitals_monitor,resident=res-1,site=s1", "boot=3,hr_bpm=81,received_ms=1800000000500,seq=7"},
+			"device=vm-1,kind=vitals_monitor,resident=res-1,site=s1", "boot=3,hr_bpm=81,seq=7"},
 		{"unassigned and unknown", device.Telemetry{Device: "vm-1", Readings: []device.Reading{{Seq: 1, TS: ts, Values: map[string]float64{"in_bed": 1}}}},
-			fixedResidents{}, "", "device=vm-1,site=s1", "boot=0,in_bed=1,received_ms=1800000000500,seq=1"},
+			fixedResidents{}, "", "device=vm-1,site=s1", "boot=0,in_bed=1,seq=1"},
 		{"no registry", device.Telemetry{Device: "vm-1", Readings: []device.Reading{{Seq: 1, TS: ts, Values: map[string]float64{"in_bed": 0}}}},
-			nil, "", "device=vm-1,site=s1", "boot=0,in_bed=0,received_ms=1800000000500,seq=1"},
+			nil, "", "device=vm-1,site=s1", "boot=0,in_bed=0,seq=1"},
 		{"reserved name", device.Telemetry{Device: "vm-1", Readings: []device.Reading{{Seq: 1, TS: ts, Values: map[string]float64{"boot": 1}}}},
 			nil, "reserved_field", "", ""},
 		{"NaN", device.Telemetry{Device: "vm-1", Readings: []device.Reading{{Seq: 1, TS: ts, Values: map[string]float64{"x": math.NaN()}}}},
@@ -151,7 +151,7 @@ func TestReadingPoints(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			pts, err := readingPoints(&c.tel, topic, recv, c.res)
+			pts, err := readingPoints(&c.tel, topic, c.res)
 			if c.wantReason != "" {
 				var pe *PointError
 				if !errors.As(err, &pe) || pe.Reason != c.wantReason {
@@ -360,5 +360,57 @@ func TestHoldWarns(t *testing.T) {
 	s.release(152)
 	if v := s.held.Load(); v != 0 {
 		t.Errorf("held = %d after releasing everything, want 0", v)
+	}
+}
+
+// TestAckOrder: batches written out of order are acknowledged in the order
+// they were sealed; a batch written later holds up only newer ones, and one
+// that could not be written (nil receipts) holds up nothing.
+func TestAckOrder(t *testing.T) {
+	var a mqttconn.Acker
+	rs := func(ids ...uint16) []mqttconn.Receipt {
+		out := make([]mqttconn.Receipt, len(ids))
+		for i, id := range ids {
+			out[i] = a.Receipt(benchMsg{id: id})
+		}
+		return out
+	}
+	cases := []struct {
+		name string
+		done []uint64 // batch seqs in the order their writes finish
+		want string   // message ids in the order acknowledged, after each completion
+	}{
+		{"in order", []uint64{0, 1, 2}, "[1 2]|[3 4]|[5 6]"},
+		{"newest first", []uint64{2, 1, 0}, "||[1 2] [3 4] [5 6]"},
+		{"middle late", []uint64{0, 2, 1}, "[1 2]||[3 4] [5 6]"},
+		{"unwritten batch holds nothing", []uint64{1, 0, 2}, "|[3 4]|[5 6]"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var sent []string
+			o := &ackOrder{send: func(r []mqttconn.Receipt) {
+				ids := make([]uint16, len(r))
+				for i := range r {
+					ids[i] = r[i].Message().MessageID()
+				}
+				sent = append(sent, fmt.Sprint(ids))
+			}}
+			batches := map[uint64][]mqttconn.Receipt{0: rs(1, 2), 1: rs(3, 4), 2: rs(5, 6)}
+			if c.name == "unwritten batch holds nothing" {
+				batches[0] = nil
+			}
+			var steps []string
+			for _, seq := range c.done {
+				n := len(sent)
+				o.complete(seq, batches[seq])
+				steps = append(steps, strings.Join(sent[n:], " "))
+			}
+			if got := strings.Join(steps, "|"); got != c.want {
+				t.Errorf("acknowledged %q, want %q", got, c.want)
+			}
+			if len(o.waiting) != 0 || o.next != 3 {
+				t.Errorf("after all: next %d, %d waiting; want 3, 0", o.next, len(o.waiting))
+			}
+		})
 	}
 }

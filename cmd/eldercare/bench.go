@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -39,7 +40,14 @@ written straight into a fresh influxd as line protocol (no MQTT; batches of
 and one with --batch readings per message, prints progress every second,
 and a table: messages/s, readings/s, ratio ours/Telegraf, CPU seconds per
 reading and peak RSS of the consumer process, and readings lost (published
-minus counted in InfluxDB). Everything listens on 127.0.0.1.`,
+minus counted in InfluxDB); then, per contender, the CPU microseconds per
+stored reading of the broker, influxd, the consumer and the publisher, their
+sum and its ratio to Telegraf's, and the zero-cost bound (the readings/s an
+ingest costing nothing would reach in that run: cores used / (broker +
+influxd + publisher) per reading; docs/benchmarks.md). Optional contenders:
+up (eldercare up with its embedded broker), plain (ours without the shared
+subscription) and base (ours from --base-bin, for before/after runs).
+Everything listens on 127.0.0.1.`,
 		Args: cobra.NoArgs,
 		RunE: runBenchIngest,
 	}
@@ -51,7 +59,11 @@ minus counted in InfluxDB). Everything listens on 127.0.0.1.`,
 	f.String("telegraf", "", `Telegraf binary built with -tags "custom,inputs.mqtt_consumer,outputs.influxdb_v2,parsers.json_v2" (default $(go env GOPATH)/bin/telegraf-eldercare; "none" skips Telegraf)`)
 	f.Int("inflight", 10_000, "broker's max_inflight_messages per client, also ingest's --max-in-flight and Telegraf's max_undelivered_messages")
 	f.String("cpu-profile", "", "write a Go CPU profile of our ingest child to this file, one per phase with the phase's readings per message appended (default none: no profiling)")
-	f.String("only", "", "run only these contenders, comma-separated: ceiling, ours, telegraf, influxdb (default all)")
+	f.String("only", "", "run only these contenders, comma-separated: ceiling, ours, plain (ours on a plain subscription), base (ours with --base-bin and --base-args), up, telegraf, influxdb (default ceiling, ours, telegraf, influxdb)")
+	f.String("ours-args", "", "extra flags for our ingest child, space-separated (e.g. \"--shared-subscription=false --writers 1\"; default none)")
+	f.String("base-bin", "", "eldercare binary of contender base: our ingest as built from another commit, for before/after runs side by side (default this binary)")
+	f.String("base-args", "", "extra flags for contender base after --ours-args, space-separated (default none)")
+	f.String("up-args", "", "extra flags for the up child of contender up, space-separated (default none)")
 	cmd.AddCommand(ing)
 	cmd.AddCommand(newBenchAlertingCmd())
 	cmd.AddCommand(newBenchSSECmd())
@@ -68,6 +80,8 @@ type benchResult struct {
 	peakRSS   int64
 	perMsg    int
 	published time.Duration
+	// load is the load average (1, 5, 15 min) when the contender started.
+	load string
 	// CPU seconds over the run of the broker, influxd and this process
 	// (publisher, and the counting subscriber of the ceiling run).
 	brokerCPU, influxCPU, selfCPU float64
@@ -117,8 +131,9 @@ func runBenchIngest(cmd *cobra.Command, _ []string) error {
 		}
 		fmt.Fprintf(out, "\n== phase: %d reading(s) per message, %d messages, %d devices ==\n", perMsg, n, s.Int("devices"))
 		var rs []benchResult
-		for _, name := range []string{"ceiling", "ours", "telegraf", "influxdb"} {
-			if !want(name) || name == "telegraf" && tg == "none" {
+		for _, name := range []string{"ceiling", "base", "ours", "plain", "up", "telegraf", "influxdb"} {
+			optional := name == "up" || name == "plain" || name == "base"
+			if !want(name) || name == "telegraf" && tg == "none" || optional && only == "" {
 				continue
 			}
 			r, err := benchOne(ctx, out, name, dir, self, influxBin, tg, n, perMsg, s)
@@ -166,13 +181,20 @@ func filepathSplit(s string) []string {
 
 // benchOne runs one contender on a fresh broker (and influxd).
 func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg string, n, perMsg int, s *settings) (benchResult, error) {
-	r := benchResult{name: name, msgs: n, readings: n * perMsg, perMsg: perMsg}
+	r := benchResult{name: name, msgs: n, readings: n * perMsg, perMsg: perMsg, load: loadAvg()}
 	inflight := s.Int("inflight")
-	mq, err := benchload.StartMosquitto(ctx, dir, inflight)
-	if err != nil {
-		return r, err
+	// Contender up brings its own (embedded) broker; the others share a
+	// fresh Mosquitto each.
+	var mq *benchload.Mosquitto
+	var mqttURL string
+	if name != "up" {
+		var err error
+		if mq, err = benchload.StartMosquitto(ctx, dir, inflight); err != nil {
+			return r, err
+		}
+		defer mq.Stop()
+		mqttURL = mq.URL
 	}
-	defer mq.Stop()
 	root := "bench" + strconv.Itoa(perMsg)
 	filter := root + "/v1/+/+/telemetry"
 	base := time.Now().Add(-time.Hour)
@@ -186,13 +208,14 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 	)
 	if name == "ceiling" {
 		var got atomic.Int64
-		c, err := benchload.Counter(ctx, mq.URL, "bench-ceiling", filter, &got)
+		c, err := benchload.Counter(ctx, mqttURL, "bench-ceiling", filter, &got)
 		if err != nil {
 			return r, err
 		}
 		defer c.Disconnect(100)
 		count = func() (int64, error) { return got.Load() * int64(perMsg), nil }
 	} else {
+		var err error
 		srv, err = influxd.Start(ctx, influxd.Options{Bin: influxBin, DataDir: filepath.Join(dir, name+strconv.Itoa(perMsg))})
 		if err != nil {
 			return r, err
@@ -203,19 +226,42 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 		}
 		count = func() (int64, error) { return influxCount(ctx, srv.URL()) }
 		switch name {
-		case "ours":
+		case "ours", "base", "plain":
 			httpPort, _ := benchload.FreePort()
 			metricsURL = "http://127.0.0.1:" + strconv.Itoa(httpPort) + "/metrics"
-			proc = exec.Command(self, "ingest", "--mqtt", mq.URL, "--root", root, "--client-id", "bench-ours",
-				"--influx", srv.URL(), "--db", "sqlite:"+filepath.Join(dir, "ours.db"),
-				"--http", "127.0.0.1:"+strconv.Itoa(httpPort), "--max-in-flight", strconv.Itoa(min(inflight, 65535)),
-				"--log-level", "warn")
+			args := []string{"ingest", "--mqtt", mqttURL, "--root", root, "--client-id", "bench-" + name,
+				"--influx", srv.URL(), "--db", "sqlite:" + filepath.Join(dir, name+".db"),
+				"--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--max-in-flight", strconv.Itoa(min(inflight, 65535)),
+				"--log-level", "warn"}
+			args = append(args, strings.Fields(s.String("ours-args"))...)
+			bin := self
+			switch name {
+			case "plain":
+				args = append(args, "--shared-subscription=false")
+			case "base":
+				if b := s.String("base-bin"); b != "" {
+					bin = b
+				}
+				args = append(args, strings.Fields(s.String("base-args"))...)
+			}
+			proc = exec.Command(bin, args...)
 			if p := s.String("cpu-profile"); p != "" {
 				proc.Env = append(os.Environ(), cpuProfileEnv+"="+p+"."+strconv.Itoa(perMsg))
 			}
+		case "up":
+			// Everything in one process: embedded broker (open, on
+			// loopback), ingest, alerting, dashboard; InfluxDB is this
+			// run's fresh influxd, so that its CPU is measured apart.
+			httpPort, _ := benchload.FreePort()
+			mqttPort, _ := benchload.FreePort()
+			mqttURL = "tcp://127.0.0.1:" + strconv.Itoa(mqttPort)
+			args := []string{"up", "--data", filepath.Join(dir, "up"+strconv.Itoa(perMsg)),
+				"--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--mqtt-listen", "127.0.0.1:" + strconv.Itoa(mqttPort),
+				"--mqtt-auth", "off", "--influx", srv.URL(), "--root", root, "--log-level", "warn"}
+			proc = exec.Command(self, append(args, strings.Fields(s.String("up-args"))...)...)
 		case "telegraf":
 			conf := filepath.Join(dir, "telegraf.conf")
-			if err := os.WriteFile(conf, []byte(telegrafConf(mq.URL, srv.URL(), filter, perMsg, inflight)), 0o600); err != nil {
+			if err := os.WriteFile(conf, []byte(telegrafConf(mqttURL, srv.URL(), filter, perMsg, inflight)), 0o600); err != nil {
 				return r, err
 			}
 			proc = exec.Command(tg, "--config", conf)
@@ -226,6 +272,11 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 				return r, err
 			}
 			defer stopChild(proc)
+			if name == "up" {
+				if err := waitTCP(ctx, strings.TrimPrefix(mqttURL, "tcp://"), time.Minute); err != nil {
+					return r, fmt.Errorf("up's embedded broker: %w", err)
+				}
+			}
 			time.Sleep(3 * time.Second) // connect and subscribe (persistent session)
 		}
 	}
@@ -233,7 +284,14 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 	if proc != nil {
 		cpu0, _ = benchload.ProcCPU(proc.Process.Pid)
 	}
-	broker0, _ := benchload.ProcCPU(mq.Cmd.Process.Pid)
+	brokerCPU := func() float64 {
+		if mq == nil {
+			return 0 // up: the broker is in the consumer's process
+		}
+		c, _ := benchload.ProcCPU(mq.Cmd.Process.Pid)
+		return c
+	}
+	broker0 := brokerCPU()
 	self0, _ := benchload.ProcCPU(os.Getpid())
 	var influx0 float64
 	if srv != nil {
@@ -247,12 +305,16 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 			pubErr <- benchload.WriteInflux(ctx, srv.URL(), "eldercare/autogen", n, s.Int("devices"), perMsg, base, 5000, 4, &sent)
 			return
 		}
-		pubErr <- benchload.Publish(ctx, mq.URL, "bench-pub-"+name, topics, payloads, 1000, &sent)
+		pubErr <- benchload.Publish(ctx, mqttURL, "bench-pub-"+name, topics, payloads, 1000, &sent)
 	}()
 	deadline := start.Add(s.Duration("timeout"))
 	var stored int64
 	var pubDone bool
-	tick := time.NewTicker(250 * time.Millisecond)
+	// Counting is a query InfluxDB answers by reading every series (10,000
+	// here): poll once a second until 90 % is stored, then every 100 ms
+	// for the end time, so that the counting adds little to InfluxDB's CPU
+	// per reading and no more to a slow contender's than to a fast one's.
+	tick := time.NewTimer(time.Second)
 	defer tick.Stop()
 	for stored < int64(r.readings) && time.Now().Before(deadline) {
 		select {
@@ -272,6 +334,11 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 			continue
 		}
 		stored = c
+		if stored*10 >= int64(r.readings)*9 {
+			tick.Reset(100 * time.Millisecond)
+		} else {
+			tick.Reset(time.Second)
+		}
 		el := time.Since(start).Seconds()
 		fmt.Fprintf(out, "  %-8s %5.1fs published %7d/%d msgs, stored %8d/%d readings (%.0f readings/s)\n",
 			name, el, sent.Load(), n, stored, r.readings, float64(stored)/el)
@@ -282,7 +349,7 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 			return r, err
 		}
 	}
-	broker1, _ := benchload.ProcCPU(mq.Cmd.Process.Pid)
+	broker1 := brokerCPU()
 	self1, _ := benchload.ProcCPU(os.Getpid())
 	r.brokerCPU, r.selfCPU = broker1-broker0, self1-self0
 	if srv != nil {
@@ -304,6 +371,22 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 		}
 	}
 	return r, nil
+}
+
+// waitTCP waits until addr accepts TCP connections, at most d.
+func waitTCP(ctx context.Context, addr string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s did not answer within %s: %w", addr, d, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // ingestBatchStats summarises ingest's batch-latency histogram from its
@@ -476,7 +559,7 @@ func printBench(out io.Writer, rs []benchResult) {
 		}
 		if r.name != "ceiling" && r.name != "influxdb" && r.stored > 0 {
 			cpu = fmt.Sprintf("%.2f us", 1e6*r.cpu/float64(r.stored))
-			if teleCPU > 0 && r.name == "ours" {
+			if teleCPU > 0 && r.name != "telegraf" {
 				cpu += fmt.Sprintf(" (%.2fx)", (r.cpu/float64(r.stored))/teleCPU)
 			}
 			rss = fmt.Sprintf("%d MiB", r.peakRSS>>20)
@@ -484,15 +567,82 @@ func printBench(out io.Writer, rs []benchResult) {
 		lost := int64(r.readings) - r.stored
 		fmt.Fprintf(out, "  %-9s %10.0f %12.0f %9s %12s %13s %10s %8d\n", r.name, rate/float64(r.perMsg), rate, ofCeil, vsT, cpu, rss, lost)
 	}
-	fmt.Fprintf(out, "  CPU cores used over each run (CPU seconds / wall seconds), by process:\n")
-	fmt.Fprintf(out, "  %-9s %8s %8s %9s %9s %7s\n", "consumer", "broker", "influxd", "consumer", "publisher", "total")
+	printCPU(out, rs)
+}
+
+// perReading is the CPU of one contender's run per stored reading, in
+// microseconds, by process.
+type perReading struct {
+	broker, influx, consumer, publisher float64
+	cores                               float64 // CPU seconds of all four / wall seconds
+}
+
+func (p perReading) sum() float64 { return p.broker + p.influx + p.consumer + p.publisher }
+
+// bound is the readings/s an ingest that cost nothing would have reached
+// in this run: the cores the run used over the CPU the broker, InfluxDB and
+// the publisher spent per reading.
+func (p perReading) bound() float64 {
+	rest := p.broker + p.influx + p.publisher
+	if rest <= 0 {
+		return 0
+	}
+	return p.cores / (rest / 1e6)
+}
+
+func cpuPerReading(r benchResult) (perReading, bool) {
+	if r.stored <= 0 || r.seconds <= 0 {
+		return perReading{}, false
+	}
+	cons := r.cpu
+	if r.name == "ceiling" || r.name == "influxdb" {
+		cons = 0 // the ceiling's counter and the direct writer run in this process
+	}
+	us := 1e6 / float64(r.stored)
+	return perReading{broker: r.brokerCPU * us, influx: r.influxCPU * us, consumer: cons * us, publisher: r.selfCPU * us,
+		cores: (r.brokerCPU + r.influxCPU + cons + r.selfCPU) / r.seconds}, true
+}
+
+// printCPU prints, per contender, the CPU microseconds per stored reading of
+// each process, their sum and its ratio to Telegraf's, the cores used, and
+// the zero-cost bound with the share of it the contender reached
+// (docs/benchmarks.md, "How to read the CPU table").
+func printCPU(out io.Writer, rs []benchResult) {
+	var tele float64
 	for _, r := range rs {
-		cons := r.cpu
-		if r.name == "ceiling" || r.name == "influxdb" {
-			cons = 0 // the ceiling's counter and the direct writer run in this process
+		if p, ok := cpuPerReading(r); ok && r.name == "telegraf" {
+			tele = p.sum()
 		}
-		w := r.seconds
-		fmt.Fprintf(out, "  %-9s %8.2f %8.2f %9.2f %9.2f %7.2f\n", r.name, r.brokerCPU/w, r.influxCPU/w, cons/w, r.selfCPU/w,
-			(r.brokerCPU+r.influxCPU+cons+r.selfCPU)/w)
+	}
+	fmt.Fprintf(out, "  CPU microseconds per stored reading, by process; cores used; zero-cost bound (cores / (broker + influxd + publisher)):\n")
+	fmt.Fprintf(out, "  %-9s %8s %8s %9s %9s %8s %11s %6s %12s %8s %15s\n", "consumer", "broker", "influxd", "consumer", "publisher", "sum",
+		"vs telegraf", "cores", "bound/s", "of bound", "load at start")
+	for _, r := range rs {
+		p, ok := cpuPerReading(r)
+		if !ok {
+			fmt.Fprintf(out, "  %-9s nothing stored\n", r.name)
+			continue
+		}
+		vsT, bound, ofBound, broker := "-", "-", "-", fmt.Sprintf("%.1f", p.broker)
+		if tele > 0 && r.name != "ceiling" && r.name != "influxdb" {
+			vsT = fmt.Sprintf("%.2fx", p.sum()/tele)
+		}
+		if r.name == "up" {
+			broker = "(in up)"
+		}
+		if b := p.bound(); b > 0 && r.name != "ceiling" && r.name != "influxdb" {
+			bound = fmt.Sprintf("%.0f", b)
+			ofBound = fmt.Sprintf("%.0f %%", 100*float64(r.stored)/r.seconds/b)
+			if r.name == "up" {
+				bound += "*"
+			}
+		}
+		fmt.Fprintf(out, "  %-9s %8s %8.1f %9.1f %9.1f %8.1f %11s %6.2f %12s %8s %15s\n", r.name, broker, p.influx, p.consumer,
+			p.publisher, p.sum(), vsT, p.cores, bound, ofBound, r.load)
+	}
+	for _, r := range rs {
+		if r.name == "up" {
+			fmt.Fprintf(out, "  * up's broker runs in its own process (consumer column), so its bound leaves the broker out and is not comparable.\n")
+		}
 	}
 }

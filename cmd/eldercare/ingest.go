@@ -41,6 +41,8 @@ replicas with the same --group and distinct --client-id to share the load.`,
 	f.String("client-id", "", `MQTT client id; the session is persistent, so keep it stable and unique per replica (default "eldercare-ingest-<hostname>")`)
 	f.String("group", ingest.DefaultGroup, "MQTT shared-subscription group; replicas in one group share the messages")
 	f.Bool("leave-group-on-stop", true, "on SIGTERM, unsubscribe from the shared subscription before writing what is held and disconnecting, so the broker sends this replica's share to the other replicas; set false for a single replica, whose readings would otherwise be dropped by the broker while it restarts (docs/operations.md)")
+	f.Duration("mqtt-read-delay", ingest.DefaultReadDelay, "wait this long before reading from the broker when it is not far ahead, to read many messages per system call (batches wait --flush-interval anyway); a negative value reads at once (docs/benchmarks.md)")
+	f.Bool("shared-subscription", true, "subscribe through the shared subscription $share/<group>/... so replicas share the messages; false subscribes to the plain filters, for a single replica only (every replica would store every message), and keeps what is published while it restarts in its session (docs/operations.md)")
 	f.String("influx", "http://127.0.0.1:8086", "InfluxDB base URL (1.8 with the v2 write API, or 2.x)")
 	f.String("influx-token", "", `InfluxDB token, "user:password" for InfluxDB 1.8 with auth; prefer env ELDERCARE_INFLUX_TOKEN (never printed; default none)`)
 	f.String("influx-db", ingest.DefaultDatabase, "InfluxDB database, created at start if missing")
@@ -153,6 +155,8 @@ func runIngest(cmd *cobra.Command, _ []string) error {
 		ClientID:         s.String("client-id"),
 		Group:            s.String("group"),
 		LeaveGroupOnStop: s.Bool("leave-group-on-stop"),
+		Unshared:         !s.Bool("shared-subscription"),
+		ReadDelay:        s.Duration("mqtt-read-delay"),
 		InfluxURL:        s.String("influx"),
 		InfluxToken:      ingest.Secret(s.String("influx-token")),
 		InfluxDatabase:   s.String("influx-db"),
