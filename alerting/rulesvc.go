@@ -295,6 +295,11 @@ func (s *Service) afterTelemetry(ctx context.Context, t device.Topic, tel *devic
 			return err
 		}
 	}
+	for _, r := range tel.Readings {
+		if err := s.commandObserved(ctx, t.Site, t.Device, r.Values, ""); err != nil {
+			return err
+		}
+	}
 	kind := s.kindOf(t.Device)
 	var acts []absenceAction
 	var n2 []news2Result
@@ -516,6 +521,9 @@ func (s *Service) event(ctx context.Context, t device.Topic, e *device.Event) er
 	case device.EventSOS:
 		typ, detail = TypeSOS, "SOS button pressed"
 	default:
+		if done, err := s.safetyEvent(ctx, t, e); done || err != nil {
+			return err
+		}
 		return s.ruleEvent(ctx, t, e)
 	}
 	// A redelivery of an event already raised (QoS 1, a reconnect, a
