@@ -103,10 +103,15 @@ type commander struct {
 	publish func(topic string, b []byte) error // set by commandLoop
 	byID    map[string]*trackedCommand
 	valves  map[string]map[string]bool // site -> valve devices seen (a valve_open reading)
+	// The programme rules' state (facility.go, location.go, medication.go).
+	limits map[string]*limitState // device + "\x00" + field
+	tracks map[string][]position  // device -> last positions, oldest first
+	doses  *doseState
 }
 
 func newCommander(c CommandConfig) *commander {
-	return &commander{cfg: c.withDefaults(), byID: map[string]*trackedCommand{}, valves: map[string]map[string]bool{}}
+	return &commander{cfg: c.withDefaults(), byID: map[string]*trackedCommand{}, valves: map[string]map[string]bool{},
+		limits: map[string]*limitState{}, tracks: map[string][]position{}, doses: newDoseState()}
 }
 
 // ErrNotRunning: a command was sent before Run connected to the broker.
@@ -370,6 +375,12 @@ func (s *Service) commandLoop(ctx context.Context, client paho.Client) {
 	s.cmds.mu.Unlock()
 	tick := time.NewTicker(s.cmds.cfg.Tick)
 	defer tick.Stop()
+	every := s.cfg.Programme.Every
+	if every <= 0 {
+		every = 30 * time.Second
+	}
+	prog := time.NewTicker(every)
+	defer prog.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -378,8 +389,24 @@ func (s *Service) commandLoop(ctx context.Context, client paho.Client) {
 			if err := s.commandTimeouts(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("alerting: command timeouts", "err", err)
 			}
+		case <-prog.C:
+			if err := s.tickProgramme(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("alerting: programme rules (dose_missed, visits)", "err", err)
+			}
 		}
 	}
+}
+
+// tickProgramme runs the scheduled programme rules at Config.Now.
+func (s *Service) tickProgramme(ctx context.Context) error {
+	if s.cfg.Programme.Residents == nil {
+		return nil
+	}
+	rs, err := s.cfg.Programme.Residents(ctx)
+	if err != nil {
+		return fmt.Errorf("list residents: %w", err)
+	}
+	return s.tickDoses(ctx, rs, s.cfg.Now())
 }
 
 // commandTimeouts retries each try past its deadline, or marks it failed

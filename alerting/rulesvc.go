@@ -295,10 +295,8 @@ func (s *Service) afterTelemetry(ctx context.Context, t device.Topic, tel *devic
 			return err
 		}
 	}
-	for _, r := range tel.Readings {
-		if err := s.commandObserved(ctx, t.Site, t.Device, r.Values, ""); err != nil {
-			return err
-		}
+	if err := s.kitTelemetry(ctx, t, tel); err != nil {
+		return err
 	}
 	kind := s.kindOf(t.Device)
 	var acts []absenceAction
@@ -519,7 +517,7 @@ func (s *Service) event(ctx context.Context, t device.Topic, e *device.Event) er
 			detail += fmt.Sprintf(", peak %g m/s^2", p)
 		}
 	case device.EventSOS:
-		typ, detail = TypeSOS, "SOS button pressed"
+		typ, detail = TypeSOS, "SOS button pressed"+s.sosWhere(t, e)
 	default:
 		if done, err := s.safetyEvent(ctx, t, e); done || err != nil {
 			return err

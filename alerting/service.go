@@ -70,6 +70,9 @@ type Config struct {
 	Rules RuleConfig
 	// Commands sets how commands to devices are tracked (commands.go).
 	Commands CommandConfig
+	// Programme configures the scheduled programme rules (dose_missed,
+	// overdue visits; medication.go).
+	Programme ProgrammeConfig
 	// WebhookURL, if set, receives every notification (see docs/alerting.md).
 	WebhookURL string
 	// WebhookSecret signs webhook bodies (HMAC-SHA256). Never printed.
