@@ -107,11 +107,15 @@ type commander struct {
 	limits map[string]*limitState // device + "\x00" + field
 	tracks map[string][]position  // device -> last positions, oldest first
 	doses  *doseState
+	// visitsRaised: resident + "|" + period already raised; visitsSince:
+	// the first visit check.
+	visitsRaised map[string]bool
+	visitsSince  time.Time
 }
 
 func newCommander(c CommandConfig) *commander {
 	return &commander{cfg: c.withDefaults(), byID: map[string]*trackedCommand{}, valves: map[string]map[string]bool{},
-		limits: map[string]*limitState{}, tracks: map[string][]position{}, doses: newDoseState()}
+		limits: map[string]*limitState{}, tracks: map[string][]position{}, doses: newDoseState(), visitsRaised: map[string]bool{}}
 }
 
 // ErrNotRunning: a command was sent before Run connected to the broker.
@@ -406,7 +410,11 @@ func (s *Service) tickProgramme(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list residents: %w", err)
 	}
-	return s.tickDoses(ctx, rs, s.cfg.Now())
+	now := s.cfg.Now()
+	if err := s.tickDoses(ctx, rs, now); err != nil {
+		return err
+	}
+	return s.tickVisits(ctx, rs, now)
 }
 
 // commandTimeouts retries each try past its deadline, or marks it failed

@@ -241,3 +241,88 @@ func TestWanderingPolygonTimeOfDay(t *testing.T) {
 		return len(x) == 1 && strings.Contains(x[0].Detail, "last known position 31.23050,121.47380")
 	})
 }
+
+// TestVisitOverdue: in America/New_York, ann (vulnerable, monthly) is not
+// visited in October: visit_overdue opens once, after local midnight of
+// 1 November (not at midnight UTC, 20:00 local), the night the clocks go
+// back; bob, visited on 15 October (check_in with a resident attribute),
+// and cy (not vulnerable) raise nothing; dee (14-day cadence) visited on
+// 3 October by her own card reader is overdue once from 17 October. A
+// check_in resolves ann's alert.
+func TestVisitOverdue(t *testing.T) {
+	ny := kitZone(t, "America/New_York")
+	clk := &testClock{}
+	now := time.Date(2026, 10, 1, 0, 0, 0, 0, ny)
+	clk.Set(now)
+	e := newEnv(t)
+	e.binding["reader-dee"] = "dee"
+	rs := []registry.Resident{
+		{ID: "ann", SiteID: "demo", Vulnerable: true}, {ID: "bob", SiteID: "demo", Vulnerable: true},
+		{ID: "cy", SiteID: "demo"}, {ID: "dee", SiteID: "demo", Vulnerable: true, VisitCadenceDays: 14},
+	}
+	r := e.start(func(c *Config) {
+		c.Now = clk.Now
+		c.Rules.Directory = func() Directory { return testDirectory{loc: ny} }
+		c.Programme = ProgrammeConfig{Every: time.Hour, Residents: func(context.Context) ([]registry.Resident, error) { return rs, nil }}
+	})
+	ctx := context.Background()
+	var seq uint64
+	checkIn := func(dev string, at time.Time, attrs map[string]any) {
+		clk.Set(at)
+		seq++
+		e.publish(dev, device.ChanEvent, device.Event{V: 1, Device: dev, Boot: 1, ID: seq, Seq: seq, TS: at.UnixMilli(), Type: device.EventCheckIn, Attrs: attrs})
+	}
+	visited := func(who string, at time.Time) {
+		eventually(t, 10*time.Second, "visit to "+who+" recorded", func() bool {
+			last, ok, err := r.m.LastVisit(ctx, who, at.Add(time.Hour))
+			return err == nil && ok && last.Equal(at)
+		})
+	}
+	tick := func(until time.Time, step time.Duration) {
+		for ; !now.After(until); now = now.Add(step) {
+			clk.Set(now)
+			if err := r.svc.tickProgramme(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	overdue := func() map[string]int {
+		out := map[string]int{}
+		for _, a := range allAlerts(t, r.m) {
+			if a.Type == TypeVisitOverdue && a.Resident != nil {
+				out[*a.Resident]++
+			}
+		}
+		return out
+	}
+	tick(now, time.Hour) // the first check
+	d3 := time.Date(2026, 10, 3, 10, 0, 0, 0, ny)
+	checkIn("reader-dee", d3, map[string]any{"method": "reader", "card": "04A1"})
+	visited("dee", d3)
+	b15 := time.Date(2026, 10, 15, 9, 0, 0, 0, ny)
+	checkIn("app-7", b15, map[string]any{"method": "app", "resident": "bob", "staff": "nurse-1"})
+	visited("bob", b15)
+	tick(time.Date(2026, 10, 31, 23, 50, 0, 0, ny), 2*time.Hour)
+	if got := overdue(); len(got) != 1 || got["dee"] != 1 {
+		t.Fatalf("before local midnight: overdue = %v, want dee once", got)
+	}
+	tick(time.Date(2026, 11, 1, 4, 0, 0, 0, ny), 10*time.Minute)
+	if got := overdue(); len(got) != 2 || got["ann"] != 1 || got["dee"] != 1 {
+		t.Fatalf("after 1 November: overdue = %v, want ann and dee once each", got)
+	}
+	a := openAlerts(t, r.m, TypeVisitOverdue)
+	for _, x := range a {
+		if *x.Resident == "ann" && !strings.Contains(x.Detail, "not visited in October 2026") {
+			t.Errorf("ann: %+v", x)
+		}
+	}
+	checkIn("app-7", now, map[string]any{"method": "app", "resident": "ann"})
+	eventually(t, 10*time.Second, "ann's alert resolved", func() bool {
+		for _, x := range openAlerts(t, r.m, TypeVisitOverdue) {
+			if *x.Resident == "ann" {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -49,6 +49,8 @@ func (s *Service) safetyEvent(ctx context.Context, t device.Topic, e *device.Eve
 		typ, sev, detail = TypeWaterLeak, SeverityHigh, "water leak detected"
 	case device.EventTamper:
 		typ, sev, detail = TypeTamper, SeverityWarning, "tamper: casing opened or device removed"
+	case device.EventCheckIn:
+		return false, s.checkIn(ctx, t, e)
 	case device.EventDoseTaken:
 		return false, s.doseTaken(ctx, t, e)
 	case device.EventAlarmTest, device.EventValveClosed, device.EventValveOpened:

@@ -12,6 +12,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/device/registry"
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
 	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
@@ -208,3 +209,10 @@ func TestSendCommandRefused(t *testing.T) {
 		t.Errorf("command = %+v", c)
 	}
 }
+
+// The registry's snapshot gives the rules the valves behind a gateway and
+// the residents' safe zones.
+var (
+	_ gatewayDevices = (*registry.Snapshot)(nil)
+	_ residentByID   = (*registry.Snapshot)(nil)
+)
