@@ -111,11 +111,12 @@ type commander struct {
 	// the first visit check.
 	visitsRaised map[string]bool
 	visitsSince  time.Time
+	doors        map[string]*doorState // contact device -> state (doors.go)
 }
 
 func newCommander(c CommandConfig) *commander {
 	return &commander{cfg: c.withDefaults(), byID: map[string]*trackedCommand{}, valves: map[string]map[string]bool{},
-		limits: map[string]*limitState{}, tracks: map[string][]position{}, doses: newDoseState(), visitsRaised: map[string]bool{}}
+		limits: map[string]*limitState{}, tracks: map[string][]position{}, doses: newDoseState(), visitsRaised: map[string]bool{}, doors: map[string]*doorState{}}
 }
 
 // ErrNotRunning: a command was sent before Run connected to the broker.
@@ -392,6 +393,9 @@ func (s *Service) commandLoop(ctx context.Context, client paho.Client) {
 		case <-tick.C:
 			if err := s.commandTimeouts(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("alerting: command timeouts", "err", err)
+			}
+			if err := s.doorTimeouts(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("alerting: door timeouts", "err", err)
 			}
 		case <-prog.C:
 			if err := s.tickProgramme(ctx); err != nil && ctx.Err() == nil {

@@ -35,6 +35,11 @@ func (s *Service) kitTelemetry(ctx context.Context, t device.Topic, tel *device.
 		if err := s.commandObserved(ctx, t.Site, t.Device, r.Values, ""); err != nil {
 			return err
 		}
+		if v, ok := r.Values["open"]; ok {
+			if err := s.doorChange(ctx, t, v >= 0.5, "", r.Time()); err != nil {
+				return err
+			}
+		}
 	}
 	if err := s.facilityLimits(ctx, t, tel); err != nil {
 		return err

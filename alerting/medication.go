@@ -30,6 +30,9 @@ type ProgrammeConfig struct {
 	// Every is how often (wall time, Config.Now) the schedules are checked;
 	// default 30 s.
 	Every time.Duration
+	// DoorOpenTooLong is how long a door contact may stay open before
+	// door_open_long; default DefaultDoorOpenTooLong (10 min).
+	DoorOpenTooLong time.Duration
 }
 
 // doseState remembers doses taken and missed doses raised, by resident,

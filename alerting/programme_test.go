@@ -326,3 +326,61 @@ func TestVisitOverdue(t *testing.T) {
 		return true
 	})
 }
+
+// TestDoorContacts: in Asia/Shanghai, li (safe zones: at risk of
+// wandering) has a front-door contact: opened at 23:30 local it raises
+// door_open_night; a bedroom window opened at night raises nothing; the
+// door opened at 14:00 raises no night alert but, left open 11 min (the
+// limit is 10), door_open_long, resolved when it closes.
+func TestDoorContacts(t *testing.T) {
+	sh := kitZone(t, "Asia/Shanghai")
+	clk := &testClock{}
+	night := time.Date(2026, 12, 5, 23, 30, 0, 0, sh)
+	clk.Set(night)
+	e := newEnv(t)
+	e.binding["door-1"] = "li"
+	e.binding["win-1"] = "li"
+	li := registry.Resident{ID: "li", SiteID: "demo", SafeZones: []registry.SafeZone{{Name: "home", Center: &registry.Point{Lat: 31.2304, Lon: 121.4737}, RadiusM: 150}}}
+	dir := kitDirectory{testDirectory: testDirectory{loc: sh}, devices: map[string]registry.Device{}, residents: map[string]registry.Resident{"li": li}}
+	r := e.start(func(c *Config) {
+		c.Now = clk.Now
+		c.Rules.Directory = func() Directory { return dir }
+		c.Commands = CommandConfig{Tick: 50 * time.Millisecond}
+	})
+	var seq uint64
+	contact := func(dev string, at time.Time, typ device.EventType, where string) {
+		clk.Set(at)
+		seq++
+		e.publish(dev, device.ChanEvent, device.Event{V: 1, Device: dev, Boot: 1, ID: seq, Seq: seq, TS: at.UnixMilli(), Type: typ,
+			Attrs: map[string]any{"location": where}})
+	}
+	contact("win-1", night, device.EventContactOpen, "bedroom_window")
+	contact("door-1", night.Add(time.Minute), device.EventContactOpen, "front_door")
+	eventually(t, 10*time.Second, "door_open_night", func() bool { return len(openAlerts(t, r.m, TypeDoorOpenNight)) == 1 })
+	if a := openAlerts(t, r.m, TypeDoorOpenNight)[0]; a.Device != "door-1" || !strings.Contains(a.Detail, "front_door opened at 23:31") {
+		t.Errorf("night alert = %+v", a)
+	}
+	contact("door-1", night.Add(2*time.Minute), device.EventContactClose, "front_door")
+	contact("win-1", night.Add(2*time.Minute), device.EventContactClose, "bedroom_window")
+	day := time.Date(2026, 12, 6, 14, 0, 0, 0, sh)
+	contact("door-1", day, device.EventContactOpen, "front_door")
+	eventually(t, 10*time.Second, "door open recorded", func() bool {
+		r.svc.cmds.mu.Lock()
+		defer r.svc.cmds.mu.Unlock()
+		d := r.svc.cmds.doors["door-1"]
+		return d != nil && d.openAt.Equal(day)
+	})
+	clk.Set(day.Add(11 * time.Minute))
+	eventually(t, 10*time.Second, "door_open_long", func() bool { return len(openAlerts(t, r.m, TypeDoorOpenLong)) == 1 })
+	contact("door-1", day.Add(12*time.Minute), device.EventContactClose, "front_door")
+	eventually(t, 10*time.Second, "door closed resolves", func() bool { return len(openAlerts(t, r.m, TypeDoorOpenLong)) == 0 })
+	var night2 int
+	for _, a := range allAlerts(t, r.m) {
+		if a.Type == TypeDoorOpenNight || a.Type == TypeDoorOpenLong {
+			night2++
+		}
+	}
+	if night2 != 2 {
+		t.Errorf("%d door alerts, want one night and one too-long", night2)
+	}
+}

@@ -49,6 +49,9 @@ func (s *Service) safetyEvent(ctx context.Context, t device.Topic, e *device.Eve
 		typ, sev, detail = TypeWaterLeak, SeverityHigh, "water leak detected"
 	case device.EventTamper:
 		typ, sev, detail = TypeTamper, SeverityWarning, "tamper: casing opened or device removed"
+	case device.EventContactOpen, device.EventContactClose:
+		where, _ := e.Attrs["location"].(string)
+		return false, s.doorChange(ctx, t, e.Type == device.EventContactOpen, where, e.Time())
 	case device.EventCheckIn:
 		return false, s.checkIn(ctx, t, e)
 	case device.EventDoseTaken:
