@@ -119,15 +119,13 @@ func newCommander(c CommandConfig) *commander {
 		limits: map[string]*limitState{}, tracks: map[string][]position{}, doses: newDoseState(), visitsRaised: map[string]bool{}, doors: map[string]*doorState{}}
 }
 
-// ErrNotRunning: a command was sent before Run connected to the broker.
-var ErrNotRunning = errors.New("alerting: not connected to the broker yet")
-
 // SendCommand sends action (with params, see docs/protocol.md) to device
 // dev of site and tracks it; alertID (0: none) is the alert whose history
 // records each step, actor who asked (a staff id, or "system"). It returns
 // the command's id. Errors: an invalid command (device.Command.Validate),
-// an action the device's kind does not have, ErrNotRunning, a publish
-// failure. This is the operation a dashboard calls for "close valve",
+// an action the device's kind does not have, a publish failure (the
+// command is then retried like an unanswered one). Before Run's command
+// loop starts, the command is queued and sent at its first tick. This is the operation a dashboard calls for "close valve",
 // "silence siren" and "test alarm".
 func (s *Service) SendCommand(ctx context.Context, site, dev string, action device.Action, params map[string]any, alertID int64, actor string) (string, error) {
 	if kind := s.kindOf(dev); kind != "" {
@@ -154,13 +152,19 @@ func (s *Service) SendCommand(ctx context.Context, site, dev string, action devi
 		params: params}
 	s.cmds.mu.Lock()
 	ready := s.cmds.publish != nil
-	if ready {
+	if !ready {
+		// A gas event handled from the persistent session just before the
+		// command loop started: queued, sent at the loop's first tick.
+		tc.State, tc.Updated = CommandSent, now
 		s.cmds.byID[id] = tc
 	}
 	s.cmds.mu.Unlock()
 	if !ready {
-		return "", ErrNotRunning
+		return id, s.commandHistory(ctx, tc.CommandStatus, fmt.Sprintf("command %s %s to %s: queued until the broker connection is up", action, id, dev))
 	}
+	s.cmds.mu.Lock()
+	s.cmds.byID[id] = tc
+	s.cmds.mu.Unlock()
 	if err := s.sendTry(ctx, tc); err != nil {
 		return id, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/device/registry"
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
+	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
 	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
@@ -216,3 +217,32 @@ var (
 	_ gatewayDevices = (*registry.Snapshot)(nil)
 	_ residentByID   = (*registry.Snapshot)(nil)
 )
+
+// TestCommandQueuedBeforeConnect: a command asked for before the command
+// loop has a broker connection (a gas event from the persistent session at
+// start) is queued and sent at the first tick, not dropped.
+func TestCommandQueuedBeforeConnect(t *testing.T) {
+	m := openTestManager(t, sqldbtest.SQLiteDSN(t))
+	svc, err := New(Config{MQTTURL: "tcp://127.0.0.1:1", ClientID: "q"}, m, nil, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := svc.SendCommand(context.Background(), "demo", "valve-1", device.ActionValveClose, nil, 0, "")
+	if err != nil || id == "" {
+		t.Fatalf("SendCommand before Run: %q, %v", id, err)
+	}
+	if cs := svc.Commands(0); len(cs) != 1 || cs[0].Tries != 0 || cs[0].State != CommandSent {
+		t.Fatalf("queued = %+v", cs)
+	}
+	var sent []string
+	svc.cmds.mu.Lock()
+	svc.cmds.publish = func(topic string, b []byte) error { sent = append(sent, topic+" "+string(b)); return nil }
+	svc.cmds.mu.Unlock()
+	if err := svc.commandTimeouts(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(sent) != 1 || !strings.Contains(sent[0], `"id":"`+id+`"`) || !strings.Contains(sent[0], `"action":"valve_close"`) ||
+		!strings.HasSuffix(strings.Fields(sent[0])[0], "/demo/valve-1/cmd") {
+		t.Fatalf("sent = %q", sent)
+	}
+}
