@@ -17,14 +17,15 @@ import (
 	"github.com/eldercare-iot/eldercare/device"
 )
 
-// urgentEvent reports whether an MQTT message looks like a fall or SOS event
-// (event channel, "fall" or "sos" in the payload). It only decides the
+// urgentEvent reports whether an MQTT message looks like a fall, SOS, smoke or gas event
+// (event channel, "fall", "sos", "smoke" or "gas" in the payload). It only decides the
 // processing order; handle still validates everything.
 func urgentEvent(topic string, payload []byte) bool {
 	if !strings.HasSuffix(topic, "/"+string(device.ChanEvent)) {
 		return false
 	}
-	return bytes.Contains(payload, []byte(`"fall"`)) || bytes.Contains(payload, []byte(`"sos"`))
+	return bytes.Contains(payload, []byte(`"fall"`)) || bytes.Contains(payload, []byte(`"sos"`)) ||
+		bytes.Contains(payload, []byte(`"smoke"`)) || bytes.Contains(payload, []byte(`"gas"`))
 }
 
 // handle decodes one message and applies the rules. It never blocks on bad
@@ -77,6 +78,8 @@ func (s *Service) handle(ctx context.Context, msg paho.Message) error {
 			return nil
 		}
 		return s.status(ctx, topic, st, msg.Retained(), now)
+	case device.ChanCommandAck:
+		return s.commandAck(ctx, topic, msg.Payload())
 	default:
 		// Not subscribed; a persistent-session route may still see it.
 		return nil

@@ -295,6 +295,9 @@ func (s *Service) afterTelemetry(ctx context.Context, t device.Topic, tel *devic
 			return err
 		}
 	}
+	if err := s.kitTelemetry(ctx, t, tel); err != nil {
+		return err
+	}
 	kind := s.kindOf(t.Device)
 	var acts []absenceAction
 	var n2 []news2Result
@@ -514,8 +517,11 @@ func (s *Service) event(ctx context.Context, t device.Topic, e *device.Event) er
 			detail += fmt.Sprintf(", peak %g m/s^2", p)
 		}
 	case device.EventSOS:
-		typ, detail = TypeSOS, "SOS button pressed"
+		typ, detail = TypeSOS, "SOS button pressed"+s.sosWhere(t, e)
 	default:
+		if done, err := s.safetyEvent(ctx, t, e); done || err != nil {
+			return err
+		}
 		return s.ruleEvent(ctx, t, e)
 	}
 	// A redelivery of an event already raised (QoS 1, a reconnect, a

@@ -68,6 +68,11 @@ type Config struct {
 	// Rules configures the NEWS2, absence, battery and unprotected rules
 	// (see rulesvc.go); the zero value uses the defaults.
 	Rules RuleConfig
+	// Commands sets how commands to devices are tracked (commands.go).
+	Commands CommandConfig
+	// Programme configures the scheduled programme rules (dose_missed,
+	// overdue visits; medication.go).
+	Programme ProgrammeConfig
 	// WebhookURL, if set, receives every notification (see docs/alerting.md).
 	WebhookURL string
 	// WebhookSecret signs webhook bodies (HMAC-SHA256). Never printed.
@@ -177,6 +182,7 @@ type Service struct {
 	refusedLog map[string]time.Time
 
 	rules *ruleState // the rules of rulesvc.go
+	cmds  *commander // commands to devices (commands.go)
 
 	lanes   *lanes
 	started atomic.Bool // Run reloaded the open alerts
@@ -213,6 +219,7 @@ func New(cfg Config, m *Manager, residents Residents, reg prometheus.Registerer,
 		open:       map[string]int64{},
 		refusedLog: map[string]time.Time{},
 		rules:      newRuleState(cfg.Rules),
+		cmds:       newCommander(cfg.Commands),
 		lanes:      newLanes(),
 	}
 	s.store.failing = prometheus.NewGauge(prometheus.GaugeOpts{Name: "eldercare_alerting_store_failing",
@@ -270,7 +277,7 @@ func (s *Service) Run(ctx context.Context) error {
 	// The events session drops what a session of an older version (one
 	// client id for every channel) still has.
 	subscribed := make(chan struct{}, 2)
-	client, err := s.connect(ctx, s.cfg.ClientID, []string{eventFilter}, bulkFilters, handler, subscribed)
+	client, err := s.connect(ctx, s.cfg.ClientID, []string{eventFilter, device.Subscription(s.cfg.Root, device.ChanCommandAck)}, bulkFilters, handler, subscribed)
 	if err != nil {
 		return fmt.Errorf("alerting: %w", err)
 	}
@@ -310,6 +317,11 @@ func (s *Service) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		s.offlineLoop(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.commandLoop(ctx, client)
 	}()
 	if err := s.durably(ctx, "load of per-resident thresholds", s.reloadThresholds); err != nil {
 		wg.Wait()

@@ -138,7 +138,7 @@ func runAlerting(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer ln.Close()
-	db, _, cache, err := openRegistry(ctx, s.String("db"), s.String("registry"))
+	db, store, cache, err := openRegistry(ctx, s.String("db"), s.String("registry"))
 	if err != nil {
 		return err
 	}
@@ -152,6 +152,7 @@ func runAlerting(cmd *cobra.Command, _ []string) error {
 	}
 	reg := newMetrics()
 	cfg.Rules.Directory = registryDirectory(cache)
+	cfg.Programme = alertingProgramme(store)
 	svc, err := alerting.New(cfg, m, alertingResidents(cache), reg, log)
 	if err != nil {
 		return err

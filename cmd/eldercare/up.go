@@ -237,6 +237,7 @@ func runUp(ctx context.Context, s *settings) error {
 		WebhookURL:     s.String("webhook-url"), WebhookSecret: alerting.Secret(s.String("webhook-secret")),
 		Receivers: alertReceivers,
 		Rules:     alerting.RuleConfig{Directory: registryDirectory(cache)},
+		Programme: alertingProgramme(store),
 	}, mgr, alertingResidents(cache), reg, log.With("role", "alerting"))
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"time"
 
 	"github.com/eldercare-iot/eldercare/alerting"
@@ -41,6 +42,14 @@ func alertingResidents(c *registry.Cache) alerting.ResidentsFunc {
 // snapshot: site time zones, device kinds, bindings and meal cards.
 func registryDirectory(c *registry.Cache) func() alerting.Directory {
 	return func() alerting.Directory { return c.Current() }
+}
+
+// alertingProgramme lets the scheduled programme rules (dose_missed, visits)
+// list the residents of every site from the registry store.
+func alertingProgramme(store *registry.Store) alerting.ProgrammeConfig {
+	return alerting.ProgrammeConfig{Residents: func(ctx context.Context) ([]registry.Resident, error) {
+		return store.Residents(ctx, "")
+	}}
 }
 
 // The rules list meal-card holders through the snapshot.
