@@ -148,7 +148,9 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	for _, mf := range mfs {
 		names[mf.GetName()] = true
 	}
-	re := regexp.MustCompile(`Name:\s*"(eldercare_[a-z0-9_]+)"`)
+	// Name: "..." (Opts), prometheus.NewDesc("...", custom collectors) and
+	// {"...", help} tables (internal/broker's info collector).
+	re := regexp.MustCompile(`(?:Name:\s*|NewDesc\(\s*|\{)"(eldercare_[a-z0-9_]+)"`)
 	err = filepath.WalkDir(repoRoot, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err

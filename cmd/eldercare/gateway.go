@@ -200,6 +200,7 @@ func runGateway(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
+	registerGatewayOps(reg, sp) // opsgateway.go: spool age, MQTT connection state
 	entries, bytes := sp.Len()
 	log.Info("gateway starting", "id", cfg.ID, "site", cfg.Site, "mqtt", cfg.MQTTURL, "root", cfg.Root, "boot", sp.Boot(),
 		"spool", scfg.Path, "spooled_entries", entries, "spooled_bytes", bytes, "devices", len(devices), "sources", len(sources),
