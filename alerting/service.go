@@ -233,6 +233,7 @@ func New(cfg Config, m *Manager, residents Residents, reg prometheus.Registerer,
 			Help:        "Received MQTT messages waiting to be handled, by lane (urgent: fall and SOS events; normal: the rest).",
 			ConstLabels: prometheus.Labels{"lane": lane}}, func() float64 { return float64(s.lanes.len(urgent)) }))
 	}
+	s.initCounters() // metrics.go
 	if reg != nil {
 		for _, c := range append([]prometheus.Collector{s.events, s.opened, s.notified, s.pending, s.rejected, s.store.failing, s.store.retries}, append(queued, s.supervisionCollectors()...)...) {
 			if err := reg.Register(c); err != nil {
@@ -299,6 +300,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		names = append(names, rc.Name())
 	}
+	s.initNotified(names) // metrics.go
 
 	var wg sync.WaitGroup
 	for _, rc := range receivers {

@@ -58,6 +58,8 @@ type Manager struct {
 	// between retries (a fall's transaction waiting behind delivery
 	// bookkeeping). Unused on PostgreSQL.
 	writeMu sync.Mutex
+
+	metrics metricsBox // set by RegisterMetrics (metrics.go)
 }
 
 // lockWrites takes the SQLite write mutex (see writeMu) and returns its
@@ -278,6 +280,7 @@ func (m *Manager) Acknowledge(ctx context.Context, id int64, actor, channel stri
 		return Alert{}, fmt.Errorf("acknowledge alert %d: %w", id, err)
 	}
 	m.signal()
+	m.observeAck(out) // metrics.go
 	return out, nil
 }
 

@@ -74,6 +74,9 @@ type Deps struct {
 	// Accounts are the users, their logins and the audit log (required;
 	// OpenAccounts).
 	Accounts *Accounts
+	// Ready, if set, is /readyz's check (nil: ready); nil = the live
+	// feed's broker connection (Feed.Healthy).
+	Ready func(context.Context) error
 }
 
 // Server is the dashboard web app.
@@ -243,8 +246,15 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	})
 	app.Use(s.securityHeaders, s.countRequests)
 
-	app.Get("/healthz", func(c *fiber.Ctx) error {
-		if err := s.deps.Live.Healthy(); err != nil {
+	// /healthz: the process answers (liveness); /readyz: broker and
+	// stores usable (readiness, 503 with the reason).
+	app.Get("/healthz", func(c *fiber.Ctx) error { return c.SendString("ok") })
+	app.Get("/readyz", func(c *fiber.Ctx) error {
+		ready := s.deps.Ready
+		if ready == nil {
+			ready = func(context.Context) error { return s.deps.Live.Healthy() }
+		}
+		if err := ready(c.UserContext()); err != nil {
 			return c.Status(fiber.StatusServiceUnavailable).SendString(err.Error())
 		}
 		return c.SendString("ok")

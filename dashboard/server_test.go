@@ -428,16 +428,19 @@ func TestBoard(t *testing.T) {
 
 func TestHealthz(t *testing.T) {
 	ts := newTestServer(t, nil)
-	resp, body := ts.do(t, "GET", "/healthz", nil, nil)
+	resp, body := ts.do(t, "GET", "/readyz", nil, nil)
 	if resp.StatusCode != 503 || !strings.Contains(body, "mqtt") {
-		t.Errorf("healthz without broker: %d %q, want 503 naming mqtt", resp.StatusCode, body)
+		t.Errorf("readyz without broker: %d %q, want 503 naming mqtt", resp.StatusCode, body)
+	}
+	if resp, body := ts.do(t, "GET", "/healthz", nil, nil); resp.StatusCode != 200 {
+		t.Errorf("healthz (liveness) without broker: %d %q, want 200", resp.StatusCode, body)
 	}
 	resp, body = ts.do(t, "GET", "/metrics", nil, nil)
 	if resp.StatusCode != 200 || !strings.Contains(body, "eldercare_dashboard_sse_clients") {
 		t.Errorf("metrics: %d, has sse gauge: %v", resp.StatusCode, strings.Contains(body, "eldercare_dashboard_sse_clients"))
 	}
-	if n := testutil.ToFloat64(ts.srv.mRequests.WithLabelValues("GET", "/healthz", "503")); n != 1 {
-		t.Errorf("request counter for /healthz 503 = %v, want 1", n)
+	if n := testutil.ToFloat64(ts.srv.mRequests.WithLabelValues("GET", "/readyz", "503")); n != 1 {
+		t.Errorf("request counter for /readyz 503 = %v, want 1", n)
 	}
 }
 

@@ -91,7 +91,7 @@ func TestBIDMCReadingsStored(t *testing.T) {
 	if got := testutil.ToFloat64(h.svc.m.received.WithLabelValues("telemetry")); got != float64(want) {
 		t.Errorf("received_total{telemetry} = %v, want %d", got, want)
 	}
-	if n := testutil.CollectAndCount(h.svc.m.rejected); n != 0 {
+	if n := nonZeroSeries(t, h.svc.m.rejected); n != 0 {
 		t.Errorf("%d rejected_total series, want none", n)
 	}
 	eventually(t, 10*time.Second, func() string {
@@ -185,7 +185,7 @@ func TestMalformedRejectedAndGoodStored(t *testing.T) {
 		}
 		return ""
 	})
-	if n := testutil.CollectAndCount(h.svc.m.rejected); n != len(want) {
+	if n := nonZeroSeries(t, h.svc.m.rejected); n != len(want) {
 		t.Errorf("%d rejected_total series, want %d (one per reason)", n, len(want))
 	}
 	for _, c := range cases {
@@ -396,7 +396,7 @@ func TestTransientWriteErrorsRetried(t *testing.T) {
 	if got := testutil.ToFloat64(h.svc.m.writeErrors); got != 3 {
 		t.Errorf("write_errors_total %v, want 3", got)
 	}
-	if n := testutil.CollectAndCount(h.svc.m.rejected); n != 0 {
+	if n := nonZeroSeries(t, h.svc.m.rejected); n != 0 {
 		t.Errorf("a transient error rejected data: %d rejected series", n)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/eldercare-iot/eldercare/internal/opsmetric"
 )
 
 // metrics are the service's Prometheus metrics, all named
@@ -91,6 +93,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, ch := range []string{"telemetry", "event"} {
 		m.received.WithLabelValues(ch)
 	}
+	// Every known reason at 0, so increase() sees the first (internal/opsmetric).
+	reasons := append(append([]string{}, opsmetric.RejectReasons...), opsmetric.IngestPointReasons...)
+	opsmetric.Init(m.rejected, reasons)
+	opsmetric.Init(m.deadLetters, reasons)
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.received, m.written, m.rejected, m.inFlight, m.queued, m.deadLetterQueue, m.deadLetterFailing, m.dropped, m.batchSeconds, m.writeErrors,
 			m.redelivered, m.skewed, m.deadLetters, m.writeFailing} {

@@ -2,23 +2,19 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"slices"
 	"strings"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/eldercare-iot/eldercare/alerting"
 	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/internal/mqttconn"
+	"github.com/eldercare-iot/eldercare/internal/sqldb"
 )
 
 func newAlertingCmd() *cobra.Command {
@@ -151,6 +147,10 @@ func runAlerting(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	reg := newMetrics()
+	if err := m.RegisterMetrics(reg); err != nil {
+		return err
+	}
+	reg.MustRegister(mqttconn.Collector(cfg.ClientID, alerting.StatusTelemetryClientID(cfg.ClientID)))
 	cfg.Rules.Directory = registryDirectory(cache)
 	cfg.Programme = alertingProgramme(store)
 	svc, err := alerting.New(cfg, m, alertingResidents(cache), reg, log)
@@ -163,36 +163,14 @@ func runAlerting(cmd *cobra.Command, _ []string) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return cache.Run(ctx) })
 	g.Go(func() error { return svc.Run(ctx) })
-	g.Go(func() error {
-		return serveAlertingOps(ctx, ln, reg, svc)
-	})
+	g.Go(func() error { return serveOps(ctx, ln, reg, alertingReady(svc, db, cfg.ClientID)) })
 	return g.Wait()
 }
 
-// serveAlertingOps serves the alerting role's /metrics, /healthz (liveness:
-// the process answers) and /readyz (503 while the engine is starting or a
-// decision cannot be written to the alert store, with the reason; see
-// alerting.Service.Ready) on ln until ctx ends.
-func serveAlertingOps(ctx context.Context, ln net.Listener, reg *prometheus.Registry, svc *alerting.Service) error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := svc.Ready(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("--http %s: %w", ln.Addr(), err)
-	}
-	return nil
+// alertingReady is the alerting role's readiness: the engine started and
+// every decision reaches the alert store (alerting.Service.Ready), both
+// MQTT sessions open, the database answers.
+func alertingReady(svc *alerting.Service, db *sqldb.DB, clientID string) func(context.Context) error {
+	return allReady(func(context.Context) error { return svc.Ready() },
+		mqttReady(clientID, alerting.StatusTelemetryClientID(clientID)), dbReady(db))
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"syscall"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/eldercare-iot/eldercare/device/registry"
+	"github.com/eldercare-iot/eldercare/internal/mqttconn"
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
 )
 
@@ -79,12 +81,18 @@ func newMetrics() *prometheus.Registry {
 	return reg
 }
 
-// serveOps serves /healthz (200 "ok" when healthy returns nil, else 503
-// with the reason) and /metrics on ln until ctx is cancelled.
-func serveOps(ctx context.Context, ln net.Listener, reg *prometheus.Registry, healthy func(context.Context) error) error {
+// serveOps serves /healthz (liveness: 200 "ok" while the process
+// answers), /readyz (readiness: 200 "ok" when ready returns nil, else 503
+// with the reason) and /metrics on ln until ctx is cancelled. It also
+// registers eldercare_ready (see registerReady) on reg.
+func serveOps(ctx context.Context, ln net.Listener, reg *prometheus.Registry, ready func(context.Context) error) error {
+	if err := registerReady(reg, ready); err != nil {
+		return err
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := healthy(r.Context()); err != nil {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := ready(r.Context()); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -102,4 +110,75 @@ func serveOps(ctx context.Context, ln net.Listener, reg *prometheus.Registry, he
 		return fmt.Errorf("--http %s: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// readyTimeout bounds one readiness check (a database ping, an InfluxDB
+// /ping).
+const readyTimeout = 2 * time.Second
+
+// registerReady registers eldercare_ready on reg: 1 when ready returns nil
+// at the scrape, else 0, so Prometheus can alert on a role that runs but
+// cannot do its job (deploy/prometheus/rules.yml EldercareRoleNotReady).
+func registerReady(reg prometheus.Registerer, ready func(context.Context) error) error {
+	return reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "eldercare_ready",
+		Help: "1 when this process is ready (its /readyz answers 200: broker connections open, stores reachable, engine started), else 0.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+		defer cancel()
+		if ready(ctx) != nil {
+			return 0
+		}
+		return 1
+	}))
+}
+
+// allReady joins checks into one readiness check that runs them all and
+// reports every failure.
+func allReady(checks ...func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+		defer cancel()
+		var errs []error
+		for _, c := range checks {
+			errs = append(errs, c(ctx))
+		}
+		return errors.Join(errs...)
+	}
+}
+
+// dbReady checks that the database answers a ping.
+func dbReady(db *sqldb.DB) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := db.PingContext(ctx); err != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+		return nil
+	}
+}
+
+// mqttReady checks that this process's MQTT connections of ids are open
+// (internal/mqttconn.Ready).
+func mqttReady(ids ...string) func(context.Context) error {
+	return func(context.Context) error { return mqttconn.Ready(ids...) }
+}
+
+// influxReady checks that InfluxDB at base answers GET /ping with 204 (it
+// needs no credentials).
+func influxReady(base string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/ping", nil)
+		if err != nil {
+			return fmt.Errorf("influxdb: %w", err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("influxdb: %w", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("influxdb: /ping answered %s", resp.Status)
+		}
+		return nil
+	}
 }

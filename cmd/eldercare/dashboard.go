@@ -12,6 +12,7 @@ import (
 	"github.com/eldercare-iot/eldercare/alerting"
 	"github.com/eldercare-iot/eldercare/dashboard"
 	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/internal/mqttconn"
 )
 
 func newDashboardCmd() *cobra.Command {
@@ -39,7 +40,7 @@ the admin's pages then manage the other accounts' sites and residents.`,
 		RunE: runDashboard,
 	}
 	f := cmd.Flags()
-	f.String("http", "127.0.0.1:8080", "listen address of the dashboard, /api/v1, /healthz and /metrics (host:port)")
+	f.String("http", "127.0.0.1:8080", "listen address of the dashboard, /api/v1, /healthz (liveness), /readyz (503 while the broker or the database is unusable) and /metrics (host:port)")
 	f.String("api-token", "", "API bearer token of /api/v1 for machine clients, at least 16 characters (required; prefer env ELDERCARE_API_TOKEN; never printed)")
 	f.String("mqtt", "tcp://127.0.0.1:1883", "MQTT broker URL of the live feed (tcp://, ssl:// or ws://; user:password@ allowed)")
 	f.String("root", device.DefaultRoot, "MQTT topic root under which devices and the alerting service publish")
@@ -104,7 +105,14 @@ func runDashboard(cmd *cobra.Command, _ []string) error {
 	}
 	vitals := dashboard.NewFluxVitals(cfg.InfluxURL, cfg.InfluxToken, cfg.InfluxBucket)
 	defer vitals.Close()
-	srv, err := dashboard.New(cfg, dashboard.Deps{Alerts: mgr, Registry: store, Vitals: vitals, Live: feed, Accounts: accounts}, reg, log)
+	// Readiness (/readyz, eldercare_ready): the live feed's broker
+	// connection and the database.
+	ready := allReady(func(context.Context) error { return feed.Healthy() }, dbReady(db))
+	if err := errors.Join(mgr.RegisterMetrics(reg), registerReady(reg, ready)); err != nil {
+		return err
+	}
+	reg.MustRegister(mqttconn.Collector(cfg.ClientID))
+	srv, err := dashboard.New(cfg, dashboard.Deps{Alerts: mgr, Registry: store, Vitals: vitals, Live: feed, Accounts: accounts, Ready: ready}, reg, log)
 	if err != nil {
 		return err
 	}

@@ -213,6 +213,7 @@ func runGateway(cmd *cobra.Command, _ []string) error {
 	for _, a := range actuators {
 		gw.SetActuator(a.a, a.devs...)
 	}
+	registerGatewayOps(reg, sp) // opsgateway.go: spool age, MQTT connection state
 	entries, bytes := sp.Len()
 	log.Info("gateway starting", "id", cfg.ID, "site", cfg.Site, "mqtt", cfg.MQTTURL, "root", cfg.Root, "boot", sp.Boot(),
 		"spool", scfg.Path, "spooled_entries", entries, "spooled_bytes", bytes, "devices", len(devices), "sources", len(sources),

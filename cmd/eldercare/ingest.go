@@ -16,6 +16,7 @@ import (
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/ingest"
+	"github.com/eldercare-iot/eldercare/internal/mqttconn"
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
 )
 
@@ -47,23 +48,11 @@ replicas with the same --group and distinct --client-id to share the load.`,
 	f.String("influx-token", "", `InfluxDB token, "user:password" for InfluxDB 1.8 with auth; prefer env ELDERCARE_INFLUX_TOKEN (never printed; default none)`)
 	f.String("influx-db", ingest.DefaultDatabase, "InfluxDB database, created at start if missing")
 	f.String("influx-rp", ingest.DefaultRetentionPolicy, `InfluxDB retention policy written into (bucket "<influx-db>/<influx-rp>")`)
-	f.Int("batch-size", ingest.DefaultBatchSize, "points per InfluxDB write; a batch is written when it reaches this size")
-	f.Duration("flush-interval", ingest.DefaultFlushInterval, "longest time a point waits before its batch is written (e.g. 200ms)")
 	f.Int("gc-percent", 200, "Go garbage-collector target of this process, as GOGC (which it replaces): 200 lets the heap grow to three times what is live between collections, for about a tenth less CPU per reading and 20-40 MiB more memory (docs/benchmarks.md); 100 is Go's default (25-1000)")
-	f.Int("max-in-flight", ingest.DefaultMaxInFlight, "MQTT messages ingest expects to hold received and not yet acknowledged (written); set the broker's in-flight window (Mosquitto max_inflight_messages) to at most this: the broker holds back the rest, and ingest warns when it holds more (1-65535)")
 	f.String("db", "sqlite:./data/eldercare.db", "registry database DSN: sqlite:PATH, a file path, or postgres://...")
 	f.String("registry", "", "registry YAML file to import at start (optional; default none)")
-	f.String("http", "127.0.0.1:9101", "listen address of /healthz and /metrics (host:port)")
-	f.Int("writers", ingest.DefaultWriters, "batches written to InfluxDB in parallel (1-64)")
-	f.Duration("skew", ingest.DefaultSkew, "a reading whose device time is further than this from its receive time is stored with field skewed=true (readings more than 5m ahead are rejected by the protocol)")
-	f.Int("dedup-window", ingest.DefaultDedupWindow, "recent (device, boot, id) keys remembered to count redelivered messages")
-	f.String("rp-vitals", "", `retention policy of vitals readings (every reading not from an env_sensor) (default: --influx-rp)`)
-	f.Duration("retention-vitals", 0, "how long the vitals policy keeps data; 0 = forever (INF), else at least 1h (default 0)")
-	f.String("rp-environment", ingest.DefaultEnvironmentPolicy, "retention policy of env_sensor readings")
-	f.Duration("retention-environment", ingest.DefaultEnvironmentRetention, "how long the environment policy keeps data; 0 = forever (2160h = 90 days)")
-	f.String("rp-events", "", `retention policy of events (default: --influx-rp)`)
-	f.Duration("retention-events", 0, "how long the events policy keeps data; 0 = forever (INF), else at least 1h (default 0)")
-	f.Bool("dead-letters", true, "store refused messages and points in the --db database (table ingest_dead_letters)")
+	f.String("http", "127.0.0.1:9101", "listen address of /healthz (liveness), /readyz (503 while the broker, InfluxDB or the database is unusable) and /metrics (host:port)")
+	addIngestFlags(f) // ingestflags.go, shared with up
 	cmd.AddCommand(newDeadLettersCmd())
 	return cmd
 }
@@ -161,18 +150,8 @@ func runIngest(cmd *cobra.Command, _ []string) error {
 		InfluxToken:      ingest.Secret(s.String("influx-token")),
 		InfluxDatabase:   s.String("influx-db"),
 		RetentionPolicy:  s.String("influx-rp"),
-		BatchSize:        s.Int("batch-size"),
-		FlushInterval:    s.Duration("flush-interval"),
-		MaxInFlight:      s.Int("max-in-flight"),
-		Writers:          s.Int("writers"),
-		Skew:             s.Duration("skew"),
-		DedupWindow:      s.Int("dedup-window"),
-		Retention: map[ingest.Group]ingest.Retention{
-			ingest.GroupVitals:      {Policy: s.String("rp-vitals"), Duration: s.Duration("retention-vitals")},
-			ingest.GroupEnvironment: {Policy: s.String("rp-environment"), Duration: s.Duration("retention-environment")},
-			ingest.GroupEvents:      {Policy: s.String("rp-events"), Duration: s.Duration("retention-events")},
-		},
 	}
+	ingestPipeline(s, &cfg)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
@@ -211,13 +190,13 @@ func runIngest(cmd *cobra.Command, _ []string) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return cache.Run(ctx) })
 	g.Go(func() error { return svc.Run(ctx) })
-	g.Go(func() error {
-		return serveOps(ctx, ln, reg, func(context.Context) error {
-			if !svc.Ready() {
-				return errors.New("not subscribed yet")
-			}
-			return nil
-		})
-	})
+	reg.MustRegister(mqttconn.Collector(cfg.ClientID))
+	ready := allReady(func(context.Context) error {
+		if !svc.Ready() {
+			return errors.New("ingest: not subscribed yet")
+		}
+		return nil
+	}, mqttReady(cfg.ClientID), dbReady(db), influxReady(cfg.InfluxURL))
+	g.Go(func() error { return serveOps(ctx, ln, reg, ready) })
 	return g.Wait()
 }

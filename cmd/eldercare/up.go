@@ -28,6 +28,7 @@ import (
 	"github.com/eldercare-iot/eldercare/internal/backup"
 	"github.com/eldercare-iot/eldercare/internal/broker"
 	"github.com/eldercare-iot/eldercare/internal/influxd"
+	"github.com/eldercare-iot/eldercare/internal/mqttconn"
 	"github.com/eldercare-iot/eldercare/internal/realdata"
 )
 
@@ -46,7 +47,7 @@ func newUpCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.String("data", "./data", "data directory: SQLite file, child InfluxDB data, generated API token")
-	f.String("http", "127.0.0.1:8080", "dashboard, API, /healthz and /metrics listen address")
+	f.String("http", "127.0.0.1:8080", "dashboard, API, /healthz (liveness), /readyz (503 while any role, broker connection, the database or InfluxDB is not ready) and /metrics listen address")
 	f.String("mqtt", "", "external MQTT broker URL (tcp://host:1883); empty runs the embedded broker")
 	f.String("mqtt-listen", "127.0.0.1:1883", "listen address of the embedded broker (when --mqtt is empty)")
 	f.String("mqtt-auth", "", "embedded broker authentication: on (the default without --demo: devices need registry credentials), registry (the default with --demo: on when the registry has device credentials, else open) or off (open)")
@@ -69,6 +70,7 @@ func newUpCmd() *cobra.Command {
 	f.Bool("demo", false, "also run the demo care station: 6 beds replaying recordings, and create demo dashboard accounts (one per role) into DATA/demo-accounts.txt when there are none")
 	f.String("recordings", "", "recordings for the demo (default $ELDERCARE_REALDATA, else ../shared/data beside the repository)")
 	addAlertingFlags(f)
+	addIngestFlags(f) // ingestflags.go: the ingest role's pipeline, retention and dead-letter flags
 	f.Float64("speed", 1, "demo replay speed, 1 = real time (0.1 to 1000)")
 	return cmd
 }
@@ -207,11 +209,24 @@ func runUp(ctx context.Context, s *settings) error {
 	}
 
 	root := s.String("root")
-	ing, err := ingest.New(ingest.Config{
+	icfg := ingest.Config{
 		MQTTURL: mqttURL, Root: root, ClientID: upClientIDs[0],
 		InfluxURL: ingestInfluxURL, InfluxToken: ingest.Secret(influxToken),
 		InfluxDatabase: s.String("influx-db"), RetentionPolicy: s.String("influx-rp"),
-	}, ingestLookup(cache), reg, log) // ingest.New adds role=ingest
+	}
+	ingestPipeline(s, &icfg)
+	if err := icfg.Validate(); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	icfg = icfg.WithDefaults()
+	if s.Bool("dead-letters") {
+		dl, err := ingest.OpenDeadLetters(ctx, db)
+		if err != nil {
+			return err
+		}
+		icfg.DeadLetters = dl
+	}
+	ing, err := ingest.New(icfg, ingestLookup(cache), reg, log) // ingest.New adds role=ingest
 	if err != nil {
 		return err
 	}
@@ -219,6 +234,11 @@ func runUp(ctx context.Context, s *settings) error {
 	if err != nil {
 		return err
 	}
+	if err := mgr.RegisterMetrics(reg); err != nil {
+		return err
+	}
+	clientIDs := append(slices.Clone(upClientIDs), alerting.StatusTelemetryClientID(upClientIDs[1]))
+	reg.MustRegister(mqttconn.Collector(clientIDs...))
 	accounts, err := dashboard.OpenAccounts(ctx, db, nil)
 	if err != nil {
 		return err
@@ -242,12 +262,29 @@ func runUp(ctx context.Context, s *settings) error {
 	if err != nil {
 		return err
 	}
-	dash, err := dashboard.New(dashboard.Config{
+	// Readiness of the whole install (/readyz and eldercare_ready on
+	// --http): every role's, the broker connections, the database and
+	// InfluxDB.
+	var dash *dashboard.Server
+	ready := allReady(
+		func(context.Context) error {
+			if !ing.Ready() {
+				return errors.New("ingest: not subscribed yet")
+			}
+			return nil
+		},
+		func(context.Context) error { return alr.Ready() },
+		func(context.Context) error { return dash.Feed().Healthy() },
+		mqttReady(clientIDs...), dbReady(db), influxReady(influxURL))
+	if err := registerReady(reg, ready); err != nil {
+		return err
+	}
+	dash, err = dashboard.New(dashboard.Config{
 		HTTPAddr: httpAddr, APIToken: token,
 		MQTTURL: mqttURL, Root: root, ClientID: upClientIDs[2],
 		InfluxURL: influxURL, InfluxToken: influxToken,
 		InfluxBucket: s.String("influx-db") + "/" + s.String("influx-rp"),
-	}, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: accounts}, reg, log.With("role", "dashboard"))
+	}, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: accounts, Ready: ready}, reg, log.With("role", "dashboard"))
 	if err != nil {
 		return err
 	}

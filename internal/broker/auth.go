@@ -253,6 +253,13 @@ func newAuthHook(a Auth, log *slog.Logger, reg prometheus.Registerer) (*authHook
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eldercare_broker_acl_denied_total",
 			Help: "Publishes and wildcard subscriptions refused by the embedded broker's topic ACL, by operation."}, []string{"op"}),
 	}
+	// Every known label value at 0, so increase() sees the first refusal.
+	for _, r := range []string{"anonymous", "unknown_user", "bad_password", "will_topic", "lookup_error", "client_id"} {
+		h.refused.WithLabelValues(r)
+	}
+	for _, op := range []string{"publish", "subscribe"} {
+		h.denied.WithLabelValues(op)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{h.refused, h.denied} {
 			if err := reg.Register(c); err != nil {

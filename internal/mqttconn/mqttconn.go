@@ -206,7 +206,7 @@ func Connect(ctx context.Context, o Options) (paho.Client, error) {
 	if err := tok.Error(); err != nil {
 		return nil, fmt.Errorf("mqtt connect to %s as %s: %w", redacted, o.ClientID, err)
 	}
-	return c, nil
+	return track(o.ClientID, c), nil
 }
 
 // Wait waits for tok with a deadline: no publish or subscribe waits
