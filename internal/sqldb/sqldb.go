@@ -111,11 +111,40 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		sqldb.SetMaxIdleConns(8)
 		sqldb.SetConnMaxIdleTime(5 * time.Minute)
 	}
-	if err := sqldb.PingContext(ctx); err != nil {
+	if err := ping(ctx, sqldb, dialect); err != nil {
 		sqldb.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
 	}
 	return &DB{DB: sqldb, Dialect: dialect, path: path}, nil
+}
+
+// ping opens the first connection. On SQLite that connection applies the
+// pragmas, and switching a new file to WAL needs an exclusive lock: when
+// several processes open one new file together, SQLite may answer
+// SQLITE_BUSY at once, without waiting busy_timeout. Open then retries for
+// up to 15 s (every 50-500 ms) before it gives up.
+func ping(ctx context.Context, db *sql.DB, dialect Dialect) error {
+	const budget = 15 * time.Second
+	deadline := time.Now().Add(budget)
+	wait := 50 * time.Millisecond
+	for {
+		err := db.PingContext(ctx)
+		if err == nil || dialect != SQLite || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY or SQLITE_LOCKED.
+func isBusy(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "SQLITE_BUSY") || strings.Contains(msg, "database is locked") || strings.Contains(msg, "SQLITE_LOCKED")
 }
 
 // parseDSN maps a DSN onto a dialect, a database/sql driver name and the
