@@ -61,9 +61,10 @@ type ArtefactRule struct {
 	// default 30 s. Respiration 0 that becomes plausible (SpO2 below
 	// RRZeroSpO2, or the heart rate unsteady) is passed on at once.
 	Plausible time.Duration
-	// FlagAfter is how long a field must stay suspect before the
-	// sensor_suspect alert opens; default 15 s (a one-second glitch is
-	// counted and kept out of the rules, but does not call anyone).
+	// FlagAfter is how long impossible samples of a field must go on
+	// (first to newest, recovery samples not counted) before the
+	// sensor_suspect alert opens; default 15 s (a short glitch is counted
+	// and kept out of the rules, but calls no one).
 	FlagAfter time.Duration
 }
 
@@ -74,6 +75,7 @@ var DefaultArtefacts = ArtefactRule{RRZeroSpO2: 94, HRSteady: 10, HRWindow: 30 *
 // suspectField is the state of one field while it is suspect.
 type suspectField struct {
 	since     time.Time // device time of the first suspect sample
+	lastBad   time.Time // device time of the newest impossible sample
 	reason    string
 	detail    string
 	goodSince time.Time // start of the current run of plausible samples
@@ -128,10 +130,10 @@ func (a *artefacts) check(t time.Time, values map[string]float64) artefactResult
 	}
 	begin := func(field, reason, detail string) {
 		if s := a.suspect[field]; s != nil {
-			s.goodSince = time.Time{}
+			s.goodSince, s.lastBad = time.Time{}, t
 			return
 		}
-		a.suspect[field] = &suspectField{since: t, reason: reason, detail: detail}
+		a.suspect[field] = &suspectField{since: t, lastBad: t, reason: reason, detail: detail}
 		res.Began = append(res.Began, field)
 	}
 
@@ -169,7 +171,7 @@ func (a *artefacts) check(t time.Time, values map[string]float64) artefactResult
 					break
 				}
 			} else {
-				s.goodSince = time.Time{}
+				s.goodSince, s.lastBad = time.Time{}, t
 			}
 			keep("spo2_pct", s.reason)
 		}
@@ -215,10 +217,10 @@ func (a *artefacts) check(t time.Time, values map[string]float64) artefactResult
 		fields := slices.Sorted(maps.Keys(a.suspect))
 		for _, f := range fields {
 			s := a.suspect[f]
-			if t.Sub(s.since) >= a.rule.FlagAfter {
+			if s.lastBad.Sub(s.since) >= a.rule.FlagAfter {
 				a.flagged, res.Flag = true, true
-				res.Detail = fmt.Sprintf("check sensor: %s for %d s; %s kept out of NEWS2 and the vitals thresholds until plausible readings return",
-					s.detail, int(t.Sub(s.since)/time.Second), fieldNames[f])
+				res.Detail = fmt.Sprintf("check sensor: %s, for %d s; %s kept out of NEWS2 and the vitals thresholds until plausible readings return",
+					s.detail, int(s.lastBad.Sub(s.since)/time.Second), fieldNames[f])
 				break
 			}
 		}
