@@ -318,10 +318,10 @@ type news2Tracker struct {
 	samples map[string][]timedValue
 	first   time.Time // device time of the first reading of this run
 	last    time.Time
-	urgent  bool      // an alert fired and has not cleared
+	urgent  bool // an alert fired and has not cleared
 	// urgentSince is the start of the current run of urgent scores.
 	urgentSince time.Time
-	calmAt  time.Time // start of the current non-urgent run
+	calmAt      time.Time // start of the current non-urgent run
 	// clearedRun: Cleared was reported for the current calm run.
 	clearedRun bool
 }
