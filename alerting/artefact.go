@@ -90,6 +90,11 @@ type artefacts struct {
 	last    time.Time
 	suspect map[string]*suspectField
 	flagged bool // a sensor_suspect alert was asked for and not cleared
+	// calmSince starts the current run with no suspect field;
+	// calmReported: Unflag was reported for it (restart safety: after a
+	// restart an alert may be open that this tracker never flagged).
+	calmSince    time.Time
+	calmReported bool
 }
 
 func newArtefacts(r ArtefactRule) *artefacts {
@@ -107,7 +112,9 @@ type artefactResult struct {
 	// Kept counts the suspect samples kept out, by field and reason.
 	Kept map[[2]string]int
 	// Flag: open the sensor_suspect alert with Detail. Unflag: every
-	// field is plausible again, resolve it.
+	// field is plausible again, resolve it if open (reported when a
+	// flagged fault ends, and once per calm run of Plausible, so an alert
+	// left open across a restart clears too).
 	Flag, Unflag bool
 	Detail       string
 }
@@ -210,9 +217,16 @@ func (a *artefacts) check(t time.Time, values map[string]float64) artefactResult
 			delete(res.Values, f)
 		}
 	}
+	if len(a.suspect) > 0 {
+		a.calmSince, a.calmReported = time.Time{}, false
+	} else if a.calmSince.IsZero() {
+		a.calmSince = t
+	}
 	switch {
 	case len(a.suspect) == 0 && a.flagged:
-		a.flagged, res.Unflag = false, true
+		a.flagged, res.Unflag, a.calmReported = false, true, true
+	case len(a.suspect) == 0 && !a.calmReported && t.Sub(a.calmSince) >= a.rule.Plausible:
+		a.calmReported, res.Unflag = true, true
 	case len(a.suspect) > 0 && !a.flagged:
 		fields := slices.Sorted(maps.Keys(a.suspect))
 		for _, f := range fields {

@@ -28,22 +28,22 @@ func TestArtefactRules(t *testing.T) {
 		steps   []step
 		dropped map[string]int // field -> samples kept out
 		flag    []int
-		unflag  []int
+		unflag  []int // resolve sensor_suspect if open
 	}{
-		{"plausible readings pass", []step{{0, 100, normal}}, nil, nil, nil},
+		{"plausible readings pass (a calm run reports a clear once, for an alert left open by a restart)", []step{{0, 100, normal}}, nil, nil, []int{30}},
 		{"RR 0 beside SpO2 97 % and a steady HR is kept out and flagged after 15 s, cleared after 30 s of RR again",
-			[]step{{0, 30, normal}, {31, 90, rrOff}, {91, 200, normal}}, map[string]int{"resp_per_min": 60 + 30}, []int{46}, []int{121}},
+			[]step{{0, 30, normal}, {31, 90, rrOff}, {91, 200, normal}}, map[string]int{"resp_per_min": 60 + 30}, []int{46}, []int{30, 121}},
 		{"a 5 s lead-off is kept out, not flagged", []step{{0, 30, normal}, {31, 35, rrOff}, {36, 100, normal}},
-			map[string]int{"resp_per_min": 5 + 30}, nil, nil},
-		{"RR 0 with SpO2 88 % may be apnoea: passed on", []step{{0, 30, normal}, {31, 40, map[string]float64{"hr_bpm": 70, "spo2_pct": 92, "resp_per_min": 16}}, {41, 100, apnoea}}, nil, nil, nil},
-		{"RR 0 without a heart rate is not judged", []step{{0, 60, map[string]float64{"spo2_pct": 97, "resp_per_min": 0}}}, nil, nil, nil},
+			map[string]int{"resp_per_min": 5 + 30}, nil, []int{30, 96}},
+		{"RR 0 with SpO2 88 % may be apnoea: passed on", []step{{0, 30, normal}, {31, 40, map[string]float64{"hr_bpm": 70, "spo2_pct": 92, "resp_per_min": 16}}, {41, 100, apnoea}}, nil, nil, []int{30}},
+		{"RR 0 without a heart rate is not judged", []step{{0, 60, map[string]float64{"spo2_pct": 97, "resp_per_min": 0}}}, nil, nil, []int{30}},
 		{"SpO2 97 to 70 % in one second is the probe; 70 % steady for 30 s is trusted, not flagged",
-			[]step{{0, 30, normal}, {31, 100, probe}}, map[string]int{"spo2_pct": 31}, nil, nil},
+			[]step{{0, 30, normal}, {31, 100, probe}}, map[string]int{"spo2_pct": 31}, nil, []int{30, 92}},
 		{"a probe on and off every 5 s is flagged, cleared after 30 s steady",
 			[]step{{0, 30, normal}, {31, 35, probe}, {36, 40, normal}, {41, 45, probe}, {46, 50, normal}, {51, 55, probe}, {56, 120, normal}},
-			map[string]int{"spo2_pct": 56}, []int{46}, []int{87}},
+			map[string]int{"spo2_pct": 56}, []int{46}, []int{30, 87}},
 		{"a slow fall of SpO2 passes", []step{{0, 30, normal}, {31, 40, map[string]float64{"hr_bpm": 70, "spo2_pct": 90, "resp_per_min": 16}},
-			{41, 60, map[string]float64{"hr_bpm": 70, "spo2_pct": 82, "resp_per_min": 16}}}, nil, nil, nil},
+			{41, 60, map[string]float64{"hr_bpm": 70, "spo2_pct": 82, "resp_per_min": 16}}}, nil, nil, []int{30}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -193,6 +193,20 @@ func TestBIDMC13CheckSensor(t *testing.T) {
 	t.Logf("detail: %s", a.Detail)
 	if n := counterSum(r.reg, "eldercare_alerting_suspect_readings_total"); n < 200 {
 		t.Errorf("%g suspect samples counted, want the lead-off's (about 220 RESP 0 beside SpO2 100 %%)", n)
+	}
+
+	// Restarted with the alert open, the lead re-attached (plausible
+	// readings, bidmc_01's first minute): the alert clears itself.
+	r.stop()
+	r2 := e.start(nil)
+	e.replay("vm-13", bidmc(t, "bidmc_01")[:45], 2)
+	eventually(t, 20*time.Second, "sensor_suspect resolved", func() bool { return len(openAlerts(t, r2.m, TypeSensorSuspect)) == 0 })
+	got, err := r2.m.Get(context.Background(), a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Note != "cleared: plausible readings again" || got.ResolvedBy != ActorSystem {
+		t.Errorf("resolved %+v", got)
 	}
 }
 
