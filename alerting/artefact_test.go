@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
@@ -263,4 +264,26 @@ func TestBIDMC32OneCauseOnePage(t *testing.T) {
 		t.Errorf("inhibited %g, want 1", n)
 	}
 	e.hook.check(t)
+}
+
+// TestNEWS2OwnAlert: a NEWS2 urgent on parameters that breach no threshold
+// (RR 24: 2, HR 115: 2, SpO2 94 %: 1, aggregate 5) opens its own news2
+// alert after the sustain and pages once.
+func TestNEWS2OwnAlert(t *testing.T) {
+	e := newEnv(t)
+	e.binding["vm-5"] = "res-005"
+	r := e.start(nil)
+	end := time.Now()
+	tel := device.Telemetry{V: 1, Device: "vm-5", Boot: 1, ID: 1}
+	const n = 240
+	for i := range n {
+		tel.Readings = append(tel.Readings, device.Reading{Seq: uint64(i + 1), TS: end.Add(-time.Duration(n-1-i) * time.Second).UnixMilli(),
+			Values: map[string]float64{"resp_per_min": 24, "hr_bpm": 115, "spo2_pct": 94}})
+	}
+	e.publish("vm-5", device.ChanTelemetry, tel)
+	eventually(t, 15*time.Second, "news2 paged", func() bool { return len(e.hook.changes(TypeNEWS2, EventOpened)) == 1 })
+	all := openAlerts(t, r.m, "")
+	if len(all) != 1 || all[0].Type != TypeNEWS2 || all[0].Value == nil || *all[0].Value != 5 || *all[0].Resident != "res-005" {
+		t.Errorf("open alerts %+v, want one news2 of 5", all)
+	}
 }
