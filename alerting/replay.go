@@ -26,17 +26,17 @@ import (
 type ActivityRecord struct {
 	At     time.Time
 	Sensor string
-	// Kind is the kind of device the sensor is (device.Kind values, or
-	// door, contact and motion); whether its report is activity is decided
-	// as in the service (any device but a vitals monitor or a gateway).
+	// Kind is the kind of device the sensor is (a device.Kind value, e.g.
+	// contact_sensor, motion_sensor); whether its report is activity is
+	// decided as in the service (see isActivity).
 	Kind string
 }
 
-// activityKinds are the kinds a log's sensors may map to: the protocol's,
-// and door, contact and motion (the home-safety kinds; a report of any of
-// them is activity in the rules as for every non-vitals device).
+// validActivityKind reports whether a log's sensor may map to kind k: a
+// kind of the protocol (contact_sensor and motion_sensor named explicitly,
+// as the rules are).
 func validActivityKind(k string) bool {
-	return device.Kind(k).Valid() || k == "door" || k == "contact" || k == "motion"
+	return device.Kind(k).Valid() || k == kindContactSensor || k == kindMotionSensor
 }
 
 // AbsenceEpisode is one alert the absence rules raise in a replay.
@@ -117,19 +117,14 @@ var kasterenSensor = regexp.MustCompile(`^\s*\[\s*(\d+)\]\s*'([^']*)'`)
 const kasterenLayout = "02-Jan-2006 15:04:05"
 
 // KasterenKind is the device kind of a van Kasteren House A sensor (by its
-// name in the file's header): the doors are door contacts, the cupboards
-// and appliances contact switches, the toilet flush "other". Every one is
-// activity in the rules.
+// name in the file's header): the doors, cupboards and appliance doors are
+// reed contacts (contact_sensor), the toilet flush a float switch
+// ("other"). Each firing's start and end are activity in the rules.
 func KasterenKind(name string) string {
-	n := strings.ToLower(name)
-	switch {
-	case strings.Contains(n, "door"):
-		return "door"
-	case strings.Contains(n, "flush"):
+	if strings.Contains(strings.ToLower(name), "flush") {
 		return string(device.Other)
-	default:
-		return "contact"
 	}
+	return kindContactSensor
 }
 
 // ParseKasteren reads a van Kasteren sensor file (kasterenSenseData.txt:
@@ -190,17 +185,19 @@ var csvTimeLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-
 // ParseActivityCSV reads a plain CSV activity log "time,sensor,value" (an
 // optional header line starting with "time"). time is RFC 3339, or
 // "2006-01-02 15:04:05" (also with T, or without seconds) as wall time in
-// loc. kinds maps each sensor to its kind (device kinds, door, contact,
-// motion). A report is activity when value is on (1, on, true, open,
-// detected, or any non-zero number); an off value (0, off, false, closed,
-// clear) is activity only for a door or contact (someone closed it), not
-// for a motion sensor, whose "clear" is its own timeout. Errors name the
+// loc. kinds maps each sensor to its kind (device kinds, e.g.
+// contact_sensor, motion_sensor, bed_sensor). A report is activity when
+// value is on (1, on, true, open, detected, or any non-zero number); an
+// off value (0, off, false, closed, clear) is activity only for a contact
+// sensor (someone closed the door), not for a motion sensor, whose "clear"
+// is its own timeout; and a report of a kind that is not activity (a
+// vitals monitor, a smoke alarm ...) never is. Errors name the
 // line: a bad time, a sensor with no kind in the mapping, a kind that is
 // not known, a value that is neither on nor off.
 func ParseActivityCSV(r io.Reader, loc *time.Location, kinds map[string]string) ([]ActivityRecord, error) {
 	for s, k := range kinds {
 		if !validActivityKind(k) {
-			return nil, fmt.Errorf("sensor %s: unknown kind %q (want one of %v, door, contact, motion)", s, k, device.Kinds)
+			return nil, fmt.Errorf("sensor %s: unknown kind %q (want one of %v, %s, %s)", s, k, device.Kinds, kindContactSensor, kindMotionSensor)
 		}
 	}
 	cr := csv.NewReader(r)
@@ -234,7 +231,7 @@ func ParseActivityCSV(r io.Reader, loc *time.Location, kinds map[string]string) 
 		sensor := strings.TrimSpace(row[1])
 		kind, ok := kinds[sensor]
 		if !ok {
-			errs = append(errs, fmt.Errorf("line %d: sensor %q has no kind in the mapping (e.g. --map %s=door)", line, sensor, sensor))
+			errs = append(errs, fmt.Errorf("line %d: sensor %q has no kind in the mapping (e.g. --map %s=contact_sensor)", line, sensor, sensor))
 			continue
 		}
 		on, err := parseOnOff(strings.TrimSpace(row[2]))
@@ -242,7 +239,7 @@ func ParseActivityCSV(r io.Reader, loc *time.Location, kinds map[string]string) 
 			errs = append(errs, fmt.Errorf("line %d: %w", line, err))
 			continue
 		}
-		if !on && kind != "door" && kind != "contact" {
+		if !on && kind != kindContactSensor {
 			continue
 		}
 		out = append(out, ActivityRecord{At: at, Sensor: sensor, Kind: kind})

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
@@ -52,7 +53,7 @@ func TestReplayKasteren(t *testing.T) {
 
 func TestParseActivityCSV(t *testing.T) {
 	loc := absZone(t, "Asia/Shanghai")
-	kinds := map[string]string{"front": "door", "hall": "motion", "pad": "bed_sensor"}
+	kinds := map[string]string{"front": "contact_sensor", "hall": "motion_sensor", "pad": "bed_sensor"}
 	in := "time,sensor,value\n2026-03-02 08:00:00,front,1\n2026-03-02 08:00:05,front,0\n2026-03-02 08:01:00,hall,on\n2026-03-02 08:02:00,hall,clear\n2026-03-02T09:00:00+08:00,pad,1\n"
 	recs, err := ParseActivityCSV(strings.NewReader(in), loc, kinds)
 	if err != nil {
@@ -76,11 +77,47 @@ func TestParseActivityCSV(t *testing.T) {
 		t.Errorf("unknown kind: %v", err)
 	}
 	// A vitals monitor's reports are not activity in the replay.
-	eps := ReplayAbsence([]ActivityRecord{{At: time.Date(2026, 3, 2, 8, 0, 0, 0, loc), Sensor: "front", Kind: "door"},
+	eps := ReplayAbsence([]ActivityRecord{{At: time.Date(2026, 3, 2, 8, 0, 0, 0, loc), Sensor: "front", Kind: "contact_sensor"},
 		{At: time.Date(2026, 3, 2, 10, 0, 0, 0, loc), Sensor: "vm", Kind: "vitals_monitor"},
-		{At: time.Date(2026, 3, 2, 13, 0, 0, 0, loc), Sensor: "front", Kind: "door"}}, DefaultAbsence, loc, 0)
+		{At: time.Date(2026, 3, 2, 13, 0, 0, 0, loc), Sensor: "front", Kind: "contact_sensor"}}, DefaultAbsence, loc, 0)
 	if len(eps) != 1 || !eps[0].Opened.Equal(time.Date(2026, 3, 2, 12, 0, 0, 0, loc)) || eps[0].Cleared == nil ||
 		!eps[0].Cleared.Equal(time.Date(2026, 3, 2, 13, 0, 0, 0, loc)) {
 		t.Errorf("episodes %+v", eps)
+	}
+}
+
+// TestIsActivity: what counts as the resident's activity, by kind.
+func TestIsActivity(t *testing.T) {
+	for _, tc := range []struct {
+		kind   string
+		values map[string]float64
+		event  string
+		want   bool
+	}{
+		{"contact_sensor", map[string]float64{"open": 1}, "", true},
+		{"contact_sensor", map[string]float64{"open": 0}, "", true}, // closed by someone
+		{"contact_sensor", map[string]float64{"battery_pct": 80}, "", false},
+		{"contact_sensor", nil, "contact_open", true},
+		{"contact_sensor", nil, "low_battery", false},
+		{"motion_sensor", map[string]float64{"motion": 1}, "", true},
+		{"motion_sensor", map[string]float64{"motion": 0}, "", false},
+		{"motion_sensor", nil, "motion", true},
+		{"smoke_alarm", map[string]float64{"smoke": 0}, "", false},
+		{"smoke_alarm", nil, "alarm_test", false},
+		{"vitals_monitor", map[string]float64{"hr_bpm": 70}, "", false},
+		{"gateway", nil, "card_tap", false},
+		{"bed_sensor", map[string]float64{"in_bed": 1}, "", true},
+		{"", map[string]float64{"hr_bpm": 70}, "", false},
+		{"", map[string]float64{"lux": 30}, "", true},
+	} {
+		var got bool
+		if tc.event != "" {
+			got = isActivityEvent(tc.kind, device.EventType(tc.event))
+		} else {
+			got = isActivity(tc.kind, tc.values)
+		}
+		if got != tc.want {
+			t.Errorf("%s %v %s: activity %v, want %v", tc.kind, tc.values, tc.event, got, tc.want)
+		}
 	}
 }

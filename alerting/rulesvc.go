@@ -6,6 +6,7 @@ package alerting
 import (
 	"context"
 	"errors"
+	"slices"
 	"fmt"
 	"sync"
 	"time"
@@ -426,17 +427,55 @@ func hasVitals(v map[string]float64) bool {
 	return false
 }
 
+// Kinds of the home-safety kit whose reports are not the resident's
+// activity (an alarm's or a valve's state report says nothing about the
+// resident moving), and the two whose reports are activity only when they
+// say someone moved (device.ContactSensor, device.MotionSensor; named here
+// by value so the rules do not depend on the kit's constants).
+const (
+	kindContactSensor = "contact_sensor"
+	kindMotionSensor  = "motion_sensor"
+)
+
+var notActivityKinds = []string{string(device.VitalsMonitor), string(device.Gateway), "smoke_alarm", "gas_alarm",
+	"water_leak_sensor", "siren", "valve"}
+
 // isActivity reports whether a reading of a device of kind is activity of
-// its resident: any reading of a non-vitals device (bed, doors, motion and
-// environment sensors, meal terminal ...). Vitals monitors and gateways are
-// not activity; a device of unknown kind is, unless its reading carries
-// vitals.
+// its resident (values nil: a report known to be activity, as in a
+// replay). A door or window contact's reading is activity when it carries
+// its "open" state (it reports on change), a motion sensor's when
+// "motion" is 1 (its 0 is its own timeout); vitals monitors, gateways and
+// the alarms, sirens and valves of the safety kit are not activity; any
+// other device is (bed, meal terminal, buttons, environment sensors ...).
+// A device of unknown kind is, unless its reading carries vitals.
 func isActivity(kind string, values map[string]float64) bool {
-	switch kind {
-	case string(device.VitalsMonitor), string(device.Gateway):
+	switch {
+	case slices.Contains(notActivityKinds, kind):
 		return false
-	case "":
+	case kind == kindContactSensor:
+		_, ok := values["open"]
+		return values == nil || ok
+	case kind == kindMotionSensor:
+		return values == nil || values["motion"] >= 0.5
+	case kind == "":
 		return values == nil || !hasVitals(values)
+	}
+	return true
+}
+
+// isActivityEvent reports whether an event of a device of kind is
+// activity: a contact sensor's contact_open and contact_close, a motion
+// sensor's motion, and every event of the kinds whose readings are (see
+// isActivity); none of a vitals monitor, a gateway or the safety kit's
+// alarms, sirens and valves.
+func isActivityEvent(kind string, typ device.EventType) bool {
+	switch {
+	case slices.Contains(notActivityKinds, kind):
+		return false
+	case kind == kindContactSensor:
+		return typ == "contact_open" || typ == "contact_close"
+	case kind == kindMotionSensor:
+		return typ == "motion"
 	}
 	return true
 }
@@ -504,7 +543,7 @@ func (s *Service) ruleEventOnce(ctx context.Context, t device.Topic, e *device.E
 		acts = s.rules.absence.BedExit(resident, t.Site, t.Device, at, loc)
 	case e.Type == device.EventBedEntry:
 		acts = s.rules.absence.BedEntry(resident, t.Site, t.Device, at, loc)
-	case kind != string(device.VitalsMonitor) && kind != string(device.Gateway):
+	case isActivityEvent(kind, e.Type):
 		acts = s.rules.absence.Activity(resident, t.Site, t.Device, at)
 	}
 	s.rules.mu.Unlock()

@@ -35,15 +35,17 @@ then one summary line "N alerts (T types) from R records, S to E". Times are
 RFC 3339 in the site's zone (--tz). The log is either
   - the van Kasteren format (kasterenSenseData.txt in ../shared/data/activity-kasteren:
     a header naming the sensors, then tab-separated Start time, End time, ID, Val;
-    each row's start and end are activity; doors map to kind door, cupboards and
-    appliances to contact, the toilet flush to other), or
+    each row's start and end are activity; doors, cupboards and appliance doors
+    map to kind contact_sensor, the toilet flush to other), or
   - a CSV "time,sensor,value" (--format csv, or a .csv file), with a mapping of
     each sensor to its kind: --map sensor=kind (repeatable, comma-separated) or
     --map-file FILE (one sensor=kind a line). An on value is activity; an off
-    value is activity only for a door or contact.
+    value only for a contact_sensor (someone closed the door), never for a
+    motion_sensor (its clear is its own timeout).
 Times without a zone in the log are read as wall times in --tz. The rules are
 this release's defaults (docs/alerting.md: no_activity after 4 h of silence
-within 08:00-20:00). Reports of a vitals monitor or a gateway are not activity.`,
+within 08:00-20:00). Reports of a vitals monitor, a gateway, or the safety kit's alarms,
+sirens and valves are not activity, as in the service.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := loadSettings(cmd)
@@ -128,7 +130,7 @@ within 08:00-20:00). Reports of a vitals monitor or a gateway are not activity.`
 	cmd.Flags().String("eval", "", "recorded activity log to evaluate offline (required), e.g. ../shared/data/activity-kasteren/kasterenSenseData.txt")
 	cmd.Flags().String("format", "", "log format: kasteren or csv (default: csv for a .csv file, else kasteren)")
 	cmd.Flags().String("tz", demoZone, "IANA time zone of the site: the rules' day window and the printed times (and the log's times when they carry no zone)")
-	cmd.Flags().StringSlice("map", nil, "with --format csv: sensor=kind pairs (kinds: vitals_monitor, bed_sensor, ..., other, door, contact, motion), e.g. front=door,hall=motion")
+	cmd.Flags().StringSlice("map", nil, "with --format csv: sensor=kind pairs (device kinds, e.g. contact_sensor, motion_sensor, bed_sensor, other), e.g. front=contact_sensor,hall=motion_sensor")
 	cmd.Flags().String("map-file", "", "with --format csv: file of sensor=kind lines (# comments)")
 	cmd.Flags().Duration("tick", alerting.DefaultReplayTick, "how often the replay clock checks the absence timers, in the log's time")
 	return cmd

@@ -83,7 +83,7 @@ func TestSimActivityCSV(t *testing.T) {
 	log := filepath.Join(dir, "home.csv")
 	os.WriteFile(log, []byte("time,sensor,value\n2026-03-02 07:50:00,bedroom,1\n2026-03-02 08:30:00,front,open\n2026-03-02 08:30:10,front,closed\n2026-03-02 13:10:00,hall,1\n"), 0o600)
 	maps := filepath.Join(dir, "kinds.txt")
-	os.WriteFile(maps, []byte("# sensor=kind\nbedroom=motion\nhall=motion\n"), 0o600)
+	os.WriteFile(maps, []byte("# sensor=kind\nbedroom=motion_sensor\nhall=motion_sensor\n"), 0o600)
 	run := func(args ...string) (string, error) {
 		var stdout bytes.Buffer
 		root := newRootCmd()
@@ -93,7 +93,7 @@ func TestSimActivityCSV(t *testing.T) {
 		err := root.Execute()
 		return stdout.String(), err
 	}
-	out, err := run("--map", "front=door", "--map-file", maps)
+	out, err := run("--map", "front=contact_sensor", "--map-file", maps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,10 +103,10 @@ func TestSimActivityCSV(t *testing.T) {
 	if out != want {
 		t.Errorf("output\n%s\nwant\n%s", out, want)
 	}
-	if _, err := run("--map", "front=door"); err == nil || !strings.Contains(err.Error(), `sensor "bedroom" has no kind in the mapping`) {
+	if _, err := run("--map", "front=contact_sensor"); err == nil || !strings.Contains(err.Error(), `sensor "bedroom" has no kind in the mapping`) {
 		t.Errorf("missing mapping: %v", err)
 	}
-	if _, err := run("--map-file", maps, "--map", "front=door", "--tz", "Mars/Olympus"); err == nil || !strings.Contains(err.Error(), "--tz") {
+	if _, err := run("--map-file", maps, "--map", "front=contact_sensor", "--tz", "Mars/Olympus"); err == nil || !strings.Contains(err.Error(), "--tz") {
 		t.Errorf("bad zone: %v", err)
 	}
 }
