@@ -6,8 +6,8 @@ package alerting
 import (
 	"context"
 	"errors"
-	"slices"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
