@@ -64,6 +64,9 @@ func (s *Service) handle(ctx context.Context, msg paho.Message) error {
 			s.reject(msg.Topic(), string(topic.Channel), err)
 			return s.malformedEvent(ctx, topic, msg.Payload(), err, now)
 		}
+		if e.Type == device.EventClientTakeover {
+			return s.clientTakeover(ctx, topic, e) // the broker's, not a device report
+		}
 		if err := s.seen(ctx, topic, now); err != nil {
 			return err
 		}

@@ -274,17 +274,35 @@ func news2Band(param string, v float64) (float64, int) {
 // Window of device time (a monitor's 1 Hz values are noisy; a nurse charts
 // one observation), or, with no sample in Window, its newest sample if no
 // older than Stale (blood pressure and temperature are taken rarely). The
-// rule fires when the score turns urgent ([NEWS2Score.Urgent]) after the
-// device has reported for at least Window, and clears after the score has
-// not been urgent for Clear (device time).
+// rule fires when the score has been urgent ([NEWS2Score.Urgent]) on every
+// reading for Sustain (device time), after the device has reported for at
+// least Window, and clears after the score has not been urgent for Clear.
+// Samples a suspected sensor fault kept out (artefact.go) are not scored.
 type NEWS2Rule struct {
 	Window, Stale, Clear time.Duration
+	// Sustain is how long the score must stay urgent before the rule
+	// fires; 0 fires on the first urgent score.
+	Sustain time.Duration
 }
 
 // DefaultNEWS2 is the NEWS2 rule of this release: 60 s median, observations
-// valid for 15 min, cleared after 5 min below the urgent threshold. The
-// durations are ours, not from RCP 2017.
-var DefaultNEWS2 = NEWS2Rule{Window: time.Minute, Stale: 15 * time.Minute, Clear: 5 * time.Minute}
+// valid for 15 min, urgent for 2 min before it opens, cleared after 5 min
+// below the urgent threshold.
+//
+// Sources of the choice: RCP 2017 defines NEWS2 for observations a nurse
+// charts, and a nurse who finds an abnormal value repeats it before calling
+// (the score is of a confirmed observation, not of one monitor sample).
+// For continuous monitors the alarm-fatigue literature recommends an alarm
+// delay: Welch J, "An evidence-based approach to reduce nuisance alarms and
+// alarm fatigue", Biomed Instrum Technol 2011 (Suppl):46-52 (a 15 s SpO2
+// delay removed most nuisance alarms), and the AACN Practice Alert
+// "Managing alarms in acute care across the life span" (Crit Care Nurse
+// 2018;38(2):e16-e20), which recommends validated delays. A 60 s median
+// already absorbs short artefacts; the 2 min sustain asks the score to stay
+// urgent for two further medians, so a single median at a band edge (RR 25,
+// SpO2 91 %) that resolves within minutes is not paged. The 2 min, like
+// the other durations, is ours, not from these sources.
+var DefaultNEWS2 = NEWS2Rule{Window: time.Minute, Stale: 15 * time.Minute, Clear: 5 * time.Minute, Sustain: 2 * time.Minute}
 
 // news2Fields are the reading fields the NEWS2 rule keeps.
 var news2Fields = []string{"resp_per_min", "spo2_pct", FieldOnOxygen, "sbp_mmhg", "hr_bpm", "pulse_bpm", FieldACVPU, "temp_c"}
@@ -300,8 +318,10 @@ type news2Tracker struct {
 	samples map[string][]timedValue
 	first   time.Time // device time of the first reading of this run
 	last    time.Time
-	urgent  bool      // an alert fired and has not cleared
-	calmAt  time.Time // start of the current non-urgent run
+	urgent  bool // an alert fired and has not cleared
+	// urgentSince is the start of the current run of urgent scores.
+	urgentSince time.Time
+	calmAt      time.Time // start of the current non-urgent run
 	// clearedRun: Cleared was reported for the current calm run.
 	clearedRun bool
 }
@@ -378,12 +398,17 @@ func (n *news2Tracker) observe(t time.Time, values map[string]float64) news2Resu
 		return res // warming up: too few samples for a median
 	}
 	if score.Urgent() {
-		if !n.urgent {
-			res.Fired = true
+		if n.urgentSince.IsZero() {
+			n.urgentSince = t
 		}
-		n.urgent, n.calmAt, n.clearedRun = true, time.Time{}, false
+		n.calmAt, n.clearedRun = time.Time{}, false
+		if !n.urgent && t.Sub(n.urgentSince) >= n.rule.Sustain {
+			res.Fired = true
+			n.urgent = true
+		}
 		return res
 	}
+	n.urgentSince = time.Time{}
 	// Not urgent. A calm run of Clear reports Cleared once, also when this
 	// tracker never fired (after a restart the alert may still be open).
 	if n.calmAt.IsZero() {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -45,6 +46,13 @@ type RuleConfig struct {
 	NEWS2 NEWS2Rule
 	// Battery is the low-battery rule; the zero value means DefaultBattery.
 	Battery BatteryRule
+	// Artefacts are the suspected-sensor-fault checks; the zero value
+	// means DefaultArtefacts.
+	Artefacts ArtefactRule
+	// InhibitWindow is how long after a vitals alert of a resident opens a
+	// further vitals rule of the same resident is taken as the same cause
+	// (see inhibit.go); default DefaultInhibitWindow.
+	InhibitWindow time.Duration
 	// TickEvery is how often (wall time) the absence timers are checked;
 	// default 10 s.
 	TickEvery time.Duration
@@ -63,6 +71,12 @@ func (c RuleConfig) withDefaults() RuleConfig {
 	if c.Battery == (BatteryRule{}) {
 		c.Battery = DefaultBattery
 	}
+	if c.Artefacts == (ArtefactRule{}) {
+		c.Artefacts = DefaultArtefacts
+	}
+	if c.InhibitWindow <= 0 {
+		c.InhibitWindow = DefaultInhibitWindow
+	}
 	if c.TickEvery <= 0 {
 		c.TickEvery = 10 * time.Second
 	}
@@ -79,8 +93,8 @@ func (c RuleConfig) Validate() error {
 	if err := c.Absence.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("absence rules: %w", err))
 	}
-	if c.NEWS2.Window <= 0 || c.NEWS2.Stale < c.NEWS2.Window || c.NEWS2.Clear <= 0 {
-		errs = append(errs, fmt.Errorf("news2: want window > 0, stale >= window, clear > 0, got %+v", c.NEWS2))
+	if c.NEWS2.Window <= 0 || c.NEWS2.Stale < c.NEWS2.Window || c.NEWS2.Clear <= 0 || c.NEWS2.Sustain < 0 {
+		errs = append(errs, fmt.Errorf("news2: want window > 0, stale >= window, clear > 0, sustain >= 0, got %+v", c.NEWS2))
 	}
 	if c.Battery.Low <= 0 || c.Battery.Clear < c.Battery.Low || c.Battery.Clear > 100 {
 		errs = append(errs, fmt.Errorf("battery: want 0 < low <= clear <= 100 %%, got %+v", c.Battery))
@@ -101,6 +115,14 @@ type ruleState struct {
 	kinds   map[string]string // device -> kind from status messages
 	inBed   map[string]float64
 
+	// artefacts: device -> suspected-sensor-fault state; guarded by
+	// Service.mu (it runs with the vitals windows), not by mu.
+	artefacts       map[string]*artefacts
+	artefactMetrics artefactMetrics
+	// absorbed: the findings already added to an alert by inhibition
+	// (inhibit.go); guarded by mu.
+	absorbed map[absorbedKey]bool
+
 	// Per-resident thresholds, and the store version they were read at.
 	thMu      sync.RWMutex
 	own       map[string][]Threshold
@@ -111,7 +133,8 @@ type ruleState struct {
 func newRuleState(c RuleConfig) *ruleState {
 	c = c.withDefaults()
 	return &ruleState{cfg: c, absence: newAbsence(c.Absence), news2: map[string]*news2Tracker{},
-		battery: map[string]*batteryState{}, unprot: unprotected{}, kinds: map[string]string{}, inBed: map[string]float64{}}
+		battery: map[string]*batteryState{}, unprot: unprotected{}, kinds: map[string]string{}, inBed: map[string]float64{},
+		artefacts: map[string]*artefacts{}, artefactMetrics: newArtefactMetrics(), absorbed: map[absorbedKey]bool{}}
 }
 
 func (s *Service) directory() Directory {
@@ -285,7 +308,7 @@ func sameThresholds(a, b []Threshold) bool {
 // afterTelemetry runs the rules other than the vitals thresholds on a
 // telemetry message: threshold clears (hysteresis), NEWS2, battery, bed
 // occupancy and activity.
-func (s *Service) afterTelemetry(ctx context.Context, t device.Topic, tel *device.Telemetry, cleared []clearing) error {
+func (s *Service) afterTelemetry(ctx context.Context, t device.Topic, tel *device.Telemetry, checked []artefactResult, cleared []clearing) error {
 	for _, c := range cleared {
 		var resident *string
 		if r, ok := s.residentOf(t.Device, c.At); ok {
@@ -305,7 +328,7 @@ func (s *Service) afterTelemetry(ctx context.Context, t device.Topic, tel *devic
 	var batteryVal []float64
 	var batteryAt []time.Time
 	s.rules.mu.Lock()
-	for _, r := range tel.Readings {
+	for i, r := range tel.Readings {
 		at := r.Time()
 		if kind == "" || kind == string(device.VitalsMonitor) {
 			if hasVitals(r.Values) {
@@ -314,7 +337,11 @@ func (s *Service) afterTelemetry(ctx context.Context, t device.Topic, tel *devic
 					tr = newNEWS2Tracker(s.rules.cfg.NEWS2)
 					s.rules.news2[t.Device] = tr
 				}
-				if res := tr.observe(at, r.Values); res.Fired || res.Cleared {
+				if len(checked[i].Began) > 0 {
+					tr.forget(checked[i].Began)
+				}
+				// Suspect samples are kept out of the score.
+				if res := tr.observe(at, checked[i].Values); res.Fired || res.Cleared {
 					n2 = append(n2, res)
 				}
 			}
@@ -359,8 +386,19 @@ func (s *Service) afterTelemetry(ctx context.Context, t device.Topic, tel *devic
 				fmt.Sprintf("cleared: NEWS2 below the urgent threshold for %d s (%s)", int(res.Calm/time.Second), res.Score))
 		} else {
 			total := float64(res.Score.Total)
-			err = s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeNEWS2, Severity: SeverityHigh, At: res.At,
+			var absorbed bool
+			absorbed, err = s.raiseVitals(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeNEWS2, Severity: SeverityHigh, At: res.At,
 				Detail: res.Score.String(), Value: &total})
+			if err == nil && absorbed {
+				// Added to another alert: fire again on the next urgent
+				// score, so NEWS2 opens its own alert if that one resolves
+				// while NEWS2 is still urgent.
+				s.rules.mu.Lock()
+				if tr := s.rules.news2[t.Device]; tr != nil {
+					tr.urgent = false
+				}
+				s.rules.mu.Unlock()
+			}
 		}
 		if err != nil {
 			return err
@@ -392,17 +430,55 @@ func hasVitals(v map[string]float64) bool {
 	return false
 }
 
+// Kinds of the home-safety kit whose reports are not the resident's
+// activity (an alarm's or a valve's state report says nothing about the
+// resident moving), and the two whose reports are activity only when they
+// say someone moved (device.ContactSensor, device.MotionSensor; named here
+// by value so the rules do not depend on the kit's constants).
+const (
+	kindContactSensor = "contact_sensor"
+	kindMotionSensor  = "motion_sensor"
+)
+
+var notActivityKinds = []string{string(device.VitalsMonitor), string(device.Gateway), "smoke_alarm", "gas_alarm",
+	"water_leak_sensor", "siren", "valve"}
+
 // isActivity reports whether a reading of a device of kind is activity of
-// its resident: any reading of a non-vitals device (bed, doors, motion and
-// environment sensors, meal terminal ...). Vitals monitors and gateways are
-// not activity; a device of unknown kind is, unless its reading carries
-// vitals.
+// its resident (values nil: a report known to be activity, as in a
+// replay). A door or window contact's reading is activity when it carries
+// its "open" state (it reports on change), a motion sensor's when
+// "motion" is 1 (its 0 is its own timeout); vitals monitors, gateways and
+// the alarms, sirens and valves of the safety kit are not activity; any
+// other device is (bed, meal terminal, buttons, environment sensors ...).
+// A device of unknown kind is, unless its reading carries vitals.
 func isActivity(kind string, values map[string]float64) bool {
-	switch kind {
-	case string(device.VitalsMonitor), string(device.Gateway):
+	switch {
+	case slices.Contains(notActivityKinds, kind):
 		return false
-	case "":
+	case kind == kindContactSensor:
+		_, ok := values["open"]
+		return values == nil || ok
+	case kind == kindMotionSensor:
+		return values == nil || values["motion"] >= 0.5
+	case kind == "":
 		return values == nil || !hasVitals(values)
+	}
+	return true
+}
+
+// isActivityEvent reports whether an event of a device of kind is
+// activity: a contact sensor's contact_open and contact_close, a motion
+// sensor's motion, and every event of the kinds whose readings are (see
+// isActivity); none of a vitals monitor, a gateway or the safety kit's
+// alarms, sirens and valves.
+func isActivityEvent(kind string, typ device.EventType) bool {
+	switch {
+	case slices.Contains(notActivityKinds, kind):
+		return false
+	case kind == kindContactSensor:
+		return typ == "contact_open" || typ == "contact_close"
+	case kind == kindMotionSensor:
+		return typ == "motion"
 	}
 	return true
 }
@@ -470,7 +546,7 @@ func (s *Service) ruleEventOnce(ctx context.Context, t device.Topic, e *device.E
 		acts = s.rules.absence.BedExit(resident, t.Site, t.Device, at, loc)
 	case e.Type == device.EventBedEntry:
 		acts = s.rules.absence.BedEntry(resident, t.Site, t.Device, at, loc)
-	case kind != string(device.VitalsMonitor) && kind != string(device.Gateway):
+	case isActivityEvent(kind, e.Type):
 		acts = s.rules.absence.Activity(resident, t.Site, t.Device, at)
 	}
 	s.rules.mu.Unlock()
@@ -544,26 +620,64 @@ func (s *Service) event(ctx context.Context, t device.Topic, e *device.Event) er
 // telemetry applies a decoded telemetry message: the vitals windows, then
 // the other rules (afterTelemetry).
 func (s *Service) telemetry(ctx context.Context, t device.Topic, tel *device.Telemetry) error {
+	kind := s.kindOf(t.Device)
 	s.mu.Lock()
 	var v *vitals
 	if len(tel.Readings) > 0 {
 		v = s.vitalsFor(t.Device, tel.Readings[0].Time())
 	}
 	var fired []firing
-	for _, r := range tel.Readings {
-		fired = append(fired, v.observe(tel.Boot, r.Seq, r.Time(), r.Values)...)
+	checked := make([]artefactResult, len(tel.Readings))
+	var flags []artefactResult
+	for i, r := range tel.Readings {
+		checked[i] = artefactResult{Values: r.Values}
+		if (kind == "" || kind == string(device.VitalsMonitor)) && hasVitals(r.Values) {
+			a := s.rules.artefacts[t.Device]
+			if a == nil {
+				a = newArtefacts(s.rules.cfg.Artefacts)
+				s.rules.artefacts[t.Device] = a
+			}
+			checked[i] = a.check(r.Time(), r.Values)
+			if len(checked[i].Began) > 0 {
+				v.forget(checked[i].Began)
+			}
+			for k, n := range checked[i].Kept {
+				s.rules.artefactMetrics.kept.WithLabelValues(k[0], k[1]).Add(float64(n))
+			}
+			if checked[i].Flag || checked[i].Unflag {
+				flags = append(flags, checked[i])
+			}
+		}
+		fired = append(fired, v.observe(tel.Boot, r.Seq, r.Time(), checked[i].Values)...)
 	}
 	var cleared []clearing
 	if v != nil {
 		cleared = v.takeCleared()
 	}
 	s.mu.Unlock()
+	for _, f := range flags {
+		at := tel.Readings[len(tel.Readings)-1].Time()
+		var err error
+		if f.Flag {
+			err = s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: TypeSensorSuspect, Severity: SeverityWarning, At: at,
+				Detail: f.Detail})
+		} else {
+			var resident *string
+			if r, ok := s.residentOf(t.Device, at); ok {
+				resident = &r
+			}
+			err = s.autoResolve(ctx, alertKey(resident, t.Device, TypeSensorSuspect), "cleared: plausible readings again")
+		}
+		if err != nil {
+			return err
+		}
+	}
 	for _, f := range fired {
 		worst := f.Worst
-		if err := s.raise(ctx, openSpec{Site: t.Site, Device: t.Device, Type: f.Threshold.Type, Severity: f.Threshold.Severity,
+		if _, err := s.raiseVitals(ctx, openSpec{Site: t.Site, Device: t.Device, Type: f.Threshold.Type, Severity: f.Threshold.Severity,
 			At: f.At, Detail: f.Detail(), Value: &worst}); err != nil {
 			return err
 		}
 	}
-	return s.afterTelemetry(ctx, t, tel, cleared)
+	return s.afterTelemetry(ctx, t, tel, checked, cleared)
 }

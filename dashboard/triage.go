@@ -18,7 +18,8 @@ import (
 // alertTypes are the alert types the dashboard has words for.
 var alertTypes = []string{alerting.TypeFall, alerting.TypeSOS, alerting.TypeSpO2Low, alerting.TypeHeartRate,
 	alerting.TypeRespiration, alerting.TypeDeviceOffline, alerting.TypeBedExit, alerting.TypeOutOfBedNight,
-	alerting.TypeNoActivity, alerting.TypeMealMissed, alerting.TypeLowBattery, alerting.TypeUnprotected, alerting.TypeNEWS2}
+	alerting.TypeNoActivity, alerting.TypeMealMissed, alerting.TypeLowBattery, alerting.TypeUnprotected, alerting.TypeNEWS2,
+	alerting.TypeSensorSuspect, alerting.TypeClientTakeover}
 
 // valueTypes are the alert types whose Value is a reading (unit of the
 // rule: % for SpO2 and battery, bpm, breaths/min, NEWS2 points).
@@ -43,7 +44,8 @@ func alertWhat(lang string, a AlertView) string {
 		}
 		return s
 	}
-	if a.Type == alerting.TypeDeviceOffline || a.Type == alerting.TypeUnprotected || a.Type == alerting.TypeLowBattery {
+	if a.Type == alerting.TypeDeviceOffline || a.Type == alerting.TypeUnprotected || a.Type == alerting.TypeLowBattery ||
+		a.Type == alerting.TypeSensorSuspect || a.Type == alerting.TypeClientTakeover {
 		return trf(lang, "what."+a.Type, "device", a.Device)
 	}
 	return trIn(lang, "what."+a.Type)
@@ -225,6 +227,11 @@ func (s *Server) triage(c *fiber.Ctx) (triageModel, error) {
 		for _, dv := range cd.Devices {
 			if dv.State == "offline" {
 				b.Reasons = append(b.Reasons, trf(lang, "triage.reason.offline", "device", dv.Name))
+			}
+		}
+		for _, a := range cd.Alerts {
+			if a.Type == alerting.TypeSensorSuspect {
+				b.Reasons = append(b.Reasons, trf(lang, "triage.reason.check_sensor", "device", a.Device))
 			}
 		}
 		if len(cd.Alerts) > 0 {

@@ -65,6 +65,7 @@ status, offline last will).
 	cmd.AddCommand(newSimVitalsCmd(), newSimFallCmd(), newSimBedCmd(), newSimSOSCmd(), newSimMealCmd())
 	cmd.AddCommand(newSimZigbeeCmd(), newSimKitCmd())
 	cmd.AddCommand(newSimModbusCmd())
+	cmd.AddCommand(newSimActivityCmd())
 	return cmd
 }
 
