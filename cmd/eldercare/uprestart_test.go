@@ -149,7 +149,16 @@ func influxReadings(base, db, dev string) (n, distinct int, err error) {
 		return 0, 0, nil
 	}
 	v := r.Results[0].Series[0].Values[0]
-	return int(v[1].(float64)), int(v[2].(float64)), nil
+	// A count is null while no point has a seq yet (InfluxDB returns the row
+	// with null columns): that is 0 stored, not an error.
+	num := func(x any) int {
+		f, _ := x.(float64)
+		return int(f)
+	}
+	if len(v) < 3 {
+		return 0, 0, fmt.Errorf("query: row %v has no counts", v)
+	}
+	return num(v[1]), num(v[2]), nil
 }
 
 // TestUpRestartKeepsReadings: "eldercare up" (authentication on, the
