@@ -65,6 +65,7 @@ type Service struct {
 	// heldQoS0 counts the QoS 0 messages among held.
 	held, heldQoS0, warnedAt, droppedAt atomic.Int64
 	batches                             *batcher
+	heldSince                           heldSince // first-message times of unacknowledged batches
 	acks                                *ackOrder
 	rejects                             *fifo[rejected]
 
@@ -141,6 +142,15 @@ func New(cfg Config, residents Residents, reg prometheus.Registerer, log *slog.L
 
 		subscribed: make(chan struct{}),
 	}
+	if reg != nil {
+		oldest := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "eldercare_ingest_oldest_held_seconds",
+			Help: "Age in seconds of the oldest message ingest holds unacknowledged in a batch being filled, waiting for a writer or being written (0 when none). It grows while InfluxDB is slow or down; messages waiting for the dead-letter store are not counted (see eldercare_ingest_dead_letter_store_failing).",
+		}, func() float64 { return s.heldSince.age(time.Now()).Seconds() })
+		if err := reg.Register(oldest); err != nil {
+			return nil, fmt.Errorf("register ingest metrics: %w", err)
+		}
+	}
 	s.buckets = make(map[Group]string, len(Groups))
 	for _, g := range Groups {
 		b := cfg.GroupBucket(g)
@@ -183,8 +193,8 @@ func (s *Service) Run(ctx context.Context) error {
 	// of PUBACKs. Nothing in it blocks paho's receive loop, and nothing
 	// starts a goroutine per message. The writers' context outlives ctx by
 	// shutdownGrace, so that what was received is written on the way out.
-	s.batches = &batcher{size: s.cfg.BatchSize, interval: s.cfg.FlushInterval, ready: newFIFO[*batch](s.m.queued)}
-	s.acks = &ackOrder{send: func(rs []mqttconn.Receipt) {
+	s.batches = &batcher{size: s.cfg.BatchSize, interval: s.cfg.FlushInterval, ready: newFIFO[*batch](s.m.queued), held: &s.heldSince}
+	s.acks = &ackOrder{held: &s.heldSince, send: func(rs []mqttconn.Receipt) {
 		// Released before the PUBACKs leave, so that the next message the
 		// broker sends for them never finds the count still including them.
 		s.releaseReceipts(rs)

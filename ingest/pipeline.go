@@ -110,6 +110,49 @@ type batch struct {
 	seq    uint64
 }
 
+// heldSince records when each batch not yet acknowledged took its first
+// message, by batch seq, for the age of the oldest message ingest holds
+// (eldercare_ingest_oldest_held_seconds). Messages waiting for the
+// dead-letter store are not in it: eldercare_ingest_dead_letter_store_failing
+// covers them.
+type heldSince struct {
+	mu    sync.Mutex
+	start map[uint64]time.Time
+}
+
+func (h *heldSince) begin(seq uint64, at time.Time) {
+	h.mu.Lock()
+	if h.start == nil {
+		h.start = map[uint64]time.Time{}
+	}
+	h.start[seq] = at
+	h.mu.Unlock()
+}
+
+func (h *heldSince) end(seq uint64) {
+	h.mu.Lock()
+	delete(h.start, seq)
+	h.mu.Unlock()
+}
+
+// age is how long the oldest held batch has held its first message; 0 when
+// nothing is held. It walks the held batches (at most the broker's window
+// over the batch size), once a scrape.
+func (h *heldSince) age(now time.Time) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var oldest time.Time
+	for _, t := range h.start {
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return now.Sub(oldest)
+}
+
 // batcher collects decoded messages into batches: a batch is sealed when it
 // holds BatchSize points or FlushInterval after its first message, and goes
 // to the ready queue, from which the writers take it.
@@ -117,6 +160,7 @@ type batcher struct {
 	size     int
 	interval time.Duration
 	ready    *fifo[*batch]
+	held     *heldSince // nil: not tracked
 
 	mu      sync.Mutex
 	cur     *batch
@@ -137,6 +181,9 @@ func (b *batcher) add(it *item) bool {
 		cur = &batch{items: make([]*item, 0, min(b.size, 1024)), seq: b.nextSeq}
 		b.nextSeq++
 		b.cur = cur
+		if b.held != nil {
+			b.held.begin(cur.seq, time.Now())
+		}
 		time.AfterFunc(b.interval, func() { b.seal(cur) })
 	}
 	cur.items = append(cur.items, it)
@@ -194,6 +241,7 @@ type ackOrder struct {
 	next    uint64                        // seq of the oldest batch not yet completed
 	waiting map[uint64][]mqttconn.Receipt // completed batches newer than next
 	send    func([]mqttconn.Receipt)      // releases and acknowledges, in order
+	held    *heldSince                    // nil: not tracked
 }
 
 // complete records batch seq as done with the receipts rs to acknowledge
@@ -212,6 +260,9 @@ func (o *ackOrder) complete(seq uint64, rs []mqttconn.Receipt) {
 	for {
 		if len(rs) > 0 {
 			o.send(rs)
+		}
+		if o.held != nil {
+			o.held.end(o.next)
 		}
 		o.next++
 		var ok bool

@@ -414,3 +414,32 @@ func TestAckOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestOldestHeld: the age of the oldest held message starts when a batch
+// takes its first message and ends only when that batch is acknowledged, in
+// sealed order: a newer batch written first does not end it.
+func TestOldestHeld(t *testing.T) {
+	var h heldSince
+	b := &batcher{size: 1, interval: time.Hour, ready: newFIFO[*batch](prometheus.NewGauge(prometheus.GaugeOpts{Name: "q"})), held: &h}
+	o := &ackOrder{held: &h, send: func([]mqttconn.Receipt) {}}
+	if got := h.age(time.Now()); got != 0 {
+		t.Fatalf("age with nothing held = %s, want 0", got)
+	}
+	for range 2 { // two batches of one point each: sealed at once
+		if !b.add(&item{ends: []int{1}}) {
+			t.Fatal("add refused")
+		}
+	}
+	later := time.Now().Add(time.Minute)
+	if got := h.age(later); got < time.Minute {
+		t.Fatalf("age a minute after two batches started = %s, want >= 1m", got)
+	}
+	o.complete(1, nil) // the newer batch is written first: the older one still holds
+	if got := h.age(later); got < time.Minute {
+		t.Fatalf("age after the newer batch completed = %s, want >= 1m (batch 0 still held)", got)
+	}
+	o.complete(0, nil)
+	if got := h.age(later); got != 0 {
+		t.Fatalf("age after both completed = %s, want 0", got)
+	}
+}
