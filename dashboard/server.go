@@ -126,8 +126,8 @@ func New(cfg Config, deps Deps, reg *prometheus.Registry, log *slog.Logger) (*Se
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.sessions = newSessions(cfg.SessionTTL, s.now)
-	s.limiter = newLoginLimiter(s.now)
+	s.sessions = newSessions(deps.Accounts, cfg.SessionTTL, cfg.SessionIdle, s.now)
+	s.limiter = newLoginLimiter(deps.Accounts, s.now)
 	if s.deps.Live == nil {
 		f, err := NewFeed(FeedConfig{MQTTURL: cfg.MQTTURL, Root: cfg.Root, ClientID: cfg.ClientID, Now: s.now, Alerts: deps.Alerts}, reg, log)
 		if err != nil {
@@ -324,6 +324,9 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	} else {
 		// (the page shows the catalogue's text for the status code)
 		s.log.Error("dashboard request failed", "method", c.Method(), "path", c.Path(), "err", err)
+	}
+	if code == fiber.StatusForbidden || code == fiber.StatusNotFound {
+		s.audit(c, AuditRefused, "", fmt.Sprintf("%s %s: %d", c.Method(), truncate(c.Path(), 200), code))
 	}
 	if isAPI(c) {
 		return c.Status(code).JSON(fiber.Map{"error": msg})
