@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
 )
@@ -273,5 +272,6 @@ func TestEventsEndOnOtherReplica(t *testing.T) {
 	}
 }
 
-
-func errorsIs(err, target error) bool { return err != nil && strings.Contains(err.Error(), target.Error()) }
+func errorsIs(err, target error) bool {
+	return err != nil && strings.Contains(err.Error(), target.Error())
+}
