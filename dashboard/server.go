@@ -254,6 +254,8 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	// built by "make assets"); the login page needs it too.
 	app.Get(AssetsPrefix+"*", s.Assets())
 
+	s.pwaRoutes(app) // pwa.go: manifest, service worker, icon
+
 	app.Get("/login", s.getLogin)
 	app.Post("/login", s.postLogin)
 
@@ -274,6 +276,7 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	web.Get("/events", s.events)            // filtered per user in sse.go (frameFilter: staff their sites, family nothing)
 	web.Get("/alerts", staffOnly, s.alertsPage)
 	web.Get("/alerts/fragment", staffOnly, s.alertsFragment)
+	web.Get("/alarm/alerts/:id", staffOnly, s.alarmInfo) // pwa.go: the alarm's notification text
 	web.Post("/alerts/:id/ack", s.scopeAlertAction(AuditAcknowledge), s.formAck)
 	web.Post("/alerts/:id/resolve", s.scopeAlertAction(AuditResolve), s.formResolve)
 	s.accountRoutes(web) // auth.go (D1): /account, /manager/audit
