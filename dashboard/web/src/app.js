@@ -6,6 +6,7 @@
 import './live.js';
 import { initCharts } from './charts.js';
 import { initTheme, initTriage } from './triage.js';
+import { initAlarm } from './alarm.js';
 
 initTheme(document);
 function start() {
