@@ -163,4 +163,3 @@ func TestBoardAlarm(t *testing.T) {
 		t.Errorf("alert %s after the click: %v %v, want acknowledged", id, got.Status, err)
 	}
 }
-
