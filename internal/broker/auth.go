@@ -71,6 +71,9 @@ type Auth struct {
 	// (e.g. "eldercare-up-alerting"): only the internal account may use
 	// them.
 	ServiceClientIDs []string
+	// Now is the clock of the password-guess throttle (throttle.go);
+	// nil = time.Now. Tests inject one.
+	Now func() time.Time
 }
 
 // authHook is the mochi hook that implements Auth.
@@ -86,6 +89,8 @@ type authHook struct {
 	sessions sync.Map // client id -> *session
 	refused  *prometheus.CounterVec
 	denied   *prometheus.CounterVec
+	// throttle holds back password guessing (throttle.go).
+	throttle *throttle
 }
 
 type session struct {
@@ -125,10 +130,18 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	if user == "" {
 		return refuse("anonymous")
 	}
+	if w := h.throttle.wait(user, remote); w > 0 {
+		return refuse("throttled", "retry_in", w.Round(time.Second))
+	}
+	badPassword := func(reason string) bool {
+		h.throttle.fail(user, remote)
+		return refuse(reason)
+	}
 	if h.cfg.InternalUser != "" && user == h.cfg.InternalUser {
 		if subtle.ConstantTimeCompare([]byte(pass), []byte(h.cfg.InternalPassword)) != 1 {
-			return refuse("bad_password")
+			return badPassword("bad_password")
 		}
+		h.throttle.ok(user, remote)
 		h.sessions.Store(cl.ID, &session{internal: true})
 		return true
 	}
@@ -146,13 +159,14 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	cancel()
 	switch {
 	case errors.Is(err, ErrUnknownUser):
-		return refuse("unknown_user")
+		return badPassword("unknown_user")
 	case err != nil:
 		return refuse("lookup_error", "err", err)
 	}
 	if !registry.CheckPassword(acc.PasswordHash, pass) {
-		return refuse("bad_password")
+		return badPassword("bad_password")
 	}
+	h.throttle.ok(user, remote)
 	s := accountSession(h.cfg.Root, acc)
 	if pk.Connect.WillFlag && !s.write[pk.Connect.WillTopic] {
 		// mochi does not check a last will against the ACL: refuse it here.
@@ -247,9 +261,9 @@ func newAuthHook(a Auth, log *slog.Logger, reg prometheus.Registerer) (*authHook
 	if a.Root == "" {
 		a.Root = device.DefaultRoot
 	}
-	h := &authHook{cfg: a, log: log,
+	h := &authHook{cfg: a, log: log, throttle: newThrottle(a.Now),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eldercare_broker_connect_refused_total",
-			Help: "MQTT connections refused by the embedded broker, by reason: anonymous, unknown_user, bad_password, will_topic, lookup_error, client_id (a device account must use its username as client id; service ids are reserved)."}, []string{"reason"}),
+			Help: "MQTT connections refused by the embedded broker, by reason: anonymous, unknown_user, bad_password, will_topic, lookup_error, client_id (a device account must use its username as client id; service ids are reserved), throttled (too many failed logins from the address; see ThrottleFreePerPair)."}, []string{"reason"}),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eldercare_broker_acl_denied_total",
 			Help: "Publishes and wildcard subscriptions refused by the embedded broker's topic ACL, by operation."}, []string{"op"}),
 	}
