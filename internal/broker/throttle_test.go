@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/eldercare-iot/eldercare/device/registry"
 	"github.com/eldercare-iot/eldercare/internal/broker"
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
 )
@@ -98,5 +100,61 @@ func TestPasswordGuessThrottle(t *testing.T) {
 	try("gw-1", "wrong-again") //nolint:errcheck
 	if refused("bad_password") <= before {
 		t.Error("after a success, a wrong password was not checked")
+	}
+}
+
+// TestRehashOnConnect: a gateway whose stored hash is Mosquitto 2.0's
+// "$7$" (101 PBKDF2 iterations) gets an argon2id hash at its next
+// successful CONNECT (Auth.Rehash), which then admits it.
+func TestRehashOnConnect(t *testing.T) {
+	const pass = "gateway-secret-0123"
+	old, err := registry.HashPassword(pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	stored := old
+	rehashed := make(chan string, 1)
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Auth: &broker.Auth{InternalUser: "eldercare-internal", InternalPassword: internalPass,
+			Lookup: func(_ context.Context, u string) (broker.Account, error) {
+				if u != "gw-3" {
+					return broker.Account{}, broker.ErrUnknownUser
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				return broker.Account{Username: u, PasswordHash: stored, Site: "s3", Devices: []string{"gw-3"}}, nil
+			},
+			Rehash: func(_ context.Context, u, h string) error {
+				mu.Lock()
+				stored = h
+				mu.Unlock()
+				rehashed <- h
+				return nil
+			}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if _, err := connect(t, mqttconn.Options{URL: withUser(b.URL(), "gw-3", pass), ClientID: "gw-3"}); err != nil {
+		t.Fatalf("connect with the $7$ hash: %v", err)
+	}
+	select {
+	case h := <-rehashed:
+		if !strings.HasPrefix(h, "$argon2id$") || !registry.CheckPassword(h, pass) || registry.NeedsRehash(h) {
+			t.Fatalf("rehash stored %q", h)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no rehash within 10 s of a successful CONNECT")
+	}
+	c, err := connect(t, mqttconn.Options{URL: withUser(b.URL(), "gw-3", pass), ClientID: "gw-3"})
+	if err != nil {
+		t.Fatalf("connect with the argon2id hash: %v", err)
+	}
+	c.Disconnect(0)
+	select {
+	case h := <-rehashed:
+		t.Errorf("an argon2id hash was rehashed again: %q", h)
+	default:
 	}
 }
