@@ -12,8 +12,9 @@ import (
 
 // The live board as an installable web app that rings (issue 11 item 3).
 //
-// /manifest.webmanifest and /sw.js (the service worker, served from the
-// root so its scope is the whole dashboard) come from web/pwa. The
+// /assets/pwa/manifest.webmanifest and /assets/pwa/sw.js (the service
+// worker; the header Service-Worker-Allowed: / lets it control the whole
+// dashboard) come from web/pwa. The
 // service worker shows the alarm's system notifications
 // (ServiceWorkerRegistration.showNotification, so they stay in the
 // notification shade of a phone and a tap opens the board) and caches
@@ -34,6 +35,9 @@ import (
 //go:embed web/pwa
 var pwaFS embed.FS
 
+// pwaPrefix is the URL path of the web app's files.
+const pwaPrefix = AssetsPrefix + "pwa/"
+
 func (s *Server) pwaFile(name, ctype string) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		b, err := pwaFS.ReadFile("web/pwa/" + name)
@@ -52,9 +56,9 @@ func (s *Server) pwaFile(name, ctype string) fiber.Handler {
 // pwaRoutes registers the manifest, the service worker and its icon
 // (public: they hold no data) on app.
 func (s *Server) pwaRoutes(app fiber.Router) {
-	app.Get("/manifest.webmanifest", s.pwaFile("manifest.webmanifest", "application/manifest+json"))
-	app.Get("/sw.js", s.pwaFile("sw.js", "text/javascript; charset=utf-8"))
-	app.Get("/icon.svg", s.pwaFile("icon.svg", "image/svg+xml"))
+	app.Get(pwaPrefix+"manifest.webmanifest", s.pwaFile("manifest.webmanifest", "application/manifest+json"))
+	app.Get(pwaPrefix+"sw.js", s.pwaFile("sw.js", "text/javascript; charset=utf-8"))
+	app.Get(pwaPrefix+"icon.svg", s.pwaFile("icon.svg", "image/svg+xml"))
 }
 
 // alarmInfo is GET /alarm/alerts/:id: what the alarm's notification says

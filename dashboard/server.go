@@ -252,9 +252,8 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 	// The front-end bundle (npm packages pinned in web/package-lock.json,
 	// built by "make assets"); the login page needs it too.
+	s.pwaRoutes(app) // pwa.go: manifest, service worker, icon under /assets/pwa/
 	app.Get(AssetsPrefix+"*", s.Assets())
-
-	s.pwaRoutes(app) // pwa.go: manifest, service worker, icon
 
 	app.Get("/login", s.getLogin)
 	app.Post("/login", s.postLogin)
@@ -329,7 +328,7 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		s.log.Error("dashboard request failed", "method", c.Method(), "path", c.Path(), "err", err)
 	}
 	if code == fiber.StatusForbidden || code == fiber.StatusNotFound {
-		s.audit(c, AuditRefused, "", fmt.Sprintf("%s %s: %d", c.Method(), truncate(c.Path(), 200), code))
+		s.audit(c, AuditRefused, "path:"+truncate(c.Path(), 200), fmt.Sprintf("%s:%d", c.Method(), code))
 	}
 	if isAPI(c) {
 		return c.Status(code).JSON(fiber.Map{"error": msg})

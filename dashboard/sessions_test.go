@@ -172,7 +172,7 @@ func TestAccountAudit(t *testing.T) {
 	}
 	want := []string{
 		"logout  ",
-		"refused  GET /admin: 403",
+		"refused path:/admin GET:403",
 		"password_change user:nurse other sessions ended",
 		"password_change_failed user:nurse wrong current password",
 		"login user:nurse ",

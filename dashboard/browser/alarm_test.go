@@ -74,7 +74,7 @@ func TestBoardAlarm(t *testing.T) {
 	}
 	// An installable web app: manifest and an active service worker.
 	poll(t, ctx, 10*time.Second, `!!document.querySelector('link[rel="manifest"]') && !!(window.eldercareAlarm && window.eldercareAlarm.swReg && window.eldercareAlarm.swReg.active)`, "service worker active")
-	if v, err := eval[string](ctx, `fetch('/manifest.webmanifest').then(r => r.json()).then(m => m.display + ' ' + m.start_url)`, chromedp.EvalAwaitPromise); err != nil || v != "standalone /board" {
+	if v, err := eval[string](ctx, `fetch('/assets/pwa/manifest.webmanifest').then(r => r.json()).then(m => m.display + ' ' + m.start_url)`, chromedp.EvalAwaitPromise); err != nil || v != "standalone /board" {
 		t.Errorf("manifest: %q %v", v, err)
 	}
 	// Sound needs one tap, as on a phone.

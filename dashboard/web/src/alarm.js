@@ -120,7 +120,7 @@ function notify(a, info) {
   var title = info.title || (t('sev.' + a.severity) + ' · ' + t('type.' + a.type));
   var where = [info.resident, info.room, info.bed].filter(Boolean).join(' · ');
   var body = where + (info.clock ? ' · ' + info.clock : '');
-  var opts = { body: body, tag: 'alert-' + a.id, renotify: true, requireInteraction: a.severity === 'critical', icon: '/icon.svg',
+  var opts = { body: body, tag: 'alert-' + a.id, renotify: true, requireInteraction: a.severity === 'critical', icon: '/assets/pwa/icon.svg',
     data: { url: '/board', alert: a.id }, vibrate: VIBRATE[a.severity] || [200] };
   var done = function () { state.notified.push({ id: a.id, title: title, body: body }); };
   if (state.swReg && state.swReg.showNotification) {
@@ -188,7 +188,7 @@ export function initAlarm(doc) {
   var bar = doc.getElementById('alarm-bar');
   if (!bar) { return; }
   if (navigator.serviceWorker && window.isSecureContext) {
-    navigator.serviceWorker.register('/sw.js', { scope: '/' }).then(function (reg) { state.swReg = reg; }).catch(function () { /* no worker: page notifications */ });
+    navigator.serviceWorker.register('/assets/pwa/sw.js', { scope: '/' }).then(function (reg) { state.swReg = reg; }).catch(function () { /* no worker: page notifications */ });
   }
   bar.querySelectorAll('input[data-sev]').forEach(function (box) {
     var sev = box.getAttribute('data-sev');
