@@ -41,15 +41,27 @@ func (s *Server) renderAdminUser(c *fiber.Ctx, code int, saved, password string,
 		errs = formErrors{}
 	}
 	me, _ := userFrom(c)
+	nsess, err := s.sessions.countUser(ctx, u.ID)
+	if err != nil {
+		return err
+	}
+	fails, until, err := s.limiter.status(ctx, u.Username)
+	if err != nil {
+		return err
+	}
+	heldUntil := ""
+	if !until.IsZero() {
+		heldUntil = humanWait(until.Sub(s.now()))
+	}
 	return s.renderView(c, code, "admin_user", "adm.user_title", map[string]any{
 		"U": u, "Sites": d.sites, "Residents": d.residents, "Roles": rolesLeastFirst(), "CSRF": csrfOf(c),
 		"Saved": saved, "Password": password, "Errors": errs, "Self": me != nil && me.ID == u.ID,
-		"Sessions": s.sessions.countUser(u.ID),
+		"Sessions": nsess, "FailedLogins": fails, "HeldFor": heldUntil,
 	})
 }
 
 // postAdminUser is POST /admin/users/:username with action save, disable,
-// enable, reset_password or end_sessions. Every change is audited; an
+// enable, reset_password, end_sessions or unlock (forget failed logins). Every change is audited; an
 // administrator cannot disable or demote their own account.
 func (s *Server) postAdminUser(c *fiber.Ctx) error {
 	ctx := c.UserContext()
@@ -106,7 +118,12 @@ func (s *Server) postAdminUser(c *fiber.Ctx) error {
 			return err
 		}
 		if action == "disable" {
-			s.sessions.deleteUser(u.ID, "")
+			// Every replica reads sessions from the store, so they end
+			// everywhere at once; live streams on other replicas close
+			// within Config.SessionCheck.
+			if err := s.sessions.deleteUser(ctx, u.ID, ""); err != nil {
+				return err
+			}
 		}
 		s.audit(c, action+"_user", target, "")
 		return s.renderAdminUser(c, 0, action+"d", "", nil)
@@ -119,7 +136,9 @@ func (s *Server) postAdminUser(c *fiber.Ctx) error {
 		if self {
 			keep, _ = c.Locals("sessionID").(string)
 		}
-		s.sessions.deleteUser(u.ID, keep)
+		if err := s.sessions.deleteUser(ctx, u.ID, keep); err != nil {
+			return err
+		}
 		s.audit(c, "reset_password", target, "")
 		return s.renderAdminUser(c, 0, "password", pw, nil)
 	case "end_sessions":
@@ -127,11 +146,20 @@ func (s *Server) postAdminUser(c *fiber.Ctx) error {
 		if self {
 			keep, _ = c.Locals("sessionID").(string)
 		}
-		s.sessions.deleteUser(u.ID, keep)
+		if err := s.sessions.deleteUser(ctx, u.ID, keep); err != nil {
+			return err
+		}
 		s.audit(c, "end_sessions", target, "")
 		return s.renderAdminUser(c, 0, "sessions", "", nil)
+	case "unlock":
+		// Forget the failed logins of the user from every address.
+		if err := s.limiter.unlock(ctx, u.Username); err != nil {
+			return err
+		}
+		s.audit(c, AuditUnlock, target, "")
+		return s.renderAdminUser(c, 0, "unlocked", "", nil)
 	default:
-		return fiber.NewError(fiber.StatusBadRequest, "action: want save, disable, enable, reset_password or end_sessions")
+		return fiber.NewError(fiber.StatusBadRequest, "action: want save, disable, enable, reset_password, end_sessions or unlock")
 	}
 }
 

@@ -25,6 +25,14 @@ const (
 	AuditViewList     = "view_residents" // every resident with latest vitals through the API
 	AuditLogin        = "login"
 	AuditLoginFailed  = "login_failed"
+	// Account events (auth.go, admin_users.go).
+	AuditLogout               = "logout"
+	AuditPasswordChange       = "password_change"
+	AuditPasswordChangeFailed = "password_change_failed"
+	AuditUnlock               = "unlock_user"
+	// AuditRefused: a request refused with 403 or 404 (detail: method,
+	// path and status), so probing shows in the log.
+	AuditRefused = "refused"
 )
 
 // AuditEntry is one row of the audit log: who (user id, username, role),

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -26,8 +25,9 @@ import (
 // "_csrf" (or the header X-CSRF-Token); the login form itself uses a
 // double-submit token in the short-lived cookie eldercare_login.
 //
-// Failed logins are limited per client IP and per username (see
-// loginLimiter). Sessions live in memory: a restart logs everybody out.
+// Failed logins are limited per username and client address with growing
+// delays (loginlimit.go). Sessions live in the store (sessions.go): a
+// restart logs nobody out and replicas share them.
 //
 // The API token (Config.APIToken) is only for machine clients under
 // /api/v1 ("Authorization: Bearer <token>"); browsers cannot log in with it.
@@ -38,26 +38,6 @@ const (
 	csrfField = "_csrf"
 )
 
-// session is one logged-in browser.
-type session struct {
-	csrf    string
-	userID  int64
-	actor   string // the user's display name, for the alert history
-	expires time.Time
-}
-
-// sessions keeps browser sessions in memory. A restart logs everybody out.
-type sessions struct {
-	mu  sync.Mutex
-	m   map[string]session
-	ttl time.Duration
-	now func() time.Time
-}
-
-func newSessions(ttl time.Duration, now func() time.Time) *sessions {
-	return &sessions{m: map[string]session{}, ttl: ttl, now: now}
-}
-
 // randomToken returns 32 random bytes, base64url without padding.
 func randomToken() string {
 	b := make([]byte, 32)
@@ -67,189 +47,10 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// create starts a session for u and returns its new id.
-func (s *sessions) create(u *User) (string, session) {
-	id := randomToken()
-	sess := session{csrf: randomToken(), userID: u.ID, actor: u.Display(), expires: s.now().Add(s.ttl)}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	for k, v := range s.m { // prune expired sessions
-		if now.After(v.expires) {
-			delete(s.m, k)
-		}
-	}
-	s.m[id] = sess
-	return id, sess
-}
-
-// get returns a live session.
-func (s *sessions) get(id string) (session, bool) {
-	if id == "" {
-		return session{}, false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sess, ok := s.m[id]
-	if !ok {
-		return session{}, false
-	}
-	if s.now().After(sess.expires) {
-		delete(s.m, id)
-		return session{}, false
-	}
-	return sess, true
-}
-
-func (s *sessions) delete(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, id)
-}
-
-// deleteUser ends every session of userID except keep.
-func (s *sessions) deleteUser(userID int64, keep string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k, v := range s.m {
-		if v.userID == userID && k != keep {
-			delete(s.m, k)
-		}
-	}
-}
-
-// countUser is the number of live sessions of userID.
-func (s *sessions) countUser(userID int64) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, v := range s.m {
-		if v.userID == userID && v.expires.After(s.now()) {
-			n++
-		}
-	}
-	return n
-}
-
 // equalSecret compares in constant time (for equal lengths; the length of
 // the configured token is not secret enough to matter).
 func equalSecret(got, want string) bool {
 	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
-}
-
-// Login rate limits: at most LoginMaxPerUser failed logins for one
-// username and LoginMaxPerIP from one client IP within LoginWindow (OWASP
-// Authentication Cheat Sheet, "Protect against automated attacks"). A
-// successful login clears the username's count.
-const (
-	LoginMaxPerUser = 5
-	LoginMaxPerIP   = 20
-	LoginWindow     = 15 * time.Minute
-)
-
-// loginLimiter counts failed logins per key ("ip:1.2.3.4", "user:ana")
-// over a sliding window.
-type loginLimiter struct {
-	mu    sync.Mutex
-	fails map[string][]time.Time
-	now   func() time.Time
-}
-
-func newLoginLimiter(now func() time.Time) *loginLimiter {
-	return &loginLimiter{fails: map[string][]time.Time{}, now: now}
-}
-
-// recent returns the failures of key still in the window (pruning).
-func (l *loginLimiter) recent(key string) []time.Time {
-	cut := l.now().Add(-LoginWindow)
-	ts := l.fails[key]
-	i := 0
-	for i < len(ts) && !ts[i].After(cut) {
-		i++
-	}
-	ts = ts[i:]
-	if len(ts) == 0 {
-		delete(l.fails, key)
-	} else {
-		l.fails[key] = ts
-	}
-	return ts
-}
-
-// blocked returns how long until key may try again (0 = now).
-func (l *loginLimiter) blocked(key string, max int) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	ts := l.recent(key)
-	if len(ts) < max {
-		return 0
-	}
-	return ts[len(ts)-max].Add(LoginWindow).Sub(l.now())
-}
-
-// attempt checks the limit of each key and, when none is reached, counts
-// the attempt as a failure of every key at once: check and count happen
-// under one lock, so attempts sent in parallel cannot all pass the check
-// while their slow password checks run. A successful attempt is taken
-// back with succeeded. It returns how long until the first blocked key
-// may try again (0: go ahead) and which key that is.
-func (l *loginLimiter) attempt(keys []string, max []int) (time.Duration, string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	var wait time.Duration
-	var which string
-	for i, k := range keys {
-		ts := l.recent(k)
-		if len(ts) >= max[i] {
-			if w := ts[len(ts)-max[i]].Add(LoginWindow).Sub(now); w > wait {
-				wait, which = w, k
-			}
-		}
-	}
-	if wait > 0 {
-		return wait, which
-	}
-	if len(l.fails) > 100_000 { // bound memory under a spray of usernames
-		for k := range l.fails {
-			l.recent(k)
-		}
-	}
-	for _, k := range keys {
-		l.fails[k] = append(l.recent(k), now)
-	}
-	return 0, ""
-}
-
-// succeeded takes back the attempt counted for ipKey and forgets the
-// failures of userKey.
-func (l *loginLimiter) succeeded(userKey, ipKey string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.fails, userKey)
-	if ts := l.fails[ipKey]; len(ts) > 0 {
-		l.fails[ipKey] = ts[:len(ts)-1]
-	}
-}
-
-func (l *loginLimiter) fail(keys ...string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if len(l.fails) > 100_000 { // bound memory under a spray of usernames
-		for k := range l.fails {
-			l.recent(k)
-		}
-	}
-	for _, k := range keys {
-		l.fails[k] = append(l.recent(k), now)
-	}
-}
-
-func (l *loginLimiter) clear(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.fails, key)
 }
 
 // authTextIn are the texts of the login and account pages in lang: the
@@ -286,7 +87,7 @@ func (s *Server) renderLogin(c *fiber.Ctx, msg, username string) error {
 }
 
 func (s *Server) getLogin(c *fiber.Ctx) error {
-	if sess, ok := s.sessions.get(c.Cookies(sessionCookie)); ok {
+	if sess, ok, _ := s.sessions.get(c.UserContext(), c.Cookies(sessionCookie)); ok {
 		if u, err := s.deps.Accounts.Get(c.UserContext(), sess.userID); err == nil {
 			return c.Redirect(roleHome(&u), fiber.StatusSeeOther)
 		}
@@ -306,21 +107,19 @@ func (s *Server) postLogin(c *fiber.Ctx) error {
 		c.Status(fiber.StatusBadRequest)
 		return s.renderLogin(c, T["wrong"], "")
 	}
-	ipKey, userKey := "ip:"+c.IP(), "user:"+username
-	wait, which := s.limiter.attempt([]string{userKey, ipKey}, []int{LoginMaxPerUser, LoginMaxPerIP})
-	msg := T["limited_user"]
-	if which == ipKey {
-		msg = T["limited_ip"]
+	wait, byIP, err := s.limiter.attempt(c.UserContext(), username, c.IP())
+	if err != nil {
+		return err
 	}
 	if wait > 0 {
-		mins := int(wait.Round(time.Minute) / time.Minute)
-		if mins < 1 {
-			mins = 1
+		msg := T["limited_user"]
+		if byIP {
+			msg = T["limited_ip"]
 		}
-		s.log.Warn("dashboard login rate-limited", "ip", c.IP(), "username", username)
+		s.log.Warn("dashboard login held back", "ip", c.IP(), "username", username, "wait", wait)
 		c.Set(fiber.HeaderRetryAfter, fmt.Sprint(int(wait.Seconds())+1))
 		c.Status(fiber.StatusTooManyRequests)
-		return s.renderLogin(c, strings.ReplaceAll(msg, "{min}", fmt.Sprint(mins)), username)
+		return s.renderLogin(c, strings.ReplaceAll(msg, "{min}", humanWait(wait)), username)
 	}
 	u, err := s.deps.Accounts.Authenticate(c.UserContext(), username, password)
 	if errors.Is(err, ErrBadLogin) {
@@ -334,12 +133,19 @@ func (s *Server) postLogin(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	s.limiter.succeeded(userKey, ipKey)
+	if err := s.limiter.succeeded(c.UserContext(), username, c.IP()); err != nil {
+		return err
+	}
 	// A new session id, whatever the browser sent: session fixation proof.
 	if old := c.Cookies(sessionCookie); old != "" {
-		s.sessions.delete(old)
+		if err := s.sessions.delete(c.UserContext(), old); err != nil {
+			return err
+		}
 	}
-	id, sess := s.sessions.create(&u)
+	id, sess, err := s.sessions.create(c.UserContext(), &u)
+	if err != nil {
+		return err
+	}
 	c.Cookie(&fiber.Cookie{
 		Name: sessionCookie, Value: id, Path: "/", Expires: sess.expires,
 		HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode, Secure: s.secure(c),
@@ -355,7 +161,10 @@ func (s *Server) postLogin(c *fiber.Ctx) error {
 // without one is sent to /login.
 func (s *Server) requireSession(c *fiber.Ctx) error {
 	id := c.Cookies(sessionCookie)
-	sess, ok := s.sessions.get(id)
+	sess, ok, err := s.sessions.get(c.UserContext(), id)
+	if err != nil {
+		return err
+	}
 	var u User
 	if ok {
 		var err error
@@ -364,7 +173,9 @@ func (s *Server) requireSession(c *fiber.Ctx) error {
 			err = ErrUserNotFound // a disabled account has no sessions
 		}
 		if errors.Is(err, ErrUserNotFound) {
-			s.sessions.delete(id)
+			if err := s.sessions.delete(c.UserContext(), id); err != nil {
+				return err
+			}
 			ok = false
 		} else if err != nil {
 			return err
@@ -434,7 +245,10 @@ func bodyValue(c *fiber.Ctx, name string) string {
 
 func (s *Server) postLogout(c *fiber.Ctx) error {
 	id, _ := c.Locals("sessionID").(string)
-	s.sessions.delete(id)
+	if err := s.sessions.delete(c.UserContext(), id); err != nil {
+		return err
+	}
+	s.audit(c, AuditLogout, "", "")
 	c.Cookie(&fiber.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode, Secure: s.secure(c)})
 	return c.Redirect("/login", fiber.StatusSeeOther)
 }
@@ -472,17 +286,25 @@ func (s *Server) postAccountLang(c *fiber.Ctx) error {
 func (s *Server) postAccountPassword(c *fiber.Ctx) error {
 	u, _ := userFrom(c)
 	T := authTextIn(langOf(c))
-	ipKey, userKey := "ip:"+c.IP(), "user:"+u.Username
-	if wait, _ := s.limiter.attempt([]string{userKey, ipKey}, []int{LoginMaxPerUser, LoginMaxPerIP}); wait > 0 {
+	wait, _, err := s.limiter.attempt(c.UserContext(), u.Username, c.IP())
+	if err != nil {
+		return err
+	}
+	if wait > 0 {
+		c.Set(fiber.HeaderRetryAfter, fmt.Sprint(int(wait.Seconds())+1))
 		c.Status(fiber.StatusTooManyRequests)
-		return s.renderAccount(c, "", strings.ReplaceAll(T["limited_user"], "{min}", fmt.Sprint(int(LoginWindow/time.Minute))))
+		return s.renderAccount(c, "", strings.ReplaceAll(T["limited_user"], "{min}", humanWait(wait)))
 	}
 	if _, err := s.deps.Accounts.Authenticate(c.UserContext(), u.Username, c.FormValue("current")); err != nil {
 		if !errors.Is(err, ErrBadLogin) {
 			return err
 		}
+		s.audit(c, AuditPasswordChangeFailed, "user:"+u.Username, "wrong current password")
 		c.Status(fiber.StatusForbidden)
 		return s.renderAccount(c, "", T["pw_wrong"])
+	}
+	if err := s.limiter.succeeded(c.UserContext(), u.Username, c.IP()); err != nil {
+		return err
 	}
 	if err := s.deps.Accounts.SetPassword(c.UserContext(), u.Username, c.FormValue("new")); err != nil {
 		if errors.Is(err, ErrUserNotFound) {
@@ -492,7 +314,10 @@ func (s *Server) postAccountPassword(c *fiber.Ctx) error {
 		return s.renderAccount(c, "", err.Error())
 	}
 	id, _ := c.Locals("sessionID").(string)
-	s.sessions.deleteUser(u.ID, id)
+	if err := s.sessions.deleteUser(c.UserContext(), u.ID, id); err != nil {
+		return err
+	}
+	s.audit(c, AuditPasswordChange, "user:"+u.Username, "other sessions ended")
 	return s.renderAccount(c, T["pw_changed"], "")
 }
 
@@ -502,6 +327,14 @@ func (s *Server) accountRoutes(web fiber.Router) {
 	web.Post("/account/lang", s.postAccountLang)
 	web.Post("/account/password", s.postAccountPassword)
 	web.Get("/manager/audit", requireRole(RoleManager, RoleAdmin), s.auditPage)
+}
+
+// humanWait renders a login wait for the limit messages: "12 s", "3 min".
+func humanWait(d time.Duration) string {
+	if d < time.Minute {
+		return fmt.Sprintf("%d s", int(d.Seconds())+1)
+	}
+	return fmt.Sprintf("%d min", int((d+time.Minute-1)/time.Minute))
 }
 
 // proxyHeader is the header naming the client behind a trusted proxy

@@ -212,35 +212,48 @@ func (c *mutableClock) add(d time.Duration) {
 func TestLoginRateLimit(t *testing.T) {
 	clock := &mutableClock{t: testNow}
 	ts := newTestServer(t, func(_ *Config, d *Deps) { d.Now = clock.now })
-	for i := 0; i < LoginMaxPerUser; i++ {
+	for i := 0; i < LoginFreePerPair; i++ {
 		if resp := ts.postLogin(t, "nurse", "wrong password", ""); resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("failure %d: status %d, want 401", i+1, resp.StatusCode)
 		}
 	}
-	// Now even the right password is refused, with a clear message.
+	// Now even the right password from this address waits, with a clear
+	// message: one second after the third failure.
 	resp := ts.postLogin(t, "nurse", testPassword, "")
-	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("after %d failures: status %d Retry-After %q, want 429 with Retry-After", LoginMaxPerUser, resp.StatusCode, resp.Header.Get("Retry-After"))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "2" {
+		t.Fatalf("after %d failures: status %d Retry-After %q, want 429 with Retry-After 2", LoginFreePerPair, resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	_, page := ts.do(t, "GET", "/login", nil, nil)
-	_ = page
 	body := loginBody(t, ts, "nurse", testPassword)
-	if !strings.Contains(body, "Too many failed logins for this username") || !strings.Contains(body, "15 minutes") {
+	if !strings.Contains(body, "Too many failed logins for this username from this address") || !strings.Contains(body, "2 s") {
 		t.Errorf("429 page lacks a clear message: %.400s", body)
 	}
-	// Another user from the same address is not blocked by nurse's count.
+	// Another user from the same address is not held back by nurse's count.
 	if resp := ts.postLogin(t, "lead", testPassword, ""); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("other user: status %d, want 303", resp.StatusCode)
 	}
-	// After the window the user may log in again.
-	clock.add(LoginWindow + time.Second)
+	// Delays grow: 2 s, 4 s, 8 s, 16 s after the 4th to 7th failure.
+	for i, want := range []string{"3", "5", "9", "17"} {
+		clock.add(time.Duration(1<<i) * time.Second)
+		if resp := ts.postLogin(t, "nurse", "wrong password", ""); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("delayed failure %d: status %d, want 401", i, resp.StatusCode)
+		}
+		resp := ts.postLogin(t, "nurse", testPassword, "")
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != want {
+			t.Fatalf("after delayed failure %d: status %d Retry-After %q, want 429 %s", i, resp.StatusCode, resp.Header.Get("Retry-After"), want)
+		}
+	}
+	// After the delay the right password works and clears the count.
+	clock.add(16 * time.Second)
 	if resp := ts.postLogin(t, "nurse", testPassword, ""); resp.StatusCode != http.StatusSeeOther {
-		t.Errorf("after the window: status %d, want 303", resp.StatusCode)
+		t.Errorf("after the delay: status %d, want 303", resp.StatusCode)
+	}
+	if resp := ts.postLogin(t, "nurse", "wrong password", ""); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("after a success the count restarts: status %d, want 401", resp.StatusCode)
 	}
 
-	// Per IP: spraying many usernames from one address.
-	clock.add(LoginWindow + time.Second)
-	for i := 0; i < LoginMaxPerIP; i++ {
+	// Per address: spraying many usernames from one address.
+	clock.add(LoginForget + time.Second)
+	for i := 0; i < LoginFreePerIP; i++ {
 		if resp := ts.postLogin(t, fmt.Sprintf("spray%d", i), "wrong password", ""); resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("spray %d: status %d", i, resp.StatusCode)
 		}
@@ -248,6 +261,20 @@ func TestLoginRateLimit(t *testing.T) {
 	body = loginBody(t, ts, "admin", testPassword)
 	if !strings.Contains(body, "Too many failed logins from this address") {
 		t.Errorf("per-IP limit: page %.400s", body)
+	}
+}
+
+func TestLoginDelay(t *testing.T) {
+	for _, tt := range []struct {
+		fails, free int
+		want        time.Duration
+	}{
+		{0, 3, 0}, {2, 3, 0}, {3, 3, time.Second}, {4, 3, 2 * time.Second}, {12, 3, 512 * time.Second},
+		{13, 3, LoginMaxDelay}, {1000, 3, LoginMaxDelay}, {20, 20, time.Second},
+	} {
+		if got := loginDelay(tt.fails, tt.free); got != tt.want {
+			t.Errorf("loginDelay(%d, %d) = %v, want %v", tt.fails, tt.free, got, tt.want)
+		}
 	}
 }
 
@@ -475,7 +502,8 @@ func testAuditTrail(t *testing.T, dsn string) {
 	if r, _ := ts.form(t, cookie, "/alerts/1/resolve", url.Values{"_csrf": {csrf}, "outcome": {"false_alarm"}}); r.StatusCode != 303 {
 		t.Fatalf("resolve: %d", r.StatusCode)
 	}
-	// Refused or failing requests leave no "view" rows.
+	// Refused or failing requests leave no "view" rows; a refusal (404)
+	// leaves a "refused" row.
 	ts.do(t, "GET", "/residents/res-999", nil, map[string]string{"Cookie": cookie})
 	ts.form(t, cookie, "/alerts/1/ack", url.Values{"_csrf": {csrf}}) // 409: already resolved
 	// The API.
@@ -517,6 +545,7 @@ func testAuditTrail(t *testing.T, dsn string) {
 		"nurse view_board  0.0.0.0",
 		"api resolve alert:3 0.0.0.0",
 		"api view_vitals resident:res-002 0.0.0.0",
+		"nurse refused path:/residents/res-999 0.0.0.0",
 		"nurse resolve alert:1 0.0.0.0",
 		"nurse acknowledge alert:1 0.0.0.0",
 		"nurse view_resident resident:res-001 0.0.0.0",
@@ -544,7 +573,7 @@ func testAuditTrail(t *testing.T, dsn string) {
 		if e.Username == "api" && (e.Action == AuditViewAlerts || e.Action == AuditViewList) {
 			continue // the API token sees every site: no single site to file it under
 		}
-		if e.Action != AuditLogin && e.Site != "demo-station" {
+		if e.Action != AuditLogin && e.Action != AuditRefused && e.Site != "demo-station" { // a refusal names no site
 			t.Errorf("row %+v: site %q, want demo-station", e, e.Site)
 		}
 	}
@@ -772,7 +801,7 @@ func BenchmarkVerifyPasswordProduction(b *testing.B) {
 }
 
 // TestLoginRateLimitParallel: wrong passwords sent all at once still get
-// only LoginMaxPerUser password checks; the rest are refused with 429.
+// only LoginFreePerPair password checks; the rest are refused with 429.
 func TestLoginRateLimitParallel(t *testing.T) {
 	ts := newTestServer(t, nil)
 	const n = 15
@@ -787,7 +816,7 @@ func TestLoginRateLimitParallel(t *testing.T) {
 	for c := range codes {
 		count[c]++
 	}
-	if count[http.StatusUnauthorized] > LoginMaxPerUser || count[http.StatusTooManyRequests] != n-count[http.StatusUnauthorized] {
-		t.Fatalf("status counts %v: want at most %d password checks (401), the rest 429", count, LoginMaxPerUser)
+	if count[http.StatusUnauthorized] > LoginFreePerPair || count[http.StatusTooManyRequests] != n-count[http.StatusUnauthorized] {
+		t.Fatalf("status counts %v: want at most %d password checks (401), the rest 429", count, LoginFreePerPair)
 	}
 }

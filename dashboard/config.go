@@ -44,6 +44,13 @@ type Config struct {
 	SSEHeartbeat time.Duration
 	// SessionTTL is the lifetime of a browser session; 0 = 12 h.
 	SessionTTL time.Duration
+	// SessionIdle ends a session after this long without a request (an
+	// open live stream counts as use); 0 = 30 min (OWASP Session
+	// Management Cheat Sheet: 15-30 min for low-risk applications).
+	SessionIdle time.Duration
+	// SessionCheck is how often an open live stream re-reads its session
+	// in the store, so a logout on another replica ends it; 0 = 5 s.
+	SessionCheck time.Duration
 	// BodyLimit caps a request body in bytes; 0 = 64 KiB.
 	BodyLimit int
 }
@@ -80,6 +87,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SSEHeartbeat <= 0 {
 		c.SSEHeartbeat = 15 * time.Second
+	}
+	if c.SessionIdle <= 0 {
+		c.SessionIdle = 30 * time.Minute
+	}
+	if c.SessionCheck <= 0 {
+		c.SessionCheck = 5 * time.Second
 	}
 	if c.SessionTTL <= 0 {
 		c.SessionTTL = 12 * time.Hour

@@ -165,6 +165,9 @@ func langFuncs(lang string) template.FuncMap {
 		"tn":   func(key string, n int, args ...string) string { return trn(lang, key, n, args...) },
 		"lang": func() string { return lang },
 		"i18n": func() map[string]string { return scriptTexts(lang) },
+		// alarmSeverities are the severities a device may ring for
+		// (web/src/alarm.js), most severe first.
+		"alarmSeverities": func() []string { return []string{"critical", "high", "warning"} },
 		// dur renders a duration pointer in words ("6 min", "6 分钟"), "–"
 		// for nil.
 		"dur": func(d *time.Duration) string {

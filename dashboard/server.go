@@ -129,8 +129,8 @@ func New(cfg Config, deps Deps, reg *prometheus.Registry, log *slog.Logger) (*Se
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.sessions = newSessions(cfg.SessionTTL, s.now)
-	s.limiter = newLoginLimiter(s.now)
+	s.sessions = newSessions(deps.Accounts, cfg.SessionTTL, cfg.SessionIdle, s.now)
+	s.limiter = newLoginLimiter(deps.Accounts, s.now)
 	if s.deps.Live == nil {
 		f, err := NewFeed(FeedConfig{MQTTURL: cfg.MQTTURL, Root: cfg.Root, ClientID: cfg.ClientID, Now: s.now, Alerts: deps.Alerts}, reg, log)
 		if err != nil {
@@ -262,6 +262,7 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 	// The front-end bundle (npm packages pinned in web/package-lock.json,
 	// built by "make assets"); the login page needs it too.
+	s.pwaRoutes(app) // pwa.go: manifest, service worker, icon under /assets/pwa/
 	app.Get(AssetsPrefix+"*", s.Assets())
 
 	app.Get("/login", s.getLogin)
@@ -284,6 +285,7 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	web.Get("/events", s.events)            // filtered per user in sse.go (frameFilter: staff their sites, family nothing)
 	web.Get("/alerts", staffOnly, s.alertsPage)
 	web.Get("/alerts/fragment", staffOnly, s.alertsFragment)
+	web.Get("/alarm/alerts/:id", staffOnly, s.alarmInfo) // pwa.go: the alarm's notification text
 	web.Post("/alerts/:id/ack", s.scopeAlertAction(AuditAcknowledge), s.formAck)
 	web.Post("/alerts/:id/resolve", s.scopeAlertAction(AuditResolve), s.formResolve)
 	s.accountRoutes(web) // auth.go (D1): /account, /manager/audit
@@ -334,6 +336,9 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	} else {
 		// (the page shows the catalogue's text for the status code)
 		s.log.Error("dashboard request failed", "method", c.Method(), "path", c.Path(), "err", err)
+	}
+	if code == fiber.StatusForbidden || code == fiber.StatusNotFound {
+		s.audit(c, AuditRefused, "path:"+truncate(c.Path(), 200), fmt.Sprintf("%s:%d", c.Method(), code))
 	}
 	if isAPI(c) {
 		return c.Status(code).JSON(fiber.Map{"error": msg})

@@ -124,8 +124,39 @@ func (u User) Validate() error {
 	return errors.Join(errs...)
 }
 
+//go:embed common_passwords.txt
+var commonPasswordsText string
+
+// commonPasswords is common_passwords.txt as a set (lower case).
+var commonPasswords = func() map[string]bool {
+	m := map[string]bool{}
+	for _, line := range strings.Split(commonPasswordsText, "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			m[strings.ToLower(line)] = true
+		}
+	}
+	return m
+}()
+
+// ErrCommonPassword: the password is on the list of common passwords
+// (common_passwords.txt).
+var ErrCommonPassword = errors.New("password: too common (it is on a list of passwords attackers try first); choose another")
+
+// IsCommonPassword reports whether pw (case-insensitive) is on the list of
+// common passwords, or is one character repeated.
+func IsCommonPassword(pw string) bool {
+	l := strings.ToLower(pw)
+	if commonPasswords[l] {
+		return true
+	}
+	if l != "" && strings.Count(l, l[:1]) == len(l) {
+		return true
+	}
+	return false
+}
+
 // CheckPassword rejects a password shorter than MinPasswordLen or longer
-// than MaxPasswordLen bytes, or not UTF-8.
+// than MaxPasswordLen bytes, not UTF-8, or common (ErrCommonPassword).
 func CheckPassword(pw string) error {
 	switch {
 	case !utf8.ValidString(pw):
@@ -134,6 +165,8 @@ func CheckPassword(pw string) error {
 		return fmt.Errorf("password: %d characters, at least %d", len(pw), MinPasswordLen)
 	case len(pw) > MaxPasswordLen:
 		return fmt.Errorf("password: %d bytes, at most %d", len(pw), MaxPasswordLen)
+	case IsCommonPassword(pw):
+		return ErrCommonPassword
 	}
 	return nil
 }

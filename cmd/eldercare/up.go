@@ -490,6 +490,8 @@ func upBrokerAuth(ctx context.Context, mode, root string, store *registry.Store)
 			}
 			return brokerAccount(acc), nil
 		},
+		// A "$7$" credential becomes argon2id at its next CONNECT.
+		Rehash: store.SetCredentialHash,
 	}, nil
 }
 

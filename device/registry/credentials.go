@@ -88,3 +88,22 @@ func (s *Store) accounts(ctx context.Context, username string) ([]Account, error
 	}
 	return accs, nil
 }
+
+// SetCredentialHash replaces the password hash of username (a well-formed
+// hash, see ParsePasswordHash): the broker rehashes a "$7$" credential with
+// argon2id at its next successful CONNECT. Errors: a malformed hash, an
+// error wrapping ErrNotFound when username has no credential, database
+// errors.
+func (s *Store) SetCredentialHash(ctx context.Context, username, hash string) error {
+	if err := ParsePasswordHash(hash); err != nil {
+		return fmt.Errorf("credential of %q: %w", username, err)
+	}
+	res, err := s.db.ExecContext(ctx, s.db.Rebind(`UPDATE device_credentials SET password_hash = ? WHERE device_id = ?`), hash, username)
+	if err != nil {
+		return fmt.Errorf("update credential of %q: %w", username, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("credential of %q: %w", username, ErrNotFound)
+	}
+	return nil
+}

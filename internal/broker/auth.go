@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -71,6 +72,18 @@ type Auth struct {
 	// (e.g. "eldercare-up-alerting"): only the internal account may use
 	// them.
 	ServiceClientIDs []string
+	// Rehash, when set, stores a new hash of a device account's password:
+	// after a successful CONNECT whose stored hash is weaker than argon2id
+	// (registry.NeedsRehash, e.g. Mosquitto 2.0's 101-iteration "$7$"),
+	// the broker hashes the password it just verified with
+	// registry.HashPasswordArgon2id and calls Rehash (in the background;
+	// a failure is logged). A password shorter than
+	// registry.MinGatewayPasswordLen is not rehashed but logged, so the
+	// operator sets a longer one.
+	Rehash func(ctx context.Context, username, hash string) error
+	// Now is the clock of the password-guess throttle (throttle.go);
+	// nil = time.Now. Tests inject one.
+	Now func() time.Time
 }
 
 // authHook is the mochi hook that implements Auth.
@@ -86,6 +99,35 @@ type authHook struct {
 	sessions sync.Map // client id -> *session
 	refused  *prometheus.CounterVec
 	denied   *prometheus.CounterVec
+	// throttle holds back password guessing (throttle.go).
+	throttle *throttle
+	// hashing bounds concurrent password checks: GOMAXPROCS slots.
+	hashing chan struct{}
+}
+
+// rehash stores an argon2id hash of the verified password pass of user
+// (Auth.Rehash), in the background.
+func (h *authHook) rehash(user, pass string) {
+	if len(pass) < registry.MinGatewayPasswordLen {
+		h.log.Warn("mqtt: gateway password is shorter than the minimum; set a longer one (it stays hashed the old way)",
+			"user", user, "min", registry.MinGatewayPasswordLen)
+		return
+	}
+	go func() {
+		h.hashing <- struct{}{}
+		hash, err := registry.HashPasswordArgon2id(pass)
+		<-h.hashing
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err = h.cfg.Rehash(ctx, user, hash)
+			cancel()
+		}
+		if err != nil {
+			h.log.Warn("mqtt: rehash of a gateway password failed; it stays hashed the old way", "user", user, "err", err)
+			return
+		}
+		h.log.Info("mqtt: gateway password rehashed with argon2id", "user", user)
+	}()
 }
 
 type session struct {
@@ -125,10 +167,18 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	if user == "" {
 		return refuse("anonymous")
 	}
+	if w := h.throttle.wait(user, remote); w > 0 {
+		return refuse("throttled", "retry_in", w.Round(time.Second))
+	}
+	badPassword := func(reason string) bool {
+		h.throttle.fail(user, remote)
+		return refuse(reason)
+	}
 	if h.cfg.InternalUser != "" && user == h.cfg.InternalUser {
 		if subtle.ConstantTimeCompare([]byte(pass), []byte(h.cfg.InternalPassword)) != 1 {
-			return refuse("bad_password")
+			return badPassword("bad_password")
 		}
+		h.throttle.ok(user, remote)
 		h.sessions.Store(cl.ID, &session{internal: true})
 		return true
 	}
@@ -146,12 +196,19 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	cancel()
 	switch {
 	case errors.Is(err, ErrUnknownUser):
-		return refuse("unknown_user")
+		return badPassword("unknown_user")
 	case err != nil:
 		return refuse("lookup_error", "err", err)
 	}
-	if !registry.CheckPassword(acc.PasswordHash, pass) {
-		return refuse("bad_password")
+	h.hashing <- struct{}{} // bound concurrent argon2id checks (19 MiB each)
+	match := registry.CheckPassword(acc.PasswordHash, pass)
+	<-h.hashing
+	if !match {
+		return badPassword("bad_password")
+	}
+	h.throttle.ok(user, remote)
+	if h.cfg.Rehash != nil && registry.NeedsRehash(acc.PasswordHash) {
+		h.rehash(user, pass)
 	}
 	s := accountSession(h.cfg.Root, acc)
 	if pk.Connect.WillFlag && !s.write[pk.Connect.WillTopic] {
@@ -247,9 +304,9 @@ func newAuthHook(a Auth, log *slog.Logger, reg prometheus.Registerer) (*authHook
 	if a.Root == "" {
 		a.Root = device.DefaultRoot
 	}
-	h := &authHook{cfg: a, log: log,
+	h := &authHook{cfg: a, log: log, throttle: newThrottle(a.Now), hashing: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eldercare_broker_connect_refused_total",
-			Help: "MQTT connections refused by the embedded broker, by reason: anonymous, unknown_user, bad_password, will_topic, lookup_error, client_id (a device account must use its username as client id; service ids are reserved)."}, []string{"reason"}),
+			Help: "MQTT connections refused by the embedded broker, by reason: anonymous, unknown_user, bad_password, will_topic, lookup_error, client_id (a device account must use its username as client id; service ids are reserved), throttled (too many failed logins from the address; see ThrottleFreePerPair)."}, []string{"reason"}),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eldercare_broker_acl_denied_total",
 			Help: "Publishes and wildcard subscriptions refused by the embedded broker's topic ACL, by operation."}, []string{"op"}),
 	}

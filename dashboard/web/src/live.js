@@ -214,6 +214,12 @@
       if (es.readyState === EventSource.CLOSED) { setTimeout(function () { location.reload(); }, 10000); }
     };
     es.addEventListener('device', function (e) { try { onDevice(JSON.parse(e.data).device); } catch (err) { /* ignore a bad frame */ } });
-    es.addEventListener('alert', function (e) { try { onAlert(JSON.parse(e.data).alert.alert); } catch (err) { /* ignore a bad frame */ } });
+    es.addEventListener('alert', function (e) {
+      var ch = null;
+      try { ch = JSON.parse(e.data).alert; } catch (err) { return; /* ignore a bad frame */ }
+      try { onAlert(ch.alert); } catch (err) { /* ignore a bad frame */ }
+      // alarm.js rings for it (change: {id, event, alert, at}).
+      document.dispatchEvent(new CustomEvent('eldercare:alert', { detail: ch }));
+    });
   }
 })();
