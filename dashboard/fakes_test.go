@@ -253,7 +253,7 @@ func (ts *testServer) do(t *testing.T, method, target string, body io.Reader, hd
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := ts.srv.App().Test(req, 5000)
+	resp, err := ts.srv.App().Test(req, 30000)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, target, err)
 	}
