@@ -479,7 +479,7 @@ func testFamilyFence(t *testing.T, st *stack) {
 	familyOK := map[string]bool{"/": true, "/family": true, "/family/preferences": true, "/account": true,
 		"/account/lang": true, "/account/password": true, "/logout": true}
 	public := func(p string) bool {
-		return p == "/login" || p == "/healthz" || p == "/metrics" || strings.HasPrefix(p, "/assets/")
+		return p == "/login" || p == "/healthz" || p == "/readyz" || p == "/metrics" || strings.HasPrefix(p, "/assets/")
 	}
 	params := strings.NewReplacer(":id", "1", ":username", "admin", ":name", "alerts.csv", "*", "app.js")
 	seen := map[string]bool{}
