@@ -54,8 +54,12 @@ func RenderTemplate(template string, body []byte) ([]byte, error) {
 	var chatIDs []string
 	if n.Escalation != nil {
 		for _, c := range n.Escalation.Recipients {
-			if c.ChatID != "" {
-				chatIDs = append(chatIDs, c.ChatID)
+			id := c.wecomID()
+			if strings.HasPrefix(template, "dingtalk") {
+				id = c.dingTalkID()
+			}
+			if id != "" {
+				chatIDs = append(chatIDs, id)
 			}
 		}
 	}
