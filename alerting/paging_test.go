@@ -108,9 +108,9 @@ func TestRosterWeekdaysExceptionsSwaps(t *testing.T) {
 		at   time.Time
 		want []string
 	}{
-		{time.Date(2026, 12, 4, 23, 0, 0, 0, sh), []string{"a", "b"}}, // Friday night
-		{time.Date(2026, 12, 5, 3, 0, 0, 0, sh), []string{"a", "b"}},  // still Friday's shift after midnight
-		{time.Date(2026, 12, 5, 23, 0, 0, 0, sh), []string{"c"}},      // Saturday
+		{time.Date(2026, 12, 4, 23, 0, 0, 0, sh), []string{"a", "b"}},  // Friday night
+		{time.Date(2026, 12, 5, 3, 0, 0, 0, sh), []string{"a", "b"}},   // still Friday's shift after midnight
+		{time.Date(2026, 12, 5, 23, 0, 0, 0, sh), []string{"c"}},       // Saturday
 		{time.Date(2026, 12, 11, 20, 0, 0, 0, sh), []string{"a", "d"}}, // swap
 		{time.Date(2026, 12, 25, 1, 0, 0, 0, sh), []string{"x"}},       // Christmas Eve's night, exception
 	} {
@@ -120,7 +120,6 @@ func TestRosterWeekdaysExceptionsSwaps(t *testing.T) {
 		}
 	}
 }
-
 
 // Forms that name someone who cannot be paged, or a policy that reaches
 // nobody, are refused with the reason; nothing is stored.

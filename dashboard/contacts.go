@@ -34,7 +34,9 @@ type contactForm struct {
 	Start, End, Zone              string
 }
 
-func (f contactForm) Has(ch string) bool { return len(f.Channels) == 0 || slices.Contains(f.Channels, ch) }
+func (f contactForm) Has(ch string) bool {
+	return len(f.Channels) == 0 || slices.Contains(f.Channels, ch)
+}
 
 func formOf(r alerting.Recipient) contactForm {
 	f := contactForm{Email: r.Email, Phone: r.Phone, WeCom: r.WeCom, DingTalk: r.DingTalk, InApp: r.InApp, Channels: r.Channels}
