@@ -256,6 +256,7 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 
 	app.Get("/login", s.getLogin)
 	app.Post("/login", s.postLogin)
+	s.ackLinkRoutes(app) // acklink.go: one-tap acknowledge links, no session
 
 	api := app.Group("/api/v1", s.requireBearer)
 	api.Get("/alerts", s.apiListAlerts)
