@@ -279,6 +279,7 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	web.Post("/alerts/:id/resolve", s.scopeAlertAction(AuditResolve), s.formResolve)
 	s.accountRoutes(web) // auth.go (D1): /account, /manager/audit
 	s.contactRoutes(web) // contacts.go: /account/contacts, /admin/contacts/:username
+	s.tokenRoutes(web)   // apitokens.go: /admin/tokens
 	s.viewRoutes(web)    // views_common.go (D2): /board, /residents/:id (+checkin), /family, /manager, /admin
 	return app
 }
