@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -104,5 +106,59 @@ func TestStaffContactsMakeAccountsPageable(t *testing.T) {
 	resp, _ = ts.postForm(t, admin, "/admin/policy", url.Values{"_csrf": {acsrf}, "id": {"p"}, "steps": {"0s on_duty\n3m account:lead"}})
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("good policy: status %d", resp.StatusCode)
+	}
+}
+
+// The structured policy and roster forms: the reason stands beside the
+// step or shift it concerns; a valid pair is stored.
+func TestStructuredPolicyRosterForms(t *testing.T) {
+	m := realSettings(t)
+	ts := newTestServer(t, func(_ *Config, d *Deps) { d.Alerts = m })
+	admin, csrf := ts.loginAs(t, "admin")
+	ctx := context.Background()
+	if err := m.PutRecipient(ctx, "test", alerting.Recipient{ID: "nurse", Name: "Nurse Zhang", Role: RoleCaregiver, InApp: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, page := ts.do(t, "GET", "/admin", nil, map[string]string{"Cookie": admin})
+	if !strings.Contains(page, `<option value="account:nurse">Nurse Zhang (nurse)</option>`) || !strings.Contains(page, `name="step_after_3"`) {
+		t.Fatal("the policy form lacks the target picker")
+	}
+	post := func(path string, v url.Values) (int, string) {
+		v.Set("_csrf", csrf)
+		v.Set("structured", "1")
+		resp, page := ts.postForm(t, admin, path, v)
+		return resp.StatusCode, page
+	}
+	code, page := post("/admin/policy", url.Values{"id": {"p"}, "step_after_0": {"0s"}, "step_target_0": {"on_duty"},
+		"step_after_1": {"3m"}, "step_other_1": {"account:ghost"}})
+	if code != 400 || !regexp.MustCompile(`id="step-1"[\s\S]*?unknown staff account &#34;ghost&#34;[\s\S]*?</fieldset>`).MatchString(page) {
+		t.Fatalf("unknown account: %d; reason not beside step 1", code)
+	}
+	if !strings.Contains(page, `value="account:ghost"`) || !strings.Contains(page, `<option value="on_duty" selected>`) {
+		t.Error("the refused form lost what was typed or picked")
+	}
+	code, page = post("/admin/policy", url.Values{"id": {"p"}, "step_after_0": {"0s"}, "step_target_0": {"on_duty"}})
+	if code != 400 || !strings.Contains(page, "reach nobody") {
+		t.Fatalf("policy reaching nobody (no roster yet): %d", code)
+	}
+	code, page = post("/admin/roster", url.Values{"site": {"demo-station"}, "zone": {"Asia/Shanghai"},
+		"shift_name_0": {"day"}, "shift_start_0": {"07:00"}, "shift_end_0": {"19:00"}, "shift_days_0": {"mon", "fri"}, "shift_staff_0": {"nurse"},
+		"shift_name_1": {"night"}, "shift_start_1": {"19:00"}, "shift_end_1": {"07:00"}, "shift_other_1": {"lead"}})
+	if code != 400 || !regexp.MustCompile(`id="shift-1"[\s\S]*?unknown staff account &#34;lead&#34;[\s\S]*?</fieldset>`).MatchString(page) {
+		t.Fatalf("roster with an unpageable account: %d; reason not beside shift 1", code)
+	}
+	code, _ = post("/admin/roster", url.Values{"site": {"demo-station"}, "zone": {"Asia/Shanghai"},
+		"shift_name_0": {"day"}, "shift_start_0": {"07:00"}, "shift_end_0": {"19:00"}, "shift_days_0": {"mon", "fri"}, "shift_staff_0": {"nurse"}})
+	if code != 303 {
+		t.Fatalf("good roster: %d", code)
+	}
+	code, _ = post("/admin/policy", url.Values{"id": {"p"}, "step_after_0": {"0s"}, "step_target_0": {"on_duty"}, "step_after_1": {"3m"}, "step_target_1": {"account:nurse"}, "repeat": {"5m"}})
+	if code != 303 {
+		t.Fatalf("good policy: %d", code)
+	}
+	s, _ := m.Settings(ctx)
+	if len(s.Policies) != 1 || len(s.Policies[0].Steps) != 2 || s.Policies[0].Steps[1].Targets[0] != "account:nurse" ||
+		len(s.Rosters) != 1 || !slices.Equal(s.Rosters[0].Shifts[0].Weekdays, []string{"mon", "fri"}) {
+		t.Fatalf("stored %+v", s)
 	}
 }
