@@ -276,6 +276,9 @@ func (s *Server) apiResidents(c *fiber.Ctx) error {
 	now := s.now()
 	out := make([]apiResident, 0, len(d.residents))
 	for _, r := range d.residents {
+		if !clientSees(c, r.SiteID) {
+			continue
+		}
 		item := apiResident{ID: r.ID, Name: r.Name, Site: r.SiteID, Bed: r.BedID, Vulnerable: r.Vulnerable, Vitals: map[string]Sample{}}
 		if b, ok := d.bedByID[r.BedID]; ok {
 			item.Room = b.RoomID

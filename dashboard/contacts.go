@@ -17,9 +17,9 @@ import (
 )
 
 func (s *Server) contactRoutes(web fiber.Router) {
-	staff := requireRole(staffRoles...)
-	web.Get("/account/contacts", staff, s.myContacts)
-	web.Post("/account/contacts", staff, s.postMyContacts)
+	people := requireRole(append([]string{RoleFamily}, staffRoles...)...)
+	web.Get("/account/contacts", people, s.myContacts)
+	web.Post("/account/contacts", people, s.postMyContacts)
 	admin := requireRole(RoleAdmin)
 	web.Get("/admin/contacts/:username", admin, s.adminContacts)
 	web.Post("/admin/contacts/:username", admin, s.postAdminContacts)

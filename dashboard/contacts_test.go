@@ -162,3 +162,27 @@ func TestStructuredPolicyRosterForms(t *testing.T) {
 		t.Fatalf("stored %+v", s)
 	}
 }
+
+// A family member sets their own channels; the recipient keeps their
+// residents, so they are paged only about their own elder.
+func TestFamilyContacts(t *testing.T) {
+	m := realSettings(t)
+	ts := newTestServer(t, func(_ *Config, d *Deps) { d.Alerts = m })
+	fam, csrf := ts.loginAs(t, "daughter")
+	resp, _ := ts.postForm(t, fam, "/account/contacts", url.Values{"_csrf": {csrf}, "email": {"mei@example.org"}, "wecom": {"wangmei"},
+		"channels": {"wecom"}, "quiet": {"on"}, "start": {"22:00"}, "end": {"07:00"}, "zone": {"Asia/Shanghai"}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("family contacts: %d", resp.StatusCode)
+	}
+	s, _ := m.Settings(context.Background())
+	if len(s.Recipients) != 1 {
+		t.Fatalf("recipients %+v", s.Recipients)
+	}
+	r := s.Recipients[0]
+	if r.Role != RoleFamily || !slices.Equal(r.Residents, []string{"res-001"}) || !slices.Equal(r.Channels, []string{"wecom"}) || r.Quiet == nil {
+		t.Fatalf("stored %+v", r)
+	}
+	if resp, _ := ts.do(t, "GET", "/admin/contacts/nurse", nil, map[string]string{"Cookie": fam}); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("family on the admin contacts page: %d, want 404", resp.StatusCode)
+	}
+}
