@@ -103,8 +103,9 @@ func signToken(key []byte, payload string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
-// CheckAckToken verifies token's signature and expiry and returns what it
-// grants (without using it). Errors wrap ErrLinkInvalid or ErrLinkExpired.
+// CheckAckToken verifies token's signature, expiry and that it was not
+// used, and returns what it grants (without using it). Errors wrap
+// ErrLinkInvalid, ErrLinkExpired or ErrLinkUsed.
 func (m *Manager) CheckAckToken(ctx context.Context, token string) (AckLink, error) {
 	key, err := m.ackLinkKey(ctx)
 	if err != nil {
@@ -133,6 +134,13 @@ func (m *Manager) CheckAckToken(ctx context.Context, token string) (AckLink, err
 	l := AckLink{Alert: id, Recipient: f[1], Channel: f[2], Expires: time.Unix(exp, 0).UTC(), nonce: f[4]}
 	if !m.now().Before(l.Expires) {
 		return l, ErrLinkExpired
+	}
+	var n int
+	if err := m.db.QueryRowContext(ctx, m.db.Rebind(`SELECT COUNT(*) FROM ack_links_used WHERE nonce = ?`), l.nonce).Scan(&n); err != nil {
+		return l, fmt.Errorf("check acknowledge link: %w", err)
+	}
+	if n > 0 {
+		return l, ErrLinkUsed
 	}
 	return l, nil
 }

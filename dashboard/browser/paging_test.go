@@ -114,3 +114,49 @@ func TestAdminPolicyPagesStaff(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A one-tap link, opened in a browser with no session, acknowledges the
+// alert once as its person and channel; a second use and a tampered link
+// are refused.
+func TestAckLinkInBrowser(t *testing.T) {
+	st := startStack(t)
+	b := browser(t)
+	st.publishFall(t)
+	a := openAlert(t, st)
+	ctx := context.Background()
+	tok, err := st.mgr.AckToken(ctx, a.ID, "carer", "email")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := open(t, b, st, alerting.AckPath+tok[:len(tok)-3]+"AAA"); code != 403 {
+		t.Errorf("tampered link: %d, want 403", code)
+	}
+	if code := open(t, b, st, alerting.AckPath+tok); code != 200 {
+		t.Fatalf("link page: %d", code)
+	}
+	if got, _ := st.mgr.Get(ctx, a.ID); got.Status != alerting.StatusOpen {
+		t.Fatal("opening the link (GET) acknowledged the alert")
+	}
+	c, cancel := within(b, 20*time.Second)
+	defer cancel()
+	if _, err := chromedp.RunResponse(c, chromedp.Click(chromedp.CSS(`form button[type="submit"]`))); err != nil {
+		t.Fatal(err)
+	}
+	if s := text(t, b, "[data-ack-done]"); s == "" {
+		t.Fatalf("no confirmation; page: %q", text(t, b, "main"))
+	}
+	got, _ := st.mgr.Get(ctx, a.ID)
+	h, _ := st.mgr.History(ctx, a.ID)
+	var ack alerting.HistoryEntry
+	for _, e := range h {
+		if e.Action == "acknowledged" {
+			ack = e
+		}
+	}
+	if got.Status != alerting.StatusAcknowledged || got.AcknowledgedBy != "carer" || ack.Actor != "carer" || ack.Channel != "email link" {
+		t.Fatalf("alert %+v, acknowledgement %+v", got, ack)
+	}
+	if code := open(t, b, st, alerting.AckPath+tok); code != 409 {
+		t.Errorf("used link page: %d, want 409", code)
+	}
+}
