@@ -194,3 +194,22 @@ func TestStepReachingNobodyPagesFallback(t *testing.T) {
 		t.Fatalf("history %+v has no operations note", h)
 	}
 }
+
+// The YAML import goes through the same validation, merged with what is
+// stored: it may name an account stored earlier; it may not name an
+// unknown one.
+func TestImportValidatedWithStored(t *testing.T) {
+	m := openTestManager(t, sqldbtest.SQLiteDSN(t))
+	ctx := context.Background()
+	if err := m.PutRecipient(ctx, "dashboard", Recipient{ID: "carer", Role: "caregiver", InApp: true}); err != nil {
+		t.Fatal(err)
+	}
+	ok := Settings{Policies: []Policy{{ID: "p", Steps: []Step{{Targets: []string{"account:carer"}}}}}}
+	if err := m.ImportSettings(ctx, "import", ok); err != nil {
+		t.Fatalf("import naming a stored account: %v", err)
+	}
+	bad := Settings{Policies: []Policy{{ID: "q", Steps: []Step{{Targets: []string{"account:ghost"}}}}}}
+	if err := m.ImportSettings(ctx, "import", bad); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `unknown staff account "ghost"`) {
+		t.Fatalf("import naming an unknown account: %v", err)
+	}
+}

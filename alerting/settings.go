@@ -477,9 +477,18 @@ func ParseSettings(b []byte) (Settings, error) {
 // ImportSettings stores every recipient, roster, policy and the flapping
 // setting of s (created or replaced; settings not in s are kept), each
 // change audited under actor, all in one transaction.
+//
+// s is validated merged with the stored settings (the same checks as the
+// dashboard's forms), so the YAML may name staff accounts whose contacts
+// were set on the dashboard.
 func (m *Manager) ImportSettings(ctx context.Context, actor string, s Settings) error {
-	if err := s.Validate(); err != nil {
+	cur, err := m.Settings(ctx)
+	if err != nil {
 		return err
+	}
+	merged := mergeSettings(cur, s)
+	if err := merged.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	type item struct {
 		kind, id string
@@ -504,7 +513,7 @@ func (m *Manager) ImportSettings(ctx context.Context, actor string, s Settings) 
 	if s.Flapping != nil {
 		items = append(items, item{KindFlapping, "default", *s.Flapping})
 	}
-	err := m.tx(ctx, func(tx *sql.Tx) error {
+	err = m.tx(ctx, func(tx *sql.Tx) error {
 		for _, it := range items {
 			if err := m.putSetting(ctx, tx, actor, it.kind, it.id, it.v); err != nil {
 				return err
@@ -517,6 +526,29 @@ func (m *Manager) ImportSettings(ctx context.Context, actor string, s Settings) 
 	}
 	m.settings.invalidate()
 	return nil
+}
+
+// mergeSettings returns cur with every item of s added or replaced by id.
+func mergeSettings(cur, s Settings) Settings {
+	for _, r := range s.Recipients {
+		cur.Recipients = replaceBy(cur.Recipients, r, func(x Recipient) bool { return x.ID == r.ID })
+	}
+	for _, r := range s.Rosters {
+		cur.Rosters = replaceBy(cur.Rosters, r, func(x Roster) bool { return x.Site == r.Site })
+	}
+	for _, p := range s.Policies {
+		cur.Policies = replaceBy(cur.Policies, p, func(x Policy) bool { return x.ID == p.ID })
+	}
+	for _, t := range s.Teams {
+		cur.Teams = replaceBy(cur.Teams, t, func(x Team) bool { return x.ID == t.ID })
+	}
+	for _, f := range s.Fallbacks {
+		cur.Fallbacks = replaceBy(cur.Fallbacks, f, func(x Fallback) bool { return x.Site == f.Site })
+	}
+	if s.Flapping != nil {
+		cur.Flapping = s.Flapping
+	}
+	return cur
 }
 
 // ErrInvalid wraps every validation error of a Put: the value, checked
