@@ -40,10 +40,8 @@ func ackLinkError(err error) (int, string) {
 		return fiber.StatusConflict, "ack.used"
 	case errors.Is(err, alerting.ErrConflict):
 		return fiber.StatusConflict, "ack.settled"
-	case errors.Is(err, alerting.ErrNotFound):
-		return fiber.StatusNotFound, "ack.invalid"
 	}
-	return fiber.StatusForbidden, "ack.invalid"
+	return fiber.StatusNotFound, "ack.invalid" // invalid, tampered or unknown: nothing to find here
 }
 
 func (s *Server) getAckLink(c *fiber.Ctx) error {
@@ -79,7 +77,7 @@ func (s *Server) postAckLink(c *fiber.Ctx) error {
 	if err != nil {
 		code, key := ackLinkError(err)
 		data["Error"] = key
-		s.audit(c, "ack_link_refused", "recipient:"+link.Recipient, key)
+		s.audit(c, "ack_link_refused", "recipient:"+link.Recipient, "")
 		return s.renderView(c, code, "acklink", "ack.title", data)
 	}
 	s.audit(c, AuditAcknowledge, "alert:"+strconv.FormatInt(a.ID, 10), "link:"+link.Recipient+":"+link.Channel)

@@ -128,8 +128,8 @@ func TestAckLinkInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code := open(t, b, st, alerting.AckPath+tok[:len(tok)-3]+"AAA"); code != 403 {
-		t.Errorf("tampered link: %d, want 403", code)
+	if code := open(t, b, st, alerting.AckPath+tok[:len(tok)-3]+"AAA"); code != 404 {
+		t.Errorf("tampered link: %d, want 404", code)
 	}
 	if code := open(t, b, st, alerting.AckPath+tok); code != 200 {
 		t.Fatalf("link page: %d", code)
