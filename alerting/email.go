@@ -69,6 +69,10 @@ func (c EmailConfig) Validate() error {
 type Email struct {
 	cfg EmailConfig
 	m   *Manager
+	// Renderer writes each person's message in their language, with the
+	// place, local time and their acknowledge link (nil: the zero
+	// Renderer).
+	Renderer *Renderer
 }
 
 // NewEmail checks cfg and returns the receiver; m records per-recipient
@@ -132,12 +136,15 @@ func (e *Email) Send(ctx context.Context, n Notification) error {
 	if err != nil {
 		return Permanent(fmt.Errorf("smtp client: %w", err))
 	}
-	subject := Subject(nt)
-	text := textLines(nt, "") + "\nThis message was sent by eldercare alerting; acknowledge the alert on the dashboard.\n"
 	var retry, permanent []error
 	for _, c := range todo {
+		body, err := e.Renderer.ForContact(ctx, nt, c, e.Name())
+		if err != nil {
+			retry = append(retry, err)
+			continue
+		}
 		msg := mail.NewMsg()
-		err := msg.From(e.cfg.From)
+		err = msg.From(e.cfg.From)
 		if err == nil {
 			err = msg.AddToFormat(c.Name, c.Email)
 		}
@@ -146,10 +153,11 @@ func (e *Email) Send(ctx context.Context, n Notification) error {
 			e.m.recordRecipient(ctx, n.ID, e.Name(), c, deliveryFailed, err)
 			continue
 		}
-		msg.Subject(subject)
+		msg.Subject(body.Subject)
 		msg.SetMessageIDWithValue(n.ID + "." + c.ID + "@eldercare")
 		msg.SetGenHeader(mail.Header(HeaderNotificationID), n.ID)
-		msg.SetBodyString(mail.TypeTextPlain, text)
+		msg.SetBodyString(mail.TypeTextPlain, body.Text())
+		msg.AddAlternativeString(mail.TypeTextHTML, body.HTML(c.Lang))
 		err = client.DialAndSendWithContext(ctx, msg)
 		var reply *textproto.Error
 		switch {

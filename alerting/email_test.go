@@ -126,9 +126,9 @@ func TestEmailDelivered(t *testing.T) {
 		t.Fatalf("%d fall alerts", len(alerts))
 	}
 	a := alerts[0]
-	wantSubject := "Subject: [CRITICAL] fall opened: resident res-fd-mail at demo (alert " + strconv.FormatInt(a.ID, 10) + ")"
+	wantSubject := "Subject: [CRITICAL] Fall (new): res-fd-mail (home)"
 	for _, want := range []string{wantSubject, "To: \"" + onDuty.Name + "\" <" + onDuty.Email + ">", "X-Eldercare-Notification-Id: alert-" + strconv.FormatInt(a.ID, 10) + "-1",
-		"fall detected"} {
+		"fall detected", "Content-Type: text/plain", "Content-Type: text/html"} {
 		if !strings.Contains(m.data, want) {
 			t.Errorf("message lacks %q:\n%s", want, m.data)
 		}

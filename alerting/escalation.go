@@ -33,11 +33,35 @@ const (
 
 // Contact is a recipient as addressed in one notification.
 type Contact struct {
-	ID     string `json:"id"`
-	Name   string `json:"name"`
-	Role   string `json:"role"`
-	Email  string `json:"email,omitempty"`
-	ChatID string `json:"chat_id,omitempty"`
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Role     string `json:"role"`
+	Lang     string `json:"lang,omitempty"`
+	Email    string `json:"email,omitempty"`
+	ChatID   string `json:"chat_id,omitempty"`
+	Phone    string `json:"phone,omitempty"`
+	WeCom    string `json:"wecom,omitempty"`
+	DingTalk string `json:"dingtalk,omitempty"`
+	InApp    bool   `json:"in_app,omitempty"`
+}
+
+// wecomID is the id to mention in WeCom ("" = none).
+func (c Contact) wecomID() string {
+	if c.WeCom != "" {
+		return c.WeCom
+	}
+	return c.ChatID
+}
+
+// dingTalkID is the mobile number or user id to mention in DingTalk.
+func (c Contact) dingTalkID() string {
+	if c.DingTalk != "" {
+		return c.DingTalk
+	}
+	if c.ChatID != "" {
+		return c.ChatID
+	}
+	return c.Phone
 }
 
 // Escalation is the "escalation" member of a notification body: who this
@@ -55,6 +79,10 @@ type Escalation struct {
 	// Quiet are the ids of recipients held back by their quiet hours (never
 	// for critical alerts).
 	Quiet []string `json:"quiet,omitempty"`
+	// Fallback: the step's targets resolved to nobody, so the site's
+	// fallback receivers (see [Fallback]) are paged instead and an
+	// operations notice is recorded in the alert's history.
+	Fallback bool `json:"fallback,omitempty"`
 }
 
 // Notice is the full JSON body of a notification: a [Change] plus, when an
@@ -69,7 +97,9 @@ type Notice struct {
 
 // resolveTargets returns the contacts a set of policy targets names for
 // alert a at t, in target order without repeats, and the ids held back by
-// quiet hours (never for critical alerts).
+// quiet hours (never for critical alerts). Family contacts (see
+// [Recipient.Residents]) are kept only for alerts of their own residents,
+// whichever target named them; people who cannot be paged are dropped.
 func (s Settings) resolveTargets(targets []string, a Alert, t time.Time) (contacts []Contact, quiet []string) {
 	var ids []string
 	add := func(id string) {
@@ -78,8 +108,8 @@ func (s Settings) resolveTargets(targets []string, a Alert, t time.Time) (contac
 		}
 	}
 	for _, tg := range targets {
-		switch {
-		case tg == "on_duty":
+		switch kind, arg := splitTarget(tg); kind {
+		case "on_duty":
 			if r, ok := s.roster(a.Site); ok {
 				if sh, ok := r.ShiftAt(t); ok {
 					for _, id := range sh.OnDuty {
@@ -87,33 +117,42 @@ func (s Settings) resolveTargets(targets []string, a Alert, t time.Time) (contac
 					}
 				}
 			}
-		case strings.HasPrefix(tg, "role:"):
-			role := strings.TrimPrefix(tg, "role:")
+		case "role":
 			for _, r := range s.Recipients {
-				if r.Role == role && (len(r.Sites) == 0 || slices.Contains(r.Sites, a.Site)) {
+				if r.Role == arg && (len(r.Sites) == 0 || slices.Contains(r.Sites, a.Site)) {
 					add(r.ID)
 				}
 			}
-		case strings.HasPrefix(tg, "recipient:"):
-			add(strings.TrimPrefix(tg, "recipient:"))
+		case "team":
+			if tm, ok := s.team(arg); ok && (tm.Site == "" || tm.Site == a.Site) {
+				for _, id := range tm.Members {
+					add(id)
+				}
+			}
+		case "account":
+			add(arg)
 		}
 	}
 	for _, id := range ids {
 		r, ok := s.recipient(id)
-		if !ok {
+		if !ok || !r.Reachable() {
+			continue
+		}
+		if r.family() && (a.Resident == nil || !slices.Contains(r.Residents, *a.Resident)) {
 			continue
 		}
 		if a.Severity != SeverityCritical && r.Quiet != nil && r.Quiet.Quiet(t) {
 			quiet = append(quiet, id)
 			continue
 		}
-		contacts = append(contacts, Contact{ID: r.ID, Name: r.Name, Role: r.Role, Email: r.Email, ChatID: r.ChatID})
+		contacts = append(contacts, r.contact())
 	}
 	return contacts, quiet
 }
 
 // stepInfo builds the escalation member of step (>= len(p.Steps): a
-// reminder to the recipients of every step).
+// reminder to the recipients of every step). A step whose targets resolve
+// to nobody at all pages the site's fallback receivers (Fallback set).
 func (s Settings) stepInfo(p Policy, step int, a Alert, t time.Time) *Escalation {
 	e := &Escalation{Policy: p.ID, Step: step, Shift: s.shiftAt(a.Site, t)}
 	var targets []string
@@ -126,10 +165,26 @@ func (s Settings) stepInfo(p Policy, step int, a Alert, t time.Time) *Escalation
 		targets = p.Steps[step].Targets
 	}
 	e.Recipients, e.Quiet = s.resolveTargets(targets, a, t)
+	if len(e.Recipients) == 0 && len(e.Quiet) == 0 {
+		e.Fallback = true
+		var fb []string
+		for _, id := range s.fallback(a.Site) {
+			fb = append(fb, "account:"+id)
+		}
+		// Fallback receivers are paged whatever their quiet hours.
+		crit := a
+		crit.Severity = SeverityCritical
+		e.Recipients, _ = s.resolveTargets(fb, crit, t)
+	}
 	if e.Recipients == nil {
 		e.Recipients = []Contact{}
 	}
 	return e
+}
+
+// unreachedNote is the history text of a step that reached nobody.
+func unreachedNote(e *Escalation) string {
+	return fmt.Sprintf("operations: escalation policy %s step %d reached nobody on duty; paged the site's fallback receivers: %s", e.Policy, e.Step, contactIDs(e.Recipients))
 }
 
 // nextDue returns when step fires (>= len(p.Steps): reminder number
@@ -196,6 +251,12 @@ func (m *Manager) onOpened(ctx context.Context, tx *sql.Tx, id int64, now time.T
 	if p.Steps[0].After == 0 {
 		info = s.stepInfo(p, 0, a, now)
 		step = 1
+		if info.Fallback {
+			m.log.Error("alerting: first escalation step reached nobody; paging the fallback receivers", "alert", id, "policy", p.ID)
+			if err := m.addHistory(ctx, tx, id, now.UnixMilli(), ActorSystem, ChannelRule, ActionComment, unreachedNote(info)); err != nil {
+				return "", nil, "", err
+			}
+		}
 	}
 	var next any
 	if due, ok := nextDue(p, step, a.OpenedAt, a.OpenedAt, now); ok {
@@ -231,7 +292,7 @@ func (m *Manager) handlers(ctx context.Context, tx *sql.Tx, a Alert, s Settings,
 	e := &Escalation{Policy: p.ID, Step: fired - 1, Shift: s.shiftAt(a.Site, now)}
 	if a.Status == StatusAcknowledged {
 		if r, ok := s.recipient(a.AcknowledgedBy); ok {
-			e.Recipients = []Contact{{ID: r.ID, Name: r.Name, Role: r.Role, Email: r.Email, ChatID: r.ChatID}}
+			e.Recipients = []Contact{r.contact()}
 			return e, nil
 		}
 	}
@@ -433,6 +494,12 @@ func (e *Escalator) fireOne(ctx context.Context, s Settings, id int64, step int,
 		}
 		if err := m.addHistory(ctx, tx, id, now.UnixMilli(), ActorSystem, ChannelRule, ActionEscalated, detail); err != nil {
 			return err
+		}
+		if info.Fallback {
+			m.log.Error("alerting: escalation step reached nobody; paging the fallback receivers", "alert", id, "policy", p.ID, "step", info.Step, "fallback", contactIDs(info.Recipients))
+			if err := m.addHistory(ctx, tx, id, now.UnixMilli(), ActorSystem, ChannelRule, ActionComment, unreachedNote(info)); err != nil {
+				return err
+			}
 		}
 		_, err = m.enqueueWith(ctx, tx, id, event, now.UnixMilli(), info)
 		fired = err == nil

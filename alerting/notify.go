@@ -98,6 +98,10 @@ type Webhook struct {
 	// ReceiverName names the receiver ("" = "webhook"); each webhook of a
 	// service needs its own name.
 	ReceiverName string
+	// Renderer writes chat templates in the group's language with places,
+	// local times and each paged person's acknowledge link (nil: the zero
+	// Renderer).
+	Renderer *Renderer
 }
 
 // Name implements Receiver.
@@ -110,7 +114,7 @@ func (w *Webhook) Name() string {
 
 // Send implements Receiver.
 func (w *Webhook) Send(ctx context.Context, n Notification) error {
-	body, err := RenderTemplate(w.Template, n.Body)
+	body, err := w.Renderer.Chat(ctx, w.Template, n.Body)
 	if err != nil {
 		return Permanent(fmt.Errorf("webhook template %s: %w", w.Template, err))
 	}

@@ -288,7 +288,8 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("alerting: %w", err)
 	}
 	defer bulk.Disconnect(250)
-	receivers := []Receiver{&mqttReceiver{client: client, root: s.cfg.Root}}
+	receivers := []Receiver{&mqttReceiver{client: client, root: s.cfg.Root},
+		&callAssurance{client: client, root: s.cfg.Root, now: s.cfg.Now}} // assurance.go
 	if s.cfg.WebhookURL != "" {
 		receivers = append(receivers, &Webhook{URL: s.cfg.WebhookURL, Secret: s.cfg.WebhookSecret, Now: s.cfg.Now})
 	}

@@ -24,6 +24,8 @@ const (
 	KindRoster    = "roster"
 	KindPolicy    = "policy"
 	KindFlapping  = "flapping"
+	KindTeam      = "team"
+	KindFallback  = "fallback"
 )
 
 // Duration is a time.Duration written as a Go duration string ("3m",
@@ -43,8 +45,11 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// Recipient is a person who can be paged: a caregiver, nurse lead, manager
-// or family contact. Stored as setting kind "recipient".
+// Recipient is a person who can be paged: a staff account (caregiver,
+// nurse lead, manager) or a family contact. The id is the dashboard
+// account's user name when the account's contacts were saved through the
+// dashboard (the account page or the admin's user page). Stored as setting
+// kind "recipient".
 type Recipient struct {
 	ID   string `json:"id" yaml:"id"`
 	Name string `json:"name" yaml:"name"`
@@ -56,10 +61,71 @@ type Recipient struct {
 	// Email is the address e-mail notifications go to ("" = none).
 	Email string `json:"email,omitempty" yaml:"email,omitempty"`
 	// ChatID is the recipient's id in the chat robot (mentioned in the
-	// message, e.g. a WeCom user id or a DingTalk mobile number).
+	// message, e.g. a WeCom user id or a DingTalk mobile number). Kept for
+	// older settings; WeCom and DingTalk win when set.
 	ChatID string `json:"chat_id,omitempty" yaml:"chat_id,omitempty"`
+	// Phone is a mobile number in E.164 form, e.g. +8613800000001.
+	Phone string `json:"phone,omitempty" yaml:"phone,omitempty"`
+	// WeCom is the WeCom (企业微信) user id, mentioned as <@id>.
+	WeCom string `json:"wecom,omitempty" yaml:"wecom,omitempty"`
+	// DingTalk is the DingTalk user id or mobile number to @mention.
+	DingTalk string `json:"dingtalk,omitempty" yaml:"dingtalk,omitempty"`
+	// InApp: the person is paged on the dashboard's live board (the
+	// in-app channel of a staff account).
+	InApp bool `json:"in_app,omitempty" yaml:"in_app,omitempty"`
+	// Lang is the language notifications to this person are written in:
+	// "zh-CN" or "en" ("" = en).
+	Lang string `json:"lang,omitempty" yaml:"lang,omitempty"`
+	// Residents are the resident ids a family contact is paged about. A
+	// recipient with residents (and every family recipient) is paged only
+	// about alerts of these residents, whatever target named it.
+	Residents []string `json:"residents,omitempty" yaml:"residents,omitempty"`
+	// Channels the person wants to be paged on: email, wecom, dingtalk,
+	// phone, in_app; empty: every channel with a contact.
+	Channels []string `json:"channels,omitempty" yaml:"channels,omitempty"`
 	// Quiet, if set, holds back non-critical notifications.
 	Quiet *QuietHours `json:"quiet,omitempty" yaml:"quiet,omitempty"`
+}
+
+// Channel names of [Recipient.Channels].
+var Channels = []string{"email", "wecom", "dingtalk", "phone", "in_app"}
+
+// wants reports whether r accepts notifications on channel.
+func (r Recipient) wants(channel string) bool {
+	return len(r.Channels) == 0 || slices.Contains(r.Channels, channel)
+}
+
+// Reachable reports whether r can be paged: it has a contact on a channel
+// it accepts.
+func (r Recipient) Reachable() bool {
+	c := r.contact()
+	return c.Email != "" || c.ChatID != "" || c.Phone != "" || c.WeCom != "" || c.DingTalk != "" || c.InApp
+}
+
+// family reports whether r is paged only about its own residents.
+func (r Recipient) family() bool { return r.Role == "family" || len(r.Residents) > 0 }
+
+// contact is r as addressed in a notification: only the channels it
+// accepts.
+func (r Recipient) contact() Contact {
+	c := Contact{ID: r.ID, Name: r.Name, Role: r.Role, Lang: r.Lang}
+	if r.wants("email") {
+		c.Email = r.Email
+	}
+	if r.wants("wecom") {
+		c.WeCom = r.WeCom
+	}
+	if r.wants("dingtalk") {
+		c.DingTalk = r.DingTalk
+	}
+	if r.wants("phone") {
+		c.Phone = r.Phone
+	}
+	if r.wants("wecom") || r.wants("dingtalk") {
+		c.ChatID = r.ChatID
+	}
+	c.InApp = r.InApp && r.wants("in_app")
+	return c
 }
 
 // Validate reports every problem of r.
@@ -71,12 +137,60 @@ func (r Recipient) Validate() error {
 	if r.Email != "" && !strings.Contains(r.Email, "@") {
 		errs = append(errs, fmt.Errorf("recipient %s: e-mail %q has no @", r.ID, r.Email))
 	}
+	if r.Phone != "" && !validPhone(r.Phone) {
+		errs = append(errs, fmt.Errorf("recipient %s: phone %q: want digits, optionally after +", r.ID, r.Phone))
+	}
+	switch r.Lang {
+	case "", "en", "zh-CN":
+	default:
+		errs = append(errs, fmt.Errorf("recipient %s: language %q: want en or zh-CN", r.ID, r.Lang))
+	}
+	for _, c := range r.Channels {
+		if !slices.Contains(Channels, c) {
+			errs = append(errs, fmt.Errorf("recipient %s: channel %q: want one of %s", r.ID, c, strings.Join(Channels, ", ")))
+		}
+	}
+	if r.Role == "family" && len(r.Residents) == 0 {
+		errs = append(errs, fmt.Errorf("recipient %s: a family contact names the residents it is paged about", r.ID))
+	}
 	if r.Quiet != nil {
 		if err := r.Quiet.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("recipient %s: quiet hours: %w", r.ID, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func validPhone(p string) bool {
+	p = strings.TrimPrefix(p, "+")
+	if len(p) < 5 || len(p) > 15 {
+		return false
+	}
+	for _, c := range p {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// Team is a group of staff accounts, e.g. a ward's carers; policy steps
+// name it as "team:<id>". Stored as setting kind "team".
+type Team struct {
+	ID   string `json:"id" yaml:"id"`
+	Name string `json:"name" yaml:"name"`
+	// Site the team works at ("" = any).
+	Site    string   `json:"site,omitempty" yaml:"site,omitempty"`
+	Members []string `json:"members" yaml:"members"`
+}
+
+// Fallback names who is paged when an escalation step of an alert at Site
+// resolves to nobody ("" = every site without its own fallback): the
+// site's fallback receivers, e.g. the station display account and the
+// manager. Stored as setting kind "fallback" with the site ("*" for "").
+type Fallback struct {
+	Site       string   `json:"site" yaml:"site"`
+	Recipients []string `json:"recipients" yaml:"recipients"`
 }
 
 // Policy is an escalation policy: ordered steps, each After a delay from
@@ -104,7 +218,10 @@ type Step struct {
 	After Duration `json:"after" yaml:"after"`
 	// Targets: "on_duty" (the recipients on duty in the site's roster at the
 	// time of the step), "role:<role>" (every recipient with the role, for
-	// the alert's site) or "recipient:<id>".
+	// the alert's site), "team:<id>" (the team's members) or
+	// "account:<id>" (one staff account; "recipient:<id>" is the same).
+	// Family contacts are paged only about their own residents, whichever
+	// target names them.
 	Targets []string `json:"targets" yaml:"targets"`
 }
 
@@ -125,8 +242,8 @@ func (p Policy) Validate() error {
 			errs = append(errs, fmt.Errorf("policy %s: step %d has no targets", p.ID, i))
 		}
 		for _, t := range s.Targets {
-			if t != "on_duty" && !strings.HasPrefix(t, "role:") && !strings.HasPrefix(t, "recipient:") {
-				errs = append(errs, fmt.Errorf("policy %s: step %d: target %q: want on_duty, role:<role> or recipient:<id>", p.ID, i, t))
+			if kind, _ := splitTarget(t); kind == "" {
+				errs = append(errs, fmt.Errorf("policy %s: step %d: target %q: want on_duty, role:<role>, team:<id> or account:<id>", p.ID, i, t))
 			}
 		}
 	}
@@ -174,46 +291,83 @@ type Settings struct {
 	Recipients []Recipient `json:"recipients" yaml:"recipients"`
 	Rosters    []Roster    `json:"rosters" yaml:"rosters"`
 	Policies   []Policy    `json:"policies" yaml:"policies"`
+	Teams      []Team      `json:"teams,omitempty" yaml:"teams,omitempty"`
+	Fallbacks  []Fallback  `json:"fallbacks,omitempty" yaml:"fallbacks,omitempty"`
 	// Flapping nil: DefaultFlapping.
 	Flapping *Flapping `json:"flapping,omitempty" yaml:"flapping,omitempty"`
 }
 
 // Validate reports every problem of s, including references to unknown
-// recipients.
+// recipients or teams, recipients that cannot be paged (no contact), and
+// policies whose steps reach nobody.
 func (s Settings) Validate() error {
 	var errs []error
-	ids := map[string]bool{}
+	ids := map[string]Recipient{}
 	for _, r := range s.Recipients {
 		if err := r.Validate(); err != nil {
 			errs = append(errs, err)
 		}
-		if ids[r.ID] {
+		if _, dup := ids[r.ID]; dup {
 			errs = append(errs, fmt.Errorf("recipient %s twice", r.ID))
 		}
-		ids[r.ID] = true
+		ids[r.ID] = r
+	}
+	named := func(where, id string) {
+		r, ok := ids[id]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("%s: unknown staff account %q", where, id))
+		case !r.Reachable():
+			errs = append(errs, fmt.Errorf("%s: %q cannot be paged: no e-mail, phone, WeCom, DingTalk or in-app channel", where, id))
+		}
+	}
+	teams := map[string]bool{}
+	for _, t := range s.Teams {
+		if t.ID == "" {
+			errs = append(errs, errors.New("team: id is required"))
+		}
+		if teams[t.ID] {
+			errs = append(errs, fmt.Errorf("team %s twice", t.ID))
+		}
+		teams[t.ID] = true
+		if len(t.Members) == 0 {
+			errs = append(errs, fmt.Errorf("team %s has no members", t.ID))
+		}
+		for _, id := range t.Members {
+			named("team "+t.ID, id)
+		}
 	}
 	for _, r := range s.Rosters {
 		if err := r.Validate(); err != nil {
 			errs = append(errs, err)
 		}
-		for _, sh := range r.Shifts {
-			for _, id := range sh.OnDuty {
-				if !ids[id] {
-					errs = append(errs, fmt.Errorf("roster %s shift %s: unknown recipient %q", r.Site, sh.Name, id))
-				}
-			}
+		for _, id := range r.people() {
+			named("roster "+r.Site, id)
+		}
+	}
+	for _, f := range s.Fallbacks {
+		for _, id := range f.Recipients {
+			named("fallback of site "+f.Site, id)
 		}
 	}
 	for _, p := range s.Policies {
 		if err := p.Validate(); err != nil {
 			errs = append(errs, err)
 		}
-		for _, st := range p.Steps {
+		for i, st := range p.Steps {
 			for _, t := range st.Targets {
-				if id, ok := strings.CutPrefix(t, "recipient:"); ok && !ids[id] {
-					errs = append(errs, fmt.Errorf("policy %s: unknown recipient %q", p.ID, id))
+				switch kind, arg := splitTarget(t); kind {
+				case "account":
+					named(fmt.Sprintf("policy %s step %d", p.ID, i), arg)
+				case "team":
+					if !teams[arg] {
+						errs = append(errs, fmt.Errorf("policy %s step %d: unknown team %q", p.ID, i, arg))
+					}
 				}
 			}
+		}
+		if len(p.Steps) > 0 && len(s.reach(p)) == 0 {
+			errs = append(errs, fmt.Errorf("policy %s: its steps reach nobody: no staff account with a contact is on duty, has the roles or is in the teams named", p.ID))
 		}
 	}
 	if s.Flapping != nil {
@@ -223,6 +377,72 @@ func (s Settings) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// splitTarget splits a policy target into its kind (on_duty, role, team,
+// account) and argument; kind "" for a malformed target.
+func splitTarget(t string) (kind, arg string) {
+	if t == "on_duty" {
+		return "on_duty", ""
+	}
+	k, a, ok := strings.Cut(t, ":")
+	if !ok || a == "" {
+		return "", ""
+	}
+	switch k {
+	case "role", "team", "account":
+		return k, a
+	case "recipient":
+		return "account", a
+	}
+	return "", ""
+}
+
+// reach returns the ids of the reachable recipients any step of p can
+// page at some time (every shift of every roster of p's sites).
+func (s Settings) reach(p Policy) []string {
+	var out []string
+	add := func(id string) {
+		if r, ok := s.recipient(id); ok && r.Reachable() && !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	siteOK := func(site string) bool { return len(p.Sites) == 0 || site == "" || slices.Contains(p.Sites, site) }
+	for _, st := range p.Steps {
+		for _, t := range st.Targets {
+			switch kind, arg := splitTarget(t); kind {
+			case "on_duty":
+				for _, r := range s.Rosters {
+					if siteOK(r.Site) {
+						for _, id := range r.people() {
+							add(id)
+						}
+					}
+				}
+			case "role":
+				for _, r := range s.Recipients {
+					if r.Role == arg && (len(r.Sites) == 0 || len(p.Sites) == 0 || slices.ContainsFunc(r.Sites, siteOK)) {
+						add(r.ID)
+					}
+				}
+			case "team":
+				for _, t := range s.Teams {
+					if t.ID == arg {
+						for _, id := range t.Members {
+							add(id)
+						}
+					}
+				}
+			case "account":
+				add(arg)
+			}
+		}
+	}
+	return out
+}
+
+// Reach returns the ids of the staff accounts and contacts policy p can
+// page (see [Settings.Validate]).
+func (s Settings) Reach(p Policy) []string { return s.reach(p) }
 
 // ParseSettings decodes YAML settings (fields as in [Settings]; unknown
 // fields are an error) and validates them.
@@ -257,9 +477,18 @@ func ParseSettings(b []byte) (Settings, error) {
 // ImportSettings stores every recipient, roster, policy and the flapping
 // setting of s (created or replaced; settings not in s are kept), each
 // change audited under actor, all in one transaction.
+//
+// s is validated merged with the stored settings (the same checks as the
+// dashboard's forms), so the YAML may name staff accounts whose contacts
+// were set on the dashboard.
 func (m *Manager) ImportSettings(ctx context.Context, actor string, s Settings) error {
-	if err := s.Validate(); err != nil {
+	cur, err := m.Settings(ctx)
+	if err != nil {
 		return err
+	}
+	merged := mergeSettings(cur, s)
+	if err := merged.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	type item struct {
 		kind, id string
@@ -275,10 +504,16 @@ func (m *Manager) ImportSettings(ctx context.Context, actor string, s Settings) 
 	for _, p := range s.Policies {
 		items = append(items, item{KindPolicy, p.ID, p})
 	}
+	for _, t := range s.Teams {
+		items = append(items, item{KindTeam, t.ID, t})
+	}
+	for _, f := range s.Fallbacks {
+		items = append(items, item{KindFallback, fallbackID(f.Site), f})
+	}
 	if s.Flapping != nil {
 		items = append(items, item{KindFlapping, "default", *s.Flapping})
 	}
-	err := m.tx(ctx, func(tx *sql.Tx) error {
+	err = m.tx(ctx, func(tx *sql.Tx) error {
 		for _, it := range items {
 			if err := m.putSetting(ctx, tx, actor, it.kind, it.id, it.v); err != nil {
 				return err
@@ -293,29 +528,107 @@ func (m *Manager) ImportSettings(ctx context.Context, actor string, s Settings) 
 	return nil
 }
 
-// PutRecipient creates or replaces a recipient; the change is audited
-// under actor.
-func (m *Manager) PutRecipient(ctx context.Context, actor string, r Recipient) error {
-	if err := r.Validate(); err != nil {
+// mergeSettings returns cur with every item of s added or replaced by id.
+func mergeSettings(cur, s Settings) Settings {
+	for _, r := range s.Recipients {
+		cur.Recipients = replaceBy(cur.Recipients, r, func(x Recipient) bool { return x.ID == r.ID })
+	}
+	for _, r := range s.Rosters {
+		cur.Rosters = replaceBy(cur.Rosters, r, func(x Roster) bool { return x.Site == r.Site })
+	}
+	for _, p := range s.Policies {
+		cur.Policies = replaceBy(cur.Policies, p, func(x Policy) bool { return x.ID == p.ID })
+	}
+	for _, t := range s.Teams {
+		cur.Teams = replaceBy(cur.Teams, t, func(x Team) bool { return x.ID == t.ID })
+	}
+	for _, f := range s.Fallbacks {
+		cur.Fallbacks = replaceBy(cur.Fallbacks, f, func(x Fallback) bool { return x.Site == f.Site })
+	}
+	if s.Flapping != nil {
+		cur.Flapping = s.Flapping
+	}
+	return cur
+}
+
+// ErrInvalid wraps every validation error of a Put: the value, checked
+// together with the stored settings (unknown ids, people who cannot be
+// paged, a policy that reaches nobody), was refused and nothing changed.
+var ErrInvalid = errors.New("invalid setting")
+
+// putChecked stores setting (kind, id) = v after validating the stored
+// settings as changed by apply.
+func (m *Manager) putChecked(ctx context.Context, actor, kind, id string, v any, apply func(*Settings)) error {
+	cur, err := m.Settings(ctx)
+	if err != nil {
 		return err
 	}
-	return m.PutSetting(ctx, actor, KindRecipient, r.ID, r)
+	apply(&cur)
+	if err := cur.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return m.PutSetting(ctx, actor, kind, id, v)
+}
+
+func replaceBy[T any](list []T, v T, same func(T) bool) []T {
+	out := slices.DeleteFunc(slices.Clone(list), same)
+	return append(out, v)
+}
+
+// PutRecipient creates or replaces a recipient; the change is audited
+// under actor. It returns an error wrapping [ErrInvalid] when the
+// recipient, or the settings with it, are invalid.
+func (m *Manager) PutRecipient(ctx context.Context, actor string, r Recipient) error {
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return m.putChecked(ctx, actor, KindRecipient, r.ID, r, func(s *Settings) {
+		s.Recipients = replaceBy(s.Recipients, r, func(x Recipient) bool { return x.ID == r.ID })
+	})
 }
 
 // PutRoster creates or replaces the roster of r.Site; audited under actor.
+// Everyone it names must be a staff account that can be paged.
 func (m *Manager) PutRoster(ctx context.Context, actor string, r Roster) error {
 	if err := r.Validate(); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return m.PutSetting(ctx, actor, KindRoster, r.Site, r)
+	return m.putChecked(ctx, actor, KindRoster, r.Site, r, func(s *Settings) {
+		s.Rosters = replaceBy(s.Rosters, r, func(x Roster) bool { return x.Site == r.Site })
+	})
 }
 
 // PutPolicy creates or replaces an escalation policy; audited under actor.
+// A policy naming an unknown account or team, or whose steps reach nobody,
+// is refused with an error wrapping [ErrInvalid].
 func (m *Manager) PutPolicy(ctx context.Context, actor string, p Policy) error {
 	if err := p.Validate(); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return m.PutSetting(ctx, actor, KindPolicy, p.ID, p)
+	return m.putChecked(ctx, actor, KindPolicy, p.ID, p, func(s *Settings) {
+		s.Policies = replaceBy(s.Policies, p, func(x Policy) bool { return x.ID == p.ID })
+	})
+}
+
+// PutTeam creates or replaces a team; audited under actor.
+func (m *Manager) PutTeam(ctx context.Context, actor string, t Team) error {
+	return m.putChecked(ctx, actor, KindTeam, t.ID, t, func(s *Settings) {
+		s.Teams = replaceBy(s.Teams, t, func(x Team) bool { return x.ID == t.ID })
+	})
+}
+
+// PutFallback sets the fallback receivers of f.Site; audited under actor.
+func (m *Manager) PutFallback(ctx context.Context, actor string, f Fallback) error {
+	return m.putChecked(ctx, actor, KindFallback, fallbackID(f.Site), f, func(s *Settings) {
+		s.Fallbacks = replaceBy(s.Fallbacks, f, func(x Fallback) bool { return x.Site == f.Site })
+	})
+}
+
+func fallbackID(site string) string {
+	if site == "" {
+		return "*"
+	}
+	return site
 }
 
 // PutFlapping replaces the flapping setting; audited under actor.
@@ -486,6 +799,16 @@ func (m *Manager) loadSettings(ctx context.Context) (Settings, int64, error) {
 			if derr = json.Unmarshal([]byte(body), &p); derr == nil {
 				s.Policies = append(s.Policies, p)
 			}
+		case KindTeam:
+			var t Team
+			if derr = json.Unmarshal([]byte(body), &t); derr == nil {
+				s.Teams = append(s.Teams, t)
+			}
+		case KindFallback:
+			var f Fallback
+			if derr = json.Unmarshal([]byte(body), &f); derr == nil {
+				s.Fallbacks = append(s.Fallbacks, f)
+			}
 		case KindFlapping:
 			var f Flapping
 			if derr = json.Unmarshal([]byte(body), &f); derr == nil {
@@ -561,6 +884,29 @@ func (s Settings) recipient(id string) (Recipient, bool) {
 		}
 	}
 	return Recipient{}, false
+}
+
+func (s Settings) team(id string) (Team, bool) {
+	for _, t := range s.Teams {
+		if t.ID == id {
+			return t, true
+		}
+	}
+	return Team{}, false
+}
+
+// fallback returns the fallback recipient ids of site.
+func (s Settings) fallback(site string) []string {
+	var any []string
+	for _, f := range s.Fallbacks {
+		if f.Site == site {
+			return f.Recipients
+		}
+		if f.Site == "" {
+			any = f.Recipients
+		}
+	}
+	return any
 }
 
 func (s Settings) roster(site string) (Roster, bool) {

@@ -51,6 +51,8 @@ type Manager struct {
 
 	// settings caches the live settings (see settings.go).
 	settings settingsCache
+	// ackKey caches the acknowledge link key (acklink.go).
+	ackKey ackKey
 
 	// writeMu serializes this process's write transactions on SQLite,
 	// which has one writer at a time: goroutines queue here in order

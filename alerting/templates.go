@@ -4,10 +4,11 @@ package alerting
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
-	"time"
 )
 
 // Webhook templates (Webhook.Template).
@@ -40,50 +41,92 @@ const (
 var Templates = []string{TemplateJSON, TemplateSlack, TemplateDingTalk, TemplateDingTalkText, TemplateWeCom, TemplateWeComText}
 
 // RenderTemplate formats a notification body (the JSON of a [Notice]) for
-// a webhook template. "" and "eldercare" return body unchanged. It returns
-// an error for an unknown template or a body that is not a notice.
+// a webhook template with the zero [Renderer] (ids, UTC, English, no
+// links). "" and "eldercare" return body unchanged. It returns an error
+// for an unknown template or a body that is not a notice.
 func RenderTemplate(template string, body []byte) ([]byte, error) {
+	return (*Renderer)(nil).Chat(context.Background(), template, body)
+}
+
+// Chat formats a notification body for a webhook template: the text in
+// the group's language, naming resident, room and bed, the time in the
+// site's zone, mentioning the paged people and giving each their own
+// acknowledge link (markdown links in WeCom and DingTalk cards).
+func (r *Renderer) Chat(ctx context.Context, template string, body []byte) ([]byte, error) {
 	if template == "" || template == TemplateJSON {
 		return body, nil
+	}
+	if !slices.Contains(Templates, template) {
+		return nil, fmt.Errorf("unknown template %q (want one of %s)", template, strings.Join(Templates, ", "))
 	}
 	var n Notice
 	if err := json.Unmarshal(body, &n); err != nil {
 		return nil, fmt.Errorf("decode notification: %w", err)
 	}
-	title := Subject(n)
+	channel, _, _ := strings.Cut(template, "-")
+	m, err := r.groupMessage(ctx, n, channel)
+	if err != nil {
+		return nil, err
+	}
+	title := m.Subject
 	var chatIDs []string
 	if n.Escalation != nil {
 		for _, c := range n.Escalation.Recipients {
-			if c.ChatID != "" {
-				chatIDs = append(chatIDs, c.ChatID)
+			id := c.wecomID()
+			if channel == TemplateDingTalk {
+				id = c.dingTalkID()
+			}
+			if id != "" {
+				chatIDs = append(chatIDs, id)
 			}
 		}
+	}
+	lines := func(prefix string, md bool) string {
+		var b strings.Builder
+		for _, l := range m.Lines {
+			b.WriteString(prefix + l + "\n")
+		}
+		for _, l := range m.Links {
+			if md {
+				b.WriteString(prefix + "[" + l[0] + "](" + l[1] + ")\n")
+			} else {
+				b.WriteString(prefix + l[0] + ": " + l[1] + "\n")
+			}
+		}
+		b.WriteString(prefix + m.Footer + "\n")
+		return b.String()
 	}
 	var v any
 	switch template {
 	case TemplateSlack:
-		v = map[string]any{"text": "*" + title + "*\n" + textLines(n, "• ")}
+		var b strings.Builder
+		for _, l := range m.Lines {
+			b.WriteString("• " + l + "\n")
+		}
+		for _, l := range m.Links {
+			b.WriteString("• <" + l[1] + "|" + l[0] + ">\n")
+		}
+		b.WriteString("• " + m.Footer + "\n")
+		v = map[string]any{"text": "*" + title + "*\n" + b.String()}
 	case TemplateDingTalk:
-		text := "### " + title + "\n\n" + textLines(n, "- ")
+		text := "### " + title + "\n\n" + lines("- ", true)
 		for _, id := range chatIDs {
 			text += " @" + id
 		}
 		v = map[string]any{"msgtype": "markdown", "markdown": map[string]any{"title": title, "text": text},
 			"at": map[string]any{"atMobiles": nonNil(chatIDs), "isAtAll": false}}
 	case TemplateDingTalkText:
-		v = map[string]any{"msgtype": "text", "text": map[string]any{"content": title + "\n" + textLines(n, "")},
+		v = map[string]any{"msgtype": "text", "text": map[string]any{"content": title + "\n" + lines("", false)},
 			"at": map[string]any{"atMobiles": nonNil(chatIDs), "isAtAll": false}}
 	case TemplateWeCom:
-		text := "### " + title + "\n" + textLines(n, "> ")
+		text := "### " + title + "\n" + lines("> ", true)
 		for _, id := range chatIDs {
 			text += "<@" + id + ">"
 		}
 		v = map[string]any{"msgtype": "markdown", "markdown": map[string]any{"content": text}}
 	case TemplateWeComText:
-		v = map[string]any{"msgtype": "text", "text": map[string]any{"content": title + "\n" + textLines(n, ""),
+		v = map[string]any{"msgtype": "text", "text": map[string]any{"content": title + "\n" + lines("", false),
 			"mentioned_list": nonNil(chatIDs)}}
-	default:
-		return nil, fmt.Errorf("unknown template %q (want one of %s)", template, strings.Join(Templates, ", "))
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -101,48 +144,6 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// Subject is the one-line summary of a notification used as e-mail subject
-// and chat title, e.g.
-// "[CRITICAL] fall opened: resident res-001 at demo (alert 7)".
-func Subject(n Notice) string {
-	a := n.Alert
-	who := "unassigned device " + a.Device
-	if a.Resident != nil {
-		who = "resident " + *a.Resident
-	}
-	ev := n.Event
-	if n.Escalation != nil && n.Escalation.Reminder {
-		ev = "reminder, not acknowledged"
-	}
-	return fmt.Sprintf("[%s] %s %s: %s at %s (alert %d)", strings.ToUpper(a.Severity), a.Type, ev, who, a.Site, a.ID)
-}
-
-// textLines is the message body, one fact a line, each line prefixed.
-func textLines(n Notice, prefix string) string {
-	a := n.Alert
-	var b strings.Builder
-	line := func(format string, args ...any) { b.WriteString(prefix + fmt.Sprintf(format, args...) + "\n") }
-	if a.Detail != "" {
-		line("%s", a.Detail)
-	}
-	line("status: %s, device %s", a.Status, a.Device)
-	line("opened: %s", a.OpenedAt.UTC().Format(time.RFC3339))
-	if a.AcknowledgedAt != nil {
-		line("acknowledged by %s at %s", a.AcknowledgedBy, a.AcknowledgedAt.UTC().Format(time.RFC3339))
-	}
-	if a.ResolvedAt != nil {
-		line("resolved by %s: %s %s", a.ResolvedBy, a.Outcome, a.Note)
-	}
-	if e := n.Escalation; e != nil {
-		var names []string
-		for _, c := range e.Recipients {
-			names = append(names, c.Name+" ("+c.Role+")")
-		}
-		line("escalation %s step %d%s: %s", e.Policy, e.Step, map[bool]string{true: " (reminder)"}[e.Reminder], strings.Join(names, ", "))
-		if e.Shift != "" {
-			line("shift: %s", e.Shift)
-		}
-	}
-	line("notification %s", n.ID)
-	return b.String()
-}
+// Subject is the one-line summary of a notification in English with ids,
+// e.g. "[CRITICAL] Fall (new): res-001 (home)".
+func Subject(n Notice) string { return (*Renderer)(nil).message(n, "en").Subject }

@@ -74,7 +74,7 @@ func TestTemplatesGolden(t *testing.T) {
 	}
 	// Format-specific fields the robots require.
 	checks := map[string][]string{
-		TemplateSlack:        {`"text":"*[CRITICAL] fall escalated`},
+		TemplateSlack:        {`"text":"*[CRITICAL] Fall (escalated, not acknowledged)`},
 		TemplateDingTalk:     {`"msgtype":"markdown"`, `"atMobiles":["13800000003"]`, `@13800000003`},
 		TemplateDingTalkText: {`"msgtype":"text"`, `"content":"[CRITICAL]`},
 		TemplateWeCom:        {`"msgtype":"markdown"`, `<@13800000003>`},

@@ -35,14 +35,75 @@ func bearerToken(h string) (string, bool) {
 	return strings.TrimSpace(tok), true
 }
 
-// requireBearer checks "Authorization: Bearer <token>" in constant time.
+// requireBearer checks "Authorization: Bearer <token>": an API client's
+// own token (see apitokens.go; the request is then scoped to the client's
+// sites and audited as "api:<client>"), or the bootstrap --api-token in
+// constant time, accepted only while no client token exists.
 func (s *Server) requireBearer(c *fiber.Ctx) error {
-	tok, ok := bearerToken(c.Get(fiber.HeaderAuthorization))
-	if !ok || !equalSecret(tok, s.cfg.APIToken) {
+	unauthorized := func(msg string) error {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="eldercare"`)
-		return fiber.NewError(fiber.StatusUnauthorized, "missing or wrong bearer token (Authorization: Bearer <api token>)")
+		return fiber.NewError(fiber.StatusUnauthorized, msg)
+	}
+	tok, ok := bearerToken(c.Get(fiber.HeaderAuthorization))
+	if !ok {
+		return unauthorized("missing or wrong bearer token (Authorization: Bearer <api token>)")
+	}
+	cl, found, hasClients, err := s.deps.Accounts.apiClientByToken(c.UserContext(), tok)
+	if err != nil {
+		return fmt.Errorf("check API token: %w", err)
+	}
+	switch {
+	case found:
+		c.Locals("apiClient", &cl)
+		// Scope checks and the audit log see the client as a caregiver of
+		// its sites (every site: an admin).
+		u := &User{Username: "api:" + cl.Name, Name: "API client " + cl.Name, Role: RoleCaregiver, Sites: cl.Sites}
+		if len(cl.Sites) == 0 {
+			u.Role = RoleAdmin
+		}
+		c.Locals("user", u)
+	case equalSecret(tok, s.cfg.APIToken):
+		if hasClients {
+			return unauthorized("the bootstrap API token is retired once API clients have their own tokens (admin page: API clients)")
+		}
+	default:
+		return unauthorized("missing or wrong bearer token (Authorization: Bearer <api token>)")
 	}
 	return c.Next()
+}
+
+// apiActor returns who acknowledges or resolves through the API: the
+// staff account named (?actor= or the body's "actor"), checked to exist,
+// be active staff and see the alert's site; else "api" or "api:<client>".
+func (s *Server) apiActor(c *fiber.Ctx, name string, a alerting.Alert) (string, error) {
+	if name == "" {
+		name = c.Query("actor")
+	}
+	if name == "" {
+		if u, ok := userFrom(c); ok {
+			return u.Username, nil
+		}
+		return channelAPI, nil
+	}
+	u, err := s.deps.Accounts.ByUsername(c.UserContext(), name)
+	if err != nil || u.Disabled || !slices.Contains(staffRoles, u.Role) || !s.canSeeAlert(&u, a) {
+		return "", fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("actor %q: not an active staff account of site %s", truncate(name, 32), a.Site))
+	}
+	return u.Username, nil
+}
+
+// apiChannel is the history channel of an API change: "api" or
+// "api:<client>".
+func apiChannel(c *fiber.Ctx) string {
+	if cl := apiClientFrom(c); cl != nil {
+		return channelAPI + ":" + cl.Name
+	}
+	return channelAPI
+}
+
+// ackBody is the optional body of POST /api/v1/alerts/:id/ack.
+type ackBody struct {
+	Actor string `json:"actor"`
 }
 
 // apiListAlerts serves GET /api/v1/alerts?status=open,acknowledged&site=&resident=&limit=
@@ -82,13 +143,21 @@ func (s *Server) apiListAlerts(c *fiber.Ctx) error {
 		}
 		f.Limit = n
 	}
+	if f.Site != "" && !clientSees(c, f.Site) {
+		return fiber.NewError(fiber.StatusNotFound, fmt.Sprintf("site %s: not found", f.Site))
+	}
+	if cl := apiClientFrom(c); cl != nil && len(cl.Sites) == 1 {
+		f.Site = cl.Sites[0]
+	}
 	as, err := s.deps.Alerts.List(c.UserContext(), f)
 	if err != nil {
 		return fmt.Errorf("list alerts: %w", err)
 	}
-	out := make([]AlertView, len(as))
-	for i, a := range as {
-		out[i] = viewAlert(a)
+	out := make([]AlertView, 0, len(as))
+	for _, a := range as {
+		if clientSees(c, a.Site) {
+			out = append(out, viewAlert(a))
+		}
 	}
 	sortAlerts(out)
 	return c.JSON(out)
@@ -104,6 +173,9 @@ func (s *Server) apiGetAlert(c *fiber.Ctx) error {
 	if err != nil {
 		return alertError(err)
 	}
+	if !clientSees(c, a.Site) {
+		return fiber.NewError(fiber.StatusNotFound, fmt.Sprintf("alert %d: not found", id))
+	}
 	return c.JSON(viewAlert(a))
 }
 
@@ -112,11 +184,27 @@ func (s *Server) apiAck(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	a, err := s.deps.Alerts.Acknowledge(c.UserContext(), id, channelAPI, channelAPI)
+	var body ackBody
+	if len(bytes.TrimSpace(c.Body())) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(c.Body()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil {
+			return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("body: want JSON {\"actor\": staff user name} or none: %v", err))
+		}
+	}
+	cur, err := s.deps.Alerts.Get(c.UserContext(), id)
 	if err != nil {
 		return alertError(err)
 	}
-	s.log.Info("audit: alert acknowledged", "alert", id, "actor", channelAPI, "channel", channelAPI)
+	actor, err := s.apiActor(c, body.Actor, cur)
+	if err != nil {
+		return err
+	}
+	a, err := s.deps.Alerts.Acknowledge(c.UserContext(), id, actor, apiChannel(c))
+	if err != nil {
+		return alertError(err)
+	}
+	s.log.Info("audit: alert acknowledged", "alert", id, "actor", actor, "channel", apiChannel(c))
 	s.announce(alerting.EventAcknowledged, a)
 	return c.JSON(viewAlert(a))
 }
@@ -125,6 +213,8 @@ func (s *Server) apiAck(c *fiber.Ctx) error {
 type resolveBody struct {
 	Outcome string `json:"outcome"`
 	Note    string `json:"note"`
+	// Actor is the staff account that resolved it ("" = the API client).
+	Actor string `json:"actor"`
 }
 
 func (s *Server) apiResolve(c *fiber.Ctx) error {
@@ -142,11 +232,19 @@ func (s *Server) apiResolve(c *fiber.Ctx) error {
 	if err := resolveInput(body.Outcome, body.Note); err != nil {
 		return fiber.NewError(fiber.StatusBadRequest, err.Error())
 	}
-	a, err := s.deps.Alerts.Resolve(c.UserContext(), id, channelAPI, channelAPI, body.Outcome, body.Note)
+	cur, err := s.deps.Alerts.Get(c.UserContext(), id)
 	if err != nil {
 		return alertError(err)
 	}
-	s.log.Info("audit: alert resolved", "alert", id, "actor", channelAPI, "channel", channelAPI, "outcome", body.Outcome)
+	actor, err := s.apiActor(c, body.Actor, cur)
+	if err != nil {
+		return err
+	}
+	a, err := s.deps.Alerts.Resolve(c.UserContext(), id, actor, apiChannel(c), body.Outcome, body.Note)
+	if err != nil {
+		return alertError(err)
+	}
+	s.log.Info("audit: alert resolved", "alert", id, "actor", actor, "channel", apiChannel(c), "outcome", body.Outcome)
 	s.announce(alerting.EventResolved, a)
 	return c.JSON(viewAlert(a))
 }
@@ -178,6 +276,9 @@ func (s *Server) apiResidents(c *fiber.Ctx) error {
 	now := s.now()
 	out := make([]apiResident, 0, len(d.residents))
 	for _, r := range d.residents {
+		if !clientSees(c, r.SiteID) {
+			continue
+		}
 		item := apiResident{ID: r.ID, Name: r.Name, Site: r.SiteID, Bed: r.BedID, Vulnerable: r.Vulnerable, Vitals: map[string]Sample{}}
 		if b, ok := d.bedByID[r.BedID]; ok {
 			item.Room = b.RoomID

@@ -45,6 +45,7 @@ func requireRole(roles ...string) fiber.Handler {
 var familyPaths = map[string]bool{
 	"/": true, "/family": true, "/family/preferences": true,
 	"/account": true, "/account/lang": true, "/account/password": true, "/logout": true,
+	"/account/contacts": true, // contacts.go: a family member's own channels and quiet hours
 }
 
 // familyFence answers 404 to a family account on every path outside
@@ -188,6 +189,9 @@ func (s *Server) scopeAlertAction(action string) fiber.Handler {
 
 // scopeAPIVitals audits GET /api/v1/residents/:id/vitals.
 func (s *Server) scopeAPIVitals(c *fiber.Ctx) error {
+	if u, ok := userFrom(c); ok && !s.canSeeResident(u, c.Params("id")) { // an API client's token of other sites
+		return fiber.NewError(fiber.StatusNotFound, "resident not found")
+	}
 	err := c.Next()
 	if err == nil && c.Response().StatusCode() < 400 {
 		s.audit(c, AuditViewVitals, "resident:"+c.Params("id"), c.OriginalURL())

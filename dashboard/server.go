@@ -267,6 +267,7 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 
 	app.Get("/login", s.getLogin)
 	app.Post("/login", s.postLogin)
+	s.ackLinkRoutes(app) // acklink.go: one-tap acknowledge links, no session
 
 	api := app.Group("/api/v1", s.requireBearer)
 	api.Get("/alerts", s.apiListAlerts)
@@ -289,6 +290,8 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	web.Post("/alerts/:id/ack", s.scopeAlertAction(AuditAcknowledge), s.formAck)
 	web.Post("/alerts/:id/resolve", s.scopeAlertAction(AuditResolve), s.formResolve)
 	s.accountRoutes(web) // auth.go (D1): /account, /manager/audit
+	s.contactRoutes(web) // contacts.go: /account/contacts, /admin/contacts/:username
+	s.tokenRoutes(web)   // apitokens.go: /admin/tokens
 	s.viewRoutes(web)    // views_common.go (D2): /board, /residents/:id (+checkin), /family, /manager, /admin
 	return app
 }

@@ -78,6 +78,8 @@ func (s *Server) renderAdmin(c *fiber.Ctx, code int, f adminForms) error {
 			return fmt.Errorf("read alert settings: %w", err)
 		}
 		data["Policies"], data["Rosters"] = set.Policies, set.Rosters
+		data["Targets"], data["Staff"] = pickerData(set)
+		data["Rows"], data["Weekdays"] = rowNums(), Weekdays
 	}
 	if s.deps.Accounts != nil {
 		users, err := s.deps.Accounts.List(ctx)
@@ -204,6 +206,9 @@ func (s *Server) adminPolicy(c *fiber.Ctx) error {
 	if ps == nil {
 		return fiber.NewError(fiber.StatusServiceUnavailable, trIn(lang, "adm.readonly"))
 	}
+	if structured(c) {
+		return s.adminPolicyRows(c, ps) // policyform.go
+	}
 	id, steps, repeat := strings.TrimSpace(c.FormValue("id")), c.FormValue("steps"), c.FormValue("repeat")
 	p, errs := parsePolicy(lang, id, steps, repeat)
 	if len(errs) == 0 {
@@ -265,6 +270,9 @@ func (s *Server) adminRoster(c *fiber.Ctx) error {
 	ps := s.policies()
 	if ps == nil {
 		return fiber.NewError(fiber.StatusServiceUnavailable, trIn(lang, "adm.readonly"))
+	}
+	if structured(c) {
+		return s.adminRosterRows(c, ps) // policyform.go
 	}
 	site, zone, shifts := strings.TrimSpace(c.FormValue("site")), strings.TrimSpace(c.FormValue("zone")), c.FormValue("shifts")
 	r, errs := parseRoster(lang, site, zone, shifts)

@@ -229,6 +229,7 @@ func (s *Server) postPreferences(c *fiber.Ctx) error {
 	}
 	r, _ := recipientOf(set, u)
 	r.ID, r.Name, r.Role, r.Email, r.Quiet = u.Username, u.Display(), RoleFamily, form.Email, quiet
+	r.Residents = slices.Clone(u.Residents) // paged only about their own elder
 	d, err := s.directory(ctx)
 	if err != nil {
 		return err

@@ -636,7 +636,7 @@ func TestAdminForms(t *testing.T) {
 		{"policy", "/admin/policy", url.Values{"id": {"night"}, "steps": {"0s on_duty\n3m role:nurse_lead"}, "repeat": {"5m"}}, 303, nil},
 		{"policy bad", "/admin/policy", url.Values{"id": {"bad id!"}, "steps": {"soon everyone"}, "repeat": {"often"}}, 400,
 			[]string{"1-64 letters, digits", "line 1: want a delay and targets", "a duration such as 5m"}},
-		{"policy bad target", "/admin/policy", url.Values{"id": {"p2"}, "steps": {"0s pager"}}, 400, []string{"want on_duty, role:&lt;role&gt; or recipient:&lt;id&gt;"}},
+		{"policy bad target", "/admin/policy", url.Values{"id": {"p2"}, "steps": {"0s pager"}}, 400, []string{"want on_duty, role:&lt;role&gt;, team:&lt;id&gt; or account:&lt;id&gt;"}},
 		{"roster", "/admin/roster", url.Values{"site": {"demo-station"}, "zone": {"Asia/Shanghai"}, "shifts": {"day 07:00 19:00 ana\nnight 19:00 07:00 bo"}}, 303, nil},
 		{"roster bad", "/admin/roster", url.Values{"site": {"demo-station"}, "zone": {"Mars/Base"}, "shifts": {"day 7am 19:00 ana"}}, 400,
 			[]string{"an IANA time zone", "line 1: want name, start, end"}},

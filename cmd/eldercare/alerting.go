@@ -63,11 +63,21 @@ func addAlertingFlags(f *pflag.FlagSet) {
 	f.String("chat-webhook-url", "", "chat robot incoming-webhook URL that receives every alert change (default none)")
 	f.String("chat-webhook-template", alerting.TemplateSlack, "body format of --chat-webhook-url: slack, dingtalk, dingtalk-text, wecom, wecom-text or eldercare (the signed JSON)")
 	f.String("chat-webhook-secret", "", "optional HMAC-SHA256 secret that signs chat webhook bodies in X-Eldercare-Signature (secret; default none)")
+	f.String("chat-webhook-lang", "", "language of --chat-webhook-url messages: en or zh-CN (default: the first paged person's language)")
+	f.String("public-url", "", "the dashboard's address as people's phones reach it, e.g. https://care.example.org; notifications carry one-tap acknowledge links under it (default none: no links)")
 }
 
 // alertingExtras imports --alerting-settings and builds the e-mail and chat
 // receivers from the flags.
-func alertingExtras(ctx context.Context, s *settings, m *alerting.Manager) ([]alerting.Receiver, error) {
+// Notifications name residents, rooms and beds from places (nil: ids).
+func alertingExtras(ctx context.Context, s *settings, m *alerting.Manager, places alerting.Places) ([]alerting.Receiver, error) {
+	if u := s.String("public-url"); u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		return nil, fmt.Errorf("--public-url %q: want http:// or https://", u)
+	}
+	if l := s.String("chat-webhook-lang"); l != "" && !slices.Contains(alerting.Languages, l) {
+		return nil, fmt.Errorf("--chat-webhook-lang %q: want en or zh-CN", l)
+	}
+	render := &alerting.Renderer{Places: places, Links: m.AckLinks(s.String("public-url")), Lang: s.String("chat-webhook-lang")}
 	if path := s.String("alerting-settings"); path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -91,6 +101,7 @@ func alertingExtras(ctx context.Context, s *settings, m *alerting.Manager) ([]al
 		if err != nil {
 			return nil, fmt.Errorf("--smtp-*: %w", err)
 		}
+		em.Renderer = render
 		out = append(out, em)
 	}
 	if u := s.String("chat-webhook-url"); u != "" {
@@ -101,7 +112,7 @@ func alertingExtras(ctx context.Context, s *settings, m *alerting.Manager) ([]al
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			return nil, fmt.Errorf("--chat-webhook-url %q: want http:// or https://", u)
 		}
-		out = append(out, &alerting.Webhook{URL: u, Template: tpl, ReceiverName: "chat",
+		out = append(out, &alerting.Webhook{URL: u, Template: tpl, ReceiverName: "chat", Renderer: render,
 			Secret: alerting.Secret(s.String("chat-webhook-secret"))})
 	}
 	return out, nil
@@ -143,7 +154,7 @@ func runAlerting(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Receivers, err = alertingExtras(ctx, s, m); err != nil {
+	if cfg.Receivers, err = alertingExtras(ctx, s, m, alerting.RegistryPlaces(cache.Current)); err != nil {
 		return err
 	}
 	reg := newMetrics()

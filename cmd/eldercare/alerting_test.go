@@ -46,7 +46,7 @@ func TestAlertingExtras(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return alertingExtras(ctx, s, m)
+		return alertingExtras(ctx, s, m, nil)
 	}
 	file := "../../alerting/testdata/settings.yaml"
 	rcs, err := run("--alerting-settings", file, "--smtp-host", "127.0.0.1", "--smtp-port", "2525", "--smtp-tls", "none",

@@ -32,7 +32,7 @@ command line beats the environment, which beats the config file.`,
 	root.PersistentFlags().String("config", "", "YAML config file whose keys are flag names (env ELDERCARE_CONFIG)")
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().String("log-format", "text", "log format: text or json")
-	root.AddCommand(newUpCmd(), newIngestCmd(), newAlertingCmd(), newDashboardCmd(), newSimCmd(), newVersionCmd(), newConfigDocsCmd(), newExportMosquittoCmd(), newHashPasswordCmd(), newBenchCmd(), newGatewayCmd(), newUsersCmd(),
+	root.AddCommand(newUpCmd(), newIngestCmd(), newAlertingCmd(), newDashboardCmd(), newSimCmd(), newVersionCmd(), newConfigDocsCmd(), newExportMosquittoCmd(), newHashPasswordCmd(), newBenchCmd(), newGatewayCmd(), newUsersCmd(), newAPIClientsCmd(),
 		newBackupCmd(), newRestoreCmd(), newMigrateCmd())
 	return root
 }

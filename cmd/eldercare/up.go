@@ -247,7 +247,7 @@ func runUp(ctx context.Context, s *settings) error {
 	if err != nil {
 		return err
 	}
-	alertReceivers, err := alertingExtras(ctx, s, mgr)
+	alertReceivers, err := alertingExtras(ctx, s, mgr, alerting.RegistryPlaces(cache.Current))
 	if err != nil {
 		return err
 	}

@@ -477,7 +477,7 @@ func sessionClient(t *testing.T, st *stack, username string) (*http.Client, stri
 func testFamilyFence(t *testing.T, st *stack) {
 	cl, csrf := sessionClient(t, st, "daughter")
 	familyOK := map[string]bool{"/": true, "/family": true, "/family/preferences": true, "/account": true,
-		"/account/lang": true, "/account/password": true, "/logout": true}
+		"/account/lang": true, "/account/password": true, "/logout": true, "/account/contacts": true}
 	public := func(p string) bool {
 		return p == "/login" || p == "/healthz" || p == "/readyz" || p == "/metrics" || strings.HasPrefix(p, "/assets/")
 	}
