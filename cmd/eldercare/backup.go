@@ -42,7 +42,7 @@ use pg_dump and "influxd backup -portable" (docs/operations.md).
 	}
 	f := cmd.Flags()
 	f.String("out", "", "backup directory to create (must not exist or be empty)")
-	f.String("data", "", "data directory of `eldercare up`: its eldercare.db, managed InfluxDB and secrets")
+	f.String("data", "", "data directory of 'eldercare up': its eldercare.db, managed InfluxDB and secrets")
 	f.String("db", "", "the store to back up: sqlite:PATH or a file path (default DATA/eldercare.db); PostgreSQL: use pg_dump")
 	f.String("influx-rpc", "", "RPC address (host:port) of an InfluxDB 1.8 to back up with influxd backup -portable (default: the managed one of DATA; \"none\" skips InfluxDB)")
 	f.String("influxd", "", "influxd binary that runs the InfluxDB backup (default: $ELDERCARE_INFLUXD, PATH, $GOPATH/bin)")

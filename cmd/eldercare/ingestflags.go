@@ -22,7 +22,7 @@ func addIngestFlags(f *pflag.FlagSet) {
 	f.Duration("retention-environment", ingest.DefaultEnvironmentRetention, "how long the environment policy keeps data; 0 = forever (2160h = 90 days)")
 	f.String("rp-events", "", `retention policy of events (default: --influx-rp)`)
 	f.Duration("retention-events", 0, "how long the events policy keeps data; 0 = forever (INF), else at least 1h (default 0)")
-	f.Bool("dead-letters", true, "store refused messages and points in the --db database (table ingest_dead_letters; list them with `eldercare ingest dead-letters`)")
+	f.Bool("dead-letters", true, "store refused messages and points in the --db database (table ingest_dead_letters; list them with 'eldercare ingest dead-letters')")
 }
 
 // ingestPipeline sets the fields of cfg that addIngestFlags' flags name.

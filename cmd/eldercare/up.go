@@ -57,7 +57,7 @@ func newUpCmd() *cobra.Command {
 	f.String("influx", "", "external InfluxDB URL (http://host:8086); empty starts InfluxDB 1.8 as a child process")
 	f.String("influxd", "", "influxd binary for the child InfluxDB (default: $ELDERCARE_INFLUXD, PATH, $GOPATH/bin)")
 	f.String("influx-listen", "127.0.0.1:8086", "HTTP listen address of the child InfluxDB (when --influx is empty); authentication is on, accounts in DATA/influxdb-credentials")
-	f.String("influx-rpc-listen", "127.0.0.1:8088", "RPC (backup and restore) listen address of the child InfluxDB (when --influx is empty); `eldercare backup` reads it from DATA/influxdb/influxd.conf")
+	f.String("influx-rpc-listen", "127.0.0.1:8088", "RPC (backup and restore) listen address of the child InfluxDB (when --influx is empty); 'eldercare backup' reads it from DATA/influxdb/influxd.conf")
 	f.String("influx-token", "", "InfluxDB token or user:password (secret)")
 	f.String("influx-db", "eldercare", "InfluxDB database")
 	f.String("influx-rp", "autogen", "InfluxDB retention policy")

@@ -361,6 +361,13 @@ func resolveAddr(addr string) (string, error) {
 		return "", err
 	}
 	if port != "0" {
+		// A fixed port must be free: otherwise another InfluxDB already
+		// listening there would answer /ping and be taken for this one.
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return "", fmt.Errorf("%s is in use (another InfluxDB?): %w", addr, err)
+		}
+		l.Close()
 		return addr, nil
 	}
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))

@@ -212,6 +212,30 @@ func TestStartPortTaken(t *testing.T) {
 	}
 }
 
+// TestStartRefusesAnotherInfluxDB: a fixed port on which another InfluxDB
+// already answers /ping is refused before anything starts; before the fix
+// Start took the foreign server for its own child and created accounts in it.
+func TestStartRefusesAnotherInfluxDB(t *testing.T) {
+	bin := binary(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })}
+	go foreign.Serve(l)
+	defer foreign.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	srv, err := influxd.Start(ctx, influxd.Options{Bin: bin, DataDir: t.TempDir(), HTTPAddr: l.Addr().String()})
+	if err == nil {
+		srv.Stop()
+		t.Fatal("Start took the InfluxDB already on its port for its own")
+	}
+	if !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("error = %v, want one saying the address is in use", err)
+	}
+}
+
 func TestStartRestartKeepsData(t *testing.T) {
 	bin := binary(t)
 	dir := t.TempDir()
