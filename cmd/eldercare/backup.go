@@ -14,7 +14,7 @@ import (
 )
 
 // secretFiles are the files of an `up` data directory that a backup keeps.
-var secretFiles = []string{"api-token", influxCredentialsFile, demoAccountsFile}
+var secretFiles = []string{"api-token", influxCredentialsFile, demoAccountsFile, internalMQTTFile}
 
 func newBackupCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -25,7 +25,8 @@ func newBackupCmd() *cobra.Command {
                  snapshot while the roles keep writing)
   influxdb/      the InfluxDB that "up" manages, with "influxd backup -portable"
                  against its RPC address (read from DATA/influxdb/influxd.conf)
-  secrets/       the API token and the InfluxDB accounts of DATA
+  secrets/       the API token, the InfluxDB accounts, the embedded broker's
+                 internal MQTT password and the demo accounts of DATA
   manifest.json  version, time, every file with its size and SHA-256
 It runs beside a running "eldercare up". For PostgreSQL and an external InfluxDB
 use pg_dump and "influxd backup -portable" (docs/operations.md).
