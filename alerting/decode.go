@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"time"
 
@@ -137,20 +138,30 @@ func (s *Service) refuse(t device.Topic, ch device.Channel, reason, detail strin
 // raised for the topic's device, stamped at the receive time, with a detail
 // that names the validation error so the fault is visible to staff. A
 // redelivery (same boot and seq, when the payload has them) raises nothing.
+// safetyTypeRe finds a fall or SOS type in a payload that is not JSON.
+var safetyTypeRe = regexp.MustCompile(`"type"\s*:\s*"(fall|sos)"`)
+
 func (s *Service) malformedEvent(ctx context.Context, t device.Topic, payload []byte, verr error, now time.Time) error {
 	maxPayload := s.cfg.Limits.MaxPayload
 	if maxPayload <= 0 {
 		maxPayload = device.DefaultLimits.MaxPayload
 	}
 	if len(payload) > maxPayload {
-		return nil
+		payload = payload[:maxPayload] // still look for the type in what fits
 	}
 	var raw map[string]json.RawMessage
-	if json.Unmarshal(payload, &raw) != nil {
-		return nil
-	}
 	var typ device.EventType
-	if json.Unmarshal(raw["type"], &typ) != nil {
+	if json.Unmarshal(payload, &raw) == nil {
+		if json.Unmarshal(raw["type"], &typ) != nil {
+			return nil
+		}
+	} else if m := safetyTypeRe.FindSubmatch(payload); m != nil {
+		// Not JSON at all (a bare NaN from a firmware printf, data after
+		// the object, a cut-off or oversized payload) but it names a fall
+		// or an SOS: raise it without an event key (a redelivery may then
+		// page again; a duplicate page beats a missed fall).
+		typ, raw = device.EventType(m[1]), nil
+	} else {
 		return nil
 	}
 	var alertType, detail string

@@ -327,6 +327,12 @@ func TestMalformedSafetyEventsRaise(t *testing.T) {
 		{"fd-extra", fmt.Sprintf(`{"v":1,"device":"fd-extra","boot":1,"id":1,"seq":1,"ts":%d,"type":"fall","room":"12b"}`, ms), "unknown_field"},
 		{"fd-null", fmt.Sprintf(`{"v":1,"device":"fd-null","boot":1,"id":1,"seq":1,"ts":%d,"type":"fall","attrs":{"confidence":null}}`, ms), "type"},
 		{"sos-sec", fmt.Sprintf(`{"v":1,"device":"sos-sec","boot":1,"id":1,"seq":1,"ts":%d,"type":"sos"}`, now.Unix()), "unit_ms"},
+		// Not JSON, found by an adversarial test: a bare NaN, data after the
+		// object, a cut-off object, an oversized one.
+		{"fd-nan", fmt.Sprintf(`{"v":1,"device":"fd-nan","boot":1,"id":1,"seq":1,"ts":%d,"type":"fall","attrs":{"peak_accel_ms2":NaN}}`, ms), "json"},
+		{"sos-trail", fmt.Sprintf(`{"v":1,"device":"sos-trail","boot":1,"id":1,"seq":1,"ts":%d,"type":"sos"} trailing`, ms), "json"},
+		{"sos-cut", fmt.Sprintf(`{"v":1,"device":"sos-cut","boot":1,"id":1,"seq":1,"ts":%d,"type":"sos","attrs":{"loc`, ms), "json"},
+		{"fd-big", fmt.Sprintf(`{"v":1,"device":"fd-big","boot":1,"id":1,"seq":1,"ts":%d,"type":"fall","attrs":{"note":"%s"}}`, ms, strings.Repeat("x", 300_000)), "size"},
 	}
 	topic := func(dev string) string {
 		return device.Topic{Root: e.root, Site: "demo", Device: dev, Channel: device.ChanEvent}.String()
@@ -347,7 +353,11 @@ func TestMalformedSafetyEventsRaise(t *testing.T) {
 			if a.Severity != SeverityCritical || a.Site != "demo" {
 				t.Errorf("alert %+v", a)
 			}
-			if !strings.Contains(a.Detail, "malformed event") || !strings.Contains(a.Detail, tc.reason) {
+			inDetail := tc.reason
+			if tc.reason == "json" || tc.reason == "size" {
+				inDetail = "" // the error's own words; the metric below checks the reason
+			}
+			if !strings.Contains(a.Detail, "malformed event") || !strings.Contains(a.Detail, inDetail) {
 				t.Errorf("detail %q: want it to say malformed event and %s", a.Detail, tc.reason)
 			}
 			if d := a.OpenedAt.Sub(now); d < -time.Second || d > 30*time.Second {
