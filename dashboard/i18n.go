@@ -33,20 +33,50 @@ const langCookie = "eldercare_lang"
 var localeFS embed.FS
 
 // catalogue is the message bundle of go-i18n (CLDR plural rules from
-// golang.org/x/text): locales/en.json and locales/zh-CN.json, one message
-// per stable key; a message with plural forms is an object with "one"
-// and "other" (English) or "other" (Chinese). Message texts are Go
-// templates ({{.n}}). TestCatalogues checks both files have the same keys.
+// golang.org/x/text): every file of a language in locales/ — en.json and
+// zh-CN.json, plus one pair per screen area (history.en.json,
+// history.zh-CN.json, ...) — one message per stable key; a message with
+// plural forms is an object with "one" and "other" (English) or "other"
+// (Chinese). Message texts are Go templates ({{.n}}). A key may appear in
+// one file of a language only. TestCatalogues checks both languages have
+// the same keys.
 var catalogue = sync.OnceValues(func() (*i18n.Bundle, error) {
 	b := i18n.NewBundle(language.English)
 	b.RegisterUnmarshalFunc("json", json.Unmarshal)
 	for _, l := range Langs {
-		if _, err := b.LoadMessageFileFS(localeFS, "locales/"+l+".json"); err != nil {
-			return nil, fmt.Errorf("i18n catalogue %s: %w", l, err)
+		files, err := catalogueFiles(l)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			if _, err := b.LoadMessageFileFS(localeFS, f); err != nil {
+				return nil, fmt.Errorf("i18n catalogue %s: %w", f, err)
+			}
 		}
 	}
 	return b, nil
 })
+
+// catalogueFiles lists the files of lang in locales/: lang.json and
+// every area.lang.json, sorted.
+func catalogueFiles(lang string) ([]string, error) {
+	entries, err := localeFS.ReadDir("locales")
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, e := range entries {
+		n := e.Name()
+		if n == lang+".json" || strings.HasSuffix(n, "."+lang+".json") {
+			files = append(files, "locales/"+n)
+		}
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("i18n catalogue %s: no file locales/%s.json", lang, lang)
+	}
+	sort.Strings(files)
+	return files, nil
+}
 
 // localizers caches one localizer per language (English is the fallback).
 var localizers = sync.OnceValue(func() map[string]*i18n.Localizer {
@@ -68,19 +98,31 @@ func localizer(lang string) *i18n.Localizer {
 	return localizers()[LangEN]
 }
 
-// catalogueKeys lists the message ids of lang's file.
+// catalogueKeys lists the message ids of lang's files; a key defined in
+// two files of one language is an error.
 func catalogueKeys(lang string) ([]string, error) {
-	b, err := localeFS.ReadFile("locales/" + lang + ".json")
+	files, err := catalogueFiles(lang)
 	if err != nil {
 		return nil, err
 	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("catalogue %s: %w", lang, err)
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+	seen := map[string]string{}
+	var keys []string
+	for _, f := range files {
+		b, err := localeFS.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, fmt.Errorf("catalogue %s: %w", f, err)
+		}
+		for k := range m {
+			if prev, dup := seen[k]; dup {
+				return nil, fmt.Errorf("catalogue key %q is in both %s and %s", k, prev, f)
+			}
+			seen[k] = f
+			keys = append(keys, k)
+		}
 	}
 	sort.Strings(keys)
 	return keys, nil

@@ -39,13 +39,19 @@ func TestCatalogues(t *testing.T) {
 		}
 	}
 	for lang, want := range map[string][]string{LangEN: {"one", "other"}, LangZH: {"other"}} {
-		b, err := os.ReadFile("locales/" + lang + ".json")
+		files, err := catalogueFiles(lang)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var m map[string]any
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatal(err)
+		m := map[string]any{}
+		for _, f := range files {
+			b, err := localeFS.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
 		}
 		for k, v := range m {
 			forms, ok := v.(map[string]any)

@@ -84,6 +84,25 @@ type Room struct {
 	ID     string `json:"id" yaml:"id"`
 	SiteID string `json:"site_id" yaml:"site"`
 	Name   string `json:"name" yaml:"name"`
+	// Ward groups rooms of a site for rosters, escalation and reports
+	// ("east", "2F"); "" is the site's default ward.
+	Ward string `json:"ward,omitempty" yaml:"ward,omitempty"`
+	// Names are display names by language tag ("zh-CN": "101 室"); see
+	// [DisplayName].
+	Names Names `json:"names,omitempty" yaml:"names,omitempty"`
+}
+
+// Names are display names by BCP 47 language tag, for example
+// {"zh-CN": "李秀英", "en": "Li Xiuying"}. The plain Name field is the
+// fallback in every language.
+type Names map[string]string
+
+// DisplayName returns names[lang] when set, else fallback.
+func DisplayName(names Names, lang, fallback string) string {
+	if n := names[lang]; n != "" {
+		return n
+	}
+	return fallback
 }
 
 // Bed is a bed in a room. Type is one of [BedTypes] (home_care,
@@ -114,6 +133,8 @@ type Resident struct {
 	// in days; 0 is [DefaultVisitCadence] (once per calendar month in the
 	// site's zone).
 	VisitCadenceDays int `json:"visit_cadence_days,omitempty" yaml:"visit_cadence_days,omitempty"`
+	// Names are display names by language (see [Names]).
+	Names Names `json:"names,omitempty" yaml:"names,omitempty"`
 	// Medication is the resident's schedule of doses (see [Dose]); the
 	// store returns them ordered by time.
 	Medication []Dose `json:"medication,omitempty" yaml:"medication,omitempty"`
@@ -145,6 +166,8 @@ type Device struct {
 	// limits and no resident binding is a site-level device: its alerts
 	// go to the site's duty staff.
 	Limits []Limit `json:"limits,omitempty" yaml:"limits,omitempty"`
+	// Names are display names by language (see [Names]).
+	Names Names `json:"names,omitempty" yaml:"names,omitempty"`
 }
 
 // KindSetting sets the report interval of every device of one kind that does

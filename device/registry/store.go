@@ -82,9 +82,10 @@ func (s *Store) Import(ctx context.Context, doc *Document) error {
 			}
 		}
 		for _, x := range doc.RoomList() {
-			if err := up("room "+x.ID, `INSERT INTO rooms (id, site_id, name) VALUES (?, ?, ?)
-				ON CONFLICT (id) DO UPDATE SET site_id = excluded.site_id, name = excluded.name`,
-				x.ID, x.SiteID, x.Name); err != nil {
+			if err := up("room "+x.ID, `INSERT INTO rooms (id, site_id, name, ward, names) VALUES (?, ?, ?, ?, ?)
+				ON CONFLICT (id) DO UPDATE SET site_id = excluded.site_id, name = excluded.name,
+				ward = excluded.ward, names = excluded.names`,
+				x.ID, x.SiteID, x.Name, x.Ward, x.Names.encode()); err != nil {
 				return err
 			}
 		}
@@ -102,12 +103,12 @@ func (s *Store) Import(ctx context.Context, doc *Document) error {
 			}
 		}
 		for _, x := range doc.Devices {
-			if err := up("device "+x.ID, `INSERT INTO devices (id, site_id, kind, name, bed_id, gateway_id, power, report_interval_ms)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			if err := up("device "+x.ID, `INSERT INTO devices (id, site_id, kind, name, bed_id, gateway_id, power, report_interval_ms, names)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT (id) DO UPDATE SET site_id = excluded.site_id, kind = excluded.kind,
 				name = excluded.name, bed_id = excluded.bed_id, gateway_id = excluded.gateway_id,
-				power = excluded.power, report_interval_ms = excluded.report_interval_ms`,
-				x.ID, x.SiteID, x.Kind, x.Name, nullable(x.BedID), nullable(x.GatewayID), x.Power, x.ReportInterval.Milliseconds()); err != nil {
+				power = excluded.power, report_interval_ms = excluded.report_interval_ms, names = excluded.names`,
+				x.ID, x.SiteID, x.Kind, x.Name, nullable(x.BedID), nullable(x.GatewayID), x.Power, x.ReportInterval.Milliseconds(), x.Names.encode()); err != nil {
 				return err
 			}
 			if err := s.putLimits(ctx, tx, x); err != nil {
@@ -230,10 +231,10 @@ func siteFilter(query, siteID string, args []any) (string, []any) {
 
 const (
 	selectSites     = `SELECT id, name, time_zone FROM sites`
-	selectRooms     = `SELECT id, site_id, name FROM rooms`
+	selectRooms     = `SELECT id, site_id, name, ward, names FROM rooms`
 	selectBeds      = `SELECT id, room_id, site_id, name, nursing, bed_type FROM beds`
-	selectResidents = `SELECT id, site_id, COALESCE(bed_id, ''), name, birth_year, vulnerable, notes, visit_cadence_days FROM residents`
-	selectDevices   = `SELECT id, site_id, kind, name, COALESCE(bed_id, ''), COALESCE(gateway_id, ''), power, report_interval_ms FROM devices`
+	selectResidents = `SELECT id, site_id, COALESCE(bed_id, ''), name, birth_year, vulnerable, notes, visit_cadence_days, names FROM residents`
+	selectDevices   = `SELECT id, site_id, kind, name, COALESCE(bed_id, ''), COALESCE(gateway_id, ''), power, report_interval_ms, names FROM devices`
 	selectKinds     = `SELECT kind, report_interval_ms FROM device_kinds`
 	selectCards     = `SELECT id, resident_id FROM meal_cards`
 	selectBindings  = `SELECT device_id, resident_id, from_ms, to_ms FROM device_bindings`
@@ -245,7 +246,11 @@ func scanSite(r *sql.Rows) (x Site, err error) {
 }
 
 func scanRoom(r *sql.Rows) (x Room, err error) {
-	err = r.Scan(&x.ID, &x.SiteID, &x.Name)
+	var names string
+	if err = r.Scan(&x.ID, &x.SiteID, &x.Name, &x.Ward, &names); err != nil {
+		return x, err
+	}
+	x.Names, err = decodeNames(names)
 	return x, err
 }
 
@@ -255,14 +260,22 @@ func scanBed(r *sql.Rows) (x Bed, err error) {
 }
 
 func scanResident(r *sql.Rows) (x Resident, err error) {
-	err = r.Scan(&x.ID, &x.SiteID, &x.BedID, &x.Name, &x.BirthYear, &x.Vulnerable, &x.Notes, &x.VisitCadenceDays)
+	var names string
+	if err = r.Scan(&x.ID, &x.SiteID, &x.BedID, &x.Name, &x.BirthYear, &x.Vulnerable, &x.Notes, &x.VisitCadenceDays, &names); err != nil {
+		return x, err
+	}
+	x.Names, err = decodeNames(names)
 	return x, err
 }
 
 func scanDevice(r *sql.Rows) (x Device, err error) {
 	var ms int64
-	err = r.Scan(&x.ID, &x.SiteID, &x.Kind, &x.Name, &x.BedID, &x.GatewayID, &x.Power, &ms)
+	var names string
+	if err = r.Scan(&x.ID, &x.SiteID, &x.Kind, &x.Name, &x.BedID, &x.GatewayID, &x.Power, &ms, &names); err != nil {
+		return x, err
+	}
 	x.ReportInterval = time.Duration(ms) * time.Millisecond
+	x.Names, err = decodeNames(names)
 	return x, err
 }
 

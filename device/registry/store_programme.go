@@ -18,12 +18,12 @@ func (s *Store) putResident(ctx context.Context, tx *sql.Tx, x Resident) error {
 		}
 		return nil
 	}
-	if err := exec("upsert", `INSERT INTO residents (id, site_id, bed_id, name, birth_year, vulnerable, notes, visit_cadence_days)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	if err := exec("upsert", `INSERT INTO residents (id, site_id, bed_id, name, birth_year, vulnerable, notes, visit_cadence_days, names)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET site_id = excluded.site_id, bed_id = excluded.bed_id,
 		name = excluded.name, birth_year = excluded.birth_year, vulnerable = excluded.vulnerable,
-		notes = excluded.notes, visit_cadence_days = excluded.visit_cadence_days`,
-		x.ID, x.SiteID, nullable(x.BedID), x.Name, x.BirthYear, x.Vulnerable, x.Notes, x.VisitCadenceDays); err != nil {
+		notes = excluded.notes, visit_cadence_days = excluded.visit_cadence_days, names = excluded.names`,
+		x.ID, x.SiteID, nullable(x.BedID), x.Name, x.BirthYear, x.Vulnerable, x.Notes, x.VisitCadenceDays, x.Names.encode()); err != nil {
 		return err
 	}
 	if err := exec("clear medication", `DELETE FROM medication_schedules WHERE resident_id = ?`, x.ID); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/language"
 	"gopkg.in/yaml.v3"
 )
 
@@ -62,9 +64,11 @@ type SiteSpec struct {
 
 // RoomSpec is a room as written in a [Document], with its beds nested.
 type RoomSpec struct {
-	ID   string    `json:"id" yaml:"id"`
-	Name string    `json:"name" yaml:"name"`
-	Beds []BedSpec `json:"beds,omitempty" yaml:"beds,omitempty"`
+	ID    string    `json:"id" yaml:"id"`
+	Name  string    `json:"name" yaml:"name"`
+	Ward  string    `json:"ward,omitempty" yaml:"ward,omitempty"`
+	Names Names     `json:"names,omitempty" yaml:"names,omitempty"`
+	Beds  []BedSpec `json:"beds,omitempty" yaml:"beds,omitempty"`
 }
 
 // BedSpec is a bed as written in a [Document].
@@ -103,7 +107,7 @@ func (d *Document) RoomList() []Room {
 	var out []Room
 	for _, s := range d.Sites {
 		for _, r := range s.Rooms {
-			out = append(out, Room{ID: r.ID, SiteID: s.ID, Name: r.Name})
+			out = append(out, Room{ID: r.ID, SiteID: s.ID, Name: r.Name, Ward: r.Ward, Names: r.Names})
 		}
 	}
 	return out
@@ -365,6 +369,8 @@ func (d *Document) Validate() error {
 			rp := fmt.Sprintf("%s.rooms[%d]", p, j)
 			v.id(rp+".id", r.ID, roomIDs)
 			v.name(rp+".name", r.Name, false)
+			v.ward(rp+".ward", r.Ward)
+			v.names(rp+".names", r.Names)
 			for k, b := range r.Beds {
 				bp := fmt.Sprintf("%s.beds[%d]", rp, k)
 				v.id(bp+".id", b.ID, bedIDs)
@@ -560,6 +566,7 @@ func (d *Document) Validate() error {
 // and [Store.PutResident] both call it.
 func (v *validator) residentFields(p string, r Resident) {
 	v.name(p+".name", r.Name, true)
+	v.names(p+".names", r.Names)
 	switch y := r.BirthYear; {
 	case y != 0 && y < minBirthYear:
 		v.addf(p+".birth_year", "%d is before %d", y, minBirthYear)
@@ -574,6 +581,7 @@ func (v *validator) residentFields(p string, r Resident) {
 // [Store.PutDevice] both call it.
 func (v *validator) deviceFields(p string, dev Device) {
 	v.name(p+".name", dev.Name, false)
+	v.names(p+".names", dev.Names)
 	switch {
 	case dev.Kind == "":
 		v.addf(p+".kind", "required")
@@ -610,6 +618,35 @@ func (v *validator) name(path, s string, required bool) {
 		v.addf(path, "longer than %d characters", MaxNameLen)
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:
 		v.addf(path, "contains a control character")
+	}
+}
+
+// MaxWardLen is the longest ward name, in characters.
+const MaxWardLen = 40
+
+// ward checks a ward name: optional, a display name of at most MaxWardLen
+// characters.
+func (v *validator) ward(path, s string) {
+	if s != "" && strings.TrimSpace(s) == "" {
+		v.addf(path, "blank")
+		return
+	}
+	if utf8.RuneCountInString(s) > MaxWardLen {
+		v.addf(path, "longer than %d characters", MaxWardLen)
+		return
+	}
+	v.name(path, s, false)
+}
+
+// names checks display names by language: each tag a well-formed BCP 47
+// tag (golang.org/x/text/language), each name a valid display name.
+func (v *validator) names(path string, n Names) {
+	for _, tag := range slices.Sorted(maps.Keys(n)) {
+		if _, err := language.Parse(tag); err != nil || tag == "" {
+			v.addf(path, "%q is not a language tag (want for example zh-CN or en)", tag)
+			continue
+		}
+		v.name(path+"."+tag, n[tag], true)
 	}
 }
 
