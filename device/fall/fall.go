@@ -66,6 +66,11 @@ const (
 	impactBins  = 10 // impact: [p-0.5 s, p+0.5 s]
 	postFrom    = 20 // post-impact: [p+1 s, p+3 s]
 	postTo      = 60
+	// shortFrom: the short attitude windows [p-1.5 s, p-0.5 s) and
+	// (p+0.5 s, p+1.5 s]; the descent's rotation path ends rotEndBins
+	// before the peak (the impact itself shakes the direction).
+	shortFrom  = 30
+	rotEndBins = 5
 	// lateFrom, decideBins: the late post-impact window [p+2 s, p+3.7 s]
 	// (lying still); the candidate is decided when it is complete, 3.7 s
 	// after the impact. 3.7 s: the hand-marked windows of WEDA-FALL end at
@@ -489,6 +494,21 @@ func (d *Detector) features(p int64) Features {
 			f.PreVerticalVel += (av - StandardGravity) * GridPeriod.Seconds()
 			f.PreMinVertical = min(f.PreMinVertical, av)
 		}
+		for j := max(p-2*dipBins, lo); j < p; j++ {
+			b := get(j)
+			f.PreVerticalVel2s += (b.x*g[0] + b.y*g[1] + b.z*g[2] - StandardGravity) * GridPeriod.Seconds()
+		}
+	}
+	// Attitude change across the impact on a short scale, and the path of
+	// the acceleration direction during the descent.
+	sPre := stats(get, max(p-shortFrom, lo), p-impactBins-1)
+	sPost := stats(get, p+impactBins+1, min(p+shortFrom, hi))
+	if sPre.n > 0 && sPost.n > 0 {
+		f.ShortOrientationChangeDeg = angleDeg(sPre.vec, sPost.vec)
+	}
+	for j := max(p-shortFrom, lo+1); j <= p-rotEndBins; j++ {
+		a, b := get(j-1), get(j)
+		f.RotationPathDeg += angleDeg([3]float64{a.x, a.y, a.z}, [3]float64{b.x, b.y, b.z})
 	}
 	// Other peaks before and after (periodic peaks: jogging).
 	var nPre, nPost, totPre, totPost int
