@@ -24,13 +24,14 @@
 //  3. Features of a window from 3 s before to 3.7 s after the peak (see
 //     [Features]): peak magnitude, pre-impact dip (the free-fall phase,
 //     used but not required), activity before the impact, stillness after
-//     it, the change of the gravity direction seen by the wrist, the
-//     impact's width, jerk and energy, and how many other peaks surround it
-//     (periodic peaks are jogging, not a fall).
+//     it, the change of the gravity direction seen by the wrist (over 3 s
+//     and across the impact), the rotation and vertical velocity of the
+//     descent, the impact's width, jerk and energy, and how many other
+//     peaks surround it (periodic peaks are jogging, not a fall).
 //  4. A logistic regression over the standardised features with boosted
-//     decision stumps added to its log-odds, learned from WEDA-FALL at 50
+//     decision trees of depth 2 added to its log-odds, learned from WEDA-FALL at 50
 //     and 20 Hz (model_trained.go, rebuilt by TestTrainModel; feature set,
-//     number of stumps and threshold chosen with participants held out); a
+//     number of trees and threshold chosen with participants held out); a
 //     fall is reported when its probability reaches the threshold, 3.7 s
 //     after the impact.
 //

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"go/format"
 	"os"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -55,6 +57,7 @@ func TestLOSO(t *testing.T) {
 	if s.elderFals != 0 {
 		t.Errorf("%d of the elders' activities with a false fall, want 0", s.elderFals)
 	}
+	t.Logf("diagnostic, not an evaluation: %s", oracleCurve(t, 0))
 	if pct(s.fallsDetected, s.falls) < 95 || pct(s.actsFalse, s.acts) > 2 {
 		t.Logf("GAP: issue 12 targets >= 95 %% of falls and <= 2 %% of activities; achieved %.1f %% and %.1f %%",
 			pct(s.fallsDetected, s.falls), pct(s.actsFalse, s.acts))
@@ -70,6 +73,7 @@ func TestLOSO20Hz(t *testing.T) {
 	s50 := summarize(loso(train, trialFeatures(t, 0)))
 	s20 := summarize(loso(train, trialFeatures(t, 20)))
 	t.Logf("leave-one-subject-out, trials resampled to 20 Hz:\n%s", s20.table())
+	t.Logf("diagnostic, not an evaluation: %s", oracleCurve(t, 20))
 	d50, d20 := pct(s50.fallsDetected, s50.falls), pct(s20.fallsDetected, s20.falls)
 	if d20 < d50-5 {
 		t.Errorf("20 Hz sensitivity %.1f %% more than 5 points below 50 Hz %.1f %%", d20, d50)
@@ -188,4 +192,59 @@ func TestCandidateGate(t *testing.T) {
 			}
 		}
 	}
+}
+
+// oracleCurve tells how well the held-out scores separate falls from
+// activities, apart from the threshold policy: every held-out trial gets
+// its fold model's score minus its fold's threshold (for a fall, of its
+// in-window candidates; for an activity, of all), and one common shift of
+// all folds' thresholds is set on these held-out margins themselves so that
+// k activities are above it. That uses the held-out trials to set the
+// threshold, so it is not an evaluation: it bounds what a better threshold
+// policy could give (docs/fall-detection.md, "why 95 % is not reached").
+func oracleCurve(t *testing.T, hz float64) string {
+	train := trainingFeatures(t)
+	var falls, acts, elderActs []float64
+	for _, s := range subjectsOf(train) {
+		var tr []trialFeat
+		for _, x := range train {
+			if x.Subject != s {
+				tr = append(tr, x)
+			}
+		}
+		m := cachedModel(train, s, tr)
+		for _, x := range trialFeatures(t, hz) {
+			if x.Subject != s {
+				continue
+			}
+			margin := trialScore(&m, x) - m.Threshold
+			switch {
+			case x.Fall:
+				falls = append(falls, margin)
+			case elders[x.Subject]:
+				elderActs = append(elderActs, margin)
+				acts = append(acts, margin)
+			default:
+				acts = append(acts, margin)
+			}
+		}
+	}
+	sort.Sort(sort.Reverse(sort.Float64Slice(acts)))
+	elderMax := slices.Max(elderActs)
+	var b strings.Builder
+	fmt.Fprintf(&b, "at %v Hz (0: as recorded), a threshold shift set on the held-out scores would find, with k activities above it:", hz)
+	for k := 4; k <= 8 && k < len(acts); k++ {
+		n := 0
+		for _, f := range falls {
+			if f > acts[k] {
+				n++
+			}
+		}
+		note := ""
+		if acts[k] < elderMax {
+			note = " (an elder's activity among them)"
+		}
+		fmt.Fprintf(&b, " k=%d (shift %+.3f): %d/%d falls%s;", k, acts[k], n, len(falls), note)
+	}
+	return b.String()
 }
