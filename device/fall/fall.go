@@ -24,13 +24,14 @@
 //  3. Features of a window from 3 s before to 3.7 s after the peak (see
 //     [Features]): peak magnitude, pre-impact dip (the free-fall phase,
 //     used but not required), activity before the impact, stillness after
-//     it, the change of the gravity direction seen by the wrist, the
-//     impact's width, jerk and energy, and how many other peaks surround it
-//     (periodic peaks are jogging, not a fall).
+//     it, the change of the gravity direction seen by the wrist (over 3 s
+//     and across the impact), the rotation and vertical velocity of the
+//     descent, the impact's width, jerk and energy, and how many other
+//     peaks surround it (periodic peaks are jogging, not a fall).
 //  4. A logistic regression over the standardised features with boosted
-//     decision stumps added to its log-odds, learned from WEDA-FALL at 50
+//     decision trees of depth 2 added to its log-odds, learned from WEDA-FALL at 50
 //     and 20 Hz (model_trained.go, rebuilt by TestTrainModel; feature set,
-//     number of stumps and threshold chosen with participants held out); a
+//     number of trees and threshold chosen with participants held out); a
 //     fall is reported when its probability reaches the threshold, 3.7 s
 //     after the impact.
 //
@@ -66,6 +67,11 @@ const (
 	impactBins  = 10 // impact: [p-0.5 s, p+0.5 s]
 	postFrom    = 20 // post-impact: [p+1 s, p+3 s]
 	postTo      = 60
+	// shortFrom: the short attitude windows [p-1.5 s, p-0.5 s) and
+	// (p+0.5 s, p+1.5 s]; the descent's rotation path ends rotEndBins
+	// before the peak (the impact itself shakes the direction).
+	shortFrom  = 30
+	rotEndBins = 5
 	// lateFrom, decideBins: the late post-impact window [p+2 s, p+3.7 s]
 	// (lying still); the candidate is decided when it is complete, 3.7 s
 	// after the impact. 3.7 s: the hand-marked windows of WEDA-FALL end at
@@ -489,6 +495,21 @@ func (d *Detector) features(p int64) Features {
 			f.PreVerticalVel += (av - StandardGravity) * GridPeriod.Seconds()
 			f.PreMinVertical = min(f.PreMinVertical, av)
 		}
+		for j := max(p-2*dipBins, lo); j < p; j++ {
+			b := get(j)
+			f.PreVerticalVel2s += (b.x*g[0] + b.y*g[1] + b.z*g[2] - StandardGravity) * GridPeriod.Seconds()
+		}
+	}
+	// Attitude change across the impact on a short scale, and the path of
+	// the acceleration direction during the descent.
+	sPre := stats(get, max(p-shortFrom, lo), p-impactBins-1)
+	sPost := stats(get, p+impactBins+1, min(p+shortFrom, hi))
+	if sPre.n > 0 && sPost.n > 0 {
+		f.ShortOrientationChangeDeg = angleDeg(sPre.vec, sPost.vec)
+	}
+	for j := max(p-shortFrom, lo+1); j <= p-rotEndBins; j++ {
+		a, b := get(j-1), get(j)
+		f.RotationPathDeg += angleDeg([3]float64{a.x, a.y, a.z}, [3]float64{b.x, b.y, b.z})
 	}
 	// Other peaks before and after (periodic peaks: jogging).
 	var nPre, nPost, totPre, totPost int

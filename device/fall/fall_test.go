@@ -87,7 +87,42 @@ func TestSyntheticFallFeatures(t *testing.T) {
 			if want := -0.4 * 0.9 * g; f.PreVerticalVel > 0.8*want || f.PreVerticalVel < 1.05*want || math.Abs(f.PreMinVertical-0.1*g) > 1e-6 {
 				t.Errorf("pre-impact vertical velocity %v m/s, min %v m/s^2: want %.2f and %.2f", f.PreVerticalVel, f.PreMinVertical, want, 0.1*g)
 			}
+			// Upright and still before the last second: the 2 s integral adds
+			// nothing; the attitude turns by 90° across the impact; the
+			// descent falls straight down (no rotation).
+			if math.Abs(f.PreVerticalVel2s-f.PreVerticalVel) > 1e-9 || math.Abs(f.ShortOrientationChangeDeg-90) > 1e-6 || f.RotationPathDeg > 1e-6 {
+				t.Errorf("2 s vertical velocity %v (1 s: %v), short change %v°, rotation path %v°: want equal, 90°, 0°",
+					f.PreVerticalVel2s, f.PreVerticalVel, f.ShortOrientationChangeDeg, f.RotationPathDeg)
+			}
 		})
+	}
+}
+
+// TestDescentRotation: a wrist that turns by 90° in 0.8 s (in 10 steps of
+// 9°, gravity from +Z to +X) before the impact gives as rotation path the
+// part of that turn inside [p-1.5 s, p-0.25 s], at 20 and 50 Hz; a still
+// wrist gives 0 (TestSyntheticFallFeatures).
+func TestDescentRotation(t *testing.T) {
+	for _, dt := range []time.Duration{20 * time.Millisecond, 50 * time.Millisecond} {
+		s := &synth{dt: dt}
+		s.hold(3*time.Second, 0, 0, g)
+		for k := 1; k <= 10; k++ {
+			a := float64(k) * 9 * math.Pi / 180
+			s.hold(80*time.Millisecond, g*math.Sin(a), 0, g*math.Cos(a))
+		}
+		s.hold(60*time.Millisecond, 3*g, 0, 4*g)
+		s.hold(5*time.Second, g, 0, 0)
+		_, cands := runOrient(s.out)
+		if len(cands) != 1 {
+			t.Fatalf("%v: %d candidates, want 1", dt, len(cands))
+		}
+		// The turn steps by 9° every 80 ms from 3.0 s, the peak is in the
+		// bin [3.8 s, 3.85 s), so the path window ends with the bin
+		// [3.55 s, 3.6 s): 7 to 8 steps (63-72°) have turned by then, the
+		// input grid's interpolation blurring the last a little.
+		if r := cands[0].Features.RotationPathDeg; r < 63 || r > 80 {
+			t.Errorf("%v: rotation path %.1f°, want 63-80°", dt, r)
+		}
 	}
 }
 
@@ -532,4 +567,29 @@ func BenchmarkPush(b *testing.B) {
 	perSample := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 	b.ReportMetric(perSample*50/1000, "µs/s-of-signal@50Hz")
 	b.ReportMetric(float64(unsafe.Sizeof(Detector{})), "B/detector")
+}
+
+// BenchmarkCandidate measures the work done once per impact candidate (at
+// most one per second): the 25 features from the ring and the shipped
+// model's score.
+func BenchmarkCandidate(b *testing.B) {
+	d := NewDetector(DefaultConfig())
+	rng := rand.New(rand.NewSource(2))
+	for i := range 500 { // 10 s at 50 Hz, an impact at 5 s
+		x, y, z := rng.NormFloat64(), rng.NormFloat64(), g+rng.NormFloat64()
+		if i == 250 {
+			x = 40
+		}
+		d.Push(Sample{T: time.Duration(i) * 20 * time.Millisecond, X: x, Y: y, Z: z})
+	}
+	p := int64(5 * time.Second / GridPeriod)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var sink float64
+	for i := 0; i < b.N; i++ {
+		sink += d.model.Score(d.features(p))
+	}
+	if math.IsNaN(sink) {
+		b.Fatal("NaN score")
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"go/format"
 	"os"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -18,7 +20,7 @@ var update = flag.Bool("update", false, "rewrite model_trained.go from the share
 // that lowers them fails here.
 const (
 	floorFallsDetected     = 163 // of 175 at 50 Hz (93.1 %)
-	floorFallsDetected20Hz = 159 // of 175 at 20 Hz (90.9 %)
+	floorFallsDetected20Hz = 160 // of 175 at 20 Hz (91.4 %)
 	ceilActsFalse          = 5   // of 316 at 50 Hz (1.6 %)
 	// ceilActsFalse20Hz was 4 with the earlier plain regression; the
 	// chosen models trade one more false fall at 20 Hz (an activity of a
@@ -55,6 +57,10 @@ func TestLOSO(t *testing.T) {
 	if s.elderFals != 0 {
 		t.Errorf("%d of the elders' activities with a false fall, want 0", s.elderFals)
 	}
+	if pct(s.actsFalse, s.acts) > 2 {
+		t.Errorf("activities with a false fall %.1f %%, issue 12's target is <= 2 %%", pct(s.actsFalse, s.acts))
+	}
+	t.Logf("diagnostic, not an evaluation: %s", oracleCurve(t, 0))
 	if pct(s.fallsDetected, s.falls) < 95 || pct(s.actsFalse, s.acts) > 2 {
 		t.Logf("GAP: issue 12 targets >= 95 %% of falls and <= 2 %% of activities; achieved %.1f %% and %.1f %%",
 			pct(s.fallsDetected, s.falls), pct(s.actsFalse, s.acts))
@@ -70,6 +76,7 @@ func TestLOSO20Hz(t *testing.T) {
 	s50 := summarize(loso(train, trialFeatures(t, 0)))
 	s20 := summarize(loso(train, trialFeatures(t, 20)))
 	t.Logf("leave-one-subject-out, trials resampled to 20 Hz:\n%s", s20.table())
+	t.Logf("diagnostic, not an evaluation: %s", oracleCurve(t, 20))
 	d50, d20 := pct(s50.fallsDetected, s50.falls), pct(s20.fallsDetected, s20.falls)
 	if d20 < d50-5 {
 		t.Errorf("20 Hz sensitivity %.1f %% more than 5 points below 50 Hz %.1f %%", d20, d50)
@@ -82,6 +89,9 @@ func TestLOSO20Hz(t *testing.T) {
 	}
 	if s20.elderFals != 0 {
 		t.Errorf("20 Hz: %d of the elders' activities with a false fall, want 0", s20.elderFals)
+	}
+	if pct(s20.actsFalse, s20.acts) > 2 {
+		t.Errorf("20 Hz: activities with a false fall %.1f %%, issue 12's target is <= 2 %%", pct(s20.actsFalse, s20.acts))
 	}
 }
 
@@ -188,4 +198,59 @@ func TestCandidateGate(t *testing.T) {
 			}
 		}
 	}
+}
+
+// oracleCurve tells how well the held-out scores separate falls from
+// activities, apart from the threshold policy: every held-out trial gets
+// its fold model's score minus its fold's threshold (for a fall, of its
+// in-window candidates; for an activity, of all), and one common shift of
+// all folds' thresholds is set on these held-out margins themselves so that
+// k activities are above it. That uses the held-out trials to set the
+// threshold, so it is not an evaluation: it bounds what a better threshold
+// policy could give (docs/fall-detection.md, "why 95 % is not reached").
+func oracleCurve(t *testing.T, hz float64) string {
+	train := trainingFeatures(t)
+	var falls, acts, elderActs []float64
+	for _, s := range subjectsOf(train) {
+		var tr []trialFeat
+		for _, x := range train {
+			if x.Subject != s {
+				tr = append(tr, x)
+			}
+		}
+		m := cachedModel(train, s, tr)
+		for _, x := range trialFeatures(t, hz) {
+			if x.Subject != s {
+				continue
+			}
+			margin := trialScore(&m, x) - m.Threshold
+			switch {
+			case x.Fall:
+				falls = append(falls, margin)
+			case elders[x.Subject]:
+				elderActs = append(elderActs, margin)
+				acts = append(acts, margin)
+			default:
+				acts = append(acts, margin)
+			}
+		}
+	}
+	sort.Sort(sort.Reverse(sort.Float64Slice(acts)))
+	elderMax := slices.Max(elderActs)
+	var b strings.Builder
+	fmt.Fprintf(&b, "at %v Hz (0: as recorded), a threshold shift set on the held-out scores would find, with k activities above it:", hz)
+	for k := 4; k <= 8 && k < len(acts); k++ {
+		n := 0
+		for _, f := range falls {
+			if f > acts[k] {
+				n++
+			}
+		}
+		note := ""
+		if acts[k] < elderMax {
+			note = " (an elder's activity among them)"
+		}
+		fmt.Fprintf(&b, " k=%d (shift %+.3f): %d/%d falls%s;", k, acts[k], n, len(falls), note)
+	}
+	return b.String()
 }

@@ -68,10 +68,23 @@ type Features struct {
 	// PreMinVertical is the smallest acceleration along the pre-impact
 	// gravity direction in [p-1 s, p), m/s².
 	PreMinVertical float64
+	// PreVerticalVel2s is PreVerticalVel integrated over [p-2 s, p), m/s:
+	// a slower descent (fainting from a chair) spreads over more than 1 s.
+	PreVerticalVel2s float64
+	// ShortOrientationChangeDeg is the angle, degrees, between the mean
+	// acceleration vectors of [p-1.5 s, p-0.5 s) and (p+0.5 s, p+1.5 s]:
+	// the change of the wrist's attitude across the impact on a short
+	// scale (the 3 s pre-impact reference of OrientationChangeDeg may
+	// already be part of a slow fall).
+	ShortOrientationChangeDeg float64
+	// RotationPathDeg is the sum, degrees, of the angles between the
+	// vectors of consecutive bins in [p-1.5 s, p-0.25 s]: how far the
+	// acceleration direction turned during the descent.
+	RotationPathDeg float64
 }
 
 // NumFeatures is the length of Features.Vector.
-const NumFeatures = 22
+const NumFeatures = 25
 
 // FeatureNames name the entries of Features.Vector, in order.
 var FeatureNames = [NumFeatures]string{
@@ -79,6 +92,7 @@ var FeatureNames = [NumFeatures]string{
 	"pre_peak_frac", "post_peak_frac", "impact_width_s", "impact_energy", "log_jerk_max",
 	"pre_abs_ux", "pre_abs_uy", "pre_abs_uz", "post_abs_ux", "post_abs_uy", "post_abs_uz",
 	"late_std_svm", "late_orientation_change_deg", "still_frac", "pre_vertical_vel", "pre_min_vertical",
+	"pre_vertical_vel_2s", "short_orientation_change_deg", "rotation_path_deg",
 }
 
 // Vector returns the model inputs in the order of FeatureNames (the jerk
@@ -89,6 +103,7 @@ func (f Features) Vector() [NumFeatures]float64 {
 		f.PrePeakFrac, f.PostPeakFrac, f.ImpactWidthS, f.ImpactEnergy, math.Log1p(f.JerkMax),
 		f.PreAxis[0], f.PreAxis[1], f.PreAxis[2], f.PostAxis[0], f.PostAxis[1], f.PostAxis[2],
 		f.LateStdSVM, f.LateOrientationChangeDeg, f.StillFrac, f.PreVerticalVel, f.PreMinVertical,
+		f.PreVerticalVel2s, f.ShortOrientationChangeDeg, f.RotationPathDeg,
 	}
 }
 

@@ -10,7 +10,7 @@ package fall
 // (../shared/data/falls-weda-50hz; Marques and Moreno, Sensors 2023,
 // 23(3):1146), each as recorded and resampled to 20 Hz. A positive weight
 // pushes towards a fall; a feature with weight 0, mean 0 and scale 1 is
-// not used. The feature set, the number of stumps or trees (variant f22+t200) and the
+// not used. The feature set, the number of stumps or trees (variant f25b+t100) and the
 // threshold were chosen by leave-one-subject-out over the 13 participants
 // (the threshold so that at most 1.5 % of the activities would give a
 // false fall). Its figures on participants it never saw are in
@@ -39,6 +39,9 @@ var Trained = Model{
 		0.455471, // still_frac
 		-1.48949, // pre_vertical_vel
 		0.111556, // pre_min_vertical
+		-1.33816, // pre_vertical_vel_2s
+		42.6622,  // short_orientation_change_deg
+		369.304,  // rotation_path_deg
 	},
 	Scale: [NumFeatures]float64{
 		10.4156,  // peak_svm
@@ -63,233 +66,139 @@ var Trained = Model{
 		0.346287, // still_frac
 		2.31428,  // pre_vertical_vel
 		6.37654,  // pre_min_vertical
+		3.0391,   // pre_vertical_vel_2s
+		36.6321,  // short_orientation_change_deg
+		295.328,  // rotation_path_deg
 	},
 	Weights: [NumFeatures]float64{
-		2.17906,    // peak_svm
-		-0.448612,  // dip_svm
-		-1.83404,   // pre_std_svm
-		-1.57177,   // post_std_svm
-		-0.858386,  // post_mean_svm
-		1.67833,    // orientation_change_deg
-		-2.20079,   // pre_peak_frac
-		-1.26979,   // post_peak_frac
-		0.308242,   // impact_width_s
-		0.484966,   // impact_energy
-		1.76915,    // log_jerk_max
-		2.44159,    // pre_abs_ux
-		-0.33955,   // pre_abs_uy
-		0.386685,   // pre_abs_uz
-		-0.155351,  // post_abs_ux
-		0.575932,   // post_abs_uy
-		-0.520935,  // post_abs_uz
-		-0.735337,  // late_std_svm
-		1.21035,    // late_orientation_change_deg
-		1.10397,    // still_frac
-		0.465373,   // pre_vertical_vel
-		-0.0830754, // pre_min_vertical
+		2.25221,     // peak_svm
+		-0.394459,   // dip_svm
+		-2.06284,    // pre_std_svm
+		-1.27683,    // post_std_svm
+		-0.99556,    // post_mean_svm
+		0.921381,    // orientation_change_deg
+		-2.24636,    // pre_peak_frac
+		-1.45452,    // post_peak_frac
+		0.381933,    // impact_width_s
+		0.293615,    // impact_energy
+		1.81671,     // log_jerk_max
+		2.36362,     // pre_abs_ux
+		-0.303497,   // pre_abs_uy
+		0.429504,    // pre_abs_uz
+		-0.0485867,  // post_abs_ux
+		0.47551,     // post_abs_uy
+		-0.465117,   // post_abs_uz
+		-0.632936,   // late_std_svm
+		1.27092,     // late_orientation_change_deg
+		0.978327,    // still_frac
+		-0.801256,   // pre_vertical_vel
+		-0.00624945, // pre_min_vertical
+		1.53334,     // pre_vertical_vel_2s
+		1.05591,     // short_orientation_change_deg
+		0.0980536,   // rotation_path_deg
 	},
-	Bias:      -7.996,
-	Threshold: 0.834563,
+	Bias:      -7.89773,
+	Threshold: 0.80849,
 	Trees: []Tree{ // x[F] < Split ? Lo : Hi, each a stump: x[F] < Split ? Left : Right
-		{F: 11, Split: 0.178163, Lo: Stump{F: 9, Split: 8.83355, Left: -0.149501, Right: -0.000315909}, Hi: Stump{F: 9, Split: 2.94796, Left: -0.101625, Right: 0.0368989}},      // pre_abs_ux; impact_energy | impact_energy
-		{F: 4, Split: 9.76441, Lo: Stump{F: 14, Split: 0.254942, Left: -0.140183, Right: -0.00553126}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0394394, Right: -0.109022}},          // post_mean_svm; post_abs_ux | post_peak_frac
-		{F: 11, Split: 0.178163, Lo: Stump{F: 6, Split: 0, Left: 0, Right: -0.140633}, Hi: Stump{F: 9, Split: 3.88387, Left: -0.0623994, Right: 0.0447632}},                      // pre_abs_ux; pre_peak_frac | impact_energy
-		{F: 2, Split: 0.212747, Lo: Stump{F: 8, Split: 0.25, Left: -0.0711893, Right: 0.10595}, Hi: Stump{F: 20, Split: -0.815251, Left: 0.0150236, Right: -0.103463}},           // pre_std_svm; impact_width_s | pre_vertical_vel
-		{F: 11, Split: 0.178163, Lo: Stump{F: 6, Split: 0, Left: 0, Right: -0.133533}, Hi: Stump{F: 11, Split: 0.648327, Left: 0.0694954, Right: -0.0259759}},                    // pre_abs_ux; pre_peak_frac | pre_abs_ux
-		{F: 4, Split: 9.76441, Lo: Stump{F: 7, Split: 0.14, Left: -0.100456, Right: 0.0453111}, Hi: Stump{F: 4, Split: 10.0784, Left: 0.038932, Right: -0.0825582}},              // post_mean_svm; post_peak_frac | post_mean_svm
-		{F: 9, Split: 2.65547, Lo: Stump{F: 15, Split: 0.0761001, Left: 0.0397936, Right: -0.123932}, Hi: Stump{F: 11, Split: 0.178163, Left: -0.126943, Right: 0.027627}},       // impact_energy; post_abs_uy | pre_abs_ux
-		{F: 13, Split: 0.0589454, Lo: Stump{F: 4, Split: 9.92316, Left: 0.0939305, Right: -0.0200668}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.0609754, Right: -0.0513792}},     // pre_abs_uz; post_mean_svm | pre_std_svm
-		{F: 9, Split: 2.65547, Lo: Stump{F: 15, Split: 0.0761001, Left: 0.0373711, Right: -0.117914}, Hi: Stump{F: 11, Split: 0.178163, Left: -0.12018, Right: 0.0257448}},       // impact_energy; post_abs_uy | pre_abs_ux
-		{F: 4, Split: 9.76441, Lo: Stump{F: 7, Split: 0.14, Left: -0.0898007, Right: 0.042752}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0324654, Right: -0.100901}},                 // post_mean_svm; post_peak_frac | post_peak_frac
-		{F: 13, Split: 0.0589454, Lo: Stump{F: 4, Split: 9.92316, Left: 0.0898123, Right: -0.0187665}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.0558806, Right: -0.0465603}},     // pre_abs_uz; post_mean_svm | pre_std_svm
-		{F: 9, Split: 3.88387, Lo: Stump{F: 21, Split: -0.927738, Left: 0.0506222, Right: -0.118221}, Hi: Stump{F: 8, Split: 0.5, Left: 0.0523865, Right: -0.0530155}},           // impact_energy; pre_min_vertical | impact_width_s
-		{F: 11, Split: 0.178163, Lo: Stump{F: 9, Split: 8.83355, Left: -0.115167, Right: -7.20895e-05}, Hi: Stump{F: 11, Split: 0.648327, Left: 0.0613405, Right: -0.0230141}},   // pre_abs_ux; impact_energy | pre_abs_ux
-		{F: 8, Split: 0.35, Lo: Stump{F: 19, Split: 0.8, Left: 0.0378864, Right: -0.0985776}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0261511, Right: 0.100146}},              // impact_width_s; still_frac | pre_abs_uz
-		{F: 13, Split: 0.0589454, Lo: Stump{F: 14, Split: 0.31515, Left: 0.085659, Right: -0.0237569}, Hi: Stump{F: 8, Split: 0.35, Left: -0.0652886, Right: 0.0149673}},         // pre_abs_uz; post_abs_ux | impact_width_s
-		{F: 13, Split: 0.0589454, Lo: Stump{F: 4, Split: 9.92316, Left: 0.0850895, Right: -0.0168195}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.0484031, Right: -0.0389253}},     // pre_abs_uz; post_mean_svm | pre_std_svm
-		{F: 9, Split: 3.88387, Lo: Stump{F: 21, Split: -0.927738, Left: 0.0459377, Right: -0.106983}, Hi: Stump{F: 8, Split: 0.5, Left: 0.0484574, Right: -0.0479708}},           // impact_energy; pre_min_vertical | impact_width_s
-		{F: 11, Split: 0.178163, Lo: Stump{F: 9, Split: 8.83355, Left: -0.104592, Right: -7.15111e-05}, Hi: Stump{F: 9, Split: 3.88387, Left: -0.0481409, Right: 0.0316531}},     // pre_abs_ux; impact_energy | impact_energy
-		{F: 11, Split: 0.178163, Lo: Stump{F: 9, Split: 8.83355, Left: -0.100328, Right: -7.14968e-05}, Hi: Stump{F: 11, Split: 0.595359, Left: 0.0607332, Right: -0.0165795}},   // pre_abs_ux; impact_energy | pre_abs_ux
-		{F: 13, Split: 0.0589454, Lo: Stump{F: 14, Split: 0.31515, Left: 0.0798208, Right: -0.0226303}, Hi: Stump{F: 15, Split: 0.141834, Left: 0.05138, Right: -0.0331014}},     // pre_abs_uz; post_abs_ux | post_abs_uy
-		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0895932, Right: -0.116791}, Hi: Stump{F: 20, Split: -1.03352, Left: 0.0512711, Right: -0.0360818}},      // orientation_change_deg; post_abs_uy | pre_vertical_vel
-		{F: 17, Split: 0.0927881, Lo: Stump{F: 8, Split: 0.35, Left: -0.0694585, Right: 0.0902177}, Hi: Stump{F: 20, Split: -0.815251, Left: 0.00995151, Right: -0.0903845}},     // late_std_svm; impact_width_s | pre_vertical_vel
-		{F: 13, Split: 0.0589454, Lo: Stump{F: 20, Split: -0.0593587, Left: 0.0786664, Right: -0.0154716}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.0423325, Right: -0.0325476}}, // pre_abs_uz; pre_vertical_vel | pre_std_svm
-		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0857032, Right: 0.00550282}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.0549857, Right: -0.0676928}},          // post_peak_frac; post_mean_svm | post_abs_ux
-		{F: 11, Split: 0.178163, Lo: Stump{F: 11, Split: 0.178163, Left: -0.0908711, Right: 0}, Hi: Stump{F: 11, Split: 0.595359, Left: 0.0558615, Right: -0.0146128}},           // pre_abs_ux; pre_abs_ux | pre_abs_ux
-		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0844001, Right: -0.110577}, Hi: Stump{F: 15, Split: 0.608503, Left: -0.00855615, Right: 0.0709316}},     // orientation_change_deg; post_abs_uy | post_abs_uy
-		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0818304, Right: 0.00574887}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.0512408, Right: -0.0603916}},          // post_peak_frac; post_mean_svm | post_abs_ux
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.121799, Right: 0.00896164}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0218914, Right: 0.0858732}},         // impact_width_s; late_orientation_change_deg | pre_abs_uz
-		{F: 13, Split: 0.0589454, Lo: Stump{F: 4, Split: 9.92316, Left: 0.0738958, Right: -0.0145112}, Hi: Stump{F: 8, Split: 0.35, Left: -0.0528524, Right: 0.0133566}},         // pre_abs_uz; post_mean_svm | impact_width_s
-		{F: 7, Split: 0.04, Lo: Stump{F: 8, Split: 0.5, Left: -0.006218, Right: -0.102906}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.0487393, Right: -0.0545433}},                // post_peak_frac; impact_width_s | post_abs_ux
-		{F: 4, Split: 10.0784, Lo: Stump{F: 7, Split: 0.04, Left: -0.0309733, Right: 0.0431012}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.039302, Right: -0.0881828}},           // post_mean_svm; post_peak_frac | late_std_svm
-		{F: 11, Split: 0.246619, Lo: Stump{F: 9, Split: 7.65361, Left: -0.0824388, Right: 0.000535686}, Hi: Stump{F: 11, Split: 0.648327, Left: 0.046688, Right: -0.0157131}},    // pre_abs_ux; impact_energy | pre_abs_ux
-		{F: 11, Split: 0.897888, Lo: Stump{F: 11, Split: 0.648327, Left: 0.0190852, Right: -0.0937474}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0516083, Right: -0.0765968}},        // pre_abs_ux; pre_abs_ux | post_peak_frac
-		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0802592, Right: -0.104383}, Hi: Stump{F: 20, Split: -1.03352, Left: 0.0444456, Right: -0.0328647}},      // orientation_change_deg; post_abs_uy | pre_vertical_vel
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.114161, Right: 0.00720134}, Hi: Stump{F: 17, Split: 0.0927881, Left: 0.0809792, Right: -0.0218895}},        // impact_width_s; late_orientation_change_deg | late_std_svm
-		{F: 11, Split: 0.897888, Lo: Stump{F: 13, Split: 0.451062, Left: -0.0983372, Right: 0.0135891}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0480921, Right: -0.0691647}},        // pre_abs_ux; pre_abs_uz | post_peak_frac
-		{F: 4, Split: 9.76441, Lo: Stump{F: 10, Split: 5.45391, Left: -0.0954246, Right: -0.00217025}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0249946, Right: -0.0664167}},         // post_mean_svm; log_jerk_max | post_peak_frac
-		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0775193, Right: 0.00559433}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.0445627, Right: -0.0478777}},          // post_peak_frac; post_mean_svm | post_abs_ux
-		{F: 8, Split: 0.35, Lo: Stump{F: 19, Split: 0.8, Left: 0.0311585, Right: -0.0788913}, Hi: Stump{F: 17, Split: 0.0927881, Left: 0.0770228, Right: -0.019202}},             // impact_width_s; still_frac | late_std_svm
-		{F: 11, Split: 0.897888, Lo: Stump{F: 11, Split: 0.648327, Left: 0.0171639, Right: -0.0863069}, Hi: Stump{F: 7, Split: 0.16, Left: 0.047041, Right: -0.0615844}},         // pre_abs_ux; pre_abs_ux | post_peak_frac
-		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.074285, Right: -0.0973269}, Hi: Stump{F: 20, Split: -0.815251, Left: 0.0383232, Right: -0.0367743}},     // orientation_change_deg; post_abs_uy | pre_vertical_vel
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.107394, Right: 0.00546792}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0198388, Right: 0.0742969}},         // impact_width_s; late_orientation_change_deg | pre_abs_uz
-		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0760161, Right: 0.00563881}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.0429147, Right: -0.0424008}},          // post_peak_frac; post_mean_svm | post_abs_ux
-		{F: 11, Split: 0.897888, Lo: Stump{F: 1, Split: 6.2037, Left: -0.0659614, Right: 0.0303148}, Hi: Stump{F: 10, Split: 5.11557, Left: -0.0639643, Right: 0.0440144}},       // pre_abs_ux; dip_svm | log_jerk_max
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.103421, Right: 0.00438322}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.019532, Right: 0.0718377}},          // impact_width_s; late_orientation_change_deg | pre_abs_uz
-		{F: 11, Split: 0.897888, Lo: Stump{F: 11, Split: 0.648327, Left: 0.0167256, Right: -0.0806047}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0447045, Right: -0.0578412}},        // pre_abs_ux; pre_abs_ux | post_peak_frac
-		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0711917, Right: 0.00574656}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.0404391, Right: -0.0407106}},          // post_peak_frac; post_mean_svm | post_abs_ux
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.101284, Right: 0.00382343}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0621021, Right: -0.0253926}},         // impact_width_s; late_orientation_change_deg | late_std_svm
-		{F: 13, Split: 0.0589454, Lo: Stump{F: 4, Split: 9.92316, Left: 0.0627607, Right: -0.0113083}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.0344252, Right: -0.0270685}},     // pre_abs_uz; post_mean_svm | pre_std_svm
-		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0678997, Right: 0.00495132}, Hi: Stump{F: 4, Split: 10.0784, Left: 0.0375141, Right: -0.0441478}},           // post_peak_frac; post_mean_svm | post_mean_svm
-		{F: 11, Split: 0.897888, Lo: Stump{F: 11, Split: 0.648327, Left: 0.0156385, Right: -0.0753555}, Hi: Stump{F: 20, Split: -1.57715, Left: 0.0602973, Right: -0.0220466}},   // pre_abs_ux; pre_abs_ux | pre_vertical_vel
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0991066, Right: 0.00400175}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0599496, Right: -0.0226981}},        // impact_width_s; late_orientation_change_deg | late_std_svm
-		{F: 7, Split: 0.04, Lo: Stump{F: 8, Split: 0.5, Left: -0.00217593, Right: -0.0810097}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.0379038, Right: -0.0362436}},             // post_peak_frac; impact_width_s | post_abs_ux
-		{F: 8, Split: 0.35, Lo: Stump{F: 19, Split: 0.8, Left: 0.0250406, Right: -0.0684454}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0160101, Right: 0.0652196}},             // impact_width_s; still_frac | pre_abs_uz
-		{F: 11, Split: 0.897888, Lo: Stump{F: 1, Split: 6.2037, Left: -0.0611246, Right: 0.0270565}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0439083, Right: -0.0518822}},           // pre_abs_ux; dip_svm | post_peak_frac
-		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0684456, Right: -0.0882638}, Hi: Stump{F: 19, Split: 0.509091, Left: -0.0607723, Right: 0.0272537}},     // orientation_change_deg; post_abs_uy | still_frac
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0924848, Right: 0.00182762}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0163544, Right: 0.0633283}},        // impact_width_s; late_orientation_change_deg | pre_abs_uz
-		{F: 11, Split: 0.897888, Lo: Stump{F: 11, Split: 0.648327, Left: 0.0150101, Right: -0.07037}, Hi: Stump{F: 10, Split: 5.11557, Left: -0.0573087, Right: 0.0403426}},      // pre_abs_ux; pre_abs_ux | log_jerk_max
-		{F: 14, Split: 0.164966, Lo: Stump{F: 8, Split: 0.25, Left: -0.0595252, Right: 0.044265}, Hi: Stump{F: 0, Split: 27.1761, Left: -0.067876, Right: 0.0117794}},            // post_abs_ux; impact_width_s | peak_svm
-		{F: 16, Split: 0.509286, Lo: Stump{F: 3, Split: 1.70298, Left: 0.050844, Right: -0.0323681}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0142194, Right: -0.0468874}},      // post_abs_uz; post_std_svm | late_std_svm
-		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.064617, Right: -0.0835078}, Hi: Stump{F: 19, Split: 0.509091, Left: -0.0561167, Right: 0.025629}},       // orientation_change_deg; post_abs_uy | still_frac
-		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0668539, Right: 0.00697075}, Hi: Stump{F: 4, Split: 10.0784, Left: 0.0347854, Right: -0.0383724}},           // post_peak_frac; post_mean_svm | post_mean_svm
-		{F: 13, Split: 0.0853937, Lo: Stump{F: 21, Split: 3.13453, Left: 0.0641432, Right: -0.029744}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.035411, Right: -0.0303809}},      // pre_abs_uz; pre_min_vertical | pre_std_svm
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0892933, Right: 0.00324281}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0162334, Right: 0.060301}},         // impact_width_s; late_orientation_change_deg | pre_abs_uz
-		{F: 11, Split: 0.897888, Lo: Stump{F: 11, Split: 0.648327, Left: 0.0141444, Right: -0.065048}, Hi: Stump{F: 7, Split: 0.16, Left: 0.040472, Right: -0.0448557}},          // pre_abs_ux; pre_abs_ux | post_peak_frac
-		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0638719, Right: 0.00626741}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.0362633, Right: -0.0337337}},          // post_peak_frac; post_mean_svm | post_abs_ux
-		{F: 16, Split: 0.509286, Lo: Stump{F: 3, Split: 1.70298, Left: 0.0468774, Right: -0.0267223}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0135034, Right: -0.0429764}},     // post_abs_uz; post_std_svm | late_std_svm
-		{F: 11, Split: 0.897888, Lo: Stump{F: 1, Split: 6.2037, Left: -0.052134, Right: 0.0242154}, Hi: Stump{F: 20, Split: -1.57715, Left: 0.0536257, Right: -0.0191213}},       // pre_abs_ux; dip_svm | pre_vertical_vel
-		{F: 14, Split: 0.164966, Lo: Stump{F: 8, Split: 0.25, Left: -0.0540552, Right: 0.0417471}, Hi: Stump{F: 0, Split: 27.1761, Left: -0.0622864, Right: 0.0117596}},          // post_abs_ux; impact_width_s | peak_svm
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0871063, Right: 0.00412057}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0157228, Right: 0.0574459}},        // impact_width_s; late_orientation_change_deg | pre_abs_uz
-		{F: 11, Split: 0.897888, Lo: Stump{F: 13, Split: 0.451062, Left: -0.0666231, Right: 0.00971376}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0386377, Right: -0.0423104}},       // pre_abs_ux; pre_abs_uz | post_peak_frac
-		{F: 7, Split: 0.04, Lo: Stump{F: 19, Split: 0.927273, Left: -0.0518131, Right: 0.0134897}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.0344662, Right: -0.0317372}},         // post_peak_frac; still_frac | post_abs_ux
-		{F: 12, Split: 0.145729, Lo: Stump{F: 18, Split: 82.6392, Left: -0.0655745, Right: 0.0031667}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0317638, Right: -0.0177178}},    // pre_abs_uy; late_orientation_change_deg | late_std_svm
-		{F: 16, Split: 0.509286, Lo: Stump{F: 3, Split: 1.70298, Left: 0.0456927, Right: -0.0245318}, Hi: Stump{F: 16, Split: 0.748518, Left: -0.0574578, Right: 0.00199365}},    // post_abs_uz; post_std_svm | post_abs_uz
-		{F: 11, Split: 0.897888, Lo: Stump{F: 20, Split: -1.57715, Left: -0.05557, Right: 0.0162624}, Hi: Stump{F: 10, Split: 5.11557, Left: -0.0478962, Right: 0.0357051}},      // pre_abs_ux; pre_vertical_vel | log_jerk_max
-		{F: 20, Split: -0.815251, Lo: Stump{F: 19, Split: 0.8, Left: 0.0444617, Right: -0.023733}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0175872, Right: -0.0619136}},        // pre_vertical_vel; still_frac | late_std_svm
-		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0582707, Right: -0.074169}, Hi: Stump{F: 20, Split: -1.03352, Left: 0.0340123, Right: -0.0263768}},      // orientation_change_deg; post_abs_uy | pre_vertical_vel
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0829413, Right: 0.00227175}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0486915, Right: -0.0175059}},        // impact_width_s; late_orientation_change_deg | late_std_svm
-		{F: 13, Split: 0.0853937, Lo: Stump{F: 15, Split: 0.318954, Left: -0.0333053, Right: 0.0550947}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.0296232, Right: -0.0257264}},   // pre_abs_uz; post_abs_uy | pre_std_svm
-		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0609646, Right: 0.00754381}, Hi: Stump{F: 4, Split: 9.98259, Left: 0.0352584, Right: -0.0288008}},           // post_peak_frac; post_mean_svm | post_mean_svm
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0810794, Right: 0.0022874}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0137415, Right: 0.0532921}},         // impact_width_s; late_orientation_change_deg | pre_abs_uz
-		{F: 14, Split: 0.164966, Lo: Stump{F: 8, Split: 0.25, Left: -0.0480772, Right: 0.0380833}, Hi: Stump{F: 0, Split: 27.1761, Left: -0.0552036, Right: 0.00991866}},         // post_abs_ux; impact_width_s | peak_svm
-		{F: 12, Split: 0.390315, Lo: Stump{F: 12, Split: 0.145729, Left: -0.0580452, Right: 0.0244188}, Hi: Stump{F: 11, Split: 0.595359, Left: 0.0374112, Right: -0.0660233}},   // pre_abs_uy; pre_abs_uy | pre_abs_ux
-		{F: 16, Split: 0.509286, Lo: Stump{F: 3, Split: 1.70298, Left: 0.0425503, Right: -0.0218059}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.010746, Right: -0.036878}},       // post_abs_uz; post_std_svm | late_std_svm
-		{F: 12, Split: 0.145729, Lo: Stump{F: 18, Split: 82.6392, Left: -0.0602585, Right: 0.00308154}, Hi: Stump{F: 12, Split: 0.390315, Left: 0.0229427, Right: -0.0228111}},   // pre_abs_uy; late_orientation_change_deg | pre_abs_uy
-		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0544814, Right: -0.0685565}, Hi: Stump{F: 19, Split: 0.509091, Left: -0.0475816, Right: 0.023469}},      // orientation_change_deg; post_abs_uy | still_frac
-		{F: 9, Split: 2.42376, Lo: Stump{F: 17, Split: 9.82463, Left: -0.050535, Right: 0}, Hi: Stump{F: 5, Split: 40.1858, Left: -0.0253716, Right: 0.0196782}},                 // impact_energy; late_std_svm | orientation_change_deg
-		{F: 8, Split: 0.35, Lo: Stump{F: 19, Split: 0.8, Left: 0.0192281, Right: -0.0556764}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0148967, Right: 0.0512783}},             // impact_width_s; still_frac | pre_abs_uz
-		{F: 12, Split: 0.145729, Lo: Stump{F: 18, Split: 82.6392, Left: -0.0582885, Right: 0.00305824}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0290339, Right: -0.0160891}},   // pre_abs_uy; late_orientation_change_deg | late_std_svm
-		{F: 16, Split: 0.509286, Lo: Stump{F: 5, Split: 81.7022, Left: 0.0443517, Right: -0.0167679}, Hi: Stump{F: 16, Split: 0.748518, Left: -0.0486534, Right: 0.00117721}},    // post_abs_uz; orientation_change_deg | post_abs_uz
-		{F: 13, Split: 0.0853937, Lo: Stump{F: 15, Split: 0.318954, Left: -0.0299257, Right: 0.0520557}, Hi: Stump{F: 20, Split: -2.29028, Left: -0.0390296, Right: 0.00899532}}, // pre_abs_uz; post_abs_uy | pre_vertical_vel
-		{F: 20, Split: -0.815251, Lo: Stump{F: 20, Split: -2.29028, Left: -0.0180842, Right: 0.0422103}, Hi: Stump{F: 15, Split: 0.608503, Left: -0.0463122, Right: 0.0330333}},  // pre_vertical_vel; pre_vertical_vel | post_abs_uy
-		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0569037, Right: 0.00768092}, Hi: Stump{F: 4, Split: 9.98259, Left: 0.0334887, Right: -0.0268544}},           // post_peak_frac; post_mean_svm | post_mean_svm
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0764747, Right: 0.00344327}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0129035, Right: 0.0493473}},        // impact_width_s; late_orientation_change_deg | pre_abs_uz
-		{F: 12, Split: 0.390315, Lo: Stump{F: 12, Split: 0.145729, Left: -0.0521764, Right: 0.0228223}, Hi: Stump{F: 11, Split: 0.595359, Left: 0.0350329, Right: -0.0606787}},   // pre_abs_uy; pre_abs_uy | pre_abs_ux
-		{F: 14, Split: 0.164966, Lo: Stump{F: 8, Split: 0.25, Left: -0.0429738, Right: 0.0341819}, Hi: Stump{F: 0, Split: 27.1761, Left: -0.0495102, Right: 0.00831398}},         // post_abs_ux; impact_width_s | peak_svm
-		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0519192, Right: -0.0647829}, Hi: Stump{F: 20, Split: -1.03352, Left: 0.0308948, Right: -0.0248087}},     // orientation_change_deg; post_abs_uy | pre_vertical_vel
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0735664, Right: 0.00309841}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0122176, Right: 0.0466361}},        // impact_width_s; late_orientation_change_deg | pre_abs_uz
-		{F: 13, Split: 0.0853937, Lo: Stump{F: 15, Split: 0.318954, Left: -0.0273923, Right: 0.0502332}, Hi: Stump{F: 20, Split: -2.29028, Left: -0.0367608, Right: 0.00811402}}, // pre_abs_uz; post_abs_uy | pre_vertical_vel
-		{F: 7, Split: 0.04, Lo: Stump{F: 21, Split: -0.927738, Left: 0.00668184, Right: -0.0558206}, Hi: Stump{F: 4, Split: 9.98259, Left: 0.0322275, Right: -0.0252615}},        // post_peak_frac; pre_min_vertical | post_mean_svm
-		{F: 9, Split: 2.42376, Lo: Stump{F: 6, Split: 0, Left: 0, Right: -0.0453113}, Hi: Stump{F: 1, Split: 6.64009, Left: -0.00990884, Right: 0.0330043}},                      // impact_energy; pre_peak_frac | dip_svm
-		{F: 12, Split: 0.145729, Lo: Stump{F: 18, Split: 82.6392, Left: -0.0530812, Right: 0.00321495}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0284277, Right: -0.0160635}},   // pre_abs_uy; late_orientation_change_deg | late_std_svm
-		{F: 11, Split: 0.897888, Lo: Stump{F: 11, Split: 0.648327, Left: 0.0131595, Right: -0.050855}, Hi: Stump{F: 6, Split: 0.12, Left: -0.0313276, Right: 0.0361087}},         // pre_abs_ux; pre_abs_ux | pre_peak_frac
-		{F: 12, Split: 0.145729, Lo: Stump{F: 18, Split: 82.6392, Left: -0.0522221, Right: 0.00309431}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.0429172, Right: -0.00823408}},   // pre_abs_uy; late_orientation_change_deg | pre_std_svm
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0711777, Right: 0.00390789}, Hi: Stump{F: 8, Split: 0.5, Left: 0.034771, Right: -0.0201127}},               // impact_width_s; late_orientation_change_deg | impact_width_s
-		{F: 14, Split: 0.164966, Lo: Stump{F: 8, Split: 0.25, Left: -0.0393848, Right: 0.0318517}, Hi: Stump{F: 6, Split: 0.12, Left: -0.0382215, Right: 0.0135349}},             // post_abs_ux; impact_width_s | pre_peak_frac
-		{F: 12, Split: 0.390315, Lo: Stump{F: 12, Split: 0.145729, Left: -0.0472372, Right: 0.0210923}, Hi: Stump{F: 11, Split: 0.595359, Left: 0.0317908, Right: -0.0564921}},   // pre_abs_uy; pre_abs_uy | pre_abs_ux
-		{F: 4, Split: 9.76441, Lo: Stump{F: 10, Split: 5.45391, Left: -0.0572308, Right: 0.00424512}, Hi: Stump{F: 14, Split: 0.254942, Left: 0.0281663, Right: -0.0170231}},     // post_mean_svm; log_jerk_max | post_abs_ux
-		{F: 16, Split: 0.509286, Lo: Stump{F: 3, Split: 1.39555, Left: 0.0394417, Right: -0.0154266}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.00937392, Right: -0.0322119}},    // post_abs_uz; post_std_svm | late_std_svm
-		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0523765, Right: 0.00771338}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.0285024, Right: -0.0266954}},          // post_peak_frac; post_mean_svm | post_abs_ux
-		{F: 13, Split: 0.0853937, Lo: Stump{F: 21, Split: 3.13453, Left: 0.0496629, Right: -0.0202887}, Hi: Stump{F: 20, Split: -2.29028, Left: -0.0345121, Right: 0.00801828}},  // pre_abs_uz; pre_min_vertical | pre_vertical_vel
-		{F: 9, Split: 2.94796, Lo: Stump{F: 21, Split: -2.35139, Left: 0.0204235, Right: -0.0540635}, Hi: Stump{F: 5, Split: 40.1858, Left: -0.021399, Right: 0.0200196}},        // impact_energy; pre_min_vertical | orientation_change_deg
-		{F: 16, Split: 0.509286, Lo: Stump{F: 3, Split: 1.39555, Left: 0.0380478, Right: -0.0141231}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.00894731, Right: -0.0304444}},    // post_abs_uz; post_std_svm | late_std_svm
-		{F: 12, Split: 0.145729, Lo: Stump{F: 18, Split: 82.6392, Left: -0.0492047, Right: 0.00291177}, Hi: Stump{F: 12, Split: 0.255714, Left: 0.0441065, Right: -0.00760028}},  // pre_abs_uy; late_orientation_change_deg | pre_abs_uy
-		{F: 20, Split: -0.815251, Lo: Stump{F: 20, Split: -2.29028, Left: -0.016206, Right: 0.0375491}, Hi: Stump{F: 12, Split: 0.255714, Left: 0.0224028, Right: -0.0435638}},   // pre_vertical_vel; pre_vertical_vel | pre_abs_uy
-		{F: 12, Split: 0.145729, Lo: Stump{F: 18, Split: 82.6392, Left: -0.0479661, Right: 0.00288546}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.0413333, Right: -0.00759367}},   // pre_abs_uy; late_orientation_change_deg | pre_std_svm
-		{F: 12, Split: 0.390315, Lo: Stump{F: 12, Split: 0.145729, Left: -0.0437726, Right: 0.0206715}, Hi: Stump{F: 11, Split: 0.595359, Left: 0.0307744, Right: -0.0536898}},   // pre_abs_uy; pre_abs_uy | pre_abs_ux
-		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0478917, Right: -0.0578117}, Hi: Stump{F: 20, Split: -1.03352, Left: 0.0290739, Right: -0.0226023}},     // orientation_change_deg; post_abs_uy | pre_vertical_vel
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0668382, Right: 0.00522546}, Hi: Stump{F: 19, Split: 0.927273, Left: -0.00784118, Right: 0.0532636}},       // impact_width_s; late_orientation_change_deg | still_frac
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0650655, Right: 0.00484805}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0114617, Right: 0.0421459}},        // impact_width_s; late_orientation_change_deg | pre_abs_uz
-		{F: 7, Split: 0.04, Lo: Stump{F: 15, Split: 0.281964, Left: -0.0479182, Right: 0.0118969}, Hi: Stump{F: 4, Split: 9.98259, Left: 0.0305616, Right: -0.0238218}},          // post_peak_frac; post_abs_uy | post_mean_svm
-		{F: 9, Split: 2.94796, Lo: Stump{F: 21, Split: -2.35139, Left: 0.0187029, Right: -0.0512459}, Hi: Stump{F: 5, Split: 40.1858, Left: -0.0196654, Right: 0.0191822}},       // impact_energy; pre_min_vertical | orientation_change_deg
-		{F: 4, Split: 9.76441, Lo: Stump{F: 10, Split: 5.45391, Left: -0.0514664, Right: 0.00339075}, Hi: Stump{F: 4, Split: 9.98259, Left: 0.0198362, Right: -0.0261615}},       // post_mean_svm; log_jerk_max | post_mean_svm
-		{F: 12, Split: 0.390315, Lo: Stump{F: 0, Split: 24.7123, Left: -0.0263567, Right: 0.0251622}, Hi: Stump{F: 11, Split: 0.595359, Left: 0.0285398, Right: -0.0520086}},     // pre_abs_uy; peak_svm | pre_abs_ux
-		{F: 13, Split: 0.0853937, Lo: Stump{F: 15, Split: 0.318954, Left: -0.0228291, Right: 0.0441987}, Hi: Stump{F: 20, Split: -2.29028, Left: -0.0320831, Right: 0.00810809}}, // pre_abs_uz; post_abs_uy | pre_vertical_vel
-		{F: 12, Split: 0.145729, Lo: Stump{F: 18, Split: 82.6392, Left: -0.0449266, Right: 0.0028232}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.0389327, Right: -0.00751414}},    // pre_abs_uy; late_orientation_change_deg | pre_std_svm
-		{F: 20, Split: -0.815251, Lo: Stump{F: 20, Split: -2.29028, Left: -0.0139703, Right: 0.0339457}, Hi: Stump{F: 15, Split: 0.608503, Left: -0.0383953, Right: 0.0273372}},  // pre_vertical_vel; pre_vertical_vel | post_abs_uy
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0626557, Right: 0.00476109}, Hi: Stump{F: 19, Split: 0.927273, Left: -0.00668824, Right: 0.0494602}},       // impact_width_s; late_orientation_change_deg | still_frac
-		{F: 12, Split: 0.390315, Lo: Stump{F: 12, Split: 0.145729, Left: -0.0403391, Right: 0.0202556}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.0424978, Right: -0.0411333}},    // pre_abs_uy; pre_abs_uy | pre_std_svm
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 31.0751, Left: -0.0638345, Right: 0.0030736}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0102118, Right: 0.0397073}},         // impact_width_s; late_orientation_change_deg | pre_abs_uz
-		{F: 6, Split: 0.1, Lo: Stump{F: 1, Split: 6.64009, Left: -0.0398145, Right: 0.0174351}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0264627, Right: -0.0339894}},                // pre_peak_frac; dip_svm | post_peak_frac
-		{F: 11, Split: 0.897888, Lo: Stump{F: 13, Split: 0.451062, Left: -0.0465553, Right: 0.00899892}, Hi: Stump{F: 7, Split: 0.16, Left: 0.031915, Right: -0.0317207}},        // pre_abs_ux; pre_abs_uz | post_peak_frac
-		{F: 4, Split: 9.76441, Lo: Stump{F: 10, Split: 5.45391, Left: -0.0490697, Right: 0.00354008}, Hi: Stump{F: 14, Split: 0.254942, Left: 0.0258177, Right: -0.0152139}},     // post_mean_svm; log_jerk_max | post_abs_ux
-		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0482258, Right: 0.00771075}, Hi: Stump{F: 4, Split: 9.98259, Left: 0.0280057, Right: -0.0206388}},           // post_peak_frac; post_mean_svm | post_mean_svm
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.058942, Right: 0.00315065}, Hi: Stump{F: 19, Split: 0.927273, Left: -0.00656762, Right: 0.0472113}},        // impact_width_s; late_orientation_change_deg | still_frac
-		{F: 16, Split: 0.509286, Lo: Stump{F: 5, Split: 81.7022, Left: 0.0355981, Right: -0.0127024}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.00836717, Right: -0.027862}},     // post_abs_uz; orientation_change_deg | late_std_svm
-		{F: 7, Split: 0.04, Lo: Stump{F: 15, Split: 0.281964, Left: -0.0435077, Right: 0.0108321}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.0263039, Right: -0.0234181}},         // post_peak_frac; post_abs_uy | post_abs_ux
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 31.0751, Left: -0.06038, Right: 0.00205057}, Hi: Stump{F: 19, Split: 0.927273, Left: -0.00578813, Right: 0.0455298}},         // impact_width_s; late_orientation_change_deg | still_frac
-		{F: 11, Split: 0.897888, Lo: Stump{F: 13, Split: 0.451062, Left: -0.0450053, Right: 0.00808071}, Hi: Stump{F: 18, Split: 82.6392, Left: 0.0367326, Right: -0.0202412}},   // pre_abs_ux; pre_abs_uz | late_orientation_change_deg
-		{F: 20, Split: -0.815251, Lo: Stump{F: 19, Split: 0.8, Left: 0.0310362, Right: -0.0158437}, Hi: Stump{F: 15, Split: 0.608503, Left: -0.0367731, Right: 0.0250851}},       // pre_vertical_vel; still_frac | post_abs_uy
-		{F: 12, Split: 0.145729, Lo: Stump{F: 18, Split: 82.6392, Left: -0.0417758, Right: 0.00277633}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0237221, Right: -0.012364}},    // pre_abs_uy; late_orientation_change_deg | late_std_svm
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0564717, Right: 0.00370497}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0206831, Right: -0.0307466}},             // impact_width_s; late_orientation_change_deg | post_peak_frac
-		{F: 12, Split: 0.390315, Lo: Stump{F: 10, Split: 5.45391, Left: -0.0267231, Right: 0.0237216}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.0393165, Right: -0.039203}},      // pre_abs_uy; log_jerk_max | pre_std_svm
-		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0421775, Right: -0.0512739}, Hi: Stump{F: 19, Split: 0.509091, Left: -0.0350025, Right: 0.0204296}},     // orientation_change_deg; post_abs_uy | still_frac
-		{F: 12, Split: 0.145729, Lo: Stump{F: 11, Split: 0.965187, Left: -0.0409362, Right: 0.00262776}, Hi: Stump{F: 11, Split: 0.648327, Left: 0.0264585, Right: -0.0107951}},  // pre_abs_uy; pre_abs_ux | pre_abs_ux
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 31.0751, Left: -0.056917, Right: 0.00187552}, Hi: Stump{F: 16, Split: 0.973529, Left: 0.0180053, Right: -0.0366953}},         // impact_width_s; late_orientation_change_deg | post_abs_uz
-		{F: 4, Split: 9.76441, Lo: Stump{F: 10, Split: 5.45391, Left: -0.0442891, Right: 0.00217783}, Hi: Stump{F: 14, Split: 0.254942, Left: 0.0231845, Right: -0.014624}},      // post_mean_svm; log_jerk_max | post_abs_ux
-		{F: 16, Split: 0.509286, Lo: Stump{F: 3, Split: 1.39555, Left: 0.0325507, Right: -0.0121046}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.00682318, Right: -0.0263909}},    // post_abs_uz; post_std_svm | late_std_svm
-		{F: 12, Split: 0.145729, Lo: Stump{F: 18, Split: 82.6392, Left: -0.0403473, Right: 0.00252001}, Hi: Stump{F: 12, Split: 0.390315, Left: 0.0181648, Right: -0.0174247}},   // pre_abs_uy; late_orientation_change_deg | pre_abs_uy
-		{F: 9, Split: 2.94796, Lo: Stump{F: 21, Split: -2.35139, Left: 0.0149358, Right: -0.0451406}, Hi: Stump{F: 5, Split: 40.1858, Left: -0.018062, Right: 0.0171128}},        // impact_energy; pre_min_vertical | orientation_change_deg
-		{F: 4, Split: 9.76441, Lo: Stump{F: 10, Split: 5.45391, Left: -0.0428895, Right: 0.00127408}, Hi: Stump{F: 4, Split: 9.98259, Left: 0.0170448, Right: -0.0233751}},       // post_mean_svm; log_jerk_max | post_mean_svm
-		{F: 12, Split: 0.145729, Lo: Stump{F: 18, Split: 82.6392, Left: -0.0396323, Right: 0.00247601}, Hi: Stump{F: 11, Split: 0.595359, Left: 0.0271659, Right: -0.0102397}},   // pre_abs_uy; late_orientation_change_deg | pre_abs_ux
-		{F: 11, Split: 0.897888, Lo: Stump{F: 20, Split: -1.57715, Left: -0.0383329, Right: 0.0131173}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0301559, Right: -0.0289687}},        // pre_abs_ux; pre_vertical_vel | post_peak_frac
-		{F: 20, Split: -0.815251, Lo: Stump{F: 20, Split: -2.29028, Left: -0.0134405, Right: 0.0305299}, Hi: Stump{F: 15, Split: 0.608503, Left: -0.035629, Right: 0.0228249}},   // pre_vertical_vel; pre_vertical_vel | post_abs_uy
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0523789, Right: 0.00287877}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.010135, Right: 0.0349803}},         // impact_width_s; late_orientation_change_deg | pre_abs_uz
-		{F: 7, Split: 0.04, Lo: Stump{F: 15, Split: 0.281964, Left: -0.0406013, Right: 0.0102015}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.0238613, Right: -0.0212403}},         // post_peak_frac; post_abs_uy | post_abs_ux
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 31.0751, Left: -0.0532472, Right: 0.00129819}, Hi: Stump{F: 19, Split: 0.927273, Left: -0.00596658, Right: 0.0415377}},       // impact_width_s; late_orientation_change_deg | still_frac
-		{F: 11, Split: 0.897888, Lo: Stump{F: 13, Split: 0.451062, Left: -0.0419634, Right: 0.00703437}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0297745, Right: -0.0274735}},       // pre_abs_ux; pre_abs_uz | post_peak_frac
-		{F: 21, Split: 0.615256, Lo: Stump{F: 13, Split: 0.733228, Left: 0.0204314, Right: -0.0389407}, Hi: Stump{F: 9, Split: 5.33833, Left: -0.0425504, Right: 0.0252183}},     // pre_min_vertical; pre_abs_uz | impact_energy
-		{F: 7, Split: 0.04, Lo: Stump{F: 21, Split: -0.927738, Left: 0.00563205, Right: -0.0435827}, Hi: Stump{F: 4, Split: 9.98259, Left: 0.0257526, Right: -0.01886}},          // post_peak_frac; pre_min_vertical | post_mean_svm
-		{F: 4, Split: 9.76441, Lo: Stump{F: 16, Split: 0.630836, Left: 0.00646525, Right: -0.0365172}, Hi: Stump{F: 14, Split: 0.254942, Left: 0.0211393, Right: -0.0131977}},    // post_mean_svm; post_abs_uz | post_abs_ux
-		{F: 15, Split: 0.141834, Lo: Stump{F: 8, Split: 0.5, Left: 0.0348863, Right: -0.0206758}, Hi: Stump{F: 5, Split: 40.1858, Left: -0.0466547, Right: 0.0104833}},           // post_abs_uy; impact_width_s | orientation_change_deg
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 31.0751, Left: -0.0497196, Right: 0.00091026}, Hi: Stump{F: 19, Split: 0.927273, Left: -0.006616, Right: 0.0408208}},         // impact_width_s; late_orientation_change_deg | still_frac
-		{F: 16, Split: 0.509286, Lo: Stump{F: 5, Split: 81.7022, Left: 0.0309275, Right: -0.0102599}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0074232, Right: -0.0259207}},     // post_abs_uz; orientation_change_deg | late_std_svm
-		{F: 9, Split: 2.94796, Lo: Stump{F: 21, Split: -2.35139, Left: 0.0126369, Right: -0.041639}, Hi: Stump{F: 12, Split: 0.145729, Left: -0.0342614, Right: 0.0100622}},      // impact_energy; pre_min_vertical | pre_abs_uy
-		{F: 12, Split: 0.390315, Lo: Stump{F: 10, Split: 5.45391, Left: -0.0245503, Right: 0.0215084}, Hi: Stump{F: 11, Split: 0.595359, Left: 0.0245211, Right: -0.0447664}},    // pre_abs_uy; log_jerk_max | pre_abs_ux
-		{F: 13, Split: 0.0853937, Lo: Stump{F: 21, Split: 3.13453, Left: 0.0385908, Right: -0.0157735}, Hi: Stump{F: 15, Split: 0.141834, Left: 0.0197433, Right: -0.0187497}},   // pre_abs_uz; pre_min_vertical | post_abs_uy
-		{F: 11, Split: 0.444403, Lo: Stump{F: 16, Split: 0.509286, Left: 0.00486557, Right: -0.0359833}, Hi: Stump{F: 11, Split: 0.648327, Left: 0.0288456, Right: -0.00926773}}, // pre_abs_ux; post_abs_uz | pre_abs_ux
-		{F: 18, Split: 20.007, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0127551, Right: -0.0441573}, Hi: Stump{F: 4, Split: 9.80279, Left: -0.0192678, Right: 0.0164592}},       // late_orientation_change_deg; post_abs_uy | post_mean_svm
-		{F: 13, Split: 0.0853937, Lo: Stump{F: 15, Split: 0.318954, Left: -0.017004, Right: 0.0364758}, Hi: Stump{F: 7, Split: 0.04, Left: -0.0258429, Right: 0.00677875}},       // pre_abs_uz; post_abs_uy | post_peak_frac
-		{F: 12, Split: 0.145729, Lo: Stump{F: 18, Split: 82.6392, Left: -0.0351521, Right: 0.00220263}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0218575, Right: -0.0119445}},   // pre_abs_uy; late_orientation_change_deg | late_std_svm
-		{F: 11, Split: 0.444403, Lo: Stump{F: 16, Split: 0.509286, Left: 0.00491515, Right: -0.0347776}, Hi: Stump{F: 11, Split: 0.648327, Left: 0.027896, Right: -0.00900939}},  // pre_abs_ux; post_abs_uz | pre_abs_ux
-		{F: 11, Split: 0.897888, Lo: Stump{F: 13, Split: 0.451062, Left: -0.0388391, Right: 0.00710465}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0293915, Right: -0.0265787}},       // pre_abs_ux; pre_abs_uz | post_peak_frac
-		{F: 18, Split: 20.007, Lo: Stump{F: 15, Split: 0.141834, Left: 0.012314, Right: -0.0428581}, Hi: Stump{F: 20, Split: -0.815251, Left: 0.0145127, Right: -0.020954}},      // late_orientation_change_deg; post_abs_uy | pre_vertical_vel
-		{F: 7, Split: 0.04, Lo: Stump{F: 15, Split: 0.281964, Left: -0.0384184, Right: 0.0114773}, Hi: Stump{F: 4, Split: 9.98259, Left: 0.0240895, Right: -0.0171268}},          // post_peak_frac; post_abs_uy | post_mean_svm
-		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0450562, Right: 0.00259868}, Hi: Stump{F: 16, Split: 0.973529, Left: 0.0165343, Right: -0.0328429}},        // impact_width_s; late_orientation_change_deg | post_abs_uz
-		{F: 14, Split: 0.164966, Lo: Stump{F: 8, Split: 0.25, Left: -0.0258588, Right: 0.0223559}, Hi: Stump{F: 15, Split: 0.141834, Left: 0.0196911, Right: -0.0243108}},        // post_abs_ux; impact_width_s | post_abs_uy
-		{F: 16, Split: 0.509286, Lo: Stump{F: 3, Split: 1.39555, Left: 0.0284611, Right: -0.0100192}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0075098, Right: -0.0250264}},     // post_abs_uz; post_std_svm | late_std_svm
-		{F: 12, Split: 0.145729, Lo: Stump{F: 11, Split: 0.965187, Left: -0.0336423, Right: 0.00211409}, Hi: Stump{F: 12, Split: 0.390315, Left: 0.0167425, Right: -0.0156803}},  // pre_abs_uy; pre_abs_ux | pre_abs_uy
-		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0341132, Right: -0.0420452}, Hi: Stump{F: 18, Split: 74.1954, Left: 0.0308654, Right: -0.0128242}},      // orientation_change_deg; post_abs_uy | late_orientation_change_deg
-		{F: 9, Split: 2.94796, Lo: Stump{F: 21, Split: -2.35139, Left: 0.0120161, Right: -0.0386508}, Hi: Stump{F: 20, Split: -2.29028, Left: -0.0131213, Right: 0.017915}},      // impact_energy; pre_min_vertical | pre_vertical_vel
-		{F: 18, Split: 20.007, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0113102, Right: -0.0402023}, Hi: Stump{F: 20, Split: -0.815251, Left: 0.0139136, Right: -0.0202546}},    // late_orientation_change_deg; post_abs_uy | pre_vertical_vel
-		{F: 11, Split: 0.444403, Lo: Stump{F: 16, Split: 0.509286, Left: 0.00428109, Right: -0.0327185}, Hi: Stump{F: 11, Split: 0.595359, Left: 0.0298951, Right: -0.00846367}}, // pre_abs_ux; post_abs_uz | pre_abs_ux
-		{F: 18, Split: 20.007, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0108873, Right: -0.0395718}, Hi: Stump{F: 4, Split: 9.80279, Left: -0.0177151, Right: 0.014939}},        // late_orientation_change_deg; post_abs_uy | post_mean_svm
-		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0320411, Right: -0.0402109}, Hi: Stump{F: 19, Split: 0.509091, Left: -0.0297914, Right: 0.0179099}},     // orientation_change_deg; post_abs_uy | still_frac
-		{F: 0, Split: 24.7123, Lo: Stump{F: 3, Split: 0.13376, Left: 0.0245785, Right: -0.0354586}, Hi: Stump{F: 1, Split: 4.89326, Left: -0.0185675, Right: 0.0242423}},         // peak_svm; post_std_svm | dip_svm
-		{F: 2, Split: 2.59014, Lo: Stump{F: 5, Split: 61.0557, Left: -0.0132206, Right: 0.017843}, Hi: Stump{F: 12, Split: 0.347893, Left: 0.009186, Right: -0.0361194}},         // pre_std_svm; orientation_change_deg | pre_abs_uy
-		{F: 17, Split: 0.186199, Lo: Stump{F: 20, Split: -2.29028, Left: -0.0261094, Right: 0.0371782}, Hi: Stump{F: 13, Split: 0.527022, Left: -0.0298553, Right: 0.027392}},    // late_std_svm; pre_vertical_vel | pre_abs_uz
-		{F: 13, Split: 0.0853937, Lo: Stump{F: 21, Split: 3.13453, Left: 0.0347965, Right: -0.0137325}, Hi: Stump{F: 20, Split: -2.29028, Left: -0.023939, Right: 0.00688025}},   // pre_abs_uz; pre_min_vertical | pre_vertical_vel
-		{F: 9, Split: 2.94796, Lo: Stump{F: 21, Split: -2.35139, Left: 0.0109508, Right: -0.0370004}, Hi: Stump{F: 20, Split: -4.85594, Left: -0.0206135, Right: 0.0121414}},     // impact_energy; pre_min_vertical | pre_vertical_vel
-		{F: 18, Split: 20.007, Lo: Stump{F: 15, Split: 0.141834, Left: 0.00964826, Right: -0.0373835}, Hi: Stump{F: 20, Split: -0.815251, Left: 0.0135972, Right: -0.0191602}},   // late_orientation_change_deg; post_abs_uy | pre_vertical_vel
-		{F: 11, Split: 0.444403, Lo: Stump{F: 16, Split: 0.509286, Left: 0.00370901, Right: -0.0311028}, Hi: Stump{F: 11, Split: 0.648327, Left: 0.0265009, Right: -0.00910016}}, // pre_abs_ux; post_abs_uz | pre_abs_ux
-		{F: 11, Split: 0.897888, Lo: Stump{F: 2, Split: 1.69164, Left: 0.00400892, Right: -0.0420412}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0278221, Right: -0.0258237}},         // pre_abs_ux; pre_std_svm | post_peak_frac
-		{F: 0, Split: 24.7123, Lo: Stump{F: 3, Split: 0.13376, Left: 0.0236075, Right: -0.034733}, Hi: Stump{F: 1, Split: 4.89326, Left: -0.0167892, Right: 0.0228599}},          // peak_svm; post_std_svm | dip_svm
-		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0293362, Right: -0.0378518}, Hi: Stump{F: 2, Split: 1.90961, Left: 0.0218406, Right: -0.019644}},        // orientation_change_deg; post_abs_uy | pre_std_svm
-		{F: 17, Split: 0.186199, Lo: Stump{F: 20, Split: -2.29028, Left: -0.0238242, Right: 0.0357725}, Hi: Stump{F: 13, Split: 0.527022, Left: -0.0285389, Right: 0.0252042}},   // late_std_svm; pre_vertical_vel | pre_abs_uz
-		{F: 21, Split: 0.615256, Lo: Stump{F: 13, Split: 0.733228, Left: 0.018112, Right: -0.029611}, Hi: Stump{F: 15, Split: 0.608503, Left: -0.035631, Right: 0.0261988}},      // pre_min_vertical; pre_abs_uz | post_abs_uy
-		{F: 0, Split: 24.7123, Lo: Stump{F: 3, Split: 0.13376, Left: 0.022634, Right: -0.0337281}, Hi: Stump{F: 1, Split: 4.89326, Left: -0.0143848, Right: 0.0218689}},          // peak_svm; post_std_svm | dip_svm
-		{F: 18, Split: 20.007, Lo: Stump{F: 15, Split: 0.141834, Left: 0.00864605, Right: -0.0352818}, Hi: Stump{F: 4, Split: 9.80279, Left: -0.0161954, Right: 0.0147588}},      // late_orientation_change_deg; post_abs_uy | post_mean_svm
-		{F: 17, Split: 0.186199, Lo: Stump{F: 20, Split: -2.29028, Left: -0.0222407, Right: 0.0346134}, Hi: Stump{F: 13, Split: 0.527022, Left: -0.0275034, Right: 0.0239533}},   // late_std_svm; pre_vertical_vel | pre_abs_uz
+		{F: 8, Split: 0.35, Lo: Stump{F: 19, Split: 0.8, Left: 0.0389025, Right: -0.115135}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0301068, Right: 0.117236}},                 // impact_width_s; still_frac | pre_abs_uz
+		{F: 9, Split: 2.65547, Lo: Stump{F: 15, Split: 0.0761001, Left: 0.0303253, Right: -0.117518}, Hi: Stump{F: 11, Split: 0.178163, Left: -0.123332, Right: 0.0330787}},        // impact_energy; post_abs_uy | pre_abs_ux
+		{F: 9, Split: 3.88387, Lo: Stump{F: 21, Split: -0.927738, Left: 0.0470231, Right: -0.121374}, Hi: Stump{F: 11, Split: 0.178163, Left: -0.118166, Right: 0.0433155}},        // impact_energy; pre_min_vertical | pre_abs_ux
+		{F: 8, Split: 0.35, Lo: Stump{F: 19, Split: 0.8, Left: 0.0359691, Right: -0.10034}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0330438, Right: 0.107795}},                  // impact_width_s; still_frac | pre_abs_uz
+		{F: 9, Split: 3.88387, Lo: Stump{F: 21, Split: -0.927738, Left: 0.043686, Right: -0.113734}, Hi: Stump{F: 11, Split: 0.178163, Left: -0.107522, Right: 0.0383971}},         // impact_energy; pre_min_vertical | pre_abs_ux
+		{F: 4, Split: 10.0784, Lo: Stump{F: 4, Split: 9.76441, Left: -0.0625199, Right: 0.0375039}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0447127, Right: -0.111217}},          // post_mean_svm; post_mean_svm | late_std_svm
+		{F: 13, Split: 0.0589454, Lo: Stump{F: 20, Split: -0.0593587, Left: 0.086703, Right: -0.0108453}, Hi: Stump{F: 11, Split: 0.648327, Left: 0.031334, Right: -0.0598787}},    // pre_abs_uz; pre_vertical_vel | pre_abs_ux
+		{F: 11, Split: 0.178163, Lo: Stump{F: 22, Split: -5.89382, Left: 1.48136e-05, Right: -0.10366}, Hi: Stump{F: 11, Split: 0.648327, Left: 0.0621549, Right: -0.0228632}},     // pre_abs_ux; pre_vertical_vel_2s | pre_abs_ux
+		{F: 9, Split: 2.65547, Lo: Stump{F: 15, Split: 0.0761001, Left: 0.0282331, Right: -0.102154}, Hi: Stump{F: 11, Split: 0.178163, Left: -0.0993492, Right: 0.0247119}},       // impact_energy; post_abs_uy | pre_abs_ux
+		{F: 13, Split: 0.0589454, Lo: Stump{F: 20, Split: -0.0593587, Left: 0.0840598, Right: -0.00996513}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.0488585, Right: -0.0407323}},  // pre_abs_uz; pre_vertical_vel | pre_std_svm
+		{F: 9, Split: 3.88387, Lo: Stump{F: 21, Split: -0.927738, Left: 0.038516, Right: -0.104599}, Hi: Stump{F: 8, Split: 0.5, Left: 0.0500176, Right: -0.049186}},               // impact_energy; pre_min_vertical | impact_width_s
+		{F: 11, Split: 0.178163, Lo: Stump{F: 22, Split: -5.89382, Left: 1.72317e-05, Right: -0.096772}, Hi: Stump{F: 11, Split: 0.648327, Left: 0.0570333, Right: -0.0207254}},    // pre_abs_ux; pre_vertical_vel_2s | pre_abs_ux
+		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.126343, Right: 0.0094777}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0812966, Right: -0.0337654}},            // impact_width_s; late_orientation_change_deg | late_std_svm
+		{F: 13, Split: 0.0589454, Lo: Stump{F: 20, Split: -0.0593587, Left: 0.0809243, Right: -0.00860603}, Hi: Stump{F: 8, Split: 0.35, Left: -0.0605012, Right: 0.0155842}},      // pre_abs_uz; pre_vertical_vel | impact_width_s
+		{F: 4, Split: 10.0784, Lo: Stump{F: 19, Split: 0.8, Left: 0.0533975, Right: -0.021323}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0446419, Right: -0.0992872}},             // post_mean_svm; still_frac | late_std_svm
+		{F: 13, Split: 0.0589454, Lo: Stump{F: 20, Split: -0.0593587, Left: 0.0785414, Right: -0.0088398}, Hi: Stump{F: 11, Split: 0.648327, Left: 0.0253722, Right: -0.046696}},   // pre_abs_uz; pre_vertical_vel | pre_abs_ux
+		{F: 11, Split: 0.246619, Lo: Stump{F: 9, Split: 7.65361, Left: -0.0875995, Right: 0.00208403}, Hi: Stump{F: 20, Split: -0.815251, Left: 0.0335289, Right: -0.0398621}},     // pre_abs_ux; impact_energy | pre_vertical_vel
+		{F: 9, Split: 3.88387, Lo: Stump{F: 21, Split: -0.927738, Left: 0.0364455, Right: -0.0952317}, Hi: Stump{F: 8, Split: 0.5, Left: 0.0460588, Right: -0.0454694}},            // impact_energy; pre_min_vertical | impact_width_s
+		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.120659, Right: 0.00967251}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0763381, Right: -0.0335683}},           // impact_width_s; late_orientation_change_deg | late_std_svm
+		{F: 13, Split: 0.0589454, Lo: Stump{F: 14, Split: 0.31515, Left: 0.0723842, Right: -0.0131985}, Hi: Stump{F: 8, Split: 0.35, Left: -0.0543609, Right: 0.014024}},           // pre_abs_uz; post_abs_ux | impact_width_s
+		{F: 8, Split: 0.55, Lo: Stump{F: 8, Split: 0.35, Left: -0.0313064, Right: 0.046369}, Hi: Stump{F: 12, Split: 0.447676, Left: -0.00794098, Right: -0.133337}},               // impact_width_s; impact_width_s | pre_abs_uy
+		{F: 4, Split: 10.0784, Lo: Stump{F: 7, Split: 0.04, Left: -0.0298912, Right: 0.0443087}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0426917, Right: -0.0918375}},            // post_mean_svm; post_peak_frac | late_std_svm
+		{F: 13, Split: 0.0589454, Lo: Stump{F: 20, Split: -0.0593587, Left: 0.0723926, Right: -0.00853101}, Hi: Stump{F: 15, Split: 0.141834, Left: 0.0468283, Right: -0.0307319}}, // pre_abs_uz; pre_vertical_vel | post_abs_uy
+		{F: 11, Split: 0.246619, Lo: Stump{F: 9, Split: 7.65361, Left: -0.0796464, Right: 0.00169142}, Hi: Stump{F: 11, Split: 0.648327, Left: 0.05124, Right: -0.0189784}},        // pre_abs_ux; impact_energy | pre_abs_ux
+		{F: 20, Split: -0.815251, Lo: Stump{F: 22, Split: -1.7589, Left: -0.0194541, Right: 0.0766668}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0350992, Right: -0.103887}},      // pre_vertical_vel; pre_vertical_vel_2s | late_std_svm
+		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0902038, Right: -0.110411}, Hi: Stump{F: 20, Split: -0.815251, Left: 0.04612, Right: -0.042542}},          // orientation_change_deg; post_abs_uy | pre_vertical_vel
+		{F: 13, Split: 0.0589454, Lo: Stump{F: 4, Split: 9.92316, Left: 0.0690773, Right: -0.00766027}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.0394714, Right: -0.0290662}},      // pre_abs_uz; post_mean_svm | pre_std_svm
+		{F: 9, Split: 3.88387, Lo: Stump{F: 21, Split: -0.927738, Left: 0.0324098, Right: -0.0843251}, Hi: Stump{F: 8, Split: 0.5, Left: 0.0417445, Right: -0.0385183}},            // impact_energy; pre_min_vertical | impact_width_s
+		{F: 11, Split: 0.897888, Lo: Stump{F: 11, Split: 0.648327, Left: 0.0202809, Right: -0.0931798}, Hi: Stump{F: 23, Split: 28.6156, Left: -0.0520053, Right: 0.06053}},        // pre_abs_ux; pre_abs_ux | short_orientation_change_deg
+		{F: 11, Split: 0.246619, Lo: Stump{F: 9, Split: 7.65361, Left: -0.0757442, Right: 0.00144834}, Hi: Stump{F: 11, Split: 0.648327, Left: 0.0443515, Right: -0.0145547}},      // pre_abs_ux; impact_energy | pre_abs_ux
+		{F: 11, Split: 0.897888, Lo: Stump{F: 22, Split: -1.7589, Left: -0.0756974, Right: 0.028241}, Hi: Stump{F: 23, Split: 28.6156, Left: -0.047554, Right: 0.0580009}},         // pre_abs_ux; pre_vertical_vel_2s | short_orientation_change_deg
+		{F: 4, Split: 9.76441, Lo: Stump{F: 16, Split: 0.630836, Left: 0.0101453, Right: -0.0730332}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0257048, Right: -0.0711608}},            // post_mean_svm; post_abs_uz | post_peak_frac
+		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.10842, Right: 0.00839499}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0215949, Right: 0.0747164}},            // impact_width_s; late_orientation_change_deg | pre_abs_uz
+		{F: 12, Split: 0.390315, Lo: Stump{F: 7, Split: 0.16, Left: 0.0338901, Right: -0.0608243}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.0647272, Right: -0.0744938}},           // pre_abs_uy; post_peak_frac | pre_std_svm
+		{F: 7, Split: 0.04, Lo: Stump{F: 23, Split: 9.28907, Left: 0.0623171, Right: -0.0560605}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.04516, Right: -0.0492649}},              // post_peak_frac; short_orientation_change_deg | post_abs_ux
+		{F: 11, Split: 0.897888, Lo: Stump{F: 11, Split: 0.648327, Left: 0.016076, Right: -0.0837102}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0484622, Right: -0.0603031}},           // pre_abs_ux; pre_abs_ux | post_peak_frac
+		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.105406, Right: 0.00749165}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0647166, Right: -0.0254649}},           // impact_width_s; late_orientation_change_deg | late_std_svm
+		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0792923, Right: -0.0989895}, Hi: Stump{F: 20, Split: -1.03352, Left: 0.0450319, Right: -0.033248}},        // orientation_change_deg; post_abs_uy | pre_vertical_vel
+		{F: 7, Split: 0.04, Lo: Stump{F: 23, Split: 9.28907, Left: 0.0553734, Right: -0.0510972}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.0427135, Right: -0.0445931}},            // post_peak_frac; short_orientation_change_deg | post_abs_ux
+		{F: 8, Split: 0.35, Lo: Stump{F: 19, Split: 0.8, Left: 0.0293052, Right: -0.0716177}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0191541, Right: 0.0691828}},               // impact_width_s; still_frac | pre_abs_uz
+		{F: 11, Split: 0.897888, Lo: Stump{F: 13, Split: 0.451062, Left: -0.0906886, Right: 0.00913103}, Hi: Stump{F: 23, Split: 28.6156, Left: -0.0380957, Right: 0.0543062}},     // pre_abs_ux; pre_abs_uz | short_orientation_change_deg
+		{F: 11, Split: 0.897888, Lo: Stump{F: 1, Split: 6.2037, Left: -0.0611769, Right: 0.03033}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0456244, Right: -0.0552663}},               // pre_abs_ux; dip_svm | post_peak_frac
+		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0980606, Right: 0.00536266}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0184234, Right: 0.0660793}},          // impact_width_s; late_orientation_change_deg | pre_abs_uz
+		{F: 7, Split: 0.04, Lo: Stump{F: 23, Split: 9.28907, Left: 0.0513721, Right: -0.0467047}, Hi: Stump{F: 4, Split: 10.0784, Left: 0.0399159, Right: -0.0435843}},             // post_peak_frac; short_orientation_change_deg | post_mean_svm
+		{F: 20, Split: -0.815251, Lo: Stump{F: 22, Split: -1.7589, Left: -0.0146952, Right: 0.0653331}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0240172, Right: -0.0795284}},     // pre_vertical_vel; pre_vertical_vel_2s | late_std_svm
+		{F: 11, Split: 0.897888, Lo: Stump{F: 11, Split: 0.648327, Left: 0.0133107, Right: -0.0725284}, Hi: Stump{F: 23, Split: 28.6156, Left: -0.0344063, Right: 0.0508654}},      // pre_abs_ux; pre_abs_ux | short_orientation_change_deg
+		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0954835, Right: 0.00506013}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0575472, Right: -0.0204205}},          // impact_width_s; late_orientation_change_deg | late_std_svm
+		{F: 16, Split: 0.509286, Lo: Stump{F: 4, Split: 10.0784, Left: 0.0618019, Right: -0.0433596}, Hi: Stump{F: 14, Split: 0.164966, Left: 0.012959, Right: -0.0391564}},        // post_abs_uz; post_mean_svm | post_abs_ux
+		{F: 20, Split: -0.815251, Lo: Stump{F: 22, Split: -1.7589, Left: -0.012805, Right: 0.0611468}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0196476, Right: -0.0724252}},      // pre_vertical_vel; pre_vertical_vel_2s | late_std_svm
+		{F: 11, Split: 0.897888, Lo: Stump{F: 13, Split: 0.451062, Left: -0.0792847, Right: 0.00805637}, Hi: Stump{F: 10, Split: 5.11557, Left: -0.0541661, Right: 0.0429635}},     // pre_abs_ux; pre_abs_uz | log_jerk_max
+		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0705369, Right: -0.0891356}, Hi: Stump{F: 20, Split: -1.03352, Left: 0.0418163, Right: -0.0315945}},       // orientation_change_deg; post_abs_uy | pre_vertical_vel
+		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0725664, Right: 0.0103552}, Hi: Stump{F: 4, Split: 10.0784, Left: 0.0384468, Right: -0.0394026}},              // post_peak_frac; post_mean_svm | post_mean_svm
+		{F: 8, Split: 0.35, Lo: Stump{F: 19, Split: 0.8, Left: 0.0246958, Right: -0.0644636}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0159317, Right: 0.0594882}},               // impact_width_s; still_frac | pre_abs_uz
+		{F: 11, Split: 0.897888, Lo: Stump{F: 22, Split: -1.7589, Left: -0.0597428, Right: 0.0210704}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0426542, Right: -0.0477094}},           // pre_abs_ux; pre_vertical_vel_2s | post_peak_frac
+		{F: 4, Split: 9.76441, Lo: Stump{F: 10, Split: 5.45391, Left: -0.0734968, Right: 0.00297206}, Hi: Stump{F: 4, Split: 9.98259, Left: 0.0263458, Right: -0.0361485}},         // post_mean_svm; log_jerk_max | post_mean_svm
+		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0658554, Right: -0.0852868}, Hi: Stump{F: 20, Split: -1.03352, Left: 0.0400097, Right: -0.0288323}},       // orientation_change_deg; post_abs_uy | pre_vertical_vel
+		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0694412, Right: 0.0082918}, Hi: Stump{F: 19, Split: 0.509091, Left: -0.042203, Right: 0.0347699}},             // post_peak_frac; post_mean_svm | still_frac
+		{F: 16, Split: 0.509286, Lo: Stump{F: 4, Split: 10.0784, Left: 0.0559671, Right: -0.0350995}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0112182, Right: -0.041409}},        // post_abs_uz; post_mean_svm | late_std_svm
+		{F: 11, Split: 0.897888, Lo: Stump{F: 22, Split: -1.7589, Left: -0.0569891, Right: 0.0200307}, Hi: Stump{F: 23, Split: 28.6156, Left: -0.031012, Right: 0.0461217}},        // pre_abs_ux; pre_vertical_vel_2s | short_orientation_change_deg
+		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0875425, Right: 0.00302203}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0163747, Right: 0.0569634}},          // impact_width_s; late_orientation_change_deg | pre_abs_uz
+		{F: 11, Split: 0.897888, Lo: Stump{F: 11, Split: 0.648327, Left: 0.0123118, Right: -0.0628619}, Hi: Stump{F: 7, Split: 0.16, Left: 0.039997, Right: -0.0422356}},           // pre_abs_ux; pre_abs_ux | post_peak_frac
+		{F: 7, Split: 0.04, Lo: Stump{F: 21, Split: -0.927738, Left: 0.00967642, Right: -0.0641539}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.0355611, Right: -0.0353587}},         // post_peak_frac; pre_min_vertical | post_abs_ux
+		{F: 16, Split: 0.509286, Lo: Stump{F: 4, Split: 10.0784, Left: 0.0529688, Right: -0.0322004}, Hi: Stump{F: 14, Split: 0.164966, Left: 0.0134498, Right: -0.0368367}},       // post_abs_uz; post_mean_svm | post_abs_ux
+		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0854463, Right: 0.00352357}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0501872, Right: -0.0199774}},          // impact_width_s; late_orientation_change_deg | late_std_svm
+		{F: 0, Split: 24.7123, Lo: Stump{F: 3, Split: 0.13376, Left: 0.0385468, Right: -0.0509778}, Hi: Stump{F: 24, Split: 159.278, Left: 0.0478406, Right: -0.0125755}},          // peak_svm; post_std_svm | rotation_path_deg
+		{F: 11, Split: 0.897888, Lo: Stump{F: 1, Split: 6.2037, Left: -0.0483798, Right: 0.0241224}, Hi: Stump{F: 10, Split: 5.11557, Left: -0.0450662, Right: 0.0378923}},         // pre_abs_ux; dip_svm | log_jerk_max
+		{F: 20, Split: -0.815251, Lo: Stump{F: 5, Split: 40.1858, Left: -0.0314258, Right: 0.0345526}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0163953, Right: -0.0627161}},      // pre_vertical_vel; orientation_change_deg | late_std_svm
+		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0645625, Right: 0.00895857}, Hi: Stump{F: 4, Split: 9.98259, Left: 0.0367683, Right: -0.0294582}},             // post_peak_frac; post_mean_svm | post_mean_svm
+		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0827061, Right: 0.00348455}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0174745, Right: 0.0534475}},          // impact_width_s; late_orientation_change_deg | pre_abs_uz
+		{F: 11, Split: 0.897888, Lo: Stump{F: 13, Split: 0.451062, Left: -0.0676456, Right: 0.00836926}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0385257, Right: -0.0403057}},         // pre_abs_ux; pre_abs_uz | post_peak_frac
+		{F: 0, Split: 24.7123, Lo: Stump{F: 3, Split: 0.13376, Left: 0.0357437, Right: -0.0492865}, Hi: Stump{F: 1, Split: 4.89326, Left: -0.0256735, Right: 0.0332671}},           // peak_svm; post_std_svm | dip_svm
+		{F: 14, Split: 0.164966, Lo: Stump{F: 8, Split: 0.25, Left: -0.0516062, Right: 0.0389336}, Hi: Stump{F: 0, Split: 27.1761, Left: -0.0603297, Right: 0.0118432}},            // post_abs_ux; impact_width_s | peak_svm
+		{F: 16, Split: 0.509286, Lo: Stump{F: 4, Split: 10.0784, Left: 0.0495585, Right: -0.0289001}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.00996137, Right: -0.0368277}},      // post_abs_uz; post_mean_svm | late_std_svm
+		{F: 12, Split: 0.145729, Lo: Stump{F: 18, Split: 82.6392, Left: -0.0599722, Right: 0.00354518}, Hi: Stump{F: 12, Split: 0.390315, Left: 0.0246592, Right: -0.0248855}},     // pre_abs_uy; late_orientation_change_deg | pre_abs_uy
+		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0597877, Right: -0.0750935}, Hi: Stump{F: 20, Split: -1.03352, Left: 0.0362698, Right: -0.0282138}},       // orientation_change_deg; post_abs_uy | pre_vertical_vel
+		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0622712, Right: 0.00870402}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.0324335, Right: -0.0336555}},            // post_peak_frac; post_mean_svm | post_abs_ux
+		{F: 13, Split: 0.0589454, Lo: Stump{F: 4, Split: 9.92316, Left: 0.0474765, Right: -0.00511555}, Hi: Stump{F: 1, Split: 6.64009, Left: -0.025877, Right: 0.0214035}},        // pre_abs_uz; post_mean_svm | dip_svm
+		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0801376, Right: 0.00430778}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0168057, Right: 0.051253}},           // impact_width_s; late_orientation_change_deg | pre_abs_uz
+		{F: 12, Split: 0.145729, Lo: Stump{F: 18, Split: 82.6392, Left: -0.0577202, Right: 0.00335166}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0316614, Right: -0.016819}},      // pre_abs_uy; late_orientation_change_deg | late_std_svm
+		{F: 11, Split: 0.897888, Lo: Stump{F: 22, Split: -1.7589, Left: -0.05012, Right: 0.0185282}, Hi: Stump{F: 7, Split: 0.16, Left: 0.037138, Right: -0.037528}},               // pre_abs_ux; pre_vertical_vel_2s | post_peak_frac
+		{F: 20, Split: -0.815251, Lo: Stump{F: 22, Split: -1.7589, Left: -0.0116678, Right: 0.0511531}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.0337831, Right: -0.0461168}},      // pre_vertical_vel; pre_vertical_vel_2s | pre_std_svm
+		{F: 16, Split: 0.509286, Lo: Stump{F: 4, Split: 10.0784, Left: 0.0478052, Right: -0.0260095}, Hi: Stump{F: 24, Split: 303.018, Left: -0.026198, Right: 0.024727}},          // post_abs_uz; post_mean_svm | rotation_path_deg
+		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.0598422, Right: 0.00814237}, Hi: Stump{F: 14, Split: 0.60111, Left: 0.0318958, Right: -0.0294459}},            // post_peak_frac; post_mean_svm | post_abs_ux
+		{F: 12, Split: 0.390315, Lo: Stump{F: 12, Split: 0.145729, Left: -0.0507412, Right: 0.0242603}, Hi: Stump{F: 11, Split: 0.648327, Left: 0.0281551, Right: -0.0692236}},     // pre_abs_uy; pre_abs_uy | pre_abs_ux
+		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0782715, Right: 0.00495691}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0151018, Right: 0.0479462}},          // impact_width_s; late_orientation_change_deg | pre_abs_uz
+		{F: 11, Split: 0.897888, Lo: Stump{F: 11, Split: 0.648327, Left: 0.0109055, Right: -0.0521139}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0356854, Right: -0.0358832}},          // pre_abs_ux; pre_abs_ux | post_peak_frac
+		{F: 14, Split: 0.164966, Lo: Stump{F: 8, Split: 0.25, Left: -0.0457719, Right: 0.0353052}, Hi: Stump{F: 0, Split: 27.1761, Left: -0.0534219, Right: 0.010189}},             // post_abs_ux; impact_width_s | peak_svm
+		{F: 16, Split: 0.509286, Lo: Stump{F: 4, Split: 10.0784, Left: 0.0450706, Right: -0.0249562}, Hi: Stump{F: 14, Split: 0.164966, Left: 0.0115323, Right: -0.0318169}},       // post_abs_uz; post_mean_svm | post_abs_ux
+		{F: 12, Split: 0.145729, Lo: Stump{F: 18, Split: 82.6392, Left: -0.0528431, Right: 0.00321441}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0292914, Right: -0.0157794}},     // pre_abs_uy; late_orientation_change_deg | late_std_svm
+		{F: 12, Split: 0.390315, Lo: Stump{F: 12, Split: 0.145729, Left: -0.0481819, Right: 0.0222048}, Hi: Stump{F: 2, Split: 0.212747, Left: 0.0466766, Right: -0.0494868}},      // pre_abs_uy; pre_abs_uy | pre_std_svm
+		{F: 0, Split: 24.7123, Lo: Stump{F: 20, Split: -1.03352, Left: 0.0119596, Right: -0.0601566}, Hi: Stump{F: 24, Split: 159.278, Left: 0.0435691, Right: -0.0125574}},        // peak_svm; pre_vertical_vel | rotation_path_deg
+		{F: 5, Split: 40.1858, Lo: Stump{F: 15, Split: 0.141834, Left: 0.0540509, Right: -0.0677023}, Hi: Stump{F: 20, Split: -1.03352, Left: 0.0340907, Right: -0.0262289}},       // orientation_change_deg; post_abs_uy | pre_vertical_vel
+		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0759882, Right: 0.00454625}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0146085, Right: 0.0468114}},          // impact_width_s; late_orientation_change_deg | pre_abs_uz
+		{F: 13, Split: 0.0589454, Lo: Stump{F: 4, Split: 9.92316, Left: 0.0428268, Right: -0.00397747}, Hi: Stump{F: 0, Split: 24.7123, Left: -0.0396679, Right: 0.00593148}},      // pre_abs_uz; post_mean_svm | peak_svm
+		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0745981, Right: 0.00499406}, Hi: Stump{F: 17, Split: 0.186199, Left: 0.0413961, Right: -0.0158925}},          // impact_width_s; late_orientation_change_deg | late_std_svm
+		{F: 7, Split: 0.04, Lo: Stump{F: 4, Split: 9.80279, Left: -0.058308, Right: 0.00888891}, Hi: Stump{F: 4, Split: 9.98259, Left: 0.0333156, Right: -0.0260947}},              // post_peak_frac; post_mean_svm | post_mean_svm
+		{F: 11, Split: 0.897888, Lo: Stump{F: 22, Split: -1.7589, Left: -0.0446183, Right: 0.0164962}, Hi: Stump{F: 7, Split: 0.16, Left: 0.0342746, Right: -0.034049}},            // pre_abs_ux; pre_vertical_vel_2s | post_peak_frac
+		{F: 20, Split: -0.815251, Lo: Stump{F: 5, Split: 40.1858, Left: -0.0269775, Right: 0.0289876}, Hi: Stump{F: 15, Split: 0.608503, Left: -0.0420905, Right: 0.0293713}},      // pre_vertical_vel; orientation_change_deg | post_abs_uy
+		{F: 1, Split: 6.64009, Lo: Stump{F: 6, Split: 0.1, Left: -0.0441326, Right: 0.0100641}, Hi: Stump{F: 4, Split: 9.98259, Left: 0.0430722, Right: -0.0319353}},               // dip_svm; pre_peak_frac | post_mean_svm
+		{F: 8, Split: 0.35, Lo: Stump{F: 18, Split: 40.0861, Left: -0.0719778, Right: 0.00368789}, Hi: Stump{F: 13, Split: 0.451062, Left: -0.0148587, Right: 0.0450045}},          // impact_width_s; late_orientation_change_deg | pre_abs_uz
 	},
 }

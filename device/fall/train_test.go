@@ -284,10 +284,20 @@ var variants = func() []variant {
 		{name: "f22+t50", use: featureSet(22), lambda: 1, posWeight: 1, stumps: 50, trees: true},
 		{name: "f22+t100", use: featureSet(22), lambda: 1, posWeight: 1, stumps: 100, trees: true},
 		{name: "f22+t200", use: featureSet(22), lambda: 1, posWeight: 1, stumps: 200, trees: true},
+		// Third round (pre-registered in docs/fall-detection.md before any
+		// held-out figure of them was seen): three more features and longer
+		// boosting, offered to the inner leave-one-subject-out beside the
+		// second round's menu.
+		{name: "f22+t400", use: featureSet(22), lambda: 1, posWeight: 1, stumps: 400, trees: true},
+		{name: "f25b", use: featureSet(25), lambda: 1, posWeight: 1},
+		{name: "f25b+t50", use: featureSet(25), lambda: 1, posWeight: 1, stumps: 50, trees: true},
+		{name: "f25b+t100", use: featureSet(25), lambda: 1, posWeight: 1, stumps: 100, trees: true},
+		{name: "f25b+t200", use: featureSet(25), lambda: 1, posWeight: 1, stumps: 200, trees: true},
+		{name: "f25b+t400", use: featureSet(25), lambda: 1, posWeight: 1, stumps: 400, trees: true},
 	}
 	v := os.Getenv("FALL_VARIANT")
 	if v == "" {
-		v = "f17,f22,f22+s50,f22+s100,f22+s200,f22+t50,f22+t100,f22+t200"
+		v = "f17,f22,f22+s50,f22+s100,f22+s200,f22+t50,f22+t100,f22+t200,f22+t400,f25b,f25b+t50,f25b+t100,f25b+t200,f25b+t400"
 	}
 	var out []variant
 	for _, name := range strings.Split(v, ",") {
