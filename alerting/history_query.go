@@ -336,3 +336,35 @@ func (m *Manager) notifications(ctx context.Context, id int64) ([]NotificationRe
 	}
 	return out, nil
 }
+
+// Responders returns the distinct people who acknowledged or resolved an
+// alert of sites (nil: every site; empty: none), sorted, at most 500: the
+// choices of the history's responder filter.
+func (m *Manager) Responders(ctx context.Context, sites []string) ([]string, error) {
+	out := []string{}
+	if sites != nil && len(sites) == 0 {
+		return out, nil
+	}
+	where, args := "", []any{}
+	if sites != nil {
+		where = " AND site_id IN (?" + strings.Repeat(", ?", len(sites)-1) + ")"
+		for _, s := range sites {
+			args = append(args, s)
+		}
+	}
+	q := `SELECT who FROM (SELECT acknowledged_by AS who FROM alerts WHERE acknowledged_by <> ''` + where +
+		` UNION SELECT resolved_by AS who FROM alerts WHERE resolved_by <> ''` + where + `) r ORDER BY who LIMIT 500`
+	rows, err := m.db.QueryContext(ctx, m.db.Rebind(q), append(args, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("alert responders: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var w string
+		if err := rows.Scan(&w); err != nil {
+			return nil, fmt.Errorf("alert responders: %w", err)
+		}
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}

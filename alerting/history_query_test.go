@@ -164,6 +164,18 @@ func TestQueryHistory(t *testing.T) {
 			}
 		})
 
+		t.Run("responders", func(t *testing.T) {
+			for _, c := range []struct {
+				sites []string
+				want  []string
+			}{{nil, []string{"carer-wang", "lead-zhao", "nurse-li"}}, {[]string{"site-b"}, []string{"nurse-li"}}, {[]string{}, []string{}}} {
+				got, err := m.Responders(ctx, c.sites)
+				if err != nil || !slices.Equal(got, c.want) {
+					t.Errorf("responders of %v: %v %v, want %v", c.sites, got, err, c.want)
+				}
+			}
+		})
+
 		t.Run("limits and cursors", func(t *testing.T) {
 			for _, l := range []int{-1, MaxHistoryLimit + 1} {
 				if _, err := m.QueryHistory(ctx, HistoryQuery{Limit: l}); err == nil {
