@@ -401,7 +401,7 @@ func (s *Server) historyPage(c *fiber.Ctx) error {
 		}
 	}
 	s.fillHistoryOptions(ctx, &m, d, sites, lang)
-	s.audit(c, AuditViewAlerts, "history", truncate(strings.TrimPrefix(qs, "?"), 200))
+	s.audit(c, AuditViewAlerts, "alerts:history", truncate(strings.TrimPrefix(qs, "?"), 200))
 	return s.renderPage(c, "history", trIn(lang, "history.title"), m)
 }
 
@@ -500,7 +500,7 @@ func (s *Server) historyCSV(c *fiber.Ctx) error {
 	}
 	c.Set(fiber.HeaderContentType, "text/csv; charset=utf-8")
 	c.Set(fiber.HeaderContentDisposition, `attachment; filename="alert-history.csv"`)
-	s.audit(c, AuditExportHistory, "history", truncate(strings.TrimPrefix(historyQueryString(f.Form), "?"), 200))
+	s.audit(c, AuditExportHistory, "alerts:history", truncate(strings.TrimPrefix(historyQueryString(f.Form), "?"), 200))
 	var buf strings.Builder
 	if err := writeHistoryCSV(ctx, &buf, h, f.Q, d, lang); err != nil {
 		return err
@@ -594,7 +594,7 @@ func (s *Server) apiHistory(c *fiber.Ctx) error {
 		}
 		f.Q.Before = &cur
 	}
-	s.audit(c, AuditViewAlerts, "history", truncate(c.Context().QueryArgs().String(), 200))
+	s.audit(c, AuditViewAlerts, "alerts:history", truncate(c.Context().QueryArgs().String(), 200))
 	p, err := h.QueryHistory(ctx, f.Q)
 	if err != nil {
 		return err

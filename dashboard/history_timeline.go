@@ -176,7 +176,7 @@ func (s *Server) renderTimeline(c *fiber.Ctx, draft, reason string) error {
 	sess, _ := c.Locals("session").(session)
 	m := timelineModel{Row: d.historyRow(lang, t.Alert), Items: timelineItems(lang, t, loc), Escalation: escalationText(lang, t.Escalation, loc),
 		CSRF: sess.csrf, Draft: draft, Error: reason, MaxComment: alerting.MaxCommentLen, Back: "/alerts/history"}
-	s.audit(c, AuditViewAlerts, fmt.Sprintf("alert:%d", t.Alert.ID), "timeline")
+	s.audit(c, AuditViewAlerts, fmt.Sprintf("alert:%d", t.Alert.ID), "")
 	title := trf(lang, "history.tl.title", "id", fmt.Sprint(t.Alert.ID))
 	return s.renderPage(c, "alert_timeline", title, m)
 }
@@ -201,7 +201,7 @@ func (s *Server) scopeAlertComment(c *fiber.Ctx) error {
 	}
 	err = c.Next()
 	if err == nil && c.Response().StatusCode() < 400 {
-		s.audit(c, AuditComment, fmt.Sprintf("alert:%d", id), a.Type)
+		s.audit(c, AuditComment, fmt.Sprintf("alert:%d", id), "type:"+a.Type)
 	}
 	return err
 }
