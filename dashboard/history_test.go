@@ -541,3 +541,17 @@ func TestHistoryNotConfigured(t *testing.T) {
 		t.Errorf("GET alert without history: %d %s", resp.StatusCode, out)
 	}
 }
+
+func TestSystemNote(t *testing.T) {
+	for _, c := range []struct{ lang, in, want string }{
+		{LangEN, "operations: escalation policy night step 0 reached nobody on duty; paged the site's fallback receivers: desk", "policy night step 1 reached nobody on duty; the site's fallback receivers were paged: desk"},
+		{LangZH, "operations: escalation policy night step 1 reached nobody on duty; paged the site's fallback receivers: desk", "升级策略 night 第 2 步联系不到当班人员，已呼叫院区备用接收人：desk"},
+		{LangZH, "escalation stopped: policy night no longer exists", "升级已停止：策略 night 已不存在"},
+		{LangZH, "bed_exit also fired (same resident, one cause: not paged separately): out of bed", "同时检测到离床（同一长者、同一原因），未单独呼叫"},
+		{LangZH, "unknown note", "unknown note"},
+	} {
+		if got := systemNote(c.lang, c.in); got != c.want {
+			t.Errorf("systemNote(%s, %q) = %q, want %q", c.lang, c.in, got, c.want)
+		}
+	}
+}

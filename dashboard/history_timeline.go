@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -81,6 +83,9 @@ func timelineItems(lang string, t alerting.Timeline, loc *time.Location) []timel
 		}
 		if h.Action == alerting.ActionComment {
 			it.Verb = trIn(lang, "history.tl.note")
+			if h.Actor == alerting.ActorSystem {
+				it.Text = systemNote(lang, h.Detail)
+			}
 		}
 		add(it)
 	}
@@ -120,6 +125,29 @@ func timelineItems(lang string, t alerting.Timeline, loc *time.Location) []timel
 		return out[i].order < out[j].order
 	})
 	return out
+}
+
+// The system notes of alerting (escalation.go, inhibit.go), in words.
+var (
+	noteUnreached  = regexp.MustCompile(`^operations: escalation policy (\S+) step (\d+) reached nobody on duty; paged the site's fallback receivers: (.*)$`)
+	notePolicyGone = regexp.MustCompile(`^escalation stopped: policy (\S+) no longer exists$`)
+	noteAlsoFired  = regexp.MustCompile(`^(\w+) also fired \(same resident, one cause: not paged separately\)`)
+)
+
+// systemNote renders a system note of an alert's history in lang; a note
+// of an unknown form is shown as recorded.
+func systemNote(lang, detail string) string {
+	if m := noteUnreached.FindStringSubmatch(detail); m != nil {
+		step, _ := strconv.Atoi(m[2])
+		return trf(lang, "history.note.unreached", "policy", m[1], "step", strconv.Itoa(step+1), "who", m[3])
+	}
+	if m := notePolicyGone.FindStringSubmatch(detail); m != nil {
+		return trf(lang, "history.note.policy_gone", "policy", m[1])
+	}
+	if m := noteAlsoFired.FindStringSubmatch(detail); m != nil {
+		return trf(lang, "history.note.also_fired", "type", trIn(lang, "type."+m[1]))
+	}
+	return detail
 }
 
 // escalationText is the escalation state in words.
