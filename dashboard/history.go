@@ -63,14 +63,20 @@ func (s *Server) historyRoutes(web fiber.Router) {
 	staff := requireRole(staffRoles...)
 	web.Get("/alerts/history", staff, s.historyPage)
 	web.Get("/alerts/history.csv", staff, s.historyCSV)
-	web.Get("/alerts/:id<int>", staff, s.timelinePage)
-	web.Post("/alerts/:id<int>/comments", staff, s.scopeAlertComment, s.formComment)
+	web.Get("/alerts/:id", staff, s.timelinePage) // an :id not all digits: the next route
+	web.Post("/alerts/:id/comments", staff, s.scopeAlertComment, s.formComment)
 }
 
 func (s *Server) historyAPIRoutes(api fiber.Router) {
 	api.Get("/alerts/history", s.apiHistory)
-	api.Get("/alerts/:id<int>", s.apiAlertTimeline)
-	api.Post("/alerts/:id<int>/comments", s.scopeAlertComment, s.apiComment)
+	api.Get("/alerts/:id", s.apiAlertTimeline) // an :id not all digits: the next route
+	api.Post("/alerts/:id/comments", s.scopeAlertComment, s.apiComment)
+}
+
+// numericID reports whether the route's :id is all digits (at most 19).
+func numericID(c *fiber.Ctx) bool {
+	id := c.Params("id")
+	return id != "" && len(id) <= 19 && strings.Trim(id, "0123456789") == ""
 }
 
 // history returns the history store or a 503 naming what is missing.

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
+
 	"github.com/eldercare-iot/eldercare/alerting"
 	"github.com/eldercare-iot/eldercare/device/registry"
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
@@ -553,5 +555,30 @@ func TestSystemNote(t *testing.T) {
 		if got := systemNote(c.lang, c.in); got != c.want {
 			t.Errorf("systemNote(%s, %q) = %q, want %q", c.lang, c.in, got, c.want)
 		}
+	}
+}
+
+// TestAlertRouteOrder: /alerts/:id takes numbers only, so a page under
+// /alerts registered after it is still reached; a family account gets
+// 404 on the timeline and its comment form.
+func TestAlertRouteOrder(t *testing.T) {
+	ts, _, ids := historyServer(t)
+	ts.srv.App().Get("/alerts/later-page", func(c *fiber.Ctx) error { return c.SendString("later") })
+	cookie, _ := ts.login(t)
+	if resp, body := ts.do(t, "GET", "/alerts/later-page", nil, map[string]string{"Cookie": cookie}); resp.StatusCode != 200 || body != "later" {
+		t.Errorf("a later /alerts page: %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := ts.do(t, "GET", "/api/v1/alerts/abc", nil, map[string]string{"Authorization": "Bearer " + testToken}); resp.StatusCode != 400 {
+		t.Errorf("GET /api/v1/alerts/abc: %d, want 400", resp.StatusCode)
+	}
+	fc, fcsrf := ts.loginAs(t, "daughter")
+	path := fmt.Sprintf("/alerts/%d", ids["fall"])
+	if resp, _ := ts.do(t, "GET", path, nil, map[string]string{"Cookie": fc}); resp.StatusCode != 404 {
+		t.Errorf("family GET %s: %d", path, resp.StatusCode)
+	}
+	v := url.Values{"text": {"hello"}, "_csrf": {fcsrf}}
+	form := map[string]string{"Cookie": fc, "Content-Type": "application/x-www-form-urlencoded"}
+	if resp, _ := ts.do(t, "POST", path+"/comments", strings.NewReader(v.Encode()), form); resp.StatusCode != 404 {
+		t.Errorf("family POST comment: %d", resp.StatusCode)
 	}
 }

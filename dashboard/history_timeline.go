@@ -184,7 +184,12 @@ func (s *Server) timelineFor(c *fiber.Ctx) (alerting.Timeline, error) {
 	return t, nil
 }
 
+// timelinePage is GET /alerts/:id; an :id that is not a number is left to
+// the routes registered after it.
 func (s *Server) timelinePage(c *fiber.Ctx) error {
+	if !numericID(c) {
+		return c.Next()
+	}
 	return s.renderTimeline(c, "", "")
 }
 
@@ -339,6 +344,9 @@ type apiAlertDetail struct {
 // apiAlertTimeline is GET /api/v1/alerts/:id (the alert and its
 // timeline); without Deps.History, the alert alone (apiGetAlert).
 func (s *Server) apiAlertTimeline(c *fiber.Ctx) error {
+	if !numericID(c) {
+		return c.Next() // apiGetAlert: 400
+	}
 	if s.deps.History == nil {
 		return s.apiGetAlert(c)
 	}
