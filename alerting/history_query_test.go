@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pressly/goose/v3"
 
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
@@ -303,4 +306,41 @@ func BenchmarkQueryHistory(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestCommentsMigrationDown: migration 00050 goes down (table, counter and
+// index gone) and up again on both dialects.
+func TestCommentsMigrationDown(t *testing.T) {
+	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		m := openTestManager(t, dsn)
+		dialect := goose.DialectSQLite3
+		if m.db.Dialect == sqldb.Postgres {
+			dialect = goose.DialectPostgres
+		}
+		sub, err := fs.Sub(migrationFiles, "migrations")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := goose.NewProvider(dialect, m.db.DB, sub, goose.WithTableName(VersionTable), goose.WithDisableGlobalRegistry(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.DownTo(ctx, 49); err != nil {
+			t.Fatalf("down to 49: %v", err)
+		}
+		if _, err := m.db.ExecContext(ctx, `SELECT 1 FROM alert_comments`); err == nil {
+			t.Error("alert_comments still exists after down")
+		}
+		var n int
+		if err := m.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM alerting_counters WHERE name = 'comment'`).Scan(&n); err != nil || n != 0 {
+			t.Errorf("comment counter after down: %d %v", n, err)
+		}
+		if _, err := p.Up(ctx); err != nil {
+			t.Fatalf("up again: %v", err)
+		}
+		if err := m.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM alert_comments`).Scan(&n); err != nil || n != 0 {
+			t.Errorf("alert_comments after up: %d %v", n, err)
+		}
+	})
 }

@@ -521,8 +521,8 @@ func writeHistoryCSV(ctx context.Context, w io.Writer, h AlertHistory, q alertin
 	if err := cw.Write(historyCSVHeader); err != nil {
 		return err
 	}
-	q.Limit = alerting.MaxHistoryLimit
 	for n := 0; n < MaxHistoryCSVRows; {
+		q.Limit = min(alerting.MaxHistoryLimit, MaxHistoryCSVRows-n)
 		p, err := h.QueryHistory(ctx, q)
 		if err != nil {
 			return err
