@@ -77,6 +77,9 @@ type Deps struct {
 	// Ready, if set, is /readyz's check (nil: ready); nil = the live
 	// feed's broker connection (Feed.Healthy).
 	Ready func(context.Context) error
+	// History is the alert history (*alerting.Manager; history.go): nil
+	// = the history pages and API answer 503.
+	History AlertHistory
 }
 
 // Server is the dashboard web app.
@@ -270,6 +273,7 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	s.ackLinkRoutes(app) // acklink.go: one-tap acknowledge links, no session
 
 	api := app.Group("/api/v1", s.requireBearer)
+	s.historyAPIRoutes(api) // history.go: /alerts/history, /alerts/:id (with its timeline), /alerts/:id/comments
 	api.Get("/alerts", s.apiListAlerts)
 	api.Get("/alerts/:id", s.apiGetAlert)
 	api.Post("/alerts/:id/ack", s.scopeAlertAction(AuditAcknowledge), s.apiAck)
@@ -286,6 +290,8 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	web.Get("/events", s.events)            // filtered per user in sse.go (frameFilter: staff their sites, family nothing)
 	web.Get("/alerts", staffOnly, s.alertsPage)
 	web.Get("/alerts/fragment", staffOnly, s.alertsFragment)
+	// history.go: /alerts/history(.csv), /alerts/:id, /alerts/:id/comments
+	s.historyRoutes(web)
 	web.Get("/alarm/alerts/:id", staffOnly, s.alarmInfo) // pwa.go: the alarm's notification text
 	web.Post("/alerts/:id/ack", s.scopeAlertAction(AuditAcknowledge), s.formAck)
 	web.Post("/alerts/:id/resolve", s.scopeAlertAction(AuditResolve), s.formResolve)

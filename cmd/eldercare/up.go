@@ -284,7 +284,7 @@ func runUp(ctx context.Context, s *settings) error {
 		MQTTURL: mqttURL, Root: root, ClientID: upClientIDs[2],
 		InfluxURL: influxURL, InfluxToken: influxToken,
 		InfluxBucket: s.String("influx-db") + "/" + s.String("influx-rp"),
-	}, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: accounts, Ready: ready}, reg, log.With("role", "dashboard"))
+	}, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: accounts, Ready: ready, History: mgr}, reg, log.With("role", "dashboard"))
 	if err != nil {
 		return err
 	}

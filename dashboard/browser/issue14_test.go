@@ -691,8 +691,8 @@ func testWalkPages(t *testing.T, st *stack, root context.Context, dir, axe strin
 		names[a.user.Name] = true // Chinese names are matched whole
 	}
 	pages := map[string][]string{
-		"carer":    {"/board", "/alerts", "/residents/res-001", "/account"},
-		"lead":     {"/board", "/manager"},
+		"carer":    {"/board", "/alerts", "/residents/res-001", "/account", "/alerts/history", "/alerts/1"},
+		"lead":     {"/board", "/manager", "/alerts/history"},
 		"manager":  {"/manager", "/manager/audit"},
 		"admin":    {"/admin", "/admin/users/carer", "/manager/audit"},
 		"daughter": {"/family", "/family/preferences", "/account"},
