@@ -184,7 +184,7 @@ func (s Settings) stepInfo(p Policy, step int, a Alert, t time.Time) *Escalation
 
 // unreachedNote is the history text of a step that reached nobody.
 func unreachedNote(e *Escalation) string {
-	return fmt.Sprintf("operations: escalation policy %s step %d reached nobody on duty; paged the site's fallback receivers: %s", e.Policy, e.Step, contactIDs(e.Recipients))
+	return fmt.Sprintf("operations: escalation policy %s step %d reached nobody on duty; paged the site's fallback receivers: %s; raised an %s alert", e.Policy, e.Step, contactIDs(e.Recipients), TypeEscalationUnrouted)
 }
 
 // nextDue returns when step fires (>= len(p.Steps): reminder number
@@ -254,6 +254,9 @@ func (m *Manager) onOpened(ctx context.Context, tx *sql.Tx, id int64, now time.T
 		if info.Fallback {
 			m.log.Error("alerting: first escalation step reached nobody; paging the fallback receivers", "alert", id, "policy", p.ID)
 			if err := m.addHistory(ctx, tx, id, now.UnixMilli(), ActorSystem, ChannelRule, ActionComment, unreachedNote(info)); err != nil {
+				return "", nil, "", err
+			}
+			if _, err := m.raiseUnrouted(ctx, tx, s, a, info, now); err != nil { // unrouted.go
 				return "", nil, "", err
 			}
 		}
@@ -498,6 +501,9 @@ func (e *Escalator) fireOne(ctx context.Context, s Settings, id int64, step int,
 		if info.Fallback {
 			m.log.Error("alerting: escalation step reached nobody; paging the fallback receivers", "alert", id, "policy", p.ID, "step", info.Step, "fallback", contactIDs(info.Recipients))
 			if err := m.addHistory(ctx, tx, id, now.UnixMilli(), ActorSystem, ChannelRule, ActionComment, unreachedNote(info)); err != nil {
+				return err
+			}
+			if _, err := m.raiseUnrouted(ctx, tx, s, a, info, now); err != nil { // unrouted.go
 				return err
 			}
 		}
