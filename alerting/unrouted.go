@@ -86,7 +86,7 @@ func (s Settings) operationsInfo(site, policy string, t time.Time) *Escalation {
 		targets = append(targets, "account:"+id)
 	}
 	ops := Alert{Site: site, Type: TypeEscalationUnrouted, Severity: SeverityCritical}
-	e := &Escalation{Policy: policy, Step: 0, Shift: s.shiftAt(site, t)}
+	e := &Escalation{Policy: policy, Step: 0, Shift: s.shiftAt(site, "", t)}
 	e.Recipients, _ = s.resolveTargets(targets, ops, t)
 	if e.Recipients == nil {
 		e.Recipients = []Contact{}
