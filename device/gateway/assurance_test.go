@@ -244,4 +244,3 @@ func TestCallAssuranceEndToEnd(t *testing.T) {
 		return len(cleared) == 1 && cleared[0].Device == "sos-2" && cleared[0].Attrs["by"] == "nurse-li"
 	})
 }
-
