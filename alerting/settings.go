@@ -245,7 +245,7 @@ func (p Policy) Validate() error {
 		}
 		for _, t := range s.Targets {
 			if kind, _ := splitTarget(t); kind == "" {
-				errs = append(errs, fmt.Errorf("policy %s: step %d: target %q: want on_duty, ward:<ward>, role:<role>, team:<id> or account:<id>", p.ID, i, t))
+				errs = append(errs, fmt.Errorf("policy %s: step %d: target %q: want on_duty, role:<role>, team:<id> or account:<id> (or ward:<ward>)", p.ID, i, t))
 			}
 		}
 	}
