@@ -8,6 +8,7 @@ package alerting
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -47,21 +48,38 @@ func (m *Manager) raiseUnrouted(ctx context.Context, tx *sql.Tx, s Settings, a A
 	nowMS := now.UnixMilli()
 	detail := fmt.Sprintf("escalation policy %s step %d reached nobody for alert %d (%s at site %s); paged the site's fallback receivers: %s. Check the roster, the teams and the staff contacts the step names.",
 		info.Policy, info.Step, a.ID, a.Type, a.Site, contactIDs(info.Recipients))
-	id, found, err := m.openByKey(ctx, tx, key)
-	if err != nil {
-		return false, err
-	}
-	if found {
+	repeat := func(id int64) (bool, error) {
 		if _, err := tx.ExecContext(ctx, m.db.Rebind(`UPDATE alerts SET repeat_count = repeat_count + 1, last_occurred_ms = ? WHERE id = ?`), nowMS, id); err != nil {
 			return false, fmt.Errorf("count unrouted repeat: %w", err)
 		}
 		return false, m.addHistory(ctx, tx, id, nowMS, ActorSystem, ChannelRule, ActionRepeated, detail)
 	}
+	id, found, err := m.openByKey(ctx, tx, key)
+	if err != nil {
+		return false, err
+	}
+	if found {
+		return repeat(id)
+	}
 	if err := tx.QueryRowContext(ctx, m.db.Rebind(`UPDATE alerting_counters SET value = value + 1 WHERE name = 'alert' RETURNING value`)).Scan(&id); err != nil {
 		return false, fmt.Errorf("allocate alert id: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, m.db.Rebind(`INSERT INTO alerts (id, dedup_key, site_id, resident_id, device_id, type, severity, status, opened_ms, detail, value_num, last_occurred_ms)
-		VALUES (?, ?, ?, NULL, ?, ?, ?, 'open', ?, ?, NULL, ?)`), id, key, a.Site, dev, TypeEscalationUnrouted, SeverityHigh, nowMS, detail, nowMS); err != nil {
+	var inserted int64
+	err = tx.QueryRowContext(ctx, m.db.Rebind(`INSERT INTO alerts (id, dedup_key, site_id, resident_id, device_id, type, severity, status, opened_ms, detail, value_num, last_occurred_ms)
+		VALUES (?, ?, ?, NULL, ?, ?, ?, 'open', ?, ?, NULL, ?)
+		ON CONFLICT (dedup_key) WHERE status <> 'resolved' DO NOTHING
+		RETURNING id`), id, key, a.Site, dev, TypeEscalationUnrouted, SeverityHigh, nowMS, detail, nowMS).Scan(&inserted)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Another replica opened it first (PostgreSQL waited for it).
+		if id, found, err = m.openByKey(ctx, tx, key); err != nil {
+			return false, err
+		}
+		if !found {
+			return false, fmt.Errorf("open unrouted alert %s: conflict on a key that is not open", key)
+		}
+		return repeat(id)
+	}
+	if err != nil {
 		return false, fmt.Errorf("insert unrouted alert: %w", err)
 	}
 	if err := m.addHistory(ctx, tx, id, nowMS, ActorSystem, ChannelRule, ActionOpened, detail); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
 )
 
 // unroutedSettings: the policy's only step names the nurse leads, but the
@@ -96,3 +97,44 @@ func TestUnroutedStepRaisesOperationsAlert(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// On SQLite and PostgreSQL: two alerts whose first step reaches nobody
+// open one escalation_unrouted alert of that policy and step (its second
+// occurrence is a repeat), and a later step that reaches nobody, fired
+// by the escalator, opens its own.
+func TestUnroutedDeduplicatedPerStep(t *testing.T) {
+	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		start := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+		now := start
+		m := openTestManager(t, dsn)
+		m.now = func() time.Time { return now }
+		s := unroutedSettings()
+		s.Policies = []Policy{{ID: "fall", Types: []string{TypeFall}, Steps: []Step{{Targets: []string{"role:nurse_lead"}},
+			{After: Duration(time.Minute), Targets: []string{"role:nurse_lead"}}}}}
+		if err := m.ImportSettings(ctx, "test", s); err != nil {
+			t.Fatal(err)
+		}
+		a1 := openAt(t, m, "res-001", TypeFall, SeverityCritical)
+		openAt(t, m, "res-002", TypeFall, SeverityCritical)
+		ops := openAlerts(t, m, TypeEscalationUnrouted)
+		if len(ops) != 1 || ops[0].Device != "escalation:fall:0" || ops[0].Repeats != 1 || ops[0].Site != "demo" {
+			t.Fatalf("operations alerts %+v: want one for step 0 with one repeat", ops)
+		}
+		now = start.Add(2 * time.Minute)
+		if _, err := NewEscalator(m, func() time.Time { return now }, time.Second, nil).Fire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		ops = openAlerts(t, m, TypeEscalationUnrouted)
+		if len(ops) != 2 || !slices.ContainsFunc(ops, func(a Alert) bool { return a.Device == "escalation:fall:1" && a.Repeats == 1 }) {
+			t.Fatalf("operations alerts after step 1 of both falls: %+v", ops)
+		}
+		h, err := m.History(ctx, a1.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(h, func(e HistoryEntry) bool { return strings.Contains(e.Detail, "raised an escalation_unrouted alert") }) {
+			t.Fatalf("fall history %+v names no operations alert", h)
+		}
+	})
+}
