@@ -21,7 +21,7 @@ import (
 // was acknowledged by a person who is on the way. A call station lights its
 // "help is coming" indicator; the gateway stops its local alarm for the
 // device. See docs/protocol.md, "Call assurance".
-const ActionCallAcknowledged = "call_acknowledged"
+const ActionCallAcknowledged = string(device.ActionCallAcknowledged)
 
 // CallAssuranceTTL is how long a call-assurance command stays valid.
 const CallAssuranceTTL = 10 * time.Minute

@@ -107,7 +107,7 @@ func TestEmailDelivered(t *testing.T) {
 		}
 		c.Receivers = append(c.Receivers, em)
 	})
-	roster, _ := settings.roster("demo")
+	roster, _ := settings.roster("demo", "")
 	shift, _ := roster.ShiftAt(time.Now())
 	onDuty, _ := settings.recipient(shift.OnDuty[0])
 

@@ -110,7 +110,15 @@ func (s Settings) resolveTargets(targets []string, a Alert, t time.Time) (contac
 	for _, tg := range targets {
 		switch kind, arg := splitTarget(tg); kind {
 		case "on_duty":
-			if r, ok := s.roster(a.Site); ok {
+			if r, ok := s.roster(a.Site, s.wardOf(a)); ok {
+				if sh, ok := r.ShiftAt(t); ok {
+					for _, id := range sh.OnDuty {
+						add(id)
+					}
+				}
+			}
+		case "ward": // wards.go
+			if r, ok := s.wardRoster(a.Site, arg); ok {
 				if sh, ok := r.ShiftAt(t); ok {
 					for _, id := range sh.OnDuty {
 						add(id)
@@ -154,7 +162,7 @@ func (s Settings) resolveTargets(targets []string, a Alert, t time.Time) (contac
 // reminder to the recipients of every step). A step whose targets resolve
 // to nobody at all pages the site's fallback receivers (Fallback set).
 func (s Settings) stepInfo(p Policy, step int, a Alert, t time.Time) *Escalation {
-	e := &Escalation{Policy: p.ID, Step: step, Shift: s.shiftAt(a.Site, t)}
+	e := &Escalation{Policy: p.ID, Step: step, Shift: s.shiftAt(a.Site, s.wardOf(a), t)}
 	var targets []string
 	if step >= len(p.Steps) {
 		e.Reminder, e.Step = true, len(p.Steps)-1
@@ -184,7 +192,7 @@ func (s Settings) stepInfo(p Policy, step int, a Alert, t time.Time) *Escalation
 
 // unreachedNote is the history text of a step that reached nobody.
 func unreachedNote(e *Escalation) string {
-	return fmt.Sprintf("operations: escalation policy %s step %d reached nobody on duty; paged the site's fallback receivers: %s", e.Policy, e.Step, contactIDs(e.Recipients))
+	return fmt.Sprintf("operations: escalation policy %s step %d reached nobody on duty; paged the site's fallback receivers: %s; raised an %s alert", e.Policy, e.Step, contactIDs(e.Recipients), TypeEscalationUnrouted)
 }
 
 // nextDue returns when step fires (>= len(p.Steps): reminder number
@@ -235,7 +243,7 @@ func (m *Manager) onOpened(ctx context.Context, tx *sql.Tx, id int64, now time.T
 			}
 		}
 	}
-	shift := s.shiftAt(a.Site, now)
+	shift := s.shiftAt(a.Site, s.wardOf(a), now)
 	if _, err := tx.ExecContext(ctx, m.db.Rebind(`UPDATE alerts SET shift = ?, flap = ? WHERE id = ?`), shift, flap, id); err != nil {
 		return "", nil, "", fmt.Errorf("record shift: %w", err)
 	}
@@ -254,6 +262,9 @@ func (m *Manager) onOpened(ctx context.Context, tx *sql.Tx, id int64, now time.T
 		if info.Fallback {
 			m.log.Error("alerting: first escalation step reached nobody; paging the fallback receivers", "alert", id, "policy", p.ID)
 			if err := m.addHistory(ctx, tx, id, now.UnixMilli(), ActorSystem, ChannelRule, ActionComment, unreachedNote(info)); err != nil {
+				return "", nil, "", err
+			}
+			if _, err := m.raiseUnrouted(ctx, tx, s, a, info, now); err != nil { // unrouted.go
 				return "", nil, "", err
 			}
 		}
@@ -289,7 +300,7 @@ func (m *Manager) handlers(ctx context.Context, tx *sql.Tx, a Alert, s Settings,
 		return nil, nil
 	}
 	fired := min(step, len(p.Steps))
-	e := &Escalation{Policy: p.ID, Step: fired - 1, Shift: s.shiftAt(a.Site, now)}
+	e := &Escalation{Policy: p.ID, Step: fired - 1, Shift: s.shiftAt(a.Site, s.wardOf(a), now)}
 	if a.Status == StatusAcknowledged {
 		if r, ok := s.recipient(a.AcknowledgedBy); ok {
 			e.Recipients = []Contact{r.contact()}
@@ -498,6 +509,9 @@ func (e *Escalator) fireOne(ctx context.Context, s Settings, id int64, step int,
 		if info.Fallback {
 			m.log.Error("alerting: escalation step reached nobody; paging the fallback receivers", "alert", id, "policy", p.ID, "step", info.Step, "fallback", contactIDs(info.Recipients))
 			if err := m.addHistory(ctx, tx, id, now.UnixMilli(), ActorSystem, ChannelRule, ActionComment, unreachedNote(info)); err != nil {
+				return err
+			}
+			if _, err := m.raiseUnrouted(ctx, tx, s, a, info, now); err != nil { // unrouted.go
 				return err
 			}
 		}

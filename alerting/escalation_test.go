@@ -406,7 +406,7 @@ func TestLiveSettings(t *testing.T) {
 
 	// Another process changes the roster; this one sees it within 2 s.
 	other := openTestManager(t, dsn)
-	r, _ := s.roster("demo")
+	r, _ := s.roster("demo", "")
 	r.Shifts[0].OnDuty = []string{"ana", "ben"}
 	if err := other.PutRoster(ctx, "nurse-lead@example.org", r); err != nil {
 		t.Fatal(err)
@@ -417,7 +417,7 @@ func TestLiveSettings(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rr, _ := cur.roster("demo"); len(rr.Shifts[0].OnDuty) == 2 {
+		if rr, _ := cur.roster("demo", ""); len(rr.Shifts[0].OnDuty) == 2 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -158,6 +158,8 @@ func (r *Renderer) place(a Alert) Place {
 // who names the resident with room and bed, or the unassigned device.
 func who(lang string, a Alert, p Place) string {
 	switch {
+	case a.Type == TypeEscalationUnrouted:
+		return tr(lang, "who.unrouted", map[string]any{"Step": a.Device}, a.Device)
 	case a.Resident == nil:
 		return tr(lang, "who.unassigned", map[string]any{"Device": a.Device}, "unassigned device "+a.Device)
 	case p.Bed == "":

@@ -40,6 +40,7 @@ func (s *Service) initNotified(receivers []string) {
 // Manager.RegisterMetrics.
 type storeMetrics struct {
 	ackSeconds *prometheus.HistogramVec
+	unrouted   prometheus.Counter // unrouted.go
 }
 
 // ackBuckets (seconds) span a bedside response (a caregiver on the floor
@@ -56,7 +57,9 @@ var ackBuckets = []float64{10, 30, 60, 120, 180, 300, 600, 900, 1800, 3600}
 //     notification not yet delivered to every receiver, 0 when none;
 //
 // and eldercare_alerting_time_to_acknowledge_seconds{severity}, a histogram
-// observed by Acknowledge (from opening to acknowledgement, in seconds).
+// observed by Acknowledge (from opening to acknowledgement, in seconds), and
+// eldercare_alerting_unrouted_steps_total, escalation steps that resolved to
+// nobody (counted by the process that fired them).
 // Register it in each process that acknowledges (dashboard, alerting, up);
 // the store gauges are the same from every process on one store.
 func (m *Manager) RegisterMetrics(reg prometheus.Registerer) error {
@@ -68,7 +71,9 @@ func (m *Manager) RegisterMetrics(reg prometheus.Registerer) error {
 	for _, sv := range severities {
 		sm.ackSeconds.WithLabelValues(sv)
 	}
-	for _, c := range []prometheus.Collector{sm.ackSeconds, &storeCollector{m: m}} {
+	sm.unrouted = prometheus.NewCounter(prometheus.CounterOpts{Name: "eldercare_alerting_unrouted_steps_total",
+		Help: "Escalation steps (and reminders) that resolved to nobody when they fired and paged the site's fallback receivers instead; each also raises or repeats an escalation_unrouted alert."})
+	for _, c := range []prometheus.Collector{sm.ackSeconds, sm.unrouted, &storeCollector{m: m}} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

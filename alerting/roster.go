@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Roster is a site's on-duty schedule: shifts in the site's
@@ -21,6 +23,11 @@ import (
 // "roster" with the site as id.
 type Roster struct {
 	Site string `json:"site" yaml:"site"`
+	// Ward, if set, makes this the roster of one ward of the site (the
+	// registry's room ward, e.g. "East wing"): alerts of residents whose
+	// bed's room is in that ward page its on-duty staff; other alerts use
+	// the site's roster (Ward ""). Stored with id "<site>/<ward>".
+	Ward string `json:"ward,omitempty" yaml:"ward,omitempty"`
 	// Zone is the site's IANA time zone, e.g. Europe/Berlin.
 	Zone   string  `json:"zone" yaml:"zone"`
 	Shifts []Shift `json:"shifts" yaml:"shifts"`
@@ -31,8 +38,17 @@ type Roster struct {
 	Swaps []Swap `json:"swaps,omitempty" yaml:"swaps,omitempty"`
 }
 
-// Key is the roster's setting id: the site.
-func (r Roster) Key() string { return r.Site }
+// Key is the roster's setting id: the site, or "<site>/<ward>" for a
+// ward's roster (site ids have no "/").
+func (r Roster) Key() string {
+	if r.Ward == "" {
+		return r.Site
+	}
+	return r.Site + "/" + r.Ward
+}
+
+// MaxWardLen is the longest ward name, in characters (registry.MaxWardLen).
+const MaxWardLen = 40
 
 // Shift is one daily shift of a roster. End at or before Start crosses
 // midnight; Start == End covers the whole day.
@@ -73,6 +89,9 @@ func (r Roster) Validate() error {
 	var errs []error
 	if r.Site == "" {
 		errs = append(errs, errors.New("roster: site is required"))
+	}
+	if utf8.RuneCountInString(r.Ward) > MaxWardLen || strings.TrimSpace(r.Ward) != r.Ward || strings.ContainsFunc(r.Ward, unicode.IsControl) {
+		errs = append(errs, fmt.Errorf("roster %s: ward %q: at most %d characters, no control characters or surrounding spaces", r.Key(), r.Ward, MaxWardLen))
 	}
 	if _, err := loadZone(r.Zone); err != nil {
 		errs = append(errs, fmt.Errorf("roster %s: %w", r.Key(), err))

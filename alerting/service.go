@@ -91,6 +91,10 @@ type Config struct {
 	// replicas receive everything anyway). Off (default) for a restart: the
 	// persistent sessions keep what arrives meanwhile.
 	UnsubscribeOnStop bool
+	// Wards, if set, resolves alerts to wards for escalation (a ward's
+	// roster wins over its site's; see [Manager.SetWards]), e.g.
+	// NewRegistryWards(cache.Current, store.Rooms). nil: site rosters only.
+	Wards Wards
 	// Limits bounds payloads (device.Limits zero value = protocol defaults).
 	Limits device.Limits
 	// Now is the wall clock (offline timer, received time); default time.Now.
@@ -200,6 +204,9 @@ func New(cfg Config, m *Manager, residents Residents, reg prometheus.Registerer,
 	}
 	if log == nil {
 		log = slog.Default()
+	}
+	if cfg.Wards != nil {
+		m.SetWards(cfg.Wards) // wards.go
 	}
 	s := &Service{
 		cfg: cfg.withDefaults(), m: m, residents: residents, log: log,

@@ -217,7 +217,9 @@ type Step struct {
 	// notification itself.
 	After Duration `json:"after" yaml:"after"`
 	// Targets: "on_duty" (the recipients on duty in the site's roster at the
-	// time of the step), "role:<role>" (every recipient with the role, for
+	// time of the step: the roster of the ward of the resident's room, else
+	// the site's), "ward:<ward>" (the staff on duty in that ward's roster at
+	// the alert's site), "role:<role>" (every recipient with the role, for
 	// the alert's site), "team:<id>" (the team's members) or
 	// "account:<id>" (one staff account; "recipient:<id>" is the same).
 	// Family contacts are paged only about their own residents, whichever
@@ -243,7 +245,7 @@ func (p Policy) Validate() error {
 		}
 		for _, t := range s.Targets {
 			if kind, _ := splitTarget(t); kind == "" {
-				errs = append(errs, fmt.Errorf("policy %s: step %d: target %q: want on_duty, role:<role>, team:<id> or account:<id>", p.ID, i, t))
+				errs = append(errs, fmt.Errorf("policy %s: step %d: target %q: want on_duty, role:<role>, team:<id> or account:<id> (or ward:<ward>)", p.ID, i, t))
 			}
 		}
 	}
@@ -295,6 +297,9 @@ type Settings struct {
 	Fallbacks  []Fallback  `json:"fallbacks,omitempty" yaml:"fallbacks,omitempty"`
 	// Flapping nil: DefaultFlapping.
 	Flapping *Flapping `json:"flapping,omitempty" yaml:"flapping,omitempty"`
+
+	// wards resolves alerts to wards at alert time (not stored).
+	wards Wards
 }
 
 // Validate reports every problem of s, including references to unknown
@@ -342,7 +347,7 @@ func (s Settings) Validate() error {
 			errs = append(errs, err)
 		}
 		for _, id := range r.people() {
-			named("roster "+r.Site, id)
+			named("roster "+r.Key(), id)
 		}
 	}
 	for _, f := range s.Fallbacks {
@@ -362,6 +367,12 @@ func (s Settings) Validate() error {
 				case "team":
 					if !teams[arg] {
 						errs = append(errs, fmt.Errorf("policy %s step %d: unknown team %q", p.ID, i, arg))
+					}
+				case "ward":
+					if !slices.ContainsFunc(s.Rosters, func(r Roster) bool {
+						return r.Ward == arg && (len(p.Sites) == 0 || slices.Contains(p.Sites, r.Site))
+					}) {
+						errs = append(errs, fmt.Errorf("policy %s step %d: unknown ward %q: no roster of that ward at the policy's sites", p.ID, i, arg))
 					}
 				}
 			}
@@ -389,7 +400,7 @@ func splitTarget(t string) (kind, arg string) {
 		return "", ""
 	}
 	switch k {
-	case "role", "team", "account":
+	case "role", "team", "account", "ward":
 		return k, a
 	case "recipient":
 		return "account", a
@@ -410,9 +421,9 @@ func (s Settings) reach(p Policy) []string {
 	for _, st := range p.Steps {
 		for _, t := range st.Targets {
 			switch kind, arg := splitTarget(t); kind {
-			case "on_duty":
+			case "on_duty", "ward":
 				for _, r := range s.Rosters {
-					if siteOK(r.Site) {
+					if siteOK(r.Site) && (kind == "on_duty" || r.Ward == arg) {
 						for _, id := range r.people() {
 							add(id)
 						}
@@ -499,7 +510,7 @@ func (m *Manager) ImportSettings(ctx context.Context, actor string, s Settings) 
 		items = append(items, item{KindRecipient, r.ID, r})
 	}
 	for _, r := range s.Rosters {
-		items = append(items, item{KindRoster, r.Site, r})
+		items = append(items, item{KindRoster, r.Key(), r})
 	}
 	for _, p := range s.Policies {
 		items = append(items, item{KindPolicy, p.ID, p})
@@ -534,7 +545,7 @@ func mergeSettings(cur, s Settings) Settings {
 		cur.Recipients = replaceBy(cur.Recipients, r, func(x Recipient) bool { return x.ID == r.ID })
 	}
 	for _, r := range s.Rosters {
-		cur.Rosters = replaceBy(cur.Rosters, r, func(x Roster) bool { return x.Site == r.Site })
+		cur.Rosters = replaceBy(cur.Rosters, r, func(x Roster) bool { return x.Key() == r.Key() })
 	}
 	for _, p := range s.Policies {
 		cur.Policies = replaceBy(cur.Policies, p, func(x Policy) bool { return x.ID == p.ID })
@@ -587,14 +598,19 @@ func (m *Manager) PutRecipient(ctx context.Context, actor string, r Recipient) e
 	})
 }
 
-// PutRoster creates or replaces the roster of r.Site; audited under actor.
-// Everyone it names must be a staff account that can be paged.
+// PutRoster creates or replaces the roster of r.Site (and r.Ward); audited
+// under actor. Everyone it names must be a staff account that can be
+// paged; its ward, when the manager knows the registry's wards
+// (SetWards), must be a ward of the site's rooms.
 func (m *Manager) PutRoster(ctx context.Context, actor string, r Roster) error {
 	if err := r.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return m.putChecked(ctx, actor, KindRoster, r.Site, r, func(s *Settings) {
-		s.Rosters = replaceBy(s.Rosters, r, func(x Roster) bool { return x.Site == r.Site })
+	if err := m.checkWard(r); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return m.putChecked(ctx, actor, KindRoster, r.Key(), r, func(s *Settings) {
+		s.Rosters = replaceBy(s.Rosters, r, func(x Roster) bool { return x.Key() == r.Key() })
 	})
 }
 
@@ -826,7 +842,10 @@ func (m *Manager) loadSettings(ctx context.Context) (Settings, int64, error) {
 // at once after a change through this Manager, and when settings_version
 // changed (another process wrote), checked at most every 2 s.
 type settingsCache struct {
-	mu      sync.Mutex
+	mu sync.Mutex
+	// wards tells the ward of an alert (SetWards; nil: no wards, every
+	// alert uses its site's roster).
+	wards   Wards
 	s       Settings
 	ver     int64
 	checked time.Time
@@ -848,18 +867,18 @@ func (m *Manager) currentSettings(ctx context.Context) (Settings, error) {
 	defer c.mu.Unlock()
 	now := time.Now()
 	if c.valid && now.Sub(c.checked) < settingsRecheck {
-		return c.s, nil
+		return c.s.withWards(c.wards), nil
 	}
 	if c.valid {
 		ver, err := m.settingsVersion(ctx)
 		if err != nil {
 			// Settings read moments ago beat none: a store that fails
 			// here fails the write that follows, which is retried.
-			return c.s, nil
+			return c.s.withWards(c.wards), nil
 		}
 		if ver == c.ver {
 			c.checked = now
-			return c.s, nil
+			return c.s.withWards(c.wards), nil
 		}
 	}
 	s, ver, err := m.loadSettings(ctx)
@@ -867,7 +886,7 @@ func (m *Manager) currentSettings(ctx context.Context) (Settings, error) {
 		return Settings{}, err
 	}
 	c.s, c.ver, c.checked, c.valid = s, ver, now, true
-	return s, nil
+	return s.withWards(c.wards), nil
 }
 
 func (s Settings) flapping() Flapping {
@@ -909,9 +928,21 @@ func (s Settings) fallback(site string) []string {
 	return any
 }
 
-func (s Settings) roster(site string) (Roster, bool) {
+// roster returns the roster in force for an alert in ward of site: the
+// ward's own roster, else the site's (Ward "").
+func (s Settings) roster(site, ward string) (Roster, bool) {
+	if ward != "" {
+		if r, ok := s.wardRoster(site, ward); ok {
+			return r, true
+		}
+	}
+	return s.wardRoster(site, "")
+}
+
+// wardRoster returns exactly the roster of (site, ward).
+func (s Settings) wardRoster(site, ward string) (Roster, bool) {
 	for _, r := range s.Rosters {
-		if r.Site == site {
+		if r.Site == site && r.Ward == ward {
 			return r, true
 		}
 	}
@@ -936,10 +967,10 @@ func (s Settings) policyFor(a Alert) (Policy, bool) {
 	return Policy{}, false
 }
 
-// shiftAt names the shift on duty at site at t ("" = no roster or no
-// shift).
-func (s Settings) shiftAt(site string, t time.Time) string {
-	r, ok := s.roster(site)
+// shiftAt names the shift on duty in ward of site at t (the ward's roster,
+// else the site's; "" = no roster or no shift).
+func (s Settings) shiftAt(site, ward string, t time.Time) string {
+	r, ok := s.roster(site, ward)
 	if !ok {
 		return ""
 	}

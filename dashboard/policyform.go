@@ -27,9 +27,53 @@ var Weekdays = []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 // targetChoice is one option of a step's target picker.
 type targetChoice struct{ Value, Label string }
 
-// pickerData lists the targets and staff a form can pick from.
+// wardChoice is one option of the roster form's ward picker: a ward of
+// a site's rooms (registry Room.Ward).
+type wardChoice struct{ Site, SiteName, Ward string }
+
+// wardChoices lists the distinct wards of every site's rooms, by site and
+// ward.
+func wardChoices(d *directory) []wardChoice {
+	var out []wardChoice
+	for _, r := range d.roomByID {
+		if r.Ward == "" || slices.ContainsFunc(out, func(w wardChoice) bool { return w.Site == r.SiteID && w.Ward == r.Ward }) {
+			continue
+		}
+		name := d.siteByID[r.SiteID].Name
+		if name == "" {
+			name = r.SiteID
+		}
+		out = append(out, wardChoice{Site: r.SiteID, SiteName: name, Ward: r.Ward})
+	}
+	slices.SortFunc(out, func(a, b wardChoice) int { return strings.Compare(a.Site+"\x00"+a.Ward, b.Site+"\x00"+b.Ward) })
+	return out
+}
+
+// siteWards returns the wards of site among ws.
+func siteWards(ws []wardChoice, site string) []string {
+	var out []string
+	for _, w := range ws {
+		if w.Site == site {
+			out = append(out, w.Ward)
+		}
+	}
+	return out
+}
+
+// pickerData lists the targets and staff a form can pick from: on duty,
+// the on-duty staff of each ward with a roster, roles, teams, accounts.
 func pickerData(set alerting.Settings) (targets []targetChoice, staff []targetChoice) {
 	targets = append(targets, targetChoice{"on_duty", "on_duty"})
+	var wards []string
+	for _, r := range set.Rosters {
+		if r.Ward != "" && !slices.Contains(wards, r.Ward) {
+			wards = append(wards, r.Ward)
+		}
+	}
+	slices.Sort(wards)
+	for _, w := range wards {
+		targets = append(targets, targetChoice{"ward:" + w, "ward:" + w})
+	}
 	roles := []string{}
 	for _, r := range set.Recipients {
 		if r.Reachable() && !slices.Contains(roles, r.Role) {
@@ -123,13 +167,16 @@ func placeSettingErrors(errs formErrors, err error, vals map[string]string, def 
 
 var shiftRef = regexp.MustCompile(`(?:shift|roster \S+:? shift) (\S+)`)
 
-// parseRosterRows reads the structured roster form: site, zone, and per
+// parseRosterRows reads the structured roster form: site, ward ("" = the
+// whole site), zone, and per
 // row N shift_name_N, shift_start_N, shift_end_N, shift_days_N (repeated
 // weekdays; none = every day), shift_staff_N (picked, repeated) and
 // shift_other_N (typed ids).
 func parseRosterRows(c *fiber.Ctx, lang string) (alerting.Roster, formErrors, map[string]string) {
-	vals := map[string]string{"site": strings.TrimSpace(c.FormValue("site")), "zone": strings.TrimSpace(c.FormValue("zone"))}
+	vals := map[string]string{"site": strings.TrimSpace(c.FormValue("site")), "zone": strings.TrimSpace(c.FormValue("zone")),
+		"ward": strings.TrimSpace(c.FormValue("ward"))}
 	r, errs := parseRoster(lang, vals["site"], vals["zone"], "")
+	r.Ward = vals["ward"]
 	delete(errs, "shifts")
 	for i := range formRows {
 		n := strconv.Itoa(i)
@@ -192,6 +239,20 @@ func (s *Server) adminPolicyRows(c *fiber.Ctx, ps policyStore) error {
 func (s *Server) adminRosterRows(c *fiber.Ctx, ps policyStore) error {
 	lang := langOf(c)
 	r, errs, vals := parseRosterRows(c, lang)
+	if r.Ward != "" {
+		// The ward must be one of the site's rooms' wards (registry).
+		d, err := s.directory(c.UserContext())
+		if err != nil {
+			return err
+		}
+		if known := siteWards(wardChoices(d), r.Site); !slices.Contains(known, r.Ward) {
+			list := strings.Join(known, ", ")
+			if list == "" {
+				list = trIn(lang, "rost.no_wards")
+			}
+			errs.add("ward", trf(lang, "rost.err.unknown_ward", "ward", r.Ward, "site", r.Site, "wards", list))
+		}
+	}
 	if len(errs) == 0 {
 		if err := r.Validate(); err != nil {
 			placeSettingErrors(errs, err, vals, "shifts")
@@ -205,7 +266,7 @@ func (s *Server) adminRosterRows(c *fiber.Ctx, ps policyStore) error {
 	if len(errs) > 0 {
 		return s.renderAdmin(c, fiber.StatusBadRequest, adminForms{Form: "roster", Errors: errs, Values: vals})
 	}
-	s.audit(c, "roster", "roster:"+r.Site, "")
+	s.audit(c, "roster", "roster:"+r.Key(), "")
 	return c.Redirect("/admin?saved=roster#rosters", fiber.StatusSeeOther)
 }
 

@@ -19,7 +19,7 @@ import (
 var alertTypes = []string{alerting.TypeFall, alerting.TypeSOS, alerting.TypeSpO2Low, alerting.TypeHeartRate,
 	alerting.TypeRespiration, alerting.TypeDeviceOffline, alerting.TypeBedExit, alerting.TypeOutOfBedNight,
 	alerting.TypeNoActivity, alerting.TypeMealMissed, alerting.TypeLowBattery, alerting.TypeUnprotected, alerting.TypeNEWS2,
-	alerting.TypeSensorSuspect, alerting.TypeClientTakeover}
+	alerting.TypeSensorSuspect, alerting.TypeClientTakeover, alerting.TypeEscalationUnrouted}
 
 // valueTypes are the alert types whose Value is a reading (unit of the
 // rule: % for SpO2 and battery, bpm, breaths/min, NEWS2 points).
@@ -45,7 +45,7 @@ func alertWhat(lang string, a AlertView) string {
 		return s
 	}
 	if a.Type == alerting.TypeDeviceOffline || a.Type == alerting.TypeUnprotected || a.Type == alerting.TypeLowBattery ||
-		a.Type == alerting.TypeSensorSuspect || a.Type == alerting.TypeClientTakeover {
+		a.Type == alerting.TypeSensorSuspect || a.Type == alerting.TypeClientTakeover || a.Type == alerting.TypeEscalationUnrouted {
 		return trf(lang, "what."+a.Type, "device", a.Device)
 	}
 	return trIn(lang, "what."+a.Type)

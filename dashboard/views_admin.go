@@ -79,6 +79,7 @@ func (s *Server) renderAdmin(c *fiber.Ctx, code int, f adminForms) error {
 		}
 		data["Policies"], data["Rosters"] = set.Policies, set.Rosters
 		data["Targets"], data["Staff"] = pickerData(set)
+		data["Wards"] = wardChoices(d) // policyform.go
 		data["Rows"], data["Weekdays"] = rowNums(), Weekdays
 	}
 	if s.deps.Accounts != nil {

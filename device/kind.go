@@ -222,6 +222,7 @@ func VitalFields(k Kind) []string {
 //   - siren: siren_on, siren_silence
 //   - smoke_alarm, gas_alarm: alarm_test, siren_silence (mutes the buzzer)
 //   - env_sensor, other: setpoint (a register the Modbus profile declares writable)
+//   - sos_button, call_button, fall_detector, gateway: call_acknowledged (call assurance)
 func Actions(k Kind) []Action {
 	switch k {
 	case Valve:
@@ -232,6 +233,10 @@ func Actions(k Kind) []Action {
 		return []Action{ActionPing, ActionAlarmTest, ActionSirenSilence}
 	case EnvSensor, Other:
 		return []Action{ActionPing, ActionSetpoint}
+	case SOSButton, CallButton, FallDetector, Gateway:
+		// Call assurance: the device (or the gateway for it) was told help
+		// is coming.
+		return []Action{ActionPing, ActionCallAcknowledged}
 	}
 	return []Action{ActionPing}
 }

@@ -200,6 +200,10 @@ type DeviceReport struct {
 	// Via says how the gateway knows: "readings" (its own messages or
 	// polls) or "availability" (zigbee2mqtt's availability topic).
 	Via string `json:"via,omitempty"`
+	// LocalAlarm is the event type (fall or sos) of the device's local
+	// alarm while the gateway holds it active: from the event until a
+	// call_acknowledged command for the device arrives. "" = none.
+	LocalAlarm EventType `json:"local_alarm,omitempty"`
 }
 
 // Ways a gateway knows a device's state, for DeviceReport.Via.
@@ -280,11 +284,20 @@ const (
 	// "value" (number, required, in the field's unit). Confirmed by the
 	// next reading of that field.
 	ActionSetpoint Action = "setpoint"
+	// ActionCallAcknowledged: call assurance (UL 2560's "call assured"
+	// indication). A person acknowledged the fall or SOS alert this device
+	// raised and is on the way: a call station or pendant shows "help is
+	// coming"; the gateway the device is behind stops its local alarm for
+	// the device whatever the device can show. Params: "alert" (number,
+	// the alert id), "type" (fall or sos), "by" (who acknowledged). Not
+	// confirmed by a reading; a device that cannot show it answers
+	// refused unsupported (the gateway's alarm has stopped all the same).
+	ActionCallAcknowledged Action = "call_acknowledged"
 )
 
 // CommandActions lists every action of protocol v1.
 var CommandActions = []Action{ActionPing, ActionValveClose, ActionValveOpen, ActionSirenOn, ActionSirenSilence,
-	ActionAlarmTest, ActionSetpoint}
+	ActionAlarmTest, ActionSetpoint, ActionCallAcknowledged}
 
 // Command is the payload on a device's downlink, {root}/v1/{site}/{device}/cmd
 // (QoS 1, not retained). The platform publishes it on the target device's

@@ -25,6 +25,10 @@ var KitKinds = []device.Kind{device.SmokeAlarm, device.GasAlarm, device.WaterLea
 type KitConfig struct {
 	DeviceConfig
 	Kind device.Kind
+	// Help, for a call_button (pull cord), is where its station shows
+	// "help is coming" after a call_acknowledged command (nil: logged
+	// only).
+	Help *HelpState
 	// Interval is the reading period (state, battery, position, vitals);
 	// 0 means 1 min.
 	Interval time.Duration
@@ -111,6 +115,12 @@ func kitLoop(ctx context.Context, c *Conn, cfg KitConfig) error {
 	var on atomic.Int32 // valve_open or siren_on; written by the command handler
 	if cfg.Kind == device.Valve {
 		on.Store(1)
+	}
+	if cfg.Kind == device.CallButton {
+		// A pull cord's station shows "help is coming" (assurance.go).
+		if err := c.Commands(ctx, helpHandler(c.log, cfg.Device, cfg.Kind, cfg.Help, nil)); err != nil {
+			return err
+		}
 	}
 	stateField := map[device.Kind]string{device.Valve: "valve_open", device.Siren: "siren_on"}[cfg.Kind]
 	if stateField != "" {

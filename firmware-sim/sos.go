@@ -16,6 +16,14 @@ type SOSConfig struct {
 	Presses int
 	// Interval is the time between presses; 0 means 30 s.
 	Interval time.Duration
+	// AwaitHelp, if positive, keeps the button running after its presses
+	// until the platform's call_acknowledged command arrives ("help is
+	// coming") or AwaitHelp has passed, whichever is first. 0: end after
+	// the presses. Commands are answered from the start either way.
+	AwaitHelp time.Duration
+	// Help, if set, is where the button shows "help is coming" (see
+	// HelpState); a new press clears it.
+	Help *HelpState
 }
 
 // Validate reports every problem of c.
@@ -27,13 +35,19 @@ func (c SOSConfig) Validate() error {
 	if c.Interval < 0 {
 		errs = append(errs, fmt.Errorf("sos: interval %s must not be negative", c.Interval))
 	}
+	if c.AwaitHelp < 0 {
+		errs = append(errs, fmt.Errorf("sos: await help %s must not be negative", c.AwaitHelp))
+	}
 	return errors.Join(errs...)
 }
 
 // RunSOS runs a simulated SOS button (kind sos_button): it publishes one
 // sos event per press, stamped with the wall clock, the first at once and
-// the next ones cfg.Interval apart, then ends as cfg.OnEnd says. It
-// returns nil when ctx is cancelled.
+// the next ones cfg.Interval apart, then ends as cfg.OnEnd says (after
+// cfg.AwaitHelp: see SOSConfig). It answers commands on its cmd topic
+// meanwhile: call_acknowledged shows "help is coming" (logged at info,
+// cfg.Help set) and is accepted, ping is accepted, the rest refused
+// unsupported. It returns nil when ctx is cancelled.
 func RunSOS(ctx context.Context, cfg SOSConfig) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -47,15 +61,35 @@ func RunSOS(ctx context.Context, cfg SOSConfig) error {
 		interval = 30 * time.Second
 	}
 	return runDevice(ctx, cfg.DeviceConfig, device.SOSButton, func(ctx context.Context, c *Conn) error {
+		help := make(chan struct{}, 1)
+		handle := helpHandler(c.log, cfg.Device, device.SOSButton, cfg.Help, func(device.Command) {
+			select {
+			case help <- struct{}{}:
+			default:
+			}
+		})
+		if err := c.Commands(ctx, handle); err != nil {
+			return err
+		}
 		for i := range presses {
 			if i > 0 {
 				if err := sleep(ctx, interval); err != nil {
 					return err
 				}
 			}
+			cfg.Help.reset()
 			if err := c.PublishEvent(ctx, cfg.Now(), device.EventSOS, nil); err != nil {
 				return fmt.Errorf("sos press %d: %w", i+1, err)
 			}
+		}
+		if cfg.AwaitHelp <= 0 {
+			return nil
+		}
+		select {
+		case <-help:
+		case <-time.After(cfg.AwaitHelp):
+			c.log.Warn("sim: no call_acknowledged within the wait: nobody acknowledged the call", "device", cfg.Device, "waited", cfg.AwaitHelp)
+		case <-ctx.Done():
 		}
 		return nil
 	})

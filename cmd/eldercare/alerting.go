@@ -164,6 +164,7 @@ func runAlerting(cmd *cobra.Command, _ []string) error {
 	reg.MustRegister(mqttconn.Collector(cfg.ClientID, alerting.StatusTelemetryClientID(cfg.ClientID)))
 	cfg.Rules.Directory = registryDirectory(cache)
 	cfg.Programme = alertingProgramme(store)
+	cfg.Wards = alerting.NewRegistryWards(cache.Current, store.Rooms) // ward rosters (h-paging)
 	svc, err := alerting.New(cfg, m, alertingResidents(cache), reg, log)
 	if err != nil {
 		return err

@@ -2,11 +2,17 @@ package main
 
 import (
 	"bufio"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha512"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -31,7 +37,10 @@ devices behind it, subscribes only to their downlink (cmd) topics, and may
 connect only with its username as client id, so no gateway credential can
 take over the session of a platform service or of another gateway. Hashes
 come from the registry's "$7$" PBKDF2-SHA512 hashes, so no plaintext is
-needed.
+needed. A gateway whose hash is argon2id (the embedded broker rehashes
+"$7$" hashes with argon2id at a CONNECT) is refused with the reason: give
+it a new password hashed with "eldercare hash-password" (Mosquitto's
+format) first. Hashes with fewer than 210000 iterations are warned about.
 
 Add to mosquitto.conf:
   include_dir or the lines of DIR/mosquitto-eldercare.conf:
@@ -121,6 +130,7 @@ users: prefer the plugin.`,
 				names = append(names, p)
 			}
 			slices.Sort(names)
+			warnWeakHashes(cmd.ErrOrStderr(), accs, full)
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d gateway users%s\n", strings.Join(names, " and "),
 				len(accs), map[bool]string{true: " and the internal user", false: ""}[len(full) > 0])
 			secret := filepath.Join(out, "passwd")
@@ -146,22 +156,75 @@ users: prefer the plugin.`,
 // newHashPasswordCmd prints the "$7$" hash of a password read from stdin,
 // for the registry's credentials list.
 func newHashPasswordCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "hash-password",
-		Short: `Read a password from stdin and print its "$7$" PBKDF2-SHA512 hash (Mosquitto's format) for the registry's credentials`,
+		Short: `Read a password (at least 12 characters) from stdin and print its hash for the registry's credentials: "$7$" PBKDF2-SHA512 with 210000 iterations (Mosquitto's format; default) or argon2id`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
 			if err != nil && line == "" {
 				return fmt.Errorf("read password from stdin: %w", err)
 			}
-			h, err := registry.HashPassword(strings.TrimRight(line, "\r\n"))
+			pw := strings.TrimRight(line, "\r\n")
+			var h string
+			switch format, _ := cmd.Flags().GetString("format"); format {
+			case "mosquitto":
+				h, err = mosquittoHash(pw)
+			case "argon2id":
+				h, err = registry.HashPasswordArgon2id(pw)
+			default:
+				return fmt.Errorf("--format %q: want mosquitto or argon2id", format)
+			}
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), h)
 			return nil
 		},
+	}
+	cmd.Flags().String("format", "mosquitto", `mosquitto: "$7$" PBKDF2-HMAC-SHA512 with `+strconv.Itoa(MosquittoIterations)+` iterations, read by the embedded broker (which rehashes it with argon2id at the first CONNECT) and by an export to Mosquitto 2.0 (export-mosquitto, --internal-password-hash); argon2id: the embedded broker's own format (OWASP parameters), which Mosquitto 2.0 cannot read`)
+	return cmd
+}
+
+// MosquittoIterations is the PBKDF2-HMAC-SHA512 iteration count of the
+// "$7$" hashes hash-password writes: OWASP Password Storage Cheat Sheet
+// (2023) asks 210,000 for PBKDF2-HMAC-SHA512. mosquitto_passwd 2.0 writes
+// 101; Mosquitto reads the count from the hash (password file and
+// dynamic-security plugin alike). Exports warn about accounts below it.
+const MosquittoIterations = 210_000
+
+// mosquittoHash returns the "$7$" hash of password (12-byte random salt,
+// 64-byte key, standard base64: mosquitto_passwd's layout) with
+// MosquittoIterations. Errors: a password shorter than
+// registry.MinGatewayPasswordLen.
+func mosquittoHash(password string) (string, error) {
+	if len(password) < registry.MinGatewayPasswordLen {
+		return "", registry.ErrShortPassword
+	}
+	salt := make([]byte, 12)
+	if _, err := rand.Read(salt); err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	key, err := pbkdf2.Key(sha512.New, password, salt, MosquittoIterations, 64)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return "$7$" + strconv.Itoa(MosquittoIterations) + "$" + base64.StdEncoding.EncodeToString(salt) + "$" + base64.StdEncoding.EncodeToString(key), nil
+}
+
+// warnWeakHashes prints a line for each account whose "$7$" hash has fewer
+// than MosquittoIterations iterations (mosquitto_passwd 2.0's 101).
+func warnWeakHashes(w io.Writer, accs []registry.Account, full []broker.MosquittoUser) {
+	check := func(user, hash string) {
+		if n, weak := broker.WeakMosquittoIterations(hash, MosquittoIterations); weak {
+			fmt.Fprintf(w, "warning: %s has a \"$7$\" hash of %d PBKDF2 iterations, cheap to crack from a copy of the file: give it a new password hashed with \"eldercare hash-password\" (%d iterations)\n", user, n, MosquittoIterations)
+		}
+	}
+	for _, u := range full {
+		check(u.Username, u.PasswordHash)
+	}
+	for _, a := range accs {
+		check(a.Username, a.PasswordHash)
 	}
 }
 

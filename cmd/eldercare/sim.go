@@ -260,12 +260,13 @@ func newSimSOSCmd() *cobra.Command {
 			if s.Int("presses") < 1 {
 				return fmt.Errorf("--presses %d: want 1 or more", s.Int("presses"))
 			}
-			return firmwaresim.RunSOS(ctx, firmwaresim.SOSConfig{DeviceConfig: dc, Presses: s.Int("presses"), Interval: s.Duration("interval")})
+			return firmwaresim.RunSOS(ctx, firmwaresim.SOSConfig{DeviceConfig: dc, Presses: s.Int("presses"), Interval: s.Duration("interval"), AwaitHelp: s.Duration("await-help")})
 		}),
 	}
 	deviceFlags(cmd, "sos")
 	cmd.Flags().Int("presses", 1, "number of presses")
 	cmd.Flags().Duration("interval", 30*time.Second, "time between presses")
+	cmd.Flags().Duration("await-help", 0, "after the presses, keep running until the platform's call_acknowledged command (\"help is coming\", logged) or this long (default 0: end after the presses)")
 	return cmd
 }
 

@@ -258,6 +258,7 @@ func runUp(ctx context.Context, s *settings) error {
 		Receivers: alertReceivers,
 		Rules:     alerting.RuleConfig{Directory: registryDirectory(cache)},
 		Programme: alertingProgramme(store),
+		Wards:     alerting.NewRegistryWards(cache.Current, store.Rooms),
 	}, mgr, alertingResidents(cache), reg, log.With("role", "alerting"))
 	if err != nil {
 		return err

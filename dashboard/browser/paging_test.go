@@ -3,6 +3,9 @@ package browser_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/eldercare-iot/eldercare/alerting"
+	firmwaresim "github.com/eldercare-iot/eldercare/firmware-sim"
 )
 
 // fillAndSubmit sets form fields by name (a select's options by value, a
@@ -159,4 +163,81 @@ func TestAckLinkInBrowser(t *testing.T) {
 	if code := open(t, b, st, alerting.AckPath+tok); code != 409 {
 		t.Errorf("used link page: %d, want 409", code)
 	}
+}
+
+// Call assurance through the real API: firmware-sim's SOS button sos-101-2
+// presses, the platform (embedded broker, alerting, dashboard) opens the
+// SOS alert, an API client acknowledges it naming the nurse, and the
+// button receives call_acknowledged on its cmd topic and shows "help is
+// coming".
+func TestCallAssuranceThroughAPI(t *testing.T) {
+	st := startStack(t)
+	// The alerting engine is subscribed once a fall opens its alert (a
+	// fall published before it subscribed is lost: publish again).
+	for start := time.Now(); ; {
+		st.publishFall(t)
+		time.Sleep(500 * time.Millisecond)
+		as, err := st.mgr.List(context.Background(), alerting.Filter{Status: []string{alerting.StatusOpen}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(as) > 0 {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatal("alerting opened no alert for 30 s of falls")
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	help := &firmwaresim.HelpState{}
+	done := make(chan error, 1)
+	go func() {
+		done <- firmwaresim.RunSOS(ctx, firmwaresim.SOSConfig{DeviceConfig: firmwaresim.DeviceConfig{MQTTURL: st.mqttURL, Root: st.root,
+			Site: firmwaresim.DemoSite, Device: "sos-101-2", Logger: slog.New(slog.DiscardHandler)}, AwaitHelp: 2 * time.Minute, Help: help})
+	}()
+	var sos alerting.Alert
+	deadline := time.Now().Add(20 * time.Second)
+	for sos.ID == 0 {
+		as, err := st.mgr.List(context.Background(), alerting.Filter{Status: []string{alerting.StatusOpen}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range as {
+			if a.Device == "sos-101-2" && a.Type == alerting.TypeSOS {
+				sos = a
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no SOS alert of sos-101-2 within 20 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if help.Coming() {
+		t.Fatal("help is coming before anyone acknowledged")
+	}
+	req, _ := http.NewRequest("POST", fmt.Sprintf("%s/api/v1/alerts/%d/ack", st.base, sos.ID), strings.NewReader(`{"actor":"carer"}`))
+	req.Header.Set("Authorization", "Bearer browser-test-token-0123456789")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("API acknowledge: %d %s", resp.StatusCode, body)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the SOS button got no call_acknowledged within 20 s of the API acknowledgement")
+	}
+	if !help.Coming() || help.Last() == nil || help.Last().Params["alert"] != float64(sos.ID) {
+		t.Fatalf("help coming %v, command %+v", help.Coming(), help.Last())
+	}
+	t.Logf("the button shows help coming; acknowledged by %v", help.Last().Params["by"])
 }

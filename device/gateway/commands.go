@@ -108,6 +108,14 @@ func (g *Gateway) execute(ctx context.Context, dev string, cmd device.Command, n
 	if !known {
 		return device.Refused(device.ReasonUnknownDevice, "device %s is not behind gateway %s", dev, g.cfg.ID)
 	}
+	if cmd.Action == device.ActionCallAcknowledged {
+		// Call assurance: the gateway's own alarm stops whatever the
+		// device can show (localalarm.go).
+		g.callAcknowledged(dev, cmd)
+		if dev == g.cfg.ID {
+			return nil
+		}
+	}
 	if !slices.Contains(device.Actions(kind), cmd.Action) {
 		return device.Refused(device.ReasonUnsupported, "a %s does not accept %s (accepts %v)", kind, cmd.Action, device.Actions(kind))
 	}
@@ -115,6 +123,9 @@ func (g *Gateway) execute(ctx context.Context, dev string, cmd device.Command, n
 		return nil
 	}
 	if a == nil {
+		if cmd.Action == device.ActionCallAcknowledged {
+			return device.Refused(device.ReasonUnsupported, "no source of gateway %s can show %s on %s; the gateway's local alarm for it stopped", g.cfg.ID, cmd.Action, dev)
+		}
 		return device.Refused(device.ReasonUnsupported, "no source of gateway %s can send commands to %s", g.cfg.ID, dev)
 	}
 	return a.Actuate(ctx, cmd)

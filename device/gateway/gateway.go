@@ -95,9 +95,10 @@ type Gateway struct {
 	actuators map[string]Actuator          // by device id; set before Run
 	acks      map[string]device.CommandAck // recent acks by command id (retries are answered, not re-executed)
 	ackOrder  []string
-	connGen   uint64    // counts onConnect calls
-	connAt    time.Time // time of the last onConnect
-	booted    bool      // the boot status went out on this connection
+	connGen   uint64                 // counts onConnect calls
+	connAt    time.Time              // time of the last onConnect
+	booted    bool                   // the boot status went out on this connection
+	active    map[string]ActiveAlarm // local alarms held until call_acknowledged (localalarm.go)
 
 	m metrics
 }
@@ -114,6 +115,9 @@ type metrics struct {
 	skew        prometheus.GaugeFunc
 	clockErrors prometheus.Counter
 	commands    *prometheus.CounterVec
+	// localalarm.go
+	alarmsActive  prometheus.GaugeFunc
+	alarmsCleared prometheus.Counter
 }
 
 // New returns a gateway over sp, registering its metrics on reg (nil: not
@@ -121,7 +125,7 @@ type metrics struct {
 // _published_total{kind}, _publish_errors_total, _local_alarms_total{result},
 // _rejected_total{kind}, _source_faults_total{device},
 // _devices_online, _clock_skew_seconds, _clock_check_errors_total,
-// _commands_total{status}.
+// _commands_total{status}, _local_alarms_active, _local_alarms_cleared_total.
 func New(cfg Config, sp Spool, reg prometheus.Registerer, log *slog.Logger) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("gateway config: %w", err)
@@ -181,6 +185,14 @@ func New(cfg Config, sp Spool, reg prometheus.Registerer, log *slog.Logger) (*Ga
 		clockErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "eldercare_gateway_clock_check_errors_total", Help: "Clock checks against NTP that failed."}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eldercare_gateway_commands_total",
 			Help: "Downlink commands answered, by status (accepted, refused, failed, repeat: a retry answered from the recent acks, malformed: no ack possible)."}, []string{"status"}),
+		alarmsActive: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "eldercare_gateway_local_alarms_active",
+			Help: "Devices whose fall or SOS the gateway holds as an active local alarm: from the event until the platform's call_acknowledged command for the device."}, func() float64 {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return float64(len(g.active))
+		}),
+		alarmsCleared: prometheus.NewCounter(prometheus.CounterOpts{Name: "eldercare_gateway_local_alarms_cleared_total",
+			Help: "Local alarms cleared by a call_acknowledged command (a person acknowledged the call on the platform)."}),
 	}
 	for _, k := range []string{"reading", "event"} {
 		g.m.published.WithLabelValues(k)
@@ -190,7 +202,7 @@ func New(cfg Config, sp Spool, reg prometheus.Registerer, log *slog.Logger) (*Ga
 	g.m.localAlarms.WithLabelValues("log_only")
 	if reg != nil {
 		for _, c := range []prometheus.Collector{g.m.connected, g.m.connects, g.m.published, g.m.pubErrors, g.m.localAlarms,
-			g.m.rejected, g.m.faults, g.m.online, g.m.skew, g.m.clockErrors, g.m.commands} {
+			g.m.rejected, g.m.faults, g.m.online, g.m.skew, g.m.clockErrors, g.m.commands, g.m.alarmsActive, g.m.alarmsCleared} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register gateway metrics: %w", err)
 			}
@@ -301,6 +313,7 @@ func (g *Gateway) Event(ctx context.Context, deviceID string, ts time.Time, typ 
 	}
 	g.seen(deviceID)
 	if typ == device.EventFall || typ == device.EventSOS {
+		g.holdAlarm(deviceID, typ) // localalarm.go
 		if g.client() == nil {
 			go g.raiseLocal(e, "uplink_down")
 		} else {
@@ -446,7 +459,7 @@ func (g *Gateway) report(now time.Time) []device.DeviceReport {
 		if d.state == "" {
 			continue
 		}
-		r := device.DeviceReport{Device: id, State: d.state, Via: device.ViaReadings}
+		r := device.DeviceReport{Device: id, State: d.state, Via: device.ViaReadings, LocalAlarm: g.active[id].Type}
 		if d.heard {
 			r.LastSeen = d.last.UnixMilli()
 		}
@@ -657,7 +670,10 @@ type LocalAlarm struct {
 	Boot  uint32         `json:"boot,omitempty"`
 	Seq   uint64         `json:"seq,omitempty"`
 	Attrs map[string]any `json:"attrs,omitempty"`
-	// Reason is uplink_down, uplink_no_puback or spool_error.
+	// Reason is uplink_down, uplink_no_puback or spool_error; or
+	// call_acknowledged when the platform acknowledged the call and the
+	// gateway's local alarm for the device stopped (TS is then the time
+	// it stopped; Attrs the command's params: alert, type, by).
 	Reason string `json:"reason"`
 }
 

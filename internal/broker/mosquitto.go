@@ -48,6 +48,9 @@ func MosquittoFiles(root string, accounts []Account, full []MosquittoUser) (pass
 		case seen[name]:
 			errs = append(errs, fmt.Errorf("mosquitto export: duplicate user %q", name))
 			return false
+		case strings.HasPrefix(hash, "$argon2id$"):
+			errs = append(errs, fmt.Errorf("mosquitto export: user %q: %w", name, ErrArgon2idHash))
+			return false
 		case !strings.HasPrefix(hash, "$7$") || strings.ContainsAny(hash, " \t\r\n"):
 			errs = append(errs, fmt.Errorf("mosquitto export: user %q has no \"$7$\" password hash", name))
 			return false
@@ -202,8 +205,27 @@ func DynsecFile(root string, accounts []Account, full []MosquittoUser) ([]byte, 
 	return append(b, '\n'), nil
 }
 
+// ErrArgon2idHash: an account's hash is argon2id (set so, or rehashed by the
+// embedded broker at a CONNECT), which Mosquitto 2.0's password file and
+// dynamic-security plugin cannot read; no plaintext is kept to convert it.
+// The gateway needs a new password, hashed for Mosquitto.
+var ErrArgon2idHash = errors.New(`its password hash is argon2id (the embedded broker rehashed it at a CONNECT, or it was set so), which Mosquitto 2.0 cannot read and which cannot be converted: give this gateway a new password, put its hash from "eldercare hash-password --format mosquitto" in the registry's credentials (password_hash) and export again`)
+
+// WeakMosquittoIterations reports whether a "$7$" hash has fewer PBKDF2
+// iterations than want (false for other formats and malformed hashes).
+func WeakMosquittoIterations(hash string, want int) (iter int, weak bool) {
+	iter, _, _, err := splitHash7(hash)
+	if err != nil {
+		return 0, false
+	}
+	return iter, iter < want
+}
+
 // splitHash7 splits "$7$iterations$salt$hash" (base64 salt and hash).
 func splitHash7(h string) (iter int, salt, key string, err error) {
+	if strings.HasPrefix(h, "$argon2id$") {
+		return 0, "", "", ErrArgon2idHash
+	}
 	parts := strings.Split(h, "$")
 	if len(parts) != 5 || parts[0] != "" || parts[1] != "7" {
 		return 0, "", "", errors.New(`no "$7$" password hash`)

@@ -1,0 +1,106 @@
+package gateway
+
+// Local alarm state and call assurance (issue 11 item 6). A fall or SOS of
+// a device behind the gateway is held as an active local alarm from the
+// event until the platform's call_acknowledged command for that device
+// arrives (a person acknowledged the alert and is on the way). While active
+// it is in every heartbeat (DeviceReport.LocalAlarm) and counted in
+// eldercare_gateway_local_alarms_active; when it clears, the gateway says
+// so on its local alarm topic, so a station sounder or display stops.
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/internal/mqttconn"
+)
+
+// ActiveAlarm is a local alarm the gateway holds for a device.
+type ActiveAlarm struct {
+	Device string           `json:"device"`
+	Type   device.EventType `json:"type"`
+	// Since is when the gateway took the event (wall time).
+	Since time.Time `json:"since"`
+}
+
+// holdAlarm marks dev's local alarm active (the first event's type and
+// time are kept while it stays active); the caller signals the uplink.
+func (g *Gateway) holdAlarm(dev string, typ device.EventType) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.active == nil {
+		g.active = map[string]ActiveAlarm{}
+	}
+	if _, ok := g.active[dev]; !ok {
+		g.active[dev] = ActiveAlarm{Device: dev, Type: typ, Since: g.now()}
+		g.gwDirty = true // the next status (a heartbeat) reports it at once
+		g.log.Warn("local alarm active until the platform acknowledges the call", "device", dev, "type", typ)
+	}
+}
+
+// LocalAlarms returns the active local alarms, by device id.
+func (g *Gateway) LocalAlarms() []ActiveAlarm {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]ActiveAlarm, 0, len(g.active))
+	for _, a := range g.active {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b ActiveAlarm) int {
+		switch {
+		case a.Device < b.Device:
+			return -1
+		case a.Device > b.Device:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// callAcknowledged clears the local alarm of dev (every device's when dev
+// is the gateway itself) and announces each cleared alarm on the local
+// alarm topic with reason "call_acknowledged". It returns how many it
+// cleared.
+func (g *Gateway) callAcknowledged(dev string, cmd device.Command) int {
+	g.mu.Lock()
+	var cleared []ActiveAlarm
+	for id, a := range g.active {
+		if id == dev || dev == g.cfg.ID {
+			cleared = append(cleared, a)
+			delete(g.active, id)
+		}
+	}
+	c := g.local
+	if len(cleared) > 0 {
+		g.gwDirty = true
+	}
+	g.mu.Unlock()
+	if len(cleared) > 0 {
+		g.signal()
+	}
+	for _, a := range cleared {
+		by, _ := cmd.Params["by"].(string)
+		g.log.Info("local alarm cleared: help is coming", "device", a.Device, "type", a.Type, "by", by, "command", cmd.ID,
+			"held", g.now().Sub(a.Since).Round(time.Millisecond))
+		g.m.alarmsCleared.Inc()
+		if c == nil || !c.IsConnectionOpen() {
+			continue
+		}
+		b, _ := json.Marshal(LocalAlarm{V: device.Version, Gateway: g.cfg.ID, Site: g.cfg.Site, Device: a.Device, Type: a.Type,
+			TS: g.now().UnixMilli(), Attrs: cmd.Params, Reason: ReasonCallAcknowledged})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := mqttconn.Wait(ctx, c.Publish(g.cfg.LocalAlarmTopic, 1, false, b), time.Second, "publish local alarm cleared"); err != nil {
+			g.log.Warn("local alarm clearance not published on the local broker", "device", a.Device, "err", err)
+		}
+		cancel()
+	}
+	return len(cleared)
+}
+
+// ReasonCallAcknowledged is the LocalAlarm reason of a local alarm that
+// cleared because the platform acknowledged the call (help is coming).
+const ReasonCallAcknowledged = "call_acknowledged"
