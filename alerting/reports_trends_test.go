@@ -42,7 +42,7 @@ func TestResponseTargetByShift(t *testing.T) {
 		{"2026-03-02 00:10:00", 121 * time.Second, "ack"}, // night after midnight, late
 		{"2026-03-02 01:00:00", 0, ""},                    // night, never answered
 		{"2026-03-02 06:50:00", 45 * time.Second, "resolve"},
-		{"2026-03-02 07:00:00", 10 * time.Second, "ack"},     // day starts at 07:00, within
+		{"2026-03-02 07:00:00", 10 * time.Second, "ack"},    // day starts at 07:00, within
 		{"2026-03-02 07:30:00", 20 * time.Second, "system"}, // day, cleared by a rule: not a response
 	}
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {

@@ -82,3 +82,18 @@ func (s *Server) reportCSV(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="%s-%s.csv"`, name, p.Label))
 	return c.Send(buf.Bytes())
 }
+
+// managerRoutes registers the manager's pages (admin, manager, nurse
+// lead): /manager/trends (+ POST /manager/trends/settings, manager and
+// admin only), /manager/devices, /manager/programme and
+// /manager/handover (+ POST /manager/handover/notes). Each table answers
+// as CSV with ?csv=<table>.
+func (s *Server) managerRoutes(web fiber.Router) {
+	mgr := requireRole(RoleAdmin, RoleManager, RoleNurseLead)
+	web.Get("/manager/trends", mgr, s.trendsPage)
+	web.Post("/manager/trends/settings", mgr, s.saveTrendSettings)
+	web.Get("/manager/devices", mgr, s.devicesPage)
+	web.Get("/manager/programme", mgr, s.programmePage)
+	web.Get("/manager/handover", mgr, s.handoverPage)
+	web.Post("/manager/handover/notes", mgr, s.addHandoverNote)
+}
