@@ -151,7 +151,7 @@ function setupChart(host) {
 // local noon], "series": [{"label", "values": [alerts a day]}],
 // "share": [% answered within target a day, null = no alerts],
 // "target": %}). Each <figure data-trend="types|share" data-tz="zone"
-// data-target-label="…" data-share-label="…"> gets a chart and
+// data-target-label="…" data-share-label="…" data-x-label="…"> gets a chart and
 // data-state="ready" (or "empty" without days).
 const trendColours = ['#c62828', '#1565c0', '#2e7d32', '#6a1b9a', '#ef6c00', '#00838f', '#4e342e', '#ad1457', '#558b2f', '#283593'];
 
@@ -180,7 +180,7 @@ function drawTrend(fig, data) {
     tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), tz === 'UTC' ? 'Etc/UTC' : tz); },
     scales: { x: { time: true } },
     axes: [{ values: function (u, splits) { return splits.map(function (v) { return day(opts.tzDate(v)); }); } }, { size: 50 }],
-    series: [{}],
+    series: [{ label: fig.getAttribute('data-x-label') || 'Day', value: function (u, v) { return v == null ? '' : day(opts.tzDate(v)); } }],
   };
   let cols;
   if (kind === 'share') {
