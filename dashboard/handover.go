@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sort"
 	"strings"
@@ -212,6 +213,9 @@ func (s *Server) addHandoverNote(c *fiber.Ctx) error {
 	shift, date := set.Shifts.Shift(s.now(), d.loc(site))
 	n := HandoverNote{Site: site, Shift: shift, ShiftDate: date, Author: u.Username, AuthorName: u.Name, Body: body, At: s.now()}
 	if err := s.deps.Accounts.AddHandoverNote(c.UserContext(), n); err != nil {
+		if !errors.Is(err, ErrBadNote) {
+			return err
+		}
 		msg := trIn(lang, "mg.err.note")
 		if strings.TrimSpace(body) == "" {
 			msg = trIn(lang, "mg.err.note_empty")

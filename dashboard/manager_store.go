@@ -133,19 +133,22 @@ type HandoverNote struct {
 	Body       string
 }
 
-// AddHandoverNote stores n (At set by the clock when zero). Errors: an
-// empty or too long body (see checkText), an unknown shift, or the
-// database's.
+// ErrBadNote marks a handover note refused for its content.
+var ErrBadNote = errors.New("handover note refused")
+
+// AddHandoverNote stores n (At set by the clock when zero). Errors
+// wrapping ErrBadNote: an empty or too long body (see checkText), an
+// unknown shift; else the database's.
 func (a *Accounts) AddHandoverNote(ctx context.Context, n HandoverNote) error {
 	n.Body = strings.TrimSpace(n.Body)
 	if n.Body == "" {
-		return errors.New("note: write what the next shift needs to know")
+		return fmt.Errorf("%w: note: write what the next shift needs to know", ErrBadNote)
 	}
 	if err := checkText("note", n.Body, MaxHandoverNote, true); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrBadNote, err)
 	}
 	if n.Shift != alerting.ShiftDay && n.Shift != alerting.ShiftEvening && n.Shift != alerting.ShiftNight {
-		return fmt.Errorf("shift %q: want day, evening or night", truncate(n.Shift, 16))
+		return fmt.Errorf("%w: shift %q: want day, evening or night", ErrBadNote, truncate(n.Shift, 16))
 	}
 	if n.At.IsZero() {
 		n.At = a.now()
