@@ -196,3 +196,36 @@ func TestOfflineAndVisited(t *testing.T) {
 		}
 	})
 }
+
+// TestResponseTimesSystemClear: the overview's time to acknowledge counts
+// a person's resolution without acknowledgement as the response, and a
+// rule clearing the alert as none (the same rule as AlertResponses).
+func TestResponseTimesSystemClear(t *testing.T) {
+	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		start := utc("2026-01-15T10:00:00Z")
+		m, clk := escManager(t, dsn, start)
+		a := openAt(t, m, "res-a", TypeSpO2Low, SeverityHigh)
+		b := openAt(t, m, "res-b", TypeSpO2Low, SeverityHigh)
+		clk.Set(start.Add(time.Minute))
+		if _, err := m.Resolve(ctx, a.ID, ActorSystem, ChannelRule, OutcomeOther, ""); err != nil {
+			t.Fatal(err)
+		}
+		clk.Set(start.Add(2 * time.Minute))
+		if _, err := m.Resolve(ctx, b.ID, "ana", "dashboard", OutcomeNoInjury, ""); err != nil {
+			t.Fatal(err)
+		}
+		stats, err := m.ResponseTimes(ctx, start.Add(-time.Hour), start.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range stats {
+			if st.Dimension == "site" && (st.Alerts != 2 || st.Acknowledged != 1 || st.AckP50 == nil || *st.AckP50 != 2*time.Minute) {
+				t.Errorf("site: %d alerts, %d acknowledged, p50 %v; want 2, 1, 2m0s", st.Alerts, st.Acknowledged, st.AckP50)
+			}
+			if st.Dimension == "receiver" && st.Key == ChannelRule {
+				t.Error("a rule's clear counted as a response channel")
+			}
+		}
+	})
+}
