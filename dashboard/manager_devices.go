@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -168,6 +169,24 @@ func buildDeviceHealth(lang string, d *directory, keep func(string) bool, last m
 			h.Low = append(h.Low, row)
 		}
 	}
+	// Problems first: offline now, low battery, not heard from; then by id.
+	rank := func(r DeviceRow) int {
+		switch {
+		case r.Offline:
+			return 0
+		case r.LowBattery:
+			return 1
+		case r.LastSeen.IsZero():
+			return 2
+		}
+		return 3
+	}
+	slices.SortStableFunc(h.Devices, func(a, b DeviceRow) int {
+		if x, y := rank(a), rank(b); x != y {
+			return x - y
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 	slices.SortStableFunc(h.Low, func(a, b DeviceRow) int {
 		av, bv := a.BatteryPct, b.BatteryPct
 		if math.IsNaN(av) {
@@ -189,7 +208,8 @@ func buildDeviceHealth(lang string, d *directory, keep func(string) bool, last m
 
 // devicesPage is GET /manager/devices (period picker; csv=devices or
 // csv=low_battery): every device with battery %, last seen, offline time
-// in the period and firmware where reported, and the low-battery list.
+// in the period and firmware where reported (problems first: offline, low
+// battery, not heard from), and the low-battery list.
 func (s *Server) devicesPage(c *fiber.Ctx) error {
 	lang := langOf(c)
 	keep, loc, err := s.reportScope(c)

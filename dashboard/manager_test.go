@@ -9,10 +9,14 @@ import (
 	"testing"
 	"time"
 
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/influxdata/influxdb-client-go/v2/api/write"
+
 	"github.com/eldercare-iot/eldercare/alerting"
 	"github.com/eldercare-iot/eldercare/device/registry"
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // mgrAlerts is fakeAlerts with the trend reports of *alerting.Manager.
@@ -233,7 +237,14 @@ func TestDevicesPage(t *testing.T) {
 		t.Errorf("battery_at %q, want the site zone", got[2][6])
 	}
 	_, body = ts.do(t, "GET", "/manager/devices?csv=devices", nil, h)
-	for _, row := range readCSV(t, body) {
+	all := readCSV(t, body)
+	if len(all) != 5 || all[1][0] != "bs-101" || all[2][0] != "fd-001" || all[3][0] != "fd-new" || all[4][0] != "vm-101" {
+		t.Errorf("devices.csv order (problems first): %v", all)
+	}
+	if r, _ := ts.do(t, "GET", "/manager/devices?csv=nope", nil, h); r.StatusCode != 404 {
+		t.Errorf("unknown table: %d", r.StatusCode)
+	}
+	for _, row := range all {
 		if row[0] == "vm-101" && (row[9] != "5400" || row[5] != "") {
 			t.Errorf("vm-101 row %v: want offline 5400 s, no battery", row)
 		}
@@ -443,5 +454,38 @@ func TestParsePeriod(t *testing.T) {
 		if _, field, err := ParsePeriod(c.kind, c.month, c.from, c.to, now, sh); err == nil || field != c.field {
 			t.Errorf("%+v: field %q err %v", c, field, err)
 		}
+	}
+}
+
+// TestFluxDevicesLast runs DevicesLast against a real InfluxDB 1.8: the
+// last battery_pct per device, and last heard from over readings and
+// events of mixed field types (a meal event's string card).
+func TestFluxDevicesLast(t *testing.T) {
+	url := testenv.InfluxDB(t, "eldercare")
+	ctx := t.Context()
+	client := influxdb2.NewClient(url, "")
+	defer client.Close()
+	base := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
+	pts := []*write.Point{
+		influxdb2.NewPoint("readings", map[string]string{"site": "s", "device": "fd-1"}, map[string]any{"battery_pct": 40.0}, base),
+		influxdb2.NewPoint("readings", map[string]string{"site": "s", "device": "fd-1"}, map[string]any{"battery_pct": 15.0, "acc_g": 1.0}, base.Add(10*time.Minute)),
+		influxdb2.NewPoint("events", map[string]string{"site": "s", "device": "fd-1", "type": "fall"}, map[string]any{"count": int64(1)}, base.Add(20*time.Minute)),
+		influxdb2.NewPoint("events", map[string]string{"site": "s", "device": "mt-1", "type": "meal"}, map[string]any{"attr_card": "C1", "attr_eaten_pct": 80.0}, base.Add(30*time.Minute)),
+	}
+	if err := client.WriteAPIBlocking("", "eldercare/autogen").WritePoint(ctx, pts...); err != nil {
+		t.Fatal(err)
+	}
+	q := NewFluxVitals(url, "", "eldercare/autogen")
+	defer q.Close()
+	got, err := q.DevicesLast(ctx, base.Add(-time.Hour), time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, mt := got["fd-1"], got["mt-1"]
+	if fd.BatteryPct != 15 || !fd.BatteryAt.Equal(base.Add(10*time.Minute)) || !fd.LastSeen.Equal(base.Add(20*time.Minute)) {
+		t.Errorf("fd-1: %+v, want 15 %% at +10m, last seen +20m", fd)
+	}
+	if !math.IsNaN(mt.BatteryPct) || !mt.LastSeen.Equal(base.Add(30*time.Minute)) || len(got) != 2 {
+		t.Errorf("mt-1: %+v (all %v), want no battery, last seen +30m", mt, got)
 	}
 }
