@@ -248,7 +248,7 @@ func (s *Server) trendsPage(c *fiber.Ctx) error {
 		return s.sendCSV(c, name, p.Label, rows)
 	}
 	return s.renderView(c, 0, "manager_trends", "mg.trends.title", map[string]any{"Trends": tr, "Pick": pick, "Errors": errs,
-		"Chart": tr.chartJSON(lang), "Target": targetText(lang, set.Target), "ShiftStarts": ShiftStarts(set.Shifts),
+		"Chart": tr.chartJSON(lang), "Target": targetText(lang, set.Target), "ShiftStarts": ShiftStarts(set.Shifts), "ShiftText": strings.ReplaceAll(ShiftStarts(set.Shifts), ",", ", "),
 		"TargetSeconds": int(set.Target.Within / time.Second), "TargetPct": strconv.FormatFloat(math.Round(set.Target.Share*1000)/10, 'f', -1, 64),
 		"CanEdit": canEditSettings(c)})
 }
@@ -372,7 +372,7 @@ func (s *Server) saveTrendSettings(c *fiber.Ctx) error {
 	}
 	c.Status(fiber.StatusBadRequest)
 	return s.renderView(c, 0, "manager_trends", "mg.trends.title", map[string]any{"Trends": tr, "Pick": pick, "Errors": errs,
-		"Chart": tr.chartJSON(lang), "Target": targetText(lang, cur.Target), "ShiftStarts": c.FormValue("shifts"),
+		"Chart": tr.chartJSON(lang), "Target": targetText(lang, cur.Target), "ShiftStarts": c.FormValue("shifts"), "ShiftText": strings.ReplaceAll(ShiftStarts(cur.Shifts), ",", ", "),
 		"TargetSeconds": c.FormValue("target_s"), "TargetPct": c.FormValue("target_pct"), "CanEdit": true})
 }
 

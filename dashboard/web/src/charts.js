@@ -179,7 +179,8 @@ function drawTrend(fig, data) {
     legend: { show: true },
     tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), tz === 'UTC' ? 'Etc/UTC' : tz); },
     scales: { x: { time: true } },
-    axes: [{ values: function (u, splits) { return splits.map(function (v) { return day(opts.tzDate(v)); }); } }, { size: 50 }],
+    // Ticks at whole days (1, 2, 7 or 14 days apart), never twice a day.
+    axes: [{ incrs: [86400, 2 * 86400, 7 * 86400, 14 * 86400], space: 36, values: function (u, splits) { return splits.map(function (v) { return day(opts.tzDate(v)); }); } }, { size: 50 }],
     series: [{ label: fig.getAttribute('data-x-label') || 'Day', value: function (u, v) { return v == null ? '' : day(opts.tzDate(v)); } }],
   };
   let cols;
