@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/csv"
 	"fmt"
+	"html/template"
+	"net/url"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -22,7 +24,9 @@ const MaxCustomDays = 366
 // periodPick is what the period picker of a manager page shows.
 type periodPick struct {
 	Kind, Month, From, To string
-	Query                 string // the query string that selects this period again
+	// Query is the query string that selects this period again, encoded
+	// (url.Values) from validated values, for links.
+	Query template.URL
 }
 
 // ParsePeriod reads the period picker: kind week, month (with month
@@ -85,14 +89,18 @@ func (s *Server) managerPeriod(c *fiber.Ctx, loc *time.Location) (Period, period
 	if pick.To == "" {
 		pick.To = p.To.AddDate(0, 0, -1).Format(time.DateOnly)
 	}
+	q := url.Values{}
 	switch pick.Kind {
 	case PeriodMonth:
-		pick.Query = "period=month&month=" + pick.Month
+		q.Set("month", p.Label)
 	case PeriodWeek:
-		pick.Query = "period=week"
+		q.Set("period", PeriodWeek)
 	default:
-		pick.Query = "period=custom&from=" + pick.From + "&to=" + pick.To
+		q.Set("period", PeriodCustom)
+		q.Set("from", p.From.Format(time.DateOnly))
+		q.Set("to", p.To.AddDate(0, 0, -1).Format(time.DateOnly))
 	}
+	pick.Query = template.URL(q.Encode()) // only dates and fixed words
 	return p, pick, errs
 }
 
