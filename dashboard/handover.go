@@ -3,6 +3,8 @@ package dashboard
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"slices"
 	"sort"
 	"strings"
@@ -166,8 +168,46 @@ func (s *Server) handover(ctx context.Context, keep func(string) bool) ([]*Hando
 // shift, open alerts, residents to watch (alerts of the last 24 h by
 // category) and the handover notes of the last 24 h, with a form to write
 // one (nurse lead, manager, admin).
+//
+// csv=watch answers the residents to watch and csv=notes the notes as CSV
+// (times in each site's zone).
 func (s *Server) handoverPage(c *fiber.Ctx) error {
-	return s.renderHandover(c, 0, "", formErrors{})
+	name := c.Query("csv")
+	if name == "" {
+		return s.renderHandover(c, 0, "", formErrors{})
+	}
+	keep, _, err := s.reportScope(c)
+	if err != nil {
+		return err
+	}
+	sites, err := s.handover(c.UserContext(), keep)
+	if err != nil {
+		return err
+	}
+	var rows [][]string
+	switch name {
+	case "watch":
+		rows = [][]string{append(append([]string{"site", "resident", "name", "room", "bed"}, watchCategories...), "types", "last_alert", "alert_open")}
+		for _, h := range sites {
+			for _, w := range h.Watch {
+				row := []string{h.Site, w.Resident, w.Name, w.Room, w.Bed}
+				for _, k := range watchCategories {
+					row = append(row, strconv.Itoa(w.Counts[k]))
+				}
+				rows = append(rows, append(row, strings.Join(w.Types, " "), csvTime(w.Last, h.Loc), strconv.FormatBool(w.Open)))
+			}
+		}
+	case "notes":
+		rows = [][]string{{"site", "shift", "shift_date", "written", "author", "author_name", "note"}}
+		for _, h := range sites {
+			for _, n := range h.Notes {
+				rows = append(rows, []string{h.Site, n.Shift, n.ShiftDate, csvTime(n.At, h.Loc), n.Author, n.AuthorName, n.Body})
+			}
+		}
+	default:
+		return fiber.NewError(fiber.StatusNotFound, fmt.Sprintf("no table %q: want watch or notes", truncate(name, 32)))
+	}
+	return s.sendCSV(c, "handover_"+name, s.now().UTC().Format("2006-01-02"), rows)
 }
 
 func (s *Server) renderHandover(c *fiber.Ctx, code int, draft string, errs formErrors) error {

@@ -404,6 +404,14 @@ func TestHandoverNotes(t *testing.T) {
 			t.Errorf("handover page lacks %q", want)
 		}
 	}
+	_, body := ts.do(t, "GET", "/manager/handover?csv=notes", nil, map[string]string{"Cookie": cookie})
+	if got := readCSV(t, body); len(got) != 2 || got[1][1] != "evening" || got[1][2] != "2026-03-01" || got[1][3] != "2026-03-01T16:00:00+08:00" || got[1][4] != "lead" {
+		t.Errorf("notes.csv: %v", got)
+	}
+	_, body = ts.do(t, "GET", "/manager/handover?csv=watch", nil, map[string]string{"Cookie": cookie})
+	if got := readCSV(t, body); len(got) != 2 || got[1][1] != "res-001" || got[1][7] != "1" || got[1][9] != "dose_missed" || got[1][11] != "true" {
+		t.Errorf("watch.csv: %v", got)
+	}
 	nc, _ := ts.loginAs(t, "nurse")
 	if r, _ := ts.do(t, "GET", "/manager/handover", nil, map[string]string{"Cookie": nc}); r.StatusCode != 403 && r.StatusCode != 404 {
 		t.Errorf("caregiver handover: %d", r.StatusCode)
