@@ -37,7 +37,7 @@ type MealPortionRow struct {
 
 // buildMealPortions groups meals (any card) by the resident holding the
 // card, for residents of visible sites.
-func buildMealPortions(d *directory, keep func(string) bool, cards []registry.MealCard, meals []MealRecord, alerts []alerting.Alert, p Period) []MealPortionRow {
+func buildMealPortions(d *directory, keep func(string) bool, cards []registry.MealCard, meals []MealRecord, alerts []alerting.AlertResponse, p Period) []MealPortionRow {
 	holder := map[string]string{}
 	for _, c := range cards {
 		holder[c.ID] = c.ResidentID
@@ -69,8 +69,8 @@ func buildMealPortions(d *directory, keep func(string) bool, cards []registry.Me
 		}
 	}
 	for _, al := range alerts {
-		if al.Type == alerting.TypeMealMissed && al.Resident != nil && !al.OpenedAt.Before(p.From) && al.OpenedAt.Before(p.To) {
-			get(*al.Resident).missed++
+		if al.Type == alerting.TypeMealMissed && al.Resident != "" && !al.Opened.Before(p.From) && al.Opened.Before(p.To) {
+			get(al.Resident).missed++
 		}
 	}
 	var out []MealPortionRow
@@ -205,9 +205,14 @@ func (s *Server) programme(ctx context.Context, p Period, keep func(string) bool
 		return nil, err
 	}
 	pr := &Programme{Period: p, BedTypes: registry.BedTypes, Target: NursingBedTarget}
-	all, err := s.deps.Alerts.List(ctx, alerting.Filter{Limit: MaxAlertLimit})
-	if err != nil {
-		return nil, fmt.Errorf("list alerts: %w", err)
+	// Every alert opened in the period (not a capped list), for the
+	// missed meals.
+	var opened []alerting.AlertResponse
+	tr, hasTrends := s.deps.Alerts.(trendReader)
+	if hasTrends {
+		if opened, err = tr.AlertResponses(ctx, p.From, p.To); err != nil {
+			return nil, err
+		}
 	}
 	var cards []registry.MealCard
 	if cl, ok := s.deps.Registry.(cardLister); ok {
@@ -224,7 +229,7 @@ func (s *Server) programme(ctx context.Context, p Period, keep func(string) bool
 			pr.MealsErr = false
 		}
 	}
-	pr.Meals = buildMealPortions(d, keep, cards, meals, all, p)
+	pr.Meals = buildMealPortions(d, keep, cards, meals, opened, p)
 
 	last := map[string]time.Time{}
 	note := func(res string, at time.Time) {
@@ -232,7 +237,7 @@ func (s *Server) programme(ctx context.Context, p Period, keep func(string) bool
 			last[res] = at
 		}
 	}
-	if tr, ok := s.deps.Alerts.(trendReader); ok {
+	if hasTrends {
 		vis, err := tr.VisitedResidents(ctx, p.From, p.To)
 		if err != nil {
 			return nil, err

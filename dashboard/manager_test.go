@@ -116,7 +116,7 @@ func TestTrendsPage(t *testing.T) {
 		t.Fatalf("trends: %d %s", r.StatusCode, page)
 	}
 	for _, want := range []string{"90 % acknowledged within 2 min", `id="trend-data"`, `data-trend="share"`, "50.0 %", "2 of 4 alerts",
-		`href="/manager/trends?from=2026-02-27&amp;period=custom&amp;to=2026-02-28&csv=per_day"`} {
+		`href="/manager/trends?from=2026-02-27&amp;period=custom&amp;to=2026-02-28&csv=per_day"`, `"share":[50,50],"target":90}`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("trends page lacks %q", want)
 		}
@@ -320,8 +320,9 @@ func TestProgrammeReport(t *testing.T) {
 		ts := newTestServer(t, func(_ *Config, d *Deps) {
 			d.Registry = store
 			d.Accounts = testAccountsIn(t, now, dsn)
-			d.Alerts = &mgrAlerts{fakeAlerts: newFakeAlerts(now, alerting.Alert{ID: 5, Site: "st", Resident: strp("rb"), Device: "mt", Type: alerting.TypeMealMissed,
-				Severity: "warning", Status: "resolved", OpenedAt: march.Add(3 * time.Hour)}),
+			d.Alerts = &mgrAlerts{fakeAlerts: newFakeAlerts(now),
+				responses: []alerting.AlertResponse{resp(march.Add(3*time.Hour), "st", "rb", alerting.TypeMealMissed, 0, "", ""),
+					resp(march.Add(-3*time.Hour), "st", "rb", alerting.TypeMealMissed, 0, "", "")}, // the second is before the period
 				visited: map[string]time.Time{"ra": march.Add(time.Hour)}}
 			d.Vitals = mgrVitals{meals: []MealRecord{
 				{At: march.Add(7 * time.Hour), Card: "C-A", Meal: "lunch", EatenPct: 100},

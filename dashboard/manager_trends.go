@@ -195,7 +195,7 @@ func (tr *Trends) chartJSON(lang string) template.JS {
 		Series []series   `json:"series"`
 		Share  []*float64 `json:"share"`
 		Target float64    `json:"target"`
-	}{Target: math.Round(tr.Settings.Target.Share * 1000 / 10)}
+	}{Target: math.Round(tr.Settings.Target.Share*1000) / 10}
 	for _, d := range tr.Days {
 		t, _ := time.ParseInLocation(time.DateOnly, d, tr.Period.Loc)
 		out.Days = append(out.Days, t.Add(12*time.Hour).Unix())
