@@ -13,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/eldercare-iot/eldercare/alerting"
+	"github.com/eldercare-iot/eldercare/device/registry"
 )
 
 // HandoverWindow is how far back the handover page looks for residents to
@@ -61,7 +62,7 @@ type HandoverSite struct {
 
 // buildHandover assembles the handover of each visible site from the open
 // alerts, the alerts opened in the last HandoverWindow and the notes.
-func buildHandover(d *directory, keep func(string) bool, active []AlertView, recent []alerting.AlertResponse, shifts alerting.ShiftBounds, now time.Time) []*HandoverSite {
+func buildHandover(lang string, d *directory, keep func(string) bool, active []AlertView, recent []alerting.AlertResponse, shifts alerting.ShiftBounds, now time.Time) []*HandoverSite {
 	var out []*HandoverSite
 	by := map[string]*HandoverSite{}
 	for _, s := range d.sites {
@@ -93,7 +94,7 @@ func buildHandover(d *directory, keep func(string) bool, active []AlertView, rec
 		w := watch[r.Resident]
 		if w == nil {
 			res := d.resByID[r.Resident]
-			w = &WatchRow{Resident: r.Resident, Name: res.Name, Counts: map[string]int{}, Open: openRes[r.Resident]}
+			w = &WatchRow{Resident: r.Resident, Name: residentName(d, lang, r.Resident), Counts: map[string]int{}, Open: openRes[r.Resident]}
 			if w.Name == "" {
 				w.Name = r.Resident
 			}
@@ -133,7 +134,7 @@ func canWriteHandover(c *fiber.Ctx) bool {
 }
 
 // handover reads everything of the handover page.
-func (s *Server) handover(ctx context.Context, keep func(string) bool) ([]*HandoverSite, error) {
+func (s *Server) handover(ctx context.Context, lang string, keep func(string) bool) ([]*HandoverSite, error) {
 	d, err := s.directory(ctx)
 	if err != nil {
 		return nil, err
@@ -153,7 +154,7 @@ func (s *Server) handover(ctx context.Context, keep func(string) bool) ([]*Hando
 			return nil, err
 		}
 	}
-	sites := buildHandover(d, keep, active, recent, set.Shifts, now)
+	sites := buildHandover(lang, d, keep, active, recent, set.Shifts, now)
 	if s.deps.Accounts != nil {
 		for _, h := range sites {
 			if h.Notes, err = s.deps.Accounts.HandoverNotes(ctx, h.Site, now.Add(-HandoverWindow), now.Add(time.Minute)); err != nil {
@@ -180,7 +181,7 @@ func (s *Server) handoverPage(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	sites, err := s.handover(c.UserContext(), keep)
+	sites, err := s.handover(c.UserContext(), langOf(c), keep)
 	if err != nil {
 		return err
 	}
@@ -215,7 +216,7 @@ func (s *Server) renderHandover(c *fiber.Ctx, code int, draft string, errs formE
 	if err != nil {
 		return err
 	}
-	sites, err := s.handover(c.UserContext(), keep)
+	sites, err := s.handover(c.UserContext(), langOf(c), keep)
 	if err != nil {
 		return err
 	}
@@ -264,4 +265,14 @@ func (s *Server) addHandoverNote(c *fiber.Ctx) error {
 	}
 	s.audit(c, "handover_note", "site:"+site, shift+" "+date)
 	return c.Redirect("/manager/handover?saved=1", fiber.StatusSeeOther)
+}
+
+// residentName is the resident's display name in lang (registry Names,
+// else Name, else the id).
+func residentName(d *directory, lang, id string) string {
+	r, ok := d.resByID[id]
+	if !ok || r.Name == "" && len(r.Names) == 0 {
+		return id
+	}
+	return registry.DisplayName(r.Names, lang, r.Name)
 }

@@ -150,7 +150,7 @@ func buildDeviceHealth(lang string, d *directory, keep func(string) bool, last m
 		}
 		for _, b := range d.bindings {
 			if b.DeviceID == dev.ID && b.ResidentID != "" && !b.From.After(now) && (b.To == nil || b.To.After(now)) {
-				row.Resident, row.ResidentName = b.ResidentID, d.resByID[b.ResidentID].Name
+				row.Resident, row.ResidentName = b.ResidentID, residentName(d, lang, b.ResidentID)
 			}
 		}
 		if l, ok := last[dev.ID]; ok {

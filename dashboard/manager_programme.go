@@ -37,7 +37,7 @@ type MealPortionRow struct {
 
 // buildMealPortions groups meals (any card) by the resident holding the
 // card, for residents of visible sites.
-func buildMealPortions(d *directory, keep func(string) bool, cards []registry.MealCard, meals []MealRecord, alerts []alerting.AlertResponse, p Period) []MealPortionRow {
+func buildMealPortions(lang string, d *directory, keep func(string) bool, cards []registry.MealCard, meals []MealRecord, alerts []alerting.AlertResponse, p Period) []MealPortionRow {
 	holder := map[string]string{}
 	for _, c := range cards {
 		holder[c.ID] = c.ResidentID
@@ -78,7 +78,7 @@ func buildMealPortions(d *directory, keep func(string) bool, cards []registry.Me
 		if !keep(r.SiteID) {
 			continue
 		}
-		row := MealPortionRow{Resident: r.ID, Name: r.Name, SiteName: d.siteByID[r.SiteID].Name, AvgEatenPct: math.NaN()}
+		row := MealPortionRow{Resident: r.ID, Name: residentName(d, lang, r.ID), SiteName: d.siteByID[r.SiteID].Name, AvgEatenPct: math.NaN()}
 		if a := by[r.ID]; a != nil {
 			row.Served, row.Measured, row.Little, row.Missed = a.served, a.measured, a.little, a.missed
 			if a.measured > 0 {
@@ -110,14 +110,14 @@ type VisitedRow struct {
 
 // buildVisitCoverage computes the coverage of the vulnerable residents of
 // visible sites from last, the last visit in the period per resident.
-func buildVisitCoverage(d *directory, keep func(string) bool, last map[string]time.Time) VisitCoverage {
+func buildVisitCoverage(lang string, d *directory, keep func(string) bool, last map[string]time.Time) VisitCoverage {
 	var v VisitCoverage
 	for _, r := range d.residents {
 		if !r.Vulnerable || !keep(r.SiteID) {
 			continue
 		}
 		v.Vulnerable++
-		row := VisitedRow{Resident: r.ID, Name: r.Name, SiteName: d.siteByID[r.SiteID].Name, Last: last[r.ID]}
+		row := VisitedRow{Resident: r.ID, Name: residentName(d, lang, r.ID), SiteName: d.siteByID[r.SiteID].Name, Last: last[r.ID]}
 		if row.Last.IsZero() {
 			v.NotVisited = append(v.NotVisited, row)
 		} else {
@@ -199,7 +199,7 @@ type Programme struct {
 }
 
 // programme reads everything of the programme page for p.
-func (s *Server) programme(ctx context.Context, p Period, keep func(string) bool) (*Programme, error) {
+func (s *Server) programme(ctx context.Context, lang string, p Period, keep func(string) bool) (*Programme, error) {
 	d, err := s.directory(ctx)
 	if err != nil {
 		return nil, err
@@ -229,7 +229,7 @@ func (s *Server) programme(ctx context.Context, p Period, keep func(string) bool
 			pr.MealsErr = false
 		}
 	}
-	pr.Meals = buildMealPortions(d, keep, cards, meals, opened, p)
+	pr.Meals = buildMealPortions(lang, d, keep, cards, meals, opened, p)
 
 	last := map[string]time.Time{}
 	note := func(res string, at time.Time) {
@@ -265,7 +265,7 @@ func (s *Server) programme(ctx context.Context, p Period, keep func(string) bool
 			note(v.Resident, v.At)
 		}
 	}
-	pr.Visits = buildVisitCoverage(d, keep, last)
+	pr.Visits = buildVisitCoverage(lang, d, keep, last)
 	pr.Beds = buildBedTypes(d, keep)
 	if bh, ok := s.deps.Registry.(bedHistory); ok {
 		ch, err := bh.BedTypeHistory(ctx, "", p.From, p.To)
@@ -346,7 +346,7 @@ func (s *Server) programmePage(c *fiber.Ctx) error {
 		return err
 	}
 	p, pick, errs := s.managerPeriod(c, loc)
-	pr, err := s.programme(c.UserContext(), p, keep)
+	pr, err := s.programme(c.UserContext(), langOf(c), p, keep)
 	if err != nil {
 		return err
 	}

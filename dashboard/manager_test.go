@@ -499,3 +499,19 @@ func TestFluxDevicesLast(t *testing.T) {
 		t.Errorf("mt-1: %+v (all %v), want no battery, last seen +30m", mt, got)
 	}
 }
+
+// TestResidentNameByLanguage: the manager's tables name a resident in the
+// page's language when the registry has that name.
+func TestResidentNameByLanguage(t *testing.T) {
+	d := &directory{resByID: map[string]registry.Resident{
+		"r1": {ID: "r1", Name: "Wang Xiuying", Names: registry.Names{"zh-CN": "王秀英"}},
+		"r2": {ID: "r2", Name: "Li Guilan"},
+	}}
+	for _, c := range []struct{ lang, id, want string }{
+		{"zh-CN", "r1", "王秀英"}, {"en", "r1", "Wang Xiuying"}, {"zh-CN", "r2", "Li Guilan"}, {"en", "gone", "gone"},
+	} {
+		if got := residentName(d, c.lang, c.id); got != c.want {
+			t.Errorf("%s %s: %q, want %q", c.lang, c.id, got, c.want)
+		}
+	}
+}
