@@ -101,13 +101,14 @@ type ResponseStat struct {
 
 // ResponseTimes returns time to acknowledge and time to resolve of the
 // alerts opened in [from, to), by site, shift, receiver and responder (see
-// [ResponseStat]), each dimension sorted by key. An alert resolved without
-// an acknowledgement counts its resolution time as its acknowledgement
-// (someone responded).
+// [ResponseStat]), each dimension sorted by key. An alert a person resolved
+// without an acknowledgement counts its resolution time as its
+// acknowledgement (someone responded); one resolved by the system (a rule
+// clearing it) has no acknowledgement time, as in [Manager.AlertResponses].
 func (m *Manager) ResponseTimes(ctx context.Context, from, to time.Time) ([]ResponseStat, error) {
-	rows, err := m.db.QueryContext(ctx, m.db.Rebind(`SELECT a.site_id, a.shift, a.opened_ms, a.acknowledged_ms, a.acknowledged_by, a.resolved_ms,
-			COALESCE((SELECT h.channel FROM alert_history h WHERE h.alert_id = a.id AND h.action IN ('acknowledged', 'resolved') ORDER BY h.seq LIMIT 1), '')
-		FROM alerts a WHERE a.opened_ms >= ? AND a.opened_ms < ?`), from.UnixMilli(), to.UnixMilli())
+	rows, err := m.db.QueryContext(ctx, m.db.Rebind(`SELECT a.site_id, a.shift, a.opened_ms, a.acknowledged_ms, a.acknowledged_by, a.resolved_ms, a.resolved_by,
+			COALESCE((SELECT h.channel FROM alert_history h WHERE h.alert_id = a.id AND h.action IN ('acknowledged', 'resolved') AND h.actor <> ? ORDER BY h.seq LIMIT 1), '')
+		FROM alerts a WHERE a.opened_ms >= ? AND a.opened_ms < ?`), ActorSystem, from.UnixMilli(), to.UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("response times: %w", err)
 	}
@@ -126,15 +127,15 @@ func (m *Manager) ResponseTimes(ctx context.Context, from, to time.Time) ([]Resp
 		return g
 	}
 	for rows.Next() {
-		var site, shift, by, channel string
+		var site, shift, by, resolvedBy, channel string
 		var opened int64
 		var acked, resolved sql.NullInt64
-		if err := rows.Scan(&site, &shift, &opened, &acked, &by, &resolved, &channel); err != nil {
+		if err := rows.Scan(&site, &shift, &opened, &acked, &by, &resolved, &resolvedBy, &channel); err != nil {
 			return nil, fmt.Errorf("response times: %w", err)
 		}
 		ackAt := acked
-		if !ackAt.Valid {
-			ackAt = resolved
+		if !ackAt.Valid && resolvedBy != ActorSystem {
+			ackAt = resolved // a person resolved it without acknowledging: that was the response
 		}
 		responder := by
 		if !acked.Valid && resolved.Valid {

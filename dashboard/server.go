@@ -299,6 +299,7 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	s.contactRoutes(web) // contacts.go: /account/contacts, /admin/contacts/:username
 	s.tokenRoutes(web)   // apitokens.go: /admin/tokens
 	s.viewRoutes(web)    // views_common.go (D2): /board, /residents/:id (+checkin), /family, /manager, /admin
+	s.managerRoutes(web) // views_manager.go: /manager/trends, /manager/devices, /manager/programme, /manager/handover
 	return app
 }
 

@@ -146,7 +146,82 @@ function setupChart(host) {
   load(first >= 1 && first <= 1440 ? first : 60);
 }
 
-// initCharts draws every [data-chart] element under root.
+// Trend charts of /manager/trends, drawn with uPlot from the JSON in
+// <script type="application/json" id="trend-data"> ({"days": [unix s of
+// local noon], "series": [{"label", "values": [alerts a day]}],
+// "share": [% answered within target a day, null = no alerts],
+// "target": %}). Each <figure data-trend="types|share" data-tz="zone"
+// data-target-label="…" data-share-label="…" data-x-label="…"> gets a chart and
+// data-state="ready" (or "empty" without days).
+const trendColours = ['#c62828', '#1565c0', '#2e7d32', '#6a1b9a', '#ef6c00', '#00838f', '#4e342e', '#ad1457', '#558b2f', '#283593'];
+
+function trendData() {
+  const el = document.getElementById('trend-data');
+  try {
+    return JSON.parse(el ? el.textContent : 'null');
+  } catch (e) {
+    return null;
+  }
+}
+
+function drawTrend(fig, data) {
+  const kind = fig.getAttribute('data-trend');
+  const tz = fig.getAttribute('data-tz') || 'Etc/UTC';
+  if (!data || !data.days || data.days.length === 0) {
+    fig.setAttribute('data-state', 'empty');
+    return;
+  }
+  const day = uPlot.fmtDate('{M}/{D}');
+  const width = Math.max(280, Math.min(fig.clientWidth || 600, 1000) - 10);
+  const opts = {
+    width: width,
+    height: 220,
+    legend: { show: true },
+    tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), tz === 'UTC' ? 'Etc/UTC' : tz); },
+    scales: { x: { time: true } },
+    // Ticks at whole days (1, 2, 7 or 14 days apart), never twice a day.
+    axes: [{ incrs: [86400, 2 * 86400, 7 * 86400, 14 * 86400], space: 36, values: function (u, splits) { return splits.map(function (v) { return day(opts.tzDate(v)); }); } }, { size: 50 }],
+    series: [{ label: fig.getAttribute('data-x-label') || 'Day', value: function (u, v) { return v == null ? '' : day(opts.tzDate(v)); } }],
+  };
+  let cols;
+  if (kind === 'share') {
+    opts.scales.y = { range: [0, 100] };
+    opts.series.push({ label: fig.getAttribute('data-share-label') || '%', stroke: '#1565c0', width: 2, points: { show: true }, spanGaps: false });
+    opts.series.push({ label: fig.getAttribute('data-target-label') || 'target', stroke: '#c62828', width: 2, dash: [6, 4], points: { show: false } });
+    cols = [data.days, data.share, data.days.map(function () { return data.target; })];
+  } else {
+    const bars = uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.8, 40] }) : null;
+    cols = [data.days];
+    (data.series || []).forEach(function (s, i) {
+      const c = trendColours[i % trendColours.length];
+      opts.series.push({ label: s.label, stroke: c, fill: c + '55', width: 1, paths: bars || undefined, points: { show: !bars } });
+      cols.push(s.values);
+    });
+    if (cols.length === 1) {
+      fig.setAttribute('data-state', 'empty');
+      return;
+    }
+  }
+  const box = document.createElement('div');
+  box.className = 'trend-plot';
+  fig.appendChild(box);
+  new uPlot(opts, cols, box);
+  fig.setAttribute('data-state', 'ready');
+}
+
+// initTrendCharts draws every [data-trend] figure under root.
+export function initTrendCharts(root) {
+  const figs = root.querySelectorAll('[data-trend]');
+  if (figs.length === 0) {
+    return;
+  }
+  const data = trendData();
+  figs.forEach(function (fig) { drawTrend(fig, data); });
+}
+
+// initCharts draws every [data-chart] element under root, and the trend
+// charts of the manager's pages.
 export function initCharts(root) {
   root.querySelectorAll('[data-chart]').forEach(setupChart);
+  initTrendCharts(root);
 }
