@@ -112,11 +112,13 @@ type commander struct {
 	visitsRaised map[string]bool
 	visitsSince  time.Time
 	doors        map[string]*doorState // contact device -> state (doors.go)
+	unknown      *unknownTracker       // devices heard but not registered (unknown.go)
 }
 
 func newCommander(c CommandConfig) *commander {
 	return &commander{cfg: c.withDefaults(), byID: map[string]*trackedCommand{}, valves: map[string]map[string]bool{},
-		limits: map[string]*limitState{}, tracks: map[string][]position{}, doses: newDoseState(), visitsRaised: map[string]bool{}, doors: map[string]*doorState{}}
+		limits: map[string]*limitState{}, tracks: map[string][]position{}, doses: newDoseState(), visitsRaised: map[string]bool{}, doors: map[string]*doorState{},
+		unknown: newUnknownTracker()}
 }
 
 // SendCommand sends action (with params, see docs/protocol.md) to device
@@ -338,6 +340,7 @@ func failedEffect(a device.Action) string {
 // value at) or event shows took effect, and remembers valves per site
 // (hook in afterTelemetry and event).
 func (s *Service) commandObserved(ctx context.Context, site, dev string, values map[string]float64, ev device.EventType) error {
+	s.noteUnknown(ctx, site, dev, values, ev) // unknown.go
 	s.cmds.mu.Lock()
 	if _, ok := values["valve_open"]; ok {
 		if s.cmds.valves[site] == nil {
