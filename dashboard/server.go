@@ -77,6 +77,14 @@ type Deps struct {
 	// Ready, if set, is /readyz's check (nil: ready); nil = the live
 	// feed's broker connection (Feed.Healthy).
 	Ready func(context.Context) error
+	// Unknown lists devices heard from but not registered, for adoption
+	// on /admin/onboard (onboard.go); nil = Alerts when it implements it
+	// (*alerting.Manager does).
+	Unknown UnknownDevices
+	// Commands sends tracked commands to devices (close a valve, silence a
+	// siren, test an alarm) from the resident page (commands.go); nil: the
+	// page shows no command buttons. *alerting.Service implements it.
+	Commands Commander
 }
 
 // Server is the dashboard web app.
@@ -293,6 +301,7 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	s.contactRoutes(web) // contacts.go: /account/contacts, /admin/contacts/:username
 	s.tokenRoutes(web)   // apitokens.go: /admin/tokens
 	s.viewRoutes(web)    // views_common.go (D2): /board, /residents/:id (+checkin), /family, /manager, /admin
+	s.onboardRoutes(web) // onboard.go: /admin/onboard; commands.go: /residents/:id/command
 	return app
 }
 

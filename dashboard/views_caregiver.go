@@ -247,7 +247,12 @@ func (s *Server) residentPage(c *fiber.Ctx) error {
 	}
 	u, _ := userFrom(c)
 	staff := u != nil && u.Role != RoleFamily
+	var cmdDevs []commandDevice // commands.go
+	if staff && s.deps.Commands != nil {
+		cmdDevs = commandDevices(d, res, devs)
+	}
 	return s.renderPage(c, "resident", res.Name, map[string]any{
+		"CommandDevices": cmdDevs, "Commands": s.commandRows(d, res.SiteID, cmdDevs), "CommandSent": c.Query("command"),
 		"Resident": res, "Site": d.siteByID[res.SiteID], "Room": room, "Bed": bed,
 		"Devices": devViews, "DeviceIDs": strings.Join(ids, " "), "Vitals": vitals, "Occupancy": occ,
 		"Alerts": openRows, "ChartGroups": groups, "Staff": staff, "LastVisit": lastVisit,

@@ -262,6 +262,7 @@ func runUp(ctx context.Context, s *settings) error {
 	if err != nil {
 		return err
 	}
+	reg.MustRegister(alr.UnknownCollectors()...) // eldercare_alerting_unknown_devices (h-onboard)
 	// Readiness of the whole install (/readyz and eldercare_ready on
 	// --http): every role's, the broker connections, the database and
 	// InfluxDB.
@@ -284,7 +285,8 @@ func runUp(ctx context.Context, s *settings) error {
 		MQTTURL: mqttURL, Root: root, ClientID: upClientIDs[2],
 		InfluxURL: influxURL, InfluxToken: influxToken,
 		InfluxBucket: s.String("influx-db") + "/" + s.String("influx-rp"),
-	}, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: accounts, Ready: ready}, reg, log.With("role", "dashboard"))
+	}, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: accounts, Ready: ready,
+		Unknown: mgr, Commands: alr}, reg, log.With("role", "dashboard")) // onboarding and staff commands (h-onboard)
 	if err != nil {
 		return err
 	}
