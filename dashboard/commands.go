@@ -41,7 +41,7 @@ var staffActions = []device.Action{device.ActionValveClose, device.ActionSirenSi
 // its kind accepts.
 type commandDevice struct {
 	ID, Name, Kind string
-	Actions        []device.Action
+	Actions        []string // device.Action values
 }
 
 // commandRow is a tracked command as the page shows it.
@@ -70,10 +70,10 @@ func commandDevices(d *directory, res registry.Resident, devs []registry.Device)
 		if x.SiteID != res.SiteID || !(ids[x.ID] || home == 1) {
 			continue
 		}
-		var acts []device.Action
+		var acts []string
 		for _, a := range device.Actions(device.Kind(x.Kind)) {
 			if slices.Contains(staffActions, a) {
-				acts = append(acts, a)
+				acts = append(acts, string(a))
 			}
 		}
 		if len(acts) > 0 {
@@ -123,7 +123,7 @@ func (s *Server) residentCommand(c *fiber.Ctx) error {
 	dev, action := strings.TrimSpace(c.FormValue("device")), device.Action(strings.TrimSpace(c.FormValue("action")))
 	cds := commandDevices(d, res, d.devicesOf(res.BedID, res.ID, s.now()))
 	i := slices.IndexFunc(cds, func(x commandDevice) bool { return x.ID == dev })
-	if i < 0 || !slices.Contains(cds[i].Actions, action) {
+	if i < 0 || !slices.Contains(cds[i].Actions, string(action)) {
 		return fiber.NewError(fiber.StatusBadRequest, trIn(lang, "cmd.bad"))
 	}
 	var alertID int64
