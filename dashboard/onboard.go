@@ -70,6 +70,7 @@ func (s *Server) onboardRoutes(web fiber.Router) {
 	admin := requireRole(RoleAdmin)
 	web.Get("/admin/onboard", admin, s.onboardPage)
 	web.Post("/admin/onboard/:kind", admin, s.onboardPost)
+	web.Get("/manager/adherence", requireRole(RoleAdmin, RoleManager, RoleNurseLead), s.managerAdherence) // adherence.go
 	web.Post("/residents/:id/command", requireRole(RoleAdmin, RoleManager, RoleNurseLead, RoleCaregiver), s.scopeResident, s.residentCommand)
 }
 
@@ -361,7 +362,8 @@ func deviceFromForm(lang string, v map[string]string, errs formErrors) (registry
 // residentFromForm reads the resident form: medication one dose a line
 // ("08:00 30m aspirin": time, tolerance, medication), safe zones one a
 // line ("home circle 31.2304 121.4737 150 [20:00-07:00]" or "garden
-// polygon 31.23,121.47 31.24,121.47 31.24,121.48 [from-to]").
+// polygon 31.23,121.47 31.24,121.47 31.24,121.48 [from-to]"; 圆 and 多边形
+// are accepted for circle and polygon).
 func residentFromForm(lang string, v map[string]string, errs formErrors) (registry.Resident, error) {
 	r := registry.Resident{ID: v["id"], SiteID: v["site"], BedID: v["bed"], Name: v["name"], Names: names(v),
 		Vulnerable: v["vulnerable"] == "on", Notes: v["notes"]}
@@ -452,7 +454,7 @@ func parseZones(s string) ([]registry.SafeZone, error) {
 			rest = rest[:len(rest)-1]
 		}
 		switch f[1] {
-		case "circle":
+		case "circle", "圆":
 			if len(rest) != 3 {
 				return nil, bad
 			}
@@ -465,7 +467,7 @@ func parseZones(s string) ([]registry.SafeZone, error) {
 				nums[j] = x
 			}
 			z.Center, z.RadiusM = &registry.Point{Lat: nums[0], Lon: nums[1]}, nums[2]
-		case "polygon":
+		case "polygon", "多边形":
 			for _, p := range rest {
 				a, b, ok := strings.Cut(p, ",")
 				lat, err1 := strconv.ParseFloat(a, 64)
