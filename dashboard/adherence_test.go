@@ -1,11 +1,14 @@
 package dashboard
 
 import (
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/eldercare-iot/eldercare/alerting"
+	"github.com/eldercare-iot/eldercare/device/registry"
 )
 
 // TestAdherenceWeeks: doses fall into Monday-to-Sunday weeks of the site's
@@ -68,5 +71,33 @@ func TestResidentFormParsing(t *testing.T) {
 		if _, err := residentFromForm(LangEN, map[string]string{tc.field: tc.value}, errs); err == nil || !strings.Contains(errs[tc.field], tc.want) {
 			t.Errorf("%s %q: %v %q", tc.field, tc.value, err, errs[tc.field])
 		}
+	}
+}
+
+// TestZoneSVG: zones and track are drawn inside the square; the last
+// position is marked; a hostile zone name is escaped.
+func TestZoneSVG(t *testing.T) {
+	zones := []registry.SafeZone{
+		{Name: "home", Center: &registry.Point{Lat: 31.2304, Lon: 121.4737}, RadiusM: 300},
+		{Name: `<b>park</b>`, Polygon: []registry.Point{{Lat: 31.232, Lon: 121.476}, {Lat: 31.234, Lon: 121.476}, {Lat: 31.234, Lon: 121.478}}},
+	}
+	t0 := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	track := []TrackPoint{{T: t0, Lat: 31.2304, Lon: 121.4737}, {T: t0.Add(time.Minute), Lat: 31.2330, Lon: 121.4770}, {T: t0.Add(2 * time.Minute), Lat: 31.2400, Lon: 121.4800}}
+	svg := string(zoneSVG(zones, track, "Zones"))
+	for _, want := range []string{`data-zone="home"`, `data-zone="&lt;b&gt;park&lt;/b&gt;"`, `class="track"`, `class="last"`, `aria-label="Zones"`} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("svg lacks %s", want)
+		}
+	}
+	if strings.Contains(svg, "<b>") {
+		t.Error("zone name not escaped")
+	}
+	for _, num := range regexp.MustCompile(`-?\d+\.\d`).FindAllString(svg, -1) {
+		if f, _ := strconv.ParseFloat(num, 64); f < -1 || f > 321 {
+			t.Errorf("coordinate %s outside the drawing", num)
+		}
+	}
+	if zoneSVG(nil, nil, "x") != "" {
+		t.Error("an empty drawing")
 	}
 }

@@ -256,7 +256,7 @@ func (s *Server) residentPage(c *fiber.Ctx) error {
 		cmdDevs = commandDevices(d, res, devs)
 	}
 	return s.renderPage(c, "resident", res.Name, map[string]any{
-		"Adherence": adherence, "CommandDevices": cmdDevs, "Commands": s.commandRows(d, res.SiteID, cmdDevs), "CommandSent": c.Query("command"),
+		"Adherence": adherence, "Map": s.residentMap(ctx, lang, res, now), "CommandDevices": cmdDevs, "Commands": s.commandRows(d, res.SiteID, cmdDevs), "CommandSent": c.Query("command"),
 		"Resident": res, "Site": d.siteByID[res.SiteID], "Room": room, "Bed": bed,
 		"Devices": devViews, "DeviceIDs": strings.Join(ids, " "), "Vitals": vitals, "Occupancy": occ,
 		"Alerts": openRows, "ChartGroups": groups, "Staff": staff, "LastVisit": lastVisit,

@@ -693,7 +693,7 @@ func testWalkPages(t *testing.T, st *stack, root context.Context, dir, axe strin
 	pages := map[string][]string{
 		"carer":    {"/board", "/alerts", "/residents/res-001", "/account"},
 		"lead":     {"/board", "/manager"},
-		"manager":  {"/manager", "/manager/audit"},
+		"manager":  {"/manager", "/manager/audit", "/manager/adherence"},
 		"admin":    {"/admin", "/admin/users/carer", "/manager/audit", "/admin/onboard", "/residents/res-101"},
 		"daughter": {"/family", "/family/preferences", "/account"},
 	}

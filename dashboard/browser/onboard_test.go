@@ -212,6 +212,53 @@ func TestResidentCommandInBrowser(t *testing.T) {
 		t.Errorf("state shown %q, want confirmed", s)
 	}
 	shot(t, ctx, dir, "resident-command-phone-zh")
+
+	// Medication adherence: the pill box reports a dose; the resident page
+	// and the manager's adherence page count it.
+	st.eventID++
+	st.publishAt(t, firmwaresim.DemoHome, "pill-home-li", "event", fmt.Sprintf(`{"v":1,"device":"pill-home-li","boot":1,"id":%d,"seq":%d,"ts":%d,"type":"dose_taken","attrs":{"slot":"08:00"}}`,
+		st.eventID, st.eventID, time.Now().UnixMilli()))
+	taken := func() int64 {
+		n, _ := eval[int64](ctx, `[...document.querySelectorAll("#adherence tbody tr")].reduce((s, tr) => s + (+tr.cells[1].innerText) + (+tr.cells[2].innerText), 0)`)
+		return n
+	}
+	deadline = time.Now().Add(15 * time.Second)
+	for taken() != 1 && time.Now().Before(deadline) {
+		time.Sleep(300 * time.Millisecond)
+		open(t, ctx, st, "/residents/res-101")
+	}
+	if n := taken(); n != 1 {
+		t.Errorf("resident page adherence counts %d doses taken, want 1", n)
+	}
+	if code := open(t, ctx, st, "/manager/adherence"); code != http.StatusOK {
+		t.Fatalf("/manager/adherence: HTTP %d", code)
+	}
+	if row := text(t, ctx, `#adherence-table tr[data-resident="res-101"]`); !strings.Contains(row, "100 %") {
+		t.Errorf("manager adherence row %q", row)
+	}
+	shot(t, ctx, dir, "manager-adherence-phone-zh")
+
+	// The safe zone and the wristband's positions (from InfluxDB) drawn.
+	var lp strings.Builder
+	now := time.Now()
+	for i := range 5 {
+		fmt.Fprintf(&lp, "readings,site=%s,device=band-home-li,resident=res-101,kind=locator lat_deg=%f,lon_deg=%f %d\n",
+			firmwaresim.DemoHome, 31.2304+0.0004*float64(i), 121.4737+0.0003*float64(i), now.Add(-time.Duration(5-i)*time.Minute).UnixNano())
+	}
+	resp, err := http.Post(st.influx+"/write?db=eldercare&rp=autogen", "text/plain", strings.NewReader(lp.String()))
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("influx write: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	open(t, ctx, st, "/residents/res-101")
+	pts, err := eval[int64](ctx, `(() => { const p = document.querySelector("#zones svg polyline.track"); return p ? p.getAttribute("points").trim().split(/\s+/).length : 0 })()`)
+	if err != nil || pts != 5 {
+		t.Errorf("track drawn with %d points (%v), want 5", pts, err)
+	}
+	if z, _ := eval[int64](ctx, `document.querySelectorAll('#zones svg [data-zone="home"]').length`); z != 1 {
+		t.Errorf("safe zone drawn %d times", z)
+	}
+	shot(t, ctx, dir, "resident-zones-phone-zh")
 }
 
 // publishAt publishes payload on dev's channel kind of site.
