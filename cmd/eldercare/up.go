@@ -307,7 +307,12 @@ func runUp(ctx context.Context, s *settings) error {
 		g.Go(func() error {
 			return firmwaresim.RunDemo(gctx, firmwaresim.DemoConfig{
 				MQTTURL: mqttURL, Root: root, Recordings: rec, Speed: s.Float("speed"), Logger: log.With("role", "sim"),
+				HomeBehindGateway: true, // the demo home runs behind its gateway (demohome.go)
 			})
+		})
+		g.Go(func() error {
+			return runDemoHome(gctx, demoHomeConfig{MQTTURL: mqttURL, Root: root, ClientID: demoHomeGateway, SpoolDir: filepath.Join(dataDir, "demo-home-gateway"),
+				Speed: s.Float("speed"), Store: store, Reg: reg, Log: log.With("role", "demo-home")})
 		})
 	}
 
