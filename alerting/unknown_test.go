@@ -3,7 +3,9 @@ package alerting
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,10 +19,14 @@ import (
 // adoption; a registered device is not listed; the metric counts it.
 func TestUnknownDeviceListed(t *testing.T) {
 	e := newEnv(t)
-	dir := gatewayDir{testDirectory: testDirectory{loc: time.UTC}, devices: map[string]registry.Device{
-		"known-1": {ID: "known-1", SiteID: "demo", Kind: registry.KindEnvSensor}}}
+	var mu sync.Mutex
+	devices := map[string]registry.Device{"known-1": {ID: "known-1", SiteID: "demo", Kind: registry.KindEnvSensor}}
 	r := e.start(func(c *Config) {
-		c.Rules.Directory = func() Directory { return dir }
+		c.Rules.Directory = func() Directory {
+			mu.Lock()
+			defer mu.Unlock()
+			return gatewayDir{testDirectory: testDirectory{loc: time.UTC}, devices: maps.Clone(devices)}
+		}
 	})
 	now := time.Now()
 	for i, dev := range []string{"known-1", "mystery-1"} {
@@ -40,7 +46,9 @@ func TestUnknownDeviceListed(t *testing.T) {
 		t.Errorf("metric %v, want 1", n)
 	}
 	// Once registered (adopted), its next message removes it.
-	dir.devices["mystery-1"] = registry.Device{ID: "mystery-1", SiteID: "demo", Kind: registry.KindEnvSensor}
+	mu.Lock()
+	devices["mystery-1"] = registry.Device{ID: "mystery-1", SiteID: "demo", Kind: registry.KindEnvSensor}
+	mu.Unlock()
 	e.publish("mystery-1", device.ChanTelemetry, device.Telemetry{V: 1, Device: "mystery-1", Boot: 1, ID: 9, Seq: 2, TS: now.UnixMilli() + 1000,
 		Values: map[string]float64{"temp_c": 21.6}})
 	eventually(t, 10*time.Second, "adopted device forgotten", func() bool {
