@@ -23,16 +23,21 @@ import (
 // command is tied to the resident's newest active alert, if any, so each
 // step is also in that alert's history.
 
-// Commander sends and tracks commands to devices; *alerting.Service
-// implements it. In `eldercare up` it is the in-process alerting service;
-// the separate dashboard role has none (the tracking lives in the alerting
-// process), so its resident page shows no command buttons.
+// Commander sends and tracks commands to devices. In `eldercare up` it is
+// the in-process *alerting.Service (sent at once). The separate dashboard
+// role uses *alerting.Manager: the command is requested in the alert store
+// and the alerting role claims, sends and tracks it within its command
+// tick (1 s); both record each command's state in the store, where
+// Commands reads it.
 type Commander interface {
 	SendCommand(ctx context.Context, site, dev string, action device.Action, params map[string]any, alertID int64, actor string) (string, error)
 	Commands(alertID int64) []alerting.CommandStatus
 }
 
-var _ Commander = (*alerting.Service)(nil)
+var (
+	_ Commander = (*alerting.Service)(nil)
+	_ Commander = (*alerting.Manager)(nil)
+)
 
 // staffActions are the actions staff may send from the resident page.
 var staffActions = []device.Action{device.ActionValveClose, device.ActionSirenSilence, device.ActionAlarmTest}

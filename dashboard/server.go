@@ -83,7 +83,8 @@ type Deps struct {
 	Unknown UnknownDevices
 	// Commands sends tracked commands to devices (close a valve, silence a
 	// siren, test an alarm) from the resident page (commands.go); nil: the
-	// page shows no command buttons. *alerting.Service implements it.
+	// page shows no command buttons. *alerting.Service (in process) and
+	// *alerting.Manager (through the alert store) implement it.
 	Commands Commander
 }
 
