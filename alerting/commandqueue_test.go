@@ -9,6 +9,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
 )
 
 // TestRequestedCommand: a command requested through the store (a
@@ -62,4 +63,36 @@ func TestRequestedCommand(t *testing.T) {
 	if cs := r.m.Commands(0); len(cs) != 1 || cs[0].Actor != "ada" || cs[0].Tries != 1 {
 		t.Errorf("commands %+v", cs)
 	}
+}
+
+// TestCommandQueueStore: requesting, claiming once, recording states and
+// listing, on SQLite and PostgreSQL.
+func TestCommandQueueStore(t *testing.T) {
+	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		m := openTestManager(t, dsn)
+		ctx := context.Background()
+		id, err := m.SendCommand(ctx, "s", "valve-1", device.ActionValveClose, map[string]any{"x": 1.0}, 7, "ada")
+		if err != nil {
+			t.Fatal(err)
+		}
+		qs, err := m.claimCommands(ctx)
+		if err != nil || len(qs) != 1 || qs[0].id != id || qs[0].alertID != 7 || qs[0].params["x"] != 1.0 {
+			t.Fatalf("claimed %+v %v", qs, err)
+		}
+		if again, err := m.claimCommands(ctx); err != nil || len(again) != 0 {
+			t.Errorf("claimed twice: %+v %v", again, err)
+		}
+		st := CommandStatus{ID: id, Site: "s", Device: "valve-1", Action: device.ActionValveClose, AlertID: 7, Actor: "ada",
+			State: CommandAcknowledged, Tries: 2, Detail: "gateway answered accepted", Updated: time.Now()}
+		if err := m.putCommandState(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+		cs := m.Commands(7)
+		if len(cs) != 1 || cs[0].State != CommandAcknowledged || cs[0].Tries != 2 || cs[0].Detail != st.Detail {
+			t.Errorf("commands %+v", cs)
+		}
+		if cs := m.Commands(8); len(cs) != 0 {
+			t.Errorf("commands of another alert %+v", cs)
+		}
+	})
 }
