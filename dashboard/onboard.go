@@ -257,6 +257,13 @@ func (s *Server) onboardPost(c *fiber.Ctx) error {
 		var dev registry.Device
 		dev, err = deviceFromForm(lang, v, f.Errors)
 		if err == nil {
+			// The form has no limits: an edit keeps the device's (PutDevice
+			// replaces them as a whole).
+			if d, derr := s.directory(ctx); derr != nil {
+				return derr
+			} else if old, ok := d.devByID[dev.ID]; ok {
+				dev.Limits = old.Limits
+			}
 			err = o.PutDevice(ctx, dev)
 		}
 		if err == nil && len(dev.Names) > 0 {

@@ -95,6 +95,18 @@ func TestOnboardForms(t *testing.T) {
 	if code, _ := post("planet", url.Values{}); code != 404 {
 		t.Errorf("unknown form: %d", code)
 	}
+	// Editing a device on the form keeps its limits (the form has none).
+	limit := 8.0
+	if err := store.PutDevice(ctx, registry.Device{ID: "fridge-1", SiteID: "demo-station", Kind: registry.KindEnvSensor,
+		Limits: []registry.Limit{{Field: "appliance_temp_c", Max: &limit}}}); err != nil {
+		t.Fatal(err)
+	}
+	if code, page := post("device", url.Values{"id": {"fridge-1"}, "site": {"demo-station"}, "kind": {"env_sensor"}, "name": {"Kitchen fridge"}}); code != 303 {
+		t.Fatalf("edit device: %d %.300s", code, page)
+	}
+	if x, err := store.Device(ctx, "fridge-1"); err != nil || x.Name != "Kitchen fridge" || len(x.Limits) != 1 {
+		t.Errorf("edited device %+v %v", x, err)
+	}
 	carer, ccsrf := ts.loginAs(t, "nurse")
 	resp, _ := ts.postForm(t, carer, "/admin/onboard/device", url.Values{"_csrf": {ccsrf}, "id": {"x"}, "site": {"demo-station"}, "kind": {"other"}})
 	if resp.StatusCode == 303 || resp.StatusCode == 200 {
