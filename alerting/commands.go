@@ -112,11 +112,13 @@ type commander struct {
 	visitsRaised map[string]bool
 	visitsSince  time.Time
 	doors        map[string]*doorState // contact device -> state (doors.go)
+	unknown      *unknownTracker       // devices heard but not registered (unknown.go)
 }
 
 func newCommander(c CommandConfig) *commander {
 	return &commander{cfg: c.withDefaults(), byID: map[string]*trackedCommand{}, valves: map[string]map[string]bool{},
-		limits: map[string]*limitState{}, tracks: map[string][]position{}, doses: newDoseState(), visitsRaised: map[string]bool{}, doors: map[string]*doorState{}}
+		limits: map[string]*limitState{}, tracks: map[string][]position{}, doses: newDoseState(), visitsRaised: map[string]bool{}, doors: map[string]*doorState{},
+		unknown: newUnknownTracker()}
 }
 
 // SendCommand sends action (with params, see docs/protocol.md) to device
@@ -128,22 +130,28 @@ func newCommander(c CommandConfig) *commander {
 // loop starts, the command is queued and sent at its first tick. This is the operation a dashboard calls for "close valve",
 // "silence siren" and "test alarm".
 func (s *Service) SendCommand(ctx context.Context, site, dev string, action device.Action, params map[string]any, alertID int64, actor string) (string, error) {
+	id, err := newCommandID()
+	if err != nil {
+		return "", err
+	}
+	return s.sendCommand(ctx, id, site, dev, action, params, alertID, actor)
+}
+
+// sendCommand is SendCommand with the command's id given (a requested
+// command's, commandqueue.go). Refusals before sending wrap errBadCommand.
+func (s *Service) sendCommand(ctx context.Context, id, site, dev string, action device.Action, params map[string]any, alertID int64, actor string) (string, error) {
 	if kind := s.kindOf(dev); kind != "" {
 		ok := false
 		for _, a := range device.Actions(device.Kind(kind)) {
 			ok = ok || a == action
 		}
 		if !ok {
-			return "", fmt.Errorf("device %s (%s) has no action %q", dev, kind, action)
+			return "", fmt.Errorf("device %s (%s) has no action %q: %w", dev, kind, action, errBadCommand)
 		}
-	}
-	id, err := newCommandID()
-	if err != nil {
-		return "", err
 	}
 	now := s.cfg.Now()
 	if _, err := device.NewCommand(id, dev, action, params, now, s.cmds.cfg.TTL); err != nil {
-		return "", err
+		return "", fmt.Errorf("%w: %w", errBadCommand, err)
 	}
 	if actor == "" {
 		actor = ActorSystem
@@ -160,6 +168,7 @@ func (s *Service) SendCommand(ctx context.Context, site, dev string, action devi
 	}
 	s.cmds.mu.Unlock()
 	if !ready {
+		s.recordCommand(ctx, tc.CommandStatus)
 		return id, s.commandHistory(ctx, tc.CommandStatus, fmt.Sprintf("command %s %s to %s: queued until the broker connection is up", action, id, dev))
 	}
 	s.cmds.mu.Lock()
@@ -204,6 +213,7 @@ func (s *Service) sendTry(ctx context.Context, tc *trackedCommand) error {
 	detail := fmt.Sprintf("command %s %s to %s: sent (try %d of %d, expires %s)", st.Action, st.ID, st.Device, try,
 		s.cmds.cfg.MaxTries, time.UnixMilli(cmd.Expires).UTC().Format(time.RFC3339))
 	s.log.Info("alerting: "+detail, "actor", st.Actor, "alert", st.AlertID)
+	s.recordCommand(ctx, st) // commandqueue.go
 	if err := s.commandHistory(ctx, st, detail); err != nil {
 		return err
 	}
@@ -261,6 +271,7 @@ func (s *Service) setState(ctx context.Context, id string, from []CommandState, 
 		text += ": " + detail
 	}
 	s.log.Info("alerting: " + text)
+	s.recordCommand(ctx, st) // commandqueue.go
 	return s.commandHistory(ctx, st, text)
 }
 
@@ -338,6 +349,7 @@ func failedEffect(a device.Action) string {
 // value at) or event shows took effect, and remembers valves per site
 // (hook in afterTelemetry and event).
 func (s *Service) commandObserved(ctx context.Context, site, dev string, values map[string]float64, ev device.EventType) error {
+	s.noteUnknown(ctx, site, dev, values, ev) // unknown.go
 	s.cmds.mu.Lock()
 	if _, ok := values["valve_open"]; ok {
 		if s.cmds.valves[site] == nil {
@@ -395,6 +407,7 @@ func (s *Service) commandLoop(ctx context.Context, client paho.Client) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			s.sendQueued(ctx) // commands requested by dashboards elsewhere (commandqueue.go)
 			if err := s.commandTimeouts(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("alerting: command timeouts", "err", err)
 			}

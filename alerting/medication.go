@@ -92,6 +92,15 @@ func (s *Service) doseTaken(ctx context.Context, t device.Topic, e *device.Event
 	s.cmds.doses.taken[k] = at
 	wasRaised := s.cmds.doses.raised[k]
 	s.cmds.mu.Unlock()
+	state := DoseTaken
+	if wasRaised || at.After(due.Add(s.doseTolerance(t.Device, slot, at))) {
+		state = DoseLate
+	}
+	if err := s.durably(ctx, "record dose of "+resident, func(ctx context.Context) error {
+		return s.m.recordDose(ctx, DoseRecord{Resident: resident, Site: t.Site, Slot: slot, Due: due, State: state, Taken: at})
+	}); err != nil {
+		return err
+	}
 	if wasRaised {
 		return s.autoResolve(ctx, alertKey(&resident, t.Device, TypeDoseMissed),
 			fmt.Sprintf("cleared: the %s dose was taken late, at %s", slot, at.In(s.location(t.Site)).Format("15:04")))
@@ -148,6 +157,11 @@ func (s *Service) tickDoses(ctx context.Context, residents []registry.Resident, 
 	s.cmds.mu.Unlock()
 	for _, x := range out {
 		id := x.r.ID
+		if err := s.durably(ctx, "record missed dose of "+id, func(ctx context.Context) error {
+			return s.m.recordDose(ctx, DoseRecord{Resident: id, Site: x.r.SiteID, Slot: x.dose.Time, Due: x.due, State: DoseMissed})
+		}); err != nil {
+			return err
+		}
 		what := "the " + x.dose.Time + " dose"
 		if x.dose.Medication != "" {
 			what += " (" + x.dose.Medication + ")"

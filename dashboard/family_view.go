@@ -29,6 +29,9 @@ type familyCard struct {
 	NightSpan string
 	Vitals    []familyVital
 	Events    []familyEvent
+	// Adherence is this week's medication in plain words ("" without a
+	// schedule; adherence.go).
+	Adherence string
 }
 
 // familyModel builds the cards of the residents linked to u.
@@ -71,6 +74,9 @@ func (s *Server) familyModel(ctx context.Context, lang string, u *User) ([]famil
 		loc := d.loc(res.SiteID)
 		clock := func(t time.Time) string { return dayClock(lang, t, now, loc) }
 		card := familyCard{Resident: res}
+		if weeks, err := s.residentAdherence(ctx, res, loc, 1); err == nil && len(weeks) == 1 {
+			card.Adherence = familyAdherence(lang, weeks[0])
+		}
 		var states []DeviceState
 		for _, dv := range d.devicesOf(res.BedID, res.ID, now) {
 			if st, ok := s.deps.Live.Device(dv.ID); ok {

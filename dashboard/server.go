@@ -80,6 +80,15 @@ type Deps struct {
 	// History is the alert history (*alerting.Manager; history.go): nil
 	// = the history pages and API answer 503.
 	History AlertHistory
+	// Unknown lists devices heard from but not registered, for adoption
+	// on /admin/onboard (onboard.go); nil = Alerts when it implements it
+	// (*alerting.Manager does).
+	Unknown UnknownDevices
+	// Commands sends tracked commands to devices (close a valve, silence a
+	// siren, test an alarm) from the resident page (commands.go); nil: the
+	// page shows no command buttons. *alerting.Service (in process) and
+	// *alerting.Manager (through the alert store) implement it.
+	Commands Commander
 }
 
 // Server is the dashboard web app.
@@ -300,6 +309,7 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 	s.tokenRoutes(web)   // apitokens.go: /admin/tokens
 	s.viewRoutes(web)    // views_common.go (D2): /board, /residents/:id (+checkin), /family, /manager, /admin
 	s.managerRoutes(web) // views_manager.go: /manager/trends, /manager/devices, /manager/programme, /manager/handover
+	s.onboardRoutes(web) // onboard.go: /admin/onboard; commands.go: /residents/:id/command
 	return app
 }
 

@@ -247,7 +247,16 @@ func (s *Server) residentPage(c *fiber.Ctx) error {
 	}
 	u, _ := userFrom(c)
 	staff := u != nil && u.Role != RoleFamily
+	adherence, err := s.residentAdherence(ctx, res, loc, 4) // adherence.go
+	if err != nil {
+		s.log.Warn("resident page: adherence unavailable", "resident", id, "err", err)
+	}
+	var cmdDevs []commandDevice // commands.go
+	if staff && s.deps.Commands != nil {
+		cmdDevs = commandDevices(d, res, devs)
+	}
 	return s.renderPage(c, "resident", res.Name, map[string]any{
+		"Adherence": adherence, "Map": s.residentMap(ctx, lang, res, now), "CommandDevices": cmdDevs, "Commands": s.commandRows(d, res.SiteID, cmdDevs), "CommandSent": c.Query("command"),
 		"Resident": res, "Site": d.siteByID[res.SiteID], "Room": room, "Bed": bed,
 		"Devices": devViews, "DeviceIDs": strings.Join(ids, " "), "Vitals": vitals, "Occupancy": occ,
 		"Alerts": openRows, "ChartGroups": groups, "Staff": staff, "LastVisit": lastVisit,

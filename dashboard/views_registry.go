@@ -140,7 +140,15 @@ func (s *Server) adminRegistry(c *fiber.Ctx) error {
 	}
 	doc, errs := registryForm(lang, d, v)
 	if len(errs) == 0 {
-		if err := imp.Import(c.UserContext(), doc); err != nil {
+		var err error
+		if o := s.onboardStore(); v["kind"] == "bed" && o != nil {
+			// A bed goes through PutBed, so a change of type keeps its
+			// history (who, when, why) as on /admin/onboard.
+			err = o.PutBed(c.UserContext(), bedFromForm(d, v), actorOf(c), "admin form", s.now())
+		} else {
+			err = imp.Import(c.UserContext(), doc)
+		}
+		if err != nil {
 			errs.add("form", err.Error())
 		}
 	}
@@ -149,4 +157,19 @@ func (s *Server) adminRegistry(c *fiber.Ctx) error {
 	}
 	s.audit(c, "registry_"+v["kind"], v["kind"]+":"+v["id"], "")
 	return c.Redirect("/admin?saved="+v["kind"], fiber.StatusSeeOther)
+}
+
+// bedFromForm is the bed of the /admin registry form: an existing bed keeps
+// its type unless the nursing box changed; a new bed is nursing or
+// ordinary.
+func bedFromForm(d *directory, v map[string]string) registry.Bed {
+	nursing := v["nursing"] == "on"
+	typ := registry.BedOrdinary
+	if nursing {
+		typ = registry.BedNursing
+	}
+	if b, ok := d.bedByID[v["id"]]; ok && b.Nursing == nursing && b.Type != "" {
+		typ = b.Type
+	}
+	return registry.Bed{ID: v["id"], RoomID: v["room"], Name: strings.TrimSpace(v["name"]), Type: typ}
 }

@@ -121,6 +121,32 @@ type DemoConfig struct {
 	Logger *slog.Logger
 	// Now is the wall clock; nil is time.Now.
 	Now func() time.Time
+	// HomeBehindGateway leaves out the demo home's devices (DemoHomeKit):
+	// the caller runs them behind a simulated gateway.
+	HomeBehindGateway bool
+}
+
+// DemoHomeKit returns the simulations of the demo home's devices (site
+// DemoHome: smoke and gas alarms, gas valve, front-door contact, pill box,
+// wristband, visit card reader) with their intervals and alarm times
+// scaled by speed (0 = 1), for a caller that runs them behind a gateway
+// (RunKitOn).
+func DemoHomeKit(speed float64) []KitConfig {
+	if speed == 0 {
+		speed = 1
+	}
+	var out []KitConfig
+	for _, k := range demoKit {
+		if k.site != DemoHome {
+			continue
+		}
+		kc := k.cfg
+		kc.Site = DemoHome
+		kc.Interval = scale(kc.Interval, speed)
+		kc.AlarmAfter, kc.AlarmFor, kc.WanderAfter = scale(kc.AlarmAfter, speed), scale(kc.AlarmFor, speed), scale(kc.WanderAfter, speed)
+		out = append(out, kc)
+	}
+	return out
 }
 
 // Validate reports every problem of c.
@@ -315,6 +341,9 @@ func RunDemo(ctx context.Context, cfg DemoConfig) error {
 	})
 
 	for _, k := range demoKit {
+		if k.site == DemoHome && cfg.HomeBehindGateway {
+			continue // run behind the caller's gateway (DemoHomeKit)
+		}
 		kc := k.cfg
 		site := cfg.Site
 		if k.site == DemoHome {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"sync/atomic"
@@ -104,7 +105,33 @@ func RunKit(ctx context.Context, cfg KitConfig) error {
 	})
 }
 
-func kitLoop(ctx context.Context, c *Conn, cfg KitConfig) error {
+// KitOutput is where a simulated kit device's readings and events go and
+// where its commands come from: a *Conn (the device's own MQTT
+// connection), or a gateway the device sits behind (the demo home,
+// cmd/eldercare/demohome.go). Commands registers handle for the device's
+// commands; a nil error from handle means the device took the command.
+type KitOutput interface {
+	PublishReading(ctx context.Context, ts time.Time, values map[string]float64) error
+	PublishEvent(ctx context.Context, ts time.Time, typ device.EventType, attrs map[string]any) error
+	Commands(ctx context.Context, handle func(device.Command) error) error
+}
+
+var _ KitOutput = (*Conn)(nil)
+
+// RunKitOn runs the simulation of cfg (see RunKit) on out until ctx ends.
+// cfg.Device names the device; cfg.Now defaults to time.Now; MQTT fields
+// of cfg are not used.
+func RunKitOn(ctx context.Context, cfg KitConfig, out KitOutput) error {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = time.Minute
+	}
+	return kitLoop(ctx, out, cfg)
+}
+
+func kitLoop(ctx context.Context, c KitOutput, cfg KitConfig) error {
 	now := cfg.Now
 	start := now()
 	bat := 96.0
@@ -118,7 +145,11 @@ func kitLoop(ctx context.Context, c *Conn, cfg KitConfig) error {
 	}
 	if cfg.Kind == device.CallButton {
 		// A pull cord's station shows "help is coming" (assurance.go).
-		if err := c.Commands(ctx, helpHandler(c.log, cfg.Device, cfg.Kind, cfg.Help, nil)); err != nil {
+		log := cfg.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		if err := c.Commands(ctx, helpHandler(log, cfg.Device, cfg.Kind, cfg.Help, nil)); err != nil {
 			return err
 		}
 	}
@@ -158,6 +189,35 @@ func kitLoop(ctx context.Context, c *Conn, cfg KitConfig) error {
 						_ = c.PublishEvent(ctx, now(), ev, nil)
 					}
 					_ = c.PublishReading(ctx, now(), map[string]float64{stateField: v})
+				}
+			}
+		}()
+	}
+	if cfg.Kind == device.SmokeAlarm || cfg.Kind == device.GasAlarm {
+		// Staff test the alarm or mute its buzzer from the resident page.
+		tests := make(chan struct{}, 4)
+		if err := c.Commands(ctx, func(cmd device.Command) error {
+			switch cmd.Action {
+			case device.ActionAlarmTest:
+				select {
+				case tests <- struct{}{}:
+				default:
+				}
+			case device.ActionSirenSilence, device.ActionPing:
+			default:
+				return device.Refused(device.ReasonUnsupported, "a simulated %s does not accept %s", cfg.Kind, cmd.Action)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tests:
+					_ = c.PublishEvent(ctx, now(), device.EventAlarmTest, nil)
 				}
 			}
 		}()

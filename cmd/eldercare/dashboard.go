@@ -112,7 +112,8 @@ func runDashboard(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	reg.MustRegister(mqttconn.Collector(cfg.ClientID))
-	srv, err := dashboard.New(cfg, dashboard.Deps{Alerts: mgr, Registry: store, Vitals: vitals, Live: feed, Accounts: accounts, Ready: ready, History: mgr}, reg, log)
+	srv, err := dashboard.New(cfg, dashboard.Deps{Alerts: mgr, Registry: store, Vitals: vitals, Live: feed, Accounts: accounts, Ready: ready, History: mgr,
+		Unknown: mgr, Commands: mgr}, reg, log)
 	if err != nil {
 		return err
 	}

@@ -263,6 +263,7 @@ func runUp(ctx context.Context, s *settings) error {
 	if err != nil {
 		return err
 	}
+	reg.MustRegister(alr.UnknownCollectors()...) // eldercare_alerting_unknown_devices (h-onboard)
 	// Readiness of the whole install (/readyz and eldercare_ready on
 	// --http): every role's, the broker connections, the database and
 	// InfluxDB.
@@ -285,7 +286,8 @@ func runUp(ctx context.Context, s *settings) error {
 		MQTTURL: mqttURL, Root: root, ClientID: upClientIDs[2],
 		InfluxURL: influxURL, InfluxToken: influxToken,
 		InfluxBucket: s.String("influx-db") + "/" + s.String("influx-rp"),
-	}, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: accounts, Ready: ready, History: mgr}, reg, log.With("role", "dashboard"))
+	}, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: accounts, Ready: ready, History: mgr,
+		Unknown: mgr, Commands: alr}, reg, log.With("role", "dashboard")) // onboarding and staff commands (h-onboard)
 	if err != nil {
 		return err
 	}
@@ -306,7 +308,12 @@ func runUp(ctx context.Context, s *settings) error {
 		g.Go(func() error {
 			return firmwaresim.RunDemo(gctx, firmwaresim.DemoConfig{
 				MQTTURL: mqttURL, Root: root, Recordings: rec, Speed: s.Float("speed"), Logger: log.With("role", "sim"),
+				HomeBehindGateway: true, // the demo home runs behind its gateway (demohome.go)
 			})
+		})
+		g.Go(func() error {
+			return runDemoHome(gctx, demoHomeConfig{MQTTURL: mqttURL, Root: root, ClientID: demoHomeGateway, SpoolDir: filepath.Join(dataDir, "demo-home-gateway"),
+				Speed: s.Float("speed"), Store: store, Reg: reg, Log: log.With("role", "demo-home")})
 		})
 	}
 

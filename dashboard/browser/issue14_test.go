@@ -693,8 +693,8 @@ func testWalkPages(t *testing.T, st *stack, root context.Context, dir, axe strin
 	pages := map[string][]string{
 		"carer":    {"/board", "/alerts", "/residents/res-001", "/account", "/alerts/history", "/alerts/1"},
 		"lead":     {"/board", "/manager", "/alerts/history", "/manager/handover"},
-		"manager":  {"/manager", "/manager/audit", "/manager/trends", "/manager/devices", "/manager/programme", "/manager/handover"},
-		"admin":    {"/admin", "/admin/users/carer", "/manager/audit"},
+		"manager":  {"/manager", "/manager/audit", "/manager/trends", "/manager/devices", "/manager/programme", "/manager/handover", "/manager/adherence"},
+		"admin":    {"/admin", "/admin/users/carer", "/manager/audit", "/admin/onboard", "/residents/res-101"},
 		"daughter": {"/family", "/family/preferences", "/account"},
 	}
 	users := []string{"carer", "lead", "manager", "admin", "daughter"}

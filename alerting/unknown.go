@@ -1,0 +1,214 @@
+// Unknown devices (issue 13, onboarding): a device that sends data but is
+// not in the registry still has its safety events raised (unassigned); it
+// is also remembered here, with its last message, so an admin can adopt
+// it from the dashboard. The list is bounded (MaxUnknownDevices, the
+// least recently heard dropped first) in memory and in the alert store
+// (table alert_unknown_devices, written at most every unknownWriteEvery
+// per device), so the dashboard role reads it from the store.
+
+package alerting
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/eldercare-iot/eldercare/device"
+)
+
+// MaxUnknownDevices bounds the list of unknown devices, in memory and in
+// the alert store.
+const MaxUnknownDevices = 500
+
+// unknownWriteEvery is the shortest time between two store writes of one
+// unknown device (its first message is written at once).
+const unknownWriteEvery = 15 * time.Second
+
+// maxUnknownSummary bounds UnknownDevice.LastMessage, in bytes.
+const maxUnknownSummary = 300
+
+// UnknownDevice is a device heard from but not registered. Times are
+// receive times (UTC); Kind is what the device announced in its status
+// ("" unknown); LastMessage a summary of its last telemetry ("hr_bpm=72
+// spo2_pct=97") or event ("event alarm_test").
+type UnknownDevice struct {
+	Site        string    `json:"site"`
+	Device      string    `json:"device"`
+	Kind        string    `json:"kind,omitempty"`
+	FirstSeen   time.Time `json:"first_seen"`
+	LastSeen    time.Time `json:"last_seen"`
+	Messages    int64     `json:"messages"`
+	LastMessage string    `json:"last_message"`
+}
+
+type unknownEntry struct {
+	UnknownDevice
+	written time.Time
+}
+
+// unknownTracker is the in-memory list, guarded by mu.
+type unknownTracker struct {
+	mu   sync.Mutex
+	byID map[string]*unknownEntry
+}
+
+func newUnknownTracker() *unknownTracker {
+	return &unknownTracker{byID: map[string]*unknownEntry{}}
+}
+
+func (u *unknownTracker) len() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.byID)
+}
+
+// summarize renders values (or the event) as a short last message.
+func summarize(values map[string]float64, ev device.EventType) string {
+	if ev != "" {
+		return "event " + string(ev)
+	}
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(values)) {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%g", k, values[k])
+		if b.Len() > maxUnknownSummary {
+			break
+		}
+	}
+	s := b.String()
+	if len(s) > maxUnknownSummary {
+		s = s[:maxUnknownSummary] + "…"
+	}
+	return s
+}
+
+// noteUnknown remembers a message of dev when the registry does not know
+// it (no directory: nothing is tracked), and forgets a tracked device that
+// has since been registered. It never fails the message: a store error is
+// logged and retried at the next message.
+func (s *Service) noteUnknown(ctx context.Context, site, dev string, values map[string]float64, ev device.EventType) {
+	d := s.directory()
+	if d == nil {
+		return
+	}
+	u := s.cmds.unknown
+	if _, ok := d.Device(dev); ok {
+		u.mu.Lock()
+		_, tracked := u.byID[dev]
+		delete(u.byID, dev)
+		u.mu.Unlock()
+		if tracked {
+			if err := s.m.ForgetUnknownDevice(ctx, dev); err != nil {
+				s.log.Warn("alerting: forget adopted device", "device", dev, "err", err)
+			}
+		}
+		return
+	}
+	now := s.cfg.Now().UTC()
+	s.rules.mu.Lock()
+	kind := s.rules.kinds[dev]
+	s.rules.mu.Unlock()
+	u.mu.Lock()
+	e := u.byID[dev]
+	if e == nil {
+		if len(u.byID) >= MaxUnknownDevices {
+			var oldest string
+			for id, x := range u.byID {
+				if oldest == "" || x.LastSeen.Before(u.byID[oldest].LastSeen) {
+					oldest = id
+				}
+			}
+			delete(u.byID, oldest)
+		}
+		e = &unknownEntry{UnknownDevice: UnknownDevice{Device: dev, FirstSeen: now}}
+		u.byID[dev] = e
+	}
+	e.Site, e.LastSeen, e.LastMessage = site, now, summarize(values, ev)
+	if kind != "" {
+		e.Kind = kind
+	}
+	e.Messages++
+	write := e.written.IsZero() || now.Sub(e.written) >= unknownWriteEvery
+	if write {
+		e.written = now
+	}
+	x := e.UnknownDevice
+	u.mu.Unlock()
+	if !write {
+		return
+	}
+	if err := s.m.putUnknownDevice(ctx, x); err != nil {
+		s.log.Warn("alerting: record unknown device", "device", dev, "err", err)
+		u.mu.Lock()
+		e.written = time.Time{}
+		u.mu.Unlock()
+	}
+}
+
+// UnknownCollectors are the metrics of the unknown-device list:
+// eldercare_alerting_unknown_devices (gauge, devices in the in-memory
+// list, at most MaxUnknownDevices). The caller registers them.
+func (s *Service) UnknownCollectors() []prometheus.Collector {
+	return []prometheus.Collector{prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "eldercare_alerting_unknown_devices",
+		Help: fmt.Sprintf("Devices heard from but not in the registry, kept for adoption from the admin pages (at most %d; the least recently heard are dropped).", MaxUnknownDevices)},
+		func() float64 { return float64(s.cmds.unknown.len()) })}
+}
+
+// putUnknownDevice upserts x into alert_unknown_devices and keeps the
+// table to the MaxUnknownDevices most recently heard devices.
+func (m *Manager) putUnknownDevice(ctx context.Context, x UnknownDevice) error {
+	_, err := m.db.ExecContext(ctx, m.db.Rebind(`INSERT INTO alert_unknown_devices (device_id, site_id, kind, first_ms, last_ms, messages, last_message)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (device_id) DO UPDATE SET site_id = excluded.site_id, kind = excluded.kind, last_ms = excluded.last_ms,
+		messages = excluded.messages, last_message = excluded.last_message`),
+		x.Device, x.Site, x.Kind, x.FirstSeen.UnixMilli(), x.LastSeen.UnixMilli(), x.Messages, x.LastMessage)
+	if err != nil {
+		return fmt.Errorf("record unknown device %s: %w", x.Device, err)
+	}
+	_, err = m.db.ExecContext(ctx, m.db.Rebind(`DELETE FROM alert_unknown_devices WHERE last_ms < (
+		SELECT last_ms FROM alert_unknown_devices ORDER BY last_ms DESC LIMIT 1 OFFSET ?)`), MaxUnknownDevices-1)
+	if err != nil {
+		return fmt.Errorf("trim unknown devices: %w", err)
+	}
+	return nil
+}
+
+// UnknownDevices returns the devices heard from but not registered, most
+// recently heard first (at most MaxUnknownDevices). A device registered
+// since may still be listed until its next message; callers filter with
+// the registry.
+func (m *Manager) UnknownDevices(ctx context.Context) ([]UnknownDevice, error) {
+	rows, err := m.db.QueryContext(ctx, `SELECT device_id, site_id, kind, first_ms, last_ms, messages, last_message
+		FROM alert_unknown_devices ORDER BY last_ms DESC, device_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list unknown devices: %w", err)
+	}
+	defer rows.Close()
+	var out []UnknownDevice
+	for rows.Next() {
+		var x UnknownDevice
+		var first, last int64
+		if err := rows.Scan(&x.Device, &x.Site, &x.Kind, &first, &last, &x.Messages, &x.LastMessage); err != nil {
+			return nil, fmt.Errorf("list unknown devices: %w", err)
+		}
+		x.FirstSeen, x.LastSeen = time.UnixMilli(first).UTC(), time.UnixMilli(last).UTC()
+		out = append(out, x)
+	}
+	return out, rows.Err()
+}
+
+// ForgetUnknownDevice removes dev from the list (it was adopted).
+func (m *Manager) ForgetUnknownDevice(ctx context.Context, dev string) error {
+	if _, err := m.db.ExecContext(ctx, m.db.Rebind(`DELETE FROM alert_unknown_devices WHERE device_id = ?`), dev); err != nil {
+		return fmt.Errorf("forget unknown device %s: %w", dev, err)
+	}
+	return nil
+}

@@ -1,0 +1,101 @@
+package alerting
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/device/registry"
+	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+)
+
+// TestUnknownDeviceListed: telemetry of a device the registry does not
+// know, through a real broker, lists it with its last message for
+// adoption; a registered device is not listed; the metric counts it.
+func TestUnknownDeviceListed(t *testing.T) {
+	e := newEnv(t)
+	var mu sync.Mutex
+	devices := map[string]registry.Device{"known-1": {ID: "known-1", SiteID: "demo", Kind: registry.KindEnvSensor}}
+	r := e.start(func(c *Config) {
+		c.Rules.Directory = func() Directory {
+			mu.Lock()
+			defer mu.Unlock()
+			return gatewayDir{testDirectory: testDirectory{loc: time.UTC}, devices: maps.Clone(devices)}
+		}
+	})
+	now := time.Now()
+	for i, dev := range []string{"known-1", "mystery-1"} {
+		e.publish(dev, device.ChanTelemetry, device.Telemetry{V: 1, Device: dev, Boot: 1, ID: uint64(i + 1), Seq: 1, TS: now.UnixMilli(),
+			Values: map[string]float64{"temp_c": 21.5, "humidity_pct": 40}})
+	}
+	var got []UnknownDevice
+	eventually(t, 10*time.Second, "mystery-1 listed", func() bool {
+		var err error
+		got, err = r.m.UnknownDevices(context.Background())
+		return err == nil && len(got) > 0
+	})
+	if len(got) != 1 || got[0].Device != "mystery-1" || got[0].Site != "demo" || got[0].LastMessage != "humidity_pct=40 temp_c=21.5" {
+		t.Errorf("unknown devices %+v", got)
+	}
+	if n := gaugeValue(t, r, "eldercare_alerting_unknown_devices"); n != 1 {
+		t.Errorf("metric %v, want 1", n)
+	}
+	// Once registered (adopted), its next message removes it.
+	mu.Lock()
+	devices["mystery-1"] = registry.Device{ID: "mystery-1", SiteID: "demo", Kind: registry.KindEnvSensor}
+	mu.Unlock()
+	e.publish("mystery-1", device.ChanTelemetry, device.Telemetry{V: 1, Device: "mystery-1", Boot: 1, ID: 9, Seq: 2, TS: now.UnixMilli() + 1000,
+		Values: map[string]float64{"temp_c": 21.6}})
+	eventually(t, 10*time.Second, "adopted device forgotten", func() bool {
+		got, err := r.m.UnknownDevices(context.Background())
+		return err == nil && len(got) == 0
+	})
+}
+
+func gaugeValue(t *testing.T, r *running, name string) float64 {
+	t.Helper()
+	for _, c := range r.svc.UnknownCollectors() {
+		if err := r.reg.Register(c); err != nil && !strings.Contains(err.Error(), "duplicate") {
+			t.Fatal(err)
+		}
+	}
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestUnknownDevicesBounded: the store keeps the MaxUnknownDevices most
+// recently heard devices.
+func TestUnknownDevicesBounded(t *testing.T) {
+	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		m := openTestManager(t, dsn)
+		ctx := context.Background()
+		base := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
+		for i := range MaxUnknownDevices + 5 {
+			at := base.Add(time.Duration(i) * time.Second)
+			if err := m.putUnknownDevice(ctx, UnknownDevice{Site: "s", Device: fmt.Sprintf("d%04d", i), FirstSeen: at, LastSeen: at, Messages: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := m.UnknownDevices(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != MaxUnknownDevices || got[0].Device != fmt.Sprintf("d%04d", MaxUnknownDevices+4) || got[len(got)-1].Device != "d0005" {
+			t.Errorf("%d rows, first %s, last %s", len(got), got[0].Device, got[len(got)-1].Device)
+		}
+	})
+}
