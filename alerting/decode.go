@@ -71,6 +71,7 @@ func (s *Service) handle(ctx context.Context, msg paho.Message) error {
 		if err := s.seen(ctx, topic, now); err != nil {
 			return err
 		}
+		s.noteUnknown(ctx, topic.Site, topic.Device, nil, e.Type) // unknown.go: listed for adoption
 		return s.event(ctx, topic, e)
 	case device.ChanStatus:
 		st, err := device.DecodeStatus(msg.Payload(), s.cfg.Limits)

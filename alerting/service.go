@@ -242,7 +242,7 @@ func New(cfg Config, m *Manager, residents Residents, reg prometheus.Registerer,
 	}
 	s.initCounters() // metrics.go
 	if reg != nil {
-		for _, c := range append([]prometheus.Collector{s.events, s.opened, s.notified, s.pending, s.rejected, s.store.failing, s.store.retries}, append(append(queued, s.supervisionCollectors()...), s.rules.collectors()...)...) {
+		for _, c := range append([]prometheus.Collector{s.events, s.opened, s.notified, s.pending, s.rejected, s.store.failing, s.store.retries}, append(append(append(queued, s.supervisionCollectors()...), s.rules.collectors()...), s.UnknownCollectors()...)...) {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register alerting metrics: %w", err)
 			}

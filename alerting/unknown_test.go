@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -59,12 +58,7 @@ func TestUnknownDeviceListed(t *testing.T) {
 
 func gaugeValue(t *testing.T, r *running, name string) float64 {
 	t.Helper()
-	for _, c := range r.svc.UnknownCollectors() {
-		if err := r.reg.Register(c); err != nil && !strings.Contains(err.Error(), "duplicate") {
-			t.Fatal(err)
-		}
-	}
-	mfs, err := r.reg.Gather()
+	mfs, err := r.reg.Gather() // New registers the unknown-device gauge
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +69,28 @@ func gaugeValue(t *testing.T, r *running, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// TestUnknownDeviceEventListed: an SOS from a device the registry does not
+// know is listed for adoption (the alert itself is raised and flagged
+// elsewhere; this is the admin's list), one row however many events it
+// sends.
+func TestUnknownDeviceEventListed(t *testing.T) {
+	e := newEnv(t)
+	r := e.start(func(c *Config) {
+		c.Rules.Directory = func() Directory {
+			return gatewayDir{testDirectory: testDirectory{loc: time.UTC}, devices: map[string]registry.Device{}}
+		}
+	})
+	now := time.Now()
+	for i := range 2 {
+		e.publish("stray-sos", device.ChanEvent, device.Event{V: 1, Device: "stray-sos", Boot: 1, ID: uint64(i + 1), Seq: uint64(i + 1),
+			TS: now.UnixMilli() + int64(i), Type: device.EventSOS})
+	}
+	eventually(t, 10*time.Second, "stray-sos listed once", func() bool {
+		got, err := r.m.UnknownDevices(context.Background())
+		return err == nil && len(got) == 1 && got[0].Device == "stray-sos" && got[0].LastMessage == "event sos"
+	})
 }
 
 // TestUnknownDevicesBounded: the store keeps the MaxUnknownDevices most

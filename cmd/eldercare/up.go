@@ -263,7 +263,6 @@ func runUp(ctx context.Context, s *settings) error {
 	if err != nil {
 		return err
 	}
-	reg.MustRegister(alr.UnknownCollectors()...) // eldercare_alerting_unknown_devices (h-onboard)
 	// Readiness of the whole install (/readyz and eldercare_ready on
 	// --http): every role's, the broker connections, the database and
 	// InfluxDB.
