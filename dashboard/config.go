@@ -53,6 +53,14 @@ type Config struct {
 	SessionCheck time.Duration
 	// BodyLimit caps a request body in bytes; 0 = 64 KiB.
 	BodyLimit int
+	// MapTiles is a raster tile server's URL template for the resident
+	// page's map of safe zones and track, for example
+	// https://tiles.example.org/{z}/{x}/{y}.png (see ParseTileURL); ""
+	// draws the zones without a map. Browsers fetch the tiles directly.
+	MapTiles string
+	// MapAttribution is the credit the tile server's terms require
+	// ("© OpenStreetMap contributors"), drawn on the map.
+	MapAttribution string
 }
 
 // DefaultBucket is the vitals bucket when Config.InfluxBucket is empty.
@@ -138,6 +146,11 @@ func (c Config) validate(liveGiven, vitalsGiven bool) error {
 			if _, _, err := net.ParseCIDR(p); err != nil {
 				errs = append(errs, fmt.Errorf("trusted proxy %q: want an IP address or a CIDR range such as 10.0.0.0/8", p))
 			}
+		}
+	}
+	if c.MapTiles != "" {
+		if _, err := ParseTileURL(c.MapTiles); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.BodyLimit < 0 {

@@ -150,5 +150,8 @@ func (s *Server) residentMap(ctx context.Context, lang string, res registry.Resi
 	if len(res.SafeZones) == 0 && len(track) == 0 {
 		return ""
 	}
+	if s.cfg.MapTiles != "" {
+		return zoneTileSVG(res.SafeZones, track, trIn(lang, "zone.title"), s.cfg.MapTiles, s.cfg.MapAttribution)
+	}
 	return zoneSVG(res.SafeZones, track, trIn(lang, "zone.title"))
 }

@@ -104,6 +104,7 @@ type Server struct {
 	ownFeed  bool
 	flux     *FluxVitals
 	done     chan struct{} // closed when Run stops: ends SSE streams
+	csp      string        // the Content-Security-Policy of every response
 
 	mRequests    *prometheus.CounterVec
 	mAuditErrors prometheus.Counter
@@ -177,6 +178,11 @@ func New(cfg Config, deps Deps, reg *prometheus.Registry, log *slog.Logger) (*Se
 		return nil, err
 	}
 	s.tmpl = tmpl
+	s.csp = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+	if cfg.MapTiles != "" {
+		origin, _ := ParseTileURL(cfg.MapTiles) // validated above
+		s.csp += "; img-src 'self' " + origin   // the map's tiles (zonemap.go)
+	}
 	s.app = s.routes(reg)
 	return s, nil
 }
@@ -316,7 +322,7 @@ func (s *Server) routes(reg *prometheus.Registry) *fiber.App {
 // securityHeaders sets CSP, nosniff, no framing and no caching of health
 // data.
 func (s *Server) securityHeaders(c *fiber.Ctx) error {
-	c.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'")
+	c.Set("Content-Security-Policy", s.csp)
 	c.Set("X-Content-Type-Options", "nosniff")
 	c.Set("X-Frame-Options", "DENY")
 	c.Set("Referrer-Policy", "no-referrer")
