@@ -13,7 +13,7 @@ LDFLAGS := -X main.Version=$(VERSION) -X main.Commit=$(COMMIT) -X main.Date=$(DA
 # The release tool; scripts/services.sh installs this version when it is missing.
 GORELEASER_VERSION := v2.17.0
 
-.PHONY: demo test build influxd services assets release-check release-snapshot
+.PHONY: demo test build bench influxd services assets release-check release-snapshot
 WEB := dashboard/web
 
 ## demo: build InfluxDB 1.8.10 (once) and the platform, then run everything with the demo facility
@@ -23,6 +23,10 @@ demo: influxd build
 ## build: the single binary (front-end assets embedded), into ./bin/eldercare
 build: assets
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/eldercare ./cmd/eldercare
+
+## bench: the benchmark tool (not in the product binary nor the release archives), into ./bin/eldercare-bench
+bench:
+	$(GO) build -o bin/eldercare-bench ./cmd/eldercare-bench
 
 ## assets: the dashboard's front-end bundle (npm ci, then esbuild) into dashboard/web/dist,
 ## embedded by go:embed; re-run after changing dashboard/web/src or package-lock.json
