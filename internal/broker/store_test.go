@@ -43,17 +43,6 @@ func (c *collector) count() int {
 	return len(c.got)
 }
 
-func waitUntil(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestStoreKeepsSessionsAcrossRestart: a persistent subscriber that is away
 // while 200 QoS 1 messages arrive gets every one of them after the broker
 // was stopped and started again on the same store file; its subscription
@@ -106,7 +95,7 @@ func TestStoreKeepsSessionsAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Disconnect(0)
-	waitUntil(t, 20*time.Second, fmt.Sprintf("%d queued messages after the restart", n+1), func() bool { return got.count() >= n+1 })
+	testenv.EventuallyTrue(t, 20*time.Second, fmt.Sprintf("%d queued messages after the restart", n+1), func() bool { return got.count() >= n+1 })
 	for i := range n {
 		if got.got[fmt.Sprint(i)] == 0 {
 			t.Errorf("message %d lost across the restart", i)
@@ -122,7 +111,7 @@ func TestStoreKeepsSessionsAcrossRestart(t *testing.T) {
 	if err := mqttconn.Wait(ctx, c2.Subscribe(root+"/v1/s1/d1/status", 1, ret.handler), 5*time.Second, "subscribe"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "the retained status after the restart", func() bool { return ret.count() == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "the retained status after the restart", func() bool { return ret.count() == 1 })
 }
 
 // TestStoreJournalReplay: a message the broker acknowledged but had not yet
@@ -174,7 +163,7 @@ func TestStoreJournalReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Disconnect(0)
-	waitUntil(t, 10*time.Second, "the journalled fall", func() bool { return got.count() == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "the journalled fall", func() bool { return got.count() == 1 })
 	if got.got["fall"] != 1 {
 		t.Errorf("got %v, want the journalled fall", got.got)
 	}
@@ -237,7 +226,7 @@ func TestTakeoverSignal(t *testing.T) {
 		}
 		defer c.Disconnect(0)
 	}
-	waitUntil(t, 10*time.Second, "3 takeovers counted", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "3 takeovers counted", func() bool {
 		return testutil.ToFloat64(prometheusCounter(t, reg, "eldercare_broker_session_takeovers_total")) >= 3
 	})
 	var m paho.Message
