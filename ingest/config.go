@@ -284,6 +284,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("MQTTURL: %w", err))
 	}
 	if err := device.ValidateRoot(c.Root); err != nil {
+		//lint:ignore ST1005 the message starts with the name of the Config field at fault
 		errs = append(errs, fmt.Errorf("Root: %w", err))
 	}
 	if len(c.ClientID) > 128 || strings.ContainsAny(c.ClientID, "+#/ ") {
@@ -311,9 +312,11 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("MaxInFlight %d: between 1 and 65535 messages (MQTT packet ids are 16 bits)", c.MaxInFlight))
 	}
 	if c.Writers < 1 || c.Writers > 64 {
+		//lint:ignore ST1005 the message starts with the name of the Config field at fault
 		errs = append(errs, fmt.Errorf("Writers %d: between 1 and 64", c.Writers))
 	}
 	if c.Skew < 0 {
+		//lint:ignore ST1005 the message starts with the name of the Config field at fault
 		errs = append(errs, fmt.Errorf("Skew %s: negative", c.Skew))
 	}
 	if c.DedupWindow < 0 {
@@ -339,6 +342,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.Limits.MaxPayload < 0 || c.Limits.MaxReadings < 0 || c.Limits.MaxFuture < 0 || c.Limits.MaxAge < 0 {
+		//lint:ignore ST1005 the message starts with the name of the Config field at fault
 		errs = append(errs, fmt.Errorf("Limits %+v: negative limit (0 means the default)", c.Limits))
 	}
 	return errors.Join(errs...)

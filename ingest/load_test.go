@@ -17,6 +17,7 @@ import (
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // childEnv carries a JSON Config to a re-executed test binary, which then
@@ -110,7 +111,7 @@ func newLoadPublisher(t *testing.T, mqttURL, root string, devices, perMsg int) *
 		t.Fatalf("load publisher: %v", err)
 	}
 	t.Cleanup(func() { c.Disconnect(250) })
-	return &loadPublisher{t: t, c: c, root: root, devices: devices, perMsg: perMsg, base: time.Now().Add(-time.Minute)}
+	return &loadPublisher{t: t, c: c, root: root, devices: devices, perMsg: perMsg, base: testenv.Now().Add(-time.Minute)}
 }
 
 // payload returns the topic and payload of message i.
@@ -165,7 +166,7 @@ func (p *loadPublisher) publish(from, to int, at func(i int)) {
 // bucket, and all points.
 func distinctSeq(t *testing.T, influxURL, bucket string) (distinct, points int64) {
 	t.Helper()
-	q := fmt.Sprintf(`from(bucket:%q) |> range(start: -1d, stop: 1d) |> filter(fn:(r)=> r._measurement=="readings" and r._field=="seq") |> group()`, bucket)
+	q := fmt.Sprintf(`from(bucket:%q) |> range(start: 1970-01-01T00:00:00Z, stop: 2100-01-01T00:00:00Z) |> filter(fn:(r)=> r._measurement=="readings" and r._field=="seq") |> group()`, bucket)
 	for _, r := range flux(t, influxURL, q+` |> count()`) {
 		points = r["_value"].(int64)
 	}

@@ -135,7 +135,7 @@ func TestInfluxOutage(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = again.Stop() })
 	waitStored(t, influxURL, db+"/autogen", n, 120*time.Second)
-	eventually(t, 10*time.Second, func() string {
+	testenv.Eventually(t, 10*time.Second, func() string {
 		if v := testutil.ToFloat64(h.svc.m.writeFailing); v != 0 {
 			return fmt.Sprintf("write_failing %v after recovery", v)
 		}
@@ -161,7 +161,7 @@ func TestBrokerRestartResubscribes(t *testing.T) {
 	// ingest reconnects on its own; until it has subscribed again a
 	// message has no subscriber and the broker drops it, so wait for the
 	// second subscription.
-	eventually(t, 60*time.Second, func() string {
+	testenv.Eventually(t, 60*time.Second, func() string {
 		if n := h.svc.subscriptions.Load(); n < 2 {
 			return fmt.Sprintf("%d subscriptions, want a second one after the broker restart", n)
 		}

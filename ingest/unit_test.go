@@ -243,7 +243,7 @@ func TestAppendLineMatchesClient(t *testing.T) {
 		{"escaped tags", []tag{{"device", "a b,c=d"}, {"resident", "x\ty"}, {"site", `back\slash`}},
 			[]field{floatField("temp_c", -0.000001)}},
 		{"odd floats", []tag{{"device", "d"}},
-			[]field{floatField("a", 1e21), floatField("b", 123456789.125), floatField("c", 5e-324), floatField("d", -0.0)}},
+			[]field{floatField("a", 1e21), floatField("b", 123456789.125), floatField("c", 5e-324), floatField("d", math.Copysign(0, -1))}},
 		{"strings and bools", []tag{{"device", "d"}, {"type", "meal"}},
 			[]field{{Key: "attr_card", kind: kindString, s: `q"uo\te` + "\n\t"}, {Key: "attr_hot", kind: kindBool, b: true},
 				{Key: "attr_x", kind: kindBool}, intField("count", 1)}},

@@ -53,7 +53,7 @@ func TestDeadLetterStoreOutage(t *testing.T) {
 	for i := range window {
 		publish(t, pub, topicOf(root, "s1", fmt.Sprintf("bad-%d", i), device.ChanTelemetry), []byte(`{"v":1,"device":`))
 	}
-	eventually(t, 10*time.Second, func() string {
+	testenv.Eventually(t, 10*time.Second, func() string {
 		if v := testutil.ToFloat64(h.svc.m.deadLetterFailing); v < 1 {
 			return fmt.Sprintf("dead_letter_store_failing = %v, want >= 1 while the store fails", v)
 		}
@@ -62,13 +62,13 @@ func TestDeadLetterStoreOutage(t *testing.T) {
 	if v := testutil.ToFloat64(h.svc.m.inFlight); v != window {
 		t.Errorf("in_flight = %v while the store fails, want the %d refused messages held", v, window)
 	}
-	now := time.Now()
+	now := testenv.Now()
 	const good = 20
 	for i := range good {
 		publish(t, pub, topicOf(root, "s1", "vm-1", device.ChanTelemetry),
 			mustJSON(t, reading("vm-1", uint64(i+1), now.Add(time.Duration(i-good)*time.Second), map[string]float64{"hr_bpm": 70})))
 	}
-	eventually(t, 40*time.Second, func() string {
+	testenv.Eventually(t, 40*time.Second, func() string {
 		if n := countSeq(t, influxURL, db, MeasurementReadings); n != good {
 			return fmt.Sprintf("%d readings stored, want %d (published after the refused ones)", n, good)
 		}
@@ -106,7 +106,7 @@ func TestQoS0Bounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Disconnect(100)
-	now := time.Now()
+	now := testenv.Now()
 	for i := range n {
 		tok := pub.Publish(topicOf(root, "s1", "vm-1", device.ChanTelemetry), 0, false,
 			mustJSON(t, reading("vm-1", uint64(i+1), now.Add(time.Duration(i-n)*time.Millisecond), map[string]float64{"hr_bpm": 70})))
@@ -114,7 +114,7 @@ func TestQoS0Bounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 20*time.Second, func() string {
+	testenv.Eventually(t, 20*time.Second, func() string {
 		held, dropped := testutil.ToFloat64(h.svc.m.inFlight), testutil.ToFloat64(h.svc.m.dropped.WithLabelValues("telemetry"))
 		if held+dropped != n {
 			return fmt.Sprintf("held %v + dropped %v, want all %d accounted for", held, dropped, n)
@@ -131,7 +131,7 @@ func TestQoS0Bounded(t *testing.T) {
 		publish(t, p1, topicOf(root, "s1", "vm-2", device.ChanTelemetry),
 			mustJSON(t, reading("vm-2", uint64(i+1), now.Add(time.Duration(i-10)*time.Millisecond), map[string]float64{"hr_bpm": 70})))
 	}
-	eventually(t, 10*time.Second, func() string {
+	testenv.Eventually(t, 10*time.Second, func() string {
 		if held := testutil.ToFloat64(h.svc.m.inFlight); held != maxInFlight+10 {
 			return fmt.Sprintf("held %v after 10 QoS 1 messages, want %d", held, maxInFlight+10)
 		}
@@ -224,7 +224,7 @@ func TestRefusedPointHoldsOnlyItsMessage(t *testing.T) {
 		c.FlushInterval = 20 * time.Millisecond // batches of at most the window (10): keep them moving
 	})
 	pub := publisher(t, mqttURL)
-	now := time.Now()
+	now := testenv.Now()
 	// InfluxDB learns zzc as a string field; vm-40 then sends it as a
 	// number: a field type conflict, which InfluxDB refuses (400). Both
 	// points carry the same timestamp, so they always land in one shard: a
@@ -244,7 +244,7 @@ func TestRefusedPointHoldsOnlyItsMessage(t *testing.T) {
 		publish(t, pub, topicOf(root, "s1", "vm-41", device.ChanTelemetry),
 			mustJSON(t, reading("vm-41", uint64(i+1), now.Add(time.Duration(i-good)*time.Second), map[string]float64{"hr_bpm": 70})))
 	}
-	eventually(t, 25*time.Second, func() string {
+	testenv.Eventually(t, 25*time.Second, func() string {
 		if time.Now().After(sink.healAt) {
 			t.Fatal("the dead-letter store healed before the valid readings were through: delivery was held up")
 		}
@@ -256,7 +256,7 @@ func TestRefusedPointHoldsOnlyItsMessage(t *testing.T) {
 		}
 		return ""
 	})
-	eventually(t, 60*time.Second, func() string {
+	testenv.Eventually(t, 60*time.Second, func() string {
 		if v := testutil.ToFloat64(h.svc.m.deadLetters.WithLabelValues("influx_rejected")); v != 1 {
 			return fmt.Sprintf("influx_rejected dead letters = %v, want 1", v)
 		}
