@@ -273,6 +273,9 @@ func TestAppendLineMatchesClient(t *testing.T) {
 			if got := string(p.appendLine(nil)); got != want {
 				t.Errorf("appendLine:\n got %s\nwant %s", got, want)
 			}
+			if got, err := p.appendLineEncoder(nil); err != nil || string(got) != want {
+				t.Errorf("appendLineEncoder (--plain line-protocol):\n got %s (%v)\nwant %s", got, err, want)
+			}
 		})
 	}
 }
