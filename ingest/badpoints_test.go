@@ -34,6 +34,7 @@ func openDeadLetters(t *testing.T, dsn string) *DeadLetters {
 // dead-letter store with its reason, is acknowledged (in_flight returns to
 // 0) and is not retried (write errors stay bounded).
 func TestBadPointsNeverPoisonABatch(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
 		dl := openDeadLetters(t, dsn)
 		mqttURL := testenv.Mosquitto(t)
@@ -150,6 +151,7 @@ func TestBadPointsNeverPoisonABatch(t *testing.T) {
 // keyed by device time, so the older one never replaces the newer one as
 // the latest value.
 func TestSkewAndOutOfOrder(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
 	root := testenv.TopicRoot(t)

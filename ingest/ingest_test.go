@@ -61,6 +61,7 @@ func bidmcRows(t *testing.T, path string) []map[string]float64 {
 }
 
 func TestBIDMCReadingsStored(t *testing.T) {
+	t.Parallel()
 	rows := bidmcRows(t, filepath.Join(testenv.RealData(t), "vitals-bidmc", "bidmc_01_Numerics.csv"))
 	if len(rows) < 100 {
 		t.Fatalf("only %d rows with values", len(rows))
@@ -129,6 +130,7 @@ func TestBIDMCReadingsStored(t *testing.T) {
 }
 
 func TestMalformedRejectedAndGoodStored(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
 	root := testenv.TopicRoot(t)
@@ -198,6 +200,7 @@ func TestMalformedRejectedAndGoodStored(t *testing.T) {
 }
 
 func TestDuplicateStoredOnce(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
 	root := testenv.TopicRoot(t)
@@ -234,6 +237,7 @@ func TestDuplicateStoredOnce(t *testing.T) {
 }
 
 func TestResidentTagAtReadingTime(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
 	root := testenv.TopicRoot(t)
@@ -307,6 +311,7 @@ func TestResidentTagAtReadingTime(t *testing.T) {
 }
 
 func TestEventsAndFieldTypeConflict(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
 	root := testenv.TopicRoot(t)
@@ -372,6 +377,7 @@ func TestEventsAndFieldTypeConflict(t *testing.T) {
 }
 
 func TestTransientWriteErrorsRetried(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
 	proxy := newFaultyProxy(t, influxURL, 3)
@@ -405,6 +411,7 @@ func TestTransientWriteErrorsRetried(t *testing.T) {
 // persistent session gives the messages to the next ingest with the same
 // client id, which stores them.
 func TestUnwrittenMessagesRedelivered(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
 	proxy := newFaultyProxy(t, influxURL, -1)

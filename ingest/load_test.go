@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -39,6 +40,13 @@ func runChild(raw string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	go func() {
+		select {
+		case <-svc.subscribed:
+			fmt.Println(childSubscribed) // the parent waits for this line (child.waitSubscribed)
+		case <-ctx.Done():
+		}
+	}()
 	if err := svc.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -46,11 +54,16 @@ func runChild(raw string) int {
 	return 0
 }
 
+// childSubscribed is the line a child prints once its subscription is in
+// place (its persistent session exists on the broker).
+const childSubscribed = "ingest child: subscribed"
+
 // child is ingest running in a child process.
 type child struct {
-	t   *testing.T
-	cfg Config
-	cmd *exec.Cmd
+	t          *testing.T
+	cfg        Config
+	cmd        *exec.Cmd
+	subscribed chan struct{} // closed when the current process printed childSubscribed
 }
 
 // startChild runs ingest with cfg in a child process; the test's cleanup
@@ -60,7 +73,19 @@ func startChild(t *testing.T, cfg Config) *child {
 	c := &child{t: t, cfg: cfg}
 	c.start()
 	t.Cleanup(func() { c.kill() })
+	c.waitSubscribed(60 * time.Second)
 	return c
+}
+
+// waitSubscribed waits until the child's subscription is in place, so that
+// its persistent session exists before a burst.
+func (c *child) waitSubscribed(timeout time.Duration) {
+	c.t.Helper()
+	select {
+	case <-c.subscribed:
+	case <-time.After(timeout):
+		c.t.Fatalf("ingest child not subscribed within %s", timeout)
+	}
 }
 
 func (c *child) start() {
@@ -72,6 +97,20 @@ func (c *child) start() {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
 	cmd.Stderr = testWriter{c.t}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	subscribed := make(chan struct{})
+	c.subscribed = subscribed
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if sc.Text() == childSubscribed {
+				close(subscribed)
+			}
+		}
+	}()
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start ingest child: %v", err)
 	}

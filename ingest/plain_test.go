@@ -21,6 +21,7 @@ import (
 // message is refused the same way, and every message is acknowledged
 // (in_flight back to 0; an unacknowledged one would stay held).
 func TestPlainPathsStoreTheSame(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.EmbeddedBroker(t).URL()
 	stored := map[string][]string{}
 	base := testenv.Now().Add(-time.Hour).Truncate(time.Second) // the same points in both runs

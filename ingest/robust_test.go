@@ -30,7 +30,6 @@ func TestKill9AndRestartUnderLoad(t *testing.T) {
 	root, db := testenv.TopicRoot(t), "eldercare"
 	ing := startChild(t, childConfig(mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest")))
 	pub := newLoadPublisher(t, mqttURL, root, 10_000, 1)
-	time.Sleep(2 * time.Second) // the first subscription (the session must exist before the burst)
 	const n = 20_000
 	pub.publish(0, n, func(i int) {
 		if i == n/3 || i == 2*n/3 {
@@ -57,7 +56,6 @@ func TestTwoReplicasOneKilled(t *testing.T) {
 	a := startChild(t, childConfig(mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest-a")))
 	startChild(t, childConfig(mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest-b")))
 	pub := newLoadPublisher(t, mqttURL, root, 10_000, 1)
-	time.Sleep(2 * time.Second)
 	const n = 20_000
 	pub.publish(0, n, func(i int) {
 		if i == n/2 {

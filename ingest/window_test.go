@@ -41,6 +41,7 @@ func (f *flakySink) AddDeadLetter(ctx context.Context, d DeadLetter) error {
 // 10 s and neither stored nor acknowledged them, so each one kept a slot of
 // the broker's window until the next reconnect and delivery stopped.
 func TestDeadLetterStoreOutage(t *testing.T) {
+	t.Parallel()
 	const window = 5
 	mqttURL := testenv.OwnMosquitto(t, fmt.Sprintf("max_inflight_messages %d", window))
 	influxURL, db := testInflux(t, true)
@@ -92,6 +93,7 @@ func TestDeadLetterStoreOutage(t *testing.T) {
 // while InfluxDB is unreachable ingest holds at most MaxInFlight of them
 // and drops and counts the rest, instead of growing without bound.
 func TestQoS0Bounded(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.OwnMosquitto(t)
 	root := testenv.TopicRoot(t)
 	const maxInFlight, n = 100, 1000
@@ -155,6 +157,7 @@ func (c *captureSink) AddDeadLetter(_ context.Context, d DeadLetter) error {
 // TestDeadLetterPayloadCut: a payload over the protocol's 256 KiB limit is
 // stored cut to the limit, and the detail says how long it was.
 func TestDeadLetterPayloadCut(t *testing.T) {
+	t.Parallel()
 	sink := &captureSink{}
 	s, err := New(Config{MQTTURL: "tcp://127.0.0.1:1", InfluxURL: "http://127.0.0.1:1", InfluxDatabase: "eldercare",
 		Root: "r", ClientID: "c", DeadLetters: sink}, nil, nil, nil)
@@ -178,6 +181,7 @@ func TestDeadLetterPayloadCut(t *testing.T) {
 // redelivery) is stored once although its detail differs (it names the
 // receive time), and two refused points of one message are two rows.
 func TestDeadLetterKeyIgnoresDetail(t *testing.T) {
+	t.Parallel()
 	dl := openDeadLetters(t, "sqlite:"+t.TempDir()+"/dl.db")
 	d := DeadLetter{Received: time.Now(), Topic: "r/v1/s/d/telemetry", Reason: "future", Payload: []byte(`{"v":1}`),
 		Detail: "ts is 59m59.999s ahead"}
@@ -214,6 +218,7 @@ func TestDeadLetterKeyIgnoresDetail(t *testing.T) {
 // broker's small window (10). Before the fix the whole batch stayed held
 // until the store worked, and with it the window.
 func TestRefusedPointHoldsOnlyItsMessage(t *testing.T) {
+	t.Parallel()
 	const window = 10
 	mqttURL := testenv.OwnMosquitto(t, fmt.Sprintf("max_inflight_messages %d", window))
 	influxURL, db := testInflux(t, true)
