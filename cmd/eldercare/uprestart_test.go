@@ -176,10 +176,9 @@ func TestUpRestartKeepsReadings(t *testing.T) {
 }
 
 func testUpRestart(t *testing.T, sig syscall.Signal) {
+	testenv.NeedsServer(t, "InfluxDB (influxd)")
 	bin, err := influxd.Find()
-	if err != nil {
-		testenv.InfluxServer(t) // skips, or fails under CI, with the install command
-	}
+	testenv.RequireOrSkip(t, err, "influxd")
 	dir := t.TempDir()
 	influxOpt := influxd.Options{Bin: bin, DataDir: filepath.Join(dir, "influxdb"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx := context.Background()
