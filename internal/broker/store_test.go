@@ -48,6 +48,7 @@ func (c *collector) count() int {
 // was stopped and started again on the same store file; its subscription
 // and a retained message come back too.
 func TestStoreKeepsSessionsAcrossRestart(t *testing.T) {
+	t.Parallel()
 	root := testenv.TopicRoot(t)
 	store := filepath.Join(t.TempDir(), "store.db")
 	start := func() *broker.Broker {
@@ -120,6 +121,7 @@ func TestStoreKeepsSessionsAcrossRestart(t *testing.T) {
 // it) is published again at the next start and reaches the persistent
 // subscriber.
 func TestStoreJournalReplay(t *testing.T) {
+	t.Parallel()
 	root := testenv.TopicRoot(t)
 	store := filepath.Join(t.TempDir(), "store.db")
 	ctx := context.Background()
@@ -178,6 +180,7 @@ func TestStoreJournalReplay(t *testing.T) {
 // TestStoreLocked: a second broker on the same store file (a second "up"
 // on one data directory) is refused with a clear error.
 func TestStoreLocked(t *testing.T) {
+	t.Parallel()
 	store := filepath.Join(t.TempDir(), "store.db")
 	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: quietLog, StorePath: store})
 	if err != nil {
@@ -197,6 +200,7 @@ func TestStoreLocked(t *testing.T) {
 // are counted, and the limit within the window is signalled once as a
 // client_takeover event that passes the protocol's event validation.
 func TestTakeoverSignal(t *testing.T) {
+	t.Parallel()
 	root := testenv.TopicRoot(t)
 	reg := prometheus.NewRegistry()
 	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: quietLog, Root: root, Registerer: reg,
@@ -260,6 +264,7 @@ func TestTakeoverSignal(t *testing.T) {
 // session keeps receiving: a fall published meanwhile by the legitimate
 // gateway reaches it.
 func TestClientIDBound(t *testing.T) {
+	t.Parallel()
 	root := testenv.TopicRoot(t)
 	reg := prometheus.NewRegistry()
 	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: quietLog, Root: root, Registerer: reg,
