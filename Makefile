@@ -13,7 +13,7 @@ LDFLAGS := -X main.Version=$(VERSION) -X main.Commit=$(COMMIT) -X main.Date=$(DA
 # The release tool; scripts/services.sh installs this version when it is missing.
 GORELEASER_VERSION := v2.17.0
 
-.PHONY: demo test build influxd services assets release-check release-snapshot
+.PHONY: demo test test-short test-clock lint staticcheck build bench influxd services assets release-check release-snapshot
 WEB := dashboard/web
 
 ## demo: build InfluxDB 1.8.10 (once) and the platform, then run everything with the demo facility
@@ -23,6 +23,10 @@ demo: influxd build
 ## build: the single binary (front-end assets embedded), into ./bin/eldercare
 build: assets
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/eldercare ./cmd/eldercare
+
+## bench: the benchmark tool (not in the product binary nor the release archives), into ./bin/eldercare-bench
+bench:
+	$(GO) build -o bin/eldercare-bench ./cmd/eldercare-bench
 
 ## assets: the dashboard's front-end bundle (npm ci, then esbuild) into dashboard/web/dist,
 ## embedded by go:embed; re-run after changing dashboard/web/src or package-lock.json
@@ -42,10 +46,32 @@ $(INFLUXD):
 services:
 	./scripts/services.sh
 
-## test: everything the tests need, then the whole suite with the race detector
-test: influxd services assets
+## test: everything the tests need, then lint, the whole suite with the race detector in a shuffled
+## order, and the time-sensitive tests again with the clock pinned (test-clock)
+test: influxd services assets lint
+	$(GO) test -race -count=1 -shuffle=on -timeout 45m ./...
+	$(MAKE) test-clock
+
+## test-short: the suite without external servers (Mosquitto, PostgreSQL, InfluxDB) or a browser: the
+## tests needing one skip under -short (internal/testenv.NeedsServer); target under 30 s on 2 cores
+test-short: assets
+	$(GO) test -short -count=1 -shuffle=on ./...
+
+## test-clock: the tests whose data depends on the time of week (InfluxDB's 7-day shards begin on Mondays
+## 00:00 UTC) with their clock pinned to the last Monday 00:30 UTC ($$ELDERCARE_TEST_NOW, read by testenv.Now)
+CLOCK_TESTS := TestRefusedPointHoldsOnlyItsMessage|TestBadPointsNeverPoisonABatch|TestSkewAndOutOfOrder|TestBIDMCReadingsStored|TestEventsAndFieldTypeConflict|TestDuplicateStoredOnce|TestResidentTagAtReadingTime
+test-clock: influxd services
+	ELDERCARE_TEST_NOW=$$(date -u -d 'last monday' +%Y-%m-%dT00:30:00Z) $(GO) test -count=1 -run '$(CLOCK_TESTS)' ./ingest
+
+## lint: go vet and staticcheck (installed into $(GOBIN) when missing)
+STATICCHECK_VERSION := 2026.2.2
+STATICCHECK := $(GOBIN)/staticcheck
+lint: $(STATICCHECK)
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 45m ./...
+	$(STATICCHECK) ./...
+staticcheck: $(STATICCHECK)
+$(STATICCHECK):
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 ## release-check: validate .goreleaser.yaml
 release-check:

@@ -1,6 +1,9 @@
 package dashboard
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+	"io"
+	"log/slog"
 	"regexp"
 	"strings"
 	"testing"
@@ -75,5 +78,51 @@ func TestZoneTileSVG(t *testing.T) {
 	}
 	if zoneTileSVG(nil, nil, "x", "https://t.example/{z}/{x}/{y}", "") != "" {
 		t.Error("an empty drawing")
+	}
+}
+
+// TestResidentPageMap: with --map-tiles the resident page draws the safe
+// zone over the tile server's tiles and the Content-Security-Policy lets
+// the browser load images from that origin only; without it the page keeps
+// the plain drawing and the policy names no other origin. A tile URL
+// without placeholders is refused at start.
+func TestResidentPageMap(t *testing.T) {
+	withZone := func(_ *Config, d *Deps) {
+		r := testRegistry()
+		r.residents[0].SafeZones = []registry.SafeZone{{Name: "home", Center: &registry.Point{Lat: 31.2304, Lon: 121.4737}, RadiusM: 150}}
+		d.Registry = r
+	}
+	ts := newTestServer(t, func(c *Config, d *Deps) {
+		withZone(c, d)
+		c.MapTiles = "https://tiles.example.org/{z}/{x}/{y}.png"
+		c.MapAttribution = "© OpenStreetMap contributors"
+	})
+	cookie, _ := ts.login(t)
+	resp, body := ts.do(t, "GET", "/residents/res-001", nil, map[string]string{"Cookie": cookie})
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if !strings.Contains(body, `class="tile" href="https://tiles.example.org/`) || !strings.Contains(body, `data-zone="home"`) || !strings.Contains(body, "OpenStreetMap") {
+		t.Errorf("no map with tiles and zone on the resident page")
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "img-src 'self' https://tiles.example.org") || !strings.Contains(csp, "default-src 'self'") {
+		t.Errorf("CSP %q", csp)
+	}
+
+	plain := newTestServer(t, withZone)
+	cookie, _ = plain.login(t)
+	resp, body = plain.do(t, "GET", "/residents/res-001", nil, map[string]string{"Cookie": cookie})
+	if strings.Contains(body, `class="tile"`) || !strings.Contains(body, `data-zone="home"`) {
+		t.Errorf("without tiles: want the plain drawing")
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); strings.Contains(csp, "img-src") {
+		t.Errorf("CSP without tiles names images: %q", csp)
+	}
+
+	reg := prometheus.NewRegistry()
+	_, err := New(Config{HTTPAddr: "127.0.0.1:0", APIToken: testToken, Root: "t", MQTTURL: "tcp://x:1883", ClientID: "x", InfluxURL: "http://x:8086",
+		MapTiles: "https://tiles.example.org/tile.png"}, Deps{Alerts: newFakeAlerts(time.Now), Registry: testRegistry(), Accounts: testAccounts(t, time.Now)}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "no {z} placeholder") {
+		t.Errorf("bad tile URL: %v", err)
 	}
 }

@@ -34,6 +34,7 @@ func openDeadLetters(t *testing.T, dsn string) *DeadLetters {
 // dead-letter store with its reason, is acknowledged (in_flight returns to
 // 0) and is not retried (write errors stay bounded).
 func TestBadPointsNeverPoisonABatch(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
 		dl := openDeadLetters(t, dsn)
 		mqttURL := testenv.Mosquitto(t)
@@ -57,13 +58,13 @@ func TestBadPointsNeverPoisonABatch(t *testing.T) {
 			c.DeadLetters = dl
 		})
 		pub := publisher(t, mqttURL)
-		now := time.Now().Truncate(time.Millisecond)
+		now := testenv.Now().Truncate(time.Millisecond)
 		tel := func(dev string) string { return topicOf(root, "s1", dev, device.ChanTelemetry) }
 		evt := topicOf(root, "s1", "mt-1", device.ChanEvent)
 		// The first meal fixes attr_hot as a bool in InfluxDB.
 		publish(t, pub, evt, mustJSON(t, device.Event{V: 1, Device: "mt-1", Boot: 1, ID: 1, Seq: 1, TS: now.Add(-5 * time.Second).UnixMilli(),
 			Type: device.EventMeal, Attrs: map[string]any{"card": "04A1B2C3", "meal": "lunch", "eaten_pct": 80.0, "hot": true}}))
-		eventually(t, 30*time.Second, func() string {
+		testenv.Eventually(t, 30*time.Second, func() string {
 			if got := testutil.ToFloat64(h.svc.m.written); got != 1 {
 				return fmt.Sprintf("written_total %v, want 1", got)
 			}
@@ -89,7 +90,7 @@ func TestBadPointsNeverPoisonABatch(t *testing.T) {
 		publish(t, pub, tel("vm-odd"), mustJSON(t, reading("vm-odd", 1, now.Add(-time.Second), map[string]float64{"hr_bpm": 72})))
 		publish(t, pub, tel("vm-2"), mustJSON(t, reading("vm-2", 2, now, map[string]float64{"hr_bpm": 73})))
 
-		eventually(t, 30*time.Second, func() string {
+		testenv.Eventually(t, 30*time.Second, func() string {
 			if got := testutil.ToFloat64(h.svc.m.written); got != 4 {
 				return fmt.Sprintf("written_total %v, want 4 (meal, vm-2 twice, vm-odd)", got)
 			}
@@ -102,7 +103,7 @@ func TestBadPointsNeverPoisonABatch(t *testing.T) {
 			t.Errorf("%d readings stored, want 3", got)
 		}
 		// The odd resident id round-trips through line protocol escaping.
-		q := fmt.Sprintf(`from(bucket:"%s/autogen") |> range(start: -1h) |> filter(fn:(r)=> r._measurement=="readings" and r.device=="vm-odd" and r._field=="hr_bpm")`, db)
+		q := fmt.Sprintf(`from(bucket:"%s/autogen") |> range(start: 1970-01-01T00:00:00Z, stop: 2100-01-01T00:00:00Z) |> filter(fn:(r)=> r._measurement=="readings" and r.device=="vm-odd" and r._field=="hr_bpm")`, db)
 		recs := flux(t, influxURL, q)
 		if len(recs) != 1 || recs[0]["resident"] != odd {
 			t.Errorf("vm-odd reading: %v, want resident tag %q", recs, odd)
@@ -150,19 +151,20 @@ func TestBadPointsNeverPoisonABatch(t *testing.T) {
 // keyed by device time, so the older one never replaces the newer one as
 // the latest value.
 func TestSkewAndOutOfOrder(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
 	root := testenv.TopicRoot(t)
 	h := startIngest(t, mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest"), nil,
 		func(c *Config) { c.Skew = time.Minute })
 	pub := publisher(t, mqttURL)
-	now := time.Now().Truncate(time.Millisecond)
+	now := testenv.Now().Truncate(time.Millisecond)
 	topic := topicOf(root, "s1", "vm-1", device.ChanTelemetry)
 	// Newest first: seq 3 now, then seq 2 30 s old, then seq 1 10 min old (skewed).
 	publish(t, pub, topic, mustJSON(t, reading("vm-1", 3, now, map[string]float64{"hr_bpm": 90})))
 	publish(t, pub, topic, mustJSON(t, reading("vm-1", 2, now.Add(-30*time.Second), map[string]float64{"hr_bpm": 80})))
 	publish(t, pub, topic, mustJSON(t, reading("vm-1", 1, now.Add(-10*time.Minute), map[string]float64{"hr_bpm": 70})))
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 30*time.Second, func() string {
 		if got := testutil.ToFloat64(h.svc.m.written); got != 3 {
 			return fmt.Sprintf("written_total %v, want 3", got)
 		}
@@ -171,7 +173,7 @@ func TestSkewAndOutOfOrder(t *testing.T) {
 	if got := testutil.ToFloat64(h.svc.m.skewed); got != 1 {
 		t.Errorf("skewed_total %v, want 1", got)
 	}
-	q := fmt.Sprintf(`from(bucket:"%s/autogen") |> range(start: -1h) |> filter(fn:(r)=> r._measurement=="readings")`, db)
+	q := fmt.Sprintf(`from(bucket:"%s/autogen") |> range(start: 1970-01-01T00:00:00Z, stop: 2100-01-01T00:00:00Z) |> filter(fn:(r)=> r._measurement=="readings")`, db)
 	byTime := map[int64]map[string]any{}
 	for _, r := range flux(t, influxURL, q) {
 		ts := r["_time"].(time.Time).UnixMilli()
@@ -194,7 +196,7 @@ func TestSkewAndOutOfOrder(t *testing.T) {
 			}
 		}
 	}
-	last := flux(t, influxURL, fmt.Sprintf(`from(bucket:"%s/autogen") |> range(start: -1h) |> filter(fn:(r)=> r._measurement=="readings" and r._field=="hr_bpm") |> last()`, db))
+	last := flux(t, influxURL, fmt.Sprintf(`from(bucket:"%s/autogen") |> range(start: 1970-01-01T00:00:00Z, stop: 2100-01-01T00:00:00Z) |> filter(fn:(r)=> r._measurement=="readings" and r._field=="hr_bpm") |> last()`, db))
 	if len(last) != 1 || last[0]["_value"] != 90.0 {
 		t.Errorf("latest hr_bpm %v, want 90 (the newest reading, delivered first)", last)
 	}

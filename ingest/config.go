@@ -158,6 +158,37 @@ type Config struct {
 	// Limits bound what a payload may carry (size, batch length, clock
 	// skew). The zero value means device.DefaultLimits.
 	Limits device.Limits
+
+	// Plain lists the speed tricks that are switched back to the plain
+	// library path (docs/speed.md): PlainPUBACK, PlainJSON,
+	// PlainLineProtocol, or PlainAll for the three. Empty (the default)
+	// keeps every trick. Results are the same either way; only the CPU
+	// cost per reading differs.
+	Plain []string
+}
+
+// The names of Config.Plain (flag --plain).
+const (
+	// PlainPUBACK: paho's own connection (no read buffer, no ReadDelay)
+	// and paho's Message.Ack per message, instead of mqttconn's buffered
+	// connection and its batched PUBACK writer (mqttconn.Acker).
+	PlainPUBACK = "puback"
+	// PlainJSON: device.DecodeTelemetry (encoding/json) instead of
+	// device.DecodeTelemetryFast.
+	PlainJSON = "json"
+	// PlainLineProtocol: the line protocol of github.com/influxdata/line-protocol's
+	// Encoder (what the InfluxDB client uses) instead of point.appendLine.
+	PlainLineProtocol = "line-protocol"
+	// PlainAll is the three.
+	PlainAll = "all"
+)
+
+// PlainPaths are the valid values of Config.Plain.
+var PlainPaths = []string{PlainPUBACK, PlainJSON, PlainLineProtocol, PlainAll}
+
+// plain reports whether the trick name is switched back to the library.
+func (c Config) plain(name string) bool {
+	return slices.Contains(c.Plain, name) || slices.Contains(c.Plain, PlainAll)
 }
 
 // Secret is a string that never prints (see secret.String).
@@ -284,6 +315,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("MQTTURL: %w", err))
 	}
 	if err := device.ValidateRoot(c.Root); err != nil {
+		//lint:ignore ST1005 the message starts with the name of the Config field at fault
 		errs = append(errs, fmt.Errorf("Root: %w", err))
 	}
 	if len(c.ClientID) > 128 || strings.ContainsAny(c.ClientID, "+#/ ") {
@@ -311,9 +343,11 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("MaxInFlight %d: between 1 and 65535 messages (MQTT packet ids are 16 bits)", c.MaxInFlight))
 	}
 	if c.Writers < 1 || c.Writers > 64 {
+		//lint:ignore ST1005 the message starts with the name of the Config field at fault
 		errs = append(errs, fmt.Errorf("Writers %d: between 1 and 64", c.Writers))
 	}
 	if c.Skew < 0 {
+		//lint:ignore ST1005 the message starts with the name of the Config field at fault
 		errs = append(errs, fmt.Errorf("Skew %s: negative", c.Skew))
 	}
 	if c.DedupWindow < 0 {
@@ -338,7 +372,13 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("Retention: unknown group %q (want vitals, environment, events)", g))
 		}
 	}
+	for _, p := range c.Plain {
+		if !slices.Contains(PlainPaths, p) {
+			errs = append(errs, fmt.Errorf("Plain %q: not one of %s", p, strings.Join(PlainPaths, ", ")))
+		}
+	}
 	if c.Limits.MaxPayload < 0 || c.Limits.MaxReadings < 0 || c.Limits.MaxFuture < 0 || c.Limits.MaxAge < 0 {
+		//lint:ignore ST1005 the message starts with the name of the Config field at fault
 		errs = append(errs, fmt.Errorf("Limits %+v: negative limit (0 means the default)", c.Limits))
 	}
 	return errors.Join(errs...)

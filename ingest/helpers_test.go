@@ -59,6 +59,7 @@ func startIngest(t *testing.T, mqttURL, influxURL, db, root, clientID string, re
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	svc.now = testenv.Now // receive times on the test's clock (make test-clock pins it)
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{t: t, svc: svc, reg: reg, mqttURL: mqttURL, influxURL: influxURL, root: root, cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- svc.Run(ctx) }()
@@ -152,23 +153,6 @@ func reading(dev string, seq uint64, ts time.Time, values map[string]float64) de
 	return device.Telemetry{V: 1, Device: dev, Boot: 1, ID: seq, Seq: seq, TS: ts.UnixMilli(), Values: values}
 }
 
-// eventually polls cond every 50 ms until it returns "" or timeout passes;
-// then it fails the test with cond's last message.
-func eventually(t *testing.T, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		msg := cond()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, msg)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // flux runs a Flux query against the real influxd and returns its records
 // as maps of column to value.
 func flux(t *testing.T, influxURL, query string) []map[string]any {
@@ -195,7 +179,7 @@ func flux(t *testing.T, influxURL, query string) []map[string]any {
 // always-present seq field.
 func countSeq(t *testing.T, influxURL, db, m string) int64 {
 	t.Helper()
-	q := fmt.Sprintf(`from(bucket:"%s/autogen") |> range(start: -1h, stop: 1h) |> filter(fn:(r)=> r._measurement==%q and r._field=="seq") |> group() |> count()`, db, m)
+	q := fmt.Sprintf(`from(bucket:"%s/autogen") |> range(start: 1970-01-01T00:00:00Z, stop: 2100-01-01T00:00:00Z) |> filter(fn:(r)=> r._measurement==%q and r._field=="seq") |> group() |> count()`, db, m)
 	recs := flux(t, influxURL, q)
 	if len(recs) == 0 {
 		return 0

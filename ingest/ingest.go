@@ -134,7 +134,7 @@ func New(cfg Config, residents Residents, reg prometheus.Registerer, log *slog.L
 		log:       log.With("role", "ingest"),
 		m:         m,
 		now:       time.Now,
-		acker:     &mqttconn.Acker{},
+		acker:     &mqttconn.Acker{Plain: cfg.plain(PlainPUBACK)},
 		client:    client,
 		writeURLs: map[string]string{},
 		dedup:     newDedupWindow(cfg.DedupWindow),
@@ -495,7 +495,11 @@ func (s *Service) decode(msg paho.Message, now time.Time) (*item, error) {
 	var points []*point
 	switch topic.Channel {
 	case device.ChanTelemetry:
-		tel, err := device.DecodeTelemetryFast(msg.Payload(), now, s.cfg.Limits)
+		decodeTelemetry := device.DecodeTelemetryFast
+		if s.cfg.plain(PlainJSON) {
+			decodeTelemetry = device.DecodeTelemetry
+		}
+		tel, err := decodeTelemetry(msg.Payload(), now, s.cfg.Limits)
 		if err != nil {
 			return nil, err
 		}
@@ -542,7 +546,13 @@ func (s *Service) decode(msg paho.Message, now time.Time) (*item, error) {
 			s.m.skewed.Inc()
 		}
 		it.buckets[i] = s.bucketOf(p)
-		it.lines = p.appendLine(it.lines)
+		if s.cfg.plain(PlainLineProtocol) {
+			if it.lines, err = p.appendLineEncoder(it.lines); err != nil {
+				return nil, err
+			}
+		} else {
+			it.lines = p.appendLine(it.lines)
+		}
 		it.ends[i] = len(it.lines)
 	}
 	return it, nil

@@ -61,6 +61,7 @@ func bidmcRows(t *testing.T, path string) []map[string]float64 {
 }
 
 func TestBIDMCReadingsStored(t *testing.T) {
+	t.Parallel()
 	rows := bidmcRows(t, filepath.Join(testenv.RealData(t), "vitals-bidmc", "bidmc_01_Numerics.csv"))
 	if len(rows) < 100 {
 		t.Fatalf("only %d rows with values", len(rows))
@@ -72,14 +73,14 @@ func TestBIDMCReadingsStored(t *testing.T) {
 	pub := publisher(t, mqttURL)
 
 	// The last sample is stamped one second ago, one sample per second.
-	end := time.Now().Add(-time.Second)
+	end := testenv.Now().Add(-time.Second)
 	topic := topicOf(root, "demo-station", "vm-101", device.ChanTelemetry)
 	for i, vals := range rows {
 		ts := end.Add(-time.Duration(len(rows)-1-i) * time.Second)
 		publish(t, pub, topic, mustJSON(t, reading("vm-101", uint64(i+1), ts, vals)))
 	}
 	want := int64(len(rows))
-	eventually(t, 60*time.Second, func() string {
+	testenv.Eventually(t, 60*time.Second, func() string {
 		if got := testutil.ToFloat64(h.svc.m.written); got < float64(want) {
 			return fmt.Sprintf("written_total %v, want %d", got, want)
 		}
@@ -94,14 +95,14 @@ func TestBIDMCReadingsStored(t *testing.T) {
 	if n := nonZeroSeries(t, h.svc.m.rejected); n != 0 {
 		t.Errorf("%d rejected_total series, want none", n)
 	}
-	eventually(t, 10*time.Second, func() string {
+	testenv.Eventually(t, 10*time.Second, func() string {
 		if v := testutil.ToFloat64(h.svc.m.inFlight); v != 0 {
 			return fmt.Sprintf("in_flight %v after everything was written", v)
 		}
 		return ""
 	})
 	// The first row's values arrive intact, as floats, with the integer fields.
-	q := fmt.Sprintf(`from(bucket:"%s/autogen") |> range(start: -1h) |> filter(fn:(r)=> r._measurement=="readings" and r.device=="vm-101") |> first()`, db)
+	q := fmt.Sprintf(`from(bucket:"%s/autogen") |> range(start: 1970-01-01T00:00:00Z, stop: 2100-01-01T00:00:00Z) |> filter(fn:(r)=> r._measurement=="readings" and r.device=="vm-101") |> first()`, db)
 	got := map[string]any{}
 	for _, r := range flux(t, influxURL, q) {
 		got[r["_field"].(string)] = r["_value"]
@@ -129,13 +130,14 @@ func TestBIDMCReadingsStored(t *testing.T) {
 }
 
 func TestMalformedRejectedAndGoodStored(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
 	root := testenv.TopicRoot(t)
 	h := startIngest(t, mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest"), nil)
 	pub := publisher(t, mqttURL)
 
-	now := time.Now()
+	now := testenv.Now()
 	tel := topicOf(root, "s1", "vm-1", device.ChanTelemetry)
 	evt := topicOf(root, "s1", "fd-1", device.ChanEvent)
 	cases := []struct {
@@ -168,7 +170,7 @@ func TestMalformedRejectedAndGoodStored(t *testing.T) {
 	good := reading("vm-1", 7, now, map[string]float64{"hr_bpm": 72})
 	publish(t, pub, tel, mustJSON(t, good))
 
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 30*time.Second, func() string {
 		if got := testutil.ToFloat64(h.svc.m.written); got != 1 {
 			return fmt.Sprintf("written_total %v, want 1", got)
 		}
@@ -177,7 +179,7 @@ func TestMalformedRejectedAndGoodStored(t *testing.T) {
 	if got := countSeq(t, influxURL, db, MeasurementReadings); got != 1 {
 		t.Errorf("stored %d readings, want the 1 good one", got)
 	}
-	eventually(t, 10*time.Second, func() string {
+	testenv.Eventually(t, 10*time.Second, func() string {
 		for reason, n := range want {
 			if got := testutil.ToFloat64(h.svc.m.rejected.WithLabelValues(reason)); got != n {
 				return fmt.Sprintf("rejected_total{reason=%q} = %v, want %v", reason, got, n)
@@ -198,13 +200,14 @@ func TestMalformedRejectedAndGoodStored(t *testing.T) {
 }
 
 func TestDuplicateStoredOnce(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
 	root := testenv.TopicRoot(t)
 	h := startIngest(t, mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest"), nil)
 	pub := publisher(t, mqttURL)
 
-	now := time.Now()
+	now := testenv.Now()
 	tel := mustJSON(t, reading("vm-1", 5, now, map[string]float64{"hr_bpm": 72, "spo2_pct": 97}))
 	ev := mustJSON(t, device.Event{V: 1, Device: "fd-1", Boot: 2, ID: 9, Seq: 9, TS: now.UnixMilli(), Type: device.EventFall,
 		Attrs: map[string]any{"peak_accel_ms2": 61.2}})
@@ -213,14 +216,14 @@ func TestDuplicateStoredOnce(t *testing.T) {
 		publish(t, pub, topicOf(root, "s1", "fd-1", device.ChanEvent), ev)
 		// Let the first copy be written on its own, so the second overwrites
 		// a stored point rather than one in the same batch.
-		eventually(t, 30*time.Second, func() string {
+		testenv.Eventually(t, 30*time.Second, func() string {
 			if v := testutil.ToFloat64(h.svc.m.inFlight); v != 0 {
 				return fmt.Sprintf("in_flight %v", v)
 			}
 			return ""
 		})
 	}
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 30*time.Second, func() string {
 		if got := testutil.ToFloat64(h.svc.m.written); got != 4 {
 			return fmt.Sprintf("written_total %v, want 4 (2 copies of 2 messages)", got)
 		}
@@ -234,13 +237,14 @@ func TestDuplicateStoredOnce(t *testing.T) {
 }
 
 func TestResidentTagAtReadingTime(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
 	root := testenv.TopicRoot(t)
 
 	// vm-1 measured res-A until switchAt, res-B from then on; vm-9 is bound
 	// to nobody and unknown to the registry.
-	now := time.Now().Truncate(time.Millisecond)
+	now := testenv.Now().Truncate(time.Millisecond)
 	switchAt := now.Add(-10 * time.Minute)
 	res := LookupFunc(func(dev string, at time.Time) (string, string) {
 		switch {
@@ -277,9 +281,9 @@ func TestResidentTagAtReadingTime(t *testing.T) {
 	publish(t, pub, topicOf(root, "s1", "vm-1", device.ChanTelemetry), mustJSON(t, batch))
 	publish(t, pub, topicOf(root, "s1", "vm-9", device.ChanTelemetry), mustJSON(t, reading("vm-9", 5, cases[4].at, map[string]float64{"hr_bpm": 70})))
 
-	q := fmt.Sprintf(`from(bucket:"%s/autogen") |> range(start: -1h) |> filter(fn:(r)=> r._measurement=="readings" and r._field=="seq") |> group()`, db)
+	q := fmt.Sprintf(`from(bucket:"%s/autogen") |> range(start: 1970-01-01T00:00:00Z, stop: 2100-01-01T00:00:00Z) |> filter(fn:(r)=> r._measurement=="readings" and r._field=="seq") |> group()`, db)
 	var recs []map[string]any
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 30*time.Second, func() string {
 		recs = flux(t, influxURL, q)
 		if len(recs) != len(cases) {
 			return fmt.Sprintf("%d points stored, want %d", len(recs), len(cases))
@@ -307,6 +311,7 @@ func TestResidentTagAtReadingTime(t *testing.T) {
 }
 
 func TestEventsAndFieldTypeConflict(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
 	root := testenv.TopicRoot(t)
@@ -314,18 +319,18 @@ func TestEventsAndFieldTypeConflict(t *testing.T) {
 		func(c *Config) { c.FlushInterval = 500 * time.Millisecond })
 	pub := publisher(t, mqttURL)
 
-	now := time.Now().Truncate(time.Millisecond)
+	now := testenv.Now().Truncate(time.Millisecond)
 	topic := topicOf(root, "s1", "mt-1", device.ChanEvent)
 	meal := device.Event{V: 1, Device: "mt-1", Boot: 1, ID: 1, Seq: 1, TS: now.Add(-3 * time.Second).UnixMilli(), Type: device.EventMeal,
 		Attrs: map[string]any{"card": "04A1B2C3", "meal": "lunch", "eaten_pct": 80.0, "hot": true}}
 	publish(t, pub, topic, mustJSON(t, meal))
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 30*time.Second, func() string {
 		if got := testutil.ToFloat64(h.svc.m.written); got != 1 {
 			return fmt.Sprintf("written_total %v, want 1", got)
 		}
 		return ""
 	})
-	q := fmt.Sprintf(`from(bucket:"%s/autogen") |> range(start: -1h) |> filter(fn:(r)=> r._measurement=="events")`, db)
+	q := fmt.Sprintf(`from(bucket:"%s/autogen") |> range(start: 1970-01-01T00:00:00Z, stop: 2100-01-01T00:00:00Z) |> filter(fn:(r)=> r._measurement=="events")`, db)
 	got := map[string]any{}
 	for _, r := range flux(t, influxURL, q) {
 		got[r["_field"].(string)] = r["_value"]
@@ -354,7 +359,7 @@ func TestEventsAndFieldTypeConflict(t *testing.T) {
 	for _, e := range []device.Event{good1, bad, good2} {
 		publish(t, pub, topic, mustJSON(t, e))
 	}
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 30*time.Second, func() string {
 		if got := testutil.ToFloat64(h.svc.m.rejected.WithLabelValues("influx_rejected")); got != 1 {
 			return fmt.Sprintf("rejected_total{influx_rejected} %v, want 1", got)
 		}
@@ -372,6 +377,7 @@ func TestEventsAndFieldTypeConflict(t *testing.T) {
 }
 
 func TestTransientWriteErrorsRetried(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
 	proxy := newFaultyProxy(t, influxURL, 3)
@@ -379,12 +385,12 @@ func TestTransientWriteErrorsRetried(t *testing.T) {
 	h := startIngest(t, mqttURL, proxy.URL, db, root, testenv.ClientID(t, "ingest"), nil)
 	pub := publisher(t, mqttURL)
 
-	now := time.Now()
+	now := testenv.Now()
 	for i := range 10 {
 		publish(t, pub, topicOf(root, "s1", "vm-1", device.ChanTelemetry),
 			mustJSON(t, reading("vm-1", uint64(i+1), now.Add(time.Duration(i-10)*time.Second), map[string]float64{"hr_bpm": 60 + float64(i)})))
 	}
-	eventually(t, 60*time.Second, func() string {
+	testenv.Eventually(t, 60*time.Second, func() string {
 		if got := countSeq(t, influxURL, db, MeasurementReadings); got != 10 {
 			return fmt.Sprintf("%d readings stored, want 10", got)
 		}
@@ -405,6 +411,7 @@ func TestTransientWriteErrorsRetried(t *testing.T) {
 // persistent session gives the messages to the next ingest with the same
 // client id, which stores them.
 func TestUnwrittenMessagesRedelivered(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
 	proxy := newFaultyProxy(t, influxURL, -1)
@@ -413,13 +420,13 @@ func TestUnwrittenMessagesRedelivered(t *testing.T) {
 	first := startIngest(t, mqttURL, proxy.URL, db, root, clientID, nil)
 	pub := publisher(t, mqttURL)
 
-	now := time.Now()
+	now := testenv.Now()
 	const n = 5
 	for i := range n {
 		publish(t, pub, topicOf(root, "s1", "vm-1", device.ChanTelemetry),
 			mustJSON(t, reading("vm-1", uint64(i+1), now.Add(time.Duration(i-n)*time.Second), map[string]float64{"hr_bpm": 70})))
 	}
-	eventually(t, 30*time.Second, func() string {
+	testenv.Eventually(t, 30*time.Second, func() string {
 		if v := testutil.ToFloat64(first.svc.m.inFlight); v != n {
 			return fmt.Sprintf("in_flight %v, want %d", v, n)
 		}
@@ -434,7 +441,7 @@ func TestUnwrittenMessagesRedelivered(t *testing.T) {
 	}
 
 	second := startIngest(t, mqttURL, influxURL, db, root, clientID, nil)
-	eventually(t, 60*time.Second, func() string {
+	testenv.Eventually(t, 60*time.Second, func() string {
 		if got := countSeq(t, influxURL, db, MeasurementReadings); got != n {
 			return fmt.Sprintf("%d readings stored after restart, want %d", got, n)
 		}

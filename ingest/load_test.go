@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // childEnv carries a JSON Config to a re-executed test binary, which then
@@ -38,6 +40,13 @@ func runChild(raw string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	go func() {
+		select {
+		case <-svc.subscribed:
+			fmt.Println(childSubscribed) // the parent waits for this line (child.waitSubscribed)
+		case <-ctx.Done():
+		}
+	}()
 	if err := svc.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -45,11 +54,16 @@ func runChild(raw string) int {
 	return 0
 }
 
+// childSubscribed is the line a child prints once its subscription is in
+// place (its persistent session exists on the broker).
+const childSubscribed = "ingest child: subscribed"
+
 // child is ingest running in a child process.
 type child struct {
-	t   *testing.T
-	cfg Config
-	cmd *exec.Cmd
+	t          *testing.T
+	cfg        Config
+	cmd        *exec.Cmd
+	subscribed chan struct{} // closed when the current process printed childSubscribed
 }
 
 // startChild runs ingest with cfg in a child process; the test's cleanup
@@ -59,7 +73,19 @@ func startChild(t *testing.T, cfg Config) *child {
 	c := &child{t: t, cfg: cfg}
 	c.start()
 	t.Cleanup(func() { c.kill() })
+	c.waitSubscribed(60 * time.Second)
 	return c
+}
+
+// waitSubscribed waits until the child's subscription is in place, so that
+// its persistent session exists before a burst.
+func (c *child) waitSubscribed(timeout time.Duration) {
+	c.t.Helper()
+	select {
+	case <-c.subscribed:
+	case <-time.After(timeout):
+		c.t.Fatalf("ingest child not subscribed within %s", timeout)
+	}
 }
 
 func (c *child) start() {
@@ -71,6 +97,20 @@ func (c *child) start() {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
 	cmd.Stderr = testWriter{c.t}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	subscribed := make(chan struct{})
+	c.subscribed = subscribed
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if sc.Text() == childSubscribed {
+				close(subscribed)
+			}
+		}
+	}()
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start ingest child: %v", err)
 	}
@@ -110,7 +150,7 @@ func newLoadPublisher(t *testing.T, mqttURL, root string, devices, perMsg int) *
 		t.Fatalf("load publisher: %v", err)
 	}
 	t.Cleanup(func() { c.Disconnect(250) })
-	return &loadPublisher{t: t, c: c, root: root, devices: devices, perMsg: perMsg, base: time.Now().Add(-time.Minute)}
+	return &loadPublisher{t: t, c: c, root: root, devices: devices, perMsg: perMsg, base: testenv.Now().Add(-time.Minute)}
 }
 
 // payload returns the topic and payload of message i.
@@ -165,7 +205,7 @@ func (p *loadPublisher) publish(from, to int, at func(i int)) {
 // bucket, and all points.
 func distinctSeq(t *testing.T, influxURL, bucket string) (distinct, points int64) {
 	t.Helper()
-	q := fmt.Sprintf(`from(bucket:%q) |> range(start: -1d, stop: 1d) |> filter(fn:(r)=> r._measurement=="readings" and r._field=="seq") |> group()`, bucket)
+	q := fmt.Sprintf(`from(bucket:%q) |> range(start: 1970-01-01T00:00:00Z, stop: 2100-01-01T00:00:00Z) |> filter(fn:(r)=> r._measurement=="readings" and r._field=="seq") |> group()`, bucket)
 	for _, r := range flux(t, influxURL, q+` |> count()`) {
 		points = r["_value"].(int64)
 	}

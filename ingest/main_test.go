@@ -44,6 +44,7 @@ func TestMain(m *testing.M) {
 // (testenv's rule: fails under CI).
 func testInflux(t *testing.T, create bool) (url, db string) {
 	t.Helper()
+	testenv.NeedsServer(t, "InfluxDB (influxd)")
 	pkgInflux.once.Do(func() {
 		bin, err := influxd.Find()
 		if err != nil {
@@ -60,10 +61,7 @@ func testInflux(t *testing.T, create bool) (url, db string) {
 		pkgInflux.srv, pkgInflux.err = influxd.Start(ctx, influxd.Options{Bin: bin, DataDir: pkgInflux.dir})
 	})
 	if pkgInflux.err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("influxd: %v", pkgInflux.err)
-		}
-		t.Skipf("influxd unavailable: %v", pkgInflux.err)
+		testenv.Unavailable(t, "influxd: %v", pkgInflux.err)
 	}
 	url = pkgInflux.srv.URL()
 	db = strings.ReplaceAll(testenv.TopicRoot(t), "-", "_")

@@ -1,11 +1,15 @@
 package ingest
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/influxdata/influxdb-client-go/v2/api/write"
+	lp "github.com/influxdata/line-protocol"
 
 	"github.com/eldercare-iot/eldercare/device"
 )
@@ -126,6 +130,30 @@ func (p *point) sortFields() {
 			fs[j-1], fs[j] = fs[j], fs[j-1]
 		}
 	}
+}
+
+// appendLineEncoder is appendLine done by the line-protocol library that
+// the InfluxDB client uses (lp.Encoder on a write.Point): the plain path of
+// Config.Plain "line-protocol". A field the encoder refuses is a
+// *PointError (invalid_point).
+func (p *point) appendLineEncoder(b []byte) ([]byte, error) {
+	tags := make(map[string]string, len(p.tags))
+	for _, t := range p.tags {
+		tags[t.Key] = t.Value
+	}
+	fields := make(map[string]any, len(p.fields))
+	for _, f := range p.fields {
+		fields[f.Key] = f.Value()
+	}
+	var buf bytes.Buffer
+	enc := lp.NewEncoder(&buf)
+	enc.SetFieldTypeSupport(lp.UintSupport)
+	enc.FailOnFieldErr(true)
+	enc.SetPrecision(time.Millisecond)
+	if _, err := enc.Encode(write.NewPoint(p.name, tags, fields, time.UnixMilli(p.ms))); err != nil {
+		return b, &PointError{Reason: "invalid_point", Detail: err.Error()}
+	}
+	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...), nil
 }
 
 // appendLine appends p in line protocol (ms precision), without a newline.

@@ -38,7 +38,6 @@ func TestTwoReplicasOneRetired(t *testing.T) {
 	cfgB.LeaveGroupOnStop = true
 	startChild(t, cfgB)
 	pub := newLoadPublisher(t, mqttURL, root, 10_000, 1)
-	time.Sleep(2 * time.Second) // the first subscriptions (the sessions must exist before the burst)
 	const n = 4000
 	stopped := make(chan struct{})
 	pub.publish(0, n/2, func(i int) {

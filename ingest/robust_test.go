@@ -30,7 +30,6 @@ func TestKill9AndRestartUnderLoad(t *testing.T) {
 	root, db := testenv.TopicRoot(t), "eldercare"
 	ing := startChild(t, childConfig(mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest")))
 	pub := newLoadPublisher(t, mqttURL, root, 10_000, 1)
-	time.Sleep(2 * time.Second) // the first subscription (the session must exist before the burst)
 	const n = 20_000
 	pub.publish(0, n, func(i int) {
 		if i == n/3 || i == 2*n/3 {
@@ -57,7 +56,6 @@ func TestTwoReplicasOneKilled(t *testing.T) {
 	a := startChild(t, childConfig(mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest-a")))
 	startChild(t, childConfig(mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest-b")))
 	pub := newLoadPublisher(t, mqttURL, root, 10_000, 1)
-	time.Sleep(2 * time.Second)
 	const n = 20_000
 	pub.publish(0, n, func(i int) {
 		if i == n/2 {
@@ -135,7 +133,7 @@ func TestInfluxOutage(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = again.Stop() })
 	waitStored(t, influxURL, db+"/autogen", n, 120*time.Second)
-	eventually(t, 10*time.Second, func() string {
+	testenv.Eventually(t, 10*time.Second, func() string {
 		if v := testutil.ToFloat64(h.svc.m.writeFailing); v != 0 {
 			return fmt.Sprintf("write_failing %v after recovery", v)
 		}
@@ -161,7 +159,7 @@ func TestBrokerRestartResubscribes(t *testing.T) {
 	// ingest reconnects on its own; until it has subscribed again a
 	// message has no subscriber and the broker drops it, so wait for the
 	// second subscription.
-	eventually(t, 60*time.Second, func() string {
+	testenv.Eventually(t, 60*time.Second, func() string {
 		if n := h.svc.subscriptions.Load(); n < 2 {
 			return fmt.Sprintf("%d subscriptions, want a second one after the broker restart", n)
 		}

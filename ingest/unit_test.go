@@ -22,6 +22,7 @@ import (
 )
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	good := Config{MQTTURL: "tcp://127.0.0.1:1883", InfluxURL: "http://127.0.0.1:8086"}
 	cases := []struct {
 		name    string
@@ -68,6 +69,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestConfigDefaults(t *testing.T) {
+	t.Parallel()
 	c := Config{}.WithDefaults()
 	if c.Root != device.DefaultRoot || c.Group != "ingest" || c.InfluxDatabase != "eldercare" || c.RetentionPolicy != "autogen" ||
 		c.BatchSize != 5000 || c.FlushInterval != 200*time.Millisecond || c.MaxInFlight != 10000 ||
@@ -80,6 +82,7 @@ func TestConfigDefaults(t *testing.T) {
 }
 
 func TestSecretNeverPrints(t *testing.T) {
+	t.Parallel()
 	cfg := Config{InfluxToken: "admin:hunter2"}
 	var sb strings.Builder
 	log := slog.New(slog.NewJSONHandler(&sb, nil))
@@ -96,6 +99,7 @@ func TestSecretNeverPrints(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		err  error
 		want errClass
@@ -125,6 +129,7 @@ type fixedResidents struct{ resident, kind string }
 func (f fixedResidents) Lookup(string, time.Time) (string, string) { return f.resident, f.kind }
 
 func TestReadingPoints(t *testing.T) {
+	t.Parallel()
 	topic := device.Topic{Root: "r", Site: "s1", Device: "vm-1", Channel: device.ChanTelemetry}
 	ts := int64(1_800_000_000_000)
 	cases := []struct {
@@ -177,6 +182,7 @@ func TestReadingPoints(t *testing.T) {
 }
 
 func TestEventPoint(t *testing.T) {
+	t.Parallel()
 	topic := device.Topic{Root: "r", Site: "s1", Device: "mt-1", Channel: device.ChanEvent}
 	ev := &device.Event{Device: "mt-1", Boot: 2, Seq: 9, TS: 1_800_000_000_000, Type: device.EventMeal,
 		Attrs: map[string]any{"card": "04A1", "eaten_pct": 75.0, "hot": true}}
@@ -215,6 +221,7 @@ func kv(p *point, tags bool) string {
 }
 
 func TestNewRegistersMetricsOnce(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	cfg := Config{MQTTURL: "tcp://127.0.0.1:1", InfluxURL: "http://127.0.0.1:1"}
 	if _, err := New(cfg, nil, reg, nil); err != nil {
@@ -232,6 +239,7 @@ func TestNewRegistersMetricsOnce(t *testing.T) {
 // the InfluxDB client's encoder (line-protocol, as WritePoint used it, ms
 // precision) writes for the same point, escaping included.
 func TestAppendLineMatchesClient(t *testing.T) {
+	t.Parallel()
 	ts := int64(1_800_000_000_123)
 	cases := []struct {
 		name   string
@@ -243,7 +251,7 @@ func TestAppendLineMatchesClient(t *testing.T) {
 		{"escaped tags", []tag{{"device", "a b,c=d"}, {"resident", "x\ty"}, {"site", `back\slash`}},
 			[]field{floatField("temp_c", -0.000001)}},
 		{"odd floats", []tag{{"device", "d"}},
-			[]field{floatField("a", 1e21), floatField("b", 123456789.125), floatField("c", 5e-324), floatField("d", -0.0)}},
+			[]field{floatField("a", 1e21), floatField("b", 123456789.125), floatField("c", 5e-324), floatField("d", math.Copysign(0, -1))}},
 		{"strings and bools", []tag{{"device", "d"}, {"type", "meal"}},
 			[]field{{Key: "attr_card", kind: kindString, s: `q"uo\te` + "\n\t"}, {Key: "attr_hot", kind: kindBool, b: true},
 				{Key: "attr_x", kind: kindBool}, intField("count", 1)}},
@@ -273,6 +281,9 @@ func TestAppendLineMatchesClient(t *testing.T) {
 			if got := string(p.appendLine(nil)); got != want {
 				t.Errorf("appendLine:\n got %s\nwant %s", got, want)
 			}
+			if got, err := p.appendLineEncoder(nil); err != nil || string(got) != want {
+				t.Errorf("appendLineEncoder (--plain line-protocol):\n got %s (%v)\nwant %s", got, err, want)
+			}
 		})
 	}
 }
@@ -281,6 +292,7 @@ func TestAppendLineMatchesClient(t *testing.T) {
 // a closed queue is drained before pop reports false, a backlog that never
 // drains keeps the slice at its size, and the gauge counts weights.
 func TestFIFO(t *testing.T) {
+	t.Parallel()
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "q"})
 	q := newFIFO[int](g)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -342,6 +354,7 @@ func TestFIFO(t *testing.T) {
 // is larger than ingest's) logs one warning a minute; within the slack it
 // does not.
 func TestHoldWarns(t *testing.T) {
+	t.Parallel()
 	var logged bytes.Buffer
 	s, err := New(Config{MQTTURL: "tcp://127.0.0.1:1", InfluxURL: "http://127.0.0.1:1", InfluxDatabase: "eldercare",
 		Root: "bench", ClientID: "bench", MaxInFlight: 100}, nil, nil, slog.New(slog.NewTextHandler(&logged, nil)))
@@ -367,6 +380,7 @@ func TestHoldWarns(t *testing.T) {
 // they were sealed; a batch written later holds up only newer ones, and one
 // that could not be written (nil receipts) holds up nothing.
 func TestAckOrder(t *testing.T) {
+	t.Parallel()
 	var a mqttconn.Acker
 	rs := func(ids ...uint16) []mqttconn.Receipt {
 		out := make([]mqttconn.Receipt, len(ids))
@@ -419,6 +433,7 @@ func TestAckOrder(t *testing.T) {
 // takes its first message and ends only when that batch is acknowledged, in
 // sealed order: a newer batch written first does not end it.
 func TestOldestHeld(t *testing.T) {
+	t.Parallel()
 	var h heldSince
 	b := &batcher{size: 1, interval: time.Hour, ready: newFIFO[*batch](prometheus.NewGauge(prometheus.GaugeOpts{Name: "q"})), held: &h}
 	o := &ackOrder{held: &h, send: func([]mqttconn.Receipt) {}}

@@ -41,6 +41,7 @@ func (f *flakySink) AddDeadLetter(ctx context.Context, d DeadLetter) error {
 // 10 s and neither stored nor acknowledged them, so each one kept a slot of
 // the broker's window until the next reconnect and delivery stopped.
 func TestDeadLetterStoreOutage(t *testing.T) {
+	t.Parallel()
 	const window = 5
 	mqttURL := testenv.OwnMosquitto(t, fmt.Sprintf("max_inflight_messages %d", window))
 	influxURL, db := testInflux(t, true)
@@ -53,7 +54,7 @@ func TestDeadLetterStoreOutage(t *testing.T) {
 	for i := range window {
 		publish(t, pub, topicOf(root, "s1", fmt.Sprintf("bad-%d", i), device.ChanTelemetry), []byte(`{"v":1,"device":`))
 	}
-	eventually(t, 10*time.Second, func() string {
+	testenv.Eventually(t, 10*time.Second, func() string {
 		if v := testutil.ToFloat64(h.svc.m.deadLetterFailing); v < 1 {
 			return fmt.Sprintf("dead_letter_store_failing = %v, want >= 1 while the store fails", v)
 		}
@@ -62,13 +63,13 @@ func TestDeadLetterStoreOutage(t *testing.T) {
 	if v := testutil.ToFloat64(h.svc.m.inFlight); v != window {
 		t.Errorf("in_flight = %v while the store fails, want the %d refused messages held", v, window)
 	}
-	now := time.Now()
+	now := testenv.Now()
 	const good = 20
 	for i := range good {
 		publish(t, pub, topicOf(root, "s1", "vm-1", device.ChanTelemetry),
 			mustJSON(t, reading("vm-1", uint64(i+1), now.Add(time.Duration(i-good)*time.Second), map[string]float64{"hr_bpm": 70})))
 	}
-	eventually(t, 40*time.Second, func() string {
+	testenv.Eventually(t, 40*time.Second, func() string {
 		if n := countSeq(t, influxURL, db, MeasurementReadings); n != good {
 			return fmt.Sprintf("%d readings stored, want %d (published after the refused ones)", n, good)
 		}
@@ -92,6 +93,7 @@ func TestDeadLetterStoreOutage(t *testing.T) {
 // while InfluxDB is unreachable ingest holds at most MaxInFlight of them
 // and drops and counts the rest, instead of growing without bound.
 func TestQoS0Bounded(t *testing.T) {
+	t.Parallel()
 	mqttURL := testenv.OwnMosquitto(t)
 	root := testenv.TopicRoot(t)
 	const maxInFlight, n = 100, 1000
@@ -106,7 +108,7 @@ func TestQoS0Bounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Disconnect(100)
-	now := time.Now()
+	now := testenv.Now()
 	for i := range n {
 		tok := pub.Publish(topicOf(root, "s1", "vm-1", device.ChanTelemetry), 0, false,
 			mustJSON(t, reading("vm-1", uint64(i+1), now.Add(time.Duration(i-n)*time.Millisecond), map[string]float64{"hr_bpm": 70})))
@@ -114,7 +116,7 @@ func TestQoS0Bounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 20*time.Second, func() string {
+	testenv.Eventually(t, 20*time.Second, func() string {
 		held, dropped := testutil.ToFloat64(h.svc.m.inFlight), testutil.ToFloat64(h.svc.m.dropped.WithLabelValues("telemetry"))
 		if held+dropped != n {
 			return fmt.Sprintf("held %v + dropped %v, want all %d accounted for", held, dropped, n)
@@ -131,7 +133,7 @@ func TestQoS0Bounded(t *testing.T) {
 		publish(t, p1, topicOf(root, "s1", "vm-2", device.ChanTelemetry),
 			mustJSON(t, reading("vm-2", uint64(i+1), now.Add(time.Duration(i-10)*time.Millisecond), map[string]float64{"hr_bpm": 70})))
 	}
-	eventually(t, 10*time.Second, func() string {
+	testenv.Eventually(t, 10*time.Second, func() string {
 		if held := testutil.ToFloat64(h.svc.m.inFlight); held != maxInFlight+10 {
 			return fmt.Sprintf("held %v after 10 QoS 1 messages, want %d", held, maxInFlight+10)
 		}
@@ -155,6 +157,7 @@ func (c *captureSink) AddDeadLetter(_ context.Context, d DeadLetter) error {
 // TestDeadLetterPayloadCut: a payload over the protocol's 256 KiB limit is
 // stored cut to the limit, and the detail says how long it was.
 func TestDeadLetterPayloadCut(t *testing.T) {
+	t.Parallel()
 	sink := &captureSink{}
 	s, err := New(Config{MQTTURL: "tcp://127.0.0.1:1", InfluxURL: "http://127.0.0.1:1", InfluxDatabase: "eldercare",
 		Root: "r", ClientID: "c", DeadLetters: sink}, nil, nil, nil)
@@ -178,6 +181,7 @@ func TestDeadLetterPayloadCut(t *testing.T) {
 // redelivery) is stored once although its detail differs (it names the
 // receive time), and two refused points of one message are two rows.
 func TestDeadLetterKeyIgnoresDetail(t *testing.T) {
+	t.Parallel()
 	dl := openDeadLetters(t, "sqlite:"+t.TempDir()+"/dl.db")
 	d := DeadLetter{Received: time.Now(), Topic: "r/v1/s/d/telemetry", Reason: "future", Payload: []byte(`{"v":1}`),
 		Detail: "ts is 59m59.999s ahead"}
@@ -214,6 +218,7 @@ func TestDeadLetterKeyIgnoresDetail(t *testing.T) {
 // broker's small window (10). Before the fix the whole batch stayed held
 // until the store worked, and with it the window.
 func TestRefusedPointHoldsOnlyItsMessage(t *testing.T) {
+	t.Parallel()
 	const window = 10
 	mqttURL := testenv.OwnMosquitto(t, fmt.Sprintf("max_inflight_messages %d", window))
 	influxURL, db := testInflux(t, true)
@@ -224,7 +229,7 @@ func TestRefusedPointHoldsOnlyItsMessage(t *testing.T) {
 		c.FlushInterval = 20 * time.Millisecond // batches of at most the window (10): keep them moving
 	})
 	pub := publisher(t, mqttURL)
-	now := time.Now()
+	now := testenv.Now()
 	// InfluxDB learns zzc as a string field; vm-40 then sends it as a
 	// number: a field type conflict, which InfluxDB refuses (400). Both
 	// points carry the same timestamp, so they always land in one shard: a
@@ -244,7 +249,7 @@ func TestRefusedPointHoldsOnlyItsMessage(t *testing.T) {
 		publish(t, pub, topicOf(root, "s1", "vm-41", device.ChanTelemetry),
 			mustJSON(t, reading("vm-41", uint64(i+1), now.Add(time.Duration(i-good)*time.Second), map[string]float64{"hr_bpm": 70})))
 	}
-	eventually(t, 25*time.Second, func() string {
+	testenv.Eventually(t, 25*time.Second, func() string {
 		if time.Now().After(sink.healAt) {
 			t.Fatal("the dead-letter store healed before the valid readings were through: delivery was held up")
 		}
@@ -256,7 +261,7 @@ func TestRefusedPointHoldsOnlyItsMessage(t *testing.T) {
 		}
 		return ""
 	})
-	eventually(t, 60*time.Second, func() string {
+	testenv.Eventually(t, 60*time.Second, func() string {
 		if v := testutil.ToFloat64(h.svc.m.deadLetters.WithLabelValues("influx_rejected")); v != 1 {
 			return fmt.Sprintf("influx_rejected dead letters = %v, want 1", v)
 		}

@@ -139,10 +139,7 @@ func TestBackupRestoreUnderLoad(t *testing.T) {
 	testenv.Influx(t) // skips (or fails under CI) without an influxd binary
 	rec, ok := realdata.Find()
 	if !ok {
-		if os.Getenv("CI") != "" {
-			t.Fatal("recordings missing (set ELDERCARE_REALDATA)")
-		}
-		t.Skip("recordings missing (set ELDERCARE_REALDATA)")
+		testenv.Unavailable(t, "recordings missing (set ELDERCARE_REALDATA)")
 	}
 	data := filepath.Join(t.TempDir(), "data")
 	httpAddr, mqttAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
@@ -180,7 +177,7 @@ func TestBackupRestoreUnderLoad(t *testing.T) {
 	creds, err := func() (influxd.Credentials, error) {
 		var c influxd.Credentials
 		var err error
-		eventually(t, 2*time.Minute, "up to write its InfluxDB accounts", func() bool {
+		testenv.EventuallyTrue(t, 2*time.Minute, "up to write its InfluxDB accounts", func() bool {
 			select {
 			case <-exited:
 				t.Fatalf("up exited: %v", upErr)
@@ -203,7 +200,7 @@ func TestBackupRestoreUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	influxURL := "http://" + influxHTTP
-	eventually(t, 2*time.Minute, "dashboard /healthz", func() bool {
+	testenv.EventuallyTrue(t, 2*time.Minute, "dashboard /healthz", func() bool {
 		resp, err := http.Get("http://" + httpAddr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
@@ -211,7 +208,7 @@ func TestBackupRestoreUnderLoad(t *testing.T) {
 		return err == nil && resp.StatusCode == http.StatusOK
 	})
 	// Load: alerts with history in the store and readings in InfluxDB.
-	eventually(t, 3*time.Minute, "alerts and readings", func() bool {
+	testenv.EventuallyTrue(t, 3*time.Minute, "alerts and readings", func() bool {
 		a, h := readStore(t, dbPath).rows()
 		n, err := tryCountReadings(influxURL, creds.UserToken())
 		return a >= 2 && h >= 2 && err == nil && n >= 100
@@ -285,7 +282,7 @@ func TestBackupRestoreUnderLoad(t *testing.T) {
 		return n
 	}
 	base := loadAlerts()
-	eventually(t, time.Minute, "alerts from the load", func() bool { return loadAlerts() >= base+20 })
+	testenv.EventuallyTrue(t, time.Minute, "alerts from the load", func() bool { return loadAlerts() >= base+20 })
 	before := readStore(t, dbPath)
 	readingsBefore := countReadings(t, influxURL, creds.UserToken())
 	out := filepath.Join(t.TempDir(), "backup")

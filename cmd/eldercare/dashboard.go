@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/spf13/pflag"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -51,8 +52,7 @@ the admin's pages then manage the other accounts' sites and residents.`,
 	f.String("influx-rp", "autogen", "InfluxDB retention policy of the readings (bucket is DB/RP)")
 	f.String("db", "sqlite:./data/eldercare.db", "registry and alert store DSN: sqlite:PATH, a file path, or postgres://...")
 	f.String("registry", "", "registry YAML file to import at start (optional; default none)")
-	f.String("trusted-proxies", "", "comma-separated IPs or CIDR ranges of reverse proxies whose X-Real-IP header names the client for the login rate limit and the audit log; the proxy must overwrite X-Real-IP (default none: the TCP peer is the client)")
-	f.Bool("secure-cookies", false, "mark the session cookie Secure (set when served over HTTPS, e.g. behind a TLS proxy; default false)")
+	dashboardWebFlags(f)
 	return cmd
 }
 
@@ -66,17 +66,16 @@ func runDashboard(cmd *cobra.Command, _ []string) error {
 		return errors.New("dashboard: no API token: set env ELDERCARE_API_TOKEN (or --api-token, or api-token in the --config file) to a secret of at least 16 characters, e.g. the output of `openssl rand -hex 24`")
 	}
 	cfg := dashboard.Config{
-		HTTPAddr:       s.String("http"),
-		APIToken:       s.String("api-token"),
-		MQTTURL:        s.String("mqtt"),
-		Root:           s.String("root"),
-		ClientID:       s.String("client-id"),
-		InfluxURL:      s.String("influx"),
-		InfluxToken:    s.String("influx-token"),
-		InfluxBucket:   s.String("influx-db") + "/" + s.String("influx-rp"),
-		SecureCookies:  s.Bool("secure-cookies"),
-		TrustedProxies: splitList(s.String("trusted-proxies")),
+		HTTPAddr:     s.String("http"),
+		APIToken:     s.String("api-token"),
+		MQTTURL:      s.String("mqtt"),
+		Root:         s.String("root"),
+		ClientID:     s.String("client-id"),
+		InfluxURL:    s.String("influx"),
+		InfluxToken:  s.String("influx-token"),
+		InfluxBucket: s.String("influx-db") + "/" + s.String("influx-rp"),
 	}
+	dashboardWebConfig(s, &cfg)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("dashboard: %w", err)
 	}
@@ -128,4 +127,21 @@ func runDashboard(cmd *cobra.Command, _ []string) error {
 		return nil
 	}
 	return err
+}
+
+// dashboardWebFlags are the dashboard's web settings shared by the
+// dashboard role and up: cookies, proxies and the resident map.
+func dashboardWebFlags(f *pflag.FlagSet) {
+	f.String("trusted-proxies", "", "comma-separated IPs or CIDR ranges of reverse proxies whose X-Real-IP header names the client for the login rate limit and the audit log; the proxy must overwrite X-Real-IP (default none: the TCP peer is the client)")
+	f.Bool("secure-cookies", false, "mark the session cookie Secure (set when served over HTTPS, e.g. behind a TLS proxy; default false)")
+	f.String("map-tiles", "", "raster tile server URL template for the resident page's map of safe zones and track, e.g. https://tiles.example.org/{z}/{x}/{y}.png; browsers fetch tiles from it directly (default none: a plain drawing without a map)")
+	f.String("map-attribution", "", "credit the tile server's terms require, drawn on the map (e.g. \"© OpenStreetMap contributors\")")
+}
+
+// dashboardWebConfig sets cfg's fields of dashboardWebFlags from s.
+func dashboardWebConfig(s *settings, cfg *dashboard.Config) {
+	cfg.SecureCookies = s.Bool("secure-cookies")
+	cfg.TrustedProxies = splitList(s.String("trusted-proxies"))
+	cfg.MapTiles = s.String("map-tiles")
+	cfg.MapAttribution = s.String("map-attribution")
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/spf13/viper"
+
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // repoRoot is the repository root, two levels above this package.
@@ -23,10 +25,7 @@ func requireTool(t *testing.T, name, install string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s missing (CI is set): %s", name, install)
-		}
-		t.Skipf("%s missing: %s", name, install)
+		testenv.Unavailable(t, "%s missing: %s", name, install)
 	}
 	return p
 }

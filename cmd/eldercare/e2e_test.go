@@ -251,17 +251,6 @@ func (s *stack) points(dev string) int64 {
 	return n
 }
 
-func eventually(t *testing.T, within time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func rowsWithValues(t *testing.T, file string) int64 {
 	rows, err := firmwaresim.ReadBIDMCFile(file)
 	if err != nil {
@@ -334,13 +323,13 @@ func pipeline(t *testing.T, mqttURL string) {
 	replayEnd := time.Now()
 
 	want32, want01 := rowsWithValues(t, file32), rowsWithValues(t, file01)
-	eventually(t, 30*time.Second, "every bidmc_32 row with values stored", func() bool { return s.points("vm-32") >= want32 })
-	eventually(t, 30*time.Second, "every bidmc_01 row with values stored", func() bool { return s.points("vm-01") >= want01 })
-	eventually(t, 10*time.Second, "spo2_low alert for res-32", func() bool { return len(s.alerts("vm-32", alerting.TypeSpO2Low)) > 0 })
+	testenv.EventuallyTrue(t, 30*time.Second, "every bidmc_32 row with values stored", func() bool { return s.points("vm-32") >= want32 })
+	testenv.EventuallyTrue(t, 30*time.Second, "every bidmc_01 row with values stored", func() bool { return s.points("vm-01") >= want01 })
+	testenv.EventuallyTrue(t, 10*time.Second, "spo2_low alert for res-32", func() bool { return len(s.alerts("vm-32", alerting.TypeSpO2Low)) > 0 })
 
 	// The silent device raises its offline alert after the timeout; the
 	// cleanly disconnected ones never do.
-	eventually(t, offline+10*time.Second, "offline alert for the silent device", func() bool {
+	testenv.EventuallyTrue(t, offline+10*time.Second, "offline alert for the silent device", func() bool {
 		return len(s.alerts("vm-silent", alerting.TypeDeviceOffline)) == 1
 	})
 	if wait := time.Until(replayEnd.Add(offline + 3*time.Second)); wait > 0 {
@@ -415,7 +404,7 @@ func TestFallTrials(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	eventually(t, 15*time.Second, "a fall alert for each fall trial", func() bool {
+	testenv.EventuallyTrue(t, 15*time.Second, "a fall alert for each fall trial", func() bool {
 		for dev, tr := range trials {
 			if tr.fall && len(s.alerts(dev, alerting.TypeFall)) == 0 {
 				return false
@@ -460,12 +449,12 @@ func TestUnassignedFall(t *testing.T) {
 	if err := firmwaresim.RunFall(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "fall alert from an unregistered device", func() bool { return len(s.alerts("fd-fresh", alerting.TypeFall)) == 1 })
+	testenv.EventuallyTrue(t, 15*time.Second, "fall alert from an unregistered device", func() bool { return len(s.alerts("fd-fresh", alerting.TypeFall)) == 1 })
 	a := s.alerts("fd-fresh", alerting.TypeFall)[0]
 	if a.Resident != nil || !a.Unassigned {
 		t.Errorf("alert %+v: want resident null and unassigned", a)
 	}
-	eventually(t, 10*time.Second, "its opened notification", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "its opened notification", func() bool {
 		n, _ := s.hook.opened(func(x alerting.Alert) bool { return x.ID == a.ID })
 		return n == 1
 	})
@@ -488,7 +477,7 @@ func TestRestartAlerting(t *testing.T) {
 		}
 	}
 	press()
-	eventually(t, 10*time.Second, "sos alert and its notification", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "sos alert and its notification", func() bool {
 		n, _ := s.hook.opened(func(a alerting.Alert) bool { return a.Device == "sos-1" })
 		return n == 1
 	})
@@ -496,7 +485,7 @@ func TestRestartAlerting(t *testing.T) {
 	press() // while alerting is down: the broker keeps it for the persistent session
 	s.startAlerting()
 	press()
-	eventually(t, 10*time.Second, "both presses after the restart recorded", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "both presses after the restart recorded", func() bool {
 		a := s.alerts("sos-1", alerting.TypeSOS)
 		if len(a) != 1 {
 			return false

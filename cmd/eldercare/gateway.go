@@ -181,7 +181,7 @@ func runGateway(cmd *cobra.Command, _ []string) error {
 		sources = append(sources, func(ctx context.Context, gw *gateway.Gateway) error { return src.Run(ctx, gw) })
 	}
 	for _, d := range gf.Devices {
-		addDevice(gateway.Device{ID: d.ID, Kind: d.Kind, Interval: d.Interval})
+		addDevice(gateway.Device(d))
 	}
 
 	cfg := gateway.Config{

@@ -87,13 +87,13 @@ credentials:
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	eventually(t, 60*time.Second, "eldercare up serves the alert history API", func() bool {
+	testenv.EventuallyTrue(t, 60*time.Second, "eldercare up serves the alert history API", func() bool {
 		code, _ := api("GET", "/api/v1/alerts/history", "")
 		return code == 200
 	})
 
 	var g paho.Client
-	eventually(t, 60*time.Second, "eldercare up's broker accepts the gateway", func() bool {
+	testenv.EventuallyTrue(t, 60*time.Second, "eldercare up's broker accepts the gateway", func() bool {
 		c, err := mqttconn.Connect(ctx, mqttconn.Options{URL: "tcp://gw-1:gw-secret@" + mqttAddr, ClientID: "gw-1", ConnectTimeout: 2 * time.Second,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
@@ -110,7 +110,7 @@ credentials:
 		} `json:"alerts"`
 	}
 	n := 0
-	eventually(t, 60*time.Second, "the fall is in the history (type=fall, ward east)", func() bool {
+	testenv.EventuallyTrue(t, 60*time.Second, "the fall is in the history (type=fall, ward east)", func() bool {
 		n++
 		now := time.Now()
 		payload := fmt.Sprintf(`{"v":1,"device":"fd-1","boot":%d,"id":%d,"seq":%d,"ts":%d,"type":"fall","attrs":{"peak_accel_ms2":58.2}}`, now.Unix(), n, n, now.UnixMilli())

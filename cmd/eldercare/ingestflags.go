@@ -22,6 +22,7 @@ func addIngestFlags(f *pflag.FlagSet) {
 	f.Duration("retention-environment", ingest.DefaultEnvironmentRetention, "how long the environment policy keeps data; 0 = forever (2160h = 90 days)")
 	f.String("rp-events", "", `retention policy of events (default: --influx-rp)`)
 	f.Duration("retention-events", 0, "how long the events policy keeps data; 0 = forever (INF), else at least 1h (default 0)")
+	f.StringSlice("plain", nil, "speed tricks switched back to the plain library path, comma-separated: puback (paho's connection and per-message acknowledgement), json (encoding/json), line-protocol (the line-protocol library's encoder), or all; same results, more CPU per reading (docs/speed.md) (default none)")
 	f.Bool("dead-letters", true, "store refused messages and points in the --db database (table ingest_dead_letters; list them with 'eldercare ingest dead-letters')")
 }
 
@@ -33,6 +34,7 @@ func ingestPipeline(s *settings, cfg *ingest.Config) {
 	cfg.Writers = s.Int("writers")
 	cfg.Skew = s.Duration("skew")
 	cfg.DedupWindow = s.Int("dedup-window")
+	cfg.Plain = s.v.GetStringSlice("plain")
 	cfg.Retention = map[ingest.Group]ingest.Retention{
 		ingest.GroupVitals:      {Policy: s.String("rp-vitals"), Duration: s.Duration("retention-vitals")},
 		ingest.GroupEnvironment: {Policy: s.String("rp-environment"), Duration: s.Duration("retention-environment")},

@@ -115,7 +115,7 @@ func TestReadyzFollowsBroker(t *testing.T) {
 		for _, r := range roles {
 			var got int
 			var body string
-			eventually(t, within, r.name+" "+what, func() bool {
+			testenv.EventuallyTrue(t, within, r.name+" "+what, func() bool {
 				got, body = opsGet(r.addr, "/readyz")
 				return got == code
 			})
@@ -126,7 +126,7 @@ func TestReadyzFollowsBroker(t *testing.T) {
 		}
 	}
 	waitAll("ready", 90*time.Second, http.StatusOK)
-	eventually(t, 30*time.Second, "gateway /readyz", func() bool { c, _ := opsGet(gwAddr, "/readyz"); return c == http.StatusOK })
+	testenv.EventuallyTrue(t, 30*time.Second, "gateway /readyz", func() bool { c, _ := opsGet(gwAddr, "/readyz"); return c == http.StatusOK })
 
 	checkMetrics(t, promtool, "ingest", ingestAddr, "eldercare_ready 1",
 		fmt.Sprintf(`eldercare_mqtt_connected{client_id=%q} 1`, ingestID),
@@ -173,7 +173,7 @@ func TestUpStoresDeadLetters(t *testing.T) {
 	startRole(t, "up", "--data", data, "--http", httpAddr, "--mqtt-listen", mqttAddr, "--mqtt-auth", "off",
 		"--influx-listen", testenv.FreeAddr(t), "--influx-rpc-listen", testenv.FreeAddr(t),
 		"--batch-size", "100", "--flush-interval", "100ms", "--retention-environment", "720h", "--log-level", "error")
-	eventually(t, 2*time.Minute, "up /readyz", func() bool { c, _ := opsGet(httpAddr, "/readyz"); return c == http.StatusOK })
+	testenv.EventuallyTrue(t, 2*time.Minute, "up /readyz", func() bool { c, _ := opsGet(httpAddr, "/readyz"); return c == http.StatusOK })
 	checkMetrics(t, promtool, "up", httpAddr, "eldercare_ready 1", `eldercare_mqtt_connected{client_id="eldercare-up-ingest"} 1`,
 		`eldercare_ingest_dead_letters_total{reason="json"} 0`, "eldercare_broker_clients_connected 4",
 		`eldercare_alerting_notifications_total{receiver="mqtt",result="failed"} 0`,
@@ -190,7 +190,7 @@ func TestUpStoresDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out string
-	eventually(t, 30*time.Second, "the dead letter listed by `ingest dead-letters`", func() bool {
+	testenv.EventuallyTrue(t, 30*time.Second, "the dead letter listed by `ingest dead-letters`", func() bool {
 		cmd := newRootCmd()
 		var stdout bytes.Buffer
 		cmd.SetOut(&stdout)

@@ -133,7 +133,7 @@ func (w *statusWatch) heartbeats() (n int, last device.Status) {
 func (w *statusWatch) waitHeartbeats(t *testing.T, n int, what string) {
 	t.Helper()
 	start, _ := w.heartbeats()
-	eventually(t, time.Duration(n)*time.Second+20*time.Second, what, func() bool {
+	testenv.EventuallyTrue(t, time.Duration(n)*time.Second+20*time.Second, what, func() bool {
 		got, _ := w.heartbeats()
 		return got >= start+n
 	})
@@ -203,7 +203,7 @@ func probe(t *testing.T, s *stack, dev string) {
 	t.Helper()
 	publishJSON(t, s.mqtt, device.Topic{Root: s.root, Site: e2eSite, Device: dev, Channel: device.ChanTelemetry}.String(),
 		device.Telemetry{V: 1, Device: dev, Boot: 1, ID: 1, Seq: 1, TS: time.Now().UnixMilli(), Values: map[string]float64{"room_temp_c": 21}}, false)
-	eventually(t, 30*time.Second, "probe "+dev+" goes offline after its interval", func() bool { return len(offlineAlerts(t, s)[dev]) == 1 })
+	testenv.EventuallyTrue(t, 30*time.Second, "probe "+dev+" goes offline after its interval", func() bool { return len(offlineAlerts(t, s)[dev]) == 1 })
 }
 
 // TestGatewaySupervision: a real gateway serving a Modbus sensor and three
@@ -323,7 +323,7 @@ zigbee2mqtt:
 		}
 		return n == len(devs)
 	}
-	eventually(t, 30*time.Second, "the gateway's heartbeat reports radar-1 alive through zigbee2mqtt availability", func() bool {
+	testenv.EventuallyTrue(t, 30*time.Second, "the gateway's heartbeat reports radar-1 alive through zigbee2mqtt availability", func() bool {
 		if _, err := firmwaresim.RunZigbee(ctx, firmwaresim.ZigbeeConfig{MQTTURL: mq, BaseTopic: base, File: first, Availability: true}); err != nil {
 			t.Fatal(err)
 		}
@@ -333,10 +333,10 @@ zigbee2mqtt:
 	if err != nil || n < 10 {
 		t.Fatalf("replay: %d messages, %v", n, err)
 	}
-	eventually(t, 30*time.Second, "sos alerts of both buttons", func() bool {
+	testenv.EventuallyTrue(t, 30*time.Second, "sos alerts of both buttons", func() bool {
 		return len(s.alerts("sos-a", alerting.TypeSOS)) == 1 && len(s.alerts("sos-b", alerting.TypeSOS)) == 1
 	})
-	eventually(t, 10*time.Second, "a heartbeat reporting radar-1, sos-a and sos-b alive through availability", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "a heartbeat reporting radar-1, sos-a and sos-b alive through availability", func() bool {
 		return aliveVia("radar-1", "sos-a", "sos-b")
 	})
 
@@ -361,7 +361,7 @@ zigbee2mqtt:
 			t.Errorf("the SOS press was counted twice: %+v", h)
 		}
 	}
-	eventually(t, 10*time.Second, "the sos-a notification", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "the sos-a notification", func() bool {
 		n, _ := s.hook.opened(func(a alerting.Alert) bool { return a.Device == "sos-a" })
 		return n == 1
 	})
@@ -382,7 +382,7 @@ zigbee2mqtt:
 	// even after a probe proves 6 s (beyond their 2 s and 5 s intervals)
 	// passed.
 	proxy.Cut()
-	eventually(t, 20*time.Second, "device_offline for the lost gateway", func() bool { return len(offlineAlerts(t, s)["gw-1"]) == 1 })
+	testenv.EventuallyTrue(t, 20*time.Second, "device_offline for the lost gateway", func() bool { return len(offlineAlerts(t, s)["gw-1"]) == 1 })
 	probe(t, s, "ctl-2")
 	got := offlineAlerts(t, s)
 	if a := got["gw-1"]; len(a) != 1 || !strings.Contains(a[0].Detail, "env-1, radar-1, sos-a, sos-b") {
@@ -393,7 +393,7 @@ zigbee2mqtt:
 			t.Errorf("device_offline for %s behind the lost gateway: %+v", dev, as)
 		}
 	}
-	eventually(t, 10*time.Second, "one notification of the lost gateway", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "one notification of the lost gateway", func() bool {
 		n, _ := s.hook.opened(func(a alerting.Alert) bool { return a.Device == "gw-1" })
 		return n == 1
 	})
@@ -436,7 +436,7 @@ bindings:
 	// Statuses are handled in order: once a later device's last will has
 	// opened its alert, every status above was decided.
 	publishJSON(t, mq, topic(e2eSite, "ctl-1"), device.Status{V: 1, Device: "ctl-1", TS: now, State: device.Offline, Reason: device.ReasonLastWill}, false)
-	eventually(t, 20*time.Second, "the sentinel's offline alert", func() bool { return len(offlineAlerts(t, s)["ctl-1"]) == 1 })
+	testenv.EventuallyTrue(t, 20*time.Second, "the sentinel's offline alert", func() bool { return len(offlineAlerts(t, s)["ctl-1"]) == 1 })
 
 	all, err := s.mgr.List(context.Background(), alerting.Filter{Limit: 1000})
 	if err != nil {

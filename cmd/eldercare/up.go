@@ -71,6 +71,7 @@ func newUpCmd() *cobra.Command {
 	f.String("recordings", "", "recordings for the demo (default $ELDERCARE_REALDATA, else ../shared/data beside the repository)")
 	addAlertingFlags(f)
 	addIngestFlags(f) // ingestflags.go: the ingest role's pipeline, retention and dead-letter flags
+	dashboardWebFlags(f) // dashboard.go: cookies, trusted proxies, the resident map
 	f.Float64("speed", 1, "demo replay speed, 1 = real time (0.1 to 1000)")
 	return cmd
 }
@@ -280,12 +281,14 @@ func runUp(ctx context.Context, s *settings) error {
 	if err := registerReady(reg, ready); err != nil {
 		return err
 	}
-	dash, err = dashboard.New(dashboard.Config{
+	dashCfg := dashboard.Config{
 		HTTPAddr: httpAddr, APIToken: token,
 		MQTTURL: mqttURL, Root: root, ClientID: upClientIDs[2],
 		InfluxURL: influxURL, InfluxToken: influxToken,
 		InfluxBucket: s.String("influx-db") + "/" + s.String("influx-rp"),
-	}, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: accounts, Ready: ready, History: mgr,
+	}
+	dashboardWebConfig(s, &dashCfg)
+	dash, err = dashboard.New(dashCfg, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: accounts, Ready: ready, History: mgr,
 		Unknown: mgr, Commands: alr}, reg, log.With("role", "dashboard")) // onboarding and staff commands (h-onboard)
 	if err != nil {
 		return err

@@ -38,7 +38,7 @@ func TestInfluxChildRestarts(t *testing.T) {
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "the child InfluxDB answers again on the same URL", func() bool {
+	testenv.EventuallyTrue(t, 60*time.Second, "the child InfluxDB answers again on the same URL", func() bool {
 		if child.current().Pid() == first {
 			return false
 		}

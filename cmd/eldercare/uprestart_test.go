@@ -176,10 +176,9 @@ func TestUpRestartKeepsReadings(t *testing.T) {
 }
 
 func testUpRestart(t *testing.T, sig syscall.Signal) {
+	testenv.NeedsServer(t, "InfluxDB (influxd)")
 	bin, err := influxd.Find()
-	if err != nil {
-		testenv.InfluxServer(t) // skips, or fails under CI, with the install command
-	}
+	testenv.RequireOrSkip(t, err, "influxd")
 	dir := t.TempDir()
 	influxOpt := influxd.Options{Bin: bin, DataDir: filepath.Join(dir, "influxdb"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx := context.Background()
@@ -216,7 +215,7 @@ credentials:
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	connectGW := func() *gwConn {
 		var g *gwConn
-		eventually(t, 60*time.Second, "eldercare up's broker accepts the gateway", func() bool {
+		testenv.EventuallyTrue(t, 60*time.Second, "eldercare up's broker accepts the gateway", func() bool {
 			c, err := mqttconn.Connect(ctx, mqttconn.Options{URL: gwURL, ClientID: "gw-1", ConnectTimeout: 2 * time.Second, Logger: quiet})
 			if err != nil {
 				return false
@@ -237,7 +236,7 @@ credentials:
 
 	// A probe reading shows ingest has subscribed and writes.
 	g := connectGW()
-	eventually(t, 60*time.Second, "a probe reading stored (ingest subscribed)", func() bool {
+	testenv.EventuallyTrue(t, 60*time.Second, "a probe reading stored (ingest subscribed)", func() bool {
 		publish(g, "gw-1", int(time.Now().UnixMilli()%1e6)+1, time.Now().UnixMilli())
 		n, _, err := influxReadings(influx.URL(), "eldercare", "gw-1")
 		return err == nil && n > 0
@@ -268,7 +267,7 @@ credentials:
 		t.Fatal(err)
 	}
 	var n, distinct int
-	eventually(t, 120*time.Second, "100 readings stored after the restart", func() bool {
+	testenv.EventuallyTrue(t, 120*time.Second, "100 readings stored after the restart", func() bool {
 		n, distinct, err = influxReadings(influx.URL(), "eldercare", "vm-1")
 		return err == nil && n >= 100
 	})

@@ -95,6 +95,7 @@ func decodeCase(t *testing.T, dir string) expectedFile {
 // and compares values and sensor faults with expected.json (-update
 // rewrites it).
 func TestGolden(t *testing.T) {
+	t.Parallel()
 	dirs, err := filepath.Glob("testdata/*/registers.json")
 	if err != nil || len(dirs) == 0 {
 		t.Fatalf("no golden cases in testdata/: %v", err)
@@ -129,6 +130,7 @@ func TestGolden(t *testing.T) {
 // TestGoldenPinned states the facts the golden files must hold, so that a
 // careless -update cannot bless a wrong decoder.
 func TestGoldenPinned(t *testing.T) {
+	t.Parallel()
 	abcd := float64(math.Float32frombits(0x000041BC)) // ~2.36e-41, a denormal
 	tests := []struct {
 		dir        string
@@ -169,6 +171,7 @@ func TestGoldenPinned(t *testing.T) {
 // TestDecodeOrders checks every type under every order against values
 // built by hand.
 func TestDecodeOrders(t *testing.T) {
+	t.Parallel()
 	f := math.Float32bits(-1234.5) // 0xC49A5000
 	tests := []struct {
 		typ   modbus.DataType
@@ -209,6 +212,7 @@ func TestDecodeOrders(t *testing.T) {
 // TestDecodeFaults: NaN, infinities and out-of-range values are sensor
 // faults with their reason; a wrong word count is a plain error.
 func TestDecodeFaults(t *testing.T) {
+	t.Parallel()
 	r := modbus.Register{Field: "voltage_v", Type: modbus.F32, Order: modbus.ABCD, Scale: 1, Unit: "V", Min: 0, Max: 300}
 	tests := []struct {
 		name   string

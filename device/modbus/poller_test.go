@@ -91,6 +91,7 @@ func newPoller(t testing.TB, transport modbus.Transport, addr string, timeout ti
 }
 
 func TestPollShippedProfiles(t *testing.T) {
+	t.Parallel()
 	for _, framing := range []struct {
 		name      string
 		framing   modbussim.Framing
@@ -136,6 +137,7 @@ func TestPollShippedProfiles(t *testing.T) {
 // the poll it hits reports it with the right result, and that the next poll
 // (without a restart) reads again.
 func TestFaultsRecover(t *testing.T) {
+	t.Parallel()
 	const timeout = 300 * time.Millisecond
 	tests := []struct {
 		name      string
@@ -189,6 +191,7 @@ func TestFaultsRecover(t *testing.T) {
 // TestRunRecoversWithoutRestart runs the poller on its schedule and throws
 // every fault at it in turn; readings keep coming.
 func TestRunRecoversWithoutRestart(t *testing.T) {
+	t.Parallel()
 	sim, addr := startSim(t, modbussim.TCP, modbussim.XYMD02)
 	dir := t.TempDir()
 	profile := dir + "/fast.yaml"
@@ -251,6 +254,7 @@ func writeFastProfile(t testing.TB, path, interval string) {
 // sensor fault, counted, and not published (the S8's reading carries only
 // its ABC period, read from its own register).
 func TestOutOfRangeNotPublished(t *testing.T) {
+	t.Parallel()
 	sim, addr := startSim(t, modbussim.TCP, modbussim.SenseairS8, modbussim.SDM120)
 	p, reg := newPoller(t, modbus.TCP, addr, time.Second,
 		modbus.DeviceConfig{ID: "co2-1", Profile: "senseair-s8", Slave: 1},
@@ -292,6 +296,7 @@ func TestOutOfRangeNotPublished(t *testing.T) {
 // TestPollsSerializedPerBus: three devices polled every 100 ms on one bus;
 // the simulator (10 ms per reply) never sees two requests at once.
 func TestPollsSerializedPerBus(t *testing.T) {
+	t.Parallel()
 	sim, addr := startSim(t, modbussim.TCP, modbussim.XYMD02, modbussim.XYMD02, modbussim.XYMD02)
 	sim.SetServiceTime(10 * time.Millisecond)
 	profile := t.TempDir() + "/fast.yaml"
@@ -319,6 +324,7 @@ func TestPollsSerializedPerBus(t *testing.T) {
 // TestSimulatorCountsConcurrency shows that the serialization test can
 // fail: three buses to the same server do overlap.
 func TestSimulatorCountsConcurrency(t *testing.T) {
+	t.Parallel()
 	sim, addr := startSim(t, modbussim.TCP, modbussim.XYMD02, modbussim.XYMD02, modbussim.XYMD02)
 	sim.SetServiceTime(50 * time.Millisecond)
 	var buses []modbus.BusConfig
@@ -339,6 +345,7 @@ func TestSimulatorCountsConcurrency(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	t.Parallel()
 	c := modbus.Config{Buses: []modbus.BusConfig{
 		{Transport: "udp", Devices: []modbus.DeviceConfig{{ID: "a b", Profile: ""}}},
 		{Transport: modbus.RTU, Serial: modbus.SerialConfig{Parity: "X"}, Devices: []modbus.DeviceConfig{{ID: "x", Profile: "xy-md02", Slave: 1}, {ID: "y", Profile: "xy-md02", Slave: 1}}},

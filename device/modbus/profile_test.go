@@ -10,6 +10,7 @@ import (
 )
 
 func TestShippedProfiles(t *testing.T) {
+	t.Parallel()
 	want := map[string][]string{
 		"xy-md02":     {"room_temp_c", "humidity_pct"},
 		"senseair-s8": {"co2_ppm", "abc_period_h"},
@@ -59,6 +60,7 @@ registers:
 `
 
 func TestParseProfile(t *testing.T) {
+	t.Parallel()
 	p, err := modbus.ParseProfile(strings.NewReader(goodProfile))
 	if err != nil {
 		t.Fatal(err)

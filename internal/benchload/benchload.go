@@ -1,5 +1,5 @@
 // Package benchload is the load generator and process meter of
-// `eldercare bench ingest`: it starts a Mosquitto that drops nothing,
+// `eldercare-bench ingest` (cmd/eldercare-bench): it starts a Mosquitto that drops nothing,
 // publishes protocol-v1 telemetry from many simulated devices at QoS 1, and
 // reads a child process's CPU time and peak RSS from /proc (Linux only).
 package benchload

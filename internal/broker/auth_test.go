@@ -92,6 +92,7 @@ func connect(t *testing.T, o mqttconn.Options) (paho.Client, error) {
 
 // TestAuthConnect: bad credentials are refused at CONNECT.
 func TestAuthConnect(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	b := startAuthBroker(t, "", reg, nil)
 	for _, c := range []struct {
@@ -155,6 +156,7 @@ func prometheusCounter(t *testing.T, reg *prometheus.Registry, name string) prom
 // publish outside its topics never reaches a subscriber, and a wildcard
 // subscription is refused.
 func TestACL(t *testing.T) {
+	t.Parallel()
 	root := testenv.TopicRoot(t)
 	reg := prometheus.NewRegistry()
 	b := startAuthBroker(t, root, reg, nil)
@@ -268,6 +270,7 @@ func TestACL(t *testing.T) {
 // TestOpenBrokerUnchanged: without Auth the broker admits anonymous
 // clients, as "eldercare up" always did.
 func TestOpenBrokerUnchanged(t *testing.T) {
+	t.Parallel()
 	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -316,6 +319,7 @@ func writeCA(t *testing.T) (caFile string, server *tls.Config) {
 // TestTLSUplink: a gateway connects over TLS with the CA the user provides,
 // and with its own credentials.
 func TestTLSUplink(t *testing.T) {
+	t.Parallel()
 	caFile, srvTLS := writeCA(t)
 	b := startAuthBroker(t, "", nil, srvTLS)
 	if b.TLSURL() == "" {

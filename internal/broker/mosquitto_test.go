@@ -23,6 +23,7 @@ import (
 // `mosquitto -c`: the gateway's allowed publishes arrive, a forbidden one is
 // dropped, and a bad password is refused.
 func TestMosquittoExport(t *testing.T) {
+	t.Parallel()
 	root := testenv.TopicRoot(t)
 	ctx := context.Background()
 	lookup := accounts(t)
@@ -118,6 +119,7 @@ func TestMosquittoExport(t *testing.T) {
 }
 
 func TestMosquittoFilesErrors(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name string
 		acc  broker.Account
@@ -143,12 +145,10 @@ func TestMosquittoFilesErrors(t *testing.T) {
 // gateway publishes meanwhile reaches it; the services' shared
 // subscription is allowed.
 func TestMosquittoDynsecBindsClientIDs(t *testing.T) {
+	t.Parallel()
 	plugin := "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 	if _, err := os.Stat(plugin); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mosquitto's dynamic security plugin is missing: %v", err)
-		}
-		t.Skipf("mosquitto's dynamic security plugin is missing: %v", err)
+		testenv.Unavailable(t, "mosquitto's dynamic security plugin is missing: %v", err)
 	}
 	root := testenv.TopicRoot(t)
 	ctx := context.Background()

@@ -22,6 +22,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // The buckets of the store file.
@@ -91,7 +92,7 @@ type journalEntry struct {
 // kernel keeps what was written) but not a power loss.
 func openStore(path string, noSync bool, log *slog.Logger) (*storeHook, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second, NoSync: noSync, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
-	if errors.Is(err, bbolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("broker store %s is locked: is another eldercare up using this data directory?", path)
 	}
 	if err != nil {

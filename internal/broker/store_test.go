@@ -43,22 +43,12 @@ func (c *collector) count() int {
 	return len(c.got)
 }
 
-func waitUntil(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestStoreKeepsSessionsAcrossRestart: a persistent subscriber that is away
 // while 200 QoS 1 messages arrive gets every one of them after the broker
 // was stopped and started again on the same store file; its subscription
 // and a retained message come back too.
 func TestStoreKeepsSessionsAcrossRestart(t *testing.T) {
+	t.Parallel()
 	root := testenv.TopicRoot(t)
 	store := filepath.Join(t.TempDir(), "store.db")
 	start := func() *broker.Broker {
@@ -106,7 +96,7 @@ func TestStoreKeepsSessionsAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Disconnect(0)
-	waitUntil(t, 20*time.Second, fmt.Sprintf("%d queued messages after the restart", n+1), func() bool { return got.count() >= n+1 })
+	testenv.EventuallyTrue(t, 20*time.Second, fmt.Sprintf("%d queued messages after the restart", n+1), func() bool { return got.count() >= n+1 })
 	for i := range n {
 		if got.got[fmt.Sprint(i)] == 0 {
 			t.Errorf("message %d lost across the restart", i)
@@ -122,7 +112,7 @@ func TestStoreKeepsSessionsAcrossRestart(t *testing.T) {
 	if err := mqttconn.Wait(ctx, c2.Subscribe(root+"/v1/s1/d1/status", 1, ret.handler), 5*time.Second, "subscribe"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "the retained status after the restart", func() bool { return ret.count() == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "the retained status after the restart", func() bool { return ret.count() == 1 })
 }
 
 // TestStoreJournalReplay: a message the broker acknowledged but had not yet
@@ -131,6 +121,7 @@ func TestStoreKeepsSessionsAcrossRestart(t *testing.T) {
 // it) is published again at the next start and reaches the persistent
 // subscriber.
 func TestStoreJournalReplay(t *testing.T) {
+	t.Parallel()
 	root := testenv.TopicRoot(t)
 	store := filepath.Join(t.TempDir(), "store.db")
 	ctx := context.Background()
@@ -174,7 +165,7 @@ func TestStoreJournalReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Disconnect(0)
-	waitUntil(t, 10*time.Second, "the journalled fall", func() bool { return got.count() == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "the journalled fall", func() bool { return got.count() == 1 })
 	if got.got["fall"] != 1 {
 		t.Errorf("got %v, want the journalled fall", got.got)
 	}
@@ -189,6 +180,7 @@ func TestStoreJournalReplay(t *testing.T) {
 // TestStoreLocked: a second broker on the same store file (a second "up"
 // on one data directory) is refused with a clear error.
 func TestStoreLocked(t *testing.T) {
+	t.Parallel()
 	store := filepath.Join(t.TempDir(), "store.db")
 	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: quietLog, StorePath: store})
 	if err != nil {
@@ -208,6 +200,7 @@ func TestStoreLocked(t *testing.T) {
 // are counted, and the limit within the window is signalled once as a
 // client_takeover event that passes the protocol's event validation.
 func TestTakeoverSignal(t *testing.T) {
+	t.Parallel()
 	root := testenv.TopicRoot(t)
 	reg := prometheus.NewRegistry()
 	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: quietLog, Root: root, Registerer: reg,
@@ -237,7 +230,7 @@ func TestTakeoverSignal(t *testing.T) {
 		}
 		defer c.Disconnect(0)
 	}
-	waitUntil(t, 10*time.Second, "3 takeovers counted", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "3 takeovers counted", func() bool {
 		return testutil.ToFloat64(prometheusCounter(t, reg, "eldercare_broker_session_takeovers_total")) >= 3
 	})
 	var m paho.Message
@@ -271,6 +264,7 @@ func TestTakeoverSignal(t *testing.T) {
 // session keeps receiving: a fall published meanwhile by the legitimate
 // gateway reaches it.
 func TestClientIDBound(t *testing.T) {
+	t.Parallel()
 	root := testenv.TopicRoot(t)
 	reg := prometheus.NewRegistry()
 	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: quietLog, Root: root, Registerer: reg,

@@ -33,6 +33,7 @@ func (c *fakeClock) add(d time.Duration) {
 // checks, then growing delays; the right password waits too, another
 // account from the same address does not; the delay passes.
 func TestPasswordGuessThrottle(t *testing.T) {
+	t.Parallel()
 	clock := &fakeClock{t: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)}
 	reg := prometheus.NewRegistry()
 	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg,
@@ -107,6 +108,7 @@ func TestPasswordGuessThrottle(t *testing.T) {
 // "$7$" (101 PBKDF2 iterations) gets an argon2id hash at its next
 // successful CONNECT (Auth.Rehash), which then admits it.
 func TestRehashOnConnect(t *testing.T) {
+	t.Parallel()
 	const pass = "gateway-secret-0123"
 	old, err := registry.HashPassword(pass)
 	if err != nil {

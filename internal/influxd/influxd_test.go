@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eldercare-iot/eldercare/internal/testenv"
+
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 
 	"github.com/eldercare-iot/eldercare/internal/influxd"
@@ -20,13 +22,9 @@ import (
 // binary returns the influxd binary, skipping the test when it is missing (failing under CI, which must have it).
 func binary(t *testing.T) string {
 	t.Helper()
+	testenv.NeedsServer(t, "InfluxDB (influxd)")
 	bin, err := influxd.Find()
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	testenv.RequireOrSkip(t, err, "influxd")
 	return bin
 }
 

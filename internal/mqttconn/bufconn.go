@@ -246,8 +246,15 @@ func (b *bufferedConn) Close() error {
 // persistent session (MQTT 3.1.1 section 4.4), which is the at-least-once
 // contract. paho's own Message.Ack is used for ws:// connections, where
 // Connect does not own the socket.
+//
+// With Plain set, Connect leaves paho's own connection in place and Ack
+// calls paho's Message.Ack for every message: the plain library path
+// (ingest --plain puback; docs/speed.md).
 type Acker struct {
-	cur atomic.Pointer[bufferedConn]
+	// Plain switches the batched PUBACK writer and the buffered connection
+	// off. Set it before Connect.
+	Plain bool
+	cur   atomic.Pointer[bufferedConn]
 }
 
 // Receipt is what Acker.Ack needs to acknowledge one message.

@@ -39,6 +39,7 @@ func loopback(t *testing.T) (client, server net.Conn) {
 // (one Write is never split by another) and in each writer's order, and
 // Close sends what is still queued before it closes the socket.
 func TestBufferedConnWrites(t *testing.T) {
+	t.Parallel()
 	c, srv := loopback(t)
 	b := newBufferedConn(c, 0)
 	const writers, each = 4, 5000
@@ -83,6 +84,7 @@ func TestBufferedConnWrites(t *testing.T) {
 // TestBufferedConnWriteError: once the peer is gone the error comes back
 // from a later Write, and the socket is closed so that a reader notices.
 func TestBufferedConnWriteError(t *testing.T) {
+	t.Parallel()
 	c, srv := loopback(t)
 	b := newBufferedConn(c, 0)
 	srv.Close()
@@ -104,6 +106,7 @@ func TestBufferedConnWriteError(t *testing.T) {
 // TestBufferedConnReadDelay: with a read delay, data written in small
 // pieces arrives complete and in order.
 func TestBufferedConnReadDelay(t *testing.T) {
+	t.Parallel()
 	c, srv := loopback(t)
 	b := newBufferedConn(c, time.Millisecond)
 	defer b.Close()
@@ -133,6 +136,7 @@ func TestBufferedConnReadDelay(t *testing.T) {
 // message's connection, skips QoS 0, and falls back to the message's own
 // Ack without a connection (ws://).
 func TestAckerPUBACKs(t *testing.T) {
+	t.Parallel()
 	c, srv := loopback(t)
 	b := newBufferedConn(c, 0)
 	var a Acker
@@ -180,6 +184,7 @@ func (m testMsg) Ack() {
 // the messages acknowledged through an Acker are not delivered again after
 // a reconnect, and exactly the unacknowledged ones are.
 func TestAckerAgainstMosquitto(t *testing.T) {
+	t.Parallel()
 	url := testenv.OwnMosquitto(t, "max_inflight_messages 0")
 	ctx := context.Background()
 	const n = 1000

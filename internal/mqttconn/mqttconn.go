@@ -170,13 +170,16 @@ func Connect(ctx context.Context, o Options) (paho.Client, error) {
 	if o.Store != nil {
 		opts.SetStore(o.Store)
 	}
+	plain := o.Acker != nil && o.Acker.Plain
 	switch u.Scheme {
 	case "tcp", "ssl":
-		// Buffered reads and coalesced writes (bufconn.go); ws:// keeps
-		// paho's own dialler.
-		opts.SetCustomOpenConnectionFn(openBuffered(o.Acker, o.ReadDelay))
+		// Buffered reads and coalesced writes (bufconn.go); ws:// and a
+		// plain Acker keep paho's own dialler.
+		if !plain {
+			opts.SetCustomOpenConnectionFn(openBuffered(o.Acker, o.ReadDelay))
+		}
 	}
-	if o.Acker != nil {
+	if o.Acker != nil && !plain {
 		// The acker writes PUBACKs itself, past paho's store.
 		opts.SetStore(NoStore{})
 	}

@@ -13,9 +13,11 @@ import (
 // stops it in t.Cleanup. Use it when the test must stop InfluxDB itself (an outage); otherwise use Influx.
 // Flux start-up makes each call cost a few seconds of CPU, so start one per test that needs isolation, not per case.
 //
-// It skips the test when the influxd binary is missing (with the install command), or fails it under CI.
+// It skips the test when the influxd binary is missing (with the install command), or fails it under CI, and
+// under -short.
 func InfluxServer(t testing.TB) *influxd.Server {
 	t.Helper()
+	NeedsServer(t, "InfluxDB (influxd)")
 	bin, err := influxd.Find()
 	if err != nil {
 		unavailable(t, "%v", err)

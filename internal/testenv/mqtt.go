@@ -23,10 +23,11 @@ const MachineBrokerAddr = "127.0.0.1:1883"
 const EnvMosquitto = "ELDERCARE_MOSQUITTO"
 
 // Mosquitto returns the URL of the machine's broker, tcp://127.0.0.1:1883, if it accepts a TCP connection within 1 s.
-// Otherwise it skips the test (fails it under CI). The broker is shared: use TopicRoot and ClientID to keep tests
+// Otherwise it skips the test (fails it under CI). It skips under -short. The broker is shared: use TopicRoot and ClientID to keep tests
 // apart, and OwnMosquitto for tests that count losses, load it or restart it.
 func Mosquitto(t testing.TB) (url string) {
 	t.Helper()
+	NeedsServer(t, "the machine's Mosquitto")
 	c, err := net.DialTimeout("tcp", MachineBrokerAddr, time.Second)
 	if err != nil {
 		unavailable(t, "no MQTT broker at %s (%v); install and start mosquitto", MachineBrokerAddr, err)
@@ -77,9 +78,10 @@ type Broker struct {
 // StartMosquitto starts `mosquitto -c <conf>` on a free port on 127.0.0.1 with a config that never drops messages
 // (see mosquittoConf) plus the lines in extraConf, waits until it answers an MQTT CONNECT, and stops it in t.Cleanup.
 // It skips the test when the mosquitto binary is missing ($ELDERCARE_MOSQUITTO, $PATH, /usr/sbin), or fails it
-// under CI.
+// under CI, and under -short.
 func StartMosquitto(t testing.TB, extraConf ...string) *Broker {
 	t.Helper()
+	NeedsServer(t, "Mosquitto")
 	bin, err := findMosquitto()
 	if err != nil {
 		unavailable(t, "%v", err)

@@ -256,3 +256,38 @@ func TestInfluxDB(t *testing.T) {
 		t.Fatalf("write into created database: %v", err)
 	}
 }
+
+func TestNowPinned(t *testing.T) {
+	t.Setenv(NowEnv, "2026-12-07T00:30:00Z")
+	got := Now()
+	pin := time.Date(2026, 12, 7, 0, 30, 0, 0, time.UTC)
+	if got.Before(pin) || got.Sub(pin) > time.Since(started)+time.Second {
+		t.Errorf("Now() = %v, want the pin %v plus the test binary's run time", got, pin)
+	}
+	if got.Weekday() != time.Monday {
+		t.Errorf("weekday %v", got.Weekday())
+	}
+	t.Setenv(NowEnv, "")
+	if d := time.Since(Now()); d < 0 || d > time.Second {
+		t.Errorf("unpinned Now() is %v from the wall clock", d)
+	}
+}
+
+func TestEventually(t *testing.T) {
+	t.Parallel()
+	n := 0
+	Eventually(t, 5*time.Second, func() string {
+		if n++; n < 3 {
+			return "not yet"
+		}
+		return ""
+	})
+	if n != 3 {
+		t.Errorf("cond asked %d times, want 3", n)
+	}
+	r := &recordingTB{TB: t}
+	EventuallyTrue(r, 50*time.Millisecond, "never", func() bool { return false })
+	if !strings.Contains(r.fatal, "never") {
+		t.Errorf("fatal %q, want it to name the condition", r.fatal)
+	}
+}

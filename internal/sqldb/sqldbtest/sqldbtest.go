@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eldercare-iot/eldercare/internal/testenv"
+
 	_ "github.com/jackc/pgx/v5/stdlib" // registers driver "pgx"
 )
 
@@ -40,9 +42,11 @@ func SQLiteDSN(t testing.TB) string {
 // PostgresDSN creates a schema named t_<random hex> on the test server and
 // returns a DSN whose search_path selects it. The schema is dropped with
 // CASCADE when the test ends. If the server cannot be reached the test is
-// skipped, unless the environment variable CI is set, in which case it fails.
+// skipped, unless the environment variable CI is set, in which case it fails;
+// under -short it is skipped without trying.
 func PostgresDSN(t testing.TB) string {
 	t.Helper()
+	testenv.NeedsServer(t, "PostgreSQL")
 	base := PostgresURL()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -54,10 +58,7 @@ func PostgresDSN(t testing.TB) string {
 		if admin != nil {
 			admin.Close()
 		}
-		if os.Getenv("CI") != "" {
-			t.Fatalf("PostgreSQL at %s unreachable (CI is set): %v", redact(base), err)
-		}
-		t.Skipf("PostgreSQL at %s unreachable: %v", redact(base), err)
+		testenv.Unavailable(t, "PostgreSQL at %s unreachable: %v", redact(base), err)
 	}
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {

@@ -24,15 +24,14 @@ import (
 	"github.com/eldercare-iot/eldercare/internal/influxd"
 )
 
-func newBenchCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "bench", Short: "Benchmarks (loopback only, bounded; not run in CI)"}
+func newBenchIngestCmd() *cobra.Command {
 	ing := &cobra.Command{
 		Use:   "ingest",
 		Short: "Run our ingest, Telegraf and a bare counting subscriber on the same broker and payloads",
-		Long: `bench ingest publishes the same telemetry (QoS 1, --devices simulated
+		Long: `ingest publishes the same telemetry (QoS 1, --devices simulated
 device ids) to a fresh Mosquitto that drops nothing, once per contender, and
 measures how fast each stores it: a bare counting subscriber (the broker's
-delivery ceiling), our ingest (this binary, as a child process) and Telegraf
+delivery ceiling), our ingest (eldercare ingest, as a child process; --eldercare-bin) and Telegraf
 (mqtt_consumer with json_v2 into outputs.influxdb_v2, as a child process),
 each into a fresh influxd; and, as the other bound, the same readings
 written straight into a fresh influxd as line protocol (no MQTT; batches of
@@ -61,13 +60,11 @@ Everything listens on 127.0.0.1.`,
 	f.String("cpu-profile", "", "write a Go CPU profile of our ingest child to this file, one per phase with the phase's readings per message appended (default none: no profiling)")
 	f.String("only", "", "run only these contenders, comma-separated: ceiling, ours, plain (ours on a plain subscription), base (ours with --base-bin and --base-args), up, telegraf, influxdb (default ceiling, ours, telegraf, influxdb)")
 	f.String("ours-args", "", "extra flags for our ingest child, space-separated (e.g. \"--shared-subscription=false --writers 1\"; default none)")
-	f.String("base-bin", "", "eldercare binary of contender base: our ingest as built from another commit, for before/after runs side by side (default this binary)")
+	f.String("eldercare-bin", "", "the eldercare binary whose ingest and up are measured (default: eldercare next to this binary, else on the PATH)")
+	f.String("base-bin", "", "eldercare binary of contender base: our ingest as built from another commit, for before/after runs side by side (default --eldercare-bin)")
 	f.String("base-args", "", "extra flags for contender base after --ours-args, space-separated (default none)")
 	f.String("up-args", "", "extra flags for the up child of contender up, space-separated (default none)")
-	cmd.AddCommand(ing)
-	cmd.AddCommand(newBenchAlertingCmd())
-	cmd.AddCommand(newBenchSSECmd())
-	return cmd
+	return ing
 }
 
 type benchResult struct {
@@ -104,7 +101,7 @@ func runBenchIngest(cmd *cobra.Command, _ []string) error {
 			return fmt.Errorf("--telegraf %s: %w (build it with: go install -tags \"custom,inputs.mqtt_consumer,outputs.influxdb_v2,parsers.json_v2\" github.com/influxdata/telegraf/cmd/telegraf@v1.37.2 && cp $(go env GOPATH)/bin/telegraf $(go env GOPATH)/bin/telegraf-eldercare)", tg, err)
 		}
 	}
-	self, err := os.Executable()
+	self, err := eldercareBin(s)
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ func newBenchAlertingCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "alerting",
 		Short: "Measure fall event published -> first notification at a webhook, under telemetry load",
-		Long: `bench alerting runs the alerting service (this process: embedded MQTT broker
+		Long: `alerting runs the alerting service (this process: embedded MQTT broker
 or --mqtt, a fresh SQLite alert store in a temporary directory, a webhook
 receiver on 127.0.0.1) while a load client publishes --rate readings/s of
 normal vitals (QoS 1, one reading per message, over --devices devices), and
@@ -74,7 +74,7 @@ func runBenchAlerting(cmd *cobra.Command, _ []string) error {
 	defer cancel()
 	dur, falls, rate, devices := s.Duration("duration"), s.Int("falls"), s.Int("rate"), s.Int("devices")
 	if dur <= 0 || falls <= 0 || rate < 0 || devices <= 0 {
-		return errors.New("bench alerting: --duration, --falls and --devices must be positive, --rate not negative")
+		return errors.New("alerting: --duration, --falls and --devices must be positive, --rate not negative")
 	}
 	quiet := slog.New(slog.DiscardHandler)
 	hog, err := startCPUHog(ctx, s.Int("cpu-hog"), s.String("cpu-hog-mode"))

@@ -40,7 +40,7 @@ func newBenchSSECmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sse",
 		Short: "Measure the dashboard's live feed with many SSE clients: latency, RSS, abrupt drops",
-		Long: `bench sse runs the dashboard in this process (embedded MQTT broker on a
+		Long: `sse runs the dashboard in this process (embedded MQTT broker on a
 free loopback port, a fresh SQLite store in a temporary directory, one admin
 account) and connects --clients SSE clients to /events from two child
 processes (half each), all logged in with one session. It then publishes
@@ -464,7 +464,7 @@ type sseChild struct {
 // startSSEChild starts a child process with n clients and waits until all
 // of them read the stream's first line.
 func startSSEChild(ctx context.Context, self, url, cookie string, n int, recv chan<- sseRecv) (*sseChild, error) {
-	cmd := exec.Command(self, "bench", "sse", "--child-url", url, "--child-cookie", cookie, "--child-clients", strconv.Itoa(n))
+	cmd := exec.Command(self, "sse", "--child-url", url, "--child-cookie", cookie, "--child-clients", strconv.Itoa(n))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
