@@ -347,7 +347,6 @@ func TestNoActivityKasteren(t *testing.T) {
 		}
 	}
 	days := map[string]bool{}
-	var lines []string
 	for _, al := range alerts {
 		quietFrom := al.since
 		dayStart, _ := DefaultAbsence.Day.StartOf(al.at, loc)
@@ -368,7 +367,6 @@ func TestNoActivityKasteren(t *testing.T) {
 		}
 		days[al.at.Format("2006-01-02")] = true
 		line := fmt.Sprintf("%s (quiet since %s): %s", al.at.Format("Mon 2006-01-02 15:04"), al.since.Format("01-02 15:04"), strings.Join(doing, ", "))
-		lines = append(lines, line)
 		t.Log(line)
 		if !covered {
 			t.Errorf("alert %s: not inside a leave-house or go-to-bed annotation covering the quiet period", line)

@@ -17,15 +17,10 @@ const (
 	chartGap              = 2 * time.Minute // a longer gap breaks the line
 )
 
-// lineChart renders pts in [from, to] as an inline SVG line chart with the
-// value range on the y axis and the time range (in loc) on the x axis.
-// Only numbers and escaped text go into the markup.
-func lineChart(title string, pts []Point, from, to time.Time, loc *time.Location) template.HTML {
-	return lineChartIn(LangEN, title, pts, from, to, loc, chartGap)
-}
-
-// lineChartIn is lineChart with the empty-chart text in lang and a line
-// broken at gaps longer than gap.
+// lineChartIn renders pts in [from, to] as an inline SVG line chart with
+// the value range on the y axis and the time range (in loc) on the x axis,
+// the empty-chart text in lang and the line broken at gaps longer than
+// gap. Only numbers and escaped text go into the markup.
 func lineChartIn(lang, title string, pts []Point, from, to time.Time, loc *time.Location, gap time.Duration) template.HTML {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %.0f %.0f" role="img" aria-label="%s" preserveAspectRatio="none">`, chartW, chartH, html.EscapeString(title))

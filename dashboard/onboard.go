@@ -74,9 +74,6 @@ func (s *Server) onboardRoutes(web fiber.Router) {
 	web.Post("/residents/:id/command", requireRole(RoleAdmin, RoleManager, RoleNurseLead, RoleCaregiver), s.scopeResident, s.residentCommand)
 }
 
-// onboardKinds are the forms of the page, in page order.
-var onboardKinds = []string{"adopt", "device", "gateway", "site", "room", "bed", "resident", "card", "retire"}
-
 // onboardFields are the form fields read per kind.
 var onboardFields = map[string][]string{
 	"device":   {"id", "site", "kind", "name", "name_zh", "name_en", "bed", "gateway", "power", "report_interval", "resident"},

@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"errors"
 	"fmt"
 	"html/template"
 	"math"
@@ -76,18 +75,6 @@ func (e formErrors) add(field, msg string) {
 	if _, ok := e[field]; !ok {
 		e[field] = msg
 	}
-}
-
-// err joins the messages, for logs and tests; nil when there are none.
-func (e formErrors) err() error {
-	if len(e) == 0 {
-		return nil
-	}
-	var errs []error
-	for k, v := range e {
-		errs = append(errs, fmt.Errorf("%s: %s", k, v))
-	}
-	return errors.Join(errs...)
 }
 
 // actorOf is the name written to the alert history for the logged-in user.

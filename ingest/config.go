@@ -374,6 +374,7 @@ func (c Config) Validate() error {
 	}
 	for _, p := range c.Plain {
 		if !slices.Contains(PlainPaths, p) {
+			//lint:ignore ST1005 the message starts with the name of the Config field at fault
 			errs = append(errs, fmt.Errorf("Plain %q: not one of %s", p, strings.Join(PlainPaths, ", ")))
 		}
 	}

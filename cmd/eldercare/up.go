@@ -70,7 +70,7 @@ func newUpCmd() *cobra.Command {
 	f.Bool("demo", false, "also run the demo care station: 6 beds replaying recordings, and create demo dashboard accounts (one per role) into DATA/demo-accounts.txt when there are none")
 	f.String("recordings", "", "recordings for the demo (default $ELDERCARE_REALDATA, else ../shared/data beside the repository)")
 	addAlertingFlags(f)
-	addIngestFlags(f) // ingestflags.go: the ingest role's pipeline, retention and dead-letter flags
+	addIngestFlags(f)    // ingestflags.go: the ingest role's pipeline, retention and dead-letter flags
 	dashboardWebFlags(f) // dashboard.go: cookies, trusted proxies, the resident map
 	f.Float64("speed", 1, "demo replay speed, 1 = real time (0.1 to 1000)")
 	return cmd

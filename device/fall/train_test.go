@@ -738,13 +738,6 @@ func subjectsOf(trials []trialFeat) []string {
 	return out
 }
 
-// trainModel is the full training procedure: fit on trials; boosting
-// length and threshold by an inner leave-one-subject-out (chooseInner).
-func trainModel(trials []trialFeat) Model {
-	m, _ := trainModelNamed(trials)
-	return m
-}
-
 // trainModelNamed is trainModel that also names the chosen variant.
 func trainModelNamed(trials []trialFeat) (Model, string) {
 	c := chooseInner(trials)
