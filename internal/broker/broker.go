@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,6 +72,10 @@ type Broker struct {
 	addr    net.Addr
 	tlsAddr net.Addr
 	store   *storeHook
+	log     *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
 	// Replayed is how many journalled messages (acknowledged before the
 	// last stop but not yet queued for subscribers) were published again
 	// at start.
@@ -177,7 +182,7 @@ func Start(cfg Config) (*Broker, error) {
 	if err := srv.Serve(); err != nil {
 		return fail(fmt.Errorf("embedded broker: %w", err))
 	}
-	b := &Broker{srv: srv, addr: addr, tlsAddr: tlsAddr, store: store}
+	b := &Broker{srv: srv, addr: addr, tlsAddr: tlsAddr, store: store, log: log}
 	if store != nil {
 		n, err := store.replayJournal(srv)
 		if err != nil {
@@ -229,13 +234,36 @@ func (b *Broker) Run(ctx context.Context) error {
 	return b.Close()
 }
 
-// Close stops the broker. It is safe to call more than once.
+// CloseTimeout bounds Close: mochi-mqtt v2.7.9's Server.Close waits for
+// every client goroutine, and one stuck while its client is deleted never
+// returns (mochi-mqtt/server#488, unreleased fix #489).
+var CloseTimeout = 10 * time.Second
+
+// Close stops the broker: listeners, clients, then the store. It is safe
+// to call more than once. When the clients have not stopped after
+// CloseTimeout it closes the store itself (so the journal is flushed and
+// the file released), logs the hang and returns an error saying so.
 func (b *Broker) Close() error {
-	err := b.srv.Close()
-	if errors.Is(err, net.ErrClosed) {
-		return nil
-	}
-	return err
+	b.closeOnce.Do(func() {
+		done := make(chan error, 1)
+		go func() { done <- b.srv.Close() }()
+		select {
+		case err := <-done:
+			if errors.Is(err, net.ErrClosed) {
+				err = nil
+			}
+			b.closeErr = err
+		case <-time.After(CloseTimeout):
+			if b.store != nil {
+				if err := b.store.Stop(); err != nil {
+					b.log.Error("embedded broker: close store", "err", err)
+				}
+			}
+			b.closeErr = fmt.Errorf("embedded broker: clients did not stop within %s of shutdown (mochi-mqtt/server#488); store closed, continuing", CloseTimeout)
+			b.log.Error(b.closeErr.Error())
+		}
+	})
+	return b.closeErr
 }
 
 // minLevel drops records below min.
