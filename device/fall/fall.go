@@ -240,13 +240,11 @@ func (d *Detector) SetTrace(fn func(Candidate)) { d.trace = fn }
 func (d *Detector) Dropped() int { return d.dropped }
 
 // UnitError reports, once 5 s of signal have been seen, a stream whose
-// median magnitude over a 5 s block cannot be m/s² (outside
-// [MinMedianMS2, MaxMedianMS2]): a device sending g (≈1.0) or mg (≈1000)
-// instead of m/s². It is nil again after a block in range. While it is set
-// the detector reports no fall (with wrong units its thresholds are
-// meaningless). The range is wide on purpose: vigorous movement in m/s²
-// (jogging: block medians of 14-15 m/s² in WEDA-FALL U06) must never
-// silence the detector.
+// median magnitude over a 5 s block is not about 1 g in m/s² (outside
+// [6.5, 13.5] m/s²): a device sending g (≈1.0) or mg (≈1000) instead of
+// m/s². It is nil again after a block in range. While it is set the
+// detector reports no fall (with wrong units its thresholds are
+// meaningless).
 func (d *Detector) UnitError() error { return d.units.err }
 
 // Push feeds one sample and returns a fall when one is confirmed (about
@@ -591,7 +589,7 @@ func (u *unitCheck) add(v float64) {
 	}
 	u.n = 0
 	med := median(u.block[:])
-	if med < MinMedianMS2 || med > MaxMedianMS2 {
+	if med < 6.5 || med > 13.5 {
 		u.err = unitError(med)
 	} else {
 		u.err = nil

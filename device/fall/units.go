@@ -17,18 +17,9 @@ const (
 	G   Unit = "g"
 )
 
-// Bounds of a median acceleration magnitude that can be m/s² (1 g at rest
-// is 9.81; a 5 s block of jogging reaches about 15). Below MinMedianMS2 a
-// stream is read as g (a median of 3 g sustained for 5 s is not human
-// movement); above MaxMedianMS2 as mg.
-const (
-	MinMedianMS2 = 3.0
-	MaxMedianMS2 = 60.0
-)
-
 // NormalizeUnits checks the unit of a recording by its median magnitude
-// (at rest and on average a wrist reads 1 g): within [MinMedianMS2,
-// MaxMedianMS2] it is m/s² and returned as is; about 1 ([0.65, 1.4]) is g and returned
+// (at rest and on average a wrist reads 1 g): about 9.8 ([6.5, 13.5]) is
+// m/s² and returned as is; about 1 ([0.65, 1.4]) is g and returned
 // converted to m/s² (× StandardGravity, in a new slice). Anything else is
 // refused with an error that gives the median found. An empty recording is
 // an error.
@@ -43,7 +34,7 @@ func NormalizeUnits(samples []Sample) ([]Sample, Unit, error) {
 	slices.Sort(m)
 	med := m[len(m)/2]
 	switch {
-	case med >= MinMedianMS2 && med <= MaxMedianMS2:
+	case med >= 6.5 && med <= 13.5:
 		return samples, MS2, nil
 	case med >= 0.65 && med <= 1.4:
 		out := make([]Sample, len(samples))
