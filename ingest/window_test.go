@@ -60,9 +60,14 @@ func TestDeadLetterStoreOutage(t *testing.T) {
 		}
 		return ""
 	})
-	if v := testutil.ToFloat64(h.svc.m.inFlight); v != window {
-		t.Errorf("in_flight = %v while the store fails, want the %d refused messages held", v, window)
-	}
+	// All five arrive (the first failure is seen as soon as one has) and
+	// stay held while the store fails.
+	testenv.Eventually(t, 10*time.Second, func() string {
+		if v := testutil.ToFloat64(h.svc.m.inFlight); v != window {
+			return fmt.Sprintf("in_flight = %v while the store fails, want the %d refused messages held", v, window)
+		}
+		return ""
+	})
 	now := testenv.Now()
 	const good = 20
 	for i := range good {
