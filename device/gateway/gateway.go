@@ -99,6 +99,9 @@ type Gateway struct {
 	connAt    time.Time              // time of the last onConnect
 	booted    bool                   // the boot status went out on this connection
 	active    map[string]ActiveAlarm // local alarms held until call_acknowledged (localalarm.go)
+	// alarmMu orders the changes of active with their records in the
+	// AlarmStore (held before mu, never under it).
+	alarmMu sync.Mutex
 
 	m metrics
 }
@@ -150,6 +153,7 @@ func New(cfg Config, sp Spool, reg prometheus.Registerer, log *slog.Logger) (*Ga
 		g.devices[d.ID] = &devState{Device: d, last: g.started}
 		g.order = append(g.order, d.ID)
 	}
+	g.restoreAlarms() // localalarm.go
 	g.m = metrics{
 		connected: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "eldercare_gateway_uplink_connected", Help: "1 while the MQTT uplink to the platform is connected."}, func() float64 {
 			if g.client() != nil {
