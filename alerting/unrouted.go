@@ -35,14 +35,16 @@ func unroutedDevice(policy string, step int) string {
 }
 
 // raiseUnrouted runs in the transaction of the escalation step info of
-// alert a that resolved to nobody: it counts the step
-// (eldercare_alerting_unrouted_steps_total) and opens the site's
+// alert a that resolved to nobody: it counts the step once the transaction
+// commits (eldercare_alerting_unrouted_steps_total) and opens the site's
 // escalation_unrouted alert of that policy and step, or adds a repeat to
 // the open one. It reports whether a notification was queued.
 func (m *Manager) raiseUnrouted(ctx context.Context, tx *sql.Tx, s Settings, a Alert, info *Escalation, now time.Time) (bool, error) {
-	if sm := m.metrics.Load(); sm != nil && sm.unrouted != nil {
-		sm.unrouted.Inc()
-	}
+	m.onCommit(tx, func() { // a rolled-back attempt is retried: count the step once
+		if sm := m.metrics.Load(); sm != nil && sm.unrouted != nil {
+			sm.unrouted.Inc()
+		}
+	})
 	dev := unroutedDevice(info.Policy, info.Step)
 	key := "site:" + a.Site + ":" + dev + ":" + TypeEscalationUnrouted
 	nowMS := now.UnixMilli()
