@@ -113,6 +113,7 @@ type commander struct {
 	visitsSince  time.Time
 	doors        map[string]*doorState // contact device -> state (doors.go)
 	unknown      *unknownTracker       // devices heard but not registered (unknown.go)
+	swept        time.Time             // last expireCommands (commandqueue.go)
 }
 
 func newCommander(c CommandConfig) *commander {
