@@ -113,18 +113,24 @@ func (g *Gateway) LocalAlarms() []ActiveAlarm {
 }
 
 // callAcknowledged clears the local alarm of dev (every device's when dev
-// is the gateway itself) and announces each cleared alarm on the local
-// alarm topic with reason "call_acknowledged". It returns how many it
-// cleared.
+// is the gateway itself) held since before the command's ts (plus
+// CallAckSkew), and announces each cleared alarm on the local alarm topic
+// with reason "call_acknowledged". It returns how many it cleared.
 func (g *Gateway) callAcknowledged(dev string, cmd device.Command) int {
 	g.alarmMu.Lock()
 	g.mu.Lock()
 	var cleared []ActiveAlarm
+	var kept []ActiveAlarm
 	for id, a := range g.active {
-		if id == dev || dev == g.cfg.ID {
-			cleared = append(cleared, a)
-			delete(g.active, id)
+		if id != dev && dev != g.cfg.ID {
+			continue
 		}
+		if cmd.TS > 0 && a.Since.After(time.UnixMilli(cmd.TS).Add(CallAckSkew)) {
+			kept = append(kept, a) // raised after the acknowledgement: a new call
+			continue
+		}
+		cleared = append(cleared, a)
+		delete(g.active, id)
 	}
 	c := g.local
 	if len(cleared) > 0 {
@@ -144,6 +150,10 @@ func (g *Gateway) callAcknowledged(dev string, cmd device.Command) int {
 	if len(cleared) > 0 {
 		g.signal()
 	}
+	for _, a := range kept {
+		g.log.Warn("local alarm kept: it was raised after the acknowledgement this call_acknowledged carries",
+			"device", a.Device, "type", a.Type, "since", a.Since, "command", cmd.ID, "command_ts", time.UnixMilli(cmd.TS).UTC())
+	}
 	for _, a := range cleared {
 		by, _ := cmd.Params["by"].(string)
 		g.log.Info("local alarm cleared: help is coming", "device", a.Device, "type", a.Type, "by", by, "command", cmd.ID,
@@ -162,6 +172,13 @@ func (g *Gateway) callAcknowledged(dev string, cmd device.Command) int {
 	}
 	return len(cleared)
 }
+
+// CallAckSkew is how much later than a call_acknowledged command's ts
+// (platform time) a local alarm may have been taken (gateway time) and
+// still be cleared by it: room for the two clocks to differ. An alarm taken
+// later is a new call the command does not acknowledge (a stale or
+// redelivered command, one that waited out an uplink outage): it stays.
+const CallAckSkew = time.Minute
 
 // ReasonCallAcknowledged is the LocalAlarm reason of a local alarm that
 // cleared because the platform acknowledged the call (help is coming).

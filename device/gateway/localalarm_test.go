@@ -66,3 +66,49 @@ func TestLocalAlarmSurvivesRestart(t *testing.T) {
 		t.Fatalf("held after an acknowledgement and a restart: %+v, want none", got)
 	}
 }
+
+// TestLateCallAcknowledged: the uplink was down past the call_acknowledged
+// command's expiry. The late command still clears the local alarm held
+// from before it (someone did acknowledge the call; before the fix the
+// alarm was held for ever, and with it kept on disk, across restarts too),
+// while the ack says expired (the device does not show "help is coming"
+// late). A call_acknowledged whose ts is older than an alarm by more than
+// CallAckSkew (a new fall after the acknowledged one, then a stale or
+// redelivered command) leaves that alarm held.
+func TestLateCallAcknowledged(t *testing.T) {
+	g := newTestGateway(t, Config{ID: "gw-1", Site: "home-1", MQTTURL: "tcp://127.0.0.1:1",
+		Devices: []Device{{ID: "sos-2", Kind: device.SOSButton}}})
+	now := tbase
+	g.now = func() time.Time { return now }
+	g.holdAlarm("sos-2", device.EventSOS)
+	ackAt := tbase.Add(40 * time.Second)
+	cmd := device.Command{V: 1, ID: "assure-7", TS: ackAt.UnixMilli(), Device: "sos-2", Action: device.ActionCallAcknowledged,
+		Params: map[string]any{"alert": 7.0, "type": "sos", "by": "nurse"}, Expires: ackAt.Add(10 * time.Minute).UnixMilli()}
+	now = tbase.Add(25 * time.Minute)
+	err := g.execute(context.Background(), "sos-2", cmd, now)
+	if a := device.AckFor(cmd, "sos-2", now, err); a.Status != device.AckRefused || a.Reason != device.ReasonExpired {
+		t.Errorf("late call_acknowledged answered %+v, want refused expired", a)
+	}
+	if got := g.LocalAlarms(); len(got) != 0 {
+		t.Fatalf("held after a late call_acknowledged: %+v, want none", got)
+	}
+
+	// A new SOS at +25 min; then the same acknowledgement again (a
+	// redelivery under a new id, or after the gateway forgot its acks).
+	g.holdAlarm("sos-2", device.EventSOS)
+	cmd.ID = "assure-7-again"
+	now = tbase.Add(26 * time.Minute)
+	g.execute(context.Background(), "sos-2", cmd, now)
+	if got := g.LocalAlarms(); len(got) != 1 || !got[0].Since.Equal(tbase.Add(25*time.Minute)) {
+		t.Fatalf("held after a stale call_acknowledged for an earlier call: %+v, want the new SOS still held", got)
+	}
+	// Its own acknowledgement clears it.
+	ack2 := now.Add(10 * time.Second)
+	cmd = device.Command{V: 1, ID: "assure-8", TS: ack2.UnixMilli(), Device: "sos-2", Action: device.ActionCallAcknowledged,
+		Expires: ack2.Add(10 * time.Minute).UnixMilli()}
+	now = ack2.Add(time.Second)
+	g.execute(context.Background(), "sos-2", cmd, now)
+	if got := g.LocalAlarms(); len(got) != 0 {
+		t.Fatalf("held after its own call_acknowledged: %+v", got)
+	}
+}
