@@ -88,6 +88,16 @@ func (m *Manager) raiseUnrouted(ctx context.Context, tx *sql.Tx, s Settings, a A
 		return false, err
 	}
 	esc := s.operationsInfo(a.Site, info.Policy, now)
+	if len(esc.Recipients) == 0 {
+		// The operations alert reaches nobody either: said in its
+		// timeline and the log, never raised again for itself (no loop).
+		m.log.Error("alerting: the escalation_unrouted alert reaches nobody either: the site has no reachable admin, manager or fallback receiver",
+			"alert", id, "site", a.Site, "policy", info.Policy, "step", info.Step)
+		if err := m.addHistory(ctx, tx, id, nowMS, ActorSystem, ChannelRule, ActionComment, fmt.Sprintf(
+			"operations: this alert reaches nobody either: site %s has no reachable admin or manager recipient and no fallback receiver; it shows on the dashboard and in the webhook only", a.Site)); err != nil {
+			return false, err
+		}
+	}
 	_, err = m.enqueueWith(ctx, tx, id, EventOpened, nowMS, esc)
 	return err == nil, err
 }

@@ -196,3 +196,32 @@ func TestUnroutedCountedOnceCommitted(t *testing.T) {
 		}
 	})
 }
+
+// On SQLite and PostgreSQL: a site with nobody at all (no nurse lead, no
+// manager, no fallback). The unrouted step still opens its operations
+// alert, whose timeline says it reaches nobody either; a second unrouted
+// alert is a repeat, not a new operations alert, and no operations alert
+// is raised about the operations alert (no loop, no storm).
+func TestUnroutedOperationsAlertReachesNobody(t *testing.T) {
+	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		m := openTestManager(t, dsn)
+		s := unroutedSettings()
+		s.Recipients = s.Recipients[:1] // only the lead of another site
+		s.Fallbacks = nil
+		if err := m.ImportSettings(context.Background(), "test", s); err != nil {
+			t.Fatal(err)
+		}
+		openAt(t, m, "res-001", TypeSOS, SeverityCritical)
+		openAt(t, m, "res-002", TypeSOS, SeverityCritical)
+		ops := openAlerts(t, m, TypeEscalationUnrouted)
+		if len(ops) != 1 || ops[0].Repeats != 1 {
+			t.Fatalf("operations alerts %+v: want one, repeated once", ops)
+		}
+		if h := historyText(t, m, ops[0].ID); !strings.Contains(h, "reaches nobody either") {
+			t.Fatalf("operations alert history does not say it reaches nobody:\n%s", h)
+		}
+		if n := len(allAlerts(t, m)); n != 3 {
+			t.Fatalf("%d alerts, want the two SOS and one operations alert", n)
+		}
+	})
+}
