@@ -310,7 +310,10 @@ func (g *Gateway) Event(ctx context.Context, deviceID string, ts time.Time, typ 
 	var err error
 	if e, err = g.spool.AddEvent(ctx, deviceID, ts, typ, attrs); err != nil {
 		if typ == device.EventFall || typ == device.EventSOS {
-			// Not spooled: never lose it quietly.
+			// Not spooled: never lose it quietly. It is held as a local
+			// alarm too (heartbeat, metric): the platform may never hear
+			// of it, so only the gateway shows it.
+			g.holdAlarm(deviceID, typ)
 			g.raiseLocal(spool.Entry{Kind: spool.KindEvent, Device: deviceID, TS: ts.UnixMilli(), Type: typ, Attrs: attrs}, "spool_error")
 		}
 		return fmt.Errorf("gateway %s: %w", g.cfg.ID, err)

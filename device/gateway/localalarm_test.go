@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -110,5 +111,31 @@ func TestLateCallAcknowledged(t *testing.T) {
 	g.execute(context.Background(), "sos-2", cmd, now)
 	if got := g.LocalAlarms(); len(got) != 0 {
 		t.Fatalf("held after its own call_acknowledged: %+v", got)
+	}
+}
+
+// failingSpool refuses every event (a full or broken disk).
+type failingSpool struct{ *spool.Spool }
+
+func (failingSpool) AddEvent(context.Context, string, time.Time, device.EventType, map[string]any) (spool.Entry, error) {
+	return spool.Entry{}, errors.New("disk I/O error")
+}
+
+// TestUnspooledSOSHeldAsLocalAlarm: an SOS the spool cannot take (disk
+// error) is refused to the source and raised on the local alarm path, and
+// also held as an active local alarm, so the gateway's heartbeat and
+// eldercare_gateway_local_alarms_active show it: the platform may never
+// hear of it. Before the fix only a spooled event was held.
+func TestUnspooledSOSHeldAsLocalAlarm(t *testing.T) {
+	cfg := Config{ID: "gw-1", Site: "home-1", MQTTURL: "tcp://127.0.0.1:1", Devices: []Device{{ID: "sos-2", Kind: device.SOSButton}}}
+	g, err := New(cfg, failingSpool{openSpool(t, "", spool.Config{})}, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Event(context.Background(), "sos-2", tbase, device.EventSOS, nil); err == nil {
+		t.Fatal("an unspooled event was accepted")
+	}
+	if got := g.LocalAlarms(); len(got) != 1 || got[0].Device != "sos-2" || got[0].Type != device.EventSOS {
+		t.Fatalf("local alarms %+v, want the unspooled SOS held", got)
 	}
 }
