@@ -362,6 +362,14 @@ func TestDoorContacts(t *testing.T) {
 	}
 	contact("door-1", night.Add(2*time.Minute), device.EventContactClose, "front_door")
 	contact("win-1", night.Add(2*time.Minute), device.EventContactClose, "bedroom_window")
+	// The close must be handled before the clock jumps to the afternoon,
+	// or the door-timeout tick would see the door open since 23:31.
+	eventually(t, 10*time.Second, "door closed recorded", func() bool {
+		r.svc.cmds.mu.Lock()
+		defer r.svc.cmds.mu.Unlock()
+		d := r.svc.cmds.doors["door-1"]
+		return d != nil && d.openAt.IsZero()
+	})
 	day := time.Date(2026, 12, 6, 14, 0, 0, 0, sh)
 	contact("door-1", day, device.EventContactOpen, "front_door")
 	eventually(t, 10*time.Second, "door open recorded", func() bool {
