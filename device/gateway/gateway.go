@@ -453,8 +453,24 @@ func (g *Gateway) device(dev string) *devState {
 		g.devices[dev] = d
 		g.order = append(g.order, dev)
 		g.gwDirty = true
+		if c := g.uplink; c != nil && c.IsConnectionOpen() {
+			// Its commands (a call_acknowledged that stops its local
+			// alarm) must reach it now, not only after a reconnect.
+			go g.subscribeCommands(c, dev)
+		}
 	}
 	return d
+}
+
+// subscribeCommands subscribes c to the cmd topic of dev, a device not in
+// the config heard while connected (the next connection subscribes it with
+// the others).
+func (g *Gateway) subscribeCommands(c paho.Client, dev string) {
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.PublishTimeout)
+	defer cancel()
+	if err := mqttconn.Wait(ctx, c.Subscribe(g.topic(dev, device.ChanCommand), 1, g.onCommand), g.cfg.PublishTimeout, "subscribe to commands"); err != nil {
+		g.log.Warn("commands of a device not in the gateway config will not arrive until the next reconnect", "device", dev, "err", err)
+	}
 }
 
 // report is the heartbeat's report of every device whose state is known.

@@ -3,12 +3,14 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/device/gateway/spool"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // TestLocalAlarmSurvivesRestart: an SOS held as a local alarm is kept in
@@ -137,5 +139,47 @@ func TestUnspooledSOSHeldAsLocalAlarm(t *testing.T) {
 	}
 	if got := g.LocalAlarms(); len(got) != 1 || got[0].Device != "sos-2" || got[0].Type != device.EventSOS {
 		t.Fatalf("local alarms %+v, want the unspooled SOS held", got)
+	}
+}
+
+// TestUnlistedDeviceCallAcknowledged: a device not in the gateway's config
+// (paired later) raises an SOS while the uplink is up. The gateway holds
+// its local alarm and subscribes to its command topic at once, so the
+// platform's call_acknowledged stops the alarm. Before the fix the topic
+// was subscribed only at the next reconnect: the alarm stayed on.
+func TestUnlistedDeviceCallAcknowledged(t *testing.T) {
+	url := testenv.Mosquitto(t)
+	root := testenv.TopicRoot(t)
+	p := newPlatform(t, url, root, "home-1")
+	g, err := New(Config{ID: "gw-1", Site: "home-1", Root: root, MQTTURL: url, ClientID: testenv.ClientID(t, "gw"),
+		Devices: []Device{{ID: "pir-1", Kind: device.Other}}}, openSpool(t, "", spool.Config{}), nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, g)
+	p.waitCommandsSubscribed("pir-1")
+	if err := g.Event(context.Background(), "sos-new", time.Now(), device.EventSOS, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.LocalAlarms(); len(got) != 1 || got[0].Device != "sos-new" {
+		t.Fatalf("local alarms %+v", got)
+	}
+	waitFor(t, 15*time.Second, "call_acknowledged of the unlisted device answered", func() bool {
+		id := fmt.Sprintf("assure-%d", time.Now().UnixNano())
+		p.send(id, "sos-new", device.ActionCallAcknowledged, map[string]any{"by": "nurse"}, time.Minute)
+		deadline := time.Now().Add(500 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			p.mu.Lock()
+			_, ok := p.acks[id]
+			p.mu.Unlock()
+			if ok {
+				return true
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return false
+	})
+	if got := g.LocalAlarms(); len(got) != 0 {
+		t.Fatalf("local alarms after call_acknowledged: %+v", got)
 	}
 }
