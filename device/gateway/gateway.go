@@ -483,6 +483,9 @@ func (g *Gateway) report(now time.Time) []device.DeviceReport {
 			continue
 		}
 		r := device.DeviceReport{Device: id, State: d.state, Via: device.ViaReadings, LocalAlarm: g.active[id].Type}
+		if a, ok := g.active[id]; ok {
+			r.LocalAlarmSince = a.Since.UnixMilli()
+		}
 		if d.heard {
 			r.LastSeen = d.last.UnixMilli()
 		}

@@ -183,3 +183,23 @@ func TestUnlistedDeviceCallAcknowledged(t *testing.T) {
 		t.Fatalf("local alarms after call_acknowledged: %+v", got)
 	}
 }
+
+// The heartbeat's report carries a held alarm's type and since (ms), the
+// time alerting needs to tell a call it never received from one it has.
+func TestReportLocalAlarmSince(t *testing.T) {
+	g := newTestGateway(t, Config{ID: "gw-1", Site: "home-1", MQTTURL: "tcp://127.0.0.1:1",
+		Devices: []Device{{ID: "sos-2", Kind: device.SOSButton}}})
+	g.now = func() time.Time { return tbase }
+	if err := g.Event(context.Background(), "sos-2", tbase, device.EventSOS, nil); err != nil {
+		t.Fatal(err)
+	}
+	var got *device.DeviceReport
+	for _, r := range g.report(tbase.Add(time.Minute)) {
+		if r.Device == "sos-2" {
+			got = &r
+		}
+	}
+	if got == nil || got.LocalAlarm != device.EventSOS || got.LocalAlarmSince != tbase.UnixMilli() {
+		t.Fatalf("report %+v, want local_alarm sos since %d", got, tbase.UnixMilli())
+	}
+}
