@@ -10,6 +10,9 @@ package alerting
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -78,7 +81,14 @@ func (s *Service) heldLocalAlarms(ctx context.Context, t device.Topic, st *devic
 			return err
 		}
 		if !known.IsZero() && !known.Before(since.Add(-localAlarmSlack)) {
-			continue // the platform has this call
+			// The platform has this call. Acknowledged or resolved already:
+			// the gateway missed the call_acknowledged (it expired on the
+			// way, or the call repeated after the acknowledgement), so
+			// it is told again.
+			if err := s.reassure(ctx, t.Site, r.Device, key, now); err != nil {
+				return err
+			}
+			continue
 		}
 		s.log.Error("alerting: a gateway holds a local alarm the platform never received; raising it", "gateway", t.Device,
 			"device", r.Device, "type", typ, "since", since.UTC())
@@ -111,4 +121,79 @@ func (m *Manager) lastRecord(ctx context.Context, key string) (time.Time, error)
 		return time.Time{}, nil
 	}
 	return time.UnixMilli(ms), nil
+}
+
+// ReassureEvery is the shortest time between two call_acknowledged
+// commands re-sent to one device because its gateway still reports a
+// local alarm for a call the platform has acknowledged or resolved.
+const ReassureEvery = 2 * time.Minute
+
+// reassure re-sends call_acknowledged to dev of site (id
+// "assure-<alert>-<ms>", params as AssuranceCommand's plus "resent":
+// true) when the latest alert of key is acknowledged or resolved, at most
+// every ReassureEvery per device; it publishes directly (the next
+// heartbeat repeats it if it is lost). Nothing before the command loop
+// runs.
+func (s *Service) reassure(ctx context.Context, site, dev, key string, now time.Time) error {
+	var a Alert
+	var found bool
+	if err := s.durably(ctx, "read of "+key, func(ctx context.Context) error {
+		var err error
+		a, found, err = s.m.latestOf(ctx, key)
+		return err
+	}); err != nil {
+		return err
+	}
+	if !found || a.Status == StatusOpen {
+		return nil // nobody acknowledged it: the gateway's alarm is right
+	}
+	by := a.AcknowledgedBy
+	if by == "" {
+		by = a.ResolvedBy
+	}
+	s.cmds.mu.Lock()
+	pub := s.cmds.publish
+	last := s.cmds.reassured[dev]
+	if pub == nil || (!last.IsZero() && now.Sub(last) < ReassureEvery) {
+		s.cmds.mu.Unlock()
+		return nil
+	}
+	if s.cmds.reassured == nil {
+		s.cmds.reassured = map[string]time.Time{}
+	}
+	s.cmds.reassured[dev] = now
+	s.cmds.mu.Unlock()
+	cmd := AssuranceCommand{V: device.Version, ID: fmt.Sprintf("assure-%d-%d", a.ID, now.UnixMilli()), TS: now.UnixMilli(), Device: dev,
+		Action: ActionCallAcknowledged, Params: map[string]any{"alert": a.ID, "type": a.Type, "by": by, "resent": true},
+		Expires: now.Add(CallAssuranceTTL).UnixMilli()}
+	b, err := json.Marshal(cmd)
+	if err != nil {
+		return nil
+	}
+	s.log.Warn("alerting: a gateway still holds a local alarm for a call already "+a.Status+"; sending call_acknowledged again",
+		"device", dev, "alert", a.ID)
+	if err := pub(device.CommandTopic(s.cfg.Root, site, dev), b); err != nil {
+		s.log.Warn("alerting: call_acknowledged not re-sent; the next heartbeat tries again", "device", dev, "err", err)
+		s.cmds.mu.Lock()
+		delete(s.cmds.reassured, dev)
+		s.cmds.mu.Unlock()
+	}
+	return nil
+}
+
+// latestOf returns the most recently opened alert of dedup key key.
+func (m *Manager) latestOf(ctx context.Context, key string) (Alert, bool, error) {
+	var id int64
+	err := m.db.QueryRowContext(ctx, m.db.Rebind(`SELECT id FROM alerts WHERE dedup_key = ? ORDER BY opened_ms DESC, id DESC LIMIT 1`), key).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Alert{}, false, nil
+	}
+	if err != nil {
+		return Alert{}, false, fmt.Errorf("latest alert of %s: %w", key, err)
+	}
+	a, err := getAlert(ctx, m.db, m.db, id)
+	if err != nil {
+		return Alert{}, false, err
+	}
+	return a, true, nil
 }

@@ -1,11 +1,21 @@
 package alerting
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/internal/mqttconn"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // TestHeldLocalAlarmRaised, through a real broker: a gateway's heartbeat
@@ -68,5 +78,82 @@ func TestHeldLocalAlarmRaised(t *testing.T) {
 	}
 	if f := openAlerts(t, r.m, TypeFall); len(f) != 0 {
 		t.Errorf("fall alerts %+v from an alarm held 10 s", f)
+	}
+}
+
+// TestHeartbeatReassuresAcknowledgedCall, through a real broker: while
+// sos-1's alert is open, its gateway's report of the held local alarm
+// sends nothing (nobody acknowledged). Once acknowledged, call assurance
+// sends "assure-<id>"; a heartbeat that still reports the alarm (the
+// command expired on the way, or the call repeated after it) gets
+// call_acknowledged again, once per ReassureEvery. Before the fix such an
+// alarm stayed on at the gateway for ever.
+func TestHeartbeatReassuresAcknowledgedCall(t *testing.T) {
+	e := newEnv(t)
+	e.binding["sos-1"] = "res-001"
+	r := e.start(nil)
+	var mu sync.Mutex
+	var cmds []AssuranceCommand
+	dev, err := mqttconn.Connect(context.Background(), mqttconn.Options{URL: e.url, ClientID: testenv.ClientID(t, "station"), CleanSession: true,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Disconnect(100) })
+	tok := dev.Subscribe(device.CommandTopic(e.root, "demo", "sos-1"), 1, func(_ paho.Client, m paho.Message) {
+		var c AssuranceCommand
+		if json.Unmarshal(m.Payload(), &c) == nil {
+			mu.Lock()
+			cmds = append(cmds, c)
+			mu.Unlock()
+		}
+	})
+	if err := mqttconn.Wait(context.Background(), tok, 10*time.Second, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	got := func() []AssuranceCommand {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(cmds)
+	}
+	since := time.Now().Add(-2 * time.Minute)
+	e.publish("sos-1", device.ChanEvent, device.Event{V: 1, Device: "sos-1", Boot: 1, ID: 1, Seq: 1, TS: since.UnixMilli(), Type: device.EventSOS})
+	var sos Alert
+	eventually(t, 10*time.Second, "sos alert", func() bool {
+		as := openAlerts(t, r.m, TypeSOS)
+		if len(as) == 1 {
+			sos = as[0]
+		}
+		return len(as) == 1
+	})
+	probes := 0
+	beat := func() {
+		e.publish("gw-1", device.ChanStatus, device.Status{V: 1, Device: "gw-1", TS: time.Now().UnixMilli(), State: device.Online,
+			Reason: device.ReasonHeartbeat, Kind: device.Gateway, Devices: []string{"sos-1"},
+			Report: []device.DeviceReport{{Device: "sos-1", State: device.Online, LocalAlarm: device.EventSOS, LocalAlarmSince: since.UnixMilli()}}})
+		probes++
+		probe := fmt.Sprintf("probe-hb-%d", probes)
+		e.publish(probe, device.ChanStatus, device.Status{V: 1, Device: probe, TS: time.Now().UnixMilli(), State: device.Online})
+		eventually(t, 10*time.Second, "heartbeat handled", func() bool { return r.svc.knows(probe) })
+	}
+	beat()
+	time.Sleep(300 * time.Millisecond) // a command published would have arrived
+	if c := got(); len(c) != 0 {
+		t.Fatalf("commands while the alert is open: %+v", c)
+	}
+	if _, err := r.m.Acknowledge(context.Background(), sos.ID, "nurse", "dashboard"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "call assurance", func() bool { return len(got()) == 1 })
+	beat()
+	eventually(t, 10*time.Second, "call_acknowledged re-sent", func() bool { return len(got()) == 2 })
+	c := got()[1]
+	if c.Action != ActionCallAcknowledged || !strings.HasPrefix(c.ID, fmt.Sprintf("assure-%d-", sos.ID)) || c.Params["by"] != "nurse" || c.Params["resent"] != true {
+		t.Fatalf("re-sent command %+v", c)
+	}
+	beat()
+	time.Sleep(300 * time.Millisecond)
+	if n := len(got()); n != 2 {
+		t.Fatalf("%d commands after a second heartbeat within ReassureEvery, want 2", n)
 	}
 }
