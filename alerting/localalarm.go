@@ -92,7 +92,7 @@ func (s *Service) heldLocalAlarms(ctx context.Context, t device.Topic, st *devic
 		}
 		s.log.Error("alerting: a gateway holds a local alarm the platform never received; raising it", "gateway", t.Device,
 			"device", r.Device, "type", typ, "since", since.UTC())
-		detail := fmt.Sprintf("%s of %s reported by gateway %s, which has held it as a local alarm since %s: the event itself never reached the platform (a spool or uplink fault)",
+		detail := fmt.Sprintf("%s of %s reported by gateway %s, which has held it as a local alarm since %s: the event itself has not reached the platform (lost to a spool fault, or still queued behind an uplink outage)",
 			typ, r.Device, t.Device, since.UTC().Format(time.RFC3339))
 		if err := s.raiseFor(ctx, openSpec{Site: t.Site, Resident: resident, Device: r.Device, Type: typ, Severity: SeverityCritical,
 			At: since, Detail: detail, NotifyRepeat: true, EventKey: fmt.Sprintf("local-alarm:%s:%d", r.Device, r.LocalAlarmSince)}); err != nil {

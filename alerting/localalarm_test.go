@@ -59,7 +59,7 @@ func TestHeldLocalAlarmRaised(t *testing.T) {
 		}
 		return false
 	})
-	if lost.Severity != SeverityCritical || lost.Resident == nil || *lost.Resident != "res-009" || !strings.Contains(lost.Detail, "never reached the platform") {
+	if lost.Severity != SeverityCritical || lost.Resident == nil || *lost.Resident != "res-009" || !strings.Contains(lost.Detail, "has not reached the platform") {
 		t.Fatalf("alert %+v", lost)
 	}
 	beat()
