@@ -31,7 +31,8 @@ const LocalAlarmGrace = time.Minute
 const localAlarmSlack = 2 * time.Minute
 
 // heldLocalAlarms raises a critical fall or SOS alert for each local alarm
-// in st's report (a gateway's online status of site t.Site) held for at
+// in st's report (a gateway's online status of site t.Site, not retained:
+// a retained one may be old) held for at
 // least LocalAlarmGrace that the platform has no record of: no alert of
 // that device's resident (or, unassigned, that device) and type opened,
 // occurred, acknowledged or resolved since the alarm began (within

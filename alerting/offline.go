@@ -144,8 +144,10 @@ func (s *Service) status(ctx context.Context, t device.Topic, st *device.Status,
 		return err
 	}
 	if st.State == device.Online && !refused {
-		if err := s.heldLocalAlarms(ctx, t, st, vs, now); err != nil { // localalarm.go
-			return err
+		if !retained { // a retained report may be old: the next heartbeat says
+			if err := s.heldLocalAlarms(ctx, t, st, vs, now); err != nil { // localalarm.go
+				return err
+			}
 		}
 		return s.backAfterRestart(ctx, t.Device)
 	}
