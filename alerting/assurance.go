@@ -46,7 +46,8 @@ type AssuranceCommand struct {
 
 // callAssurance is the outbox receiver ("call_assurance") that publishes
 // the command for every "acknowledged" notification of a fall or SOS
-// alert; it skips everything else. The command id is fixed per alert, so a
+// alert, and for its "resolved" one when it was resolved without being
+// acknowledged first; it skips everything else. The command id is fixed per alert, so a
 // redelivery is recognisable.
 type callAssurance struct {
 	client paho.Client
@@ -57,7 +58,7 @@ type callAssurance struct {
 func (r *callAssurance) Name() string { return "call_assurance" }
 
 func (r *callAssurance) Send(ctx context.Context, n Notification) error {
-	if n.Event != EventAcknowledged {
+	if n.Event != EventAcknowledged && n.Event != EventResolved {
 		return ErrSkipped
 	}
 	var c Change
@@ -67,6 +68,17 @@ func (r *callAssurance) Send(ctx context.Context, n Notification) error {
 	a := c.Alert
 	if a.Type != TypeFall && a.Type != TypeSOS {
 		return ErrSkipped
+	}
+	by := a.AcknowledgedBy
+	if n.Event == EventResolved {
+		// Resolved without an acknowledgement (straight from open: the
+		// nurse was there, or a false alarm): the call was answered all
+		// the same, and without this the gateway would hold its local
+		// alarm for ever. After an acknowledgement it was sent already.
+		if a.AcknowledgedAt != nil {
+			return ErrSkipped
+		}
+		by = a.ResolvedBy
 	}
 	topic := device.Topic{Root: r.root, Site: a.Site, Device: a.Device, Channel: device.ChanCommand}
 	if err := topic.Validate(); err != nil {
@@ -78,7 +90,7 @@ func (r *callAssurance) Send(ctx context.Context, n Notification) error {
 	}
 	ts := now()
 	cmd := AssuranceCommand{V: device.Version, ID: "assure-" + strconv.FormatInt(a.ID, 10), TS: ts.UnixMilli(), Device: a.Device,
-		Action: ActionCallAcknowledged, Params: map[string]any{"alert": a.ID, "type": a.Type, "by": a.AcknowledgedBy},
+		Action: ActionCallAcknowledged, Params: map[string]any{"alert": a.ID, "type": a.Type, "by": by},
 		Expires: ts.Add(CallAssuranceTTL).UnixMilli()}
 	b, err := json.Marshal(cmd)
 	if err != nil {

@@ -112,11 +112,13 @@ type queuedCommand struct {
 	alertID              int64
 }
 
-// claimCommands claims the requested commands no one has claimed; each is
-// claimed by exactly one caller (the UPDATE's row count decides).
-func (m *Manager) claimCommands(ctx context.Context) ([]queuedCommand, error) {
+// claimCommands claims the requested commands no one has claimed that were
+// requested at notBefore or later (an older one is not sent late:
+// expireCommands fails it); each is claimed by exactly one caller (the
+// UPDATE's row count decides).
+func (m *Manager) claimCommands(ctx context.Context, notBefore time.Time) ([]queuedCommand, error) {
 	rows, err := m.db.QueryContext(ctx, m.db.Rebind(`SELECT id, site_id, device_id, action, params, alert_id, actor FROM alert_commands
-		WHERE claimed = FALSE ORDER BY updated_ms LIMIT 50`))
+		WHERE claimed = FALSE AND state = 'requested' AND updated_ms >= ? ORDER BY updated_ms LIMIT 50`), notBefore.UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("list requested commands: %w", err)
 	}
@@ -153,10 +155,70 @@ func (m *Manager) claimCommands(ctx context.Context) ([]queuedCommand, error) {
 	return out, nil
 }
 
-// sendQueued claims the commands requested by dashboards in other
-// processes and sends them (hook in commandLoop).
+// Details of the commands expireCommands fails.
+const (
+	detailRequestExpired = "not sent: no alerting service sent it within %s of the request (it would arrive late); request it again if it is still needed"
+	detailAbandoned      = "outcome unknown: the alerting service tracking it stopped before the gateway's answer or the device's new state; check the device"
+)
+
+// expireCommands settles, at now, the commands no alerting service will
+// finish, so no dashboard shows them pending for ever and none is sent
+// late: a request older than ttl that was not sent (no alerting service
+// ran, or the one that claimed it stopped before sending) fails with
+// detailRequestExpired; a sent or acknowledged command not updated for
+// abandonAfter (its alerting service stopped mid-flight; a running one
+// updates it at every try and answer) fails with detailAbandoned. It
+// returns how many it failed.
+func (m *Manager) expireCommands(ctx context.Context, now time.Time, ttl, abandonAfter time.Duration) (int64, error) {
+	nowMS := now.UnixMilli()
+	res, err := m.db.ExecContext(ctx, m.db.Rebind(`UPDATE alert_commands SET state = ?, claimed = TRUE, detail = ?, updated_ms = ?
+		WHERE state = ? AND updated_ms < ?`), string(CommandFailed), fmt.Sprintf(detailRequestExpired, ttl), nowMS,
+		string(CommandRequested), now.Add(-ttl).UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("expire requested commands: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	res, err = m.db.ExecContext(ctx, m.db.Rebind(`UPDATE alert_commands SET state = ?, detail = ?, updated_ms = ?
+		WHERE state IN (?, ?) AND updated_ms < ?`), string(CommandFailed), detailAbandoned, nowMS,
+		string(CommandSent), string(CommandAcknowledged), now.Add(-abandonAfter).UnixMilli())
+	if err != nil {
+		return n, fmt.Errorf("expire abandoned commands: %w", err)
+	}
+	k, _ := res.RowsAffected()
+	return n + k, nil
+}
+
+// commandSweepEvery is how often a service runs expireCommands.
+const commandSweepEvery = 15 * time.Second
+
+// abandonAfter is how long a command this configuration tracks may go
+// without an update while its service runs, with a margin: the longest
+// wait of a try (for the ack, then for the confirmation) and a tick.
+func (c CommandConfig) abandonAfter() time.Duration {
+	return 2 * (c.AckTimeout + c.ConfirmTimeout + c.Tick)
+}
+
+// sendQueued settles the commands left behind by a stopped service
+// (expireCommands, every commandSweepEvery), then claims the commands
+// requested by dashboards in other processes within the last TTL and
+// sends them (hook in commandLoop).
 func (s *Service) sendQueued(ctx context.Context) {
-	qs, err := s.m.claimCommands(ctx)
+	now := s.cfg.Now()
+	cfg := s.cmds.cfg
+	s.cmds.mu.Lock()
+	sweep := s.cmds.swept.IsZero() || now.Sub(s.cmds.swept) >= commandSweepEvery
+	if sweep {
+		s.cmds.swept = now
+	}
+	s.cmds.mu.Unlock()
+	if sweep {
+		if n, err := s.m.expireCommands(ctx, now, cfg.TTL, cfg.abandonAfter()); err != nil && ctx.Err() == nil {
+			s.log.Warn("alerting: expire commands", "err", err)
+		} else if n > 0 {
+			s.log.Warn("alerting: commands no alerting service will finish marked failed (requests not sent in time, or left behind by a stopped service)", "commands", n)
+		}
+	}
+	qs, err := s.m.claimCommands(ctx, now.Add(-cfg.TTL))
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("alerting: claim requested commands", "err", err)
 	}

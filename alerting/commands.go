@@ -113,6 +113,8 @@ type commander struct {
 	visitsSince  time.Time
 	doors        map[string]*doorState // contact device -> state (doors.go)
 	unknown      *unknownTracker       // devices heard but not registered (unknown.go)
+	swept        time.Time             // last expireCommands (commandqueue.go)
+	reassured    map[string]time.Time  // device -> last call_acknowledged re-sent (localalarm.go)
 }
 
 func newCommander(c CommandConfig) *commander {

@@ -71,8 +71,14 @@ func (s *Service) handle(ctx context.Context, msg paho.Message) error {
 		if err := s.seen(ctx, topic, now); err != nil {
 			return err
 		}
-		s.noteUnknown(ctx, topic.Site, topic.Device, nil, e.Type) // unknown.go: listed for adoption
-		return s.event(ctx, topic, e)
+		// The alert first: listing the device for adoption (unknown.go)
+		// is bookkeeping that must not hold up a fall or SOS of an
+		// unregistered device (its table may be locked or slow).
+		if err := s.event(ctx, topic, e); err != nil {
+			return err
+		}
+		s.noteUnknown(ctx, topic.Site, topic.Device, nil, e.Type)
+		return nil
 	case device.ChanStatus:
 		st, err := device.DecodeStatus(msg.Payload(), s.cfg.Limits)
 		if err == nil {

@@ -110,11 +110,9 @@ func (s Settings) resolveTargets(targets []string, a Alert, t time.Time) (contac
 	for _, tg := range targets {
 		switch kind, arg := splitTarget(tg); kind {
 		case "on_duty":
-			if r, ok := s.roster(a.Site, s.wardOf(a)); ok {
-				if sh, ok := r.ShiftAt(t); ok {
-					for _, id := range sh.OnDuty {
-						add(id)
-					}
+			if sh, ok := s.onDutyAt(a.Site, s.wardOf(a), t); ok { // settings.go
+				for _, id := range sh.OnDuty {
+					add(id)
 				}
 			}
 		case "ward": // wards.go

@@ -11,6 +11,8 @@ package alerting
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/eldercare-iot/eldercare/device"
@@ -49,6 +51,17 @@ func newDoseState() *doseState {
 
 func doseKey(resident, slot string, due time.Time) string {
 	return resident + "|" + slot + "|" + due.Format("2006-01-02")
+}
+
+// doseKeyDate returns the date of a doseKey (midnight UTC of its local
+// date, close enough to forget old keys).
+func doseKeyDate(k string) (time.Time, bool) {
+	i := strings.LastIndexByte(k, '|')
+	if i < 0 {
+		return time.Time{}, false
+	}
+	d, err := time.Parse("2006-01-02", k[i+1:])
+	return d, err == nil
 }
 
 // slotDue returns the occurrence of slot (HH:MM in loc) nearest to at.
@@ -91,6 +104,14 @@ func (s *Service) doseTaken(ctx context.Context, t device.Topic, e *device.Event
 	s.cmds.mu.Lock()
 	s.cmds.doses.taken[k] = at
 	wasRaised := s.cmds.doses.raised[k]
+	// The resident's dose_missed alert covers every missed dose (one
+	// alert per resident): it clears only when none is still missing.
+	var stillMissed []string
+	for rk := range s.cmds.doses.raised {
+		if _, ok := s.cmds.doses.taken[rk]; !ok && strings.HasPrefix(rk, resident+"|") {
+			stillMissed = append(stillMissed, strings.TrimPrefix(rk, resident+"|"))
+		}
+	}
 	s.cmds.mu.Unlock()
 	state := DoseTaken
 	if wasRaised || at.After(due.Add(s.doseTolerance(t.Device, slot, at))) {
@@ -100,6 +121,12 @@ func (s *Service) doseTaken(ctx context.Context, t device.Topic, e *device.Event
 		return s.m.recordDose(ctx, DoseRecord{Resident: resident, Site: t.Site, Slot: slot, Due: due, State: state, Taken: at})
 	}); err != nil {
 		return err
+	}
+	if wasRaised && len(stillMissed) > 0 {
+		slices.Sort(stillMissed)
+		s.log.Info("alerting: a missed dose was taken late; the dose_missed alert stays open for the others", "resident", resident,
+			"slot", slot, "still_missed", stillMissed)
+		return nil
 	}
 	if wasRaised {
 		return s.autoResolve(ctx, alertKey(&resident, t.Device, TypeDoseMissed),
@@ -148,10 +175,17 @@ func (s *Service) tickDoses(ctx context.Context, residents []registry.Resident, 
 			}
 		}
 	}
-	// Forget what is older than two days.
-	for k, at := range ds.taken {
-		if now.Sub(at) > 72*time.Hour {
+	// Forget doses dated more than three days ago, taken and raised
+	// alike (by the dose's date), so a raised dose never outlives its
+	// taken record.
+	for k := range ds.taken {
+		if due, ok := doseKeyDate(k); !ok || now.Sub(due) > 72*time.Hour {
 			delete(ds.taken, k)
+		}
+	}
+	for k := range ds.raised {
+		if due, ok := doseKeyDate(k); !ok || now.Sub(due) > 72*time.Hour {
+			delete(ds.raised, k)
 		}
 	}
 	s.cmds.mu.Unlock()

@@ -144,6 +144,11 @@ func (s *Service) status(ctx context.Context, t device.Topic, st *device.Status,
 		return err
 	}
 	if st.State == device.Online && !refused {
+		if !retained { // a retained report may be old: the next heartbeat says
+			if err := s.heldLocalAlarms(ctx, t, st, vs, now); err != nil { // localalarm.go
+				return err
+			}
+		}
 		return s.backAfterRestart(ctx, t.Device)
 	}
 	return nil

@@ -362,6 +362,14 @@ func TestDoorContacts(t *testing.T) {
 	}
 	contact("door-1", night.Add(2*time.Minute), device.EventContactClose, "front_door")
 	contact("win-1", night.Add(2*time.Minute), device.EventContactClose, "bedroom_window")
+	// The close must be handled before the clock jumps to the afternoon,
+	// or the door-timeout tick would see the door open since 23:31.
+	eventually(t, 10*time.Second, "door closed recorded", func() bool {
+		r.svc.cmds.mu.Lock()
+		defer r.svc.cmds.mu.Unlock()
+		d := r.svc.cmds.doors["door-1"]
+		return d != nil && d.openAt.IsZero()
+	})
 	day := time.Date(2026, 12, 6, 14, 0, 0, 0, sh)
 	contact("door-1", day, device.EventContactOpen, "front_door")
 	eventually(t, 10*time.Second, "door open recorded", func() bool {
@@ -383,4 +391,63 @@ func TestDoorContacts(t *testing.T) {
 	if night2 != 2 {
 		t.Errorf("%d door alerts, want one night and one too-long", night2)
 	}
+}
+
+// TestLateDoseKeepsOtherMissedOpen: the 08:00 and 12:00 doses are both
+// missed, so the resident's one dose_missed alert covers both (opened,
+// then repeated). Taking the 08:00 dose late leaves it open: the 12:00
+// dose is still missing (before the fix it resolved, and the second missed
+// dose was no longer shown). Taking the 12:00 dose too resolves it.
+func TestLateDoseKeepsOtherMissedOpen(t *testing.T) {
+	clk := &testClock{}
+	clk.Set(time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC))
+	e := newEnv(t)
+	e.binding["pill-1"] = "ann"
+	e.binding["pill-2"] = "bob"
+	ann := registry.Resident{ID: "ann", SiteID: "demo", Medication: []registry.Dose{
+		{Time: "08:00", Tolerance: 30 * time.Minute},
+		{Time: "12:00", Tolerance: 30 * time.Minute},
+	}}
+	r := e.start(func(c *Config) {
+		c.Now = clk.Now
+		c.Rules.Directory = func() Directory { return testDirectory{loc: time.UTC} }
+		c.Programme = ProgrammeConfig{Every: time.Hour,
+			Residents: func(context.Context) ([]registry.Resident, error) { return []registry.Resident{ann}, nil }}
+	})
+	ctx := context.Background()
+	var seq uint64
+	take := func(slot string, at time.Time) {
+		seq++
+		e.publish("pill-1", device.ChanEvent, device.Event{V: 1, Device: "pill-1", Boot: 1, ID: seq, Seq: seq, TS: at.UnixMilli(),
+			Type: device.EventDoseTaken, Attrs: map[string]any{"slot": slot}})
+	}
+	for now := clk.Now(); !now.After(time.Date(2026, 12, 7, 13, 0, 0, 0, time.UTC)); now = now.Add(5 * time.Minute) {
+		clk.Set(now)
+		if err := r.svc.tickProgramme(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missed := openAlerts(t, r.m, TypeDoseMissed)
+	if len(missed) != 1 || missed[0].Repeats != 1 {
+		t.Fatalf("after 13:00: %+v, want one alert repeated once (08:00 and 12:00)", missed)
+	}
+	take("08:00", clk.Now())
+	// A later message of the same lane: once it is handled, so is the
+	// 08:00 dose, with whatever it resolved.
+	seq++
+	e.publish("pill-2", device.ChanEvent, device.Event{V: 1, Device: "pill-2", Boot: 1, ID: seq, Seq: seq, TS: clk.Now().UnixMilli(),
+		Type: device.EventDoseTaken, Attrs: map[string]any{"slot": "12:00"}})
+	eventually(t, 10*time.Second, "the next message handled", func() bool {
+		r.svc.cmds.mu.Lock()
+		defer r.svc.cmds.mu.Unlock()
+		_, ann := r.svc.cmds.doses.taken["ann|08:00|2026-12-07"]
+		_, bob := r.svc.cmds.doses.taken["bob|12:00|2026-12-07"]
+		return ann && bob
+	})
+	if got := openAlerts(t, r.m, TypeDoseMissed); len(got) != 1 {
+		t.Fatalf("after the late 08:00 dose: open %+v, want still open for the 12:00 dose", got)
+	}
+	clk.Set(time.Date(2026, 12, 7, 13, 10, 0, 0, time.UTC))
+	take("12:00", clk.Now())
+	eventually(t, 10*time.Second, "both taken: resolved", func() bool { return len(openAlerts(t, r.m, TypeDoseMissed)) == 0 })
 }

@@ -928,8 +928,29 @@ func (s Settings) fallback(site string) []string {
 	return any
 }
 
-// roster returns the roster in force for an alert in ward of site: the
-// ward's own roster, else the site's (Ward "").
+// onDutyAt returns the shift on duty at t for an alert in ward of site:
+// the ward's roster's shift when the ward has a roster with a shift
+// covering t and someone on duty in it, else the site's roster's (Ward
+// ""). A gap in a ward's roster (a ward staffed by day only, a night whose
+// exception left nobody) so falls back to the site's staff on duty instead
+// of reaching nobody.
+func (s Settings) onDutyAt(site, ward string, t time.Time) (Shift, bool) {
+	if ward != "" {
+		if r, ok := s.wardRoster(site, ward); ok {
+			if sh, ok := r.ShiftAt(t); ok && len(sh.OnDuty) > 0 {
+				return sh, true
+			}
+		}
+	}
+	r, ok := s.wardRoster(site, "")
+	if !ok {
+		return Shift{}, false
+	}
+	return r.ShiftAt(t)
+}
+
+// roster returns the roster of ward of site: the ward's own roster, else
+// the site's (Ward ""). Who is on duty at a time is onDutyAt's.
 func (s Settings) roster(site, ward string) (Roster, bool) {
 	if ward != "" {
 		if r, ok := s.wardRoster(site, ward); ok {
@@ -967,14 +988,10 @@ func (s Settings) policyFor(a Alert) (Policy, bool) {
 	return Policy{}, false
 }
 
-// shiftAt names the shift on duty in ward of site at t (the ward's roster,
-// else the site's; "" = no roster or no shift).
+// shiftAt names the shift on duty in ward of site at t (see onDutyAt;
+// "" = no roster or no shift).
 func (s Settings) shiftAt(site, ward string, t time.Time) string {
-	r, ok := s.roster(site, ward)
-	if !ok {
-		return ""
-	}
-	sh, ok := r.ShiftAt(t)
+	sh, ok := s.onDutyAt(site, ward, t)
 	if !ok {
 		return ""
 	}

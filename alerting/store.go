@@ -62,6 +62,11 @@ type Manager struct {
 	writeMu sync.Mutex
 
 	metrics metricsBox // set by RegisterMetrics (metrics.go)
+
+	// commitHooks holds, per transaction of tx, what runs once it
+	// committed (onCommit): a rolled-back attempt, retried by durably,
+	// must not count twice.
+	commitHooks sync.Map // *sql.Tx -> *[]func()
 }
 
 // lockWrites takes the SQLite write mutex (see writeMu) and returns its
@@ -359,18 +364,40 @@ func (m *Manager) checkChanged(ctx context.Context, tx *sql.Tx, res sql.Result, 
 	return fmt.Errorf("%s: alert is %s, want %s: %w", op, a.Status, want, ErrConflict)
 }
 
-// tx runs fn in a transaction and commits it when fn returns nil.
+// tx runs fn in a transaction and commits it when fn returns nil; then it
+// runs what fn registered with onCommit.
 func (m *Manager) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	defer m.lockWrites()()
+	unlock := m.lockWrites()
 	tx, err := m.db.BeginTx(ctx, nil)
+	if err != nil {
+		unlock()
+		return err
+	}
+	defer m.commitHooks.Delete(tx)
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		unlock()
+		return err
+	}
+	err = tx.Commit()
+	unlock()
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
+	if v, ok := m.commitHooks.Load(tx); ok {
+		for _, f := range *v.(*[]func()) {
+			f()
+		}
 	}
-	return tx.Commit()
+	return nil
+}
+
+// onCommit runs f after tx (a transaction of Manager.tx) committed; never
+// when it rolls back.
+func (m *Manager) onCommit(tx *sql.Tx, f func()) {
+	v, _ := m.commitHooks.LoadOrStore(tx, &[]func(){})
+	p := v.(*[]func())
+	*p = append(*p, f)
 }
 
 // addHistory appends a history entry, numbering it from the alert's

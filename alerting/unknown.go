@@ -52,14 +52,19 @@ type unknownEntry struct {
 	written time.Time
 }
 
-// unknownTracker is the in-memory list, guarded by mu.
+// unknownTracker is the in-memory list, guarded by mu. Its store writes
+// are made by one background writer (drainUnknown) from pending, so a
+// slow or locked alert_unknown_devices table never holds up the message
+// (a fall or SOS of an unregistered device, or the readings behind it).
 type unknownTracker struct {
-	mu   sync.Mutex
-	byID map[string]*unknownEntry
+	mu      sync.Mutex
+	byID    map[string]*unknownEntry
+	pending map[string]UnknownDevice // to write, by device id (at most MaxUnknownDevices)
+	writing bool                     // drainUnknown runs
 }
 
 func newUnknownTracker() *unknownTracker {
-	return &unknownTracker{byID: map[string]*unknownEntry{}}
+	return &unknownTracker{byID: map[string]*unknownEntry{}, pending: map[string]UnknownDevice{}}
 }
 
 func (u *unknownTracker) len() int {
@@ -92,7 +97,8 @@ func summarize(values map[string]float64, ev device.EventType) string {
 
 // noteUnknown remembers a message of dev when the registry does not know
 // it (no directory: nothing is tracked), and forgets a tracked device that
-// has since been registered. It never fails the message: a store error is
+// has since been registered. It never fails or blocks the message: the
+// store write is made in the background (drainUnknown); an error there is
 // logged and retried at the next message.
 func (s *Service) noteUnknown(ctx context.Context, site, dev string, values map[string]float64, ev device.EventType) {
 	d := s.directory()
@@ -104,6 +110,7 @@ func (s *Service) noteUnknown(ctx context.Context, site, dev string, values map[
 		u.mu.Lock()
 		_, tracked := u.byID[dev]
 		delete(u.byID, dev)
+		delete(u.pending, dev)
 		u.mu.Unlock()
 		if tracked {
 			if err := s.m.ForgetUnknownDevice(ctx, dev); err != nil {
@@ -137,19 +144,50 @@ func (s *Service) noteUnknown(ctx context.Context, site, dev string, values map[
 	}
 	e.Messages++
 	write := e.written.IsZero() || now.Sub(e.written) >= unknownWriteEvery
+	_, queued := u.pending[dev]
+	if write && !queued && len(u.pending) >= MaxUnknownDevices {
+		write = false // the writer is behind: written at a later message
+	}
+	start := false
 	if write {
 		e.written = now
+		u.pending[dev] = e.UnknownDevice
+		start, u.writing = !u.writing, true
 	}
-	x := e.UnknownDevice
 	u.mu.Unlock()
-	if !write {
-		return
+	if start {
+		go s.drainUnknown(context.WithoutCancel(ctx))
 	}
-	if err := s.m.putUnknownDevice(ctx, x); err != nil {
-		s.log.Warn("alerting: record unknown device", "device", dev, "err", err)
+}
+
+// drainUnknown writes the pending unknown devices to the store until none
+// is left. A failed write is logged; the device is written again at its
+// next message.
+func (s *Service) drainUnknown(ctx context.Context) {
+	u := s.cmds.unknown
+	for {
 		u.mu.Lock()
-		e.written = time.Time{}
+		if len(u.pending) == 0 {
+			u.writing = false
+			u.mu.Unlock()
+			return
+		}
+		batch := u.pending
+		u.pending = map[string]UnknownDevice{}
 		u.mu.Unlock()
+		for _, x := range batch {
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := s.m.putUnknownDevice(wctx, x)
+			cancel()
+			if err != nil {
+				s.log.Warn("alerting: record unknown device", "device", x.Device, "err", err)
+				u.mu.Lock()
+				if e := u.byID[x.Device]; e != nil {
+					e.written = time.Time{}
+				}
+				u.mu.Unlock()
+			}
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/device/registry"
+	"github.com/eldercare-iot/eldercare/internal/sqldb"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
 )
 
@@ -113,5 +114,61 @@ func TestUnknownDevicesBounded(t *testing.T) {
 		if len(got) != MaxUnknownDevices || got[0].Device != fmt.Sprintf("d%04d", MaxUnknownDevices+4) || got[len(got)-1].Device != "d0005" {
 			t.Errorf("%d rows, first %s, last %s", len(got), got[0].Device, got[len(got)-1].Device)
 		}
+	})
+}
+
+// TestUnknownSOSNotHeldByAdoptionList (PostgreSQL): while another session
+// holds an exclusive lock on alert_unknown_devices (a backup, a careless
+// admin's psql, a slow migration), an SOS from an unregistered device
+// still opens its alert, flagged unassigned, at once; the device is listed
+// for adoption once the lock ends; readings of an unregistered device do
+// not stall the normal lane meanwhile. Before the fix the listing was
+// written in the message's path, first: the SOS waited for the lock.
+func TestUnknownSOSNotHeldByAdoptionList(t *testing.T) {
+	e := newEnv(t)
+	e.dsn = sqldbtest.PostgresDSN(t)
+	r := e.start(func(c *Config) {
+		c.Rules.Directory = func() Directory {
+			return gatewayDir{testDirectory: testDirectory{loc: time.UTC}, devices: map[string]registry.Device{}}
+		}
+	})
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	lock, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback()
+	if _, err := lock.ExecContext(ctx, `LOCK TABLE alert_unknown_devices IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	e.publish("stray-sos", device.ChanEvent, device.Event{V: 1, Device: "stray-sos", Boot: 1, ID: 1, Seq: 1,
+		TS: time.Now().UnixMilli(), Type: device.EventSOS})
+	eventually(t, 10*time.Second, "SOS alert of the unregistered device while the list is locked", func() bool {
+		for _, a := range openAlerts(t, r.m, TypeSOS) {
+			if a.Device == "stray-sos" && a.Unassigned {
+				return true
+			}
+		}
+		return false
+	})
+	// Readings of another unregistered device do not hold up the normal
+	// lane either: a status behind them is taken while the lock lasts.
+	e.publish("stray-hr", device.ChanTelemetry, device.Telemetry{V: 1, Device: "stray-hr", Boot: 1, ID: 1, Seq: 1,
+		TS: time.Now().UnixMilli(), Values: map[string]float64{"hr_bpm": 72}})
+	e.publish("after-hr", device.ChanStatus, device.Status{V: 1, Device: "after-hr", TS: time.Now().UnixMilli(), State: device.Online})
+	eventually(t, 10*time.Second, "status behind an unregistered device's reading while the list is locked", func() bool {
+		return r.svc.knows("after-hr")
+	})
+	if err := lock.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "stray-sos and stray-hr listed after the lock", func() bool {
+		got, err := r.m.UnknownDevices(ctx)
+		return err == nil && len(got) == 2
 	})
 }

@@ -35,14 +35,16 @@ func unroutedDevice(policy string, step int) string {
 }
 
 // raiseUnrouted runs in the transaction of the escalation step info of
-// alert a that resolved to nobody: it counts the step
-// (eldercare_alerting_unrouted_steps_total) and opens the site's
+// alert a that resolved to nobody: it counts the step once the transaction
+// commits (eldercare_alerting_unrouted_steps_total) and opens the site's
 // escalation_unrouted alert of that policy and step, or adds a repeat to
 // the open one. It reports whether a notification was queued.
 func (m *Manager) raiseUnrouted(ctx context.Context, tx *sql.Tx, s Settings, a Alert, info *Escalation, now time.Time) (bool, error) {
-	if sm := m.metrics.Load(); sm != nil && sm.unrouted != nil {
-		sm.unrouted.Inc()
-	}
+	m.onCommit(tx, func() { // a rolled-back attempt is retried: count the step once
+		if sm := m.metrics.Load(); sm != nil && sm.unrouted != nil {
+			sm.unrouted.Inc()
+		}
+	})
 	dev := unroutedDevice(info.Policy, info.Step)
 	key := "site:" + a.Site + ":" + dev + ":" + TypeEscalationUnrouted
 	nowMS := now.UnixMilli()
@@ -86,6 +88,16 @@ func (m *Manager) raiseUnrouted(ctx context.Context, tx *sql.Tx, s Settings, a A
 		return false, err
 	}
 	esc := s.operationsInfo(a.Site, info.Policy, now)
+	if len(esc.Recipients) == 0 {
+		// The operations alert reaches nobody either: said in its
+		// timeline and the log, never raised again for itself (no loop).
+		m.log.Error("alerting: the escalation_unrouted alert reaches nobody either: the site has no reachable admin, manager or fallback receiver",
+			"alert", id, "site", a.Site, "policy", info.Policy, "step", info.Step)
+		if err := m.addHistory(ctx, tx, id, nowMS, ActorSystem, ChannelRule, ActionComment, fmt.Sprintf(
+			"operations: this alert reaches nobody either: site %s has no reachable admin or manager recipient and no fallback receiver; it shows on the dashboard and in the webhook only", a.Site)); err != nil {
+			return false, err
+		}
+	}
 	_, err = m.enqueueWith(ctx, tx, id, EventOpened, nowMS, esc)
 	return err == nil, err
 }

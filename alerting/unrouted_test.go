@@ -2,11 +2,15 @@ package alerting
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
@@ -135,6 +139,89 @@ func TestUnroutedDeduplicatedPerStep(t *testing.T) {
 		}
 		if !slices.ContainsFunc(h, func(e HistoryEntry) bool { return strings.Contains(e.Detail, "raised an escalation_unrouted alert") }) {
 			t.Fatalf("fall history %+v names no operations alert", h)
+		}
+	})
+}
+
+// On SQLite and PostgreSQL: a transaction that reached raiseUnrouted but
+// then rolled back (a later statement failed; durably retries the whole
+// decision) counts nothing and leaves no operations alert; the retry that
+// commits counts the step once. Before the fix the counter was bumped
+// inside the transaction, so every failed attempt of a store that was
+// failing counted the step again.
+func TestUnroutedCountedOnceCommitted(t *testing.T) {
+	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		m := openTestManager(t, dsn)
+		reg := prometheus.NewRegistry()
+		if err := m.RegisterMetrics(reg); err != nil {
+			t.Fatal(err)
+		}
+		s := unroutedSettings()
+		if err := m.ImportSettings(ctx, "test", s); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+		a := Alert{ID: 99, Site: "demo", Type: TypeSOS, Severity: SeverityCritical}
+		info := &Escalation{Policy: "sos", Step: 0, Fallback: true}
+		failed := errors.New("a later statement of the decision failed")
+		for range 3 {
+			err := m.tx(ctx, func(tx *sql.Tx) error {
+				if _, err := m.raiseUnrouted(ctx, tx, s, a, info, now); err != nil {
+					return err
+				}
+				return failed
+			})
+			if !errors.Is(err, failed) {
+				t.Fatalf("tx: %v", err)
+			}
+		}
+		if n := counterSum(reg, "eldercare_alerting_unrouted_steps_total"); n != 0 {
+			t.Fatalf("unrouted steps counted %g after three rolled-back attempts, want 0", n)
+		}
+		if ops := openAlerts(t, m, TypeEscalationUnrouted); len(ops) != 0 {
+			t.Fatalf("operations alerts after rolled-back attempts: %+v", ops)
+		}
+		if err := m.tx(ctx, func(tx *sql.Tx) error {
+			_, err := m.raiseUnrouted(ctx, tx, s, a, info, now)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if n := counterSum(reg, "eldercare_alerting_unrouted_steps_total"); n != 1 {
+			t.Fatalf("unrouted steps counted %g after the committed attempt, want 1", n)
+		}
+		if ops := openAlerts(t, m, TypeEscalationUnrouted); len(ops) != 1 {
+			t.Fatalf("operations alerts after the committed attempt: %+v, want 1", ops)
+		}
+	})
+}
+
+// On SQLite and PostgreSQL: a site with nobody at all (no nurse lead, no
+// manager, no fallback). The unrouted step still opens its operations
+// alert, whose timeline says it reaches nobody either; a second unrouted
+// alert is a repeat, not a new operations alert, and no operations alert
+// is raised about the operations alert (no loop, no storm).
+func TestUnroutedOperationsAlertReachesNobody(t *testing.T) {
+	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		m := openTestManager(t, dsn)
+		s := unroutedSettings()
+		s.Recipients = s.Recipients[:1] // only the lead of another site
+		s.Fallbacks = nil
+		if err := m.ImportSettings(context.Background(), "test", s); err != nil {
+			t.Fatal(err)
+		}
+		openAt(t, m, "res-001", TypeSOS, SeverityCritical)
+		openAt(t, m, "res-002", TypeSOS, SeverityCritical)
+		ops := openAlerts(t, m, TypeEscalationUnrouted)
+		if len(ops) != 1 || ops[0].Repeats != 1 {
+			t.Fatalf("operations alerts %+v: want one, repeated once", ops)
+		}
+		if h := historyText(t, m, ops[0].ID); !strings.Contains(h, "reaches nobody either") {
+			t.Fatalf("operations alert history does not say it reaches nobody:\n%s", h)
+		}
+		if n := len(allAlerts(t, m)); n != 3 {
+			t.Fatalf("%d alerts, want the two SOS and one operations alert", n)
 		}
 	})
 }

@@ -164,3 +164,71 @@ func TestWardValidation(t *testing.T) {
 		}
 	})
 }
+
+// fixedWards puts every resident's alert in one ward.
+type fixedWards string
+
+func (w fixedWards) WardOf(a Alert) string {
+	if a.Resident == nil {
+		return ""
+	}
+	return string(w)
+}
+func (w fixedWards) SiteWards(string) ([]string, bool) { return []string{string(w)}, true }
+
+// TestWardRosterGapFallsBackToSite: ward East is staffed by day only
+// (07:00-19:00 Europe/London); the site's roster has a night nurse. At
+// 03:00 local, on an ordinary night and on both nights the clocks change,
+// an SOS of an East resident pages the site's night nurse through
+// "on_duty" (before the fix the ward's roster won even with no shift
+// covering 03:00: the step reached nobody and only the fallback was
+// paged). By day it pages the East nurse; a day whose exception leaves
+// East with nobody pages the site's roster, and with nobody there either
+// the step reaches nobody (fallback). An explicit "ward:East" target stays
+// the ward's own staff: at night it reaches nobody.
+func TestWardRosterGapFallsBackToSite(t *testing.T) {
+	s := Settings{
+		Recipients: []Recipient{
+			{ID: "east-nurse", Name: "East nurse", Role: "caregiver", Email: "east@example.org"},
+			{ID: "night-nurse", Name: "Night nurse", Role: "caregiver", Email: "night@example.org"},
+			{ID: "station", Name: "Station", Role: "station", InApp: true},
+		},
+		Rosters: []Roster{
+			{Site: "demo", Zone: "Europe/London", Shifts: []Shift{{Name: "night", Start: mustClock("19:00"), End: mustClock("07:00"), OnDuty: []string{"night-nurse"}}}},
+			{Site: "demo", Ward: "East", Zone: "Europe/London",
+				Shifts:     []Shift{{Name: "day", Start: mustClock("07:00"), End: mustClock("19:00"), OnDuty: []string{"east-nurse"}}},
+				Exceptions: []RosterException{{Date: "2026-12-08", Shift: "day", OnDuty: []string{}}}},
+		},
+		Fallbacks: []Fallback{{Site: "demo", Recipients: []string{"station"}}},
+	}.withWards(fixedWards("East"))
+	res := "res-001"
+	sos := Alert{ID: 1, Site: "demo", Resident: &res, Type: TypeSOS, Severity: SeverityCritical}
+	onDuty := Policy{ID: "sos", Types: []string{TypeSOS}, Steps: []Step{{Targets: []string{"on_duty"}}}}
+	ward := Policy{ID: "ward", Types: []string{TypeSOS}, Steps: []Step{{Targets: []string{"ward:East"}}}}
+	london, err := time.LoadLocation("Europe/London")
+	if err != nil {
+		t.Skipf("no tz database: %v", err)
+	}
+	for _, c := range []struct {
+		name     string
+		at       time.Time
+		p        Policy
+		want     []string
+		fallback bool
+		shift    string
+	}{
+		{"ordinary night", time.Date(2026, 12, 7, 3, 0, 0, 0, london), onDuty, []string{"night-nurse"}, false, "night"},
+		{"spring forward", time.Date(2026, 3, 29, 3, 0, 0, 0, london), onDuty, []string{"night-nurse"}, false, "night"},
+		{"fall back, first 01:30", time.Date(2026, 10, 25, 0, 30, 0, 0, time.UTC), onDuty, []string{"night-nurse"}, false, "night"},
+		{"fall back, 03:00", time.Date(2026, 10, 25, 3, 0, 0, 0, london), onDuty, []string{"night-nurse"}, false, "night"},
+		{"day", time.Date(2026, 12, 7, 10, 0, 0, 0, london), onDuty, []string{"east-nurse"}, false, "day"},
+		{"day emptied by an exception, no site day shift", time.Date(2026, 12, 8, 10, 0, 0, 0, london), onDuty, []string{"station"}, true, ""},
+		{"ward target at night", time.Date(2026, 12, 7, 3, 0, 0, 0, london), ward, []string{"station"}, true, "night"},
+	} {
+		e := s.stepInfo(c.p, 0, sos, c.at)
+		if !slices.Equal(ids(e.Recipients), c.want) || e.Fallback != c.fallback || e.Shift != c.shift {
+			t.Errorf("%s (%s): paged %v fallback %v shift %q, want %v fallback %v shift %q", c.name, c.at.In(london).Format(time.RFC3339),
+				ids(e.Recipients), e.Fallback, e.Shift, c.want, c.fallback, c.shift)
+		}
+	}
+}

@@ -204,6 +204,11 @@ type DeviceReport struct {
 	// alarm while the gateway holds it active: from the event until a
 	// call_acknowledged command for the device arrives. "" = none.
 	LocalAlarm EventType `json:"local_alarm,omitempty"`
+	// LocalAlarmSince is when the gateway took the event of LocalAlarm,
+	// gateway wall time in ms since the epoch (0 = none / not known).
+	// Alerting raises the alert from it when the event itself never
+	// reached the platform (alerting/localalarm.go).
+	LocalAlarmSince int64 `json:"local_alarm_since,omitempty"`
 }
 
 // Ways a gateway knows a device's state, for DeviceReport.Via.

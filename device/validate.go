@@ -532,6 +532,14 @@ func DecodeStatus(b []byte, l Limits) (*Status, error) {
 		default:
 			errs = append(errs, &ValidationError{Field: p + ".via", Rule: "one_of", Detail: fmt.Sprintf("%q is not readings or availability", r.Via)})
 		}
+		switch r.LocalAlarm {
+		case "", EventFall, EventSOS:
+		default:
+			errs = append(errs, &ValidationError{Field: p + ".local_alarm", Rule: "one_of", Detail: fmt.Sprintf("%q is not fall or sos", r.LocalAlarm)})
+		}
+		if r.LocalAlarmSince < 0 {
+			errs = append(errs, &ValidationError{Field: p + ".local_alarm_since", Rule: "range", Detail: "ms since the epoch"})
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

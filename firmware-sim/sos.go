@@ -47,7 +47,9 @@ func (c SOSConfig) Validate() error {
 // cfg.AwaitHelp: see SOSConfig). It answers commands on its cmd topic
 // meanwhile: call_acknowledged shows "help is coming" (logged at info,
 // cfg.Help set) and is accepted, ping is accepted, the rest refused
-// unsupported. It returns nil when ctx is cancelled.
+// unsupported. It returns nil when ctx is cancelled, and an error wrapping
+// ErrNoHelp when cfg.AwaitHelp passed without "help is coming" for the
+// last press (an acknowledgement of an earlier press does not count).
 func RunSOS(ctx context.Context, cfg SOSConfig) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -60,7 +62,8 @@ func RunSOS(ctx context.Context, cfg SOSConfig) error {
 	if interval == 0 {
 		interval = 30 * time.Second
 	}
-	return runDevice(ctx, cfg.DeviceConfig, device.SOSButton, func(ctx context.Context, c *Conn) error {
+	noHelp := false
+	err := runDevice(ctx, cfg.DeviceConfig, device.SOSButton, func(ctx context.Context, c *Conn) error {
 		help := make(chan struct{}, 1)
 		handle := helpHandler(c.log, cfg.Device, device.SOSButton, cfg.Help, func(device.Command) {
 			select {
@@ -78,6 +81,10 @@ func RunSOS(ctx context.Context, cfg SOSConfig) error {
 				}
 			}
 			cfg.Help.reset()
+			select { // a new press is a new call: an earlier acknowledgement does not answer it
+			case <-help:
+			default:
+			}
 			if err := c.PublishEvent(ctx, cfg.Now(), device.EventSOS, nil); err != nil {
 				return fmt.Errorf("sos press %d: %w", i+1, err)
 			}
@@ -89,8 +96,18 @@ func RunSOS(ctx context.Context, cfg SOSConfig) error {
 		case <-help:
 		case <-time.After(cfg.AwaitHelp):
 			c.log.Warn("sim: no call_acknowledged within the wait: nobody acknowledged the call", "device", cfg.Device, "waited", cfg.AwaitHelp)
+			noHelp = true
 		case <-ctx.Done():
 		}
 		return nil
 	})
+	if err == nil && noHelp {
+		return fmt.Errorf("sos %s: %w within %s of the last press", cfg.Device, ErrNoHelp, cfg.AwaitHelp)
+	}
+	return err
 }
+
+// ErrNoHelp is what RunSOS returns (wrapped) when SOSConfig.AwaitHelp
+// passed without a call_acknowledged for the last press: the call was not
+// acknowledged, so `eldercare sim sos --await-help` fails.
+var ErrNoHelp = errors.New("no call_acknowledged (nobody acknowledged the call)")

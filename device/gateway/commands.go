@@ -91,9 +91,13 @@ func (g *Gateway) execute(ctx context.Context, dev string, cmd device.Command, n
 	if cmd.Device != dev {
 		return device.Refused(device.ReasonBadParams, "command names device %q but arrived on the topic of %q", cmd.Device, dev)
 	}
+	var expired error
 	if cmd.Expired(now) {
-		return device.Refused(device.ReasonExpired, "received %s after it expired at %s", now.UTC().Format(time.RFC3339Nano),
+		expired = device.Refused(device.ReasonExpired, "received %s after it expired at %s", now.UTC().Format(time.RFC3339Nano),
 			time.UnixMilli(cmd.Expires).UTC().Format(time.RFC3339Nano))
+		if cmd.Action != device.ActionCallAcknowledged {
+			return expired
+		}
 	}
 	g.mu.Lock()
 	var kind device.Kind
@@ -110,8 +114,14 @@ func (g *Gateway) execute(ctx context.Context, dev string, cmd device.Command, n
 	}
 	if cmd.Action == device.ActionCallAcknowledged {
 		// Call assurance: the gateway's own alarm stops whatever the
-		// device can show (localalarm.go).
+		// device can show (localalarm.go). A late one (the uplink was
+		// down past its expiry) still says someone acknowledged the call,
+		// so it clears the alarms held from before it; only the device's
+		// "help is coming" is not shown late.
 		g.callAcknowledged(dev, cmd)
+		if expired != nil {
+			return expired
+		}
 		if dev == g.cfg.ID {
 			return nil
 		}

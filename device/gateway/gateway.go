@@ -99,6 +99,9 @@ type Gateway struct {
 	connAt    time.Time              // time of the last onConnect
 	booted    bool                   // the boot status went out on this connection
 	active    map[string]ActiveAlarm // local alarms held until call_acknowledged (localalarm.go)
+	// alarmMu orders the changes of active with their records in the
+	// AlarmStore (held before mu, never under it).
+	alarmMu sync.Mutex
 
 	m metrics
 }
@@ -150,6 +153,7 @@ func New(cfg Config, sp Spool, reg prometheus.Registerer, log *slog.Logger) (*Ga
 		g.devices[d.ID] = &devState{Device: d, last: g.started}
 		g.order = append(g.order, d.ID)
 	}
+	g.restoreAlarms() // localalarm.go
 	g.m = metrics{
 		connected: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "eldercare_gateway_uplink_connected", Help: "1 while the MQTT uplink to the platform is connected."}, func() float64 {
 			if g.client() != nil {
@@ -306,7 +310,10 @@ func (g *Gateway) Event(ctx context.Context, deviceID string, ts time.Time, typ 
 	var err error
 	if e, err = g.spool.AddEvent(ctx, deviceID, ts, typ, attrs); err != nil {
 		if typ == device.EventFall || typ == device.EventSOS {
-			// Not spooled: never lose it quietly.
+			// Not spooled: never lose it quietly. It is held as a local
+			// alarm too (heartbeat, metric): the platform may never hear
+			// of it, so only the gateway shows it.
+			g.holdAlarm(deviceID, typ)
 			g.raiseLocal(spool.Entry{Kind: spool.KindEvent, Device: deviceID, TS: ts.UnixMilli(), Type: typ, Attrs: attrs}, "spool_error")
 		}
 		return fmt.Errorf("gateway %s: %w", g.cfg.ID, err)
@@ -446,8 +453,24 @@ func (g *Gateway) device(dev string) *devState {
 		g.devices[dev] = d
 		g.order = append(g.order, dev)
 		g.gwDirty = true
+		if c := g.uplink; c != nil && c.IsConnectionOpen() {
+			// Its commands (a call_acknowledged that stops its local
+			// alarm) must reach it now, not only after a reconnect.
+			go g.subscribeCommands(c, dev)
+		}
 	}
 	return d
+}
+
+// subscribeCommands subscribes c to the cmd topic of dev, a device not in
+// the config heard while connected (the next connection subscribes it with
+// the others).
+func (g *Gateway) subscribeCommands(c paho.Client, dev string) {
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.PublishTimeout)
+	defer cancel()
+	if err := mqttconn.Wait(ctx, c.Subscribe(g.topic(dev, device.ChanCommand), 1, g.onCommand), g.cfg.PublishTimeout, "subscribe to commands"); err != nil {
+		g.log.Warn("commands of a device not in the gateway config will not arrive until the next reconnect", "device", dev, "err", err)
+	}
 }
 
 // report is the heartbeat's report of every device whose state is known.
@@ -460,6 +483,9 @@ func (g *Gateway) report(now time.Time) []device.DeviceReport {
 			continue
 		}
 		r := device.DeviceReport{Device: id, State: d.state, Via: device.ViaReadings, LocalAlarm: g.active[id].Type}
+		if a, ok := g.active[id]; ok {
+			r.LocalAlarmSince = a.Since.UnixMilli()
+		}
 		if d.heard {
 			r.LastSeen = d.last.UnixMilli()
 		}

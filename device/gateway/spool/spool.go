@@ -200,6 +200,11 @@ CREATE TABLE IF NOT EXISTS entries (
 	size   INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_kind_pos ON entries (kind, pos);
+CREATE TABLE IF NOT EXISTS local_alarms (
+	device   TEXT    PRIMARY KEY,
+	type     TEXT    NOT NULL,
+	since_ms INTEGER NOT NULL
+);
 `
 
 // Open opens (or creates) the spool at cfg.Path, increments its boot
@@ -540,4 +545,62 @@ func (s *Spool) gauges() {
 func (s *Spool) gaugesLocked() {
 	s.depth.Set(float64(s.entries))
 	s.size.Set(float64(s.bytes))
+}
+
+// HeldAlarm is a local alarm the gateway holds for a device (a fall or SOS
+// not yet acknowledged on the platform), kept in the spool file so that a
+// restart or a power cut of the gateway does not silence it. Since is the
+// gateway's wall time when it took the event.
+type HeldAlarm struct {
+	Device string
+	Type   device.EventType
+	Since  time.Time
+}
+
+// HoldAlarm records dev's local alarm; an alarm already held for dev is
+// kept as it is (its first type and time).
+func (s *Spool) HoldAlarm(ctx context.Context, dev string, typ device.EventType, since time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO local_alarms (device, type, since_ms) VALUES (?, ?, ?) ON CONFLICT (device) DO NOTHING`,
+		dev, string(typ), since.UnixMilli()); err != nil {
+		return fmt.Errorf("hold local alarm of %s: %w", dev, err)
+	}
+	return nil
+}
+
+// ClearAlarm forgets dev's local alarm (none held: no error).
+func (s *Spool) ClearAlarm(ctx context.Context, dev string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM local_alarms WHERE device = ?`, dev); err != nil {
+		return fmt.Errorf("clear local alarm of %s: %w", dev, err)
+	}
+	return nil
+}
+
+// HeldAlarms returns the local alarms held, by device id.
+func (s *Spool) HeldAlarms(ctx context.Context) ([]HeldAlarm, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rows, err := s.db.QueryContext(ctx, `SELECT device, type, since_ms FROM local_alarms ORDER BY device`)
+	if err != nil {
+		return nil, fmt.Errorf("read local alarms: %w", err)
+	}
+	defer rows.Close()
+	var out []HeldAlarm
+	for rows.Next() {
+		var a HeldAlarm
+		var typ string
+		var ms int64
+		if err := rows.Scan(&a.Device, &typ, &ms); err != nil {
+			return nil, fmt.Errorf("read local alarms: %w", err)
+		}
+		a.Type, a.Since = device.EventType(typ), time.UnixMilli(ms)
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read local alarms: %w", err)
+	}
+	return out, nil
 }
