@@ -266,7 +266,7 @@ func newSimSOSCmd() *cobra.Command {
 	deviceFlags(cmd, "sos")
 	cmd.Flags().Int("presses", 1, "number of presses")
 	cmd.Flags().Duration("interval", 30*time.Second, "time between presses")
-	cmd.Flags().Duration("await-help", 0, "after the presses, keep running until the platform's call_acknowledged command (\"help is coming\", logged) or this long (default 0: end after the presses)")
+	cmd.Flags().Duration("await-help", 0, "after the presses, keep running until the platform's call_acknowledged command (\"help is coming\", logged) or this long; exits non-zero when no acknowledgement came (default 0: end after the presses)")
 	return cmd
 }
 
