@@ -73,6 +73,8 @@ type Broker struct {
 	tlsAddr net.Addr
 	store   *storeHook
 	log     *slog.Logger
+	// listeners are the bound listeners mochi serves (TCP, then TLS).
+	listeners []*trackListener
 
 	closeOnce sync.Once
 	closeErr  error
@@ -148,21 +150,30 @@ func Start(cfg Config) (*Broker, error) {
 			return nil, fmt.Errorf("embedded broker: %w", err)
 		}
 	}
+	if (cfg.TLSAddr == "") != (cfg.TLS == nil) {
+		srv.Close()
+		return nil, errors.New("embedded broker: give both TLSAddr and TLS, or neither")
+	}
+	// The listeners are bound here and handed to mochi (listeners.Net), so
+	// there is no window between choosing a port and binding it, and every
+	// accepted connection is tracked for Close (see trackListener).
+	var tracked []*trackListener
 	fail := func(err error) (*Broker, error) {
+		deadline := time.Now().Add(EstablishWait)
+		for _, l := range tracked {
+			waitStarted(l.stopAccepting(), deadline)
+		}
 		srv.Close() // stops the hooks, closing the store
 		return nil, err
-	}
-	if (cfg.TLSAddr == "") != (cfg.TLS == nil) {
-		return nil, errors.New("embedded broker: give both TLSAddr and TLS, or neither")
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fail(fmt.Errorf("embedded broker listen on %s: %w", cfg.Addr, err))
 	}
 	addr := ln.Addr()
-	ln.Close() // mochi binds it again below; the window is tiny and a clash is reported
-	tcp := listeners.NewTCP(listeners.Config{Type: "tcp", ID: "tcp", Address: addr.String()})
-	if err := srv.AddListener(tcp); err != nil {
+	tl := newTrackListener(ln)
+	tracked = append(tracked, tl)
+	if err := srv.AddListener(listeners.NewNet("tcp", tl)); err != nil {
 		return fail(fmt.Errorf("embedded broker listen on %s: %w", addr, err))
 	}
 	var tlsAddr net.Addr
@@ -172,9 +183,11 @@ func Start(cfg Config) (*Broker, error) {
 			return fail(fmt.Errorf("embedded broker TLS listen on %s: %w", cfg.TLSAddr, err))
 		}
 		tlsAddr = ln.Addr()
-		ln.Close()
-		l := listeners.NewTCP(listeners.Config{Type: "tcp", ID: "tls", Address: tlsAddr.String(), TLSConfig: cfg.TLS})
-		if err := srv.AddListener(l); err != nil {
+		tl := newTrackListener(ln)
+		tracked = append(tracked, tl)
+		// TLS over the tracked listener: the handshake's first read marks
+		// the connection started, in mochi's goroutine for it.
+		if err := srv.AddListener(listeners.NewNet("tls", tls.NewListener(tl, cfg.TLS))); err != nil {
 			return fail(fmt.Errorf("embedded broker TLS listen on %s: %w", tlsAddr, err))
 		}
 	}
@@ -182,7 +195,7 @@ func Start(cfg Config) (*Broker, error) {
 	if err := srv.Serve(); err != nil {
 		return fail(fmt.Errorf("embedded broker: %w", err))
 	}
-	b := &Broker{srv: srv, addr: addr, tlsAddr: tlsAddr, store: store, log: log}
+	b := &Broker{srv: srv, addr: addr, tlsAddr: tlsAddr, store: store, log: log, listeners: tracked}
 	if store != nil {
 		n, err := store.replayJournal(srv)
 		if err != nil {
@@ -240,11 +253,24 @@ func (b *Broker) Run(ctx context.Context) error {
 var CloseTimeout = 10 * time.Second
 
 // Close stops the broker: listeners, clients, then the store. It is safe
-// to call more than once. When the clients have not stopped after
-// CloseTimeout it closes the store itself (so the journal is flushed and
-// the file released), logs the hang and returns an error saying so.
+// to call more than once.
+//
+// It first stops accepting and waits, at most EstablishWait, until mochi
+// has begun handling every connection accepted before (so a shutdown
+// during a connection storm does not race mochi's client WaitGroup; see
+// trackListener). When the clients have not stopped CloseTimeout after
+// that, it closes the store itself (so the journal is flushed and the file
+// released), logs the hang and returns an error saying so.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
+		deadline := time.Now().Add(EstablishWait)
+		var left int
+		for _, l := range b.listeners {
+			left += waitStarted(l.stopAccepting(), deadline)
+		}
+		if left > 0 {
+			b.log.Warn("embedded broker: connections accepted before shutdown were not yet handled; closing anyway", "connections", left, "waited", EstablishWait)
+		}
 		done := make(chan error, 1)
 		go func() { done <- b.srv.Close() }()
 		select {

@@ -220,12 +220,14 @@ func TestTakeoverSignal(t *testing.T) {
 	if err := mqttconn.Wait(ctx, ops.Subscribe(root+"/v1/+/+/event", 1, func(_ paho.Client, m paho.Message) { events <- m }), 5*time.Second, "subscribe"); err != nil {
 		t.Fatal(err)
 	}
-	// Four connections as gw-1, each taking over the one before (paho's
-	// auto-reconnect is off in these plain connections: once kicked off,
-	// a client stays off).
+	// Four connections as gw-1, each taking over the one before. They are
+	// plain paho clients with auto-reconnect off (mqttconn always turns it
+	// on): once kicked off, a client stays off, so there are exactly 3
+	// takeovers and no reconnection still in flight when the broker closes.
 	for range 4 {
-		c, err := mqttconn.Connect(ctx, mqttconn.Options{URL: withUser(b.URL(), "gw-1", "gw1-secret"), ClientID: "gw-1", CleanSession: true, Logger: quietLog})
-		if err != nil {
+		c := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).SetClientID("gw-1").SetUsername("gw-1").SetPassword("gw1-secret").
+			SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false))
+		if err := mqttconn.Wait(ctx, c.Connect(), 5*time.Second, "connect"); err != nil {
 			t.Fatal(err)
 		}
 		defer c.Disconnect(0)
@@ -248,6 +250,9 @@ func TestTakeoverSignal(t *testing.T) {
 	}
 	if ev.Type != device.EventClientTakeover || ev.Device != "gw-1" || ev.Attrs["client_id"] != "gw-1" || ev.Attrs["takeovers"] != float64(3) {
 		t.Errorf("event = %+v", ev)
+	}
+	if n := testutil.ToFloat64(prometheusCounter(t, reg, "eldercare_broker_session_takeovers_total")); n != 3 {
+		t.Errorf("takeovers = %v, want 3 (four connections, none reconnecting)", n)
 	}
 	if n := testutil.ToFloat64(prometheusCounter(t, reg, "eldercare_broker_takeover_alerts_total")); n != 1 {
 		t.Errorf("takeover alerts = %v, want 1 (once per window)", n)

@@ -1,0 +1,123 @@
+package broker
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// EstablishWait bounds how long Close waits for the connections accepted
+// before it to reach mochi's connection handler (see trackListener).
+var EstablishWait = 5 * time.Second
+
+// trackListener is the net.Listener given to mochi: it records every
+// accepted connection until mochi's goroutine for it first reads, writes or
+// closes it.
+//
+// mochi-mqtt v2.7.9 (listeners/tcp.go, listeners/net.go) handles each
+// accepted connection in a new goroutine whose first step is
+// Listeners.ClientsWg.Add(1) (server.go attachClient), while Server.Close
+// ends with ClientsWg.Wait() (listeners.go CloseAll). Nothing orders the two
+// for a connection that is still being established (not yet in the clients
+// map, or refused and never added): a WaitGroup.Add from zero concurrent
+// with Wait, which is the misuse the race detector reports and can let Close
+// return before that client goroutine has run (mochi-mqtt/server#488 is the
+// related Close hang, which CloseTimeout bounds). Broker.Close therefore
+// first stops accepting (stopAccepting) and then waits until every accepted
+// connection's goroutine has passed its Add: the first Read, Write or Close
+// of a tracked connection happens after the Add in that goroutine, and the
+// channel it closes orders it before Server.Close.
+type trackListener struct {
+	net.Listener
+
+	mu      sync.Mutex
+	closed  bool
+	pending map[*trackedConn]struct{}
+}
+
+func newTrackListener(ln net.Listener) *trackListener {
+	return &trackListener{Listener: ln, pending: map[*trackedConn]struct{}{}}
+}
+
+// Accept returns the next connection, tracked; after stopAccepting it
+// closes any connection still coming in and returns net.ErrClosed.
+func (l *trackListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	tc := &trackedConn{Conn: c, l: l, started: make(chan struct{})}
+	l.pending[tc] = struct{}{}
+	return tc, nil
+}
+
+// stopAccepting closes the listener and returns the connections accepted
+// and not yet started, so their goroutine has not provably passed mochi's
+// ClientsWg.Add. It is safe to call more than once.
+func (l *trackListener) stopAccepting() []*trackedConn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.closed = true
+		l.Listener.Close()
+	}
+	out := make([]*trackedConn, 0, len(l.pending))
+	for c := range l.pending {
+		out = append(out, c)
+	}
+	return out
+}
+
+// waitStarted waits until every connection in cs has started, or until
+// deadline; it returns how many had not.
+func waitStarted(cs []*trackedConn, deadline time.Time) int {
+	left := 0
+	for _, c := range cs {
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-c.started:
+		case <-t.C:
+			left++
+		}
+		t.Stop()
+	}
+	return left
+}
+
+// trackedConn marks itself started on its first Read, Write or Close.
+type trackedConn struct {
+	net.Conn
+	l       *trackListener
+	once    sync.Once
+	started chan struct{}
+}
+
+func (c *trackedConn) start() {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.pending, c)
+		c.l.mu.Unlock()
+		close(c.started)
+	})
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	c.start()
+	return c.Conn.Read(p)
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	c.start()
+	return c.Conn.Write(p)
+}
+
+func (c *trackedConn) Close() error {
+	c.start()
+	return c.Conn.Close()
+}
