@@ -238,6 +238,12 @@ func (s *Server) onboardPost(c *fiber.Ctx) error {
 	now := s.now()
 	var err error
 	target, detail := kind+":"+v["id"], ""
+	if err := s.checkDeviceIdentity(c, kind, v, f.Errors); err != nil {
+		return err
+	}
+	if len(f.Errors) > 0 {
+		return s.renderOnboard(c, fiber.StatusBadRequest, f)
+	}
 	switch kind {
 	case "site":
 		err = o.PutSite(ctx, registry.Site{ID: v["id"], Name: v["name"], TimeZone: v["timezone"]})
@@ -509,4 +515,35 @@ func formatZones(zs []registry.SafeZone) string {
 		b.WriteByte('\n')
 	}
 	return strings.TrimSpace(b.String())
+}
+
+// checkDeviceIdentity refuses, as a message on the id field, a form that
+// would change what an existing device is: adopting a device that is
+// registered already (a second adoption, or a double submit, would
+// overwrite the first one's site, bed and names), a gateway form naming a
+// device of another kind (it would turn that sensor into a gateway), and a
+// device form naming a gateway (it would turn the gateway into a sensor
+// while its MQTT credential stays).
+func (s *Server) checkDeviceIdentity(c *fiber.Ctx, kind string, v map[string]string, errs formErrors) error {
+	if kind != "adopt" && kind != "gateway" && kind != "device" || v["id"] == "" {
+		return nil
+	}
+	d, err := s.directory(c.UserContext())
+	if err != nil {
+		return err
+	}
+	old, ok := d.devByID[v["id"]]
+	if !ok {
+		return nil
+	}
+	lang := langOf(c)
+	switch {
+	case kind == "adopt":
+		errs.add("id", trf(lang, "onb.err.registered", "id", old.ID))
+	case kind == "gateway" && old.Kind != registry.KindGateway:
+		errs.add("id", trf(lang, "onb.err.not_gateway", "id", old.ID, "kind", trIn(lang, "kind."+old.Kind)))
+	case kind == "device" && old.Kind == registry.KindGateway && v["kind"] != registry.KindGateway:
+		errs.add("id", trf(lang, "onb.err.is_gateway", "id", old.ID))
+	}
+	return nil
 }
