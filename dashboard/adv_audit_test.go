@@ -1,14 +1,17 @@
 package dashboard
 
 import (
+	"context"
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestAuditActionsListed: every action the dashboard writes to the audit
@@ -95,5 +98,33 @@ func TestAuditActionsListed(t *testing.T) {
 				t.Errorf("action %q has no %s text", a, lang)
 			}
 		}
+	}
+}
+
+// TestAuditSiteOfNewActions: a handover note is audited with its site, so
+// that site's manager reads it on /manager/audit and another site's
+// manager does not (it used to be written without a site: admins only).
+func TestAuditSiteOfNewActions(t *testing.T) {
+	ts := newTestServer(t, func(_ *Config, d *Deps) {
+		d.Alerts = &mgrAlerts{fakeAlerts: newFakeAlerts(func() time.Time { return testNow }, testAlerts()...)}
+	})
+	cookie, csrf := ts.loginAs(t, "lead")
+	f := url.Values{"_csrf": {csrf}, "site": {"demo-station"}, "note": {"watch Mrs Wang's SpO2"}}
+	if r, _ := ts.form(t, cookie, "/manager/handover/notes", f); r.StatusCode != 303 {
+		t.Fatalf("note: %d", r.StatusCode)
+	}
+	es, err := ts.acc.Audit(context.Background(), AuditFilter{Action: "handover_note"})
+	if err != nil || len(es) != 1 || es[0].Site != "demo-station" {
+		t.Fatalf("audit rows %+v %v", es, err)
+	}
+	for user, want := range map[string]bool{"manager": true, "farmanager": false} {
+		mc, _ := ts.loginAs(t, user)
+		_, page := ts.do(t, "GET", "/manager/audit?action=handover_note", nil, map[string]string{"Cookie": mc})
+		if got := strings.Contains(page, "site:demo-station"); got != want {
+			t.Errorf("%s sees the note's audit row: %v, want %v", user, got, want)
+		}
+	}
+	if got := ts.srv.auditSite(nil, "site:demo-station"); got != "demo-station" {
+		t.Errorf("auditSite(site) = %q", got)
 	}
 }
