@@ -88,3 +88,71 @@ func TestOnboardDeviceIdentity(t *testing.T) {
 		t.Errorf("gateway edit: %d", code)
 	}
 }
+
+// TestOnboardRefusalsWriteNothing: a device form refused for its binding
+// (an unknown resident, or one of another site) used to save the device
+// and then show the error; it now saves nothing. The device and adoption
+// forms refuse kind gateway (no credential would be issued) and do not
+// offer it. Names with a right-to-left override or a line separator are
+// refused with the field's message; HTML in names is shown escaped.
+func TestOnboardRefusalsWriteNothing(t *testing.T) {
+	ctx := context.Background()
+	ts, store := advOnboardServer(t)
+	if err := store.PutSite(ctx, registry.Site{ID: "far", Name: "Far", TimeZone: "UTC"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.PutResident(ctx, registry.Resident{ID: "res-far", SiteID: "far", Name: "Far Away"}); err != nil {
+		t.Fatal(err)
+	}
+	cookie, csrf := ts.loginAs(t, "admin")
+	post := func(kind string, v url.Values) (int, string) {
+		t.Helper()
+		v.Set("_csrf", csrf)
+		resp, page := ts.postForm(t, cookie, "/admin/onboard/"+kind, v)
+		return resp.StatusCode, body(page)
+	}
+	for _, c := range []struct {
+		name, kind string
+		v          url.Values
+		want       string
+	}{
+		{"unknown resident", "device", url.Values{"id": {"d1"}, "site": {"demo-station"}, "kind": {"valve"}, "resident": {"nosuch"}}, "There is no resident nosuch."},
+		{"resident of another site", "device", url.Values{"id": {"d2"}, "site": {"demo-station"}, "kind": {"valve"}, "resident": {"res-far"}}, "Resident res-far lives on site far"},
+		{"adopt, unknown resident", "adopt", url.Values{"id": {"d3"}, "site": {"demo-station"}, "kind": {"valve"}, "resident": {"nosuch"}}, "There is no resident nosuch."},
+		{"gateway by the device form", "device", url.Values{"id": {"d4"}, "site": {"demo-station"}, "kind": {"gateway"}}, "Add a gateway with the gateway form"},
+		{"gateway by adoption", "adopt", url.Values{"id": {"d5"}, "site": {"demo-station"}, "kind": {"gateway"}}, "Add a gateway with the gateway form"},
+	} {
+		code, page := post(c.kind, c.v)
+		if code != 400 || !strings.Contains(page, c.want) {
+			t.Errorf("%s: %d, message %q shown %v", c.name, code, c.want, strings.Contains(page, c.want))
+		}
+		if _, err := store.Device(ctx, c.v.Get("id")); err == nil {
+			t.Errorf("%s: device %s was saved", c.name, c.v.Get("id"))
+		}
+	}
+	_, page := ts.do(t, "GET", "/admin/onboard", nil, map[string]string{"Cookie": cookie})
+	if strings.Contains(page, `<option value="gateway"`) {
+		t.Error("the device forms offer kind gateway")
+	}
+
+	for _, c := range []struct {
+		kind string
+		v    url.Values
+	}{
+		{"site", url.Values{"id": {"s2"}, "name": {"Home \u202Eemoh"}, "timezone": {"UTC"}}},
+		{"room", url.Values{"id": {"r2"}, "site": {"demo-station"}, "name": {"R"}, "ward": {"north\u2066"}}},
+		{"resident", url.Values{"id": {"res-2"}, "site": {"demo-station"}, "name": {"A\u2028B"}}},
+	} {
+		code, page := post(c.kind, c.v)
+		if code != 400 || !strings.Contains(page, "invisible direction or line control") {
+			t.Errorf("%s %v: %d", c.kind, c.v, code)
+		}
+	}
+	if code, _ := post("room", url.Values{"id": {"r3"}, "site": {"demo-station"}, "name": {`<img src=x onerror=alert(1)>`}, "ward": {`<b>w</b>`}}); code != 303 {
+		t.Fatalf("room with HTML in its name: %d", code)
+	}
+	_, page = ts.do(t, "GET", "/admin/onboard", nil, map[string]string{"Cookie": cookie})
+	if strings.Contains(page, "<img src=x") || strings.Contains(page, "<b>w</b>") || !strings.Contains(page, "&lt;img src=x") {
+		t.Error("HTML in a room's name or ward is not escaped")
+	}
+}

@@ -167,7 +167,7 @@ func (s *Server) renderOnboard(c *fiber.Ctx, code int, f onboardForm) error {
 		return err
 	}
 	data := map[string]any{"Sites": d.sites, "Rooms": roomList(d), "Beds": d.beds, "Residents": d.residents,
-		"Devices": d.devices, "F": f, "CSRF": csrfOf(c), "Kinds": registry.Kinds, "BedTypes": registry.BedTypes,
+		"Devices": d.devices, "F": f, "CSRF": csrfOf(c), "Kinds": deviceFormKinds(), "BedTypes": registry.BedTypes,
 		"RetireKinds": registry.RetireKinds, "CanEdit": s.onboardStore() != nil, "Lang": langOf(c),
 		// V and E are the values and messages of the form shown (by kind).
 		"V": map[string]map[string]string{f.Form: f.Values}, "E": map[string]formErrors{f.Form: f.Errors}}
@@ -523,20 +523,36 @@ func formatZones(zs []registry.SafeZone) string {
 // overwrite the first one's site, bed and names), a gateway form naming a
 // device of another kind (it would turn that sensor into a gateway), and a
 // device form naming a gateway (it would turn the gateway into a sensor
-// while its MQTT credential stays).
+// while its MQTT credential stays). A device or adoption form refuses kind
+// gateway (only the gateway form issues its credential) and a resident to
+// bind who is unknown or on another site, before anything is written.
 func (s *Server) checkDeviceIdentity(c *fiber.Ctx, kind string, v map[string]string, errs formErrors) error {
-	if kind != "adopt" && kind != "gateway" && kind != "device" || v["id"] == "" {
+	if kind != "adopt" && kind != "gateway" && kind != "device" {
 		return nil
 	}
 	d, err := s.directory(c.UserContext())
 	if err != nil {
 		return err
 	}
+	lang := langOf(c)
+	if kind != "gateway" {
+		if v["kind"] == registry.KindGateway {
+			errs.add("kind", trIn(lang, "onb.err.use_gateway_form"))
+		}
+		// The binding is checked before anything is written, so a refused
+		// form leaves no device behind.
+		if res := v["resident"]; res != "" {
+			if r, ok := d.resByID[res]; !ok {
+				errs.add("resident", trf(lang, "onb.err.unknown_resident", "id", res))
+			} else if r.SiteID != v["site"] {
+				errs.add("resident", trf(lang, "onb.err.resident_site", "id", res, "site", r.SiteID))
+			}
+		}
+	}
 	old, ok := d.devByID[v["id"]]
 	if !ok {
 		return nil
 	}
-	lang := langOf(c)
 	switch {
 	case kind == "adopt":
 		errs.add("id", trf(lang, "onb.err.registered", "id", old.ID))
@@ -546,4 +562,10 @@ func (s *Server) checkDeviceIdentity(c *fiber.Ctx, kind string, v map[string]str
 		errs.add("id", trf(lang, "onb.err.is_gateway", "id", old.ID))
 	}
 	return nil
+}
+
+// deviceFormKinds are the kinds the device and adoption forms offer: every
+// kind but the gateway, which has its own form (it issues the password).
+func deviceFormKinds() []string {
+	return slices.DeleteFunc(slices.Clone(registry.Kinds), func(k string) bool { return k == registry.KindGateway })
 }
