@@ -2,8 +2,10 @@ package dashboard
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/eldercare-iot/eldercare/device/registry"
@@ -154,5 +156,39 @@ func TestOnboardRefusalsWriteNothing(t *testing.T) {
 	_, page = ts.do(t, "GET", "/admin/onboard", nil, map[string]string{"Cookie": cookie})
 	if strings.Contains(page, "<img src=x") || strings.Contains(page, "<b>w</b>") || !strings.Contains(page, "&lt;img src=x") {
 		t.Error("HTML in a room's name or ward is not escaped")
+	}
+}
+
+// TestAdoptConcurrently: two admins adopting the same unknown device at
+// the same moment: one adoption is saved, the other is refused on the id
+// field (the registry inserts without overwriting).
+func TestAdoptConcurrently(t *testing.T) {
+	ts, store := advOnboardServer(t)
+	cookie, csrf := ts.loginAs(t, "admin")
+	codes := make([]int, 4)
+	var wg sync.WaitGroup
+	for i := range codes {
+		wg.Go(func() {
+			v := url.Values{"_csrf": {csrf}, "id": {"env-race"}, "site": {"demo-station"}, "kind": {"env_sensor"}, "name": {fmt.Sprint("Kitchen ", i)}}
+			resp, _ := ts.postForm(t, cookie, "/admin/onboard/adopt", v)
+			codes[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	saved := 0
+	for _, c := range codes {
+		switch c {
+		case 303:
+			saved++
+		case 400:
+		default:
+			t.Errorf("adoption answered %d", c)
+		}
+	}
+	if saved != 1 {
+		t.Errorf("%d adoptions saved, want 1 (%v)", saved, codes)
+	}
+	if _, err := store.Device(context.Background(), "env-race"); err != nil {
+		t.Error(err)
 	}
 }

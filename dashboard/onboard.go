@@ -31,6 +31,7 @@ type onboardStore interface {
 	PutBed(ctx context.Context, x registry.Bed, by, reason string, at time.Time) error
 	PutResident(ctx context.Context, r registry.Resident) error
 	PutDevice(ctx context.Context, dev registry.Device) error
+	AddDevice(ctx context.Context, dev registry.Device) error
 	PutGateway(ctx context.Context, dev registry.Device) (string, error)
 	PutCard(ctx context.Context, x registry.MealCard) error
 	SetNames(ctx context.Context, table, id string, n registry.Names) error
@@ -270,7 +271,13 @@ func (s *Server) onboardPost(c *fiber.Ctx) error {
 			} else if old, ok := d.devByID[dev.ID]; ok {
 				dev.Limits = old.Limits
 			}
-			err = o.PutDevice(ctx, dev)
+			if kind == "adopt" {
+				// insert only: a second adoption of the same device,
+				// even at the same moment, is refused
+				err = o.AddDevice(ctx, dev)
+			} else {
+				err = o.PutDevice(ctx, dev)
+			}
 		}
 		if err == nil && len(dev.Names) > 0 {
 			err = o.SetNames(ctx, "devices", dev.ID, dev.Names)
