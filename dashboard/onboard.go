@@ -284,7 +284,7 @@ func (s *Server) onboardPost(c *fiber.Ctx) error {
 		}
 		if err == nil && v["resident"] != "" {
 			if berr := o.Bind(ctx, dev.ID, v["resident"], now); berr != nil {
-				f.Errors.add("resident", berr.Error())
+				f.Errors.add("resident", registryText(lang, berr.Error()))
 				err = errForm
 			} else {
 				detail = "bound to resident:" + v["resident"]
@@ -308,7 +308,7 @@ func (s *Server) onboardPost(c *fiber.Ctx) error {
 		err = o.Retire(ctx, v["kind"], v["id"], actor, v["reason"], now)
 		target, detail = v["kind"]+":"+v["id"], v["reason"]
 		if errors.Is(err, registry.ErrNotFound) || errors.Is(err, registry.ErrInUse) {
-			f.Errors.add("id", err.Error())
+			f.Errors.add("id", registryText(lang, err.Error()))
 			err = errForm
 		}
 	}
@@ -325,7 +325,7 @@ func (s *Server) onboardPost(c *fiber.Ctx) error {
 			if !slices.Contains(fields, field) {
 				field = "form"
 			}
-			f.Errors.add(field, e.Message)
+			f.Errors.add(field, registryText(lang, e.Message))
 		}
 	}
 	if len(f.Errors) > 0 {
