@@ -53,3 +53,23 @@ func TestNewFormsNeedCSRF(t *testing.T) {
 		t.Errorf("settings changed by a forged post: %+v %v", set, err)
 	}
 }
+
+// TestCheckTextRefusesDirectionControls: a note, comment or other free
+// text refuses the invisible direction overrides and line separators that
+// make text read otherwise than written; line breaks and the
+// right-to-left mark stay allowed.
+func TestCheckTextRefusesDirectionControls(t *testing.T) {
+	for _, s := range []string{"pay \u202Eevil", "x\u2066y", "a\u2028b"} {
+		if err := checkText("note", s, 100, true); err == nil {
+			t.Errorf("%q accepted", s)
+		}
+	}
+	for _, s := range []string{"line 1\nline 2", "\u200Fשרה", "水肿，夜间翻身两次"} {
+		if err := checkText("note", s, 100, true); err != nil {
+			t.Errorf("%q refused: %v", s, err)
+		}
+	}
+	if err := newTestServer(t, nil).acc.AddHandoverNote(context.Background(), HandoverNote{Site: "s", Shift: "night", Body: "ok \u202Ekaerb"}); err == nil {
+		t.Error("a handover note with a direction override was saved")
+	}
+}
