@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/eldercare-iot/eldercare/device/registry"
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
@@ -190,5 +191,38 @@ func TestAdoptConcurrently(t *testing.T) {
 	}
 	if _, err := store.Device(context.Background(), "env-race"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestMoveBoundDevice: a device bound to a resident cannot be moved to
+// another site by the device form (its alerts would be filed under the
+// new site, away from the resident's staff); unbound, it can.
+func TestMoveBoundDevice(t *testing.T) {
+	ctx := context.Background()
+	ts, store := advOnboardServer(t)
+	if err := store.PutSite(ctx, registry.Site{ID: "far", Name: "Far", TimeZone: "UTC"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.PutResident(ctx, registry.Resident{ID: "res-1", SiteID: "demo-station", Name: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Bind(ctx, "fd-1", "res-1", testNow.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	cookie, csrf := ts.loginAs(t, "admin")
+	v := url.Values{"_csrf": {csrf}, "id": {"fd-1"}, "site": {"far"}, "kind": {"fall_detector"}, "name": {"W"}}
+	resp, page := ts.postForm(t, cookie, "/admin/onboard/device", v)
+	if resp.StatusCode != 400 || !strings.Contains(body(page), "is bound to resident res-1 of site demo-station") {
+		t.Errorf("move a bound device: %d", resp.StatusCode)
+	}
+	if x, err := store.Device(ctx, "fd-1"); err != nil || x.SiteID != "demo-station" {
+		t.Errorf("the device moved: %+v %v", x, err)
+	}
+	v.Set("id", "fd-2")
+	if err := store.PutDevice(ctx, registry.Device{ID: "fd-2", SiteID: "demo-station", Kind: registry.KindFallDetector}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := ts.postForm(t, cookie, "/admin/onboard/device", v); resp.StatusCode != 303 {
+		t.Errorf("move an unbound device: %d", resp.StatusCode)
 	}
 }

@@ -532,7 +532,8 @@ func formatZones(zs []registry.SafeZone) string {
 // device form naming a gateway (it would turn the gateway into a sensor
 // while its MQTT credential stays). A device or adoption form refuses kind
 // gateway (only the gateway form issues its credential) and a resident to
-// bind who is unknown or on another site, before anything is written.
+// bind who is unknown or on another site, before anything is written; a
+// device bound to a resident cannot be moved to another site.
 func (s *Server) checkDeviceIdentity(c *fiber.Ctx, kind string, v map[string]string, errs formErrors) error {
 	if kind != "adopt" && kind != "gateway" && kind != "device" {
 		return nil
@@ -567,6 +568,20 @@ func (s *Server) checkDeviceIdentity(c *fiber.Ctx, kind string, v map[string]str
 		errs.add("id", trf(lang, "onb.err.not_gateway", "id", old.ID, "kind", trIn(lang, "kind."+old.Kind)))
 	case kind == "device" && old.Kind == registry.KindGateway && v["kind"] != registry.KindGateway:
 		errs.add("id", trf(lang, "onb.err.is_gateway", "id", old.ID))
+	case kind == "device" && v["site"] != old.SiteID:
+		// Moving a device to another site while it is bound to a
+		// resident of its old site would file that resident's alerts
+		// under the new site (seen by its staff, not the resident's).
+		now := s.now()
+		for _, b := range d.bindings {
+			if b.DeviceID != old.ID || !b.Contains(now) {
+				continue
+			}
+			if r, ok := d.resByID[b.ResidentID]; ok && r.SiteID != v["site"] {
+				errs.add("site", trf(lang, "onb.err.bound_elsewhere", "id", old.ID, "resident", b.ResidentID, "site", r.SiteID))
+				break
+			}
+		}
 	}
 	return nil
 }
