@@ -196,7 +196,8 @@ func TestAdoptConcurrently(t *testing.T) {
 
 // TestMoveBoundDevice: a device bound to a resident cannot be moved to
 // another site by the device form (its alerts would be filed under the
-// new site, away from the resident's staff); unbound, it can.
+// new site, away from the resident's staff), nor the resident by the
+// resident form; unbound, a device can.
 func TestMoveBoundDevice(t *testing.T) {
 	ctx := context.Background()
 	ts, store := advOnboardServer(t)
@@ -217,6 +218,14 @@ func TestMoveBoundDevice(t *testing.T) {
 	}
 	if x, err := store.Device(ctx, "fd-1"); err != nil || x.SiteID != "demo-station" {
 		t.Errorf("the device moved: %+v %v", x, err)
+	}
+	rv := url.Values{"_csrf": {csrf}, "id": {"res-1"}, "site": {"far"}, "name": {"A"}}
+	resp, page = ts.postForm(t, cookie, "/admin/onboard/resident", rv)
+	if resp.StatusCode != 400 || !strings.Contains(body(page), "has device fd-1 of site demo-station bound") {
+		t.Errorf("move a resident with a bound device: %d", resp.StatusCode)
+	}
+	if r, err := store.Resident(ctx, "res-1"); err != nil || r.SiteID != "demo-station" {
+		t.Errorf("the resident moved: %+v %v", r, err)
 	}
 	v.Set("id", "fd-2")
 	if err := store.PutDevice(ctx, registry.Device{ID: "fd-2", SiteID: "demo-station", Kind: registry.KindFallDetector}); err != nil {

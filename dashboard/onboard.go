@@ -535,7 +535,7 @@ func formatZones(zs []registry.SafeZone) string {
 // bind who is unknown or on another site, before anything is written; a
 // device bound to a resident cannot be moved to another site.
 func (s *Server) checkDeviceIdentity(c *fiber.Ctx, kind string, v map[string]string, errs formErrors) error {
-	if kind != "adopt" && kind != "gateway" && kind != "device" {
+	if kind != "adopt" && kind != "gateway" && kind != "device" && kind != "resident" {
 		return nil
 	}
 	d, err := s.directory(c.UserContext())
@@ -543,6 +543,23 @@ func (s *Server) checkDeviceIdentity(c *fiber.Ctx, kind string, v map[string]str
 		return err
 	}
 	lang := langOf(c)
+	if kind == "resident" {
+		// The same for a resident moved to another site while a device of
+		// the old site is bound to them.
+		if old, ok := d.resByID[v["id"]]; ok && old.SiteID != v["site"] {
+			now := s.now()
+			for _, b := range d.bindings {
+				if b.ResidentID != old.ID || !b.Contains(now) {
+					continue
+				}
+				if x, ok := d.devByID[b.DeviceID]; ok && x.SiteID != v["site"] {
+					errs.add("site", trf(lang, "onb.err.device_elsewhere", "id", old.ID, "device", x.ID, "site", x.SiteID))
+					break
+				}
+			}
+		}
+		return nil
+	}
 	if kind != "gateway" {
 		if v["kind"] == registry.KindGateway {
 			errs.add("kind", trIn(lang, "onb.err.use_gateway_form"))
