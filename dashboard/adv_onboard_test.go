@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -233,5 +234,30 @@ func TestMoveBoundDevice(t *testing.T) {
 	}
 	if resp, _ := ts.postForm(t, cookie, "/admin/onboard/device", v); resp.StatusCode != 303 {
 		t.Errorf("move an unbound device: %d", resp.StatusCode)
+	}
+}
+
+// TestGatewayPasswordNotKept: the page that shows a new gateway's
+// password is not cached by the browser (a back button or a shared
+// station does not show it again) and the password is in no audit row.
+func TestGatewayPasswordNotKept(t *testing.T) {
+	ts, _ := advOnboardServer(t)
+	cookie, csrf := ts.loginAs(t, "admin")
+	resp, page := ts.postForm(t, cookie, "/admin/onboard/gateway", url.Values{"_csrf": {csrf}, "id": {"gw-9"}, "site": {"demo-station"}, "name": {"GW"}})
+	m := regexp.MustCompile(`<code class="password">([^<]+)</code>`).FindStringSubmatch(page)
+	if resp.StatusCode != 200 || m == nil {
+		t.Fatalf("gateway: %d", resp.StatusCode)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control %q, want no-store", cc)
+	}
+	es, err := ts.acc.Audit(context.Background(), AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if strings.Contains(e.Detail+e.Target, m[1]) {
+			t.Errorf("the password is in the audit log: %+v", e)
+		}
 	}
 }
