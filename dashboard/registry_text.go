@@ -33,6 +33,7 @@ var registryPatterns = []registryPattern{
 	{regexp.MustCompile(`^unknown bed type "(?P<id>.*)" \(want one of .*\)$`), "reg.unknown_bed_type"},
 	{regexp.MustCompile(`^(?:bed|gateway) "(?P<id>.*)" is on site "(?P<a>.*)", not "(?P<b>.*)"$`), "reg.other_site"},
 	{regexp.MustCompile(`^device "(?P<id>.*)" is registered already$`), "reg.registered"},
+	{regexp.MustCompile(`^device "(?P<id>.*)" is bound to resident "(?P<resident>.*)" of site "(?P<site>.*)"$`), "onb.err.bound_elsewhere"},
 	{regexp.MustCompile(`^(?P<v>\S+) is outside \[-90, 90\] degrees$`), "reg.lat"},
 	{regexp.MustCompile(`^(?P<v>\S+) is outside \[-180, 180\] degrees$`), "reg.lon"},
 	{regexp.MustCompile(`^(?P<n>\d+) vertices; a polygon needs at least 3$`), "reg.polygon"},

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/eldercare-iot/eldercare/device/registry"
 )
@@ -56,6 +57,47 @@ func TestAddDeviceOnce(t *testing.T) {
 		}
 		if d, err := s.Device(ctx, "fd-1"); err != nil || d.Kind != registry.KindFallDetector || d.GatewayID != "gw-1" {
 			t.Errorf("fd-1 changed: %+v %v", d, err)
+		}
+	})
+}
+
+// TestPutDeviceKeepsBindingOnSite: a device bound to a resident cannot be
+// moved to another site (its alerts would be filed under a site that is
+// not the resident's); once unbound it can.
+func TestPutDeviceKeepsBindingOnSite(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *registry.Store) {
+		ctx := context.Background()
+		doc, err := registry.ParseYAML(strings.NewReader(adminBase))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Import(ctx, doc); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutSite(ctx, registry.Site{ID: "far", Name: "Far", TimeZone: "UTC"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutDevice(ctx, registry.Device{ID: "env-1", SiteID: "st", Kind: registry.KindEnvSensor}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Bind(ctx, "env-1", "res-1", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+			t.Fatal(err)
+		}
+		err = s.PutDevice(ctx, registry.Device{ID: "env-1", SiteID: "far", Kind: registry.KindEnvSensor})
+		if fe := registry.FieldErrors(err); len(fe) != 1 || fe[0].Field != "site" || !strings.Contains(fe[0].Message, `bound to resident "res-1" of site "st"`) {
+			t.Errorf("move a bound device: %v", err)
+		}
+		if d, err := s.Device(ctx, "env-1"); err != nil || d.SiteID != "st" {
+			t.Errorf("device %+v %v", d, err)
+		}
+		if err := s.PutDevice(ctx, registry.Device{ID: "env-1", SiteID: "st", Kind: registry.KindEnvSensor, Name: "renamed"}); err != nil {
+			t.Errorf("edit on its own site: %v", err)
+		}
+		if err := s.Unbind(ctx, "env-1", time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutDevice(ctx, registry.Device{ID: "env-1", SiteID: "far", Kind: registry.KindEnvSensor}); err != nil {
+			t.Errorf("move an unbound device: %v", err)
 		}
 	})
 }

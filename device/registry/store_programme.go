@@ -276,7 +276,8 @@ func (s *Store) BedTypeHistory(ctx context.Context, bedID string, from, to time.
 // the YAML import (the same rules and messages, with the path "device"
 // instead of "devices[i]") and checks that its site exists, its bed (if
 // any) is on that site and its gateway (if any) is a gateway device on that
-// site. Errors are joined; nothing is written unless all pass.
+// site, and that a device bound to a resident is not moved off the
+// resident's site. Errors are joined; nothing is written unless all pass.
 func (s *Store) PutDevice(ctx context.Context, dev Device) error {
 	return s.putDevice(ctx, dev, false)
 }
@@ -332,6 +333,19 @@ func (s *Store) putDevice(ctx context.Context, dev Device, create bool) error {
 				v.addf("device.gateway", "device %q is a %s, not a gateway", dev.GatewayID, kind)
 			case site != dev.SiteID:
 				v.addf("device.gateway", "gateway %q is on site %q, not %q", dev.GatewayID, site, dev.SiteID)
+			}
+		}
+		if dev.SiteID != "" {
+			// A device bound to a resident stays on the resident's site
+			// (Bind refuses a binding across sites; a move must not make one).
+			var res, resSite string
+			err := tx.QueryRowContext(ctx, s.db.Rebind(`SELECT b.resident_id, r.site_id FROM device_bindings b JOIN residents r ON r.id = b.resident_id
+				WHERE b.device_id = ? AND b.to_ms IS NULL AND r.site_id <> ?`), dev.ID, dev.SiteID).Scan(&res, &resSite)
+			switch {
+			case err == nil:
+				v.addf("device.site", "device %q is bound to resident %q of site %q", dev.ID, res, resSite)
+			case !errors.Is(err, sql.ErrNoRows):
+				return err
 			}
 		}
 		if create {
