@@ -3,6 +3,7 @@ package dashboard
 import (
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -35,5 +36,24 @@ func TestAlertsOfRetiredResident(t *testing.T) {
 	}
 	if a, err := hs.m.Get(t.Context(), open); err != nil || a.Status != "acknowledged" {
 		t.Errorf("alert %+v %v", a, err)
+	}
+}
+
+// TestRetiredResidentNotLinked: the alert lists and the board show a
+// retired resident's open alert with the resident's id and no link to
+// their page (which answers 404).
+func TestRetiredResidentNotLinked(t *testing.T) {
+	hs := newHistoryStore(t)
+	id := hs.add(t, histAlert{site: "demo-station", resident: "res-gone", device: "fd-9", typ: "fall", sev: "critical", opened: testNow.Add(-time.Minute)})
+	ts := newTestServer(t, func(_ *Config, d *Deps) { d.Alerts, d.History, d.Registry = hs.m, hs.m, historyRegistry() })
+	c, _ := ts.loginAs(t, "nurse")
+	for _, p := range []string{"/alerts", "/board"} {
+		resp, page := ts.do(t, "GET", p, nil, map[string]string{"Cookie": c})
+		if resp.StatusCode != 200 || !strings.Contains(page, fmt.Sprintf(`data-alert="%d"`, id)) || !strings.Contains(page, "res-gone") {
+			t.Errorf("%s (%d) does not list the retired resident's alert", p, resp.StatusCode)
+		}
+		if strings.Contains(page, `href="/residents/res-gone"`) {
+			t.Errorf("%s links to the retired resident's page", p)
+		}
 	}
 }
