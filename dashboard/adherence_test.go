@@ -1,7 +1,9 @@
 package dashboard
 
 import (
+	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -99,5 +101,16 @@ func TestZoneSVG(t *testing.T) {
 	}
 	if zoneSVG(nil, nil, "x") != "" {
 		t.Error("an empty drawing")
+	}
+	// Fixes that are not places (NaN, infinite, out of range) are left out
+	// rather than turning the drawing into NaN; a title is escaped.
+	bad := append(slices.Clone(track), TrackPoint{T: t0, Lat: math.NaN(), Lon: 121}, TrackPoint{T: t0, Lat: 31, Lon: math.Inf(1)},
+		TrackPoint{T: t0, Lat: 999, Lon: 121})
+	svg = string(zoneSVG(zones, bad, `"><script>x</script>`))
+	if strings.Contains(svg, "NaN") || strings.Contains(svg, "Inf") || strings.Contains(svg, "<script>") || !strings.Contains(svg, `class="last"`) {
+		t.Errorf("hostile track or title: %s", svg)
+	}
+	if zoneSVG(nil, []TrackPoint{{T: t0, Lat: math.NaN(), Lon: math.NaN()}}, "x") != "" {
+		t.Error("a drawing of no valid point")
 	}
 }

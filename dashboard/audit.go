@@ -163,8 +163,9 @@ func (s *Server) audit(c *fiber.Ctx, action, target, detail string) {
 	}
 }
 
-// auditSite returns the site of an audit target "resident:<id>" or
-// "alert:<id>", "" for others or when it cannot be found.
+// auditSite returns the site of an audit target "resident:<id>",
+// "alert:<id>", "device:<id>" or "site:<id>", "" for others or when it
+// cannot be found.
 func (s *Server) auditSite(c *fiber.Ctx, target string) string {
 	kind, id, _ := strings.Cut(target, ":")
 	switch kind {
@@ -176,6 +177,20 @@ func (s *Server) auditSite(c *fiber.Ctx, target string) string {
 		for _, r := range rs {
 			if r.ID == id {
 				return r.SiteID
+			}
+		}
+	case "site":
+		// a handover note, a site's onboarding
+		return id
+	case "device":
+		// a command, a binding, a device's onboarding: the device's site
+		ds, err := s.deps.Registry.Devices(c.UserContext(), "")
+		if err != nil {
+			return ""
+		}
+		for _, d := range ds {
+			if d.ID == id {
+				return d.SiteID
 			}
 		}
 	case "alert":
@@ -342,7 +357,11 @@ func (s *Server) auditPage(c *fiber.Ctx) error {
 // auditActions are the actions the audit page's filter offers.
 var auditActions = []string{AuditLogin, AuditLoginFailed, AuditViewResident, AuditViewBoard, AuditViewAlerts, AuditViewList,
 	AuditAcknowledge, AuditResolve, AuditCheckin, "add_user", "update_user", "disable_user", "enable_user", "reset_password",
-	"end_sessions", "preferences", "policy", "roster", "bind", "unbind", "export_report", AuditViewVitals}
+	"end_sessions", "preferences", "policy", "roster", "bind", "unbind", "export_report", AuditViewVitals,
+	AuditLogout, AuditPasswordChange, AuditPasswordChangeFailed, AuditUnlock, AuditRefused, "ack_link_refused",
+	"add_api_client", "revoke_api_client", "contacts", AuditComment, AuditExportHistory, "command", "handover_note",
+	"report_settings", "onboard_adopt", "onboard_device", "onboard_gateway", "onboard_site", "onboard_room", "onboard_bed",
+	"onboard_resident", "onboard_card", "retire", "registry_site", "registry_room", "registry_bed", "registry_resident"}
 
 // auditDetail renders the detail of an audit row in lang: a role or a
 // role change ("caregiver -> nurse_lead") in words, the live feed in

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -78,6 +79,11 @@ func (f *FluxVitals) ResidentTrack(ctx context.Context, residentID string, from,
 func zoneSVG(zones []registry.SafeZone, track []TrackPoint, title string) template.HTML {
 	const size, pad = 320.0, 16.0
 	type pt struct{ lat, lon float64 }
+	// A fix that is not a place on Earth (NaN, infinite, out of range) is
+	// left out: it would turn every coordinate of the drawing into NaN.
+	track = slices.DeleteFunc(slices.Clone(track), func(p TrackPoint) bool {
+		return !(math.Abs(p.Lat) <= 90 && math.Abs(p.Lon) <= 180)
+	})
 	var all []pt
 	for _, z := range zones {
 		if z.Center != nil {

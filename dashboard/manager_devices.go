@@ -245,6 +245,9 @@ func (s *Server) devicesPage(c *fiber.Ctx) error {
 	h := buildDeviceHealth(lang, d, keep, last, active, offline, p, now)
 	h.TelemetryErr = telErr
 	if name := c.Query("csv"); name != "" {
+		if err := periodRefused(errs); err != nil {
+			return err
+		}
 		var list []DeviceRow
 		switch name {
 		case "devices":
@@ -265,7 +268,7 @@ func (s *Server) devicesPage(c *fiber.Ctx) error {
 		}
 		return s.sendCSV(c, name, p.Label, rows)
 	}
-	return s.renderView(c, 0, "manager_devices", "mg.devices.title", map[string]any{"Health": h, "Pick": pick, "Errors": errs, "Loc": loc, "Now": now})
+	return s.renderView(c, periodStatus(errs), "manager_devices", "mg.devices.title", map[string]any{"Health": h, "Pick": pick, "Errors": errs, "Loc": loc, "Now": now})
 }
 
 // OfflinePtr is OfflineFor for the template's dur.

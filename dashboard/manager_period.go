@@ -76,7 +76,7 @@ func (s *Server) managerPeriod(c *fiber.Ctx, loc *time.Location) (Period, period
 	p, field, err := ParsePeriod(pick.Kind, pick.Month, pick.From, pick.To, s.now(), loc)
 	errs := formErrors{}
 	if err != nil {
-		errs[field] = err.Error()
+		errs[field] = periodErrorText(langOf(c), field, pick, loc, s.now())
 		p, _ = MonthPeriod("", s.now(), loc)
 		pick = periodPick{Kind: PeriodMonth}
 	}
@@ -137,4 +137,46 @@ func csvTime(t time.Time, loc *time.Location) string {
 		return ""
 	}
 	return t.In(loc).Format(time.RFC3339)
+}
+
+// periodErrorText is why ParsePeriod refused the picker's field, in lang
+// (ParsePeriod's own errors are English, for the API and logs).
+func periodErrorText(lang, field string, pick periodPick, loc *time.Location, now time.Time) string {
+	switch field {
+	case "month":
+		return trf(lang, "mg.err.month", "example", now.In(loc).Format("2006-01"))
+	case "from":
+		return trIn(lang, "mg.err.date")
+	case "to":
+		to, err := time.ParseInLocation(time.DateOnly, pick.To, loc)
+		if err != nil {
+			return trIn(lang, "mg.err.date")
+		}
+		if from, err := time.ParseInLocation(time.DateOnly, pick.From, loc); err == nil && to.Before(from) {
+			return trIn(lang, "mg.err.order")
+		}
+		return trf(lang, "mg.err.too_long", "n", fmt.Sprint(MaxCustomDays))
+	}
+	return trIn(lang, "mg.err.period")
+}
+
+// periodRefused is the error of a manager page's CSV asked for with a bad
+// period (400 with the first reason), nil when errs is empty: a CSV
+// never falls back to another period than the one asked for.
+func periodRefused(errs formErrors) error {
+	for _, f := range []string{"period", "month", "from", "to"} {
+		if msg, ok := errs[f]; ok {
+			return fiber.NewError(fiber.StatusBadRequest, msg)
+		}
+	}
+	return nil
+}
+
+// periodStatus is the page's status for errs: 400 when the period was
+// refused (the page shows this month with the reason), else 0 (200).
+func periodStatus(errs formErrors) int {
+	if len(errs) > 0 {
+		return fiber.StatusBadRequest
+	}
+	return 0
 }

@@ -351,11 +351,14 @@ func (s *Server) programmePage(c *fiber.Ctx) error {
 		return err
 	}
 	if name := c.Query("csv"); name != "" {
+		if err := periodRefused(errs); err != nil {
+			return err
+		}
 		rows, err := pr.csv(name, loc)
 		if err != nil {
 			return fiber.NewError(fiber.StatusNotFound, err.Error())
 		}
 		return s.sendCSV(c, name, p.Label, rows)
 	}
-	return s.renderView(c, 0, "manager_programme", "mg.programme.title", map[string]any{"P": pr, "Pick": pick, "Errors": errs, "Loc": loc})
+	return s.renderView(c, periodStatus(errs), "manager_programme", "mg.programme.title", map[string]any{"P": pr, "Pick": pick, "Errors": errs, "Loc": loc})
 }

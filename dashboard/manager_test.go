@@ -182,9 +182,10 @@ func TestTrendsPage(t *testing.T) {
 	if r.StatusCode != 403 {
 		t.Errorf("nurse lead changed the settings: %d", r.StatusCode)
 	}
-	// Bad period input: the page still answers, with the reason.
+	// Bad period input: the page still answers (400, this month), with the
+	// reason in the user's language.
 	r, page = ts.do(t, "GET", "/manager/trends?period=custom&from=2026-02-30&to=x", nil, h)
-	if r.StatusCode != 200 || !strings.Contains(page, "want a date YYYY-MM-DD") {
+	if r.StatusCode != 400 || !strings.Contains(page, "A date such as 2026-03-01.") {
 		t.Errorf("bad from: %d", r.StatusCode)
 	}
 }

@@ -241,13 +241,16 @@ func (s *Server) trendsPage(c *fiber.Ctx) error {
 		return err
 	}
 	if name := c.Query("csv"); name != "" {
+		if err := periodRefused(errs); err != nil {
+			return err
+		}
 		rows, err := tr.csv(name, loc)
 		if err != nil {
 			return fiber.NewError(fiber.StatusNotFound, err.Error())
 		}
 		return s.sendCSV(c, name, p.Label, rows)
 	}
-	return s.renderView(c, 0, "manager_trends", "mg.trends.title", map[string]any{"Trends": tr, "Pick": pick, "Errors": errs,
+	return s.renderView(c, periodStatus(errs), "manager_trends", "mg.trends.title", map[string]any{"Trends": tr, "Pick": pick, "Errors": errs,
 		"Chart": tr.chartJSON(lang), "Target": targetText(lang, set.Target), "ShiftStarts": ShiftStarts(set.Shifts), "ShiftText": strings.ReplaceAll(ShiftStarts(set.Shifts), ",", ", "),
 		"TargetSeconds": int(set.Target.Within / time.Second), "TargetPct": strconv.FormatFloat(math.Round(set.Target.Share*1000)/10, 'f', -1, 64),
 		"CanEdit": canEditSettings(c)})

@@ -31,6 +31,7 @@ type onboardStore interface {
 	PutBed(ctx context.Context, x registry.Bed, by, reason string, at time.Time) error
 	PutResident(ctx context.Context, r registry.Resident) error
 	PutDevice(ctx context.Context, dev registry.Device) error
+	AddDevice(ctx context.Context, dev registry.Device) error
 	PutGateway(ctx context.Context, dev registry.Device) (string, error)
 	PutCard(ctx context.Context, x registry.MealCard) error
 	SetNames(ctx context.Context, table, id string, n registry.Names) error
@@ -164,7 +165,7 @@ func (s *Server) renderOnboard(c *fiber.Ctx, code int, f onboardForm) error {
 		return err
 	}
 	data := map[string]any{"Sites": d.sites, "Rooms": roomList(d), "Beds": d.beds, "Residents": d.residents,
-		"Devices": d.devices, "F": f, "CSRF": csrfOf(c), "Kinds": registry.Kinds, "BedTypes": registry.BedTypes,
+		"Devices": d.devices, "F": f, "CSRF": csrfOf(c), "Kinds": deviceFormKinds(), "BedTypes": registry.BedTypes,
 		"RetireKinds": registry.RetireKinds, "CanEdit": s.onboardStore() != nil, "Lang": langOf(c),
 		// V and E are the values and messages of the form shown (by kind).
 		"V": map[string]map[string]string{f.Form: f.Values}, "E": map[string]formErrors{f.Form: f.Errors}}
@@ -235,6 +236,12 @@ func (s *Server) onboardPost(c *fiber.Ctx) error {
 	now := s.now()
 	var err error
 	target, detail := kind+":"+v["id"], ""
+	if err := s.checkDeviceIdentity(c, kind, v, f.Errors); err != nil {
+		return err
+	}
+	if len(f.Errors) > 0 {
+		return s.renderOnboard(c, fiber.StatusBadRequest, f)
+	}
 	switch kind {
 	case "site":
 		err = o.PutSite(ctx, registry.Site{ID: v["id"], Name: v["name"], TimeZone: v["timezone"]})
@@ -261,14 +268,20 @@ func (s *Server) onboardPost(c *fiber.Ctx) error {
 			} else if old, ok := d.devByID[dev.ID]; ok {
 				dev.Limits = old.Limits
 			}
-			err = o.PutDevice(ctx, dev)
+			if kind == "adopt" {
+				// insert only: a second adoption of the same device,
+				// even at the same moment, is refused
+				err = o.AddDevice(ctx, dev)
+			} else {
+				err = o.PutDevice(ctx, dev)
+			}
 		}
 		if err == nil && len(dev.Names) > 0 {
 			err = o.SetNames(ctx, "devices", dev.ID, dev.Names)
 		}
 		if err == nil && v["resident"] != "" {
 			if berr := o.Bind(ctx, dev.ID, v["resident"], now); berr != nil {
-				f.Errors.add("resident", berr.Error())
+				f.Errors.add("resident", registryText(lang, berr.Error()))
 				err = errForm
 			} else {
 				detail = "bound to resident:" + v["resident"]
@@ -292,7 +305,7 @@ func (s *Server) onboardPost(c *fiber.Ctx) error {
 		err = o.Retire(ctx, v["kind"], v["id"], actor, v["reason"], now)
 		target, detail = v["kind"]+":"+v["id"], v["reason"]
 		if errors.Is(err, registry.ErrNotFound) || errors.Is(err, registry.ErrInUse) {
-			f.Errors.add("id", err.Error())
+			f.Errors.add("id", registryText(lang, err.Error()))
 			err = errForm
 		}
 	}
@@ -309,7 +322,7 @@ func (s *Server) onboardPost(c *fiber.Ctx) error {
 			if !slices.Contains(fields, field) {
 				field = "form"
 			}
-			f.Errors.add(field, e.Message)
+			f.Errors.add(field, registryText(lang, e.Message))
 		}
 	}
 	if len(f.Errors) > 0 {
@@ -506,4 +519,89 @@ func formatZones(zs []registry.SafeZone) string {
 		b.WriteByte('\n')
 	}
 	return strings.TrimSpace(b.String())
+}
+
+// checkDeviceIdentity refuses, as a message on the id field, a form that
+// would change what an existing device is: adopting a device that is
+// registered already (a second adoption, or a double submit, would
+// overwrite the first one's site, bed and names), a gateway form naming a
+// device of another kind (it would turn that sensor into a gateway), and a
+// device form naming a gateway (it would turn the gateway into a sensor
+// while its MQTT credential stays). A device or adoption form refuses kind
+// gateway (only the gateway form issues its credential) and a resident to
+// bind who is unknown or on another site, before anything is written; a
+// device bound to a resident cannot be moved to another site.
+func (s *Server) checkDeviceIdentity(c *fiber.Ctx, kind string, v map[string]string, errs formErrors) error {
+	if kind != "adopt" && kind != "gateway" && kind != "device" && kind != "resident" {
+		return nil
+	}
+	d, err := s.directory(c.UserContext())
+	if err != nil {
+		return err
+	}
+	lang := langOf(c)
+	if kind == "resident" {
+		// The same for a resident moved to another site while a device of
+		// the old site is bound to them.
+		if old, ok := d.resByID[v["id"]]; ok && old.SiteID != v["site"] {
+			now := s.now()
+			for _, b := range d.bindings {
+				if b.ResidentID != old.ID || !b.Contains(now) {
+					continue
+				}
+				if x, ok := d.devByID[b.DeviceID]; ok && x.SiteID != v["site"] {
+					errs.add("site", trf(lang, "onb.err.device_elsewhere", "id", old.ID, "device", x.ID, "site", x.SiteID))
+					break
+				}
+			}
+		}
+		return nil
+	}
+	if kind != "gateway" {
+		if v["kind"] == registry.KindGateway {
+			errs.add("kind", trIn(lang, "onb.err.use_gateway_form"))
+		}
+		// The binding is checked before anything is written, so a refused
+		// form leaves no device behind.
+		if res := v["resident"]; res != "" {
+			if r, ok := d.resByID[res]; !ok {
+				errs.add("resident", trf(lang, "onb.err.unknown_resident", "id", res))
+			} else if r.SiteID != v["site"] {
+				errs.add("resident", trf(lang, "onb.err.resident_site", "id", res, "site", r.SiteID))
+			}
+		}
+	}
+	old, ok := d.devByID[v["id"]]
+	if !ok {
+		return nil
+	}
+	switch {
+	case kind == "adopt":
+		errs.add("id", trf(lang, "onb.err.registered", "id", old.ID))
+	case kind == "gateway" && old.Kind != registry.KindGateway:
+		errs.add("id", trf(lang, "onb.err.not_gateway", "id", old.ID, "kind", trIn(lang, "kind."+old.Kind)))
+	case kind == "device" && old.Kind == registry.KindGateway && v["kind"] != registry.KindGateway:
+		errs.add("id", trf(lang, "onb.err.is_gateway", "id", old.ID))
+	case kind == "device" && v["site"] != old.SiteID:
+		// Moving a device to another site while it is bound to a
+		// resident of its old site would file that resident's alerts
+		// under the new site (seen by its staff, not the resident's).
+		now := s.now()
+		for _, b := range d.bindings {
+			if b.DeviceID != old.ID || !b.Contains(now) {
+				continue
+			}
+			if r, ok := d.resByID[b.ResidentID]; ok && r.SiteID != v["site"] {
+				errs.add("site", trf(lang, "onb.err.bound_elsewhere", "id", old.ID, "resident", b.ResidentID, "site", r.SiteID))
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// deviceFormKinds are the kinds the device and adoption forms offer: every
+// kind but the gateway, which has its own form (it issues the password).
+func deviceFormKinds() []string {
+	return slices.DeleteFunc(slices.Clone(registry.Kinds), func(k string) bool { return k == registry.KindGateway })
 }

@@ -98,11 +98,42 @@ func (s *Server) canSeeResident(u *User, residentID string) bool {
 
 // canSeeAlert reports whether u sees alert a: its resident when it has one,
 // else its site (staff only).
+//
+// An alert of a resident no longer in the registry (retired: moved out,
+// died) is seen by the staff of the alert's site, so its history stays
+// readable and an alert still open can be acknowledged and resolved; a
+// family member never sees it through that rule.
 func (s *Server) canSeeAlert(u *User, a alerting.Alert) bool {
 	if a.Resident != nil && *a.Resident != "" {
-		return s.canSeeResident(u, *a.Resident)
+		if s.canSeeResident(u, *a.Resident) {
+			return true
+		}
+		if u == nil || !slices.Contains(staffRoles, u.Role) {
+			return false
+		}
+		if _, known := s.residentSite(*a.Resident); known {
+			return false
+		}
 	}
-	return canSeeSite(u, a.Site)
+	return u != nil && canSeeSite(u, a.Site)
+}
+
+// residentSite is the site of resident id in the registry; false when the
+// registry has no such resident (or cannot be read).
+func (s *Server) residentSite(id string) (string, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rs, err := s.deps.Registry.Residents(ctx, "")
+	if err != nil {
+		s.log.Error("scope: read residents", "err", err)
+		return "", true // unknown: refuse rather than widen
+	}
+	for _, r := range rs {
+		if r.ID == id {
+			return r.SiteID, true
+		}
+	}
+	return "", false
 }
 
 // visibleSites returns the site ids u sees, or nil meaning all (admin).

@@ -235,6 +235,9 @@ type alertRow struct {
 	AlertView
 	ResidentName string
 	ResidentID   string
+	// ResidentGone: the resident is no longer in the registry (retired);
+	// the lists show the id without a link to their page.
+	ResidentGone bool
 	SiteName     string // the site's name, or its id when the registry has no such site
 	Opened       string // in the site's time zone, with the zone's abbreviation
 	OpenedClock  string // "15:04 CST"
@@ -331,6 +334,8 @@ func (d *directory) row(a AlertView) alertRow {
 		r.ResidentName = *a.Resident
 		if res, ok := d.resByID[*a.Resident]; ok {
 			r.ResidentName = res.Name
+		} else {
+			r.ResidentGone = true
 		}
 	}
 	return r

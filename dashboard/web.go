@@ -17,6 +17,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/eldercare-iot/eldercare/alerting"
+
+	"github.com/eldercare-iot/eldercare/device/registry"
 )
 
 const (
@@ -109,6 +111,9 @@ func checkText(field, v string, max int, multiline bool) error {
 		}
 		if unicode.IsControl(r) {
 			return fmt.Errorf("%s: control character %U not allowed", field, r)
+		}
+		if registry.IsSpoofingFormat(r) {
+			return fmt.Errorf("%s: invisible direction or line control %U not allowed", field, r)
 		}
 	}
 	return nil

@@ -130,12 +130,17 @@ func TestOnboardDevices(t *testing.T) {
 				}
 				shot(t, ctx, dir, fmt.Sprintf("onboard-%s-%s-adopted", vp.name, lang))
 
-				// The form refuses what the YAML import refuses, with its message.
+				// The form refuses what the YAML import refuses, with its
+				// message (said in Chinese on the Chinese page).
 				if code := fillAndSubmit(t, ctx, "#site-form", map[string][]string{"id": {"mars-1"}, "name": {"Mars"}, "timezone": {"Mars/Base"}}); code != http.StatusBadRequest {
 					t.Errorf("invalid site: HTTP %d", code)
 				}
-				if got := text(t, ctx, `#site-form .field-error`); got != yamlMsg {
-					t.Errorf("form message %q, YAML import %q", got, yamlMsg)
+				want := yamlMsg
+				if lang == "zh-CN" {
+					want = "未知时区 Mars/Base：请填写 IANA 时区名，例如 Asia/Shanghai。"
+				}
+				if got := text(t, ctx, `#site-form .field-error`); got != want {
+					t.Errorf("form message %q, want %q (YAML import %q)", got, want, yamlMsg)
 				}
 			})
 		}
@@ -148,7 +153,7 @@ func TestOnboardDevices(t *testing.T) {
 	login(t, ctx, st, "admin")
 	open(t, ctx, st, "/manager/audit?lang=en")
 	page := text(t, ctx, "main")
-	for _, want := range []string{"onboard_device", "onboard_adopt", "device:stray-1", "device:smoke-new-1"} {
+	for _, want := range []string{"added or changed a device", "adopted an unregistered device", "device:stray-1", "device:smoke-new-1"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("audit log lacks %q", want)
 		}

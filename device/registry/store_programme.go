@@ -276,8 +276,22 @@ func (s *Store) BedTypeHistory(ctx context.Context, bedID string, from, to time.
 // the YAML import (the same rules and messages, with the path "device"
 // instead of "devices[i]") and checks that its site exists, its bed (if
 // any) is on that site and its gateway (if any) is a gateway device on that
-// site. Errors are joined; nothing is written unless all pass.
+// site, and that a device bound to a resident is not moved off the
+// resident's site. Errors are joined; nothing is written unless all pass.
 func (s *Store) PutDevice(ctx context.Context, dev Device) error {
+	return s.putDevice(ctx, dev, false)
+}
+
+// AddDevice is PutDevice for a device that must be new (adopting an
+// unregistered device): when a device with dev.ID exists already, or
+// another request registers it at the same moment, it returns the
+// validation error "device.id: device <id> is registered already" and
+// changes nothing.
+func (s *Store) AddDevice(ctx context.Context, dev Device) error {
+	return s.putDevice(ctx, dev, true)
+}
+
+func (s *Store) putDevice(ctx context.Context, dev Device, create bool) error {
 	var v validator
 	if err := checkID(dev.ID); err != nil {
 		v.addf("device.id", "%v", err)
@@ -321,8 +335,38 @@ func (s *Store) PutDevice(ctx context.Context, dev Device) error {
 				v.addf("device.gateway", "gateway %q is on site %q, not %q", dev.GatewayID, site, dev.SiteID)
 			}
 		}
+		if dev.SiteID != "" {
+			// A device bound to a resident stays on the resident's site
+			// (Bind refuses a binding across sites; a move must not make one).
+			var res, resSite string
+			err := tx.QueryRowContext(ctx, s.db.Rebind(`SELECT b.resident_id, r.site_id FROM device_bindings b JOIN residents r ON r.id = b.resident_id
+				WHERE b.device_id = ? AND b.to_ms IS NULL AND r.site_id <> ?`), dev.ID, dev.SiteID).Scan(&res, &resSite)
+			switch {
+			case err == nil:
+				v.addf("device.site", "device %q is bound to resident %q of site %q", dev.ID, res, resSite)
+			case !errors.Is(err, sql.ErrNoRows):
+				return err
+			}
+		}
+		if create {
+			if err := tx.QueryRowContext(ctx, s.db.Rebind(`SELECT COUNT(*) FROM devices WHERE id = ?`), dev.ID).Scan(&n); err != nil {
+				return err
+			} else if n > 0 {
+				v.addf("device.id", "device %q is registered already", dev.ID)
+			}
+		}
 		if len(v.errs) > 0 {
 			return errInvalid
+		}
+		if create {
+			// No upsert: of two requests adding the same id at once, the
+			// second fails on the primary key instead of overwriting.
+			if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO devices (id, site_id, kind, name, bed_id, gateway_id, power, report_interval_ms)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+				dev.ID, dev.SiteID, dev.Kind, dev.Name, nullable(dev.BedID), nullable(dev.GatewayID), dev.Power, dev.ReportInterval.Milliseconds()); err != nil {
+				return fmt.Errorf("insert device %s: %w", dev.ID, err)
+			}
+			return s.putLimits(ctx, tx, dev)
 		}
 		if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO devices (id, site_id, kind, name, bed_id, gateway_id, power, report_interval_ms)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -336,6 +380,13 @@ func (s *Store) PutDevice(ctx context.Context, dev Device) error {
 	})
 	if errors.Is(err, errInvalid) {
 		return errors.Join(v.errs...)
+	}
+	if err != nil && create {
+		// The insert lost a race with another request adding the same id
+		// (the primary key refused it), or the database failed.
+		if _, derr := s.Device(ctx, dev.ID); derr == nil {
+			return fmt.Errorf("device.id: device %q is registered already", dev.ID)
+		}
 	}
 	return err
 }

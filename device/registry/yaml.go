@@ -618,7 +618,20 @@ func (v *validator) name(path, s string, required bool) {
 		v.addf(path, "longer than %d characters", MaxNameLen)
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:
 		v.addf(path, "contains a control character")
+	case strings.IndexFunc(s, IsSpoofingFormat) >= 0:
+		r := []rune(s)[slices.IndexFunc([]rune(s), IsSpoofingFormat)]
+		v.addf(path, "contains an invisible direction or line control (U+%04X)", r)
 	}
+}
+
+// IsSpoofingFormat reports whether r is an invisible character that
+// changes how the text around it is shown: the bidirectional embeddings,
+// overrides and isolates (U+202A-U+202E, U+2066-U+2069, which can make a
+// name read backwards, "Trojan Source") and the line and paragraph
+// separators (U+2028, U+2029). Display names refuse them; the marks
+// U+200E and U+200F that right-to-left text needs are allowed.
+func IsSpoofingFormat(r rune) bool {
+	return r >= 0x202A && r <= 0x202E || r >= 0x2066 && r <= 0x2069 || r == 0x2028 || r == 0x2029
 }
 
 // MaxWardLen is the longest ward name, in characters.

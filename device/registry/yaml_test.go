@@ -374,6 +374,10 @@ func TestNames(t *testing.T) {
 		{"control character", doc(`"a\x01b"`, `"B"`, `"A"`), "sites[0].rooms[0].name: contains a control character"},
 		{"escape sequence", doc(`"R"`, `"\e[31mred"`, `"A"`), "sites[0].rooms[0].beds[0].name: contains a control character"},
 		{"too long", doc(`"R"`, `"B"`, `"`+strings.Repeat("x", 101)+`"`), "residents[0].name: longer than 100 characters"},
+		{"right-to-left override", doc(`"R"`, `"B"`, `"Wang \u202Egnaw"`), "residents[0].name: contains an invisible direction or line control (U+202E)"},
+		{"direction isolate", doc(`"R\u2066x"`, `"B"`, `"A"`), "sites[0].rooms[0].name: contains an invisible direction or line control (U+2066)"},
+		{"line separator", doc(`"R"`, `"B\u2028"`, `"A"`), "sites[0].rooms[0].beds[0].name: contains an invisible direction or line control (U+2028)"},
+		{"right-to-left mark", doc(`"R"`, `"B"`, `"\u200Fשרה"`), ""},
 		{"resident blank", doc(`"R"`, `"B"`, `" "`), "residents[0].name: required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
