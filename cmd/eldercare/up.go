@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/eldercare-iot/eldercare/alerting"
@@ -24,15 +25,16 @@ import (
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/device/registry"
 	firmwaresim "github.com/eldercare-iot/eldercare/firmware-sim"
-	"github.com/eldercare-iot/eldercare/ingest"
 	"github.com/eldercare-iot/eldercare/internal/backup"
 	"github.com/eldercare-iot/eldercare/internal/broker"
+	"github.com/eldercare-iot/eldercare/internal/cliconfig"
 	"github.com/eldercare-iot/eldercare/internal/influxd"
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
 	"github.com/eldercare-iot/eldercare/internal/realdata"
 )
 
 func newUpCmd() *cobra.Command {
+	var roles upRoles
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run every role in one process: embedded broker, SQLite and a child InfluxDB unless given URLs",
@@ -42,7 +44,7 @@ func newUpCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runUp(cmd.Context(), s)
+			return runUp(cmd.Context(), s, &roles)
 		},
 	}
 	f := cmd.Flags()
@@ -64,19 +66,63 @@ func newUpCmd() *cobra.Command {
 	f.String("db", "", "alert store and registry database: sqlite:PATH or postgres://...; empty uses DATA/eldercare.db")
 	f.String("registry", "", "registry YAML file (sites, beds, residents, devices, bindings) to import at start")
 	f.String("api-token", "", "bearer token of /api/v1 for machine clients (secret); empty reads or generates DATA/api-token")
-	f.Duration("offline-timeout", 2*time.Minute, "report interval of a device the registry does not know and that announces no kind (registered devices use their own: registry report_interval, kind, or the defaults of docs/protocol.md)")
-	f.String("webhook-url", "", "URL that receives every alert change as HMAC-SHA256-signed JSON")
-	f.String("webhook-secret", "", "shared secret of the webhook signature (secret)")
 	f.Bool("demo", false, "also run the demo care station: 6 beds replaying recordings, and create demo dashboard accounts (one per role) into DATA/demo-accounts.txt when there are none")
 	f.String("recordings", "", "recordings for the demo (default $ELDERCARE_REALDATA, else ../shared/data beside the repository)")
-	addAlertingFlags(f)
-	addIngestFlags(f)    // ingestflags.go: the ingest role's pipeline, retention and dead-letter flags
-	dashboardWebFlags(f) // dashboard.go: cookies, trusted proxies, the resident map
 	f.Float64("speed", 1, "demo replay speed, 1 = real time (0.1 to 1000)")
+	roles.bind(f)
 	return cmd
 }
 
-func runUp(ctx context.Context, s *settings) error {
+// upOwnedFlags are the flags of the role commands that up does not take
+// from the roles, because up sets them itself for all of its roles: one
+// broker (--mqtt, --root), one InfluxDB (--influx, --influx-token,
+// --influx-db, --influx-rp), one database (--db, --registry), one listener
+// (--http) and one API token (--api-token, generated into DATA/api-token
+// when empty), each defined by up with up's meaning; the MQTT client ids
+// are upClientIDs (--client-id); --gc-percent is the ingest process's
+// GOGC, which up leaves alone. Every other flag of ingest, alerting and
+// dashboard is a flag of up too (docs/configuration.md).
+var upOwnedFlags = []string{"mqtt", "root", "client-id", "influx", "influx-token", "influx-db", "influx-rp", "db", "registry", "http", "api-token", "gc-percent"}
+
+// upRoles are the configurations of the roles up runs, bound to up's
+// flags by each role's own bind.
+type upRoles struct {
+	ingest    ingestConfig
+	alerting  alertingConfig
+	dashboard dashboardConfig
+}
+
+// bind adds every role flag except upOwnedFlags to f, with up's defaults
+// where they differ from the role command's.
+func (r *upRoles) bind(f *pflag.FlagSet) {
+	for _, bind := range []func(*pflag.FlagSet){r.ingest.bind, r.alerting.bind, r.dashboard.bind} {
+		role := pflag.NewFlagSet("role", pflag.ContinueOnError)
+		bind(role)
+		cliconfig.Adopt(f, role, upOwnedFlags)
+	}
+	// up is one replica of ingest: leaving the shared subscription on stop
+	// would make the broker drop its readings while it restarts.
+	cliconfig.SetDefault(f, "leave-group-on-stop", "false")
+}
+
+// upInfra is what up supplies to every role in place of upOwnedFlags.
+type upInfra struct {
+	mqttURL, root                           string
+	influxURL, ingestInfluxURL, influxToken string
+	influxDB, influxRP, httpAddr, apiToken  string
+}
+
+// set fills the up-owned fields of every role's configuration from in.
+func (r *upRoles) set(in upInfra) {
+	r.ingest.MQTT, r.ingest.Root, r.ingest.ClientID = in.mqttURL, in.root, upClientIDs[0]
+	r.ingest.Influx, r.ingest.InfluxToken, r.ingest.InfluxDB, r.ingest.InfluxRP = in.ingestInfluxURL, in.influxToken, in.influxDB, in.influxRP
+	r.alerting.MQTT, r.alerting.Root, r.alerting.ClientID = in.mqttURL, in.root, upClientIDs[1]
+	d := &r.dashboard
+	d.HTTP, d.APIToken, d.MQTT, d.Root, d.ClientID = in.httpAddr, in.apiToken, in.mqttURL, in.root, upClientIDs[2]
+	d.Influx, d.InfluxToken, d.InfluxDB, d.InfluxRP = in.influxURL, in.influxToken, in.influxDB, in.influxRP
+}
+
+func runUp(ctx context.Context, s *settings, roles *upRoles) error {
 	log, err := s.logger()
 	if err != nil {
 		return err
@@ -210,32 +256,18 @@ func runUp(ctx context.Context, s *settings) error {
 	}
 
 	root := s.String("root")
-	icfg := ingest.Config{
-		MQTTURL: mqttURL, Root: root, ClientID: upClientIDs[0],
-		InfluxURL: ingestInfluxURL, InfluxToken: ingest.Secret(influxToken),
-		InfluxDatabase: s.String("influx-db"), RetentionPolicy: s.String("influx-rp"),
+	roles.set(upInfra{mqttURL: mqttURL, root: root, influxURL: influxURL, ingestInfluxURL: ingestInfluxURL, influxToken: influxToken,
+		influxDB: s.String("influx-db"), influxRP: s.String("influx-rp"), httpAddr: httpAddr, apiToken: token})
+	if err := errors.Join(roles.ingest.Validate(), roles.alerting.Validate(), roles.dashboard.Validate()); err != nil {
+		return err
 	}
-	ingestPipeline(s, &icfg)
-	if err := icfg.Validate(); err != nil {
-		return fmt.Errorf("ingest: %w", err)
-	}
-	icfg = icfg.WithDefaults()
-	if s.Bool("dead-letters") {
-		dl, err := ingest.OpenDeadLetters(ctx, db)
-		if err != nil {
-			return err
-		}
-		icfg.DeadLetters = dl
-	}
-	ing, err := ingest.New(icfg, ingestLookup(cache), reg, log) // ingest.New adds role=ingest
+	deps := roleDeps{DB: db, Store: store, Cache: cache, Reg: reg, Log: log}
+	ing, _, err := newIngest(ctx, &roles.ingest, deps)
 	if err != nil {
 		return err
 	}
 	mgr, err := alerting.OpenManager(ctx, db, log.With("role", "alerting"))
 	if err != nil {
-		return err
-	}
-	if err := mgr.RegisterMetrics(reg); err != nil {
 		return err
 	}
 	clientIDs := append(slices.Clone(upClientIDs), alerting.StatusTelemetryClientID(upClientIDs[1]))
@@ -248,19 +280,7 @@ func runUp(ctx context.Context, s *settings) error {
 	if err != nil {
 		return err
 	}
-	alertReceivers, err := alertingExtras(ctx, s, mgr, alerting.RegistryPlaces(cache.Current))
-	if err != nil {
-		return err
-	}
-	alr, err := alerting.New(alerting.Config{
-		MQTTURL: mqttURL, Root: root, ClientID: upClientIDs[1],
-		OfflineTimeout: s.Duration("offline-timeout"),
-		WebhookURL:     s.String("webhook-url"), WebhookSecret: alerting.Secret(s.String("webhook-secret")),
-		Receivers: alertReceivers,
-		Rules:     alerting.RuleConfig{Directory: registryDirectory(cache)},
-		Programme: alertingProgramme(store),
-		Wards:     alerting.NewRegistryWards(cache.Current, store.Rooms),
-	}, mgr, alertingResidents(cache), reg, log.With("role", "alerting"))
+	alr, err := newAlerting(ctx, &roles.alerting, mgr, deps.with(log.With("role", "alerting")))
 	if err != nil {
 		return err
 	}
@@ -281,15 +301,7 @@ func runUp(ctx context.Context, s *settings) error {
 	if err := registerReady(reg, ready); err != nil {
 		return err
 	}
-	dashCfg := dashboard.Config{
-		HTTPAddr: httpAddr, APIToken: token,
-		MQTTURL: mqttURL, Root: root, ClientID: upClientIDs[2],
-		InfluxURL: influxURL, InfluxToken: influxToken,
-		InfluxBucket: s.String("influx-db") + "/" + s.String("influx-rp"),
-	}
-	dashboardWebConfig(s, &dashCfg)
-	dash, err = dashboard.New(dashCfg, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: accounts, Ready: ready, History: mgr,
-		Unknown: mgr, Commands: alr}, reg, log.With("role", "dashboard")) // onboarding and staff commands (h-onboard)
+	dash, err = newDashboard(&roles.dashboard, mgr, accounts, dashboard.Deps{Ready: ready, Commands: alr}, deps.with(log.With("role", "dashboard")))
 	if err != nil {
 		return err
 	}
