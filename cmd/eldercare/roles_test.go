@@ -173,3 +173,20 @@ func TestDashboardConfigValidate(t *testing.T) {
 		"topic root":          {"--root", "a/#"},
 	})
 }
+
+func TestGatewayConfigValidate(t *testing.T) {
+	checkValidate(t, func(args ...string) error {
+		var c gatewayConfig
+		parsedConfig(t, c.bind, append([]string{"--gateway-config", "gw.yaml"}, args...)...)
+		c.Uplink.ID, c.Uplink.Site = "gw-1", "home-1" // from the file (loadGatewayFile)
+		return c.Validate()
+	}, map[string][]string{
+		"--gateway-config":   {"--gateway-config", ""},
+		"spool path":         {"--spool", ""},
+		"spool max bytes":    {"--spool-max-bytes", "-1"},
+		"max message bytes":  {"--max-message-bytes", "100"},
+		"in flight":          {"--in-flight", "70000"},
+		"local alarm topic":  {"--local-alarm-topic", "a/#"},
+		"heartbeat interval": {"--heartbeat-interval", "-1s"},
+	})
+}
