@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,13 +23,11 @@ import (
 	"github.com/eldercare-iot/eldercare/dashboard"
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/device/registry"
-	firmwaresim "github.com/eldercare-iot/eldercare/firmware-sim"
-	"github.com/eldercare-iot/eldercare/internal/backup"
+	"github.com/eldercare-iot/eldercare/ingest"
 	"github.com/eldercare-iot/eldercare/internal/broker"
 	"github.com/eldercare-iot/eldercare/internal/cliconfig"
 	"github.com/eldercare-iot/eldercare/internal/influxd"
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
-	"github.com/eldercare-iot/eldercare/internal/realdata"
 )
 
 func newUpCmd() *cobra.Command {
@@ -127,227 +124,110 @@ func runUp(ctx context.Context, s *settings, roles *upRoles) error {
 	if err != nil {
 		return err
 	}
-	dataDir := s.String("data")
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return fmt.Errorf("--data %s: %w", dataDir, err)
-	}
-	unlock, err := backup.LockDataDir(dataDir) // one process per data directory; restore refuses a running one
-	if err != nil {
-		return fmt.Errorf("--data: %w", err)
-	}
-	defer unlock()
-	httpAddr := s.String("http")
-	httpLn, err := listen("--http", httpAddr)
-	if err != nil {
-		return err
-	}
-	defer httpLn.Close()
-	if s.String("mqtt") == "" {
-		// The embedded broker starts after the registry; find a clash now,
-		// before InfluxDB has started.
-		ln, err := listen("--mqtt-listen", s.String("mqtt-listen"))
-		if err != nil {
+	u := &upStack{s: s, log: log, dataDir: s.String("data"), reg: newMetrics()}
+	defer u.close()
+	steps := []func(context.Context) error{u.prepare, u.startInflux, u.openStore, u.startBroker}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
 			return err
 		}
-		ln.Close()
 	}
-	if s.Bool("demo") {
-		if err := firmwaresim.CheckSpeed(s.Float("speed")); err != nil {
-			return fmt.Errorf("--speed: %w", err)
-		}
-	}
-	reg := newMetrics()
-
-	// InfluxDB.
-	var child *influxChild
-	influxURL := s.String("influx")
-	influxToken, ingestInfluxURL := s.String("influx-token"), influxURL
-	if influxURL == "" {
-		bin := s.String("influxd")
-		if bin == "" {
-			if bin, err = influxd.Find(); err != nil {
-				return err
-			}
-		}
-		log.Info("starting InfluxDB 1.8 as a child process", "bin", bin, "data", filepath.Join(dataDir, "influxdb"))
-		creds, err := influxd.LoadOrCreateCredentials(filepath.Join(dataDir, influxCredentialsFile), s.String("influx-db"))
-		if err != nil {
-			return err
-		}
-		child, err = startInfluxChild(ctx, influxd.Options{Bin: bin, DataDir: filepath.Join(dataDir, "influxdb"), Logger: log,
-			HTTPAddr: s.String("influx-listen"), BindAddr: s.String("influx-rpc-listen"), Auth: &creds})
-		if err != nil {
-			return fmt.Errorf("start InfluxDB (--influx-listen %s, --influx-rpc-listen %s): %w", s.String("influx-listen"), s.String("influx-rpc-listen"), err)
-		}
-		defer child.Stop()
-		influxURL = child.URL()
-		influxToken, ingestInfluxURL = managedInfluxAccess(influxURL, creds)
-	}
-
-	// Store and registry.
-	dsn := s.String("db")
-	if dsn == "" {
-		dsn = "sqlite:" + filepath.Join(dataDir, "eldercare.db")
-	}
-	var docs [][]byte
-	if s.Bool("demo") {
-		docs = append(docs, firmwaresim.DemoRegistryYAML)
-	}
-	db, store, cache, err := openRegistry(ctx, dsn, s.String("registry"), docs...)
+	svc, err := u.newRoles(ctx, roles)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-
-	// Broker, after the registry: its credentials decide whether it
-	// authenticates (docs/security.md).
-	mqttURL := s.String("mqtt")
-	publicMQTT := mqttURL
-	var brk *broker.Broker
-	if mqttURL == "" {
-		mode := s.String("mqtt-auth")
-		if mode == "" {
-			mode = "on"
-			if s.Bool("demo") {
-				mode = "registry"
-			}
-		}
-		auth, err := upBrokerAuth(ctx, mode, s.String("root"), store)
-		if err != nil {
-			return err
-		}
-		if auth == nil {
-			if err := checkOpenBroker(s.String("mqtt-listen"), s.Bool("mqtt-allow-anonymous")); err != nil {
-				return err
-			}
-			log.Warn("the embedded broker is open: any client may connect, publish and subscribe (--mqtt-auth)", "listen", s.String("mqtt-listen"))
-		} else {
-			if auth.InternalPassword, err = internalMQTTPassword(dataDir); err != nil {
-				return err
-			}
-			// alerting also holds a second session for readings and status.
-			auth.ServiceClientIDs = append(slices.Clone(upClientIDs), alerting.StatusTelemetryClientID(upClientIDs[1]))
-		}
-		storeDir := filepath.Join(dataDir, "broker")
-		if err := os.MkdirAll(storeDir, 0o700); err != nil {
-			return fmt.Errorf("--data %s: %w", dataDir, err)
-		}
-		brk, err = broker.Start(broker.Config{Addr: s.String("mqtt-listen"), Logger: log, Auth: auth, Registerer: reg,
-			Root: s.String("root"), StorePath: filepath.Join(storeDir, "store.db"), StoreNoSync: !s.Bool("mqtt-store-fsync")})
-		if err != nil {
-			if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "listen") {
-				return flagErr("--mqtt-listen", s.String("mqtt-listen"), err)
-			}
-			return err
-		}
-		defer brk.Close()
-		mqttURL, publicMQTT = brk.URL(), brk.URL()
-		if auth != nil {
-			// The platform's own services (and the in-process demo) log in
-			// with a credential generated for this run, never printed.
-			mqttURL = "tcp://" + auth.InternalUser + ":" + auth.InternalPassword + "@" + strings.TrimPrefix(brk.URL(), "tcp://")
-			publicMQTT += " with authentication and topic ACL"
-		}
-	}
-
-	token, tokenFile, err := apiToken(s.String("api-token"), dataDir)
-	if err != nil {
-		return err
-	}
-
-	root := s.String("root")
-	roles.set(upInfra{mqttURL: mqttURL, root: root, influxURL: influxURL, ingestInfluxURL: ingestInfluxURL, influxToken: influxToken,
-		influxDB: s.String("influx-db"), influxRP: s.String("influx-rp"), httpAddr: httpAddr, apiToken: token})
-	if err := errors.Join(roles.ingest.Validate(), roles.alerting.Validate(), roles.dashboard.Validate()); err != nil {
-		return err
-	}
-	deps := roleDeps{DB: db, Store: store, Cache: cache, Reg: reg, Log: log}
-	ing, _, err := newIngest(ctx, &roles.ingest, deps)
-	if err != nil {
-		return err
-	}
-	mgr, err := alerting.OpenManager(ctx, db, log.With("role", "alerting"))
-	if err != nil {
-		return err
-	}
-	clientIDs := append(slices.Clone(upClientIDs), alerting.StatusTelemetryClientID(upClientIDs[1]))
-	reg.MustRegister(mqttconn.Collector(clientIDs...))
-	accounts, err := dashboard.OpenAccounts(ctx, db, nil)
-	if err != nil {
-		return err
-	}
-	loginHelp, err := upAccounts(ctx, accounts, s.Bool("demo"), dataDir, dsn)
-	if err != nil {
-		return err
-	}
-	alr, err := newAlerting(ctx, &roles.alerting, mgr, deps.with(log.With("role", "alerting")))
-	if err != nil {
-		return err
-	}
-	// Readiness of the whole install (/readyz and eldercare_ready on
-	// --http): every role's, the broker connections, the database and
-	// InfluxDB.
-	var dash *dashboard.Server
-	ready := allReady(
-		func(context.Context) error {
-			if !ing.Ready() {
-				return errors.New("ingest: not subscribed yet")
-			}
-			return nil
-		},
-		func(context.Context) error { return alr.Ready() },
-		func(context.Context) error { return dash.Feed().Healthy() },
-		mqttReady(clientIDs...), dbReady(db), influxReady(influxURL))
-	if err := registerReady(reg, ready); err != nil {
-		return err
-	}
-	dash, err = newDashboard(&roles.dashboard, mgr, accounts, dashboard.Deps{Ready: ready, Commands: alr}, deps.with(log.With("role", "dashboard")))
-	if err != nil {
-		return err
-	}
-
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return cache.Run(gctx) })
-	if child != nil {
-		g.Go(func() error { return child.Supervise(gctx, log) })
+	g.Go(func() error { return u.cache.Run(gctx) })
+	if u.child != nil {
+		g.Go(func() error { return u.child.Supervise(gctx, log) })
 	}
-	g.Go(func() error { return ing.Run(gctx) })
-	g.Go(func() error { return alr.Run(gctx) })
-	g.Go(func() error { return dash.Serve(gctx, httpLn) })
+	g.Go(func() error { return svc.ingest.Run(gctx) })
+	g.Go(func() error { return svc.alerting.Run(gctx) })
+	g.Go(func() error { return svc.dashboard.Serve(gctx, u.httpLn) })
 	if s.Bool("demo") {
-		rec := s.String("recordings")
-		if rec == "" {
-			rec, _ = realdata.Find()
-		}
-		g.Go(func() error {
-			return firmwaresim.RunDemo(gctx, firmwaresim.DemoConfig{
-				MQTTURL: mqttURL, Root: root, Recordings: rec, Speed: s.Float("speed"), Logger: log.With("role", "sim"),
-				HomeBehindGateway: true, // the demo home runs behind its gateway (demohome.go)
-			})
-		})
-		g.Go(func() error {
-			return runDemoHome(gctx, demoHomeConfig{MQTTURL: mqttURL, Root: root, ClientID: demoHomeGateway, SpoolDir: filepath.Join(dataDir, "demo-home-gateway"),
-				Speed: s.Float("speed"), Store: store, Reg: reg, Log: log.With("role", "demo-home")})
-		})
+		u.runDemo(gctx, g)
 	}
-
-	host := httpAddr
-	if h, p, err := net.SplitHostPort(httpAddr); err == nil && (h == "" || h == "0.0.0.0" || h == "::") {
-		host = net.JoinHostPort("127.0.0.1", p)
-	}
-	broker := publicMQTT + " (external)"
-	if brk != nil {
-		broker = publicMQTT + " (embedded broker)"
-	}
-	fmt.Printf("\neldercare is up\n  dashboard:  http://%s/login   %s\n  API:        http://%s/api/v1 (Authorization: Bearer; token in %s)\n  MQTT:       %s\n  InfluxDB:   %s\n  database:   %s\nCtrl-C stops everything.\n\n",
-		host, loginHelp, host, tokenFile, broker, influxURL, redactDSN(dsn))
-
+	u.printBanner(svc.loginHelp)
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
 		log.Info("stopped")
 		return nil
 	}
 	return err
+}
+
+// upServiceClientIDs are the MQTT sessions of up's roles: upClientIDs and
+// alerting's second session for readings and status.
+func upServiceClientIDs() []string {
+	return append(slices.Clone(upClientIDs), alerting.StatusTelemetryClientID(upClientIDs[1]))
+}
+
+// upServices are the roles up runs.
+type upServices struct {
+	ingest    *ingest.Service
+	alerting  *alerting.Service
+	dashboard *dashboard.Server
+	loginHelp string
+}
+
+// newRoles builds ingest, alerting and dashboard with their commands'
+// constructors, on up's broker, InfluxDB, database and listener, and
+// registers the install's readiness.
+func (u *upStack) newRoles(ctx context.Context, roles *upRoles) (*upServices, error) {
+	token, tokenFile, err := apiToken(u.s.String("api-token"), u.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	u.tokenFile = tokenFile
+	roles.set(upInfra{mqttURL: u.mqttURL, root: u.s.String("root"), influxURL: u.influxURL, ingestInfluxURL: u.ingestInfluxURL,
+		influxToken: u.influxToken, influxDB: u.s.String("influx-db"), influxRP: u.s.String("influx-rp"),
+		httpAddr: u.s.String("http"), apiToken: token})
+	if err := errors.Join(roles.ingest.Validate(), roles.alerting.Validate(), roles.dashboard.Validate()); err != nil {
+		return nil, err
+	}
+	deps := roleDeps{DB: u.db, Store: u.store, Cache: u.cache, Reg: u.reg, Log: u.log}
+	svc := &upServices{}
+	if svc.ingest, _, err = newIngest(ctx, &roles.ingest, deps); err != nil {
+		return nil, err
+	}
+	mgr, err := alerting.OpenManager(ctx, u.db, u.log.With("role", "alerting"))
+	if err != nil {
+		return nil, err
+	}
+	u.reg.MustRegister(mqttconn.Collector(upServiceClientIDs()...))
+	accounts, err := dashboard.OpenAccounts(ctx, u.db, nil)
+	if err != nil {
+		return nil, err
+	}
+	if svc.loginHelp, err = upAccounts(ctx, accounts, u.s.Bool("demo"), u.dataDir, u.dsn); err != nil {
+		return nil, err
+	}
+	if svc.alerting, err = newAlerting(ctx, &roles.alerting, mgr, deps.with(u.log.With("role", "alerting"))); err != nil {
+		return nil, err
+	}
+	ready := u.ready(svc)
+	if err := registerReady(u.reg, ready); err != nil {
+		return nil, err
+	}
+	svc.dashboard, err = newDashboard(&roles.dashboard, mgr, accounts, dashboard.Deps{Ready: ready, Commands: svc.alerting},
+		deps.with(u.log.With("role", "dashboard")))
+	return svc, err
+}
+
+// ready is the readiness of the whole install (/readyz and eldercare_ready
+// on --http): every role's, the broker connections, the database and
+// InfluxDB. svc.dashboard is read at each check: it is built after.
+func (u *upStack) ready(svc *upServices) func(context.Context) error {
+	return allReady(
+		func(context.Context) error {
+			if !svc.ingest.Ready() {
+				return errors.New("ingest: not subscribed yet")
+			}
+			return nil
+		},
+		func(context.Context) error { return svc.alerting.Ready() },
+		func(context.Context) error { return svc.dashboard.Feed().Healthy() },
+		mqttReady(upServiceClientIDs()...), dbReady(u.db), influxReady(u.influxURL))
 }
 
 // demoAccounts are the accounts "up --demo" creates, one per role, on the
