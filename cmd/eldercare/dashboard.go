@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -14,6 +15,7 @@ import (
 	"github.com/eldercare-iot/eldercare/dashboard"
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
+	"github.com/eldercare-iot/eldercare/internal/sqldb"
 )
 
 func newDashboardCmd() *cobra.Command {
@@ -139,16 +141,9 @@ func runDashboard(cmd *cobra.Command, cfg *dashboardConfig) error {
 		return err
 	}
 	defer db.Close()
-	mgr, err := alerting.OpenManager(ctx, db, log)
+	mgr, accounts, err := openDashboardStores(ctx, db, log)
 	if err != nil {
 		return err
-	}
-	accounts, err := dashboard.OpenAccounts(ctx, db, nil)
-	if err != nil {
-		return err
-	}
-	if n, err := accounts.Count(ctx); err == nil && n == 0 {
-		log.Warn("no dashboard accounts yet: create the first admin with `eldercare users add --db DSN --username admin --role admin`")
 	}
 
 	reg := newMetrics()
@@ -182,4 +177,21 @@ func runDashboard(cmd *cobra.Command, cfg *dashboardConfig) error {
 		return nil
 	}
 	return err
+}
+
+// openDashboardStores opens the alert store and the accounts in db, and
+// warns when there is no account yet.
+func openDashboardStores(ctx context.Context, db *sqldb.DB, log *slog.Logger) (*alerting.Manager, *dashboard.Accounts, error) {
+	mgr, err := alerting.OpenManager(ctx, db, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	accounts, err := dashboard.OpenAccounts(ctx, db, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n, err := accounts.Count(ctx); err == nil && n == 0 {
+		log.Warn("no dashboard accounts yet: create the first admin with `eldercare users add --db DSN --username admin --role admin`")
+	}
+	return mgr, accounts, nil
 }

@@ -190,3 +190,19 @@ func TestGatewayConfigValidate(t *testing.T) {
 		"heartbeat interval": {"--heartbeat-interval", "-1s"},
 	})
 }
+
+func TestUpConfigValidate(t *testing.T) {
+	checkValidate(t, func(args ...string) error {
+		var c upConfig
+		parsedConfig(t, c.bind, args...)
+		return c.Validate()
+	}, map[string][]string{
+		"--speed":     {"--demo", "--speed", "5000"},
+		"--mqtt-auth": {"--mqtt-auth", "maybe"},
+	})
+	var c upConfig // an external broker: --mqtt-auth is not used
+	parsedConfig(t, c.bind, "--mqtt", "tcp://broker:1883", "--mqtt-auth", "maybe")
+	if err := c.Validate(); err != nil {
+		t.Errorf("--mqtt-auth with --mqtt: %v", err)
+	}
+}

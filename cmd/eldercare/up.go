@@ -23,6 +23,7 @@ import (
 	"github.com/eldercare-iot/eldercare/dashboard"
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/device/registry"
+	firmwaresim "github.com/eldercare-iot/eldercare/firmware-sim"
 	"github.com/eldercare-iot/eldercare/ingest"
 	"github.com/eldercare-iot/eldercare/internal/broker"
 	"github.com/eldercare-iot/eldercare/internal/cliconfig"
@@ -31,7 +32,7 @@ import (
 )
 
 func newUpCmd() *cobra.Command {
-	var roles upRoles
+	var cfg upConfig
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run every role in one process: embedded broker, SQLite and a child InfluxDB unless given URLs",
@@ -41,33 +42,71 @@ func newUpCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runUp(cmd.Context(), s, &roles)
+			return runUp(cmd.Context(), s, &cfg)
 		},
 	}
-	f := cmd.Flags()
-	f.String("data", "./data", "data directory: SQLite file, child InfluxDB data, generated API token")
-	f.String("http", "127.0.0.1:8080", "dashboard, API, /healthz (liveness), /readyz (503 while any role, broker connection, the database or InfluxDB is not ready) and /metrics listen address")
-	f.String("mqtt", "", "external MQTT broker URL (tcp://host:1883); empty runs the embedded broker")
-	f.String("mqtt-listen", "127.0.0.1:1883", "listen address of the embedded broker (when --mqtt is empty)")
-	f.String("mqtt-auth", "", "embedded broker authentication: on (the default without --demo: devices need registry credentials), registry (the default with --demo: on when the registry has device credentials, else open) or off (open)")
-	f.Bool("mqtt-allow-anonymous", false, "allow an open (unauthenticated) embedded broker on a non-loopback --mqtt-listen address; without it such a start is refused")
-	f.Bool("mqtt-store-fsync", true, "fsync each write of the embedded broker's store (DATA/broker/store.db): survives a power loss; false survives a crash of the process only, and writes faster")
-	f.String("root", device.DefaultRoot, "MQTT topic root")
-	f.String("influx", "", "external InfluxDB URL (http://host:8086); empty starts InfluxDB 1.8 as a child process")
-	f.String("influxd", "", "influxd binary for the child InfluxDB (default: $ELDERCARE_INFLUXD, PATH, $GOPATH/bin)")
-	f.String("influx-listen", "127.0.0.1:8086", "HTTP listen address of the child InfluxDB (when --influx is empty); authentication is on, accounts in DATA/influxdb-credentials")
-	f.String("influx-rpc-listen", "127.0.0.1:8088", "RPC (backup and restore) listen address of the child InfluxDB (when --influx is empty); 'eldercare backup' reads it from DATA/influxdb/influxd.conf")
-	f.String("influx-token", "", "InfluxDB token or user:password (secret)")
-	f.String("influx-db", "eldercare", "InfluxDB database")
-	f.String("influx-rp", "autogen", "InfluxDB retention policy")
-	f.String("db", "", "alert store and registry database: sqlite:PATH or postgres://...; empty uses DATA/eldercare.db")
-	f.String("registry", "", "registry YAML file (sites, beds, residents, devices, bindings) to import at start")
-	f.String("api-token", "", "bearer token of /api/v1 for machine clients (secret); empty reads or generates DATA/api-token")
-	f.Bool("demo", false, "also run the demo care station: 6 beds replaying recordings, and create demo dashboard accounts (one per role) into DATA/demo-accounts.txt when there are none")
-	f.String("recordings", "", "recordings for the demo (default $ELDERCARE_REALDATA, else ../shared/data beside the repository)")
-	f.Float64("speed", 1, "demo replay speed, 1 = real time (0.1 to 1000)")
-	roles.bind(f)
+	cfg.bind(cmd.Flags())
 	return cmd
+}
+
+// upConfig is the configuration of `eldercare up`: its own flags (the
+// broker, InfluxDB, database and listener it runs for all roles, and the
+// demo) and, in roles, every flag of the roles it runs (upRoles.bind).
+type upConfig struct {
+	Data, HTTP                                     string
+	MQTT, MQTTListen, MQTTAuth                     string
+	MQTTAllowAnonymous, MQTTStoreFsync             bool
+	Root                                           string
+	Influx, Influxd, InfluxListen, InfluxRPCListen string
+	InfluxToken, InfluxDB, InfluxRP                string
+	DB, Registry, APIToken                         string
+	Demo                                           bool
+	Recordings                                     string
+	Speed                                          float64
+	roles                                          upRoles
+}
+
+// bind registers up's flags on f, bound to c's fields, then the roles'.
+func (c *upConfig) bind(f *pflag.FlagSet) {
+	f.StringVar(&c.Data, "data", "./data", "data directory: SQLite file, child InfluxDB data, generated API token")
+	f.StringVar(&c.HTTP, "http", "127.0.0.1:8080", "dashboard, API, /healthz (liveness), /readyz (503 while any role, broker connection, the database or InfluxDB is not ready) and /metrics listen address")
+	f.StringVar(&c.MQTT, "mqtt", "", "external MQTT broker URL (tcp://host:1883); empty runs the embedded broker")
+	f.StringVar(&c.MQTTListen, "mqtt-listen", "127.0.0.1:1883", "listen address of the embedded broker (when --mqtt is empty)")
+	f.StringVar(&c.MQTTAuth, "mqtt-auth", "", "embedded broker authentication: on (the default without --demo: devices need registry credentials), registry (the default with --demo: on when the registry has device credentials, else open) or off (open)")
+	f.BoolVar(&c.MQTTAllowAnonymous, "mqtt-allow-anonymous", false, "allow an open (unauthenticated) embedded broker on a non-loopback --mqtt-listen address; without it such a start is refused")
+	f.BoolVar(&c.MQTTStoreFsync, "mqtt-store-fsync", true, "fsync each write of the embedded broker's store (DATA/broker/store.db): survives a power loss; false survives a crash of the process only, and writes faster")
+	f.StringVar(&c.Root, "root", device.DefaultRoot, "MQTT topic root")
+	f.StringVar(&c.Influx, "influx", "", "external InfluxDB URL (http://host:8086); empty starts InfluxDB 1.8 as a child process")
+	f.StringVar(&c.Influxd, "influxd", "", "influxd binary for the child InfluxDB (default: $ELDERCARE_INFLUXD, PATH, $GOPATH/bin)")
+	f.StringVar(&c.InfluxListen, "influx-listen", "127.0.0.1:8086", "HTTP listen address of the child InfluxDB (when --influx is empty); authentication is on, accounts in DATA/influxdb-credentials")
+	f.StringVar(&c.InfluxRPCListen, "influx-rpc-listen", "127.0.0.1:8088", "RPC (backup and restore) listen address of the child InfluxDB (when --influx is empty); 'eldercare backup' reads it from DATA/influxdb/influxd.conf")
+	f.StringVar(&c.InfluxToken, "influx-token", "", "InfluxDB token or user:password (secret)")
+	f.StringVar(&c.InfluxDB, "influx-db", "eldercare", "InfluxDB database")
+	f.StringVar(&c.InfluxRP, "influx-rp", "autogen", "InfluxDB retention policy")
+	f.StringVar(&c.DB, "db", "", "alert store and registry database: sqlite:PATH or postgres://...; empty uses DATA/eldercare.db")
+	f.StringVar(&c.Registry, "registry", "", "registry YAML file (sites, beds, residents, devices, bindings) to import at start")
+	f.StringVar(&c.APIToken, "api-token", "", "bearer token of /api/v1 for machine clients (secret); empty reads or generates DATA/api-token")
+	f.BoolVar(&c.Demo, "demo", false, "also run the demo care station: 6 beds replaying recordings, and create demo dashboard accounts (one per role) into DATA/demo-accounts.txt when there are none")
+	f.StringVar(&c.Recordings, "recordings", "", "recordings for the demo (default $ELDERCARE_REALDATA, else ../shared/data beside the repository)")
+	f.Float64Var(&c.Speed, "speed", 1, "demo replay speed, 1 = real time (0.1 to 1000)")
+	c.roles.bind(f)
+}
+
+// Validate reports the bad values of up's own flags that can be found
+// before anything starts: --speed out of range with --demo, --mqtt-auth
+// not on, registry or off for the embedded broker. The roles' flags are
+// checked by their Validate once up has set the fields it owns.
+func (c *upConfig) Validate() error {
+	var errs []error
+	if c.Demo {
+		if err := firmwaresim.CheckSpeed(c.Speed); err != nil {
+			errs = append(errs, fmt.Errorf("--speed: %w", err))
+		}
+	}
+	if c.MQTT == "" && !slices.Contains([]string{"", "on", "registry", "off"}, c.MQTTAuth) {
+		errs = append(errs, fmt.Errorf("--mqtt-auth %q: want registry, on or off", c.MQTTAuth))
+	}
+	return errors.Join(errs...)
 }
 
 // upOwnedFlags are the flags of the role commands that up does not take
@@ -119,12 +158,12 @@ func (r *upRoles) set(in upInfra) {
 	d.Influx, d.InfluxToken, d.InfluxDB, d.InfluxRP = in.influxURL, in.influxToken, in.influxDB, in.influxRP
 }
 
-func runUp(ctx context.Context, s *settings, roles *upRoles) error {
+func runUp(ctx context.Context, s *settings, cfg *upConfig) error {
 	log, err := s.logger()
 	if err != nil {
 		return err
 	}
-	u := &upStack{s: s, log: log, dataDir: s.String("data"), reg: newMetrics()}
+	u := &upStack{cfg: cfg, log: log, dataDir: cfg.Data, reg: newMetrics()}
 	defer u.close()
 	steps := []func(context.Context) error{u.prepare, u.startInflux, u.openStore, u.startBroker}
 	for _, step := range steps {
@@ -132,7 +171,7 @@ func runUp(ctx context.Context, s *settings, roles *upRoles) error {
 			return err
 		}
 	}
-	svc, err := u.newRoles(ctx, roles)
+	svc, err := u.newRoles(ctx, &cfg.roles)
 	if err != nil {
 		return err
 	}
@@ -144,7 +183,7 @@ func runUp(ctx context.Context, s *settings, roles *upRoles) error {
 	g.Go(func() error { return svc.ingest.Run(gctx) })
 	g.Go(func() error { return svc.alerting.Run(gctx) })
 	g.Go(func() error { return svc.dashboard.Serve(gctx, u.httpLn) })
-	if s.Bool("demo") {
+	if cfg.Demo {
 		u.runDemo(gctx, g)
 	}
 	u.printBanner(svc.loginHelp)
@@ -174,14 +213,14 @@ type upServices struct {
 // constructors, on up's broker, InfluxDB, database and listener, and
 // registers the install's readiness.
 func (u *upStack) newRoles(ctx context.Context, roles *upRoles) (*upServices, error) {
-	token, tokenFile, err := apiToken(u.s.String("api-token"), u.dataDir)
+	token, tokenFile, err := apiToken(u.cfg.APIToken, u.dataDir)
 	if err != nil {
 		return nil, err
 	}
 	u.tokenFile = tokenFile
-	roles.set(upInfra{mqttURL: u.mqttURL, root: u.s.String("root"), influxURL: u.influxURL, ingestInfluxURL: u.ingestInfluxURL,
-		influxToken: u.influxToken, influxDB: u.s.String("influx-db"), influxRP: u.s.String("influx-rp"),
-		httpAddr: u.s.String("http"), apiToken: token})
+	roles.set(upInfra{mqttURL: u.mqttURL, root: u.cfg.Root, influxURL: u.influxURL, ingestInfluxURL: u.ingestInfluxURL,
+		influxToken: u.influxToken, influxDB: u.cfg.InfluxDB, influxRP: u.cfg.InfluxRP,
+		httpAddr: u.cfg.HTTP, apiToken: token})
 	if err := errors.Join(roles.ingest.Validate(), roles.alerting.Validate(), roles.dashboard.Validate()); err != nil {
 		return nil, err
 	}
@@ -199,7 +238,7 @@ func (u *upStack) newRoles(ctx context.Context, roles *upRoles) (*upServices, er
 	if err != nil {
 		return nil, err
 	}
-	if svc.loginHelp, err = upAccounts(ctx, accounts, u.s.Bool("demo"), u.dataDir, u.dsn); err != nil {
+	if svc.loginHelp, err = upAccounts(ctx, accounts, u.cfg.Demo, u.dataDir, u.dsn); err != nil {
 		return nil, err
 	}
 	if svc.alerting, err = newAlerting(ctx, &roles.alerting, mgr, deps.with(u.log.With("role", "alerting"))); err != nil {

@@ -28,7 +28,7 @@ import (
 // database and registry (openStore), the broker (startBroker). close
 // releases them in reverse.
 type upStack struct {
-	s       *settings
+	cfg     *upConfig
 	log     *slog.Logger
 	dataDir string
 	reg     *prometheus.Registry
@@ -54,9 +54,12 @@ func (u *upStack) close() {
 
 func (u *upStack) onClose(f func()) { u.closers = append(u.closers, f) }
 
-// prepare locks the data directory, listens on --http and checks what can
-// fail before InfluxDB starts: --mqtt-listen free, --speed in range.
+// prepare checks up's flags, locks the data directory, listens on --http
+// and checks that --mqtt-listen is free, before InfluxDB starts.
 func (u *upStack) prepare(context.Context) error {
+	if err := u.cfg.Validate(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(u.dataDir, 0o700); err != nil {
 		return fmt.Errorf("--data %s: %w", u.dataDir, err)
 	}
@@ -65,23 +68,18 @@ func (u *upStack) prepare(context.Context) error {
 		return fmt.Errorf("--data: %w", err)
 	}
 	u.onClose(unlock)
-	if u.httpLn, err = listen("--http", u.s.String("http")); err != nil {
+	if u.httpLn, err = listen("--http", u.cfg.HTTP); err != nil {
 		return err
 	}
 	u.onClose(func() { u.httpLn.Close() })
-	if u.s.String("mqtt") == "" {
+	if u.cfg.MQTT == "" {
 		// The embedded broker starts after the registry; find a clash now,
 		// before InfluxDB has started.
-		ln, err := listen("--mqtt-listen", u.s.String("mqtt-listen"))
+		ln, err := listen("--mqtt-listen", u.cfg.MQTTListen)
 		if err != nil {
 			return err
 		}
 		ln.Close()
-	}
-	if u.s.Bool("demo") {
-		if err := firmwaresim.CheckSpeed(u.s.Float("speed")); err != nil {
-			return fmt.Errorf("--speed: %w", err)
-		}
 	}
 	return nil
 }
@@ -89,13 +87,13 @@ func (u *upStack) prepare(context.Context) error {
 // startInflux uses --influx, or starts the child InfluxDB with generated
 // credentials when it is empty.
 func (u *upStack) startInflux(ctx context.Context) error {
-	s := u.s
-	u.influxURL = s.String("influx")
-	u.influxToken, u.ingestInfluxURL = s.String("influx-token"), u.influxURL
+	c := u.cfg
+	u.influxURL = c.Influx
+	u.influxToken, u.ingestInfluxURL = c.InfluxToken, u.influxURL
 	if u.influxURL != "" {
 		return nil
 	}
-	bin := s.String("influxd")
+	bin := c.Influxd
 	if bin == "" {
 		var err error
 		if bin, err = influxd.Find(); err != nil {
@@ -103,14 +101,14 @@ func (u *upStack) startInflux(ctx context.Context) error {
 		}
 	}
 	u.log.Info("starting InfluxDB 1.8 as a child process", "bin", bin, "data", filepath.Join(u.dataDir, "influxdb"))
-	creds, err := influxd.LoadOrCreateCredentials(filepath.Join(u.dataDir, influxCredentialsFile), s.String("influx-db"))
+	creds, err := influxd.LoadOrCreateCredentials(filepath.Join(u.dataDir, influxCredentialsFile), c.InfluxDB)
 	if err != nil {
 		return err
 	}
 	u.child, err = startInfluxChild(ctx, influxd.Options{Bin: bin, DataDir: filepath.Join(u.dataDir, "influxdb"), Logger: u.log,
-		HTTPAddr: s.String("influx-listen"), BindAddr: s.String("influx-rpc-listen"), Auth: &creds})
+		HTTPAddr: c.InfluxListen, BindAddr: c.InfluxRPCListen, Auth: &creds})
 	if err != nil {
-		return fmt.Errorf("start InfluxDB (--influx-listen %s, --influx-rpc-listen %s): %w", s.String("influx-listen"), s.String("influx-rpc-listen"), err)
+		return fmt.Errorf("start InfluxDB (--influx-listen %s, --influx-rpc-listen %s): %w", c.InfluxListen, c.InfluxRPCListen, err)
 	}
 	u.onClose(func() { u.child.Stop() })
 	u.influxURL = u.child.URL()
@@ -121,16 +119,16 @@ func (u *upStack) startInflux(ctx context.Context) error {
 // openStore opens --db (default DATA/eldercare.db) and the registry in it,
 // with the demo station's registry under --demo.
 func (u *upStack) openStore(ctx context.Context) error {
-	u.dsn = u.s.String("db")
+	u.dsn = u.cfg.DB
 	if u.dsn == "" {
 		u.dsn = "sqlite:" + filepath.Join(u.dataDir, "eldercare.db")
 	}
 	var docs [][]byte
-	if u.s.Bool("demo") {
+	if u.cfg.Demo {
 		docs = append(docs, firmwaresim.DemoRegistryYAML)
 	}
 	var err error
-	if u.db, u.store, u.cache, err = openRegistry(ctx, u.dsn, u.s.String("registry"), docs...); err != nil {
+	if u.db, u.store, u.cache, err = openRegistry(ctx, u.dsn, u.cfg.Registry, docs...); err != nil {
 		return err
 	}
 	u.onClose(func() { u.db.Close() })
@@ -141,8 +139,8 @@ func (u *upStack) openStore(ctx context.Context) error {
 // It runs after the registry: its credentials decide whether the broker
 // authenticates (docs/security.md).
 func (u *upStack) startBroker(ctx context.Context) error {
-	s := u.s
-	u.mqttURL, u.publicMQTT = s.String("mqtt"), s.String("mqtt")
+	c := u.cfg
+	u.mqttURL, u.publicMQTT = c.MQTT, c.MQTT
 	if u.mqttURL != "" {
 		return nil
 	}
@@ -154,11 +152,11 @@ func (u *upStack) startBroker(ctx context.Context) error {
 	if err := os.MkdirAll(storeDir, 0o700); err != nil {
 		return fmt.Errorf("--data %s: %w", u.dataDir, err)
 	}
-	u.brk, err = broker.Start(broker.Config{Addr: s.String("mqtt-listen"), Logger: u.log, Auth: auth, Registerer: u.reg,
-		Root: s.String("root"), StorePath: filepath.Join(storeDir, "store.db"), StoreNoSync: !s.Bool("mqtt-store-fsync")})
+	u.brk, err = broker.Start(broker.Config{Addr: c.MQTTListen, Logger: u.log, Auth: auth, Registerer: u.reg,
+		Root: c.Root, StorePath: filepath.Join(storeDir, "store.db"), StoreNoSync: !c.MQTTStoreFsync})
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "listen") {
-			return flagErr("--mqtt-listen", s.String("mqtt-listen"), err)
+			return flagErr("--mqtt-listen", c.MQTTListen, err)
 		}
 		return err
 	}
@@ -177,23 +175,23 @@ func (u *upStack) startBroker(ctx context.Context) error {
 // (default on, registry with --demo); nil is an open broker, refused on a
 // non-loopback address without --mqtt-allow-anonymous.
 func (u *upStack) brokerAuth(ctx context.Context) (*broker.Auth, error) {
-	s := u.s
-	mode := s.String("mqtt-auth")
+	c := u.cfg
+	mode := c.MQTTAuth
 	if mode == "" {
 		mode = "on"
-		if s.Bool("demo") {
+		if c.Demo {
 			mode = "registry"
 		}
 	}
-	auth, err := upBrokerAuth(ctx, mode, s.String("root"), u.store)
+	auth, err := upBrokerAuth(ctx, mode, c.Root, u.store)
 	if err != nil {
 		return nil, err
 	}
 	if auth == nil {
-		if err := checkOpenBroker(s.String("mqtt-listen"), s.Bool("mqtt-allow-anonymous")); err != nil {
+		if err := checkOpenBroker(c.MQTTListen, c.MQTTAllowAnonymous); err != nil {
 			return nil, err
 		}
-		u.log.Warn("the embedded broker is open: any client may connect, publish and subscribe (--mqtt-auth)", "listen", s.String("mqtt-listen"))
+		u.log.Warn("the embedded broker is open: any client may connect, publish and subscribe (--mqtt-auth)", "listen", c.MQTTListen)
 		return nil, nil
 	}
 	if auth.InternalPassword, err = internalMQTTPassword(u.dataDir); err != nil {
@@ -207,27 +205,27 @@ func (u *upStack) brokerAuth(ctx context.Context) (*broker.Auth, error) {
 // runDemo runs the demo care station and the demo home (behind its
 // gateway) in g.
 func (u *upStack) runDemo(ctx context.Context, g *errgroup.Group) {
-	s, root := u.s, u.s.String("root")
-	rec := s.String("recordings")
+	c := u.cfg
+	rec := c.Recordings
 	if rec == "" {
 		rec, _ = realdata.Find()
 	}
 	g.Go(func() error {
 		return firmwaresim.RunDemo(ctx, firmwaresim.DemoConfig{
-			MQTTURL: u.mqttURL, Root: root, Recordings: rec, Speed: s.Float("speed"), Logger: u.log.With("role", "sim"),
+			MQTTURL: u.mqttURL, Root: c.Root, Recordings: rec, Speed: c.Speed, Logger: u.log.With("role", "sim"),
 			HomeBehindGateway: true, // the demo home runs behind its gateway (demohome.go)
 		})
 	})
 	g.Go(func() error {
-		return runDemoHome(ctx, demoHomeConfig{MQTTURL: u.mqttURL, Root: root, ClientID: demoHomeGateway, SpoolDir: filepath.Join(u.dataDir, "demo-home-gateway"),
-			Speed: s.Float("speed"), Store: u.store, Reg: u.reg, Log: u.log.With("role", "demo-home")})
+		return runDemoHome(ctx, demoHomeConfig{MQTTURL: u.mqttURL, Root: c.Root, ClientID: demoHomeGateway, SpoolDir: filepath.Join(u.dataDir, "demo-home-gateway"),
+			Speed: c.Speed, Store: u.store, Reg: u.reg, Log: u.log.With("role", "demo-home")})
 	})
 }
 
 // printBanner prints where the dashboard, API, broker, InfluxDB and
 // database are.
 func (u *upStack) printBanner(loginHelp string) {
-	httpAddr := u.s.String("http")
+	httpAddr := u.cfg.HTTP
 	host := httpAddr
 	if h, p, err := net.SplitHostPort(httpAddr); err == nil && (h == "" || h == "0.0.0.0" || h == "::") {
 		host = net.JoinHostPort("127.0.0.1", p)
