@@ -36,17 +36,20 @@ func TestAlertingExtras(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := func(args ...string) ([]alerting.Receiver, error) {
+		var cfg alertingConfig
 		cmd := &cobra.Command{Use: "alerting"}
-		addAlertingFlags(cmd.Flags())
+		cfg.bind(cmd.Flags())
 		(&cobra.Command{Use: "r"}).AddCommand(cmd)
 		if err := cmd.Flags().Parse(args); err != nil {
 			t.Fatal(err)
 		}
-		s, err := loadSettings(cmd)
-		if err != nil {
+		if _, err := loadSettings(cmd); err != nil {
 			t.Fatal(err)
 		}
-		return alertingExtras(ctx, s, m, nil)
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+		return alertingExtras(ctx, &cfg, m, nil)
 	}
 	file := "../../alerting/testdata/settings.yaml"
 	rcs, err := run("--alerting-settings", file, "--smtp-host", "127.0.0.1", "--smtp-port", "2525", "--smtp-tls", "none",

@@ -13,10 +13,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/eldercare-iot/eldercare/alerting"
@@ -25,14 +25,14 @@ import (
 	"github.com/eldercare-iot/eldercare/device/registry"
 	firmwaresim "github.com/eldercare-iot/eldercare/firmware-sim"
 	"github.com/eldercare-iot/eldercare/ingest"
-	"github.com/eldercare-iot/eldercare/internal/backup"
 	"github.com/eldercare-iot/eldercare/internal/broker"
+	"github.com/eldercare-iot/eldercare/internal/cliconfig"
 	"github.com/eldercare-iot/eldercare/internal/influxd"
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
-	"github.com/eldercare-iot/eldercare/internal/realdata"
 )
 
 func newUpCmd() *cobra.Command {
+	var cfg upConfig
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run every role in one process: embedded broker, SQLite and a child InfluxDB unless given URLs",
@@ -42,300 +42,231 @@ func newUpCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runUp(cmd.Context(), s)
+			return runUp(cmd.Context(), s, &cfg)
 		},
 	}
-	f := cmd.Flags()
-	f.String("data", "./data", "data directory: SQLite file, child InfluxDB data, generated API token")
-	f.String("http", "127.0.0.1:8080", "dashboard, API, /healthz (liveness), /readyz (503 while any role, broker connection, the database or InfluxDB is not ready) and /metrics listen address")
-	f.String("mqtt", "", "external MQTT broker URL (tcp://host:1883); empty runs the embedded broker")
-	f.String("mqtt-listen", "127.0.0.1:1883", "listen address of the embedded broker (when --mqtt is empty)")
-	f.String("mqtt-auth", "", "embedded broker authentication: on (the default without --demo: devices need registry credentials), registry (the default with --demo: on when the registry has device credentials, else open) or off (open)")
-	f.Bool("mqtt-allow-anonymous", false, "allow an open (unauthenticated) embedded broker on a non-loopback --mqtt-listen address; without it such a start is refused")
-	f.Bool("mqtt-store-fsync", true, "fsync each write of the embedded broker's store (DATA/broker/store.db): survives a power loss; false survives a crash of the process only, and writes faster")
-	f.String("root", device.DefaultRoot, "MQTT topic root")
-	f.String("influx", "", "external InfluxDB URL (http://host:8086); empty starts InfluxDB 1.8 as a child process")
-	f.String("influxd", "", "influxd binary for the child InfluxDB (default: $ELDERCARE_INFLUXD, PATH, $GOPATH/bin)")
-	f.String("influx-listen", "127.0.0.1:8086", "HTTP listen address of the child InfluxDB (when --influx is empty); authentication is on, accounts in DATA/influxdb-credentials")
-	f.String("influx-rpc-listen", "127.0.0.1:8088", "RPC (backup and restore) listen address of the child InfluxDB (when --influx is empty); 'eldercare backup' reads it from DATA/influxdb/influxd.conf")
-	f.String("influx-token", "", "InfluxDB token or user:password (secret)")
-	f.String("influx-db", "eldercare", "InfluxDB database")
-	f.String("influx-rp", "autogen", "InfluxDB retention policy")
-	f.String("db", "", "alert store and registry database: sqlite:PATH or postgres://...; empty uses DATA/eldercare.db")
-	f.String("registry", "", "registry YAML file (sites, beds, residents, devices, bindings) to import at start")
-	f.String("api-token", "", "bearer token of /api/v1 for machine clients (secret); empty reads or generates DATA/api-token")
-	f.Duration("offline-timeout", 2*time.Minute, "report interval of a device the registry does not know and that announces no kind (registered devices use their own: registry report_interval, kind, or the defaults of docs/protocol.md)")
-	f.String("webhook-url", "", "URL that receives every alert change as HMAC-SHA256-signed JSON")
-	f.String("webhook-secret", "", "shared secret of the webhook signature (secret)")
-	f.Bool("demo", false, "also run the demo care station: 6 beds replaying recordings, and create demo dashboard accounts (one per role) into DATA/demo-accounts.txt when there are none")
-	f.String("recordings", "", "recordings for the demo (default $ELDERCARE_REALDATA, else ../shared/data beside the repository)")
-	addAlertingFlags(f)
-	addIngestFlags(f)    // ingestflags.go: the ingest role's pipeline, retention and dead-letter flags
-	dashboardWebFlags(f) // dashboard.go: cookies, trusted proxies, the resident map
-	f.Float64("speed", 1, "demo replay speed, 1 = real time (0.1 to 1000)")
+	cfg.bind(cmd.Flags())
 	return cmd
 }
 
-func runUp(ctx context.Context, s *settings) error {
+// upConfig is the configuration of `eldercare up`: its own flags (the
+// broker, InfluxDB, database and listener it runs for all roles, and the
+// demo) and, in roles, every flag of the roles it runs (upRoles.bind).
+type upConfig struct {
+	Data, HTTP                                     string
+	MQTT, MQTTListen, MQTTAuth                     string
+	MQTTAllowAnonymous, MQTTStoreFsync             bool
+	Root                                           string
+	Influx, Influxd, InfluxListen, InfluxRPCListen string
+	InfluxToken, InfluxDB, InfluxRP                string
+	DB, Registry, APIToken                         string
+	Demo                                           bool
+	Recordings                                     string
+	Speed                                          float64
+	roles                                          upRoles
+}
+
+// bind registers up's flags on f, bound to c's fields, then the roles'.
+func (c *upConfig) bind(f *pflag.FlagSet) {
+	f.StringVar(&c.Data, "data", "./data", "data directory: SQLite file, child InfluxDB data, generated API token")
+	f.StringVar(&c.HTTP, "http", "127.0.0.1:8080", "dashboard, API, /healthz (liveness), /readyz (503 while any role, broker connection, the database or InfluxDB is not ready) and /metrics listen address")
+	f.StringVar(&c.MQTT, "mqtt", "", "external MQTT broker URL (tcp://host:1883); empty runs the embedded broker")
+	f.StringVar(&c.MQTTListen, "mqtt-listen", "127.0.0.1:1883", "listen address of the embedded broker (when --mqtt is empty)")
+	f.StringVar(&c.MQTTAuth, "mqtt-auth", "", "embedded broker authentication: on (the default without --demo: devices need registry credentials), registry (the default with --demo: on when the registry has device credentials, else open) or off (open)")
+	f.BoolVar(&c.MQTTAllowAnonymous, "mqtt-allow-anonymous", false, "allow an open (unauthenticated) embedded broker on a non-loopback --mqtt-listen address; without it such a start is refused")
+	f.BoolVar(&c.MQTTStoreFsync, "mqtt-store-fsync", true, "fsync each write of the embedded broker's store (DATA/broker/store.db): survives a power loss; false survives a crash of the process only, and writes faster")
+	f.StringVar(&c.Root, "root", device.DefaultRoot, "MQTT topic root")
+	f.StringVar(&c.Influx, "influx", "", "external InfluxDB URL (http://host:8086); empty starts InfluxDB 1.8 as a child process")
+	f.StringVar(&c.Influxd, "influxd", "", "influxd binary for the child InfluxDB (default: $ELDERCARE_INFLUXD, PATH, $GOPATH/bin)")
+	f.StringVar(&c.InfluxListen, "influx-listen", "127.0.0.1:8086", "HTTP listen address of the child InfluxDB (when --influx is empty); authentication is on, accounts in DATA/influxdb-credentials")
+	f.StringVar(&c.InfluxRPCListen, "influx-rpc-listen", "127.0.0.1:8088", "RPC (backup and restore) listen address of the child InfluxDB (when --influx is empty); 'eldercare backup' reads it from DATA/influxdb/influxd.conf")
+	f.StringVar(&c.InfluxToken, "influx-token", "", "InfluxDB token or user:password (secret)")
+	f.StringVar(&c.InfluxDB, "influx-db", "eldercare", "InfluxDB database")
+	f.StringVar(&c.InfluxRP, "influx-rp", "autogen", "InfluxDB retention policy")
+	f.StringVar(&c.DB, "db", "", "alert store and registry database: sqlite:PATH or postgres://...; empty uses DATA/eldercare.db")
+	f.StringVar(&c.Registry, "registry", "", "registry YAML file (sites, beds, residents, devices, bindings) to import at start")
+	f.StringVar(&c.APIToken, "api-token", "", "bearer token of /api/v1 for machine clients (secret); empty reads or generates DATA/api-token")
+	f.BoolVar(&c.Demo, "demo", false, "also run the demo care station: 6 beds replaying recordings, and create demo dashboard accounts (one per role) into DATA/demo-accounts.txt when there are none")
+	f.StringVar(&c.Recordings, "recordings", "", "recordings for the demo (default $ELDERCARE_REALDATA, else ../shared/data beside the repository)")
+	f.Float64Var(&c.Speed, "speed", 1, "demo replay speed, 1 = real time (0.1 to 1000)")
+	c.roles.bind(f)
+}
+
+// Validate reports the bad values of up's own flags that can be found
+// before anything starts: --speed out of range with --demo, --mqtt-auth
+// not on, registry or off for the embedded broker. The roles' flags are
+// checked by their Validate once up has set the fields it owns.
+func (c *upConfig) Validate() error {
+	var errs []error
+	if c.Demo {
+		if err := firmwaresim.CheckSpeed(c.Speed); err != nil {
+			errs = append(errs, fmt.Errorf("--speed: %w", err))
+		}
+	}
+	if c.MQTT == "" && !slices.Contains([]string{"", "on", "registry", "off"}, c.MQTTAuth) {
+		errs = append(errs, fmt.Errorf("--mqtt-auth %q: want registry, on or off", c.MQTTAuth))
+	}
+	return errors.Join(errs...)
+}
+
+// upOwnedFlags are the flags of the role commands that up does not take
+// from the roles, because up sets them itself for all of its roles: one
+// broker (--mqtt, --root), one InfluxDB (--influx, --influx-token,
+// --influx-db, --influx-rp), one database (--db, --registry), one listener
+// (--http) and one API token (--api-token, generated into DATA/api-token
+// when empty), each defined by up with up's meaning; the MQTT client ids
+// are upClientIDs (--client-id); --gc-percent is the ingest process's
+// GOGC, which up leaves alone. Every other flag of ingest, alerting and
+// dashboard is a flag of up too (docs/configuration.md).
+var upOwnedFlags = []string{"mqtt", "root", "client-id", "influx", "influx-token", "influx-db", "influx-rp", "db", "registry", "http", "api-token", "gc-percent"}
+
+// upRoles are the configurations of the roles up runs, bound to up's
+// flags by each role's own bind.
+type upRoles struct {
+	ingest    ingestConfig
+	alerting  alertingConfig
+	dashboard dashboardConfig
+}
+
+// bind adds every role flag except upOwnedFlags to f, with up's defaults
+// where they differ from the role command's.
+func (r *upRoles) bind(f *pflag.FlagSet) {
+	for _, bind := range []func(*pflag.FlagSet){r.ingest.bind, r.alerting.bind, r.dashboard.bind} {
+		role := pflag.NewFlagSet("role", pflag.ContinueOnError)
+		bind(role)
+		cliconfig.Adopt(f, role, upOwnedFlags)
+	}
+	// up is one replica of ingest: leaving the shared subscription on stop
+	// would make the broker drop its readings while it restarts.
+	cliconfig.SetDefault(f, "leave-group-on-stop", "false")
+}
+
+// upInfra is what up supplies to every role in place of upOwnedFlags.
+type upInfra struct {
+	mqttURL, root                           string
+	influxURL, ingestInfluxURL, influxToken string
+	influxDB, influxRP, httpAddr, apiToken  string
+}
+
+// set fills the up-owned fields of every role's configuration from in.
+func (r *upRoles) set(in upInfra) {
+	r.ingest.MQTT, r.ingest.Root, r.ingest.ClientID = in.mqttURL, in.root, upClientIDs[0]
+	r.ingest.Influx, r.ingest.InfluxToken, r.ingest.InfluxDB, r.ingest.InfluxRP = in.ingestInfluxURL, in.influxToken, in.influxDB, in.influxRP
+	r.alerting.MQTT, r.alerting.Root, r.alerting.ClientID = in.mqttURL, in.root, upClientIDs[1]
+	d := &r.dashboard
+	d.HTTP, d.APIToken, d.MQTT, d.Root, d.ClientID = in.httpAddr, in.apiToken, in.mqttURL, in.root, upClientIDs[2]
+	d.Influx, d.InfluxToken, d.InfluxDB, d.InfluxRP = in.influxURL, in.influxToken, in.influxDB, in.influxRP
+}
+
+func runUp(ctx context.Context, s *settings, cfg *upConfig) error {
 	log, err := s.logger()
 	if err != nil {
 		return err
 	}
-	dataDir := s.String("data")
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return fmt.Errorf("--data %s: %w", dataDir, err)
-	}
-	unlock, err := backup.LockDataDir(dataDir) // one process per data directory; restore refuses a running one
-	if err != nil {
-		return fmt.Errorf("--data: %w", err)
-	}
-	defer unlock()
-	httpAddr := s.String("http")
-	httpLn, err := listen("--http", httpAddr)
-	if err != nil {
-		return err
-	}
-	defer httpLn.Close()
-	if s.String("mqtt") == "" {
-		// The embedded broker starts after the registry; find a clash now,
-		// before InfluxDB has started.
-		ln, err := listen("--mqtt-listen", s.String("mqtt-listen"))
-		if err != nil {
+	u := &upStack{cfg: cfg, log: log, dataDir: cfg.Data, reg: newMetrics()}
+	defer u.close()
+	steps := []func(context.Context) error{u.prepare, u.startInflux, u.openStore, u.startBroker}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
 			return err
 		}
-		ln.Close()
 	}
-	if s.Bool("demo") {
-		if err := firmwaresim.CheckSpeed(s.Float("speed")); err != nil {
-			return fmt.Errorf("--speed: %w", err)
-		}
-	}
-	reg := newMetrics()
-
-	// InfluxDB.
-	var child *influxChild
-	influxURL := s.String("influx")
-	influxToken, ingestInfluxURL := s.String("influx-token"), influxURL
-	if influxURL == "" {
-		bin := s.String("influxd")
-		if bin == "" {
-			if bin, err = influxd.Find(); err != nil {
-				return err
-			}
-		}
-		log.Info("starting InfluxDB 1.8 as a child process", "bin", bin, "data", filepath.Join(dataDir, "influxdb"))
-		creds, err := influxd.LoadOrCreateCredentials(filepath.Join(dataDir, influxCredentialsFile), s.String("influx-db"))
-		if err != nil {
-			return err
-		}
-		child, err = startInfluxChild(ctx, influxd.Options{Bin: bin, DataDir: filepath.Join(dataDir, "influxdb"), Logger: log,
-			HTTPAddr: s.String("influx-listen"), BindAddr: s.String("influx-rpc-listen"), Auth: &creds})
-		if err != nil {
-			return fmt.Errorf("start InfluxDB (--influx-listen %s, --influx-rpc-listen %s): %w", s.String("influx-listen"), s.String("influx-rpc-listen"), err)
-		}
-		defer child.Stop()
-		influxURL = child.URL()
-		influxToken, ingestInfluxURL = managedInfluxAccess(influxURL, creds)
-	}
-
-	// Store and registry.
-	dsn := s.String("db")
-	if dsn == "" {
-		dsn = "sqlite:" + filepath.Join(dataDir, "eldercare.db")
-	}
-	var docs [][]byte
-	if s.Bool("demo") {
-		docs = append(docs, firmwaresim.DemoRegistryYAML)
-	}
-	db, store, cache, err := openRegistry(ctx, dsn, s.String("registry"), docs...)
+	svc, err := u.newRoles(ctx, &cfg.roles)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-
-	// Broker, after the registry: its credentials decide whether it
-	// authenticates (docs/security.md).
-	mqttURL := s.String("mqtt")
-	publicMQTT := mqttURL
-	var brk *broker.Broker
-	if mqttURL == "" {
-		mode := s.String("mqtt-auth")
-		if mode == "" {
-			mode = "on"
-			if s.Bool("demo") {
-				mode = "registry"
-			}
-		}
-		auth, err := upBrokerAuth(ctx, mode, s.String("root"), store)
-		if err != nil {
-			return err
-		}
-		if auth == nil {
-			if err := checkOpenBroker(s.String("mqtt-listen"), s.Bool("mqtt-allow-anonymous")); err != nil {
-				return err
-			}
-			log.Warn("the embedded broker is open: any client may connect, publish and subscribe (--mqtt-auth)", "listen", s.String("mqtt-listen"))
-		} else {
-			if auth.InternalPassword, err = internalMQTTPassword(dataDir); err != nil {
-				return err
-			}
-			// alerting also holds a second session for readings and status.
-			auth.ServiceClientIDs = append(slices.Clone(upClientIDs), alerting.StatusTelemetryClientID(upClientIDs[1]))
-		}
-		storeDir := filepath.Join(dataDir, "broker")
-		if err := os.MkdirAll(storeDir, 0o700); err != nil {
-			return fmt.Errorf("--data %s: %w", dataDir, err)
-		}
-		brk, err = broker.Start(broker.Config{Addr: s.String("mqtt-listen"), Logger: log, Auth: auth, Registerer: reg,
-			Root: s.String("root"), StorePath: filepath.Join(storeDir, "store.db"), StoreNoSync: !s.Bool("mqtt-store-fsync")})
-		if err != nil {
-			if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "listen") {
-				return flagErr("--mqtt-listen", s.String("mqtt-listen"), err)
-			}
-			return err
-		}
-		defer brk.Close()
-		mqttURL, publicMQTT = brk.URL(), brk.URL()
-		if auth != nil {
-			// The platform's own services (and the in-process demo) log in
-			// with a credential generated for this run, never printed.
-			mqttURL = "tcp://" + auth.InternalUser + ":" + auth.InternalPassword + "@" + strings.TrimPrefix(brk.URL(), "tcp://")
-			publicMQTT += " with authentication and topic ACL"
-		}
-	}
-
-	token, tokenFile, err := apiToken(s.String("api-token"), dataDir)
-	if err != nil {
-		return err
-	}
-
-	root := s.String("root")
-	icfg := ingest.Config{
-		MQTTURL: mqttURL, Root: root, ClientID: upClientIDs[0],
-		InfluxURL: ingestInfluxURL, InfluxToken: ingest.Secret(influxToken),
-		InfluxDatabase: s.String("influx-db"), RetentionPolicy: s.String("influx-rp"),
-	}
-	ingestPipeline(s, &icfg)
-	if err := icfg.Validate(); err != nil {
-		return fmt.Errorf("ingest: %w", err)
-	}
-	icfg = icfg.WithDefaults()
-	if s.Bool("dead-letters") {
-		dl, err := ingest.OpenDeadLetters(ctx, db)
-		if err != nil {
-			return err
-		}
-		icfg.DeadLetters = dl
-	}
-	ing, err := ingest.New(icfg, ingestLookup(cache), reg, log) // ingest.New adds role=ingest
-	if err != nil {
-		return err
-	}
-	mgr, err := alerting.OpenManager(ctx, db, log.With("role", "alerting"))
-	if err != nil {
-		return err
-	}
-	if err := mgr.RegisterMetrics(reg); err != nil {
-		return err
-	}
-	clientIDs := append(slices.Clone(upClientIDs), alerting.StatusTelemetryClientID(upClientIDs[1]))
-	reg.MustRegister(mqttconn.Collector(clientIDs...))
-	accounts, err := dashboard.OpenAccounts(ctx, db, nil)
-	if err != nil {
-		return err
-	}
-	loginHelp, err := upAccounts(ctx, accounts, s.Bool("demo"), dataDir, dsn)
-	if err != nil {
-		return err
-	}
-	alertReceivers, err := alertingExtras(ctx, s, mgr, alerting.RegistryPlaces(cache.Current))
-	if err != nil {
-		return err
-	}
-	alr, err := alerting.New(alerting.Config{
-		MQTTURL: mqttURL, Root: root, ClientID: upClientIDs[1],
-		OfflineTimeout: s.Duration("offline-timeout"),
-		WebhookURL:     s.String("webhook-url"), WebhookSecret: alerting.Secret(s.String("webhook-secret")),
-		Receivers: alertReceivers,
-		Rules:     alerting.RuleConfig{Directory: registryDirectory(cache)},
-		Programme: alertingProgramme(store),
-		Wards:     alerting.NewRegistryWards(cache.Current, store.Rooms),
-	}, mgr, alertingResidents(cache), reg, log.With("role", "alerting"))
-	if err != nil {
-		return err
-	}
-	// Readiness of the whole install (/readyz and eldercare_ready on
-	// --http): every role's, the broker connections, the database and
-	// InfluxDB.
-	var dash *dashboard.Server
-	ready := allReady(
-		func(context.Context) error {
-			if !ing.Ready() {
-				return errors.New("ingest: not subscribed yet")
-			}
-			return nil
-		},
-		func(context.Context) error { return alr.Ready() },
-		func(context.Context) error { return dash.Feed().Healthy() },
-		mqttReady(clientIDs...), dbReady(db), influxReady(influxURL))
-	if err := registerReady(reg, ready); err != nil {
-		return err
-	}
-	dashCfg := dashboard.Config{
-		HTTPAddr: httpAddr, APIToken: token,
-		MQTTURL: mqttURL, Root: root, ClientID: upClientIDs[2],
-		InfluxURL: influxURL, InfluxToken: influxToken,
-		InfluxBucket: s.String("influx-db") + "/" + s.String("influx-rp"),
-	}
-	dashboardWebConfig(s, &dashCfg)
-	dash, err = dashboard.New(dashCfg, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: accounts, Ready: ready, History: mgr,
-		Unknown: mgr, Commands: alr}, reg, log.With("role", "dashboard")) // onboarding and staff commands (h-onboard)
-	if err != nil {
-		return err
-	}
-
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return cache.Run(gctx) })
-	if child != nil {
-		g.Go(func() error { return child.Supervise(gctx, log) })
+	g.Go(func() error { return u.cache.Run(gctx) })
+	if u.child != nil {
+		g.Go(func() error { return u.child.Supervise(gctx, log) })
 	}
-	g.Go(func() error { return ing.Run(gctx) })
-	g.Go(func() error { return alr.Run(gctx) })
-	g.Go(func() error { return dash.Serve(gctx, httpLn) })
-	if s.Bool("demo") {
-		rec := s.String("recordings")
-		if rec == "" {
-			rec, _ = realdata.Find()
-		}
-		g.Go(func() error {
-			return firmwaresim.RunDemo(gctx, firmwaresim.DemoConfig{
-				MQTTURL: mqttURL, Root: root, Recordings: rec, Speed: s.Float("speed"), Logger: log.With("role", "sim"),
-				HomeBehindGateway: true, // the demo home runs behind its gateway (demohome.go)
-			})
-		})
-		g.Go(func() error {
-			return runDemoHome(gctx, demoHomeConfig{MQTTURL: mqttURL, Root: root, ClientID: demoHomeGateway, SpoolDir: filepath.Join(dataDir, "demo-home-gateway"),
-				Speed: s.Float("speed"), Store: store, Reg: reg, Log: log.With("role", "demo-home")})
-		})
+	g.Go(func() error { return svc.ingest.Run(gctx) })
+	g.Go(func() error { return svc.alerting.Run(gctx) })
+	g.Go(func() error { return svc.dashboard.Serve(gctx, u.httpLn) })
+	if cfg.Demo {
+		u.runDemo(gctx, g)
 	}
-
-	host := httpAddr
-	if h, p, err := net.SplitHostPort(httpAddr); err == nil && (h == "" || h == "0.0.0.0" || h == "::") {
-		host = net.JoinHostPort("127.0.0.1", p)
-	}
-	broker := publicMQTT + " (external)"
-	if brk != nil {
-		broker = publicMQTT + " (embedded broker)"
-	}
-	fmt.Printf("\neldercare is up\n  dashboard:  http://%s/login   %s\n  API:        http://%s/api/v1 (Authorization: Bearer; token in %s)\n  MQTT:       %s\n  InfluxDB:   %s\n  database:   %s\nCtrl-C stops everything.\n\n",
-		host, loginHelp, host, tokenFile, broker, influxURL, redactDSN(dsn))
-
+	u.printBanner(svc.loginHelp)
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
 		log.Info("stopped")
 		return nil
 	}
 	return err
+}
+
+// upServiceClientIDs are the MQTT sessions of up's roles: upClientIDs and
+// alerting's second session for readings and status.
+func upServiceClientIDs() []string {
+	return append(slices.Clone(upClientIDs), alerting.StatusTelemetryClientID(upClientIDs[1]))
+}
+
+// upServices are the roles up runs.
+type upServices struct {
+	ingest    *ingest.Service
+	alerting  *alerting.Service
+	dashboard *dashboard.Server
+	loginHelp string
+}
+
+// newRoles builds ingest, alerting and dashboard with their commands'
+// constructors, on up's broker, InfluxDB, database and listener, and
+// registers the install's readiness.
+func (u *upStack) newRoles(ctx context.Context, roles *upRoles) (*upServices, error) {
+	token, tokenFile, err := apiToken(u.cfg.APIToken, u.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	u.tokenFile = tokenFile
+	roles.set(upInfra{mqttURL: u.mqttURL, root: u.cfg.Root, influxURL: u.influxURL, ingestInfluxURL: u.ingestInfluxURL,
+		influxToken: u.influxToken, influxDB: u.cfg.InfluxDB, influxRP: u.cfg.InfluxRP,
+		httpAddr: u.cfg.HTTP, apiToken: token})
+	if err := errors.Join(roles.ingest.Validate(), roles.alerting.Validate(), roles.dashboard.Validate()); err != nil {
+		return nil, err
+	}
+	deps := roleDeps{DB: u.db, Store: u.store, Cache: u.cache, Reg: u.reg, Log: u.log}
+	svc := &upServices{}
+	if svc.ingest, _, err = newIngest(ctx, &roles.ingest, deps); err != nil {
+		return nil, err
+	}
+	mgr, err := alerting.OpenManager(ctx, u.db, u.log.With("role", "alerting"))
+	if err != nil {
+		return nil, err
+	}
+	u.reg.MustRegister(mqttconn.Collector(upServiceClientIDs()...))
+	accounts, err := dashboard.OpenAccounts(ctx, u.db, nil)
+	if err != nil {
+		return nil, err
+	}
+	if svc.loginHelp, err = upAccounts(ctx, accounts, u.cfg.Demo, u.dataDir, u.dsn); err != nil {
+		return nil, err
+	}
+	if svc.alerting, err = newAlerting(ctx, &roles.alerting, mgr, deps.with(u.log.With("role", "alerting"))); err != nil {
+		return nil, err
+	}
+	ready := u.ready(svc)
+	if err := registerReady(u.reg, ready); err != nil {
+		return nil, err
+	}
+	svc.dashboard, err = newDashboard(&roles.dashboard, mgr, accounts, dashboard.Deps{Ready: ready, Commands: svc.alerting},
+		deps.with(u.log.With("role", "dashboard")))
+	return svc, err
+}
+
+// ready is the readiness of the whole install (/readyz and eldercare_ready
+// on --http): every role's, the broker connections, the database and
+// InfluxDB. svc.dashboard is read at each check: it is built after.
+func (u *upStack) ready(svc *upServices) func(context.Context) error {
+	return allReady(
+		func(context.Context) error {
+			if !svc.ingest.Ready() {
+				return errors.New("ingest: not subscribed yet")
+			}
+			return nil
+		},
+		func(context.Context) error { return svc.alerting.Ready() },
+		func(context.Context) error { return svc.dashboard.Feed().Healthy() },
+		mqttReady(upServiceClientIDs()...), dbReady(u.db), influxReady(u.influxURL))
 }
 
 // demoAccounts are the accounts "up --demo" creates, one per role, on the

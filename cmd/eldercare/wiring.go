@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eldercare-iot/eldercare/alerting"
 	"github.com/eldercare-iot/eldercare/device/registry"
 	"github.com/eldercare-iot/eldercare/ingest"
+	"github.com/eldercare-iot/eldercare/internal/sqldb"
 )
 
 // ingestLookup tags readings from the registry cache's current snapshot.
@@ -54,3 +58,17 @@ func alertingProgramme(store *registry.Store) alerting.ProgrammeConfig {
 
 // The rules list meal-card holders through the snapshot.
 var _ alerting.CardHolders = (*registry.Snapshot)(nil)
+
+// roleDeps are what a role's constructor takes from the command that runs
+// it: a role's own command opens them from its flags, up opens one of each
+// and shares it between the roles.
+type roleDeps struct {
+	DB    *sqldb.DB
+	Store *registry.Store
+	Cache *registry.Cache
+	Reg   *prometheus.Registry
+	Log   *slog.Logger
+}
+
+// with is d with another logger.
+func (d roleDeps) with(log *slog.Logger) roleDeps { d.Log = log; return d }

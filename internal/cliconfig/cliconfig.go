@@ -167,3 +167,37 @@ func (s *Settings) Logger() (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-format: %q is not text or json", s.String("log-format"))
 	}
 }
+
+// Adopt adds to dst every flag of src whose name owned does not list, so
+// that a command running several roles (eldercare up) takes each role's
+// flags from the one function that defines them. A flag keeps its value
+// (the variable it is bound to), default and help text; a name owned lists
+// is left out because dst's command sets that value itself. A name that
+// dst already defines and owned does not list panics: two meanings for one
+// flag is a programming error, found by the first test that builds the
+// command.
+func Adopt(dst, src *pflag.FlagSet, owned []string) {
+	src.VisitAll(func(f *pflag.Flag) {
+		if slices.Contains(owned, f.Name) {
+			return
+		}
+		if dst.Lookup(f.Name) != nil {
+			panic(fmt.Sprintf("cliconfig.Adopt: flag --%s is defined twice; list it as owned or rename it", f.Name))
+		}
+		dst.AddFlag(f)
+	})
+}
+
+// SetDefault changes the default of the flag name of fs to value (parsed
+// by the flag's own parser), for a command whose default differs from the
+// role's. It panics when there is no such flag or the value does not parse.
+func SetDefault(fs *pflag.FlagSet, name, value string) {
+	f := fs.Lookup(name)
+	if f == nil {
+		panic("cliconfig.SetDefault: no flag --" + name)
+	}
+	if err := f.Value.Set(value); err != nil {
+		panic(fmt.Sprintf("cliconfig.SetDefault --%s: %v", name, err))
+	}
+	f.DefValue = f.Value.String()
+}
