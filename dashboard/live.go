@@ -414,6 +414,7 @@ func (f *Feed) handle(topic string, payload []byte) (string, error) {
 		f.update(t.Site, t.Device, now, func(d *DeviceState) {
 			for _, r := range m.Readings {
 				at := r.Time().UTC()
+				heardAfterStatus(d, at)
 				for k, v := range r.Values {
 					if old, ok := d.Latest[k]; ok && old.At.After(at) {
 						continue
@@ -439,6 +440,7 @@ func (f *Feed) handle(topic string, payload []byte) (string, error) {
 		}
 		at := e.Time().UTC()
 		f.update(t.Site, t.Device, now, func(d *DeviceState) {
+			heardAfterStatus(d, at)
 			d.LastEvent, d.LastEventAt = string(e.Type), &at
 			if e.Type == device.EventBedEntry || e.Type == device.EventBedExit {
 				if d.InBedAt == nil || !d.InBedAt.After(at) {
@@ -470,6 +472,19 @@ func (f *Feed) handle(topic string, payload []byte) (string, error) {
 		return string(t.Channel), fmt.Errorf("channel %q is not subscribed", t.Channel)
 	}
 	return string(t.Channel), nil
+}
+
+// heardAfterStatus marks d online when a reading or event of time at is
+// newer than its offline or unknown status: a device that said it shut down
+// (or whose gateway was lost) and speaks again is back, as the alerting
+// supervisor also decides (alerting/supervision.go heard). An older message
+// changes nothing, and so does one before any status (the state stays
+// unknown until the device or its gateway says).
+func heardAfterStatus(d *DeviceState, at time.Time) {
+	if d.State == device.Online || d.StateAt == nil || !at.After(*d.StateAt) {
+		return
+	}
+	d.State, d.StateReason, d.StateAt = device.Online, "", &at
 }
 
 // update changes one device's state under the lock and publishes it.

@@ -90,6 +90,35 @@ func TestFeedState(t *testing.T) {
 			},
 		},
 		{
+			// A replay of the same device id ended cleanly (offline/shutdown)
+			// while the device itself goes on: its newer reading is back
+			// online; a reading older than the status is not.
+			name: "reading older than a shutdown status leaves it offline",
+			msgs: []msg{
+				{"t/v1/s1/vm-1/status", `{"v":1,"device":"vm-1","ts":` + ts(-5*time.Second) + `,"state":"offline","reason":"shutdown"}`},
+				{"t/v1/s1/vm-1/telemetry", `{"v":1,"device":"vm-1","boot":1,"id":1,"seq":1,"ts":` + ts(-6*time.Second) + `,"values":{"hr_bpm":80}}`},
+			},
+			device: "vm-1",
+			check: func(t *testing.T, d DeviceState) {
+				if d.State != device.Offline || d.StateReason != "shutdown" {
+					t.Errorf("after an older reading: state %q reason %q, want offline shutdown", d.State, d.StateReason)
+				}
+			},
+		},
+		{
+			name: "newer reading after a shutdown status",
+			msgs: []msg{
+				{"t/v1/s1/vm-1/status", `{"v":1,"device":"vm-1","ts":` + ts(-5*time.Second) + `,"state":"offline","reason":"shutdown"}`},
+				{"t/v1/s1/vm-1/telemetry", `{"v":1,"device":"vm-1","boot":1,"id":1,"seq":1,"ts":` + ts(-time.Second) + `,"values":{"hr_bpm":80}}`},
+			},
+			device: "vm-1",
+			check: func(t *testing.T, d DeviceState) {
+				if d.State != device.Online || d.StateReason != "" || !d.StateAt.Equal(testNow.Add(-time.Second)) {
+					t.Errorf("state %q reason %q at %v, want online at the reading", d.State, d.StateReason, d.StateAt)
+				}
+			},
+		},
+		{
 			name:   "status online",
 			msgs:   []msg{{"t/v1/s1/vm-1/status", `{"v":1,"device":"vm-1","ts":` + ts(0) + `,"state":"online","reason":"boot"}`}},
 			device: "vm-1",
