@@ -273,9 +273,9 @@ func (u *upStack) ready(svc *upServices) func(context.Context) error {
 // demo care station (firmware-sim/demo/registry.yaml).
 var demoAccounts = []dashboard.User{
 	{Username: "admin", Name: "Demo Admin", Role: dashboard.RoleAdmin, Lang: "en"},
-	{Username: "manager", Name: "Manager Liu", Role: dashboard.RoleManager, Lang: "en", Sites: []string{"demo-station"}},
-	{Username: "lead", Name: "Nurse lead Chen", Role: dashboard.RoleNurseLead, Lang: "zh-CN", Sites: []string{"demo-station"}},
-	{Username: "carer", Name: "Caregiver Zhang", Role: dashboard.RoleCaregiver, Lang: "en", Sites: []string{"demo-station"}},
+	{Username: "manager", Name: "Manager Liu", Role: dashboard.RoleManager, Lang: "en", Sites: []string{"demo-station", "demo-home-li"}},
+	{Username: "lead", Name: "Nurse lead Chen", Role: dashboard.RoleNurseLead, Lang: "zh-CN", Sites: []string{"demo-station", "demo-home-li"}},
+	{Username: "carer", Name: "Caregiver Zhang", Role: dashboard.RoleCaregiver, Lang: "en", Sites: []string{"demo-station", "demo-home-li"}},
 	{Username: "family", Name: "Wang Mei", Role: dashboard.RoleFamily, Lang: "zh-CN", Residents: []string{"res-001"}},
 }
 

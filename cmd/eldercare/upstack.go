@@ -230,10 +230,14 @@ func (u *upStack) printBanner(loginHelp string) {
 	if h, p, err := net.SplitHostPort(httpAddr); err == nil && (h == "" || h == "0.0.0.0" || h == "::") {
 		host = net.JoinHostPort("127.0.0.1", p)
 	}
+	influx := u.influxURL + " (external)"
+	if u.child != nil {
+		influx = u.influxURL + " (managed, authentication on; accounts in " + filepath.Join(u.dataDir, influxCredentialsFile) + ")"
+	}
 	broker := u.publicMQTT + " (external)"
 	if u.brk != nil {
 		broker = u.publicMQTT + " (embedded broker)"
 	}
 	fmt.Printf("\neldercare is up\n  dashboard:  http://%s/login   %s\n  API:        http://%s/api/v1 (Authorization: Bearer; token in %s)\n  MQTT:       %s\n  InfluxDB:   %s\n  database:   %s\nCtrl-C stops everything.\n\n",
-		host, loginHelp, host, u.tokenFile, broker, u.influxURL, redactDSN(u.dsn))
+		host, loginHelp, host, u.tokenFile, broker, influx, redactDSN(u.dsn))
 }
