@@ -133,7 +133,9 @@ func (s *Server) directoryIn(ctx context.Context, lang string) (*directory, erro
 // name in lang ([registry.DisplayName]: Names[lang], else the plain Name).
 // It is the one place a page's names follow the viewer's language; the
 // ids, and Names itself, stay as the registry has them.
+// The slices are copied first: a registry may hand out its own.
 func (d *directory) localize(lang string) {
+	d.residents, d.devices = slices.Clone(d.residents), slices.Clone(d.devices)
 	for i, x := range d.residents {
 		x.Name = registry.DisplayName(x.Names, lang, x.Name)
 		d.residents[i] = x
