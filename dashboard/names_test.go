@@ -1,12 +1,14 @@
 package dashboard
 
 import (
+	"bytes"
 	"encoding/json"
 	"html"
 	"strings"
 	"testing"
 
 	"github.com/eldercare-iot/eldercare/device/registry"
+	firmwaresim "github.com/eldercare-iot/eldercare/firmware-sim"
 )
 
 // namedRegistry is the test registry with Chinese display names for the
@@ -105,4 +107,35 @@ func TestDeviceNameKeepsDisplayName(t *testing.T) {
 	if got := deviceName(LangZH, "vitals_monitor", "Vitals monitor 101-1", "vm-101"); got != "生命体征监测仪 101-1" {
 		t.Errorf("an English name is still rendered in Chinese, got %q", got)
 	}
+}
+
+// The demo registry of "eldercare up --demo" names its residents, rooms
+// and devices in Chinese: the board in Chinese shows characters, in
+// English pinyin.
+func TestDisplayNamesDemoRegistry(t *testing.T) {
+	doc, err := registry.ParseYAML(bytes.NewReader(firmwaresim.DemoRegistryYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := &fakeRegistry{sites: doc.SiteList(), rooms: doc.RoomList(), beds: doc.BedList(), residents: doc.Residents, devices: doc.Devices}
+	zhNames := map[string]string{"res-001": "王秀英", "res-002": "李桂兰", "res-003": "张建国", "res-004": "刘淑芬", "res-005": "陈德明", "res-006": "赵玉兰", "res-101": "李桂芳"}
+	for _, r := range doc.Residents {
+		if got := registry.DisplayName(r.Names, LangZH, ""); got != zhNames[r.ID] {
+			t.Errorf("%s (%s): Chinese name %q, want %q", r.ID, r.Name, got, zhNames[r.ID])
+		}
+	}
+	for _, r := range doc.RoomList() {
+		if r.Names[LangZH] == "" {
+			t.Errorf("room %s has no Chinese name", r.ID)
+		}
+	}
+	for _, d := range doc.Devices {
+		if d.SiteID == "demo-home-li" && d.Names[LangZH] == "" {
+			t.Errorf("home device %s has no Chinese name", d.ID)
+		}
+	}
+	ts := newTestServer(t, func(_ *Config, d *Deps) { d.Registry = reg })
+	zh, en := ts.getAs(t, "lead", "/board"), ts.getAs(t, "nurse", "/board")
+	wantNames(t, "zh-CN demo board", zh, []string{"王秀英", "赵玉兰", "102 房"}, []string{"Wang Xiuying", "Zhao Yulan"})
+	wantNames(t, "en demo board", en, []string{"Wang Xiuying", "Zhao Yulan", "Room 102"}, []string{"王秀英", "赵玉兰"})
 }
