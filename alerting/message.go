@@ -53,8 +53,9 @@ func tr(lang, key string, data map[string]any, fallback string) string {
 	return s
 }
 
-// Place is where an alert happened, for people: the resident's name, room
-// and bed, the site's name and IANA time zone.
+// Place is where an alert happened, for people in one language: the
+// resident's display name in that language, room and bed, the site's name
+// and IANA time zone.
 type Place struct {
 	Resident, Room, Bed, Site string
 	Zone                      *time.Location
@@ -63,15 +64,18 @@ type Place struct {
 // Places finds the place of an alert. Declared here, where notifications
 // are rendered; [RegistryPlaces] implements it.
 type Places interface {
-	PlaceOf(a Alert) Place
+	// PlaceOf returns the place of a for a reader in lang (BCP 47, e.g.
+	// "zh-CN"; "" = the plain names).
+	PlaceOf(a Alert, lang string) Place
 }
 
 // RegistryPlaces reads places from the current registry snapshot (nil
 // snapshot: ids only, UTC).
 type RegistryPlaces func() *registry.Snapshot
 
-// PlaceOf implements Places.
-func (f RegistryPlaces) PlaceOf(a Alert) Place {
+// PlaceOf implements Places: the resident is named by
+// [registry.DisplayName] in lang, else by the plain name, else by id.
+func (f RegistryPlaces) PlaceOf(a Alert, lang string) Place {
 	p := Place{Site: a.Site, Zone: time.UTC}
 	if a.Resident != nil {
 		p.Resident = *a.Resident
@@ -87,8 +91,10 @@ func (f RegistryPlaces) PlaceOf(a Alert) Place {
 	if a.Resident == nil {
 		return p
 	}
-	if r, ok := sn.Resident(*a.Resident); ok && r.Name != "" {
-		p.Resident = r.Name
+	if r, ok := sn.Resident(*a.Resident); ok {
+		if n := registry.DisplayName(r.Names, lang, r.Name); n != "" {
+			p.Resident = n
+		}
 	}
 	if b, ok := sn.BedOf(*a.Resident); ok {
 		p.Room, p.Bed = b.RoomID, b.Name
@@ -140,9 +146,9 @@ type Message struct {
 	Footer string
 }
 
-func (r *Renderer) place(a Alert) Place {
+func (r *Renderer) place(a Alert, lang string) Place {
 	if r != nil && r.Places != nil {
-		p := r.Places.PlaceOf(a)
+		p := r.Places.PlaceOf(a, lang)
 		if p.Zone == nil {
 			p.Zone = time.UTC
 		}
@@ -172,7 +178,7 @@ func who(lang string, a Alert, p Place) string {
 // the caller.
 func (r *Renderer) message(n Notice, lang string) Message {
 	a := n.Alert
-	p := r.place(a)
+	p := r.place(a, lang)
 	ev := n.Event
 	if n.Escalation != nil && n.Escalation.Reminder {
 		ev = EventReminder

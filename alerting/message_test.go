@@ -10,11 +10,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eldercare-iot/eldercare/device/registry"
 )
 
+// fixedPlaces maps "resident/lang" (else "resident") to a place.
 type fixedPlaces map[string]Place
 
-func (f fixedPlaces) PlaceOf(a Alert) Place { return f[*a.Resident] }
+func (f fixedPlaces) PlaceOf(a Alert, lang string) Place {
+	if p, ok := f[*a.Resident+"/"+lang]; ok {
+		return p
+	}
+	return f[*a.Resident]
+}
 
 func testRenderer(t *testing.T) *Renderer {
 	sh, err := time.LoadLocation("Asia/Shanghai")
@@ -22,7 +30,10 @@ func testRenderer(t *testing.T) *Renderer {
 		t.Fatal(err)
 	}
 	return &Renderer{
-		Places: fixedPlaces{"res-001": {Resident: "王秀英", Room: "101", Bed: "1", Site: "阳光护理站", Zone: sh}},
+		Places: fixedPlaces{
+			"res-001":       {Resident: "Wang Xiuying", Room: "101", Bed: "1", Site: "阳光护理站", Zone: sh},
+			"res-001/zh-CN": {Resident: "王秀英", Room: "101", Bed: "1", Site: "阳光护理站", Zone: sh},
+		},
 		Links: func(_ context.Context, alert int64, recipient, channel string) (string, error) {
 			return "https://care.example.org/ack/" + channel + "-" + recipient + "-" + strings.Repeat("x", 4), nil
 		},
@@ -72,7 +83,7 @@ func TestMessagesGolden(t *testing.T) {
 		golden(t, "email-"+c.Lang+".txt", []byte("Subject: "+m.Subject+"\n\n"+m.Text()))
 		golden(t, "email-"+c.Lang+".html", []byte(m.HTML(c.Lang)))
 		want := map[string][]string{
-			"en":    {"[CRITICAL] Fall (escalated, not acknowledged): 王秀英, room 101, bed 1", "Time: 2026-01-15 10:00 (Asia/Shanghai)", "/ack/email-lead-"},
+			"en":    {"[CRITICAL] Fall (escalated, not acknowledged): Wang Xiuying, room 101, bed 1", "Time: 2026-01-15 10:00 (Asia/Shanghai)", "/ack/email-lead-"},
 			"zh-CN": {"【紧急】跌倒（未确认，已升级）：王秀英，101 房 1 床", "时间：2026-01-15 10:00（Asia/Shanghai）", "/ack/email-zhang-", "确认（我这就去）"},
 		}[c.Lang]
 		for _, w := range want {
@@ -136,6 +147,38 @@ func TestMessageCatalogues(t *testing.T) {
 	for _, typ := range []string{TypeFall, TypeSOS, TypeSpO2Low, TypeHeartRate, TypeRespiration, TypeDeviceOffline} {
 		if !slices.Contains(keys["en"], "type."+typ) {
 			t.Errorf("no text for alert type %s", typ)
+		}
+	}
+}
+
+// The registry's places name the resident in the reader's language: the
+// display name for zh-CN, the plain name for en and for a language without
+// a display name; the same alert renders both ways per recipient.
+func TestRegistryPlacesDisplayName(t *testing.T) {
+	sn := registry.NewSnapshot(time.Unix(0, 0), []registry.Site{{ID: "s1", Name: "Sunshine", TimeZone: "Asia/Shanghai"}},
+		[]registry.Bed{{ID: "b1", SiteID: "s1", RoomID: "101", Name: "1"}},
+		[]registry.Resident{{ID: "res-001", SiteID: "s1", BedID: "b1", Name: "Wang Xiuying", Names: registry.Names{"zh-CN": "王秀英"}}},
+		nil, nil, nil)
+	places := RegistryPlaces(func() *registry.Snapshot { return sn })
+	res := "res-001"
+	a := Alert{ID: 7, Site: "s1", Resident: &res, Device: "d1", Type: TypeFall, Severity: SeverityCritical, Status: StatusOpen,
+		OpenedAt: time.Date(2026, 1, 15, 2, 0, 0, 0, time.UTC)}
+	for lang, want := range map[string]string{"zh-CN": "王秀英", "en": "Wang Xiuying", "": "Wang Xiuying"} {
+		if got := places.PlaceOf(a, lang).Resident; got != want {
+			t.Errorf("PlaceOf(%q).Resident = %q, want %q", lang, got, want)
+		}
+	}
+	r := &Renderer{Places: places}
+	n := Notice{Change: Change{ID: "n1", Event: EventOpened, Alert: a}}
+	for _, c := range []Contact{{ID: "zhang", Lang: "zh-CN"}, {ID: "lead", Lang: "en"}} {
+		m, err := r.ForContact(context.Background(), n, c, "email")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"zh-CN": "王秀英，101 房 1 床", "en": "Wang Xiuying, room 101, bed 1"}[c.Lang]
+		other := map[string]string{"zh-CN": "Wang Xiuying", "en": "王秀英"}[c.Lang]
+		if !strings.Contains(m.Subject, want) || strings.Contains(m.Subject+m.Text(), other) {
+			t.Errorf("%s subject %q: want %q and not %q", c.Lang, m.Subject, want, other)
 		}
 	}
 }

@@ -124,7 +124,7 @@ type managerAdherenceRow struct {
 func (s *Server) managerAdherence(c *fiber.Ctx) error {
 	ctx := c.UserContext()
 	u, _ := userFrom(c)
-	d, err := s.directory(ctx)
+	d, err := s.directoryIn(ctx, langOf(c))
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ type familyCard struct {
 
 // familyModel builds the cards of the residents linked to u.
 func (s *Server) familyModel(ctx context.Context, lang string, u *User) ([]familyCard, error) {
-	d, err := s.directory(ctx)
+	d, err := s.directoryIn(ctx, lang)
 	if err != nil {
 		return nil, err
 	}

@@ -345,14 +345,27 @@ func placeName(lang, kind, name string) string {
 	return name
 }
 
+// isASCII reports whether s is all ASCII: a device name with other letters
+// ("床旁监护仪", a display name of [registry.Names]) is already written in a
+// language and is shown as registered.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 // deviceSuffix is the numbering at the end of a device name ("101-1").
 var deviceSuffix = regexp.MustCompile(`(\d[\d-]*)$`)
 
 // deviceName renders a device in lang: the registry's name in English; in
 // other languages the kind's word with the name's numbering ("生命体征监测仪
-// 101-1"), or with the device id when the name has none.
+// 101-1"), or with the device id when the name has none; a name that is
+// not all ASCII (a display name in the page's language) as registered.
 func deviceName(lang, kind, name, id string) string {
-	if lang == LangEN || kind == "" {
+	if lang == LangEN || kind == "" || !isASCII(name) {
 		if name == "" {
 			return id
 		}

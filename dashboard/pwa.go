@@ -82,11 +82,11 @@ func (s *Server) alarmInfo(c *fiber.Ctx) error {
 	if !s.canSeeAlert(u, a) {
 		return fiber.ErrNotFound
 	}
-	d, err := s.directory(ctx)
+	lang := langOf(c)
+	d, err := s.directoryIn(ctx, lang)
 	if err != nil {
 		return err
 	}
-	lang := langOf(c)
 	r := d.row(viewAlert(a))
 	bedID := ""
 	if a.Resident != nil {

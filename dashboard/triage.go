@@ -158,11 +158,11 @@ func (s *Server) escalationWords(ctx context.Context, lang string, a AlertView, 
 func (s *Server) triage(c *fiber.Ctx) (triageModel, error) {
 	ctx := c.UserContext()
 	lang := langOf(c)
-	cards, unassigned, sites, err := s.boardModel(ctx)
+	cards, unassigned, sites, err := s.boardModel(ctx, lang)
 	if err != nil {
 		return triageModel{}, err
 	}
-	d, err := s.directory(ctx)
+	d, err := s.directoryIn(ctx, lang)
 	if err != nil {
 		return triageModel{}, err
 	}

@@ -117,6 +117,41 @@ func (s *Server) directory(ctx context.Context) (*directory, error) {
 	return d, nil
 }
 
+// directoryIn is [Server.directory] with residents, rooms and devices named
+// in lang (see [directory.localize]): for the pages that show names to a
+// viewer. Forms that edit the registry use the plain directory.
+func (s *Server) directoryIn(ctx context.Context, lang string) (*directory, error) {
+	d, err := s.directory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.localize(lang)
+	return d, nil
+}
+
+// localize sets the Name of every resident, room and device to its display
+// name in lang ([registry.DisplayName]: Names[lang], else the plain Name).
+// It is the one place a page's names follow the viewer's language; the
+// ids, and Names itself, stay as the registry has them.
+// The slices are copied first: a registry may hand out its own.
+func (d *directory) localize(lang string) {
+	d.residents, d.devices = slices.Clone(d.residents), slices.Clone(d.devices)
+	for i, x := range d.residents {
+		x.Name = registry.DisplayName(x.Names, lang, x.Name)
+		d.residents[i] = x
+		d.resByID[x.ID] = x
+	}
+	for id, x := range d.roomByID {
+		x.Name = registry.DisplayName(x.Names, lang, x.Name)
+		d.roomByID[id] = x
+	}
+	for i, x := range d.devices {
+		x.Name = registry.DisplayName(x.Names, lang, x.Name)
+		d.devices[i] = x
+		d.devByID[x.ID] = x
+	}
+}
+
 // siteLocation loads an IANA zone; "" or an unknown zone is UTC.
 func siteLocation(tz string) *time.Location {
 	if tz == "" {
@@ -365,9 +400,10 @@ func (s *Server) activeAlerts(ctx context.Context, f alerting.Filter) ([]AlertVi
 }
 
 // boardModel builds the live board: one card per bed (and per resident
-// without a bed), and the unassigned alerts no card claims.
-func (s *Server) boardModel(ctx context.Context) (cards []bedCard, unassigned []alertRow, sites map[string]siteInfo, err error) {
-	d, err := s.directory(ctx)
+// without a bed), and the unassigned alerts no card claims, with names in
+// lang.
+func (s *Server) boardModel(ctx context.Context, lang string) (cards []bedCard, unassigned []alertRow, sites map[string]siteInfo, err error) {
+	d, err := s.directoryIn(ctx, lang)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -164,7 +164,7 @@ func (s *Server) residentPage(c *fiber.Ctx) error {
 	if err := device.ValidateID("resident", id); err != nil {
 		return fiber.NewError(fiber.StatusNotFound, "no such resident")
 	}
-	d, err := s.directory(ctx)
+	d, err := s.directoryIn(ctx, lang)
 	if err != nil {
 		return err
 	}

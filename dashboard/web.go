@@ -240,7 +240,7 @@ func (s *Server) alertsModel(c *fiber.Ctx) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := s.directory(ctx)
+	d, err := s.directoryIn(ctx, langOf(c))
 	if err != nil {
 		return nil, err
 	}
