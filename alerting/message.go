@@ -59,6 +59,9 @@ func tr(lang, key string, data map[string]any, fallback string) string {
 type Place struct {
 	Resident, Room, Bed, Site string
 	Zone                      *time.Location
+	// RoomNamed: Room is the room's display name ("Room 101", "101 房"),
+	// not its id, and is written without the word "room".
+	RoomNamed bool
 }
 
 // Places finds the place of an alert. Declared here, where notifications
@@ -98,6 +101,11 @@ func (f RegistryPlaces) PlaceOf(a Alert, lang string) Place {
 	}
 	if b, ok := sn.BedOf(*a.Resident); ok {
 		p.Room, p.Bed = b.RoomID, b.Name
+		if rm, ok := sn.Room(b.RoomID); ok {
+			if n := registry.DisplayName(rm.Names, lang, rm.Name); n != "" {
+				p.Room, p.RoomNamed = n, true
+			}
+		}
 		if p.Bed == "" {
 			p.Bed = b.ID
 		}
@@ -171,7 +179,11 @@ func who(lang string, a Alert, p Place) string {
 	case p.Bed == "":
 		return tr(lang, "who.home", map[string]any{"Name": p.Resident}, p.Resident)
 	}
-	return tr(lang, "who.bed", map[string]any{"Name": p.Resident, "Room": p.Room, "Bed": p.Bed}, p.Resident)
+	key := "who.bed"
+	if p.RoomNamed {
+		key = "who.bed_in_named_room"
+	}
+	return tr(lang, key, map[string]any{"Name": p.Resident, "Room": p.Room, "Bed": p.Bed}, p.Resident)
 }
 
 // message builds the text of n for a reader in lang; links are added by

@@ -175,10 +175,21 @@ func TestRegistryPlacesDisplayName(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := map[string]string{"zh-CN": "王秀英，101 房 1 床", "en": "Wang Xiuying, room 101, bed 1"}[c.Lang]
+		want := map[string]string{"zh-CN": "王秀英，101 房 1 床", "en": "Wang Xiuying, room 101, bed 1"}[c.Lang] // a room without a name: its id
 		other := map[string]string{"zh-CN": "Wang Xiuying", "en": "王秀英"}[c.Lang]
 		if !strings.Contains(m.Subject, want) || strings.Contains(m.Subject+m.Text(), other) {
 			t.Errorf("%s subject %q: want %q and not %q", c.Lang, m.Subject, want, other)
+		}
+	}
+	// A named room is written by its name in the reader's language.
+	sn.WithRooms([]registry.Room{{ID: "101", SiteID: "s1", Name: "Room 101", Names: registry.Names{"zh-CN": "一楼东 101 室"}}})
+	for lang, want := range map[string]string{"zh-CN": "王秀英，一楼东 101 室 1 床", "en": "Wang Xiuying, Room 101, bed 1"} {
+		m, err := r.ForContact(context.Background(), n, Contact{ID: "x", Lang: lang}, "email")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(m.Subject, want) {
+			t.Errorf("%s subject %q: want %q", lang, m.Subject, want)
 		}
 	}
 }

@@ -70,6 +70,13 @@ func TestWardsAndNames(t *testing.T) {
 		if d.Names["en"] != "Fall sensor" || d.Names["zh-CN"] != "跌倒报警器" {
 			t.Errorf("device names %v", d.Names)
 		}
+		sn, err := s.Snapshot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rm, ok := sn.Room("r101"); !ok || rm.Ward != "east" || rm.Names["zh-CN"] != "101 室" {
+			t.Errorf("snapshot room %+v, %v", rm, ok)
+		}
 	})
 }
 

@@ -19,6 +19,7 @@ type Snapshot struct {
 	at        time.Time
 	sites     map[string]siteEntry
 	beds      map[string]Bed
+	rooms     map[string]Room // set by WithRooms
 	residents map[string]Resident
 	devices   map[string]Device
 	kinds     map[string]time.Duration // kind -> report interval set in the registry
@@ -81,7 +82,31 @@ func (s *Store) Snapshot(ctx context.Context) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry snapshot: kinds: %w", err)
 	}
-	return NewSnapshot(time.Now(), sites, beds, residents, devices, cards, bindings).WithKinds(kinds), nil
+	rooms, err := queryAll(ctx, tx, selectRooms, scanRoom)
+	if err != nil {
+		return nil, fmt.Errorf("registry snapshot: rooms: %w", err)
+	}
+	return NewSnapshot(time.Now(), sites, beds, residents, devices, cards, bindings).WithKinds(kinds).WithRooms(rooms), nil
+}
+
+// WithRooms sets the rooms (names, wards) of a snapshot being built and
+// returns it; use it only before the snapshot is shared.
+func (sn *Snapshot) WithRooms(rooms []Room) *Snapshot {
+	sn.rooms = make(map[string]Room, len(rooms))
+	for _, r := range rooms {
+		sn.rooms[r.ID] = r
+	}
+	return sn
+}
+
+// Room returns room id (its name, ward and display names); false when the
+// snapshot has no such room (or was built without WithRooms).
+func (sn *Snapshot) Room(id string) (Room, bool) {
+	if sn == nil {
+		return Room{}, false
+	}
+	r, ok := sn.rooms[id]
+	return r, ok
 }
 
 // WithKinds sets the per-kind report intervals of a snapshot being built
