@@ -15,8 +15,8 @@ import (
 	"github.com/eldercare-iot/eldercare/alerting"
 )
 
-// ackLinker is the part of *alerting.Manager the acknowledge links use.
-type ackLinker interface {
+// AckLinker is the part of *alerting.Manager the acknowledge links use.
+type AckLinker interface {
 	CheckAckToken(ctx context.Context, token string) (alerting.AckLink, error)
 	AcknowledgeLink(ctx context.Context, token string) (alerting.Alert, alerting.AckLink, error)
 }
@@ -26,9 +26,8 @@ func (s *Server) ackLinkRoutes(app fiber.Router) {
 	app.Post(alerting.AckPath+":token", s.postAckLink)
 }
 
-func (s *Server) linker() ackLinker {
-	l, _ := s.deps.Alerts.(ackLinker)
-	return l
+func (s *Server) linker() AckLinker {
+	return s.deps.AckLinks
 }
 
 // ackLinkError maps a link error to its status and catalogue key.

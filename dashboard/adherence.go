@@ -19,16 +19,15 @@ import (
 // manager's residents on /manager/adherence. Weeks run Monday to Sunday in
 // the site's zone.
 
-// doseReader reads recorded doses; *alerting.Manager implements it.
-type doseReader interface {
+// DoseReader reads recorded doses; *alerting.Manager implements it.
+type DoseReader interface {
 	Doses(ctx context.Context, residents []string, from, to time.Time) ([]alerting.DoseRecord, error)
 }
 
-var _ doseReader = (*alerting.Manager)(nil)
+var _ DoseReader = (*alerting.Manager)(nil)
 
-func (s *Server) doses() doseReader {
-	d, _ := s.deps.Alerts.(doseReader)
-	return d
+func (s *Server) doses() DoseReader {
+	return s.deps.Doses
 }
 
 // weekAdherence is one week of one resident's doses.

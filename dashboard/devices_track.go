@@ -147,7 +147,7 @@ func zoneSVG(zones []registry.SafeZone, track []TrackPoint, title string) templa
 // residentMap is the resident page's drawing ("" without zones or track).
 func (s *Server) residentMap(ctx context.Context, lang string, res registry.Resident, now time.Time) template.HTML {
 	var track []TrackPoint
-	if tr, ok := s.deps.Vitals.(TrackReader); ok {
+	if tr := s.deps.Tracks; tr != nil {
 		var err error
 		if track, err = tr.ResidentTrack(ctx, res.ID, now.Add(-6*time.Hour), now); err != nil {
 			s.log.Warn("resident page: track unavailable", "resident", res.ID, "err", err)

@@ -239,7 +239,7 @@ func newTestServer(t *testing.T, mod func(*Config, *Deps)) *testServer {
 	if mod != nil {
 		mod(&cfg, &deps)
 	}
-	srv, err := New(cfg, deps, reg, log)
+	srv, err := New(cfg, withCapabilities(deps), reg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,9 +41,9 @@ func (s *Server) familyModel(ctx context.Context, lang string, u *User) ([]famil
 		return nil, err
 	}
 	now := s.now()
-	dr, _ := s.deps.Vitals.(DayReader)
+	dr := s.deps.Days
 	cardsOf := map[string][]string{}
-	if cl, ok := s.deps.Registry.(cardLister); ok {
+	if cl := s.deps.Cards; cl != nil {
 		if cs, err := cl.Cards(ctx); err == nil {
 			for _, c := range cs {
 				cardsOf[c.ResidentID] = append(cardsOf[c.ResidentID], c.ID)
@@ -58,7 +58,7 @@ func (s *Server) familyModel(ctx context.Context, lang string, u *User) ([]famil
 			s.log.Warn("family view: visits unavailable", "err", err)
 		}
 	}
-	if ec, ok := s.deps.Vitals.(EventCounter); ok {
+	if ec := s.deps.Events; ec != nil {
 		if taps, err := ec.CardTaps(ctx, now.Add(-SeriousWindow), now.Add(time.Minute)); err == nil {
 			visits = append(visits, taps...)
 		} else {

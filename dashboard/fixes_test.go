@@ -280,7 +280,7 @@ func TestAPIVitalsErrorIsGeneric(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, err := New(Config{HTTPAddr: "127.0.0.1:0", APIToken: testToken, Root: "t"},
-		Deps{Alerts: newFakeAlerts(time.Now), Registry: testRegistry(), Live: feed, Vitals: fakeVitals{err: detail}, Accounts: testAccounts(t, time.Now)}, prometheus.NewRegistry(), log)
+		withCapabilities(Deps{Alerts: newFakeAlerts(time.Now), Registry: testRegistry(), Live: feed, Vitals: fakeVitals{err: detail}, Accounts: testAccounts(t, time.Now)}), prometheus.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,7 +149,7 @@ func (s *Server) handover(ctx context.Context, lang string, keep func(string) bo
 		return nil, err
 	}
 	var recent []alerting.AlertResponse
-	if tr, ok := s.deps.Alerts.(trendReader); ok {
+	if tr := s.deps.Trends; tr != nil {
 		if recent, err = tr.AlertResponses(ctx, now.Add(-HandoverWindow), now.Add(time.Minute)); err != nil {
 			return nil, err
 		}

@@ -228,14 +228,14 @@ func (s *Server) devicesPage(c *fiber.Ctx) error {
 		return err
 	}
 	var offline map[string]time.Duration
-	if tr, ok := s.deps.Alerts.(trendReader); ok {
+	if tr := s.deps.Trends; tr != nil {
 		if offline, err = tr.OfflinePeriods(ctx, p.From, p.To, now); err != nil {
 			return err
 		}
 	}
 	var last map[string]DeviceLast
 	telErr := true
-	if dt, ok := s.deps.Vitals.(DeviceTelemetry); ok {
+	if dt := s.deps.Telemetry; dt != nil {
 		if last, err = dt.DevicesLast(ctx, now.Add(-DeviceHealthWindow), now.Add(time.Minute)); err != nil {
 			s.log.Warn("device health: telemetry unavailable", "err", err)
 		} else {

@@ -178,12 +178,12 @@ func buildBedTypes(d *directory, keep func(string) bool) []BedTypeRow {
 	return out
 }
 
-// bedHistory is *registry.Store's bed type history.
-type bedHistory interface {
+// BedHistory is *registry.Store's bed type history.
+type BedHistory interface {
 	BedTypeHistory(ctx context.Context, bedID string, from, to time.Time) ([]registry.BedTypeChange, error)
 }
 
-var _ bedHistory = (*registry.Store)(nil)
+var _ BedHistory = (*registry.Store)(nil)
 
 // Programme is the programme page: meals with portions, visit coverage
 // and bed types with conversions.
@@ -208,21 +208,22 @@ func (s *Server) programme(ctx context.Context, lang string, p Period, keep func
 	// Every alert opened in the period (not a capped list), for the
 	// missed meals.
 	var opened []alerting.AlertResponse
-	tr, hasTrends := s.deps.Alerts.(trendReader)
+	tr := s.deps.Trends
+	hasTrends := tr != nil
 	if hasTrends {
 		if opened, err = tr.AlertResponses(ctx, p.From, p.To); err != nil {
 			return nil, err
 		}
 	}
 	var cards []registry.MealCard
-	if cl, ok := s.deps.Registry.(cardLister); ok {
+	if cl := s.deps.Cards; cl != nil {
 		if cards, err = cl.Cards(ctx); err != nil {
 			return nil, fmt.Errorf("read meal cards: %w", err)
 		}
 	}
 	var meals []MealRecord
 	pr.MealsErr = true
-	if dr, ok := s.deps.Vitals.(DayReader); ok {
+	if dr := s.deps.Days; dr != nil {
 		if meals, err = dr.Meals(ctx, p.From, p.To); err != nil {
 			s.log.Warn("programme report: meals unavailable", "err", err)
 		} else {
@@ -255,7 +256,7 @@ func (s *Server) programme(ctx context.Context, lang string, p Period, keep func
 			note(v.Resident, v.At)
 		}
 	}
-	if ec, ok := s.deps.Vitals.(EventCounter); ok {
+	if ec := s.deps.Events; ec != nil {
 		taps, err := ec.CardTaps(ctx, p.From, p.To)
 		if err != nil {
 			s.log.Warn("programme report: card taps unavailable", "err", err)
@@ -267,7 +268,7 @@ func (s *Server) programme(ctx context.Context, lang string, p Period, keep func
 	}
 	pr.Visits = buildVisitCoverage(lang, d, keep, last)
 	pr.Beds = buildBedTypes(d, keep)
-	if bh, ok := s.deps.Registry.(bedHistory); ok {
+	if bh := s.deps.Beds; bh != nil {
 		ch, err := bh.BedTypeHistory(ctx, "", p.From, p.To)
 		if err != nil {
 			return nil, err

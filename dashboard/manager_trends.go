@@ -16,14 +16,14 @@ import (
 	"github.com/eldercare-iot/eldercare/alerting"
 )
 
-// trendReader is *alerting.Manager's trend and device reports.
-type trendReader interface {
+// TrendReader is *alerting.Manager's trend and device reports.
+type TrendReader interface {
 	AlertResponses(ctx context.Context, from, to time.Time) ([]alerting.AlertResponse, error)
 	OfflinePeriods(ctx context.Context, from, to, now time.Time) (map[string]time.Duration, error)
 	VisitedResidents(ctx context.Context, from, to time.Time) (map[string]time.Time, error)
 }
 
-var _ trendReader = (*alerting.Manager)(nil)
+var _ TrendReader = (*alerting.Manager)(nil)
 
 // reportSettings returns the saved report settings (defaults without an
 // account database).
@@ -268,7 +268,7 @@ func (s *Server) trends(ctx context.Context, lang string, p Period, keep func(st
 		return nil, err
 	}
 	var rs []alerting.AlertResponse
-	if tr, ok := s.deps.Alerts.(trendReader); ok {
+	if tr := s.deps.Trends; tr != nil {
 		all, err := tr.AlertResponses(ctx, p.From, p.To)
 		if err != nil {
 			return nil, err

@@ -23,9 +23,9 @@ import (
 // YAML import's validation; the page shows the same messages the import
 // gives, next to the field they concern.
 
-// onboardStore is the registry's write side the onboarding page uses;
+// OnboardStore is the registry's write side the onboarding page uses;
 // *registry.Store implements it.
-type onboardStore interface {
+type OnboardStore interface {
 	PutSite(ctx context.Context, x registry.Site) error
 	PutRoom(ctx context.Context, x registry.Room) error
 	PutBed(ctx context.Context, x registry.Bed, by, reason string, at time.Time) error
@@ -40,7 +40,7 @@ type onboardStore interface {
 	Bind(ctx context.Context, deviceID, residentID string, from time.Time) error
 }
 
-var _ onboardStore = (*registry.Store)(nil)
+var _ OnboardStore = (*registry.Store)(nil)
 
 // UnknownDevices lists the devices heard from but not registered, for
 // adoption; *alerting.Manager implements it (table alert_unknown_devices,
@@ -53,18 +53,11 @@ type UnknownDevices interface {
 
 var _ UnknownDevices = (*alerting.Manager)(nil)
 
-func (s *Server) onboardStore() onboardStore {
-	o, _ := s.deps.Registry.(onboardStore)
-	return o
+func (s *Server) onboardStore() OnboardStore {
+	return s.deps.Onboard
 }
 
-func (s *Server) unknownDevices() UnknownDevices {
-	if s.deps.Unknown != nil {
-		return s.deps.Unknown
-	}
-	u, _ := s.deps.Alerts.(UnknownDevices)
-	return u
-}
+func (s *Server) unknownDevices() UnknownDevices { return s.deps.Unknown }
 
 // onboardRoutes registers the onboarding page and its forms (admin only).
 func (s *Server) onboardRoutes(web fiber.Router) {

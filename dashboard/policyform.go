@@ -215,7 +215,7 @@ func parseRosterRows(c *fiber.Ctx, lang string) (alerting.Roster, formErrors, ma
 }
 
 // adminPolicyRows handles the structured policy form.
-func (s *Server) adminPolicyRows(c *fiber.Ctx, ps policyStore) error {
+func (s *Server) adminPolicyRows(c *fiber.Ctx, ps PolicyStore) error {
 	lang := langOf(c)
 	p, errs, vals := parsePolicyRows(c, lang)
 	if len(errs) == 0 {
@@ -236,7 +236,7 @@ func (s *Server) adminPolicyRows(c *fiber.Ctx, ps policyStore) error {
 }
 
 // adminRosterRows handles the structured roster form.
-func (s *Server) adminRosterRows(c *fiber.Ctx, ps policyStore) error {
+func (s *Server) adminRosterRows(c *fiber.Ctx, ps PolicyStore) error {
 	lang := langOf(c)
 	r, errs, vals := parseRosterRows(c, lang)
 	if r.Ward != "" {

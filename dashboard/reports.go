@@ -265,8 +265,8 @@ type Report struct {
 	Visits      []VisitRow
 }
 
-// responseTimer is *alerting.Manager's response-time report.
-type responseTimer interface {
+// ResponseTimer is *alerting.Manager's response-time report.
+type ResponseTimer interface {
 	ResponseTimes(ctx context.Context, from, to time.Time) ([]alerting.ResponseStat, error)
 }
 
@@ -282,8 +282,8 @@ type EventCounter interface {
 	CardTaps(ctx context.Context, from, to time.Time) ([]Visit, error)
 }
 
-// cardLister lists meal cards; *registry.Store implements it.
-type cardLister interface {
+// CardLister lists meal cards; *registry.Store implements it.
+type CardLister interface {
 	Cards(ctx context.Context) ([]registry.MealCard, error)
 }
 
@@ -387,7 +387,7 @@ func (s *Server) report(ctx context.Context, p Period, keep func(string) bool) (
 		return nil, err
 	}
 	rep.Devices = deviceHealthReport(d, active, keep)
-	if rt, ok := s.deps.Alerts.(responseTimer); ok {
+	if rt := s.deps.ResponseTimes; rt != nil {
 		stats, err := rt.ResponseTimes(ctx, p.From, p.To)
 		if err != nil {
 			return nil, fmt.Errorf("response times: %w", err)
@@ -408,7 +408,7 @@ func (s *Server) report(ctx context.Context, p Period, keep func(string) bool) (
 	rep.FalseAlarms = falseAlarmReport(all, p, keep)
 	var cards []registry.MealCard
 	cardsOK := false
-	if cl, ok := s.deps.Registry.(cardLister); ok {
+	if cl := s.deps.Cards; cl != nil {
 		if cards, err = cl.Cards(ctx); err != nil {
 			return nil, fmt.Errorf("read meal cards: %w", err)
 		}
@@ -417,7 +417,7 @@ func (s *Server) report(ctx context.Context, p Period, keep func(string) bool) (
 	var byCard map[string]int
 	var taps []Visit
 	servedOK := false
-	ec, _ := s.deps.Vitals.(EventCounter)
+	ec := s.deps.Events
 	if ec != nil && cardsOK {
 		if byCard, err = ec.MealsByCard(ctx, p.From, p.To); err != nil {
 			s.log.Warn("manager report: meals unavailable", "err", err)

@@ -23,7 +23,7 @@ func TestRunOwnFeed(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	newServer := func(clientRole string) *Server {
 		cfg := Config{HTTPAddr: addr, APIToken: testToken, MQTTURL: broker, Root: testenv.TopicRoot(t), ClientID: testenv.ClientID(t, clientRole)}
-		srv, err := New(cfg, Deps{Alerts: newFakeAlerts(time.Now), Registry: testRegistry(), Vitals: fakeVitals{}, Accounts: testAccounts(t, time.Now)}, prometheus.NewRegistry(), log)
+		srv, err := New(cfg, withCapabilities(Deps{Alerts: newFakeAlerts(time.Now), Registry: testRegistry(), Vitals: fakeVitals{}, Accounts: testAccounts(t, time.Now)}), prometheus.NewRegistry(), log)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -81,14 +81,101 @@ type Deps struct {
 	// = the history pages and API answer 503.
 	History AlertHistory
 	// Unknown lists devices heard from but not registered, for adoption
-	// on /admin/onboard (onboard.go); nil = Alerts when it implements it
-	// (*alerting.Manager does).
+	// on /admin/onboard (onboard.go); nil: the page lists none.
+	// *alerting.Manager implements it.
 	Unknown UnknownDevices
 	// Commands sends tracked commands to devices (close a valve, silence a
 	// siren, test an alarm) from the resident page (commands.go); nil: the
 	// page shows no command buttons. *alerting.Service (in process) and
 	// *alerting.Manager (through the alert store) implement it.
 	Commands Commander
+
+	// The optional capabilities below are passed explicitly, never found
+	// by type assertion. In production *alerting.Manager fills the alert
+	// ones, *registry.Store the registry ones and *FluxVitals the vitals
+	// ones (cmd/eldercare newDashboard). When Vitals is nil, New fills the
+	// nil vitals capabilities from the FluxVitals it builds.
+
+	// AckLinks checks and acknowledges the one-tap acknowledge links of
+	// notifications (acklink.go); nil: /ack/{token} answers 503.
+	AckLinks AckLinker
+	// Doses reads recorded medication doses (adherence.go); nil: the
+	// adherence page says it is unavailable and residents show none.
+	Doses DoseReader
+	// Trends reads alert responses and device offline periods
+	// (manager_trends.go, handover.go, manager_devices.go,
+	// manager_programme.go); nil: those reports count no alerts and no
+	// offline time.
+	Trends TrendReader
+	// ResponseTimes reads the alert response-time statistics
+	// (reports.go); nil: the manager report has no response times.
+	ResponseTimes ResponseTimer
+	// Escalations reads the escalation state of open alerts (triage.go);
+	// nil: the board shows only how long each alert has waited.
+	Escalations EscalationReader
+	// Thresholds reads per-resident thresholds (triage.go); nil: the
+	// board uses alerting.DefaultThresholds for every resident.
+	Thresholds ThresholdReader
+	// Policies stores escalation policies, rosters and alert settings
+	// (views_admin.go, policyform.go, triage.go); nil: the admin page has
+	// no policy or roster forms and their posts answer 503.
+	Policies PolicyStore
+	// Settings stores notification preferences and contacts
+	// (views_family.go, contacts.go); nil: those pages say they are
+	// unavailable and their posts answer 503.
+	Settings SettingsStore
+
+	// Cards lists meal cards (reports.go, family_view.go,
+	// manager_programme.go); nil: no meal cards, so no meal reports.
+	Cards CardLister
+	// Beds reads the bed type history (manager_programme.go); nil: the
+	// programme report has no bed type changes.
+	Beds BedHistory
+	// Onboard is the registry's write side of /admin/onboard (onboard.go,
+	// views_registry.go); nil: the page is read-only and its posts answer
+	// 503.
+	Onboard OnboardStore
+	// Binder binds devices to residents on the admin page
+	// (views_admin.go); nil: no bind form, and its posts answer 503.
+	Binder Binder
+	// Importer upserts registry rows (views_registry.go); nil: the
+	// registry editor is read-only and its posts answer 503.
+	Importer Importer
+
+	// Days reads meals and a resident's day from InfluxDB (family_day.go,
+	// family_view.go, manager_programme.go); nil: no meals or day events.
+	Days DayReader
+	// Events counts meals and card taps (reports.go, family_view.go,
+	// manager_programme.go); nil: no meal counts or card-tap visits.
+	Events EventCounter
+	// Tracks reads a resident's positions (devices_track.go); nil: the
+	// zone map draws the safe zones without a track.
+	Tracks TrackReader
+	// Telemetry reads each device's last telemetry (manager_devices.go);
+	// nil: the device health page marks telemetry unavailable.
+	Telemetry DeviceTelemetry
+	// Windows reads vitals averaged per window for the resident page
+	// (views_caregiver.go); nil: the page reads raw points from Vitals.
+	Windows WindowedVitals
+}
+
+// fluxCapabilities sets the nil vitals capabilities to f.
+func (d *Deps) fluxCapabilities(f *FluxVitals) {
+	if d.Days == nil {
+		d.Days = f
+	}
+	if d.Events == nil {
+		d.Events = f
+	}
+	if d.Tracks == nil {
+		d.Tracks = f
+	}
+	if d.Telemetry == nil {
+		d.Telemetry = f
+	}
+	if d.Windows == nil {
+		d.Windows = f
+	}
 }
 
 // Server is the dashboard web app.
@@ -158,6 +245,7 @@ func New(cfg Config, deps Deps, reg *prometheus.Registry, log *slog.Logger) (*Se
 	if s.deps.Vitals == nil {
 		s.flux = NewFluxVitals(cfg.InfluxURL, cfg.InfluxToken, cfg.InfluxBucket)
 		s.deps.Vitals = s.flux
+		s.deps.fluxCapabilities(s.flux)
 	}
 	s.mRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "eldercare_dashboard_http_requests_total",

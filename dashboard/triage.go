@@ -51,9 +51,9 @@ func alertWhat(lang string, a AlertView) string {
 	return trIn(lang, "what."+a.Type)
 }
 
-// escalationReader is the alert store's escalation state (optional;
+// EscalationReader is the alert store's escalation state (optional;
 // *alerting.Manager implements it).
-type escalationReader interface {
+type EscalationReader interface {
 	Escalation(ctx context.Context, id int64) (alerting.EscalationState, bool, error)
 }
 
@@ -116,7 +116,7 @@ func (s *Server) escalationWords(ctx context.Context, lang string, a AlertView, 
 	waited := trf(lang, "esc.waiting", "d", durText(lang, now.Sub(a.OpenedAt)))
 	var st alerting.EscalationState
 	var ok bool
-	if er, isER := s.deps.Alerts.(escalationReader); isER {
+	if er := s.deps.Escalations; er != nil {
 		var err error
 		st, ok, err = er.Escalation(ctx, a.ID)
 		if err != nil {
@@ -276,9 +276,9 @@ func cardSite(d *directory, cd bedCard) string {
 	return ""
 }
 
-// thresholdReader is the alert store's per-resident thresholds (optional;
+// ThresholdReader is the alert store's per-resident thresholds (optional;
 // *alerting.Manager implements it).
-type thresholdReader interface {
+type ThresholdReader interface {
 	ResidentThresholds(ctx context.Context) (map[string][]alerting.Threshold, error)
 }
 
@@ -287,7 +287,7 @@ type thresholdReader interface {
 // of a default of the same type.
 func (s *Server) thresholdsByResident(ctx context.Context) func(resident string) []alerting.Threshold {
 	var own map[string][]alerting.Threshold
-	if tr, ok := s.deps.Alerts.(thresholdReader); ok {
+	if tr := s.deps.Thresholds; tr != nil {
 		var err error
 		if own, err = tr.ResidentThresholds(ctx); err != nil {
 			s.log.Warn("board: resident thresholds unavailable; using the defaults", "err", err)

@@ -15,16 +15,16 @@ import (
 	"github.com/eldercare-iot/eldercare/device/registry"
 )
 
-// binder is the write side of the device registry the admin page uses;
+// Binder is the write side of the device registry the admin page uses;
 // *registry.Store implements it.
-type binder interface {
+type Binder interface {
 	Bind(ctx context.Context, deviceID, residentID string, from time.Time) error
 	Unbind(ctx context.Context, deviceID string, at time.Time) error
 }
 
-// policyStore is the part of *alerting.Manager the policy and roster forms
+// PolicyStore is the part of *alerting.Manager the policy and roster forms
 // use.
-type policyStore interface {
+type PolicyStore interface {
 	Settings(ctx context.Context) (alerting.Settings, error)
 	PutPolicy(ctx context.Context, actor string, p alerting.Policy) error
 	PutRoster(ctx context.Context, actor string, r alerting.Roster) error
@@ -92,14 +92,12 @@ func (s *Server) renderAdmin(c *fiber.Ctx, code int, f adminForms) error {
 	return s.renderView(c, code, "admin", "adm.title", data)
 }
 
-func (s *Server) binder() binder {
-	b, _ := s.deps.Registry.(binder)
-	return b
+func (s *Server) binder() Binder {
+	return s.deps.Binder
 }
 
-func (s *Server) policies() policyStore {
-	p, _ := s.deps.Alerts.(policyStore)
-	return p
+func (s *Server) policies() PolicyStore {
+	return s.deps.Policies
 }
 
 // adminBind is POST /admin/bind (device, resident): binds from now.

@@ -127,7 +127,7 @@ var residentWindows = []vitalsWindow{
 // vitalsIn reads the resident's series over w.
 func (s *Server) vitalsIn(ctx context.Context, id string, now time.Time, w vitalsWindow) (map[string][]Point, error) {
 	from := now.Add(-w.Span)
-	if wv, ok := s.deps.Vitals.(WindowedVitals); ok {
+	if wv := s.deps.Windows; wv != nil {
 		return wv.ResidentVitalsEvery(ctx, id, from, now, w.Every)
 	}
 	return s.deps.Vitals.ResidentVitals(ctx, id, from, now)

@@ -95,15 +95,15 @@ func (s *Server) renderView(c *fiber.Ctx, code int, name, titleKey string, data 
 
 // The production types behind the optional interfaces of the views.
 var (
-	_ settingsStore    = (*alerting.Manager)(nil)
-	_ policyStore      = (*alerting.Manager)(nil)
-	_ responseTimer    = (*alerting.Manager)(nil)
-	_ binder           = (*registry.Store)(nil)
+	_ SettingsStore    = (*alerting.Manager)(nil)
+	_ PolicyStore      = (*alerting.Manager)(nil)
+	_ ResponseTimer    = (*alerting.Manager)(nil)
+	_ Binder           = (*registry.Store)(nil)
 	_ EventCounter     = (*FluxVitals)(nil)
 	_ WindowedVitals   = (*FluxVitals)(nil)
 	_ DayReader        = (*FluxVitals)(nil)
-	_ escalationReader = (*alerting.Manager)(nil)
-	_ thresholdReader  = (*alerting.Manager)(nil)
+	_ EscalationReader = (*alerting.Manager)(nil)
+	_ ThresholdReader  = (*alerting.Manager)(nil)
 	_ visitStore       = (*Accounts)(nil)
-	_ cardLister       = (*registry.Store)(nil)
+	_ CardLister       = (*registry.Store)(nil)
 )

@@ -99,18 +99,17 @@ func (s *Server) familyPage(c *fiber.Ctx) error {
 	return s.renderView(c, 0, "family", "fam.title", map[string]any{"Cards": cards})
 }
 
-// settingsStore is the part of *alerting.Manager the preference and
+// SettingsStore is the part of *alerting.Manager the preference and
 // policy forms use.
-type settingsStore interface {
+type SettingsStore interface {
 	Settings(ctx context.Context) (alerting.Settings, error)
 	PutRecipient(ctx context.Context, actor string, r alerting.Recipient) error
 }
 
 // settings returns the alert settings store, or nil when Deps.Alerts has
 // none.
-func (s *Server) settings() settingsStore {
-	st, _ := s.deps.Alerts.(settingsStore)
-	return st
+func (s *Server) settings() SettingsStore {
+	return s.deps.Settings
 }
 
 // prefForm is the family preference form.

@@ -12,18 +12,17 @@ import (
 	"github.com/eldercare-iot/eldercare/device/registry"
 )
 
-// importer is the registry's upsert; *registry.Store implements it. Rows
+// Importer is the registry's upsert; *registry.Store implements it. Rows
 // absent from the document are kept, so a document holding one new or
 // changed row (plus the rows it refers to, unchanged) edits just that row.
-type importer interface {
+type Importer interface {
 	Import(ctx context.Context, doc *registry.Document) error
 }
 
-var _ importer = (*registry.Store)(nil)
+var _ Importer = (*registry.Store)(nil)
 
-func (s *Server) importer() importer {
-	i, _ := s.deps.Registry.(importer)
-	return i
+func (s *Server) importer() Importer {
+	return s.deps.Importer
 }
 
 // registryForm builds the upsert document of the registry form (kind site,

@@ -121,7 +121,7 @@ func TestResidentPageMap(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	_, err := New(Config{HTTPAddr: "127.0.0.1:0", APIToken: testToken, Root: "t", MQTTURL: "tcp://x:1883", ClientID: "x", InfluxURL: "http://x:8086",
-		MapTiles: "https://tiles.example.org/tile.png"}, Deps{Alerts: newFakeAlerts(time.Now), Registry: testRegistry(), Accounts: testAccounts(t, time.Now)}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		MapTiles: "https://tiles.example.org/tile.png"}, withCapabilities(Deps{Alerts: newFakeAlerts(time.Now), Registry: testRegistry(), Accounts: testAccounts(t, time.Now)}), reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil || !strings.Contains(err.Error(), "no {z} placeholder") {
 		t.Errorf("bad tile URL: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/eldercare-iot/eldercare/alerting"
 	"github.com/eldercare-iot/eldercare/dashboard"
 	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/device/registry"
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
 )
@@ -113,18 +114,35 @@ func (c *dashboardConfig) Validate() error {
 
 // newDashboard builds the dashboard role from cfg: the one constructor of
 // `eldercare dashboard` and `eldercare up`. deps holds what the caller
-// shares (live feed, vitals, readiness, command path); newDashboard adds
-// the alert store m, d's registry store and the accounts.
-func newDashboard(cfg *dashboardConfig, m *alerting.Manager, accounts *dashboard.Accounts, deps dashboard.Deps, d roleDeps) (*dashboard.Server, error) {
+// shares (live feed, readiness, command path); newDashboard adds the alert
+// store m, d's registry store, the accounts and vitals (nil: the
+// dashboard reads InfluxDB through its own FluxVitals), see dashboardDeps.
+func newDashboard(cfg *dashboardConfig, m *alerting.Manager, accounts *dashboard.Accounts, vitals *dashboard.FluxVitals, deps dashboard.Deps, d roleDeps) (*dashboard.Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	return dashboard.New(cfg.service(), dashboardDeps(deps, m, d.Store, vitals, accounts), d.Reg, d.Log)
+}
+
+// dashboardDeps is deps with every store-backed dependency and optional
+// capability of the dashboard set explicitly: the alert side from m, the
+// registry side from store, the vitals side from vitals (nil: Vitals was
+// not given, and dashboard.New fills them from the FluxVitals it builds).
+// Commands defaults to m. Fields the caller set are kept.
+func dashboardDeps(deps dashboard.Deps, m *alerting.Manager, store *registry.Store, vitals *dashboard.FluxVitals, accounts *dashboard.Accounts) dashboard.Deps {
 	deps.Alerts, deps.History, deps.Unknown = m, m, m
-	deps.Registry, deps.Accounts = d.Store, accounts
+	deps.Registry, deps.Accounts = store, accounts
 	if deps.Commands == nil {
 		deps.Commands = m // onboarding and staff commands (h-onboard)
 	}
-	return dashboard.New(cfg.service(), deps, d.Reg, d.Log)
+	deps.AckLinks, deps.Doses, deps.Trends, deps.ResponseTimes = m, m, m, m
+	deps.Escalations, deps.Thresholds, deps.Policies, deps.Settings = m, m, m, m
+	deps.Cards, deps.Beds, deps.Onboard, deps.Binder, deps.Importer = store, store, store, store, store
+	if vitals != nil {
+		deps.Vitals = vitals
+		deps.Days, deps.Events, deps.Tracks, deps.Telemetry, deps.Windows = vitals, vitals, vitals, vitals, vitals
+	}
+	return deps
 }
 
 func runDashboard(cmd *cobra.Command, cfg *dashboardConfig) error {
@@ -161,7 +179,7 @@ func runDashboard(cmd *cobra.Command, cfg *dashboardConfig) error {
 		return err
 	}
 	reg.MustRegister(mqttconn.Collector(cfg.ClientID))
-	srv, err := newDashboard(cfg, mgr, accounts, dashboard.Deps{Vitals: vitals, Live: feed, Ready: ready},
+	srv, err := newDashboard(cfg, mgr, accounts, vitals, dashboard.Deps{Live: feed, Ready: ready},
 		roleDeps{DB: db, Store: store, Reg: reg, Log: log})
 	if err != nil {
 		return err

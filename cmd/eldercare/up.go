@@ -248,7 +248,7 @@ func (u *upStack) newRoles(ctx context.Context, roles *upRoles) (*upServices, er
 	if err := registerReady(u.reg, ready); err != nil {
 		return nil, err
 	}
-	svc.dashboard, err = newDashboard(&roles.dashboard, mgr, accounts, dashboard.Deps{Ready: ready, Commands: svc.alerting},
+	svc.dashboard, err = newDashboard(&roles.dashboard, mgr, accounts, nil, dashboard.Deps{Ready: ready, Commands: svc.alerting},
 		deps.with(u.log.With("role", "dashboard")))
 	return svc, err
 }

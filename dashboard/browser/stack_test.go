@@ -135,7 +135,11 @@ func startStack(t *testing.T) *stack {
 		MQTTURL: brk.URL(), Root: root, ClientID: testenv.ClientID(t, "dashboard"),
 		InfluxURL: influxURL, InfluxBucket: "eldercare/autogen",
 		SSEHeartbeat: 2 * time.Second,
-	}, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: acc, History: mgr, Commands: alr}, prometheus.NewRegistry(), log)
+	}, dashboard.Deps{
+		Alerts: mgr, Registry: store, Accounts: acc, History: mgr, Commands: alr, Unknown: mgr,
+		AckLinks: mgr, Doses: mgr, Trends: mgr, ResponseTimes: mgr, Escalations: mgr, Thresholds: mgr, Policies: mgr, Settings: mgr,
+		Cards: store, Beds: store, Onboard: store, Binder: store, Importer: store,
+	}, prometheus.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)
 	}
