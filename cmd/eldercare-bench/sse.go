@@ -133,7 +133,11 @@ func runBenchSSE(cmd *cobra.Command, _ []string) error {
 		HTTPAddr: "127.0.0.1:" + strconv.Itoa(port), APIToken: dashboard.GeneratePassword() + "-bench-token",
 		MQTTURL: brk.URL(), Root: root, ClientID: "bench-sse-dashboard",
 		InfluxURL: "http://127.0.0.1:1", SSEHeartbeat: s.Duration("heartbeat"),
-	}, dashboard.Deps{Alerts: mgr, Registry: store, Vitals: noVitals{}, Accounts: acc}, prometheus.NewRegistry(), quiet)
+	}, dashboard.Deps{
+		Alerts: mgr, Registry: store, Vitals: noVitals{}, Accounts: acc, Unknown: mgr,
+		AckLinks: mgr, Doses: mgr, Trends: mgr, ResponseTimes: mgr, Escalations: mgr, Thresholds: mgr, Policies: mgr, Settings: mgr,
+		Cards: store, Beds: store, Onboard: store, Binder: store, Importer: store,
+	}, prometheus.NewRegistry(), quiet)
 	if err != nil {
 		return err
 	}
