@@ -78,34 +78,11 @@ func (f *FluxVitals) ResidentTrack(ctx context.Context, residentID string, from,
 // there is nothing to draw. title labels the drawing for screen readers.
 func zoneSVG(zones []registry.SafeZone, track []TrackPoint, title string) template.HTML {
 	const size, pad = 320.0, 16.0
-	type pt struct{ lat, lon float64 }
-	// A fix that is not a place on Earth (NaN, infinite, out of range) is
-	// left out: it would turn every coordinate of the drawing into NaN.
-	track = slices.DeleteFunc(slices.Clone(track), func(p TrackPoint) bool {
-		return !(math.Abs(p.Lat) <= 90 && math.Abs(p.Lon) <= 180)
-	})
-	var all []pt
-	for _, z := range zones {
-		if z.Center != nil {
-			dLat := z.RadiusM / 111_320
-			dLon := dLat / math.Max(math.Cos(z.Center.Lat*math.Pi/180), 0.01)
-			all = append(all, pt{z.Center.Lat - dLat, z.Center.Lon - dLon}, pt{z.Center.Lat + dLat, z.Center.Lon + dLon})
-		}
-		for _, p := range z.Polygon {
-			all = append(all, pt{p.Lat, p.Lon})
-		}
-	}
-	for _, p := range track {
-		all = append(all, pt{p.Lat, p.Lon})
-	}
-	if len(all) == 0 {
+	track, box, ok := zoneExtent(zones, track)
+	if !ok {
 		return ""
 	}
-	minLat, maxLat, minLon, maxLon := all[0].lat, all[0].lat, all[0].lon, all[0].lon
-	for _, p := range all {
-		minLat, maxLat = math.Min(minLat, p.lat), math.Max(maxLat, p.lat)
-		minLon, maxLon = math.Min(minLon, p.lon), math.Max(maxLon, p.lon)
-	}
+	minLat, maxLat, minLon, maxLon := box.minLat, box.maxLat, box.minLon, box.maxLon
 	kx := math.Cos((minLat + maxLat) / 2 * math.Pi / 180) // metres per degree of longitude, relative
 	w, h := (maxLon-minLon)*kx, maxLat-minLat
 	span := math.Max(math.Max(w, h), 1e-6)
@@ -160,4 +137,41 @@ func (s *Server) residentMap(ctx context.Context, lang string, res registry.Resi
 		return zoneTileSVG(res.SafeZones, track, trIn(lang, "zone.title"), s.cfg.MapTiles, s.cfg.MapAttribution)
 	}
 	return zoneSVG(res.SafeZones, track, trIn(lang, "zone.title"))
+}
+
+// extent is a box of WGS 84 degrees.
+type extent struct{ minLat, maxLat, minLon, maxLon float64 }
+
+// zoneExtent returns track without the fixes that are not places on Earth
+// (NaN, infinite, out of range: they would turn every coordinate of a
+// drawing into NaN) and the box around the zones (circles by their radius)
+// and the remaining track; false when there is nothing to draw.
+func zoneExtent(zones []registry.SafeZone, track []TrackPoint) ([]TrackPoint, extent, bool) {
+	track = slices.DeleteFunc(slices.Clone(track), func(p TrackPoint) bool {
+		return !(math.Abs(p.Lat) <= 90 && math.Abs(p.Lon) <= 180)
+	})
+	type pt struct{ lat, lon float64 }
+	var all []pt
+	for _, z := range zones {
+		if z.Center != nil {
+			dLat := z.RadiusM / 111_320
+			dLon := dLat / math.Max(math.Cos(z.Center.Lat*math.Pi/180), 0.01)
+			all = append(all, pt{z.Center.Lat - dLat, z.Center.Lon - dLon}, pt{z.Center.Lat + dLat, z.Center.Lon + dLon})
+		}
+		for _, p := range z.Polygon {
+			all = append(all, pt{p.Lat, p.Lon})
+		}
+	}
+	for _, p := range track {
+		all = append(all, pt{p.Lat, p.Lon})
+	}
+	if len(all) == 0 {
+		return track, extent{}, false
+	}
+	e := extent{all[0].lat, all[0].lat, all[0].lon, all[0].lon}
+	for _, p := range all {
+		e.minLat, e.maxLat = math.Min(e.minLat, p.lat), math.Max(e.maxLat, p.lat)
+		e.minLon, e.maxLon = math.Min(e.minLon, p.lon), math.Max(e.maxLon, p.lon)
+	}
+	return track, e, true
 }

@@ -75,29 +75,11 @@ func metresPerPixel(lat float64, z int) float64 {
 // drawn in its corner.
 func zoneTileSVG(zones []registry.SafeZone, track []TrackPoint, title, tileURL, attribution string) template.HTML {
 	const size, pad = 320.0, 16.0
-	type pt struct{ lat, lon float64 }
-	var all []pt
-	for _, z := range zones {
-		if z.Center != nil {
-			dLat := z.RadiusM / 111_320
-			dLon := dLat / math.Max(math.Cos(z.Center.Lat*math.Pi/180), 0.01)
-			all = append(all, pt{z.Center.Lat - dLat, z.Center.Lon - dLon}, pt{z.Center.Lat + dLat, z.Center.Lon + dLon})
-		}
-		for _, p := range z.Polygon {
-			all = append(all, pt{p.Lat, p.Lon})
-		}
-	}
-	for _, p := range track {
-		all = append(all, pt{p.Lat, p.Lon})
-	}
-	if len(all) == 0 {
+	track, box, ok := zoneExtent(zones, track)
+	if !ok {
 		return ""
 	}
-	minLat, maxLat, minLon, maxLon := all[0].lat, all[0].lat, all[0].lon, all[0].lon
-	for _, p := range all {
-		minLat, maxLat = math.Min(minLat, p.lat), math.Max(maxLat, p.lat)
-		minLon, maxLon = math.Min(minLon, p.lon), math.Max(maxLon, p.lon)
-	}
+	minLat, maxLat, minLon, maxLon := box.minLat, box.maxLat, box.minLon, box.maxLon
 	// The deepest zoom whose pixel span of the box fits the drawing.
 	z := maxTileZoom
 	for ; z > 0; z-- {

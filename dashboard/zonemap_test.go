@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
+	"math"
 	"regexp"
 	"strings"
 	"testing"
@@ -124,5 +125,19 @@ func TestResidentPageMap(t *testing.T) {
 		MapTiles: "https://tiles.example.org/tile.png"}, withCapabilities(Deps{Alerts: newFakeAlerts(time.Now), Registry: testRegistry(), Accounts: testAccounts(t, time.Now)}), reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil || !strings.Contains(err.Error(), "no {z} placeholder") {
 		t.Errorf("bad tile URL: %v", err)
+	}
+}
+
+// TestZoneTileSVGDropsBadFixes: a NaN or out-of-range fix is left out of
+// the map as of the plain drawing; no NaN reaches the markup.
+func TestZoneTileSVGDropsBadFixes(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	track := []TrackPoint{{T: t0, Lat: 31.2304, Lon: 121.4737}, {T: t0.Add(time.Minute), Lat: math.NaN(), Lon: 121.4}, {T: t0.Add(2 * time.Minute), Lat: 95, Lon: 500}}
+	svg := string(zoneTileSVG(nil, track, "Zones", "https://tiles.example.org/{z}/{x}/{y}.png", ""))
+	if svg == "" || strings.Contains(svg, "NaN") || strings.Contains(svg, "Inf") {
+		t.Fatalf("map with bad fixes: %s", svg)
+	}
+	if zoneTileSVG(nil, track[1:], "Zones", "https://tiles.example.org/{z}/{x}/{y}.png", "") != "" {
+		t.Error("only bad fixes: want no drawing")
 	}
 }
