@@ -17,13 +17,7 @@ import (
 func TestAddDeviceOnce(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *registry.Store) {
 		ctx := context.Background()
-		doc, err := registry.ParseYAML(strings.NewReader(adminBase))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Import(ctx, doc); err != nil {
-			t.Fatal(err)
-		}
+		mustImport(t, s, adminBase)
 		if err := s.AddDevice(ctx, registry.Device{ID: "env-1", SiteID: "st", Kind: registry.KindEnvSensor, Name: "Kitchen"}); err != nil {
 			t.Fatal(err)
 		}
@@ -67,13 +61,7 @@ func TestAddDeviceOnce(t *testing.T) {
 func TestPutDeviceKeepsBindingOnSite(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *registry.Store) {
 		ctx := context.Background()
-		doc, err := registry.ParseYAML(strings.NewReader(adminBase))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Import(ctx, doc); err != nil {
-			t.Fatal(err)
-		}
+		mustImport(t, s, adminBase)
 		if err := s.PutSite(ctx, registry.Site{ID: "far", Name: "Far", TimeZone: "UTC"}); err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +71,7 @@ func TestPutDeviceKeepsBindingOnSite(t *testing.T) {
 		if err := s.Bind(ctx, "env-1", "res-1", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
 			t.Fatal(err)
 		}
-		err = s.PutDevice(ctx, registry.Device{ID: "env-1", SiteID: "far", Kind: registry.KindEnvSensor})
+		err := s.PutDevice(ctx, registry.Device{ID: "env-1", SiteID: "far", Kind: registry.KindEnvSensor})
 		if fe := registry.FieldErrors(err); len(fe) != 1 || fe[0].Field != "site" || !strings.Contains(fe[0].Message, `bound to resident "res-1" of site "st"`) {
 			t.Errorf("move a bound device: %v", err)
 		}

@@ -37,15 +37,9 @@ devices:
 // rooms, residents and devices survive the YAML import on both databases,
 // and DisplayName falls back to the plain name.
 func TestWardsAndNames(t *testing.T) {
-	doc, err := registry.ParseYAML(strings.NewReader(wardsYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
 	forEachStore(t, func(t *testing.T, s *registry.Store) {
 		ctx := context.Background()
-		if err := s.Import(ctx, doc); err != nil {
-			t.Fatal(err)
-		}
+		mustImport(t, s, wardsYAML)
 		rooms, err := s.Rooms(ctx, "s1")
 		if err != nil || len(rooms) != 1 {
 			t.Fatalf("rooms %v, %v", rooms, err)

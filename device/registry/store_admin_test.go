@@ -32,13 +32,7 @@ devices:
 func TestAdminWritesShareTheImportValidation(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *registry.Store) {
 		ctx := context.Background()
-		doc, err := registry.ParseYAML(strings.NewReader(adminBase))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Import(ctx, doc); err != nil {
-			t.Fatal(err)
-		}
+		mustImport(t, s, adminBase)
 		now := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
 		tests := []struct {
 			name, yaml, suffix, field string
@@ -133,13 +127,7 @@ func yamlMessageDoc(t *testing.T, text, suffix string) string {
 func TestAdminLifecycle(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s *registry.Store) {
 		ctx := context.Background()
-		doc, err := registry.ParseYAML(strings.NewReader(adminBase))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Import(ctx, doc); err != nil {
-			t.Fatal(err)
-		}
+		mustImport(t, s, adminBase)
 		now := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
 		if err := s.PutRoom(ctx, registry.Room{ID: "r2", SiteID: "st", Name: "Room 2", Ward: "east", Names: registry.Names{"zh-CN": "二号房"}}); err != nil {
 			t.Fatal(err)

@@ -35,6 +35,18 @@ func forEachStore(t *testing.T, fn func(t *testing.T, s *registry.Store)) {
 	})
 }
 
+// mustImport parses the registry YAML text and imports it into s.
+func mustImport(t *testing.T, s *registry.Store, text string) {
+	t.Helper()
+	doc, err := registry.ParseYAML(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Import(context.Background(), doc); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // dump is everything a Store holds, for comparisons.
 type dump struct {
 	Sites     []registry.Site
