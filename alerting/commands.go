@@ -351,9 +351,6 @@ func failedEffect(a device.Action) string {
 // value at) or event shows took effect, and remembers valves per site
 // (hook in afterTelemetry and event).
 func (s *Service) commandObserved(ctx context.Context, site, dev string, values map[string]float64, ev device.EventType) error {
-	if ev == "" {
-		s.noteUnknown(ctx, site, dev, values, ev) // unknown.go; events are noted in decode.go
-	}
 	s.cmds.mu.Lock()
 	if _, ok := values["valve_open"]; ok {
 		if s.cmds.valves[site] == nil {

@@ -28,10 +28,11 @@ type limitState struct {
 }
 
 // kitTelemetry runs the safety-kit and programme rules on a telemetry
-// message (hook in afterTelemetry): command confirmations, per-device
-// limits, positions.
+// message (hook in afterTelemetry): the unknown-device list, command
+// confirmations, per-device limits, positions.
 func (s *Service) kitTelemetry(ctx context.Context, t device.Topic, tel *device.Telemetry) error {
 	for _, r := range tel.Readings {
+		s.noteUnknown(ctx, t.Site, t.Device, r.Values, "") // unknown.go; events are noted in decode.go
 		if err := s.commandObserved(ctx, t.Site, t.Device, r.Values, ""); err != nil {
 			return err
 		}
