@@ -136,7 +136,11 @@ zigbee2mqtt:
 			t.Error("gateway did not stop")
 		}
 	}()
-	go firmwaresim.RunZigbee(ctx, firmwaresim.ZigbeeConfig{MQTTURL: mq, BaseTopic: base, File: replay, Interval: 200 * time.Millisecond,
+	// No interval: the two recorded states (valve closed) go out at once,
+	// before the probe below can be answered, so on the replayer's one
+	// connection they precede every answer to a command. With 200 ms
+	// between them a recorded "OFF" could follow the answer to valve_open.
+	go firmwaresim.RunZigbee(ctx, firmwaresim.ZigbeeConfig{MQTTURL: mq, BaseTopic: base, File: replay,
 		Answer: true, Logger: slog.New(slog.DiscardHandler)})
 
 	send := func(id, dev string, a device.Action, params map[string]any) device.CommandAck {
