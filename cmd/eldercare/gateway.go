@@ -112,21 +112,6 @@ func (c *gatewayConfig) loadGatewayFile() (*gateway.File, error) {
 	return gf, nil
 }
 
-// modbusConfig turns the modbus section of the gateway file into the
-// poller's configuration.
-func modbusConfig(m *gateway.FileModbus) modbus.Config {
-	var c modbus.Config
-	for _, b := range m.Buses {
-		bc := modbus.BusConfig{Name: b.Name, Transport: modbus.Transport(b.Transport), Address: b.Address, Timeout: b.Timeout,
-			Serial: modbus.SerialConfig{Port: b.Serial.Port, BaudRate: b.Serial.BaudRate, DataBits: b.Serial.DataBits, Parity: b.Serial.Parity, StopBits: b.Serial.StopBits}}
-		for _, d := range b.Devices {
-			bc.Devices = append(bc.Devices, modbus.DeviceConfig{ID: d.ID, Profile: d.Profile, Slave: d.Slave})
-		}
-		c.Buses = append(c.Buses, bc)
-	}
-	return c
-}
-
 // gatewaySources are the device sources of a gateway file: their Run
 // functions, the actuators that carry commands to their devices, and the
 // devices (from the sources, then the file's own list).
@@ -178,7 +163,7 @@ func (g *gatewaySources) addModbus(gf *gateway.File, reg *prometheus.Registry, l
 	if gf.Modbus == nil {
 		return nil
 	}
-	mc := modbusConfig(gf.Modbus)
+	mc := modbus.Config{Buses: gf.Modbus.Buses}
 	if err := mc.Validate(); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/eldercare-iot/eldercare/device"
+	"github.com/eldercare-iot/eldercare/device/modbus"
 )
 
 // File is the gateway's YAML configuration file (eldercare gateway
@@ -39,33 +40,10 @@ type FileDevice struct {
 	Interval time.Duration `yaml:"interval"`
 }
 
-// FileModbus is the modbus section: buses and the devices on them, in the
-// terms of device/modbus (BusConfig, DeviceConfig).
+// FileModbus is the modbus section: buses and the devices on them, each
+// in device/modbus's own terms (modbus.BusConfig carries the yaml tags).
 type FileModbus struct {
-	Buses []FileBus `yaml:"buses"`
-}
-
-// FileBus is one Modbus bus.
-type FileBus struct {
-	Name string `yaml:"name"`
-	// Transport is tcp, rtu or rtu-over-tcp.
-	Transport string `yaml:"transport"`
-	// Address is host:port for tcp and rtu-over-tcp.
-	Address string `yaml:"address"`
-	// Timeout is the longest wait for a reply, e.g. 1s.
-	Timeout time.Duration `yaml:"timeout"`
-	Serial  struct {
-		Port     string `yaml:"port"`
-		BaudRate int    `yaml:"baud_rate"`
-		DataBits int    `yaml:"data_bits"`
-		Parity   string `yaml:"parity"`
-		StopBits int    `yaml:"stop_bits"`
-	} `yaml:"serial"`
-	Devices []struct {
-		ID      string `yaml:"id"`
-		Profile string `yaml:"profile"`
-		Slave   int    `yaml:"slave"`
-	} `yaml:"devices"`
+	Buses []modbus.BusConfig `yaml:"buses"`
 }
 
 // FileZigbee is the zigbee2mqtt section, in the terms of

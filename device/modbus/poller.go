@@ -40,33 +40,37 @@ const (
 	RTUOverTCP Transport = "rtu-over-tcp" // RTU frames over TCP (serial-to-Ethernet converters), Address host:port
 )
 
-// SerialConfig is an RS485/RS232 line for Transport RTU.
+// SerialConfig is an RS485/RS232 line for Transport RTU. The yaml tags
+// are the gateway file's (docs/gateway.md).
 type SerialConfig struct {
-	Port     string // device path, e.g. /dev/ttyUSB0
-	BaudRate int    // bits/s; default 9600 (XY-MD02 and Senseair S8 factory setting)
-	DataBits int    // default 8
-	Parity   string // N, E or O; default N
-	StopBits int    // 1 or 2; default 1
+	Port     string `yaml:"port"`      // device path, e.g. /dev/ttyUSB0
+	BaudRate int    `yaml:"baud_rate"` // bits/s; default 9600 (XY-MD02 and Senseair S8 factory setting)
+	DataBits int    `yaml:"data_bits"` // default 8
+	Parity   string `yaml:"parity"`    // N, E or O; default N
+	StopBits int    `yaml:"stop_bits"` // 1 or 2; default 1
 }
 
 // BusConfig is one bus: one connection (or serial line) and the devices on
-// it. Polls of the devices on one bus never overlap.
+// it. Polls of the devices on one bus never overlap. It is also the shape
+// of one entry of the gateway file's modbus.buses list (yaml tags;
+// device/gateway.FileModbus), so a bus is described in one place.
 type BusConfig struct {
-	Name      string // for logs and faults; default the address or port
-	Transport Transport
-	Address   string // host:port for TCP and RTUOverTCP
-	Serial    SerialConfig
+	Name      string       `yaml:"name"`      // for logs and faults; default the address or port
+	Transport Transport    `yaml:"transport"` // tcp, rtu or rtu-over-tcp
+	Address   string       `yaml:"address"`   // host:port for TCP and RTUOverTCP
+	Serial    SerialConfig `yaml:"serial"`
 	// Timeout is the longest wait for a reply (and for a TCP connect);
-	// default 1s. A reply later than this is a timeout fault.
-	Timeout time.Duration
-	Devices []DeviceConfig
+	// default 1s. A reply later than this is a timeout fault. In YAML a
+	// Go duration, e.g. 1s or 500ms.
+	Timeout time.Duration  `yaml:"timeout"`
+	Devices []DeviceConfig `yaml:"devices"`
 }
 
 // DeviceConfig is one slave on a bus.
 type DeviceConfig struct {
-	ID      string // device id (protocol v1: 1-64 of [A-Za-z0-9_.-])
-	Profile string // shipped profile name (see Shipped) or path to a YAML profile
-	Slave   int    // slave (unit) id 1-247; 0: the profile's
+	ID      string `yaml:"id"`      // device id (protocol v1: 1-64 of [A-Za-z0-9_.-])
+	Profile string `yaml:"profile"` // shipped profile name (see Shipped) or path to a YAML profile
+	Slave   int    `yaml:"slave"`   // slave (unit) id 1-247; 0: the profile's
 }
 
 // Config is the Modbus part of a gateway.
