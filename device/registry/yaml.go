@@ -342,18 +342,50 @@ func (v *validator) id(path, id string, seen map[string]string) bool {
 // of one device overlap; credentials name a known device at most once and
 // carry a well-formed "$7$" password hash.
 func (d *Document) Validate() error {
-	var v validator
-	type place struct {
-		site string
-		path string
-	}
-	siteIDs := map[string]string{}
+	c := docCheck{d: d, v: &validator{},
+		siteIDs: map[string]string{}, beds: map[string]place{},
+		residents: map[string]place{}, devices: map[string]Device{}}
+	c.sites()
+	c.residentsAndBeds()
+	c.kinds()
+	c.devicesAndGateways()
+	c.cards()
+	byDevice := c.bindings()
+	c.credentials()
+	c.overlaps(byDevice)
+	return errors.Join(c.v.errs...)
+}
+
+// place is where a bed or resident was declared: its site and its path in
+// the document.
+type place struct {
+	site string
+	path string
+}
+
+// docCheck is one run of Document.Validate: the document, the problems
+// found so far and the ids each section declared, for the references of
+// the sections after it. The sections run in document order, so the
+// problems come out in that order.
+type docCheck struct {
+	d *Document
+	v *validator
+	// siteIDs maps a site id to the path that declared it.
+	siteIDs map[string]string
+	// beds and residents map an id to the first place declaring it.
+	beds, residents map[string]place
+	// devices maps a device id to the first device declaring it.
+	devices map[string]Device
+}
+
+// sites checks sites, their rooms and beds, and records the beds.
+func (c *docCheck) sites() {
+	v := c.v
 	roomIDs := map[string]string{}
 	bedIDs := map[string]string{}
-	beds := map[string]place{}
-	for i, s := range d.Sites {
+	for i, s := range c.d.Sites {
 		p := fmt.Sprintf("sites[%d]", i)
-		v.id(p+".id", s.ID, siteIDs)
+		v.id(p+".id", s.ID, c.siteIDs)
 		v.name(p+".name", s.Name, true)
 		switch s.TimeZone {
 		case "":
@@ -379,43 +411,53 @@ func (d *Document) Validate() error {
 				if b.Nursing && b.bedType() != BedNursing {
 					v.addf(bp+".nursing", "true, but the type is %s", b.Type)
 				}
-				if _, dup := beds[b.ID]; !dup && b.ID != "" {
-					beds[b.ID] = place{site: s.ID, path: bp}
+				if _, dup := c.beds[b.ID]; !dup && b.ID != "" {
+					c.beds[b.ID] = place{site: s.ID, path: bp}
 				}
 			}
 		}
 	}
+}
 
+// residentsAndBeds checks residents, their site and bed (on their site,
+// held by nobody else), and records the residents.
+func (c *docCheck) residentsAndBeds() {
+	v := c.v
 	residentIDs := map[string]string{}
-	residents := map[string]place{}
 	bedHolder := map[string]string{} // bed id -> path of the resident
-	for i, r := range d.Residents {
+	for i, r := range c.d.Residents {
 		p := fmt.Sprintf("residents[%d]", i)
 		v.id(p+".id", r.ID, residentIDs)
-		if _, dup := residents[r.ID]; !dup && r.ID != "" {
-			residents[r.ID] = place{site: r.SiteID, path: p}
+		if _, dup := c.residents[r.ID]; !dup && r.ID != "" {
+			c.residents[r.ID] = place{site: r.SiteID, path: p}
 		}
 		v.residentFields(p, r)
-		v.siteRef(p+".site", r.SiteID, siteIDs)
-		if r.BedID != "" {
-			b, ok := beds[r.BedID]
-			switch {
-			case !ok:
-				v.addf(p+".bed", "unknown bed %q", r.BedID)
-			case r.SiteID != "" && b.site != "" && b.site != r.SiteID:
-				v.addf(p+".bed", "bed %q is on site %q, not %q", r.BedID, b.site, r.SiteID)
-			default:
-				if holder, taken := bedHolder[r.BedID]; taken {
-					v.addf(p+".bed", "bed %q already assigned to %s", r.BedID, holder)
-				} else {
-					bedHolder[r.BedID] = fmt.Sprintf("%s (%q)", p, r.ID)
-				}
+		v.siteRef(p+".site", r.SiteID, c.siteIDs)
+		if r.BedID == "" {
+			continue
+		}
+		b, ok := c.beds[r.BedID]
+		switch {
+		case !ok:
+			v.addf(p+".bed", "unknown bed %q", r.BedID)
+		case r.SiteID != "" && b.site != "" && b.site != r.SiteID:
+			v.addf(p+".bed", "bed %q is on site %q, not %q", r.BedID, b.site, r.SiteID)
+		default:
+			if holder, taken := bedHolder[r.BedID]; taken {
+				v.addf(p+".bed", "bed %q already assigned to %s", r.BedID, holder)
+			} else {
+				bedHolder[r.BedID] = fmt.Sprintf("%s (%q)", p, r.ID)
 			}
 		}
 	}
+}
 
+// kinds checks the per-kind settings: known kinds, each set once, with a
+// report interval.
+func (c *docCheck) kinds() {
+	v := c.v
 	kindSeen := map[string]string{}
-	for i, k := range d.Kinds {
+	for i, k := range c.d.Kinds {
 		p := fmt.Sprintf("kinds[%d]", i)
 		switch first, dup := kindSeen[k.Kind]; {
 		case k.Kind == "":
@@ -433,21 +475,27 @@ func (d *Document) Validate() error {
 			v.interval(p+".report_interval", k.ReportInterval)
 		}
 	}
+}
 
-	deviceIDs := map[string]string{}
-	devices := map[string]Device{}
-	for _, dev := range d.Devices {
-		if _, dup := devices[dev.ID]; !dup && dev.ID != "" {
-			devices[dev.ID] = dev
+// devicesAndGateways records the devices, then checks each: its fields, its
+// site, its bed (on its site) and its gateway (a gateway on its site, not
+// itself). Devices are recorded first because a device may name a gateway
+// declared after it.
+func (c *docCheck) devicesAndGateways() {
+	v := c.v
+	for _, dev := range c.d.Devices {
+		if _, dup := c.devices[dev.ID]; !dup && dev.ID != "" {
+			c.devices[dev.ID] = dev
 		}
 	}
-	for i, dev := range d.Devices {
+	deviceIDs := map[string]string{}
+	for i, dev := range c.d.Devices {
 		p := fmt.Sprintf("devices[%d]", i)
 		v.id(p+".id", dev.ID, deviceIDs)
 		v.deviceFields(p, dev)
-		v.siteRef(p+".site", dev.SiteID, siteIDs)
+		v.siteRef(p+".site", dev.SiteID, c.siteIDs)
 		if dev.BedID != "" {
-			b, ok := beds[dev.BedID]
+			b, ok := c.beds[dev.BedID]
 			switch {
 			case !ok:
 				v.addf(p+".bed", "unknown bed %q", dev.BedID)
@@ -455,38 +503,49 @@ func (d *Document) Validate() error {
 				v.addf(p+".bed", "bed %q is on site %q, not %q", dev.BedID, b.site, dev.SiteID)
 			}
 		}
-		if dev.GatewayID != "" {
-			gw, ok := devices[dev.GatewayID]
-			switch {
-			case dev.GatewayID == dev.ID:
-				v.addf(p+".gateway", "device %q cannot be its own gateway", dev.ID)
-			case !ok:
-				v.addf(p+".gateway", "unknown device %q", dev.GatewayID)
-			case gw.Kind != KindGateway:
-				v.addf(p+".gateway", "device %q is a %s, not a gateway", gw.ID, gw.Kind)
-			case dev.SiteID != "" && gw.SiteID != "" && gw.SiteID != dev.SiteID:
-				v.addf(p+".gateway", "gateway %q is on site %q, not %q", gw.ID, gw.SiteID, dev.SiteID)
-			}
+		if dev.GatewayID == "" {
+			continue
+		}
+		gw, ok := c.devices[dev.GatewayID]
+		switch {
+		case dev.GatewayID == dev.ID:
+			v.addf(p+".gateway", "device %q cannot be its own gateway", dev.ID)
+		case !ok:
+			v.addf(p+".gateway", "unknown device %q", dev.GatewayID)
+		case gw.Kind != KindGateway:
+			v.addf(p+".gateway", "device %q is a %s, not a gateway", gw.ID, gw.Kind)
+		case dev.SiteID != "" && gw.SiteID != "" && gw.SiteID != dev.SiteID:
+			v.addf(p+".gateway", "gateway %q is on site %q, not %q", gw.ID, gw.SiteID, dev.SiteID)
 		}
 	}
+}
 
+// cards checks meal cards: unique ids, a known resident.
+func (c *docCheck) cards() {
+	v := c.v
 	cardIDs := map[string]string{}
-	for i, c := range d.Cards {
+	for i, card := range c.d.Cards {
 		p := fmt.Sprintf("cards[%d]", i)
-		v.id(p+".id", c.ID, cardIDs)
-		switch _, ok := residents[c.ResidentID]; {
-		case c.ResidentID == "":
+		v.id(p+".id", card.ID, cardIDs)
+		switch _, ok := c.residents[card.ResidentID]; {
+		case card.ResidentID == "":
 			v.addf(p+".resident", "required")
 		case !ok:
-			v.addf(p+".resident", "unknown resident %q", c.ResidentID)
+			v.addf(p+".resident", "unknown resident %q", card.ResidentID)
 		}
 	}
+}
 
-	byDevice := map[string][]int{} // device id -> indexes of well-formed bindings
-	for i, b := range d.Bindings {
+// bindings checks each binding on its own (known device and resident on
+// one site, from set, to after from) and returns, per device id, the
+// indexes of the well-formed ones for the overlap check.
+func (c *docCheck) bindings() map[string][]int {
+	v := c.v
+	byDevice := map[string][]int{}
+	for i, b := range c.d.Bindings {
 		p := fmt.Sprintf("bindings[%d]", i)
 		ok := true
-		dev, devOK := devices[b.DeviceID]
+		dev, devOK := c.devices[b.DeviceID]
 		switch {
 		case b.DeviceID == "":
 			v.addf(p+".device", "required")
@@ -495,7 +554,7 @@ func (d *Document) Validate() error {
 			v.addf(p+".device", "unknown device %q", b.DeviceID)
 			ok = false
 		}
-		res, resOK := residents[b.ResidentID]
+		res, resOK := c.residents[b.ResidentID]
 		switch {
 		case b.ResidentID == "":
 			v.addf(p+".resident", "required")
@@ -516,49 +575,60 @@ func (d *Document) Validate() error {
 			byDevice[b.DeviceID] = append(byDevice[b.DeviceID], i)
 		}
 	}
+	return byDevice
+}
+
+// credentials checks gateway credentials: a known device, named once, with
+// a well-formed password hash.
+func (c *docCheck) credentials() {
+	v := c.v
 	credIDs := map[string]string{}
-	for i, c := range d.Credentials {
+	for i, cr := range c.d.Credentials {
 		p := fmt.Sprintf("credentials[%d]", i)
-		switch _, ok := devices[c.Username]; {
-		case c.Username == "":
+		switch _, ok := c.devices[cr.Username]; {
+		case cr.Username == "":
 			v.addf(p+".username", "required")
 		case !ok:
-			v.addf(p+".username", "unknown device %q (the username is a device id)", c.Username)
+			v.addf(p+".username", "unknown device %q (the username is a device id)", cr.Username)
 		default:
-			v.id(p+".username", c.Username, credIDs)
+			v.id(p+".username", cr.Username, credIDs)
 		}
-		if err := ParsePasswordHash(c.PasswordHash); err != nil {
+		if err := ParsePasswordHash(cr.PasswordHash); err != nil {
 			v.addf(p+".password_hash", "%v", err)
 		}
 	}
+}
 
+// overlaps reports every pair of well-formed bindings of one device whose
+// periods overlap, ordered by the later binding's index, then the
+// earlier's.
+func (c *docCheck) overlaps(byDevice map[string][]int) {
 	devIDs := make([]string, 0, len(byDevice))
 	for id := range byDevice {
 		devIDs = append(devIDs, id)
 	}
 	slices.Sort(devIDs)
 	type pair struct{ later, earlier int }
-	var overlaps []pair
+	var found []pair
 	for _, id := range devIDs {
 		idx := byDevice[id]
 		for a := 1; a < len(idx); a++ {
 			for b := 0; b < a; b++ {
-				if d.Bindings[idx[a]].overlaps(d.Bindings[idx[b]]) {
-					overlaps = append(overlaps, pair{idx[a], idx[b]})
+				if c.d.Bindings[idx[a]].overlaps(c.d.Bindings[idx[b]]) {
+					found = append(found, pair{idx[a], idx[b]})
 				}
 			}
 		}
 	}
-	slices.SortFunc(overlaps, func(x, y pair) int {
+	slices.SortFunc(found, func(x, y pair) int {
 		if x.later != y.later {
 			return x.later - y.later
 		}
 		return x.earlier - y.earlier
 	})
-	for _, o := range overlaps {
-		v.addf(fmt.Sprintf("bindings[%d]", o.later), "overlaps bindings[%d] for device %q", o.earlier, d.Bindings[o.later].DeviceID)
+	for _, o := range found {
+		c.v.addf(fmt.Sprintf("bindings[%d]", o.later), "overlaps bindings[%d] for device %q", o.earlier, c.d.Bindings[o.later].DeviceID)
 	}
-	return errors.Join(v.errs...)
 }
 
 // residentFields checks what a resident says of itself (no references):
