@@ -24,11 +24,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/eldercare-iot/eldercare/internal/child"
 )
 
 // InstallCommand is the command that builds the influxd binary Find looks for.
@@ -132,14 +134,12 @@ type Options struct {
 
 // Server is a running influxd child process. Its methods are safe for concurrent use.
 type Server struct {
-	cmd      *exec.Cmd
+	proc     *child.Process
 	url      string
 	rpcAddr  string
 	dataDir  string
 	log      *slog.Logger
-	tail     *tailBuffer
-	done     chan struct{} // closed when the process has exited and been reaped
-	waitErr  error         // the process's exit status; valid once done is closed
+	tail     *child.Tail
 	stopping atomic.Bool
 	stopOnce sync.Once
 	stopErr  error
@@ -202,7 +202,7 @@ func start(ctx context.Context, opt Options) (*Server, error) {
 		return nil, err
 	}
 
-	tail := &tailBuffer{max: tailSize}
+	tail := child.NewTail(tailSize)
 	var out io.Writer = tail
 	if opt.Stdout != nil {
 		out = io.MultiWriter(tail, opt.Stdout)
@@ -212,21 +212,21 @@ func start(ctx context.Context, opt Options) (*Server, error) {
 	cmd.Env = cleanEnv(os.Environ())
 	cmd.Stdout = out
 	cmd.Stderr = out
-	setProcAttr(cmd)
 
 	s := &Server{
-		cmd:     cmd,
 		url:     "http://" + dialAddr(httpAddr),
 		rpcAddr: rpcAddr,
 		dataDir: dataDir,
 		log:     opt.Logger.With("component", "influxd", "http", httpAddr),
 		tail:    tail,
-		done:    make(chan struct{}),
 	}
 	s.log.Info("starting influxd", "bin", opt.Bin, "config", cfgPath, "rpc", rpcAddr)
-	if err := s.spawn(); err != nil {
+	// SIGTERM on the parent's death: influxd flushes its WAL and exits.
+	proc, err := child.Start(cmd, syscall.SIGTERM)
+	if err != nil {
 		return nil, fmt.Errorf("influxd: start %s: %w", opt.Bin, err)
 	}
+	s.proc = proc
 	if err := s.waitReady(ctx); err != nil {
 		_ = s.Stop()
 		return nil, fmt.Errorf("influxd (config %s): %w", cfgPath, err)
@@ -239,24 +239,6 @@ func start(ctx context.Context, opt Options) (*Server, error) {
 	}
 	s.log.Info("influxd ready", "url", s.url, "pid", cmd.Process.Pid, "auth", opt.Auth != nil)
 	return s, nil
-}
-
-// spawn starts the process from a goroutine locked to its OS thread for the child's whole life, because on Linux the
-// parent-death signal fires when the thread that forked the child exits, not only when the parent process does.
-func (s *Server) spawn() error {
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := s.cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		s.waitErr = s.cmd.Wait()
-		close(s.done)
-		// The goroutine ends still locked, so its thread exits; the child is already gone.
-	}()
-	return <-started
 }
 
 func (s *Server) waitReady(ctx context.Context) error {
@@ -278,8 +260,8 @@ func (s *Server) waitReady(ctx context.Context) error {
 			}
 		}
 		select {
-		case <-s.done:
-			err := fmt.Errorf("exited before answering %s/ping (%v); log tail:\n%s", s.url, s.waitErr, s.tail.String())
+		case <-s.proc.Done():
+			err := fmt.Errorf("exited before answering %s/ping (%v); log tail:\n%s", s.url, s.proc.Err(), s.tail.String())
 			if strings.Contains(s.tail.String(), "address already in use") {
 				err = fmt.Errorf("%w: %w", errBind, err)
 			}
@@ -315,43 +297,30 @@ func (s *Server) Stop() error {
 }
 
 func (s *Server) stop() error {
-	select {
-	case <-s.done:
+	if s.proc.Exited() {
 		return nil
-	default:
 	}
 	s.stopping.Store(true)
-	s.log.Info("stopping influxd", "pid", s.cmd.Process.Pid)
-	if err := terminate(s.cmd.Process); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		s.log.Warn("influxd: SIGTERM failed, killing", "err", err)
+	s.log.Info("stopping influxd", "pid", s.proc.Pid())
+	if err := s.proc.Stop(stopTimeout); err != nil {
+		return fmt.Errorf("influxd: %w", err)
 	}
-	timer := time.NewTimer(stopTimeout)
-	defer timer.Stop()
-	select {
-	case <-s.done:
-		s.log.Info("influxd stopped")
-		return nil
-	case <-timer.C:
-	}
-	if err := s.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("influxd pid %d: kill: %w", s.cmd.Process.Pid, err)
-	}
-	<-s.done
-	return fmt.Errorf("influxd pid %d did not stop within %s of SIGTERM; killed", s.cmd.Process.Pid, stopTimeout)
+	s.log.Info("influxd stopped")
+	return nil
 }
 
 // Wait blocks until the process has exited. It returns nil if the process exited after Stop, and otherwise its exit
 // error with the tail of its log (influxd never exits on its own while healthy).
 func (s *Server) Wait() error {
-	<-s.done
+	<-s.proc.Done()
 	if s.stopping.Load() {
 		return nil
 	}
-	return fmt.Errorf("influxd exited unexpectedly (%v); log tail:\n%s", s.waitErr, s.tail.String())
+	return fmt.Errorf("influxd exited unexpectedly (%v); log tail:\n%s", s.proc.Err(), s.tail.String())
 }
 
 // Done is closed when the process has exited.
-func (s *Server) Done() <-chan struct{} { return s.done }
+func (s *Server) Done() <-chan struct{} { return s.proc.Done() }
 
 // resolveAddr turns host:0 into host:<free port> by listening on it and closing the listener. Another process may
 // take the port before influxd binds it; Start retries once when that happens.
@@ -404,28 +373,5 @@ func cleanEnv(env []string) []string {
 	return out
 }
 
-// tailBuffer is an io.Writer that keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - b.max; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
-}
-
 // Pid is the process id of the running influxd.
-func (s *Server) Pid() int { return s.cmd.Process.Pid }
+func (s *Server) Pid() int { return s.proc.Pid() }

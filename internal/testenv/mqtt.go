@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eldercare-iot/eldercare/internal/child"
 )
 
 // MachineBrokerAddr is the machine's shared Mosquitto, used by Mosquitto.
@@ -69,10 +71,10 @@ type Broker struct {
 	bin  string
 	conf string
 	port int
-	log  *tailBuffer // kept across restarts
+	log  *child.Tail // kept across restarts
 
 	mu   sync.Mutex
-	proc *process // nil while stopped
+	proc *child.Process // nil while stopped
 }
 
 // StartMosquitto starts `mosquitto -c <conf>` on a free port on 127.0.0.1 with a config that never drops messages
@@ -86,7 +88,7 @@ func StartMosquitto(t testing.TB, extraConf ...string) *Broker {
 	if err != nil {
 		unavailable(t, "%v", err)
 	}
-	b := &Broker{t: t, bin: bin, conf: filepath.Join(t.TempDir(), "mosquitto.conf"), log: &tailBuffer{max: 16 << 10}}
+	b := &Broker{t: t, bin: bin, conf: filepath.Join(t.TempDir(), "mosquitto.conf"), log: child.NewTail(16 << 10)}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("testenv: mosquitto log tail:\n%s", lastBytes(b.log.String(), 2048))
@@ -126,7 +128,7 @@ func (b *Broker) Log() string { return b.log.String() }
 func (b *Broker) Running() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.proc != nil && !b.proc.exited()
+	return b.proc != nil && !b.proc.Exited()
 }
 
 // Start starts the broker again on the same port and waits until it answers, retrying for up to 10 s while the port
@@ -135,7 +137,7 @@ func (b *Broker) Running() bool {
 func (b *Broker) Start() {
 	b.t.Helper()
 	b.mu.Lock()
-	running := b.proc != nil && !b.proc.exited()
+	running := b.proc != nil && !b.proc.Exited()
 	b.mu.Unlock()
 	if running {
 		return
@@ -161,7 +163,7 @@ func (b *Broker) Stop() {
 	if b.proc == nil {
 		return
 	}
-	if err := b.proc.stop(5 * time.Second); err != nil {
+	if err := b.proc.Stop(5 * time.Second); err != nil {
 		b.t.Errorf("testenv: stop mosquitto on %s: %v", b.Addr(), err)
 	}
 	b.proc = nil
@@ -174,8 +176,7 @@ func (b *Broker) Kill() {
 	if b.proc == nil {
 		return
 	}
-	_ = b.proc.cmd.Process.Kill()
-	<-b.proc.done
+	b.proc.Kill()
 	b.proc = nil
 }
 
@@ -186,7 +187,9 @@ func (b *Broker) start() error {
 	cmd := exec.Command(b.bin, "-c", b.conf)
 	cmd.Stdout = b.log
 	cmd.Stderr = b.log
-	p, err := spawn(cmd)
+	// SIGKILL on the test binary's death (a -timeout panic skips t.Cleanup), so no broker outlives its test
+	// holding a port.
+	p, err := child.Start(cmd, syscall.SIGKILL)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", b.bin, err)
 	}
@@ -197,9 +200,9 @@ func (b *Broker) start() error {
 			break
 		}
 		select {
-		case <-p.done:
+		case <-p.Done():
 			tail := lastBytes(b.log.String(), 2048)
-			err := fmt.Errorf("mosquitto exited (%v); log tail:\n%s", p.err, tail)
+			err := fmt.Errorf("mosquitto exited (%v); log tail:\n%s", p.Err(), tail)
 			if strings.Contains(strings.ToLower(lastBytes(tail, 512)), "address already in use") {
 				err = fmt.Errorf("%w: %w", errAddrInUse, err)
 			}
@@ -207,7 +210,7 @@ func (b *Broker) start() error {
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			_ = p.stop(time.Second)
+			_ = p.Stop(time.Second)
 			return fmt.Errorf("mosquitto on %s did not answer MQTT CONNECT within 10 s (%v); log tail:\n%s",
 				b.Addr(), perr, lastBytes(b.log.String(), 2048))
 		}
@@ -259,83 +262,4 @@ func findMosquitto() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("mosquitto binary not found on $PATH or in /usr/sbin; install it (apt-get install mosquitto) or set $%s", EnvMosquitto)
-}
-
-// process is a started child whose exit is observed by one goroutine.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed after Wait returns
-	err  error         // Wait's result; valid once done is closed
-}
-
-// spawn starts cmd from a goroutine locked to its OS thread until the child exits, so that on Linux the parent-death
-// signal (see setProcAttr) fires only when the test binary dies, never when an idle runtime thread exits.
-func spawn(cmd *exec.Cmd) (*process, error) {
-	setProcAttr(cmd)
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM, waits up to grace, then kills.
-func (p *process) stop(grace time.Duration) error {
-	if p.exited() {
-		return nil
-	}
-	if err := terminate(p.cmd.Process); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		_ = p.cmd.Process.Kill()
-	}
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(grace):
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	return fmt.Errorf("pid %d ignored SIGTERM for %s; killed", p.cmd.Process.Pid, grace)
-}
-
-// tailBuffer is an io.Writer that keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - b.max; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
 }

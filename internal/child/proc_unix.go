@@ -1,6 +1,6 @@
 //go:build unix && !linux
 
-package influxd
+package child
 
 import (
 	"os"
@@ -8,8 +8,7 @@ import (
 	"syscall"
 )
 
-// setProcAttr puts the child in its own process group, so a terminal's SIGINT to the parent's group does not reach it.
-func setProcAttr(cmd *exec.Cmd) {
+func setProcAttr(cmd *exec.Cmd, _ os.Signal) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 }
 
