@@ -64,7 +64,8 @@ test-clock: influxd services
 	ELDERCARE_TEST_NOW=$$(date -u -d 'last monday' +%Y-%m-%dT00:30:00Z) $(GO) test -count=1 -run '$(CLOCK_TESTS)' ./ingest
 
 ## lint: go vet and staticcheck (installed into $(GOBIN) when missing)
-STATICCHECK_VERSION := 2026.2.2
+# staticcheck 2026.2.2 is module version v0.8.2 (the proxy serves module versions, not release names)
+STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(GOBIN)/staticcheck
 lint: $(STATICCHECK)
 	$(GO) vet ./...
