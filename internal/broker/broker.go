@@ -158,6 +158,14 @@ func Start(cfg Config) (*Broker, error) {
 	// there is no window between choosing a port and binding it, and every
 	// accepted connection is tracked for Close (see trackListener).
 	var tracked []*trackListener
+	// With a store, connections hold a PUBACK until its journal entry is
+	// committed (ackConn).
+	withAcks := func(l net.Listener) net.Listener {
+		if store == nil {
+			return l
+		}
+		return ackListener{Listener: l, store: store}
+	}
 	fail := func(err error) (*Broker, error) {
 		deadline := time.Now().Add(EstablishWait)
 		for _, l := range tracked {
@@ -173,7 +181,7 @@ func Start(cfg Config) (*Broker, error) {
 	addr := ln.Addr()
 	tl := newTrackListener(ln)
 	tracked = append(tracked, tl)
-	if err := srv.AddListener(listeners.NewNet("tcp", tl)); err != nil {
+	if err := srv.AddListener(listeners.NewNet("tcp", withAcks(tl))); err != nil {
 		return fail(fmt.Errorf("embedded broker listen on %s: %w", addr, err))
 	}
 	var tlsAddr net.Addr
@@ -187,7 +195,7 @@ func Start(cfg Config) (*Broker, error) {
 		tracked = append(tracked, tl)
 		// TLS over the tracked listener: the handshake's first read marks
 		// the connection started, in mochi's goroutine for it.
-		if err := srv.AddListener(listeners.NewNet("tls", tls.NewListener(tl, cfg.TLS))); err != nil {
+		if err := srv.AddListener(listeners.NewNet("tls", withAcks(tls.NewListener(tl, cfg.TLS)))); err != nil {
 			return fail(fmt.Errorf("embedded broker TLS listen on %s: %w", tlsAddr, err))
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -50,12 +51,21 @@ var (
 //
 // Every write goes through one writer goroutine that commits whatever is
 // queued in one transaction (group commit: one fsync pair for many
-// messages and clients). A journal entry, a session and a subscription are
-// written synchronously (the hook returns after the commit: before the
-// PUBACK, the CONNACK's successor, the SUBACK); the rest (a message queued
-// for a subscriber, its acknowledgement, the end of a journal entry,
-// retained messages) is queued behind them in order, so a crash loses at
-// most the last batch, which the journal covers.
+// messages and clients). A session and a subscription are written
+// synchronously (the hook returns after the commit: before the CONNACK's
+// successor, the SUBACK). A journal entry is committed before its PUBACK
+// leaves: on a connection from our listeners (ackConn) the hook returns at
+// once and the connection holds the PUBACK, and whatever mochi writes to
+// that client after it, until the commit, so one client's consecutive
+// publishes share a commit; elsewhere the hook waits for the commit. The
+// rest (a message queued for a subscriber, its acknowledgement, the end
+// of a journal entry, retained messages) is queued behind them in order,
+// so a crash loses at most the last batch, which the journal covers.
+//
+// Within a batch, a record written and then deleted (a journal entry
+// whose message was queued for its subscribers, a queued message its
+// subscriber acknowledged) is not written: the delete alone has the same
+// effect, and the value is never encoded.
 type storeHook struct {
 	mqtt.HookBase
 	db      *bbolt.DB
@@ -64,20 +74,55 @@ type storeHook struct {
 	pending atomic.Int64 // journal entries
 
 	ops     chan storeOp
-	mu      sync.RWMutex // closed; held for reading while sending on ops
+	mu      sync.Mutex // closed, seq; held while sending on ops
 	closed  bool
+	seq     uint64 // of the last op queued
 	stopped chan struct{}
+
+	// committed is the seq of the last op committed (or failed); every op
+	// queued before it is done too. commitCh is closed at each commit.
+	committed atomic.Uint64
+	cmu       sync.Mutex
+	commitCh  chan struct{}
 }
 
-// storeOp is one write; done, when set, receives the commit's result.
+// storeOp is one write: fn, or a put (val encoded as JSON at commit) or
+// delete of key in bucket. done, when set, receives the commit's result.
 type storeOp struct {
-	what string
-	fn   func(tx *bbolt.Tx) error
-	done chan error
+	what        string
+	seq         uint64
+	fn          func(tx *bbolt.Tx) error
+	bucket, key []byte
+	del         bool
+	val         any
+	done        chan error
 }
 
-// maxBatch bounds the writes committed in one transaction.
-const maxBatch = 2000
+// apply performs o in tx.
+func (o *storeOp) apply(tx *bbolt.Tx) error {
+	switch {
+	case o.fn != nil:
+		return o.fn(tx)
+	case o.del:
+		return tx.Bucket(o.bucket).Delete(o.key)
+	}
+	b, err := json.Marshal(o.val)
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	return tx.Bucket(o.bucket).Put(o.key, b)
+}
+
+// maxBatch bounds the writes committed in one transaction. A QoS 1
+// message makes about six (journal entry and its end, a queued copy per
+// subscriber and its acknowledgement); one publisher's window of 1000
+// unacknowledged messages (eldercare-bench ingest) then fits in one
+// commit. With 2000, such a window took three commits, one after the
+// other: on a disk where fdatasync is slow, three times the wait for the
+// PUBACKs (eldercare-bench ingest --only up: 362-396 -> 544 messages/s on
+// a loaded machine). The queue (ops) holds half as many: the writer keeps
+// draining it while producers refill it.
+const maxBatch = 16384
 
 type journalEntry struct {
 	Topic   string `json:"topic"`
@@ -113,7 +158,7 @@ func openStore(path string, noSync bool, log *slog.Logger) (*storeHook, error) {
 	h := &storeHook{db: db, log: log, errors: prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "eldercare_broker_store_errors_total",
 		Help: "Writes to the embedded broker's session store (DATA/broker/store.db) that failed; each is logged."}),
-		ops: make(chan storeOp, 4*maxBatch), stopped: make(chan struct{})}
+		ops: make(chan storeOp, maxBatch/2), stopped: make(chan struct{}), commitCh: make(chan struct{})}
 	go h.writer()
 	_ = db.View(func(tx *bbolt.Tx) error {
 		h.pending.Store(int64(tx.Bucket(bucketJournal).Stats().KeyN))
@@ -148,9 +193,17 @@ func (h *storeHook) Stop() error {
 
 // writer commits the queued writes in batches, in order.
 func (h *storeHook) writer() {
-	defer close(h.stopped)
+	defer func() {
+		h.markCommitted(math.MaxUint64) // nothing more will be written
+		close(h.stopped)
+	}()
+	var (
+		batch []storeOp
+		skip  []bool
+		puts  = map[string]int{}
+	)
 	for op := range h.ops {
-		batch := []storeOp{op}
+		batch = append(batch[:0], op)
 	drain:
 		for len(batch) < maxBatch {
 			select {
@@ -163,9 +216,13 @@ func (h *storeHook) writer() {
 				break drain
 			}
 		}
+		skip = overwritten(batch, skip, puts)
 		err := h.db.Update(func(tx *bbolt.Tx) error {
-			for _, o := range batch {
-				if err := o.fn(tx); err != nil {
+			for i := range batch {
+				if skip[i] {
+					continue
+				}
+				if err := batch[i].apply(tx); err != nil {
 					return err
 				}
 			}
@@ -173,15 +230,68 @@ func (h *storeHook) writer() {
 		})
 		if err != nil && len(batch) > 1 {
 			// One bad write must not take the batch with it: one by one.
+			for i := range batch {
+				var err error
+				if !skip[i] {
+					err = h.db.Update(batch[i].apply)
+				}
+				h.finish(batch[i], err)
+			}
+		} else {
 			for _, o := range batch {
-				err := h.db.Update(o.fn)
 				h.finish(o, err)
 			}
+		}
+		h.markCommitted(batch[len(batch)-1].seq)
+		clear(batch) // drop the references to the values
+	}
+}
+
+// overwritten reports, for each op of batch, whether a later op of the
+// batch puts or deletes the same key, so that it need not be written: a
+// put followed by a delete of the same key is the delete alone. skip and
+// puts are reused.
+func overwritten(batch []storeOp, skip []bool, puts map[string]int) []bool {
+	skip = append(skip[:0], make([]bool, len(batch))...)
+	clear(puts)
+	for i := range batch {
+		o := &batch[i]
+		if o.fn != nil || o.key == nil {
 			continue
 		}
-		for _, o := range batch {
-			h.finish(o, err)
+		k := string(o.bucket) + "\x00" + string(o.key)
+		if j, ok := puts[k]; ok {
+			skip[j] = true
+			delete(puts, k)
 		}
+		if !o.del {
+			puts[k] = i
+		}
+	}
+	return skip
+}
+
+// markCommitted records that every op up to seq is done and wakes the
+// waiters.
+func (h *storeHook) markCommitted(seq uint64) {
+	h.committed.Store(seq)
+	h.cmu.Lock()
+	close(h.commitCh)
+	h.commitCh = make(chan struct{})
+	h.cmu.Unlock()
+}
+
+// waitCommitted returns once the op with seq (and every op before it) is
+// committed or has failed, or the store has stopped.
+func (h *storeHook) waitCommitted(seq uint64) {
+	for {
+		h.cmu.Lock()
+		ch := h.commitCh
+		h.cmu.Unlock()
+		if h.committed.Load() >= seq {
+			return
+		}
+		<-ch
 	}
 }
 
@@ -203,36 +313,40 @@ func packetKey(id string, packetID uint16) []byte {
 
 // update queues a write; with wait it returns after the commit.
 func (h *storeHook) update(what string, wait bool, fn func(tx *bbolt.Tx) error) {
-	op := storeOp{what: what, fn: fn}
+	h.queue(storeOp{what: what, fn: fn}, wait)
+}
+
+// queue queues op and returns its seq (0 when the store is closed); with
+// wait it returns after the commit.
+func (h *storeHook) queue(op storeOp, wait bool) uint64 {
 	if wait {
 		op.done = make(chan error, 1)
 	}
-	h.mu.RLock()
+	h.mu.Lock()
 	if h.closed {
-		h.mu.RUnlock()
+		h.mu.Unlock()
 		h.errors.Inc()
-		h.log.Error("broker store: write after the store closed; not stored", "what", what)
-		return
+		h.log.Error("broker store: write after the store closed; not stored", "what", op.what)
+		return 0
 	}
+	h.seq++
+	op.seq = h.seq
 	h.ops <- op
-	h.mu.RUnlock()
+	h.mu.Unlock()
 	if wait {
 		<-op.done
 	}
+	return op.seq
 }
 
-func (h *storeHook) put(bucket, key []byte, v any, wait bool) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		h.errors.Inc()
-		h.log.Error("broker store: encode", "bucket", string(bucket), "err", err)
-		return
-	}
-	h.update(string(bucket), wait, func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put(key, b) })
+// put queues the write of v (encoded as JSON) at key; it returns the op's
+// seq.
+func (h *storeHook) put(bucket, key []byte, v any, wait bool) uint64 {
+	return h.queue(storeOp{what: string(bucket), bucket: bucket, key: key, val: v}, wait)
 }
 
 func (h *storeHook) del(bucket, key []byte) {
-	h.update(string(bucket), false, func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Delete(key) })
+	h.queue(storeOp{what: string(bucket), bucket: bucket, key: key, del: true}, false)
 }
 
 // deletePrefix removes every key of bucket that starts with prefix.
@@ -377,13 +491,18 @@ func (h *storeHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnPublish journals an inbound QoS 1/2 message before the broker
-// acknowledges it.
+// acknowledges it: on an ackConn the acknowledgement waits in the
+// connection for the commit, elsewhere the hook waits.
 func (h *storeHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline || pk.FixedHeader.Qos == 0 {
 		return pk, nil
 	}
-	h.put(bucketJournal, packetKey(cl.ID, pk.PacketID), journalEntry{Topic: pk.TopicName, QoS: pk.FixedHeader.Qos,
-		Retain: pk.FixedHeader.Retain, Payload: pk.Payload, Origin: cl.ID}, true)
+	ac, deferred := cl.Net.Conn.(*ackConn)
+	seq := h.put(bucketJournal, packetKey(cl.ID, pk.PacketID), journalEntry{Topic: pk.TopicName, QoS: pk.FixedHeader.Qos,
+		Retain: pk.FixedHeader.Retain, Payload: pk.Payload, Origin: cl.ID}, !deferred)
+	if deferred {
+		ac.holdUntil(seq)
+	}
 	h.pending.Add(1)
 	return pk, nil
 }

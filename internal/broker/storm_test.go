@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eldercare-iot/eldercare/internal/broker"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // connectPacket is an MQTT 3.1.1 CONNECT (clean session, keepalive 60 s)
@@ -78,8 +79,8 @@ func TestCloseDuringConnectStorm(t *testing.T) {
 				}
 			}()
 		}
-		// Let the storm run, then close in the middle of it.
-		time.Sleep(150 * time.Millisecond)
+		// Let the storm reach the broker, then close in the middle of it.
+		testenv.EventuallyTrue(t, 10*time.Second, "the storm's first accepted CONNECTs", func() bool { return acked.Load() >= 20 })
 		start := time.Now()
 		err = b.Close()
 		took := time.Since(start)
