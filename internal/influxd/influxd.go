@@ -40,7 +40,11 @@ const InstallCommand = "go install github.com/influxdata/influxdb/cmd/influxd@v1
 const EnvBinary = "ELDERCARE_INFLUXD"
 
 const (
-	startTimeout = 30 * time.Second // how long Start waits for GET /ping to answer 204
+	// startTimeout is how long Start waits for GET /ping to answer 204. influxd 1.8 compiles the Flux standard
+	// library before it opens its stores, which took 31 s on a 2-core amd64 machine at a load average of about 30
+	// (measured 2026-12-07) and takes long on a small ARM board. An influxd that exits is noticed at once; only a slow
+	// one waits this long.
+	startTimeout = 2 * time.Minute
 	stopTimeout  = 10 * time.Second // how long Stop waits after SIGTERM before SIGKILL
 	tailSize     = 16 << 10         // bytes of influxd's output kept for error messages
 )
@@ -152,7 +156,7 @@ type Server struct {
 // ctx bounds the start-up only: once Start returns, the server runs until Stop is called. If a free port is taken
 // between picking it and influxd binding it, Start retries once with new ports. Errors: ErrNotFound (wrapped) if
 // opt.Bin is empty and Find fails; otherwise an error naming the config file, with the tail of influxd's log when
-// the process exits early or does not answer within 30 s.
+// the process exits early or does not answer within 2 minutes.
 func Start(ctx context.Context, opt Options) (*Server, error) {
 	if opt.DataDir == "" {
 		return nil, errors.New("influxd: Options.DataDir is required")
