@@ -19,6 +19,7 @@ import (
 )
 
 func TestExportMosquittoCmd(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	h, err := registry.HashPassword("gw-secret")
 	if err != nil {
@@ -59,6 +60,7 @@ credentials:
 }
 
 func TestUpBrokerAuth(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "r.db"))
 	if err != nil {
@@ -109,6 +111,7 @@ func TestUpBrokerAuth(t *testing.T) {
 // plugin's configuration; a real Mosquitto started with the exported lines
 // admits gw-1 only with its own client id.
 func TestExportMosquittoDynsecCmd(t *testing.T) {
+	t.Parallel()
 	plugin := "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 	if _, err := os.Stat(plugin); err != nil {
 		if os.Getenv("CI") == "true" {
