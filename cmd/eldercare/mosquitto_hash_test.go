@@ -98,19 +98,7 @@ func TestExportMosquittoArgon2id(t *testing.T) {
 // Mosquitto's dynamic-security plugin lets the gateway in with its password.
 func TestExportMosquittoModernHashRealBroker(t *testing.T) {
 	t.Parallel()
-	plugin := "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
-	if _, err := os.Stat(plugin); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	dir, err := os.MkdirTemp("", "eldercare-export-modern-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o777)
+	plugin, dir := dynsecExportDir(t, "eldercare-export-modern-")
 	h, err := hashPassword(t, "gateway-secret-01")
 	if err != nil {
 		t.Fatal(err)
@@ -128,8 +116,7 @@ func TestExportMosquittoModernHashRealBroker(t *testing.T) {
 	if !strings.Contains(string(js), `"iterations": 210000`) {
 		t.Fatalf("dynamic-security.json has no 210000 iterations:\n%s", js)
 	}
-	os.Chmod(out, 0o777)
-	os.Chmod(filepath.Join(out, "dynamic-security.json"), 0o666)
+	openToMosquitto(t, out)
 	b := testenv.StartMosquitto(t, "plugin "+plugin, "plugin_opt_config_file "+filepath.Join(out, "dynamic-security.json"))
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, c := range []struct {
