@@ -25,6 +25,7 @@ import (
 // import:FILE), and the SMTP and chat flags make the e-mail and chat
 // receivers; bad values are refused with the flag's name.
 func TestAlertingExtras(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, sqldbtest.SQLiteDSN(t))
 	if err != nil {
@@ -89,12 +90,13 @@ func TestAlertingExtras(t *testing.T) {
 }
 
 // TestAlertingReadyz runs the alerting role (the real command, the
-// machine's Mosquitto, a SQLite alert store) and checks its HTTP server:
+// embedded broker, a SQLite alert store) and checks its HTTP server:
 // /healthz answers ok throughout (liveness); /readyz answers ok, then 503
 // with the reason while another connection holds the store's write lock
 // and a fall waits to be stored, then ok again once the fall is stored.
 func TestAlertingReadyz(t *testing.T) {
-	mqttURL := testenv.Mosquitto(t)
+	t.Parallel()
+	mqttURL := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	dsn := sqldbtest.SQLiteDSN(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -6,6 +6,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/eldercare-iot/eldercare/dashboard"
 )
 
 // newAPIClientsCmd is "eldercare api-clients add|list|revoke": API clients'
@@ -22,29 +24,17 @@ stops working (it is only a bootstrap).
 
   eldercare api-clients add --db sqlite:./data/eldercare.db --name nurse-call --sites demo-station`,
 	}
-	add := &cobra.Command{Use: "add", Short: "Add an API client and print its token once", Args: cobra.NoArgs, RunE: runAPIClientsAdd}
-	usersDBFlag(add.Flags().String)
+	add := accountsCmd("add", "Add an API client and print its token once", accountsRunE(runAPIClientsAdd))
 	add.Flags().String("name", "", "client name: letters, digits, . _ -, at most 64 (required)")
 	add.Flags().String("sites", "", "comma-separated site ids the client may read and act on (default none: every site)")
-	list := &cobra.Command{Use: "list", Short: "List API clients (never their tokens)", Args: cobra.NoArgs, RunE: runAPIClientsList}
-	usersDBFlag(list.Flags().String)
-	revoke := &cobra.Command{Use: "revoke", Short: "Revoke an API client's token at once", Args: cobra.NoArgs, RunE: runAPIClientsRevoke}
-	usersDBFlag(revoke.Flags().String)
+	list := accountsCmd("list", "List API clients (never their tokens)", accountsRunE(runAPIClientsList))
+	revoke := accountsCmd("revoke", "Revoke an API client's token at once", accountsRunE(runAPIClientsRevoke))
 	revoke.Flags().String("name", "", "client to revoke (required)")
 	cmd.AddCommand(add, list, revoke)
 	return cmd
 }
 
-func runAPIClientsAdd(cmd *cobra.Command, _ []string) error {
-	s, err := loadSettings(cmd)
-	if err != nil {
-		return err
-	}
-	db, acc, err := openAccounts(cmd.Context(), s.String("db"))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+func runAPIClientsAdd(cmd *cobra.Command, s *settings, acc *dashboard.Accounts) error {
 	tok, err := acc.AddAPIClient(cmd.Context(), s.String("name"), splitList(s.String("sites")), "cli")
 	if err != nil {
 		return fmt.Errorf("api-clients add: %w", err)
@@ -53,16 +43,7 @@ func runAPIClientsAdd(cmd *cobra.Command, _ []string) error {
 	return nil
 }
 
-func runAPIClientsList(cmd *cobra.Command, _ []string) error {
-	s, err := loadSettings(cmd)
-	if err != nil {
-		return err
-	}
-	db, acc, err := openAccounts(cmd.Context(), s.String("db"))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+func runAPIClientsList(cmd *cobra.Command, _ *settings, acc *dashboard.Accounts) error {
 	list, err := acc.APIClients(cmd.Context())
 	if err != nil {
 		return err
@@ -82,16 +63,7 @@ func runAPIClientsList(cmd *cobra.Command, _ []string) error {
 	return w.Flush()
 }
 
-func runAPIClientsRevoke(cmd *cobra.Command, _ []string) error {
-	s, err := loadSettings(cmd)
-	if err != nil {
-		return err
-	}
-	db, acc, err := openAccounts(cmd.Context(), s.String("db"))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+func runAPIClientsRevoke(cmd *cobra.Command, s *settings, acc *dashboard.Accounts) error {
 	if err := acc.RevokeAPIClient(cmd.Context(), s.String("name")); err != nil {
 		return fmt.Errorf("api-clients revoke: %w", err)
 	}

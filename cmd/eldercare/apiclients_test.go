@@ -8,6 +8,7 @@ import (
 )
 
 func TestAPIClientsCLI(t *testing.T) {
+	t.Parallel()
 	db := "sqlite:" + filepath.Join(t.TempDir(), "e.db")
 	out, err := runCLI(t, "", "api-clients", "add", "--db", db, "--name", "nurse-call", "--sites", "demo-station")
 	if err != nil {

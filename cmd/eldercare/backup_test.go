@@ -136,7 +136,8 @@ func maxInt(a, b int64) int64 {
 // directory and finds every alert, history row, account and reading that
 // existed before the backup began.
 func TestBackupRestoreUnderLoad(t *testing.T) {
-	testenv.Influx(t) // skips (or fails under CI) without an influxd binary
+	t.Parallel()
+	needInfluxd(t) // up starts its own
 	rec, ok := realdata.Find()
 	if !ok {
 		testenv.Unavailable(t, "recordings missing (set ELDERCARE_REALDATA)")
@@ -147,6 +148,7 @@ func TestBackupRestoreUnderLoad(t *testing.T) {
 	defer cancel()
 	exited := make(chan struct{})
 	var upErr error
+	started := startingInflux(t) // until up's child InfluxDB answers
 	go func() {
 		defer close(exited)
 		root := newRootCmd()
@@ -207,6 +209,7 @@ func TestBackupRestoreUnderLoad(t *testing.T) {
 		}
 		return err == nil && resp.StatusCode == http.StatusOK
 	})
+	started()
 	// Load: alerts with history in the store and readings in InfluxDB.
 	testenv.EventuallyTrue(t, 3*time.Minute, "alerts and readings", func() bool {
 		a, h := readStore(t, dbPath).rows()
@@ -311,9 +314,11 @@ func TestBackupRestoreUnderLoad(t *testing.T) {
 	}
 	// Restore into a fresh data directory.
 	fresh := filepath.Join(t.TempDir(), "restored")
+	started = startingInflux(t) // restore starts a temporary InfluxDB
 	if msg, err := runCLI(t, "", "restore", "--from", out, "--data", fresh); err != nil {
 		t.Fatalf("restore: %v\n%s", err, msg)
 	}
+	started()
 	got := readStore(t, filepath.Join(fresh, "eldercare.db"))
 	ba, bh := before.rows()
 	ga, gh := got.rows()
@@ -337,7 +342,9 @@ func TestBackupRestoreUnderLoad(t *testing.T) {
 		t.Fatalf("restored InfluxDB accounts differ: %v", err)
 	}
 	bin, _ := influxd.Find()
+	started = startingInflux(t)
 	srv, err := influxd.Start(context.Background(), influxd.Options{Bin: bin, DataDir: filepath.Join(fresh, "influxdb"), Auth: &rc})
+	started()
 	if err != nil {
 		t.Fatal(err)
 	}

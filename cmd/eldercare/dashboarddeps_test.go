@@ -17,6 +17,7 @@ import (
 // nil, so no page loses a capability because a new Deps field was not
 // wired.
 func TestDashboardDepsSetsEveryCapability(t *testing.T) {
+	t.Parallel()
 	m, store := &alerting.Manager{}, &registry.Store{}
 	accounts := &dashboard.Accounts{}
 	flux := dashboard.NewFluxVitals("http://127.0.0.1:1", "", "eldercare/autogen")

@@ -27,6 +27,7 @@ import (
 // valve_close command is acknowledged by the gateway and confirmed by the
 // valve's new state.
 func TestDemoHomeBehindGateway(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)

@@ -35,6 +35,7 @@ func requireTool(t *testing.T, name, install string) string {
 // or a value its flag refuses, fails) and checks that every key reached its
 // flag.
 func TestExampleConfigs(t *testing.T) {
+	t.Parallel()
 	roles := []string{"up", "ingest", "alerting", "dashboard", "gateway"}
 	for _, role := range roles {
 		t.Run(role, func(t *testing.T) {
@@ -88,6 +89,7 @@ func TestExampleConfigs(t *testing.T) {
 // deploy/systemd (with ExecStart pointing at this test binary, as verify
 // checks that the program exists) and checks the hardening each must keep.
 func TestSystemdUnits(t *testing.T) {
+	t.Parallel()
 	analyze := requireTool(t, "systemd-analyze", "apt-get install systemd (scripts/services.sh)")
 	units, err := filepath.Glob(filepath.Join(repoRoot, "deploy", "systemd", "*.service"))
 	if err != nil || len(units) < 5 {
@@ -202,6 +204,7 @@ func metricsIn(expr string) []string {
 // every Prometheus query names only metrics the product exports; every
 // InfluxDB query reads the measurement ingest writes and known fields.
 func TestGrafanaDashboard(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "grafana", "eldercare.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -262,6 +265,7 @@ func TestGrafanaDashboard(t *testing.T) {
 // TestPrometheusRules runs `promtool check rules` and `promtool test rules`
 // on deploy/prometheus, and checks that the rules name only exported metrics.
 func TestPrometheusRules(t *testing.T) {
+	t.Parallel()
 	promtool := requireTool(t, "promtool", "apt-get install prometheus (scripts/services.sh)")
 	dir := filepath.Join(repoRoot, "deploy", "prometheus")
 	for _, args := range [][]string{{"check", "rules", "rules.yml"}, {"test", "rules", "rules_test.yml"}} {

@@ -1,7 +1,8 @@
 package main
 
-// End-to-end tests: real broker (the machine's Mosquitto, and the embedded
-// mochi broker), real InfluxDB, real SQLite, the real simulators replaying
+// End-to-end tests: real broker (the embedded mochi broker that "up" runs;
+// the machine's Mosquitto for TestPipelineMosquitto), real InfluxDB (one
+// for the package, a database per test), real SQLite, the real simulators replaying
 // the shared recordings, and a real HTTP webhook receiver.
 
 import (
@@ -29,7 +30,6 @@ import (
 	"github.com/eldercare-iot/eldercare/device/registry"
 	firmwaresim "github.com/eldercare-iot/eldercare/firmware-sim"
 	"github.com/eldercare-iot/eldercare/ingest"
-	"github.com/eldercare-iot/eldercare/internal/broker"
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
 	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
@@ -37,7 +37,6 @@ import (
 const (
 	e2eSite   = "e2e-station"
 	e2eSecret = "e2e-webhook-secret"
-	e2eBucket = "eldercare/autogen"
 )
 
 // e2eRegistry binds one device to one resident per name given.
@@ -124,6 +123,7 @@ type stack struct {
 	root      string
 	mqtt      string
 	influx    string
+	influxDB  string // the stack's database in the shared InfluxDB
 	db        *sqldb.DB
 	mgr       *alerting.Manager
 	cache     *registry.Cache
@@ -131,6 +131,7 @@ type stack struct {
 	ingestReg *prometheus.Registry
 	offline   time.Duration
 	alertStop func()
+	alertSvc  *alerting.Service
 	log       *slog.Logger
 }
 
@@ -139,9 +140,10 @@ type stack struct {
 func startStack(t *testing.T, mqttURL, regYAML string, offline time.Duration) *stack {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &stack{t: t, root: testenv.TopicRoot(t), mqtt: mqttURL, influx: testenv.Influx(t), offline: offline,
+	s := &stack{t: t, root: testenv.TopicRoot(t), mqtt: mqttURL, offline: offline,
 		hook: newWebhookSink(t), ingestReg: prometheus.NewRegistry(),
 		log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	s.influx, s.influxDB = sharedInflux(t)
 	db, err := sqldb.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "e2e.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +169,7 @@ func startStack(t *testing.T, mqttURL, regYAML string, offline time.Duration) *s
 		t.Fatal(err)
 	}
 	ing, err := ingest.New(ingest.Config{MQTTURL: mqttURL, Root: s.root, ClientID: testenv.ClientID(t, "ingest"),
-		InfluxURL: s.influx, FlushInterval: 100 * time.Millisecond}, ingestLookup(s.cache), s.ingestReg, s.log)
+		InfluxURL: s.influx, InfluxDatabase: s.influxDB, FlushInterval: 100 * time.Millisecond}, ingestLookup(s.cache), s.ingestReg, s.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +187,9 @@ func startStack(t *testing.T, mqttURL, regYAML string, offline time.Duration) *s
 		db.Close()
 	})
 	// Both services subscribe asynchronously; wait until they are.
-	time.Sleep(500 * time.Millisecond)
+	testenv.EventuallyTrue(t, 30*time.Second, "ingest and alerting subscribed", func() bool {
+		return ing.Ready() && s.alertSvc.Ready() == nil
+	})
 	return s
 }
 
@@ -207,6 +211,7 @@ func (s *stack) startAlerting() {
 			s.t.Errorf("alerting: %v", err)
 		}
 	}()
+	s.alertSvc = svc
 	s.alertStop = func() { cancel(); <-done }
 }
 
@@ -233,7 +238,7 @@ func (s *stack) alerts(dev, typ string) []alerting.Alert {
 func (s *stack) points(dev string) int64 {
 	c := influxdb2.NewClient(s.influx, "")
 	defer c.Close()
-	q := fmt.Sprintf(`from(bucket:%q) |> range(start: -2h, stop: 1h) |> filter(fn: (r) => r._measurement == "readings" and r._field == "seq" and r.device == %q) |> count()`, e2eBucket, dev)
+	q := fmt.Sprintf(`from(bucket:%q) |> range(start: -2h, stop: 1h) |> filter(fn: (r) => r._measurement == "readings" and r._field == "seq" and r.device == %q) |> count()`, s.influxDB+"/autogen", dev)
 	res, err := c.QueryAPI("").Query(context.Background(), q)
 	if err != nil {
 		if strings.Contains(err.Error(), "database not found") {
@@ -249,6 +254,25 @@ func (s *stack) points(dev string) int64 {
 		s.t.Fatalf("flux: %v", res.Err())
 	}
 	return n
+}
+
+// settled publishes an SOS press of marker, a device in no registry, after
+// everything published so far, and waits for its alert and its opened
+// notification. Alerting decides events one at a time in arrival order and
+// the dispatcher sends notifications oldest first, so every event published
+// before the call has then been decided and every notification it caused
+// sent: the positive signal that a wrong extra alert or notification would
+// already show.
+func (s *stack) settled(marker string) {
+	s.t.Helper()
+	if err := firmwaresim.RunSOS(context.Background(), firmwaresim.SOSConfig{DeviceConfig: s.dev(marker)}); err != nil {
+		s.t.Fatal(err)
+	}
+	testenv.EventuallyTrue(s.t, 15*time.Second, "the marker "+marker+"'s alert and its notification", func() bool {
+		a := s.alerts(marker, alerting.TypeSOS)
+		n, _ := s.hook.opened(func(x alerting.Alert) bool { return x.Device == marker })
+		return len(a) == 1 && n == 1
+	})
 }
 
 func rowsWithValues(t *testing.T, file string) int64 {
@@ -275,18 +299,15 @@ func (w testWriter) Write(p []byte) (int, error) {
 // TestPipelineMosquitto runs the vitals scenarios through the machine's
 // Mosquitto.
 func TestPipelineMosquitto(t *testing.T) {
+	t.Parallel()
 	pipeline(t, testenv.Mosquitto(t))
 }
 
 // TestPipelineEmbedded runs the same scenarios through the embedded broker
 // that "eldercare up" uses.
 func TestPipelineEmbedded(t *testing.T) {
-	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	pipeline(t, b.URL())
+	t.Parallel()
+	pipeline(t, testenv.EmbeddedBroker(t).URL())
 }
 
 func pipeline(t *testing.T, mqttURL string) {
@@ -377,6 +398,7 @@ func mustRows(t *testing.T, file string) []firmwaresim.VitalsRow {
 // detector simulator: every fall trial gives exactly one fall alert, the
 // daily activities none.
 func TestFallTrials(t *testing.T) {
+	t.Parallel()
 	data := testenv.RealData(t)
 	trials := map[string]struct {
 		file string
@@ -393,7 +415,7 @@ func TestFallTrials(t *testing.T) {
 	for dev := range trials {
 		bind[dev] = "res-" + dev
 	}
-	s := startStack(t, testenv.Mosquitto(t), e2eRegistry(bind), time.Hour)
+	s := startStack(t, testenv.EmbeddedBroker(t).URL(), e2eRegistry(bind), time.Hour)
 	var wg sync.WaitGroup
 	for dev, tr := range trials {
 		wg.Go(func() {
@@ -412,7 +434,7 @@ func TestFallTrials(t *testing.T) {
 		}
 		return true
 	})
-	time.Sleep(2 * time.Second) // room for a wrong second alert to show
+	s.settled("sos-marker") // a wrong second alert would show by now
 	for dev, tr := range trials {
 		got := s.alerts(dev, alerting.TypeFall)
 		want := 0
@@ -443,8 +465,9 @@ func TestFallTrials(t *testing.T) {
 // TestUnassignedFall: a fall from a device that is in no registry still
 // raises an alert, marked unassigned.
 func TestUnassignedFall(t *testing.T) {
+	t.Parallel()
 	data := testenv.RealData(t)
-	s := startStack(t, testenv.Mosquitto(t), e2eRegistry(map[string]string{"vm-x": "res-x"}), time.Hour)
+	s := startStack(t, testenv.EmbeddedBroker(t).URL(), e2eRegistry(map[string]string{"vm-x": "res-x"}), time.Hour)
 	cfg := firmwaresim.FallConfig{DeviceConfig: s.dev("fd-fresh"), File: filepath.Join(data, "falls-weda", "F02/U02_R01_accel.csv"), Speed: 10}
 	if err := firmwaresim.RunFall(context.Background(), cfg); err != nil {
 		t.Fatal(err)
@@ -464,7 +487,8 @@ func TestUnassignedFall(t *testing.T) {
 // opens a second alert nor sends a second notification, even when the
 // same situation is reported again.
 func TestRestartAlerting(t *testing.T) {
-	s := startStack(t, testenv.Mosquitto(t), e2eRegistry(map[string]string{"sos-1": "res-a"}), time.Hour)
+	t.Parallel()
+	s := startStack(t, testenv.EmbeddedBroker(t).URL(), e2eRegistry(map[string]string{"sos-1": "res-a"}), time.Hour)
 	boot := uint32(0)
 	press := func() {
 		// Each run is a new boot of the button, as a real restart is: the
@@ -499,7 +523,7 @@ func TestRestartAlerting(t *testing.T) {
 		}
 		return rep == 2
 	})
-	time.Sleep(1500 * time.Millisecond) // several dispatcher polls
+	s.settled("sos-marker") // a second notification would have been sent by now
 	if a := s.alerts("sos-1", ""); len(a) != 1 {
 		t.Errorf("%d alerts after the restart, want 1: %+v", len(a), a)
 	}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/device/registry"
-	"github.com/eldercare-iot/eldercare/internal/influxd"
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
 	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
@@ -28,17 +27,10 @@ import (
 // comment and the alert's history; the history page answers a browser
 // without a session with the login page, never 503 (the store is wired).
 func TestUpAlertHistory(t *testing.T) {
-	bin, err := influxd.Find()
-	if err != nil {
-		testenv.InfluxServer(t) // skips, or fails under CI, with the install command
-	}
+	t.Parallel()
+	influxURL, influxDB := sharedInflux(t)
 	dir := t.TempDir()
 	ctx := context.Background()
-	influx, err := influxd.Start(ctx, influxd.Options{Bin: bin, DataDir: filepath.Join(dir, "influxdb"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer influx.Stop()
 	hash, err := registry.HashPassword("gw-secret")
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +62,7 @@ credentials:
 	root := testenv.TopicRoot(t)
 	const token = "history-up-token-0123456789abcdef"
 	startUp(t, []string{"up", "--data", filepath.Join(dir, "data"), "--http", httpAddr, "--mqtt-listen", mqttAddr,
-		"--influx", influx.URL(), "--registry", regFile, "--root", root, "--api-token", token, "--log-level", "info"})
+		"--influx", influxURL, "--influx-db", influxDB, "--registry", regFile, "--root", root, "--api-token", token, "--log-level", "info"})
 	base := "http://" + httpAddr
 
 	api := func(method, path, body string) (int, string) {

@@ -19,7 +19,9 @@ import (
 // dashboard, alerting): all must succeed, and `migrate status` then lists
 // every component's versions.
 func TestMigrateConcurrentRoles(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		roles := []string{"registry,alerting", "registry,dashboard,alerting"}

@@ -33,6 +33,7 @@ func hashPassword(t *testing.T, pw string, args ...string) (string, error) {
 // mosquitto_passwd 2.0's 101), argon2id on request, and refuses a short
 // password.
 func TestHashPasswordModern(t *testing.T) {
+	t.Parallel()
 	h, err := hashPassword(t, "gateway-secret-01")
 	if err != nil || !strings.HasPrefix(h, "$7$210000$") || !registry.CheckPassword(h, "gateway-secret-01") || registry.CheckPassword(h, "gateway-secret-02") {
 		t.Fatalf("default hash %q, %v", h, err)
@@ -53,6 +54,7 @@ func TestHashPasswordModern(t *testing.T) {
 // rehashed to argon2id, with the reason and the way out, writing nothing;
 // it warns about a 101-iteration hash.
 func TestExportMosquittoArgon2id(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	a, err := registry.HashPasswordArgon2id("gateway-secret-01")
 	if err != nil {
@@ -95,19 +97,8 @@ func TestExportMosquittoArgon2id(t *testing.T) {
 // A hash from hash-password (210000 iterations) exported to a real
 // Mosquitto's dynamic-security plugin lets the gateway in with its password.
 func TestExportMosquittoModernHashRealBroker(t *testing.T) {
-	plugin := "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
-	if _, err := os.Stat(plugin); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	dir, err := os.MkdirTemp("", "eldercare-export-modern-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o777)
+	t.Parallel()
+	plugin, dir := dynsecExportDir(t, "eldercare-export-modern-")
 	h, err := hashPassword(t, "gateway-secret-01")
 	if err != nil {
 		t.Fatal(err)
@@ -125,8 +116,7 @@ func TestExportMosquittoModernHashRealBroker(t *testing.T) {
 	if !strings.Contains(string(js), `"iterations": 210000`) {
 		t.Fatalf("dynamic-security.json has no 210000 iterations:\n%s", js)
 	}
-	os.Chmod(out, 0o777)
-	os.Chmod(filepath.Join(out, "dynamic-security.json"), 0o666)
+	openToMosquitto(t, out)
 	b := testenv.StartMosquitto(t, "plugin "+plugin, "plugin_opt_config_file "+filepath.Join(out, "dynamic-security.json"))
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, c := range []struct {

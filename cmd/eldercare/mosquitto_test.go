@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -19,6 +20,7 @@ import (
 )
 
 func TestExportMosquittoCmd(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	h, err := registry.HashPassword("gw-secret")
 	if err != nil {
@@ -59,6 +61,7 @@ credentials:
 }
 
 func TestUpBrokerAuth(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "r.db"))
 	if err != nil {
@@ -109,19 +112,8 @@ func TestUpBrokerAuth(t *testing.T) {
 // plugin's configuration; a real Mosquitto started with the exported lines
 // admits gw-1 only with its own client id.
 func TestExportMosquittoDynsecCmd(t *testing.T) {
-	plugin := "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
-	if _, err := os.Stat(plugin); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	dir, err := os.MkdirTemp("", "eldercare-export-dynsec-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o777)
+	t.Parallel()
+	plugin, dir := dynsecExportDir(t, "eldercare-export-dynsec-")
 	h, _ := registry.HashPassword("gw-secret")
 	ih, _ := registry.HashPassword("internal-secret-0123456789")
 	reg := filepath.Join(dir, "reg.yaml")
@@ -134,10 +126,7 @@ func TestExportMosquittoDynsecCmd(t *testing.T) {
 	if err := root.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	// Mosquitto started as root reads (and saves) the file as the user
-	// mosquitto: here, without that group, open it to everyone.
-	os.Chmod(out, 0o777)
-	os.Chmod(filepath.Join(out, "dynamic-security.json"), 0o666)
+	openToMosquitto(t, out)
 	conf, err := os.ReadFile(filepath.Join(out, "mosquitto-eldercare.conf"))
 	if err != nil {
 		t.Fatal(err)
@@ -172,5 +161,40 @@ func TestExportMosquittoDynsecCmd(t *testing.T) {
 		if (err == nil) != c.ok {
 			t.Errorf("%s as client id %s: err %v, want ok=%v", c.user, c.id, err, c.ok)
 		}
+	}
+}
+
+// dynsecPlugin is where Debian's mosquitto package installs the dynamic
+// security plugin.
+const dynsecPlugin = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
+
+// dynsecExportDir returns the dynamic security plugin (skipping the test
+// without it, failing it under CI) and a new directory for an export that a
+// real Mosquitto reads, removed when the test ends. The directory is not
+// t.TempDir(): Mosquitto started as root reads it as the user mosquitto,
+// so it and its parents must be open to everyone.
+func dynsecExportDir(t *testing.T, prefix string) (plugin, dir string) {
+	t.Helper()
+	if _, err := os.Stat(dynsecPlugin); err != nil {
+		testenv.Unavailable(t, "%v", err)
+	}
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return dynsecPlugin, dir
+}
+
+// openToMosquitto opens the export directory out and its
+// dynamic-security.json to everyone: Mosquitto started as root reads (and
+// saves) the file as the user mosquitto, without the test's group.
+func openToMosquitto(t *testing.T, out string) {
+	t.Helper()
+	if err := errors.Join(os.Chmod(out, 0o777), os.Chmod(filepath.Join(out, "dynamic-security.json"), 0o666)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -87,8 +87,9 @@ func startRole(t *testing.T, args ...string) {
 // eldercare_mqtt_connected follow. `promtool check metrics` passes on every
 // role's /metrics, and the labelled counters exist at 0 before any event.
 func TestReadyzFollowsBroker(t *testing.T) {
+	t.Parallel()
 	promtool := requireTool(t, "promtool", "apt-get install prometheus (scripts/services.sh)")
-	influxURL := testenv.Influx(t)
+	influxURL, _ := sharedInflux(t)
 	brk := testenv.StartMosquitto(t)
 	root := testenv.TopicRoot(t)
 	dsn := sqldbtest.SQLiteDSN(t)
@@ -165,15 +166,18 @@ func TestReadyzFollowsBroker(t *testing.T) {
 // /readyz is 200, its /metrics passes promtool and carries the embedded
 // broker's metrics, each MQTT connection and the counters at 0.
 func TestUpStoresDeadLetters(t *testing.T) {
+	t.Parallel()
 	promtool := requireTool(t, "promtool", "apt-get install prometheus (scripts/services.sh)")
-	testenv.Influx(t) // skips (or fails under CI) without an influxd binary
+	needInfluxd(t) // up starts its own
 	data := filepath.Join(t.TempDir(), "data")
 	httpAddr, mqttAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	ctx := context.Background()
+	started := startingInflux(t) // until up's child InfluxDB answers
 	startRole(t, "up", "--data", data, "--http", httpAddr, "--mqtt-listen", mqttAddr, "--mqtt-auth", "off",
 		"--influx-listen", testenv.FreeAddr(t), "--influx-rpc-listen", testenv.FreeAddr(t),
 		"--batch-size", "100", "--flush-interval", "100ms", "--retention-environment", "720h", "--log-level", "error")
 	testenv.EventuallyTrue(t, 2*time.Minute, "up /readyz", func() bool { c, _ := opsGet(httpAddr, "/readyz"); return c == http.StatusOK })
+	started()
 	checkMetrics(t, promtool, "up", httpAddr, "eldercare_ready 1", `eldercare_mqtt_connected{client_id="eldercare-up-ingest"} 1`,
 		`eldercare_ingest_dead_letters_total{reason="json"} 0`, "eldercare_broker_clients_connected 4",
 		`eldercare_alerting_notifications_total{receiver="mqtt",result="failed"} 0`,

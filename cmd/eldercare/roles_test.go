@@ -26,6 +26,7 @@ func subcommand(t *testing.T, root *cobra.Command, name string) *cobra.Command {
 // and default (except --leave-group-on-stop, false in up), unless up owns
 // the name (upOwnedFlags); and every up-owned name is one of a role's.
 func TestUpTakesEveryRoleFlag(t *testing.T) {
+	t.Parallel()
 	root := newRootCmd()
 	up := subcommand(t, root, "up").Flags()
 	used := map[string]bool{}
@@ -125,6 +126,7 @@ func checkValidate(t *testing.T, validate func(args ...string) error, bad map[st
 }
 
 func TestIngestConfigValidate(t *testing.T) {
+	t.Parallel()
 	checkValidate(t, func(args ...string) error {
 		var c ingestConfig
 		parsedConfig(t, c.bind, args...)
@@ -144,6 +146,7 @@ func TestIngestConfigValidate(t *testing.T) {
 }
 
 func TestAlertingConfigValidate(t *testing.T) {
+	t.Parallel()
 	checkValidate(t, func(args ...string) error {
 		var c alertingConfig
 		parsedConfig(t, c.bind, args...)
@@ -160,6 +163,7 @@ func TestAlertingConfigValidate(t *testing.T) {
 }
 
 func TestDashboardConfigValidate(t *testing.T) {
+	t.Parallel()
 	token := []string{"--api-token", "0123456789abcdef0123"}
 	checkValidate(t, func(args ...string) error {
 		var c dashboardConfig
@@ -175,6 +179,7 @@ func TestDashboardConfigValidate(t *testing.T) {
 }
 
 func TestGatewayConfigValidate(t *testing.T) {
+	t.Parallel()
 	checkValidate(t, func(args ...string) error {
 		var c gatewayConfig
 		parsedConfig(t, c.bind, append([]string{"--gateway-config", "gw.yaml"}, args...)...)
@@ -192,6 +197,7 @@ func TestGatewayConfigValidate(t *testing.T) {
 }
 
 func TestUpConfigValidate(t *testing.T) {
+	t.Parallel()
 	checkValidate(t, func(args ...string) error {
 		var c upConfig
 		parsedConfig(t, c.bind, args...)

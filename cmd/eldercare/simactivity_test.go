@@ -18,6 +18,7 @@ import (
 // cleared by the next sensor firing; alerting TestNoActivityKasteren), in
 // the site's zone, in seconds.
 func TestSimActivityEval(t *testing.T) {
+	t.Parallel()
 	file := filepath.Join(testenv.RealData(t), "activity-kasteren", "kasterenSenseData.txt")
 	for _, tz := range []string{"Europe/Amsterdam", ""} {
 		var stdout bytes.Buffer
@@ -79,6 +80,7 @@ func TestSimActivityEval(t *testing.T) {
 // TestSimActivityCSV: a time,sensor,value log with a sensor-to-kind
 // mapping, and the clear errors of a missing mapping or zone.
 func TestSimActivityCSV(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	log := filepath.Join(dir, "home.csv")
 	os.WriteFile(log, []byte("time,sensor,value\n2026-03-02 07:50:00,bedroom,1\n2026-03-02 08:30:00,front,open\n2026-03-02 08:30:10,front,closed\n2026-03-02 13:10:00,hall,1\n"), 0o600)

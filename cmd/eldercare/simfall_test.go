@@ -15,6 +15,7 @@ import (
 // the window timing, then the summary line; a missing directory is the only
 // error.
 func TestSimFallEval(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(testenv.RealData(t), "falls-weda")
 	for _, args := range [][]string{{}, {"--resample", "20"}} {
 		var stdout bytes.Buffer

@@ -19,13 +19,11 @@ import (
 // TestInfluxChildRestarts: when the child InfluxDB of "up" dies, it is
 // started again on the same URL, so ingest catches up without a restart.
 func TestInfluxChildRestarts(t *testing.T) {
-	testenv.Influx(t) // skips (or fails under CI) without an influxd binary
-	bin, err := influxd.Find()
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Parallel()
+	bin := needInfluxd(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	started := startingInflux(t) // held until the restarted child answers
 	child, err := startInfluxChild(ctx, influxd.Options{Bin: bin, DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +47,7 @@ func TestInfluxChildRestarts(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusNoContent
 	})
+	started()
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Supervise: %v", err)
@@ -58,6 +57,7 @@ func TestInfluxChildRestarts(t *testing.T) {
 // TestCheckOpenBroker: an open embedded broker may listen on loopback; on
 // any other address only with --mqtt-allow-anonymous.
 func TestCheckOpenBroker(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		listen  string
 		allowed bool
@@ -85,6 +85,7 @@ func TestCheckOpenBroker(t *testing.T) {
 // registry has no device credentials) on 0.0.0.0 stops before starting
 // anything, naming the flag.
 func TestUpRefusesOpenBrokerOnNetwork(t *testing.T) {
+	t.Parallel()
 	root := newRootCmd()
 	root.SetOut(io.Discard)
 	root.SetArgs([]string{"up", "--demo", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--mqtt-listen", "0.0.0.0:0",
@@ -97,6 +98,7 @@ func TestUpRefusesOpenBrokerOnNetwork(t *testing.T) {
 
 // TestInternalMQTTPassword: generated once with mode 0600, then reused.
 func TestInternalMQTTPassword(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p1, err := internalMQTTPassword(dir)
 	if err != nil {

@@ -167,6 +167,7 @@ func influxReadings(base, db, dev string) (n, distinct int, err error) {
 // started again; once InfluxDB is back all 100 are stored exactly once.
 // The embedded broker's store keeps ingest's session and its queue.
 func TestUpRestartKeepsReadings(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name string
 		sig  syscall.Signal
@@ -182,11 +183,17 @@ func testUpRestart(t *testing.T, sig syscall.Signal) {
 	dir := t.TempDir()
 	influxOpt := influxd.Options{Bin: bin, DataDir: filepath.Join(dir, "influxdb"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx := context.Background()
+	started := startingInflux(t)
 	influx, err := influxd.Start(ctx, influxOpt)
+	started()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { influx.Stop() }()
+	defer func() {
+		if influx != nil { // nil when the restart below failed
+			influx.Stop()
+		}
+	}()
 	influxOpt.HTTPAddr = strings.TrimPrefix(influx.URL(), "http://")
 	influxOpt.BindAddr = influx.RPCAddr()
 
@@ -262,7 +269,9 @@ credentials:
 	// gateway connects again.
 	g = connectGW()
 	defer g.c.Disconnect(0)
+	started = startingInflux(t)
 	influx, err = influxd.Start(ctx, influxOpt)
+	started()
 	if err != nil {
 		t.Fatal(err)
 	}

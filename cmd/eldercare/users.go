@@ -34,14 +34,8 @@ from stdin (one line; at least 10 characters):
 
   printf '%s\n' "$PW" | eldercare users add --username ana --role caregiver --sites demo-station --password-stdin`,
 	}
-	add := &cobra.Command{
-		Use:   "add",
-		Short: "Add a dashboard account (prints a generated password unless --password-stdin)",
-		Args:  cobra.NoArgs,
-		RunE:  runUsersAdd,
-	}
+	add := accountsCmd("add", "Add a dashboard account (prints a generated password unless --password-stdin)", runUsersAdd)
 	f := add.Flags()
-	usersDBFlag(f.String)
 	f.String("username", "", "login name: lower-case letters, digits and . _ - @, at most 64 (required)")
 	f.String("role", "", "role: admin, manager, nurse_lead, caregiver or family (required)")
 	f.String("name", "", "display name shown in the alert history (default: the username)")
@@ -50,30 +44,45 @@ from stdin (one line; at least 10 characters):
 	f.String("residents", "", "comma-separated resident ids a family account is linked to (family only; required for it)")
 	f.Bool("password-stdin", false, "read the password from the first line of stdin instead of generating one (default false)")
 
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List dashboard accounts (never their passwords)",
-		Args:  cobra.NoArgs,
-		RunE:  runUsersList,
-	}
-	usersDBFlag(list.Flags().String)
-
-	passwd := &cobra.Command{
-		Use:   "passwd",
-		Short: "Set a new password for a dashboard account (prints a generated one unless --password-stdin)",
-		Args:  cobra.NoArgs,
-		RunE:  runUsersPasswd,
-	}
+	list := accountsCmd("list", "List dashboard accounts (never their passwords)", accountsRunE(runUsersList))
+	passwd := accountsCmd("passwd", "Set a new password for a dashboard account (prints a generated one unless --password-stdin)", runUsersPasswd)
 	pf := passwd.Flags()
-	usersDBFlag(pf.String)
 	pf.String("username", "", "account whose password to set (required)")
 	pf.Bool("password-stdin", false, "read the new password from the first line of stdin instead of generating one (default false)")
 	cmd.AddCommand(add, list, passwd)
 	return cmd
 }
 
-func usersDBFlag(str func(name, value, usage string) *string) {
-	str("db", "sqlite:./data/eldercare.db", "database of the dashboard accounts: sqlite:PATH, a file path, or postgres://... (the dashboard's --db)")
+// accountsCmd is a subcommand of users or api-clients: no arguments, and
+// --db, the database of the dashboard's accounts.
+func accountsCmd(use, short string, run func(*cobra.Command, []string) error) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs, RunE: run}
+	cmd.Flags().String("db", "sqlite:./data/eldercare.db", "database of the dashboard accounts: sqlite:PATH, a file path, or postgres://... (the dashboard's --db)")
+	return cmd
+}
+
+// withAccounts opens the account store of the database named by s's --db
+// (migrating it), runs fn with it and closes the database.
+func withAccounts(ctx context.Context, s *settings, fn func(*dashboard.Accounts) error) error {
+	db, acc, err := openAccounts(ctx, s.String("db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return fn(acc)
+}
+
+// accountsRunE is the RunE of an accountsCmd that needs nothing but its
+// settings and the account store: it loads the settings, opens the store
+// of --db and runs fn.
+func accountsRunE(fn func(cmd *cobra.Command, s *settings, acc *dashboard.Accounts) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		s, err := loadSettings(cmd)
+		if err != nil {
+			return err
+		}
+		return withAccounts(cmd.Context(), s, func(acc *dashboard.Accounts) error { return fn(cmd, s, acc) })
+	}
 }
 
 // openAccounts opens dsn and the dashboard's account store (migrating it).
@@ -133,13 +142,10 @@ func runUsersAdd(cmd *cobra.Command, _ []string) error {
 	if err := errors.Join(u.Validate(), dashboard.CheckPassword(pw)); err != nil {
 		return fmt.Errorf("users add: %w", err)
 	}
-	db, acc, err := openAccounts(cmd.Context(), s.String("db"))
-	if err != nil {
+	if err := withAccounts(cmd.Context(), s, func(acc *dashboard.Accounts) (err error) {
+		u, err = acc.Add(cmd.Context(), u, pw)
 		return err
-	}
-	defer db.Close()
-	u, err = acc.Add(cmd.Context(), u, pw)
-	if err != nil {
+	}); err != nil {
 		return err
 	}
 	out := cmd.OutOrStdout()
@@ -150,16 +156,7 @@ func runUsersAdd(cmd *cobra.Command, _ []string) error {
 	return nil
 }
 
-func runUsersList(cmd *cobra.Command, _ []string) error {
-	s, err := loadSettings(cmd)
-	if err != nil {
-		return err
-	}
-	db, acc, err := openAccounts(cmd.Context(), s.String("db"))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+func runUsersList(cmd *cobra.Command, _ *settings, acc *dashboard.Accounts) error {
 	us, err := acc.List(cmd.Context())
 	if err != nil {
 		return err
@@ -195,12 +192,9 @@ func runUsersPasswd(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return fmt.Errorf("users passwd: %w", err)
 	}
-	db, acc, err := openAccounts(cmd.Context(), s.String("db"))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if err := acc.SetPassword(cmd.Context(), name, pw); err != nil {
+	if err := withAccounts(cmd.Context(), s, func(acc *dashboard.Accounts) error {
+		return acc.SetPassword(cmd.Context(), name, pw)
+	}); err != nil {
 		return fmt.Errorf("users passwd: %w", err)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "password of %s changed (sessions already open stay logged in until they expire or the dashboard restarts)\n", name)

@@ -26,7 +26,9 @@ func runCLI(t *testing.T, stdin string, args ...string) (string, error) {
 }
 
 func TestUsersCLI(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		out, err := runCLI(t, "", "users", "add", "--db", dsn, "--username", "admin", "--role", "admin")
 		if err != nil {
 			t.Fatalf("add admin: %v\n%s", err, out)
@@ -99,6 +101,7 @@ func TestUsersCLI(t *testing.T) {
 }
 
 func TestUpDemoAccounts(t *testing.T) {
+	t.Parallel()
 	dsn := sqldbtest.SQLiteDSN(t)
 	db, acc, err := openAccounts(context.Background(), dsn)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 // TestVersionAndBuildInfo: the stamps set by -ldflags reach `eldercare
 // version` and the eldercare_build_info gauge of every role's registry.
 func TestVersionAndBuildInfo(t *testing.T) {
+	// Not parallel: it sets the package's version stamps, which every
+	// role's registry reads.
 	v, c, d := Version, Commit, Date
 	t.Cleanup(func() { Version, Commit, Date = v, c, d })
 	Version, Commit, Date = "1.4.2", "0123456789ab", "2026-12-01T10:00:00Z"
