@@ -134,7 +134,7 @@ func New(cfg Config, residents Residents, reg prometheus.Registerer, log *slog.L
 		log:       log.With("role", "ingest"),
 		m:         m,
 		now:       time.Now,
-		acker:     &mqttconn.Acker{Plain: cfg.plain(PlainPUBACK)},
+		acker:     &mqttconn.Acker{Plain: cfg.plain(PlainPUBACK), PlainReceive: cfg.plain(PlainReceive)},
 		client:    client,
 		writeURLs: map[string]string{},
 		dedup:     newDedupWindow(cfg.DedupWindow),
@@ -255,6 +255,9 @@ func (s *Service) Run(ctx context.Context) error {
 		CleanSession:    false,
 		OnConnect:       onConnect,
 		DefaultHandler:  handler, // every message, also those of the session sent before OnConnect runs
+		// The same handler, called from the reading goroutine without
+		// paho's hand-offs (unless --plain receive or puback).
+		Direct: func(m paho.Message) { handler(nil, m) },
 		AutoAckDisabled: true,
 		OrderMatters:    true, // handler never blocks
 		MaxInflight:     s.cfg.MaxInFlight,
