@@ -250,14 +250,14 @@ func (s *Service) Run(ctx context.Context) error {
 		})
 	}
 	c, err := s.connect(ctx, mqttconn.Options{
-		URL:             s.cfg.MQTTURL,
-		ClientID:        s.cfg.ClientID,
-		CleanSession:    false,
-		OnConnect:       onConnect,
-		DefaultHandler:  handler, // every message, also those of the session sent before OnConnect runs
+		URL:            s.cfg.MQTTURL,
+		ClientID:       s.cfg.ClientID,
+		CleanSession:   false,
+		OnConnect:      onConnect,
+		DefaultHandler: handler, // every message, also those of the session sent before OnConnect runs
 		// The same handler, called from the reading goroutine without
 		// paho's hand-offs (unless --plain receive or puback).
-		Direct: func(m paho.Message) { handler(nil, m) },
+		Direct:          func(m paho.Message) { handler(nil, m) },
 		AutoAckDisabled: true,
 		OrderMatters:    true, // handler never blocks
 		MaxInflight:     s.cfg.MaxInFlight,

@@ -275,7 +275,7 @@ type Acker struct {
 	// paho's goroutines and router to the handlers (ingest --plain
 	// receive). Set it before Connect.
 	PlainReceive bool
-	cur   atomic.Pointer[bufferedConn]
+	cur          atomic.Pointer[bufferedConn]
 }
 
 // Receipt is what Acker.Ack needs to acknowledge one message.

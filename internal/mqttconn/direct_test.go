@@ -311,7 +311,11 @@ func TestDirectAgainstBrokers(t *testing.T) {
 					}
 					if i%500 == 0 && bk.name == "mosquitto" {
 						// paho's own PUBLISH/PUBACK flow beside the direct reading:
-						// the broker's PUBACK reaches paho.
+						// the broker's PUBACK reaches paho. Not on the embedded
+						// broker: there a QoS 1 publish of the subscriber's own
+						// made the session lose one unacknowledged message
+						// (m00003 was never delivered again), with paho's
+						// reading (plain=true) as well as the direct one.
 						if err := Wait(ctx, c1.Publish(topic+"-own", 1, false, "own"), 10*time.Second, "publish from the subscriber"); err != nil {
 							t.Fatal(err)
 						}
