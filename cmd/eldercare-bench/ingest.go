@@ -213,7 +213,17 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 		count = func() (int64, error) { return got.Load() * int64(perMsg), nil }
 	} else {
 		var err error
-		srv, err = influxd.Start(ctx, influxd.Options{Bin: influxBin, DataDir: filepath.Join(dir, name+strconv.Itoa(perMsg))})
+		// influxd gets 30 s to answer /ping; on a machine loaded far beyond
+		// its cores (load average 30 on 2 cores) it sometimes needs more,
+		// and one slow start must not lose the run: up to three attempts.
+		for attempt := 1; ; attempt++ {
+			srv, err = influxd.Start(ctx, influxd.Options{Bin: influxBin,
+				DataDir: filepath.Join(dir, name+strconv.Itoa(perMsg)+"-"+strconv.Itoa(attempt))})
+			if err == nil || attempt == 3 || ctx.Err() != nil {
+				break
+			}
+			fmt.Fprintf(os.Stderr, "  %s: influxd did not start (attempt %d of 3), trying again: %v\n", name, attempt, firstLine(err))
+		}
 		if err != nil {
 			return r, err
 		}
@@ -642,4 +652,10 @@ func printCPU(out io.Writer, rs []benchResult) {
 			fmt.Fprintf(out, "  * up's broker runs in its own process (consumer column), so its bound leaves the broker out and is not comparable.\n")
 		}
 	}
+}
+
+// firstLine is the first line of err's text.
+func firstLine(err error) string {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	return msg
 }
