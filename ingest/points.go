@@ -308,9 +308,11 @@ func readingPointsIn(sc *pointScratch, tel *device.Telemetry, topic device.Topic
 			sc.fields = append(sc.fields, floatField(name, v))
 		}
 		sc.fields = append(sc.fields, intField(FieldSeq, int64(r.Seq)), intField(FieldBoot, int64(tel.Boot)))
-		// Capped: adding received_ms and skewed (decode) copies the
-		// point's fields instead of overwriting the next point's.
-		fields := sc.fields[start:len(sc.fields):len(sc.fields)]
+		// Room for received_ms and skewed (decode adds them to a skewed
+		// reading), capped so that they never overwrite the next point's.
+		end := len(sc.fields)
+		sc.fields = append(sc.fields, field{}, field{})
+		fields := sc.fields[start:end:end+2]
 		// A batch is oldest first and its resident rarely changes within
 		// it: look the tags up again only when the time changes.
 		if tg == nil || r.TS != tgTS {
