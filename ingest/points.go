@@ -312,7 +312,7 @@ func readingPointsIn(sc *pointScratch, tel *device.Telemetry, topic device.Topic
 		// reading), capped so that they never overwrite the next point's.
 		end := len(sc.fields)
 		sc.fields = append(sc.fields, field{}, field{})
-		fields := sc.fields[start:end:end+2]
+		fields := sc.fields[start : end : end+2]
 		// A batch is oldest first and its resident rarely changes within
 		// it: look the tags up again only when the time changes.
 		if tg == nil || r.TS != tgTS {
