@@ -135,6 +135,13 @@ func runBenchIngest(cmd *cobra.Command, _ []string) error {
 			}
 			r, err := benchOne(ctx, out, name, dir, self, influxBin, tg, n, perMsg, s)
 			if err != nil {
+				// What was measured before is not lost with it.
+				fmt.Fprintln(out)
+				for _, done := range append(all, rs) {
+					if len(done) > 0 {
+						printBench(out, done)
+					}
+				}
 				return fmt.Errorf("bench %s: %w", name, err)
 			}
 			rs = append(rs, r)
