@@ -26,10 +26,6 @@ var _ paho.Message = (*directMessage)(nil)
 // paho byte for byte, so paho keeps the connection, the subscriptions,
 // the keepalive and the reconnects.
 
-// maxRemainingLength is the largest remaining length MQTT 3.1.1 can
-// encode (four bytes of seven bits: section 2.2.3).
-const maxRemainingLength = 268_435_455
-
 // errMalformed is returned for a packet that cannot be MQTT 3.1.1; paho
 // then reports the connection lost and reconnects, as it does for a
 // packet its own reader cannot parse.
@@ -112,7 +108,7 @@ func (b *bufferedConn) readPacket() error {
 		if c&0x80 == 0 {
 			break
 		}
-		if n == 4 {
+		if n == 4 { // at most 268,435,455 (MQTT 3.1.1 section 2.2.3)
 			return fmt.Errorf("%w: remaining length longer than 4 bytes", errMalformed)
 		}
 	}
