@@ -173,18 +173,23 @@ const (
 	// and paho's Message.Ack per message, instead of mqttconn's buffered
 	// connection and its batched PUBACK writer (mqttconn.Acker).
 	PlainPUBACK = "puback"
+	// PlainReceive: received messages go through paho's reader, router
+	// and handler goroutines instead of being read from the buffered
+	// connection in paho's reading goroutine (mqttconn.Options.Direct).
+	// PlainPUBACK implies it.
+	PlainReceive = "receive"
 	// PlainJSON: device.DecodeTelemetry (encoding/json) instead of
 	// device.DecodeTelemetryFast.
 	PlainJSON = "json"
 	// PlainLineProtocol: the line protocol of github.com/influxdata/line-protocol's
 	// Encoder (what the InfluxDB client uses) instead of point.appendLine.
 	PlainLineProtocol = "line-protocol"
-	// PlainAll is the three.
+	// PlainAll is the four.
 	PlainAll = "all"
 )
 
 // PlainPaths are the valid values of Config.Plain.
-var PlainPaths = []string{PlainPUBACK, PlainJSON, PlainLineProtocol, PlainAll}
+var PlainPaths = []string{PlainPUBACK, PlainReceive, PlainJSON, PlainLineProtocol, PlainAll}
 
 // plain reports whether the trick name is switched back to the library.
 func (c Config) plain(name string) bool {

@@ -95,6 +95,10 @@ type item struct {
 	lines    []byte   // line protocol of the points, back to back
 	ends     []int    // point i is lines[ends[i-1]:ends[i]] (ends[-1] = 0)
 	buckets  []string // bucket of point i
+	// end1 and bucket1 hold ends and buckets of a single-point message,
+	// which then costs no allocation of its own for them.
+	end1    [1]int
+	bucket1 [1]string
 }
 
 // line returns point i as line protocol.
@@ -134,7 +138,7 @@ func New(cfg Config, residents Residents, reg prometheus.Registerer, log *slog.L
 		log:       log.With("role", "ingest"),
 		m:         m,
 		now:       time.Now,
-		acker:     &mqttconn.Acker{Plain: cfg.plain(PlainPUBACK)},
+		acker:     &mqttconn.Acker{Plain: cfg.plain(PlainPUBACK), PlainReceive: cfg.plain(PlainReceive)},
 		client:    client,
 		writeURLs: map[string]string{},
 		dedup:     newDedupWindow(cfg.DedupWindow),
@@ -250,11 +254,14 @@ func (s *Service) Run(ctx context.Context) error {
 		})
 	}
 	c, err := s.connect(ctx, mqttconn.Options{
-		URL:             s.cfg.MQTTURL,
-		ClientID:        s.cfg.ClientID,
-		CleanSession:    false,
-		OnConnect:       onConnect,
-		DefaultHandler:  handler, // every message, also those of the session sent before OnConnect runs
+		URL:            s.cfg.MQTTURL,
+		ClientID:       s.cfg.ClientID,
+		CleanSession:   false,
+		OnConnect:      onConnect,
+		DefaultHandler: handler, // every message, also those of the session sent before OnConnect runs
+		// The same handler, called from the reading goroutine without
+		// paho's hand-offs (unless --plain receive or puback).
+		Direct:          func(m paho.Message) { handler(nil, m) },
 		AutoAckDisabled: true,
 		OrderMatters:    true, // handler never blocks
 		MaxInflight:     s.cfg.MaxInFlight,
@@ -493,6 +500,8 @@ func (s *Service) decode(msg paho.Message, now time.Time) (*item, error) {
 	s.m.received.WithLabelValues(string(topic.Channel)).Inc()
 	it := &item{msg: msg, topic: topic, received: now}
 	var points []*point
+	sc := scratchPool.Get().(*pointScratch)
+	defer scratchPool.Put(sc)
 	switch topic.Channel {
 	case device.ChanTelemetry:
 		decodeTelemetry := device.DecodeTelemetryFast
@@ -506,7 +515,7 @@ func (s *Service) decode(msg paho.Message, now time.Time) (*item, error) {
 		if err := device.CheckTopicDevice(topic, tel.Device); err != nil {
 			return nil, err
 		}
-		points, err = readingPoints(tel, topic, s.residents)
+		points, err = readingPointsIn(sc, tel, topic, s.residents)
 		if err != nil {
 			return nil, err
 		}
@@ -530,8 +539,12 @@ func (s *Service) decode(msg paho.Message, now time.Time) (*item, error) {
 	}
 	// Keep the points as line protocol: a fifth of their size as structs,
 	// which matters for what the broker's in-flight window lets in.
-	it.buckets = make([]string, len(points))
-	it.ends = make([]int, len(points))
+	if len(points) == 1 {
+		it.buckets, it.ends = it.bucket1[:], it.end1[:]
+	} else {
+		it.buckets = make([]string, len(points))
+		it.ends = make([]int, len(points))
+	}
 	it.lines = make([]byte, 0, 128*len(points))
 	for i, p := range points {
 		if d := now.Sub(p.Time()); d > s.cfg.Skew || -d > s.cfg.Skew {

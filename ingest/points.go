@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/influxdata/influxdb-client-go/v2/api/write"
@@ -237,7 +239,11 @@ func appendEscaped(b []byte, s string, tagOrKey bool) []byte {
 // device, kind (if known), resident (if bound at ts), site, and extra
 // (the event type) last; n is the capacity to leave for extra.
 func tags(res Residents, t device.Topic, ts time.Time, extra int) []tag {
-	out := make([]tag, 0, 4+extra)
+	return appendTags(make([]tag, 0, 4+extra), res, t, ts)
+}
+
+// appendTags is tags appended to out.
+func appendTags(out []tag, res Residents, t device.Topic, ts time.Time) []tag {
 	out = append(out, tag{"device", t.Device})
 	if res != nil {
 		resident, kind := res.Lookup(t.Device, ts)
@@ -263,28 +269,56 @@ func tags(res Residents, t device.Topic, ts time.Time, extra int) []tag {
 // received_ms ("reserved_field"), a value is not finite or seq does not fit
 // an int64 ("invalid_point").
 func readingPoints(tel *device.Telemetry, topic device.Topic, res Residents) ([]*point, error) {
-	pts := make([]point, len(tel.Readings))
-	out := make([]*point, len(tel.Readings))
+	return readingPointsIn(new(pointScratch), tel, topic, res)
+}
+
+// pointScratch is the memory readingPointsIn builds points in. The points
+// of a message live only until decode has written them as line protocol,
+// so one scratch (from scratchPool) serves message after message instead
+// of four allocations per message.
+type pointScratch struct {
+	pts    []point
+	out    []*point
+	fields []field
+	tags   []tag
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(pointScratch) }}
+
+// readingPointsIn is readingPoints building the points in sc; they are
+// valid until sc is used again.
+func readingPointsIn(sc *pointScratch, tel *device.Telemetry, topic device.Topic, res Residents) ([]*point, error) {
+	n := len(tel.Readings)
+	sc.pts = slices.Grow(sc.pts[:0], n)[:n]
+	sc.out = slices.Grow(sc.out[:0], n)[:n]
+	sc.fields, sc.tags = sc.fields[:0], sc.tags[:0]
+	pts, out := sc.pts, sc.out
 	var tg []tag
 	var tgTS int64
 	for i, r := range tel.Readings {
 		if r.Seq > math.MaxInt64 {
 			return nil, &PointError{"invalid_point", fmt.Sprintf("readings[%d].seq %d does not fit an int64", i, r.Seq)}
 		}
-		// +2 leaves room for fields received_ms and skewed without growing.
-		fields := make([]field, 0, len(r.Values)+4)
+		start := len(sc.fields)
 		for name, v := range r.Values {
 			switch name {
 			case FieldSeq, FieldBoot, FieldReceivedMS, FieldSkewed:
 				return nil, &PointError{"reserved_field", fmt.Sprintf("readings[%d].values.%s: %q is a field ingest adds to every reading", i, name, name)}
 			}
-			fields = append(fields, floatField(name, v))
+			sc.fields = append(sc.fields, floatField(name, v))
 		}
-		fields = append(fields, intField(FieldSeq, int64(r.Seq)), intField(FieldBoot, int64(tel.Boot)))
+		sc.fields = append(sc.fields, intField(FieldSeq, int64(r.Seq)), intField(FieldBoot, int64(tel.Boot)))
+		// Room for received_ms and skewed (decode adds them to a skewed
+		// reading), capped so that they never overwrite the next point's.
+		end := len(sc.fields)
+		sc.fields = append(sc.fields, field{}, field{})
+		fields := sc.fields[start : end : end+2]
 		// A batch is oldest first and its resident rarely changes within
 		// it: look the tags up again only when the time changes.
 		if tg == nil || r.TS != tgTS {
-			tg, tgTS = tags(res, topic, time.UnixMilli(r.TS), 0), r.TS
+			t0 := len(sc.tags)
+			sc.tags = appendTags(sc.tags, res, topic, time.UnixMilli(r.TS))
+			tg, tgTS = sc.tags[t0:len(sc.tags):len(sc.tags)], r.TS
 		}
 		p := &pts[i]
 		*p = point{name: MeasurementReadings, tags: tg, fields: fields, ms: r.TS}

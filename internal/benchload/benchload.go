@@ -109,7 +109,19 @@ func FreePort() (int, error) {
 // Payloads builds n telemetry messages under root from `devices` device ids
 // (d-00000 ... cycling) with perMsg readings each (perMsg 1: the single
 // form). Reading k of message i has seq i*perMsg+k+1 and device time
-// base+seq ms, so every reading is a distinct point.
+// ReadingTime(base, i, k, devices, perMsg), so every reading is a distinct
+// point.
+// ReadingTime is the device time (Unix ms) of reading k of message i: base
+// plus the reading's place among its device's readings, in ms. A device's
+// readings are a millisecond apart, so all of a run's readings lie within
+// n/devices*perMsg ms of base (100 ms for 10,000 devices and a million
+// readings): taken with base = the start of publishing, every reading is
+// within ingest's --skew (5 min) of its receive time, as a device's reading
+// is, and none is stored as skewed (with received_ms and skewed=true).
+func ReadingTime(base time.Time, i, k, devices, perMsg int) int64 {
+	return base.UnixMilli() + int64((i/devices)*perMsg+k)
+}
+
 func Payloads(root string, n, devices, perMsg int, base time.Time) (topics []string, payloads [][]byte) {
 	topics, payloads = make([]string, n), make([][]byte, n)
 	for i := range n {
@@ -117,13 +129,13 @@ func Payloads(root string, n, devices, perMsg int, base time.Time) (topics []str
 		tel := device.Telemetry{V: 1, Device: dev, Boot: 1, ID: uint64(i + 1)}
 		first := uint64(i*perMsg + 1)
 		if perMsg == 1 {
-			tel.Seq, tel.TS = first, base.UnixMilli()+int64(first)
+			tel.Seq, tel.TS = first, ReadingTime(base, i, 0, devices, 1)
 			tel.Values = map[string]float64{"hr_bpm": 60 + float64(i%40), "spo2_pct": 97}
 		} else {
 			tel.Readings = make([]device.Reading, perMsg)
 			for k := range perMsg {
 				seq := first + uint64(k)
-				tel.Readings[k] = device.Reading{Seq: seq, TS: base.UnixMilli() + int64(seq),
+				tel.Readings[k] = device.Reading{Seq: seq, TS: ReadingTime(base, i, k, devices, perMsg),
 					Values: map[string]float64{"hr_bpm": 60 + float64(k%40), "spo2_pct": 97}}
 			}
 		}
@@ -252,7 +264,7 @@ func WriteInflux(ctx context.Context, influxURL, bucket string, n, devices, perM
 							hr = 60 + k%40
 						}
 						buf = fmt.Appendf(buf, "readings,device=d-%05d,site=bench boot=1i,hr_bpm=%d,seq=%di,spo2_pct=97 %d\n",
-							i%devices, hr, seq, base.UnixMilli()+int64(seq))
+							i%devices, hr, seq, ReadingTime(base, i, k, devices, perMsg))
 					}
 				}
 				if err := w.WriteRecord(ctx, string(buf[:len(buf)-1])); err != nil {

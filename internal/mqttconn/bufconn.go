@@ -30,11 +30,14 @@ const (
 // brokers that opens a bufferedConn and makes it acker's current connection
 // (acker may be nil). Other schemes (ws, wss, unix) never reach it: Connect
 // leaves paho's own dialler in place for them.
-func openBuffered(acker *Acker, readDelay time.Duration) paho.OpenConnectionFunc {
+func openBuffered(acker *Acker, readDelay time.Duration, direct func(paho.Message)) paho.OpenConnectionFunc {
 	return func(uri *url.URL, o paho.ClientOptions) (net.Conn, error) {
 		c, err := dialBuffered(uri, o, readDelay)
-		if err == nil && acker != nil {
-			acker.cur.Store(c)
+		if err == nil {
+			c.direct = direct
+			if acker != nil {
+				acker.cur.Store(c)
+			}
 		}
 		return c, err
 	}
@@ -80,9 +83,17 @@ func dialBuffered(uri *url.URL, o paho.ClientOptions, readDelay time.Duration) (
 // apply to the writer goroutine's system call as well.
 type bufferedConn struct {
 	net.Conn
-	r         *bufio.Reader
-	src       *lastRead
-	readDelay time.Duration
+	r   *bufio.Reader
+	src *lastRead
+
+	// direct, if set, receives the QoS 0 and 1 PUBLISH packets read from
+	// the connection (direct.go); pending is the rest of a packet for
+	// paho. bodies and msgs are the arenas of direct messages. All four
+	// belong to the goroutine that calls Read.
+	direct  func(paho.Message)
+	pending []byte
+	bodies  []byte
+	msgs    []directMessage
 
 	mu      sync.Mutex
 	queued  []byte // bytes waiting for the writer
@@ -99,15 +110,14 @@ type bufferedConn struct {
 }
 
 func newBufferedConn(c net.Conn, readDelay time.Duration) *bufferedConn {
-	src := &lastRead{Conn: c}
+	src := &lastRead{Conn: c, delay: readDelay}
 	b := &bufferedConn{
-		Conn:      c,
-		r:         bufio.NewReaderSize(src, readBufferSize),
-		src:       src,
-		readDelay: readDelay,
-		wake:      make(chan struct{}, 1),
-		done:      make(chan struct{}),
-		readEnd:   make(chan struct{}),
+		Conn:    c,
+		r:       bufio.NewReaderSize(src, readBufferSize),
+		src:     src,
+		wake:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		readEnd: make(chan struct{}),
 	}
 	go b.writeLoop()
 	return b
@@ -116,12 +126,14 @@ func newBufferedConn(c net.Conn, readDelay time.Duration) *bufferedConn {
 // Read reads through the buffer. With a read delay set, a read that finds
 // the buffer empty after a short fill (less than readShort bytes: the
 // sender is not far ahead) first waits the delay, so that the next fill
-// takes what arrived meanwhile in one system call.
-func (b *bufferedConn) Read(p []byte) (int, error) {
-	if b.readDelay > 0 && b.r.Buffered() == 0 && b.src.last < readShort {
-		time.Sleep(b.readDelay)
+// takes what arrived meanwhile in one system call. With a direct handler
+// it returns only the packets that are paho's (direct.go).
+func (b *bufferedConn) Read(p []byte) (n int, err error) {
+	if b.direct != nil {
+		n, err = b.readDirect(p)
+	} else {
+		n, err = b.r.Read(p)
 	}
-	n, err := b.r.Read(p)
 	if err != nil {
 		b.readEndOnce.Do(func() { close(b.readEnd) })
 	}
@@ -132,13 +144,18 @@ func (b *bufferedConn) Read(p []byte) (int, error) {
 const readShort = 16 << 10
 
 // lastRead is the socket under the read buffer; it remembers the size of
-// its last read.
+// its last read, and applies the read delay. The buffer reads from it only
+// when it is empty.
 type lastRead struct {
 	net.Conn
-	last int
+	delay time.Duration
+	last  int
 }
 
 func (l *lastRead) Read(p []byte) (int, error) {
+	if l.delay > 0 && l.last < readShort {
+		time.Sleep(l.delay)
+	}
 	n, err := l.Conn.Read(p)
 	l.last = n
 	return n, err
@@ -252,9 +269,13 @@ func (b *bufferedConn) Close() error {
 // (ingest --plain puback; docs/speed.md).
 type Acker struct {
 	// Plain switches the batched PUBACK writer and the buffered connection
-	// off. Set it before Connect.
+	// off, and with them Options.Direct. Set it before Connect.
 	Plain bool
-	cur   atomic.Pointer[bufferedConn]
+	// PlainReceive switches Options.Direct off only: messages go through
+	// paho's goroutines and router to the handlers (ingest --plain
+	// receive). Set it before Connect.
+	PlainReceive bool
+	cur          atomic.Pointer[bufferedConn]
 }
 
 // Receipt is what Acker.Ack needs to acknowledge one message.
@@ -264,7 +285,13 @@ type Receipt struct {
 }
 
 // Receipt records m's connection. Call it in the message handler.
-func (a *Acker) Receipt(m paho.Message) Receipt { return Receipt{conn: a.cur.Load(), msg: m} }
+// A message read directly (Options.Direct) carries its connection.
+func (a *Acker) Receipt(m paho.Message) Receipt {
+	if d, ok := m.(*directMessage); ok {
+		return Receipt{conn: d.conn, msg: m}
+	}
+	return Receipt{conn: a.cur.Load(), msg: m}
+}
 
 // Message returns the receipt's message.
 func (r Receipt) Message() paho.Message { return r.msg }

@@ -55,6 +55,19 @@ type Options struct {
 	// with AutoAckDisabled). paho then keeps no store: give it to a client
 	// that only subscribes.
 	Acker *Acker
+	// Direct, if set, receives every QoS 0 and QoS 1 message the broker
+	// sends, read from the connection in paho's reading goroutine, one at
+	// a time in arrival order, instead of through paho's goroutines, router
+	// and handlers (direct.go; docs/speed.md). Neither DefaultHandler nor a
+	// subscription's handler sees those messages; paho still makes the
+	// connection, the subscriptions, the keepalive and the reconnects, and
+	// gets QoS 2 messages. It must never block (paho's keepalive waits
+	// behind it) and must not keep the message's Payload past its
+	// acknowledgement if it modifies it (it must not). It applies only to
+	// the connections Connect opens itself: tcp:// and ssl:// with an
+	// Acker that is not Plain; otherwise messages go to the handlers as
+	// usual, so set DefaultHandler to the same function.
+	Direct func(paho.Message)
 	// ReadDelay, if set, lets incoming data gather for this long before
 	// a read whenever the sender is not far ahead, so that a steady
 	// stream of small messages costs one system call per delay instead
@@ -111,6 +124,15 @@ func (o Options) TLSConfig() (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// directFor returns o.Direct when it applies (with an Acker that is not
+// Plain), else nil.
+func (o Options) directFor() func(paho.Message) {
+	if o.Acker == nil || o.Acker.Plain || o.Acker.PlainReceive {
+		return nil
+	}
+	return o.Direct
 }
 
 // Connect opens the connection and waits for the first CONNACK. The
@@ -176,7 +198,7 @@ func Connect(ctx context.Context, o Options) (paho.Client, error) {
 		// Buffered reads and coalesced writes (bufconn.go); ws:// and a
 		// plain Acker keep paho's own dialler.
 		if !plain {
-			opts.SetCustomOpenConnectionFn(openBuffered(o.Acker, o.ReadDelay))
+			opts.SetCustomOpenConnectionFn(openBuffered(o.Acker, o.ReadDelay, o.directFor()))
 		}
 	}
 	if o.Acker != nil && !plain {
