@@ -161,7 +161,7 @@ type Config struct {
 
 	// Plain lists the speed tricks that are switched back to the plain
 	// library path (docs/speed.md): PlainPUBACK, PlainJSON,
-	// PlainLineProtocol, or PlainAll for the three. Empty (the default)
+	// PlainReceive, PlainLineProtocol, or PlainAll for all four. Empty (the default)
 	// keeps every trick. Results are the same either way; only the CPU
 	// cost per reading differs.
 	Plain []string

@@ -109,7 +109,7 @@ func (c *ingestConfig) bindPipeline(f *pflag.FlagSet) {
 	f.DurationVar(&c.RetentionEnvironment, "retention-environment", ingest.DefaultEnvironmentRetention, "how long the environment policy keeps data; 0 = forever (2160h = 90 days)")
 	f.StringVar(&c.RPEvents, "rp-events", "", `retention policy of events (default: --influx-rp)`)
 	f.DurationVar(&c.RetentionEvents, "retention-events", 0, "how long the events policy keeps data; 0 = forever (INF), else at least 1h (default 0)")
-	f.StringSliceVar(&c.Plain, "plain", nil, "speed tricks switched back to the plain library path, comma-separated: puback (paho's connection and per-message acknowledgement), json (encoding/json), line-protocol (the line-protocol library's encoder), or all; same results, more CPU per reading (docs/speed.md) (default none)")
+	f.StringSliceVar(&c.Plain, "plain", nil, "speed tricks switched back to the plain library path, comma-separated: receive (paho's reader and router for received messages instead of the direct PUBLISH reader), puback (paho's connection and per-message acknowledgement; implies receive), json (encoding/json), line-protocol (the line-protocol library's encoder), or all; same results, more CPU per reading (docs/speed.md) (default none)")
 	f.BoolVar(&c.DeadLetters, "dead-letters", true, "store refused messages and points in the --db database (table ingest_dead_letters; list them with 'eldercare ingest dead-letters')")
 }
 
