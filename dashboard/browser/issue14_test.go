@@ -37,6 +37,7 @@ import (
 // page wider than the phone, and serious or critical axe-core violations.
 // Screenshots go to $ELDERCARE_ARTIFACTS.
 func TestCareScreens(t *testing.T) {
+	t.Parallel()
 	st := startStack(t)
 	root := browser(t)
 	dir := artifactsDir(t)
@@ -55,13 +56,7 @@ func TestCareScreens(t *testing.T) {
 // browser, at the given viewport.
 func userContext(t *testing.T, root context.Context, w, h int64) context.Context {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(root, chromedp.WithNewBrowserContext())
-	t.Cleanup(cancel)
-	// The first run opens the tab; it must not have a deadline (chromedp
-	// closes a tab whose first context ends).
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ctx := newTab(t, root)
 	if err := setViewport(ctx, w, h); err != nil {
 		t.Fatal(err)
 	}
@@ -363,15 +358,7 @@ func testFamilyDay(t *testing.T, st *stack, root context.Context, dir string) {
 	mealAt := now.Add(-min(20*time.Minute, now.Sub(midnight)/2)).Truncate(time.Second)
 	fmt.Fprintf(&b, "events,site=%s,device=mt-canteen,type=meal attr_card=\"04A1B2C1\",attr_meal=\"lunch\",attr_eaten_pct=75,seq=1i,count=1i %d\n", firmwaresim.DemoSite, mealAt.UnixNano())
 	fmt.Fprintf(&b, "events,site=%s,device=mt-canteen,type=meal attr_card=\"04A1B2C2\",attr_meal=\"lunch\",attr_eaten_pct=10,seq=2i,count=1i %d\n", firmwaresim.DemoSite, mealAt.Add(-time.Second).UnixNano()) // another resident's card, a second earlier (same series: a point a timestamp)
-	resp, err := http.Post(st.influx+"/write?db=eldercare&rp=autogen", "text/plain", strings.NewReader(b.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 204 {
-		t.Fatalf("influx write: %d %s", resp.StatusCode, body)
-	}
+	st.writeInflux(t, b.String())
 
 	carer := userContext(t, root, 390, 844)
 	login(t, carer, st, "carer")
