@@ -685,52 +685,57 @@ func testWalkPages(t *testing.T, st *stack, root context.Context, dir, axe strin
 		"daughter": {"/family", "/family/preferences", "/account"},
 	}
 	users := []string{"carer", "lead", "manager", "admin", "daughter"}
-	for _, vp := range []struct {
-		name string
-		w, h int64
-	}{{"phone", 390, 844}, {"desktop", 1280, 900}} {
-		for _, user := range users {
-			t.Run(vp.name+"/"+user, func(t *testing.T) {
-				ctx := userContext(t, root, vp.w, vp.h)
-				login(t, ctx, st, user)
-				for _, lang := range []string{"en", "zh-CN"} {
-					for i, p := range pages[user] {
-						q := p
-						if i == 0 {
-							q += "?lang=" + lang // the switch: the account's language follows
-						}
-						if code := open(t, ctx, st, q); code != http.StatusOK {
-							t.Errorf("%s %s: HTTP %d", lang, p, code)
-							continue
-						}
-						if got, _ := eval[string](ctx, `document.documentElement.lang`); got != lang {
-							t.Errorf("%s %s: page in %s", lang, p, got)
-						}
-						texts, err := eval[[]string](ctx, pageText)
-						if err != nil {
-							t.Fatal(err)
-						}
-						if bad := untranslated(texts, lang, names); len(bad) > 0 {
-							t.Errorf("%s %s as %s: untranslated text: %q", lang, p, user, bad)
-						}
-						if vp.w < 600 {
-							if w, _ := eval[int64](ctx, `document.documentElement.scrollWidth`); w > vp.w+1 {
-								t.Errorf("%s %s at %d px: the page is %d px wide", lang, p, vp.w, w)
+	// The users walk in parallel; one user's two sizes one after the other,
+	// since the walk sets the account's language.
+	for _, user := range users {
+		t.Run(user, func(t *testing.T) {
+			t.Parallel()
+			for _, vp := range []struct {
+				name string
+				w, h int64
+			}{{"phone", 390, 844}, {"desktop", 1280, 900}} {
+				t.Run(vp.name, func(t *testing.T) {
+					ctx := userContext(t, root, vp.w, vp.h)
+					login(t, ctx, st, user)
+					for _, lang := range []string{"en", "zh-CN"} {
+						for i, p := range pages[user] {
+							q := p
+							if i == 0 {
+								q += "?lang=" + lang // the switch: the account's language follows
 							}
-						}
-						if vp.w < 600 || lang == "en" {
-							if vs := axeRun(t, ctx, axe); len(vs) > 0 {
-								t.Errorf("%s %s %s: axe-core: %s", vp.name, lang, p, strings.Join(vs, "; "))
+							if code := open(t, ctx, st, q); code != http.StatusOK {
+								t.Errorf("%s %s: HTTP %d", lang, p, code)
+								continue
 							}
-						}
-						if vp.w < 600 || i == 0 {
-							shot(t, ctx, dir, fmt.Sprintf("%s-%s-%s%s", vp.name, user, lang, strings.ReplaceAll(p, "/", "_")))
+							if got, _ := eval[string](ctx, `document.documentElement.lang`); got != lang {
+								t.Errorf("%s %s: page in %s", lang, p, got)
+							}
+							texts, err := eval[[]string](ctx, pageText)
+							if err != nil {
+								t.Fatal(err)
+							}
+							if bad := untranslated(texts, lang, names); len(bad) > 0 {
+								t.Errorf("%s %s as %s: untranslated text: %q", lang, p, user, bad)
+							}
+							if vp.w < 600 {
+								if w, _ := eval[int64](ctx, `document.documentElement.scrollWidth`); w > vp.w+1 {
+									t.Errorf("%s %s at %d px: the page is %d px wide", lang, p, vp.w, w)
+								}
+							}
+							if vp.w < 600 || lang == "en" {
+								if vs := axeRun(t, ctx, axe); len(vs) > 0 {
+									t.Errorf("%s %s %s: axe-core: %s", vp.name, lang, p, strings.Join(vs, "; "))
+								}
+							}
+							if vp.w < 600 || i == 0 {
+								shot(t, ctx, dir, fmt.Sprintf("%s-%s-%s%s", vp.name, user, lang, strings.ReplaceAll(p, "/", "_")))
+							}
 						}
 					}
-				}
-				open(t, ctx, st, pages[user][0]+"?lang=en")
-			})
-		}
+					open(t, ctx, st, pages[user][0]+"?lang=en")
+				})
+			}
+		})
 	}
 }
 
