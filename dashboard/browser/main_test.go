@@ -3,6 +3,7 @@ package browser_test
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -47,7 +48,21 @@ var shared struct {
 }
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if !testing.Short() {
+		// Start the shared parts at once and side by side (influxd's
+		// start-up alone is about 5 CPU-s); the tests wait for them.
+		go shared.influxOnce.Do(startInflux)
+		go shared.demoOnce.Do(makeDemo)
+		if _, err := os.Stat(chromiumPath); err == nil {
+			go shared.chromeOnce.Do(startChromium)
+		}
+	}
 	code := m.Run()
+	// Wait for a start that no test waited for (and see its results).
+	for _, once := range []*sync.Once{&shared.chromeOnce, &shared.influxOnce, &shared.demoOnce} {
+		once.Do(func() {})
+	}
 	for _, stop := range shared.chromeStop {
 		stop()
 	}
@@ -93,19 +108,22 @@ func needChromium(t *testing.T) {
 func chromium(t *testing.T) context.Context {
 	t.Helper()
 	needChromium(t)
-	shared.chromeOnce.Do(func() {
-		actx, acancel := chromedp.NewExecAllocator(context.Background(), chromeOptions()...)
-		ctx, cancel := chromedp.NewContext(actx)
-		shared.chromeStop = []context.CancelFunc{cancel, acancel}
-		// The first run starts the browser; it must not have a deadline
-		// (the browser ends with the context of its first run).
-		shared.chromeErr = chromedp.Do(ctx)
-		shared.chrome = ctx
-	})
+	shared.chromeOnce.Do(startChromium)
 	if shared.chromeErr != nil {
 		t.Fatalf("start chromium: %v", shared.chromeErr)
 	}
 	return shared.chrome
+}
+
+// startChromium starts the package's Chromium (under shared.chromeOnce).
+func startChromium() {
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), chromeOptions()...)
+	ctx, cancel := chromedp.NewContext(actx)
+	shared.chromeStop = []context.CancelFunc{cancel, acancel}
+	// The first run starts the browser; it must not have a deadline (the
+	// browser ends with the context of its first run).
+	shared.chromeErr = chromedp.Do(ctx)
+	shared.chrome = ctx
 }
 
 // newTab opens a tab in a fresh browser context (its own cookies, storage
@@ -128,31 +146,7 @@ func newTab(t *testing.T, root context.Context) context.Context {
 func influxDatabase(t *testing.T) (url, db string) {
 	t.Helper()
 	testenv.NeedsServer(t, "InfluxDB (influxd)")
-	shared.influxOnce.Do(func() {
-		bin, err := influxd.Find()
-		if err != nil {
-			shared.influxErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "eldercare-browser-influxd-")
-		if err != nil {
-			shared.influxErr = err
-			return
-		}
-		shared.influxDir = dir
-		// influxd.Start waits 30 s for the server to answer; on a machine
-		// loaded with other test binaries its start-up (Flux) can take
-		// longer, so it gets three tries (a fresh data directory each).
-		for try := 1; try <= 3; try++ {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			shared.influx, shared.influxErr = influxd.Start(ctx, influxd.Options{Bin: bin, DataDir: filepath.Join(dir, fmt.Sprintf("influxdb-%d", try))})
-			cancel()
-			if shared.influxErr == nil {
-				break
-			}
-			fmt.Fprintf(os.Stderr, "browser tests: influxd start, try %d of 3: %v\n", try, shared.influxErr)
-		}
-	})
+	shared.influxOnce.Do(startInflux)
 	if errors.Is(shared.influxErr, influxd.ErrNotFound) {
 		testenv.Unavailable(t, "%v", shared.influxErr)
 	}
@@ -166,6 +160,33 @@ func influxDatabase(t *testing.T) (url, db string) {
 		t.Fatal(err)
 	}
 	return shared.influx.URL(), db
+}
+
+// startInflux starts the package's influxd (under shared.influxOnce).
+func startInflux() {
+	bin, err := influxd.Find()
+	if err != nil {
+		shared.influxErr = err
+		return
+	}
+	dir, err := os.MkdirTemp("", "eldercare-browser-influxd-")
+	if err != nil {
+		shared.influxErr = err
+		return
+	}
+	shared.influxDir = dir
+	// influxd.Start waits 30 s for the server to answer; on a machine
+	// loaded with other test binaries its start-up (Flux) can take
+	// longer, so it gets a second try (a fresh data directory each).
+	for try := 1; try <= 2; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		shared.influx, shared.influxErr = influxd.Start(ctx, influxd.Options{Bin: bin, DataDir: filepath.Join(dir, fmt.Sprintf("influxdb-%d", try))})
+		cancel()
+		if shared.influxErr == nil {
+			break
+		}
+		fmt.Fprintf(os.Stderr, "browser tests: influxd start, try %d of 2: %v\n", try, shared.influxErr)
+	}
 }
 
 // demoAccounts are the demo users of every stack; each password is
@@ -195,13 +216,7 @@ var demoAccounts = func() []account {
 // most tests.
 func demoDatabase(t *testing.T) string {
 	t.Helper()
-	shared.demoOnce.Do(func() {
-		shared.demoDir, shared.demoErr = os.MkdirTemp("", "eldercare-browser-demo-")
-		if shared.demoErr == nil {
-			shared.demoDB = filepath.Join(shared.demoDir, "eldercare.db")
-			shared.demoErr = makeDemoDatabase(shared.demoDB)
-		}
-	})
+	shared.demoOnce.Do(makeDemo)
 	if shared.demoErr != nil {
 		t.Fatalf("template database: %v", shared.demoErr)
 	}
@@ -214,6 +229,15 @@ func demoDatabase(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// makeDemo makes the template database (under shared.demoOnce).
+func makeDemo() {
+	shared.demoDir, shared.demoErr = os.MkdirTemp("", "eldercare-browser-demo-")
+	if shared.demoErr == nil {
+		shared.demoDB = filepath.Join(shared.demoDir, "eldercare.db")
+		shared.demoErr = makeDemoDatabase(shared.demoDB)
+	}
 }
 
 // makeDemoDatabase writes the template database to path (see
