@@ -16,6 +16,7 @@ import (
 // resident name of 100 characters without a space. The note keeps its
 // line break (it was shown as one line, without wrapping, 4000 px wide).
 func TestLongTextOnPhone(t *testing.T) {
+	t.Parallel()
 	st := startStack(t)
 	root := browser(t)
 	dir := artifactsDir(t)

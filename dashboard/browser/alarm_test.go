@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,29 +14,16 @@ import (
 	"github.com/eldercare-iot/eldercare/alerting"
 )
 
-// alarmBrowser is browser() with the autoplay policy of a phone on which
-// the user has already tapped (--autoplay-policy=no-user-gesture-required)
-// and the notification permission granted to the stack's origin through
-// the DevTools protocol (Browser.grantPermissions). The product still asks
-// for one tap ("Enable alarm"), which the test makes.
+// alarmBrowser is a Chromium of its own (the autoplay policy is a switch of
+// the process) with the autoplay policy of a phone on which the user has
+// already tapped (--autoplay-policy=no-user-gesture-required) and the
+// notification permission granted to the stack's origin through the
+// DevTools protocol (Browser.grantPermissions). The product still asks for
+// one tap ("Enable alarm"), which the test makes.
 func alarmBrowser(t *testing.T, origin string) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI: %s missing: %v", chromiumPath, err)
-		}
-		t.Skipf("%s missing: run scripts/services.sh as root (apt-get install -y chromium)", chromiumPath)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.Flag("lang", "en-US"),
-		chromedp.WindowSize(1280, 900),
-	)
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	needChromium(t)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), chromeOptions(chromedp.Flag("autoplay-policy", "no-user-gesture-required"))...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); acancel() })
 	if err := chromedp.Do(ctx); err != nil {
@@ -67,6 +53,7 @@ func poll(t *testing.T, ctx context.Context, d time.Duration, expr, what string)
 // resident, room and bed; the alarm can be tested and muted; a
 // colleague's acknowledgement stops it.
 func TestBoardAlarm(t *testing.T) {
+	t.Parallel()
 	st := startStack(t)
 	ctx := alarmBrowser(t, st.base)
 	if p := login(t, ctx, st, "lead"); p != "/board" {

@@ -58,6 +58,7 @@ func waitAlert(t *testing.T, st *stack, typ string) alerting.Alert {
 // the API shows the comments, and axe-core finds no serious violation on
 // either page. Screenshots go to $ELDERCARE_ARTIFACTS.
 func TestAlertHistoryBrowser(t *testing.T) {
+	t.Parallel()
 	st := startStack(t)
 	root := browser(t)
 	dir := artifactsDir(t)

@@ -37,6 +37,7 @@ import (
 // page wider than the phone, and serious or critical axe-core violations.
 // Screenshots go to $ELDERCARE_ARTIFACTS.
 func TestCareScreens(t *testing.T) {
+	t.Parallel()
 	st := startStack(t)
 	root := browser(t)
 	dir := artifactsDir(t)
@@ -55,13 +56,7 @@ func TestCareScreens(t *testing.T) {
 // browser, at the given viewport.
 func userContext(t *testing.T, root context.Context, w, h int64) context.Context {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(root, chromedp.WithNewBrowserContext())
-	t.Cleanup(cancel)
-	// The first run opens the tab; it must not have a deadline (chromedp
-	// closes a tab whose first context ends).
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ctx := newTab(t, root)
 	if err := setViewport(ctx, w, h); err != nil {
 		t.Fatal(err)
 	}
@@ -363,15 +358,7 @@ func testFamilyDay(t *testing.T, st *stack, root context.Context, dir string) {
 	mealAt := now.Add(-min(20*time.Minute, now.Sub(midnight)/2)).Truncate(time.Second)
 	fmt.Fprintf(&b, "events,site=%s,device=mt-canteen,type=meal attr_card=\"04A1B2C1\",attr_meal=\"lunch\",attr_eaten_pct=75,seq=1i,count=1i %d\n", firmwaresim.DemoSite, mealAt.UnixNano())
 	fmt.Fprintf(&b, "events,site=%s,device=mt-canteen,type=meal attr_card=\"04A1B2C2\",attr_meal=\"lunch\",attr_eaten_pct=10,seq=2i,count=1i %d\n", firmwaresim.DemoSite, mealAt.Add(-time.Second).UnixNano()) // another resident's card, a second earlier (same series: a point a timestamp)
-	resp, err := http.Post(st.influx+"/write?db=eldercare&rp=autogen", "text/plain", strings.NewReader(b.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 204 {
-		t.Fatalf("influx write: %d %s", resp.StatusCode, body)
-	}
+	st.writeInflux(t, b.String())
 
 	carer := userContext(t, root, 390, 844)
 	login(t, carer, st, "carer")
@@ -698,52 +685,57 @@ func testWalkPages(t *testing.T, st *stack, root context.Context, dir, axe strin
 		"daughter": {"/family", "/family/preferences", "/account"},
 	}
 	users := []string{"carer", "lead", "manager", "admin", "daughter"}
-	for _, vp := range []struct {
-		name string
-		w, h int64
-	}{{"phone", 390, 844}, {"desktop", 1280, 900}} {
-		for _, user := range users {
-			t.Run(vp.name+"/"+user, func(t *testing.T) {
-				ctx := userContext(t, root, vp.w, vp.h)
-				login(t, ctx, st, user)
-				for _, lang := range []string{"en", "zh-CN"} {
-					for i, p := range pages[user] {
-						q := p
-						if i == 0 {
-							q += "?lang=" + lang // the switch: the account's language follows
-						}
-						if code := open(t, ctx, st, q); code != http.StatusOK {
-							t.Errorf("%s %s: HTTP %d", lang, p, code)
-							continue
-						}
-						if got, _ := eval[string](ctx, `document.documentElement.lang`); got != lang {
-							t.Errorf("%s %s: page in %s", lang, p, got)
-						}
-						texts, err := eval[[]string](ctx, pageText)
-						if err != nil {
-							t.Fatal(err)
-						}
-						if bad := untranslated(texts, lang, names); len(bad) > 0 {
-							t.Errorf("%s %s as %s: untranslated text: %q", lang, p, user, bad)
-						}
-						if vp.w < 600 {
-							if w, _ := eval[int64](ctx, `document.documentElement.scrollWidth`); w > vp.w+1 {
-								t.Errorf("%s %s at %d px: the page is %d px wide", lang, p, vp.w, w)
+	// The users walk in parallel; one user's two sizes one after the other,
+	// since the walk sets the account's language.
+	for _, user := range users {
+		t.Run(user, func(t *testing.T) {
+			t.Parallel()
+			for _, vp := range []struct {
+				name string
+				w, h int64
+			}{{"phone", 390, 844}, {"desktop", 1280, 900}} {
+				t.Run(vp.name, func(t *testing.T) {
+					ctx := userContext(t, root, vp.w, vp.h)
+					login(t, ctx, st, user)
+					for _, lang := range []string{"en", "zh-CN"} {
+						for i, p := range pages[user] {
+							q := p
+							if i == 0 {
+								q += "?lang=" + lang // the switch: the account's language follows
 							}
-						}
-						if vp.w < 600 || lang == "en" {
-							if vs := axeRun(t, ctx, axe); len(vs) > 0 {
-								t.Errorf("%s %s %s: axe-core: %s", vp.name, lang, p, strings.Join(vs, "; "))
+							if code := open(t, ctx, st, q); code != http.StatusOK {
+								t.Errorf("%s %s: HTTP %d", lang, p, code)
+								continue
 							}
-						}
-						if vp.w < 600 || i == 0 {
-							shot(t, ctx, dir, fmt.Sprintf("%s-%s-%s%s", vp.name, user, lang, strings.ReplaceAll(p, "/", "_")))
+							if got, _ := eval[string](ctx, `document.documentElement.lang`); got != lang {
+								t.Errorf("%s %s: page in %s", lang, p, got)
+							}
+							texts, err := eval[[]string](ctx, pageText)
+							if err != nil {
+								t.Fatal(err)
+							}
+							if bad := untranslated(texts, lang, names); len(bad) > 0 {
+								t.Errorf("%s %s as %s: untranslated text: %q", lang, p, user, bad)
+							}
+							if vp.w < 600 {
+								if w, _ := eval[int64](ctx, `document.documentElement.scrollWidth`); w > vp.w+1 {
+									t.Errorf("%s %s at %d px: the page is %d px wide", lang, p, vp.w, w)
+								}
+							}
+							if vp.w < 600 || lang == "en" {
+								if vs := axeRun(t, ctx, axe); len(vs) > 0 {
+									t.Errorf("%s %s %s: axe-core: %s", vp.name, lang, p, strings.Join(vs, "; "))
+								}
+							}
+							if vp.w < 600 || i == 0 {
+								shot(t, ctx, dir, fmt.Sprintf("%s-%s-%s%s", vp.name, user, lang, strings.ReplaceAll(p, "/", "_")))
+							}
 						}
 					}
-				}
-				open(t, ctx, st, pages[user][0]+"?lang=en")
-			})
-		}
+					open(t, ctx, st, pages[user][0]+"?lang=en")
+				})
+			}
+		})
 	}
 }
 

@@ -3,8 +3,6 @@ package browser_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +21,7 @@ import (
 // page fits the phone and has no serious axe-core violation.
 // Screenshots go to $ELDERCARE_ARTIFACTS.
 func TestManagerPages(t *testing.T) {
+	t.Parallel()
 	st := startStack(t)
 	root := browser(t)
 	dir := artifactsDir(t)
@@ -33,15 +32,7 @@ func TestManagerPages(t *testing.T) {
 	now := time.Now()
 	line := fmt.Sprintf("readings,site=%[1]s,device=fd-001,resident=res-001,kind=fall_detector battery_pct=12 %[2]d\n"+
 		"readings,site=%[1]s,device=fd-003,resident=res-003,kind=fall_detector battery_pct=87 %[2]d\n", firmwaresim.DemoSite, now.Add(-time.Minute).UnixNano())
-	resp, err := http.Post(st.influx+"/write?db=eldercare&rp=autogen", "text/plain", strings.NewReader(line))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 204 {
-		t.Fatalf("influx write: %d %s", resp.StatusCode, b)
-	}
+	st.writeInflux(t, line)
 	// Alerts for the trends: one acknowledged, one left open.
 	st.publishFall(t)
 	open1 := waitOpen(t, st, 1)

@@ -25,6 +25,7 @@ import (
 // refuses an invalid time zone with the message the YAML import gives; the
 // audit log has the changes.
 func TestOnboardDevices(t *testing.T) {
+	t.Parallel()
 	st := startStack(t)
 	root := browser(t)
 	axe := axeSource(t)
@@ -165,6 +166,7 @@ func TestOnboardDevices(t *testing.T) {
 // out on the valve's command topic; the gateway's acknowledgement and the
 // valve's new state move it to confirmed, which the page shows.
 func TestResidentCommandInBrowser(t *testing.T) {
+	t.Parallel()
 	st := startStack(t)
 	root := browser(t)
 	dir := artifactsDir(t)
@@ -250,11 +252,7 @@ func TestResidentCommandInBrowser(t *testing.T) {
 		fmt.Fprintf(&lp, "readings,site=%s,device=band-home-li,resident=res-101,kind=locator lat_deg=%f,lon_deg=%f %d\n",
 			firmwaresim.DemoHome, 31.2304+0.0004*float64(i), 121.4737+0.0003*float64(i), now.Add(-time.Duration(5-i)*time.Minute).UnixNano())
 	}
-	resp, err := http.Post(st.influx+"/write?db=eldercare&rp=autogen", "text/plain", strings.NewReader(lp.String()))
-	if err != nil || resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("influx write: %v %v", resp, err)
-	}
-	resp.Body.Close()
+	st.writeInflux(t, lp.String())
 	open(t, ctx, st, "/residents/res-101")
 	pts, err := eval[int64](ctx, `(() => { const p = document.querySelector("#zones svg polyline.track"); return p ? p.getAttribute("points").trim().split(/\s+/).length : 0 })()`)
 	if err != nil || pts != 5 {

@@ -69,6 +69,7 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 // a staff account; a form naming an unknown account is refused with the
 // reason beside the step; a policy that reaches nobody is refused.
 func TestAdminPolicyPagesStaff(t *testing.T) {
+	t.Parallel()
 	st := startStack(t)
 	b := browser(t)
 	login(t, b, st, "admin")
@@ -123,6 +124,7 @@ func TestAdminPolicyPagesStaff(t *testing.T) {
 // alert once as its person and channel; a second use and a tampered link
 // are refused.
 func TestAckLinkInBrowser(t *testing.T) {
+	t.Parallel()
 	st := startStack(t)
 	b := browser(t)
 	st.publishFall(t)
@@ -171,6 +173,7 @@ func TestAckLinkInBrowser(t *testing.T) {
 // button receives call_acknowledged on its cmd topic and shows "help is
 // coming".
 func TestCallAssuranceThroughAPI(t *testing.T) {
+	t.Parallel()
 	st := startStack(t)
 	// The alerting engine is subscribed once a fall opens its alert (a
 	// fall published before it subscribed is lost: publish again).

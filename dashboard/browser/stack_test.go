@@ -1,8 +1,10 @@
 // Package browser_test drives the dashboard in headless Debian chromium
 // (/usr/bin/chromium) with chromedp, against a real stack: the embedded
 // MQTT broker, the alerting service and alert store on SQLite, the device
-// registry with the demo facility, a fresh influxd and the dashboard with
-// user accounts, wired as `eldercare up` wires them.
+// registry with the demo facility, an InfluxDB database and the dashboard
+// with user accounts, wired as `eldercare up` wires them. Each test has its
+// own stack and its own browser contexts; the Chromium process and the
+// influxd holding the databases are shared by the package (main_test.go).
 package browser_test
 
 import (
@@ -11,13 +13,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -45,7 +47,8 @@ type stack struct {
 	base     string // http://127.0.0.1:port
 	mqttURL  string
 	root     string
-	influx   string
+	influx   string // base URL of influxd
+	influxDB string // the stack's database (retention policy autogen)
 	mgr      *alerting.Manager
 	store    *registry.Store
 	dash     *dashboard.Server
@@ -59,6 +62,7 @@ type stack struct {
 // startStack starts the platform for one test and stops it at cleanup.
 func startStack(t *testing.T) *stack {
 	t.Helper()
+	influxURL, influxDB := influxDatabase(t) // first: it skips under -short
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -69,21 +73,12 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	influxURL := testenv.InfluxDB(t, "eldercare")
-
-	db, err := sqldb.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "eldercare.db"))
+	db, err := sqldb.Open(ctx, "sqlite:"+demoDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	store, err := registry.Open(ctx, db)
 	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := registry.ParseYAML(strings.NewReader(string(firmwaresim.DemoRegistryYAML)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Import(ctx, doc); err != nil {
 		t.Fatal(err)
 	}
 	cache := registry.NewCache(store, 10*time.Second)
@@ -112,20 +107,8 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &stack{mqttURL: brk.URL(), root: root, influx: influxURL, mgr: mgr, store: store, accounts: map[string]account{}}
-	site := firmwaresim.DemoSite
-	for _, a := range []account{
-		{user: dashboard.User{Username: "admin", Name: "Ada Admin", Role: dashboard.RoleAdmin, Lang: "en"}, landing: "/admin"},
-		{user: dashboard.User{Username: "manager", Name: "Min Manager", Role: dashboard.RoleManager, Lang: "en", Sites: []string{site}}, landing: "/manager"},
-		{user: dashboard.User{Username: "lead", Name: "Li Lead", Role: dashboard.RoleNurseLead, Lang: "en", Sites: []string{site}}, landing: "/board"},
-		{user: dashboard.User{Username: "carer", Name: "Cai Carer", Role: dashboard.RoleCaregiver, Lang: "en", Sites: []string{site}}, landing: "/board"},
-		{user: dashboard.User{Username: "carer-zh", Name: "张护工", Role: dashboard.RoleCaregiver, Lang: "zh-CN", Sites: []string{site}}, landing: "/board"},
-		{user: dashboard.User{Username: "daughter", Name: "Dai Daughter", Role: dashboard.RoleFamily, Lang: "en", Residents: []string{"res-001"}}, landing: "/family"},
-	} {
-		a.password = "pw-" + a.user.Username + "-0123456789"
-		if _, err := acc.Add(ctx, a.user, a.password); err != nil {
-			t.Fatalf("add user %s: %v", a.user.Username, err)
-		}
+	st := &stack{mqttURL: brk.URL(), root: root, influx: influxURL, influxDB: influxDB, mgr: mgr, store: store, accounts: map[string]account{}}
+	for _, a := range demoAccounts {
 		st.accounts[a.user.Username] = a
 	}
 
@@ -133,7 +116,7 @@ func startStack(t *testing.T) *stack {
 	dash, err := dashboard.New(dashboard.Config{
 		HTTPAddr: addr, APIToken: "browser-test-token-0123456789",
 		MQTTURL: brk.URL(), Root: root, ClientID: testenv.ClientID(t, "dashboard"),
-		InfluxURL: influxURL, InfluxBucket: "eldercare/autogen",
+		InfluxURL: influxURL, InfluxBucket: influxDB + "/autogen",
 		SSEHeartbeat: 2 * time.Second,
 	}, dashboard.Deps{
 		Alerts: mgr, Registry: store, Accounts: acc, History: mgr, Commands: alr, Unknown: mgr,
@@ -224,44 +207,30 @@ func (st *stack) writeVitals(t *testing.T) {
 		fmt.Fprintf(&b, "readings,site=%s,device=vm-101-1,resident=res-001,kind=vitals_monitor hr_bpm=%d,spo2_pct=%d %d\n",
 			firmwaresim.DemoSite, 70+i%9, 95+i%3, at.UnixNano())
 	}
-	resp, err := http.Post(st.influx+"/write?db=eldercare&rp=autogen", "text/plain", strings.NewReader(b.String()))
+	st.writeInflux(t, b.String())
+}
+
+// writeInflux writes points in line protocol (nanosecond timestamps) into
+// the stack's InfluxDB database.
+func (st *stack) writeInflux(t *testing.T, lines string) {
+	t.Helper()
+	resp, err := http.Post(st.influx+"/write?db="+url.QueryEscape(st.influxDB)+"&rp=autogen", "text/plain", strings.NewReader(lines))
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 204 {
+	if resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("influx write: %d %s", resp.StatusCode, body)
 	}
 }
 
-// browser returns a chromedp context of a fresh browser context (its own
-// cookie jar), cancelled at cleanup.
+// browser returns a chromedp context of a tab in a fresh browser context
+// (its own cookie jar and window, 1280x900) of the package's Chromium,
+// closed at cleanup.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI: %s missing (scripts/services.sh installs Debian's chromium): %v", chromiumPath, err)
-		}
-		t.Skipf("%s missing: run scripts/services.sh as root (apt-get install -y chromium)", chromiumPath)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("lang", "en-US"),
-		chromedp.WindowSize(1280, 900),
-	)
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	// Start the browser now, so that its start-up is not in a timing.
-	if err := chromedp.Do(ctx); err != nil {
-		acancel()
-		t.Fatalf("start chromium: %v", err)
-	}
-	t.Cleanup(func() { cancel(); acancel() })
-	return ctx
+	return newTab(t, chromium(t))
 }
 
 // within bounds one chromedp step.
