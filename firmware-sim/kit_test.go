@@ -17,7 +17,7 @@ import (
 // platform uses) and carries the kind's readings and events; the plain MQTT
 // valve answers commands with an ack and its new state.
 func TestKitDevices(t *testing.T) {
-	url := testenv.Mosquitto(t)
+	url := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	in := subscribe(t, url, root)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -53,7 +53,7 @@ func TestKitDevices(t *testing.T) {
 
 	events := map[string]bool{}
 	fields := map[string]bool{}
-	waitFor(t, "every kind's events and readings", func() bool {
+	testenv.EventuallyTrue(t, waitLimit, "every kind's events and readings", func() bool {
 		for _, m := range in.on(device.ChanEvent) {
 			e, err := device.DecodeEvent(m.payload, time.Now(), device.Limits{})
 			if err != nil {
@@ -110,7 +110,7 @@ func TestKitDevices(t *testing.T) {
 	}
 	b, _ := json.Marshal(cmd)
 	c.Publish(device.CommandTopic(root, "home-1", "valve-1"), 1, false, b).WaitTimeout(5 * time.Second)
-	waitFor(t, "the valve's ack and closed state", func() bool {
+	testenv.EventuallyTrue(t, waitLimit, "the valve's ack and closed state", func() bool {
 		acked, closed := false, false
 		for _, m := range in.on(device.ChanCommandAck) {
 			a, err := device.DecodeCommandAck(m.payload, device.Limits{})

@@ -70,7 +70,7 @@ func TestHeartbeat(t *testing.T) {
 	}
 	g.Availability("sos-1", true)
 	run(t, g)
-	waitFor(t, 20*time.Second, "a boot status and three heartbeats", func() bool {
+	testenv.EventuallyTrue(t, 20*time.Second, "a boot status and three heartbeats", func() bool {
 		sub.mu.Lock()
 		defer sub.mu.Unlock()
 		boot, beats := 0, 0

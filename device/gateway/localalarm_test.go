@@ -164,7 +164,7 @@ func TestUnlistedDeviceCallAcknowledged(t *testing.T) {
 	if got := g.LocalAlarms(); len(got) != 1 || got[0].Device != "sos-new" {
 		t.Fatalf("local alarms %+v", got)
 	}
-	waitFor(t, 15*time.Second, "call_acknowledged of the unlisted device answered", func() bool {
+	testenv.EventuallyTrue(t, 15*time.Second, "call_acknowledged of the unlisted device answered", func() bool {
 		id := fmt.Sprintf("assure-%d", time.Now().UnixNano())
 		p.send(id, "sos-new", device.ActionCallAcknowledged, map[string]any{"by": "nurse"}, time.Minute)
 		deadline := time.Now().Add(500 * time.Millisecond)
