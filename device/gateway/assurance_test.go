@@ -68,7 +68,7 @@ func sosLine(t *testing.T) string {
 //     topic) and the ack says the button cannot show it (unsupported).
 func TestCallAssuranceEndToEnd(t *testing.T) {
 	replay := sosLine(t)
-	url := testenv.Mosquitto(t)
+	url := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	const site = "home-1"
 	ctx, cancel := context.WithCancel(context.Background())

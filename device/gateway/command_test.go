@@ -195,7 +195,7 @@ func valveLines(t *testing.T) string {
 // retry are answered too.
 func TestCommandZigbeeValve(t *testing.T) {
 	file := valveLines(t)
-	url := testenv.Mosquitto(t)
+	url := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	base := root + "/zigbee2mqtt"
 	ctx, cancel := context.WithCancel(context.Background())
@@ -305,7 +305,7 @@ func TestCommandZigbeeValve(t *testing.T) {
 // refused with reason not_writable and a message naming it, and nothing is
 // written.
 func TestCommandModbusWrite(t *testing.T) {
-	url := testenv.Mosquitto(t)
+	url := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

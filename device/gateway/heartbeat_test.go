@@ -59,7 +59,7 @@ func TestReportAvailability(t *testing.T) {
 // every HeartbeatInterval, each listing its devices with their report, all
 // valid protocol v1 statuses.
 func TestHeartbeat(t *testing.T) {
-	url := testenv.Mosquitto(t)
+	url := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	sub := subscribe(t, url, root)
 	g, err := New(Config{ID: "gw-hb", Site: "home-1", Root: root, MQTTURL: url, ClientID: testenv.ClientID(t, "gw"),

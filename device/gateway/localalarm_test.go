@@ -148,7 +148,7 @@ func TestUnspooledSOSHeldAsLocalAlarm(t *testing.T) {
 // platform's call_acknowledged stops the alarm. Before the fix the topic
 // was subscribed only at the next reconnect: the alarm stayed on.
 func TestUnlistedDeviceCallAcknowledged(t *testing.T) {
-	url := testenv.Mosquitto(t)
+	url := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	p := newPlatform(t, url, root, "home-1")
 	g, err := New(Config{ID: "gw-1", Site: "home-1", Root: root, MQTTURL: url, ClientID: testenv.ClientID(t, "gw"),

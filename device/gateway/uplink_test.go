@@ -82,7 +82,7 @@ func TestBacklogOverMaxPacket(t *testing.T) {
 // delivered upstream and raises no local alarm.
 func TestLocalAlarm(t *testing.T) {
 	t.Parallel()
-	local := testenv.Mosquitto(t)
+	local := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	alarmTopic := root + "/local/alarm"
 	alarms := make(chan LocalAlarm, 10)
