@@ -155,7 +155,7 @@ func decodeStatuses(t *testing.T, ms []msg) []*device.Status {
 }
 
 func TestOnEnd(t *testing.T) {
-	url := testenv.EmbeddedBroker(t).URL()
+	url := testenv.Mosquitto(t) // last will and retained status, as Mosquitto keeps them
 	tests := []struct {
 		mode   OnEnd
 		reason string
@@ -205,7 +205,7 @@ func clearRetained(t *testing.T, url, topic string) {
 }
 
 func TestOnEndSilentKeepsConnection(t *testing.T) {
-	url := testenv.EmbeddedBroker(t).URL()
+	url := testenv.Mosquitto(t) // last will and retained status, as Mosquitto keeps them
 	root := testenv.TopicRoot(t)
 	in := subscribe(t, url, root)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -221,6 +221,9 @@ func TestOnEndSilentKeepsConnection(t *testing.T) {
 	default:
 	}
 	if n := len(in.on(device.ChanStatus)); n != 1 {
+		for _, m := range in.on(device.ChanStatus) {
+			t.Logf("status %s retained=%v at %s: %s", m.topic, m.retained, m.at.Format(time.RFC3339Nano), m.payload)
+		}
 		t.Fatalf("%d statuses while silent, want only the online one", n)
 	}
 	cancel() // the process is killed: the broker publishes the last will
