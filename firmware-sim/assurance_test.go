@@ -18,6 +18,7 @@ import (
 // cmd topic: accepted, and its station shows "help is coming"; a valve
 // action is refused unsupported and shows nothing.
 func TestPullCordHelpIsComing(t *testing.T) {
+	t.Parallel()
 	url := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	in := subscribe(t, url, root)
@@ -74,6 +75,7 @@ func TestPullCordHelpIsComing(t *testing.T) {
 // (before the fix it returned nil at once: an unanswered call looked
 // answered). Acknowledging the last press ends the wait without error.
 func TestSOSAwaitHelp(t *testing.T) {
+	t.Parallel()
 	url := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	in := subscribe(t, url, root)

@@ -71,6 +71,7 @@ const waitLimit = 15 * time.Second
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestVitalsReplayBIDMC01(t *testing.T) {
+	t.Parallel()
 	data := testenv.RealData(t)
 	file := filepath.Join(data, "vitals-bidmc", "bidmc_01_Numerics.csv")
 	rows, err := ReadBIDMCFile(file)
@@ -239,6 +240,7 @@ func TestOnEndSilentKeepsConnection(t *testing.T) {
 }
 
 func TestFallReplayWEDA(t *testing.T) {
+	t.Parallel()
 	data := testenv.RealData(t)
 	url := testenv.EmbeddedBroker(t).URL()
 	tests := []struct {
@@ -399,6 +401,7 @@ func TestDemoRegistryYAML(t *testing.T) {
 }
 
 func TestRunDemo(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name       string
 		recordings func(t *testing.T) string
@@ -407,6 +410,7 @@ func TestRunDemo(t *testing.T) {
 		{"synthetic", func(t *testing.T) string { return t.TempDir() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			dir := tc.recordings(t)
 			url := testenv.EmbeddedBroker(t).URL()
 			root := testenv.TopicRoot(t)

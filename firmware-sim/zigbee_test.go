@@ -59,6 +59,7 @@ func TestLoadZigbeeReplay(t *testing.T) {
 // TestRunZigbee replays the real payloads to the embedded broker and
 // receives every one of them, in order, on the chosen base topic.
 func TestRunZigbee(t *testing.T) {
+	t.Parallel()
 	file := zigbeeFile(t)
 	url := testenv.EmbeddedBroker(t).URL()
 	base := testenv.TopicRoot(t) + "/zigbee2mqtt"
