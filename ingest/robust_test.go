@@ -80,9 +80,6 @@ func TestInfluxOutage(t *testing.T) {
 	mqttURL := testenv.OwnMosquitto(t, fmt.Sprintf("max_inflight_messages %d", maxInFlight))
 	srv := testenv.InfluxServer(t)
 	influxURL := srv.URL()
-	// The parallel tests run after this one: start their shared influxd
-	// meanwhile (they wait for it in testInflux).
-	go startPkgInflux()
 	root, db := testenv.TopicRoot(t), "eldercare"
 	h := startIngest(t, mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest"), nil, func(c *Config) {
 		c.MaxInFlight = maxInFlight
