@@ -18,7 +18,8 @@ import (
 // cmd topic: accepted, and its station shows "help is coming"; a valve
 // action is refused unsupported and shows nothing.
 func TestPullCordHelpIsComing(t *testing.T) {
-	url := testenv.Mosquitto(t)
+	t.Parallel()
+	url := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	in := subscribe(t, url, root)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -53,7 +54,7 @@ func TestPullCordHelpIsComing(t *testing.T) {
 		return nil
 	}
 	// The cord subscribes after it connected: repeat until it answers.
-	waitFor(t, "the cord's answer to a valve command", func() bool {
+	testenv.EventuallyTrue(t, waitLimit, "the cord's answer to a valve command", func() bool {
 		send("c-valve", device.ActionValveClose, nil)
 		time.Sleep(100 * time.Millisecond)
 		return ackOf("c-valve") != nil
@@ -62,7 +63,7 @@ func TestPullCordHelpIsComing(t *testing.T) {
 		t.Fatalf("valve command on a pull cord: %+v, help coming %v", a, help.Coming())
 	}
 	send("assure-9", device.ActionCallAcknowledged, map[string]any{"alert": 9, "type": "sos", "by": "nurse-li"})
-	waitFor(t, "the ack of call_acknowledged", func() bool { return ackOf("assure-9") != nil })
+	testenv.EventuallyTrue(t, waitLimit, "the ack of call_acknowledged", func() bool { return ackOf("assure-9") != nil })
 	if a := ackOf("assure-9"); a.Status != device.AckAccepted || !help.Coming() || help.Last().Params["by"] != "nurse-li" {
 		t.Fatalf("call_acknowledged: ack %+v, help coming %v", a, help.Coming())
 	}
@@ -74,7 +75,8 @@ func TestPullCordHelpIsComing(t *testing.T) {
 // (before the fix it returned nil at once: an unanswered call looked
 // answered). Acknowledging the last press ends the wait without error.
 func TestSOSAwaitHelp(t *testing.T) {
-	url := testenv.Mosquitto(t)
+	t.Parallel()
+	url := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	in := subscribe(t, url, root)
 	c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID(testenv.ClientID(t, "platform")))
@@ -109,7 +111,7 @@ func TestSOSAwaitHelp(t *testing.T) {
 			done <- RunSOS(t.Context(), SOSConfig{DeviceConfig: DeviceConfig{MQTTURL: url, Root: root, Site: "home-1", Device: c.dev, Logger: quietLogger()},
 				Presses: 2, Interval: 2 * time.Second, AwaitHelp: 3 * time.Second})
 		}()
-		waitFor(t, "press "+strconv.Itoa(c.ackPress)+" of "+c.dev, func() bool { return events(c.dev) >= c.ackPress })
+		testenv.EventuallyTrue(t, waitLimit, "press "+strconv.Itoa(c.ackPress)+" of "+c.dev, func() bool { return events(c.dev) >= c.ackPress })
 		ack(c.dev, "assure-"+c.dev)
 		select {
 		case err := <-done:

@@ -54,6 +54,7 @@ func evalLines(t *testing.T, dir string, hz float64) ([]FallEvalResult, FallEval
 // detection (the g copy is converted); a recording in mg is refused with a
 // clear error on its line, and the evaluation still succeeds.
 func TestEvalFallsUnits(t *testing.T) {
+	t.Parallel()
 	data := testenv.RealData(t)
 	samples, err := ReadAccelFile(filepath.Join(data, "falls-weda", "F02", "U02_R01_accel.csv"))
 	if err != nil {
@@ -100,6 +101,7 @@ func TestEvalFallsUnits(t *testing.T) {
 // detector, labels, windows); the held-out figures are device/fall's
 // TestLOSO.
 func TestEvalFallsShared(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(testenv.RealData(t), "falls-weda-50hz")
 	if _, err := os.Stat(dir); err != nil {
 		t.Fatalf("%s: %v (CI must have the shared data)", dir, err)

@@ -65,21 +65,13 @@ func (in *inbox) on(ch device.Channel) []msg {
 	return out
 }
 
-// waitFor polls until cond holds or 15 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// waitLimit bounds every wait for a message in this package's tests.
+const waitLimit = 15 * time.Second
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestVitalsReplayBIDMC01(t *testing.T) {
+	t.Parallel()
 	data := testenv.RealData(t)
 	file := filepath.Join(data, "vitals-bidmc", "bidmc_01_Numerics.csv")
 	rows, err := ReadBIDMCFile(file)
@@ -92,7 +84,7 @@ func TestVitalsReplayBIDMC01(t *testing.T) {
 			withValues++
 		}
 	}
-	url := testenv.OwnMosquitto(t)
+	url := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	in := subscribe(t, url, root)
 	cfg := VitalsConfig{DeviceConfig: DeviceConfig{MQTTURL: url, Root: root, Site: "s1", Device: "vm-1", Boot: 7, Logger: quietLogger()}, File: file, Speed: 100}
@@ -100,8 +92,9 @@ func TestVitalsReplayBIDMC01(t *testing.T) {
 		t.Fatal(err)
 	}
 	end := time.Now()
-	waitFor(t, "every reading", func() bool { return len(in.on(device.ChanTelemetry)) >= withValues })
-	time.Sleep(200 * time.Millisecond) // any extra (duplicate) message would arrive now
+	// The shutdown status is published after the last reading, on the same
+	// connection: once it is in, every reading (and any duplicate) is.
+	testenv.EventuallyTrue(t, waitLimit, "the shutdown status", func() bool { return len(in.on(device.ChanStatus)) >= 2 })
 	got := in.on(device.ChanTelemetry)
 	if len(got) != withValues {
 		t.Fatalf("received %d readings, want %d (rows with values)", len(got), withValues)
@@ -163,7 +156,7 @@ func decodeStatuses(t *testing.T, ms []msg) []*device.Status {
 }
 
 func TestOnEnd(t *testing.T) {
-	url := testenv.Mosquitto(t)
+	url := testenv.Mosquitto(t) // last will and retained status, as Mosquitto keeps them
 	tests := []struct {
 		mode   OnEnd
 		reason string
@@ -179,7 +172,7 @@ func TestOnEnd(t *testing.T) {
 			if err := RunSOS(t.Context(), cfg); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "the final status", func() bool { return len(in.on(device.ChanStatus)) >= 2 })
+			testenv.EventuallyTrue(t, waitLimit, "the final status", func() bool { return len(in.on(device.ChanStatus)) >= 2 })
 			st := decodeStatuses(t, in.on(device.ChanStatus))
 			if st[0].State != device.Online || st[0].Reason != device.ReasonBoot || st[0].Kind != device.SOSButton {
 				t.Fatalf("first status %+v, want online/boot/sos_button", st[0])
@@ -193,7 +186,7 @@ func TestOnEnd(t *testing.T) {
 			}
 			// The final status is retained: a new subscriber gets it.
 			late := subscribe(t, url, root)
-			waitFor(t, "the retained status", func() bool { return len(late.on(device.ChanStatus)) >= 1 })
+			testenv.EventuallyTrue(t, waitLimit, "the retained status", func() bool { return len(late.on(device.ChanStatus)) >= 1 })
 			m := late.on(device.ChanStatus)[0]
 			s := decodeStatuses(t, []msg{m})[0]
 			if !m.retained || s.Reason != tc.reason {
@@ -213,7 +206,7 @@ func clearRetained(t *testing.T, url, topic string) {
 }
 
 func TestOnEndSilentKeepsConnection(t *testing.T) {
-	url := testenv.Mosquitto(t)
+	url := testenv.Mosquitto(t) // last will and retained status, as Mosquitto keeps them
 	root := testenv.TopicRoot(t)
 	in := subscribe(t, url, root)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -221,7 +214,7 @@ func TestOnEndSilentKeepsConnection(t *testing.T) {
 	go func() {
 		done <- RunSOS(ctx, SOSConfig{DeviceConfig: DeviceConfig{MQTTURL: url, Root: root, Site: "s1", Device: "sos-2", OnEnd: EndSilent, Logger: quietLogger()}})
 	}()
-	waitFor(t, "the sos event", func() bool { return len(in.on(device.ChanEvent)) == 1 })
+	testenv.EventuallyTrue(t, waitLimit, "the sos event", func() bool { return len(in.on(device.ChanEvent)) == 1 })
 	time.Sleep(300 * time.Millisecond)
 	select {
 	case err := <-done:
@@ -229,13 +222,16 @@ func TestOnEndSilentKeepsConnection(t *testing.T) {
 	default:
 	}
 	if n := len(in.on(device.ChanStatus)); n != 1 {
+		for _, m := range in.on(device.ChanStatus) {
+			t.Logf("status %s retained=%v at %s: %s", m.topic, m.retained, m.at.Format(time.RFC3339Nano), m.payload)
+		}
 		t.Fatalf("%d statuses while silent, want only the online one", n)
 	}
 	cancel() // the process is killed: the broker publishes the last will
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the last will", func() bool { return len(in.on(device.ChanStatus)) >= 2 })
+	testenv.EventuallyTrue(t, waitLimit, "the last will", func() bool { return len(in.on(device.ChanStatus)) >= 2 })
 	st := decodeStatuses(t, in.on(device.ChanStatus))
 	if st[1].Reason != device.ReasonLastWill {
 		t.Fatalf("status after kill %+v, want offline/last_will", st[1])
@@ -244,8 +240,9 @@ func TestOnEndSilentKeepsConnection(t *testing.T) {
 }
 
 func TestFallReplayWEDA(t *testing.T) {
+	t.Parallel()
 	data := testenv.RealData(t)
-	url := testenv.OwnMosquitto(t)
+	url := testenv.EmbeddedBroker(t).URL()
 	tests := []struct {
 		trial string
 		falls int
@@ -264,7 +261,7 @@ func TestFallReplayWEDA(t *testing.T) {
 				t.Fatal(err)
 			}
 			end := time.Now()
-			waitFor(t, "the shutdown status", func() bool { return len(in.on(device.ChanStatus)) >= 2 })
+			testenv.EventuallyTrue(t, waitLimit, "the shutdown status", func() bool { return len(in.on(device.ChanStatus)) >= 2 })
 			var falls []*device.Event
 			for _, m := range in.on(device.ChanEvent) {
 				e, err := device.DecodeEvent(m.payload, m.at, device.Limits{})
@@ -404,6 +401,7 @@ func TestDemoRegistryYAML(t *testing.T) {
 }
 
 func TestRunDemo(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name       string
 		recordings func(t *testing.T) string
@@ -412,8 +410,9 @@ func TestRunDemo(t *testing.T) {
 		{"synthetic", func(t *testing.T) string { return t.TempDir() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			dir := tc.recordings(t)
-			url := testenv.OwnMosquitto(t)
+			url := testenv.EmbeddedBroker(t).URL()
 			root := testenv.TopicRoot(t)
 			in := subscribe(t, url, root)
 			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
@@ -435,7 +434,7 @@ func TestRunDemo(t *testing.T) {
 			if len(vitals) != 6 {
 				t.Fatalf("telemetry from %d vitals monitors %v, want 6", len(vitals), vitals)
 			}
-			waitFor(t, "every device's shutdown status", func() bool {
+			testenv.EventuallyTrue(t, waitLimit, "every device's shutdown status", func() bool {
 				n := 0
 				for _, m := range in.on(device.ChanStatus) {
 					var s device.Status

@@ -56,11 +56,12 @@ func TestLoadZigbeeReplay(t *testing.T) {
 	}
 }
 
-// TestRunZigbee replays the real payloads to the machine's Mosquitto and
+// TestRunZigbee replays the real payloads to the embedded broker and
 // receives every one of them, in order, on the chosen base topic.
 func TestRunZigbee(t *testing.T) {
+	t.Parallel()
 	file := zigbeeFile(t)
-	url := testenv.Mosquitto(t)
+	url := testenv.EmbeddedBroker(t).URL()
 	base := testenv.TopicRoot(t) + "/zigbee2mqtt"
 	want, _, err := firmwaresim.LoadZigbeeReplay(file)
 	if err != nil {

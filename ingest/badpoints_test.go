@@ -37,8 +37,8 @@ func TestBadPointsNeverPoisonABatch(t *testing.T) {
 	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
 		dl := openDeadLetters(t, dsn)
-		mqttURL := testenv.Mosquitto(t)
 		influxURL, db := testInflux(t, true)
+		mqttURL := testenv.EmbeddedBroker(t).URL()
 		root := testenv.TopicRoot(t)
 		// Resident ids with every character line protocol must escape; a
 		// trailing backslash cannot be carried by InfluxDB 1.8's line
@@ -137,9 +137,20 @@ func TestBadPointsNeverPoisonABatch(t *testing.T) {
 			t.Errorf("dead_letters_total{influx_rejected} %v, want 1", got)
 		}
 		// The refused point was not retried in a loop: a handful of failed
-		// requests for the binary search, then none.
+		// requests for the binary search, then none. A later reading, in a
+		// batch of its own, is written and acknowledged while the error
+		// count stays where it was.
 		errs := testutil.ToFloat64(h.svc.m.writeErrors)
-		time.Sleep(2 * time.Second)
+		publish(t, pub, tel("vm-2"), mustJSON(t, reading("vm-2", 3, now.Add(time.Millisecond), map[string]float64{"hr_bpm": 74})))
+		testenv.Eventually(t, 30*time.Second, func() string {
+			if got := testutil.ToFloat64(h.svc.m.written); got != 5 {
+				return fmt.Sprintf("written_total %v, want 5 (the later reading)", got)
+			}
+			if v := testutil.ToFloat64(h.svc.m.inFlight); v != 0 {
+				return fmt.Sprintf("in_flight %v, want 0 (the later reading acknowledged)", v)
+			}
+			return ""
+		})
 		if again := testutil.ToFloat64(h.svc.m.writeErrors); again != errs || errs > 20 {
 			t.Errorf("write_errors_total %v then %v: a permanent error was retried", errs, again)
 		}
@@ -152,8 +163,8 @@ func TestBadPointsNeverPoisonABatch(t *testing.T) {
 // the latest value.
 func TestSkewAndOutOfOrder(t *testing.T) {
 	t.Parallel()
-	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
+	mqttURL := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	h := startIngest(t, mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest"), nil,
 		func(c *Config) { c.Skew = time.Minute })

@@ -66,8 +66,8 @@ func TestBIDMCReadingsStored(t *testing.T) {
 	if len(rows) < 100 {
 		t.Fatalf("only %d rows with values", len(rows))
 	}
-	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, false) // the service creates the database itself
+	mqttURL := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	h := startIngest(t, mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest"), nil)
 	pub := publisher(t, mqttURL)
@@ -131,8 +131,8 @@ func TestBIDMCReadingsStored(t *testing.T) {
 
 func TestMalformedRejectedAndGoodStored(t *testing.T) {
 	t.Parallel()
-	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
+	mqttURL := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	h := startIngest(t, mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest"), nil)
 	pub := publisher(t, mqttURL)
@@ -201,8 +201,8 @@ func TestMalformedRejectedAndGoodStored(t *testing.T) {
 
 func TestDuplicateStoredOnce(t *testing.T) {
 	t.Parallel()
-	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
+	mqttURL := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	h := startIngest(t, mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest"), nil)
 	pub := publisher(t, mqttURL)
@@ -238,8 +238,8 @@ func TestDuplicateStoredOnce(t *testing.T) {
 
 func TestResidentTagAtReadingTime(t *testing.T) {
 	t.Parallel()
-	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
+	mqttURL := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 
 	// vm-1 measured res-A until switchAt, res-B from then on; vm-9 is bound
@@ -312,8 +312,8 @@ func TestResidentTagAtReadingTime(t *testing.T) {
 
 func TestEventsAndFieldTypeConflict(t *testing.T) {
 	t.Parallel()
-	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
+	mqttURL := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	h := startIngest(t, mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest"), nil,
 		func(c *Config) { c.FlushInterval = 500 * time.Millisecond })
@@ -378,8 +378,8 @@ func TestEventsAndFieldTypeConflict(t *testing.T) {
 
 func TestTransientWriteErrorsRetried(t *testing.T) {
 	t.Parallel()
-	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
+	mqttURL := testenv.EmbeddedBroker(t).URL()
 	proxy := newFaultyProxy(t, influxURL, 3)
 	root := testenv.TopicRoot(t)
 	h := startIngest(t, mqttURL, proxy.URL, db, root, testenv.ClientID(t, "ingest"), nil)
@@ -412,8 +412,8 @@ func TestTransientWriteErrorsRetried(t *testing.T) {
 // client id, which stores them.
 func TestUnwrittenMessagesRedelivered(t *testing.T) {
 	t.Parallel()
-	mqttURL := testenv.Mosquitto(t)
 	influxURL, db := testInflux(t, true)
+	mqttURL := testenv.EmbeddedBroker(t).URL()
 	proxy := newFaultyProxy(t, influxURL, -1)
 	root := testenv.TopicRoot(t)
 	clientID := testenv.ClientID(t, "ingest")

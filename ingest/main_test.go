@@ -45,6 +45,25 @@ func TestMain(m *testing.M) {
 func testInflux(t *testing.T, create bool) (url, db string) {
 	t.Helper()
 	testenv.NeedsServer(t, "InfluxDB (influxd)")
+	startPkgInflux()
+	if pkgInflux.err != nil {
+		testenv.Unavailable(t, "influxd: %v", pkgInflux.err)
+	}
+	url = pkgInflux.srv.URL()
+	db = strings.ReplaceAll(testenv.TopicRoot(t), "-", "_")
+	if create {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := influxd.CreateDatabase(ctx, url, db); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return url, db
+}
+
+// startPkgInflux starts the package's influxd once; later calls wait until
+// it has started (or failed to).
+func startPkgInflux() {
 	pkgInflux.once.Do(func() {
 		bin, err := influxd.Find()
 		if err != nil {
@@ -60,17 +79,4 @@ func testInflux(t *testing.T, create bool) (url, db string) {
 		defer cancel()
 		pkgInflux.srv, pkgInflux.err = influxd.Start(ctx, influxd.Options{Bin: bin, DataDir: pkgInflux.dir})
 	})
-	if pkgInflux.err != nil {
-		testenv.Unavailable(t, "influxd: %v", pkgInflux.err)
-	}
-	url = pkgInflux.srv.URL()
-	db = strings.ReplaceAll(testenv.TopicRoot(t), "-", "_")
-	if create {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := influxd.CreateDatabase(ctx, url, db); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return url, db
 }

@@ -33,6 +33,7 @@ func nonZeroSeries(t *testing.T, vec *prometheus.CounterVec) int {
 // series at 0 for every known reason before anything is refused, so
 // increase() sees the first refusal.
 func TestCountersStartAtZero(t *testing.T) {
+	t.Parallel()
 	m, err := newMetrics(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)

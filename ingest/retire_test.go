@@ -28,9 +28,10 @@ func (c *child) term() {
 // published after the stop in the stopped replica's session: 250 of 2,000
 // in one run.)
 func TestTwoReplicasOneRetired(t *testing.T) {
+	t.Parallel()
+	influxURL, db := testInflux(t, false) // the children create the database
 	mqttURL := testenv.OwnMosquitto(t)
-	influxURL := testenv.InfluxServer(t).URL()
-	root, db := testenv.TopicRoot(t), "eldercare"
+	root := testenv.TopicRoot(t)
 	cfgA := childConfig(mqttURL, influxURL, db, root, testenv.ClientID(t, "ingest-a"))
 	cfgA.LeaveGroupOnStop = true
 	a := startChild(t, cfgA)

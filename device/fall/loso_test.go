@@ -28,6 +28,17 @@ const (
 	ceilActsFalse20Hz = 5 // of 316 at 20 Hz (1.6 %)
 )
 
+// skipTrainingUnderShort skips a test that trains models (the nested
+// leave-one-subject-out: minutes of CPU on 2 cores under -race, well over
+// make test-short's 30 s for the whole suite) under go test -short. make
+// test runs it.
+func skipTrainingUnderShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() && !*update {
+		t.Skip("-short: trains the fall models (minutes of CPU); make test runs it")
+	}
+}
+
 // TestLOSO evaluates the method with each of the 13 participants held out
 // in turn: the model and its threshold are learned from the other 12
 // (the threshold by an inner leave-one-subject-out), and only the held-out
@@ -38,6 +49,7 @@ const (
 //
 //	go test -run 'TestLOSO' -v ./device/fall/
 func TestLOSO(t *testing.T) {
+	skipTrainingUnderShort(t)
 	tf := trialFeatures(t, 0)
 	if len(tf) != 491 {
 		t.Fatalf("%d trials, want 491 (175 falls, 316 activities)", len(tf))
@@ -72,6 +84,7 @@ func TestLOSO(t *testing.T) {
 // same models (trained on the other participants): the sensitivity
 // must stay within 5 points of the 50 Hz figure.
 func TestLOSO20Hz(t *testing.T) {
+	skipTrainingUnderShort(t)
 	train := trainingFeatures(t)
 	s50 := summarize(loso(train, trialFeatures(t, 0)))
 	s20 := summarize(loso(train, trialFeatures(t, 20)))
@@ -101,6 +114,7 @@ func TestLOSO20Hz(t *testing.T) {
 //
 //	go test -run TestTrainModel ./device/fall/ -update
 func TestTrainModel(t *testing.T) {
+	skipTrainingUnderShort(t)
 	m, name := trainModelNamed(trainingFeatures(t))
 	src := modelSource(m, name)
 	if *update {

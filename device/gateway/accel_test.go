@@ -208,10 +208,11 @@ func TestAccelSourceSinkRefusal(t *testing.T) {
 }
 
 // TestAccelSourceWithRealBroker: a band publishes a real fall recording to
-// the machine's Mosquitto in 0.5 s messages; the running source raises one
-// fall event.
+// a broker (the embedded one, over TCP) in 0.5 s messages; the running
+// source raises one fall event.
 func TestAccelSourceWithRealBroker(t *testing.T) {
-	url := testenv.Mosquitto(t)
+	t.Parallel()
+	url := testenv.EmbeddedBroker(t).URL()
 	prefix := strings.ReplaceAll(testenv.TopicRoot(t), "/", "_")
 	src, err := NewAccelSource(AccelConfig{MQTTURL: url, TopicPrefix: prefix, ClientID: testenv.ClientID(t, "accel-src"),
 		Registerer: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -219,47 +220,32 @@ func TestAccelSourceWithRealBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := &accelSink{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, sink) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	testenv.RunUntilCleanup(t, func(ctx context.Context) error { return src.Run(ctx, sink) })
+	topic := prefix + "/wb-9/accel"
+	// A still message is counted when it lands: the subscription is in place.
+	still, _ := json.Marshal(AccelMessage{TS: accelT0 - 60_000, PeriodMS: 20, XYZ: [][3]float64{{0, 0, 9.8}}})
+	testenv.AwaitSubscribed(t, url, topic, still, func() bool { return testutil.ToFloat64(src.messages.WithLabelValues("ok")) > 0 })
+
 	pub := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID(testenv.ClientID(t, "accel-band")))
 	if tok := pub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("band connect: %v", tok.Error())
 	}
 	defer pub.Disconnect(0)
-	topic := prefix + "/wb-9/accel"
-	// Wait for the subscription: a still message is counted when it lands.
-	still, _ := json.Marshal(AccelMessage{TS: accelT0 - 60_000, PeriodMS: 20, XYZ: [][3]float64{{0, 0, 9.8}}})
-	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(src.messages.WithLabelValues("ok")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the source never subscribed")
-		}
-		pub.Publish(topic, 1, false, still).WaitTimeout(time.Second)
-		time.Sleep(50 * time.Millisecond)
-	}
 	for _, m := range accelMessages(t, "F03/U03_R01", accelT0, 25, 1) {
 		if tok := pub.Publish(topic, 1, false, m); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 			t.Fatalf("publish: %v", tok.Error())
 		}
 	}
-	deadline = time.Now().Add(15 * time.Second)
-	for {
+	testenv.Eventually(t, 15*time.Second, func() string {
 		events, faults := sink.snapshot()
-		if len(events) == 1 && events[0].dev == "wb-9" && events[0].typ == device.EventFall {
-			break
-		}
-		if len(events) > 1 || time.Now().After(deadline) {
+		if len(events) > 1 {
 			t.Fatalf("events %+v faults %v, want one fall of wb-9", events, faults)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		if len(events) == 1 && events[0].dev == "wb-9" && events[0].typ == device.EventFall {
+			return ""
+		}
+		return fmt.Sprintf("events %+v faults %v, want one fall of wb-9", events, faults)
+	})
 }
 
 func TestAccelFileSection(t *testing.T) {

@@ -68,7 +68,7 @@ func sosLine(t *testing.T) string {
 //     topic) and the ack says the button cannot show it (unsupported).
 func TestCallAssuranceEndToEnd(t *testing.T) {
 	replay := sosLine(t)
-	url := testenv.Mosquitto(t)
+	url := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	const site = "home-1"
 	ctx, cancel := context.WithCancel(context.Background())
@@ -96,7 +96,7 @@ func TestCallAssuranceEndToEnd(t *testing.T) {
 	svcDone := make(chan error, 1)
 	go func() { svcDone <- svc.Run(ctx) }()
 	defer func() { cancel(); <-svcDone }()
-	waitFor(t, 15*time.Second, "alerting subscribed", func() bool { return svc.Ready() == nil })
+	testenv.EventuallyTrue(t, 15*time.Second, "alerting subscribed", func() bool { return svc.Ready() == nil })
 
 	p := newPlatform(t, url, root, site) // collects the acks
 	var smu sync.Mutex
@@ -158,7 +158,7 @@ func TestCallAssuranceEndToEnd(t *testing.T) {
 
 	// sos-2 pressed: the replayer publishes the real message until the
 	// gateway took it (the source may subscribe after the first replay).
-	waitFor(t, 20*time.Second, "the gateway's local alarm for sos-2", func() bool {
+	testenv.EventuallyTrue(t, 20*time.Second, "the gateway's local alarm for sos-2", func() bool {
 		if len(g.LocalAlarms()) == 0 {
 			if _, err := firmwaresim.RunZigbee(ctx, firmwaresim.ZigbeeConfig{MQTTURL: url, BaseTopic: base, File: replay, Logger: log}); err != nil {
 				t.Fatal(err)
@@ -173,7 +173,7 @@ func TestCallAssuranceEndToEnd(t *testing.T) {
 	if n := testutil.ToFloat64(g.m.alarmsActive); n != 1 {
 		t.Errorf("eldercare_gateway_local_alarms_active = %v, want 1", n)
 	}
-	waitFor(t, 10*time.Second, "local_alarm sos in the gateway's status report", func() bool { return reported(device.EventSOS) })
+	testenv.EventuallyTrue(t, 10*time.Second, "local_alarm sos in the gateway's status report", func() bool { return reported(device.EventSOS) })
 
 	// sos-1 pressed: firmware-sim's button, waiting for help.
 	help := &firmwaresim.HelpState{}
@@ -185,7 +185,7 @@ func TestCallAssuranceEndToEnd(t *testing.T) {
 
 	alertOf := func(dev string) alerting.Alert {
 		var out alerting.Alert
-		waitFor(t, 15*time.Second, "the sos alert of "+dev, func() bool {
+		testenv.EventuallyTrue(t, 15*time.Second, "the sos alert of "+dev, func() bool {
 			as, err := m.List(ctx, alerting.Filter{Status: []string{alerting.StatusOpen}})
 			if err != nil {
 				t.Fatal(err)
@@ -237,8 +237,8 @@ func TestCallAssuranceEndToEnd(t *testing.T) {
 	if n := testutil.ToFloat64(g.m.alarmsActive); n != 0 {
 		t.Errorf("eldercare_gateway_local_alarms_active = %v, want 0", n)
 	}
-	waitFor(t, 10*time.Second, "the status report without the local alarm", func() bool { return reported("") })
-	waitFor(t, 10*time.Second, "call_acknowledged on the local alarm topic", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "the status report without the local alarm", func() bool { return reported("") })
+	testenv.EventuallyTrue(t, 10*time.Second, "call_acknowledged on the local alarm topic", func() bool {
 		smu.Lock()
 		defer smu.Unlock()
 		return len(cleared) == 1 && cleared[0].Device == "sos-2" && cleared[0].Attrs["by"] == "nurse-li"

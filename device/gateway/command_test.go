@@ -108,7 +108,7 @@ func (p *platform) send(id, dev string, a device.Action, params map[string]any, 
 func (p *platform) ack(id string) device.CommandAck {
 	p.t.Helper()
 	var a device.CommandAck
-	waitFor(p.t, 15*time.Second, "the ack of "+id, func() bool {
+	testenv.EventuallyTrue(p.t, 15*time.Second, "the ack of "+id, func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		var ok bool
@@ -121,7 +121,7 @@ func (p *platform) ack(id string) device.CommandAck {
 // reading waits for a reading in which key ("dev.field") has value want.
 func (p *platform) reading(key string, want float64, timeout time.Duration) {
 	p.t.Helper()
-	waitFor(p.t, timeout, fmt.Sprintf("a reading %s = %g", key, want), func() bool {
+	testenv.EventuallyTrue(p.t, timeout, fmt.Sprintf("a reading %s = %g", key, want), func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		for _, v := range p.values {
@@ -137,7 +137,7 @@ func (p *platform) reading(key string, want float64, timeout time.Duration) {
 // cmd topic: its command subscription is in place.
 func (p *platform) waitCommandsSubscribed(dev string) {
 	p.t.Helper()
-	waitFor(p.t, 15*time.Second, "the gateway's command subscription", func() bool {
+	testenv.EventuallyTrue(p.t, 15*time.Second, "the gateway's command subscription", func() bool {
 		id := fmt.Sprintf("ping-%d", time.Now().UnixNano())
 		p.send(id, dev, device.ActionPing, nil, 0)
 		deadline := time.Now().Add(500 * time.Millisecond)
@@ -195,7 +195,7 @@ func valveLines(t *testing.T) string {
 // retry are answered too.
 func TestCommandZigbeeValve(t *testing.T) {
 	file := valveLines(t)
-	url := testenv.Mosquitto(t)
+	url := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	base := root + "/zigbee2mqtt"
 	ctx, cancel := context.WithCancel(context.Background())
@@ -237,7 +237,7 @@ func TestCommandZigbeeValve(t *testing.T) {
 		default:
 		}
 	}).WaitTimeout(5 * time.Second)
-	waitFor(t, 15*time.Second, "the replayer's /set subscription", func() bool {
+	testenv.EventuallyTrue(t, 15*time.Second, "the replayer's /set subscription", func() bool {
 		p.c.Publish(base+"/probe/set", 1, false, `{"state":"ON"}`).WaitTimeout(5 * time.Second)
 		select {
 		case <-probed:
@@ -257,7 +257,7 @@ func TestCommandZigbeeValve(t *testing.T) {
 	if a := p.ack("c-close"); a.Status != device.AckAccepted {
 		t.Fatalf("ack of valve_close: %+v", a)
 	}
-	waitFor(t, 15*time.Second, "the valve_closed event", func() bool {
+	testenv.EventuallyTrue(t, 15*time.Second, "the valve_closed event", func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		// valve_opened too when the replayed closed state arrived first
@@ -305,7 +305,7 @@ func TestCommandZigbeeValve(t *testing.T) {
 // refused with reason not_writable and a message naming it, and nothing is
 // written.
 func TestCommandModbusWrite(t *testing.T) {
-	url := testenv.Mosquitto(t)
+	url := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -59,7 +59,7 @@ func TestReportAvailability(t *testing.T) {
 // every HeartbeatInterval, each listing its devices with their report, all
 // valid protocol v1 statuses.
 func TestHeartbeat(t *testing.T) {
-	url := testenv.Mosquitto(t)
+	url := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	sub := subscribe(t, url, root)
 	g, err := New(Config{ID: "gw-hb", Site: "home-1", Root: root, MQTTURL: url, ClientID: testenv.ClientID(t, "gw"),
@@ -70,7 +70,7 @@ func TestHeartbeat(t *testing.T) {
 	}
 	g.Availability("sos-1", true)
 	run(t, g)
-	waitFor(t, 20*time.Second, "a boot status and three heartbeats", func() bool {
+	testenv.EventuallyTrue(t, 20*time.Second, "a boot status and three heartbeats", func() bool {
 		sub.mu.Lock()
 		defer sub.mu.Unlock()
 		boot, beats := 0, 0

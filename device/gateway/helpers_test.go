@@ -70,17 +70,6 @@ func run(t testing.TB, g *Gateway) {
 	})
 }
 
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // got is one reading as a subscriber saw it.
 type got struct {
 	dev       string

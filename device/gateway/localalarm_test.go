@@ -148,7 +148,7 @@ func TestUnspooledSOSHeldAsLocalAlarm(t *testing.T) {
 // platform's call_acknowledged stops the alarm. Before the fix the topic
 // was subscribed only at the next reconnect: the alarm stayed on.
 func TestUnlistedDeviceCallAcknowledged(t *testing.T) {
-	url := testenv.Mosquitto(t)
+	url := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	p := newPlatform(t, url, root, "home-1")
 	g, err := New(Config{ID: "gw-1", Site: "home-1", Root: root, MQTTURL: url, ClientID: testenv.ClientID(t, "gw"),
@@ -164,7 +164,7 @@ func TestUnlistedDeviceCallAcknowledged(t *testing.T) {
 	if got := g.LocalAlarms(); len(got) != 1 || got[0].Device != "sos-new" {
 		t.Fatalf("local alarms %+v", got)
 	}
-	waitFor(t, 15*time.Second, "call_acknowledged of the unlisted device answered", func() bool {
+	testenv.EventuallyTrue(t, 15*time.Second, "call_acknowledged of the unlisted device answered", func() bool {
 		id := fmt.Sprintf("assure-%d", time.Now().UnixNano())
 		p.send(id, "sos-new", device.ActionCallAcknowledged, map[string]any{"by": "nurse"}, time.Minute)
 		deadline := time.Now().Add(500 * time.Millisecond)

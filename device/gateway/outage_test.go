@@ -21,13 +21,18 @@ import (
 	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
-// The outage tests cut the uplink for 60 s while 60 numbered readings, one
-// a second, go into the gateway, and then check that all 60 reach a
+// The outage tests cut the uplink for 12 s while 60 numbered readings, one
+// every 200 ms, go into the gateway, and then check that all 60 reach a
 // subscriber exactly once after deduplication by (device, boot, seq), in
-// order. They run in parallel, each with its own Mosquitto.
+// order, followed by a 61st reading taken after the broker is back (the
+// marker: once it is in, any late duplicate or stray of the backlog would
+// be too). The cut outlasts twice the uplink's longest reconnect interval
+// (internal/mqttconn, 5 s). They run in parallel, each with its own
+// Mosquitto.
 
 const (
 	outageReadings = 60
+	outageGap      = 200 * time.Millisecond // between two readings during the cut
 	outageDevice   = "bed-1"
 )
 
@@ -50,7 +55,7 @@ func persistentBroker(t *testing.T) *testenv.Broker {
 
 func TestOutage(t *testing.T) {
 	if testing.Short() {
-		t.Skip("60 s uplink cut; skipped with -short")
+		t.Skip("12 s uplink cut; skipped with -short")
 	}
 	t.Parallel()
 	b := persistentBroker(t)
@@ -63,10 +68,10 @@ func TestOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, g)
-	waitFor(t, 15*time.Second, "uplink connected", g.Connected)
+	testenv.EventuallyTrue(t, 15*time.Second, "uplink connected", g.Connected)
 
 	b.Stop()
-	waitFor(t, 5*time.Second, "uplink to notice the cut", func() bool { return !g.Connected() })
+	testenv.EventuallyTrue(t, 5*time.Second, "uplink to notice the cut", func() bool { return !g.Connected() })
 	ctx := context.Background()
 	for n := 1; n <= outageReadings; n++ {
 		if err := g.Reading(ctx, outageDevice, time.Now(), map[string]float64{"n": float64(n)}); err != nil {
@@ -75,16 +80,18 @@ func TestOutage(t *testing.T) {
 		if g.Connected() {
 			t.Fatalf("uplink connected during the cut (reading %d)", n)
 		}
-		time.Sleep(time.Second)
+		time.Sleep(outageGap)
 	}
 	if n, _ := sp.Len(); n != outageReadings {
 		t.Errorf("spool holds %d entries at the end of the cut, want %d", n, outageReadings)
 	}
 	b.Start()
-	waitFor(t, 30*time.Second, "60 readings at the subscriber", func() bool { return len(dedup(sub.snapshot())) >= outageReadings })
-	time.Sleep(500 * time.Millisecond) // late duplicates or strays
-	checkNumbered(t, sub.snapshot(), outageReadings)
-	waitFor(t, 10*time.Second, "spool empty after PUBACKs", func() bool { n, _ := sp.Len(); return n == 0 })
+	if err := g.Reading(ctx, outageDevice, time.Now(), map[string]float64{"n": outageReadings + 1}); err != nil {
+		t.Fatalf("marker reading: %v", err)
+	}
+	testenv.EventuallyTrue(t, 30*time.Second, "60 readings and the marker at the subscriber", func() bool { return len(dedup(sub.snapshot())) >= outageReadings+1 })
+	checkNumbered(t, sub.snapshot(), outageReadings+1)
+	testenv.EventuallyTrue(t, 10*time.Second, "spool empty after PUBACKs", func() bool { n, _ := sp.Len(); return n == 0 })
 }
 
 // TestOutageKill9 runs the gateway as a child process (this test binary
@@ -92,7 +99,7 @@ func TestOutage(t *testing.T) {
 // the cut, and starts it again on the same spool.
 func TestOutageKill9(t *testing.T) {
 	if testing.Short() {
-		t.Skip("60 s uplink cut; skipped with -short")
+		t.Skip("12 s uplink cut; skipped with -short")
 	}
 	t.Parallel()
 	b := persistentBroker(t)
@@ -102,7 +109,7 @@ func TestOutageKill9(t *testing.T) {
 	clientID := testenv.ClientID(t, "gw")
 
 	child := startHelper(t, b.URL(), root, spoolPath, clientID)
-	waitFor(t, 15*time.Second, "child gateway connected", func() bool { return child.connected() })
+	testenv.EventuallyTrue(t, 15*time.Second, "child gateway connected", func() bool { return child.connected() })
 
 	b.Stop()
 	var boots []uint32
@@ -113,17 +120,17 @@ func TestOutageKill9(t *testing.T) {
 			child.kill9(t)
 			child = startHelper(t, b.URL(), root, spoolPath, clientID)
 		}
-		time.Sleep(time.Second)
+		time.Sleep(outageGap)
 	}
 	boots = append(boots, child.boot)
 	if boots[1] <= boots[0] {
 		t.Errorf("boot after kill -9 is %d, want > %d", boots[1], boots[0])
 	}
 	b.Start()
-	waitFor(t, 30*time.Second, "60 readings at the subscriber", func() bool { return len(dedup(sub.snapshot())) >= outageReadings })
-	time.Sleep(500 * time.Millisecond)
+	child.send(t, outageReadings+1) // the marker
+	testenv.EventuallyTrue(t, 30*time.Second, "60 readings and the marker at the subscriber", func() bool { return len(dedup(sub.snapshot())) >= outageReadings+1 })
 	rs := sub.snapshot()
-	checkNumbered(t, rs, outageReadings)
+	checkNumbered(t, rs, outageReadings+1)
 	// Readings taken before the kill keep the first boot's identity.
 	for _, r := range dedup(rs) {
 		wantBoot := boots[0]

@@ -13,6 +13,7 @@ import (
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/device/gateway/spool"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 func newTestGateway(t *testing.T, cfg Config) *Gateway {
@@ -259,7 +260,7 @@ func TestClockMetric(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { g.watchClock(ctx); close(done) }()
-	waitFor(t, 5*time.Second, "a clock check", func() bool { return !math.IsNaN(testutil.ToFloat64(g.m.skew)) })
+	testenv.EventuallyTrue(t, 5*time.Second, "a clock check", func() bool { return !math.IsNaN(testutil.ToFloat64(g.m.skew)) })
 	cancel()
 	<-done
 	if s := testutil.ToFloat64(g.m.skew); math.Abs(s-5) > 0.1 {

@@ -35,7 +35,7 @@ func TestBacklogOverMaxPacket(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = mqttconn.Wait(context.Background(), raw.Publish(root+"/probe", 1, false, make([]byte, maxPacket+100)), 3*time.Second, "oversized publish")
-	waitFor(t, 5*time.Second, "broker to drop a client that sent an oversized packet", func() bool { return !raw.IsConnectionOpen() })
+	testenv.EventuallyTrue(t, 5*time.Second, "broker to drop a client that sent an oversized packet", func() bool { return !raw.IsConnectionOpen() })
 	raw.Disconnect(0)
 
 	sub := subscribe(t, b.URL(), root)
@@ -52,7 +52,7 @@ func TestBacklogOverMaxPacket(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, g)
-	waitFor(t, 30*time.Second, fmt.Sprintf("%d readings at the subscriber", n), func() bool { return len(dedup(sub.snapshot())) >= n })
+	testenv.EventuallyTrue(t, 30*time.Second, fmt.Sprintf("%d readings at the subscriber", n), func() bool { return len(dedup(sub.snapshot())) >= n })
 	checkNumbered(t, sub.snapshot(), n)
 	if c := testutil.ToFloat64(g.m.connects); c != 1 {
 		t.Errorf("uplink connected %g times, want 1 (a reconnect storm: a message over the broker's limit?)", c)
@@ -82,7 +82,7 @@ func TestBacklogOverMaxPacket(t *testing.T) {
 // delivered upstream and raises no local alarm.
 func TestLocalAlarm(t *testing.T) {
 	t.Parallel()
-	local := testenv.Mosquitto(t)
+	local := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
 	alarmTopic := root + "/local/alarm"
 	alarms := make(chan LocalAlarm, 10)
@@ -111,7 +111,7 @@ func TestLocalAlarm(t *testing.T) {
 			t.Fatal(err)
 		}
 		run(t, g)
-		waitFor(t, 10*time.Second, "local broker connected", func() bool {
+		testenv.EventuallyTrue(t, 10*time.Second, "local broker connected", func() bool {
 			g.mu.Lock()
 			defer g.mu.Unlock()
 			return g.local != nil && g.local.IsConnectionOpen()
@@ -145,7 +145,7 @@ func TestLocalAlarm(t *testing.T) {
 			t.Errorf("%d error-level LOCAL ALARM log lines, want 2 (fall and sos)", n)
 		}
 		// The sounder may see an alarm before its PUBACK reaches the gateway.
-		waitFor(t, 2*time.Second, "local_alarms_total{result=published} = 2", func() bool {
+		testenv.EventuallyTrue(t, 2*time.Second, "local_alarms_total{result=published} = 2", func() bool {
 			return testutil.ToFloat64(g.m.localAlarms.WithLabelValues("published")) == 2
 		})
 	})
@@ -162,11 +162,11 @@ func TestLocalAlarm(t *testing.T) {
 			t.Fatal(err)
 		}
 		run(t, g)
-		waitFor(t, 10*time.Second, "uplink connected", g.Connected)
+		testenv.EventuallyTrue(t, 10*time.Second, "uplink connected", g.Connected)
 		if err := g.Event(context.Background(), "fd-2", time.Now(), device.EventFall, nil); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, "the fall upstream", func() bool {
+		testenv.EventuallyTrue(t, 5*time.Second, "the fall upstream", func() bool {
 			sub.mu.Lock()
 			defer sub.mu.Unlock()
 			return len(sub.events) == 1 && sub.events[0].Device == "fd-2" && sub.events[0].Type == device.EventFall
@@ -197,7 +197,7 @@ func TestStatus(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	waitFor(t, 10*time.Second, "uplink connected", g.Connected)
+	testenv.EventuallyTrue(t, 10*time.Second, "uplink connected", g.Connected)
 	if err := g.Reading(context.Background(), "bed-1", time.Now(), map[string]float64{"in_bed": 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -213,9 +213,9 @@ func TestStatus(t *testing.T) {
 			return false
 		}
 	}
-	waitFor(t, 5*time.Second, "gateway online", find("gw-1", device.Online))
-	waitFor(t, 5*time.Second, "bed-1 online", find("bed-1", device.Online))
-	waitFor(t, 5*time.Second, "bed-1 offline after 3 intervals without readings", find("bed-1", device.Offline))
+	testenv.EventuallyTrue(t, 5*time.Second, "gateway online", find("gw-1", device.Online))
+	testenv.EventuallyTrue(t, 5*time.Second, "bed-1 online", find("bed-1", device.Online))
+	testenv.EventuallyTrue(t, 5*time.Second, "bed-1 offline after 3 intervals without readings", find("bed-1", device.Offline))
 	sub.mu.Lock()
 	for _, s := range sub.statuses {
 		switch s.Device {
@@ -244,7 +244,7 @@ func TestStatus(t *testing.T) {
 	b.Kill()
 	b.Start()
 	_ = c
-	waitFor(t, 15*time.Second, "gateway back online after the broker restart", func() bool {
+	testenv.EventuallyTrue(t, 15*time.Second, "gateway back online after the broker restart", func() bool {
 		sub.mu.Lock()
 		defer sub.mu.Unlock()
 		for _, s := range sub.statuses[min(before, len(sub.statuses)):] {

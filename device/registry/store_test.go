@@ -14,6 +14,7 @@ import (
 	"github.com/eldercare-iot/eldercare/device/registry"
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // forEachStore runs fn against a fresh, migrated Store on SQLite (in
@@ -464,22 +465,12 @@ func TestCache(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() { done <- c.Run(ctx) }()
-		waitFor := func(what string, cond func(*registry.Snapshot) bool) {
-			t.Helper()
-			deadline := time.Now().Add(5 * time.Second)
-			for !cond(c.Current()) {
-				if time.Now().After(deadline) {
-					t.Fatalf("timed out waiting for %s", what)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		}
-		waitFor("first refresh", func(sn *registry.Snapshot) bool { _, ok := sn.Device("vm-101"); return ok })
+		testenv.EventuallyTrue(t, 5*time.Second, "first refresh", func() bool { _, ok := c.Current().Device("vm-101"); return ok })
 		at := utc("2030-01-01T00:00:00Z")
 		if err := s.Bind(ctx, "mt-1", "res-002", utc("2029-01-01T00:00:00Z")); err != nil {
 			t.Fatal(err)
 		}
-		waitFor("periodic refresh", func(sn *registry.Snapshot) bool { r, ok := sn.ResidentAt("mt-1", at); return ok && r.ID == "res-002" })
+		testenv.EventuallyTrue(t, 5*time.Second, "periodic refresh", func() bool { r, ok := c.Current().ResidentAt("mt-1", at); return ok && r.ID == "res-002" })
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run returned %v after cancel, want nil", err)
