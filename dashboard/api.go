@@ -107,7 +107,7 @@ type ackBody struct {
 }
 
 // apiListAlerts serves GET /api/v1/alerts?status=open,acknowledged&site=&resident=&limit=
-// as a JSON array of AlertView, sorted by severity then age. limit (1 to
+// as a JSON array of alerting.Alert, sorted by severity then age. limit (1 to
 // MaxAlertLimit, default DefaultAlertLimit) is passed to the store, which
 // orders by severity before applying it, so a limit never hides a critical
 // alert behind less urgent ones.
@@ -153,10 +153,10 @@ func (s *Server) apiListAlerts(c *fiber.Ctx) error {
 	if err != nil {
 		return fmt.Errorf("list alerts: %w", err)
 	}
-	out := make([]AlertView, 0, len(as))
+	out := make([]alerting.Alert, 0, len(as))
 	for _, a := range as {
 		if clientSees(c, a.Site) {
-			out = append(out, viewAlert(a))
+			out = append(out, a)
 		}
 	}
 	sortAlerts(out)
@@ -176,7 +176,7 @@ func (s *Server) apiGetAlert(c *fiber.Ctx) error {
 	if !clientSees(c, a.Site) {
 		return fiber.NewError(fiber.StatusNotFound, fmt.Sprintf("alert %d: not found", id))
 	}
-	return c.JSON(viewAlert(a))
+	return c.JSON(a)
 }
 
 func (s *Server) apiAck(c *fiber.Ctx) error {
@@ -206,7 +206,7 @@ func (s *Server) apiAck(c *fiber.Ctx) error {
 	}
 	s.log.Info("audit: alert acknowledged", "alert", id, "actor", actor, "channel", apiChannel(c))
 	s.announce(alerting.EventAcknowledged, a)
-	return c.JSON(viewAlert(a))
+	return c.JSON(a)
 }
 
 // resolveBody is the body of POST /api/v1/alerts/:id/resolve.
@@ -246,7 +246,7 @@ func (s *Server) apiResolve(c *fiber.Ctx) error {
 	}
 	s.log.Info("audit: alert resolved", "alert", id, "actor", actor, "channel", apiChannel(c), "outcome", body.Outcome)
 	s.announce(alerting.EventResolved, a)
-	return c.JSON(viewAlert(a))
+	return c.JSON(a)
 }
 
 // apiResident is one item of GET /api/v1/residents.

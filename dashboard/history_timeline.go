@@ -329,12 +329,11 @@ func (s *Server) apiComment(c *fiber.Ctx) error {
 }
 
 // apiAlertDetail is the body of GET /api/v1/alerts/:id: the alert
-// (AlertView's members), its repeat count, history, comments,
+// (alerting.Alert's members, with its repeat count), its history, comments,
 // notifications with each receiver's delivery (addresses left out) and
 // escalation state (null when no policy covers it).
 type apiAlertDetail struct {
-	AlertView
-	Repeats       int                           `json:"repeats"`
+	alerting.Alert
 	History       []alerting.HistoryEntry       `json:"history"`
 	Comments      []alerting.Comment            `json:"comments"`
 	Notifications []alerting.NotificationRecord `json:"notifications"`
@@ -366,6 +365,6 @@ func (s *Server) apiAlertTimeline(c *fiber.Ctx) error {
 			}
 		}
 	}
-	return c.JSON(apiAlertDetail{AlertView: viewAlert(t.Alert), Repeats: t.Alert.Repeats, History: t.History, Comments: t.Comments,
+	return c.JSON(apiAlertDetail{Alert: t.Alert, History: t.History, Comments: t.Comments,
 		Notifications: t.Notifications, Escalation: t.Escalation})
 }

@@ -211,7 +211,7 @@ func TestFeedSlowSubscriber(t *testing.T) {
 	slow, fast := f.Subscribe(), f.Subscribe()
 	const n = 10
 	for i := range n {
-		f.PublishAlert(AlertChange{ID: fmt.Sprint(i), Event: "opened", Alert: AlertView{ID: int64(i + 1), Status: "open"}})
+		f.PublishAlert(alerting.Change{ID: fmt.Sprint(i), Event: "opened", Alert: alerting.Alert{ID: int64(i + 1), Status: "open"}})
 		select {
 		case <-fast.C():
 		default:
@@ -313,7 +313,7 @@ func TestSSE(t *testing.T) {
 		t.Errorf("device change = %+v", ch)
 	}
 
-	ts.feed.PublishAlert(AlertChange{ID: "alert-9-1", Event: "opened", At: testNow, Alert: AlertView{ID: 9, Site: "demo-station", Device: "vm-101", Type: "sos", Severity: "critical", Status: "open", OpenedAt: testNow}})
+	ts.feed.PublishAlert(alerting.Change{ID: "alert-9-1", Event: "opened", At: testNow, Alert: alerting.Alert{ID: 9, Site: "demo-station", Device: "vm-101", Type: "sos", Severity: "critical", Status: "open", OpenedAt: testNow}})
 	if err := json.Unmarshal([]byte(waitEvent(t, lines, "alert")), &ch); err != nil {
 		t.Fatal(err)
 	}
