@@ -428,3 +428,45 @@ func TestFeedRepeatedReachesBrowsers(t *testing.T) {
 		t.Errorf("ok alert messages = %v, want 5", n)
 	}
 }
+
+// The store counts the repeats of a continuing breach without a notice
+// (Repeats, LastOccurredAt change); a later trigger that brings no other
+// change (a duplicate delivery) does not show the alert again, a
+// "repeated" change does.
+func TestFeedSilentRepeatNotShownAgain(t *testing.T) {
+	ts := newTestServer(t, nil)
+	f := ts.feed
+	sub := f.Subscribe()
+	defer sub.Close()
+	const topic = "t/v1/alerts/demo-station"
+	frames := func() []string {
+		var out []string
+		for {
+			select {
+			case fr := <-sub.C():
+				out = append(out, string(fr))
+			default:
+				return out
+			}
+		}
+	}
+	f.HandleMessage(topic, forgedChange(t, "opened", ts.alerts.get(1)))
+	if got := frames(); len(got) != 1 {
+		t.Fatalf("opened: %d frames, want 1: %q", len(got), got)
+	}
+	ts.alerts.mu.Lock()
+	a := ts.alerts.alerts[1]
+	last := testNow.Add(time.Minute)
+	a.Repeats, a.LastOccurredAt = 3, &last
+	ts.alerts.alerts[1] = a
+	ts.alerts.mu.Unlock()
+	f.HandleMessage(topic, forgedChange(t, "opened", ts.alerts.get(1)))
+	if got := frames(); len(got) != 0 {
+		t.Errorf("a silent repeat count was shown again: %q", got)
+	}
+	f.HandleMessage(topic, forgedChange(t, alerting.EventRepeated, ts.alerts.get(1)))
+	got := frames()
+	if len(got) != 1 || !strings.Contains(got[0], `"event":"repeated"`) || !strings.Contains(got[0], `"repeats":3`) {
+		t.Errorf("repeated: %q, want one frame with the event and the store's repeat count", got)
+	}
+}
