@@ -18,6 +18,7 @@ import (
 	"github.com/eldercare-iot/eldercare/alerting"
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 func TestPasswordHash(t *testing.T) {
@@ -709,7 +710,7 @@ func TestSSEScope(t *testing.T) {
 		return sseReader(resp.Body)
 	}
 	far := connect("faraway")
-	waitFor(t, "the SSE client to subscribe", func() bool { return ts.feed.Subscribers() == 1 })
+	testenv.EventuallyTrue(t, 15*time.Second, "the SSE client to subscribe", func() bool { return ts.feed.Subscribers() == 1 })
 	ts.feed.PublishAlert(alerting.Change{ID: "a-1", Event: "opened", At: testNow, Alert: alerting.Alert{ID: 1, Site: "demo-station", Resident: strp("res-001"), Device: "vm-101", Type: "sos", Severity: "critical", Status: "open"}})
 	ts.feed.PublishAlert(alerting.Change{ID: "a-2", Event: "opened", At: testNow, Alert: alerting.Alert{ID: 2, Site: "other-site", Device: "fd-9", Type: "fall", Severity: "critical", Status: "open"}})
 	var ch Change
