@@ -4,8 +4,6 @@ package dashboard
 // its comments (page form and POST /api/v1/alerts/:id/comments).
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -305,16 +303,10 @@ func (s *Server) apiComment(c *fiber.Ctx) error {
 		return err
 	}
 	var body commentBody
-	dec := json.NewDecoder(bytes.NewReader(c.Body()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("body: want JSON {\"text\": comment, \"actor\": staff user name}: %v", err))
+	if err := decodeBody(c, &body, `{"text": comment, "actor": staff user name}`); err != nil {
+		return err
 	}
-	a, err := s.deps.Alerts.Get(c.UserContext(), id)
-	if err != nil {
-		return alertError(err)
-	}
-	actor, err := s.apiActor(c, body.Actor, a)
+	actor, err := s.apiActor(c, body.Actor, id)
 	if err != nil {
 		return err
 	}
