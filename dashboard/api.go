@@ -72,10 +72,15 @@ func (s *Server) requireBearer(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-// apiActor returns who acknowledges or resolves through the API: the
-// staff account named (?actor= or the body's "actor"), checked to exist,
-// be active staff and see the alert's site; else "api" or "api:<client>".
-func (s *Server) apiActor(c *fiber.Ctx, name string, a alerting.Alert) (string, error) {
+// apiActor returns who acknowledges, resolves or comments on alert id
+// through the API: the staff account named (?actor= or the body's
+// "actor"), checked to exist, be active staff and see the alert's site;
+// else "api" or "api:<client>". An unknown alert is a 404 (alertError).
+func (s *Server) apiActor(c *fiber.Ctx, name string, id int64) (string, error) {
+	a, err := s.deps.Alerts.Get(c.UserContext(), id)
+	if err != nil {
+		return "", alertError(err)
+	}
 	if name == "" {
 		name = c.Query("actor")
 	}
@@ -90,6 +95,18 @@ func (s *Server) apiActor(c *fiber.Ctx, name string, a alerting.Alert) (string, 
 		return "", fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("actor %q: not an active staff account of site %s", truncate(name, 32), a.Site))
 	}
 	return u.Username, nil
+}
+
+// decodeBody decodes the JSON body of an API request into v, refusing
+// members v does not have; the error is a 400 "body: want JSON <want>:
+// <the decoder's reason>".
+func decodeBody(c *fiber.Ctx, v any, want string) error {
+	dec := json.NewDecoder(bytes.NewReader(c.Body()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("body: want JSON %s: %v", want, err))
+	}
+	return nil
 }
 
 // apiChannel is the history channel of an API change: "api" or
@@ -107,7 +124,7 @@ type ackBody struct {
 }
 
 // apiListAlerts serves GET /api/v1/alerts?status=open,acknowledged&site=&resident=&limit=
-// as a JSON array of AlertView, sorted by severity then age. limit (1 to
+// as a JSON array of alerting.Alert, sorted by severity then age. limit (1 to
 // MaxAlertLimit, default DefaultAlertLimit) is passed to the store, which
 // orders by severity before applying it, so a limit never hides a critical
 // alert behind less urgent ones.
@@ -153,10 +170,10 @@ func (s *Server) apiListAlerts(c *fiber.Ctx) error {
 	if err != nil {
 		return fmt.Errorf("list alerts: %w", err)
 	}
-	out := make([]AlertView, 0, len(as))
+	out := make([]alerting.Alert, 0, len(as))
 	for _, a := range as {
 		if clientSees(c, a.Site) {
-			out = append(out, viewAlert(a))
+			out = append(out, a)
 		}
 	}
 	sortAlerts(out)
@@ -176,7 +193,7 @@ func (s *Server) apiGetAlert(c *fiber.Ctx) error {
 	if !clientSees(c, a.Site) {
 		return fiber.NewError(fiber.StatusNotFound, fmt.Sprintf("alert %d: not found", id))
 	}
-	return c.JSON(viewAlert(a))
+	return c.JSON(a)
 }
 
 func (s *Server) apiAck(c *fiber.Ctx) error {
@@ -186,17 +203,11 @@ func (s *Server) apiAck(c *fiber.Ctx) error {
 	}
 	var body ackBody
 	if len(bytes.TrimSpace(c.Body())) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(c.Body()))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil {
-			return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("body: want JSON {\"actor\": staff user name} or none: %v", err))
+		if err := decodeBody(c, &body, `{"actor": staff user name} or none`); err != nil {
+			return err
 		}
 	}
-	cur, err := s.deps.Alerts.Get(c.UserContext(), id)
-	if err != nil {
-		return alertError(err)
-	}
-	actor, err := s.apiActor(c, body.Actor, cur)
+	actor, err := s.apiActor(c, body.Actor, id)
 	if err != nil {
 		return err
 	}
@@ -206,7 +217,7 @@ func (s *Server) apiAck(c *fiber.Ctx) error {
 	}
 	s.log.Info("audit: alert acknowledged", "alert", id, "actor", actor, "channel", apiChannel(c))
 	s.announce(alerting.EventAcknowledged, a)
-	return c.JSON(viewAlert(a))
+	return c.JSON(a)
 }
 
 // resolveBody is the body of POST /api/v1/alerts/:id/resolve.
@@ -223,20 +234,14 @@ func (s *Server) apiResolve(c *fiber.Ctx) error {
 		return err
 	}
 	var body resolveBody
-	dec := json.NewDecoder(bytes.NewReader(c.Body()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("body: want JSON {\"outcome\": one of %s, \"note\": text}: %v", strings.Join(alerting.Outcomes, ", "), err))
+	if err := decodeBody(c, &body, `{"outcome": one of `+strings.Join(alerting.Outcomes, ", ")+`, "note": text}`); err != nil {
+		return err
 	}
 	body.Note = strings.TrimSpace(body.Note)
 	if err := resolveInput(body.Outcome, body.Note); err != nil {
 		return fiber.NewError(fiber.StatusBadRequest, err.Error())
 	}
-	cur, err := s.deps.Alerts.Get(c.UserContext(), id)
-	if err != nil {
-		return alertError(err)
-	}
-	actor, err := s.apiActor(c, body.Actor, cur)
+	actor, err := s.apiActor(c, body.Actor, id)
 	if err != nil {
 		return err
 	}
@@ -246,7 +251,7 @@ func (s *Server) apiResolve(c *fiber.Ctx) error {
 	}
 	s.log.Info("audit: alert resolved", "alert", id, "actor", actor, "channel", apiChannel(c), "outcome", body.Outcome)
 	s.announce(alerting.EventResolved, a)
-	return c.JSON(viewAlert(a))
+	return c.JSON(a)
 }
 
 // apiResident is one item of GET /api/v1/residents.

@@ -18,6 +18,7 @@ import (
 	"github.com/eldercare-iot/eldercare/alerting"
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 func TestPasswordHash(t *testing.T) {
@@ -673,7 +674,7 @@ func TestFrameSite(t *testing.T) {
 		ok    bool
 	}{
 		{"device", frame(Change{Kind: "device", Device: &DeviceState{Device: "vm-1", Site: "s1"}}), "s1", true},
-		{"alert", frame(Change{Kind: "alert", Alert: &AlertChange{ID: "x", Alert: AlertView{ID: 1, Site: "s2", Device: "d"}}}), "s2", true},
+		{"alert", frame(Change{Kind: "alert", Alert: &alerting.Change{ID: "x", Alert: alerting.Alert{ID: 1, Site: "s2", Device: "d"}}}), "s2", true},
 		{"hostile device id", frame(Change{Kind: "device", Device: &DeviceState{Device: `x","site":"s1`, Site: "s9"}}), "s9", true},
 		{"no site", []byte("event: x\ndata: {}\n\n"), "", false},
 	}
@@ -709,9 +710,9 @@ func TestSSEScope(t *testing.T) {
 		return sseReader(resp.Body)
 	}
 	far := connect("faraway")
-	waitFor(t, "the SSE client to subscribe", func() bool { return ts.feed.Subscribers() == 1 })
-	ts.feed.PublishAlert(AlertChange{ID: "a-1", Event: "opened", At: testNow, Alert: AlertView{ID: 1, Site: "demo-station", Resident: strp("res-001"), Device: "vm-101", Type: "sos", Severity: "critical", Status: "open"}})
-	ts.feed.PublishAlert(AlertChange{ID: "a-2", Event: "opened", At: testNow, Alert: AlertView{ID: 2, Site: "other-site", Device: "fd-9", Type: "fall", Severity: "critical", Status: "open"}})
+	testenv.EventuallyTrue(t, 15*time.Second, "the SSE client to subscribe", func() bool { return ts.feed.Subscribers() == 1 })
+	ts.feed.PublishAlert(alerting.Change{ID: "a-1", Event: "opened", At: testNow, Alert: alerting.Alert{ID: 1, Site: "demo-station", Resident: strp("res-001"), Device: "vm-101", Type: "sos", Severity: "critical", Status: "open"}})
+	ts.feed.PublishAlert(alerting.Change{ID: "a-2", Event: "opened", At: testNow, Alert: alerting.Alert{ID: 2, Site: "other-site", Device: "fd-9", Type: "fall", Severity: "critical", Status: "open"}})
 	var ch Change
 	if err := json.Unmarshal([]byte(waitEvent(t, far, "alert")), &ch); err != nil {
 		t.Fatal(err)

@@ -36,7 +36,7 @@ func TestBoardCheckSensor(t *testing.T) {
 		t.Error("the alert list lacks the check-sensor alert")
 	}
 	for _, lang := range []string{LangEN, LangZH} {
-		if got := alertWhat(lang, AlertView{Type: alerting.TypeSensorSuspect, Device: "vm-101"}); !strings.Contains(got, "vm-101") || strings.Contains(got, "what.") {
+		if got := alertWhat(lang, alerting.Alert{Type: alerting.TypeSensorSuspect, Device: "vm-101"}); !strings.Contains(got, "vm-101") || strings.Contains(got, "what.") {
 			t.Errorf("%s: %q", lang, got)
 		}
 	}

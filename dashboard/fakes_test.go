@@ -36,6 +36,7 @@ type fakeAlerts struct {
 func newFakeAlerts(now func() time.Time, as ...alerting.Alert) *fakeAlerts {
 	f := &fakeAlerts{alerts: map[int64]alerting.Alert{}, history: map[int64][]alerting.HistoryEntry{}, now: now}
 	for _, a := range as {
+		a.Unassigned = a.Resident == nil // as the store sets it
 		f.alerts[a.ID] = a
 		f.history[a.ID] = []alerting.HistoryEntry{{AlertID: a.ID, Seq: 1, At: a.OpenedAt, Actor: "system", Channel: "rule", Action: "opened", Detail: a.Detail}}
 	}

@@ -87,7 +87,7 @@ func (s *Server) familyModel(ctx context.Context, lang string, u *User) ([]famil
 		if err != nil {
 			return nil, err
 		}
-		inactive := slices.ContainsFunc(open, func(a AlertView) bool { return a.Type == alerting.TypeNoActivity })
+		inactive := slices.ContainsFunc(open, func(a alerting.Alert) bool { return a.Type == alerting.TypeNoActivity })
 
 		nightFrom, nightTo := lastNight(now, loc)
 		l := now.In(loc)

@@ -30,13 +30,13 @@ func forgedChange(t *testing.T, event string, a alerting.Alert) []byte {
 	return b
 }
 
-func liveAlert(f *Feed, id int64) (AlertChange, bool) {
+func liveAlert(f *Feed, id int64) (alerting.Change, bool) {
 	for _, c := range f.Alerts() {
 		if c.Alert.ID == id {
 			return c, true
 		}
 	}
-	return AlertChange{}, false
+	return alerting.Change{}, false
 }
 
 // Defect 1: alert changes on MQTT are triggers only; the store's state is
@@ -90,11 +90,11 @@ func TestFeedAlertChangesVerifiedAgainstStore(t *testing.T) {
 	})
 
 	t.Run("a late older change never overwrites a newer state", func(t *testing.T) {
-		open := viewAlert(ts.alerts.get(3)) // acknowledged in the store
+		open := ts.alerts.get(3) // acknowledged in the store
 		f.HandleMessage(topic, forgedChange(t, "acknowledged", ts.alerts.get(3)))
 		older := open
 		older.Status, older.AcknowledgedAt, older.AcknowledgedBy = alerting.StatusOpen, nil, ""
-		f.PublishAlert(AlertChange{ID: "late", Event: "opened", Alert: older})
+		f.PublishAlert(alerting.Change{ID: "late", Event: "opened", Alert: older})
 		if got, _ := liveAlert(f, 3); got.Alert.Status != alerting.StatusAcknowledged {
 			t.Errorf("alert 3 = %s after a late opened change, want acknowledged", got.Alert.Status)
 		}
@@ -102,8 +102,8 @@ func TestFeedAlertChangesVerifiedAgainstStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.PublishAlert(AlertChange{ID: "r", Event: "resolved", Alert: viewAlert(resolved)})
-		f.PublishAlert(AlertChange{ID: "late2", Event: "acknowledged", Alert: open})
+		f.PublishAlert(alerting.Change{ID: "r", Event: "resolved", Alert: resolved})
+		f.PublishAlert(alerting.Change{ID: "late2", Event: "acknowledged", Alert: open})
 		f.HandleMessage(topic, forgedChange(t, "opened", ts.alerts.get(3)))
 		if got, ok := liveAlert(f, 3); ok {
 			t.Errorf("resolved alert 3 came back: %+v", got)
@@ -179,7 +179,7 @@ func TestAlertListLimit(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d: %s", resp.StatusCode, body)
 		}
-		var items []AlertView
+		var items []alerting.Alert
 		if err := json.Unmarshal([]byte(body), &items); err != nil {
 			t.Fatal(err)
 		}
@@ -426,5 +426,47 @@ func TestFeedRepeatedReachesBrowsers(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(f.mMessages.WithLabelValues("alert", "ok")); n != 5 {
 		t.Errorf("ok alert messages = %v, want 5", n)
+	}
+}
+
+// The store counts the repeats of a continuing breach without a notice
+// (Repeats, LastOccurredAt change); a later trigger that brings no other
+// change (a duplicate delivery) does not show the alert again, a
+// "repeated" change does.
+func TestFeedSilentRepeatNotShownAgain(t *testing.T) {
+	ts := newTestServer(t, nil)
+	f := ts.feed
+	sub := f.Subscribe()
+	defer sub.Close()
+	const topic = "t/v1/alerts/demo-station"
+	frames := func() []string {
+		var out []string
+		for {
+			select {
+			case fr := <-sub.C():
+				out = append(out, string(fr))
+			default:
+				return out
+			}
+		}
+	}
+	f.HandleMessage(topic, forgedChange(t, "opened", ts.alerts.get(1)))
+	if got := frames(); len(got) != 1 {
+		t.Fatalf("opened: %d frames, want 1: %q", len(got), got)
+	}
+	ts.alerts.mu.Lock()
+	a := ts.alerts.alerts[1]
+	last := testNow.Add(time.Minute)
+	a.Repeats, a.LastOccurredAt = 3, &last
+	ts.alerts.alerts[1] = a
+	ts.alerts.mu.Unlock()
+	f.HandleMessage(topic, forgedChange(t, "opened", ts.alerts.get(1)))
+	if got := frames(); len(got) != 0 {
+		t.Errorf("a silent repeat count was shown again: %q", got)
+	}
+	f.HandleMessage(topic, forgedChange(t, alerting.EventRepeated, ts.alerts.get(1)))
+	got := frames()
+	if len(got) != 1 || !strings.Contains(got[0], `"event":"repeated"`) || !strings.Contains(got[0], `"repeats":3`) {
+		t.Errorf("repeated: %q, want one frame with the event and the store's repeat count", got)
 	}
 }

@@ -62,7 +62,7 @@ type HandoverSite struct {
 
 // buildHandover assembles the handover of each visible site from the open
 // alerts, the alerts opened in the last HandoverWindow and the notes.
-func buildHandover(lang string, d *directory, keep func(string) bool, active []AlertView, recent []alerting.AlertResponse, shifts alerting.ShiftBounds, now time.Time) []*HandoverSite {
+func buildHandover(lang string, d *directory, keep func(string) bool, active []alerting.Alert, recent []alerting.AlertResponse, shifts alerting.ShiftBounds, now time.Time) []*HandoverSite {
 	var out []*HandoverSite
 	by := map[string]*HandoverSite{}
 	for _, s := range d.sites {

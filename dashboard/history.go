@@ -297,14 +297,13 @@ type historyRow struct {
 	ResolvedCSV          string
 	ResidentDisplay      string
 	AckAfter, ResolvedIn string // durations in words
-	Repeats              int    // times the condition was raised again while open
 }
 
 // historyRow makes the row of a in lang.
 func (d *directory) historyRow(lang string, a alerting.Alert) historyRow {
-	r := historyRow{alertRow: d.row(viewAlert(a)), Repeats: a.Repeats}
+	r := historyRow{alertRow: d.row(a)}
 	loc := d.loc(a.Site)
-	r.What = alertWhat(lang, r.AlertView)
+	r.What = alertWhat(lang, r.Alert)
 	r.OpenedCSV = a.OpenedAt.In(loc).Format(time.RFC3339)
 	if a.AcknowledgedAt != nil {
 		r.Acknowledged = a.AcknowledgedAt.In(loc).Format(timeFormat)
@@ -554,11 +553,11 @@ func writeHistoryCSV(ctx context.Context, w io.Writer, h AlertHistory, q alertin
 }
 
 // apiHistoryPage is the body of GET /api/v1/alerts/history: the alerts of
-// one page (AlertView, newest opened first) and next, the "after" value
+// one page (alerting.Alert, newest opened first) and next, the "after" value
 // of the following page ("" on the last).
 type apiHistoryPage struct {
-	Alerts []AlertView `json:"alerts"`
-	Next   string      `json:"next"`
+	Alerts []alerting.Alert `json:"alerts"`
+	Next   string           `json:"next"`
 }
 
 // apiHistory serves GET /api/v1/alerts/history?from=&to=&site=&ward=&resident=&type=&severity=&outcome=&responder=&q=&after=&limit=
@@ -605,9 +604,9 @@ func (s *Server) apiHistory(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	out := apiHistoryPage{Alerts: make([]AlertView, 0, len(p.Alerts))}
-	for _, a := range p.Alerts {
-		out.Alerts = append(out.Alerts, viewAlert(a))
+	out := apiHistoryPage{Alerts: p.Alerts}
+	if out.Alerts == nil {
+		out.Alerts = []alerting.Alert{} // [] on an empty page, not null
 	}
 	if p.Next != nil {
 		out.Next = p.Next.String()

@@ -4,8 +4,6 @@ package dashboard
 // its comments (page form and POST /api/v1/alerts/:id/comments).
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -305,16 +303,10 @@ func (s *Server) apiComment(c *fiber.Ctx) error {
 		return err
 	}
 	var body commentBody
-	dec := json.NewDecoder(bytes.NewReader(c.Body()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("body: want JSON {\"text\": comment, \"actor\": staff user name}: %v", err))
+	if err := decodeBody(c, &body, `{"text": comment, "actor": staff user name}`); err != nil {
+		return err
 	}
-	a, err := s.deps.Alerts.Get(c.UserContext(), id)
-	if err != nil {
-		return alertError(err)
-	}
-	actor, err := s.apiActor(c, body.Actor, a)
+	actor, err := s.apiActor(c, body.Actor, id)
 	if err != nil {
 		return err
 	}
@@ -329,12 +321,11 @@ func (s *Server) apiComment(c *fiber.Ctx) error {
 }
 
 // apiAlertDetail is the body of GET /api/v1/alerts/:id: the alert
-// (AlertView's members), its repeat count, history, comments,
+// (alerting.Alert's members, with its repeat count), its history, comments,
 // notifications with each receiver's delivery (addresses left out) and
 // escalation state (null when no policy covers it).
 type apiAlertDetail struct {
-	AlertView
-	Repeats       int                           `json:"repeats"`
+	alerting.Alert
 	History       []alerting.HistoryEntry       `json:"history"`
 	Comments      []alerting.Comment            `json:"comments"`
 	Notifications []alerting.NotificationRecord `json:"notifications"`
@@ -366,6 +357,6 @@ func (s *Server) apiAlertTimeline(c *fiber.Ctx) error {
 			}
 		}
 	}
-	return c.JSON(apiAlertDetail{AlertView: viewAlert(t.Alert), Repeats: t.Alert.Repeats, History: t.History, Comments: t.Comments,
+	return c.JSON(apiAlertDetail{Alert: t.Alert, History: t.History, Comments: t.Comments,
 		Notifications: t.Notifications, Escalation: t.Escalation})
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/nicksnyder/go-i18n/v2/i18n"
 	"golang.org/x/text/language"
+
+	"github.com/eldercare-iot/eldercare/alerting"
 )
 
 // Languages of the dashboard.
@@ -220,7 +222,7 @@ func langFuncs(lang string) template.FuncMap {
 		},
 		"place": func(kind, name string) string { return placeName(lang, kind, name) },
 		// what says what happened in an alert, in words (alertWhat).
-		"what": func(a AlertView) string { return alertWhat(lang, a) },
+		"what": func(a alerting.Alert) string { return alertWhat(lang, a) },
 		// chan names where a change came from or a notification went:
 		// rule, dashboard, api, mqtt, a receiver's own name as configured.
 		"chan": func(ch string) string {

@@ -62,47 +62,16 @@ func (d DeviceState) clone() DeviceState {
 	return d
 }
 
-// AlertView is an alert as the dashboard shows and serves it (the JSON of
-// /api/v1/alerts and of the live feed). Resident is nil when the alert is
-// unassigned. Times are RFC 3339.
-type AlertView struct {
-	ID             int64      `json:"id"`
-	Site           string     `json:"site"`
-	Resident       *string    `json:"resident"`
-	Device         string     `json:"device"`
-	Type           string     `json:"type"`
-	Severity       string     `json:"severity"`
-	Status         string     `json:"status"`
-	OpenedAt       time.Time  `json:"opened_at"`
-	AcknowledgedAt *time.Time `json:"acknowledged_at,omitempty"`
-	AcknowledgedBy string     `json:"acknowledged_by,omitempty"`
-	ResolvedAt     *time.Time `json:"resolved_at,omitempty"`
-	ResolvedBy     string     `json:"resolved_by,omitempty"`
-	Outcome        string     `json:"outcome,omitempty"`
-	Note           string     `json:"note,omitempty"`
-	Detail         string     `json:"detail,omitempty"`
-	Value          *float64   `json:"value,omitempty"`
-	// Unassigned is true when the alert has no resident (Resident nil).
-	Unassigned bool `json:"unassigned"`
-}
-
-// AlertChange is one change of an alert as published by the alerting
-// service (alerting.Change) on {root}/v1/alerts/{site}: ID is the stable
-// notification id ("alert-<alert id>-<seq>"), Event is opened, acknowledged
-// or resolved.
-type AlertChange struct {
-	ID    string    `json:"id"`
-	Event string    `json:"event"`
-	Alert AlertView `json:"alert"`
-	At    time.Time `json:"at"`
-}
-
 // Change is one message of the live feed: exactly one of Device and Alert
-// is set. Kind is "device" or "alert" and names the SSE event.
+// is set. Kind is "device" or "alert" and names the SSE event. Alert is
+// the alert change as the alerting service publishes it on MQTT
+// (alerting.Change: ID "alert-<alert id>-<seq>", Event opened,
+// acknowledged, resolved, repeated, ...), with the alert's state as the
+// store holds it.
 type Change struct {
-	Kind   string       `json:"kind"`
-	Device *DeviceState `json:"device,omitempty"`
-	Alert  *AlertChange `json:"alert,omitempty"`
+	Kind   string           `json:"kind"`
+	Device *DeviceState     `json:"device,omitempty"`
+	Alert  *alerting.Change `json:"alert,omitempty"`
 }
 
 // AlertGetter reads one alert from the alert store (implemented by
@@ -149,7 +118,7 @@ type Feed struct {
 
 	mu      sync.RWMutex
 	devices map[string]*DeviceState
-	alerts  map[int64]AlertChange // by alert id: open and acknowledged alerts seen live
+	alerts  map[int64]alerting.Change // by alert id: open and acknowledged alerts seen live
 	// gone holds the ids of resolved alerts (with the time they were
 	// seen resolved) so that a late, older change cannot bring them back.
 	gone   map[int64]time.Time
@@ -182,7 +151,7 @@ func NewFeed(cfg FeedConfig, reg prometheus.Registerer, log *slog.Logger) (*Feed
 		log:     log,
 		now:     cfg.Now,
 		devices: map[string]*DeviceState{},
-		alerts:  map[int64]AlertChange{},
+		alerts:  map[int64]alerting.Change{},
 		gone:    map[int64]time.Time{},
 		subs:    map[*Subscriber]struct{}{},
 		mMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -341,7 +310,7 @@ func statusRank(status string) int {
 // alertTrigger handles an alert change heard on MQTT: the payload is not
 // trusted (any client of the broker can publish it); only its alert id is
 // used, and the alert's state is read from the store.
-func (f *Feed) alertTrigger(c AlertChange) error {
+func (f *Feed) alertTrigger(c alerting.Change) error {
 	box := f.getter.Load()
 	if box == nil {
 		return &dropError{"no_store", fmt.Errorf("alert change %q of alert %d: no alert store to verify it against", truncate(c.ID, 64), c.Alert.ID)}
@@ -357,22 +326,21 @@ func (f *Feed) alertTrigger(c AlertChange) error {
 	if err != nil {
 		return &dropError{"store_error", fmt.Errorf("alert change %q: read alert %d: %w", truncate(c.ID, 64), c.Alert.ID, err)}
 	}
-	v := viewAlert(a)
-	at := v.OpenedAt
+	at := a.OpenedAt
 	switch {
-	case v.ResolvedAt != nil:
-		at = *v.ResolvedAt
-	case v.AcknowledgedAt != nil:
-		at = *v.AcknowledgedAt
+	case a.ResolvedAt != nil:
+		at = *a.ResolvedAt
+	case a.AcknowledgedAt != nil:
+		at = *a.AcknowledgedAt
 	}
-	ev := eventOf(v.Status)
-	if shownAgain(c.Event) && v.Status != alerting.StatusResolved {
+	ev := eventOf(a.Status)
+	if shownAgain(c.Event) && a.Status != alerting.StatusResolved {
 		// A new fall or SOS on an open alert, a flapping notice, an
 		// escalation step or a reminder: the state is unchanged, but every
 		// screen must show it again.
 		ev, at = c.Event, f.now().UTC()
 	}
-	f.PublishAlert(AlertChange{ID: truncate(c.ID, 64), Event: ev, Alert: v, At: at})
+	f.PublishAlert(alerting.Change{ID: truncate(c.ID, 64), Event: ev, Alert: a, At: at})
 	return nil
 }
 
@@ -382,7 +350,7 @@ func (f *Feed) handle(topic string, payload []byte) (string, error) {
 		root = device.DefaultRoot
 	}
 	if rest, ok := strings.CutPrefix(topic, root+"/v1/alerts/"); ok && !strings.Contains(rest, "/") {
-		var c AlertChange
+		var c alerting.Change
 		if err := json.Unmarshal(payload, &c); err != nil {
 			return "alert", fmt.Errorf("decode alert change: %w", err)
 		}
@@ -513,6 +481,16 @@ func shownAgain(event string) bool {
 	return false
 }
 
+// sameOnScreen reports whether two states of an alert show the same: equal
+// in everything but the repeat count and the time of the last occurrence,
+// which the store updates on every repeat, also on the repeats it counts
+// without a notice (a continuing vitals breach); those are not shown again.
+func sameOnScreen(a, b alerting.Alert) bool {
+	a.Repeats, a.LastOccurredAt = 0, nil
+	b.Repeats, b.LastOccurredAt = 0, nil
+	return reflect.DeepEqual(a, b)
+}
+
 // goneTTL is how long the id of a resolved alert is remembered.
 const goneTTL = time.Hour
 
@@ -523,7 +501,7 @@ const goneTTL = time.Hour
 // acknowledged, then resolved) is ignored, as is a change that repeats
 // the recorded state (except a "repeated" change: a new fall or SOS on an
 // open alert is shown again), and a resolved alert never comes back.
-func (f *Feed) PublishAlert(c AlertChange) {
+func (f *Feed) PublishAlert(c alerting.Change) {
 	id := c.Alert.ID
 	resolved := c.Alert.Status == alerting.StatusResolved || c.Event == alerting.EventResolved
 	now := f.now()
@@ -533,7 +511,7 @@ func (f *Feed) PublishAlert(c AlertChange) {
 		return
 	}
 	if old, ok := f.alerts[id]; ok && !resolved && !shownAgain(c.Event) {
-		if statusRank(c.Alert.Status) < statusRank(old.Alert.Status) || reflect.DeepEqual(old.Alert, c.Alert) {
+		if statusRank(c.Alert.Status) < statusRank(old.Alert.Status) || sameOnScreen(old.Alert, c.Alert) {
 			f.mu.Unlock()
 			return
 		}
@@ -578,9 +556,9 @@ func (f *Feed) Devices() []DeviceState {
 
 // Alerts returns the latest change of each alert seen live that is not
 // resolved, by id.
-func (f *Feed) Alerts() []AlertChange {
+func (f *Feed) Alerts() []alerting.Change {
 	f.mu.RLock()
-	out := make([]AlertChange, 0, len(f.alerts))
+	out := make([]alerting.Change, 0, len(f.alerts))
 	for _, a := range f.alerts {
 		out = append(out, a)
 	}

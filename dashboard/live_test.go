@@ -211,7 +211,7 @@ func TestFeedSlowSubscriber(t *testing.T) {
 	slow, fast := f.Subscribe(), f.Subscribe()
 	const n = 10
 	for i := range n {
-		f.PublishAlert(AlertChange{ID: fmt.Sprint(i), Event: "opened", Alert: AlertView{ID: int64(i + 1), Status: "open"}})
+		f.PublishAlert(alerting.Change{ID: fmt.Sprint(i), Event: "opened", Alert: alerting.Alert{ID: int64(i + 1), Status: "open"}})
 		select {
 		case <-fast.C():
 		default:
@@ -270,17 +270,6 @@ func waitEvent(t *testing.T, lines <-chan string, name string) string {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestSSE(t *testing.T) {
 	ts := newTestServer(t, nil)
 	base := ts.serve(t)
@@ -299,7 +288,7 @@ func TestSSE(t *testing.T) {
 		t.Fatalf("status %d content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	lines := sseReader(resp.Body)
-	waitFor(t, "the SSE client to subscribe", func() bool { return ts.feed.Subscribers() == 1 })
+	testenv.EventuallyTrue(t, 15*time.Second, "the SSE client to subscribe", func() bool { return ts.feed.Subscribers() == 1 })
 	if got := testutil.ToFloat64(ts.feed.mClients); got != 1 {
 		t.Errorf("clients gauge = %v, want 1", got)
 	}
@@ -313,7 +302,7 @@ func TestSSE(t *testing.T) {
 		t.Errorf("device change = %+v", ch)
 	}
 
-	ts.feed.PublishAlert(AlertChange{ID: "alert-9-1", Event: "opened", At: testNow, Alert: AlertView{ID: 9, Site: "demo-station", Device: "vm-101", Type: "sos", Severity: "critical", Status: "open", OpenedAt: testNow}})
+	ts.feed.PublishAlert(alerting.Change{ID: "alert-9-1", Event: "opened", At: testNow, Alert: alerting.Alert{ID: 9, Site: "demo-station", Device: "vm-101", Type: "sos", Severity: "critical", Status: "open", OpenedAt: testNow}})
 	if err := json.Unmarshal([]byte(waitEvent(t, lines, "alert")), &ch); err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +322,7 @@ func TestSSE(t *testing.T) {
 
 	cancel()
 	resp.Body.Close()
-	waitFor(t, "the disconnected client to be removed", func() bool {
+	testenv.EventuallyTrue(t, 15*time.Second, "the disconnected client to be removed", func() bool {
 		return ts.feed.Subscribers() == 0 && testutil.ToFloat64(ts.feed.mClients) == 0
 	})
 }
@@ -359,7 +348,7 @@ func TestFeedMQTT(t *testing.T) {
 			t.Errorf("feed run: %v", err)
 		}
 	})
-	waitFor(t, "the feed to connect and subscribe", func() bool { return f.Healthy() == nil })
+	testenv.EventuallyTrue(t, 15*time.Second, "the feed to connect and subscribe", func() bool { return f.Healthy() == nil })
 	sub := f.Subscribe()
 	defer sub.Close()
 

@@ -128,7 +128,7 @@ type DeviceHealth struct {
 // their telemetry, open alerts and offline time. A device is on the
 // low-battery list when its last battery_pct is below threshold or a
 // low_battery alert about it is open.
-func buildDeviceHealth(lang string, d *directory, keep func(string) bool, last map[string]DeviceLast, active []AlertView, offline map[string]time.Duration, p Period, now time.Time) *DeviceHealth {
+func buildDeviceHealth(lang string, d *directory, keep func(string) bool, last map[string]DeviceLast, active []alerting.Alert, offline map[string]time.Duration, p Period, now time.Time) *DeviceHealth {
 	h := &DeviceHealth{Period: p, ThresholdPct: alerting.DefaultBattery.Low}
 	lowAlert, offAlert := map[string]bool{}, map[string]bool{}
 	for _, a := range active {

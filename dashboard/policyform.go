@@ -157,6 +157,13 @@ func placeSettingErrors(errs formErrors, err error, vals map[string]string, def 
 				field = "shift" + row
 			}
 		}
+		if m := rosterStaffRef.FindStringSubmatch(line); m != nil && field == def {
+			// The store names the roster and the account, not the
+			// shift: the first row that lists the account.
+			if row, ok := vals["row_of_staff_"+m[1]+m[2]]; ok {
+				field = "shift" + row
+			}
+		}
 		if e, ok := errs[field]; ok {
 			errs[field] = e + "; " + line
 		} else {
@@ -166,6 +173,10 @@ func placeSettingErrors(errs formErrors, err error, vals map[string]string, def 
 }
 
 var shiftRef = regexp.MustCompile(`(?:shift|roster \S+:? shift) (\S+)`)
+
+// rosterStaffRef is a settings error about an account of a roster
+// (alerting.Settings.Validate): unknown, or without a channel to page it.
+var rosterStaffRef = regexp.MustCompile(`^roster \S+: (?:unknown staff account "([^"]*)"|"([^"]*)" cannot be paged)`)
 
 // parseRosterRows reads the structured roster form: site, ward ("" = the
 // whole site), zone, and per
@@ -207,6 +218,11 @@ func parseRosterRows(c *fiber.Ctx, lang string) (alerting.Roster, formErrors, ma
 		}
 		r.Shifts = append(r.Shifts, alerting.Shift{Name: name, Start: st, End: en, Weekdays: days, OnDuty: staff})
 		vals["row_of_shift_"+name] = n
+		for _, id := range staff {
+			if _, ok := vals["row_of_staff_"+id]; !ok {
+				vals["row_of_staff_"+id] = n
+			}
+		}
 	}
 	if len(r.Shifts) == 0 && len(errs) == 0 {
 		errs.add("shifts", trIn(lang, "rost.err.no_shifts"))

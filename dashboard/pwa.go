@@ -87,7 +87,7 @@ func (s *Server) alarmInfo(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	r := d.row(viewAlert(a))
+	r := d.row(a)
 	bedID := ""
 	if a.Resident != nil {
 		bedID = d.resByID[*a.Resident].BedID
@@ -108,7 +108,7 @@ func (s *Server) alarmInfo(c *fiber.Ctx) error {
 	}
 	return c.JSON(fiber.Map{
 		"id": a.ID, "severity": a.Severity, "status": a.Status,
-		"title":    trIn(lang, "sev."+a.Severity) + " · " + alertWhat(lang, r.AlertView),
+		"title":    trIn(lang, "sev."+a.Severity) + " · " + alertWhat(lang, r.Alert),
 		"resident": resident, "room": room, "bed": bed, "site": r.SiteName, "clock": r.OpenedClock,
 	})
 }

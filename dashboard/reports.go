@@ -122,7 +122,7 @@ type DeviceHealthRow struct {
 // deviceHealthTypes are the alert types of the device health report.
 var deviceHealthTypes = []string{alerting.TypeUnprotected, alerting.TypeDeviceOffline, alerting.TypeLowBattery}
 
-func deviceHealthReport(d *directory, active []AlertView, keep func(string) bool) []DeviceHealthRow {
+func deviceHealthReport(d *directory, active []alerting.Alert, keep func(string) bool) []DeviceHealthRow {
 	var out []DeviceHealthRow
 	for _, a := range active {
 		if !slices.Contains(deviceHealthTypes, a.Type) || !keep(a.Site) {

@@ -34,7 +34,7 @@ func TestRunOwnFeed(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
 
-	waitFor(t, "/healthz to answer 200", func() bool {
+	testenv.EventuallyTrue(t, 15*time.Second, "/healthz to answer 200", func() bool {
 		resp, err := http.Get("http://" + addr + "/healthz")
 		if err != nil {
 			return false
@@ -60,7 +60,7 @@ func TestRunOwnFeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stream.Body.Close()
-	waitFor(t, "the SSE client", func() bool { return srv.Feed().Subscribers() == 1 })
+	testenv.EventuallyTrue(t, 15*time.Second, "the SSE client", func() bool { return srv.Feed().Subscribers() == 1 })
 
 	cancel()
 	select {

@@ -39,7 +39,9 @@ var webFS embed.FS
 
 // Alerts is the alert store's public operations, implemented by
 // *alerting.Manager. Errors wrap alerting.ErrNotFound and
-// alerting.ErrConflict.
+// alerting.ErrConflict. The dashboard shows and serves the alerts as
+// returned (times in UTC, Unassigned set when Resident is nil, as
+// alerting.Manager returns them).
 type Alerts interface {
 	List(ctx context.Context, f alerting.Filter) ([]alerting.Alert, error)
 	Get(ctx context.Context, id int64) (alerting.Alert, error)

@@ -33,7 +33,7 @@ var forSeconds = regexp.MustCompile(` for (\d+) s\b`)
 // alertWhat says what happened in plain words in lang, from the alert's
 // type and structured value (never the store's English detail): "Heart
 // rate 129 bpm for 1 min", "心率 129 次/分，持续 1 分钟".
-func alertWhat(lang string, a AlertView) string {
+func alertWhat(lang string, a alerting.Alert) string {
 	if valueTypes[a.Type] && a.Value != nil {
 		v := strconv.FormatFloat(math.Round(*a.Value*10)/10, 'f', -1, 64)
 		s := trf(lang, "whatv."+a.Type, "v", v)
@@ -109,7 +109,7 @@ func targetWords(lang string, targets []string) string {
 // escalationWords says where the alert's escalation stands, from its
 // history ("escalated" entries) and policy: "not acknowledged for 3 min:
 // nurse lead paged", or "next: nurse lead in 2 min" before the first step.
-func (s *Server) escalationWords(ctx context.Context, lang string, a AlertView, hist []alerting.HistoryEntry, set *alerting.Settings, now time.Time) string {
+func (s *Server) escalationWords(ctx context.Context, lang string, a alerting.Alert, hist []alerting.HistoryEntry, set *alerting.Settings, now time.Time) string {
 	if a.Status != alerting.StatusOpen {
 		return ""
 	}
@@ -188,7 +188,7 @@ func (s *Server) triage(c *fiber.Ctx) (triageModel, error) {
 		if err != nil {
 			s.log.Warn("board: alert history unavailable", "alert", r.ID, "err", err)
 		}
-		t := triageAlert{alertRow: r, Room: room, Bed: bed, What: alertWhat(lang, r.AlertView), Ago: agoText(lang, now.Sub(r.OpenedAt))}
+		t := triageAlert{alertRow: r, Room: room, Bed: bed, What: alertWhat(lang, r.Alert), Ago: agoText(lang, now.Sub(r.OpenedAt))}
 		var last time.Time
 		for _, h := range hist {
 			if h.Action == alerting.ActionRepeated {
@@ -200,7 +200,7 @@ func (s *Server) triage(c *fiber.Ctx) (triageModel, error) {
 			// A repeat (a second fall) is news: say when the last one was.
 			t.RepeatText = trn(lang, "triage.repeats_last", t.Repeats, "ago", agoText(lang, now.Sub(last)))
 		}
-		t.Escalation = s.escalationWords(ctx, lang, r.AlertView, hist, set, now)
+		t.Escalation = s.escalationWords(ctx, lang, r.Alert, hist, set, now)
 		if r.Status == alerting.StatusOpen {
 			m.Now = append(m.Now, t)
 		} else {
@@ -351,7 +351,7 @@ var (
 func historyWords(lang string, a alerting.Alert, h alerting.HistoryEntry) string {
 	switch h.Action {
 	case alerting.ActionOpened, alerting.ActionRepeated:
-		return alertWhat(lang, viewAlert(a))
+		return alertWhat(lang, a)
 	case alerting.ActionResolved:
 		if a.Outcome == "" {
 			return ""

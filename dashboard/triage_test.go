@@ -14,13 +14,13 @@ func TestAlertWhat(t *testing.T) {
 	v := 129.0
 	b := 5.0
 	for _, tc := range []struct {
-		a      AlertView
+		a      alerting.Alert
 		en, zh string
 	}{
-		{AlertView{Type: alerting.TypeFall, Detail: "fall detected, peak 58.17 m/s^2"}, "Fall detected", "检测到跌倒"},
-		{AlertView{Type: alerting.TypeHeartRate, Value: &v, Detail: "Heart rate 129 bpm for 60 s"}, "Heart rate 129 bpm for 1 min", "心率 129 次/分，持续 1 分钟"},
-		{AlertView{Type: alerting.TypeLowBattery, Value: &b, Device: "vm-1"}, "Battery 5 %", "电量 5 %"},
-		{AlertView{Type: alerting.TypeDeviceOffline, Device: "bs-101-1"}, "A device stopped reporting (bs-101-1)", "设备停止上报（bs-101-1）"},
+		{alerting.Alert{Type: alerting.TypeFall, Detail: "fall detected, peak 58.17 m/s^2"}, "Fall detected", "检测到跌倒"},
+		{alerting.Alert{Type: alerting.TypeHeartRate, Value: &v, Detail: "Heart rate 129 bpm for 60 s"}, "Heart rate 129 bpm for 1 min", "心率 129 次/分，持续 1 分钟"},
+		{alerting.Alert{Type: alerting.TypeLowBattery, Value: &b, Device: "vm-1"}, "Battery 5 %", "电量 5 %"},
+		{alerting.Alert{Type: alerting.TypeDeviceOffline, Device: "bs-101-1"}, "A device stopped reporting (bs-101-1)", "设备停止上报（bs-101-1）"},
 	} {
 		if got := alertWhat(LangEN, tc.a); got != tc.en {
 			t.Errorf("en %s: %q, want %q", tc.a.Type, got, tc.en)

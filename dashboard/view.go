@@ -12,25 +12,6 @@ import (
 	"github.com/eldercare-iot/eldercare/device/registry"
 )
 
-// viewAlert converts an alert of the store into its dashboard form.
-func viewAlert(a alerting.Alert) AlertView {
-	return AlertView{
-		ID: a.ID, Site: a.Site, Resident: a.Resident, Device: a.Device, Type: a.Type,
-		Severity: a.Severity, Status: a.Status, OpenedAt: a.OpenedAt.UTC(),
-		AcknowledgedAt: utcPtr(a.AcknowledgedAt), AcknowledgedBy: a.AcknowledgedBy,
-		ResolvedAt: utcPtr(a.ResolvedAt), ResolvedBy: a.ResolvedBy, Outcome: a.Outcome,
-		Note: a.Note, Detail: a.Detail, Value: a.Value, Unassigned: a.Resident == nil || a.Unassigned,
-	}
-}
-
-func utcPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC()
-	return &u
-}
-
 // severityRank orders severities, most urgent first.
 func severityRank(s string) int {
 	switch s {
@@ -46,7 +27,7 @@ func severityRank(s string) int {
 
 // sortAlerts sorts by severity (critical first), then age (oldest first),
 // then id.
-func sortAlerts(as []AlertView) {
+func sortAlerts(as []alerting.Alert) {
 	sort.SliceStable(as, func(i, j int) bool {
 		a, b := as[i], as[j]
 		if ra, rb := severityRank(a.Severity), severityRank(b.Severity); ra != rb {
@@ -265,9 +246,10 @@ type vitalView struct {
 	Abnormal bool
 }
 
-// alertRow is an alert ready for a template.
+// alertRow is an alert ready for a template: the alert as the store holds
+// it and the names and times to show, built by directory.row.
 type alertRow struct {
-	AlertView
+	alerting.Alert
 	ResidentName string
 	ResidentID   string
 	// ResidentGone: the resident is no longer in the registry (retired);
@@ -353,8 +335,8 @@ func (s *Server) liveSummary(devs []registry.Device) (views []deviceView, vitals
 	return views, vitals, occ, occAt
 }
 
-func (d *directory) row(a AlertView) alertRow {
-	r := alertRow{AlertView: a, OpenedISO: a.OpenedAt.UTC().Format(time.RFC3339), SiteName: a.Site}
+func (d *directory) row(a alerting.Alert) alertRow {
+	r := alertRow{Alert: a, OpenedISO: a.OpenedAt.UTC().Format(time.RFC3339), SiteName: a.Site}
 	if x, ok := d.siteByID[a.Site]; ok && x.Name != "" {
 		r.SiteName = x.Name
 	}
@@ -379,7 +361,7 @@ func (d *directory) row(a AlertView) alertRow {
 // activeAlerts lists open and acknowledged alerts (at most MaxAlertLimit;
 // the store orders by severity first, so critical alerts are never the
 // ones cut), sorted.
-func (s *Server) activeAlerts(ctx context.Context, f alerting.Filter) ([]AlertView, error) {
+func (s *Server) activeAlerts(ctx context.Context, f alerting.Filter) ([]alerting.Alert, error) {
 	f.Status = []string{alerting.StatusOpen, alerting.StatusAcknowledged}
 	if f.Limit == 0 {
 		f.Limit = MaxAlertLimit
@@ -391,12 +373,8 @@ func (s *Server) activeAlerts(ctx context.Context, f alerting.Filter) ([]AlertVi
 	if len(as) >= f.Limit {
 		s.log.Warn("dashboard: more active alerts than the list limit; the least urgent are not shown", "limit", f.Limit)
 	}
-	out := make([]AlertView, len(as))
-	for i, a := range as {
-		out[i] = viewAlert(a)
-	}
-	sortAlerts(out)
-	return out, nil
+	sortAlerts(as)
+	return as, nil
 }
 
 // boardModel builds the live board: one card per bed (and per resident

@@ -157,7 +157,7 @@ func backTo(c *fiber.Ctx) string {
 // announce pushes a change made here to the live feed at once (the
 // alerting service's MQTT notification follows and is idempotent).
 func (s *Server) announce(event string, a alerting.Alert) {
-	s.deps.Live.PublishAlert(AlertChange{ID: fmt.Sprintf("local-%d-%s", a.ID, event), Event: event, Alert: viewAlert(a), At: s.now().UTC()})
+	s.deps.Live.PublishAlert(alerting.Change{ID: fmt.Sprintf("local-%d-%s", a.ID, event), Event: event, Alert: a, At: s.now().UTC()})
 }
 
 func (s *Server) formAck(c *fiber.Ctx) error {
@@ -244,7 +244,7 @@ func (s *Server) alertsModel(c *fiber.Ctx) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var active []AlertView
+	var active []alerting.Alert
 	if want[alerting.StatusOpen] || want[alerting.StatusAcknowledged] {
 		all, err := s.activeAlerts(ctx, alerting.Filter{})
 		if err != nil {
@@ -275,7 +275,7 @@ func (s *Server) alertsModel(c *fiber.Ctx) (map[string]any, error) {
 	}
 	for _, a := range resolved {
 		if keep(a.Site) && a.ResolvedAt != nil && a.ResolvedAt.After(since) {
-			resolvedRows = append(resolvedRows, d.row(viewAlert(a)))
+			resolvedRows = append(resolvedRows, d.row(a))
 		}
 	}
 	sort.SliceStable(resolvedRows, func(i, j int) bool { return resolvedRows[i].ResolvedAt.After(*resolvedRows[j].ResolvedAt) })
