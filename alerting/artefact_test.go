@@ -177,7 +177,7 @@ func TestBIDMC13CheckSensor(t *testing.T) {
 	r := e.start(nil)
 	e.replay("vm-13", bidmc(t, "bidmc_13"), 1)
 	e.fall("fd-marker", 1) // processed after the replay
-	eventually(t, 20*time.Second, "marker fall alert", func() bool { return len(openAlerts(t, r.m, TypeFall)) == 1 })
+	testenv.EventuallyTrue(t, 20*time.Second, "marker fall alert", func() bool { return len(openAlerts(t, r.m, TypeFall)) == 1 })
 	for _, typ := range []string{TypeNEWS2, TypeRespiration, TypeSpO2Low, TypeHeartRate} {
 		if a := openAlerts(t, r.m, typ); len(a) != 0 {
 			t.Errorf("%s alerts on a lead-off: %+v", typ, a)
@@ -201,7 +201,7 @@ func TestBIDMC13CheckSensor(t *testing.T) {
 	r.stop()
 	r2 := e.start(nil)
 	e.replay("vm-13", bidmc(t, "bidmc_01")[:45], 2)
-	eventually(t, 20*time.Second, "sensor_suspect resolved", func() bool { return len(openAlerts(t, r2.m, TypeSensorSuspect)) == 0 })
+	testenv.EventuallyTrue(t, 20*time.Second, "sensor_suspect resolved", func() bool { return len(openAlerts(t, r2.m, TypeSensorSuspect)) == 0 })
 	got, err := r2.m.Get(context.Background(), a.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -219,12 +219,12 @@ func TestBIDMC32OneCauseOnePage(t *testing.T) {
 	e.binding["vm-32"] = "res-032"
 	r := e.start(nil)
 	e.replay("vm-32", bidmc(t, "bidmc_32"), 1)
-	eventually(t, 20*time.Second, "news2 finding on the spo2_low alert", func() bool {
+	testenv.EventuallyTrue(t, 20*time.Second, "news2 finding on the spo2_low alert", func() bool {
 		a := openAlerts(t, r.m, TypeSpO2Low)
 		return len(a) == 1 && strings.Contains(a[0].Detail, "; also news2: NEWS2 ")
 	})
 	e.fall("fd-marker", 1)
-	eventually(t, 20*time.Second, "marker fall paged", func() bool { return len(e.hook.changes(TypeFall, EventOpened)) == 1 })
+	testenv.EventuallyTrue(t, 20*time.Second, "marker fall paged", func() bool { return len(e.hook.changes(TypeFall, EventOpened)) == 1 })
 	all := openAlerts(t, r.m, "")
 	var vitalsOpen []Alert
 	for _, a := range all {
@@ -281,7 +281,7 @@ func TestNEWS2OwnAlert(t *testing.T) {
 			Values: map[string]float64{"resp_per_min": 24, "hr_bpm": 115, "spo2_pct": 94}})
 	}
 	e.publish("vm-5", device.ChanTelemetry, tel)
-	eventually(t, 15*time.Second, "news2 paged", func() bool { return len(e.hook.changes(TypeNEWS2, EventOpened)) == 1 })
+	testenv.EventuallyTrue(t, 15*time.Second, "news2 paged", func() bool { return len(e.hook.changes(TypeNEWS2, EventOpened)) == 1 })
 	all := openAlerts(t, r.m, "")
 	if len(all) != 1 || all[0].Type != TypeNEWS2 || all[0].Value == nil || *all[0].Value != 5 || *all[0].Resident != "res-005" {
 		t.Errorf("open alerts %+v, want one news2 of 5", all)

@@ -45,7 +45,7 @@ func TestCallAssurance(t *testing.T) {
 
 	e.publish("sos-1", device.ChanEvent, device.Event{V: 1, Device: "sos-1", Boot: 1, ID: 1, Seq: 1, TS: time.Now().UnixMilli(), Type: device.EventSOS})
 	var sos Alert
-	eventually(t, 10*time.Second, "sos alert", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "sos alert", func() bool {
 		as := openAlerts(t, r.m, TypeSOS)
 		if len(as) == 1 {
 			sos = as[0]
@@ -108,7 +108,7 @@ func TestCallAssuranceOnResolveWithoutAck(t *testing.T) {
 	}
 	e.publish("fall-1", device.ChanEvent, device.Event{V: 1, Device: "fall-1", Boot: 1, ID: 1, Seq: 1, TS: time.Now().UnixMilli(), Type: device.EventFall})
 	var fall Alert
-	eventually(t, 10*time.Second, "fall alert", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "fall alert", func() bool {
 		as := openAlerts(t, r.m, TypeFall)
 		if len(as) == 1 {
 			fall = as[0]

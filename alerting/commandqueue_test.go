@@ -11,6 +11,7 @@ import (
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // TestRequestedCommand: a command requested through the store (a
@@ -54,13 +55,13 @@ func TestRequestedCommand(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the requested command was not sent (state %q)", state())
 	}
-	eventually(t, 5*time.Second, "sent", func() bool { return state() == CommandSent })
+	testenv.EventuallyTrue(t, 5*time.Second, "sent", func() bool { return state() == CommandSent })
 	now := time.Now()
 	e.publish("valve-1", device.ChanCommandAck, device.CommandAck{V: 1, Device: "valve-1", ID: id, TS: now.UnixMilli(), Status: device.AckAccepted})
-	eventually(t, 10*time.Second, "acknowledged", func() bool { return state() == CommandAcknowledged })
+	testenv.EventuallyTrue(t, 10*time.Second, "acknowledged", func() bool { return state() == CommandAcknowledged })
 	e.publish("valve-1", device.ChanTelemetry, device.Telemetry{V: 1, Device: "valve-1", Boot: 1, ID: 1, Seq: 1, TS: now.UnixMilli(),
 		Values: map[string]float64{"valve_open": 0}})
-	eventually(t, 10*time.Second, "confirmed", func() bool { return state() == CommandConfirmed })
+	testenv.EventuallyTrue(t, 10*time.Second, "confirmed", func() bool { return state() == CommandConfirmed })
 	if cs := r.m.Commands(0); len(cs) != 1 || cs[0].Actor != "ada" || cs[0].Tries != 1 {
 		t.Errorf("commands %+v", cs)
 	}
@@ -201,7 +202,7 @@ func TestStaleRequestNotSentAfterRestart(t *testing.T) {
 		t.Fatal(tok.Error())
 	}
 	r := e.start(func(c *Config) { c.Commands = CommandConfig{Tick: 50 * time.Millisecond} })
-	eventually(t, 10*time.Second, "stale request failed", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "stale request failed", func() bool {
 		for _, c := range r.m.Commands(0) {
 			if c.ID == id {
 				return c.State == CommandFailed

@@ -19,6 +19,7 @@ import (
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // waitChange waits up to timeout for a change matching ok on ch.
@@ -79,7 +80,7 @@ func alertsOf(t *testing.T, m *Manager, dev, typ string) []Alert {
 func (e *env) marker(r *running, name string) {
 	e.t.Helper()
 	e.fall(name, 1)
-	eventually(e.t, 10*time.Second, "marker "+name, func() bool { return len(alertsOf(e.t, r.m, name, TypeFall)) == 1 })
+	testenv.EventuallyTrue(e.t, 10*time.Second, "marker "+name, func() bool { return len(alertsOf(e.t, r.m, name, TypeFall)) == 1 })
 }
 
 // Defect 1: a slow webhook must not delay the in-process or MQTT
@@ -108,7 +109,7 @@ func TestSlowWebhookDoesNotDelayOtherReceivers(t *testing.T) {
 	if _, ok := waitChange(local, 5*time.Second, func(c Change) bool { return c.Alert.Device == "fd-a" }); !ok {
 		t.Fatal("no local change for the first fall")
 	}
-	eventually(t, 5*time.Second, "webhook busy with the first fall", func() bool { mu.Lock(); defer mu.Unlock(); return calls == 1 })
+	testenv.EventuallyTrue(t, 5*time.Second, "webhook busy with the first fall", func() bool { mu.Lock(); defer mu.Unlock(); return calls == 1 })
 
 	// The webhook is now blocked for ~5 s on fd-a's notification.
 	start := time.Now()
@@ -121,7 +122,7 @@ func TestSlowWebhookDoesNotDelayOtherReceivers(t *testing.T) {
 		t.Fatalf("MQTT alert topic did not get the second fall within 1 s (webhook blocking)")
 	}
 	// The webhook still gets both, in turn.
-	eventually(t, 20*time.Second, "webhook got the second fall", func() bool { mu.Lock(); defer mu.Unlock(); return calls >= 2 })
+	testenv.EventuallyTrue(t, 20*time.Second, "webhook got the second fall", func() bool { mu.Lock(); defer mu.Unlock(); return calls >= 2 })
 }
 
 // Defect 1: per receiver, the notifications of one alert keep their order
@@ -143,7 +144,7 @@ func TestPerReceiverOrderWithRetries(t *testing.T) {
 	if _, ok := waitChange(local, time.Second, func(c Change) bool { return c.Event == EventAcknowledged }); !ok {
 		t.Fatal("local receiver waited for the webhook's retries")
 	}
-	eventually(t, 20*time.Second, "webhook got both", func() bool {
+	testenv.EventuallyTrue(t, 20*time.Second, "webhook got both", func() bool {
 		return len(e.hook.changes(TypeFall, EventAcknowledged)) == 1
 	})
 	e.hook.mu.Lock()
@@ -155,7 +156,7 @@ func TestPerReceiverOrderWithRetries(t *testing.T) {
 	if len(order) != 2 || order[0] != EventOpened || order[1] != EventAcknowledged {
 		t.Errorf("webhook order %v, want opened, acknowledged", order)
 	}
-	eventually(t, 10*time.Second, "outbox settled", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "outbox settled", func() bool {
 		var pending int
 		r.m.db.QueryRow(`SELECT COUNT(*) FROM alert_outbox WHERE sent_ms IS NULL`).Scan(&pending)
 		return pending == 0
@@ -190,7 +191,7 @@ func TestNewFallWhileAcknowledgedNotifiesRepeated(t *testing.T) {
 	if _, ok := waitChange(feed, 5*time.Second, func(c Change) bool { return c.Event == EventRepeated }); !ok {
 		t.Error("no repeated change on MQTT")
 	}
-	eventually(t, 10*time.Second, "repeated webhook", func() bool { return len(e.hook.changes(TypeFall, EventRepeated)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "repeated webhook", func() bool { return len(e.hook.changes(TypeFall, EventRepeated)) == 1 })
 	h, _ := r.m.History(context.Background(), c.Alert.ID)
 	var repeated int
 	for _, x := range h {
@@ -232,10 +233,10 @@ func TestVitalsBreachRearms(t *testing.T) {
 		}
 	}
 	send(0, 30)
-	eventually(t, 10*time.Second, "first spo2 alert", func() bool { return len(alertsOf(t, r.m, "vm-r", TypeSpO2Low)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "first spo2 alert", func() bool { return len(alertsOf(t, r.m, "vm-r", TypeSpO2Low)) == 1 })
 	first := alertsOf(t, r.m, "vm-r", TypeSpO2Low)[0]
 	send(31, 60) // still open: repeated, not notified
-	eventually(t, 10*time.Second, "repeated entry", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "repeated entry", func() bool {
 		h, _ := r.m.History(context.Background(), first.ID)
 		for _, x := range h {
 			if x.Action == ActionRepeated {
@@ -253,8 +254,8 @@ func TestVitalsBreachRearms(t *testing.T) {
 		t.Fatalf("%d spo2 alerts after 29 s more, want 1", n)
 	}
 	send(90, 90) // 30 s of device time since the last firing
-	eventually(t, 10*time.Second, "second spo2 alert", func() bool { return len(alertsOf(t, r.m, "vm-r", TypeSpO2Low)) == 2 })
-	eventually(t, 10*time.Second, "two opened webhooks", func() bool { return len(e.hook.changes(TypeSpO2Low, EventOpened)) == 2 })
+	testenv.EventuallyTrue(t, 10*time.Second, "second spo2 alert", func() bool { return len(alertsOf(t, r.m, "vm-r", TypeSpO2Low)) == 2 })
+	testenv.EventuallyTrue(t, 10*time.Second, "two opened webhooks", func() bool { return len(e.hook.changes(TypeSpO2Low, EventOpened)) == 2 })
 	if n := len(e.hook.changes(TypeSpO2Low, EventRepeated)); n != 0 {
 		t.Errorf("%d repeated webhooks for vitals, want none", n)
 	}
@@ -348,7 +349,7 @@ func TestMalformedSafetyEventsRaise(t *testing.T) {
 			if strings.HasPrefix(tc.dev, "sos") {
 				typ = TypeSOS
 			}
-			eventually(t, 10*time.Second, typ+" alert", func() bool { return len(alertsOf(t, r.m, tc.dev, typ)) == 1 })
+			testenv.EventuallyTrue(t, 10*time.Second, typ+" alert", func() bool { return len(alertsOf(t, r.m, tc.dev, typ)) == 1 })
 			a := alertsOf(t, r.m, tc.dev, typ)[0]
 			if a.Severity != SeverityCritical || a.Site != "demo" {
 				t.Errorf("alert %+v", a)
@@ -420,7 +421,7 @@ func TestClockJumpAheadDoesNotBlind(t *testing.T) {
 	for i := 0; i <= 60; i++ {
 		e.spo2Reading("vm-j", 1, uint64(i+2), now.Add(time.Duration(i-60)*time.Second), 85)
 	}
-	eventually(t, 10*time.Second, "spo2 alert after the clock jump", func() bool { return len(alertsOf(t, r.m, "vm-j", TypeSpO2Low)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "spo2 alert after the clock jump", func() bool { return len(alertsOf(t, r.m, "vm-j", TypeSpO2Low)) == 1 })
 }
 
 // Defect 6: the same fall delivered again after its alert was resolved
@@ -429,7 +430,7 @@ func TestDuplicateFallAfterResolve(t *testing.T) {
 	e := newEnv(t)
 	r := e.start(nil)
 	e.fall("fd-d", 7)
-	eventually(t, 10*time.Second, "fall alert", func() bool { return len(alertsOf(t, r.m, "fd-d", TypeFall)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "fall alert", func() bool { return len(alertsOf(t, r.m, "fd-d", TypeFall)) == 1 })
 	a := alertsOf(t, r.m, "fd-d", TypeFall)[0]
 	if _, err := r.m.Resolve(context.Background(), a.ID, "nurse", "api", OutcomeNoInjury, ""); err != nil {
 		t.Fatal(err)
@@ -440,7 +441,7 @@ func TestDuplicateFallAfterResolve(t *testing.T) {
 		t.Fatalf("%d fall alerts after a redelivery, want 1", n)
 	}
 	e.fall("fd-d", 8) // a new fall
-	eventually(t, 10*time.Second, "second fall alert", func() bool { return len(alertsOf(t, r.m, "fd-d", TypeFall)) == 2 })
+	testenv.EventuallyTrue(t, 10*time.Second, "second fall alert", func() bool { return len(alertsOf(t, r.m, "fd-d", TypeFall)) == 2 })
 	time.Sleep(1500 * time.Millisecond)
 	var n int
 	for _, c := range e.hook.changes(TypeFall, EventOpened) {
@@ -479,7 +480,7 @@ func TestGatewayLastWill(t *testing.T) {
 	r := e.start(nil)
 	e.publishRaw(device.Topic{Root: e.root, Site: "demo", Device: "gw-7", Channel: device.ChanStatus}.String(),
 		[]byte(fmt.Sprintf(`{"v":1,"device":"gw-7","ts":%d,"state":"unknown","reason":"gateway_lost","devices":["bed-7","sos-7"]}`, time.Now().UnixMilli())))
-	eventually(t, 10*time.Second, "offline alert for gw-7", func() bool { return len(alertsOf(t, r.m, "gw-7", TypeDeviceOffline)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "offline alert for gw-7", func() bool { return len(alertsOf(t, r.m, "gw-7", TypeDeviceOffline)) == 1 })
 	gw := alertsOf(t, r.m, "gw-7", TypeDeviceOffline)[0]
 	if !strings.Contains(gw.Detail, "gateway gw-7 lost") || !strings.Contains(gw.Detail, "bed-7, sos-7") || gw.Severity != SeverityWarning || gw.Site != "demo" {
 		t.Errorf("gateway alert %+v", gw)
@@ -493,7 +494,7 @@ func TestGatewayLastWill(t *testing.T) {
 	// heard of before) is one more alert only for its own reason.
 	e.publish("bed-7", device.ChanStatus, device.Status{V: 1, Device: "bed-7", TS: time.Now().UnixMilli(), State: device.Online, Reason: device.ReasonBoot})
 	e.publish("bed-7", device.ChanStatus, device.Status{V: 1, Device: "bed-7", TS: time.Now().UnixMilli(), State: device.Offline, Reason: device.ReasonLastWill})
-	eventually(t, 10*time.Second, "offline alert for bed-7", func() bool { return len(alertsOf(t, r.m, "bed-7", TypeDeviceOffline)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "offline alert for bed-7", func() bool { return len(alertsOf(t, r.m, "bed-7", TypeDeviceOffline)) == 1 })
 	// Defect 9: the offline alert names the resident, but deduplicates per
 	// device.
 	a := alertsOf(t, r.m, "bed-7", TypeDeviceOffline)[0]
@@ -507,7 +508,7 @@ func TestGatewayLastWill(t *testing.T) {
 	}
 	// Heard from again: back online is noted.
 	e.publish("bed-7", device.ChanStatus, device.Status{V: 1, Device: "bed-7", TS: time.Now().UnixMilli(), State: device.Online, Reason: device.ReasonBoot})
-	eventually(t, 10*time.Second, "back-online note", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "back-online note", func() bool {
 		h, _ := r.m.History(context.Background(), a.ID)
 		for _, x := range h {
 			if x.Action == ActionComment && x.Detail == "device back online" {
@@ -548,7 +549,7 @@ func TestFallFloodCoalesced(t *testing.T) {
 	for seq := uint64(1); seq <= 40; seq++ {
 		e.fall("fd-f", seq)
 	}
-	eventually(t, 15*time.Second, "40 falls recorded", func() bool {
+	testenv.EventuallyTrue(t, 15*time.Second, "40 falls recorded", func() bool {
 		a := openAlerts(t, r.m, TypeFall)
 		if len(a) != 1 {
 			return false

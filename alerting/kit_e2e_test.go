@@ -157,7 +157,7 @@ func TestSafetyKitRealPayloadsToAlerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait until the gateway takes commands for the valve (a ping acked).
-	eventually(t, 20*time.Second, "gateway subscribed to the valve's commands", func() bool {
+	testenv.EventuallyTrue(t, 20*time.Second, "gateway subscribed to the valve's commands", func() bool {
 		id, err := r.svc.SendCommand(ctx, "demo", "valve-zvg1", device.ActionPing, nil, 0, "test")
 		if err != nil {
 			return false
@@ -256,7 +256,7 @@ func TestSafetyKitRealPayloadsToAlerts(t *testing.T) {
 	if gas[0].Severity != SeverityCritical {
 		t.Errorf("gas alert severity %s", gas[0].Severity)
 	}
-	eventually(t, 30*time.Second, "valve close confirmed", func() bool {
+	testenv.EventuallyTrue(t, 30*time.Second, "valve close confirmed", func() bool {
 		for _, c := range r.svc.Commands(gas[0].ID) {
 			if c.Device == "valve-zvg1" && c.State == CommandConfirmed {
 				return true

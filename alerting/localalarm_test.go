@@ -38,7 +38,7 @@ func TestHeldLocalAlarmRaised(t *testing.T) {
 	r := e.start(nil)
 	now := time.Now()
 	e.publish("sos-1", device.ChanEvent, device.Event{V: 1, Device: "sos-1", Boot: 1, ID: 1, Seq: 1, TS: now.Add(-2 * time.Minute).UnixMilli(), Type: device.EventSOS})
-	eventually(t, 10*time.Second, "sos-1 alert", func() bool { return len(openAlerts(t, r.m, TypeSOS)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "sos-1 alert", func() bool { return len(openAlerts(t, r.m, TypeSOS)) == 1 })
 	beat := func() {
 		e.publish("gw-1", device.ChanStatus, device.Status{V: 1, Device: "gw-1", TS: time.Now().UnixMilli(), State: device.Online,
 			Reason: device.ReasonHeartbeat, Kind: device.Gateway, Devices: []string{"sos-1", "sos-9", "fall-1"},
@@ -50,7 +50,7 @@ func TestHeldLocalAlarmRaised(t *testing.T) {
 	}
 	beat()
 	var lost Alert
-	eventually(t, 10*time.Second, "the SOS only the gateway knew of", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "the SOS only the gateway knew of", func() bool {
 		for _, a := range openAlerts(t, r.m, TypeSOS) {
 			if a.Device == "sos-9" {
 				lost = a
@@ -66,7 +66,7 @@ func TestHeldLocalAlarmRaised(t *testing.T) {
 	// A later message of the same lane: once it is handled, so is the
 	// second heartbeat.
 	e.publish("probe-2", device.ChanStatus, device.Status{V: 1, Device: "probe-2", TS: time.Now().UnixMilli(), State: device.Online})
-	eventually(t, 10*time.Second, "probe handled", func() bool { return r.svc.knows("probe-2") })
+	testenv.EventuallyTrue(t, 10*time.Second, "probe handled", func() bool { return r.svc.knows("probe-2") })
 	sos := openAlerts(t, r.m, TypeSOS)
 	if len(sos) != 2 {
 		t.Fatalf("sos alerts %+v, want sos-1's and sos-9's", sos)
@@ -119,7 +119,7 @@ func TestHeartbeatReassuresAcknowledgedCall(t *testing.T) {
 	since := time.Now().Add(-2 * time.Minute)
 	e.publish("sos-1", device.ChanEvent, device.Event{V: 1, Device: "sos-1", Boot: 1, ID: 1, Seq: 1, TS: since.UnixMilli(), Type: device.EventSOS})
 	var sos Alert
-	eventually(t, 10*time.Second, "sos alert", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "sos alert", func() bool {
 		as := openAlerts(t, r.m, TypeSOS)
 		if len(as) == 1 {
 			sos = as[0]
@@ -134,7 +134,7 @@ func TestHeartbeatReassuresAcknowledgedCall(t *testing.T) {
 		probes++
 		probe := fmt.Sprintf("probe-hb-%d", probes)
 		e.publish(probe, device.ChanStatus, device.Status{V: 1, Device: probe, TS: time.Now().UnixMilli(), State: device.Online})
-		eventually(t, 10*time.Second, "heartbeat handled", func() bool { return r.svc.knows(probe) })
+		testenv.EventuallyTrue(t, 10*time.Second, "heartbeat handled", func() bool { return r.svc.knows(probe) })
 	}
 	beat()
 	time.Sleep(300 * time.Millisecond) // a command published would have arrived
@@ -144,9 +144,9 @@ func TestHeartbeatReassuresAcknowledgedCall(t *testing.T) {
 	if _, err := r.m.Acknowledge(context.Background(), sos.ID, "nurse", "dashboard"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "call assurance", func() bool { return len(got()) == 1 })
+	testenv.EventuallyTrue(t, 15*time.Second, "call assurance", func() bool { return len(got()) == 1 })
 	beat()
-	eventually(t, 10*time.Second, "call_acknowledged re-sent", func() bool { return len(got()) == 2 })
+	testenv.EventuallyTrue(t, 10*time.Second, "call_acknowledged re-sent", func() bool { return len(got()) == 2 })
 	c := got()[1]
 	if c.Action != ActionCallAcknowledged || !strings.HasPrefix(c.ID, fmt.Sprintf("assure-%d-", sos.ID)) || c.Params["by"] != "nurse" || c.Params["resent"] != true {
 		t.Fatalf("re-sent command %+v", c)

@@ -90,7 +90,7 @@ func TestOneEventOneAlertOnePage(t *testing.T) {
 
 	t1 := time.Now().Add(-2 * time.Second).Truncate(time.Millisecond)
 	twice(1, t1)
-	eventually(t, 15*time.Second, "opened notification", func() bool { return len(notices(EventOpened)) == 1 })
+	testenv.EventuallyTrue(t, 15*time.Second, "opened notification", func() bool { return len(notices(EventOpened)) == 1 })
 	opened := bodies(EventOpened)
 	if len(opened) != 1 || opened[0].Escalation == nil || len(opened[0].Escalation.Recipients) == 0 {
 		t.Fatalf("opened notices %+v, want one paging the on-duty caregiver", opened)
@@ -98,7 +98,7 @@ func TestOneEventOneAlertOnePage(t *testing.T) {
 
 	t2 := t1.Add(time.Second)
 	twice(2, t2)
-	eventually(t, 15*time.Second, "first repeated notification", func() bool { return len(notices(EventRepeated)) == 1 })
+	testenv.EventuallyTrue(t, 15*time.Second, "first repeated notification", func() bool { return len(notices(EventRepeated)) == 1 })
 	got, err := a.m.Get(context.Background(), opened[0].Alert.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +119,7 @@ func TestOneEventOneAlertOnePage(t *testing.T) {
 	}
 	t3 := t2.Add(time.Second)
 	twice(3, t3)
-	eventually(t, 15*time.Second, "second repeated notification", func() bool { return len(notices(EventRepeated)) == 2 })
+	testenv.EventuallyTrue(t, 15*time.Second, "second repeated notification", func() bool { return len(notices(EventRepeated)) == 2 })
 	rep = bodies(EventRepeated)
 	if len(rep) != 2 || rep[1].Escalation == nil || !slices.Equal(contactIDsOf(rep[1].Escalation.Recipients), []string{"lead"}) {
 		t.Fatalf("repeated after the acknowledgement: %+v, want one paging lead (who acknowledged)", rep)

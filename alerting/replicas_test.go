@@ -55,7 +55,7 @@ func (e *env) startReplica(dsn, role string, settings *Settings, mod func(*Confi
 	}
 	t.Cleanup(stop)
 	probe := fmt.Sprintf("probe-%s-%d", role, time.Now().UnixNano()%1e9)
-	eventually(t, 10*time.Second, role+" subscribed", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, role+" subscribed", func() bool {
 		e.publish(probe, device.ChanStatus, device.Status{V: 1, Device: probe, TS: time.Now().UnixMilli(), State: device.Offline, Reason: device.ReasonShutdown})
 		return svc.knows(probe)
 	})
@@ -96,7 +96,7 @@ func TestReplicasOnPostgres(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 30*time.Second, "every opened and escalated notification", func() bool {
+	testenv.EventuallyTrue(t, 30*time.Second, "every opened and escalated notification", func() bool {
 		return len(e.hook.changes(TypeFall, EventOpened)) >= N && len(e.hook.changes(TypeFall, EventEscalated)) >= N
 	})
 	time.Sleep(1500 * time.Millisecond) // room for a duplicate to show up

@@ -94,14 +94,14 @@ func TestGasClosesValves(t *testing.T) {
 		e.publish(v, device.ChanTelemetry, device.Telemetry{V: 1, Device: v, Boot: 9, ID: 1, Seq: 1, TS: now.UnixMilli(),
 			Values: map[string]float64{"valve_open": 1}})
 	}
-	eventually(t, 10*time.Second, "valves known", func() bool { return len(r.svc.valvesFor("demo", "gas-1")) == 2 })
+	testenv.EventuallyTrue(t, 10*time.Second, "valves known", func() bool { return len(r.svc.valvesFor("demo", "gas-1")) == 2 })
 
 	e.publish("gas-1", device.ChanEvent, device.Event{V: 1, Device: "gas-1", Boot: 1, ID: 1, Seq: 1, TS: time.Now().UnixMilli(),
 		Type: device.EventAlarmTest, Attrs: map[string]any{"result": "ok"}})
 	e.publish("gas-1", device.ChanEvent, device.Event{V: 1, Device: "gas-1", Boot: 1, ID: 2, Seq: 2, TS: time.Now().UnixMilli(),
 		Type: device.EventGas, Attrs: map[string]any{"gas_lel_pct": 12.0}})
 	var gas Alert
-	eventually(t, 10*time.Second, "gas alert", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "gas alert", func() bool {
 		a := openAlerts(t, r.m, TypeGas)
 		if len(a) == 1 {
 			gas = a[0]
@@ -111,7 +111,7 @@ func TestGasClosesValves(t *testing.T) {
 	if gas.Severity != SeverityCritical || gas.Device != "gas-1" || !strings.Contains(gas.Detail, "12 %LEL") {
 		t.Fatalf("gas alert = %+v", gas)
 	}
-	eventually(t, 20*time.Second, "both commands final", func() bool {
+	testenv.EventuallyTrue(t, 20*time.Second, "both commands final", func() bool {
 		cs := r.svc.Commands(gas.ID)
 		final := 0
 		for _, c := range cs {
@@ -167,7 +167,7 @@ func TestGasClosesValves(t *testing.T) {
 	e.publish("smoke-1", device.ChanEvent, device.Event{V: 1, Device: "smoke-1", Boot: 1, ID: 2, Seq: 2, TS: time.Now().UnixMilli(), Type: device.EventSmoke})
 	e.publish("leak-1", device.ChanEvent, device.Event{V: 1, Device: "leak-1", Boot: 1, ID: 1, Seq: 1, TS: time.Now().UnixMilli(), Type: device.EventWaterLeak})
 	e.publish("leak-1", device.ChanEvent, device.Event{V: 1, Device: "leak-1", Boot: 1, ID: 2, Seq: 2, TS: time.Now().UnixMilli(), Type: device.EventTamper})
-	eventually(t, 10*time.Second, "smoke, leak and tamper alerts", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "smoke, leak and tamper alerts", func() bool {
 		return len(openAlerts(t, r.m, TypeSmoke)) == 1 && len(openAlerts(t, r.m, TypeWaterLeak)) == 1 && len(openAlerts(t, r.m, TypeTamper)) == 1
 	})
 	if a := openAlerts(t, r.m, TypeSmoke)[0]; a.Severity != SeverityCritical {
@@ -201,7 +201,7 @@ func TestSendCommandRefused(t *testing.T) {
 	ack, _ := json.Marshal(device.CommandAck{V: 1, Device: "siren-9", ID: id, TS: time.Now().UnixMilli(), Status: device.AckRefused,
 		Reason: device.ReasonUnknownDevice, Error: "no device siren-9 behind gw-1"})
 	e.publishRaw(device.CommandAckTopic(e.root, "demo", "siren-9"), ack)
-	eventually(t, 10*time.Second, "command failed", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "command failed", func() bool {
 		cs := r.svc.Commands(0)
 		return len(cs) == 1 && cs[0].State == CommandFailed
 	})

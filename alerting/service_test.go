@@ -155,7 +155,7 @@ func (e *env) start(mod func(*Config)) *running {
 	// Wait until the subscription is live: a probe status message must be
 	// seen. (Run subscribes in OnConnect.)
 	probe := fmt.Sprintf("probe-%d", time.Now().UnixNano()%1e9)
-	eventually(t, 10*time.Second, "service subscribed", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "service subscribed", func() bool {
 		e.publish(probe, device.ChanStatus, device.Status{V: 1, Device: probe, TS: time.Now().UnixMilli(), State: device.Offline, Reason: device.ReasonShutdown})
 		return counterSum(reg, "eldercare_alerting_rejected_total") == 0 && svc.knows(probe)
 	})
@@ -178,17 +178,6 @@ func (e *env) publishRaw(topic string, b []byte) {
 	e.t.Helper()
 	if err := mqttconn.Wait(context.Background(), e.pub.Publish(topic, 1, false, b), 10*time.Second, "publish"); err != nil {
 		e.t.Fatal(err)
-	}
-}
-
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -295,7 +284,7 @@ func TestBIDMC32LowSpO2AndRestart(t *testing.T) {
 	local := make(chan Change, 64)
 	r := e.start(func(c *Config) { c.Receivers = append(c.Receivers, chanReceiver(local)) })
 	e.replay("vm-32", rows, 1)
-	eventually(t, 15*time.Second, "opened webhook", func() bool { return len(e.hook.changes(TypeSpO2Low, EventOpened)) > 0 })
+	testenv.EventuallyTrue(t, 15*time.Second, "opened webhook", func() bool { return len(e.hook.changes(TypeSpO2Low, EventOpened)) > 0 })
 
 	alerts := openAlerts(t, r.m, TypeSpO2Low)
 	if len(alerts) != 1 {
@@ -335,7 +324,7 @@ func TestBIDMC32LowSpO2AndRestart(t *testing.T) {
 	r.stop()
 	r2 := e.start(nil)
 	e.replay("vm-32", rows[:60], 2)
-	eventually(t, 15*time.Second, "repeated history entry", func() bool {
+	testenv.EventuallyTrue(t, 15*time.Second, "repeated history entry", func() bool {
 		h, err := r2.m.History(context.Background(), a.ID)
 		if err != nil {
 			t.Fatal(err)
@@ -361,7 +350,7 @@ func TestBIDMC32LowSpO2AndRestart(t *testing.T) {
 	if _, err := other.Acknowledge(context.Background(), a.ID, "nurse-li", "dashboard"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "acknowledged webhook", func() bool { return len(e.hook.changes(TypeSpO2Low, EventAcknowledged)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "acknowledged webhook", func() bool { return len(e.hook.changes(TypeSpO2Low, EventAcknowledged)) == 1 })
 	h, _ := other.History(context.Background(), a.ID)
 	var notified int
 	for _, x := range h {
@@ -382,7 +371,7 @@ func TestBIDMC01NoVitalsAlert(t *testing.T) {
 	e.replay("vm-01", bidmc(t, "bidmc_01"), 1)
 	// A fall published after the replay is processed after it.
 	e.fall("fd-marker", 1)
-	eventually(t, 15*time.Second, "marker fall alert", func() bool { return len(openAlerts(t, r.m, TypeFall)) == 1 })
+	testenv.EventuallyTrue(t, 15*time.Second, "marker fall alert", func() bool { return len(openAlerts(t, r.m, TypeFall)) == 1 })
 	if n := counterSum(r.reg, "eldercare_alerting_rejected_total"); n != 0 {
 		t.Errorf("%g readings rejected", n)
 	}
@@ -406,7 +395,7 @@ func TestFallSOSUnassignedAndMalformed(t *testing.T) {
 	e.fall("fd-new", 1)
 	e.publish("sos-1", device.ChanEvent, device.Event{V: 1, Device: "sos-1", Boot: 1, ID: 1, Seq: 1, TS: time.Now().UnixMilli(), Type: device.EventSOS})
 
-	eventually(t, 10*time.Second, "fall and sos alerts", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "fall and sos alerts", func() bool {
 		return len(openAlerts(t, r.m, TypeFall)) == 2 && len(openAlerts(t, r.m, TypeSOS)) == 1
 	})
 	if n := counterSum(r.reg, "eldercare_alerting_rejected_total"); n != 2 {
@@ -431,7 +420,7 @@ func TestFallSOSUnassignedAndMalformed(t *testing.T) {
 	if !strings.Contains(string(b), `"resident":null`) || !strings.Contains(string(b), `"unassigned":true`) {
 		t.Errorf("unassigned JSON %s", b)
 	}
-	eventually(t, 10*time.Second, "repeated fall in history", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "repeated fall in history", func() bool {
 		h, _ := r.m.History(context.Background(), bound.ID)
 		if len(h) < 2 {
 			return false
@@ -443,7 +432,7 @@ func TestFallSOSUnassignedAndMalformed(t *testing.T) {
 		}
 		return false
 	})
-	eventually(t, 10*time.Second, "3 opened webhooks", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "3 opened webhooks", func() bool {
 		return len(e.hook.changes(TypeFall, EventOpened)) == 2 && len(e.hook.changes(TypeSOS, EventOpened)) == 1
 	})
 	e.hook.check(t)
@@ -454,7 +443,7 @@ func TestWebhookRetryAndPermanent(t *testing.T) {
 	e.hook.fail = 2 // two 503s, then success
 	r := e.start(nil)
 	e.fall("fd-r", 1)
-	eventually(t, 20*time.Second, "webhook after retries", func() bool { return len(e.hook.changes(TypeFall, EventOpened)) == 1 })
+	testenv.EventuallyTrue(t, 20*time.Second, "webhook after retries", func() bool { return len(e.hook.changes(TypeFall, EventOpened)) == 1 })
 	if n := counterSum(r.reg, "eldercare_alerting_notifications_total"); n < 3 {
 		t.Errorf("%g delivery attempts counted, want >= 3", n)
 	}
@@ -480,14 +469,14 @@ func TestDevicePermanentFailureRecorded(t *testing.T) {
 	defer gone.Close()
 	r := e.start(func(c *Config) { c.WebhookURL = gone.URL })
 	e.fall("fd-p", 1)
-	eventually(t, 10*time.Second, "outbox settled", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "outbox settled", func() bool {
 		var status string
 		err := r.m.db.QueryRow(`SELECT status FROM alert_deliveries WHERE receiver = 'webhook'`).Scan(&status)
 		return err == nil && status == deliveryFailed
 	})
 	// Receivers deliver independently: the row is settled once the other
 	// receivers (local, mqtt) are done too.
-	eventually(t, 10*time.Second, "outbox row settled after a permanent failure", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "outbox row settled after a permanent failure", func() bool {
 		var pending int
 		r.m.db.QueryRow(`SELECT COUNT(*) FROM alert_outbox WHERE sent_ms IS NULL`).Scan(&pending)
 		return pending == 0
@@ -514,8 +503,8 @@ func TestOffline(t *testing.T) {
 		}
 		return out
 	}
-	eventually(t, 10*time.Second, "last-will alert", func() bool { _, ok := byDevice()["dev-will"]; return ok })
-	eventually(t, 10*time.Second, "silence alert", func() bool { _, ok := byDevice()["dev-silent"]; return ok })
+	testenv.EventuallyTrue(t, 10*time.Second, "last-will alert", func() bool { _, ok := byDevice()["dev-will"]; return ok })
+	testenv.EventuallyTrue(t, 10*time.Second, "silence alert", func() bool { _, ok := byDevice()["dev-silent"]; return ok })
 	time.Sleep(1500 * time.Millisecond) // past the timeout for dev-clean too
 	got := byDevice()
 	if _, ok := got["dev-clean"]; ok {
@@ -530,7 +519,7 @@ func TestOffline(t *testing.T) {
 	// Coming back does not resolve, but notes it.
 	silent := got["dev-silent"]
 	e.publish("dev-silent", device.ChanStatus, status("dev-silent", device.Online, device.ReasonBoot))
-	eventually(t, 10*time.Second, "back-online note", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "back-online note", func() bool {
 		h, _ := r.m.History(context.Background(), silent.ID)
 		for _, x := range h {
 			if x.Action == ActionComment && x.Detail == "device back online" {

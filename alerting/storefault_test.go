@@ -10,6 +10,7 @@ import (
 
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // gauge returns the value of a gauge (summed over its series).
@@ -41,7 +42,7 @@ func gauge(t *testing.T, r *running, name string) float64 {
 // is settled.
 func onceEach(t *testing.T, e *env, m *Manager, dev string) {
 	t.Helper()
-	eventually(t, 30*time.Second, "outbox settled", func() bool {
+	testenv.EventuallyTrue(t, 30*time.Second, "outbox settled", func() bool {
 		var pending int
 		err := m.db.QueryRow(`SELECT COUNT(*) FROM alert_outbox WHERE sent_ms IS NULL`).Scan(&pending)
 		return err == nil && pending == 0
@@ -99,7 +100,7 @@ func TestFallWhileSQLiteLocked(t *testing.T) {
 
 	// busy_timeout is 5 s: after it the decision is retried, and the
 	// engine says so.
-	eventually(t, 15*time.Second, "store failing reported", func() bool {
+	testenv.EventuallyTrue(t, 15*time.Second, "store failing reported", func() bool {
 		return r.svc.Ready() != nil && gauge(t, r, "eldercare_alerting_store_failing") == 1
 	})
 	t.Logf("not ready after %s: %v", time.Since(locked).Round(time.Millisecond), r.svc.Ready())
@@ -111,11 +112,11 @@ func TestFallWhileSQLiteLocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	unlocked := time.Now()
-	eventually(t, 15*time.Second, "fall alert opened after the lock", func() bool {
+	testenv.EventuallyTrue(t, 15*time.Second, "fall alert opened after the lock", func() bool {
 		return len(e.hook.changes(TypeFall, EventOpened)) > 0
 	})
 	t.Logf("opened notification %s after the lock ended", time.Since(unlocked).Round(time.Millisecond))
-	eventually(t, 10*time.Second, "ready again", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "ready again", func() bool {
 		return r.svc.Ready() == nil && gauge(t, r, "eldercare_alerting_store_failing") == 0
 	})
 	if n := gauge(t, r, "eldercare_alerting_store_retries_total"); n < 1 {
@@ -169,11 +170,11 @@ func TestFallWhilePostgresTerminatesConnections(t *testing.T) {
 		killed += terminate()
 	}
 	t.Logf("%d connections terminated", killed)
-	eventually(t, 30*time.Second, "fall alert opened", func() bool {
+	testenv.EventuallyTrue(t, 30*time.Second, "fall alert opened", func() bool {
 		return len(e.hook.changes(TypeFall, EventOpened)) > 0
 	})
 	for _, r := range []*running{a, b} {
-		eventually(t, 10*time.Second, "ready again", func() bool { return r.svc.Ready() == nil })
+		testenv.EventuallyTrue(t, 10*time.Second, "ready again", func() bool { return r.svc.Ready() == nil })
 	}
 	retries := gauge(t, a, "eldercare_alerting_store_retries_total") + gauge(t, b, "eldercare_alerting_store_retries_total")
 	t.Logf("store retries: %v", retries)
@@ -183,7 +184,7 @@ func TestFallWhilePostgresTerminatesConnections(t *testing.T) {
 	// The test's own pooled connections were terminated too: the first
 	// read may fail once.
 	var open []Alert
-	eventually(t, 10*time.Second, "alerts listed", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "alerts listed", func() bool {
 		var err error
 		open, err = a.m.List(context.Background(), Filter{Status: []string{StatusOpen}})
 		return err == nil
@@ -207,7 +208,7 @@ func TestRetireUnsubscribes(t *testing.T) {
 	e.fall("fd-away", 1)
 	r2 := e.start(nil)
 	e.fall("fd-after", 1)
-	eventually(t, 10*time.Second, "fall after the comeback alerted", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "fall after the comeback alerted", func() bool {
 		return len(alertsOf(t, r2.m, "fd-after", TypeFall)) == 1
 	})
 	if n := len(alertsOf(t, r2.m, "fd-away", TypeFall)); n != 0 {

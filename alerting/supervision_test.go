@@ -9,6 +9,7 @@ import (
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/device/registry"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // supRegistry: site s1 with gateway gw-1 serving a vitals monitor, a
@@ -288,7 +289,7 @@ func TestVitalMissingAlert(t *testing.T) {
 		probes++
 		p := fmt.Sprintf("probe-v-%d", probes)
 		e.publish(p, device.ChanStatus, device.Status{V: 1, Device: p, TS: now().UnixMilli(), State: device.Offline, Reason: device.ReasonShutdown})
-		eventually(t, 10*time.Second, p+" handled", func() bool { return r.svc.knows(p) })
+		testenv.EventuallyTrue(t, 10*time.Second, p+" handled", func() bool { return r.svc.knows(p) })
 	}
 	e.publish("vm-v", device.ChanStatus, device.Status{V: 1, Device: "vm-v", TS: now().UnixMilli(), State: device.Online, Reason: device.ReasonBoot, Kind: device.VitalsMonitor})
 	full := map[string]float64{"hr_bpm": 80, "spo2_pct": 97}
@@ -298,14 +299,14 @@ func TestVitalMissingAlert(t *testing.T) {
 		clock.Add(int64(5 * time.Second))
 		send(i, hrOnly)
 	}
-	eventually(t, 10*time.Second, "vital_missing opened", func() bool { return len(openAlerts(t, r.m, TypeVitalMissing)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "vital_missing opened", func() bool { return len(openAlerts(t, r.m, TypeVitalMissing)) == 1 })
 	a := openAlerts(t, r.m, TypeVitalMissing)[0]
 	if a.Device != "vm-v" || a.Severity != SeverityHigh || !strings.Contains(a.Detail, "spo2_pct") {
 		t.Errorf("alert %+v", a)
 	}
 	clock.Add(int64(time.Second))
 	send(9, full)
-	eventually(t, 10*time.Second, "vital_missing resolved", func() bool { return len(openAlerts(t, r.m, TypeVitalMissing)) == 0 })
+	testenv.EventuallyTrue(t, 10*time.Second, "vital_missing resolved", func() bool { return len(openAlerts(t, r.m, TypeVitalMissing)) == 0 })
 	if n := len(alertsOf(t, r.m, "vm-v", TypeVitalMissing)); n != 1 {
 		t.Errorf("%d vital_missing alerts, want 1", n)
 	}

@@ -47,18 +47,18 @@ func TestClientTakeoverAlert(t *testing.T) {
 		}
 	}
 	takeovers()
-	eventually(t, 15*time.Second, "client_takeover alert", func() bool { return len(openAlerts(t, r.m, TypeClientTakeover)) == 1 })
+	testenv.EventuallyTrue(t, 15*time.Second, "client_takeover alert", func() bool { return len(openAlerts(t, r.m, TypeClientTakeover)) == 1 })
 	a := openAlerts(t, r.m, TypeClientTakeover)[0]
 	if a.Severity != SeverityWarning || a.Resident != nil || a.Device != "gw-dup" || a.Site != device.OpsSite ||
 		!strings.Contains(a.Detail, "MQTT client id gw-dup taken over 2 times") {
 		t.Errorf("alert %+v", a)
 	}
-	eventually(t, 15*time.Second, "opened notification", func() bool { return len(e.hook.changes(TypeClientTakeover, EventOpened)) == 1 })
+	testenv.EventuallyTrue(t, 15*time.Second, "opened notification", func() bool { return len(e.hook.changes(TypeClientTakeover, EventOpened)) == 1 })
 
 	// The next window's signal repeats the open alert.
 	time.Sleep(1100 * time.Millisecond) // past the broker's 1 s signalling window
 	takeovers()
-	eventually(t, 15*time.Second, "repeat counted", func() bool {
+	testenv.EventuallyTrue(t, 15*time.Second, "repeat counted", func() bool {
 		all := openAlerts(t, r.m, TypeClientTakeover)
 		return len(all) == 1 && all[0].Repeats >= 1
 	})

@@ -39,7 +39,7 @@ func TestSameReadingTwoPaths(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, "the spo2_low alert and its notification", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "the spo2_low alert and its notification", func() bool {
 		return len(openAlerts(t, r.m, TypeSpO2Low)) == 1 && len(e.hook.changes(TypeSpO2Low, EventOpened)) == 1
 	})
 	time.Sleep(1500 * time.Millisecond) // room for a wrong second alert or notification

@@ -14,6 +14,7 @@ import (
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // unroutedSettings: the policy's only step names the nurse leads, but the
@@ -54,7 +55,7 @@ func TestUnroutedStepRaisesOperationsAlert(t *testing.T) {
 	now := time.Now().UnixMilli()
 	e.publish("sos-1", device.ChanEvent, device.Event{V: 1, Device: "sos-1", Boot: 1, ID: 1, Seq: 1, TS: now, Type: device.EventSOS})
 	var ops []Alert
-	eventually(t, 10*time.Second, "unrouted operations alert", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "unrouted operations alert", func() bool {
 		ops = openAlerts(t, r.m, TypeEscalationUnrouted)
 		return len(ops) == 1
 	})
@@ -79,8 +80,8 @@ func TestUnroutedStepRaisesOperationsAlert(t *testing.T) {
 	}
 
 	e.publish("sos-2", device.ChanEvent, device.Event{V: 1, Device: "sos-2", Boot: 1, ID: 1, Seq: 1, TS: now, Type: device.EventSOS})
-	eventually(t, 10*time.Second, "second sos", func() bool { return len(openAlerts(t, r.m, TypeSOS)) == 2 })
-	eventually(t, 10*time.Second, "repeat on the operations alert", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "second sos", func() bool { return len(openAlerts(t, r.m, TypeSOS)) == 2 })
+	testenv.EventuallyTrue(t, 10*time.Second, "repeat on the operations alert", func() bool {
 		a, err := r.m.Get(ctx, op.ID)
 		return err == nil && a.Repeats == 1
 	})

@@ -12,6 +12,7 @@ import (
 	"github.com/eldercare-iot/eldercare/device/registry"
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // wardRegistry: site demo with room r1 in ward East, r2 in ward West and
@@ -102,7 +103,7 @@ func TestWardRosterPagesWardNurse(t *testing.T) {
 		e.publish(dev, device.ChanEvent, device.Event{V: 1, Device: dev, Boot: 1, ID: 1, Seq: 1, TS: now, Type: device.EventSOS})
 	}
 	e.publish("fall-1", device.ChanEvent, device.Event{V: 1, Device: "fall-1", Boot: 1, ID: 1, Seq: 1, TS: now, Type: device.EventFall})
-	eventually(t, 10*time.Second, "three sos and a fall", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "three sos and a fall", func() bool {
 		return len(openAlerts(t, r.m, TypeSOS)) == 3 && len(openAlerts(t, r.m, TypeFall)) == 1
 	})
 	want := map[string][]string{"res-001": {"east-nurse"}, "res-002": {"west-nurse"}, "res-003": {"site-nurse"}}
