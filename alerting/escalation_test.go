@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // fakeClock is an injected wall clock.
@@ -411,20 +412,14 @@ func TestLiveSettings(t *testing.T) {
 	if err := other.PutRoster(ctx, "nurse-lead@example.org", r); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.EventuallyTrue(t, 5*time.Second, "roster change in another process seen", func() bool {
 		cur, err := m.currentSettings(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rr, _ := cur.roster("demo", ""); len(rr.Shifts[0].OnDuty) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("roster change in another process not seen within 5 s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		rr, _ := cur.roster("demo", "")
+		return len(rr.Shifts[0].OnDuty) == 2
+	})
 
 	audit, err := m.SettingsAudit(ctx, 0)
 	if err != nil {

@@ -88,19 +88,18 @@ func (e *env) marker(r *running, name string) {
 func TestSlowWebhookDoesNotDelayOtherReceivers(t *testing.T) {
 	e := newEnv(t)
 	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
 	var mu sync.Mutex
 	var calls int
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		calls++
 		mu.Unlock()
-		select { // blocks 5 s per notification
-		case <-time.After(5 * time.Second):
-		case <-release:
-		}
+		<-release // held until the test lets it go (the webhook's client gives up after 10 s)
 	}))
 	t.Cleanup(slow.Close)
-	t.Cleanup(func() { close(release) }) // runs before slow.Close
+	t.Cleanup(unblock) // runs before slow.Close
 	feed := e.alertFeed()
 	local := make(chan Change, 64)
 	e.start(func(c *Config) { c.WebhookURL = slow.URL; c.Receivers = append(c.Receivers, chanReceiver(local)) })
@@ -111,17 +110,26 @@ func TestSlowWebhookDoesNotDelayOtherReceivers(t *testing.T) {
 	}
 	testenv.EventuallyTrue(t, 5*time.Second, "webhook busy with the first fall", func() bool { mu.Lock(); defer mu.Unlock(); return calls == 1 })
 
-	// The webhook is now blocked for ~5 s on fd-a's notification.
+	// The webhook is now held on fd-a's notification: the other receivers
+	// get the second fall all the same.
 	start := time.Now()
 	e.fall("fd-b", 1)
-	if _, ok := waitChange(local, time.Second, func(c Change) bool { return c.Alert.Device == "fd-b" && c.Event == EventOpened }); !ok {
-		t.Fatalf("in-process subscriber did not get the second fall within 1 s (webhook blocking)")
+	if _, ok := waitChange(local, 5*time.Second, func(c Change) bool { return c.Alert.Device == "fd-b" && c.Event == EventOpened }); !ok {
+		t.Fatalf("in-process subscriber did not get the second fall while the webhook is held")
 	}
 	t.Logf("local change after %s", time.Since(start))
-	if _, ok := waitChange(feed, time.Second, func(c Change) bool { return c.Alert.Device == "fd-b" && c.Event == EventOpened }); !ok {
-		t.Fatalf("MQTT alert topic did not get the second fall within 1 s (webhook blocking)")
+	if _, ok := waitChange(feed, 5*time.Second, func(c Change) bool { return c.Alert.Device == "fd-b" && c.Event == EventOpened }); !ok {
+		t.Fatalf("MQTT alert topic did not get the second fall while the webhook is held")
 	}
-	// The webhook still gets both, in turn.
+	mu.Lock()
+	n := calls
+	mu.Unlock()
+	if n != 1 {
+		t.Fatalf("the webhook moved on (%d calls) before the other receivers had the second fall", n)
+	}
+	// The webhook still gets both, in turn: unblocked now, it goes on
+	// with the second.
+	unblock()
 	testenv.EventuallyTrue(t, 20*time.Second, "webhook got the second fall", func() bool { mu.Lock(); defer mu.Unlock(); return calls >= 2 })
 }
 
@@ -129,7 +137,7 @@ func TestSlowWebhookDoesNotDelayOtherReceivers(t *testing.T) {
 // even when the first one is retried with backoff.
 func TestPerReceiverOrderWithRetries(t *testing.T) {
 	e := newEnv(t)
-	e.hook.fail = 2 // the opened notification is retried twice at the webhook
+	e.hook.fail = 1 << 30 // the webhook answers 503 until the test lets it take notifications
 	local := make(chan Change, 64)
 	r := e.start(func(c *Config) { c.Receivers = append(c.Receivers, chanReceiver(local)) })
 	e.fall("fd-o", 1)
@@ -141,9 +149,21 @@ func TestPerReceiverOrderWithRetries(t *testing.T) {
 	if _, err := r.m.Acknowledge(context.Background(), c.Alert.ID, "nurse", "api"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := waitChange(local, time.Second, func(c Change) bool { return c.Event == EventAcknowledged }); !ok {
+	// The webhook takes nothing yet, so the local receiver has this only
+	// if it does not wait for the webhook's retries.
+	if _, ok := waitChange(local, 5*time.Second, func(c Change) bool { return c.Event == EventAcknowledged }); !ok {
 		t.Fatal("local receiver waited for the webhook's retries")
 	}
+	// The webhook refused "opened" at least once; from now on it takes
+	// them, after the dispatcher's backoff.
+	testenv.EventuallyTrue(t, 10*time.Second, "webhook refused the opened notification", func() bool {
+		e.hook.mu.Lock()
+		defer e.hook.mu.Unlock()
+		return e.hook.failed >= 1
+	})
+	e.hook.mu.Lock()
+	e.hook.fail = 0
+	e.hook.mu.Unlock()
 	testenv.EventuallyTrue(t, 20*time.Second, "webhook got both", func() bool {
 		return len(e.hook.changes(TypeFall, EventAcknowledged)) == 1
 	})
@@ -156,11 +176,7 @@ func TestPerReceiverOrderWithRetries(t *testing.T) {
 	if len(order) != 2 || order[0] != EventOpened || order[1] != EventAcknowledged {
 		t.Errorf("webhook order %v, want opened, acknowledged", order)
 	}
-	testenv.EventuallyTrue(t, 10*time.Second, "outbox settled", func() bool {
-		var pending int
-		r.m.db.QueryRow(`SELECT COUNT(*) FROM alert_outbox WHERE sent_ms IS NULL`).Scan(&pending)
-		return pending == 0
-	})
+	outboxSettled(t, r.m)
 	e.hook.check(t)
 }
 
@@ -205,7 +221,7 @@ func TestNewFallWhileAcknowledgedNotifiesRepeated(t *testing.T) {
 	// A redelivery of the same event is not a new fall.
 	e.fall("fd-1", 2)
 	e.marker(r, "fd-marker")
-	time.Sleep(1500 * time.Millisecond)
+	outboxSettled(t, r.m) // a notification of the redelivery would be at the webhook now
 	if n := len(e.hook.changes(TypeFall, EventRepeated)); n != 1 {
 		t.Errorf("%d repeated webhooks after a redelivery, want 1", n)
 	}
@@ -442,7 +458,7 @@ func TestDuplicateFallAfterResolve(t *testing.T) {
 	}
 	e.fall("fd-d", 8) // a new fall
 	testenv.EventuallyTrue(t, 10*time.Second, "second fall alert", func() bool { return len(alertsOf(t, r.m, "fd-d", TypeFall)) == 2 })
-	time.Sleep(1500 * time.Millisecond)
+	outboxSettled(t, r.m)
 	var n int
 	for _, c := range e.hook.changes(TypeFall, EventOpened) {
 		if c.Alert.Device == "fd-d" {
@@ -563,7 +579,7 @@ func TestFallFloodCoalesced(t *testing.T) {
 		}
 		return n == 39
 	})
-	time.Sleep(time.Second)
+	outboxSettled(t, r.m) // every notice of the 40 falls is at the webhook
 	if n := len(e.hook.changes(TypeFall, EventOpened)); n != 1 {
 		t.Errorf("%d opened notifications, want 1", n)
 	}

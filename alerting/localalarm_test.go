@@ -100,11 +100,16 @@ func TestHeartbeatReassuresAcknowledgedCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dev.Disconnect(100) })
+	var markers []string
 	tok := dev.Subscribe(device.CommandTopic(e.root, "demo", "sos-1"), 1, func(_ paho.Client, m paho.Message) {
 		var c AssuranceCommand
 		if json.Unmarshal(m.Payload(), &c) == nil {
 			mu.Lock()
-			cmds = append(cmds, c)
+			if c.Action == "test-marker" {
+				markers = append(markers, c.ID)
+			} else {
+				cmds = append(cmds, c)
+			}
 			mu.Unlock()
 		}
 	})
@@ -115,6 +120,24 @@ func TestHeartbeatReassuresAcknowledgedCall(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(cmds)
+	}
+	// settled waits until every command the service has published by now
+	// has reached the station: the outbox (call assurance) is settled, and
+	// a marker the test publishes on the same topic after that (and after
+	// the heartbeats handled, whose commands the service publishes before
+	// it goes on) arrives after them.
+	nMarkers := 0
+	settled := func() {
+		t.Helper()
+		outboxSettled(t, r.m)
+		nMarkers++
+		id := fmt.Sprintf("marker-%d", nMarkers)
+		e.publishRaw(device.CommandTopic(e.root, "demo", "sos-1"), []byte(`{"action":"test-marker","id":"`+id+`"}`))
+		testenv.EventuallyTrue(t, 10*time.Second, "marker at the station", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Contains(markers, id)
+		})
 	}
 	since := time.Now().Add(-2 * time.Minute)
 	e.publish("sos-1", device.ChanEvent, device.Event{V: 1, Device: "sos-1", Boot: 1, ID: 1, Seq: 1, TS: since.UnixMilli(), Type: device.EventSOS})
@@ -137,7 +160,7 @@ func TestHeartbeatReassuresAcknowledgedCall(t *testing.T) {
 		testenv.EventuallyTrue(t, 10*time.Second, "heartbeat handled", func() bool { return r.svc.knows(probe) })
 	}
 	beat()
-	time.Sleep(300 * time.Millisecond) // a command published would have arrived
+	settled()
 	if c := got(); len(c) != 0 {
 		t.Fatalf("commands while the alert is open: %+v", c)
 	}
@@ -152,7 +175,7 @@ func TestHeartbeatReassuresAcknowledgedCall(t *testing.T) {
 		t.Fatalf("re-sent command %+v", c)
 	}
 	beat()
-	time.Sleep(300 * time.Millisecond)
+	settled()
 	if n := len(got()); n != 2 {
 		t.Fatalf("%d commands after a second heartbeat within ReassureEvery, want 2", n)
 	}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,11 +33,12 @@ const testSecret = "s3cret-for-tests"
 
 // hook is a real HTTP webhook receiver on loopback that checks signatures.
 type hook struct {
-	mu   sync.Mutex
-	got  []Change
-	bad  []string
-	srv  *httptest.Server
-	fail int // answer 503 to the first fail requests
+	mu     sync.Mutex
+	got    []Change
+	bad    []string
+	srv    *httptest.Server
+	fail   int // answer 503 to the first fail requests
+	failed int // requests answered 503
 }
 
 func newHook(t *testing.T) *hook {
@@ -47,6 +49,7 @@ func newHook(t *testing.T) *hook {
 		defer h.mu.Unlock()
 		if h.fail > 0 {
 			h.fail--
+			h.failed++
 			http.Error(w, "try later", http.StatusServiceUnavailable)
 			return
 		}
@@ -91,18 +94,22 @@ func (h *hook) check(t *testing.T) {
 }
 
 type env struct {
-	t       *testing.T
-	url     string
-	root    string
-	dsn     string
-	hook    *hook
-	pub     paho.Client
-	binding map[string]string // device -> resident
+	t        *testing.T
+	url      string
+	root     string
+	dsn      string
+	clientID string // of the Service that start runs
+	hook     *hook
+	pub      paho.Client
+	binding  map[string]string // device -> resident
 }
 
+// newEnv gives a test its own embedded broker (the product's, mochi-mqtt:
+// these tests are about the alerting service, not about Mosquitto), a
+// fresh SQLite alert store and a webhook receiver.
 func newEnv(t *testing.T) *env {
-	e := &env{t: t, url: testenv.Mosquitto(t), root: testenv.TopicRoot(t), dsn: sqldbtest.SQLiteDSN(t), hook: newHook(t),
-		binding: map[string]string{}}
+	e := &env{t: t, url: testenv.EmbeddedBroker(t).URL(), root: testenv.TopicRoot(t), dsn: sqldbtest.SQLiteDSN(t),
+		clientID: testenv.ClientID(t, "alerting"), hook: newHook(t), binding: map[string]string{}}
 	c, err := mqttconn.Connect(context.Background(), mqttconn.Options{URL: e.url, ClientID: testenv.ClientID(t, "pub"), CleanSession: true,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -120,12 +127,12 @@ type running struct {
 	stop func()
 }
 
-// start runs a Service (client id fixed per test, so a restart resumes the
-// persistent session) until the returned stop is called.
+// start runs a Service (client id fixed per env, so a restart resumes the
+// persistent sessions) until the returned stop is called.
 func (e *env) start(mod func(*Config)) *running {
 	t := e.t
 	m := openTestManager(t, e.dsn)
-	cfg := Config{MQTTURL: e.url, Root: e.root, ClientID: testenv.ClientID(t, "alerting"),
+	cfg := Config{MQTTURL: e.url, Root: e.root, ClientID: e.clientID,
 		WebhookURL: e.hook.srv.URL, WebhookSecret: testSecret}
 	if mod != nil {
 		mod(&cfg)
@@ -181,6 +188,19 @@ func (e *env) publishRaw(topic string, b []byte) {
 	}
 }
 
+// outboxSettled waits until every notification in m's outbox is done with
+// (delivered, refused for good or skipped by every receiver): the
+// receivers then have all that the decisions stored so far will ever give
+// them, so a test can count what they got.
+func outboxSettled(t *testing.T, m *Manager) {
+	t.Helper()
+	testenv.EventuallyTrue(t, 30*time.Second, "outbox settled", func() bool {
+		var pending int
+		err := m.db.QueryRow(`SELECT COUNT(*) FROM alert_outbox WHERE sent_ms IS NULL`).Scan(&pending)
+		return err == nil && pending == 0
+	})
+}
+
 func counterSum(reg *prometheus.Registry, name string) float64 {
 	mfs, _ := reg.Gather()
 	var sum float64
@@ -232,16 +252,15 @@ func bidmc(t *testing.T, name string) []map[string]float64 {
 	return out
 }
 
-// replay publishes readings 1 s apart in device time, 10 ms apart in wall
-// time (100x), anchored so the last sample is stamped when the replay ends.
+// replay publishes readings 1 s apart in device time (the time the rules
+// go by), one after the other, the last one stamped now.
 func (e *env) replay(dev string, rows []map[string]float64, boot uint32) {
 	e.t.Helper()
-	end := time.Now().Add(time.Duration(len(rows)) * 10 * time.Millisecond)
+	end := time.Now()
 	for i, vals := range rows {
 		ts := end.Add(-time.Duration(len(rows)-1-i) * time.Second)
 		e.publish(dev, device.ChanTelemetry, device.Telemetry{V: 1, Device: dev, Boot: boot, ID: uint64(i + 1), Seq: uint64(i + 1),
 			TS: ts.UnixMilli(), Values: vals})
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -336,7 +355,9 @@ func TestBIDMC32LowSpO2AndRestart(t *testing.T) {
 		}
 		return false
 	})
-	time.Sleep(2500 * time.Millisecond) // two dispatcher polls
+	// Every notification the restarted service wrote has been delivered:
+	// a second "opened" would be at the webhook now.
+	outboxSettled(t, r2.m)
 	if n := len(openAlerts(t, r2.m, TypeSpO2Low)); n != 1 {
 		t.Errorf("%d open spo2_low alerts after restart, want 1", n)
 	}
@@ -476,25 +497,28 @@ func TestDevicePermanentFailureRecorded(t *testing.T) {
 	})
 	// Receivers deliver independently: the row is settled once the other
 	// receivers (local, mqtt) are done too.
-	testenv.EventuallyTrue(t, 10*time.Second, "outbox row settled after a permanent failure", func() bool {
-		var pending int
-		r.m.db.QueryRow(`SELECT COUNT(*) FROM alert_outbox WHERE sent_ms IS NULL`).Scan(&pending)
-		return pending == 0
-	})
+	outboxSettled(t, r.m)
 }
 
 func TestOffline(t *testing.T) {
 	e := newEnv(t)
-	r := e.start(func(c *Config) { c.OfflineTimeout = 2 * time.Second })
-	now := func() int64 { return time.Now().UnixMilli() }
+	// The offline timer runs on an injected clock, moved by the test.
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	r := e.start(func(c *Config) { c.OfflineTimeout = 2 * time.Second; c.Now = now })
 	status := func(dev string, st device.State, reason string) device.Status {
-		return device.Status{V: 1, Device: dev, TS: now(), State: st, Reason: reason}
+		return device.Status{V: 1, Device: dev, TS: now().UnixMilli(), State: st, Reason: reason}
 	}
 	e.publish("dev-will", device.ChanStatus, status("dev-will", device.Online, device.ReasonBoot))
 	e.publish("dev-clean", device.ChanStatus, status("dev-clean", device.Online, device.ReasonBoot))
-	e.publish("dev-silent", device.ChanTelemetry, device.Telemetry{V: 1, Device: "dev-silent", Boot: 1, ID: 1, Seq: 1, TS: now(), Values: map[string]float64{"room_temp_c": 21}})
+	e.publish("dev-silent", device.ChanTelemetry, device.Telemetry{V: 1, Device: "dev-silent", Boot: 1, ID: 1, Seq: 1, TS: now().UnixMilli(), Values: map[string]float64{"room_temp_c": 21}})
 	e.publish("dev-will", device.ChanStatus, status("dev-will", device.Offline, device.ReasonLastWill))
 	e.publish("dev-clean", device.ChanStatus, status("dev-clean", device.Offline, device.ReasonShutdown))
+	// A later message of the same session: once it is handled, so are the
+	// ones above, all heard at the clock's start.
+	e.publish("probe-off", device.ChanStatus, status("probe-off", device.Offline, device.ReasonShutdown))
+	testenv.EventuallyTrue(t, 10*time.Second, "probe handled", func() bool { return r.svc.knows("probe-off") })
 
 	byDevice := func() map[string]Alert {
 		out := map[string]Alert{}
@@ -504,8 +528,16 @@ func TestOffline(t *testing.T) {
 		return out
 	}
 	testenv.EventuallyTrue(t, 10*time.Second, "last-will alert", func() bool { _, ok := byDevice()["dev-will"]; return ok })
+	if _, ok := byDevice()["dev-silent"]; ok {
+		t.Fatal("silence alert before the timeout")
+	}
+	// Past the timeout of every device heard above; the second offline
+	// check that ends after the move began after it, so every verdict due
+	// is applied by then.
+	clock.Add(int64(3 * time.Second))
+	checks := r.svc.offlineChecks.Load()
 	testenv.EventuallyTrue(t, 10*time.Second, "silence alert", func() bool { _, ok := byDevice()["dev-silent"]; return ok })
-	time.Sleep(1500 * time.Millisecond) // past the timeout for dev-clean too
+	testenv.EventuallyTrue(t, 10*time.Second, "an offline check after the clock moved", func() bool { return r.svc.offlineChecks.Load() >= checks+2 })
 	got := byDevice()
 	if _, ok := got["dev-clean"]; ok {
 		t.Errorf("clean shutdown raised %+v", got["dev-clean"])

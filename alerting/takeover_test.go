@@ -27,7 +27,7 @@ func TestClientTakeoverAlert(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	e := &env{t: t, url: b.URL(), root: root, dsn: sqldbtest.SQLiteDSN(t), hook: newHook(t), binding: map[string]string{}}
+	e := &env{t: t, url: b.URL(), root: root, dsn: sqldbtest.SQLiteDSN(t), clientID: testenv.ClientID(t, "alerting"), hook: newHook(t), binding: map[string]string{}}
 	pub, err := mqttconn.Connect(context.Background(), mqttconn.Options{URL: e.url, ClientID: testenv.ClientID(t, "pub"), CleanSession: true, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
