@@ -15,6 +15,7 @@ import (
 )
 
 func TestArtefactRules(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	type step struct {
 		from, to int // seconds, inclusive, 1 Hz
@@ -87,6 +88,7 @@ func TestArtefactRules(t *testing.T) {
 // respiration alert. The other recordings' firings are unchanged by the
 // checks (compared with the rules run on the raw readings).
 func TestArtefactsOnBIDMC(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob(filepath.Join(testenv.RealData(t), "vitals-bidmc", "bidmc_*_Numerics.csv"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no BIDMC recordings: %v", err)
@@ -140,6 +142,7 @@ func TestArtefactsOnBIDMC(t *testing.T) {
 // TestNEWS2Sustain: a score urgent for less than the sustain (a band-edge
 // dip) opens nothing; a score urgent for the sustain fires once.
 func TestNEWS2Sustain(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	edge := map[string]float64{"resp_per_min": 25, "spo2_pct": 91, "hr_bpm": 80}
 	good := map[string]float64{"resp_per_min": 16, "spo2_pct": 97, "hr_bpm": 80}
@@ -172,6 +175,7 @@ func TestNEWS2Sustain(t *testing.T) {
 // respiration alert; one sensor_suspect ("check sensor") alert; the kept-out
 // samples are counted.
 func TestBIDMC13CheckSensor(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["vm-13"] = "res-013"
 	r := e.start(nil)
@@ -215,6 +219,7 @@ func TestBIDMC13CheckSensor(t *testing.T) {
 // RR about 25): spo2_low opens and pages; NEWS2, urgent too, is added to it
 // as a finding: one alert, one opened notification, both findings.
 func TestBIDMC32OneCauseOnePage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["vm-32"] = "res-032"
 	r := e.start(nil)
@@ -270,6 +275,7 @@ func TestBIDMC32OneCauseOnePage(t *testing.T) {
 // (RR 24: 2, HR 115: 2, SpO2 94 %: 1, aggregate 5) opens its own news2
 // alert after the sustain and pages once.
 func TestNEWS2OwnAlert(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["vm-5"] = "res-005"
 	r := e.start(nil)

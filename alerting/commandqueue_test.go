@@ -19,6 +19,7 @@ import (
 // service on the device's command topic; its acknowledgement and the
 // valve's new state show in Manager.Commands.
 func TestRequestedCommand(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.start(func(c *Config) { c.Commands = CommandConfig{Tick: 50 * time.Millisecond} })
 	got := make(chan device.Command, 4)
@@ -70,7 +71,9 @@ func TestRequestedCommand(t *testing.T) {
 // TestCommandQueueStore: requesting, claiming once, recording states and
 // listing, on SQLite and PostgreSQL.
 func TestCommandQueueStore(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		m := openTestManager(t, dsn)
 		ctx := context.Background()
 		id, err := m.SendCommand(ctx, "s", "valve-1", device.ActionValveClose, map[string]any{"x": 1.0}, 7, "ada")
@@ -108,7 +111,9 @@ func TestCommandQueueStore(t *testing.T) {
 // unknown" once it has gone longer than any live try without an update. A
 // fresh request is still claimed, once.
 func TestCommandsLeftBehindSettled(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		m := openTestManager(t, dsn)
 		t0 := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
@@ -188,6 +193,7 @@ func TestCommandsLeftBehindSettled(t *testing.T) {
 // is not sounded late by the service that then starts: it is marked failed
 // and nothing is published on the device's command topic.
 func TestStaleRequestNotSentAfterRestart(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	m0 := openTestManager(t, e.dsn)
 	m0.now = func() time.Time { return time.Now().Add(-2 * time.Minute) }

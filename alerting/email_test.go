@@ -95,6 +95,7 @@ func (x *smtpSession) Data(r io.Reader) error {
 // real SMTP server on loopback; the first attempt is refused with 451 and
 // retried; the delivery status is recorded per recipient.
 func TestEmailDelivered(t *testing.T) {
+	t.Parallel()
 	mailsrv := newSMTPServer(t)
 	mailsrv.tempFail = 1
 	e := newEnv(t)
@@ -177,6 +178,7 @@ func TestEmailDelivered(t *testing.T) {
 }
 
 func TestEmailConfigValidate(t *testing.T) {
+	t.Parallel()
 	good := EmailConfig{Host: "smtp.example.org", Port: 587, From: "a@example.org"}
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)

@@ -67,6 +67,7 @@ func (d gatewayDir) DevicesBehind(gw string) []string {
 // zigbee2mqtt with the valve's real "state":"OFF" message, and the
 // gateway's ack and the valve's new state are in the gas alert's history.
 func TestSafetyKitRealPayloadsToAlerts(t *testing.T) {
+	t.Parallel()
 	f, err := os.Open(filepath.Join(testenv.RealData(t), "zigbee2mqtt", "real_payloads_safety_kit.jsonl"))
 	if err != nil {
 		t.Skipf("real safety-kit payloads not found: %v", err)

@@ -31,6 +31,7 @@ import (
 // Before the fix a heartbeat's local_alarm was not read: a fall or SOS
 // whose event was lost stayed on the gateway only.
 func TestHeldLocalAlarmRaised(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["sos-1"] = "res-001"
 	e.binding["sos-9"] = "res-009"
@@ -89,6 +90,7 @@ func TestHeldLocalAlarmRaised(t *testing.T) {
 // call_acknowledged again, once per ReassureEvery. Before the fix such an
 // alarm stayed on at the gateway for ever.
 func TestHeartbeatReassuresAcknowledgedCall(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["sos-1"] = "res-001"
 	r := e.start(nil)

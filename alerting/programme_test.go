@@ -56,6 +56,7 @@ func ptr(v float64) *float64 { return &v }
 // further readings above do not raise again, a reading back within
 // resolves it, and a 20 min breach raises nothing.
 func TestColdStoreSustain(t *testing.T) {
+	t.Parallel()
 	london := kitZone(t, "Europe/London")
 	clk := &testClock{}
 	start := time.Date(2026, 10, 24, 23, 40, 0, 0, time.UTC) // 00:40 BST
@@ -118,6 +119,7 @@ func TestColdStoreSustain(t *testing.T) {
 // happens twice that night) is raised once; the 03:00 dose taken at 03:05
 // raises nothing. The clock ticks every 5 min.
 func TestDoseMissedAcrossMidnightAndDST(t *testing.T) {
+	t.Parallel()
 	ny := kitZone(t, "America/New_York")
 	clk := &testClock{}
 	clk.Set(time.Date(2026, 10, 31, 22, 0, 0, 0, ny))
@@ -191,6 +193,7 @@ func TestDoseMissedAcrossMidnightAndDST(t *testing.T) {
 // outside every zone that applies and raises wandering once with the last
 // positions; back home resolves it; an SOS then carries the last position.
 func TestWanderingPolygonTimeOfDay(t *testing.T) {
+	t.Parallel()
 	sh := kitZone(t, "Asia/Shanghai")
 	clk := &testClock{}
 	day := time.Date(2026, 12, 6, 17, 50, 0, 0, sh)
@@ -251,6 +254,7 @@ func TestWanderingPolygonTimeOfDay(t *testing.T) {
 // 3 October by her own card reader is overdue once from 17 October. A
 // check_in resolves ann's alert.
 func TestVisitOverdue(t *testing.T) {
+	t.Parallel()
 	ny := kitZone(t, "America/New_York")
 	clk := &testClock{}
 	now := time.Date(2026, 10, 1, 0, 0, 0, 0, ny)
@@ -334,6 +338,7 @@ func TestVisitOverdue(t *testing.T) {
 // door opened at 14:00 raises no night alert but, left open 11 min (the
 // limit is 10), door_open_long, resolved when it closes.
 func TestDoorContacts(t *testing.T) {
+	t.Parallel()
 	sh := kitZone(t, "Asia/Shanghai")
 	clk := &testClock{}
 	night := time.Date(2026, 12, 5, 23, 30, 0, 0, sh)
@@ -400,6 +405,7 @@ func TestDoorContacts(t *testing.T) {
 // dose is still missing (before the fix it resolved, and the second missed
 // dose was no longer shown). Taking the 12:00 dose too resolves it.
 func TestLateDoseKeepsOtherMissedOpen(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{}
 	clk.Set(time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC))
 	e := newEnv(t)

@@ -23,6 +23,7 @@ import (
 // to the recipients paged so far; after an acknowledgement, a third fall is
 // announced once to the one who acknowledged it. No notification twice.
 func TestOneEventOneAlertOnePage(t *testing.T) {
+	t.Parallel()
 	dsn := sqldbtest.PostgresDSN(t)
 	e := newEnv(t)
 	second, err := mqttconn.Connect(context.Background(), mqttconn.Options{URL: e.url, ClientID: testenv.ClientID(t, "pub2"),

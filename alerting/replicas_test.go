@@ -68,6 +68,7 @@ func (e *env) startReplica(dsn, role string, settings *Settings, mod func(*Confi
 // fall gives one alert, and every notification (opened, then escalation
 // step 1 after 1 s) reaches the webhook exactly once.
 func TestReplicasOnPostgres(t *testing.T) {
+	t.Parallel()
 	dsn := sqldbtest.PostgresDSN(t)
 	e := newEnv(t)
 	second, err := mqttconn.Connect(context.Background(), mqttconn.Options{URL: e.url, ClientID: testenv.ClientID(t, "pub2"),

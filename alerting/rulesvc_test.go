@@ -53,6 +53,7 @@ func alertWith(t *testing.T, m *Manager, typ string, ok func(Alert) bool) (Alert
 // per-resident threshold changed live, NEWS2, low battery with hysteresis,
 // unprotected resident, bed exit at night and out of bed at night.
 func TestRulesThroughService(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	for _, d := range []string{"vm-9", "fd-9", "bed-9", "vm-8"} {
 		e.binding[d] = "res-9"
@@ -198,6 +199,7 @@ var _ Directory = (*registry.Snapshot)(nil)
 // neither be suppressed nor cleared from another site), nothing is opened.
 // The same terminal's meal with a card of its own site is recorded.
 func TestMealCardOfAnotherSite(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	dir := testDirectory{loc: time.UTC, kinds: map[string]string{"meal-1": "meal_terminal"},
 		cards:     map[string]string{"card-own": "res-own", "card-far": "res-far"},

@@ -102,6 +102,7 @@ func historyText(t *testing.T, m *Manager, id int64) string {
 // is not confirmed closed. An alarm_test opens nothing; smoke is critical;
 // a water leak and a tamper open their alerts.
 func TestGasClosesValves(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// The service's clock runs with the wall clock plus skew: valve-ok
 	// answers well within the timeouts; the test moves the clock past
@@ -222,6 +223,7 @@ func TestGasClosesValves(t *testing.T) {
 // TestSendCommandRefused: a refused ack ends the command at once (no retry)
 // and an action the device's kind lacks is refused before sending.
 func TestSendCommandRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.start(func(c *Config) {
 		c.Commands = CommandConfig{AckTimeout: 5 * time.Second, MaxTries: 3, Tick: 50 * time.Millisecond}
@@ -260,6 +262,7 @@ var (
 // loop has a broker connection (a gas event from the persistent session at
 // start) is queued and sent at the first tick, not dropped.
 func TestCommandQueuedBeforeConnect(t *testing.T) {
+	t.Parallel()
 	m := openTestManager(t, sqldbtest.SQLiteDSN(t))
 	svc, err := New(Config{MQTTURL: "tcp://127.0.0.1:1", ClientID: "q"}, m, nil, nil, slog.New(slog.DiscardHandler))
 	if err != nil {

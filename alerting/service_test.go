@@ -285,6 +285,7 @@ func openAlerts(t *testing.T, m *Manager, typ string) []Alert {
 }
 
 func TestBIDMC32LowSpO2AndRestart(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	rows := bidmc(t, "bidmc_32")
 	e.binding["vm-32"] = "res-032"
@@ -386,6 +387,7 @@ func TestBIDMC32LowSpO2AndRestart(t *testing.T) {
 }
 
 func TestBIDMC01NoVitalsAlert(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["vm-01"] = "res-001"
 	r := e.start(nil)
@@ -404,6 +406,7 @@ func TestBIDMC01NoVitalsAlert(t *testing.T) {
 }
 
 func TestFallSOSUnassignedAndMalformed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["fd-1"] = "res-001"
 	r := e.start(nil)
@@ -460,6 +463,7 @@ func TestFallSOSUnassignedAndMalformed(t *testing.T) {
 }
 
 func TestWebhookRetryAndPermanent(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.hook.fail = 2 // two 503s, then success
 	r := e.start(nil)
@@ -485,6 +489,7 @@ func TestWebhookRetryAndPermanent(t *testing.T) {
 }
 
 func TestDevicePermanentFailureRecorded(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	gone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "bad", http.StatusBadRequest) }))
 	defer gone.Close()
@@ -501,6 +506,7 @@ func TestDevicePermanentFailureRecorded(t *testing.T) {
 }
 
 func TestOffline(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// The offline timer runs on an injected clock, moved by the test.
 	var clock atomic.Int64

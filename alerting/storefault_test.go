@@ -73,6 +73,7 @@ func onceEach(t *testing.T, e *env, m *Manager, dev string) {
 // the store is failing, and once the lock ends the alert opens and its
 // first notification reaches the webhook exactly once.
 func TestFallWhileSQLiteLocked(t *testing.T) {
+	t.Parallel()
 	const busyTimeout = 500 * time.Millisecond
 	e := newEnv(t)
 	e.dsn += fmt.Sprintf("?_pragma=busy_timeout(%d)", busyTimeout.Milliseconds())
@@ -140,6 +141,7 @@ func TestFallWhileSQLiteLocked(t *testing.T) {
 // arrives at two alerting replicas. The alert opens once, and its first
 // notification reaches the webhook exactly once.
 func TestFallWhilePostgresTerminatesConnections(t *testing.T) {
+	t.Parallel()
 	base := sqldbtest.PostgresDSN(t)
 	u, err := url.Parse(base)
 	if err != nil {
@@ -208,6 +210,7 @@ func TestFallWhilePostgresTerminatesConnections(t *testing.T) {
 // published after that is. Without it (TestBIDMC32LowSpO2AndRestart and
 // the restart tests), the sessions keep what arrives meanwhile.
 func TestRetireUnsubscribes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.start(func(c *Config) { c.UnsubscribeOnStop = true })
 	r.stop()

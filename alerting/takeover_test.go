@@ -20,6 +20,7 @@ import (
 // resident, device = the client id), and a second signal counts as a repeat
 // on it.
 func TestClientTakeoverAlert(t *testing.T) {
+	t.Parallel()
 	root := testenv.TopicRoot(t)
 	quiet := slog.New(slog.DiscardHandler)
 	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: quiet, Root: root, TakeoverLimit: 2, TakeoverWindow: time.Second})

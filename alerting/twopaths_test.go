@@ -16,6 +16,7 @@ import (
 // broker twice, 5 ms apart, from two clients (say a gateway's spool replay
 // and its live path, or two ingest paths): one alert, one notification.
 func TestSameReadingTwoPaths(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["vm-2p"] = "res-2p"
 	r := e.start(nil)

@@ -19,6 +19,7 @@ import (
 // know, through a real broker, lists it with its last message for
 // adoption; a registered device is not listed; the metric counts it.
 func TestUnknownDeviceListed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	var mu sync.Mutex
 	devices := map[string]registry.Device{"known-1": {ID: "known-1", SiteID: "demo", Kind: registry.KindEnvSensor}}
@@ -78,6 +79,7 @@ func gaugeValue(t *testing.T, r *running, name string) float64 {
 // elsewhere; this is the admin's list), one row however many events it
 // sends.
 func TestUnknownDeviceEventListed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.start(func(c *Config) {
 		c.Rules.Directory = func() Directory {
@@ -98,7 +100,9 @@ func TestUnknownDeviceEventListed(t *testing.T) {
 // TestUnknownDevicesBounded: the store keeps the MaxUnknownDevices most
 // recently heard devices.
 func TestUnknownDevicesBounded(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		m := openTestManager(t, dsn)
 		ctx := context.Background()
 		base := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
@@ -126,6 +130,7 @@ func TestUnknownDevicesBounded(t *testing.T) {
 // not stall the normal lane meanwhile. Before the fix the listing was
 // written in the message's path, first: the SOS waited for the lock.
 func TestUnknownSOSNotHeldByAdoptionList(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.dsn = sqldbtest.PostgresDSN(t)
 	r := e.start(func(c *Config) {

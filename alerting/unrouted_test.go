@@ -41,6 +41,7 @@ func unroutedSettings() Settings {
 // resident repeats that alert without a new notification (no storm), and
 // eldercare_alerting_unrouted_steps_total counts both steps.
 func TestUnroutedStepRaisesOperationsAlert(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["sos-1"] = "res-001"
 	e.binding["sos-2"] = "res-002"
@@ -108,7 +109,9 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // occurrence is a repeat), and a later step that reaches nobody, fired
 // by the escalator, opens its own.
 func TestUnroutedDeduplicatedPerStep(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		start := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
 		now := start
@@ -151,7 +154,9 @@ func TestUnroutedDeduplicatedPerStep(t *testing.T) {
 // inside the transaction, so every failed attempt of a store that was
 // failing counted the step again.
 func TestUnroutedCountedOnceCommitted(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		m := openTestManager(t, dsn)
 		reg := prometheus.NewRegistry()
@@ -204,7 +209,9 @@ func TestUnroutedCountedOnceCommitted(t *testing.T) {
 // alert is a repeat, not a new operations alert, and no operations alert
 // is raised about the operations alert (no loop, no storm).
 func TestUnroutedOperationsAlertReachesNobody(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		m := openTestManager(t, dsn)
 		s := unroutedSettings()
 		s.Recipients = s.Recipients[:1] // only the lead of another site

@@ -88,6 +88,7 @@ func wardSettings() Settings {
 // ward the site's roster; a "ward:West" step pages the West nurse for a
 // fall in East.
 func TestWardRosterPagesWardNurse(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	wards := openWardRegistry(t, sqldbtest.SQLiteDSN(t))
 	for dev, res := range map[string]string{"sos-1": "res-001", "sos-2": "res-002", "sos-3": "res-003", "fall-1": "res-001"} {
@@ -126,7 +127,9 @@ func TestWardRosterPagesWardNurse(t *testing.T) {
 // without a roster, are refused with the reason; a known ward is stored
 // under "<site>/<ward>" next to the site's roster.
 func TestWardValidation(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		m := openTestManager(t, dsn)
 		m.SetWards(openWardRegistry(t, dsn))
@@ -188,6 +191,7 @@ func (w fixedWards) SiteWards(string) ([]string, bool) { return []string{string(
 // the step reaches nobody (fallback). An explicit "ward:East" target stays
 // the ward's own staff: at night it reaches nobody.
 func TestWardRosterGapFallsBackToSite(t *testing.T) {
+	t.Parallel()
 	s := Settings{
 		Recipients: []Recipient{
 			{ID: "east-nurse", Name: "East nurse", Role: "caregiver", Email: "east@example.org"},
