@@ -78,9 +78,14 @@ func TestFallWhileSQLiteLocked(t *testing.T) {
 	e := newEnv(t)
 	e.dsn += fmt.Sprintf("?_pragma=busy_timeout(%d)", busyTimeout.Milliseconds())
 	r := e.start(nil)
-	if err := r.svc.Ready(); err != nil {
-		t.Fatalf("Ready before the lock: %v", err)
-	}
+	// Ready once both sessions' subscriptions are acknowledged, which may
+	// come just after start's probe is handled.
+	testenv.Eventually(t, 10*time.Second, func() string {
+		if err := r.svc.Ready(); err != nil {
+			return "Ready before the lock: " + err.Error()
+		}
+		return ""
+	})
 
 	ctx := context.Background()
 	other, err := sqldb.Open(ctx, e.dsn)
