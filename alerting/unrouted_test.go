@@ -2,6 +2,7 @@ package alerting
 
 import (
 	"context"
+	"fmt"
 	"database/sql"
 	"errors"
 	"slices"
@@ -92,9 +93,14 @@ func TestUnroutedStepRaisesOperationsAlert(t *testing.T) {
 	if on := notices(t, r.m, op.ID); len(on) != 1 {
 		t.Fatalf("operations notices %d after a repeat, want 1 (deduplicated)", len(on))
 	}
-	if n := counterSum(r.reg, "eldercare_alerting_unrouted_steps_total"); n != 2 {
-		t.Fatalf("unrouted steps counted %g, want 2", n)
-	}
+	// Counted once the step's transaction has committed (just after the
+	// repeat is readable).
+	testenv.Eventually(t, 10*time.Second, func() string {
+		if n := counterSum(r.reg, "eldercare_alerting_unrouted_steps_total"); n != 2 {
+			return fmt.Sprintf("unrouted steps counted %g, want 2", n)
+		}
+		return ""
+	})
 	// The rendered notification names the step, in the manager's language.
 	msg := (&Renderer{}).message(on[0], "zh-CN")
 	if !strings.Contains(msg.Subject, "升级无人接收") || !strings.Contains(msg.Subject, "escalation:sos:0") {
