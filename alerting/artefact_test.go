@@ -180,8 +180,7 @@ func TestBIDMC13CheckSensor(t *testing.T) {
 	e.binding["vm-13"] = "res-013"
 	r := e.start(nil)
 	e.replay("vm-13", bidmc(t, "bidmc_13"), 1)
-	e.fall("fd-marker", 1) // processed after the replay
-	testenv.EventuallyTrue(t, 20*time.Second, "marker fall alert", func() bool { return len(openAlerts(t, r.m, TypeFall)) == 1 })
+	e.readingsHandled(r, "probe-13")
 	for _, typ := range []string{TypeNEWS2, TypeRespiration, TypeSpO2Low, TypeHeartRate} {
 		if a := openAlerts(t, r.m, typ); len(a) != 0 {
 			t.Errorf("%s alerts on a lead-off: %+v", typ, a)
@@ -224,6 +223,7 @@ func TestBIDMC32OneCauseOnePage(t *testing.T) {
 	e.binding["vm-32"] = "res-032"
 	r := e.start(nil)
 	e.replay("vm-32", bidmc(t, "bidmc_32"), 1)
+	e.readingsHandled(r, "probe-32")
 	testenv.EventuallyTrue(t, 20*time.Second, "news2 finding on the spo2_low alert", func() bool {
 		a := openAlerts(t, r.m, TypeSpO2Low)
 		return len(a) == 1 && strings.Contains(a[0].Detail, "; also news2: NEWS2 ")

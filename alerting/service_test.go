@@ -264,6 +264,17 @@ func (e *env) replay(dev string, rows []map[string]float64, boot uint32) {
 	}
 }
 
+// readingsHandled publishes the status of a new device probe on the
+// readings and status session and waits until the service has handled it:
+// then every reading published before it is handled too (one session, in
+// order). A fall is no such marker: events come on another session and
+// lane.
+func (e *env) readingsHandled(r *running, probe string) {
+	e.t.Helper()
+	e.publish(probe, device.ChanStatus, device.Status{V: 1, Device: probe, TS: time.Now().UnixMilli(), State: device.Online})
+	testenv.EventuallyTrue(e.t, 20*time.Second, probe+" handled", func() bool { return r.svc.knows(probe) })
+}
+
 func (e *env) fall(dev string, id uint64) {
 	e.publish(dev, device.ChanEvent, device.Event{V: 1, Device: dev, Boot: 1, ID: id, Seq: id, TS: time.Now().UnixMilli(),
 		Type: device.EventFall, Attrs: map[string]any{"peak_accel_ms2": 61.2}})
@@ -304,6 +315,7 @@ func TestBIDMC32LowSpO2AndRestart(t *testing.T) {
 	local := make(chan Change, 64)
 	r := e.start(func(c *Config) { c.Receivers = append(c.Receivers, chanReceiver(local)) })
 	e.replay("vm-32", rows, 1)
+	e.readingsHandled(r, "probe-32a")
 	testenv.EventuallyTrue(t, 15*time.Second, "opened webhook", func() bool { return len(e.hook.changes(TypeSpO2Low, EventOpened)) > 0 })
 
 	alerts := openAlerts(t, r.m, TypeSpO2Low)
@@ -356,8 +368,10 @@ func TestBIDMC32LowSpO2AndRestart(t *testing.T) {
 		}
 		return false
 	})
-	// Every notification the restarted service wrote has been delivered:
-	// a second "opened" would be at the webhook now.
+	// Every reading is handled and every notification the restarted
+	// service wrote has been delivered: a second "opened" would be at the
+	// webhook now.
+	e.readingsHandled(r2, "probe-32b")
 	outboxSettled(t, r2.m)
 	if n := len(openAlerts(t, r2.m, TypeSpO2Low)); n != 1 {
 		t.Errorf("%d open spo2_low alerts after restart, want 1", n)
@@ -392,9 +406,7 @@ func TestBIDMC01NoVitalsAlert(t *testing.T) {
 	e.binding["vm-01"] = "res-001"
 	r := e.start(nil)
 	e.replay("vm-01", bidmc(t, "bidmc_01"), 1)
-	// A fall published after the replay is processed after it.
-	e.fall("fd-marker", 1)
-	testenv.EventuallyTrue(t, 15*time.Second, "marker fall alert", func() bool { return len(openAlerts(t, r.m, TypeFall)) == 1 })
+	e.readingsHandled(r, "probe-01")
 	if n := counterSum(r.reg, "eldercare_alerting_rejected_total"); n != 0 {
 		t.Errorf("%g readings rejected", n)
 	}
