@@ -38,6 +38,7 @@ func tickEvery(a *absence, from, to time.Time, step time.Duration, loc *time.Loc
 }
 
 func TestDailyWindowDST(t *testing.T) {
+	t.Parallel()
 	berlin, shanghai := absZone(t, "Europe/Berlin"), absZone(t, "Asia/Shanghai")
 	night := DefaultAbsence.Night
 	tests := []struct {
@@ -81,6 +82,7 @@ func TestDailyWindowDST(t *testing.T) {
 }
 
 func TestOutOfBedNight(t *testing.T) {
+	t.Parallel()
 	berlin, shanghai := absZone(t, "Europe/Berlin"), absZone(t, "Asia/Shanghai")
 	tests := []struct {
 		name  string
@@ -148,6 +150,7 @@ func TestOutOfBedNight(t *testing.T) {
 }
 
 func TestNoActivity(t *testing.T) {
+	t.Parallel()
 	berlin := absZone(t, "Europe/Berlin")
 	tests := []struct {
 		name     string
@@ -200,6 +203,7 @@ func TestNoActivity(t *testing.T) {
 }
 
 func TestMealMissed(t *testing.T) {
+	t.Parallel()
 	berlin, shanghai := absZone(t, "Europe/Berlin"), absZone(t, "Asia/Shanghai")
 	tests := []struct {
 		name  string
@@ -319,6 +323,7 @@ var kasterenActivities = map[int]string{1: "leave house", 4: "use toilet", 5: "t
 // activity and 08:00. The alert count and days are golden (see
 // docs/alerting.md).
 func TestNoActivityKasteren(t *testing.T) {
+	t.Parallel()
 	loc := absZone(t, "Europe/Amsterdam")
 	sense := kasteren(t, "kasterenSenseData.txt", loc)
 	acts := kasteren(t, "kasterenActData.txt", loc)

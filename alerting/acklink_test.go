@@ -10,7 +10,9 @@ import (
 )
 
 func TestAckLink(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		m := openTestManager(t, dsn)
 		clk := &fakeClock{t: time.Date(2026, 12, 7, 2, 0, 0, 0, time.UTC)}

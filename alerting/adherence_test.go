@@ -12,7 +12,9 @@ import (
 // record never overwrites a taken one; Doses filters by resident and due
 // time.
 func TestDoseRecords(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		m := openTestManager(t, dsn)
 		ctx := context.Background()
 		loc, _ := time.LoadLocation("Asia/Shanghai")

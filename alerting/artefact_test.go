@@ -15,6 +15,7 @@ import (
 )
 
 func TestArtefactRules(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	type step struct {
 		from, to int // seconds, inclusive, 1 Hz
@@ -87,6 +88,7 @@ func TestArtefactRules(t *testing.T) {
 // respiration alert. The other recordings' firings are unchanged by the
 // checks (compared with the rules run on the raw readings).
 func TestArtefactsOnBIDMC(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob(filepath.Join(testenv.RealData(t), "vitals-bidmc", "bidmc_*_Numerics.csv"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no BIDMC recordings: %v", err)
@@ -140,6 +142,7 @@ func TestArtefactsOnBIDMC(t *testing.T) {
 // TestNEWS2Sustain: a score urgent for less than the sustain (a band-edge
 // dip) opens nothing; a score urgent for the sustain fires once.
 func TestNEWS2Sustain(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	edge := map[string]float64{"resp_per_min": 25, "spo2_pct": 91, "hr_bpm": 80}
 	good := map[string]float64{"resp_per_min": 16, "spo2_pct": 97, "hr_bpm": 80}
@@ -172,12 +175,12 @@ func TestNEWS2Sustain(t *testing.T) {
 // respiration alert; one sensor_suspect ("check sensor") alert; the kept-out
 // samples are counted.
 func TestBIDMC13CheckSensor(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["vm-13"] = "res-013"
 	r := e.start(nil)
 	e.replay("vm-13", bidmc(t, "bidmc_13"), 1)
-	e.fall("fd-marker", 1) // processed after the replay
-	eventually(t, 20*time.Second, "marker fall alert", func() bool { return len(openAlerts(t, r.m, TypeFall)) == 1 })
+	e.readingsHandled(r, "probe-13")
 	for _, typ := range []string{TypeNEWS2, TypeRespiration, TypeSpO2Low, TypeHeartRate} {
 		if a := openAlerts(t, r.m, typ); len(a) != 0 {
 			t.Errorf("%s alerts on a lead-off: %+v", typ, a)
@@ -201,7 +204,7 @@ func TestBIDMC13CheckSensor(t *testing.T) {
 	r.stop()
 	r2 := e.start(nil)
 	e.replay("vm-13", bidmc(t, "bidmc_01")[:45], 2)
-	eventually(t, 20*time.Second, "sensor_suspect resolved", func() bool { return len(openAlerts(t, r2.m, TypeSensorSuspect)) == 0 })
+	testenv.EventuallyTrue(t, 20*time.Second, "sensor_suspect resolved", func() bool { return len(openAlerts(t, r2.m, TypeSensorSuspect)) == 0 })
 	got, err := r2.m.Get(context.Background(), a.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -215,16 +218,18 @@ func TestBIDMC13CheckSensor(t *testing.T) {
 // RR about 25): spo2_low opens and pages; NEWS2, urgent too, is added to it
 // as a finding: one alert, one opened notification, both findings.
 func TestBIDMC32OneCauseOnePage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["vm-32"] = "res-032"
 	r := e.start(nil)
 	e.replay("vm-32", bidmc(t, "bidmc_32"), 1)
-	eventually(t, 20*time.Second, "news2 finding on the spo2_low alert", func() bool {
+	e.readingsHandled(r, "probe-32")
+	testenv.EventuallyTrue(t, 20*time.Second, "news2 finding on the spo2_low alert", func() bool {
 		a := openAlerts(t, r.m, TypeSpO2Low)
 		return len(a) == 1 && strings.Contains(a[0].Detail, "; also news2: NEWS2 ")
 	})
 	e.fall("fd-marker", 1)
-	eventually(t, 20*time.Second, "marker fall paged", func() bool { return len(e.hook.changes(TypeFall, EventOpened)) == 1 })
+	testenv.EventuallyTrue(t, 20*time.Second, "marker fall paged", func() bool { return len(e.hook.changes(TypeFall, EventOpened)) == 1 })
 	all := openAlerts(t, r.m, "")
 	var vitalsOpen []Alert
 	for _, a := range all {
@@ -270,6 +275,7 @@ func TestBIDMC32OneCauseOnePage(t *testing.T) {
 // (RR 24: 2, HR 115: 2, SpO2 94 %: 1, aggregate 5) opens its own news2
 // alert after the sustain and pages once.
 func TestNEWS2OwnAlert(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["vm-5"] = "res-005"
 	r := e.start(nil)
@@ -281,7 +287,7 @@ func TestNEWS2OwnAlert(t *testing.T) {
 			Values: map[string]float64{"resp_per_min": 24, "hr_bpm": 115, "spo2_pct": 94}})
 	}
 	e.publish("vm-5", device.ChanTelemetry, tel)
-	eventually(t, 15*time.Second, "news2 paged", func() bool { return len(e.hook.changes(TypeNEWS2, EventOpened)) == 1 })
+	testenv.EventuallyTrue(t, 15*time.Second, "news2 paged", func() bool { return len(e.hook.changes(TypeNEWS2, EventOpened)) == 1 })
 	all := openAlerts(t, r.m, "")
 	if len(all) != 1 || all[0].Type != TypeNEWS2 || all[0].Value == nil || *all[0].Value != 5 || *all[0].Resident != "res-005" {
 		t.Errorf("open alerts %+v, want one news2 of 5", all)

@@ -16,6 +16,7 @@ import (
 // Acknowledging an SOS publishes "help is coming" on the call station's
 // command topic, on a real broker, seen by a simulated device subscriber.
 func TestCallAssurance(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["sos-1"] = "res-001"
 	r := e.start(nil)
@@ -45,7 +46,7 @@ func TestCallAssurance(t *testing.T) {
 
 	e.publish("sos-1", device.ChanEvent, device.Event{V: 1, Device: "sos-1", Boot: 1, ID: 1, Seq: 1, TS: time.Now().UnixMilli(), Type: device.EventSOS})
 	var sos Alert
-	eventually(t, 10*time.Second, "sos alert", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "sos alert", func() bool {
 		as := openAlerts(t, r.m, TypeSOS)
 		if len(as) == 1 {
 			sos = as[0]
@@ -69,6 +70,7 @@ func TestCallAssurance(t *testing.T) {
 // Call assurance skips an opening, a resolution after an acknowledgement
 // (the command went out at the acknowledgement) and other alert types.
 func TestCallAssuranceSkips(t *testing.T) {
+	t.Parallel()
 	r := &callAssurance{root: "x"} // no client: publishing would panic
 	acked := time.Now()
 	for _, tc := range []struct {
@@ -87,6 +89,7 @@ func TestCallAssuranceSkips(t *testing.T) {
 // it the gateway would hold the device's local alarm for ever. Before the
 // fix only an acknowledgement sent it.
 func TestCallAssuranceOnResolveWithoutAck(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["fall-1"] = "res-001"
 	r := e.start(nil)
@@ -108,7 +111,7 @@ func TestCallAssuranceOnResolveWithoutAck(t *testing.T) {
 	}
 	e.publish("fall-1", device.ChanEvent, device.Event{V: 1, Device: "fall-1", Boot: 1, ID: 1, Seq: 1, TS: time.Now().UnixMilli(), Type: device.EventFall})
 	var fall Alert
-	eventually(t, 10*time.Second, "fall alert", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "fall alert", func() bool {
 		as := openAlerts(t, r.m, TypeFall)
 		if len(as) == 1 {
 			fall = as[0]

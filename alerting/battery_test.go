@@ -6,6 +6,7 @@ import (
 )
 
 func TestBatteryHysteresis(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		feed []float64 // battery_pct readings; -1 is a low_battery event
@@ -46,6 +47,7 @@ func TestBatteryHysteresis(t *testing.T) {
 }
 
 func TestUnprotectedSet(t *testing.T) {
+	t.Parallel()
 	u := unprotected{}
 	if !u.down("res-1", "fd-1", "fall_detector") || u.down("res-1", "fd-1", "fall_detector") {
 		t.Fatal("down should report news once")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // TestRequestedCommand: a command requested through the store (a
@@ -18,6 +19,7 @@ import (
 // service on the device's command topic; its acknowledgement and the
 // valve's new state show in Manager.Commands.
 func TestRequestedCommand(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.start(func(c *Config) { c.Commands = CommandConfig{Tick: 50 * time.Millisecond} })
 	got := make(chan device.Command, 4)
@@ -54,13 +56,13 @@ func TestRequestedCommand(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the requested command was not sent (state %q)", state())
 	}
-	eventually(t, 5*time.Second, "sent", func() bool { return state() == CommandSent })
+	testenv.EventuallyTrue(t, 5*time.Second, "sent", func() bool { return state() == CommandSent })
 	now := time.Now()
 	e.publish("valve-1", device.ChanCommandAck, device.CommandAck{V: 1, Device: "valve-1", ID: id, TS: now.UnixMilli(), Status: device.AckAccepted})
-	eventually(t, 10*time.Second, "acknowledged", func() bool { return state() == CommandAcknowledged })
+	testenv.EventuallyTrue(t, 10*time.Second, "acknowledged", func() bool { return state() == CommandAcknowledged })
 	e.publish("valve-1", device.ChanTelemetry, device.Telemetry{V: 1, Device: "valve-1", Boot: 1, ID: 1, Seq: 1, TS: now.UnixMilli(),
 		Values: map[string]float64{"valve_open": 0}})
-	eventually(t, 10*time.Second, "confirmed", func() bool { return state() == CommandConfirmed })
+	testenv.EventuallyTrue(t, 10*time.Second, "confirmed", func() bool { return state() == CommandConfirmed })
 	if cs := r.m.Commands(0); len(cs) != 1 || cs[0].Actor != "ada" || cs[0].Tries != 1 {
 		t.Errorf("commands %+v", cs)
 	}
@@ -69,7 +71,9 @@ func TestRequestedCommand(t *testing.T) {
 // TestCommandQueueStore: requesting, claiming once, recording states and
 // listing, on SQLite and PostgreSQL.
 func TestCommandQueueStore(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		m := openTestManager(t, dsn)
 		ctx := context.Background()
 		id, err := m.SendCommand(ctx, "s", "valve-1", device.ActionValveClose, map[string]any{"x": 1.0}, 7, "ada")
@@ -107,7 +111,9 @@ func TestCommandQueueStore(t *testing.T) {
 // unknown" once it has gone longer than any live try without an update. A
 // fresh request is still claimed, once.
 func TestCommandsLeftBehindSettled(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		m := openTestManager(t, dsn)
 		t0 := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
@@ -187,6 +193,7 @@ func TestCommandsLeftBehindSettled(t *testing.T) {
 // is not sounded late by the service that then starts: it is marked failed
 // and nothing is published on the device's command topic.
 func TestStaleRequestNotSentAfterRestart(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	m0 := openTestManager(t, e.dsn)
 	m0.now = func() time.Time { return time.Now().Add(-2 * time.Minute) }
@@ -201,7 +208,7 @@ func TestStaleRequestNotSentAfterRestart(t *testing.T) {
 		t.Fatal(tok.Error())
 	}
 	r := e.start(func(c *Config) { c.Commands = CommandConfig{Tick: 50 * time.Millisecond} })
-	eventually(t, 10*time.Second, "stale request failed", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "stale request failed", func() bool {
 		for _, c := range r.m.Commands(0) {
 			if c.ID == id {
 				return c.State == CommandFailed

@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // smtpServer is a real SMTP server (github.com/emersion/go-smtp) on
@@ -94,6 +95,7 @@ func (x *smtpSession) Data(r io.Reader) error {
 // real SMTP server on loopback; the first attempt is refused with 451 and
 // retried; the delivery status is recorded per recipient.
 func TestEmailDelivered(t *testing.T) {
+	t.Parallel()
 	mailsrv := newSMTPServer(t)
 	mailsrv.tempFail = 1
 	e := newEnv(t)
@@ -112,7 +114,7 @@ func TestEmailDelivered(t *testing.T) {
 	onDuty, _ := settings.recipient(shift.OnDuty[0])
 
 	e.fall("fd-mail", 1)
-	eventually(t, 20*time.Second, "e-mail delivered", func() bool { return len(mailsrv.messages()) >= 1 })
+	testenv.EventuallyTrue(t, 20*time.Second, "e-mail delivered", func() bool { return len(mailsrv.messages()) >= 1 })
 	msgs := mailsrv.messages()
 	if len(msgs) != 1 {
 		t.Fatalf("%d messages, want 1", len(msgs))
@@ -134,7 +136,7 @@ func TestEmailDelivered(t *testing.T) {
 		}
 	}
 	var ds []Delivery
-	eventually(t, 10*time.Second, "delivery recorded", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "delivery recorded", func() bool {
 		var err error
 		ds, err = r.m.Deliveries(context.Background(), a.ID)
 		if err != nil {
@@ -161,7 +163,7 @@ func TestEmailDelivered(t *testing.T) {
 	if _, err := r.m.Acknowledge(context.Background(), a.ID, onDuty.ID, "dashboard"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "acknowledgement skipped by e-mail", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "acknowledgement skipped by e-mail", func() bool {
 		ds, _ := r.m.Deliveries(context.Background(), a.ID)
 		for _, d := range ds {
 			if d.Event == EventAcknowledged && d.Receiver == "email" && d.Status == "skipped" {
@@ -176,6 +178,7 @@ func TestEmailDelivered(t *testing.T) {
 }
 
 func TestEmailConfigValidate(t *testing.T) {
+	t.Parallel()
 	good := EmailConfig{Host: "smtp.example.org", Port: 587, From: "a@example.org"}
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // fakeClock is an injected wall clock.
@@ -117,7 +118,9 @@ func fire(t *testing.T, e *Escalator) int {
 // reminder, then acknowledges it; a critical alert pages the family
 // contact despite quiet hours.
 func TestEscalationPolicy(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		t0 := utc("2026-01-15T02:00:00Z") // 03:00 CET
 		m, clk := escManager(t, dsn, t0)
 		esc := NewEscalator(m, clk.Now, 0, nil)
@@ -198,7 +201,9 @@ func TestEscalationPolicy(t *testing.T) {
 // is due stops it; and acknowledgements racing the escalator at the due
 // time never leave a step announced after the acknowledgement.
 func TestAckLastMillisecondBeforeStep(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		t0 := utc("2026-01-15T10:00:00Z")
 		m, clk := escManager(t, dsn, t0)
@@ -273,6 +278,7 @@ func TestAckLastMillisecondBeforeStep(t *testing.T) {
 // TestEscalationRestart: the escalator and manager stop after step 1 and a
 // new process on the same database fires step 2 once, at its time.
 func TestEscalationRestart(t *testing.T) {
+	t.Parallel()
 	dsn := sqldbtest.SQLiteDSN(t)
 	t0 := utc("2026-01-15T10:00:00Z") // 11:00 CET, day shift
 	m1, clk1 := escManager(t, dsn, t0)
@@ -326,6 +332,7 @@ func TestEscalationRestart(t *testing.T) {
 // opening after 10 quiet minutes notifies normally. A critical alert is
 // never suppressed.
 func TestFlapping(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	t0 := utc("2026-01-15T10:00:00Z")
 	m, clk := escManager(t, sqldbtest.SQLiteDSN(t), t0)
@@ -382,6 +389,7 @@ func TestFlapping(t *testing.T) {
 // without a restart, also when another process makes it, and every change
 // is audited.
 func TestLiveSettings(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dsn := sqldbtest.SQLiteDSN(t)
 	t0 := utc("2026-01-15T10:00:00Z")
@@ -411,20 +419,14 @@ func TestLiveSettings(t *testing.T) {
 	if err := other.PutRoster(ctx, "nurse-lead@example.org", r); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.EventuallyTrue(t, 5*time.Second, "roster change in another process seen", func() bool {
 		cur, err := m.currentSettings(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rr, _ := cur.roster("demo", ""); len(rr.Shifts[0].OnDuty) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("roster change in another process not seen within 5 s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		rr, _ := cur.roster("demo", "")
+		return len(rr.Shifts[0].OnDuty) == 2
+	})
 
 	audit, err := m.SettingsAudit(ctx, 0)
 	if err != nil {
@@ -460,6 +462,7 @@ func TestLiveSettings(t *testing.T) {
 }
 
 func TestSettingsValidation(t *testing.T) {
+	t.Parallel()
 	cases := map[string]string{
 		"unknown field":     "recipients: [{id: a, colour: red}]",
 		"bad zone":          "recipients: [{id: a, quiet: {start: '22:00', end: '07:00', zone: Mars/Base}}]",
@@ -513,6 +516,7 @@ func FuzzParseSettings(f *testing.F) {
 // TestEventKeys: an event raised once is dropped when delivered again, by
 // any manager on the database, until its key is older than the retention.
 func TestEventKeys(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dsn := sqldbtest.SQLiteDSN(t)
 	t0 := utc("2026-01-15T10:00:00Z")

@@ -19,6 +19,7 @@ import (
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // waitChange waits up to timeout for a change matching ok on ch.
@@ -79,27 +80,27 @@ func alertsOf(t *testing.T, m *Manager, dev, typ string) []Alert {
 func (e *env) marker(r *running, name string) {
 	e.t.Helper()
 	e.fall(name, 1)
-	eventually(e.t, 10*time.Second, "marker "+name, func() bool { return len(alertsOf(e.t, r.m, name, TypeFall)) == 1 })
+	testenv.EventuallyTrue(e.t, 10*time.Second, "marker "+name, func() bool { return len(alertsOf(e.t, r.m, name, TypeFall)) == 1 })
 }
 
 // Defect 1: a slow webhook must not delay the in-process or MQTT
 // notification of a new fall.
 func TestSlowWebhookDoesNotDelayOtherReceivers(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
 	var mu sync.Mutex
 	var calls int
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		calls++
 		mu.Unlock()
-		select { // blocks 5 s per notification
-		case <-time.After(5 * time.Second):
-		case <-release:
-		}
+		<-release // held until the test lets it go (the webhook's client gives up after 10 s)
 	}))
 	t.Cleanup(slow.Close)
-	t.Cleanup(func() { close(release) }) // runs before slow.Close
+	t.Cleanup(unblock) // runs before slow.Close
 	feed := e.alertFeed()
 	local := make(chan Change, 64)
 	e.start(func(c *Config) { c.WebhookURL = slow.URL; c.Receivers = append(c.Receivers, chanReceiver(local)) })
@@ -108,31 +109,41 @@ func TestSlowWebhookDoesNotDelayOtherReceivers(t *testing.T) {
 	if _, ok := waitChange(local, 5*time.Second, func(c Change) bool { return c.Alert.Device == "fd-a" }); !ok {
 		t.Fatal("no local change for the first fall")
 	}
-	eventually(t, 5*time.Second, "webhook busy with the first fall", func() bool { mu.Lock(); defer mu.Unlock(); return calls == 1 })
+	testenv.EventuallyTrue(t, 5*time.Second, "webhook busy with the first fall", func() bool { mu.Lock(); defer mu.Unlock(); return calls == 1 })
 
-	// The webhook is now blocked for ~5 s on fd-a's notification.
+	// The webhook is now held on fd-a's notification: the other receivers
+	// get the second fall all the same.
 	start := time.Now()
 	e.fall("fd-b", 1)
-	if _, ok := waitChange(local, time.Second, func(c Change) bool { return c.Alert.Device == "fd-b" && c.Event == EventOpened }); !ok {
-		t.Fatalf("in-process subscriber did not get the second fall within 1 s (webhook blocking)")
+	if _, ok := waitChange(local, 5*time.Second, func(c Change) bool { return c.Alert.Device == "fd-b" && c.Event == EventOpened }); !ok {
+		t.Fatalf("in-process subscriber did not get the second fall while the webhook is held")
 	}
 	t.Logf("local change after %s", time.Since(start))
-	if _, ok := waitChange(feed, time.Second, func(c Change) bool { return c.Alert.Device == "fd-b" && c.Event == EventOpened }); !ok {
-		t.Fatalf("MQTT alert topic did not get the second fall within 1 s (webhook blocking)")
+	if _, ok := waitChange(feed, 5*time.Second, func(c Change) bool { return c.Alert.Device == "fd-b" && c.Event == EventOpened }); !ok {
+		t.Fatalf("MQTT alert topic did not get the second fall while the webhook is held")
 	}
-	// The webhook still gets both, in turn.
-	eventually(t, 20*time.Second, "webhook got the second fall", func() bool { mu.Lock(); defer mu.Unlock(); return calls >= 2 })
+	mu.Lock()
+	n := calls
+	mu.Unlock()
+	if n != 1 {
+		t.Fatalf("the webhook moved on (%d calls) before the other receivers had the second fall", n)
+	}
+	// The webhook still gets both, in turn: unblocked now, it goes on
+	// with the second.
+	unblock()
+	testenv.EventuallyTrue(t, 20*time.Second, "webhook got the second fall", func() bool { mu.Lock(); defer mu.Unlock(); return calls >= 2 })
 }
 
 // Defect 1: per receiver, the notifications of one alert keep their order
 // even when the first one is retried with backoff.
 func TestPerReceiverOrderWithRetries(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
-	e.hook.fail = 2 // the opened notification is retried twice at the webhook
+	e.hook.fail = 1 << 30 // the webhook answers 503 until the test lets it take notifications
 	local := make(chan Change, 64)
 	r := e.start(func(c *Config) { c.Receivers = append(c.Receivers, chanReceiver(local)) })
 	e.fall("fd-o", 1)
-	c, ok := waitChange(local, 5*time.Second, func(c Change) bool { return c.Alert.Device == "fd-o" })
+	c, ok := waitChange(local, 15*time.Second, func(c Change) bool { return c.Alert.Device == "fd-o" })
 	if !ok {
 		t.Fatal("no local change")
 	}
@@ -140,10 +151,22 @@ func TestPerReceiverOrderWithRetries(t *testing.T) {
 	if _, err := r.m.Acknowledge(context.Background(), c.Alert.ID, "nurse", "api"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := waitChange(local, time.Second, func(c Change) bool { return c.Event == EventAcknowledged }); !ok {
+	// The webhook takes nothing yet, so the local receiver has this only
+	// if it does not wait for the webhook's retries.
+	if _, ok := waitChange(local, 5*time.Second, func(c Change) bool { return c.Event == EventAcknowledged }); !ok {
 		t.Fatal("local receiver waited for the webhook's retries")
 	}
-	eventually(t, 20*time.Second, "webhook got both", func() bool {
+	// The webhook refused "opened" at least once; from now on it takes
+	// them, after the dispatcher's backoff.
+	testenv.EventuallyTrue(t, 10*time.Second, "webhook refused the opened notification", func() bool {
+		e.hook.mu.Lock()
+		defer e.hook.mu.Unlock()
+		return e.hook.failed >= 1
+	})
+	e.hook.mu.Lock()
+	e.hook.fail = 0
+	e.hook.mu.Unlock()
+	testenv.EventuallyTrue(t, 20*time.Second, "webhook got both", func() bool {
 		return len(e.hook.changes(TypeFall, EventAcknowledged)) == 1
 	})
 	e.hook.mu.Lock()
@@ -155,17 +178,14 @@ func TestPerReceiverOrderWithRetries(t *testing.T) {
 	if len(order) != 2 || order[0] != EventOpened || order[1] != EventAcknowledged {
 		t.Errorf("webhook order %v, want opened, acknowledged", order)
 	}
-	eventually(t, 10*time.Second, "outbox settled", func() bool {
-		var pending int
-		r.m.db.QueryRow(`SELECT COUNT(*) FROM alert_outbox WHERE sent_ms IS NULL`).Scan(&pending)
-		return pending == 0
-	})
+	outboxSettled(t, r.m)
 	e.hook.check(t)
 }
 
 // Defect 2: a new fall while the alert is acknowledged is announced as
 // "repeated" to every receiver.
 func TestNewFallWhileAcknowledgedNotifiesRepeated(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["fd-1"] = "res-001"
 	feed := e.alertFeed()
@@ -190,7 +210,7 @@ func TestNewFallWhileAcknowledgedNotifiesRepeated(t *testing.T) {
 	if _, ok := waitChange(feed, 5*time.Second, func(c Change) bool { return c.Event == EventRepeated }); !ok {
 		t.Error("no repeated change on MQTT")
 	}
-	eventually(t, 10*time.Second, "repeated webhook", func() bool { return len(e.hook.changes(TypeFall, EventRepeated)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "repeated webhook", func() bool { return len(e.hook.changes(TypeFall, EventRepeated)) == 1 })
 	h, _ := r.m.History(context.Background(), c.Alert.ID)
 	var repeated int
 	for _, x := range h {
@@ -204,7 +224,7 @@ func TestNewFallWhileAcknowledgedNotifiesRepeated(t *testing.T) {
 	// A redelivery of the same event is not a new fall.
 	e.fall("fd-1", 2)
 	e.marker(r, "fd-marker")
-	time.Sleep(1500 * time.Millisecond)
+	outboxSettled(t, r.m) // a notification of the redelivery would be at the webhook now
 	if n := len(e.hook.changes(TypeFall, EventRepeated)); n != 1 {
 		t.Errorf("%d repeated webhooks after a redelivery, want 1", n)
 	}
@@ -221,6 +241,7 @@ func (e *env) spo2Reading(dev string, boot uint32, seq uint64, ts time.Time, v f
 // alert is open, a "repeated" entry without notification; after a resolve,
 // a new alert after another full sustain period.
 func TestVitalsBreachRearms(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.start(nil)
 	t0 := time.Now().Add(-100 * time.Second)
@@ -232,10 +253,10 @@ func TestVitalsBreachRearms(t *testing.T) {
 		}
 	}
 	send(0, 30)
-	eventually(t, 10*time.Second, "first spo2 alert", func() bool { return len(alertsOf(t, r.m, "vm-r", TypeSpO2Low)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "first spo2 alert", func() bool { return len(alertsOf(t, r.m, "vm-r", TypeSpO2Low)) == 1 })
 	first := alertsOf(t, r.m, "vm-r", TypeSpO2Low)[0]
 	send(31, 60) // still open: repeated, not notified
-	eventually(t, 10*time.Second, "repeated entry", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "repeated entry", func() bool {
 		h, _ := r.m.History(context.Background(), first.ID)
 		for _, x := range h {
 			if x.Action == ActionRepeated {
@@ -248,13 +269,13 @@ func TestVitalsBreachRearms(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(61, 89) // 29 s more: not yet
-	e.marker(r, "fd-m1")
+	e.readingsHandled(r, "probe-m1") // the readings session: a fall marker would come on the events one
 	if n := len(alertsOf(t, r.m, "vm-r", TypeSpO2Low)); n != 1 {
 		t.Fatalf("%d spo2 alerts after 29 s more, want 1", n)
 	}
 	send(90, 90) // 30 s of device time since the last firing
-	eventually(t, 10*time.Second, "second spo2 alert", func() bool { return len(alertsOf(t, r.m, "vm-r", TypeSpO2Low)) == 2 })
-	eventually(t, 10*time.Second, "two opened webhooks", func() bool { return len(e.hook.changes(TypeSpO2Low, EventOpened)) == 2 })
+	testenv.EventuallyTrue(t, 10*time.Second, "second spo2 alert", func() bool { return len(alertsOf(t, r.m, "vm-r", TypeSpO2Low)) == 2 })
+	testenv.EventuallyTrue(t, 10*time.Second, "two opened webhooks", func() bool { return len(e.hook.changes(TypeSpO2Low, EventOpened)) == 2 })
 	if n := len(e.hook.changes(TypeSpO2Low, EventRepeated)); n != 0 {
 		t.Errorf("%d repeated webhooks for vitals, want none", n)
 	}
@@ -263,7 +284,9 @@ func TestVitalsBreachRearms(t *testing.T) {
 // Defect 3: with more than Limit open alerts, the critical ones are listed
 // (first), whatever their age.
 func TestListSeverityBeforeLimit(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		m := openTestManager(t, dsn)
 		clock := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
@@ -312,6 +335,7 @@ func TestListSeverityBeforeLimit(t *testing.T) {
 // alert, stamped at receive time, with the reason in the detail; the
 // rejected metric is labelled with channel and rule.
 func TestMalformedSafetyEventsRaise(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["fd-sec"] = "res-009"
 	r := e.start(nil)
@@ -348,7 +372,7 @@ func TestMalformedSafetyEventsRaise(t *testing.T) {
 			if strings.HasPrefix(tc.dev, "sos") {
 				typ = TypeSOS
 			}
-			eventually(t, 10*time.Second, typ+" alert", func() bool { return len(alertsOf(t, r.m, tc.dev, typ)) == 1 })
+			testenv.EventuallyTrue(t, 10*time.Second, typ+" alert", func() bool { return len(alertsOf(t, r.m, tc.dev, typ)) == 1 })
 			a := alertsOf(t, r.m, tc.dev, typ)[0]
 			if a.Severity != SeverityCritical || a.Site != "demo" {
 				t.Errorf("alert %+v", a)
@@ -413,6 +437,7 @@ func rejected(reg *prometheus.Registry, channel, reason string) float64 {
 // Defect 5: a device clock that jumped ahead must not blind the rules to
 // the real readings that follow.
 func TestClockJumpAheadDoesNotBlind(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.start(nil)
 	now := time.Now()
@@ -420,16 +445,17 @@ func TestClockJumpAheadDoesNotBlind(t *testing.T) {
 	for i := 0; i <= 60; i++ {
 		e.spo2Reading("vm-j", 1, uint64(i+2), now.Add(time.Duration(i-60)*time.Second), 85)
 	}
-	eventually(t, 10*time.Second, "spo2 alert after the clock jump", func() bool { return len(alertsOf(t, r.m, "vm-j", TypeSpO2Low)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "spo2 alert after the clock jump", func() bool { return len(alertsOf(t, r.m, "vm-j", TypeSpO2Low)) == 1 })
 }
 
 // Defect 6: the same fall delivered again after its alert was resolved
 // raises nothing; a new fall does.
 func TestDuplicateFallAfterResolve(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.start(nil)
 	e.fall("fd-d", 7)
-	eventually(t, 10*time.Second, "fall alert", func() bool { return len(alertsOf(t, r.m, "fd-d", TypeFall)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "fall alert", func() bool { return len(alertsOf(t, r.m, "fd-d", TypeFall)) == 1 })
 	a := alertsOf(t, r.m, "fd-d", TypeFall)[0]
 	if _, err := r.m.Resolve(context.Background(), a.ID, "nurse", "api", OutcomeNoInjury, ""); err != nil {
 		t.Fatal(err)
@@ -440,8 +466,8 @@ func TestDuplicateFallAfterResolve(t *testing.T) {
 		t.Fatalf("%d fall alerts after a redelivery, want 1", n)
 	}
 	e.fall("fd-d", 8) // a new fall
-	eventually(t, 10*time.Second, "second fall alert", func() bool { return len(alertsOf(t, r.m, "fd-d", TypeFall)) == 2 })
-	time.Sleep(1500 * time.Millisecond)
+	testenv.EventuallyTrue(t, 10*time.Second, "second fall alert", func() bool { return len(alertsOf(t, r.m, "fd-d", TypeFall)) == 2 })
+	outboxSettled(t, r.m)
 	var n int
 	for _, c := range e.hook.changes(TypeFall, EventOpened) {
 		if c.Alert.Device == "fd-d" {
@@ -454,6 +480,7 @@ func TestDuplicateFallAfterResolve(t *testing.T) {
 }
 
 func TestRecentEventsBounded(t *testing.T) {
+	t.Parallel()
 	r := newRecentEvents(3)
 	for i := range 5 {
 		r.add(eventKey{"d", 1, uint64(i)})
@@ -474,12 +501,13 @@ func TestRecentEventsBounded(t *testing.T) {
 // Defect 7 (issue 10 item 5): a gateway's last will is ONE device_offline
 // alert, for the gateway, naming its devices; they are unknown, not offline.
 func TestGatewayLastWill(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["bed-7"] = "res-007"
 	r := e.start(nil)
 	e.publishRaw(device.Topic{Root: e.root, Site: "demo", Device: "gw-7", Channel: device.ChanStatus}.String(),
 		[]byte(fmt.Sprintf(`{"v":1,"device":"gw-7","ts":%d,"state":"unknown","reason":"gateway_lost","devices":["bed-7","sos-7"]}`, time.Now().UnixMilli())))
-	eventually(t, 10*time.Second, "offline alert for gw-7", func() bool { return len(alertsOf(t, r.m, "gw-7", TypeDeviceOffline)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "offline alert for gw-7", func() bool { return len(alertsOf(t, r.m, "gw-7", TypeDeviceOffline)) == 1 })
 	gw := alertsOf(t, r.m, "gw-7", TypeDeviceOffline)[0]
 	if !strings.Contains(gw.Detail, "gateway gw-7 lost") || !strings.Contains(gw.Detail, "bed-7, sos-7") || gw.Severity != SeverityWarning || gw.Site != "demo" {
 		t.Errorf("gateway alert %+v", gw)
@@ -493,7 +521,7 @@ func TestGatewayLastWill(t *testing.T) {
 	// heard of before) is one more alert only for its own reason.
 	e.publish("bed-7", device.ChanStatus, device.Status{V: 1, Device: "bed-7", TS: time.Now().UnixMilli(), State: device.Online, Reason: device.ReasonBoot})
 	e.publish("bed-7", device.ChanStatus, device.Status{V: 1, Device: "bed-7", TS: time.Now().UnixMilli(), State: device.Offline, Reason: device.ReasonLastWill})
-	eventually(t, 10*time.Second, "offline alert for bed-7", func() bool { return len(alertsOf(t, r.m, "bed-7", TypeDeviceOffline)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "offline alert for bed-7", func() bool { return len(alertsOf(t, r.m, "bed-7", TypeDeviceOffline)) == 1 })
 	// Defect 9: the offline alert names the resident, but deduplicates per
 	// device.
 	a := alertsOf(t, r.m, "bed-7", TypeDeviceOffline)[0]
@@ -507,7 +535,7 @@ func TestGatewayLastWill(t *testing.T) {
 	}
 	// Heard from again: back online is noted.
 	e.publish("bed-7", device.ChanStatus, device.Status{V: 1, Device: "bed-7", TS: time.Now().UnixMilli(), State: device.Online, Reason: device.ReasonBoot})
-	eventually(t, 10*time.Second, "back-online note", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "back-online note", func() bool {
 		h, _ := r.m.History(context.Background(), a.ID)
 		for _, x := range h {
 			if x.Action == ActionComment && x.Detail == "device back online" {
@@ -520,6 +548,7 @@ func TestGatewayLastWill(t *testing.T) {
 
 // Defects 8 and 9: the documentation says what the code does.
 func TestAlertingDocMatchesCode(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile(filepath.Join("..", "docs", "alerting.md"))
 	if err != nil {
 		t.Fatal(err)
@@ -542,13 +571,14 @@ func TestAlertingDocMatchesCode(t *testing.T) {
 // A detector that fires many times a second pages once, then at most once
 // per RepeatNoticeEvery; every event is still in the alert's history.
 func TestFallFloodCoalesced(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["fd-f"] = "res-f"
 	r := e.start(nil)
 	for seq := uint64(1); seq <= 40; seq++ {
 		e.fall("fd-f", seq)
 	}
-	eventually(t, 15*time.Second, "40 falls recorded", func() bool {
+	testenv.EventuallyTrue(t, 30*time.Second, "40 falls recorded", func() bool {
 		a := openAlerts(t, r.m, TypeFall)
 		if len(a) != 1 {
 			return false
@@ -562,7 +592,7 @@ func TestFallFloodCoalesced(t *testing.T) {
 		}
 		return n == 39
 	})
-	time.Sleep(time.Second)
+	outboxSettled(t, r.m) // every notice of the 40 falls is at the webhook
 	if n := len(e.hook.changes(TypeFall, EventOpened)); n != 1 {
 		t.Errorf("%d opened notifications, want 1", n)
 	}

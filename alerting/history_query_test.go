@@ -74,7 +74,9 @@ func historyFixture(t *testing.T, m *Manager, t0 time.Time) map[string]int64 {
 }
 
 func TestQueryHistory(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		m := openTestManager(t, dsn)
 		t0 := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
@@ -311,7 +313,9 @@ func BenchmarkQueryHistory(b *testing.B) {
 // TestCommentsMigrationDown: migration 00050 goes down (table, counter and
 // index gone) and up again on both dialects.
 func TestCommentsMigrationDown(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		m := openTestManager(t, dsn)
 		dialect := goose.DialectSQLite3

@@ -28,6 +28,7 @@ func (m fakeMsg) Ack()              {}
 // urgent lane, ahead of every reading, in arrival order among urgent
 // messages.
 func TestLanesNeverBlock(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		l := newLanes()
 		for i := range 200000 {

@@ -31,6 +31,7 @@ import (
 // Before the fix a heartbeat's local_alarm was not read: a fall or SOS
 // whose event was lost stayed on the gateway only.
 func TestHeldLocalAlarmRaised(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["sos-1"] = "res-001"
 	e.binding["sos-9"] = "res-009"
@@ -38,7 +39,7 @@ func TestHeldLocalAlarmRaised(t *testing.T) {
 	r := e.start(nil)
 	now := time.Now()
 	e.publish("sos-1", device.ChanEvent, device.Event{V: 1, Device: "sos-1", Boot: 1, ID: 1, Seq: 1, TS: now.Add(-2 * time.Minute).UnixMilli(), Type: device.EventSOS})
-	eventually(t, 10*time.Second, "sos-1 alert", func() bool { return len(openAlerts(t, r.m, TypeSOS)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "sos-1 alert", func() bool { return len(openAlerts(t, r.m, TypeSOS)) == 1 })
 	beat := func() {
 		e.publish("gw-1", device.ChanStatus, device.Status{V: 1, Device: "gw-1", TS: time.Now().UnixMilli(), State: device.Online,
 			Reason: device.ReasonHeartbeat, Kind: device.Gateway, Devices: []string{"sos-1", "sos-9", "fall-1"},
@@ -50,7 +51,7 @@ func TestHeldLocalAlarmRaised(t *testing.T) {
 	}
 	beat()
 	var lost Alert
-	eventually(t, 10*time.Second, "the SOS only the gateway knew of", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "the SOS only the gateway knew of", func() bool {
 		for _, a := range openAlerts(t, r.m, TypeSOS) {
 			if a.Device == "sos-9" {
 				lost = a
@@ -66,7 +67,7 @@ func TestHeldLocalAlarmRaised(t *testing.T) {
 	// A later message of the same lane: once it is handled, so is the
 	// second heartbeat.
 	e.publish("probe-2", device.ChanStatus, device.Status{V: 1, Device: "probe-2", TS: time.Now().UnixMilli(), State: device.Online})
-	eventually(t, 10*time.Second, "probe handled", func() bool { return r.svc.knows("probe-2") })
+	testenv.EventuallyTrue(t, 10*time.Second, "probe handled", func() bool { return r.svc.knows("probe-2") })
 	sos := openAlerts(t, r.m, TypeSOS)
 	if len(sos) != 2 {
 		t.Fatalf("sos alerts %+v, want sos-1's and sos-9's", sos)
@@ -89,6 +90,7 @@ func TestHeldLocalAlarmRaised(t *testing.T) {
 // call_acknowledged again, once per ReassureEvery. Before the fix such an
 // alarm stayed on at the gateway for ever.
 func TestHeartbeatReassuresAcknowledgedCall(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["sos-1"] = "res-001"
 	r := e.start(nil)
@@ -100,11 +102,16 @@ func TestHeartbeatReassuresAcknowledgedCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dev.Disconnect(100) })
+	var markers []string
 	tok := dev.Subscribe(device.CommandTopic(e.root, "demo", "sos-1"), 1, func(_ paho.Client, m paho.Message) {
 		var c AssuranceCommand
 		if json.Unmarshal(m.Payload(), &c) == nil {
 			mu.Lock()
-			cmds = append(cmds, c)
+			if c.Action == "test-marker" {
+				markers = append(markers, c.ID)
+			} else {
+				cmds = append(cmds, c)
+			}
 			mu.Unlock()
 		}
 	})
@@ -116,10 +123,28 @@ func TestHeartbeatReassuresAcknowledgedCall(t *testing.T) {
 		defer mu.Unlock()
 		return slices.Clone(cmds)
 	}
+	// settled waits until every command the service has published by now
+	// has reached the station: the outbox (call assurance) is settled, and
+	// a marker the test publishes on the same topic after that (and after
+	// the heartbeats handled, whose commands the service publishes before
+	// it goes on) arrives after them.
+	nMarkers := 0
+	settled := func() {
+		t.Helper()
+		outboxSettled(t, r.m)
+		nMarkers++
+		id := fmt.Sprintf("marker-%d", nMarkers)
+		e.publishRaw(device.CommandTopic(e.root, "demo", "sos-1"), []byte(`{"action":"test-marker","id":"`+id+`"}`))
+		testenv.EventuallyTrue(t, 10*time.Second, "marker at the station", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Contains(markers, id)
+		})
+	}
 	since := time.Now().Add(-2 * time.Minute)
 	e.publish("sos-1", device.ChanEvent, device.Event{V: 1, Device: "sos-1", Boot: 1, ID: 1, Seq: 1, TS: since.UnixMilli(), Type: device.EventSOS})
 	var sos Alert
-	eventually(t, 10*time.Second, "sos alert", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "sos alert", func() bool {
 		as := openAlerts(t, r.m, TypeSOS)
 		if len(as) == 1 {
 			sos = as[0]
@@ -134,25 +159,25 @@ func TestHeartbeatReassuresAcknowledgedCall(t *testing.T) {
 		probes++
 		probe := fmt.Sprintf("probe-hb-%d", probes)
 		e.publish(probe, device.ChanStatus, device.Status{V: 1, Device: probe, TS: time.Now().UnixMilli(), State: device.Online})
-		eventually(t, 10*time.Second, "heartbeat handled", func() bool { return r.svc.knows(probe) })
+		testenv.EventuallyTrue(t, 10*time.Second, "heartbeat handled", func() bool { return r.svc.knows(probe) })
 	}
 	beat()
-	time.Sleep(300 * time.Millisecond) // a command published would have arrived
+	settled()
 	if c := got(); len(c) != 0 {
 		t.Fatalf("commands while the alert is open: %+v", c)
 	}
 	if _, err := r.m.Acknowledge(context.Background(), sos.ID, "nurse", "dashboard"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "call assurance", func() bool { return len(got()) == 1 })
+	testenv.EventuallyTrue(t, 15*time.Second, "call assurance", func() bool { return len(got()) == 1 })
 	beat()
-	eventually(t, 10*time.Second, "call_acknowledged re-sent", func() bool { return len(got()) == 2 })
+	testenv.EventuallyTrue(t, 10*time.Second, "call_acknowledged re-sent", func() bool { return len(got()) == 2 })
 	c := got()[1]
 	if c.Action != ActionCallAcknowledged || !strings.HasPrefix(c.ID, fmt.Sprintf("assure-%d-", sos.ID)) || c.Params["by"] != "nurse" || c.Params["resent"] != true {
 		t.Fatalf("re-sent command %+v", c)
 	}
 	beat()
-	time.Sleep(300 * time.Millisecond)
+	settled()
 	if n := len(got()); n != 2 {
 		t.Fatalf("%d commands after a second heartbeat within ReassureEvery, want 2", n)
 	}

@@ -72,6 +72,7 @@ func golden(t *testing.T, name string, got []byte) {
 // Notification bodies for a zh-CN and an en recipient: language, resident
 // with room and bed, time in the site's zone, each person's own link.
 func TestMessagesGolden(t *testing.T) {
+	t.Parallel()
 	r := testRenderer(t)
 	n := localizedNotice()
 	ctx := context.Background()
@@ -129,6 +130,7 @@ func TestMessagesGolden(t *testing.T) {
 }
 
 func TestMessageCatalogues(t *testing.T) {
+	t.Parallel()
 	keys := map[string][]string{}
 	for _, l := range Languages {
 		b, err := localeFS.ReadFile("locales/" + l + ".json")
@@ -155,6 +157,7 @@ func TestMessageCatalogues(t *testing.T) {
 // display name for zh-CN, the plain name for en and for a language without
 // a display name; the same alert renders both ways per recipient.
 func TestRegistryPlacesDisplayName(t *testing.T) {
+	t.Parallel()
 	sn := registry.NewSnapshot(time.Unix(0, 0), []registry.Site{{ID: "s1", Name: "Sunshine", TimeZone: "Asia/Shanghai"}},
 		[]registry.Bed{{ID: "b1", SiteID: "s1", RoomID: "101", Name: "1"}},
 		[]registry.Resident{{ID: "res-001", SiteID: "s1", BedID: "b1", Name: "Wang Xiuying", Names: registry.Names{"zh-CN": "王秀英"}}},

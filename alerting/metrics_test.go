@@ -16,6 +16,7 @@ import (
 // the store, the outbox age is that of the oldest undelivered notification,
 // and acknowledging observes the time from opening in the histogram.
 func TestStoreMetrics(t *testing.T) {
+	t.Parallel()
 	start := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
 	m, clk := escManager(t, sqldbtest.SQLiteDSN(t), start)
 	reg := prometheus.NewPedanticRegistry()

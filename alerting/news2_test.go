@@ -10,6 +10,7 @@ import (
 // TestNEWS2Bands checks every band boundary of RCP 2017 chart 1 (SpO2
 // scale 1), on both sides.
 func TestNEWS2Bands(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		field string
 		v     float64
@@ -51,6 +52,7 @@ func TestNEWS2Bands(t *testing.T) {
 }
 
 func TestNEWS2AggregateAndUrgent(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		values map[string]float64
@@ -87,6 +89,7 @@ func TestNEWS2AggregateAndUrgent(t *testing.T) {
 }
 
 func TestNEWS2Tracker(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	rule := NEWS2Rule{Window: 60 * time.Second, Stale: 15 * time.Minute, Clear: 5 * time.Minute}
 	type step struct {
@@ -136,6 +139,7 @@ func TestNEWS2Tracker(t *testing.T) {
 // (RR about 11: 1, HR about 98: 1) and bidmc_01 (RR about 21: 2, HR about
 // 91: 1, SpO2 about 94: 1) score below 5 with no single 3.
 func TestNEWS2OnBIDMC(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		rec     string
 		fires   bool

@@ -82,6 +82,7 @@ func (s *Service) offlineLoop(ctx context.Context) {
 			if err := s.checkOffline(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("alerting: offline check", "err", err)
 			}
+			s.offlineChecks.Add(1)
 		}
 	}
 }

@@ -49,6 +49,7 @@ func ids(cs []Contact) []string {
 // A family contact is paged only about its own elder, whichever target
 // kind names it; its quiet hours hold back non-critical alerts only.
 func TestFamilyOnlyAboutOwnElder(t *testing.T) {
+	t.Parallel()
 	s := pagingSettings()
 	res2 := "res-002"
 	at := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC) // Monday 11:00 in Shanghai
@@ -96,6 +97,7 @@ func TestFamilyOnlyAboutOwnElder(t *testing.T) {
 }
 
 func TestRosterWeekdaysExceptionsSwaps(t *testing.T) {
+	t.Parallel()
 	r := Roster{Site: "demo", Zone: "Asia/Shanghai", Shifts: []Shift{
 		{Name: "night", Start: mustClock("19:00"), End: mustClock("07:00"), Weekdays: []string{"fri"}, OnDuty: []string{"a", "b"}},
 		{Name: "night", Start: mustClock("19:00"), End: mustClock("07:00"), OnDuty: []string{"c"}},
@@ -124,6 +126,7 @@ func TestRosterWeekdaysExceptionsSwaps(t *testing.T) {
 // Forms that name someone who cannot be paged, or a policy that reaches
 // nobody, are refused with the reason; nothing is stored.
 func TestPutRefusesUnpageable(t *testing.T) {
+	t.Parallel()
 	m := openTestManager(t, sqldbtest.SQLiteDSN(t))
 	ctx := context.Background()
 	if err := m.ImportSettings(ctx, "test", pagingSettings()); err != nil {
@@ -172,6 +175,7 @@ func TestPutRefusesUnpageable(t *testing.T) {
 // At alert time a step that resolves to nobody pages the site's fallback
 // receivers and says so in the alert's history.
 func TestStepReachingNobodyPagesFallback(t *testing.T) {
+	t.Parallel()
 	start := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC) // Sunday: no day shift
 	m := openTestManager(t, sqldbtest.SQLiteDSN(t))
 	m.now = func() time.Time { return start }
@@ -199,6 +203,7 @@ func TestStepReachingNobodyPagesFallback(t *testing.T) {
 // stored: it may name an account stored earlier; it may not name an
 // unknown one.
 func TestImportValidatedWithStored(t *testing.T) {
+	t.Parallel()
 	m := openTestManager(t, sqldbtest.SQLiteDSN(t))
 	ctx := context.Background()
 	if err := m.PutRecipient(ctx, "dashboard", Recipient{ID: "carer", Role: "caregiver", InApp: true}); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/device/registry"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // testClock is an injected wall clock (Config.Now) the test moves.
@@ -55,6 +56,7 @@ func ptr(v float64) *float64 { return &v }
 // further readings above do not raise again, a reading back within
 // resolves it, and a 20 min breach raises nothing.
 func TestColdStoreSustain(t *testing.T) {
+	t.Parallel()
 	london := kitZone(t, "Europe/London")
 	clk := &testClock{}
 	start := time.Date(2026, 10, 24, 23, 40, 0, 0, time.UTC) // 00:40 BST
@@ -81,7 +83,7 @@ func TestColdStoreSustain(t *testing.T) {
 		send("fridge-1", start.Add(time.Duration(i)*10*time.Minute), map[string]float64{"appliance_temp_c": v})
 	}
 	var a Alert
-	eventually(t, 10*time.Second, "cold-store alert", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "cold-store alert", func() bool {
 		x := openAlerts(t, r.m, LimitAlertType("appliance_temp_c"))
 		if len(x) == 1 {
 			a = x[0]
@@ -99,7 +101,7 @@ func TestColdStoreSustain(t *testing.T) {
 	send("fridge-1", at.Add(20*time.Minute), map[string]float64{"appliance_temp_c": 9})
 	send("fridge-1", at.Add(29*time.Minute), map[string]float64{"appliance_temp_c": 9})
 	send("co2-1", at.Add(30*time.Minute), map[string]float64{"co2_ppm": 2100})
-	eventually(t, 10*time.Second, "co2 alert (every fridge reading before it handled)", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "co2 alert (every fridge reading before it handled)", func() bool {
 		return len(openAlerts(t, r.m, LimitAlertType("co2_ppm"))) == 1
 	})
 	if n := len(alertsOf(t, r.m, "fridge-1", LimitAlertType("appliance_temp_c"))); n != 1 {
@@ -117,6 +119,7 @@ func TestColdStoreSustain(t *testing.T) {
 // happens twice that night) is raised once; the 03:00 dose taken at 03:05
 // raises nothing. The clock ticks every 5 min.
 func TestDoseMissedAcrossMidnightAndDST(t *testing.T) {
+	t.Parallel()
 	ny := kitZone(t, "America/New_York")
 	clk := &testClock{}
 	clk.Set(time.Date(2026, 10, 31, 22, 0, 0, 0, ny))
@@ -156,12 +159,12 @@ func TestDoseMissedAcrossMidnightAndDST(t *testing.T) {
 		t.Fatalf("after 00:40: %+v", missed)
 	}
 	take("23:30", now)
-	eventually(t, 10*time.Second, "late dose resolves the alert", func() bool { return len(openAlerts(t, r.m, TypeDoseMissed)) == 0 })
+	testenv.EventuallyTrue(t, 10*time.Second, "late dose resolves the alert", func() bool { return len(openAlerts(t, r.m, TypeDoseMissed)) == 0 })
 	// Through both 01:30s and 03:00 (taken at 03:05 EST, before its deadline).
 	tick(time.Date(2026, 11, 1, 3, 0, 0, 0, ny))
 	clk.Set(time.Date(2026, 11, 1, 3, 5, 0, 0, ny))
 	take("03:00", clk.Now())
-	eventually(t, 10*time.Second, "03:00 dose recorded", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "03:00 dose recorded", func() bool {
 		r.svc.cmds.mu.Lock()
 		defer r.svc.cmds.mu.Unlock()
 		_, ok := r.svc.cmds.doses.taken["ann|03:00|2026-11-01"]
@@ -190,6 +193,7 @@ func TestDoseMissedAcrossMidnightAndDST(t *testing.T) {
 // outside every zone that applies and raises wandering once with the last
 // positions; back home resolves it; an SOS then carries the last position.
 func TestWanderingPolygonTimeOfDay(t *testing.T) {
+	t.Parallel()
 	sh := kitZone(t, "Asia/Shanghai")
 	clk := &testClock{}
 	day := time.Date(2026, 12, 6, 17, 50, 0, 0, sh)
@@ -219,7 +223,7 @@ func TestWanderingPolygonTimeOfDay(t *testing.T) {
 	pos(day.Add(70*time.Minute), 31.2312, 121.4712) // same place, 19:00: park closed
 	pos(day.Add(75*time.Minute), 31.2313, 121.4713) // still out: no second alert
 	var a Alert
-	eventually(t, 10*time.Second, "wandering alert", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "wandering alert", func() bool {
 		x := openAlerts(t, r.m, TypeWandering)
 		if len(x) == 1 {
 			a = x[0]
@@ -230,13 +234,13 @@ func TestWanderingPolygonTimeOfDay(t *testing.T) {
 		t.Errorf("alert = %+v", a)
 	}
 	pos(day.Add(80*time.Minute), 31.2305, 121.4738) // home
-	eventually(t, 10*time.Second, "back home resolves", func() bool { return len(openAlerts(t, r.m, TypeWandering)) == 0 })
+	testenv.EventuallyTrue(t, 10*time.Second, "back home resolves", func() bool { return len(openAlerts(t, r.m, TypeWandering)) == 0 })
 	if n := len(alertsOf(t, r.m, "band-1", TypeWandering)); n != 1 {
 		t.Errorf("%d wandering alerts, want 1", n)
 	}
 	clk.Set(day.Add(81 * time.Minute))
 	e.publish("band-1", device.ChanEvent, device.Event{V: 1, Device: "band-1", Boot: 1, ID: 99, Seq: 99, TS: clk.Now().UnixMilli(), Type: device.EventSOS})
-	eventually(t, 10*time.Second, "sos with position", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "sos with position", func() bool {
 		x := openAlerts(t, r.m, TypeSOS)
 		return len(x) == 1 && strings.Contains(x[0].Detail, "last known position 31.23050,121.47380")
 	})
@@ -250,6 +254,7 @@ func TestWanderingPolygonTimeOfDay(t *testing.T) {
 // 3 October by her own card reader is overdue once from 17 October. A
 // check_in resolves ann's alert.
 func TestVisitOverdue(t *testing.T) {
+	t.Parallel()
 	ny := kitZone(t, "America/New_York")
 	clk := &testClock{}
 	now := time.Date(2026, 10, 1, 0, 0, 0, 0, ny)
@@ -273,7 +278,7 @@ func TestVisitOverdue(t *testing.T) {
 		e.publish(dev, device.ChanEvent, device.Event{V: 1, Device: dev, Boot: 1, ID: seq, Seq: seq, TS: at.UnixMilli(), Type: device.EventCheckIn, Attrs: attrs})
 	}
 	visited := func(who string, at time.Time) {
-		eventually(t, 10*time.Second, "visit to "+who+" recorded", func() bool {
+		testenv.EventuallyTrue(t, 10*time.Second, "visit to "+who+" recorded", func() bool {
 			last, ok, err := r.m.LastVisit(ctx, who, at.Add(time.Hour))
 			return err == nil && ok && last.Equal(at)
 		})
@@ -317,7 +322,7 @@ func TestVisitOverdue(t *testing.T) {
 		}
 	}
 	checkIn("app-7", now, map[string]any{"method": "app", "resident": "ann"})
-	eventually(t, 10*time.Second, "ann's alert resolved", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "ann's alert resolved", func() bool {
 		for _, x := range openAlerts(t, r.m, TypeVisitOverdue) {
 			if *x.Resident == "ann" {
 				return false
@@ -333,6 +338,7 @@ func TestVisitOverdue(t *testing.T) {
 // door opened at 14:00 raises no night alert but, left open 11 min (the
 // limit is 10), door_open_long, resolved when it closes.
 func TestDoorContacts(t *testing.T) {
+	t.Parallel()
 	sh := kitZone(t, "Asia/Shanghai")
 	clk := &testClock{}
 	night := time.Date(2026, 12, 5, 23, 30, 0, 0, sh)
@@ -356,7 +362,7 @@ func TestDoorContacts(t *testing.T) {
 	}
 	contact("win-1", night, device.EventContactOpen, "bedroom_window")
 	contact("door-1", night.Add(time.Minute), device.EventContactOpen, "front_door")
-	eventually(t, 10*time.Second, "door_open_night", func() bool { return len(openAlerts(t, r.m, TypeDoorOpenNight)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "door_open_night", func() bool { return len(openAlerts(t, r.m, TypeDoorOpenNight)) == 1 })
 	if a := openAlerts(t, r.m, TypeDoorOpenNight)[0]; a.Device != "door-1" || !strings.Contains(a.Detail, "front_door opened at 23:31") {
 		t.Errorf("night alert = %+v", a)
 	}
@@ -364,7 +370,7 @@ func TestDoorContacts(t *testing.T) {
 	contact("win-1", night.Add(2*time.Minute), device.EventContactClose, "bedroom_window")
 	// The close must be handled before the clock jumps to the afternoon,
 	// or the door-timeout tick would see the door open since 23:31.
-	eventually(t, 10*time.Second, "door closed recorded", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "door closed recorded", func() bool {
 		r.svc.cmds.mu.Lock()
 		defer r.svc.cmds.mu.Unlock()
 		d := r.svc.cmds.doors["door-1"]
@@ -372,16 +378,16 @@ func TestDoorContacts(t *testing.T) {
 	})
 	day := time.Date(2026, 12, 6, 14, 0, 0, 0, sh)
 	contact("door-1", day, device.EventContactOpen, "front_door")
-	eventually(t, 10*time.Second, "door open recorded", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "door open recorded", func() bool {
 		r.svc.cmds.mu.Lock()
 		defer r.svc.cmds.mu.Unlock()
 		d := r.svc.cmds.doors["door-1"]
 		return d != nil && d.openAt.Equal(day)
 	})
 	clk.Set(day.Add(11 * time.Minute))
-	eventually(t, 10*time.Second, "door_open_long", func() bool { return len(openAlerts(t, r.m, TypeDoorOpenLong)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "door_open_long", func() bool { return len(openAlerts(t, r.m, TypeDoorOpenLong)) == 1 })
 	contact("door-1", day.Add(12*time.Minute), device.EventContactClose, "front_door")
-	eventually(t, 10*time.Second, "door closed resolves", func() bool { return len(openAlerts(t, r.m, TypeDoorOpenLong)) == 0 })
+	testenv.EventuallyTrue(t, 10*time.Second, "door closed resolves", func() bool { return len(openAlerts(t, r.m, TypeDoorOpenLong)) == 0 })
 	var night2 int
 	for _, a := range allAlerts(t, r.m) {
 		if a.Type == TypeDoorOpenNight || a.Type == TypeDoorOpenLong {
@@ -399,6 +405,7 @@ func TestDoorContacts(t *testing.T) {
 // dose is still missing (before the fix it resolved, and the second missed
 // dose was no longer shown). Taking the 12:00 dose too resolves it.
 func TestLateDoseKeepsOtherMissedOpen(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{}
 	clk.Set(time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC))
 	e := newEnv(t)
@@ -437,7 +444,7 @@ func TestLateDoseKeepsOtherMissedOpen(t *testing.T) {
 	seq++
 	e.publish("pill-2", device.ChanEvent, device.Event{V: 1, Device: "pill-2", Boot: 1, ID: seq, Seq: seq, TS: clk.Now().UnixMilli(),
 		Type: device.EventDoseTaken, Attrs: map[string]any{"slot": "12:00"}})
-	eventually(t, 10*time.Second, "the next message handled", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "the next message handled", func() bool {
 		r.svc.cmds.mu.Lock()
 		defer r.svc.cmds.mu.Unlock()
 		_, ann := r.svc.cmds.doses.taken["ann|08:00|2026-12-07"]
@@ -449,5 +456,5 @@ func TestLateDoseKeepsOtherMissedOpen(t *testing.T) {
 	}
 	clk.Set(time.Date(2026, 12, 7, 13, 10, 0, 0, time.UTC))
 	take("12:00", clk.Now())
-	eventually(t, 10*time.Second, "both taken: resolved", func() bool { return len(openAlerts(t, r.m, TypeDoseMissed)) == 0 })
+	testenv.EventuallyTrue(t, 10*time.Second, "both taken: resolved", func() bool { return len(openAlerts(t, r.m, TypeDoseMissed)) == 0 })
 }

@@ -25,6 +25,7 @@ func clock(s string) ClockTime {
 // 03:00 local), CEST -> CET on Sun 25 October at 01:00 UTC (03:00 -> 02:00
 // local). Asia/Shanghai is UTC+8 all year (no DST since 1991).
 func TestQuietHoursDSTAndMidnight(t *testing.T) {
+	t.Parallel()
 	night := func(zone string) QuietHours {
 		return QuietHours{Start: clock("22:00"), End: clock("07:00"), Zone: zone}
 	}
@@ -84,6 +85,7 @@ func mustZone(z string) *time.Location {
 // per night: 9 h normally, 8 h when clocks spring forward, 10 h when they
 // fall back; always 9 h in Shanghai.
 func TestQuietNightLength(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		zone, evening string // evening: a UTC time on the day before
 		want          time.Duration
@@ -112,6 +114,7 @@ func TestQuietNightLength(t *testing.T) {
 }
 
 func TestRosterShiftCrossingMidnight(t *testing.T) {
+	t.Parallel()
 	r := Roster{Site: "demo", Zone: "Asia/Shanghai", Shifts: []Shift{
 		{Name: "day", Start: clock("07:00"), End: clock("19:00"), OnDuty: []string{"ana"}},
 		{Name: "night", Start: clock("19:00"), End: clock("07:00"), OnDuty: []string{"ben"}},
@@ -143,6 +146,7 @@ func TestRosterShiftCrossingMidnight(t *testing.T) {
 }
 
 func TestParseClock(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{"00:00", "07:30", "23:59"} {
 		if c, err := ParseClock(s); err != nil || c.String() != s {
 			t.Errorf("ParseClock(%q) = %v, %v", s, c, err)

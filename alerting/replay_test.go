@@ -16,6 +16,7 @@ import (
 // (23 no_activity alerts on 23 days, each cleared by the resident's
 // return), in well under a second.
 func TestReplayKasteren(t *testing.T) {
+	t.Parallel()
 	loc := absZone(t, "Europe/Amsterdam")
 	f, err := os.Open(filepath.Join(testenv.RealData(t), "activity-kasteren", "kasterenSenseData.txt"))
 	if err != nil {
@@ -52,6 +53,7 @@ func TestReplayKasteren(t *testing.T) {
 }
 
 func TestParseActivityCSV(t *testing.T) {
+	t.Parallel()
 	loc := absZone(t, "Asia/Shanghai")
 	kinds := map[string]string{"front": "contact_sensor", "hall": "motion_sensor", "pad": "bed_sensor"}
 	in := "time,sensor,value\n2026-03-02 08:00:00,front,1\n2026-03-02 08:00:05,front,0\n2026-03-02 08:01:00,hall,on\n2026-03-02 08:02:00,hall,clear\n2026-03-02T09:00:00+08:00,pad,1\n"
@@ -88,6 +90,7 @@ func TestParseActivityCSV(t *testing.T) {
 
 // TestIsActivity: what counts as the resident's activity, by kind.
 func TestIsActivity(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		kind   string
 		values map[string]float64

@@ -13,7 +13,9 @@ import (
 // resolution times across the day and night shifts and checks count, p50
 // and p90 per site, shift, receiver and responder.
 func TestResponseTimes(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		day := utc("2026-01-15T10:00:00Z")   // 11:00 CET: day shift
 		night := utc("2026-01-15T22:00:00Z") // 23:00 CET: night shift
@@ -104,6 +106,7 @@ func TestResponseTimes(t *testing.T) {
 }
 
 func TestPercentile(t *testing.T) {
+	t.Parallel()
 	ds := []time.Duration{5, 1, 4, 2, 3}
 	for _, c := range []struct {
 		p    float64

@@ -17,6 +17,7 @@ import (
 // the system is no response while a person's resolution without an
 // acknowledgement is one.
 func TestResponseTargetByShift(t *testing.T) {
+	t.Parallel()
 	sh, err := time.LoadLocation("Asia/Shanghai")
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +47,7 @@ func TestResponseTargetByShift(t *testing.T) {
 		{"2026-03-02 07:30:00", 20 * time.Second, "system"}, // day, cleared by a rule: not a response
 	}
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		m, clk := escManager(t, dsn, local(specs[0].opened))
 		for i, s := range specs {
@@ -129,6 +131,7 @@ func TestResponseTargetByShift(t *testing.T) {
 }
 
 func TestShiftBoundsValidate(t *testing.T) {
+	t.Parallel()
 	for _, b := range []ShiftBounds{{Day: 420, Evening: 420, Night: 1380}, {Day: -1, Evening: 900, Night: 1380}, {Day: 420, Evening: 900, Night: 1440}} {
 		if b.Validate() == nil {
 			t.Errorf("%+v accepted", b)
@@ -147,7 +150,9 @@ func TestShiftBoundsValidate(t *testing.T) {
 // TestOfflineAndVisited checks offline time in a period (an alert before
 // the period, one inside, one still open) and the residents visited.
 func TestOfflineAndVisited(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		from := utc("2026-03-01T00:00:00Z")
 		to := utc("2026-04-01T00:00:00Z")
@@ -201,7 +206,9 @@ func TestOfflineAndVisited(t *testing.T) {
 // a person's resolution without acknowledgement as the response, and a
 // rule clearing the alert as none (the same rule as AlertResponses).
 func TestResponseTimesSystemClear(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		start := utc("2026-01-15T10:00:00Z")
 		m, clk := escManager(t, dsn, start)

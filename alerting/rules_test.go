@@ -27,6 +27,7 @@ func spo2(sec float64, v float64) sample {
 }
 
 func TestVitalsWindow(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	every := spo2Every
 	cat := slices.Concat[[]sample]
@@ -101,6 +102,7 @@ func TestVitalsWindow(t *testing.T) {
 }
 
 func TestThresholdBounds(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		th     Threshold
 		v      float64
@@ -120,6 +122,7 @@ func TestThresholdBounds(t *testing.T) {
 }
 
 func TestVitalsRulesIndependent(t *testing.T) {
+	t.Parallel()
 	// HR high, RR low and SpO2 normal in the same readings; pulse_bpm is
 	// ignored even when it breaches.
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
@@ -148,6 +151,7 @@ func TestVitalsRulesIndependent(t *testing.T) {
 // A device clock that jumped ahead (a reading stamped now+290 s) must not
 // blind the rules to the real readings that follow (greater seq, earlier ts).
 func TestVitalsClockJumpBack(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	v := newVitals([]Threshold{SpO2Low}, DefaultMaxGap)
 	var got []firing
@@ -171,6 +175,7 @@ func TestVitalsClockJumpBack(t *testing.T) {
 // A QoS 1 redelivery (same boot and seq) of a batch must not extend the
 // window; a new boot starts over.
 func TestVitalsSeqDedup(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	v := newVitals([]Threshold{SpO2Low}, DefaultMaxGap)
 	var got []firing

@@ -8,6 +8,7 @@ import (
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/device/registry"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -52,6 +53,7 @@ func alertWith(t *testing.T, m *Manager, typ string, ok func(Alert) bool) (Alert
 // per-resident threshold changed live, NEWS2, low battery with hysteresis,
 // unprotected resident, bed exit at night and out of bed at night.
 func TestRulesThroughService(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	for _, d := range []string{"vm-9", "fd-9", "bed-9", "vm-8"} {
 		e.binding[d] = "res-9"
@@ -94,7 +96,7 @@ func TestRulesThroughService(t *testing.T) {
 		vals = append(vals, 95)
 	}
 	batch("vm-9", 1, vals)
-	eventually(t, 10*time.Second, "spo2_low opened and auto-resolved", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "spo2_low opened and auto-resolved", func() bool {
 		_, ok := alertWith(t, r.m, TypeSpO2Low, func(a Alert) bool {
 			return a.Status == StatusResolved && a.ResolvedBy == ActorSystem && a.Outcome == OutcomeOther &&
 				a.Note == "cleared: value back in range for 60 s"
@@ -104,7 +106,7 @@ func TestRulesThroughService(t *testing.T) {
 	// A status published after the batch is handled after it (one session,
 	// one normal lane, in order).
 	e.publish("probe-9", device.ChanStatus, device.Status{V: 1, Device: "probe-9", TS: time.Now().UnixMilli(), State: device.Offline, Reason: device.ReasonShutdown})
-	eventually(t, 10*time.Second, "batch handled", func() bool { return r.svc.knows("probe-9") })
+	testenv.EventuallyTrue(t, 10*time.Second, "batch handled", func() bool { return r.svc.knows("probe-9") })
 	if a := openAlerts(t, r.m, TypeNEWS2); len(a) != 0 {
 		t.Errorf("news2 opened on one urgent median: %+v", a)
 	}
@@ -116,7 +118,7 @@ func TestRulesThroughService(t *testing.T) {
 	if err := r.m.SetResidentThreshold(ctx, "nurse-ana", "res-8", copd); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "threshold reloaded", func() bool {
+	testenv.EventuallyTrue(t, 5*time.Second, "threshold reloaded", func() bool {
 		r.svc.rules.thMu.RLock()
 		defer r.svc.rules.thMu.RUnlock()
 		return len(r.svc.rules.own["res-8"]) == 1
@@ -131,7 +133,7 @@ func TestRulesThroughService(t *testing.T) {
 		vals = append(vals, 78)
 	}
 	batch("vm-8", 2, vals)
-	eventually(t, 10*time.Second, "spo2_low for res-8 at 78 %", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "spo2_low for res-8 at 78 %", func() bool {
 		_, ok := alertWith(t, r.m, TypeSpO2Low, func(a Alert) bool { return *a.Resident == "res-8" && *a.Value == 78 })
 		return ok
 	})
@@ -144,10 +146,10 @@ func TestRulesThroughService(t *testing.T) {
 		e.publish("fd-9", device.ChanTelemetry, device.Telemetry{V: 1, Device: "fd-9", Boot: 1, ID: uint64(i + 1), Seq: uint64(i + 1),
 			TS: time.Now().UnixMilli(), Values: map[string]float64{"battery_pct": pct}})
 		if i == 0 {
-			eventually(t, 5*time.Second, "low_battery opened", func() bool { return len(openAlerts(t, r.m, TypeLowBattery)) == 1 })
+			testenv.EventuallyTrue(t, 5*time.Second, "low_battery opened", func() bool { return len(openAlerts(t, r.m, TypeLowBattery)) == 1 })
 		}
 	}
-	eventually(t, 5*time.Second, "low_battery cleared at 35 %", func() bool {
+	testenv.EventuallyTrue(t, 5*time.Second, "low_battery cleared at 35 %", func() bool {
 		_, ok := alertWith(t, r.m, TypeLowBattery, func(a Alert) bool {
 			return a.Status == StatusResolved && a.Note == "cleared: battery 35 %" && a.Device == "fd-9"
 		})
@@ -157,14 +159,14 @@ func TestRulesThroughService(t *testing.T) {
 	// 4. The fall detector's connection is lost: device_offline and
 	// unprotected for res-9; back online: unprotected resolves.
 	e.publish("fd-9", device.ChanStatus, device.Status{V: 1, Device: "fd-9", TS: time.Now().UnixMilli(), State: device.Offline, Reason: device.ReasonLastWill})
-	eventually(t, 5*time.Second, "unprotected opened", func() bool {
+	testenv.EventuallyTrue(t, 5*time.Second, "unprotected opened", func() bool {
 		_, ok := alertWith(t, r.m, TypeUnprotected, func(a Alert) bool {
 			return a.Open() && *a.Resident == "res-9" && a.Severity == SeverityHigh && a.Detail == "safety devices offline: fall_detector fd-9"
 		})
 		return ok
 	})
 	e.publish("fd-9", device.ChanStatus, device.Status{V: 1, Device: "fd-9", TS: time.Now().UnixMilli(), State: device.Online, Reason: device.ReasonBoot})
-	eventually(t, 5*time.Second, "unprotected resolved", func() bool {
+	testenv.EventuallyTrue(t, 5*time.Second, "unprotected resolved", func() bool {
 		_, ok := alertWith(t, r.m, TypeUnprotected, func(a Alert) bool { return a.Status == StatusResolved })
 		return ok
 	})
@@ -172,10 +174,10 @@ func TestRulesThroughService(t *testing.T) {
 	// 5. Bed exit at night: bed_exit at once; not back within 2 s:
 	// out_of_bed_night; back in bed: it resolves.
 	e.publish("bed-9", device.ChanEvent, device.Event{V: 1, Device: "bed-9", Boot: 1, ID: 1, Seq: 1, TS: time.Now().UnixMilli(), Type: device.EventBedExit})
-	eventually(t, 5*time.Second, "bed_exit opened", func() bool { return len(openAlerts(t, r.m, TypeBedExit)) == 1 })
-	eventually(t, 10*time.Second, "out_of_bed_night opened", func() bool { return len(openAlerts(t, r.m, TypeOutOfBedNight)) == 1 })
+	testenv.EventuallyTrue(t, 5*time.Second, "bed_exit opened", func() bool { return len(openAlerts(t, r.m, TypeBedExit)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "out_of_bed_night opened", func() bool { return len(openAlerts(t, r.m, TypeOutOfBedNight)) == 1 })
 	e.publish("bed-9", device.ChanEvent, device.Event{V: 1, Device: "bed-9", Boot: 1, ID: 2, Seq: 2, TS: time.Now().UnixMilli(), Type: device.EventBedEntry})
-	eventually(t, 5*time.Second, "out_of_bed_night resolved", func() bool {
+	testenv.EventuallyTrue(t, 5*time.Second, "out_of_bed_night resolved", func() bool {
 		_, ok := alertWith(t, r.m, TypeOutOfBedNight, func(a Alert) bool {
 			return a.Status == StatusResolved && strings.HasPrefix(a.Note, "cleared: back in bed at ")
 		})
@@ -197,6 +199,7 @@ var _ Directory = (*registry.Snapshot)(nil)
 // neither be suppressed nor cleared from another site), nothing is opened.
 // The same terminal's meal with a card of its own site is recorded.
 func TestMealCardOfAnotherSite(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	dir := testDirectory{loc: time.UTC, kinds: map[string]string{"meal-1": "meal_terminal"},
 		cards:     map[string]string{"card-own": "res-own", "card-far": "res-far"},
@@ -215,7 +218,7 @@ func TestMealCardOfAnotherSite(t *testing.T) {
 		ra := r.svc.rules.absence.residents[resident]
 		return ra != nil && ra.meals["lunch"] != ""
 	}
-	eventually(t, 10*time.Second, "own-site meal recorded", func() bool { return recorded("res-own") })
+	testenv.EventuallyTrue(t, 10*time.Second, "own-site meal recorded", func() bool { return recorded("res-own") })
 	if recorded("res-far") {
 		t.Error("a meal was recorded for another site's resident")
 	}

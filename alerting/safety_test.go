@@ -3,6 +3,7 @@ package alerting
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -62,6 +63,24 @@ func startSimValve(t *testing.T, e *env, dev string) *simValve {
 	return v
 }
 
+// historyWith waits until the history of alert id holds every one of
+// wants (a command's state changes before its history entry is written)
+// and returns it as historyText does.
+func historyWith(t *testing.T, m *Manager, id int64, wants ...string) string {
+	t.Helper()
+	var h string
+	testenv.Eventually(t, 10*time.Second, func() string {
+		h = historyText(t, m, id)
+		for _, w := range wants {
+			if !strings.Contains(h, w) {
+				return fmt.Sprintf("history lacks %q:\n%s", w, h)
+			}
+		}
+		return ""
+	})
+	return h
+}
+
 func historyText(t *testing.T, m *Manager, id int64) string {
 	t.Helper()
 	h, err := m.History(context.Background(), id)
@@ -83,9 +102,16 @@ func historyText(t *testing.T, m *Manager, id int64) string {
 // is not confirmed closed. An alarm_test opens nothing; smoke is critical;
 // a water leak and a tamper open their alerts.
 func TestGasClosesValves(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
+	// The service's clock runs with the wall clock plus skew: valve-ok
+	// answers well within the timeouts; the test moves the clock past
+	// them for valve-dead's next try.
+	const timeout = 20 * time.Second
+	var skew atomic.Int64
 	r := e.start(func(c *Config) {
-		c.Commands = CommandConfig{AckTimeout: 400 * time.Millisecond, ConfirmTimeout: 400 * time.Millisecond, MaxTries: 3, Tick: 50 * time.Millisecond}
+		c.Commands = CommandConfig{AckTimeout: timeout, ConfirmTimeout: timeout, MaxTries: 3, Tick: 50 * time.Millisecond}
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	})
 	ok := startSimValve(t, e, "valve-ok")
 	// Both valves report their state once, so the service knows them.
@@ -94,14 +120,14 @@ func TestGasClosesValves(t *testing.T) {
 		e.publish(v, device.ChanTelemetry, device.Telemetry{V: 1, Device: v, Boot: 9, ID: 1, Seq: 1, TS: now.UnixMilli(),
 			Values: map[string]float64{"valve_open": 1}})
 	}
-	eventually(t, 10*time.Second, "valves known", func() bool { return len(r.svc.valvesFor("demo", "gas-1")) == 2 })
+	testenv.EventuallyTrue(t, 10*time.Second, "valves known", func() bool { return len(r.svc.valvesFor("demo", "gas-1")) == 2 })
 
 	e.publish("gas-1", device.ChanEvent, device.Event{V: 1, Device: "gas-1", Boot: 1, ID: 1, Seq: 1, TS: time.Now().UnixMilli(),
 		Type: device.EventAlarmTest, Attrs: map[string]any{"result": "ok"}})
 	e.publish("gas-1", device.ChanEvent, device.Event{V: 1, Device: "gas-1", Boot: 1, ID: 2, Seq: 2, TS: time.Now().UnixMilli(),
 		Type: device.EventGas, Attrs: map[string]any{"gas_lel_pct": 12.0}})
 	var gas Alert
-	eventually(t, 10*time.Second, "gas alert", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "gas alert", func() bool {
 		a := openAlerts(t, r.m, TypeGas)
 		if len(a) == 1 {
 			gas = a[0]
@@ -111,7 +137,26 @@ func TestGasClosesValves(t *testing.T) {
 	if gas.Severity != SeverityCritical || gas.Device != "gas-1" || !strings.Contains(gas.Detail, "12 %LEL") {
 		t.Fatalf("gas alert = %+v", gas)
 	}
-	eventually(t, 20*time.Second, "both commands final", func() bool {
+	command := func(dev string) CommandStatus {
+		for _, c := range r.svc.Commands(gas.ID) {
+			if c.Device == dev {
+				return c
+			}
+		}
+		return CommandStatus{}
+	}
+	testenv.EventuallyTrue(t, 10*time.Second, "valve-ok confirmed, valve-dead sent once", func() bool {
+		return command("valve-ok").State == CommandConfirmed && command("valve-dead").State == CommandSent && command("valve-dead").Tries == 1
+	})
+	for try := 2; try <= 3; try++ {
+		skew.Add(int64(timeout + time.Second))
+		testenv.EventuallyTrue(t, 10*time.Second, fmt.Sprintf("valve-dead try %d", try), func() bool {
+			c := command("valve-dead")
+			return c.State == CommandSent && c.Tries == try
+		})
+	}
+	skew.Add(int64(timeout + time.Second))
+	testenv.EventuallyTrue(t, 20*time.Second, "both commands final", func() bool {
 		cs := r.svc.Commands(gas.ID)
 		final := 0
 		for _, c := range cs {
@@ -138,16 +183,10 @@ func TestGasClosesValves(t *testing.T) {
 	if n := ok.received.Load(); n != 1 {
 		t.Errorf("valve-ok received %d commands, want 1", n)
 	}
-	h := historyText(t, r.m, gas.ID)
-	for _, want := range []string{
+	h := historyWith(t, r.m, gas.ID,
 		"valve_close", "to valve-ok: sent (try 1 of 3", "to valve-ok: acknowledged: gateway answered accepted",
 		"to valve-ok: confirmed: the device reports valve_open = 0",
-		"to valve-dead: sent (try 3 of 3", "to valve-dead: failed: no acknowledgement after 3 tries; the valve is NOT confirmed closed",
-	} {
-		if !strings.Contains(h, want) {
-			t.Errorf("history lacks %q:\n%s", want, h)
-		}
-	}
+		"to valve-dead: sent (try 3 of 3", "to valve-dead: failed: no acknowledgement after 3 tries; the valve is NOT confirmed closed")
 	if strings.Contains(h, "to valve-dead: sent (try 4") {
 		t.Errorf("more than MaxTries tries:\n%s", h)
 	}
@@ -167,7 +206,7 @@ func TestGasClosesValves(t *testing.T) {
 	e.publish("smoke-1", device.ChanEvent, device.Event{V: 1, Device: "smoke-1", Boot: 1, ID: 2, Seq: 2, TS: time.Now().UnixMilli(), Type: device.EventSmoke})
 	e.publish("leak-1", device.ChanEvent, device.Event{V: 1, Device: "leak-1", Boot: 1, ID: 1, Seq: 1, TS: time.Now().UnixMilli(), Type: device.EventWaterLeak})
 	e.publish("leak-1", device.ChanEvent, device.Event{V: 1, Device: "leak-1", Boot: 1, ID: 2, Seq: 2, TS: time.Now().UnixMilli(), Type: device.EventTamper})
-	eventually(t, 10*time.Second, "smoke, leak and tamper alerts", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "smoke, leak and tamper alerts", func() bool {
 		return len(openAlerts(t, r.m, TypeSmoke)) == 1 && len(openAlerts(t, r.m, TypeWaterLeak)) == 1 && len(openAlerts(t, r.m, TypeTamper)) == 1
 	})
 	if a := openAlerts(t, r.m, TypeSmoke)[0]; a.Severity != SeverityCritical {
@@ -184,6 +223,7 @@ func TestGasClosesValves(t *testing.T) {
 // TestSendCommandRefused: a refused ack ends the command at once (no retry)
 // and an action the device's kind lacks is refused before sending.
 func TestSendCommandRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.start(func(c *Config) {
 		c.Commands = CommandConfig{AckTimeout: 5 * time.Second, MaxTries: 3, Tick: 50 * time.Millisecond}
@@ -201,7 +241,7 @@ func TestSendCommandRefused(t *testing.T) {
 	ack, _ := json.Marshal(device.CommandAck{V: 1, Device: "siren-9", ID: id, TS: time.Now().UnixMilli(), Status: device.AckRefused,
 		Reason: device.ReasonUnknownDevice, Error: "no device siren-9 behind gw-1"})
 	e.publishRaw(device.CommandAckTopic(e.root, "demo", "siren-9"), ack)
-	eventually(t, 10*time.Second, "command failed", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "command failed", func() bool {
 		cs := r.svc.Commands(0)
 		return len(cs) == 1 && cs[0].State == CommandFailed
 	})
@@ -222,6 +262,7 @@ var (
 // loop has a broker connection (a gas event from the persistent session at
 // start) is queued and sent at the first tick, not dropped.
 func TestCommandQueuedBeforeConnect(t *testing.T) {
+	t.Parallel()
 	m := openTestManager(t, sqldbtest.SQLiteDSN(t))
 	svc, err := New(Config{MQTTURL: "tcp://127.0.0.1:1", ClientID: "q"}, m, nil, nil, slog.New(slog.DiscardHandler))
 	if err != nil {

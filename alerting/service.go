@@ -191,6 +191,9 @@ type Service struct {
 	lanes   *lanes
 	started atomic.Bool // Run reloaded the open alerts
 	store   storeHealth // see durably
+	// offlineChecks counts the offline checks done (offlineLoop), so a
+	// test that moves the injected clock can wait for a check after it.
+	offlineChecks atomic.Uint64
 }
 
 // New checks cfg and registers the metrics (eldercare_alerting_*) on reg.

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,11 +33,12 @@ const testSecret = "s3cret-for-tests"
 
 // hook is a real HTTP webhook receiver on loopback that checks signatures.
 type hook struct {
-	mu   sync.Mutex
-	got  []Change
-	bad  []string
-	srv  *httptest.Server
-	fail int // answer 503 to the first fail requests
+	mu     sync.Mutex
+	got    []Change
+	bad    []string
+	srv    *httptest.Server
+	fail   int // answer 503 to the first fail requests
+	failed int // requests answered 503
 }
 
 func newHook(t *testing.T) *hook {
@@ -47,6 +49,7 @@ func newHook(t *testing.T) *hook {
 		defer h.mu.Unlock()
 		if h.fail > 0 {
 			h.fail--
+			h.failed++
 			http.Error(w, "try later", http.StatusServiceUnavailable)
 			return
 		}
@@ -91,18 +94,22 @@ func (h *hook) check(t *testing.T) {
 }
 
 type env struct {
-	t       *testing.T
-	url     string
-	root    string
-	dsn     string
-	hook    *hook
-	pub     paho.Client
-	binding map[string]string // device -> resident
+	t        *testing.T
+	url      string
+	root     string
+	dsn      string
+	clientID string // of the Service that start runs
+	hook     *hook
+	pub      paho.Client
+	binding  map[string]string // device -> resident
 }
 
+// newEnv gives a test its own embedded broker (the product's, mochi-mqtt:
+// these tests are about the alerting service, not about Mosquitto), a
+// fresh SQLite alert store and a webhook receiver.
 func newEnv(t *testing.T) *env {
-	e := &env{t: t, url: testenv.Mosquitto(t), root: testenv.TopicRoot(t), dsn: sqldbtest.SQLiteDSN(t), hook: newHook(t),
-		binding: map[string]string{}}
+	e := &env{t: t, url: testenv.EmbeddedBroker(t).URL(), root: testenv.TopicRoot(t), dsn: sqldbtest.SQLiteDSN(t),
+		clientID: testenv.ClientID(t, "alerting"), hook: newHook(t), binding: map[string]string{}}
 	c, err := mqttconn.Connect(context.Background(), mqttconn.Options{URL: e.url, ClientID: testenv.ClientID(t, "pub"), CleanSession: true,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -120,12 +127,12 @@ type running struct {
 	stop func()
 }
 
-// start runs a Service (client id fixed per test, so a restart resumes the
-// persistent session) until the returned stop is called.
+// start runs a Service (client id fixed per env, so a restart resumes the
+// persistent sessions) until the returned stop is called.
 func (e *env) start(mod func(*Config)) *running {
 	t := e.t
 	m := openTestManager(t, e.dsn)
-	cfg := Config{MQTTURL: e.url, Root: e.root, ClientID: testenv.ClientID(t, "alerting"),
+	cfg := Config{MQTTURL: e.url, Root: e.root, ClientID: e.clientID,
 		WebhookURL: e.hook.srv.URL, WebhookSecret: testSecret}
 	if mod != nil {
 		mod(&cfg)
@@ -155,7 +162,7 @@ func (e *env) start(mod func(*Config)) *running {
 	// Wait until the subscription is live: a probe status message must be
 	// seen. (Run subscribes in OnConnect.)
 	probe := fmt.Sprintf("probe-%d", time.Now().UnixNano()%1e9)
-	eventually(t, 10*time.Second, "service subscribed", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "service subscribed", func() bool {
 		e.publish(probe, device.ChanStatus, device.Status{V: 1, Device: probe, TS: time.Now().UnixMilli(), State: device.Offline, Reason: device.ReasonShutdown})
 		return counterSum(reg, "eldercare_alerting_rejected_total") == 0 && svc.knows(probe)
 	})
@@ -181,15 +188,17 @@ func (e *env) publishRaw(topic string, b []byte) {
 	}
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// outboxSettled waits until every notification in m's outbox is done with
+// (delivered, refused for good or skipped by every receiver): the
+// receivers then have all that the decisions stored so far will ever give
+// them, so a test can count what they got.
+func outboxSettled(t *testing.T, m *Manager) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.EventuallyTrue(t, 30*time.Second, "outbox settled", func() bool {
+		var pending int
+		err := m.db.QueryRow(`SELECT COUNT(*) FROM alert_outbox WHERE sent_ms IS NULL`).Scan(&pending)
+		return err == nil && pending == 0
+	})
 }
 
 func counterSum(reg *prometheus.Registry, name string) float64 {
@@ -243,17 +252,27 @@ func bidmc(t *testing.T, name string) []map[string]float64 {
 	return out
 }
 
-// replay publishes readings 1 s apart in device time, 10 ms apart in wall
-// time (100x), anchored so the last sample is stamped when the replay ends.
+// replay publishes readings 1 s apart in device time (the time the rules
+// go by), one after the other, the last one stamped now.
 func (e *env) replay(dev string, rows []map[string]float64, boot uint32) {
 	e.t.Helper()
-	end := time.Now().Add(time.Duration(len(rows)) * 10 * time.Millisecond)
+	end := time.Now()
 	for i, vals := range rows {
 		ts := end.Add(-time.Duration(len(rows)-1-i) * time.Second)
 		e.publish(dev, device.ChanTelemetry, device.Telemetry{V: 1, Device: dev, Boot: boot, ID: uint64(i + 1), Seq: uint64(i + 1),
 			TS: ts.UnixMilli(), Values: vals})
-		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// readingsHandled publishes the status of a new device probe on the
+// readings and status session and waits until the service has handled it:
+// then every reading published before it is handled too (one session, in
+// order). A fall is no such marker: events come on another session and
+// lane.
+func (e *env) readingsHandled(r *running, probe string) {
+	e.t.Helper()
+	e.publish(probe, device.ChanStatus, device.Status{V: 1, Device: probe, TS: time.Now().UnixMilli(), State: device.Online})
+	testenv.EventuallyTrue(e.t, 20*time.Second, probe+" handled", func() bool { return r.svc.knows(probe) })
 }
 
 func (e *env) fall(dev string, id uint64) {
@@ -277,6 +296,7 @@ func openAlerts(t *testing.T, m *Manager, typ string) []Alert {
 }
 
 func TestBIDMC32LowSpO2AndRestart(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	rows := bidmc(t, "bidmc_32")
 	e.binding["vm-32"] = "res-032"
@@ -295,7 +315,8 @@ func TestBIDMC32LowSpO2AndRestart(t *testing.T) {
 	local := make(chan Change, 64)
 	r := e.start(func(c *Config) { c.Receivers = append(c.Receivers, chanReceiver(local)) })
 	e.replay("vm-32", rows, 1)
-	eventually(t, 15*time.Second, "opened webhook", func() bool { return len(e.hook.changes(TypeSpO2Low, EventOpened)) > 0 })
+	e.readingsHandled(r, "probe-32a")
+	testenv.EventuallyTrue(t, 15*time.Second, "opened webhook", func() bool { return len(e.hook.changes(TypeSpO2Low, EventOpened)) > 0 })
 
 	alerts := openAlerts(t, r.m, TypeSpO2Low)
 	if len(alerts) != 1 {
@@ -335,7 +356,7 @@ func TestBIDMC32LowSpO2AndRestart(t *testing.T) {
 	r.stop()
 	r2 := e.start(nil)
 	e.replay("vm-32", rows[:60], 2)
-	eventually(t, 15*time.Second, "repeated history entry", func() bool {
+	testenv.EventuallyTrue(t, 15*time.Second, "repeated history entry", func() bool {
 		h, err := r2.m.History(context.Background(), a.ID)
 		if err != nil {
 			t.Fatal(err)
@@ -347,7 +368,11 @@ func TestBIDMC32LowSpO2AndRestart(t *testing.T) {
 		}
 		return false
 	})
-	time.Sleep(2500 * time.Millisecond) // two dispatcher polls
+	// Every reading is handled and every notification the restarted
+	// service wrote has been delivered: a second "opened" would be at the
+	// webhook now.
+	e.readingsHandled(r2, "probe-32b")
+	outboxSettled(t, r2.m)
 	if n := len(openAlerts(t, r2.m, TypeSpO2Low)); n != 1 {
 		t.Errorf("%d open spo2_low alerts after restart, want 1", n)
 	}
@@ -361,7 +386,7 @@ func TestBIDMC32LowSpO2AndRestart(t *testing.T) {
 	if _, err := other.Acknowledge(context.Background(), a.ID, "nurse-li", "dashboard"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "acknowledged webhook", func() bool { return len(e.hook.changes(TypeSpO2Low, EventAcknowledged)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "acknowledged webhook", func() bool { return len(e.hook.changes(TypeSpO2Low, EventAcknowledged)) == 1 })
 	h, _ := other.History(context.Background(), a.ID)
 	var notified int
 	for _, x := range h {
@@ -376,13 +401,12 @@ func TestBIDMC32LowSpO2AndRestart(t *testing.T) {
 }
 
 func TestBIDMC01NoVitalsAlert(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["vm-01"] = "res-001"
 	r := e.start(nil)
 	e.replay("vm-01", bidmc(t, "bidmc_01"), 1)
-	// A fall published after the replay is processed after it.
-	e.fall("fd-marker", 1)
-	eventually(t, 15*time.Second, "marker fall alert", func() bool { return len(openAlerts(t, r.m, TypeFall)) == 1 })
+	e.readingsHandled(r, "probe-01")
 	if n := counterSum(r.reg, "eldercare_alerting_rejected_total"); n != 0 {
 		t.Errorf("%g readings rejected", n)
 	}
@@ -394,6 +418,7 @@ func TestBIDMC01NoVitalsAlert(t *testing.T) {
 }
 
 func TestFallSOSUnassignedAndMalformed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["fd-1"] = "res-001"
 	r := e.start(nil)
@@ -406,7 +431,7 @@ func TestFallSOSUnassignedAndMalformed(t *testing.T) {
 	e.fall("fd-new", 1)
 	e.publish("sos-1", device.ChanEvent, device.Event{V: 1, Device: "sos-1", Boot: 1, ID: 1, Seq: 1, TS: time.Now().UnixMilli(), Type: device.EventSOS})
 
-	eventually(t, 10*time.Second, "fall and sos alerts", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "fall and sos alerts", func() bool {
 		return len(openAlerts(t, r.m, TypeFall)) == 2 && len(openAlerts(t, r.m, TypeSOS)) == 1
 	})
 	if n := counterSum(r.reg, "eldercare_alerting_rejected_total"); n != 2 {
@@ -431,7 +456,7 @@ func TestFallSOSUnassignedAndMalformed(t *testing.T) {
 	if !strings.Contains(string(b), `"resident":null`) || !strings.Contains(string(b), `"unassigned":true`) {
 		t.Errorf("unassigned JSON %s", b)
 	}
-	eventually(t, 10*time.Second, "repeated fall in history", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "repeated fall in history", func() bool {
 		h, _ := r.m.History(context.Background(), bound.ID)
 		if len(h) < 2 {
 			return false
@@ -443,18 +468,19 @@ func TestFallSOSUnassignedAndMalformed(t *testing.T) {
 		}
 		return false
 	})
-	eventually(t, 10*time.Second, "3 opened webhooks", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "3 opened webhooks", func() bool {
 		return len(e.hook.changes(TypeFall, EventOpened)) == 2 && len(e.hook.changes(TypeSOS, EventOpened)) == 1
 	})
 	e.hook.check(t)
 }
 
 func TestWebhookRetryAndPermanent(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.hook.fail = 2 // two 503s, then success
 	r := e.start(nil)
 	e.fall("fd-r", 1)
-	eventually(t, 20*time.Second, "webhook after retries", func() bool { return len(e.hook.changes(TypeFall, EventOpened)) == 1 })
+	testenv.EventuallyTrue(t, 20*time.Second, "webhook after retries", func() bool { return len(e.hook.changes(TypeFall, EventOpened)) == 1 })
 	if n := counterSum(r.reg, "eldercare_alerting_notifications_total"); n < 3 {
 		t.Errorf("%g delivery attempts counted, want >= 3", n)
 	}
@@ -475,37 +501,42 @@ func TestWebhookRetryAndPermanent(t *testing.T) {
 }
 
 func TestDevicePermanentFailureRecorded(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	gone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "bad", http.StatusBadRequest) }))
 	defer gone.Close()
 	r := e.start(func(c *Config) { c.WebhookURL = gone.URL })
 	e.fall("fd-p", 1)
-	eventually(t, 10*time.Second, "outbox settled", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "outbox settled", func() bool {
 		var status string
 		err := r.m.db.QueryRow(`SELECT status FROM alert_deliveries WHERE receiver = 'webhook'`).Scan(&status)
 		return err == nil && status == deliveryFailed
 	})
 	// Receivers deliver independently: the row is settled once the other
 	// receivers (local, mqtt) are done too.
-	eventually(t, 10*time.Second, "outbox row settled after a permanent failure", func() bool {
-		var pending int
-		r.m.db.QueryRow(`SELECT COUNT(*) FROM alert_outbox WHERE sent_ms IS NULL`).Scan(&pending)
-		return pending == 0
-	})
+	outboxSettled(t, r.m)
 }
 
 func TestOffline(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
-	r := e.start(func(c *Config) { c.OfflineTimeout = 2 * time.Second })
-	now := func() int64 { return time.Now().UnixMilli() }
+	// The offline timer runs on an injected clock, moved by the test.
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	r := e.start(func(c *Config) { c.OfflineTimeout = 2 * time.Second; c.Now = now })
 	status := func(dev string, st device.State, reason string) device.Status {
-		return device.Status{V: 1, Device: dev, TS: now(), State: st, Reason: reason}
+		return device.Status{V: 1, Device: dev, TS: now().UnixMilli(), State: st, Reason: reason}
 	}
 	e.publish("dev-will", device.ChanStatus, status("dev-will", device.Online, device.ReasonBoot))
 	e.publish("dev-clean", device.ChanStatus, status("dev-clean", device.Online, device.ReasonBoot))
-	e.publish("dev-silent", device.ChanTelemetry, device.Telemetry{V: 1, Device: "dev-silent", Boot: 1, ID: 1, Seq: 1, TS: now(), Values: map[string]float64{"room_temp_c": 21}})
+	e.publish("dev-silent", device.ChanTelemetry, device.Telemetry{V: 1, Device: "dev-silent", Boot: 1, ID: 1, Seq: 1, TS: now().UnixMilli(), Values: map[string]float64{"room_temp_c": 21}})
 	e.publish("dev-will", device.ChanStatus, status("dev-will", device.Offline, device.ReasonLastWill))
 	e.publish("dev-clean", device.ChanStatus, status("dev-clean", device.Offline, device.ReasonShutdown))
+	// A later message of the same session: once it is handled, so are the
+	// ones above, all heard at the clock's start.
+	e.publish("probe-off", device.ChanStatus, status("probe-off", device.Offline, device.ReasonShutdown))
+	testenv.EventuallyTrue(t, 10*time.Second, "probe handled", func() bool { return r.svc.knows("probe-off") })
 
 	byDevice := func() map[string]Alert {
 		out := map[string]Alert{}
@@ -514,9 +545,17 @@ func TestOffline(t *testing.T) {
 		}
 		return out
 	}
-	eventually(t, 10*time.Second, "last-will alert", func() bool { _, ok := byDevice()["dev-will"]; return ok })
-	eventually(t, 10*time.Second, "silence alert", func() bool { _, ok := byDevice()["dev-silent"]; return ok })
-	time.Sleep(1500 * time.Millisecond) // past the timeout for dev-clean too
+	testenv.EventuallyTrue(t, 10*time.Second, "last-will alert", func() bool { _, ok := byDevice()["dev-will"]; return ok })
+	if _, ok := byDevice()["dev-silent"]; ok {
+		t.Fatal("silence alert before the timeout")
+	}
+	// Past the timeout of every device heard above; the second offline
+	// check that ends after the move began after it, so every verdict due
+	// is applied by then.
+	clock.Add(int64(3 * time.Second))
+	checks := r.svc.offlineChecks.Load()
+	testenv.EventuallyTrue(t, 10*time.Second, "silence alert", func() bool { _, ok := byDevice()["dev-silent"]; return ok })
+	testenv.EventuallyTrue(t, 10*time.Second, "an offline check after the clock moved", func() bool { return r.svc.offlineChecks.Load() >= checks+2 })
 	got := byDevice()
 	if _, ok := got["dev-clean"]; ok {
 		t.Errorf("clean shutdown raised %+v", got["dev-clean"])
@@ -530,7 +569,7 @@ func TestOffline(t *testing.T) {
 	// Coming back does not resolve, but notes it.
 	silent := got["dev-silent"]
 	e.publish("dev-silent", device.ChanStatus, status("dev-silent", device.Online, device.ReasonBoot))
-	eventually(t, 10*time.Second, "back-online note", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "back-online note", func() bool {
 		h, _ := r.m.History(context.Background(), silent.ID)
 		for _, x := range h {
 			if x.Action == ActionComment && x.Detail == "device back online" {

@@ -30,7 +30,9 @@ func openTestManager(t *testing.T, dsn string) *Manager {
 func strp(s string) *string { return &s }
 
 func TestStore(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		m := openTestManager(t, dsn)
 		// Migrations are idempotent: a second manager on the same database.

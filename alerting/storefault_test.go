@@ -10,6 +10,7 @@ import (
 
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // gauge returns the value of a gauge (summed over its series).
@@ -41,11 +42,7 @@ func gauge(t *testing.T, r *running, name string) float64 {
 // is settled.
 func onceEach(t *testing.T, e *env, m *Manager, dev string) {
 	t.Helper()
-	eventually(t, 30*time.Second, "outbox settled", func() bool {
-		var pending int
-		err := m.db.QueryRow(`SELECT COUNT(*) FROM alert_outbox WHERE sent_ms IS NULL`).Scan(&pending)
-		return err == nil && pending == 0
-	})
+	outboxSettled(t, m)
 	e.hook.check(t)
 	e.hook.mu.Lock()
 	defer e.hook.mu.Unlock()
@@ -68,17 +65,27 @@ func onceEach(t *testing.T, e *env, m *Manager, dev string) {
 }
 
 // TestFallWhileSQLiteLocked: another connection holds the SQLite alert
-// store's write lock for 20 s (BEGIN EXCLUSIVE, as a sqlite3 shell or a
-// backup tool does) while a fall arrives. The fall is held, not acked and
-// not dropped: /readyz's check and the gauge say the store is failing, and
-// once the lock ends the alert opens and its first notification reaches the
-// webhook exactly once.
+// store's write lock (BEGIN EXCLUSIVE, as a sqlite3 shell or a backup tool
+// does) while a fall arrives, for four times busy_timeout (a 20 s lock
+// against the production busy_timeout of 5 s; here busy_timeout is set to
+// 500 ms and the lock held 2 s, so that the test takes seconds). The fall
+// is held, not acked and not dropped: /readyz's check and the gauge say
+// the store is failing, and once the lock ends the alert opens and its
+// first notification reaches the webhook exactly once.
 func TestFallWhileSQLiteLocked(t *testing.T) {
+	t.Parallel()
+	const busyTimeout = 500 * time.Millisecond
 	e := newEnv(t)
+	e.dsn += fmt.Sprintf("?_pragma=busy_timeout(%d)", busyTimeout.Milliseconds())
 	r := e.start(nil)
-	if err := r.svc.Ready(); err != nil {
-		t.Fatalf("Ready before the lock: %v", err)
-	}
+	// Ready once both sessions' subscriptions are acknowledged, which may
+	// come just after start's probe is handled.
+	testenv.Eventually(t, 10*time.Second, func() string {
+		if err := r.svc.Ready(); err != nil {
+			return "Ready before the lock: " + err.Error()
+		}
+		return ""
+	})
 
 	ctx := context.Background()
 	other, err := sqldb.Open(ctx, e.dsn)
@@ -97,25 +104,31 @@ func TestFallWhileSQLiteLocked(t *testing.T) {
 	locked := time.Now()
 	e.fall("fd-lock", 1)
 
-	// busy_timeout is 5 s: after it the decision is retried, and the
-	// engine says so.
-	eventually(t, 15*time.Second, "store failing reported", func() bool {
+	// After busy_timeout the decision is retried, and the engine says so.
+	testenv.EventuallyTrue(t, 15*time.Second, "store failing reported", func() bool {
 		return r.svc.Ready() != nil && gauge(t, r, "eldercare_alerting_store_failing") == 1
 	})
 	t.Logf("not ready after %s: %v", time.Since(locked).Round(time.Millisecond), r.svc.Ready())
 	if n := len(openAlerts(t, r.m, TypeFall)); n != 0 {
 		t.Fatalf("%d fall alerts readable while the writer lock is held", n)
 	}
-	time.Sleep(time.Until(locked.Add(20 * time.Second)))
+	time.Sleep(time.Until(locked.Add(4 * busyTimeout))) // the lock's length: the scenario, not a wait for something
+	if n := len(openAlerts(t, r.m, TypeFall)); n != 0 {
+		t.Fatalf("%d fall alerts readable while the writer lock is held", n)
+	}
+	if err := r.svc.Ready(); err == nil {
+		t.Fatal("ready while the fall's decision cannot be stored")
+	}
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		t.Fatal(err)
 	}
 	unlocked := time.Now()
-	eventually(t, 15*time.Second, "fall alert opened after the lock", func() bool {
+	t.Logf("lock held %s", unlocked.Sub(locked).Round(time.Millisecond))
+	testenv.EventuallyTrue(t, 15*time.Second, "fall alert opened after the lock", func() bool {
 		return len(e.hook.changes(TypeFall, EventOpened)) > 0
 	})
 	t.Logf("opened notification %s after the lock ended", time.Since(unlocked).Round(time.Millisecond))
-	eventually(t, 10*time.Second, "ready again", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "ready again", func() bool {
 		return r.svc.Ready() == nil && gauge(t, r, "eldercare_alerting_store_failing") == 0
 	})
 	if n := gauge(t, r, "eldercare_alerting_store_retries_total"); n < 1 {
@@ -133,6 +146,7 @@ func TestFallWhileSQLiteLocked(t *testing.T) {
 // arrives at two alerting replicas. The alert opens once, and its first
 // notification reaches the webhook exactly once.
 func TestFallWhilePostgresTerminatesConnections(t *testing.T) {
+	t.Parallel()
 	base := sqldbtest.PostgresDSN(t)
 	u, err := url.Parse(base)
 	if err != nil {
@@ -169,11 +183,11 @@ func TestFallWhilePostgresTerminatesConnections(t *testing.T) {
 		killed += terminate()
 	}
 	t.Logf("%d connections terminated", killed)
-	eventually(t, 30*time.Second, "fall alert opened", func() bool {
+	testenv.EventuallyTrue(t, 30*time.Second, "fall alert opened", func() bool {
 		return len(e.hook.changes(TypeFall, EventOpened)) > 0
 	})
 	for _, r := range []*running{a, b} {
-		eventually(t, 10*time.Second, "ready again", func() bool { return r.svc.Ready() == nil })
+		testenv.EventuallyTrue(t, 10*time.Second, "ready again", func() bool { return r.svc.Ready() == nil })
 	}
 	retries := gauge(t, a, "eldercare_alerting_store_retries_total") + gauge(t, b, "eldercare_alerting_store_retries_total")
 	t.Logf("store retries: %v", retries)
@@ -183,7 +197,7 @@ func TestFallWhilePostgresTerminatesConnections(t *testing.T) {
 	// The test's own pooled connections were terminated too: the first
 	// read may fail once.
 	var open []Alert
-	eventually(t, 10*time.Second, "alerts listed", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "alerts listed", func() bool {
 		var err error
 		open, err = a.m.List(context.Background(), Filter{Status: []string{StatusOpen}})
 		return err == nil
@@ -201,13 +215,14 @@ func TestFallWhilePostgresTerminatesConnections(t *testing.T) {
 // published after that is. Without it (TestBIDMC32LowSpO2AndRestart and
 // the restart tests), the sessions keep what arrives meanwhile.
 func TestRetireUnsubscribes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.start(func(c *Config) { c.UnsubscribeOnStop = true })
 	r.stop()
 	e.fall("fd-away", 1)
 	r2 := e.start(nil)
 	e.fall("fd-after", 1)
-	eventually(t, 10*time.Second, "fall after the comeback alerted", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "fall after the comeback alerted", func() bool {
 		return len(alertsOf(t, r2.m, "fd-after", TypeFall)) == 1
 	})
 	if n := len(alertsOf(t, r2.m, "fd-away", TypeFall)); n != 0 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/device/registry"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // supRegistry: site s1 with gateway gw-1 serving a vitals monitor, a
@@ -49,6 +50,7 @@ func supHeartbeat(gw string, at time.Time, devs []string, report ...device.Devic
 // TestSupervisorOwnIntervals: each device is offline only past its own
 // interval; a battery button reporting only on change stays online for 25 h.
 func TestSupervisorOwnIntervals(t *testing.T) {
+	t.Parallel()
 	s := newSup()
 	s.Heard("s1", "vm-1", supT0)
 	s.Heard("s1", "sos-1", supT0)
@@ -88,6 +90,7 @@ func TestSupervisorOwnIntervals(t *testing.T) {
 // online through zigbee2mqtt availability keeps it online past its
 // interval; a report of offline is an offline verdict.
 func TestSupervisorAvailability(t *testing.T) {
+	t.Parallel()
 	s := newSup()
 	s.Heard("s1", "plug-1", supT0)
 	var got []Verdict
@@ -111,6 +114,7 @@ func TestSupervisorAvailability(t *testing.T) {
 // its devices; its devices raise nothing while it is gone; the same for a
 // heartbeat missed.
 func TestSupervisorGatewayLost(t *testing.T) {
+	t.Parallel()
 	for _, how := range []string{"last_will", "heartbeat_missed"} {
 		t.Run(how, func(t *testing.T) {
 			s := newSup()
@@ -155,6 +159,7 @@ func TestSupervisorGatewayLost(t *testing.T) {
 // gateway; anything else is refused, counted each time, reported once, and
 // raises nothing.
 func TestSupervisorScope(t *testing.T) {
+	t.Parallel()
 	s := newSup()
 	s.Heard("s2", "vm-2", supT0)
 	// gw-1's last will lists a device of site s2.
@@ -195,6 +200,7 @@ func TestSupervisorScope(t *testing.T) {
 // without SpO2 is flagged once after VitalGrace, and cleared when SpO2
 // returns.
 func TestSupervisorVitalMissing(t *testing.T) {
+	t.Parallel()
 	s := newSup()
 	full := []device.Reading{{Values: map[string]float64{"hr_bpm": 80, "spo2_pct": 97}}}
 	hrOnly := []device.Reading{{Values: map[string]float64{"hr_bpm": 80, "pulse_bpm": 80}}}
@@ -226,6 +232,7 @@ func TestSupervisorVitalMissing(t *testing.T) {
 // TestSupervisorNoRegistry: without a registry, intervals come from the
 // announced kind and nothing is scoped.
 func TestSupervisorNoRegistry(t *testing.T) {
+	t.Parallel()
 	s := NewSupervisor(SupervisorConfig{})
 	s.Status("x", "vm-9", &device.Status{V: 1, Device: "vm-9", TS: supT0.UnixMilli(), State: device.Online, Kind: device.VitalsMonitor}, false, supT0)
 	if v := s.Tick(supT0.Add(10 * time.Second)); len(v) != 0 {
@@ -254,6 +261,7 @@ var _ SupervisedRegistry = (*registry.Snapshot)(nil)
 // counts from now, not from its old ts; a device neither registered nor
 // announcing a kind gets the fallback interval.
 func TestSupervisorRestart(t *testing.T) {
+	t.Parallel()
 	s := NewSupervisor(SupervisorConfig{Fallback: 2 * time.Minute})
 	old := &device.Status{V: 1, Device: "vm-9", TS: supT0.Add(-time.Hour).UnixMilli(), State: device.Online, Kind: device.VitalsMonitor}
 	s.Status("x", "vm-9", old, true, supT0)
@@ -274,6 +282,7 @@ func TestSupervisorRestart(t *testing.T) {
 // time, injected clock) raises one vital_missing alert, resolved when SpO2
 // is back.
 func TestVitalMissingAlert(t *testing.T) {
+	t.Parallel()
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
@@ -288,7 +297,7 @@ func TestVitalMissingAlert(t *testing.T) {
 		probes++
 		p := fmt.Sprintf("probe-v-%d", probes)
 		e.publish(p, device.ChanStatus, device.Status{V: 1, Device: p, TS: now().UnixMilli(), State: device.Offline, Reason: device.ReasonShutdown})
-		eventually(t, 10*time.Second, p+" handled", func() bool { return r.svc.knows(p) })
+		testenv.EventuallyTrue(t, 10*time.Second, p+" handled", func() bool { return r.svc.knows(p) })
 	}
 	e.publish("vm-v", device.ChanStatus, device.Status{V: 1, Device: "vm-v", TS: now().UnixMilli(), State: device.Online, Reason: device.ReasonBoot, Kind: device.VitalsMonitor})
 	full := map[string]float64{"hr_bpm": 80, "spo2_pct": 97}
@@ -298,14 +307,14 @@ func TestVitalMissingAlert(t *testing.T) {
 		clock.Add(int64(5 * time.Second))
 		send(i, hrOnly)
 	}
-	eventually(t, 10*time.Second, "vital_missing opened", func() bool { return len(openAlerts(t, r.m, TypeVitalMissing)) == 1 })
+	testenv.EventuallyTrue(t, 10*time.Second, "vital_missing opened", func() bool { return len(openAlerts(t, r.m, TypeVitalMissing)) == 1 })
 	a := openAlerts(t, r.m, TypeVitalMissing)[0]
 	if a.Device != "vm-v" || a.Severity != SeverityHigh || !strings.Contains(a.Detail, "spo2_pct") {
 		t.Errorf("alert %+v", a)
 	}
 	clock.Add(int64(time.Second))
 	send(9, full)
-	eventually(t, 10*time.Second, "vital_missing resolved", func() bool { return len(openAlerts(t, r.m, TypeVitalMissing)) == 0 })
+	testenv.EventuallyTrue(t, 10*time.Second, "vital_missing resolved", func() bool { return len(openAlerts(t, r.m, TypeVitalMissing)) == 0 })
 	if n := len(alertsOf(t, r.m, "vm-v", TypeVitalMissing)); n != 1 {
 		t.Errorf("%d vital_missing alerts, want 1", n)
 	}

@@ -20,6 +20,7 @@ import (
 // resident, device = the client id), and a second signal counts as a repeat
 // on it.
 func TestClientTakeoverAlert(t *testing.T) {
+	t.Parallel()
 	root := testenv.TopicRoot(t)
 	quiet := slog.New(slog.DiscardHandler)
 	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: quiet, Root: root, TakeoverLimit: 2, TakeoverWindow: time.Second})
@@ -27,7 +28,7 @@ func TestClientTakeoverAlert(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	e := &env{t: t, url: b.URL(), root: root, dsn: sqldbtest.SQLiteDSN(t), hook: newHook(t), binding: map[string]string{}}
+	e := &env{t: t, url: b.URL(), root: root, dsn: sqldbtest.SQLiteDSN(t), clientID: testenv.ClientID(t, "alerting"), hook: newHook(t), binding: map[string]string{}}
 	pub, err := mqttconn.Connect(context.Background(), mqttconn.Options{URL: e.url, ClientID: testenv.ClientID(t, "pub"), CleanSession: true, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -47,18 +48,18 @@ func TestClientTakeoverAlert(t *testing.T) {
 		}
 	}
 	takeovers()
-	eventually(t, 15*time.Second, "client_takeover alert", func() bool { return len(openAlerts(t, r.m, TypeClientTakeover)) == 1 })
+	testenv.EventuallyTrue(t, 15*time.Second, "client_takeover alert", func() bool { return len(openAlerts(t, r.m, TypeClientTakeover)) == 1 })
 	a := openAlerts(t, r.m, TypeClientTakeover)[0]
 	if a.Severity != SeverityWarning || a.Resident != nil || a.Device != "gw-dup" || a.Site != device.OpsSite ||
 		!strings.Contains(a.Detail, "MQTT client id gw-dup taken over 2 times") {
 		t.Errorf("alert %+v", a)
 	}
-	eventually(t, 15*time.Second, "opened notification", func() bool { return len(e.hook.changes(TypeClientTakeover, EventOpened)) == 1 })
+	testenv.EventuallyTrue(t, 15*time.Second, "opened notification", func() bool { return len(e.hook.changes(TypeClientTakeover, EventOpened)) == 1 })
 
 	// The next window's signal repeats the open alert.
 	time.Sleep(1100 * time.Millisecond) // past the broker's 1 s signalling window
 	takeovers()
-	eventually(t, 15*time.Second, "repeat counted", func() bool {
+	testenv.EventuallyTrue(t, 15*time.Second, "repeat counted", func() bool {
 		all := openAlerts(t, r.m, TypeClientTakeover)
 		return len(all) == 1 && all[0].Repeats >= 1
 	})

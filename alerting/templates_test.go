@@ -41,6 +41,7 @@ func sampleNotice() Notice {
 // TestTemplatesGolden renders every chat template of a sample notification
 // and compares it with testdata/templates/<name>.json (-update rewrites).
 func TestTemplatesGolden(t *testing.T) {
+	t.Parallel()
 	body, err := json.Marshal(sampleNotice())
 	if err != nil {
 		t.Fatal(err)
@@ -116,6 +117,7 @@ func FuzzRenderTemplate(f *testing.F) {
 // TestChatWebhookSend: a chat-robot webhook posts the rendered body and
 // signs exactly those bytes.
 func TestChatWebhookSend(t *testing.T) {
+	t.Parallel()
 	body, _ := json.Marshal(sampleNotice())
 	want, _ := RenderTemplate(TemplateWeCom, body)
 	var got []byte

@@ -17,6 +17,7 @@ import (
 // only after SpO2 >= 92 % held 60 s (device time). 90-91 % neither breaches
 // nor clears.
 func TestThresholdHysteresis(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	run := spo2Every
 	cat := slices.Concat[[]sample]
@@ -61,6 +62,7 @@ func TestThresholdHysteresis(t *testing.T) {
 }
 
 func TestThresholdValidate(t *testing.T) {
+	t.Parallel()
 	nan := math.NaN()
 	ok := SpO2Low
 	tests := []struct {
@@ -100,7 +102,9 @@ func TestThresholdValidate(t *testing.T) {
 // PostgreSQL, reads it back, audits who changed what, and merges it over
 // the defaults.
 func TestResidentThresholds(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		m := openTestManager(t, dsn)
 		clock := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
@@ -170,6 +174,7 @@ func TestResidentThresholds(t *testing.T) {
 // outcome other and the note, records history and queues a notification;
 // on a key with nothing open it does nothing.
 func TestAutoResolve(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	m := openTestManager(t, sqldbtest.SQLiteDSN(t))
 	key := alertKey(strp("res-1"), "vm-1", TypeSpO2Low)

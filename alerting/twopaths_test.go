@@ -16,6 +16,7 @@ import (
 // broker twice, 5 ms apart, from two clients (say a gateway's spool replay
 // and its live path, or two ingest paths): one alert, one notification.
 func TestSameReadingTwoPaths(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["vm-2p"] = "res-2p"
 	r := e.start(nil)
@@ -39,10 +40,16 @@ func TestSameReadingTwoPaths(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, "the spo2_low alert and its notification", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "the spo2_low alert and its notification", func() bool {
 		return len(openAlerts(t, r.m, TypeSpO2Low)) == 1 && len(e.hook.changes(TypeSpO2Low, EventOpened)) == 1
 	})
-	time.Sleep(1500 * time.Millisecond) // room for a wrong second alert or notification
+	// A later reading session message (a probe's status, after every
+	// reading of both clients was acknowledged by the broker): once it is
+	// handled, so is every reading, and once the outbox is settled every
+	// notification they led to is at the webhook.
+	e.publish("probe-2p", device.ChanStatus, device.Status{V: 1, Device: "probe-2p", TS: time.Now().UnixMilli(), State: device.Online})
+	testenv.EventuallyTrue(t, 10*time.Second, "probe handled", func() bool { return r.svc.knows("probe-2p") })
+	outboxSettled(t, r.m)
 	if a := openAlerts(t, r.m, TypeSpO2Low); len(a) != 1 {
 		t.Fatalf("%d spo2_low alerts, want 1: %+v", len(a), a)
 	}

@@ -12,12 +12,14 @@ import (
 	"github.com/eldercare-iot/eldercare/device/registry"
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // TestUnknownDeviceListed: telemetry of a device the registry does not
 // know, through a real broker, lists it with its last message for
 // adoption; a registered device is not listed; the metric counts it.
 func TestUnknownDeviceListed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	var mu sync.Mutex
 	devices := map[string]registry.Device{"known-1": {ID: "known-1", SiteID: "demo", Kind: registry.KindEnvSensor}}
@@ -34,7 +36,7 @@ func TestUnknownDeviceListed(t *testing.T) {
 			Values: map[string]float64{"temp_c": 21.5, "humidity_pct": 40}})
 	}
 	var got []UnknownDevice
-	eventually(t, 10*time.Second, "mystery-1 listed", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "mystery-1 listed", func() bool {
 		var err error
 		got, err = r.m.UnknownDevices(context.Background())
 		return err == nil && len(got) > 0
@@ -51,7 +53,7 @@ func TestUnknownDeviceListed(t *testing.T) {
 	mu.Unlock()
 	e.publish("mystery-1", device.ChanTelemetry, device.Telemetry{V: 1, Device: "mystery-1", Boot: 1, ID: 9, Seq: 2, TS: now.UnixMilli() + 1000,
 		Values: map[string]float64{"temp_c": 21.6}})
-	eventually(t, 10*time.Second, "adopted device forgotten", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "adopted device forgotten", func() bool {
 		got, err := r.m.UnknownDevices(context.Background())
 		return err == nil && len(got) == 0
 	})
@@ -77,6 +79,7 @@ func gaugeValue(t *testing.T, r *running, name string) float64 {
 // elsewhere; this is the admin's list), one row however many events it
 // sends.
 func TestUnknownDeviceEventListed(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.start(func(c *Config) {
 		c.Rules.Directory = func() Directory {
@@ -88,7 +91,7 @@ func TestUnknownDeviceEventListed(t *testing.T) {
 		e.publish("stray-sos", device.ChanEvent, device.Event{V: 1, Device: "stray-sos", Boot: 1, ID: uint64(i + 1), Seq: uint64(i + 1),
 			TS: now.UnixMilli() + int64(i), Type: device.EventSOS})
 	}
-	eventually(t, 10*time.Second, "stray-sos listed once", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "stray-sos listed once", func() bool {
 		got, err := r.m.UnknownDevices(context.Background())
 		return err == nil && len(got) == 1 && got[0].Device == "stray-sos" && got[0].LastMessage == "event sos"
 	})
@@ -97,7 +100,9 @@ func TestUnknownDeviceEventListed(t *testing.T) {
 // TestUnknownDevicesBounded: the store keeps the MaxUnknownDevices most
 // recently heard devices.
 func TestUnknownDevicesBounded(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		m := openTestManager(t, dsn)
 		ctx := context.Background()
 		base := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
@@ -125,6 +130,7 @@ func TestUnknownDevicesBounded(t *testing.T) {
 // not stall the normal lane meanwhile. Before the fix the listing was
 // written in the message's path, first: the SOS waited for the lock.
 func TestUnknownSOSNotHeldByAdoptionList(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.dsn = sqldbtest.PostgresDSN(t)
 	r := e.start(func(c *Config) {
@@ -148,7 +154,7 @@ func TestUnknownSOSNotHeldByAdoptionList(t *testing.T) {
 	}
 	e.publish("stray-sos", device.ChanEvent, device.Event{V: 1, Device: "stray-sos", Boot: 1, ID: 1, Seq: 1,
 		TS: time.Now().UnixMilli(), Type: device.EventSOS})
-	eventually(t, 10*time.Second, "SOS alert of the unregistered device while the list is locked", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "SOS alert of the unregistered device while the list is locked", func() bool {
 		for _, a := range openAlerts(t, r.m, TypeSOS) {
 			if a.Device == "stray-sos" && a.Unassigned {
 				return true
@@ -161,13 +167,13 @@ func TestUnknownSOSNotHeldByAdoptionList(t *testing.T) {
 	e.publish("stray-hr", device.ChanTelemetry, device.Telemetry{V: 1, Device: "stray-hr", Boot: 1, ID: 1, Seq: 1,
 		TS: time.Now().UnixMilli(), Values: map[string]float64{"hr_bpm": 72}})
 	e.publish("after-hr", device.ChanStatus, device.Status{V: 1, Device: "after-hr", TS: time.Now().UnixMilli(), State: device.Online})
-	eventually(t, 10*time.Second, "status behind an unregistered device's reading while the list is locked", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "status behind an unregistered device's reading while the list is locked", func() bool {
 		return r.svc.knows("after-hr")
 	})
 	if err := lock.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "stray-sos and stray-hr listed after the lock", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "stray-sos and stray-hr listed after the lock", func() bool {
 		got, err := r.m.UnknownDevices(ctx)
 		return err == nil && len(got) == 2
 	})

@@ -2,6 +2,7 @@ package alerting
 
 import (
 	"context"
+	"fmt"
 	"database/sql"
 	"errors"
 	"slices"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // unroutedSettings: the policy's only step names the nurse leads, but the
@@ -40,6 +42,7 @@ func unroutedSettings() Settings {
 // resident repeats that alert without a new notification (no storm), and
 // eldercare_alerting_unrouted_steps_total counts both steps.
 func TestUnroutedStepRaisesOperationsAlert(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.binding["sos-1"] = "res-001"
 	e.binding["sos-2"] = "res-002"
@@ -54,7 +57,7 @@ func TestUnroutedStepRaisesOperationsAlert(t *testing.T) {
 	now := time.Now().UnixMilli()
 	e.publish("sos-1", device.ChanEvent, device.Event{V: 1, Device: "sos-1", Boot: 1, ID: 1, Seq: 1, TS: now, Type: device.EventSOS})
 	var ops []Alert
-	eventually(t, 10*time.Second, "unrouted operations alert", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "unrouted operations alert", func() bool {
 		ops = openAlerts(t, r.m, TypeEscalationUnrouted)
 		return len(ops) == 1
 	})
@@ -79,8 +82,8 @@ func TestUnroutedStepRaisesOperationsAlert(t *testing.T) {
 	}
 
 	e.publish("sos-2", device.ChanEvent, device.Event{V: 1, Device: "sos-2", Boot: 1, ID: 1, Seq: 1, TS: now, Type: device.EventSOS})
-	eventually(t, 10*time.Second, "second sos", func() bool { return len(openAlerts(t, r.m, TypeSOS)) == 2 })
-	eventually(t, 10*time.Second, "repeat on the operations alert", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "second sos", func() bool { return len(openAlerts(t, r.m, TypeSOS)) == 2 })
+	testenv.EventuallyTrue(t, 10*time.Second, "repeat on the operations alert", func() bool {
 		a, err := r.m.Get(ctx, op.ID)
 		return err == nil && a.Repeats == 1
 	})
@@ -90,9 +93,14 @@ func TestUnroutedStepRaisesOperationsAlert(t *testing.T) {
 	if on := notices(t, r.m, op.ID); len(on) != 1 {
 		t.Fatalf("operations notices %d after a repeat, want 1 (deduplicated)", len(on))
 	}
-	if n := counterSum(r.reg, "eldercare_alerting_unrouted_steps_total"); n != 2 {
-		t.Fatalf("unrouted steps counted %g, want 2", n)
-	}
+	// Counted once the step's transaction has committed (just after the
+	// repeat is readable).
+	testenv.Eventually(t, 10*time.Second, func() string {
+		if n := counterSum(r.reg, "eldercare_alerting_unrouted_steps_total"); n != 2 {
+			return fmt.Sprintf("unrouted steps counted %g, want 2", n)
+		}
+		return ""
+	})
 	// The rendered notification names the step, in the manager's language.
 	msg := (&Renderer{}).message(on[0], "zh-CN")
 	if !strings.Contains(msg.Subject, "升级无人接收") || !strings.Contains(msg.Subject, "escalation:sos:0") {
@@ -107,7 +115,9 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // occurrence is a repeat), and a later step that reaches nobody, fired
 // by the escalator, opens its own.
 func TestUnroutedDeduplicatedPerStep(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		start := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
 		now := start
@@ -150,7 +160,9 @@ func TestUnroutedDeduplicatedPerStep(t *testing.T) {
 // inside the transaction, so every failed attempt of a store that was
 // failing counted the step again.
 func TestUnroutedCountedOnceCommitted(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		m := openTestManager(t, dsn)
 		reg := prometheus.NewRegistry()
@@ -203,7 +215,9 @@ func TestUnroutedCountedOnceCommitted(t *testing.T) {
 // alert is a repeat, not a new operations alert, and no operations alert
 // is raised about the operations alert (no loop, no storm).
 func TestUnroutedOperationsAlertReachesNobody(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		m := openTestManager(t, dsn)
 		s := unroutedSettings()
 		s.Recipients = s.Recipients[:1] // only the lead of another site

@@ -12,6 +12,7 @@ import (
 	"github.com/eldercare-iot/eldercare/device/registry"
 	"github.com/eldercare-iot/eldercare/internal/sqldb"
 	"github.com/eldercare-iot/eldercare/internal/sqldb/sqldbtest"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // wardRegistry: site demo with room r1 in ward East, r2 in ward West and
@@ -87,6 +88,7 @@ func wardSettings() Settings {
 // ward the site's roster; a "ward:West" step pages the West nurse for a
 // fall in East.
 func TestWardRosterPagesWardNurse(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	wards := openWardRegistry(t, sqldbtest.SQLiteDSN(t))
 	for dev, res := range map[string]string{"sos-1": "res-001", "sos-2": "res-002", "sos-3": "res-003", "fall-1": "res-001"} {
@@ -102,7 +104,7 @@ func TestWardRosterPagesWardNurse(t *testing.T) {
 		e.publish(dev, device.ChanEvent, device.Event{V: 1, Device: dev, Boot: 1, ID: 1, Seq: 1, TS: now, Type: device.EventSOS})
 	}
 	e.publish("fall-1", device.ChanEvent, device.Event{V: 1, Device: "fall-1", Boot: 1, ID: 1, Seq: 1, TS: now, Type: device.EventFall})
-	eventually(t, 10*time.Second, "three sos and a fall", func() bool {
+	testenv.EventuallyTrue(t, 10*time.Second, "three sos and a fall", func() bool {
 		return len(openAlerts(t, r.m, TypeSOS)) == 3 && len(openAlerts(t, r.m, TypeFall)) == 1
 	})
 	want := map[string][]string{"res-001": {"east-nurse"}, "res-002": {"west-nurse"}, "res-003": {"site-nurse"}}
@@ -125,7 +127,9 @@ func TestWardRosterPagesWardNurse(t *testing.T) {
 // without a roster, are refused with the reason; a known ward is stored
 // under "<site>/<ward>" next to the site's roster.
 func TestWardValidation(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		m := openTestManager(t, dsn)
 		m.SetWards(openWardRegistry(t, dsn))
@@ -187,6 +191,7 @@ func (w fixedWards) SiteWards(string) ([]string, bool) { return []string{string(
 // the step reaches nobody (fallback). An explicit "ward:East" target stays
 // the ward's own staff: at night it reaches nobody.
 func TestWardRosterGapFallsBackToSite(t *testing.T) {
+	t.Parallel()
 	s := Settings{
 		Recipients: []Recipient{
 			{ID: "east-nurse", Name: "East nurse", Role: "caregiver", Email: "east@example.org"},
