@@ -472,7 +472,8 @@ func TestParsePeriod(t *testing.T) {
 // last battery_pct per device, and last heard from over readings and
 // events of mixed field types (a meal event's string card).
 func TestFluxDevicesLast(t *testing.T) {
-	url := testenv.InfluxDB(t, "eldercare")
+	url, db := testenv.SharedInflux(t, true)
+	bucket := db + "/autogen"
 	ctx := t.Context()
 	client := influxdb2.NewClient(url, "")
 	defer client.Close()
@@ -483,10 +484,10 @@ func TestFluxDevicesLast(t *testing.T) {
 		influxdb2.NewPoint("events", map[string]string{"site": "s", "device": "fd-1", "type": "fall"}, map[string]any{"count": int64(1)}, base.Add(20*time.Minute)),
 		influxdb2.NewPoint("events", map[string]string{"site": "s", "device": "mt-1", "type": "meal"}, map[string]any{"attr_card": "C1", "attr_eaten_pct": 80.0}, base.Add(30*time.Minute)),
 	}
-	if err := client.WriteAPIBlocking("", "eldercare/autogen").WritePoint(ctx, pts...); err != nil {
+	if err := client.WriteAPIBlocking("", bucket).WritePoint(ctx, pts...); err != nil {
 		t.Fatal(err)
 	}
-	q := NewFluxVitals(url, "", "eldercare/autogen")
+	q := NewFluxVitals(url, "", bucket)
 	defer q.Close()
 	got, err := q.DevicesLast(ctx, base.Add(-time.Hour), time.Now().Add(time.Minute))
 	if err != nil {

@@ -17,7 +17,8 @@ import (
 // ingest writes them (measurement events: tags site, device, resident,
 // type; field count = 1).
 func TestFluxReports(t *testing.T) {
-	url := testenv.InfluxDB(t, "eldercare")
+	url, db := testenv.SharedInflux(t, true)
+	bucket := db + "/autogen"
 	ctx := t.Context()
 	client := influxdb2.NewClient(url, "")
 	defer client.Close()
@@ -49,10 +50,10 @@ func TestFluxReports(t *testing.T) {
 		event("bs-1", "res-001", "bed_exit", "", 7*time.Minute),
 		reading(0, 60), reading(10*time.Second, 70), reading(40*time.Second, 80), reading(70*time.Second, 90),
 	}
-	if err := client.WriteAPIBlocking("", "eldercare/autogen").WritePoint(ctx, points...); err != nil {
+	if err := client.WriteAPIBlocking("", bucket).WritePoint(ctx, points...); err != nil {
 		t.Fatalf("write: %v", err)
 	}
-	q := NewFluxVitals(url, "", "eldercare/autogen")
+	q := NewFluxVitals(url, "", bucket)
 	defer q.Close()
 	from, to := base.Add(-time.Minute), now
 
@@ -100,7 +101,7 @@ func TestFluxReports(t *testing.T) {
 			return influxdb2.NewPoint("readings", map[string]string{"site": "demo-station", "device": "bs-9", "resident": "res-009", "kind": "bed_sensor"},
 				map[string]any{"in_bed": v}, base.Add(at))
 		}
-		if err := client.WriteAPIBlocking("", "eldercare/autogen").WritePoint(ctx,
+		if err := client.WriteAPIBlocking("", bucket).WritePoint(ctx,
 			meal("C9", "lunch", 75, 20*time.Second), meal("C8", "lunch", 10, 21*time.Second),
 			bed(1, 0), bed(1, 30*time.Second), bed(0, time.Minute), bed(1, 90*time.Second)); err != nil {
 			t.Fatal(err)

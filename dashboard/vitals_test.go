@@ -12,7 +12,8 @@ import (
 )
 
 func TestFluxVitals(t *testing.T) {
-	url := testenv.InfluxDB(t, "eldercare")
+	url, db := testenv.SharedInflux(t, true)
+	bucket := db + "/autogen"
 	ctx := t.Context()
 	client := influxdb2.NewClient(url, "")
 	defer client.Close()
@@ -31,11 +32,11 @@ func TestFluxVitals(t *testing.T) {
 		point("vm-101", "res-001", -20*time.Minute, map[string]any{"hr_bpm": 150.0}), // too old
 		point("vm-101", "res-001", 4*time.Second, map[string]any{"temp_c": 36.6}),    // not a vital
 	}
-	if err := client.WriteAPIBlocking("", "eldercare/autogen").WritePoint(ctx, points...); err != nil {
+	if err := client.WriteAPIBlocking("", bucket).WritePoint(ctx, points...); err != nil {
 		t.Fatalf("write: %v", err)
 	}
 
-	q := NewFluxVitals(url, "", "eldercare/autogen")
+	q := NewFluxVitals(url, "", bucket)
 	defer q.Close()
 	got, err := q.ResidentVitals(ctx, "res-001", now.Add(-15*time.Minute), now)
 	if err != nil {

@@ -6,8 +6,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -22,66 +20,14 @@ import (
 	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	stopSharedInflux()
-	os.Exit(code)
-}
-
-// shared is the package's InfluxDB, started by the first sharedInflux call
-// and stopped by TestMain. Starting influxd costs seconds of CPU on the
-// 2-core test machine; the tests that only need somewhere to write
-// readings share it, each in a database of its own.
-var shared struct {
-	once sync.Once
-	srv  *influxd.Server
-	dir  string
-	err  error
-}
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 // sharedInflux returns the base URL of the package's InfluxDB and a new
-// database name for the calling test (ingest creates it on start). It
-// skips as testenv.Influx does: under -short, or without an influxd binary
-// (failing under CI).
+// database name for the calling test, which ingest creates on start
+// (testenv.SharedInflux).
 func sharedInflux(t *testing.T) (url, db string) {
 	t.Helper()
-	bin := needInfluxd(t)
-	shared.once.Do(func() {
-		done := startingInflux(t)
-		defer done()
-		shared.dir, shared.err = os.MkdirTemp("", "eldercare-cmd-influx-")
-		if shared.err != nil {
-			return
-		}
-		// Every test that shares it fails when this start does: on a
-		// loaded machine give influxd a second and third try at its 30 s
-		// start deadline (each in a fresh data directory).
-		for try := 1; try <= 3; try++ {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			shared.srv, shared.err = influxd.Start(ctx, influxd.Options{Bin: bin, DataDir: filepath.Join(shared.dir, fmt.Sprint("influxdb-", try)),
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			cancel()
-			if shared.err == nil {
-				break
-			}
-			fmt.Fprintf(os.Stderr, "shared InfluxDB, try %d of 3: %v\n", try, shared.err)
-		}
-	})
-	if shared.err != nil {
-		t.Fatalf("shared InfluxDB: %v", shared.err)
-	}
-	return shared.srv.URL(), "t_" + strings.NewReplacer("-", "_", "/", "_").Replace(strings.ToLower(testenv.TopicRoot(t)))
-}
-
-func stopSharedInflux() {
-	if shared.srv != nil {
-		if err := shared.srv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "shared InfluxDB:", err)
-		}
-	}
-	if shared.dir != "" {
-		os.RemoveAll(shared.dir)
-	}
+	return testenv.SharedInflux(t, false)
 }
 
 // influxStarts holds one token while an influxd of this package starts:

@@ -1,0 +1,83 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eldercare-iot/eldercare/internal/influxd"
+)
+
+// shared is the test binary's one influxd, started by the first
+// SharedInflux call and stopped by Main. Starting influxd costs seconds of
+// CPU (Flux's start-up), too much to pay per test on a 2-core machine.
+var shared struct {
+	once sync.Once
+	srv  *influxd.Server
+	dir  string
+	err  error
+}
+
+// Main runs the package's tests and then stops what they shared (the
+// influxd of SharedInflux); use it as the package's TestMain:
+//
+//	func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+//
+// It returns m.Run's exit code.
+func Main(m *testing.M) int {
+	code := m.Run()
+	if shared.srv != nil {
+		if err := shared.srv.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "testenv: stop the shared influxd:", err)
+		}
+	}
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
+	return code
+}
+
+// SharedInflux returns the base URL of the test binary's one influxd
+// (started on first use; the package's TestMain must be Main, which stops
+// it) and a database name unique to t ("t_" + TopicRoot, lower case, '_'
+// for '-' and '/'). With create the database is created; without, the code
+// under test creates it. It skips t under -short or without an influxd
+// binary (failing under CI), as Influx does, and fails t when the shared
+// influxd could not start: every test sharing it then fails with the same
+// error.
+func SharedInflux(t testing.TB, create bool) (url, db string) {
+	t.Helper()
+	NeedsServer(t, "InfluxDB (influxd)")
+	bin, err := influxd.Find()
+	RequireOrSkip(t, err, "influxd")
+	shared.once.Do(func() {
+		shared.dir, shared.err = os.MkdirTemp("", "eldercare-test-influxd-")
+		if shared.err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		shared.srv, shared.err = influxd.Start(ctx, influxd.Options{Bin: bin, DataDir: filepath.Join(shared.dir, "influxdb"),
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	})
+	if shared.err != nil {
+		t.Fatalf("testenv: the shared influxd: %v", shared.err)
+	}
+	url = shared.srv.URL()
+	db = "t_" + strings.NewReplacer("-", "_", "/", "_").Replace(strings.ToLower(TopicRoot(t)))
+	if create {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := influxd.CreateDatabase(ctx, url, db); err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+	}
+	return url, db
+}
