@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -40,6 +41,7 @@ type packetIDHook struct {
 	// the PUBLISH to the PUBCOMP (across reconnections of a persistent
 	// session, whose PUBREC mochi keeps).
 	byClient map[string]*idMapping
+	clients  atomic.Int64 // len(byClient), read without mu
 }
 
 // idMapping maps a client's packet ids to the ids used inside mochi and
@@ -78,6 +80,17 @@ func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 	case pk.FixedHeader.Type == packets.Pubrel:
 	default:
 		return pk, nil
+	}
+	if h.clients.Load() == 0 {
+		// The common case, without the lock: no mapping in effect, no
+		// collision. (A mapping is made and used in the client's own
+		// goroutine, this one.)
+		if pk.FixedHeader.Type == packets.Pubrel {
+			return pk, nil
+		}
+		if e, found := cl.State.Inflight.Get(pk.PacketID); !found || !outbound(e) {
+			return pk, nil
+		}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -120,6 +133,7 @@ func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 	if m == nil {
 		m = &idMapping{inside: map[uint16]uint16{}, outside: map[uint16]uint16{}}
 		h.byClient[cl.ID] = m
+		h.clients.Store(int64(len(h.byClient)))
 	}
 	m.inside[pk.PacketID] = uint16(in)
 	m.outside[uint16(in)] = pk.PacketID
@@ -140,6 +154,9 @@ func (h *packetIDHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 	default:
 		return pk
 	}
+	if h.clients.Load() == 0 {
+		return pk
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	m := h.byClient[cl.ID]
@@ -154,6 +171,7 @@ func (h *packetIDHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 		m.remove(client) // the flow ends here
 		if len(m.inside) == 0 {
 			delete(h.byClient, cl.ID)
+			h.clients.Store(int64(len(h.byClient)))
 		}
 	}
 	pk.PacketID = client
@@ -172,5 +190,6 @@ func (h *packetIDHook) OnClientExpired(cl *mqtt.Client) { h.forget(cl.ID) }
 func (h *packetIDHook) forget(id string) {
 	h.mu.Lock()
 	delete(h.byClient, id)
+	h.clients.Store(int64(len(h.byClient)))
 	h.mu.Unlock()
 }
