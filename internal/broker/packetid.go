@@ -107,6 +107,7 @@ func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 			m.remove(pk.PacketID)
 		}
 	}
+	defer h.dropEmpty(cl.ID)
 	if pk.FixedHeader.Type == packets.Pubrel {
 		return pk, nil
 	}
@@ -133,12 +134,20 @@ func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 	if m == nil {
 		m = &idMapping{inside: map[uint16]uint16{}, outside: map[uint16]uint16{}}
 		h.byClient[cl.ID] = m
-		h.clients.Store(int64(len(h.byClient)))
 	}
 	m.inside[pk.PacketID] = uint16(in)
 	m.outside[uint16(in)] = pk.PacketID
 	pk.PacketID = uint16(in)
 	return pk, nil
+}
+
+// dropEmpty forgets the client's mappings when none is left, and counts
+// the clients with mappings; mu held.
+func (h *packetIDHook) dropEmpty(id string) {
+	if m := h.byClient[id]; m != nil && len(m.inside) == 0 {
+		delete(h.byClient, id)
+	}
+	h.clients.Store(int64(len(h.byClient)))
 }
 
 func (m *idMapping) remove(client uint16) {
@@ -169,10 +178,7 @@ func (h *packetIDHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 	}
 	if pk.FixedHeader.Type != packets.Pubrec {
 		m.remove(client) // the flow ends here
-		if len(m.inside) == 0 {
-			delete(h.byClient, cl.ID)
-			h.clients.Store(int64(len(h.byClient)))
-		}
+		h.dropEmpty(cl.ID)
 	}
 	pk.PacketID = client
 	return pk
