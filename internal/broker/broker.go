@@ -139,6 +139,11 @@ func Start(cfg Config) (*Broker, error) {
 	if err := srv.AddHook(takeover, nil); err != nil {
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
+	// A client's QoS 1/2 publish must not drop a queued delivery that
+	// has the same packet id (see packetIDHook).
+	if err := srv.AddHook(newPacketIDHook(blog), nil); err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
 	var store *storeHook
 	if cfg.StorePath != "" {
 		var err error
