@@ -309,13 +309,12 @@ func TestDirectAgainstBrokers(t *testing.T) {
 					if err := Wait(ctx, pub.Publish(topic, 1, false, fmt.Sprintf("m%05d", i)), 10*time.Second, "publish"); err != nil {
 						t.Fatal(err)
 					}
-					if i%500 == 0 && bk.name == "mosquitto" {
+					if i%500 == 0 {
 						// paho's own PUBLISH/PUBACK flow beside the direct reading:
-						// the broker's PUBACK reaches paho. Not on the embedded
-						// broker: there a QoS 1 publish of the subscriber's own
-						// made the session lose one unacknowledged message
-						// (m00003 was never delivered again), with paho's
-						// reading (plain=true) as well as the direct one.
+						// the broker's PUBACK reaches paho. (On the embedded broker
+						// this once lost an unacknowledged message whose packet id
+						// the own publish reused: mochi's shared id map, worked
+						// around by internal/broker's packetIDHook.)
 						if err := Wait(ctx, c1.Publish(topic+"-own", 1, false, "own"), 10*time.Second, "publish from the subscriber"); err != nil {
 							t.Fatal(err)
 						}
