@@ -13,10 +13,12 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // rawClient is an MQTT 3.1.1 client that sends and reads single packets.
@@ -276,5 +278,41 @@ func TestPubrelAfterRestartKeepsQueuedDelivery(t *testing.T) {
 	if pk.FixedHeader.Type != packets.Publish || string(pk.Payload) != "queued" {
 		t.Fatalf("unacknowledged delivery lost: after reconnecting got %s %q, want the PUBLISH of %q again",
 			packets.PacketNames[pk.FixedHeader.Type], pk.Payload, "queued")
+	}
+}
+
+// TestPubackOnlyForJournalled: the broker acknowledges a QoS 1 message only
+// once its journal entry is committed. A client id longer than the store's
+// keys may be (bbolt's 32768 bytes; MQTT allows 65535) makes the writes of
+// its session and of its journal entries fail (a journal entry committed
+// in the batch of its own delete is skipped, so not every one shows as an
+// error): such a client must not get a PUBACK for a message the store
+// cannot hold. Refusing its connection does.
+func TestPubackOnlyForJournalled(t *testing.T) {
+	t.Parallel()
+	b := quietBroker(t, filepath.Join(t.TempDir(), "store.db"))
+	defer b.Close()
+	conn, err := net.Dial("tcp", b.addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &rawClient{t: t, conn: conn, r: bufio.NewReader(conn)}
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, Connect: packets.ConnectParams{
+		ProtocolName: []byte("MQTT"), ClientIdentifier: strings.Repeat("c", 33000), Keepalive: 60}})
+	// Refused (a CONNACK with an error, or the connection closed): fine.
+	_ = conn.SetReadDeadline(time.Now().Add(rawReadWait))
+	var head [4]byte
+	if _, err := io.ReadFull(c.r, head[:]); err != nil {
+		return
+	}
+	if head[0]>>4 != packets.Connack || head[3] != 0 {
+		return
+	}
+	c.publish("test-adv/long", 1, 1, "m")
+	pk := c.read()
+	if pk.FixedHeader.Type == packets.Puback {
+		t.Fatalf("PUBACK for a client whose session and journal entries the store cannot write (store errors: %v)",
+			testutil.ToFloat64(b.store.errors))
 	}
 }
