@@ -69,8 +69,9 @@ func outbound(pk packets.Packet) bool {
 }
 
 // OnPacketRead maps the id of a client's QoS 1/2 PUBLISH that collides
-// with an unacknowledged delivery, and of the PUBREL that follows a mapped
-// QoS 2 PUBLISH.
+// with an unacknowledged delivery, of the PUBREL that follows a mapped
+// QoS 2 PUBLISH, and of a PUBREL of a flow the broker no longer holds that
+// collides with a delivery.
 func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
