@@ -316,3 +316,51 @@ func TestPubackOnlyForJournalled(t *testing.T) {
 			testutil.ToFloat64(b.store.errors))
 	}
 }
+
+// TestFullQueueOwnPublishKeepsDelivery: a persistent client's queue is
+// full (the broker queues no more for it) and the client, back, publishes
+// QoS 1 with the id of one of the queued deliveries before acknowledging
+// any. The broker must find a free id for that publish inside (packetIDHook)
+// rather than let it replace the delivery.
+//
+// It queues 65535 messages: 2 s, but 35 s under the race detector, where
+// it is skipped.
+func TestFullQueueOwnPublishKeepsDelivery(t *testing.T) {
+	if advRace {
+		t.Skip("65535 queued messages take 35 s under the race detector; run without -race")
+	}
+	t.Parallel()
+	b := quietBroker(t, "")
+	defer b.Close()
+	const id = "adv-full"
+	c, _ := dialRaw(t, b, id, false)
+	c.subscribe("test-adv/full", 1, 100)
+	c.conn.Close()
+	gone(t, b, id)
+	cl, _ := b.srv.Clients.Get(id)
+	for prev := -1; cl.State.Inflight.Len() > prev; {
+		prev = cl.State.Inflight.Len()
+		for range 1024 {
+			if err := b.srv.Publish("test-adv/full", []byte("q"), false, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	queued := cl.State.Inflight.Len()
+	if _, ok := cl.State.Inflight.Get(7); !ok {
+		t.Fatal("delivery 7 not queued")
+	}
+
+	c, _ = dialRaw(t, b, id, false)
+	for range queued { // the queue, sent again before the broker reads
+		if pk := c.read(); pk.FixedHeader.Type != packets.Publish {
+			t.Fatalf("got %s, want the queued deliveries", packets.PacketNames[pk.FixedHeader.Type])
+		}
+	}
+	c.publish("test-adv/full-own", 1, 7, "own")
+	c.expect("puback of the own message", packets.Puback, 7)
+	cl, _ = b.srv.Clients.Get(id)
+	if e, ok := cl.State.Inflight.Get(7); !ok || e.FixedHeader.Type != packets.Publish {
+		t.Fatalf("the queued delivery 7 was dropped by the client's own publish with id 7 (queue of %d)", queued)
+	}
+}
