@@ -97,9 +97,13 @@ func Start(cfg Config) (*Broker, error) {
 		caps.MaximumPacketSize = 1 << 20
 	}
 	// Keep QoS 1 messages for a persistent session for a day; queue up to
-	// 65535 in-flight messages per client (mochi's maximum) so a slow
-	// consumer is not dropped under a burst.
-	caps.MaximumInflight = 65535
+	// 64510 in-flight messages per client so a slow consumer is not
+	// dropped under a burst. That leaves free, of the 65535 packet ids, one
+	// more than the client's own unacknowledged QoS 1/2 messages can take
+	// (ReceiveMaximum, 1024): packetIDHook always finds an id for a client
+	// message whose id collides with a queued delivery (with every id
+	// taken, mochi would drop that delivery).
+	caps.MaximumInflight = 65535 - caps.ReceiveMaximum - 1
 	caps.MaximumClientWritesPending = 64 * 1024
 	caps.MaximumSessionExpiryInterval = 24 * 60 * 60
 	caps.MaximumMessageExpiryInterval = 24 * 60 * 60
@@ -330,9 +334,9 @@ type infoCollector struct {
 var infoMetrics = []struct{ name, help string }{
 	{"eldercare_broker_clients_connected", "MQTT clients connected to the embedded broker."},
 	{"eldercare_broker_sessions", "Sessions the embedded broker holds, connected or not (persistent sessions are kept 24 h after their client leaves)."},
-	{"eldercare_broker_queued_messages", "QoS 1/2 messages the embedded broker holds for its clients, sent and not yet acknowledged or waiting for the client to return (at most 65535 per client, each for at most 24 h)."},
+	{"eldercare_broker_queued_messages", "QoS 1/2 messages the embedded broker holds for its clients, sent and not yet acknowledged or waiting for the client to return (at most 64510 per client, each for at most 24 h)."},
 	{"eldercare_broker_retained_messages", "Retained messages the embedded broker holds (with its own $SYS topics)."},
-	{"eldercare_broker_queue_dropped_total", "QoS 1/2 messages the embedded broker could not queue for a client: its queue was full (65535) or they expired (24 h)."},
+	{"eldercare_broker_queue_dropped_total", "QoS 1/2 messages the embedded broker could not queue for a client: its queue was full (64510) or they expired (24 h)."},
 	{"eldercare_broker_messages_dropped_total", "Messages the embedded broker dropped because a client's write buffer was full."},
 	{"eldercare_broker_store_bytes", "Size of the embedded broker's store file (DATA/broker/store.db) in bytes; 0 without a store."},
 	{"eldercare_broker_journal_pending", "Messages acknowledged to their publisher and not yet queued for every subscriber (normally 0 or a handful; published again at start after a crash)."},

@@ -69,8 +69,9 @@ func outbound(pk packets.Packet) bool {
 }
 
 // OnPacketRead maps the id of a client's QoS 1/2 PUBLISH that collides
-// with an unacknowledged delivery, and of the PUBREL that follows a mapped
-// QoS 2 PUBLISH.
+// with an unacknowledged delivery, of the PUBREL that follows a mapped
+// QoS 2 PUBLISH, and of a PUBREL of a flow the broker no longer holds that
+// collides with a delivery.
 func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
@@ -85,9 +86,6 @@ func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 		// The common case, without the lock: no mapping in effect, no
 		// collision. (A mapping is made and used in the client's own
 		// goroutine, this one.)
-		if pk.FixedHeader.Type == packets.Pubrel {
-			return pk, nil
-		}
 		if e, found := cl.State.Inflight.Get(pk.PacketID); !found || !outbound(e) {
 			return pk, nil
 		}
@@ -108,9 +106,13 @@ func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 		}
 	}
 	defer h.dropEmpty(cl.ID)
-	if pk.FixedHeader.Type == packets.Pubrel {
-		return pk, nil
-	}
+	// A PUBREL without a mapping in effect is for a flow the broker no
+	// longer holds when its id is that of a delivery (or of another mapped
+	// message): its PUBREC state went with a restart, which the store does
+	// not keep, while the deliveries queued since took the id. mochi would
+	// take it for the end of that delivery and drop it unacknowledged
+	// (processPubrel checks the id only): mapped to a free id, it gets its
+	// PUBCOMP (identifier not found) and nothing else.
 	e, found := cl.State.Inflight.Get(pk.PacketID)
 	mapped := false // pk's id is the id inside mochi of another mapped message
 	if m != nil {
@@ -135,10 +137,21 @@ func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 		m = &idMapping{inside: map[uint16]uint16{}, outside: map[uint16]uint16{}}
 		h.byClient[cl.ID] = m
 	}
-	m.inside[pk.PacketID] = uint16(in)
-	m.outside[uint16(in)] = pk.PacketID
+	m.set(pk.PacketID, uint16(in))
 	pk.PacketID = uint16(in)
 	return pk, nil
+}
+
+// set maps the client's id to in. A mapping left to in is stale (in is
+// free in mochi's map) and is forgotten first: one that a discarded
+// session left (a clean reconnection, an expired PUBREC), whose client id
+// would otherwise still lead to in and so to the new message's PUBREC.
+func (m *idMapping) set(client, in uint16) {
+	if old, ok := m.outside[in]; ok {
+		delete(m.inside, old)
+	}
+	m.inside[client] = in
+	m.outside[in] = client
 }
 
 // dropEmpty forgets the client's mappings when none is left, and counts
@@ -151,7 +164,9 @@ func (h *packetIDHook) dropEmpty(id string) {
 }
 
 func (m *idMapping) remove(client uint16) {
-	delete(m.outside, m.inside[client])
+	if in, ok := m.inside[client]; ok && m.outside[in] == client {
+		delete(m.outside, in)
+	}
 	delete(m.inside, client)
 }
 

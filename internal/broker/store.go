@@ -171,7 +171,7 @@ func (h *storeHook) ID() string { return "eldercare-store" }
 
 func (h *storeHook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
-		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnConnect, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.OnRetainMessage, mqtt.OnRetainedExpired, mqtt.OnWillSent, mqtt.OnClientExpired,
 		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnPublish, mqtt.OnPublished,
 		mqtt.StoredClients, mqtt.StoredSubscriptions, mqtt.StoredInflightMessages, mqtt.StoredRetainedMessages,
@@ -388,6 +388,23 @@ func (h *storeHook) deleteClient(id string) {
 		}
 		return deletePrefix(tx, bucketInflight, clientPrefix(id))
 	})
+}
+
+// maxClientID is the longest client id (in bytes) the store can key: its
+// journal and queue keys are the id, a 0 byte and a packet id, and a bbolt
+// key holds at most bbolt.MaxKeySize bytes. MQTT allows 65535.
+const maxClientID = bbolt.MaxKeySize - 3
+
+// OnConnect refuses a client id too long for the store's keys (the
+// connection is closed, without CONNACK): neither its session nor the
+// journal entries of its messages could be written, and its PUBACKs would
+// acknowledge messages the store does not hold.
+func (h *storeHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
+	if len(cl.ID) > maxClientID {
+		h.log.Warn("embedded broker: refused a client id too long for the store", "bytes", len(cl.ID), "max", maxClientID, "remote", cl.Net.Remote)
+		return packets.ErrClientIdentifierNotValid
+	}
+	return nil
 }
 
 func (h *storeHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {

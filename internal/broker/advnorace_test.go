@@ -1,0 +1,6 @@
+//go:build !race
+
+package broker
+
+// advRace: the tests run under the race detector.
+const advRace = false
