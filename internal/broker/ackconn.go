@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,11 @@ import (
 // ackFlushWait bounds how long Close waits for held writes whose commit is
 // still running (normally a few milliseconds: one fsync).
 const ackFlushWait = 2 * time.Second
+
+// errJournalFailed is what an ackConn answers once a journal entry of its
+// client could not be written: the connection is closed instead of
+// acknowledging that message.
+var errJournalFailed = errors.New("broker store: a journal entry could not be written; connection closed instead of acknowledging it")
 
 // ackListener hands mochi ackConns, so that the PUBACK of a journalled
 // message waits for the journal's commit in the connection instead of in
@@ -75,6 +81,12 @@ func (c *ackConn) Write(p []byte) (int, error) {
 	if c.flushing == nil && need <= c.store.committed.Load() {
 		// Nothing held and nothing to wait for: no flusher runs, and only
 		// Write starts one.
+		if c.store.journalFailed(need) {
+			c.err = errJournalFailed
+			c.mu.Unlock()
+			c.Conn.Close()
+			return 0, errJournalFailed
+		}
 		c.mu.Unlock()
 		return c.Conn.Write(p)
 	}
@@ -107,10 +119,25 @@ func (c *ackConn) flush(done chan struct{}) {
 		c.mu.Lock()
 		buf = buf[:0]
 		n := 0
+		failed := false
 		for ; n < len(c.held) && c.held[n].seq <= committed; n++ {
+			if n == 0 || c.held[n].seq != c.held[n-1].seq {
+				failed = c.store.journalFailed(c.held[n].seq) || failed
+			}
 			buf = append(buf, c.held[n].data...)
 		}
 		c.held = append(c.held[:0], c.held[n:]...)
+		if failed {
+			// A journal entry of this client could not be written: its
+			// PUBACK (and what follows it) must not go out. Closing the
+			// connection makes the client send the unacknowledged
+			// messages again, to a store that may work by then.
+			c.err = errJournalFailed
+			c.held = nil
+			c.mu.Unlock()
+			c.Conn.Close()
+			continue
+		}
 		c.mu.Unlock()
 		if _, err := c.Conn.Write(buf); err != nil {
 			c.mu.Lock()

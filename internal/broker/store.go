@@ -84,6 +84,14 @@ type storeHook struct {
 	committed atomic.Uint64
 	cmu       sync.Mutex
 	commitCh  chan struct{}
+	// failed holds the seqs of journal entries of a batch in which a write
+	// failed, until
+	// the connection waiting for that entry's commit has seen it
+	// (journalFailed): their PUBACKs must never be sent.
+	failed sync.Map // uint64 -> struct{}
+	// failWrite, when set (tests only), is asked before each put is
+	// applied and makes it fail with its error: a full or broken disk.
+	failWrite atomic.Pointer[func(o *storeOp) error]
 }
 
 // storeOp is one write: fn, or a put (val encoded as JSON at commit) or
@@ -96,6 +104,7 @@ type storeOp struct {
 	del         bool
 	val         any
 	done        chan error
+	fail        func(o *storeOp) error // storeHook.failWrite when the op was queued (tests only)
 }
 
 // apply performs o in tx.
@@ -109,6 +118,11 @@ func (o *storeOp) apply(tx *bbolt.Tx) error {
 	b, err := json.Marshal(o.val)
 	if err != nil {
 		return fmt.Errorf("encode: %w", err)
+	}
+	if o.fail != nil {
+		if err := o.fail(o); err != nil {
+			return err
+		}
 	}
 	return tx.Bucket(o.bucket).Put(o.key, b)
 }
@@ -228,18 +242,33 @@ func (h *storeHook) writer() {
 			}
 			return nil
 		})
+		failed := err != nil
 		if err != nil && len(batch) > 1 {
 			// One bad write must not take the batch with it: one by one.
+			failed = false
 			for i := range batch {
 				var err error
 				if !skip[i] {
 					err = h.db.Update(batch[i].apply)
 				}
+				failed = failed || err != nil
 				h.finish(batch[i], err)
 			}
 		} else {
 			for _, o := range batch {
 				h.finish(o, err)
+			}
+		}
+		if failed {
+			// A message's durability may rest on any write of its batch
+			// (its journal entry, or, when the entry and its end cancel
+			// out in one batch, the queued copies for its subscribers):
+			// no message journalled in a batch with a failed write is
+			// acknowledged (journalFailed).
+			for _, o := range batch {
+				if !o.del && o.fn == nil && bytes.Equal(o.bucket, bucketJournal) {
+					h.failed.Store(o.seq, struct{}{})
+				}
 			}
 		}
 		h.markCommitted(batch[len(batch)-1].seq)
@@ -279,6 +308,14 @@ func (h *storeHook) markCommitted(seq uint64) {
 	close(h.commitCh)
 	h.commitCh = make(chan struct{})
 	h.cmu.Unlock()
+}
+
+// journalFailed reports (once) whether the journal entry with seq failed
+// to be written, forgetting it: the caller must then not acknowledge the
+// message.
+func (h *storeHook) journalFailed(seq uint64) bool {
+	_, failed := h.failed.LoadAndDelete(seq)
+	return failed
 }
 
 // waitCommitted returns once the op with seq (and every op before it) is
@@ -331,6 +368,9 @@ func (h *storeHook) queue(op storeOp, wait bool) uint64 {
 	}
 	h.seq++
 	op.seq = h.seq
+	if f := h.failWrite.Load(); f != nil {
+		op.fail = *f
+	}
 	h.ops <- op
 	h.mu.Unlock()
 	if wait {
