@@ -268,7 +268,7 @@ func TestVitalsBreachRearms(t *testing.T) {
 	if _, err := r.m.Resolve(context.Background(), first.ID, "nurse", "api", OutcomeOther, "probe"); err != nil {
 		t.Fatal(err)
 	}
-	send(61, 89) // 29 s more: not yet
+	send(61, 89)                     // 29 s more: not yet
 	e.readingsHandled(r, "probe-m1") // the readings session: a fall marker would come on the events one
 	if n := len(alertsOf(t, r.m, "vm-r", TypeSpO2Low)); n != 1 {
 		t.Fatalf("%d spo2 alerts after 29 s more, want 1", n)

@@ -52,22 +52,10 @@ func openSpool(t testing.TB, path string, cfg spool.Config) *spool.Spool {
 	return sp
 }
 
-// run starts g.Run and stops it in Cleanup.
+// run starts g.Run and stops it in Cleanup (testenv.RunUntilCleanup).
 func run(t testing.TB, g *Gateway) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Run did not return within 10 s of cancellation")
-		}
-	})
+	t.Helper()
+	testenv.RunUntilCleanup(t, g.Run)
 }
 
 // got is one reading as a subscriber saw it.
