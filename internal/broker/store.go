@@ -88,7 +88,8 @@ type storeHook struct {
 	// failed, until
 	// the connection waiting for that entry's commit has seen it
 	// (journalFailed): their PUBACKs must never be sent.
-	failed sync.Map // uint64 -> struct{}
+	failed  sync.Map     // uint64 -> struct{}
+	failedN atomic.Int64 // entries in failed
 	// failWrite, when set (tests only), is asked before each put is
 	// applied and makes it fail with its error: a full or broken disk.
 	failWrite atomic.Pointer[func(o *storeOp) error]
@@ -267,7 +268,9 @@ func (h *storeHook) writer() {
 			// acknowledged (journalFailed).
 			for _, o := range batch {
 				if !o.del && o.fn == nil && bytes.Equal(o.bucket, bucketJournal) {
-					h.failed.Store(o.seq, struct{}{})
+					if _, had := h.failed.LoadOrStore(o.seq, struct{}{}); !had {
+						h.failedN.Add(1)
+					}
 				}
 			}
 		}
@@ -314,7 +317,13 @@ func (h *storeHook) markCommitted(seq uint64) {
 // to be written, forgetting it: the caller must then not acknowledge the
 // message.
 func (h *storeHook) journalFailed(seq uint64) bool {
+	if h.failedN.Load() == 0 {
+		return false // the common case: one atomic load on every write to a client
+	}
 	_, failed := h.failed.LoadAndDelete(seq)
+	if failed {
+		h.failedN.Add(-1)
+	}
 	return failed
 }
 
