@@ -26,12 +26,109 @@ func DecodeTelemetryFast(b []byte, now time.Time, l Limits) (*Telemetry, error) 
 	return DecodeTelemetry(b, now, l)
 }
 
+// TelemetryDecoder is DecodeTelemetryFast that keeps its memory between
+// calls: on the payloads the fast scanner reads, a decode allocates
+// nothing but the device id (ingest's per-message cost,
+// docs/benchmarks.md). The zero value is ready to use; a decoder is not
+// safe for concurrent use.
+type TelemetryDecoder struct {
+	raw     telemetryJSON
+	rawMaps rawMaps
+	tel     Telemetry
+	vals    valueMaps
+}
+
+// Decode is DecodeTelemetryFast(b, now, l): the same Telemetry and the same
+// errors. The Telemetry it returns, its Readings and their Values maps
+// belong to d and are valid until d's next Decode; the device id is a
+// string of its own. Payloads outside the scanner's shape are decoded by
+// DecodeTelemetry into new memory.
+func (d *TelemetryDecoder) Decode(b []byte, now time.Time, l Limits) (*Telemetry, error) {
+	l = l.withDefaults()
+	if len(b) <= l.MaxPayload {
+		d.rawMaps.used = 0
+		if d.raw.Readings != nil {
+			d.rawMaps.readings = d.raw.Readings[:0]
+		}
+		d.raw = telemetryJSON{}
+		if scanTelemetryInto(b, &d.raw, &d.rawMaps) {
+			d.vals.used = 0
+			return d.raw.telemetryInto(&d.tel, &d.vals, now, l)
+		}
+	}
+	return DecodeTelemetry(b, now, l)
+}
+
+// maxKeptMaps is how many values maps a decoder keeps for reuse: a batch
+// of more readings allocates the rest, so a single huge batch does not pin
+// its maps for good.
+const maxKeptMaps = 128
+
+// rawMaps hands out the scanner's values maps, reusing up to maxKeptMaps;
+// a nil *rawMaps allocates every map.
+type rawMaps struct {
+	all      []map[string]json.RawMessage
+	used     int
+	readings []readingJSON // spare slice for a batch (empty)
+}
+
+func (p *rawMaps) get() map[string]json.RawMessage {
+	if p == nil {
+		return make(map[string]json.RawMessage, 4)
+	}
+	if p.used < len(p.all) {
+		m := p.all[p.used]
+		p.used++
+		clear(m)
+		return m
+	}
+	m := make(map[string]json.RawMessage, 4)
+	if len(p.all) < maxKeptMaps {
+		p.all = append(p.all, m)
+		p.used++
+	}
+	return m
+}
+
+// valueMaps is rawMaps for the readings' Values.
+type valueMaps struct {
+	all  []map[string]float64
+	used int
+}
+
+func (p *valueMaps) get(n int) map[string]float64 {
+	if p == nil {
+		return make(map[string]float64, n)
+	}
+	if p.used < len(p.all) {
+		m := p.all[p.used]
+		p.used++
+		clear(m)
+		return m
+	}
+	m := make(map[string]float64, max(n, 4))
+	if len(p.all) < maxKeptMaps {
+		p.all = append(p.all, m)
+		p.used++
+	}
+	return m
+}
+
 // scanTelemetry parses b into what encoding/json would decode it to, or
 // reports false when b is outside the shape it reads (not necessarily
 // invalid).
 func scanTelemetry(b []byte) (*telemetryJSON, bool) {
-	s := scanner{b: b}
 	raw := &telemetryJSON{}
+	if !scanTelemetryInto(b, raw, nil) {
+		return nil, false
+	}
+	return raw, true
+}
+
+// scanTelemetryInto is scanTelemetry into raw (zero but for the capacity
+// of Readings), with its values maps from maps.
+func scanTelemetryInto(b []byte, raw *telemetryJSON, maps *rawMaps) bool {
+	s := scanner{b: b, maps: maps}
 	var seen uint16
 	ok := s.object(func(key []byte) bool {
 		var bit uint16
@@ -102,13 +199,10 @@ func scanTelemetry(b []byte) (*telemetryJSON, bool) {
 		return true
 	})
 	if !ok {
-		return nil, false
+		return false
 	}
 	s.space()
-	if s.i != len(s.b) {
-		return nil, false
-	}
-	return raw, true
+	return s.i == len(s.b)
 }
 
 // maxScanUint is the largest integer the scanner reads (18 digits): it fits
@@ -116,8 +210,9 @@ func scanTelemetry(b []byte) (*telemetryJSON, bool) {
 const maxScanUint = 999_999_999_999_999_999
 
 type scanner struct {
-	b []byte
-	i int
+	b    []byte
+	i    int
+	maps *rawMaps // where values maps come from (nil: new ones)
 }
 
 func (s *scanner) space() {
@@ -287,7 +382,7 @@ func (s *scanner) number() ([]byte, bool) {
 // values reads {"name": number, ...}: a non-empty object of numbers with
 // distinct names. The numbers alias s.b.
 func (s *scanner) values() (map[string]json.RawMessage, bool) {
-	vals := make(map[string]json.RawMessage, 4)
+	vals := s.maps.get()
 	ok := s.object(func(key []byte) bool {
 		num, ok := s.number()
 		if !ok {
@@ -312,7 +407,12 @@ func (s *scanner) readings() ([]readingJSON, bool) {
 		return nil, false
 	}
 	s.i++
-	rs := make([]readingJSON, 0, 8)
+	var rs []readingJSON
+	if s.maps != nil && s.maps.readings != nil {
+		rs, s.maps.readings = s.maps.readings, nil
+	} else {
+		rs = make([]readingJSON, 0, 8)
+	}
 	for {
 		s.space()
 		var r readingJSON

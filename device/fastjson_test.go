@@ -67,6 +67,46 @@ func TestDecodeTelemetryFast(t *testing.T) {
 	}
 }
 
+// TestTelemetryDecoderReuse: one TelemetryDecoder given every seed in turn,
+// forwards and backwards (so each shape follows every other and the reused
+// maps and slices hold the previous payload's values), decodes each as
+// DecodeTelemetry does; and a single reading costs it at most one
+// allocation (the device id).
+func TestTelemetryDecoderReuse(t *testing.T) {
+	var d TelemetryDecoder
+	seeds := fastSeeds()
+	order := append(slices.Clone(seeds), seeds...)
+	slices.Reverse(order[len(seeds):])
+	for i, in := range order {
+		want, wantErr := DecodeTelemetry([]byte(in), now, Limits{})
+		got, gotErr := d.Decode([]byte(in), now, Limits{})
+		if errText(gotErr) != errText(wantErr) {
+			t.Fatalf("payload %d %q: error %v, DecodeTelemetry says %v", i, in, gotErr, wantErr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("payload %d %q: got %+v, DecodeTelemetry gives %+v", i, in, got, want)
+		}
+	}
+	single := []byte(seeds[0])
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := d.Decode(single, now, Limits{}); err != nil {
+			t.Fatal(err)
+		}
+	}); n > 1 {
+		t.Errorf("a single reading costs %v allocations, want at most 1 (the device id)", n)
+	}
+}
+
+// reuseDecoder is the fuzz target's decoder: it has decoded a batch, so
+// every fuzz input meets maps and slices in use before.
+var reuseDecoder = func() *TelemetryDecoder {
+	var d TelemetryDecoder
+	if _, err := d.Decode([]byte(fastSeeds()[1]), now, Limits{}); err != nil {
+		panic(err)
+	}
+	return &d
+}()
+
 func checkFastSame(t *testing.T, b []byte) {
 	t.Helper()
 	want, wantErr := DecodeTelemetry(b, now, Limits{})
@@ -76,6 +116,13 @@ func checkFastSame(t *testing.T, b []byte) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("%q: got %+v, DecodeTelemetry gives %+v", b, got, want)
+	}
+	got, gotErr = reuseDecoder.Decode(b, now, Limits{})
+	if errText(gotErr) != errText(wantErr) {
+		t.Fatalf("%q: TelemetryDecoder: error %v, DecodeTelemetry says %v", b, gotErr, wantErr)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: TelemetryDecoder: got %+v, DecodeTelemetry gives %+v", b, got, want)
 	}
 	if raw, ok := scanTelemetry(b); ok {
 		var ref telemetryJSON
@@ -123,6 +170,14 @@ func BenchmarkDecodeTelemetry(b *testing.B) {
 	b.Run("fast", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := DecodeTelemetryFast(in, now, Limits{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decoder", func(b *testing.B) {
+		var d TelemetryDecoder
+		for b.Loop() {
+			if _, err := d.Decode(in, now, Limits{}); err != nil {
 				b.Fatal(err)
 			}
 		}

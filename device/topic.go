@@ -88,10 +88,12 @@ func ParseTopic(root, name string) (Topic, error) {
 	if root == "" {
 		root = DefaultRoot
 	}
-	prefix := root + "/v1/"
-	rest, ok := strings.CutPrefix(name, prefix)
+	rest, ok := strings.CutPrefix(name, root) // root + "/v1/" without building it per message
+	if ok {
+		rest, ok = strings.CutPrefix(rest, "/v1/")
+	}
 	if !ok {
-		return Topic{}, &ValidationError{Field: "topic", Rule: "prefix", Detail: fmt.Sprintf("%q does not start with %q", name, prefix)}
+		return Topic{}, &ValidationError{Field: "topic", Rule: "prefix", Detail: fmt.Sprintf("%q does not start with %q", name, root+"/v1/")}
 	}
 	site, rest, ok1 := strings.Cut(rest, "/")
 	dev, ch, ok2 := strings.Cut(rest, "/")

@@ -200,36 +200,42 @@ type readingJSON struct {
 	Values map[string]json.RawMessage `json:"values"`
 }
 
-// telemetry validates raw (received at now) into a Telemetry; l has its
-// defaults.
+// telemetry validates raw (received at now) into a new Telemetry; l has
+// its defaults.
 func (raw *telemetryJSON) telemetry(now time.Time, l Limits) (*Telemetry, error) {
+	return raw.telemetryInto(new(Telemetry), nil, now, l)
+}
+
+// telemetryInto is telemetry writing into t, whose Readings slice it
+// reuses; vals supplies the readings' Values maps (nil: new ones).
+func (raw *telemetryJSON) telemetryInto(t *Telemetry, vals *valueMaps, now time.Time, l Limits) (*Telemetry, error) {
 	var errs []error
 	if err := checkHeader(raw.V, raw.Device); err != nil {
 		errs = append(errs, err)
 	}
-	t := &Telemetry{V: raw.V, Device: raw.Device, Boot: raw.Boot, ID: raw.ID}
+	*t = Telemetry{V: raw.V, Device: raw.Device, Boot: raw.Boot, ID: raw.ID, Readings: t.Readings[:0]}
 	single := raw.TS != 0 || raw.Values != nil || raw.Seq != 0
 	switch {
 	case single && raw.Readings != nil:
 		errs = append(errs, &ValidationError{Field: "readings", Rule: "exclusive", Detail: "send either ts/values or readings, not both"})
 	case single:
-		r, err := decodeReading("", raw.Seq, raw.TS, raw.Values, now, l)
+		r, err := decodeReading("", raw.Seq, raw.TS, raw.Values, vals.get(len(raw.Values)), now, l)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		t.Readings = []Reading{r}
+		t.Readings = append(t.Readings, r)
 	case len(raw.Readings) == 0:
 		errs = append(errs, &ValidationError{Field: "readings", Rule: "required", Detail: "no ts/values and no readings"})
 	case len(raw.Readings) > l.MaxReadings:
 		errs = append(errs, &ValidationError{Field: "readings", Rule: "max_len", Detail: fmt.Sprintf("%d readings, limit %d", len(raw.Readings), l.MaxReadings)})
 	default:
-		t.Readings = make([]Reading, len(raw.Readings))
+		t.Readings = slices.Grow(t.Readings, len(raw.Readings))
 		for i, rr := range raw.Readings {
-			r, err := decodeReading("readings["+strconv.Itoa(i)+"].", rr.Seq, rr.TS, rr.Values, now, l)
+			r, err := decodeReading("readings["+strconv.Itoa(i)+"].", rr.Seq, rr.TS, rr.Values, vals.get(len(rr.Values)), now, l)
 			if err != nil {
 				errs = append(errs, err)
 			}
-			t.Readings[i] = r
+			t.Readings = append(t.Readings, r)
 			if i == 0 {
 				continue
 			}
@@ -246,7 +252,9 @@ func (raw *telemetryJSON) telemetry(now time.Time, l Limits) (*Telemetry, error)
 	return t, nil
 }
 
-func decodeReading(prefix string, seq uint64, ts int64, vals map[string]json.RawMessage, now time.Time, l Limits) (Reading, error) {
+// decodeReading validates one reading into a Reading whose Values is dst
+// (empty).
+func decodeReading(prefix string, seq uint64, ts int64, vals map[string]json.RawMessage, dst map[string]float64, now time.Time, l Limits) (Reading, error) {
 	var errs []error
 	if seq == 0 {
 		errs = append(errs, &ValidationError{Field: prefix + "seq", Rule: "required", Detail: "sequence numbers start at 1 on every boot"})
@@ -257,7 +265,7 @@ func decodeReading(prefix string, seq uint64, ts int64, vals map[string]json.Raw
 	if len(vals) == 0 {
 		errs = append(errs, &ValidationError{Field: prefix + "values", Rule: "required", Detail: "at least one value"})
 	}
-	r := Reading{Seq: seq, TS: ts, Values: make(map[string]float64, len(vals))}
+	r := Reading{Seq: seq, TS: ts, Values: dst}
 	for name, raw := range vals {
 		field := func() string { return prefix + "values." + name } // built only for an error
 		if err := ValidateFieldName(name); err != nil {

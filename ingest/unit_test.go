@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -456,5 +457,35 @@ func TestOldestHeld(t *testing.T) {
 	o.complete(0, nil)
 	if got := h.age(later); got != 0 {
 		t.Fatalf("age after both completed = %s, want 0", got)
+	}
+}
+
+// TestAppendFloatAsStrconv: appendFloat writes what strconv.AppendFloat(v,
+// 'f', -1, 64) writes, at the edges of its integer fast path included.
+func TestAppendFloatAsStrconv(t *testing.T) {
+	t.Parallel()
+	for _, v := range []float64{0, math.Copysign(0, -1), 1, -1, 72, 97, 97.5, -40.25, 1 << 53, -(1 << 53), 1<<53 + 2,
+		-(1<<53 + 2), 1e21, 123456789.125, 5e-324, 0.1, 1e15, 1e16 - 1, math.MaxInt64, math.MinInt64, math.MaxFloat64} {
+		checkAppendFloat(t, v)
+	}
+}
+
+// FuzzAppendFloat: the same for any float64 bit pattern but NaN and Inf
+// (which points never hold).
+func FuzzAppendFloat(f *testing.F) {
+	for _, v := range []float64{0, 72, 97.5, -1, 1 << 53, 1e300} {
+		f.Add(math.Float64bits(v))
+	}
+	f.Fuzz(func(t *testing.T, bits uint64) {
+		if v := math.Float64frombits(bits); !math.IsNaN(v) && !math.IsInf(v, 0) {
+			checkAppendFloat(t, v)
+		}
+	})
+}
+
+func checkAppendFloat(t *testing.T, v float64) {
+	t.Helper()
+	if got, want := string(appendFloat(nil, v)), strconv.FormatFloat(v, 'f', -1, 64); got != want {
+		t.Errorf("appendFloat(%v) = %s, strconv says %s", v, got, want)
 	}
 }

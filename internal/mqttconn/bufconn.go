@@ -111,6 +111,9 @@ type bufferedConn struct {
 
 func newBufferedConn(c net.Conn, readDelay time.Duration) *bufferedConn {
 	src := &lastRead{Conn: c, delay: readDelay}
+	if tc, ok := c.(*net.TCPConn); ok && readDelay > 0 {
+		src.lowat = newLowatReader(tc, readDelay)
+	}
 	b := &bufferedConn{
 		Conn:    c,
 		r:       bufio.NewReaderSize(src, readBufferSize),
@@ -150,13 +153,21 @@ type lastRead struct {
 	net.Conn
 	delay time.Duration
 	last  int
+	// lowat, on a TCP connection, replaces the sleep with a low-water
+	// mark (lowat.go).
+	lowat *lowatReader
 }
 
-func (l *lastRead) Read(p []byte) (int, error) {
-	if l.delay > 0 && l.last < readShort {
+func (l *lastRead) Read(p []byte) (n int, err error) {
+	switch {
+	case l.lowat != nil:
+		n, err = l.lowat.read(p)
+	case l.delay > 0 && l.last < readShort:
 		time.Sleep(l.delay)
+		fallthrough
+	default:
+		n, err = l.Conn.Read(p)
 	}
-	n, err := l.Conn.Read(p)
 	l.last = n
 	return n, err
 }
