@@ -131,10 +131,12 @@ type Config struct {
 	// 0.2-0.5 s while mostly idle, so throughput is the in-flight window over
 	// that latency, and parallel writes overlap it (docs/benchmarks.md).
 	Writers int
-	// ReadDelay is how long the MQTT connection waits before a read when
-	// the broker is not far ahead (mqttconn.Options.ReadDelay): batches
-	// wait FlushInterval anyway, and gathering saves system calls. 0 means
-	// 5 ms; a negative value reads at once.
+	// ReadDelay is how long the MQTT connection lets messages gather
+	// while they flow (mqttconn.Options.ReadDelay): on Linux it reads once
+	// 32 KiB are queued or ReadDelay after its last read, elsewhere it
+	// sleeps ReadDelay before a read that follows a short one. Batches wait
+	// FlushInterval anyway, and gathering saves system calls and wake-ups.
+	// 0 means 5 ms; a negative value reads every message at once.
 	ReadDelay time.Duration
 	// Skew is how far a reading's device time may be from its receive time
 	// before the point is flagged with field skewed=true and counted in

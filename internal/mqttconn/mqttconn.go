@@ -68,12 +68,14 @@ type Options struct {
 	// Acker that is not Plain; otherwise messages go to the handlers as
 	// usual, so set DefaultHandler to the same function.
 	Direct func(paho.Message)
-	// ReadDelay, if set, lets incoming data gather for this long before
-	// a read whenever the sender is not far ahead, so that a steady
-	// stream of small messages costs one system call per delay instead
-	// of one per message or two. It adds up to that much to the latency
-	// of each message: for a batching subscriber (ingest), not for one
-	// that reacts to single messages.
+	// ReadDelay, if set, lets incoming data gather while messages flow,
+	// so that a steady stream of small messages costs one system call and
+	// one wake-up per delay (or per 32 KiB) instead of one per message: on
+	// Linux with a socket low-water mark (lowat.go), elsewhere by sleeping
+	// the delay before a read that follows a short one. The first message
+	// after a quiet spell is read at once; later ones wait up to the
+	// delay: for a batching subscriber (ingest), not for one that reacts
+	// to single messages.
 	ReadDelay time.Duration
 	// MaxInflight bounds the messages paho buffers for the handler; 0 = 1000.
 	MaxInflight int
