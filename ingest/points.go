@@ -242,6 +242,12 @@ func appendEscaped(b []byte, s string, tagOrKey bool) []byte {
 	return b
 }
 
+// hasLineBreak reports whether s holds a newline or a carriage return
+// (strings.ContainsAny(s, "\n\r"), without its set lookup per byte).
+func hasLineBreak(s string) bool {
+	return strings.IndexByte(s, '\n') >= 0 || strings.IndexByte(s, '\r') >= 0
+}
+
 // lineSpecial marks the bytes appendEscaped may escape.
 var lineSpecial = [256]bool{',': true, ' ': true, '=': true, '\t': true, '\n': true, '\f': true, '\r': true}
 
@@ -422,7 +428,7 @@ func validatePoint(p *point) error {
 		// Spaces, commas and equals signs are escaped; a trailing
 		// backslash would escape the separator after it, and InfluxDB
 		// 1.8's line protocol has no way to write it.
-		if strings.HasSuffix(t.Value, `\`) || strings.HasSuffix(t.Key, `\`) || strings.ContainsAny(t.Value, "\n\r") || strings.ContainsAny(t.Key, "\n\r") {
+		if strings.HasSuffix(t.Value, `\`) || strings.HasSuffix(t.Key, `\`) || hasLineBreak(t.Value) || hasLineBreak(t.Key) {
 			return &PointError{"invalid_point", fmt.Sprintf("tag %q=%q: a trailing backslash or a newline cannot be written in line protocol", t.Key, t.Value)}
 		}
 	}

@@ -489,3 +489,20 @@ func checkAppendFloat(t *testing.T, v float64) {
 		t.Errorf("appendFloat(%v) = %s, strconv says %s", v, got, want)
 	}
 }
+
+// TestValidatePointLineBreaks: a newline or carriage return in a tag key
+// or value cannot be written in line protocol and is refused; the same
+// tag without it passes.
+func TestValidatePointLineBreaks(t *testing.T) {
+	t.Parallel()
+	for _, tg := range []tag{{"site", "a\nb"}, {"site", "a\rb"}, {"si\nte", "a"}, {"si\rte", "a"}} {
+		p := &point{name: MeasurementReadings, tags: []tag{tg}, fields: []field{floatField("hr_bpm", 70)}, ms: 1}
+		if err := validatePoint(p); err == nil {
+			t.Errorf("tag %q=%q accepted", tg.Key, tg.Value)
+		}
+	}
+	p := &point{name: MeasurementReadings, tags: []tag{{"site", "a b"}}, fields: []field{floatField("hr_bpm", 70)}, ms: 1}
+	if err := validatePoint(p); err != nil {
+		t.Errorf("tag site=\"a b\" refused: %v", err)
+	}
+}
