@@ -50,12 +50,18 @@ type lowatReader struct {
 // errAgain is a non-blocking read that found nothing queued.
 var errAgain = errors.New("mqttconn: nothing queued")
 
+// newLowatReader returns nil where the socket refuses SO_RCVLOWAT (the
+// caller then sleeps its delay instead).
 func newLowatReader(c *net.TCPConn, delay time.Duration) *lowatReader {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return nil
 	}
-	return &lowatReader{conn: c, raw: raw, delay: delay}
+	l := &lowatReader{conn: c, raw: raw, delay: delay}
+	if l.setLowat(1) != nil {
+		return nil
+	}
+	return l
 }
 
 // read reads into p.
