@@ -15,9 +15,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/eldercare-iot/eldercare/device"
 )
@@ -29,6 +31,19 @@ const MaxUnknownDevices = 500
 // unknownWriteEvery is the shortest time between two store writes of one
 // unknown device (its first message is written at once).
 const unknownWriteEvery = 15 * time.Second
+
+// unknownWritesPerSecond and unknownWriteBurst bound the store writes of
+// the list across all devices: a flood of made-up device ids (a
+// misconfigured gateway, a hostile client, the 10,000 unregistered ids of
+// `eldercare-bench ingest --only up`) was an upsert per message, a fifth of
+// `up`'s CPU (docs/benchmarks.md, 2026-12-07 evening). The in-memory list
+// still takes every message; a device whose write is refused is written at
+// a later message. A site that brings 100 new devices online at once sees
+// them all in the store at once, 500 within 20 s.
+const (
+	unknownWritesPerSecond = 20
+	unknownWriteBurst      = 100
+)
 
 // maxUnknownSummary bounds UnknownDevice.LastMessage, in bytes.
 const maxUnknownSummary = 300
@@ -61,10 +76,15 @@ type unknownTracker struct {
 	byID    map[string]*unknownEntry
 	pending map[string]UnknownDevice // to write, by device id (at most MaxUnknownDevices)
 	writing bool                     // drainUnknown runs
+	// writes bounds the store writes (unknownWritesPerSecond); written
+	// counts them (eldercare_alerting_unknown_device_writes_total).
+	writes  *rate.Limiter
+	written atomic.Int64
 }
 
 func newUnknownTracker() *unknownTracker {
-	return &unknownTracker{byID: map[string]*unknownEntry{}, pending: map[string]UnknownDevice{}}
+	return &unknownTracker{byID: map[string]*unknownEntry{}, pending: map[string]UnknownDevice{},
+		writes: rate.NewLimiter(unknownWritesPerSecond, unknownWriteBurst)}
 }
 
 func (u *unknownTracker) len() int {
@@ -145,8 +165,8 @@ func (s *Service) noteUnknown(ctx context.Context, site, dev string, values map[
 	e.Messages++
 	write := e.written.IsZero() || now.Sub(e.written) >= unknownWriteEvery
 	_, queued := u.pending[dev]
-	if write && !queued && len(u.pending) >= MaxUnknownDevices {
-		write = false // the writer is behind: written at a later message
+	if write && !queued && (len(u.pending) >= MaxUnknownDevices || !u.writes.AllowN(now, 1)) {
+		write = false // the writer is behind, or too many devices are new: written at a later message
 	}
 	start := false
 	if write {
@@ -179,6 +199,7 @@ func (s *Service) drainUnknown(ctx context.Context) {
 			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			err := s.m.putUnknownDevice(wctx, x)
 			cancel()
+			u.written.Add(1)
 			if err != nil {
 				s.log.Warn("alerting: record unknown device", "device", x.Device, "err", err)
 				u.mu.Lock()
@@ -195,9 +216,13 @@ func (s *Service) drainUnknown(ctx context.Context) {
 // eldercare_alerting_unknown_devices (gauge, devices in the in-memory
 // list, at most MaxUnknownDevices). The caller registers them.
 func (s *Service) UnknownCollectors() []prometheus.Collector {
+	u := s.cmds.unknown
 	return []prometheus.Collector{prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "eldercare_alerting_unknown_devices",
 		Help: fmt.Sprintf("Devices heard from but not in the registry, kept for adoption from the admin pages (at most %d; the least recently heard are dropped).", MaxUnknownDevices)},
-		func() float64 { return float64(s.cmds.unknown.len()) })}
+		func() float64 { return float64(u.len()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "eldercare_alerting_unknown_device_writes_total",
+			Help: fmt.Sprintf("Store writes of the unknown-device list (alert_unknown_devices), failed ones included; at most %d a second after a burst of %d, whatever the number of unknown devices.", unknownWritesPerSecond, unknownWriteBurst)},
+			func() float64 { return float64(u.written.Load()) })}
 }
 
 // putUnknownDevice upserts x into alert_unknown_devices and keeps the

@@ -57,7 +57,7 @@ Everything listens on 127.0.0.1.`,
 	f.Duration("timeout", 3*time.Minute, "longest one contender may take to store a phase before it counts as lost")
 	f.String("telegraf", "", `Telegraf binary built with -tags "custom,inputs.mqtt_consumer,outputs.influxdb_v2,parsers.json_v2" (default $(go env GOPATH)/bin/telegraf-eldercare; "none" skips Telegraf)`)
 	f.Int("inflight", 10_000, "broker's max_inflight_messages per client, also ingest's --max-in-flight and Telegraf's max_undelivered_messages")
-	f.String("cpu-profile", "", "write a Go CPU profile of our ingest child to this file, one per phase with the phase's readings per message appended (default none: no profiling)")
+	f.String("cpu-profile", "", "write a Go CPU profile of our ingest child to this file, one per phase with the phase's readings per message appended, and of the up child with \".up\" before that number (default none: no profiling)")
 	f.String("only", "", "run only these contenders, comma-separated: ceiling, ours, plain (ours on a plain subscription), base (ours with --base-bin and --base-args), up, telegraf, influxdb (default ceiling, ours, telegraf, influxdb)")
 	f.String("ours-args", "", "extra flags for our ingest child, space-separated (e.g. \"--shared-subscription=false --writers 1\"; default none)")
 	f.String("eldercare-bin", "", "the eldercare binary whose ingest and up are measured (default: eldercare next to this binary, else on the PATH)")
@@ -276,6 +276,9 @@ func benchOne(ctx context.Context, out io.Writer, name, dir, self, influxBin, tg
 				"--http", "127.0.0.1:" + strconv.Itoa(httpPort), "--mqtt-listen", "127.0.0.1:" + strconv.Itoa(mqttPort),
 				"--mqtt-auth", "off", "--influx", srv.URL(), "--root", root, "--log-level", "warn"}
 			proc = exec.Command(self, append(args, strings.Fields(s.String("up-args"))...)...)
+			if p := s.String("cpu-profile"); p != "" {
+				proc.Env = append(os.Environ(), cpuProfileEnv+"="+p+".up."+strconv.Itoa(perMsg))
+			}
 		case "telegraf":
 			conf := filepath.Join(dir, "telegraf.conf")
 			if err := os.WriteFile(conf, []byte(telegrafConf(mqttURL, srv.URL(), filter, perMsg, inflight)), 0o600); err != nil {

@@ -211,9 +211,10 @@ func newDeadLettersCmd() *cobra.Command {
 	return cmd
 }
 
-// cpuProfileEnv names a file to which `eldercare ingest` writes a Go CPU
-// profile (runtime/pprof) of its whole run; `bench ingest --cpu-profile`
-// sets it for its ingest child. Unset: no profiling.
+// cpuProfileEnv names a file to which `eldercare ingest` and `eldercare up`
+// write a Go CPU profile (runtime/pprof) of their whole run;
+// `eldercare-bench ingest --cpu-profile` sets it for its ingest and up
+// children. Unset: no profiling.
 const cpuProfileEnv = "ELDERCARE_INGEST_CPU_PROFILE"
 
 func startCPUProfile(path string) (stop func(), err error) {

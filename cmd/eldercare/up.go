@@ -163,6 +163,13 @@ func runUp(ctx context.Context, s *settings, cfg *upConfig) error {
 	if err != nil {
 		return err
 	}
+	if path := os.Getenv(cpuProfileEnv); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	u := &upStack{cfg: cfg, log: log, dataDir: cfg.Data, reg: newMetrics()}
 	defer u.close()
 	steps := []func(context.Context) error{u.prepare, u.startInflux, u.openStore, u.startBroker}
