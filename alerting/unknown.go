@@ -9,6 +9,7 @@
 package alerting
 
 import (
+	"container/list"
 	"context"
 	"fmt"
 	"maps"
@@ -65,6 +66,7 @@ type UnknownDevice struct {
 type unknownEntry struct {
 	UnknownDevice
 	written time.Time
+	elem    *list.Element // in unknownTracker.recent
 }
 
 // unknownTracker is the in-memory list, guarded by mu. Its store writes
@@ -74,6 +76,7 @@ type unknownEntry struct {
 type unknownTracker struct {
 	mu      sync.Mutex
 	byID    map[string]*unknownEntry
+	recent  *list.List               // of *unknownEntry, the most recently heard first
 	pending map[string]UnknownDevice // to write, by device id (at most MaxUnknownDevices)
 	writing bool                     // drainUnknown runs
 	// writes bounds the store writes (unknownWritesPerSecond); written
@@ -83,7 +86,7 @@ type unknownTracker struct {
 }
 
 func newUnknownTracker() *unknownTracker {
-	return &unknownTracker{byID: map[string]*unknownEntry{}, pending: map[string]UnknownDevice{},
+	return &unknownTracker{byID: map[string]*unknownEntry{}, recent: list.New(), pending: map[string]UnknownDevice{},
 		writes: rate.NewLimiter(unknownWritesPerSecond, unknownWriteBurst)}
 }
 
@@ -128,7 +131,10 @@ func (s *Service) noteUnknown(ctx context.Context, site, dev string, values map[
 	u := s.cmds.unknown
 	if _, ok := d.Device(dev); ok {
 		u.mu.Lock()
-		_, tracked := u.byID[dev]
+		e, tracked := u.byID[dev]
+		if tracked {
+			u.recent.Remove(e.elem)
+		}
 		delete(u.byID, dev)
 		delete(u.pending, dev)
 		u.mu.Unlock()
@@ -146,17 +152,15 @@ func (s *Service) noteUnknown(ctx context.Context, site, dev string, values map[
 	u.mu.Lock()
 	e := u.byID[dev]
 	if e == nil {
-		if len(u.byID) >= MaxUnknownDevices {
-			var oldest string
-			for id, x := range u.byID {
-				if oldest == "" || x.LastSeen.Before(u.byID[oldest].LastSeen) {
-					oldest = id
-				}
-			}
-			delete(u.byID, oldest)
+		if len(u.byID) >= MaxUnknownDevices { // drop the least recently heard
+			oldest := u.recent.Remove(u.recent.Back()).(*unknownEntry)
+			delete(u.byID, oldest.Device)
 		}
 		e = &unknownEntry{UnknownDevice: UnknownDevice{Device: dev, FirstSeen: now}}
+		e.elem = u.recent.PushFront(e)
 		u.byID[dev] = e
+	} else {
+		u.recent.MoveToFront(e.elem)
 	}
 	e.Site, e.LastSeen, e.LastMessage = site, now, summarize(values, ev)
 	if kind != "" {

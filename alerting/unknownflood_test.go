@@ -52,3 +52,36 @@ func TestUnknownDeviceFloodBoundsStoreWrites(t *testing.T) {
 		t.Errorf("eldercare_alerting_unknown_device_writes_total %v, want %d", got, written)
 	}
 }
+
+// TestUnknownDevicesDropLeastRecentlyHeard: with the in-memory list full,
+// a new device pushes out the one heard from longest ago, not the one
+// first seen longest ago.
+func TestUnknownDevicesDropLeastRecentlyHeard(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(func(c *Config) {
+		c.Rules.Directory = func() Directory {
+			return gatewayDir{testDirectory: testDirectory{loc: time.UTC}, devices: map[string]registry.Device{}}
+		}
+	})
+	send := func(dev string, id uint64) {
+		e.publish(dev, device.ChanTelemetry, device.Telemetry{V: 1, Device: dev, Boot: 1, ID: id, Seq: id, TS: time.Now().UnixMilli(),
+			Values: map[string]float64{"hr_bpm": 72}})
+	}
+	for i := range MaxUnknownDevices {
+		send(fmt.Sprintf("lru-%04d", i), 1)
+	}
+	send("lru-0000", 2) // heard again: now the most recent
+	send("lru-new", 1)
+	testenv.EventuallyTrue(t, 30*time.Second, "lru-new processed", func() bool { return r.svc.knows("lru-new") })
+	u := r.svc.cmds.unknown
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	_, first := u.byID["lru-0000"]
+	_, second := u.byID["lru-0001"]
+	_, added := u.byID["lru-new"]
+	if !first || second || !added || len(u.byID) != MaxUnknownDevices || u.recent.Len() != MaxUnknownDevices {
+		t.Errorf("lru-0000 kept %v (want true), lru-0001 kept %v (want false), lru-new %v, %d listed, %d in order (want %d)",
+			first, second, added, len(u.byID), u.recent.Len(), MaxUnknownDevices)
+	}
+}

@@ -372,7 +372,7 @@ func (f *Feed) handle(topic string, payload []byte) (string, error) {
 	now := f.now()
 	switch t.Channel {
 	case device.ChanTelemetry:
-		m, err := device.DecodeTelemetry(payload, now, device.DefaultLimits)
+		m, err := device.DecodeTelemetryFast(payload, now, device.DefaultLimits)
 		if err != nil {
 			return string(t.Channel), err
 		}
