@@ -578,17 +578,24 @@ var (
 // characters other than the language switch's "中文".
 func untranslated(texts []string, lang string, names map[string]bool) []string {
 	var bad []string
+	var hanNames []string // the Chinese names, looked for once per page, not once per text
+	for n := range names {
+		if hanRune.MatchString(n) {
+			hanNames = append(hanNames, n)
+		}
+	}
 	for _, s := range texts {
 		if rawKey.MatchString(s) {
 			bad = append(bad, s)
 			continue
 		}
 		if lang == "en" {
+			if !hanRune.MatchString(s) {
+				continue
+			}
 			rest := strings.NewReplacer("简体中文", "", "中文", "").Replace(s)
-			for n := range names {
-				if hanRune.MatchString(n) {
-					rest = strings.ReplaceAll(rest, n, "")
-				}
+			for _, n := range hanNames {
+				rest = strings.ReplaceAll(rest, n, "")
 			}
 			if hanRune.MatchString(rest) {
 				bad = append(bad, s)
