@@ -20,9 +20,50 @@ import (
 	"github.com/eldercare-iot/eldercare/dashboard"
 )
 
-// login logs username in through the login form and returns the path the
-// browser lands on.
+// sessionCookie is the name of the dashboard's session cookie.
+const sessionCookie = "eldercare_session"
+
+// login logs the browser of ctx in as username, with the session the
+// template database holds for the account (shared.sessions: the cookie is
+// set through the DevTools protocol, as the login form's answer sets it),
+// opens "/" and returns the path the role's home redirect lands on. It
+// fails the test when the session does not open a page. Tests about the
+// login form itself use loginForm.
 func login(t *testing.T, ctx context.Context, st *stack, username string) string {
+	t.Helper()
+	setSession(t, ctx, st, username)
+	c, cancel := within(ctx, 20*time.Second)
+	defer cancel()
+	if _, err := chromedp.RunResponse(c, chromedp.Navigate(st.base+"/")); err != nil {
+		t.Fatalf("log in as %s: open /: %v", username, err)
+	}
+	path := pathname(t, ctx)
+	if path == "/login" {
+		t.Fatalf("log in as %s: the session cookie of the template database led to /login", username)
+	}
+	return path
+}
+
+// setSession puts the session cookie of username (shared.sessions) into
+// the browser of ctx.
+func setSession(t *testing.T, ctx context.Context, st *stack, username string) {
+	t.Helper()
+	id, ok := shared.sessions[username]
+	if !ok {
+		t.Fatalf("no session of %q in the template database", username)
+	}
+	c, cancel := within(ctx, 20*time.Second)
+	defer cancel()
+	httpOnly := true
+	if _, err := chromedp.Call(c, network.SetCookie, network.SetCookieParams{Name: sessionCookie, Value: id, URL: st.base + "/", Path: "/",
+		HTTPOnly: &httpOnly, SameSite: network.CookieSameSiteLax}); err != nil {
+		t.Fatalf("set the session cookie of %s: %v", username, err)
+	}
+}
+
+// loginForm logs username in through the login form and returns the path
+// the browser lands on.
+func loginForm(t *testing.T, ctx context.Context, st *stack, username string) string {
 	t.Helper()
 	a, ok := st.accounts[username]
 	if !ok {
@@ -87,7 +128,7 @@ func TestLoginEachRole(t *testing.T) {
 		a := st.accounts[name]
 		t.Run(a.user.Role, func(t *testing.T) {
 			ctx := browser(t)
-			got := login(t, ctx, st, name)
+			got := loginForm(t, ctx, st, name)
 			if got != a.landing {
 				t.Errorf("%s (%s) landed on %s, want %s", name, a.user.Role, got, a.landing)
 			}
@@ -300,7 +341,7 @@ func TestSessionFixation(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := cookies(t, ctx, st)
-	login(t, ctx, st, "carer")
+	loginForm(t, ctx, st, "carer")
 	after := cookies(t, ctx, st)
 	sess, ok := after["eldercare_session"]
 	if !ok {
@@ -484,7 +525,7 @@ func TestBoardScreenshots(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			png, err := chromedp.Run(c, chromedp.FullScreenshot(100) /* 100: PNG */)
+			png, err := chromedp.Run(c, fullScreenshot)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -568,7 +609,7 @@ func TestResidentCharts(t *testing.T) {
 			if p, _ := strconv.Atoi(pts); p == 0 || canvases == 0 {
 				t.Errorf("heart-rate chart over %s min: %s points, %d canvases; want the written samples drawn", tc.minutes, pts, canvases)
 			}
-			png, err := chromedp.Run(c, chromedp.FullScreenshot(100))
+			png, err := chromedp.Run(c, fullScreenshot)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,125 +83,134 @@ func TestAlertHistoryBrowser(t *testing.T) {
 		t.Fatal("the second fall did not open a new alert")
 	}
 
-	var comments []string
-	for _, vp := range []struct {
-		name string
-		w, h int64
-	}{{"phone", 390, 844}, {"desktop", 1280, 900}} {
-		for _, lang := range []string{"en", "zh-CN"} {
-			t.Run(vp.name+"/"+lang, func(t *testing.T) {
-				ctx := userContext(t, root, vp.w, vp.h)
-				login(t, ctx, st, "carer")
-				if code := open(t, ctx, st, "/alerts/history?lang="+lang); code != http.StatusOK {
-					t.Fatalf("history: HTTP %d", code)
-				}
-				if got, _ := eval[string](ctx, `document.documentElement.lang`); got != lang {
-					t.Errorf("page in %s", got)
-				}
-				rows := func() []string {
-					ids, err := eval[[]string](ctx, `[...document.querySelectorAll('tr[data-alert]')].map(r => r.dataset.alert)`)
+	var (
+		mu       sync.Mutex
+		comments []string
+	)
+	// The phone and the desktop side by side, the languages one after the
+	// other (the page's ?lang= sets the account's language).
+	for _, lang := range []string{"en", "zh-CN"} {
+		t.Run(lang, func(t *testing.T) {
+			for _, vp := range []struct {
+				name string
+				w, h int64
+			}{{"phone", 390, 844}, {"desktop", 1280, 900}} {
+				t.Run(vp.name, func(t *testing.T) {
+					t.Parallel()
+					ctx := userContext(t, root, vp.w, vp.h)
+					login(t, ctx, st, "carer")
+					if code := open(t, ctx, st, "/alerts/history?lang="+lang); code != http.StatusOK {
+						t.Fatalf("history: HTTP %d", code)
+					}
+					if got, _ := eval[string](ctx, `document.documentElement.lang`); got != lang {
+						t.Errorf("page in %s", got)
+					}
+					rows := func() []string {
+						ids, err := eval[[]string](ctx, `[...document.querySelectorAll('tr[data-alert]')].map(r => r.dataset.alert)`)
+						if err != nil {
+							t.Fatal(err)
+						}
+						return ids
+					}
+					if all := rows(); len(all) < 3 || all[0] != fmt.Sprint(openFall.ID) {
+						t.Errorf("unfiltered rows %v, want the open fall %d first", all, openFall.ID)
+					}
+					shot(t, ctx, dir, fmt.Sprintf("history-%s-%s", vp.name, lang))
+					if vs := axeRun(t, ctx, axe); len(vs) > 0 {
+						t.Errorf("history: axe-core: %s", strings.Join(vs, "; "))
+					}
+					if w, _ := eval[int64](ctx, `document.documentElement.scrollWidth`); vp.w < 600 && w > vp.w+1 {
+						t.Errorf("history at %d px is %d px wide", vp.w, w)
+					}
+
+					// Filter by type and outcome: only the injury is left.
+					if code := fillAndSubmit(t, ctx, "#history-filters", map[string][]string{"type": {"fall"}, "outcome": {"injury"}}); code != 200 {
+						t.Fatalf("filter: HTTP %d", code)
+					}
+					if got := rows(); !slices.Equal(got, []string{fmt.Sprint(injury.ID)}) {
+						t.Fatalf("rows of fall+injury %v, want [%d]", got, injury.ID)
+					}
+					if got := text(t, ctx, "tbody tr"); !strings.Contains(got, "Bruised left hip") {
+						t.Errorf("filtered row %q lacks the note", got)
+					}
+					// Only unresolved: the open fall.
+					if code := fillAndSubmit(t, ctx, "#history-filters", map[string][]string{"type": {""}, "outcome": {"unresolved"}}); code != 200 {
+						t.Fatalf("filter: HTTP %d", code)
+					}
+					if got := rows(); !slices.Equal(got, []string{fmt.Sprint(openFall.ID)}) {
+						t.Errorf("rows of unresolved %v, want [%d]", got, openFall.ID)
+					}
+					if code := fillAndSubmit(t, ctx, "#history-filters", map[string][]string{"type": {"fall"}, "outcome": {"injury"}}); code != 200 {
+						t.Fatalf("filter: HTTP %d", code)
+					}
+
+					// The CSV of this filter, fetched with the page's session.
+					csvText, err := eval[string](ctx, `fetch(document.querySelector('a.csv').href).then(r => r.ok ? r.text() : "HTTP " + r.status)`, chromedp.EvalAwaitPromise)
 					if err != nil {
 						t.Fatal(err)
 					}
-					return ids
-				}
-				if all := rows(); len(all) < 3 || all[0] != fmt.Sprint(openFall.ID) {
-					t.Errorf("unfiltered rows %v, want the open fall %d first", all, openFall.ID)
-				}
-				shot(t, ctx, dir, fmt.Sprintf("history-%s-%s", vp.name, lang))
-				if vs := axeRun(t, ctx, axe); len(vs) > 0 {
-					t.Errorf("history: axe-core: %s", strings.Join(vs, "; "))
-				}
-				if w, _ := eval[int64](ctx, `document.documentElement.scrollWidth`); vp.w < 600 && w > vp.w+1 {
-					t.Errorf("history at %d px is %d px wide", vp.w, w)
-				}
-
-				// Filter by type and outcome: only the injury is left.
-				if code := fillAndSubmit(t, ctx, "#history-filters", map[string][]string{"type": {"fall"}, "outcome": {"injury"}}); code != 200 {
-					t.Fatalf("filter: HTTP %d", code)
-				}
-				if got := rows(); !slices.Equal(got, []string{fmt.Sprint(injury.ID)}) {
-					t.Fatalf("rows of fall+injury %v, want [%d]", got, injury.ID)
-				}
-				if got := text(t, ctx, "tbody tr"); !strings.Contains(got, "Bruised left hip") {
-					t.Errorf("filtered row %q lacks the note", got)
-				}
-				// Only unresolved: the open fall.
-				if code := fillAndSubmit(t, ctx, "#history-filters", map[string][]string{"type": {""}, "outcome": {"unresolved"}}); code != 200 {
-					t.Fatalf("filter: HTTP %d", code)
-				}
-				if got := rows(); !slices.Equal(got, []string{fmt.Sprint(openFall.ID)}) {
-					t.Errorf("rows of unresolved %v, want [%d]", got, openFall.ID)
-				}
-				if code := fillAndSubmit(t, ctx, "#history-filters", map[string][]string{"type": {"fall"}, "outcome": {"injury"}}); code != 200 {
-					t.Fatalf("filter: HTTP %d", code)
-				}
-
-				// The CSV of this filter, fetched with the page's session.
-				csvText, err := eval[string](ctx, `fetch(document.querySelector('a.csv').href).then(r => r.ok ? r.text() : "HTTP " + r.status)`, chromedp.EvalAwaitPromise)
-				if err != nil {
-					t.Fatal(err)
-				}
-				recs, err := csv.NewReader(strings.NewReader(csvText)).ReadAll()
-				if err != nil || len(recs) != 2 {
-					t.Fatalf("CSV: %v, %d records: %.300s", err, len(recs), csvText)
-				}
-				row := map[string]string{}
-				for i, h := range recs[0] {
-					row[h] = recs[1][i]
-				}
-				loc, _ := time.LoadLocation(firmwaresim.DemoTimeZone)
-				wantOpened := injury.OpenedAt.In(loc).Format(time.RFC3339)
-				if row["id"] != fmt.Sprint(injury.ID) || row["type"] != "fall" || row["outcome"] != "injury" || row["opened_at"] != wantOpened ||
-					!strings.HasSuffix(row["opened_at"], "+08:00") || row["note"] != "Bruised left hip; GP called" || row["resident_id"] != "res-001" {
-					t.Errorf("CSV row %v, want alert %d opened %s", row, injury.ID, wantOpened)
-				}
-
-				// The timeline, from the list.
-				c, cancel := within(ctx, 20*time.Second)
-				_, err = chromedp.RunResponse(c, chromedp.Click(`a.timeline-link`, chromedp.NodeVisible))
-				cancel()
-				if err != nil {
-					t.Fatalf("open the timeline: %v", err)
-				}
-				if p := pathname(t, ctx); p != fmt.Sprintf("/alerts/%d", injury.ID) {
-					t.Fatalf("timeline path %s", p)
-				}
-				tl := text(t, ctx, ".full-timeline")
-				wantWords := map[string][]string{"en": {"opened", "resolved", "Injury: Bruised left hip", lead}, "zh-CN": {"发生", "已关闭", "受伤：Bruised left hip", lead}}[lang]
-				for _, w := range wantWords {
-					if !strings.Contains(tl, w) {
-						t.Errorf("timeline lacks %q: %.400s", w, tl)
+					recs, err := csv.NewReader(strings.NewReader(csvText)).ReadAll()
+					if err != nil || len(recs) != 2 {
+						t.Fatalf("CSV: %v, %d records: %.300s", err, len(recs), csvText)
 					}
-				}
-				// A refused comment keeps its text and says why.
-				if code := fillAndSubmit(t, ctx, ".comment-form", map[string][]string{"text": {"   "}}); code != http.StatusBadRequest {
-					t.Errorf("empty comment: HTTP %d, want 400", code)
-				}
-				if e := text(t, ctx, "#comment-error"); e == "" {
-					t.Error("no reason shown for the empty comment")
-				}
-				comment := map[string]string{"en": "Family informed, GP visit booked", "zh-CN": "已通知家属，医生下午来看"}[lang] + " (" + vp.name + ")"
-				if code := fillAndSubmit(t, ctx, ".comment-form", map[string][]string{"text": {comment}}); code != 200 {
-					t.Fatalf("comment: HTTP %d", code)
-				}
-				comments = append(comments, comment)
-				if got := text(t, ctx, ".full-timeline"); !strings.Contains(got, comment) {
-					t.Errorf("the comment %q is not on the timeline", comment)
-				}
-				if got, _ := eval[string](ctx, `location.hash`); !strings.HasPrefix(got, "#comment-") {
-					t.Errorf("after the comment the page is at %q", got)
-				}
-				shot(t, ctx, dir, fmt.Sprintf("timeline-%s-%s", vp.name, lang))
-				if vs := axeRun(t, ctx, axe); len(vs) > 0 {
-					t.Errorf("timeline: axe-core: %s", strings.Join(vs, "; "))
-				}
-				if w, _ := eval[int64](ctx, `document.documentElement.scrollWidth`); vp.w < 600 && w > vp.w+1 {
-					t.Errorf("timeline at %d px is %d px wide", vp.w, w)
-				}
-				open(t, ctx, st, "/alerts/history?lang=en")
-			})
-		}
+					row := map[string]string{}
+					for i, h := range recs[0] {
+						row[h] = recs[1][i]
+					}
+					loc, _ := time.LoadLocation(firmwaresim.DemoTimeZone)
+					wantOpened := injury.OpenedAt.In(loc).Format(time.RFC3339)
+					if row["id"] != fmt.Sprint(injury.ID) || row["type"] != "fall" || row["outcome"] != "injury" || row["opened_at"] != wantOpened ||
+						!strings.HasSuffix(row["opened_at"], "+08:00") || row["note"] != "Bruised left hip; GP called" || row["resident_id"] != "res-001" {
+						t.Errorf("CSV row %v, want alert %d opened %s", row, injury.ID, wantOpened)
+					}
+
+					// The timeline, from the list.
+					c, cancel := within(ctx, 20*time.Second)
+					_, err = chromedp.RunResponse(c, chromedp.Click(`a.timeline-link`, chromedp.NodeVisible))
+					cancel()
+					if err != nil {
+						t.Fatalf("open the timeline: %v", err)
+					}
+					if p := pathname(t, ctx); p != fmt.Sprintf("/alerts/%d", injury.ID) {
+						t.Fatalf("timeline path %s", p)
+					}
+					tl := text(t, ctx, ".full-timeline")
+					wantWords := map[string][]string{"en": {"opened", "resolved", "Injury: Bruised left hip", lead}, "zh-CN": {"发生", "已关闭", "受伤：Bruised left hip", lead}}[lang]
+					for _, w := range wantWords {
+						if !strings.Contains(tl, w) {
+							t.Errorf("timeline lacks %q: %.400s", w, tl)
+						}
+					}
+					// A refused comment keeps its text and says why.
+					if code := fillAndSubmit(t, ctx, ".comment-form", map[string][]string{"text": {"   "}}); code != http.StatusBadRequest {
+						t.Errorf("empty comment: HTTP %d, want 400", code)
+					}
+					if e := text(t, ctx, "#comment-error"); e == "" {
+						t.Error("no reason shown for the empty comment")
+					}
+					comment := map[string]string{"en": "Family informed, GP visit booked", "zh-CN": "已通知家属，医生下午来看"}[lang] + " (" + vp.name + ")"
+					if code := fillAndSubmit(t, ctx, ".comment-form", map[string][]string{"text": {comment}}); code != 200 {
+						t.Fatalf("comment: HTTP %d", code)
+					}
+					mu.Lock()
+					comments = append(comments, comment)
+					mu.Unlock()
+					if got := text(t, ctx, ".full-timeline"); !strings.Contains(got, comment) {
+						t.Errorf("the comment %q is not on the timeline", comment)
+					}
+					if got, _ := eval[string](ctx, `location.hash`); !strings.HasPrefix(got, "#comment-") {
+						t.Errorf("after the comment the page is at %q", got)
+					}
+					shot(t, ctx, dir, fmt.Sprintf("timeline-%s-%s", vp.name, lang))
+					if vs := axeRun(t, ctx, axe); len(vs) > 0 {
+						t.Errorf("timeline: axe-core: %s", strings.Join(vs, "; "))
+					}
+					if w, _ := eval[int64](ctx, `document.documentElement.scrollWidth`); vp.w < 600 && w > vp.w+1 {
+						t.Errorf("timeline at %d px is %d px wide", vp.w, w)
+					}
+				})
+			}
+		})
 	}
 
 	// Every comment made in the browser is in the API's view of the alert.
@@ -218,14 +228,20 @@ func TestAlertHistoryBrowser(t *testing.T) {
 	if err := json.Unmarshal(b, &d); resp.StatusCode != 200 || err != nil {
 		t.Fatalf("API: %d %v", resp.StatusCode, err)
 	}
+	// Two pages comment side by side: the API lists them in the order
+	// they were stored, which is the order of their times.
 	var got []string
-	for _, c := range d.Comments {
+	for i, c := range d.Comments {
 		got = append(got, c.Text)
 		if c.Author != st.accounts["carer"].user.Name || c.Channel != "dashboard" {
 			t.Errorf("comment by %q via %q", c.Author, c.Channel)
 		}
+		if i > 0 && c.At.Before(d.Comments[i-1].At) {
+			t.Errorf("API comment %d (%s) is older than the one before it (%s)", i, c.At, d.Comments[i-1].At)
+		}
 	}
-	if !slices.Equal(got, comments) {
-		t.Errorf("API comments %q, want %q", got, comments)
+	slices.Sort(comments)
+	if sorted := slices.Sorted(slices.Values(got)); !slices.Equal(sorted, comments) {
+		t.Errorf("API comments %q, want %q (in any order)", got, comments)
 	}
 }

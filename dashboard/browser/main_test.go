@@ -5,9 +5,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eldercare-iot/eldercare/alerting"
 	"github.com/eldercare-iot/eldercare/dashboard"
@@ -45,10 +51,29 @@ var shared struct {
 	demoDir    string // holds the template database
 	demoDB     string // its path
 	demoErr    error
+	// sessions holds, by username, the id of a session of each demo
+	// account, made in the template database by a login through the
+	// dashboard's form handler: every copy of the template has them, so
+	// a test logs a browser in by setting the cookie (login).
+	sessions map[string]string
 }
+
+// parallel is the package's -test.parallel unless the command line sets
+// one: its tests mostly wait for Chromium, the dashboard and influxd
+// (other processes, or goroutines blocked on them), so the default of
+// GOMAXPROCS (2 in CI) left the two cores half idle while the package took
+// four minutes.
+const parallel = "4"
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		if err := flag.Set("test.parallel", parallel); err != nil {
+			fmt.Fprintf(os.Stderr, "browser tests: -test.parallel=%s: %v\n", parallel, err)
+		}
+	}
 	if !testing.Short() {
 		// Start the shared parts at once and side by side (influxd's
 		// start-up alone is about 5 CPU-s); the tests wait for them.
@@ -210,7 +235,8 @@ var demoAccounts = func() []account {
 // demoDatabase returns the path of a copy, in t.TempDir(), of the
 // package's template SQLite database: the registry, alert and dashboard
 // schemas migrated, the demo facility (firmwaresim.DemoRegistryYAML)
-// imported and demoAccounts added. The template is made once: each
+// imported, demoAccounts added and logged in (shared.sessions). The
+// template is made once: each
 // account's argon2id hash (64 MiB, 3 passes) costs about half a CPU second
 // under -race, which made the set-up of every stack the largest part of
 // most tests.
@@ -264,7 +290,8 @@ func makeDemoDatabase(path string) (err error) {
 	if err := store.Import(ctx, doc); err != nil {
 		return err
 	}
-	if _, err := alerting.OpenManager(ctx, db, slog.New(slog.DiscardHandler)); err != nil {
+	mgr, err := alerting.OpenManager(ctx, db, slog.New(slog.DiscardHandler))
+	if err != nil {
 		return err
 	}
 	acc, err := dashboard.OpenAccounts(ctx, db, time.Now)
@@ -276,8 +303,75 @@ func makeDemoDatabase(path string) (err error) {
 			return fmt.Errorf("add user %s: %w", a.user.Username, err)
 		}
 	}
+	if shared.sessions, err = demoSessions(db, store, mgr, acc); err != nil {
+		return err
+	}
 	// Move the write-ahead log into the database file, so that a copy of
 	// the file alone is the whole database.
 	_, err = db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
 	return err
+}
+
+// demoSessions logs every demo account in through POST /login of a
+// dashboard on the template database (served by app.Test, without a
+// listener or a live feed) and returns the session ids by username. The
+// password hash is checked once per account for the package instead of at
+// every login of every test.
+func demoSessions(db *sqldb.DB, store *registry.Store, mgr *alerting.Manager, acc *dashboard.Accounts) (map[string]string, error) {
+	dash, err := dashboard.New(dashboard.Config{
+		HTTPAddr: "127.0.0.1:0", APIToken: "browser-test-token-0123456789",
+		MQTTURL: "tcp://127.0.0.1:1", Root: "eldercare", ClientID: "browser-template",
+		InfluxURL: "http://127.0.0.1:1",
+	}, dashboard.Deps{Alerts: mgr, Registry: store, Accounts: acc}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	token := regexp.MustCompile(`name="_csrf" value="([^"]+)"`)
+	login := func(a account) (string, error) {
+		resp, err := dash.App().Test(httptest.NewRequest("GET", "/login", nil), -1)
+		if err != nil {
+			return "", err
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		tok := token.FindSubmatch(page)
+		if tok == nil {
+			return "", fmt.Errorf("GET /login: %d, no _csrf field", resp.StatusCode)
+		}
+		form := url.Values{"_csrf": {string(tok[1])}, "username": {a.user.Username}, "password": {a.password}}
+		req := httptest.NewRequest("POST", "/login", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for _, c := range resp.Cookies() {
+			req.AddCookie(c)
+		}
+		resp, err = dash.App().Test(req, -1)
+		if err != nil {
+			return "", err
+		}
+		resp.Body.Close()
+		for _, c := range resp.Cookies() {
+			if c.Name == sessionCookie && c.Value != "" && resp.StatusCode == http.StatusSeeOther {
+				return c.Value, nil
+			}
+		}
+		return "", fmt.Errorf("log %s in: HTTP %d, no session cookie", a.user.Username, resp.StatusCode)
+	}
+	// Side by side: the password checks take both cores.
+	ids := map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make([]error, len(demoAccounts))
+	for i, a := range demoAccounts {
+		wg.Go(func() {
+			id, err := login(a)
+			mu.Lock()
+			defer mu.Unlock()
+			ids[a.user.Username], errs[i] = id, err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return ids, nil
 }

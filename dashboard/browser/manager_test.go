@@ -57,70 +57,80 @@ func TestManagerPages(t *testing.T) {
 		shot(t, ctx, dir, "manager-phone-lead-en_handover")
 	})
 
-	for _, vp := range []struct {
+	sizes := []struct {
 		name string
 		w, h int64
-	}{{"phone", 390, 844}, {"desktop", 1280, 900}} {
-		t.Run(vp.name, func(t *testing.T) {
-			ctx := userContext(t, root, vp.w, vp.h)
-			login(t, ctx, st, "manager")
-			for _, lang := range []string{"en", "zh-CN"} {
-				check := func(p string) {
-					t.Helper()
-					if vp.w < 600 {
-						if w, _ := eval[int64](ctx, `document.documentElement.scrollWidth`); w > vp.w+1 {
-							t.Errorf("%s %s at %d px: the page is %d px wide", lang, p, vp.w, w)
+	}{{"phone", 390, 844}, {"desktop", 1280, 900}}
+	ctxs := make([]context.Context, len(sizes))
+	for i, vp := range sizes {
+		ctxs[i] = userContext(t, root, vp.w, vp.h)
+		login(t, ctxs[i], st, "manager")
+	}
+	// The phone and the desktop side by side, the languages one after the
+	// other (the page's ?lang= sets the account's language).
+	for _, lang := range []string{"en", "zh-CN"} {
+		t.Run(lang, func(t *testing.T) {
+			for i, vp := range sizes {
+				t.Run(vp.name, func(t *testing.T) {
+					t.Parallel()
+					ctx := ctxs[i]
+					check := func(p string) {
+						t.Helper()
+						if vp.w < 600 {
+							if w, _ := eval[int64](ctx, `document.documentElement.scrollWidth`); w > vp.w+1 {
+								t.Errorf("%s %s at %d px: the page is %d px wide", lang, p, vp.w, w)
+							}
 						}
+						if vs := axeRun(t, ctx, axe); len(vs) > 0 {
+							t.Errorf("%s %s %s: axe-core: %s", vp.name, lang, p, strings.Join(vs, "; "))
+						}
+						shot(t, ctx, dir, fmt.Sprintf("manager-%s-manager-%s%s", vp.name, lang, strings.ReplaceAll(p, "/", "_")))
 					}
-					if vs := axeRun(t, ctx, axe); len(vs) > 0 {
-						t.Errorf("%s %s %s: axe-core: %s", vp.name, lang, p, strings.Join(vs, "; "))
+					if code := open(t, ctx, st, "/manager/trends?lang="+lang); code != 200 {
+						t.Fatalf("trends: HTTP %d", code)
 					}
-					shot(t, ctx, dir, fmt.Sprintf("manager-%s-manager-%s%s", vp.name, lang, strings.ReplaceAll(p, "/", "_")))
-				}
-				if code := open(t, ctx, st, "/manager/trends?lang="+lang); code != 200 {
-					t.Fatalf("trends: HTTP %d", code)
-				}
-				c, cancel := within(ctx, 15*time.Second)
-				_, err := chromedp.Run(c, chromedp.Poll[bool](`document.querySelectorAll('[data-trend][data-state="ready"] canvas').length === 2 ? true : null`))
-				cancel()
-				if err != nil {
-					t.Fatalf("%s: the trend charts were not drawn: %v", lang, err)
-				}
-				// The share chart has the target line as its second series.
-				legend := text(t, ctx, `[data-trend="share"] .u-legend`)
-				target := text(t, ctx, "#target-text")
-				wantTarget := map[string]string{"en": "90 % acknowledged within 2 min", "zh-CN": "90% 的告警在 2 分钟内确认"}[lang]
-				if target != wantTarget || !strings.Contains(legend, wantTarget) {
-					t.Errorf("%s: target %q, legend %q; want %q in both", lang, target, legend, wantTarget)
-				}
-				if got := text(t, ctx, "#overall"); !strings.Contains(got, map[string]string{"en": "of 1 alerts", "zh-CN": "1 条告警"}[lang]) {
-					t.Errorf("%s: overall figure %q", lang, got)
-				}
-				check("/manager/trends")
+					c, cancel := within(ctx, 15*time.Second)
+					_, err := chromedp.Run(c, chromedp.Poll[bool](`document.querySelectorAll('[data-trend][data-state="ready"] canvas').length === 2 ? true : null`))
+					cancel()
+					if err != nil {
+						t.Fatalf("%s: the trend charts were not drawn: %v", lang, err)
+					}
+					// The share chart has the target line as its second series.
+					legend := text(t, ctx, `[data-trend="share"] .u-legend`)
+					target := text(t, ctx, "#target-text")
+					wantTarget := map[string]string{"en": "90 % acknowledged within 2 min", "zh-CN": "90% 的告警在 2 分钟内确认"}[lang]
+					if target != wantTarget || !strings.Contains(legend, wantTarget) {
+						t.Errorf("%s: target %q, legend %q; want %q in both", lang, target, legend, wantTarget)
+					}
+					if got := text(t, ctx, "#overall"); !strings.Contains(got, map[string]string{"en": "of 1 alerts", "zh-CN": "1 条告警"}[lang]) {
+						t.Errorf("%s: overall figure %q", lang, got)
+					}
+					check("/manager/trends")
 
-				open(t, ctx, st, "/manager/devices")
-				low := text(t, ctx, "#low-battery")
-				if !strings.Contains(low, "fd-001") || !strings.Contains(low, "12 %") || strings.Contains(low, "fd-003") {
-					t.Errorf("%s: low-battery list %q, want fd-001 at 12 %% and not fd-003", lang, low)
-				}
-				check("/manager/devices")
+					open(t, ctx, st, "/manager/devices")
+					low := text(t, ctx, "#low-battery")
+					if !strings.Contains(low, "fd-001") || !strings.Contains(low, "12 %") || strings.Contains(low, "fd-003") {
+						t.Errorf("%s: low-battery list %q, want fd-001 at 12 %% and not fd-003", lang, low)
+					}
+					check("/manager/devices")
 
-				open(t, ctx, st, "/manager/programme")
-				if got := text(t, ctx, "#visits"); !strings.Contains(got, "%") {
-					t.Errorf("%s: visit coverage %q", lang, got)
-				}
-				check("/manager/programme")
+					open(t, ctx, st, "/manager/programme")
+					if got := text(t, ctx, "#visits"); !strings.Contains(got, "%") {
+						t.Errorf("%s: visit coverage %q", lang, got)
+					}
+					check("/manager/programme")
 
-				open(t, ctx, st, "/manager/handover")
-				if got := text(t, ctx, ".handover-notes"); !strings.Contains(got, note) {
-					t.Errorf("%s: the manager does not see the lead's note: %q", lang, got)
-				}
-				if got := text(t, ctx, ".open-alerts"); got == "" {
-					t.Errorf("%s: handover shows no open alert", lang)
-				}
-				check("/manager/handover")
+					open(t, ctx, st, "/manager/handover")
+					if got := text(t, ctx, ".handover-notes"); !strings.Contains(got, note) {
+						t.Errorf("%s: the manager does not see the lead's note: %q", lang, got)
+					}
+					if got := text(t, ctx, ".open-alerts"); got == "" {
+						t.Errorf("%s: handover shows no open alert", lang)
+					}
+					check("/manager/handover")
+				})
 			}
-			open(t, ctx, st, "/manager?lang=en")
 		})
 	}
+	open(t, ctxs[0], st, "/manager?lang=en")
 }

@@ -47,104 +47,119 @@ func TestOnboardDevices(t *testing.T) {
 		t.Fatal("the YAML import accepted Mars/Base")
 	}
 
+	// The phone and the desktop side by side, the languages one after the
+	// other (the page's ?lang= sets the account's language); each adds its
+	// own devices.
 	n := 0
-	for _, vp := range []struct {
-		name string
-		w, h int64
-	}{{"phone", 390, 844}, {"desktop", 1280, 900}} {
-		for _, lang := range []string{"en", "zh-CN"} {
-			n++
-			t.Run(vp.name+"/"+lang, func(t *testing.T) {
-				ctx := userContext(t, root, vp.w, vp.h)
-				login(t, ctx, st, "admin")
-				if code := open(t, ctx, st, "/admin/onboard?lang="+lang); code != http.StatusOK {
-					t.Fatalf("GET /admin/onboard: HTTP %d", code)
-				}
-				if got, _ := eval[string](ctx, `document.documentElement.lang`); got != lang {
-					t.Errorf("page in %s", got)
-				}
-				if vs := axeRun(t, ctx, axe); len(vs) > 0 {
-					t.Errorf("axe-core: %s", strings.Join(vs, "; "))
-				}
-				if vp.w < 600 {
-					if w, _ := eval[int64](ctx, `document.documentElement.scrollWidth`); w > vp.w+1 {
-						wide, _ := eval[[]string](ctx, `[...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > innerWidth + 1 && !e.closest(".table-wrap")).slice(0, 8).map(e => e.tagName + "." + e.className + "#" + e.id + " " + (e.getAttribute("name") || "") + " " + Math.round(e.getBoundingClientRect().right))`)
-						t.Errorf("the page is %d px wide at %d px: %q", w, vp.w, wide)
+	for _, lang := range []string{"en", "zh-CN"} {
+		t.Run(lang, func(t *testing.T) {
+			for _, vp := range []struct {
+				name string
+				w, h int64
+			}{{"phone", 390, 844}, {"desktop", 1280, 900}} {
+				n++
+				n := n
+				t.Run(vp.name, func(t *testing.T) {
+					t.Parallel()
+					ctx := userContext(t, root, vp.w, vp.h)
+					login(t, ctx, st, "admin")
+					if code := open(t, ctx, st, "/admin/onboard?lang="+lang); code != http.StatusOK {
+						t.Fatalf("GET /admin/onboard: HTTP %d", code)
 					}
-				}
+					if got, _ := eval[string](ctx, `document.documentElement.lang`); got != lang {
+						t.Errorf("page in %s", got)
+					}
+					if vs := axeRun(t, ctx, axe); len(vs) > 0 {
+						t.Errorf("axe-core: %s", strings.Join(vs, "; "))
+					}
+					if vp.w < 600 {
+						if w, _ := eval[int64](ctx, `document.documentElement.scrollWidth`); w > vp.w+1 {
+							wide, _ := eval[[]string](ctx, `[...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > innerWidth + 1 && !e.closest(".table-wrap")).slice(0, 8).map(e => e.tagName + "." + e.className + "#" + e.id + " " + (e.getAttribute("name") || "") + " " + Math.round(e.getBoundingClientRect().right))`)
+							t.Errorf("the page is %d px wide at %d px: %q", w, vp.w, wide)
+						}
+					}
 
-				// Add a device.
-				dev := fmt.Sprintf("smoke-new-%d", n)
-				if code := fillAndSubmit(t, ctx, "#device-form", map[string][]string{"id": {dev}, "site": {firmwaresim.DemoSite},
-					"kind": {registry.KindSmokeAlarm}, "name": {"Smoke alarm " + dev}, "name_zh": {"烟感 " + dev}, "power": {"battery"}}); code != http.StatusOK {
-					t.Fatalf("add device: HTTP %d: %s", code, text(t, ctx, "main"))
-				}
-				if x, err := st.store.Device(ctx0, dev); err != nil || x.Kind != registry.KindSmokeAlarm || x.Names["zh-CN"] != "烟感 "+dev {
-					t.Fatalf("device %s: %+v %v", dev, x, err)
-				}
-				if row := text(t, ctx, fmt.Sprintf(`#device-table tr[data-device=%q]`, dev)); row == "" {
-					t.Error("the new device is not listed")
-				}
+					// Add a device.
+					dev := fmt.Sprintf("smoke-new-%d", n)
+					if code := fillAndSubmit(t, ctx, "#device-form", map[string][]string{"id": {dev}, "site": {firmwaresim.DemoSite},
+						"kind": {registry.KindSmokeAlarm}, "name": {"Smoke alarm " + dev}, "name_zh": {"烟感 " + dev}, "power": {"battery"}}); code != http.StatusOK {
+						t.Fatalf("add device: HTTP %d: %s", code, text(t, ctx, "main"))
+					}
+					if x, err := st.store.Device(ctx0, dev); err != nil || x.Kind != registry.KindSmokeAlarm || x.Names["zh-CN"] != "烟感 "+dev {
+						t.Fatalf("device %s: %+v %v", dev, x, err)
+					}
+					if row := text(t, ctx, fmt.Sprintf(`#device-table tr[data-device=%q]`, dev)); row == "" {
+						t.Error("the new device is not listed")
+					}
 
-				// A stray device sends telemetry; it is listed with its last
-				// message and adopted.
-				stray := fmt.Sprintf("stray-%d", n)
-				st.telemetry(t, stray, time.Now(), `{"temp_c":21.5,"humidity_pct":40}`)
-				sel := fmt.Sprintf(`#unknown-table tr[data-device=%q]`, stray)
-				deadline := time.Now().Add(20 * time.Second)
-				var row string
-				for row == "" && time.Now().Before(deadline) {
+					// A stray device sends telemetry; it is listed with its last
+					// message and adopted.
+					stray := fmt.Sprintf("stray-%d", n)
+					st.telemetry(t, stray, time.Now(), `{"temp_c":21.5,"humidity_pct":40}`)
+					sel := fmt.Sprintf(`#unknown-table tr[data-device=%q]`, stray)
+					// The page lists what the store holds (Deps.Unknown): wait
+					// for the store, then load the page once.
+					waitFor(t, 20*time.Second, "the stray device in the store's unknown devices", func() bool {
+						us, err := st.mgr.UnknownDevices(ctx0)
+						if err != nil {
+							t.Fatal(err)
+						}
+						for _, u := range us {
+							if u.Device == stray && u.Messages > 0 {
+								return true
+							}
+						}
+						return false
+					})
 					open(t, ctx, st, "/admin/onboard")
-					if row = text(t, ctx, sel); row == "" {
-						time.Sleep(300 * time.Millisecond)
+					row := text(t, ctx, sel)
+					if !strings.Contains(row, "humidity_pct=40 temp_c=21.5") || !strings.Contains(row, firmwaresim.DemoSite) {
+						t.Fatalf("unknown device row %q", row)
 					}
-				}
-				if !strings.Contains(row, "humidity_pct=40 temp_c=21.5") || !strings.Contains(row, firmwaresim.DemoSite) {
-					t.Fatalf("unknown device row %q", row)
-				}
-				shot(t, ctx, dir, fmt.Sprintf("onboard-%s-%s-unknown", vp.name, lang))
-				href, err := eval[string](ctx, fmt.Sprintf(`document.querySelector(%q).getAttribute("href")`, sel+" a.adopt"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if code := open(t, ctx, st, href); code != http.StatusOK {
-					t.Fatalf("adopt form: HTTP %d", code)
-				}
-				if got, _ := eval[string](ctx, `document.querySelector('#adopt-form input[name="id"]').value`); got != stray {
-					t.Errorf("adopt form id %q", got)
-				}
-				if vs := axeRun(t, ctx, axe); len(vs) > 0 {
-					t.Errorf("axe-core (adopt form): %s", strings.Join(vs, "; "))
-				}
-				if code := fillAndSubmit(t, ctx, "#adopt-form", map[string][]string{"kind": {registry.KindEnvSensor}, "name": {"Room sensor " + stray},
-					"resident": {"res-002"}}); code != http.StatusOK {
-					t.Fatalf("adopt: HTTP %d: %s", code, text(t, ctx, "main"))
-				}
-				if x, err := st.store.Device(ctx0, stray); err != nil || x.Kind != registry.KindEnvSensor || x.SiteID != firmwaresim.DemoSite {
-					t.Fatalf("adopted %s: %+v %v", stray, x, err)
-				}
-				if bs, _ := st.store.Bindings(ctx0, stray); len(bs) != 1 || bs[0].ResidentID != "res-002" {
-					t.Errorf("adopted device bindings %+v", bs)
-				}
-				if row := text(t, ctx, sel); row != "" {
-					t.Errorf("the adopted device is still unknown: %q", row)
-				}
-				shot(t, ctx, dir, fmt.Sprintf("onboard-%s-%s-adopted", vp.name, lang))
+					shot(t, ctx, dir, fmt.Sprintf("onboard-%s-%s-unknown", vp.name, lang))
+					href, err := eval[string](ctx, fmt.Sprintf(`document.querySelector(%q).getAttribute("href")`, sel+" a.adopt"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if code := open(t, ctx, st, href); code != http.StatusOK {
+						t.Fatalf("adopt form: HTTP %d", code)
+					}
+					if got, _ := eval[string](ctx, `document.querySelector('#adopt-form input[name="id"]').value`); got != stray {
+						t.Errorf("adopt form id %q", got)
+					}
+					if vs := axeRun(t, ctx, axe); len(vs) > 0 {
+						t.Errorf("axe-core (adopt form): %s", strings.Join(vs, "; "))
+					}
+					if code := fillAndSubmit(t, ctx, "#adopt-form", map[string][]string{"kind": {registry.KindEnvSensor}, "name": {"Room sensor " + stray},
+						"resident": {"res-002"}}); code != http.StatusOK {
+						t.Fatalf("adopt: HTTP %d: %s", code, text(t, ctx, "main"))
+					}
+					if x, err := st.store.Device(ctx0, stray); err != nil || x.Kind != registry.KindEnvSensor || x.SiteID != firmwaresim.DemoSite {
+						t.Fatalf("adopted %s: %+v %v", stray, x, err)
+					}
+					if bs, _ := st.store.Bindings(ctx0, stray); len(bs) != 1 || bs[0].ResidentID != "res-002" {
+						t.Errorf("adopted device bindings %+v", bs)
+					}
+					if row := text(t, ctx, sel); row != "" {
+						t.Errorf("the adopted device is still unknown: %q", row)
+					}
+					shot(t, ctx, dir, fmt.Sprintf("onboard-%s-%s-adopted", vp.name, lang))
 
-				// The form refuses what the YAML import refuses, with its
-				// message (said in Chinese on the Chinese page).
-				if code := fillAndSubmit(t, ctx, "#site-form", map[string][]string{"id": {"mars-1"}, "name": {"Mars"}, "timezone": {"Mars/Base"}}); code != http.StatusBadRequest {
-					t.Errorf("invalid site: HTTP %d", code)
-				}
-				want := yamlMsg
-				if lang == "zh-CN" {
-					want = "未知时区 Mars/Base：请填写 IANA 时区名，例如 Asia/Shanghai。"
-				}
-				if got := text(t, ctx, `#site-form .field-error`); got != want {
-					t.Errorf("form message %q, want %q (YAML import %q)", got, want, yamlMsg)
-				}
-			})
-		}
+					// The form refuses what the YAML import refuses, with its
+					// message (said in Chinese on the Chinese page).
+					if code := fillAndSubmit(t, ctx, "#site-form", map[string][]string{"id": {"mars-1"}, "name": {"Mars"}, "timezone": {"Mars/Base"}}); code != http.StatusBadRequest {
+						t.Errorf("invalid site: HTTP %d", code)
+					}
+					want := yamlMsg
+					if lang == "zh-CN" {
+						want = "未知时区 Mars/Base：请填写 IANA 时区名，例如 Asia/Shanghai。"
+					}
+					if got := text(t, ctx, `#site-form .field-error`); got != want {
+						t.Errorf("form message %q, want %q (YAML import %q)", got, want, yamlMsg)
+					}
+				})
+			}
+		})
 	}
 	if _, err := st.store.Site(ctx0, "mars-1"); err == nil {
 		t.Error("the invalid site was stored")
@@ -210,11 +225,17 @@ func TestResidentCommandInBrowser(t *testing.T) {
 	st.eventID++
 	st.publishAt(t, firmwaresim.DemoHome, "valve-home-li", "telemetry", fmt.Sprintf(`{"v":1,"device":"valve-home-li","boot":1,"id":%d,"seq":%d,"ts":%d,"values":{"valve_open":0}}`,
 		st.eventID, st.eventID, time.Now().UnixMilli()))
-	deadline := time.Now().Add(15 * time.Second)
-	for state() != string(alerting.CommandConfirmed) && time.Now().Before(deadline) {
-		time.Sleep(300 * time.Millisecond)
-		open(t, ctx, st, "/residents/res-101")
-	}
+	// The page shows what the engine tracks (Deps.Commands): wait for the
+	// engine, then reload the page once.
+	waitFor(t, 15*time.Second, "command "+cmd.ID+" confirmed in the engine", func() bool {
+		for _, c := range st.alr.Commands(0) {
+			if c.ID == cmd.ID && c.State == alerting.CommandConfirmed {
+				return true
+			}
+		}
+		return false
+	})
+	open(t, ctx, st, "/residents/res-101")
 	if s := state(); s != string(alerting.CommandConfirmed) {
 		t.Errorf("state shown %q, want confirmed", s)
 	}
@@ -229,11 +250,21 @@ func TestResidentCommandInBrowser(t *testing.T) {
 		n, _ := eval[int64](ctx, `[...document.querySelectorAll("#adherence tbody tr")].reduce((s, tr) => s + (+tr.cells[1].innerText) + (+tr.cells[2].innerText), 0)`)
 		return n
 	}
-	deadline = time.Now().Add(15 * time.Second)
-	for taken() != 1 && time.Now().Before(deadline) {
-		time.Sleep(300 * time.Millisecond)
-		open(t, ctx, st, "/residents/res-101")
-	}
+	// The page counts the store's doses (Deps.Doses): wait for the store,
+	// then reload the page once.
+	waitFor(t, 15*time.Second, "the dose taken in the store", func() bool {
+		recs, err := st.mgr.Doses(context.Background(), []string{"res-101"}, time.Now().AddDate(0, 0, -30), time.Now().Add(24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if !r.Taken.IsZero() {
+				return true
+			}
+		}
+		return false
+	})
+	open(t, ctx, st, "/residents/res-101")
 	if n := taken(); n != 1 {
 		t.Errorf("resident page adherence counts %d doses taken, want 1", n)
 	}

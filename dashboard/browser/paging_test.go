@@ -179,10 +179,12 @@ func TestCallAssuranceThroughAPI(t *testing.T) {
 	// fall published before it subscribed is lost: publish again).
 	for start := time.Now(); ; {
 		st.publishFall(t)
-		time.Sleep(500 * time.Millisecond)
-		as, err := st.mgr.List(context.Background(), alerting.Filter{Status: []string{alerting.StatusOpen}})
-		if err != nil {
-			t.Fatal(err)
+		var as []alerting.Alert
+		for wait := time.Now(); len(as) == 0 && time.Since(wait) < 2*time.Second; time.Sleep(20 * time.Millisecond) {
+			var err error
+			if as, err = st.mgr.List(context.Background(), alerting.Filter{Status: []string{alerting.StatusOpen}}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if len(as) > 0 {
 			break

@@ -20,6 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -50,6 +53,7 @@ type stack struct {
 	influx   string // base URL of influxd
 	influxDB string // the stack's database (retention policy autogen)
 	mgr      *alerting.Manager
+	alr      *alerting.Service
 	store    *registry.Store
 	dash     *dashboard.Server
 	accounts map[string]account // by username
@@ -107,7 +111,7 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &stack{mqttURL: brk.URL(), root: root, influx: influxURL, influxDB: influxDB, mgr: mgr, store: store, accounts: map[string]account{}}
+	st := &stack{mqttURL: brk.URL(), root: root, influx: influxURL, influxDB: influxDB, mgr: mgr, alr: alr, store: store, accounts: map[string]account{}}
 	for _, a := range demoAccounts {
 		st.accounts[a.user.Username] = a
 	}
@@ -160,8 +164,31 @@ func startStack(t *testing.T) *stack {
 		brk.Close()
 		db.Close()
 	})
-	waitHTTP(t, st.base+"/healthz")
+	// Ready: the dashboard's live feed on the broker (/readyz), and the
+	// alerting engine subscribed (a device message published before that
+	// is lost, and the test would wait for an alert that never opens).
+	waitHTTP(t, st.base+"/readyz")
+	deadline := time.Now().Add(30 * time.Second)
+	for err := alr.Ready(); err != nil; err = alr.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatalf("alerting not ready within 30 s: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	return st
+}
+
+// waitFor waits (up to d) until cond holds, looking every 10 ms; it fails
+// the test naming what when it does not.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func waitHTTP(t *testing.T, url string) {
@@ -175,7 +202,7 @@ func waitHTTP(t *testing.T, url string) {
 				return
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("%s did not answer 200 within 30 s", url)
 }
@@ -231,6 +258,20 @@ func (st *stack) writeInflux(t *testing.T, lines string) {
 func browser(t *testing.T) context.Context {
 	t.Helper()
 	return newTab(t, chromium(t))
+}
+
+// fullScreenshot is a PNG of the whole page (chromedp.FullScreenshot(100)),
+// encoded for speed rather than size: the screenshots are artifacts to look
+// at, and the encoding of a whole phone page took about 0.25 s of a core.
+var fullScreenshot chromedp.Action[[]byte] = func(ctx context.Context, tg *chromedp.Target) ([]byte, error) {
+	yes := true
+	r, err := cdp.Call(ctx, tg, page.CaptureScreenshot, page.CaptureScreenshotParams{
+		CaptureBeyondViewport: &yes, FromSurface: &yes, OptimizeForSpeed: &yes, Format: page.CaptureScreenshotFormatPng,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r.Data, nil
 }
 
 // within bounds one chromedp step.
