@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -265,6 +266,12 @@ func (a *Accounts) hashSlot(ctx context.Context) (func(), error) {
 	}
 }
 
+// dummyHash is the hash a login of an unknown user is checked against,
+// so that it takes as long as a wrong password: of a random password no
+// one knows, made once per process (an argon2id hash costs about a second
+// of CPU under the race detector, and every OpenAccounts paid it).
+var dummyHash = sync.OnceValues(func() (string, error) { return HashPassword(GeneratePassword()) })
+
 // OpenAccounts migrates the dashboard schema (version table
 // dashboard_version) and returns the store. now nil = time.Now.
 func OpenAccounts(ctx context.Context, db *sqldb.DB, now func() time.Time) (*Accounts, error) {
@@ -278,7 +285,7 @@ func OpenAccounts(ctx context.Context, db *sqldb.DB, now func() time.Time) (*Acc
 	if now == nil {
 		now = time.Now
 	}
-	dummy, err := HashPassword(GeneratePassword())
+	dummy, err := dummyHash()
 	if err != nil {
 		return nil, err
 	}
