@@ -159,33 +159,54 @@ func fitLR(rows [][NumFeatures]float64, y []float64, v variant) Model {
 	wPos, wNeg := n/(2*npos)*v.posWeight, n/(2*(n-npos))
 	const dim = NumFeatures + 1
 	lambda := v.lambda // ridge on the weights (not the bias), in units of one trial's weight
-	beta := make([]float64, dim)
+	var beta [dim]float64
 	z := make([][dim]float64, len(rows))
-	for k, r := range rows {
+	for k := range rows {
 		z[k][0] = 1
 		for i := range NumFeatures {
 			if v.use[i] {
-				z[k][i+1] = (r[i] - m.Mean[i]) / m.Scale[i]
+				z[k][i+1] = (rows[k][i] - m.Mean[i]) / m.Scale[i]
 			}
+		}
+	}
+	// active lists the columns of z that may be non-zero (the bias and the
+	// used features). The others are 0 in every row, so g and h receive
+	// only zeros from them: they are skipped (the sums are the same,
+	// bit for bit). The hot loops work on local arrays (a row is copied
+	// once), which the race detector does not instrument.
+	var active [dim]int
+	na := 0
+	for i := range dim {
+		if i == 0 || v.use[i-1] {
+			active[na] = i
+			na++
 		}
 	}
 	for range 30 {
 		var g [dim]float64
 		var h [dim][dim]float64
 		for k := range z {
+			zk := z[k]
 			eta := 0.0
 			for i := range dim {
-				eta += beta[i] * z[k][i]
+				eta += beta[i] * zk[i]
 			}
 			p := 1 / (1 + math.Exp(-eta))
 			w := wNeg
 			if y[k] == 1 {
 				w = wPos
 			}
-			for i := range dim {
-				g[i] += w * (y[k] - p) * z[k][i]
-				for j := i; j < dim; j++ {
-					h[i][j] += w * p * (1 - p) * z[k][i] * z[k][j]
+			// The products are grouped as before: (w·(y-p))·z_i and
+			// ((w·p·(1-p))·z_i)·z_j.
+			wr, wpp := w*(y[k]-p), w*p*(1-p)
+			for a := range na {
+				i := active[a]
+				zi := zk[i]
+				g[i] += wr * zi
+				t := wpp * zi
+				for b := a; b < na; b++ {
+					j := active[b]
+					h[i][j] += t * zk[j]
 				}
 			}
 		}
@@ -328,7 +349,10 @@ func trainOn(trials []trialFeat, v variant) Model {
 		}
 	}
 	if lrOnly {
-		m := fitLR(rows, y, v)
+		// The regression is shared by the variants that boost on top of
+		// it (f22, f22+s200 and f22+t400 fit the same one).
+		key := fmt.Sprintf("%s/lr/%v/%v/%v", setKey(trials), v.use, v.lambda, v.posWeight)
+		m := onceModel(key, func() Model { return fitLR(rows, y, v) })
 		if v.stumps > 0 {
 			m.Stumps, m.Trees = boostOn(&m, rows, y, v.stumps, v)
 		}
@@ -394,8 +418,8 @@ func boostOn(base *Model, rows [][NumFeatures]float64, y []float64, rounds int, 
 	bins := make([][NumFeatures]uint8, n)
 	for f := range NumFeatures {
 		v := make([]float64, n)
-		for i, r := range rows {
-			v[i] = r[f]
+		for i := range rows {
+			v[i] = rows[i][f]
 		}
 		sort.Float64s(v)
 		for q := 1; q < boostBins; q++ {
@@ -404,9 +428,10 @@ func boostOn(base *Model, rows [][NumFeatures]float64, y []float64, rounds int, 
 				splits[f] = append(splits[f], s)
 			}
 		}
-		for i, r := range rows {
-			b := sort.SearchFloat64s(splits[f], r[f]) // rows with value >= split k are bin > k
-			for b < len(splits[f]) && r[f] >= splits[f][b] {
+		for i := range rows {
+			x := rows[i][f]
+			b := sort.SearchFloat64s(splits[f], x) // rows with value >= split k are bin > k
+			for b < len(splits[f]) && x >= splits[f][b] {
 				b++
 			}
 			bins[i][f] = uint8(b)
@@ -427,63 +452,168 @@ func boostOn(base *Model, rows [][NumFeatures]float64, y []float64, rounds int, 
 		}
 	}
 	grad, hess := make([]float64, n), make([]float64, n)
-	all := make([]int, n)
-	for i := range all {
-		all[i] = i
-	}
-	lo, hi := make([]int, 0, n), make([]int, 0, n)
+	boostStep(z, w, y, grad, hess, bins, nil)
 	for range rounds {
-		for i := range z {
-			p := 1 / (1 + math.Exp(-z[i]))
-			grad[i] = w[i] * (y[i] - p)
-			hess[i] = w[i] * p * (1 - p)
-		}
+		var t binTree
 		if v.trees {
-			root := bestStump(bins, grad, hess, &splits, v.use, all)
-			lo, hi = lo[:0], hi[:0]
-			for _, i := range all {
-				if rows[i][root.F] < root.Split {
-					lo = append(lo, i)
-				} else {
-					hi = append(hi, i)
-				}
-			}
-			t := Tree{F: root.F, Split: root.Split,
-				Lo: bestStump(bins, grad, hess, &splits, v.use, lo),
-				Hi: bestStump(bins, grad, hess, &splits, v.use, hi)}
-			trees = append(trees, t)
-			for i, r := range rows {
-				z[i] += t.value(r)
-			}
-			continue
+			t = bestTree(bins, grad, hess, &splits, &v.use)
+			trees = append(trees, t.tree())
+		} else {
+			st := bestStump(bins, grad, hess, &splits, &v.use)
+			t = binTree{F: st.F, K: st.K, Split: st.Split, Lo: st, Hi: st} // both sides: the stump
+			out = append(out, st.Stump)
 		}
-		best := bestStump(bins, grad, hess, &splits, v.use, all)
-		out = append(out, best)
-		for i, r := range rows {
-			if r[best.F] < best.Split {
-				z[i] += best.Left
-			} else {
-				z[i] += best.Right
-			}
-		}
+		boostStep(z, w, y, grad, hess, bins, &t)
 	}
 	return out, trees
 }
 
-// bestStump returns the stump of largest gain over the rows rows, with
-// its leaves' log-odds shrunk by boostRate.
-func bestStump(bins [][NumFeatures]uint8, grad, hess []float64, splits *[NumFeatures][]float64, use [NumFeatures]bool, rows []int) Stump {
-	// Histograms of all features in one pass over the rows (local
-	// arrays: cheap under the race detector too).
-	var G, H [NumFeatures][boostBins + 1]float64
-	for _, i := range rows {
-		b, gi, hi := bins[i], grad[i], hess[i]
-		for f := range NumFeatures {
-			G[f][b[f]] += gi
-			H[f][b[f]] += hi
+// The boosting works on blocks of boostBlock rows copied into local
+// arrays: the race detector checks each copy as one range, and does not
+// instrument accesses to local arrays, so under -race the boosting costs
+// little more than without (the arithmetic is the same either way).
+const boostBlock = 256
+
+// binStump is a Stump whose Split is splits[F][K]: a row is left of it
+// (x[F] < Split) exactly when its bin of feature F is <= K.
+type binStump struct {
+	Stump
+	K int
+}
+
+// binTree is a Tree whose root splits at splits[F][K].
+type binTree struct {
+	F, K   int
+	Split  float64
+	Lo, Hi binStump
+}
+
+func (t *binTree) tree() Tree {
+	return Tree{F: t.F, Split: t.Split, Lo: t.Lo.Stump, Hi: t.Hi.Stump}
+}
+
+// boostStep adds the value of the last round's tree t (nil: none) to each
+// row's log-odds z, then sets grad and hess to the weighted gradient and
+// Hessian of the logistic loss at z.
+func boostStep(z, w, y, grad, hess []float64, bins [][NumFeatures]uint8, t *binTree) {
+	// The tree in scalars (Tree.value in bins: a row goes left of a
+	// split splits[F][K] exactly when its bin of F is <= K); rows are
+	// read from local arrays indexed directly (see boostBlock).
+	var rf, rk, lf, lk, hf, hk int
+	var ll, lr, hl, hr float64
+	if t != nil {
+		rf, rk = t.F, t.K
+		lf, lk, ll, lr = t.Lo.F, t.Lo.K, t.Lo.Left, t.Lo.Right
+		hf, hk, hl, hr = t.Hi.F, t.Hi.K, t.Hi.Left, t.Hi.Right
+	}
+	var zb, wb, yb, gb, hb [boostBlock]float64
+	var bb [boostBlock][NumFeatures]uint8
+	for i0 := 0; i0 < len(z); i0 += boostBlock {
+		nb := copy(zb[:], z[i0:])
+		copy(wb[:], w[i0:])
+		copy(yb[:], y[i0:])
+		if t != nil {
+			copy(bb[:], bins[i0:])
+			for j := range nb {
+				switch {
+				case int(bb[j][rf]) <= rk && int(bb[j][lf]) <= lk:
+					zb[j] += ll
+				case int(bb[j][rf]) <= rk:
+					zb[j] += lr
+				case int(bb[j][hf]) <= hk:
+					zb[j] += hl
+				default:
+					zb[j] += hr
+				}
+			}
+		}
+		for j := range nb {
+			p := 1 / (1 + math.Exp(-zb[j]))
+			gb[j] = wb[j] * (yb[j] - p)
+			hb[j] = wb[j] * p * (1 - p)
+		}
+		copy(z[i0:], zb[:nb])
+		copy(grad[i0:], gb[:nb])
+		copy(hess[i0:], hb[:nb])
+	}
+}
+
+// histogram is, for each feature, the sum of the gradients (or of the
+// Hessians) of the rows in each of its bins.
+type histogram = [NumFeatures][boostBins + 1]float64
+
+// usedFeatures lists the features of use in order.
+func usedFeatures(use *[NumFeatures]bool) (f [NumFeatures]int, n int) {
+	for i := range NumFeatures {
+		if use[i] {
+			f[n] = i
+			n++
 		}
 	}
-	best, bestGain := Stump{}, -1.0
+	return f, n
+}
+
+// bestStump returns the stump of largest gain over all rows, with its
+// leaves' log-odds shrunk by boostRate.
+func bestStump(bins [][NumFeatures]uint8, grad, hess []float64, splits *[NumFeatures][]float64, use *[NumFeatures]bool) binStump {
+	// Histograms of the used features in one pass over the rows, each
+	// bin summed in row order.
+	var G, H histogram
+	var bb [boostBlock][NumFeatures]uint8
+	var gb, hb [boostBlock]float64
+	feats, nf := usedFeatures(use)
+	for i0 := 0; i0 < len(bins); i0 += boostBlock {
+		nb := copy(bb[:], bins[i0:])
+		copy(gb[:], grad[i0:])
+		copy(hb[:], hess[i0:])
+		for j := range nb {
+			gi, hi := gb[j], hb[j]
+			for a := range nf {
+				f := feats[a]
+				G[f][bb[j][f]] += gi
+				H[f][bb[j][f]] += hi
+			}
+		}
+	}
+	return bestSplit(&G, &H, splits, use)
+}
+
+// bestTree returns the tree of depth 2 of one boosting round: the root is
+// the best stump over all rows, and each side's stump the best over the
+// rows on that side of the root's split (below it: Lo; at or above: Hi).
+// Both sides' histograms are summed in one pass, each bin in row order.
+func bestTree(bins [][NumFeatures]uint8, grad, hess []float64, splits *[NumFeatures][]float64, use *[NumFeatures]bool) binTree {
+	root := bestStump(bins, grad, hess, splits, use)
+	rf, rk := root.F, root.K
+	var G, H [2]histogram // [0]: Lo, [1]: Hi
+	var bb [boostBlock][NumFeatures]uint8
+	var gb, hb [boostBlock]float64
+	feats, nf := usedFeatures(use)
+	for i0 := 0; i0 < len(bins); i0 += boostBlock {
+		nb := copy(bb[:], bins[i0:])
+		copy(gb[:], grad[i0:])
+		copy(hb[:], hess[i0:])
+		for j := range nb {
+			gi, hi := gb[j], hb[j]
+			s := 0
+			if int(bb[j][rf]) > rk {
+				s = 1
+			}
+			for a := range nf {
+				f := feats[a]
+				G[s][f][bb[j][f]] += gi
+				H[s][f][bb[j][f]] += hi
+			}
+		}
+	}
+	return binTree{F: root.F, K: root.K, Split: root.Split, Lo: bestSplit(&G[0], &H[0], splits, use), Hi: bestSplit(&G[1], &H[1], splits, use)}
+}
+
+// bestSplit returns the stump of largest gain given the histograms of
+// its rows (ties: the first feature and split), with its leaves' log-odds
+// shrunk by boostRate.
+func bestSplit(G, H *histogram, splits *[NumFeatures][]float64, use *[NumFeatures]bool) binStump {
+	best, bestGain := binStump{}, -1.0
 	for f := range NumFeatures {
 		if !use[f] {
 			continue
@@ -503,7 +633,7 @@ func bestStump(bins [][NumFeatures]uint8, grad, hess []float64, splits *[NumFeat
 			gain := gl*gl/(hl+reg) + gr*gr/(hr+reg)
 			if gain > bestGain {
 				bestGain = gain
-				best = Stump{F: f, Split: splits[f][k], Left: boostRate * gl / (hl + reg), Right: boostRate * gr / (hr + reg)}
+				best = binStump{Stump{F: f, Split: splits[f][k], Left: boostRate * gl / (hl + reg), Right: boostRate * gr / (hr + reg)}, k}
 			}
 		}
 	}
@@ -652,13 +782,9 @@ var (
 	fitCache = map[string]*fitEntry{}
 )
 
-// cachedFit is trainOn(train, v), once per process for a given set of
-// training participants: the inner fold that leaves out B inside the outer
-// fold that leaves out A trains on the same trials as the one that leaves
-// out A inside B's (the training set is always filtered, in order, from
-// trainingFeatures), which halves the work of the nested evaluation.
-func cachedFit(train []trialFeat, v variant, key string) Model {
-	key = fmt.Sprintf("%d/%s/%s", len(train), strings.Join(subjectsOf(train), ","), key)
+// onceModel returns fit(), computed once per process for key. The model's
+// slices are shared: callers that may change them copy them.
+func onceModel(key string, fit func() Model) Model {
 	fitMu.Lock()
 	e, ok := fitCache[key]
 	if !ok {
@@ -666,8 +792,22 @@ func cachedFit(train []trialFeat, v variant, key string) Model {
 		fitCache[key] = e
 	}
 	fitMu.Unlock()
-	e.once.Do(func() { e.m = trainOn(train, v) })
-	m := e.m
+	e.once.Do(func() { e.m = fit() })
+	return e.m
+}
+
+// setKey names a training set by its participants: every training set is
+// filtered, in order, from trainingFeatures.
+func setKey(train []trialFeat) string {
+	return fmt.Sprintf("%d/%s", len(train), strings.Join(subjectsOf(train), ","))
+}
+
+// cachedFit is trainOn(train, v), once per process for a given set of
+// training participants: the inner fold that leaves out B inside the outer
+// fold that leaves out A trains on the same trials as the one that leaves
+// out A inside B's, which halves the work of the nested evaluation.
+func cachedFit(train []trialFeat, v variant, key string) Model {
+	m := onceModel(setKey(train)+"/"+key, func() Model { return trainOn(train, v) })
 	m.Stumps = append([]Stump(nil), m.Stumps...)
 	m.Trees = append([]Tree(nil), m.Trees...)
 	return m
