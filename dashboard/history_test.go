@@ -160,6 +160,7 @@ func rowsOf(page string) []string {
 }
 
 func TestHistoryPage(t *testing.T) {
+	t.Parallel()
 	ts, _, ids := historyServer(t)
 	cookie, _ := ts.login(t) // nurse: demo-station only
 	hdr := map[string]string{"Cookie": cookie}
@@ -269,6 +270,7 @@ func TestHistoryPage(t *testing.T) {
 }
 
 func TestHistoryCSV(t *testing.T) {
+	t.Parallel()
 	ts, _, ids := historyServer(t)
 	cookie, _ := ts.login(t)
 	resp, body := ts.do(t, "GET", "/alerts/history.csv?severity=high", nil, map[string]string{"Cookie": cookie})
@@ -317,6 +319,7 @@ func TestHistoryCSV(t *testing.T) {
 }
 
 func TestAlertTimeline(t *testing.T) {
+	t.Parallel()
 	ts, hs, ids := historyServer(t)
 	cookie, csrf := ts.login(t)
 	hdr := map[string]string{"Cookie": cookie}
@@ -403,6 +406,7 @@ func TestAlertTimeline(t *testing.T) {
 }
 
 func TestHistoryAPI(t *testing.T) {
+	t.Parallel()
 	ts, hs, ids := historyServer(t)
 	ctx := context.Background()
 	tokA, err := ts.acc.AddAPIClient(ctx, "nursecall-a", []string{"demo-station"}, "admin")
@@ -533,6 +537,7 @@ func TestHistoryAPI(t *testing.T) {
 // TestHistoryNotConfigured: without Deps.History the pages answer 503 and
 // GET /api/v1/alerts/:id still serves the alert.
 func TestHistoryNotConfigured(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	cookie, _ := ts.login(t)
 	if resp, _ := ts.do(t, "GET", "/alerts/history", nil, map[string]string{"Cookie": cookie}); resp.StatusCode != 503 {
@@ -545,6 +550,7 @@ func TestHistoryNotConfigured(t *testing.T) {
 }
 
 func TestSystemNote(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct{ lang, in, want string }{
 		{LangEN, "operations: escalation policy night step 0 reached nobody on duty; paged the site's fallback receivers: desk", "policy night step 1 reached nobody on duty; the site's fallback receivers were paged: desk"},
 		{LangZH, "operations: escalation policy night step 1 reached nobody on duty; paged the site's fallback receivers: desk", "升级策略 night 第 2 步联系不到当班人员，已呼叫院区备用接收人：desk"},
@@ -562,6 +568,7 @@ func TestSystemNote(t *testing.T) {
 // /alerts registered after it is still reached; a family account gets
 // 404 on the timeline and its comment form.
 func TestAlertRouteOrder(t *testing.T) {
+	t.Parallel()
 	ts, _, ids := historyServer(t)
 	ts.srv.App().Get("/alerts/later-page", func(c *fiber.Ctx) error { return c.SendString("later") })
 	cookie, _ := ts.login(t)
