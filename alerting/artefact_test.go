@@ -120,22 +120,25 @@ func TestArtefactsOnBIDMC(t *testing.T) {
 	}
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), "_Numerics.csv")
-		rows := bidmc(t, name)
-		flagged, fired := run(rows, true)
-		_, raw := run(rows, false)
-		t.Logf("%s: flagged %v, fired %v (without the checks %v)", name, flagged, fired, raw)
-		if flagged != (name == "bidmc_13") {
-			t.Errorf("%s: flagged %v", name, flagged)
-		}
-		if name == "bidmc_13" {
-			if len(fired) != 0 {
-				t.Errorf("bidmc_13 fired %v on a respiration lead-off", fired)
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			rows := bidmc(t, name)
+			flagged, fired := run(rows, true)
+			_, raw := run(rows, false)
+			t.Logf("%s: flagged %v, fired %v (without the checks %v)", name, flagged, fired, raw)
+			if flagged != (name == "bidmc_13") {
+				t.Errorf("%s: flagged %v", name, flagged)
 			}
-			continue
-		}
-		if fmt.Sprint(fired) != fmt.Sprint(raw) {
-			t.Errorf("%s: fired %v with the checks, %v without", name, fired, raw)
-		}
+			if name == "bidmc_13" {
+				if len(fired) != 0 {
+					t.Errorf("bidmc_13 fired %v on a respiration lead-off", fired)
+				}
+				return
+			}
+			if fmt.Sprint(fired) != fmt.Sprint(raw) {
+				t.Errorf("%s: fired %v with the checks, %v without", name, fired, raw)
+			}
+		})
 	}
 }
 

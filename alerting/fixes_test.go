@@ -141,7 +141,8 @@ func TestPerReceiverOrderWithRetries(t *testing.T) {
 	e := newEnv(t)
 	e.hook.fail = 1 << 30 // the webhook answers 503 until the test lets it take notifications
 	local := make(chan Change, 64)
-	r := e.start(func(c *Config) { c.Receivers = append(c.Receivers, chanReceiver(local)) })
+	var clk skewClock
+	r := e.start(func(c *Config) { c.Receivers = append(c.Receivers, chanReceiver(local)); clk.config(c) })
 	e.fall("fd-o", 1)
 	c, ok := waitChange(local, 15*time.Second, func(c Change) bool { return c.Alert.Device == "fd-o" })
 	if !ok {
@@ -165,7 +166,10 @@ func TestPerReceiverOrderWithRetries(t *testing.T) {
 	})
 	e.hook.mu.Lock()
 	e.hook.fail = 0
+	refused := e.hook.failed
 	e.hook.mu.Unlock()
+	retryRecorded(t, r.m, "webhook", refused)
+	clk.Add(backoff(refused)) // the retry of the last refusal comes due
 	testenv.EventuallyTrue(t, 20*time.Second, "webhook got both", func() bool {
 		return len(e.hook.changes(TypeFall, EventAcknowledged)) == 1
 	})

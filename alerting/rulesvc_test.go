@@ -68,7 +68,9 @@ func TestRulesThroughService(t *testing.T) {
 	night := DailyWindow{Start: hhmm(now.Add(-time.Hour).Hour(), 0), End: hhmm(now.Add(2*time.Hour).Hour(), 0)}
 	dir := testDirectory{loc: berlin, kinds: map[string]string{"vm-9": "vitals_monitor", "vm-8": "vitals_monitor",
 		"fd-9": "fall_detector", "bed-9": "bed_sensor"}}
+	var clk skewClock // moved past OutOfBed in step 5
 	r := e.start(func(c *Config) {
+		c.Now = clk.Now
 		c.Rules = RuleConfig{Directory: func() Directory { return dir }, TickEvery: 100 * time.Millisecond,
 			ThresholdsEvery: 100 * time.Millisecond,
 			Absence:         AbsenceRules{Night: night, OutOfBed: 2 * time.Second, Day: DefaultAbsence.Day, NoActivity: 4 * time.Hour}}
@@ -175,6 +177,7 @@ func TestRulesThroughService(t *testing.T) {
 	// out_of_bed_night; back in bed: it resolves.
 	e.publish("bed-9", device.ChanEvent, device.Event{V: 1, Device: "bed-9", Boot: 1, ID: 1, Seq: 1, TS: time.Now().UnixMilli(), Type: device.EventBedExit})
 	testenv.EventuallyTrue(t, 5*time.Second, "bed_exit opened", func() bool { return len(openAlerts(t, r.m, TypeBedExit)) == 1 })
+	clk.Add(2 * time.Second) // the absence timer's 2 s pass at once
 	testenv.EventuallyTrue(t, 10*time.Second, "out_of_bed_night opened", func() bool { return len(openAlerts(t, r.m, TypeOutOfBedNight)) == 1 })
 	e.publish("bed-9", device.ChanEvent, device.Event{V: 1, Device: "bed-9", Boot: 1, ID: 2, Seq: 2, TS: time.Now().UnixMilli(), Type: device.EventBedEntry})
 	testenv.EventuallyTrue(t, 5*time.Second, "out_of_bed_night resolved", func() bool {

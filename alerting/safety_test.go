@@ -238,6 +238,13 @@ func TestSendCommandRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The gateway answers the command it got: wait for its first try (a
+	// command sent before the command loop is up is queued for its first
+	// tick, with no try yet).
+	testenv.EventuallyTrue(t, 10*time.Second, "command sent", func() bool {
+		cs := r.svc.Commands(0)
+		return len(cs) == 1 && cs[0].Tries >= 1
+	})
 	ack, _ := json.Marshal(device.CommandAck{V: 1, Device: "siren-9", ID: id, TS: time.Now().UnixMilli(), Status: device.AckRefused,
 		Reason: device.ReasonUnknownDevice, Error: "no device siren-9 behind gw-1"})
 	e.publishRaw(device.CommandAckTopic(e.root, "demo", "siren-9"), ack)

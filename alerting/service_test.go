@@ -72,6 +72,29 @@ func newHook(t *testing.T) *hook {
 	return h
 }
 
+// retryRecorded waits until m has recorded attempt n of a delivery to
+// receiver (refused, so due again after backoff(n), or a later attempt): a
+// skewClock moved before that would be taken into the retry time.
+func retryRecorded(t *testing.T, m *Manager, receiver string, n int) {
+	t.Helper()
+	testenv.EventuallyTrue(t, 20*time.Second, fmt.Sprintf("%s attempt %d recorded", receiver, n), func() bool {
+		var k int
+		err := m.db.QueryRow(m.db.Rebind(`SELECT COUNT(*) FROM alert_deliveries WHERE receiver = ? AND attempts >= ?`), receiver, n).Scan(&k)
+		return err == nil && k > 0
+	})
+}
+
+// skewClock is a Service's Config.Now in the tests of delivery retries: the
+// wall clock plus an offset that the test moves past the dispatcher's
+// backoff once the refusal is recorded, instead of waiting it out (1 s, 2 s,
+// ... of real time). Pair it with a short Config.PollEvery, the period at
+// which the dispatcher looks for retries that have come due.
+type skewClock struct{ off atomic.Int64 }
+
+func (c *skewClock) Now() time.Time      { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *skewClock) Add(d time.Duration) { c.off.Add(int64(d)) }
+func (c *skewClock) config(cfg *Config)  { cfg.Now, cfg.PollEvery = c.Now, 20*time.Millisecond }
+
 func (h *hook) changes(typ, event string) []Change {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -478,8 +501,15 @@ func TestWebhookRetryAndPermanent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.hook.fail = 2 // two 503s, then success
-	r := e.start(nil)
+	var clk skewClock
+	r := e.start(clk.config)
 	e.fall("fd-r", 1)
+	// Each refusal is retried after its backoff (1 s, then 2 s), which the
+	// clock skips once the refusal and its retry time are recorded.
+	for n := 1; n <= 2; n++ {
+		retryRecorded(t, r.m, "webhook", n)
+		clk.Add(backoff(n))
+	}
 	testenv.EventuallyTrue(t, 20*time.Second, "webhook after retries", func() bool { return len(e.hook.changes(TypeFall, EventOpened)) == 1 })
 	if n := counterSum(r.reg, "eldercare_alerting_notifications_total"); n < 3 {
 		t.Errorf("%g delivery attempts counted, want >= 3", n)

@@ -68,13 +68,13 @@ func onceEach(t *testing.T, e *env, m *Manager, dev string) {
 // store's write lock (BEGIN EXCLUSIVE, as a sqlite3 shell or a backup tool
 // does) while a fall arrives, for four times busy_timeout (a 20 s lock
 // against the production busy_timeout of 5 s; here busy_timeout is set to
-// 500 ms and the lock held 2 s, so that the test takes seconds). The fall
+// 250 ms and the lock held 1 s, so that the test takes a second). The fall
 // is held, not acked and not dropped: /readyz's check and the gauge say
 // the store is failing, and once the lock ends the alert opens and its
 // first notification reaches the webhook exactly once.
 func TestFallWhileSQLiteLocked(t *testing.T) {
 	t.Parallel()
-	const busyTimeout = 500 * time.Millisecond
+	const busyTimeout = 250 * time.Millisecond
 	e := newEnv(t)
 	e.dsn += fmt.Sprintf("?_pragma=busy_timeout(%d)", busyTimeout.Milliseconds())
 	r := e.start(nil)

@@ -16,6 +16,7 @@ import (
 // TestAdherenceWeeks: doses fall into Monday-to-Sunday weeks of the site's
 // zone, across a DST change and midnight; shares and family words.
 func TestAdherenceWeeks(t *testing.T) {
+	t.Parallel()
 	loc, err := time.LoadLocation("Europe/Berlin")
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +51,7 @@ func TestAdherenceWeeks(t *testing.T) {
 // TestResidentFormParsing: the medication and safe-zone lines of the
 // resident form, with a message naming the bad line.
 func TestResidentFormParsing(t *testing.T) {
+	t.Parallel()
 	errs := formErrors{}
 	r, err := residentFromForm(LangEN, map[string]string{"id": "r1", "site": "s", "name": "X",
 		"medication": "08:00 30m amlodipine 5 mg\r\n\n20:00 1h",
@@ -79,6 +81,7 @@ func TestResidentFormParsing(t *testing.T) {
 // TestZoneSVG: zones and track are drawn inside the square; the last
 // position is marked; a hostile zone name is escaped.
 func TestZoneSVG(t *testing.T) {
+	t.Parallel()
 	zones := []registry.SafeZone{
 		{Name: "home", Center: &registry.Point{Lat: 31.2304, Lon: 121.4737}, RadiusM: 300},
 		{Name: `<b>park</b>`, Polygon: []registry.Point{{Lat: 31.232, Lon: 121.476}, {Lat: 31.234, Lon: 121.476}, {Lat: 31.234, Lon: 121.478}}},

@@ -13,6 +13,7 @@ import (
 // resets a password and disables an account; each takes effect at once
 // and is audited. "Add a user" offers the least privileged role first.
 func TestAdminUsers(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	admin, csrf := ts.loginAs(t, "admin")
 	ck := map[string]string{"Cookie": admin}
@@ -97,6 +98,7 @@ func TestAdminUsers(t *testing.T) {
 // TestAuditPageFilters: the audit page filters by user, action and date
 // (in the site's zone) and shows times in the site's zone.
 func TestAuditPageFilters(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	ts.loginAs(t, "nurse")
 	_, _ = ts.loginAs(t, "lead")

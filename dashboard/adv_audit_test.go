@@ -21,6 +21,7 @@ import (
 // prefix ("onboard_"+kind, "registry_"+kind, action+"_user") are
 // expanded with the kinds their code accepts.
 func TestAuditActionsListed(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
@@ -107,6 +108,7 @@ func TestAuditActionsListed(t *testing.T) {
 // that site's manager reads it on /manager/audit and another site's
 // manager does not (it used to be written without a site: admins only).
 func TestAuditSiteOfNewActions(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(_ *Config, d *Deps) {
 		d.Alerts = &mgrAlerts{fakeAlerts: newFakeAlerts(func() time.Time { return testNow }, testAlerts()...)}
 	})

@@ -41,6 +41,7 @@ func (f *advCommander) Commands(int64) []alerting.CommandStatus {
 // CSRF token are refused and nothing is sent; an accepted command is
 // audited with the device's site, so that site's manager reads it.
 func TestResidentCommandRefusals(t *testing.T) {
+	t.Parallel()
 	reg := historyRegistry()
 	reg.devices = append(reg.devices,
 		registry.Device{ID: "valve-101", SiteID: "demo-station", Kind: "valve", Name: "Gas valve", BedID: "b101-1"},

@@ -11,6 +11,7 @@ import (
 // manager pages and onboarding refuses a post without the session's CSRF
 // token (403) or with another session's, and writes nothing.
 func TestNewFormsNeedCSRF(t *testing.T) {
+	t.Parallel()
 	ts, _, ids := historyServer(t)
 	admin, _ := ts.loginAs(t, "admin")
 	_, otherCSRF := ts.loginAs(t, "manager")
@@ -59,6 +60,7 @@ func TestNewFormsNeedCSRF(t *testing.T) {
 // make text read otherwise than written; line breaks and the
 // right-to-left mark stay allowed.
 func TestCheckTextRefusesDirectionControls(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{"pay \u202Eevil", "x\u2066y", "a\u2028b"} {
 		if err := checkText("note", s, 100, true); err == nil {
 			t.Errorf("%q accepted", s)

@@ -14,6 +14,7 @@ import (
 // every new page answers 200 and says there is nothing yet, in both
 // languages; the onboarding tables used to be empty without a word.
 func TestEmptyStates(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, sqldbtest.SQLiteDSN(t))
 	if err != nil {

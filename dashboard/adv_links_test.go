@@ -9,6 +9,7 @@ import (
 // list and on the resident page links to its timeline /alerts/{id}; the
 // family's page does not (that route is staff only).
 func TestAlertRowsLinkToTimeline(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	cookie, _ := ts.login(t)
 	for _, c := range []struct{ path, want string }{

@@ -46,6 +46,7 @@ func advOnboardServer(t *testing.T) (*testServer, *registry.Store) {
 // refuses a sensor's id (it used to turn the sensor into a gateway with a
 // password); the device form refuses a gateway's id.
 func TestOnboardDeviceIdentity(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ts, store := advOnboardServer(t)
 	cookie, csrf := ts.loginAs(t, "admin")
@@ -100,6 +101,7 @@ func TestOnboardDeviceIdentity(t *testing.T) {
 // offer it. Names with a right-to-left override or a line separator are
 // refused with the field's message; HTML in names is shown escaped.
 func TestOnboardRefusalsWriteNothing(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ts, store := advOnboardServer(t)
 	if err := store.PutSite(ctx, registry.Site{ID: "far", Name: "Far", TimeZone: "UTC"}); err != nil {
@@ -165,6 +167,7 @@ func TestOnboardRefusalsWriteNothing(t *testing.T) {
 // the same moment: one adoption is saved, the other is refused on the id
 // field (the registry inserts without overwriting).
 func TestAdoptConcurrently(t *testing.T) {
+	t.Parallel()
 	ts, store := advOnboardServer(t)
 	cookie, csrf := ts.loginAs(t, "admin")
 	codes := make([]int, 4)
@@ -200,6 +203,7 @@ func TestAdoptConcurrently(t *testing.T) {
 // new site, away from the resident's staff), nor the resident by the
 // resident form; unbound, a device can.
 func TestMoveBoundDevice(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	ts, store := advOnboardServer(t)
 	if err := store.PutSite(ctx, registry.Site{ID: "far", Name: "Far", TimeZone: "UTC"}); err != nil {
@@ -241,6 +245,7 @@ func TestMoveBoundDevice(t *testing.T) {
 // password is not cached by the browser (a back button or a shared
 // station does not show it again) and the password is in no audit row.
 func TestGatewayPasswordNotKept(t *testing.T) {
+	t.Parallel()
 	ts, _ := advOnboardServer(t)
 	cookie, csrf := ts.loginAs(t, "admin")
 	resp, page := ts.postForm(t, cookie, "/admin/onboard/gateway", url.Values{"_csrf": {csrf}, "id": {"gw-9"}, "site": {"demo-station"}, "name": {"GW"}})

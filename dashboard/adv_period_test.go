@@ -11,6 +11,7 @@ import (
 // user's language (zh-CN showed ParsePeriod's English), and their CSVs
 // refuse it rather than sending this month's figures under another name.
 func TestManagerPeriodRefusals(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(_ *Config, d *Deps) {
 		d.Alerts = &mgrAlerts{fakeAlerts: newFakeAlerts(func() time.Time { return testNow }, testAlerts()...)}
 	})

@@ -11,6 +11,7 @@ import (
 // page are said in Chinese on a Chinese page (they were English), in
 // English as the registry gives them on an English one.
 func TestOnboardMessagesInChinese(t *testing.T) {
+	t.Parallel()
 	ts, _ := advOnboardServer(t)
 	cookie, csrf := ts.loginAs(t, "admin")
 	post := func(lang, kind string, v url.Values) (int, string) {

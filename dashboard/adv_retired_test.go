@@ -14,6 +14,7 @@ import (
 // acknowledged or resolved. Now the staff of the alert's site (and
 // admins) read and close them; another site's staff and family do not.
 func TestAlertsOfRetiredResident(t *testing.T) {
+	t.Parallel()
 	hs := newHistoryStore(t)
 	opened := testNow.Add(-time.Hour)
 	closed := hs.add(t, histAlert{site: "demo-station", resident: "res-gone", device: "fd-9", typ: "fall", sev: "critical", opened: opened,
@@ -43,6 +44,7 @@ func TestAlertsOfRetiredResident(t *testing.T) {
 // retired resident's open alert with the resident's id and no link to
 // their page (which answers 404).
 func TestRetiredResidentNotLinked(t *testing.T) {
+	t.Parallel()
 	hs := newHistoryStore(t)
 	id := hs.add(t, histAlert{site: "demo-station", resident: "res-gone", device: "fd-9", typ: "fall", sev: "critical", opened: testNow.Add(-time.Minute)})
 	ts := newTestServer(t, func(_ *Config, d *Deps) { d.Alerts, d.History, d.Registry = hs.m, hs.m, historyRegistry() })

@@ -16,6 +16,7 @@ import (
 // site's alerts; its acknowledgement names the person given; the
 // bootstrap token retires once clients have tokens; revoking works at once.
 func TestAPIClientTokens(t *testing.T) {
+	t.Parallel()
 	var fa *fakeAlerts
 	ts := newTestServer(t, func(_ *Config, d *Deps) {
 		fa = newFakeAlerts(func() time.Time { return testNow }, append(testAlerts(),

@@ -21,6 +21,7 @@ func assetApp(fsys fstest.MapFS) *fiber.App {
 }
 
 func TestAssetHandler(t *testing.T) {
+	t.Parallel()
 	built := fstest.MapFS{
 		"app.js":     {Data: []byte("console.log('uplot');")},
 		"app.css":    {Data: []byte(".u-wrap{}")},
@@ -102,6 +103,7 @@ func TestAssetHandler(t *testing.T) {
 // test builds the assets first) it must be built and contain uPlot; on a
 // clean clone without `make assets` it must report the command.
 func TestEmbeddedAssets(t *testing.T) {
+	t.Parallel()
 	err := AssetsBuilt()
 	if os.Getenv("CI") != "" && err != nil {
 		t.Fatalf("CI: %v", err)
@@ -134,6 +136,7 @@ func TestEmbeddedAssets(t *testing.T) {
 // TestAssetsPinned: the npm dependencies are exact versions and the lock
 // file pins them with integrity hashes (issue 6 section 7).
 func TestAssetsPinned(t *testing.T) {
+	t.Parallel()
 	var pkg struct {
 		Dependencies    map[string]string `json:"dependencies"`
 		DevDependencies map[string]string `json:"devDependencies"`
@@ -177,6 +180,7 @@ func TestAssetsPinned(t *testing.T) {
 // whole app as a caregiver of the site (the route's session, role and scope
 // checks are the resident page's).
 func TestChartVitals(t *testing.T) {
+	t.Parallel()
 	boom := errors.New("influx at http://secret-host:8086 said no")
 	tests := []struct {
 		name    string
@@ -198,6 +202,7 @@ func TestChartVitals(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			ts := newTestServer(t, func(_ *Config, d *Deps) {
 				if tc.vitals != nil {
 					d.Vitals = tc.vitals

@@ -12,6 +12,7 @@ import (
 // TestBoardCheckSensor: an open sensor_suspect alert shows "Check sensor"
 // on the resident's bed card and in the alert list (en and zh-CN words).
 func TestBoardCheckSensor(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	ts.alerts.mu.Lock()
 	ts.alerts.alerts[10] = alerting.Alert{ID: 10, Site: "demo-station", Resident: strp("res-001"), Device: "vm-101", Type: alerting.TypeSensorSuspect,

@@ -33,6 +33,7 @@ func realSettings(t *testing.T) *alerting.Manager {
 // A staff account becomes pageable through its contacts page; a roster or
 // policy naming an account without contacts is refused with the reason.
 func TestStaffContactsMakeAccountsPageable(t *testing.T) {
+	t.Parallel()
 	m := realSettings(t)
 	ts := newTestServer(t, func(_ *Config, d *Deps) { d.Alerts = m })
 	admin, acsrf := ts.loginAs(t, "admin")
@@ -112,6 +113,7 @@ func TestStaffContactsMakeAccountsPageable(t *testing.T) {
 // The structured policy and roster forms: the reason stands beside the
 // step or shift it concerns; a valid pair is stored.
 func TestStructuredPolicyRosterForms(t *testing.T) {
+	t.Parallel()
 	m := realSettings(t)
 	ts := newTestServer(t, func(_ *Config, d *Deps) { d.Alerts = m })
 	admin, csrf := ts.loginAs(t, "admin")
@@ -166,6 +168,7 @@ func TestStructuredPolicyRosterForms(t *testing.T) {
 // A family member sets their own channels; the recipient keeps their
 // residents, so they are paged only about their own elder.
 func TestFamilyContacts(t *testing.T) {
+	t.Parallel()
 	m := realSettings(t)
 	ts := newTestServer(t, func(_ *Config, d *Deps) { d.Alerts = m })
 	fam, csrf := ts.loginAs(t, "daughter")

@@ -51,6 +51,7 @@ func withCapabilities(d Deps) Deps {
 // InfluxDB through its own FluxVitals and every Deps interface field that
 // *FluxVitals implements is that FluxVitals; one the caller gave is kept.
 func TestNewFillsVitalsCapabilitiesFromItsFlux(t *testing.T) {
+	t.Parallel()
 	mine := &fakeTracks{}
 	ts := newTestServer(t, func(c *Config, d *Deps) {
 		c.InfluxURL, c.InfluxBucket = "http://127.0.0.1:1", "eldercare/autogen"

@@ -46,6 +46,7 @@ func scriptedDay(t *testing.T) (loc *time.Location, occ []Point, meals []MealRec
 }
 
 func TestFamilyScriptedDay(t *testing.T) {
+	t.Parallel()
 	loc, occ, all, at := scriptedDay(t)
 	now := at(2, "12:05")
 	from, to := lastNight(now, loc)

@@ -42,6 +42,7 @@ func liveAlert(f *Feed, id int64) (alerting.Change, bool) {
 // Defect 1: alert changes on MQTT are triggers only; the store's state is
 // shown, unknown ids are dropped and counted, older states never win.
 func TestFeedAlertChangesVerifiedAgainstStore(t *testing.T) {
+	t.Parallel()
 	// newTestServer builds the feed without a store: New must wire Deps.Alerts.
 	ts := newTestServer(t, nil)
 	f := ts.feed
@@ -139,6 +140,7 @@ func (r *racingStore) Get(_ context.Context, id int64) (alerting.Alert, error) {
 // Defect 1 (ordering): two concurrent triggers, the first read (older
 // state) answered last, never leave the older state on the board.
 func TestFeedAlertConcurrentTriggers(t *testing.T) {
+	t.Parallel()
 	f := newTestFeed(t, 8)
 	base := alerting.Alert{ID: 5, Site: "s1", Device: "fd-1", Type: "fall", Severity: "critical", Status: "open", OpenedAt: testNow}
 	ack := base
@@ -163,6 +165,7 @@ func TestFeedAlertConcurrentTriggers(t *testing.T) {
 // Defect 2: the API passes an explicit limit (default 500, max 5000) and
 // the board asks for enough alerts that no critical one is cut.
 func TestAlertListLimit(t *testing.T) {
+	t.Parallel()
 	crit := alerting.Alert{ID: 1, Site: "demo-station", Device: "fd-new", Type: "fall", Severity: "critical", Status: "open", OpenedAt: testNow.Add(-time.Hour)}
 	many := func(n int) []alerting.Alert {
 		as := []alerting.Alert{crit}
@@ -174,6 +177,7 @@ func TestAlertListLimit(t *testing.T) {
 	auth := map[string]string{"Authorization": "Bearer " + testToken}
 
 	t.Run("api", func(t *testing.T) {
+		t.Parallel()
 		ts := newTestServer(t, func(_ *Config, d *Deps) { d.Alerts = newFakeAlerts(func() time.Time { return testNow }, many(150)...) })
 		resp, body := ts.do(t, "GET", "/api/v1/alerts?status=open", nil, auth)
 		if resp.StatusCode != 200 {
@@ -201,6 +205,7 @@ func TestAlertListLimit(t *testing.T) {
 	})
 
 	t.Run("board", func(t *testing.T) {
+		t.Parallel()
 		ts := newTestServer(t, func(_ *Config, d *Deps) { d.Alerts = newFakeAlerts(func() time.Time { return testNow }, many(1100)...) })
 		cookie, _ := ts.login(t)
 		_, page := ts.do(t, "GET", "/board", nil, map[string]string{"Cookie": cookie})
@@ -223,6 +228,7 @@ func alertItemHTML(t *testing.T, page string, id int64) string {
 
 // Defect 3: an unassigned alert on the board names its device and site.
 func TestBoardUnassignedAlertNamesDeviceAndSite(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	cookie, _ := ts.login(t)
 	_, page := ts.do(t, "GET", "/board", nil, map[string]string{"Cookie": cookie})
@@ -246,6 +252,7 @@ func TestBoardUnassignedAlertNamesDeviceAndSite(t *testing.T) {
 
 // Defect 4: API alert items have a boolean "unassigned".
 func TestAPIAlertUnassignedField(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	auth := map[string]string{"Authorization": "Bearer " + testToken}
 	_, body := ts.do(t, "GET", "/api/v1/alerts", nil, auth)
@@ -271,6 +278,7 @@ func TestAPIAlertUnassignedField(t *testing.T) {
 
 // Defect 5: a vitals outage answers a generic 502 and logs the detail.
 func TestAPIVitalsErrorIsGeneric(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
@@ -319,6 +327,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // Defect 6: status validation on /alerts, 405 with Allow on the API, a
 // case-insensitive bearer scheme.
 func TestHTTPStrictness(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	cookie, _ := ts.login(t)
 	web := map[string]string{"Cookie": cookie}
@@ -375,6 +384,7 @@ func TestHTTPStrictness(t *testing.T) {
 // Defect 7: times are shown in the site's zone with its abbreviation; an
 // alert of an unknown site in UTC labelled UTC.
 func TestTimesLabelledWithZone(t *testing.T) {
+	t.Parallel()
 	ghost := alerting.Alert{ID: 4, Site: "ghost-site", Device: "fd-x", Type: "sos", Severity: "critical", Status: "open", OpenedAt: testNow.Add(-2 * time.Minute)}
 	ts := newTestServer(t, func(_ *Config, d *Deps) {
 		d.Alerts = newFakeAlerts(func() time.Time { return testNow }, append(testAlerts(), ghost)...)
@@ -406,6 +416,7 @@ func TestTimesLabelledWithZone(t *testing.T) {
 // A "repeated" change (a new fall or SOS on an open alert) reaches the
 // browsers again, although the alert's state did not change.
 func TestFeedRepeatedReachesBrowsers(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	f := ts.feed
 	const topic = "t/v1/alerts/demo-station"
@@ -434,6 +445,7 @@ func TestFeedRepeatedReachesBrowsers(t *testing.T) {
 // change (a duplicate delivery) does not show the alert again, a
 // "repeated" change does.
 func TestFeedSilentRepeatNotShownAgain(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	f := ts.feed
 	sub := f.Subscribe()

@@ -6,10 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,8 +36,14 @@ type historyStore struct {
 
 func newHistoryStore(t *testing.T) *historyStore {
 	t.Helper()
+	return openHistoryStore(t, sqldbtest.SQLiteDSN(t))
+}
+
+// openHistoryStore opens the alert store in the SQLite database dsn.
+func openHistoryStore(t *testing.T, dsn string) *historyStore {
+	t.Helper()
 	ctx := context.Background()
-	db, err := sqldb.Open(ctx, sqldbtest.SQLiteDSN(t))
+	db, err := sqldb.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +141,59 @@ func historyRegistry() *fakeRegistry {
 // 4 fall at other-site, and 55 older warnings of res-002 for paging.
 func historyServer(t *testing.T) (*testServer, *historyStore, map[string]int64) {
 	t.Helper()
-	hs := newHistoryStore(t)
+	hs, ids := seededHistoryStore(t)
+	ts := newTestServer(t, func(_ *Config, d *Deps) {
+		d.Alerts, d.History, d.Registry = hs.m, hs.m, historyRegistry()
+	})
+	return ts, hs, ids
+}
+
+// historySeed is the database of seedHistory, made by the first test
+// that needs it (VACUUM INTO a file, kept as bytes) and copied for the
+// others: seeding row by row took a second of CPU per test under -race.
+var historySeed struct {
+	mu   sync.Mutex
+	file []byte
+	n    int64
+	ids  map[string]int64
+}
+
+// seededHistoryStore returns a store of its own holding seedHistory's
+// alerts, and their ids.
+func seededHistoryStore(t *testing.T) (*historyStore, map[string]int64) {
+	t.Helper()
+	historySeed.mu.Lock()
+	defer historySeed.mu.Unlock()
+	if historySeed.file == nil {
+		hs := newHistoryStore(t)
+		ids := seedHistory(t, hs)
+		dst := filepath.Join(t.TempDir(), "seed.db")
+		if _, err := hs.db.ExecContext(context.Background(), "VACUUM INTO ?", dst); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		historySeed.file, historySeed.n, historySeed.ids = b, hs.n, ids
+		return hs, maps.Clone(ids)
+	}
+	dsn := sqldbtest.SQLiteDSN(t)
+	path := strings.TrimPrefix(dsn, "sqlite:")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, historySeed.file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hs := openHistoryStore(t, dsn)
+	hs.n = historySeed.n
+	return hs, maps.Clone(historySeed.ids)
+}
+
+// seedHistory writes the alerts of historyServer into hs.
+func seedHistory(t *testing.T, hs *historyStore) map[string]int64 {
+	t.Helper()
 	day := time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC) // 08:00 in Shanghai
 	ids := map[string]int64{}
 	for i := range 55 {
@@ -144,10 +206,7 @@ func historyServer(t *testing.T) (*testServer, *historyStore, map[string]int64) 
 		ackBy: "Lead Li", resolveBy: "Lead Li", outcome: "false_alarm", note: "=HYPERLINK(\"http://evil\",\"x\")", value: 85})
 	ids["open"] = hs.add(t, histAlert{site: "demo-station", resident: "res-001", device: "fd-001", typ: "fall", sev: "critical", opened: day.Add(3 * time.Hour)})
 	ids["other"] = hs.add(t, histAlert{site: "other-site", resident: "res-201", device: "fd-201", typ: "fall", sev: "critical", opened: day.Add(4 * time.Hour)})
-	ts := newTestServer(t, func(_ *Config, d *Deps) {
-		d.Alerts, d.History, d.Registry = hs.m, hs.m, historyRegistry()
-	})
-	return ts, hs, ids
+	return ids
 }
 
 // rowsOf returns the alert ids listed on a history page, in order.
@@ -160,6 +219,7 @@ func rowsOf(page string) []string {
 }
 
 func TestHistoryPage(t *testing.T) {
+	t.Parallel()
 	ts, _, ids := historyServer(t)
 	cookie, _ := ts.login(t) // nurse: demo-station only
 	hdr := map[string]string{"Cookie": cookie}
@@ -269,6 +329,7 @@ func TestHistoryPage(t *testing.T) {
 }
 
 func TestHistoryCSV(t *testing.T) {
+	t.Parallel()
 	ts, _, ids := historyServer(t)
 	cookie, _ := ts.login(t)
 	resp, body := ts.do(t, "GET", "/alerts/history.csv?severity=high", nil, map[string]string{"Cookie": cookie})
@@ -317,6 +378,7 @@ func TestHistoryCSV(t *testing.T) {
 }
 
 func TestAlertTimeline(t *testing.T) {
+	t.Parallel()
 	ts, hs, ids := historyServer(t)
 	cookie, csrf := ts.login(t)
 	hdr := map[string]string{"Cookie": cookie}
@@ -403,6 +465,7 @@ func TestAlertTimeline(t *testing.T) {
 }
 
 func TestHistoryAPI(t *testing.T) {
+	t.Parallel()
 	ts, hs, ids := historyServer(t)
 	ctx := context.Background()
 	tokA, err := ts.acc.AddAPIClient(ctx, "nursecall-a", []string{"demo-station"}, "admin")
@@ -533,6 +596,7 @@ func TestHistoryAPI(t *testing.T) {
 // TestHistoryNotConfigured: without Deps.History the pages answer 503 and
 // GET /api/v1/alerts/:id still serves the alert.
 func TestHistoryNotConfigured(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	cookie, _ := ts.login(t)
 	if resp, _ := ts.do(t, "GET", "/alerts/history", nil, map[string]string{"Cookie": cookie}); resp.StatusCode != 503 {
@@ -545,6 +609,7 @@ func TestHistoryNotConfigured(t *testing.T) {
 }
 
 func TestSystemNote(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct{ lang, in, want string }{
 		{LangEN, "operations: escalation policy night step 0 reached nobody on duty; paged the site's fallback receivers: desk", "policy night step 1 reached nobody on duty; the site's fallback receivers were paged: desk"},
 		{LangZH, "operations: escalation policy night step 1 reached nobody on duty; paged the site's fallback receivers: desk", "升级策略 night 第 2 步联系不到当班人员，已呼叫院区备用接收人：desk"},
@@ -562,6 +627,7 @@ func TestSystemNote(t *testing.T) {
 // /alerts registered after it is still reached; a family account gets
 // 404 on the timeline and its comment form.
 func TestAlertRouteOrder(t *testing.T) {
+	t.Parallel()
 	ts, _, ids := historyServer(t)
 	ts.srv.App().Get("/alerts/later-page", func(c *fiber.Ctx) error { return c.SendString("later") })
 	cookie, _ := ts.login(t)

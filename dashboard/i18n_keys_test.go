@@ -17,6 +17,7 @@ import (
 // a plural message has the forms of its language (en: one and other; zh:
 // other).
 func TestCatalogues(t *testing.T) {
+	t.Parallel()
 	if _, err := catalogue(); err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +72,7 @@ func TestCatalogues(t *testing.T) {
 // every alert type and every alert detail has a text in both catalogues,
 // so no page ever shows a raw key.
 func TestEveryTextTranslated(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob("web/templates/*.html")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("templates: %v", err)
@@ -110,6 +112,7 @@ func TestEveryTextTranslated(t *testing.T) {
 }
 
 func TestDurText(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		d      time.Duration
 		en, zh string

@@ -31,6 +31,7 @@ func newTestFeed(t *testing.T, buf int) *Feed {
 }
 
 func TestFeedState(t *testing.T) {
+	t.Parallel()
 	ts := func(d time.Duration) string { return ms(testNow.Add(d)) }
 	type msg struct{ topic, payload string }
 	tests := []struct {
@@ -183,6 +184,7 @@ func TestFeedState(t *testing.T) {
 }
 
 func TestFeedAlerts(t *testing.T) {
+	t.Parallel()
 	f := newTestFeed(t, 8)
 	// The feed reads the alert's state from the store; the change is a trigger.
 	store := newFakeAlerts(func() time.Time { return testNow }, alerting.Alert{ID: 7, Site: "s1", Device: "fd-1", Type: "fall", Severity: "critical", Status: "open", OpenedAt: testNow})
@@ -207,6 +209,7 @@ func TestFeedAlerts(t *testing.T) {
 }
 
 func TestFeedSlowSubscriber(t *testing.T) {
+	t.Parallel()
 	f := newTestFeed(t, 4)
 	slow, fast := f.Subscribe(), f.Subscribe()
 	const n = 10
@@ -271,6 +274,7 @@ func waitEvent(t *testing.T, lines <-chan string, name string) string {
 }
 
 func TestSSE(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	base := ts.serve(t)
 	cookie, _ := ts.login(t)
@@ -329,6 +333,7 @@ func TestSSE(t *testing.T) {
 
 // TestFeedMQTT runs the live feed against the machine's Mosquitto.
 func TestFeedMQTT(t *testing.T) {
+	t.Parallel()
 	url := testenv.Mosquitto(t)
 	root := testenv.TopicRoot(t)
 	now := time.Now()

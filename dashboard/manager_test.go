@@ -94,6 +94,7 @@ func resp(opened time.Time, site, res, typ string, after time.Duration, by, ch s
 // in Asia/Shanghai), the chart data, the CSVs, and the settings form
 // (saved, and refused with the reason beside the field).
 func TestTrendsPage(t *testing.T) {
+	t.Parallel()
 	sh, _ := time.LoadLocation("Asia/Shanghai")
 	day := time.Date(2026, 2, 27, 0, 0, 0, 0, sh)
 	var rs []alerting.AlertResponse
@@ -206,6 +207,7 @@ func equalRows(a, b [][]string) bool {
 // low-battery list (below 20 % or an open low_battery alert), offline
 // time, and the CSV (formula cells neutralised).
 func TestDevicesPage(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(_ *Config, d *Deps) {
 		reg := testRegistry()
 		reg.devices[2].Name = "=HYPERLINK(\"x\")"
@@ -291,7 +293,9 @@ cards:
 // conversion in the period, the conversions of the period only, meals
 // with portions, and the CSVs.
 func TestProgrammeReport(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		db, err := sqldb.Open(ctx, dsn)
 		if err != nil {
@@ -380,6 +384,7 @@ func TestProgrammeReport(t *testing.T) {
 // characters are refused with the text kept; a caregiver gets 403 on the
 // page's routes; the store reads back on SQLite and PostgreSQL.
 func TestHandoverNotes(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(_ *Config, d *Deps) {
 		d.Alerts = &mgrAlerts{fakeAlerts: newFakeAlerts(func() time.Time { return testNow }, testAlerts()...),
 			responses: []alerting.AlertResponse{resp(testNow.Add(-time.Hour), "demo-station", "res-001", alerting.TypeDoseMissed, 0, "", "")}}
@@ -420,6 +425,7 @@ func TestHandoverNotes(t *testing.T) {
 	}
 
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		acc := testAccountsIn(t, func() time.Time { return testNow }, dsn)
 		if err := acc.AddHandoverNote(ctx, HandoverNote{Site: "s", Shift: "dusk", Body: "x"}); err == nil {
@@ -448,6 +454,7 @@ func TestHandoverNotes(t *testing.T) {
 // TestParsePeriod: this week from Monday in the zone, a month, a custom
 // range with its last day included, and the refusals by field.
 func TestParsePeriod(t *testing.T) {
+	t.Parallel()
 	sh, _ := time.LoadLocation("Asia/Shanghai")
 	now := time.Date(2026, 3, 4, 20, 0, 0, 0, time.UTC) // Thu 5 Mar 04:00 in Shanghai
 	p, _, err := ParsePeriod("week", "", "", "", now, sh)
@@ -472,6 +479,7 @@ func TestParsePeriod(t *testing.T) {
 // last battery_pct per device, and last heard from over readings and
 // events of mixed field types (a meal event's string card).
 func TestFluxDevicesLast(t *testing.T) {
+	t.Parallel()
 	url, db := testenv.SharedInflux(t, true)
 	bucket := db + "/autogen"
 	ctx := t.Context()
@@ -505,6 +513,7 @@ func TestFluxDevicesLast(t *testing.T) {
 // TestResidentNameByLanguage: the manager's tables name a resident in the
 // page's language when the registry has that name.
 func TestResidentNameByLanguage(t *testing.T) {
+	t.Parallel()
 	d := &directory{resByID: map[string]registry.Resident{
 		"r1": {ID: "r1", Name: "Wang Xiuying", Names: registry.Names{"zh-CN": "王秀英"}},
 		"r2": {ID: "r2", Name: "Li Guilan"},

@@ -62,6 +62,7 @@ func wantNames(t *testing.T, what string, body string, want, not []string) {
 // language: the display name to a zh-CN user ("lead"), the plain name to
 // an en user ("nurse").
 func TestDisplayNamesStaffPages(t *testing.T) {
+	t.Parallel()
 	ts := namesServer(t)
 	for _, page := range []string{"/board", "/alerts", "/residents/res-001"} {
 		zh := ts.getAs(t, "lead", page)
@@ -80,6 +81,7 @@ func TestDisplayNamesStaffPages(t *testing.T) {
 
 // The family page names the elder in the family member's language.
 func TestDisplayNamesFamilyPage(t *testing.T) {
+	t.Parallel()
 	ts := namesServer(t)
 	wantNames(t, "zh-CN family", ts.getAs(t, "daughter", "/family"), []string{"王秀英"}, []string{"Wang Xiuying"})
 	wantNames(t, "en family", ts.getAs(t, "otherfamily", "/family"), []string{html.EscapeString(`<b>Li "Bold"</b>`)}, []string{"李秀兰"})
@@ -88,6 +90,7 @@ func TestDisplayNamesFamilyPage(t *testing.T) {
 // The alarm's notification text (PWA) names resident and room in the
 // caregiver's language.
 func TestDisplayNamesAlarmInfo(t *testing.T) {
+	t.Parallel()
 	ts := namesServer(t)
 	for user, want := range map[string][2]string{"lead": {"王秀英", "一楼东 101 室"}, "nurse": {"Wang Xiuying", "Room 101"}} {
 		var info struct{ Resident, Room string }
@@ -101,6 +104,7 @@ func TestDisplayNamesAlarmInfo(t *testing.T) {
 }
 
 func TestDeviceNameKeepsDisplayName(t *testing.T) {
+	t.Parallel()
 	if got := deviceName(LangZH, "vitals_monitor", "床旁监护仪", "vm-101"); got != "床旁监护仪" {
 		t.Errorf("a Chinese display name is shown as registered, got %q", got)
 	}
@@ -113,6 +117,7 @@ func TestDeviceNameKeepsDisplayName(t *testing.T) {
 // and devices in Chinese: the board in Chinese shows characters, in
 // English pinyin.
 func TestDisplayNamesDemoRegistry(t *testing.T) {
+	t.Parallel()
 	doc, err := registry.ParseYAML(bytes.NewReader(firmwaresim.DemoRegistryYAML))
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 // hostile input escaped, retiring a room in use refused, a family or
 // caregiver account refused.
 func TestOnboardForms(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, sqldbtest.SQLiteDSN(t))
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 // ingest writes them (measurement events: tags site, device, resident,
 // type; field count = 1).
 func TestFluxReports(t *testing.T) {
+	t.Parallel()
 	url, db := testenv.SharedInflux(t, true)
 	bucket := db + "/autogen"
 	ctx := t.Context()
@@ -129,6 +130,7 @@ func TestFluxReports(t *testing.T) {
 }
 
 func TestMealsAndVisits(t *testing.T) {
+	t.Parallel()
 	cards := []registry.MealCard{{ID: "04A1", ResidentID: "res-001"}, {ID: "04A2", ResidentID: "res-001"}, {ID: "04B2", ResidentID: "res-002"}}
 	served, visits := mealsAndVisits(cards, map[string]int{"04A1": 2, "04A2": 1, "04B2": 1, "LOST": 5},
 		[]Visit{{Resident: "res-001", Card: "CARE-9"}, {Resident: "res-001", Card: "04A1"}})

@@ -18,6 +18,7 @@ import (
 // TestRunOwnFeed runs the server the way `eldercare up` does: New creates
 // the live feed from the config and Run runs it with the HTTP server.
 func TestRunOwnFeed(t *testing.T) {
+	t.Parallel()
 	broker := testenv.Mosquitto(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -15,6 +15,7 @@ import (
 )
 
 func TestAPIAuth(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	tests := []struct {
 		name   string
@@ -48,6 +49,7 @@ func TestAPIAuth(t *testing.T) {
 }
 
 func TestAPIAlertsJSON(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	auth := map[string]string{"Authorization": "Bearer " + testToken}
 	resp, body := ts.do(t, "GET", "/api/v1/alerts?status=open,acknowledged", nil, auth)
@@ -114,6 +116,7 @@ func TestAPIAlertsJSON(t *testing.T) {
 }
 
 func TestAPIAckResolve(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	auth := map[string]string{"Authorization": "Bearer " + testToken, "Content-Type": "application/json"}
 	tests := []struct {
@@ -160,6 +163,7 @@ func TestAPIAckResolve(t *testing.T) {
 }
 
 func TestLogin(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, username, password string
 		secure                   bool
@@ -180,6 +184,7 @@ func TestLogin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			ts := newTestServer(t, func(c *Config, _ *Deps) { c.SecureCookies = tt.secure })
 			resp := ts.postLogin(t, tt.username, tt.password, "")
 			if resp.StatusCode != tt.wantCode {
@@ -226,6 +231,7 @@ func TestLogin(t *testing.T) {
 }
 
 func TestPagesNeedSession(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	for _, p := range []string{"/", "/board", "/alerts", "/residents/res-001", "/events", "/alerts/fragment", "/account", "/manager/audit"} {
 		t.Run(p, func(t *testing.T) {
@@ -247,6 +253,7 @@ func TestPagesNeedSession(t *testing.T) {
 }
 
 func TestFormCSRF(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	cookie, csrf := ts.login(t)
 	other := newTestServer(t, nil)
@@ -295,6 +302,7 @@ func TestFormCSRF(t *testing.T) {
 }
 
 func TestResidentPage(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	cookie, _ := ts.login(t)
 	hdr := map[string]string{"Cookie": cookie}
@@ -337,6 +345,7 @@ func (e testError) Error() string { return string(e) }
 const errTest = testError("influx down")
 
 func TestHostileInput(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(c *Config, _ *Deps) { c.BodyLimit = 16 << 10 })
 	base := ts.serve(t)
 	cookie, csrf := ts.login(t)
@@ -390,6 +399,7 @@ func TestHostileInput(t *testing.T) {
 }
 
 func TestSecurityHeaders(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	for _, p := range []string{"/login", "/api/v1/alerts", "/assets/app.js"} {
 		resp, _ := ts.do(t, "GET", p, nil, nil)
@@ -403,6 +413,7 @@ func TestSecurityHeaders(t *testing.T) {
 }
 
 func TestBoard(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	ts.feed.HandleMessage("t/v1/demo-station/vm-101/telemetry", []byte(`{"v":1,"device":"vm-101","boot":1,"id":1,"seq":1,"ts":`+ms(testNow.Add(-20*time.Second))+`,"values":{"hr_bpm":77,"spo2_pct":95,"resp_per_min":16}}`))
 	ts.feed.HandleMessage("t/v1/demo-station/bs-101/event", []byte(`{"v":1,"device":"bs-101","boot":1,"id":1,"seq":1,"ts":`+ms(testNow.Add(-10*time.Second))+`,"type":"bed_exit"}`))
@@ -427,6 +438,7 @@ func TestBoard(t *testing.T) {
 }
 
 func TestHealthz(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	resp, body := ts.do(t, "GET", "/readyz", nil, nil)
 	if resp.StatusCode != 503 || !strings.Contains(body, "mqtt") {
@@ -445,6 +457,7 @@ func TestHealthz(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
+	t.Parallel()
 	cfg := Config{HTTPAddr: "127.0.0.1:8080", APIToken: "secret-token-0123456789", InfluxToken: "user:hunter2", MQTTURL: "tcp://u:pw@host:1883"}
 	for _, s := range []string{cfg.String(), cfg.GoString()} {
 		if strings.Contains(s, "secret-token") || strings.Contains(s, "hunter2") || strings.Contains(s, ":pw@") {

@@ -18,10 +18,12 @@ import (
 // database share sessions; a session made on one is valid on the other and
 // after a restart; a logout on one ends it on both.
 func TestSessionsShared(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, testSessionsShared)
 }
 
 func testSessionsShared(t *testing.T, dsn string) {
+	t.Parallel()
 	// Replica a seeds the users; replica b opens the same database itself.
 	a := newTestServer(t, func(_ *Config, d *Deps) { d.Accounts = testAccountsIn(t, d.Now, dsn) })
 	replica := func() *testServer {
@@ -79,6 +81,7 @@ func openAccounts(t *testing.T, now func() time.Time, dsn string) *Accounts {
 // TestSessionIdle: a session without requests for SessionIdle ends; one in
 // use stays until its absolute expiry.
 func TestSessionIdle(t *testing.T) {
+	t.Parallel()
 	clock := &mutableClock{t: testNow}
 	ts := newTestServer(t, func(c *Config, d *Deps) {
 		d.Now = clock.now
@@ -113,6 +116,7 @@ func TestSessionIdle(t *testing.T) {
 // address do not stop the right user logging in from another; an
 // administrator unlocks the user for the failing address.
 func TestLoginOtherAddress(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(c *Config, _ *Deps) { c.TrustedProxies = []string{"0.0.0.0"} })
 	from := func(ip string) map[string]string { return map[string]string{"X-Real-IP": ip} }
 	codes := map[int]int{}
@@ -151,6 +155,7 @@ func TestLoginOtherAddress(t *testing.T) {
 // TestAccountAudit: logout, password changes (and failed ones) and
 // refused requests are audited.
 func TestAccountAudit(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	cookie, csrf := ts.login(t)
 	ts.form(t, cookie, "/account/password", url.Values{"_csrf": {csrf}, "current": {"not it at all"}, "new": {"a brand new passphrase"}})
@@ -183,6 +188,7 @@ func TestAccountAudit(t *testing.T) {
 }
 
 func TestCommonPassword(t *testing.T) {
+	t.Parallel()
 	for pw, want := range map[string]bool{
 		"1234567890": true, "QwertyUIOP": true, "woaini1314520": true, "aaaaaaaaaaaa": true,
 		"correct horse battery": false, "eldercare night shift 7": false,
@@ -200,6 +206,7 @@ func TestCommonPassword(t *testing.T) {
 // within a second of its session's logout, and when an administrator
 // disables the account.
 func TestEventsEndAtLogout(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, func(c *Config, _ *Deps) { c.SSEHeartbeat = time.Hour })
 	base := ts.serve(t)
 	for _, how := range []string{"logout", "disable"} {
@@ -247,6 +254,7 @@ func TestEventsEndAtLogout(t *testing.T) {
 // TestEventsEndOnOtherReplica: a logout on another replica ends the stream
 // within Config.SessionCheck.
 func TestEventsEndOnOtherReplica(t *testing.T) {
+	t.Parallel()
 	dsn := sqldbtest.SQLiteDSN(t)
 	a := newTestServer(t, func(c *Config, d *Deps) {
 		c.SSEHeartbeat, c.SessionCheck = time.Hour, 100*time.Millisecond

@@ -11,6 +11,7 @@ import (
 )
 
 func TestAlertWhat(t *testing.T) {
+	t.Parallel()
 	v := 129.0
 	b := 5.0
 	for _, tc := range []struct {
@@ -32,6 +33,7 @@ func TestAlertWhat(t *testing.T) {
 }
 
 func TestPlaceAndDeviceNames(t *testing.T) {
+	t.Parallel()
 	if got := placeName(LangZH, "room", "Room 101"); got != "101 房" {
 		t.Errorf("room: %q", got)
 	}
@@ -52,6 +54,7 @@ func TestPlaceAndDeviceNames(t *testing.T) {
 // TestTriageRepeatsAndEscalation: a second fall shows on the board as a
 // repeat with its time; an escalated alert says who was paged.
 func TestTriageRepeatsAndEscalation(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	ts.alerts.mu.Lock()
 	ts.alerts.history[2] = []alerting.HistoryEntry{
@@ -91,6 +94,7 @@ func (escalatingAlerts) Escalation(_ context.Context, id int64) (alerting.Escala
 }
 
 func TestTriageEscalationPaged(t *testing.T) {
+	t.Parallel()
 	var fa *fakeAlerts
 	ts := newTestServer(t, func(_ *Config, d *Deps) {
 		fa = newFakeAlerts(func() time.Time { return testNow }, testAlerts()...)

@@ -10,6 +10,7 @@ import (
 // The escalation_unrouted operations alert has words in both languages on
 // the board and the manager's views, naming the step.
 func TestUnroutedAlertWords(t *testing.T) {
+	t.Parallel()
 	a := alerting.Alert{Type: alerting.TypeEscalationUnrouted, Device: "escalation:sos:0"}
 	for lang, want := range map[string][]string{
 		"en":    {"reached nobody", "escalation:sos:0"},

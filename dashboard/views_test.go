@@ -130,6 +130,7 @@ func body(page string) string {
 }
 
 func TestTranslationsComplete(t *testing.T) {
+	t.Parallel()
 	// Key parity of the catalogues: TestCatalogues.
 	for _, o := range alerting.Outcomes {
 		if trIn(LangZH, "outcome."+o) == "outcome."+o {
@@ -144,6 +145,7 @@ func TestTranslationsComplete(t *testing.T) {
 }
 
 func TestLanguagePerUser(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	tests := []struct {
 		user, query, want, notWant string
@@ -183,6 +185,7 @@ func TestLanguagePerUser(t *testing.T) {
 }
 
 func TestLangFallback(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	tests := []struct {
 		name  string
@@ -212,6 +215,7 @@ func TestLangFallback(t *testing.T) {
 }
 
 func TestBoardQueueAndTwoTaps(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	cookie, csrf := ts.login(t)
 	_, page := ts.do(t, "GET", "/board", nil, map[string]string{"Cookie": cookie})
@@ -240,6 +244,7 @@ func TestBoardQueueAndTwoTaps(t *testing.T) {
 }
 
 func TestBoardScope(t *testing.T) {
+	t.Parallel()
 	ts := newTestServer(t, nil)
 	cookie, _ := ts.loginAs(t, "faraway")
 	_, page := ts.do(t, "GET", "/board", nil, map[string]string{"Cookie": cookie})
@@ -253,6 +258,7 @@ func TestBoardScope(t *testing.T) {
 }
 
 func TestResidentPageWindowsAndCheckIn(t *testing.T) {
+	t.Parallel()
 	wv := &windowVitals{}
 	ts := newTestServer(t, func(_ *Config, d *Deps) { d.Vitals = wv })
 	cookie, csrf := ts.login(t)
@@ -297,6 +303,7 @@ func TestResidentPageWindowsAndCheckIn(t *testing.T) {
 }
 
 func TestVitalSentence(t *testing.T) {
+	t.Parallel()
 	hr := familyRanges[0]
 	tests := []struct {
 		lang    string
@@ -323,6 +330,7 @@ func TestVitalSentence(t *testing.T) {
 }
 
 func TestFamilyView(t *testing.T) {
+	t.Parallel()
 	old := testNow.Add(-40 * 24 * time.Hour)
 	extra := []alerting.Alert{
 		{ID: 10, Site: "demo-station", Resident: strp("res-001"), Device: "fd-001", Type: "fall", Severity: "critical", Status: "resolved", OpenedAt: old, ResolvedAt: &old, Outcome: "no_injury"},
@@ -359,6 +367,7 @@ func TestFamilyView(t *testing.T) {
 }
 
 func TestFamilyPreferences(t *testing.T) {
+	t.Parallel()
 	var sa *settingsAlerts
 	ts := newTestServer(t, func(_ *Config, d *Deps) {
 		sa = &settingsAlerts{fakeAlerts: newFakeAlerts(func() time.Time { return testNow }, testAlerts()...)}
@@ -456,6 +465,7 @@ func reportFixture() (*directory, []alerting.Alert, Period) {
 }
 
 func TestReportNumbers(t *testing.T) {
+	t.Parallel()
 	d, as, p := reportFixture()
 	onlyS1 := func(s string) bool { return s == "s1" }
 	t.Run("occupancy", func(t *testing.T) {
@@ -510,6 +520,7 @@ func TestReportNumbers(t *testing.T) {
 }
 
 func TestReportCSV(t *testing.T) {
+	t.Parallel()
 	d, as, p := reportFixture()
 	keep := func(s string) bool { return s == "s1" }
 	ms := func(d time.Duration) *time.Duration { return &d }
@@ -564,6 +575,7 @@ func TestReportCSV(t *testing.T) {
 }
 
 func TestManagerPage(t *testing.T) {
+	t.Parallel()
 	var sa *settingsAlerts
 	ts := newTestServer(t, func(_ *Config, d *Deps) {
 		sa = &settingsAlerts{fakeAlerts: newFakeAlerts(func() time.Time { return testNow }, testAlerts()...)}
@@ -612,6 +624,7 @@ func TestManagerPage(t *testing.T) {
 }
 
 func TestAdminForms(t *testing.T) {
+	t.Parallel()
 	var br *bindRegistry
 	ts := newTestServer(t, func(_ *Config, d *Deps) {
 		br = &bindRegistry{fakeRegistry: testRegistry()}
@@ -680,6 +693,7 @@ func TestAdminForms(t *testing.T) {
 
 // TestAdminRegistry edits a real registry (SQLite) through the admin form.
 func TestAdminRegistry(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, sqldbtest.SQLiteDSN(t))
 	if err != nil {
@@ -788,6 +802,7 @@ func (cardRegistry) Cards(context.Context) ([]registry.MealCard, error) {
 }
 
 func TestFamilyAtMeal(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		byCard map[string]int
 		want   string
@@ -796,6 +811,7 @@ func TestFamilyAtMeal(t *testing.T) {
 		{map[string]int{"OTHER": 1}, "We have no recent information"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
+			t.Parallel()
 			ts := newTestServer(t, func(_ *Config, d *Deps) {
 				d.Vitals = mealVitals{byCard: tc.byCard}
 				d.Registry = cardRegistry{testRegistry()}
@@ -814,7 +830,9 @@ func TestFamilyAtMeal(t *testing.T) {
 // TestVisitStore records and lists check-ins on SQLite and PostgreSQL
 // (migration 00002_visits.sql).
 func TestVisitStore(t *testing.T) {
+	t.Parallel()
 	sqldbtest.Dialects(t, func(t *testing.T, dsn string) {
+		t.Parallel()
 		ctx := context.Background()
 		db, err := sqldb.Open(ctx, dsn)
 		if err != nil {
@@ -876,6 +894,7 @@ func FuzzAdminForms(f *testing.F) {
 }
 
 func TestResidentVitalsJSON(t *testing.T) {
+	t.Parallel()
 	wv := &windowVitals{}
 	ts := newTestServer(t, func(_ *Config, d *Deps) { d.Vitals = wv })
 	cookie, _ := ts.login(t)

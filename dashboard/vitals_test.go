@@ -12,6 +12,7 @@ import (
 )
 
 func TestFluxVitals(t *testing.T) {
+	t.Parallel()
 	url, db := testenv.SharedInflux(t, true)
 	bucket := db + "/autogen"
 	ctx := t.Context()
@@ -103,6 +104,7 @@ func keys[V any](m map[string]V) []string {
 }
 
 func TestFluxString(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ in, want string }{
 		{"res-001", `"res-001"`},
 		{`a"b`, `"a\"b"`},

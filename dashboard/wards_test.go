@@ -16,6 +16,7 @@ import (
 // and nothing is stored; a known ward's roster is stored next to the
 // site's, and policy steps can then pick "ward:<ward>".
 func TestRosterWardPicker(t *testing.T) {
+	t.Parallel()
 	m := realSettings(t)
 	ts := newTestServer(t, func(_ *Config, d *Deps) {
 		d.Alerts = m

@@ -17,6 +17,7 @@ import (
 // slippy-map example, Berlin at zoom 16: tile 35203/21494; Shanghai's
 // People's Square at zoom 16: 54881/26778, computed independently).
 func TestMercator(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		lat, lon float64
 		z        int
@@ -34,6 +35,7 @@ func TestMercator(t *testing.T) {
 }
 
 func TestParseTileURL(t *testing.T) {
+	t.Parallel()
 	if o, err := ParseTileURL("https://tiles.example.org:8443/osm/{z}/{x}/{y}.png"); err != nil || o != "https://tiles.example.org:8443" {
 		t.Errorf("origin %q, %v", o, err)
 	}
@@ -49,6 +51,7 @@ func TestParseTileURL(t *testing.T) {
 // tile of the zone's centre among them), with the attribution, and a
 // hostile zone name is escaped.
 func TestZoneTileSVG(t *testing.T) {
+	t.Parallel()
 	zones := []registry.SafeZone{{Name: `home<script>`, Center: &registry.Point{Lat: 31.2304, Lon: 121.4737}, RadiusM: 300}}
 	t0 := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
 	track := []TrackPoint{{T: t0, Lat: 31.2304, Lon: 121.4737}, {T: t0.Add(time.Minute), Lat: 31.2320, Lon: 121.4750}}
@@ -88,6 +91,7 @@ func TestZoneTileSVG(t *testing.T) {
 // the plain drawing and the policy names no other origin. A tile URL
 // without placeholders is refused at start.
 func TestResidentPageMap(t *testing.T) {
+	t.Parallel()
 	withZone := func(_ *Config, d *Deps) {
 		r := testRegistry()
 		r.residents[0].SafeZones = []registry.SafeZone{{Name: "home", Center: &registry.Point{Lat: 31.2304, Lon: 121.4737}, RadiusM: 150}}
@@ -131,6 +135,7 @@ func TestResidentPageMap(t *testing.T) {
 // TestZoneTileSVGDropsBadFixes: a NaN or out-of-range fix is left out of
 // the map as of the plain drawing; no NaN reaches the markup.
 func TestZoneTileSVGDropsBadFixes(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
 	track := []TrackPoint{{T: t0, Lat: 31.2304, Lon: 121.4737}, {T: t0.Add(time.Minute), Lat: math.NaN(), Lon: 121.4}, {T: t0.Add(2 * time.Minute), Lat: 95, Lon: 500}}
 	svg := string(zoneTileSVG(nil, track, "Zones", "https://tiles.example.org/{z}/{x}/{y}.png", ""))
