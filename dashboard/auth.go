@@ -56,7 +56,7 @@ func equalSecret(got, want string) bool {
 // authTextIn are the texts of the login and account pages in lang: the
 // catalogue's "auth.*" messages by their short name ({{.Data.T.title}}).
 func authTextIn(lang string) map[string]string {
-	keys, _ := catalogueKeys(LangEN)
+	keys, _ := enKeys()
 	m := map[string]string{}
 	for _, k := range keys {
 		if short, ok := strings.CutPrefix(k, "auth."); ok {
