@@ -98,7 +98,10 @@ func TestAlertingReadyz(t *testing.T) {
 	t.Parallel()
 	mqttURL := testenv.EmbeddedBroker(t).URL()
 	root := testenv.TopicRoot(t)
-	dsn := sqldbtest.SQLiteDSN(t)
+	// A write waits busy_timeout for the lock before it fails with
+	// SQLITE_BUSY and /readyz turns 503: 250 ms instead of the default 5 s,
+	// so the test does not sit out the default (the DSN's pragma wins).
+	dsn := sqldbtest.SQLiteDSN(t) + "?_pragma=busy_timeout(250)"
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

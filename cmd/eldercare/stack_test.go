@@ -20,7 +20,11 @@ import (
 	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+// TestMain runs four parallel tests at a time rather than GOMAXPROCS (2 in
+// CI): most of this package's tests wait on servers, timers and child
+// processes, and the CPU-heavy influxd starts queue on influxStarts anyway.
+// (-parallel on the command line wins.)
+func TestMain(m *testing.M) { os.Exit(testenv.MainParallel(m, 4)) }
 
 // sharedInflux returns the base URL of the package's InfluxDB and a new
 // database name for the calling test, which ingest creates on start

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,7 +24,6 @@ import (
 
 	"github.com/eldercare-iot/eldercare/device"
 	"github.com/eldercare-iot/eldercare/device/registry"
-	"github.com/eldercare-iot/eldercare/internal/influxd"
 	"github.com/eldercare-iot/eldercare/internal/mqttconn"
 	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
@@ -161,41 +161,122 @@ func influxReadings(base, db, dev string) (n, distinct int, err error) {
 	return num(v[1]), num(v[2]), nil
 }
 
+// outageProxy forwards TCP connections to target (the package's influxd)
+// from an address of its own, until Down: then the address refuses
+// connections, as a stopped InfluxDB's does, and every forwarded
+// connection is closed. Up listens on the same address again.
+type outageProxy struct {
+	t      *testing.T
+	addr   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener // nil while down
+	conns  []net.Conn
+}
+
+func newOutageProxy(t *testing.T, target string) *outageProxy {
+	t.Helper()
+	p := &outageProxy{t: t, target: target}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	t.Cleanup(p.Down)
+	return p
+}
+
+func (p *outageProxy) URL() string { return "http://" + p.addr }
+
+func (p *outageProxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			if p.ln != ln { // went down meanwhile
+				p.mu.Unlock()
+				c.Close()
+				u.Close()
+				return
+			}
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			go func() { io.Copy(u, c); u.Close() }()
+			go func() { io.Copy(c, u); c.Close() }()
+		}
+	}()
+}
+
+// Down closes the listener and every forwarded connection.
+func (p *outageProxy) Down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// Up listens on the proxy's address again (retrying for up to 10 s while
+// the port is still held).
+func (p *outageProxy) Up() {
+	p.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ln, err := net.Listen("tcp", p.addr)
+		if err == nil {
+			p.serve(ln)
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("listen on %s again: %v", p.addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestUpRestartKeepsReadings: "eldercare up" (authentication on, the
-// default) with InfluxDB stopped takes 100 readings from a gateway at QoS
-// 1, is stopped (SIGTERM; or kill -9 right after the last PUBACK) and
-// started again; once InfluxDB is back all 100 are stored exactly once.
-// The embedded broker's store keeps ingest's session and its queue.
+// default) with InfluxDB unreachable takes 100 readings from a gateway at
+// QoS 1, is stopped (SIGTERM; or kill -9 right after the last PUBACK) and
+// started again; once InfluxDB is reachable again all 100 are stored
+// exactly once. The embedded broker's store keeps ingest's session and its
+// queue. InfluxDB is the package's shared one behind an outageProxy, whose
+// address refuses connections during the outage as a stopped influxd's
+// would: no influxd start per case.
 func TestUpRestartKeepsReadings(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
 		name string
 		sig  syscall.Signal
 	}{{"SIGTERM", syscall.SIGTERM}, {"kill -9", syscall.SIGKILL}} {
-		t.Run(c.name, func(t *testing.T) { testUpRestart(t, c.sig) })
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			testUpRestart(t, c.sig)
+		})
 	}
 }
 
 func testUpRestart(t *testing.T, sig syscall.Signal) {
-	testenv.NeedsServer(t, "InfluxDB (influxd)")
-	bin, err := influxd.Find()
-	testenv.RequireOrSkip(t, err, "influxd")
+	influxURL, db := sharedInflux(t) // up creates db
+	influx := newOutageProxy(t, strings.TrimPrefix(influxURL, "http://"))
 	dir := t.TempDir()
-	influxOpt := influxd.Options{Bin: bin, DataDir: filepath.Join(dir, "influxdb"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx := context.Background()
-	started := startingInflux(t)
-	influx, err := influxd.Start(ctx, influxOpt)
-	started()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if influx != nil { // nil when the restart below failed
-			influx.Stop()
-		}
-	}()
-	influxOpt.HTTPAddr = strings.TrimPrefix(influx.URL(), "http://")
-	influxOpt.BindAddr = influx.RPCAddr()
 
 	hash, err := registry.HashPassword("gw-secret")
 	if err != nil {
@@ -215,7 +296,7 @@ credentials:
 	mqttAddr := testenv.FreeAddr(t)
 	root := testenv.TopicRoot(t)
 	args := []string{"up", "--data", filepath.Join(dir, "data"), "--http", "127.0.0.1:0", "--mqtt-listen", mqttAddr,
-		"--influx", influx.URL(), "--registry", regFile, "--root", root, "--log-level", "info"}
+		"--influx", influx.URL(), "--influx-db", db, "--registry", regFile, "--root", root, "--log-level", "info"}
 	up := startUp(t, args)
 
 	gwURL := "tcp://gw-1:gw-secret@" + mqttAddr
@@ -245,13 +326,11 @@ credentials:
 	g := connectGW()
 	testenv.EventuallyTrue(t, 60*time.Second, "a probe reading stored (ingest subscribed)", func() bool {
 		publish(g, "gw-1", int(time.Now().UnixMilli()%1e6)+1, time.Now().UnixMilli())
-		n, _, err := influxReadings(influx.URL(), "eldercare", "gw-1")
+		n, _, err := influxReadings(influxURL, db, "gw-1")
 		return err == nil && n > 0
 	})
 
-	if err := influx.Stop(); err != nil {
-		t.Fatal(err)
-	}
+	influx.Down()
 	base := time.Now().Add(-time.Minute).UnixMilli()
 	for i := 1; i <= 100; i++ {
 		publish(g, "vm-1", i, base+int64(i)*100)
@@ -269,15 +348,10 @@ credentials:
 	// gateway connects again.
 	g = connectGW()
 	defer g.c.Disconnect(0)
-	started = startingInflux(t)
-	influx, err = influxd.Start(ctx, influxOpt)
-	started()
-	if err != nil {
-		t.Fatal(err)
-	}
+	influx.Up()
 	var n, distinct int
 	testenv.EventuallyTrue(t, 120*time.Second, "100 readings stored after the restart", func() bool {
-		n, distinct, err = influxReadings(influx.URL(), "eldercare", "vm-1")
+		n, distinct, err = influxReadings(influxURL, db, "vm-1")
 		// count(distinct(seq)) can come back null (0) in the same answer
 		// as a full count(seq) while InfluxDB settles the new points (seen
 		// once in CI: 100 stored, 0 distinct): wait for both counts.

@@ -246,6 +246,68 @@ func probeMQTT(addr string, timeout time.Duration) error {
 	return nil
 }
 
+// ConnackError is a broker's refusal of an MQTT 3.1.1 CONNECT: Code is the
+// CONNACK return code (4 bad user name or password, 5 not authorized).
+type ConnackError struct{ Code byte }
+
+func (e *ConnackError) Error() string {
+	return fmt.Sprintf("CONNACK refused the connection: return code %d", e.Code)
+}
+
+// ConnectAs sends one MQTT 3.1.1 CONNECT (clean session, the given client id
+// and, when user is not empty, user name and password) to addr (host:port)
+// and reads the CONNACK: nil when the broker accepts the client (it then
+// disconnects), a *ConnackError when it refuses it, another error when no
+// CONNACK came within timeout. It answers as soon as the broker does: a
+// refused paho client (mqttconn) lingers on close for a reply nobody reads,
+// about 2 s per refusal.
+func ConnectAs(addr, clientID, user, password string, timeout time.Duration) error {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	str := func(b []byte, s string) []byte { return append(append(b, byte(len(s)>>8), byte(len(s))), s...) }
+	flags := byte(0x02) // clean session
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0, 0, 10}
+	body = str(body, clientID)
+	if user != "" {
+		flags |= 0x80 | 0x40
+		body = str(str(body, user), password)
+	}
+	body[7] = flags
+	if len(body) > 127*128 {
+		return fmt.Errorf("testenv: CONNECT of %d bytes is too long", len(body))
+	}
+	pkt := []byte{0x10}
+	for n := len(body); ; { // remaining length, variable-length encoded
+		b := byte(n % 128)
+		if n /= 128; n > 0 {
+			b |= 0x80
+		}
+		pkt = append(pkt, b)
+		if n == 0 {
+			break
+		}
+	}
+	if _, err := c.Write(append(pkt, body...)); err != nil {
+		return err
+	}
+	var ack [4]byte
+	if _, err := io.ReadFull(c, ack[:]); err != nil {
+		return fmt.Errorf("read CONNACK: %w", err)
+	}
+	if ack[0] != 0x20 || ack[1] != 2 {
+		return fmt.Errorf("unexpected CONNACK % x", ack)
+	}
+	if ack[3] != 0 {
+		return &ConnackError{Code: ack[3]}
+	}
+	_, _ = c.Write([]byte{0xe0, 0}) // DISCONNECT
+	return nil
+}
+
 func findMosquitto() (string, error) {
 	if p := os.Getenv(EnvMosquitto); p != "" {
 		if _, err := os.Stat(p); err != nil {

@@ -2,11 +2,14 @@ package testenv
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -42,6 +45,27 @@ func Main(m *testing.M) int {
 		os.RemoveAll(shared.dir)
 	}
 	return code
+}
+
+// MainParallel is Main for a package whose tests mostly wait (on servers
+// starting, timers, child processes, the broker) rather than compute: it
+// lets n tests that call t.Parallel run at once, instead of go test's
+// default of GOMAXPROCS (2 on a 2-core machine, where such a package then
+// spends most of its time with both slots waiting). A -parallel given on
+// the command line wins, and n below GOMAXPROCS changes nothing. Use it as
+// the package's TestMain:
+//
+//	func TestMain(m *testing.M) { os.Exit(testenv.MainParallel(m, 4)) }
+func MainParallel(m *testing.M, n int) int {
+	flag.Parse() // TestMain must parse before it reads flags (package testing)
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given && n > runtime.GOMAXPROCS(0) {
+		if err := flag.Set("test.parallel", strconv.Itoa(n)); err != nil {
+			fmt.Fprintln(os.Stderr, "testenv: set -test.parallel:", err)
+		}
+	}
+	return Main(m)
 }
 
 // SharedInflux returns the base URL of the test binary's one influxd

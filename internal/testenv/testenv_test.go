@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"regexp"
@@ -289,5 +290,24 @@ func TestEventually(t *testing.T) {
 	EventuallyTrue(r, 50*time.Millisecond, "never", func() bool { return false })
 	if !strings.Contains(r.fatal, "never") {
 		t.Errorf("fatal %q, want it to name the condition", r.fatal)
+	}
+}
+
+// TestConnectAs: the embedded broker admits a client with credentials
+// (it is open) and a CONNECT longer than 127 bytes (two-byte remaining
+// length); a port with nothing listening is an error, not a refusal.
+func TestConnectAs(t *testing.T) {
+	t.Parallel()
+	b := EmbeddedBroker(t)
+	addr := strings.TrimPrefix(b.URL(), "tcp://")
+	if err := ConnectAs(addr, ClientID(t, "short"), "", "", 5*time.Second); err != nil {
+		t.Errorf("anonymous: %v", err)
+	}
+	if err := ConnectAs(addr, ClientID(t, "long"), "user-"+strings.Repeat("u", 100), strings.Repeat("p", 100), 5*time.Second); err != nil {
+		t.Errorf("with a 200-byte user name and password: %v", err)
+	}
+	var refused *ConnackError
+	if err := ConnectAs(FreeAddr(t), "x", "", "", time.Second); err == nil || errors.As(err, &refused) {
+		t.Errorf("nothing listening: %v, want a connection error", err)
 	}
 }
