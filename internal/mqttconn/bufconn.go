@@ -100,6 +100,7 @@ type bufferedConn struct {
 	spare   []byte // the writer's last buffer, reused
 	err     error  // first write error; sticky
 	closing bool
+	writes  int // Write calls so far (the first is paho's CONNECT)
 	wake    chan struct{} // one token: queued is non-empty or closing
 	done    chan struct{} // closed when the writer has returned
 
@@ -185,6 +186,7 @@ func (b *bufferedConn) Write(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	b.queued = append(b.queued, p...)
+	b.writes++
 	b.mu.Unlock()
 	select {
 	case b.wake <- struct{}{}:
@@ -239,6 +241,11 @@ func (b *bufferedConn) Close() error {
 	b.closeOnce.Do(func() {
 		b.mu.Lock()
 		b.closing = true
+		// Only the CONNECT went out (a refused or abandoned connect):
+		// there are no PUBACKs to protect from a reset, and nobody reads
+		// the socket to see the broker's end, so lingering would only
+		// cost closeLinger per attempt.
+		linger := b.writes > 1
 		b.mu.Unlock()
 		_ = b.Conn.SetWriteDeadline(time.Now().Add(closeFlushWait))
 		select {
@@ -249,7 +256,7 @@ func (b *bufferedConn) Close() error {
 		case <-b.done:
 		case <-time.After(closeFlushWait + 100*time.Millisecond):
 		}
-		if cw, ok := b.Conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		if cw, ok := b.Conn.(interface{ CloseWrite() error }); linger && ok && cw.CloseWrite() == nil {
 			select {
 			case <-b.readEnd:
 			case <-time.After(closeLinger):

@@ -272,3 +272,50 @@ func TestAckerAgainstMosquitto(t *testing.T) {
 		}
 	}
 }
+
+// TestBufferedConnRefusedConnectNoLinger: a connection that carried only
+// the CONNECT (refused by the broker, which need not close at once) closes
+// without waiting closeLinger for the broker's end: a gateway with a wrong
+// password paid it on every attempt. One with more writes still lingers
+// until the broker closes (so its last PUBACKs are not reset away).
+func TestBufferedConnRefusedConnectNoLinger(t *testing.T) {
+	t.Parallel()
+	c, srv := loopback(t)
+	b := newBufferedConn(c, 0)
+	if _, err := b.Write([]byte{0x10, 0x00}); err != nil { // the CONNECT
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= closeLinger/2 {
+		t.Errorf("closing after the CONNECT alone took %v: it lingered (closeLinger %v)", took, closeLinger)
+	}
+	srv.Close()
+
+	c2, srv2 := loopback(t)
+	b2 := newBufferedConn(c2, 0)
+	for range 2 {
+		if _, err := b2.Write([]byte{0x40, 0x02, 0x00, 0x01}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closed := make(chan struct{})
+	go func() { _ = b2.Close(); close(closed) }()
+	// The broker's side sees the FIN of the graceful close first, while
+	// Close still waits for the broker to close its own side.
+	buf := make([]byte, 16)
+	for {
+		if _, err := srv2.Read(buf); err != nil {
+			break
+		}
+	}
+	select {
+	case <-closed:
+		t.Fatal("Close returned before the broker closed its side")
+	default:
+	}
+	srv2.Close()
+	<-closed
+}
