@@ -100,7 +100,7 @@ type bufferedConn struct {
 	spare   []byte // the writer's last buffer, reused
 	err     error  // first write error; sticky
 	closing bool
-	writes  int // Write calls so far (the first is paho's CONNECT)
+	writes  int           // Write calls so far (the first is paho's CONNECT)
 	wake    chan struct{} // one token: queued is non-empty or closing
 	done    chan struct{} // closed when the writer has returned
 
