@@ -92,6 +92,20 @@ func loginForm(t *testing.T, ctx context.Context, st *stack, username string) st
 	return path
 }
 
+// openIn logs username in and opens path in lang (?lang=, which also sets
+// the account's language), failing on an HTTP error or a page in another
+// language.
+func openIn(t *testing.T, ctx context.Context, st *stack, username, path, lang string) {
+	t.Helper()
+	login(t, ctx, st, username)
+	if code := open(t, ctx, st, path+"?lang="+lang); code != http.StatusOK {
+		t.Fatalf("GET %s as %s: HTTP %d", path, username, code)
+	}
+	if got, _ := eval[string](ctx, `document.documentElement.lang`); got != lang {
+		t.Errorf("%s in %s, want %s", path, got, lang)
+	}
+}
+
 // open navigates to path and returns the HTTP status of the document.
 func open(t *testing.T, ctx context.Context, st *stack, path string) int64 {
 	t.Helper()

@@ -98,13 +98,7 @@ func TestAlertHistoryBrowser(t *testing.T) {
 				t.Run(vp.name, func(t *testing.T) {
 					t.Parallel()
 					ctx := userContext(t, root, vp.w, vp.h)
-					login(t, ctx, st, "carer")
-					if code := open(t, ctx, st, "/alerts/history?lang="+lang); code != http.StatusOK {
-						t.Fatalf("history: HTTP %d", code)
-					}
-					if got, _ := eval[string](ctx, `document.documentElement.lang`); got != lang {
-						t.Errorf("page in %s", got)
-					}
+					openIn(t, ctx, st, "carer", "/alerts/history", lang)
 					rows := func() []string {
 						ids, err := eval[[]string](ctx, `[...document.querySelectorAll('tr[data-alert]')].map(r => r.dataset.alert)`)
 						if err != nil {

@@ -62,13 +62,7 @@ func TestOnboardDevices(t *testing.T) {
 				t.Run(vp.name, func(t *testing.T) {
 					t.Parallel()
 					ctx := userContext(t, root, vp.w, vp.h)
-					login(t, ctx, st, "admin")
-					if code := open(t, ctx, st, "/admin/onboard?lang="+lang); code != http.StatusOK {
-						t.Fatalf("GET /admin/onboard: HTTP %d", code)
-					}
-					if got, _ := eval[string](ctx, `document.documentElement.lang`); got != lang {
-						t.Errorf("page in %s", got)
-					}
+					openIn(t, ctx, st, "admin", "/admin/onboard", lang)
 					if vs := axeRun(t, ctx, axe); len(vs) > 0 {
 						t.Errorf("axe-core: %s", strings.Join(vs, "; "))
 					}

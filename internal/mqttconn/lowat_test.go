@@ -10,29 +10,12 @@ import (
 	"time"
 )
 
-// tcpPair returns both ends of a loopback TCP connection.
+// tcpPair is loopback with the client's end as the *net.TCPConn a
+// lowatReader takes.
 func tcpPair(t *testing.T) (client *net.TCPConn, server net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	acc := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		acc <- c
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server = <-acc
-	if server == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { c.Close(); server.Close() })
-	return c.(*net.TCPConn), server
+	c, srv := loopback(t)
+	return c.(*net.TCPConn), srv
 }
 
 func write(t *testing.T, c net.Conn, b []byte) {
