@@ -55,7 +55,8 @@ test: influxd services assets lint
 ## test-short: the suite without external servers (Mosquitto, PostgreSQL, InfluxDB) or a browser: the
 ## tests needing one skip under -short (internal/testenv.NeedsServer); target under 30 s on 2 cores.
 ## Four packages at a time (-p 4): their tests mostly wait on the embedded broker and timers, so two cores
-## keep up (30-32 s against 42 s with -p 2 on an idle 2-core machine, 2026-12-07)
+## keep up (22.7 s on the 2-core development machine after the evening's test changes, 2026-12-07; 30-32 s
+## before them, 42 s with -p 2)
 test-short: assets
 	$(GO) test -short -count=1 -shuffle=on -p 4 ./...
 
