@@ -37,7 +37,7 @@ $(WEB)/node_modules/.package-lock.json: $(WEB)/package.json $(WEB)/package-lock.
 $(WEB)/dist/app.js: $(WEB)/node_modules/.package-lock.json $(wildcard $(WEB)/src/*)
 	cd $(WEB) && npm run build
 
-## influxd: InfluxDB 1.8.10 from source into $(GOBIN) (about a minute, once)
+## influxd: InfluxDB 1.8.10 from source into $(GOBIN) (1-2.5 minutes on 2 cores, once)
 influxd: $(INFLUXD)
 $(INFLUXD):
 	$(GO) install github.com/influxdata/influxdb/cmd/influxd@v1.8.10
