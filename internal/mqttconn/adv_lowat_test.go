@@ -4,12 +4,17 @@ package mqttconn
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/eldercare-iot/eldercare/internal/testenv"
 )
 
 // startBatching makes l batch: one read of a 150-byte message.
@@ -212,5 +217,92 @@ func TestLowatIdleBatchingCycles(t *testing.T) {
 		if n, err = l.read(buf); err != nil || n != 100 {
 			t.Fatalf("cycle %d: batching read %d, %v", cycle, n, err)
 		}
+	}
+}
+
+// TestLowatThroughBroker: a subscriber with a read delay of 1.5 s, through
+// the embedded broker: a flow of 3,000 messages (batching; the last one
+// waits at most about the delay), a 300 KiB message straddling the mark
+// many times, then after a quiet spell a single message arrives at once
+// (idle: far less than the delay), and Disconnect does not hang.
+func TestLowatThroughBroker(t *testing.T) {
+	t.Parallel()
+	url := testenv.EmbeddedBroker(t).URL()
+	const delay = 1500 * time.Millisecond
+	topic := "adv/lowat/" + t.Name()
+	got := make(chan time.Time, 4096)
+	sizes := make(chan int, 4096)
+	h := func(m paho.Message) {
+		sizes <- len(m.Payload())
+		got <- time.Now()
+		m.Ack()
+	}
+	ctx := context.Background()
+	sub, err := Connect(ctx, Options{URL: url, ClientID: testenv.ClientID(t, "sub"), CleanSession: true, Acker: &Acker{},
+		Direct: h, DefaultHandler: func(_ paho.Client, m paho.Message) { h(m) }, ReadDelay: delay, MaxInflight: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Wait(ctx, sub.Subscribe(topic, 1, nil), 10*time.Second, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := Connect(ctx, Options{URL: url, ClientID: testenv.ClientID(t, "pub"), CleanSession: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Disconnect(0)
+	publish := func(payload []byte) {
+		t.Helper()
+		if err := Wait(ctx, pub.Publish(topic, 1, false, payload), 10*time.Second, "publish"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	receive := func(what string, n int) (last time.Time) {
+		t.Helper()
+		for i := range n {
+			select {
+			case last = <-got:
+				<-sizes
+			case <-time.After(4*delay + 10*time.Second):
+				t.Fatalf("%s: %d of %d messages after %v", what, i, n, 4*delay+10*time.Second)
+			}
+		}
+		return last
+	}
+	// A flow: batching.
+	msg := bytes.Repeat([]byte("r"), 150)
+	for range 3000 {
+		publish(msg)
+	}
+	sent := time.Now()
+	if took := receive("flow", 3000).Sub(sent); took > delay+time.Second {
+		t.Errorf("the last message of the flow came %v after it was sent (read delay %v)", took, delay)
+	}
+	// A large message.
+	big := bytes.Repeat([]byte("B"), 300<<10)
+	publish(big)
+	sent = time.Now()
+	select {
+	case at := <-got:
+		if n := <-sizes; n != len(big) {
+			t.Fatalf("large message: %d bytes", n)
+		}
+		if took := at.Sub(sent); took > delay+time.Second {
+			t.Errorf("the large message came %v after it was sent", took)
+		}
+	case <-time.After(4*delay + 10*time.Second):
+		t.Fatal("the large message did not arrive")
+	}
+	// Quiet spell, then one message: read at once.
+	time.Sleep(3 * delay)
+	publish(msg)
+	sent = time.Now()
+	if took := receive("after a quiet spell", 1).Sub(sent); took > delay/3 {
+		t.Errorf("the first message after a quiet spell came %v after it was sent (read delay %v)", took, delay)
+	}
+	start := time.Now()
+	sub.Disconnect(250)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Disconnect took %v", took)
 	}
 }
