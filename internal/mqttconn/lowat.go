@@ -36,7 +36,7 @@ const batchEnter = 64
 // (Linux). Idle, it reads as any socket does: the first byte wakes it, so
 // the first message after a quiet spell costs no delay. Once a read
 // returned at least batchEnter bytes it batches: SO_RCVLOWAT is raised to
-// lowWaterMark, and a read with less than that queued (ioctl SIOCINQ)
+// lowWaterMark, and a read with less than that queued (poll(2) without POLLIN)
 // waits until the mark is reached or the delay has passed, then takes
 // what is there. When a whole delay brings nothing it is idle again. So a
 // message waits at most the delay, as with the sleep it replaces.
