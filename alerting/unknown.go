@@ -169,7 +169,10 @@ func (s *Service) noteUnknown(ctx context.Context, site, dev string, values map[
 	e.Messages++
 	write := e.written.IsZero() || now.Sub(e.written) >= unknownWriteEvery
 	_, queued := u.pending[dev]
-	if write && !queued && (len(u.pending) >= MaxUnknownDevices || !u.writes.AllowN(now, 1)) {
+	// An event (a fall, an SOS) is not held back by the write budget: a
+	// pendant that sends nothing else would otherwise never reach the
+	// stored list, and each event costs an alert anyway.
+	if write && !queued && (len(u.pending) >= MaxUnknownDevices || ev == "" && !u.writes.AllowN(now, 1)) {
 		write = false // the writer is behind, or too many devices are new: written at a later message
 	}
 	start := false

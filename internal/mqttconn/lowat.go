@@ -36,7 +36,7 @@ const batchEnter = 64
 // (Linux). Idle, it reads as any socket does: the first byte wakes it, so
 // the first message after a quiet spell costs no delay. Once a read
 // returned at least batchEnter bytes it batches: SO_RCVLOWAT is raised to
-// lowWaterMark, and a read with less than that queued (ioctl SIOCINQ)
+// lowWaterMark, and a read with less than that queued (poll(2) without POLLIN)
 // waits until the mark is reached or the delay has passed, then takes
 // what is there. When a whole delay brings nothing it is idle again. So a
 // message waits at most the delay, as with the sleep it replaces.
@@ -45,6 +45,10 @@ type lowatReader struct {
 	raw      syscall.RawConn
 	delay    time.Duration
 	batching bool
+	// full: the last read filled its buffer, so more may be queued; the
+	// next read takes it without waiting for the mark (else every read
+	// of a backlog below the mark, by a small buffer, waited a delay).
+	full bool
 }
 
 // errAgain is a non-blocking read that found nothing queued.
@@ -66,6 +70,12 @@ func newLowatReader(c *net.TCPConn, delay time.Duration) *lowatReader {
 
 // read reads into p.
 func (l *lowatReader) read(p []byte) (int, error) {
+	n, err := l.read1(p)
+	l.full = err == nil && len(p) > 0 && n == len(p)
+	return n, err
+}
+
+func (l *lowatReader) read1(p []byte) (int, error) {
 	if !l.batching {
 		n, err := l.conn.Read(p)
 		if err == nil && n >= batchEnter && l.setLowat(lowWaterMark) == nil {
@@ -76,7 +86,7 @@ func (l *lowatReader) read(p []byte) (int, error) {
 	if err := l.conn.SetReadDeadline(time.Now().Add(l.delay)); err != nil {
 		return 0, err
 	}
-	n, err := l.rawRead(p, true, true)
+	n, err := l.rawRead(p, !l.full, true)
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		return n, err
 	}
@@ -112,7 +122,12 @@ func (l *lowatReader) rawRead(p []byte, mark, wait bool) (int, error) {
 			mark = false
 			// A readiness reported before this wait still counts (the
 			// poller keeps it), so a mark crossed just now is not missed.
-			if q, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil && q < lowWaterMark {
+			// poll(2) reports POLLIN once the mark is reached, and also
+			// for the end of the stream or an error (POLLRDHUP, POLLERR,
+			// POLLHUP) whose wake-up an earlier read of the data before
+			// them may have consumed: those are not waited for.
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+			if n, err := unix.Poll(pfd, 0); err == nil && n == 0 {
 				return false
 			}
 		}

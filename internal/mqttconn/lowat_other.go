@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// lowatReader needs SO_RCVLOWAT and SIOCINQ as Linux has them; elsewhere a
+// lowatReader needs SO_RCVLOWAT and poll(2) POLLRDHUP as Linux has them; elsewhere a
 // connection sleeps its read delay instead (lastRead).
 type lowatReader struct{}
 
