@@ -264,6 +264,9 @@ func kitLoop(ctx context.Context, c KitOutput, cfg KitConfig) error {
 				}
 				ev(typ, attrsLoc(cfg.Location))
 			}
+			// Like a real contact sensor, its battery every interval, so
+			// that it is heard from (online) before its first opening.
+			vals["battery_pct"] = battery()
 		case device.MotionSensor:
 			if periodic {
 				n++
@@ -300,6 +303,7 @@ func kitLoop(ctx context.Context, c KitOutput, cfg KitConfig) error {
 				n++
 				ev(device.EventCheckIn, map[string]any{"method": "reader", "card": cmpOr(cfg.Card, "04A1B2C9")})
 			}
+			vals["battery_pct"] = battery()
 		case device.Locator:
 			lat, lon := locatorPosition(cfg, since)
 			vals["lat_deg"], vals["lon_deg"], vals["accuracy_m"] = lat, lon, 8

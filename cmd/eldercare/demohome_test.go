@@ -91,6 +91,12 @@ func TestDemoHomeBehindGateway(t *testing.T) {
 	}
 	wait("the gateway's status lists the valve", has(topic(demoHomeGateway, device.ChanStatus), "valve-home-li"))
 	wait("the valve's reading", has(topic("valve-home-li", device.ChanTelemetry), `"valve_open":1`))
+	// Every device of the kit is heard from before its first event (a
+	// door contact or card reader that sent nothing until its first
+	// opening or check-in stayed "unknown" on the board for minutes).
+	for _, dev := range []string{"door-home-li", "cr-home-li"} {
+		wait(dev+"'s battery reading", has(topic(dev, device.ChanTelemetry), `"battery_pct"`))
+	}
 	if x, err := store.Device(ctx, "valve-home-li"); err != nil || x.GatewayID != demoHomeGateway {
 		t.Errorf("valve in the registry: %+v %v", x, err)
 	}
