@@ -306,7 +306,7 @@ func TestDemoRegistryYAML(t *testing.T) {
 			ID, Bed, Site string
 		} `yaml:"residents"`
 		Devices []struct {
-			ID, Kind, Site, Bed string
+			ID, Kind, Site, Bed, Gateway string
 		} `yaml:"devices"`
 		Cards []struct {
 			ID, Resident string
@@ -361,7 +361,8 @@ func TestDemoRegistryYAML(t *testing.T) {
 	for id, kind := range kinds {
 		// The canteen terminal is shared: the card says whose meal it is.
 		// The kitchen fridge is a site-level device (facility safety).
-		if _, ok := bound[id]; !ok && kind != string(device.MealTerminal) && id != "fridge-kitchen" {
+		// A gateway is infrastructure, not anyone's device.
+		if _, ok := bound[id]; !ok && kind != string(device.MealTerminal) && kind != string(device.Gateway) && id != "fridge-kitchen" {
 			t.Errorf("device %s (%s) is not bound", id, kind)
 		}
 	}
@@ -378,6 +379,15 @@ func TestDemoRegistryYAML(t *testing.T) {
 	}
 	for _, id := range demoFallDetectors {
 		sim[id] = device.FallDetector
+	}
+	// The home's gateway is the real gateway runtime that `up --demo` runs
+	// in front of the kit (cmd/eldercare/demohome.go); every kit device of
+	// the home is registered behind it.
+	sim["gw-home-li"] = device.Gateway
+	for _, d := range doc.Devices {
+		if d.Site == DemoHome && d.Kind != string(device.Gateway) && d.Gateway != "gw-home-li" {
+			t.Errorf("device %s of the demo home is not behind gw-home-li (gateway %q)", d.ID, d.Gateway)
+		}
 	}
 	for _, k := range demoKit {
 		sim[k.cfg.Device] = k.cfg.Kind
