@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -47,9 +48,15 @@ type demoHomeConfig struct {
 // the simulated devices until ctx ends.
 func runDemoHome(ctx context.Context, cfg demoHomeConfig) error {
 	site := firmwaresim.DemoHome
-	if err := cfg.Store.PutDevice(ctx, registry.Device{ID: demoHomeGateway, SiteID: site, Kind: registry.KindGateway,
-		Name: "Home gateway", Power: registry.PowerMains}); err != nil {
-		return fmt.Errorf("demo home: register gateway: %w", err)
+	// The demo registry has the gateway (with its names); a registry
+	// imported without it gets a plain one.
+	if _, err := cfg.Store.Device(ctx, demoHomeGateway); errors.Is(err, registry.ErrNotFound) {
+		if err := cfg.Store.PutDevice(ctx, registry.Device{ID: demoHomeGateway, SiteID: site, Kind: registry.KindGateway,
+			Name: "Home gateway", Power: registry.PowerMains}); err != nil {
+			return fmt.Errorf("demo home: register gateway: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("demo home: %w", err)
 	}
 	kits := firmwaresim.DemoHomeKit(cfg.Speed)
 	var devs []gateway.Device
