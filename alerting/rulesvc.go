@@ -109,6 +109,13 @@ type ruleState struct {
 
 	mu      sync.Mutex
 	absence *absence
+	// absenceOrder is held from an absence decision (under mu) until its
+	// alerts are written (apply), by the timer and the event lanes alike,
+	// so that the writes follow the decisions' order: without it a resident
+	// back in bed right as the out-of-bed timer fired had the clear applied
+	// before the raise it follows (autoResolve found nothing open yet) and
+	// out_of_bed_night stayed open (TestRulesThroughService, once under load).
+	absenceOrder sync.Mutex
 	news2   map[string]*news2Tracker
 	battery map[string]*batteryState
 	unprot  unprotected
@@ -254,6 +261,8 @@ func (s *Service) tickAbsence(ctx context.Context) error {
 			s.rules.mu.Unlock()
 		}
 	}
+	s.rules.absenceOrder.Lock()
+	defer s.rules.absenceOrder.Unlock()
 	s.rules.mu.Lock()
 	acts := s.rules.absence.Tick(now, s.location)
 	s.rules.mu.Unlock()
@@ -327,6 +336,15 @@ func (s *Service) afterTelemetry(ctx context.Context, t device.Topic, tel *devic
 	var battery []batteryResult
 	var batteryVal []float64
 	var batteryAt []time.Time
+	// Readings that are activity feed the absence rules: decide and write
+	// in order with the out-of-bed timer (ruleState.absenceOrder).
+	for _, r := range tel.Readings {
+		if isActivity(kind, r.Values) {
+			s.rules.absenceOrder.Lock()
+			defer s.rules.absenceOrder.Unlock()
+			break
+		}
+	}
 	s.rules.mu.Lock()
 	for i, r := range tel.Readings {
 		at := r.Time()
@@ -540,6 +558,8 @@ func (s *Service) ruleEventOnce(ctx context.Context, t device.Topic, e *device.E
 		return nil
 	}
 	loc := s.location(t.Site)
+	s.rules.absenceOrder.Lock()
+	defer s.rules.absenceOrder.Unlock()
 	s.rules.mu.Lock()
 	switch {
 	case e.Type == device.EventBedExit:
@@ -575,6 +595,8 @@ func (s *Service) meal(ctx context.Context, t device.Topic, e *device.Event) err
 			fmt.Sprintf("meal card %s belongs to resident %s of site %s, not to site %s", card, r.ID, r.SiteID, t.Site))
 		return nil
 	}
+	s.rules.absenceOrder.Lock()
+	defer s.rules.absenceOrder.Unlock()
 	s.rules.mu.Lock()
 	acts := s.rules.absence.Meal(r.ID, r.SiteID, t.Device, meal, at, s.location(r.SiteID))
 	s.rules.mu.Unlock()
