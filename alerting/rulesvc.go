@@ -116,11 +116,11 @@ type ruleState struct {
 	// before the raise it follows (autoResolve found nothing open yet) and
 	// out_of_bed_night stayed open (TestRulesThroughService, once under load).
 	absenceOrder sync.Mutex
-	news2   map[string]*news2Tracker
-	battery map[string]*batteryState
-	unprot  unprotected
-	kinds   map[string]string // device -> kind from status messages
-	inBed   map[string]float64
+	news2        map[string]*news2Tracker
+	battery      map[string]*batteryState
+	unprot       unprotected
+	kinds        map[string]string // device -> kind from status messages
+	inBed        map[string]float64
 
 	// artefacts: device -> suspected-sensor-fault state; guarded by
 	// Service.mu (it runs with the vitals windows), not by mu.
