@@ -32,10 +32,10 @@ func DecodeTelemetryFast(b []byte, now time.Time, l Limits) (*Telemetry, error) 
 // docs/benchmarks.md). The zero value is ready to use; a decoder is not
 // safe for concurrent use.
 type TelemetryDecoder struct {
-	raw     telemetryJSON
-	rawMaps rawMaps
-	tel     Telemetry
-	vals    valueMaps
+	raw  telemetryJSON
+	scan scanPools
+	tel  Telemetry
+	vals mapPool[float64]
 }
 
 // Decode is DecodeTelemetryFast(b, now, l): the same Telemetry and the same
@@ -46,12 +46,12 @@ type TelemetryDecoder struct {
 func (d *TelemetryDecoder) Decode(b []byte, now time.Time, l Limits) (*Telemetry, error) {
 	l = l.withDefaults()
 	if len(b) <= l.MaxPayload {
-		d.rawMaps.used = 0
+		d.scan.maps.used = 0
 		if d.raw.Readings != nil {
-			d.rawMaps.readings = d.raw.Readings[:0]
+			d.scan.readings = d.raw.Readings[:0]
 		}
 		d.raw = telemetryJSON{}
-		if scanTelemetryInto(b, &d.raw, &d.rawMaps) {
+		if scanTelemetryInto(b, &d.raw, &d.scan) {
 			d.vals.used = 0
 			return d.raw.telemetryInto(&d.tel, &d.vals, now, l)
 		}
@@ -64,41 +64,18 @@ func (d *TelemetryDecoder) Decode(b []byte, now time.Time, l Limits) (*Telemetry
 // its maps for good.
 const maxKeptMaps = 128
 
-// rawMaps hands out the scanner's values maps, reusing up to maxKeptMaps;
-// a nil *rawMaps allocates every map.
-type rawMaps struct {
-	all      []map[string]json.RawMessage
-	used     int
-	readings []readingJSON // spare slice for a batch (empty)
-}
-
-func (p *rawMaps) get() map[string]json.RawMessage {
-	if p == nil {
-		return make(map[string]json.RawMessage, 4)
-	}
-	if p.used < len(p.all) {
-		m := p.all[p.used]
-		p.used++
-		clear(m)
-		return m
-	}
-	m := make(map[string]json.RawMessage, 4)
-	if len(p.all) < maxKeptMaps {
-		p.all = append(p.all, m)
-		p.used++
-	}
-	return m
-}
-
-// valueMaps is rawMaps for the readings' Values.
-type valueMaps struct {
-	all  []map[string]float64
+// mapPool hands out empty maps, reusing up to maxKeptMaps of them from
+// one decode to the next (reset sets used to 0); a nil *mapPool allocates
+// every map.
+type mapPool[V any] struct {
+	all  []map[string]V
 	used int
 }
 
-func (p *valueMaps) get(n int) map[string]float64 {
+// get returns an empty map for about n entries.
+func (p *mapPool[V]) get(n int) map[string]V {
 	if p == nil {
-		return make(map[string]float64, n)
+		return make(map[string]V, n)
 	}
 	if p.used < len(p.all) {
 		m := p.all[p.used]
@@ -106,12 +83,19 @@ func (p *valueMaps) get(n int) map[string]float64 {
 		clear(m)
 		return m
 	}
-	m := make(map[string]float64, max(n, 4))
+	m := make(map[string]V, max(n, 4))
 	if len(p.all) < maxKeptMaps {
 		p.all = append(p.all, m)
 		p.used++
 	}
 	return m
+}
+
+// scanPools is what the scanner reuses: its values maps and a spare
+// readings slice for a batch (empty).
+type scanPools struct {
+	maps     mapPool[json.RawMessage]
+	readings []readingJSON
 }
 
 // scanTelemetry parses b into what encoding/json would decode it to, or
@@ -126,9 +110,9 @@ func scanTelemetry(b []byte) (*telemetryJSON, bool) {
 }
 
 // scanTelemetryInto is scanTelemetry into raw (zero but for the capacity
-// of Readings), with its values maps from maps.
-func scanTelemetryInto(b []byte, raw *telemetryJSON, maps *rawMaps) bool {
-	s := scanner{b: b, maps: maps}
+// of Readings), reusing what pools holds (nil: new memory).
+func scanTelemetryInto(b []byte, raw *telemetryJSON, pools *scanPools) bool {
+	s := scanner{b: b, pools: pools}
 	var seen uint16
 	ok := s.object(func(key []byte) bool {
 		var bit uint16
@@ -210,9 +194,9 @@ func scanTelemetryInto(b []byte, raw *telemetryJSON, maps *rawMaps) bool {
 const maxScanUint = 999_999_999_999_999_999
 
 type scanner struct {
-	b    []byte
-	i    int
-	maps *rawMaps // where values maps come from (nil: new ones)
+	b     []byte
+	i     int
+	pools *scanPools // reused maps and slices (nil: new ones)
 }
 
 func (s *scanner) space() {
@@ -382,7 +366,11 @@ func (s *scanner) number() ([]byte, bool) {
 // values reads {"name": number, ...}: a non-empty object of numbers with
 // distinct names. The numbers alias s.b.
 func (s *scanner) values() (map[string]json.RawMessage, bool) {
-	vals := s.maps.get()
+	var maps *mapPool[json.RawMessage]
+	if s.pools != nil {
+		maps = &s.pools.maps
+	}
+	vals := maps.get(4)
 	ok := s.object(func(key []byte) bool {
 		num, ok := s.number()
 		if !ok {
@@ -408,8 +396,8 @@ func (s *scanner) readings() ([]readingJSON, bool) {
 	}
 	s.i++
 	var rs []readingJSON
-	if s.maps != nil && s.maps.readings != nil {
-		rs, s.maps.readings = s.maps.readings, nil
+	if s.pools != nil && s.pools.readings != nil {
+		rs, s.pools.readings = s.pools.readings, nil
 	} else {
 		rs = make([]readingJSON, 0, 8)
 	}

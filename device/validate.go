@@ -208,7 +208,7 @@ func (raw *telemetryJSON) telemetry(now time.Time, l Limits) (*Telemetry, error)
 
 // telemetryInto is telemetry writing into t, whose Readings slice it
 // reuses; vals supplies the readings' Values maps (nil: new ones).
-func (raw *telemetryJSON) telemetryInto(t *Telemetry, vals *valueMaps, now time.Time, l Limits) (*Telemetry, error) {
+func (raw *telemetryJSON) telemetryInto(t *Telemetry, vals *mapPool[float64], now time.Time, l Limits) (*Telemetry, error) {
 	var errs []error
 	if err := checkHeader(raw.V, raw.Device); err != nil {
 		errs = append(errs, err)
