@@ -338,12 +338,9 @@ func (s *Service) afterTelemetry(ctx context.Context, t device.Topic, tel *devic
 	var batteryAt []time.Time
 	// Readings that are activity feed the absence rules: decide and write
 	// in order with the out-of-bed timer (ruleState.absenceOrder).
-	for _, r := range tel.Readings {
-		if isActivity(kind, r.Values) {
-			s.rules.absenceOrder.Lock()
-			defer s.rules.absenceOrder.Unlock()
-			break
-		}
+	if slices.ContainsFunc(tel.Readings, func(r device.Reading) bool { return isActivity(kind, r.Values) }) {
+		s.rules.absenceOrder.Lock()
+		defer s.rules.absenceOrder.Unlock()
 	}
 	s.rules.mu.Lock()
 	for i, r := range tel.Readings {
