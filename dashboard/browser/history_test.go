@@ -22,10 +22,10 @@ import (
 // publishSOS sends an SOS press of the demo wristband fd-001.
 func (st *stack) publishSOS(t *testing.T) {
 	t.Helper()
-	st.eventID++
+	id := st.nextID()
 	now := time.Now()
 	st.publish(t, "fd-001", "event", fmt.Sprintf(`{"v":1,"device":"fd-001","boot":%d,"id":%d,"seq":%d,"ts":%d,"type":"sos"}`,
-		now.Unix(), st.eventID, st.eventID, now.UnixMilli()))
+		now.Unix(), id, id, now.UnixMilli()))
 }
 
 // waitAlert waits for an open alert of type typ and returns it.

@@ -121,9 +121,9 @@ func (st *stack) publish(t *testing.T, dev, kind, payload string) {
 // telemetry publishes readings of dev stamped at.
 func (st *stack) telemetry(t *testing.T, dev string, at time.Time, values string) {
 	t.Helper()
-	st.eventID++
+	id := st.nextID()
 	st.publish(t, dev, "telemetry", fmt.Sprintf(`{"v":1,"device":%q,"boot":1,"id":%d,"seq":%d,"ts":%d,"values":%s}`,
-		dev, st.eventID, st.eventID, at.UnixMilli(), values))
+		dev, id, id, at.UnixMilli(), values))
 }
 
 // waitOpen waits until the store has n open alerts and returns them.
@@ -380,8 +380,8 @@ func testFamilyDay(t *testing.T, st *stack, root context.Context, dir string) {
 	visitAt := time.Now() // the visit is stamped between clickAt and visitAt, which may lie on two sides of a minute
 
 	lastActive := mealAt
-	if st.lastFall.After(lastActive) {
-		lastActive = st.lastFall
+	if fall := st.lastFall.Load(); fall != 0 && time.UnixMilli(fall).After(lastActive) {
+		lastActive = time.UnixMilli(fall)
 	}
 	fam := userContext(t, root, 390, 844)
 	login(t, fam, st, "daughter")

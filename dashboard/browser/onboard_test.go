@@ -216,9 +216,9 @@ func TestResidentCommandInBrowser(t *testing.T) {
 	}
 	// The gateway acknowledges; the valve reports it closed.
 	st.publishAt(t, firmwaresim.DemoHome, "valve-home-li", "cmd/ack", fmt.Sprintf(`{"v":1,"id":%q,"device":"valve-home-li","ts":%d,"status":"accepted"}`, cmd.ID, time.Now().UnixMilli()))
-	st.eventID++
+	id := st.nextID()
 	st.publishAt(t, firmwaresim.DemoHome, "valve-home-li", "telemetry", fmt.Sprintf(`{"v":1,"device":"valve-home-li","boot":1,"id":%d,"seq":%d,"ts":%d,"values":{"valve_open":0}}`,
-		st.eventID, st.eventID, time.Now().UnixMilli()))
+		id, id, time.Now().UnixMilli()))
 	// The page shows what the engine tracks (Deps.Commands): wait for the
 	// engine, then reload the page once.
 	waitFor(t, 15*time.Second, "command "+cmd.ID+" confirmed in the engine", func() bool {
@@ -237,9 +237,9 @@ func TestResidentCommandInBrowser(t *testing.T) {
 
 	// Medication adherence: the pill box reports a dose; the resident page
 	// and the manager's adherence page count it.
-	st.eventID++
+	id = st.nextID()
 	st.publishAt(t, firmwaresim.DemoHome, "pill-home-li", "event", fmt.Sprintf(`{"v":1,"device":"pill-home-li","boot":1,"id":%d,"seq":%d,"ts":%d,"type":"dose_taken","attrs":{"slot":"08:00"}}`,
-		st.eventID, st.eventID, time.Now().UnixMilli()))
+		id, id, time.Now().UnixMilli()))
 	taken := func() int64 {
 		n, _ := eval[int64](ctx, `[...document.querySelectorAll("#adherence tbody tr")].reduce((s, tr) => s + (+tr.cells[1].innerText) + (+tr.cells[2].innerText), 0)`)
 		return n

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,9 +59,11 @@ type stack struct {
 	dash     *dashboard.Server
 	accounts map[string]account // by username
 	pub      paho.Client
-	eventID  int
-	// lastFall is the device time of the last publishFall (zero: none).
-	lastFall time.Time
+	// eventID numbers the stack's published events and readings; parallel
+	// subtests share a stack, so it is atomic (nextID).
+	eventID atomic.Int64
+	// lastFall is the device time of the last publishFall in Unix ms (zero: none).
+	lastFall atomic.Int64
 }
 
 // startStack starts the platform for one test and stops it at cleanup.
@@ -207,19 +210,22 @@ func waitHTTP(t *testing.T, url string) {
 	t.Fatalf("%s did not answer 200 within 30 s", url)
 }
 
+// nextID returns the next event id (and seq) of the stack's publishers.
+func (st *stack) nextID() int64 { return st.eventID.Add(1) }
+
 // publishFall publishes a fall event of the demo's wrist detector fd-001
 // (bound to res-001) and returns when the broker has it.
 func (st *stack) publishFall(t *testing.T) time.Time {
 	t.Helper()
-	st.eventID++
+	id := st.nextID()
 	now := time.Now()
 	payload := fmt.Sprintf(`{"v":1,"device":"fd-001","boot":%d,"id":%d,"seq":%d,"ts":%d,"type":"fall","attrs":{"peak_accel_ms2":61.2,"confidence":0.97}}`,
-		now.Unix(), st.eventID, st.eventID, now.UnixMilli())
+		now.Unix(), id, id, now.UnixMilli())
 	topic := st.root + "/v1/" + firmwaresim.DemoSite + "/fd-001/event"
 	if err := mqttconn.Wait(context.Background(), st.pub.Publish(topic, 1, false, payload), 5*time.Second, "publish fall"); err != nil {
 		t.Fatal(err)
 	}
-	st.lastFall = time.UnixMilli(now.UnixMilli())
+	st.lastFall.Store(now.UnixMilli())
 	return now
 }
 
