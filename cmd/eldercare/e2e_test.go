@@ -516,10 +516,10 @@ func TestRestartAlerting(t *testing.T) {
 	press() // while alerting is down: the broker keeps it for the persistent session
 	s.startAlerting()
 	press()
-	testenv.EventuallyTrue(t, 10*time.Second, "both presses after the restart recorded", func() bool {
+	testenv.Eventually(t, 10*time.Second, func() string {
 		a := s.alerts("sos-1", alerting.TypeSOS)
 		if len(a) != 1 {
-			return false
+			return fmt.Sprintf("both presses after the restart recorded: %d sos alerts, want 1", len(a))
 		}
 		h, _ := s.mgr.History(context.Background(), a[0].ID)
 		rep := 0
@@ -528,7 +528,10 @@ func TestRestartAlerting(t *testing.T) {
 				rep++
 			}
 		}
-		return rep == 2
+		if rep != 2 {
+			return fmt.Sprintf("both presses after the restart recorded: the alert has %d repeats, want 2 (history %+v)", rep, h)
+		}
+		return ""
 	})
 	s.settled("sos-marker") // a second notification would have been sent by now
 	if a := s.alerts("sos-1", ""); len(a) != 1 {

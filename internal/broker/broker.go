@@ -16,6 +16,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/eldercare-iot/eldercare/device"
@@ -159,6 +160,16 @@ func Start(cfg Config) (*Broker, error) {
 			return nil, fmt.Errorf("embedded broker: %w", err)
 		}
 	}
+	// Messages published while a persistent session moves to a new
+	// connection reach it (see resumeHook).
+	resume := newResumeHook(srv, blog)
+	if store != nil {
+		resume.requeued = func(cl *mqtt.Client, _, moved packets.Packet) { store.OnQosPublish(cl, moved, time.Now().Unix(), 0) }
+	}
+	if err := srv.AddHook(resume, nil); err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
 	if (cfg.TLSAddr == "") != (cfg.TLS == nil) {
 		srv.Close()
 		return nil, errors.New("embedded broker: give both TLSAddr and TLS, or neither")
@@ -230,7 +241,7 @@ func Start(cfg Config) (*Broker, error) {
 			"sessions", len(srv.Clients.GetAll()), "queued_messages", queued, "retained", len(srv.Topics.Retained.GetAll()))
 	}
 	if cfg.Registerer != nil {
-		cs := []prometheus.Collector{newInfoCollector(srv, store), takeover.total, takeover.signals}
+		cs := []prometheus.Collector{newInfoCollector(srv, store), takeover.total, takeover.signals, resume.resumed}
 		if store != nil {
 			cs = append(cs, store.errors)
 		}
