@@ -98,6 +98,14 @@ func (h *resumeHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		return
 	}
 	h.mu.Lock()
+	if cl.IsTakenOver() {
+		// A newer connection took the session over before this one's
+		// was established (a client that gave up on a slow CONNACK): the
+		// kept messages are for that one. Checked under mu: the newer
+		// connection's OnSessionEstablished comes after it set the flag.
+		h.mu.Unlock()
+		return
+	}
 	h.live[cl.ID] = cl
 	kept := h.orphans[cl.ID]
 	delete(h.orphans, cl.ID)
@@ -164,6 +172,13 @@ func (h *resumeHook) deliver(cl *mqtt.Client, pk packets.Packet) {
 	}
 	atomic.AddInt64(&h.srv.Info.Inflight, 1)
 	cl.State.Inflight.DecreaseSendQuota()
+	if cl.IsTakenOver() {
+		// cl was taken over meanwhile, maybe after mochi copied its
+		// queue: keep pk for the connection that took over (deliver
+		// skips it there if the copy holds it).
+		h.orphan(cl, out)
+		return
+	}
 	h.resumed.Inc()
 	h.log.Warn("embedded broker: delivered a message queued while the session moved to a new connection",
 		"client", cl.ID, "topic", pk.TopicName, "packet_id", out.PacketID)

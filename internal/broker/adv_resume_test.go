@@ -1,0 +1,182 @@
+package broker_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/eldercare-iot/eldercare/internal/broker"
+	"github.com/eldercare-iot/eldercare/internal/mqttconn"
+	"github.com/eldercare-iot/eldercare/internal/testenv"
+)
+
+// takeoverDuringResume drives a second takeover into the resumption of a
+// persistent session: a message is published while the session moves to
+// a second connection (as publishDuringResume), that connection's CONNACK
+// is held until a third connection took the session over from it, and
+// the third's CONNACK is held until the second finished
+// OnSessionEstablished. The second connection thus completes its
+// resumption already taken over (a client that gave up on a slow CONNACK
+// and connected again).
+type takeoverDuringResume struct {
+	mqtt.HookBase
+	srv            *mqtt.Server
+	client         string
+	topic, payload string
+	once           sync.Once
+	published      chan struct{}
+
+	mu          sync.Mutex
+	connacks    int
+	second      *mqtt.Client
+	secondHeld  chan struct{} // the second connection's CONNACK is held
+	secondReady chan struct{} // the second connection's session is established
+}
+
+func (h *takeoverDuringResume) ID() string { return "test-takeover-during-resume" }
+
+func (h *takeoverDuringResume) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnQosDropped, mqtt.OnPacketSent, mqtt.OnSessionEstablished}, []byte{b})
+}
+
+func (h *takeoverDuringResume) OnQosDropped(cl *mqtt.Client, _ packets.Packet) {
+	if cl.ID != h.client || !cl.IsTakenOver() {
+		return
+	}
+	h.once.Do(func() {
+		if err := h.srv.Publish(h.topic, []byte(h.payload), false, 1); err != nil {
+			panic(err)
+		}
+		close(h.published)
+	})
+}
+
+func (h *takeoverDuringResume) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if cl.ID != h.client || pk.FixedHeader.Type != packets.Connack {
+		return
+	}
+	h.mu.Lock()
+	h.connacks++
+	n := h.connacks
+	if n == 1 {
+		h.second = cl
+	}
+	h.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	switch n {
+	case 1:
+		close(h.secondHeld)
+		for !cl.IsTakenOver() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	case 2:
+		select {
+		case <-h.secondReady:
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+func (h *takeoverDuringResume) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.mu.Lock()
+	second := h.second
+	h.mu.Unlock()
+	if cl == second {
+		close(h.secondReady)
+	}
+}
+
+// TestPublishDuringResumeSurvivesSecondTakeover: a message published while
+// a persistent session moves to a new connection reaches the subscriber
+// when that connection is itself taken over before its session is
+// established. resumeHook handed the kept messages to the connection
+// that was already taken over, whose queue nobody reads again: the
+// message was lost.
+func TestPublishDuringResumeSurvivesSecondTakeover(t *testing.T) {
+	t.Parallel()
+	root := testenv.TopicRoot(t)
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: quietLog, Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { b.Close() }()
+	ctx := context.Background()
+	topic := root + "/v1/s1/sos-1/event"
+	subID := testenv.ClientID(t, "alerting")
+	h := &holder{got: map[string]paho.Message{}, ack: func(string) bool { return true }}
+	connect := func() (paho.Client, error) {
+		return mqttconn.Connect(ctx, mqttconn.Options{URL: b.URL(), ClientID: subID, AutoAckDisabled: true,
+			DefaultHandler: h.handler, OrderMatters: true, Logger: quietLog})
+	}
+	sub, err := connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mqttconn.Wait(ctx, sub.Subscribe(topic, 1, h.handler), 5*time.Second, "subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	sub.Disconnect(100)
+
+	hook := &takeoverDuringResume{srv: b.Server(), client: subID, topic: topic, payload: "during-resume",
+		published: make(chan struct{}), secondHeld: make(chan struct{}), secondReady: make(chan struct{})}
+	if err := b.Server().AddHook(hook, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Server().Publish(topic, []byte("while-away"), false, 1); err != nil {
+		t.Fatal(err)
+	}
+
+	// The second connection: a bare CONNECT (clean session false).
+	raw, err := net.Dial("tcp", strings.TrimPrefix(b.URL(), "tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	var buf bytes.Buffer
+	cp := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: subID, Keepalive: 30}}
+	if err := cp.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-hook.published:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the test hook did not publish during the resumption")
+	}
+	select {
+	case <-hook.secondHeld:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second connection got no CONNACK")
+	}
+
+	// The third connection takes the session over.
+	sub, err = connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Disconnect(0)
+	select {
+	case <-hook.secondReady:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second connection's session was not established (did mochi change how it takes a session over?)")
+	}
+	want := []string{"while-away", "during-resume"}
+	testenv.Eventually(t, 10*time.Second, func() string {
+		if m := h.missing(want); len(m) > 0 {
+			return fmt.Sprintf("not delivered after the session moved twice: %v", m)
+		}
+		return ""
+	})
+}
