@@ -3,8 +3,10 @@ package broker_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -176,6 +178,141 @@ func TestPublishDuringResumeSurvivesSecondTakeover(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() string {
 		if m := h.missing(want); len(m) > 0 {
 			return fmt.Sprintf("not delivered after the session moved twice: %v", m)
+		}
+		return ""
+	})
+}
+
+// dropDuringResume publishes, once, during the resumption of a persistent
+// session (as publishDuringResume) and then ends the new connection before
+// its CONNACK: the client's network failed while it reconnected.
+type dropDuringResume struct {
+	mqtt.HookBase
+	srv            *mqtt.Server
+	client         string
+	topic, payload string
+	once           sync.Once
+	published      chan struct{}
+
+	mu    sync.Mutex
+	fresh *mqtt.Client
+}
+
+func (h *dropDuringResume) ID() string { return "test-drop-during-resume" }
+
+func (h *dropDuringResume) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnSessionEstablish, mqtt.OnQosDropped}, []byte{b})
+}
+
+func (h *dropDuringResume) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	if cl.ID == h.client {
+		h.mu.Lock()
+		h.fresh = cl
+		h.mu.Unlock()
+	}
+}
+
+func (h *dropDuringResume) OnQosDropped(cl *mqtt.Client, _ packets.Packet) {
+	if cl.ID != h.client || !cl.IsTakenOver() {
+		return
+	}
+	h.once.Do(func() {
+		if err := h.srv.Publish(h.topic, []byte(h.payload), false, 1); err != nil {
+			panic(err)
+		}
+		h.mu.Lock()
+		h.fresh.Stop(errors.New("test: network gone"))
+		h.mu.Unlock()
+		close(h.published)
+	})
+}
+
+// TestQueuedMessageSurvivesFailedResumeAfterRestart: after a restart on
+// the store, mochi numbers the restored session's deliveries from 1 again.
+// A message published while the session resumes, queued on the restored
+// client object after mochi cleared the queued message with id 1 from it,
+// took id 1, and the store wrote it over that queued message's record. The
+// new connection failed before its CONNACK (so nothing stored the queued
+// message again), and after the next restart the queued message was gone.
+func TestQueuedMessageSurvivesFailedResumeAfterRestart(t *testing.T) {
+	t.Parallel()
+	root := testenv.TopicRoot(t)
+	cfg := broker.Config{Addr: "127.0.0.1:0", Logger: quietLog, Root: root, StorePath: filepath.Join(t.TempDir(), "store.db")}
+	ctx := context.Background()
+	topic := root + "/v1/s1/sos-1/event"
+	subID := testenv.ClientID(t, "alerting")
+	start := func() *broker.Broker {
+		b, err := broker.Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	h := &holder{got: map[string]paho.Message{}, ack: func(string) bool { return true }}
+	connect := func(b *broker.Broker) (paho.Client, error) {
+		return mqttconn.Connect(ctx, mqttconn.Options{URL: b.URL(), ClientID: subID, AutoAckDisabled: true,
+			DefaultHandler: h.handler, OrderMatters: true, Logger: quietLog})
+	}
+
+	b := start()
+	sub, err := connect(b)
+	if err != nil {
+		b.Close()
+		t.Fatal(err)
+	}
+	if err := mqttconn.Wait(ctx, sub.Subscribe(topic, 1, h.handler), 5*time.Second, "subscribe"); err != nil {
+		b.Close()
+		t.Fatal(err)
+	}
+	sub.Disconnect(100)
+	if err := b.Server().Publish(topic, []byte("while-away"), false, 1); err != nil {
+		b.Close()
+		t.Fatal(err)
+	}
+	b.Close()
+
+	b = start()
+	hook := &dropDuringResume{srv: b.Server(), client: subID, topic: topic, payload: "during-resume",
+		published: make(chan struct{})}
+	if err := b.Server().AddHook(hook, nil); err != nil {
+		b.Close()
+		t.Fatal(err)
+	}
+	raw, err := net.Dial("tcp", strings.TrimPrefix(b.URL(), "tcp://"))
+	if err != nil {
+		b.Close()
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	var buf bytes.Buffer
+	cp := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: subID, Keepalive: 30}}
+	if err := cp.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-hook.published:
+	case <-time.After(10 * time.Second):
+		b.Close()
+		t.Fatal("the test hook did not publish during the resumption")
+	}
+	time.Sleep(100 * time.Millisecond) // the failed connection ends
+	b.Close()
+
+	b = start()
+	defer func() { b.Close() }()
+	sub, err = connect(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Disconnect(0)
+	want := []string{"while-away", "during-resume"}
+	testenv.Eventually(t, 10*time.Second, func() string {
+		if m := h.missing(want); len(m) > 0 {
+			return fmt.Sprintf("not delivered after the next restart: %v", m)
 		}
 		return ""
 	})

@@ -61,7 +61,31 @@ func (h *resumeHook) ID() string { return "eldercare-session-resume" }
 
 // Provides lists the hook's events.
 func (h *resumeHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnQosPublish, mqtt.OnQosDropped, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnSessionEstablish, mqtt.OnQosPublish, mqtt.OnQosDropped, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired}, []byte{b})
+}
+
+// OnSessionEstablish, before mochi copies and clears the queue of the
+// connection cl takes over, moves that connection's packet ids past every
+// id in its queue. A message queued on it meanwhile would otherwise take
+// the id of one already cleared from it (a session restored from the store
+// numbers from 1 again), and the store would keep it under that message's
+// key: the queued message's record replaced, lost at the next start if
+// the new connection fails before mochi resends (and stores) its queue.
+func (h *resumeHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	old, ok := h.srv.Clients.Get(cl.ID)
+	if !ok || old.Net.Inline {
+		return
+	}
+	var top uint16
+	for _, pk := range old.State.Inflight.GetAll(false) {
+		top = max(top, pk.PacketID)
+	}
+	for id := uint32(0); id < uint32(top); {
+		var err error
+		if id, err = old.NextPacketID(); err != nil {
+			return
+		}
+	}
 }
 
 // OnQosPublish catches a message queued on a taken-over client.
