@@ -164,7 +164,7 @@ func Start(cfg Config) (*Broker, error) {
 	// connection reach it (see resumeHook).
 	resume := newResumeHook(srv, blog)
 	if store != nil {
-		resume.requeued = func(cl *mqtt.Client, _, moved packets.Packet) { store.OnQosPublish(cl, moved, time.Now().Unix(), 0) }
+		resume.requeued = func(cl *mqtt.Client, moved packets.Packet) { store.OnQosPublish(cl, moved, time.Now().Unix(), 0) }
 	}
 	if err := srv.AddHook(resume, nil); err != nil {
 		srv.Close()
