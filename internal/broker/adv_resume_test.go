@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"path/filepath"
 	"strings"
@@ -30,12 +29,7 @@ import (
 // resumption already taken over (a client that gave up on a slow CONNACK
 // and connected again).
 type takeoverDuringResume struct {
-	mqtt.HookBase
-	srv            *mqtt.Server
-	client         string
-	topic, payload string
-	once           sync.Once
-	published      chan struct{}
+	*publishDuringResume
 
 	mu          sync.Mutex
 	connacks    int
@@ -48,18 +42,6 @@ func (h *takeoverDuringResume) ID() string { return "test-takeover-during-resume
 
 func (h *takeoverDuringResume) Provides(b byte) bool {
 	return bytes.Contains([]byte{mqtt.OnQosDropped, mqtt.OnPacketSent, mqtt.OnSessionEstablished}, []byte{b})
-}
-
-func (h *takeoverDuringResume) OnQosDropped(cl *mqtt.Client, _ packets.Packet) {
-	if cl.ID != h.client || !cl.IsTakenOver() {
-		return
-	}
-	h.once.Do(func() {
-		if err := h.srv.Publish(h.topic, []byte(h.payload), false, 1); err != nil {
-			panic(err)
-		}
-		close(h.published)
-	})
 }
 
 func (h *takeoverDuringResume) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
@@ -128,8 +110,8 @@ func TestPublishDuringResumeSurvivesSecondTakeover(t *testing.T) {
 	}
 	sub.Disconnect(100)
 
-	hook := &takeoverDuringResume{srv: b.Server(), client: subID, topic: topic, payload: "during-resume",
-		published: make(chan struct{}), secondHeld: make(chan struct{}), secondReady: make(chan struct{})}
+	hook := &takeoverDuringResume{publishDuringResume: newPublishDuringResume(b.Server(), subID, topic, "during-resume"),
+		secondHeld: make(chan struct{}), secondReady: make(chan struct{})}
 	if err := b.Server().AddHook(hook, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -138,25 +120,8 @@ func TestPublishDuringResumeSurvivesSecondTakeover(t *testing.T) {
 	}
 
 	// The second connection: a bare CONNECT (clean session false).
-	raw, err := net.Dial("tcp", strings.TrimPrefix(b.URL(), "tcp://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	var buf bytes.Buffer
-	cp := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
-		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: subID, Keepalive: 30}}
-	if err := cp.ConnectEncode(&buf); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := raw.Write(buf.Bytes()); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-hook.published:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the test hook did not publish during the resumption")
-	}
+	defer rawConnect(t, b, subID).Close()
+	hook.wait(t)
 	select {
 	case <-hook.secondHeld:
 	case <-time.After(10 * time.Second):
@@ -174,28 +139,49 @@ func TestPublishDuringResumeSurvivesSecondTakeover(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the second connection's session was not established (did mochi change how it takes a session over?)")
 	}
-	want := []string{"while-away", "during-resume"}
-	testenv.Eventually(t, 10*time.Second, func() string {
-		if m := h.missing(want); len(m) > 0 {
-			return fmt.Sprintf("not delivered after the session moved twice: %v", m)
-		}
-		return ""
-	})
+	waitDelivered(t, h, []string{"while-away", "during-resume"}, "the session moved twice")
+}
+
+// rawConnect opens a connection to b and sends a bare MQTT 3.1.1 CONNECT
+// with clean session false for client; the caller closes it.
+func rawConnect(t *testing.T, b *broker.Broker, client string) net.Conn {
+	t.Helper()
+	raw, err := net.Dial("tcp", strings.TrimPrefix(b.URL(), "tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	cp := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: client, Keepalive: 30}}
+	if err := cp.ConnectEncode(&buf); err != nil {
+		raw.Close()
+		t.Fatal(err)
+	}
+	if _, err := raw.Write(buf.Bytes()); err != nil {
+		raw.Close()
+		t.Fatal(err)
+	}
+	return raw
 }
 
 // dropDuringResume publishes, once, during the resumption of a persistent
 // session (as publishDuringResume) and then ends the new connection before
 // its CONNACK: the client's network failed while it reconnected.
 type dropDuringResume struct {
-	mqtt.HookBase
-	srv            *mqtt.Server
-	client         string
-	topic, payload string
-	once           sync.Once
-	published      chan struct{}
+	*publishDuringResume
 
 	mu    sync.Mutex
 	fresh *mqtt.Client
+}
+
+func newDropDuringResume(srv *mqtt.Server, client, topic, payload string) *dropDuringResume {
+	h := &dropDuringResume{publishDuringResume: newPublishDuringResume(srv, client, topic, payload)}
+	h.then = func() {
+		h.mu.Lock()
+		h.fresh.Stop(errors.New("test: network gone"))
+		h.mu.Unlock()
+	}
+	return h
 }
 
 func (h *dropDuringResume) ID() string { return "test-drop-during-resume" }
@@ -210,21 +196,6 @@ func (h *dropDuringResume) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet)
 		h.fresh = cl
 		h.mu.Unlock()
 	}
-}
-
-func (h *dropDuringResume) OnQosDropped(cl *mqtt.Client, _ packets.Packet) {
-	if cl.ID != h.client || !cl.IsTakenOver() {
-		return
-	}
-	h.once.Do(func() {
-		if err := h.srv.Publish(h.topic, []byte(h.payload), false, 1); err != nil {
-			panic(err)
-		}
-		h.mu.Lock()
-		h.fresh.Stop(errors.New("test: network gone"))
-		h.mu.Unlock()
-		close(h.published)
-	})
 }
 
 // TestQueuedMessageSurvivesFailedResumeAfterRestart: after a restart on
@@ -272,33 +243,13 @@ func TestQueuedMessageSurvivesFailedResumeAfterRestart(t *testing.T) {
 	b.Close()
 
 	b = start()
-	hook := &dropDuringResume{srv: b.Server(), client: subID, topic: topic, payload: "during-resume",
-		published: make(chan struct{})}
+	hook := newDropDuringResume(b.Server(), subID, topic, "during-resume")
 	if err := b.Server().AddHook(hook, nil); err != nil {
 		b.Close()
 		t.Fatal(err)
 	}
-	raw, err := net.Dial("tcp", strings.TrimPrefix(b.URL(), "tcp://"))
-	if err != nil {
-		b.Close()
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	var buf bytes.Buffer
-	cp := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
-		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: subID, Keepalive: 30}}
-	if err := cp.ConnectEncode(&buf); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := raw.Write(buf.Bytes()); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-hook.published:
-	case <-time.After(10 * time.Second):
-		b.Close()
-		t.Fatal("the test hook did not publish during the resumption")
-	}
+	defer rawConnect(t, b, subID).Close()
+	hook.wait(t)
 	time.Sleep(100 * time.Millisecond) // the failed connection ends
 	b.Close()
 
@@ -309,11 +260,5 @@ func TestQueuedMessageSurvivesFailedResumeAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Disconnect(0)
-	want := []string{"while-away", "during-resume"}
-	testenv.Eventually(t, 10*time.Second, func() string {
-		if m := h.missing(want); len(m) > 0 {
-			return fmt.Sprintf("not delivered after the next restart: %v", m)
-		}
-		return ""
-	})
+	waitDelivered(t, h, []string{"while-away", "during-resume"}, "the next restart")
 }

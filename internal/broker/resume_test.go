@@ -23,14 +23,20 @@ import (
 // the clearing of the old connection's queue (OnQosDropped on a taken-over
 // client), after mochi copied that queue and before it registered the new
 // connection. A device's publish arriving then is routed to the old client
-// object (inheritClientSession; see resumeHook).
+// object (inheritClientSession; see resumeHook). then, if set, runs right
+// after the publish, still inside that window.
 type publishDuringResume struct {
 	mqtt.HookBase
 	srv            *mqtt.Server
 	client         string
 	topic, payload string
+	then           func()
 	once           sync.Once
 	published      chan struct{}
+}
+
+func newPublishDuringResume(srv *mqtt.Server, client, topic, payload string) *publishDuringResume {
+	return &publishDuringResume{srv: srv, client: client, topic: topic, payload: payload, published: make(chan struct{})}
 }
 
 func (h *publishDuringResume) ID() string { return "test-publish-during-resume" }
@@ -47,15 +53,37 @@ func (h *publishDuringResume) OnQosDropped(cl *mqtt.Client, _ packets.Packet) {
 		if err := h.srv.Publish(h.topic, []byte(h.payload), false, 1); err != nil {
 			panic(err)
 		}
+		if h.then != nil {
+			h.then()
+		}
 		close(h.published)
+	})
+}
+
+// wait fails t unless the hook published within 10 s.
+func (h *publishDuringResume) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-h.published:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the test hook did not publish during the resumption (did mochi change how it takes a session over?)")
+	}
+}
+
+// waitDelivered waits until h holds every payload of want.
+func waitDelivered(t *testing.T, h *holder, want []string, after string) {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, func() string {
+		if m := h.missing(want); len(m) > 0 {
+			return fmt.Sprintf("not delivered after %s: %v", after, m)
+		}
+		return ""
 	})
 }
 
 // TestPublishWhileSessionResumes: a QoS 1 message published while a
 // persistent subscriber's session moves to its new connection is
-// delivered on that connection, with and without a store, and after a
-// restart of the broker on its store it is not delivered a second time
-// unless unacknowledged. Before resumeHook, mochi v2.7.9 queued it on the
+// delivered on that connection, with and without a store. Before resumeHook, mochi v2.7.9 queued it on the
 // old connection's object and it never arrived (cmd/eldercare's
 // TestRestartAlerting lost an SOS press this way in 2 % of runs).
 func TestPublishWhileSessionResumes(t *testing.T) {
@@ -94,8 +122,7 @@ func TestPublishWhileSessionResumes(t *testing.T) {
 			// One message queued while the subscriber is away (so the
 			// old connection's queue has something to clear), one
 			// published during the resumption by the hook.
-			hook := &publishDuringResume{srv: b.Server(), client: subID, topic: topic, payload: "during-resume",
-				published: make(chan struct{})}
+			hook := newPublishDuringResume(b.Server(), subID, topic, "during-resume")
 			if err := b.Server().AddHook(hook, nil); err != nil {
 				t.Fatal(err)
 			}
@@ -104,18 +131,8 @@ func TestPublishWhileSessionResumes(t *testing.T) {
 			}
 			sub, h = connectSub()
 			defer sub.Disconnect(0)
-			select {
-			case <-hook.published:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the test hook did not publish during the resumption (did mochi change how it takes a session over?)")
-			}
-			want := []string{"while-away", "during-resume"}
-			testenv.Eventually(t, 10*time.Second, func() string {
-				if m := h.missing(want); len(m) > 0 {
-					return fmt.Sprintf("not delivered after the session resumed: %v", m)
-				}
-				return ""
-			})
+			hook.wait(t)
+			waitDelivered(t, h, []string{"while-away", "during-resume"}, "the session resumed")
 		})
 	}
 }
