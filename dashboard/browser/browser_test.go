@@ -255,8 +255,6 @@ func TestLiveAlertAcknowledge(t *testing.T) {
 
 	// The caregiver acknowledges it from their board (or the alert list).
 	ackForm := fmt.Sprintf(`form[action="/alerts/%s/ack"] button`, id)
-	c, cancel = within(actor, 20*time.Second)
-	defer cancel()
 	if code := open(t, actor, st, "/board"); code != http.StatusOK {
 		t.Fatalf("/board answered %d", code)
 	}
@@ -267,6 +265,8 @@ func TestLiveAlertAcknowledge(t *testing.T) {
 	if n == 0 {
 		open(t, actor, st, "/alerts")
 	}
+	c, cancel = within(actor, 20*time.Second) // after the page loads, which have deadlines of their own
+	defer cancel()
 	if err := chromedp.Do(c, chromedp.WaitVisible(chromedp.CSS(ackForm)), chromedp.Click(chromedp.CSS(ackForm))); err != nil {
 		t.Fatalf("no acknowledge button for alert %s on /board or /alerts: %v", id, err)
 	}

@@ -219,9 +219,14 @@ func testResolveUndo(t *testing.T, st *stack, root context.Context, dir string) 
 	login(t, ctx, st, "carer")
 	open(t, ctx, st, "/board")
 	item := fmt.Sprintf(`#triage li[data-alert="%s"]`, id)
-	c, cancel := within(ctx, 30*time.Second)
-	defer cancel()
-	err := chromedp.Do(c,
+	// Each step has a deadline of its own: under a loaded machine (the
+	// whole suite beside it) one deadline for all of them ran out in CI.
+	do := func(actions ...chromedp.Action[chromedp.Void]) error {
+		c, cancel := within(ctx, 20*time.Second)
+		defer cancel()
+		return chromedp.Do(c, actions...)
+	}
+	err := do(
 		chromedp.Click(item+` details.resolve-panel > summary`),
 		chromedp.WaitVisible(item+` input[value="injury"]`),
 		chromedp.Click(item+` input[value="injury"]`),
@@ -237,7 +242,7 @@ func testResolveUndo(t *testing.T, st *stack, root context.Context, dir string) 
 		t.Errorf("note error %q", msg)
 	}
 	// With a note: the item hides and the undo offer shows; undo brings it back.
-	err = chromedp.Do(c,
+	err = do(
 		chromedp.SendKeys(item+` textarea[name="note"]`, "bruised left hip, cold pack, doctor informed"),
 		chromedp.Click(item+` button.confirm`),
 		chromedp.WaitVisible(`#undo .undo`),
@@ -250,7 +255,7 @@ func testResolveUndo(t *testing.T, st *stack, root context.Context, dir string) 
 		t.Error("the resolved item is still shown during the undo window")
 	}
 	shot(t, ctx, dir, "resolve-undo-offer-phone-en")
-	if err := chromedp.Do(c, chromedp.Click(`#undo .undo`), chromedp.WaitVisible(item)); err != nil {
+	if err := do(chromedp.Click(`#undo .undo`), chromedp.WaitVisible(item)); err != nil {
 		t.Fatalf("undo: %v", err)
 	}
 	// Resolve again as no injury; after the window it reaches the store.
@@ -259,7 +264,7 @@ func testResolveUndo(t *testing.T, st *stack, root context.Context, dir string) 
 	if _, err := eval[bool](ctx, `(document.querySelector('`+item+` textarea[name="note"]').value = "", true)`); err != nil {
 		t.Fatal(err)
 	}
-	err = chromedp.Do(c,
+	err = do(
 		chromedp.Click(item+` input[value="no_injury"]`),
 		chromedp.Click(item+` button.confirm`),
 		chromedp.WaitVisible(`#undo .undo`),
@@ -295,11 +300,17 @@ func testResolveUndo(t *testing.T, st *stack, root context.Context, dir string) 
 func testLanguageSwitch(t *testing.T, st *stack, root context.Context) {
 	ctx := userContext(t, root, 390, 844)
 	open(t, ctx, st, "/login")
-	c, cancel := within(ctx, 20*time.Second)
-	defer cancel()
-	if _, err := chromedp.RunResponse(c, chromedp.Click(`a.lang-switch`)); err != nil {
-		t.Fatal(err)
+	// One deadline per click: the steps between (a login, page loads) have
+	// deadlines of their own.
+	click := func(sel string) {
+		t.Helper()
+		c, cancel := within(ctx, 20*time.Second)
+		defer cancel()
+		if _, err := chromedp.RunResponse(c, chromedp.Click(sel)); err != nil {
+			t.Fatalf("click %s: %v", sel, err)
+		}
 	}
+	click(`a.lang-switch`)
 	h1, _ := eval[string](ctx, `document.querySelector('h1').innerText + '|' + document.documentElement.lang`)
 	if h1 != "登录|zh-CN" {
 		t.Errorf("login page after the switch: %q, want 登录|zh-CN", h1)
@@ -308,9 +319,7 @@ func testLanguageSwitch(t *testing.T, st *stack, root context.Context) {
 	if lang, _ := eval[string](ctx, `document.documentElement.lang`); lang != "en" {
 		t.Errorf("manager's pages in %s, want the account's en", lang)
 	}
-	if _, err := chromedp.RunResponse(c, chromedp.Click(`a.lang-switch`)); err != nil {
-		t.Fatal(err)
-	}
+	click(`a.lang-switch`)
 	open(t, ctx, st, "/account")
 	got, _ := eval[string](ctx, `document.documentElement.lang + '|' + document.querySelector('h1').innerText`)
 	if !strings.HasPrefix(got, "zh-CN|") {
@@ -320,9 +329,7 @@ func testLanguageSwitch(t *testing.T, st *stack, root context.Context) {
 		t.Errorf("account page heading %q is not Chinese", got)
 	}
 	// Back to English for the other steps.
-	if _, err := chromedp.RunResponse(c, chromedp.Click(`a.lang-switch`)); err != nil {
-		t.Fatal(err)
-	}
+	click(`a.lang-switch`)
 	if lang, _ := eval[string](ctx, `document.documentElement.lang`); lang != "en" {
 		t.Errorf("switching back: %s", lang)
 	}

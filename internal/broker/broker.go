@@ -286,9 +286,13 @@ var CloseTimeout = 10 * time.Second
 // It first stops accepting and waits, at most EstablishWait, until mochi
 // has begun handling every connection accepted before (so a shutdown
 // during a connection storm does not race mochi's client WaitGroup; see
-// trackListener). When the clients have not stopped CloseTimeout after
-// that, it closes the store itself (so the journal is flushed and the file
-// released), logs the hang and returns an error saying so.
+// trackListener). mochi then disconnects its clients; a connection still
+// open ShutdownGrace later (one that has not sent its CONNECT, which mochi
+// neither disconnects nor stops waiting for) is closed by Close. When the
+// clients have not stopped CloseTimeout after that (a goroutine stuck
+// elsewhere, mochi-mqtt/server#488), it closes the store itself (so the
+// journal is flushed and the file released), logs the hang and returns an
+// error saying so.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		deadline := time.Now().Add(EstablishWait)
@@ -301,6 +305,16 @@ func (b *Broker) Close() error {
 		}
 		done := make(chan error, 1)
 		go func() { done <- b.srv.Close() }()
+		select {
+		case err := <-done:
+			done <- err
+		case <-time.After(ShutdownGrace):
+			var n int
+			for _, l := range b.listeners {
+				n += l.closeOpen()
+			}
+			b.log.Warn("embedded broker: closed connections still open after the clients were disconnected", "connections", n, "waited", ShutdownGrace)
+		}
 		select {
 		case err := <-done:
 			if errors.Is(err, net.ErrClosed) {

@@ -2,6 +2,9 @@ package broker_test
 
 import (
 	"bytes"
+	"errors"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -73,5 +76,76 @@ func TestCloseBounded(t *testing.T) {
 	release()
 	if err := b2.Close(); err != nil {
 		t.Errorf("clean close: %v", err)
+	}
+}
+
+// TestCloseDoesNotWaitForSilentConnections: a connection that never sends
+// its CONNECT (a gateway cut off mid-handshake, a port scanner) is not in
+// mochi's client list, so mochi's Close neither disconnects it nor stops
+// waiting for it. Close must end such connections itself and return
+// without the timeout error, well before CloseTimeout.
+func TestCloseDoesNotWaitForSilentConnections(t *testing.T) {
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := net.Dial("tcp", strings.TrimPrefix(b.URL(), "tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	// Half a CONNECT: the fixed header promises more than is sent.
+	if _, err := raw.Write([]byte{0x10, 0x20, 0x00, 0x04, 'M'}); err != nil {
+		t.Fatal(err)
+	}
+	silent, err := net.Dial("tcp", strings.TrimPrefix(b.URL(), "tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close = %v after %s, want nil", err, time.Since(start).Round(time.Millisecond))
+	}
+	if d := time.Since(start); d >= broker.CloseTimeout {
+		t.Errorf("Close took %s", d)
+	}
+}
+
+// TestSilentConnectionClosedAfterConnectTimeout: a connection that sends no
+// CONNECT is closed by the broker once ConnectTimeout has passed, while a
+// client that connected stays (its keep-alive replaces the deadline).
+func TestSilentConnectionClosedAfterConnectTimeout(t *testing.T) {
+	old := broker.ConnectTimeout
+	broker.ConnectTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { broker.ConnectTimeout = old })
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).SetClientID("keeps-1").SetAutoReconnect(false).SetKeepAlive(30 * time.Second))
+	if err := mqttconn.Wait(t.Context(), c.Connect(), 5*time.Second, "connect"); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(0)
+	silent, err := net.Dial("tcp", strings.TrimPrefix(b.URL(), "tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	start := time.Now()
+	silent.SetReadDeadline(start.Add(10 * time.Second))
+	n, err := silent.Read(make([]byte, 1))
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("silent connection: read %d bytes, %v; want it closed by the broker", n, err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Errorf("closed after %s, before ConnectTimeout", d)
+	}
+	// The connected client outlived the silent one's deadline.
+	if err := mqttconn.Wait(t.Context(), c.Publish("t/keeps", 1, false, "x"), 5*time.Second, "publish"); err != nil {
+		t.Errorf("connected client after ConnectTimeout: %v", err)
 	}
 }

@@ -10,9 +10,25 @@ import (
 // before it to reach mochi's connection handler (see trackListener).
 var EstablishWait = 5 * time.Second
 
+// ConnectTimeout is how long a new connection may take to send its CONNECT
+// packet (and, on the TLS listener, to finish the handshake) before the
+// broker closes it. MQTT 5.0 section 3.1.4 says a server should close a
+// connection that sends no CONNECT "within a reasonable amount of time";
+// mochi-mqtt v2.7.9 sets no deadline until it has read the CONNECT, so a
+// silent connection held a goroutine and blocked Close until its peer went
+// away. After the CONNECT, mochi replaces the deadline with the client's
+// keep-alive (1.5 times it, or none for keep-alive 0).
+var ConnectTimeout = 10 * time.Second
+
+// ShutdownGrace is how long Close lets mochi disconnect its clients (each
+// gets a DISCONNECT with reason "server shutting down") before it closes
+// every connection still open itself: those mochi does not know as
+// clients (no CONNECT yet, or a CONNECT still being handled).
+var ShutdownGrace = time.Second
+
 // trackListener is the net.Listener given to mochi: it records every
 // accepted connection until mochi's goroutine for it first reads, writes or
-// closes it.
+// closes it, and every connection until it is closed (closeOpen).
 //
 // mochi-mqtt v2.7.9 (listeners/tcp.go, listeners/net.go) handles each
 // accepted connection in a new goroutine whose first step is
@@ -32,11 +48,12 @@ type trackListener struct {
 
 	mu      sync.Mutex
 	closed  bool
-	pending map[*trackedConn]struct{}
+	pending map[*trackedConn]struct{} // accepted, not yet read, written or closed
+	open    map[*trackedConn]struct{} // accepted, not yet closed
 }
 
 func newTrackListener(ln net.Listener) *trackListener {
-	return &trackListener{Listener: ln, pending: map[*trackedConn]struct{}{}}
+	return &trackListener{Listener: ln, pending: map[*trackedConn]struct{}{}, open: map[*trackedConn]struct{}{}}
 }
 
 // Accept returns the next connection, tracked; after stopAccepting it
@@ -52,9 +69,29 @@ func (l *trackListener) Accept() (net.Conn, error) {
 		c.Close()
 		return nil, net.ErrClosed
 	}
+	if ConnectTimeout > 0 {
+		_ = c.SetDeadline(time.Now().Add(ConnectTimeout))
+	}
 	tc := &trackedConn{Conn: c, l: l, started: make(chan struct{})}
 	l.pending[tc] = struct{}{}
+	l.open[tc] = struct{}{}
 	return tc, nil
+}
+
+// closeOpen closes every accepted connection not yet closed and returns how
+// many there were. mochi's goroutine for each then fails its read or write
+// and ends.
+func (l *trackListener) closeOpen() int {
+	l.mu.Lock()
+	cs := make([]*trackedConn, 0, len(l.open))
+	for c := range l.open {
+		cs = append(cs, c)
+	}
+	l.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
+	return len(cs)
 }
 
 // stopAccepting closes the listener and returns the connections accepted
@@ -119,5 +156,8 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 
 func (c *trackedConn) Close() error {
 	c.start()
+	c.l.mu.Lock()
+	delete(c.l.open, c)
+	c.l.mu.Unlock()
 	return c.Conn.Close()
 }
