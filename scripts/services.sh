@@ -3,7 +3,9 @@
 # Mosquitto on 127.0.0.1:1883 and PostgreSQL on 127.0.0.1:5432 (database "test").
 set -euo pipefail
 # Also installs, when missing, Node.js + npm (for `make assets`) and Debian's
-# chromium at /usr/bin/chromium (for the browser tests in dashboard/browser),
+# chromium at /usr/bin/chromium and chromium-headless-shell (for the browser
+# tests in dashboard/browser: the shell is the shared browser, about half the
+# CPU of the full one; the alarm tests need the full one),
 # systemd-analyze and promtool (for the deploy/ tests in cmd/eldercare) and
 # goreleaser (for `make release-snapshot`).
 
@@ -25,6 +27,7 @@ up 1883 && echo "mosquitto: 127.0.0.1:1883 up"
 apt_missing=()
 command -v npm >/dev/null 2>&1 || apt_missing+=(nodejs npm)
 [ -x /usr/bin/chromium ] || apt_missing+=(chromium)
+[ -x /usr/bin/chromium-headless-shell ] || apt_missing+=(chromium-headless-shell)
 command -v systemd-analyze >/dev/null 2>&1 || apt_missing+=(systemd)
 command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
 # A Chinese font, so that the zh-CN board screenshot shows characters.

@@ -14,8 +14,8 @@ import (
 	"github.com/eldercare-iot/eldercare/alerting"
 )
 
-// alarmBrowser is a Chromium of its own (the autoplay policy is a switch of
-// the process) with the autoplay policy of a phone on which the user has
+// alarmBrowser is a full Chromium of its own (the autoplay policy is a
+// switch of the process, and the headless shell shows no notifications) with the autoplay policy of a phone on which the user has
 // already tapped (--autoplay-policy=no-user-gesture-required) and the
 // notification permission granted to the stack's origin through the
 // DevTools protocol (Browser.grantPermissions). The product still asks for
@@ -23,7 +23,7 @@ import (
 func alarmBrowser(t *testing.T, origin string) context.Context {
 	t.Helper()
 	needChromium(t)
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), chromeOptions(chromedp.Flag("autoplay-policy", "no-user-gesture-required"))...)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), chromeOptions(chromiumPath, chromedp.Flag("autoplay-policy", "no-user-gesture-required"))...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); acancel() })
 	if err := chromedp.Do(ctx); err != nil {

@@ -79,7 +79,7 @@ func TestMain(m *testing.M) {
 		// start-up alone is about 5 CPU-s); the tests wait for them.
 		go shared.influxOnce.Do(startInflux)
 		go shared.demoOnce.Do(makeDemo)
-		if _, err := os.Stat(chromiumPath); err == nil {
+		if _, err := os.Stat(sharedBrowserPath()); err == nil {
 			go shared.chromeOnce.Do(startChromium)
 		}
 	}
@@ -104,11 +104,21 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// sharedBrowserPath is the binary of the package's shared browser: the
+// headless shell when installed, else the full Chromium.
+func sharedBrowserPath() string {
+	if _, err := os.Stat(headlessShellPath); err == nil {
+		return headlessShellPath
+	}
+	return chromiumPath
+}
+
 // chromeOptions are the flags of every Chromium of the package (Debian's
-// /usr/bin/chromium, headless, as root in a container).
-func chromeOptions(extra ...chromedp.ExecAllocatorOption) []chromedp.ExecAllocatorOption {
+// chromium or chromium-headless-shell at path, headless, as root in a
+// container).
+func chromeOptions(path string, extra ...chromedp.ExecAllocatorOption) []chromedp.ExecAllocatorOption {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath),
+		chromedp.ExecPath(path),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
 		chromedp.Flag("disable-background-networking", true),
@@ -142,7 +152,7 @@ func chromium(t *testing.T) context.Context {
 
 // startChromium starts the package's Chromium (under shared.chromeOnce).
 func startChromium() {
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), chromeOptions()...)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), chromeOptions(sharedBrowserPath())...)
 	ctx, cancel := chromedp.NewContext(actx)
 	shared.chromeStop = []context.CancelFunc{cancel, acancel}
 	// The first run starts the browser; it must not have a deadline (the
