@@ -48,8 +48,9 @@ services:
 
 ## test: everything the tests need, then lint, the whole suite with the race detector in a shuffled
 ## order, and the time-sensitive tests again with the clock pinned (test-clock)
+## (under internal/testenv/withinfluxd: one influxd for every test binary of the run, not one each)
 test: influxd services assets lint
-	$(GO) test $(RACE) -count=1 -shuffle=on -timeout 45m ./...
+	$(GO) run ./internal/testenv/withinfluxd $(GO) test $(RACE) -count=1 -shuffle=on -timeout 45m ./...
 	$(MAKE) test-clock
 
 # RACE: the race detector for every package. -race also turns on checkptr (unsafe.Pointer rule checks)

@@ -43,7 +43,8 @@ var shared struct {
 	chromeStop []context.CancelFunc
 	chromeErr  error
 	influxOnce sync.Once
-	influx     *influxd.Server
+	influx     *influxd.Server // nil when the run's influxd (testenv.InfluxEnv) is used
+	influxURL  string
 	influxDir  string
 	influxErr  error
 	databases  atomic.Int64
@@ -188,17 +189,22 @@ func influxDatabase(t *testing.T) (url, db string) {
 	if shared.influxErr != nil {
 		t.Fatalf("start influxd: %v", shared.influxErr)
 	}
-	db = fmt.Sprintf("eldercare_%d", shared.databases.Add(1))
+	db = fmt.Sprintf("eldercare_%d_%d", os.Getpid(), shared.databases.Add(1)) // the run's influxd may serve other test binaries
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := influxd.CreateDatabase(ctx, shared.influx.URL(), db); err != nil {
+	if err := influxd.CreateDatabase(ctx, shared.influxURL, db); err != nil {
 		t.Fatal(err)
 	}
-	return shared.influx.URL(), db
+	return shared.influxURL, db
 }
 
-// startInflux starts the package's influxd (under shared.influxOnce).
+// startInflux starts the package's influxd (under shared.influxOnce), or
+// takes the run's (testenv.InfluxEnv, set by make test).
 func startInflux() {
+	if url, ok := testenv.InfluxFromEnv(); ok {
+		shared.influxURL = url
+		return
+	}
 	bin, err := influxd.Find()
 	if err != nil {
 		shared.influxErr = err
@@ -218,6 +224,7 @@ func startInflux() {
 		shared.influx, shared.influxErr = influxd.Start(ctx, influxd.Options{Bin: bin, DataDir: filepath.Join(dir, fmt.Sprintf("influxdb-%d", try))})
 		cancel()
 		if shared.influxErr == nil {
+			shared.influxURL = shared.influx.URL()
 			break
 		}
 		fmt.Fprintf(os.Stderr, "browser tests: influxd start, try %d of 2: %v\n", try, shared.influxErr)

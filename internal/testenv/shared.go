@@ -23,9 +23,25 @@ import (
 // CPU (Flux's start-up), too much to pay per test on a 2-core machine.
 var shared struct {
 	once sync.Once
-	srv  *influxd.Server
+	srv  *influxd.Server // nil when the run's influxd (InfluxEnv) is used
+	url  string
 	dir  string
 	err  error
+}
+
+// InfluxEnv is the environment variable through which one influxd serves
+// every test binary of a run: its base URL ("http://127.0.0.1:PORT"), set
+// by make test, which runs go test under internal/testenv/withinfluxd.
+// When it is set, SharedInflux (and the browser tests) use that server and
+// start none: each influxd start costs seconds of CPU, once per package
+// otherwise. Database names carry the process id, so the binaries of a run
+// never share a database.
+const InfluxEnv = "ELDERCARE_TEST_INFLUXD"
+
+// InfluxFromEnv returns the run's influxd URL from InfluxEnv, if set.
+func InfluxFromEnv() (url string, ok bool) {
+	url = os.Getenv(InfluxEnv)
+	return url, url != ""
 }
 
 // Main runs the package's tests and then stops what they shared (the
@@ -79,9 +95,18 @@ func MainParallel(m *testing.M, n int) int {
 func SharedInflux(t testing.TB, create bool) (url, db string) {
 	t.Helper()
 	NeedsServer(t, "InfluxDB (influxd)")
-	bin, err := influxd.Find()
-	RequireOrSkip(t, err, "influxd")
+	external, ok := InfluxFromEnv()
+	var bin string
+	if !ok {
+		var err error
+		bin, err = influxd.Find()
+		RequireOrSkip(t, err, "influxd")
+	}
 	shared.once.Do(func() {
+		if ok {
+			shared.url = external
+			return
+		}
 		shared.dir, shared.err = os.MkdirTemp("", "eldercare-test-influxd-")
 		if shared.err != nil {
 			return
@@ -90,12 +115,15 @@ func SharedInflux(t testing.TB, create bool) (url, db string) {
 		defer cancel()
 		shared.srv, shared.err = influxd.Start(ctx, influxd.Options{Bin: bin, DataDir: filepath.Join(shared.dir, "influxdb"),
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if shared.err == nil {
+			shared.url = shared.srv.URL()
+		}
 	})
 	if shared.err != nil {
 		t.Fatalf("testenv: the shared influxd: %v", shared.err)
 	}
-	url = shared.srv.URL()
-	db = "t_" + strings.NewReplacer("-", "_", "/", "_").Replace(strings.ToLower(TopicRoot(t)))
+	url = shared.url
+	db = fmt.Sprintf("t_%d_%s", os.Getpid(), strings.NewReplacer("-", "_", "/", "_").Replace(strings.ToLower(TopicRoot(t))))
 	if create {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
