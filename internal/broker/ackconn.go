@@ -30,7 +30,11 @@ func (l ackListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ackConn{Conn: c, store: l.store}, nil
+	ac := &ackConn{Conn: c, store: l.store}
+	if tc := trackedOf(c); tc != nil {
+		tc.outer.Store(ac) // Close's closeOpen closes it through ac
+	}
+	return ac, nil
 }
 
 // ackConn holds what mochi writes to a client after that client's last

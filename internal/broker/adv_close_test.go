@@ -27,6 +27,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/eldercare-iot/eldercare/device/registry"
@@ -476,6 +477,87 @@ func TestAdvConcurrentCloseKeepsPublished(t *testing.T) {
 	if pk.FixedHeader.Type != packets.Publish || string(pk.Payload) != "fall before shutdown" {
 		t.Fatalf("after restart: got %s %q, want the message acknowledged before shutdown", packets.PacketNames[pk.FixedHeader.Type], pk.Payload)
 	}
+}
+
+// TestAdvHeldPubackSentAtClose: a PUBACK that the store holds until its
+// journal commit (ackConn) is still sent at shutdown when the commit ends
+// within ackFlushWait, even after ShutdownGrace has passed and Close has
+// closed the connections still open: ackConn.Close waits for it, so
+// closing the connection under it must too.
+func TestAdvHeldPubackSentAtClose(t *testing.T) {
+	setFor(t, &ShutdownGrace, 200*time.Millisecond)
+	b := quietBroker(t, filepath.Join(t.TempDir(), "store.db"))
+	defer b.Close()
+
+	// The writer stalls on a retained message (a slow disk): every later
+	// commit waits behind it.
+	entered, release := make(chan struct{}), make(chan struct{})
+	var enterOnce, releaseOnce sync.Once
+	stall := func(o *storeOp) error {
+		if m, ok := o.val.(storage.Message); ok && m.TopicName == "test-adv/stall" {
+			enterOnce.Do(func() { close(entered) })
+			<-release
+		}
+		return nil
+	}
+	b.store.failWrite.Store(&stall)
+	defer releaseOnce.Do(func() { close(release) })
+
+	pub, _ := dialRaw(t, b, "adv-held-pub", true)
+	// mochi reads the client's packets only after its session is stored
+	// (OnSessionEstablished waits for that commit): make sure that commit
+	// is not behind the stalled one.
+	pingPong(t, pub, "publisher")
+	staller, _ := dialRaw(t, b, "adv-staller", true)
+	staller.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}, TopicName: "test-adv/stall", Payload: []byte("x")})
+	select {
+	case <-entered:
+	case <-time.After(rawReadWait):
+		t.Fatal("the store's writer did not reach the stalled write")
+	}
+	pub.publish("test-adv/held", 1, 3, "held")
+	// Wait until the PUBACK is held in the connection for the commit.
+	deadline := time.Now().Add(rawReadWait)
+	for !holding(b, "adv-held-pub") {
+		if time.Now().After(deadline) {
+			t.Fatal("the PUBACK was not held for the stalled commit")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	silent, err := net.Dial("tcp", b.addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	waitOpen(t, b, 3) // pub, staller, silent
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	// The silent connection closed: ShutdownGrace has passed and Close has
+	// closed what was still open. The commit then ends, well within
+	// ackFlushWait of the shutdown.
+	closedByBroker(t, silent, "silent connection at Close")
+	releaseOnce.Do(func() { close(release) })
+	pub.expect("PUBACK held for the commit at shutdown", packets.Puback, 3)
+	if err := <-closed; err != nil {
+		t.Errorf("Close = %v", err)
+	}
+}
+
+// holding reports whether client id's connection holds writes for a
+// commit.
+func holding(b *Broker, id string) bool {
+	cl, ok := b.srv.Clients.Get(id)
+	if !ok {
+		return false
+	}
+	ac, ok := cl.Net.Conn.(*ackConn)
+	if !ok {
+		return false
+	}
+	ac.mu.Lock()
+	defer ac.mu.Unlock()
+	return len(ac.held) > 0
 }
 
 // blockConnect blocks the CONNECT of client id in OnConnect until

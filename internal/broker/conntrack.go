@@ -1,8 +1,10 @@
 package broker
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -80,7 +82,12 @@ func (l *trackListener) Accept() (net.Conn, error) {
 
 // closeOpen closes every accepted connection not yet closed and returns how
 // many there were. mochi's goroutine for each then fails its read or write
-// and ends.
+// and ends. A connection under an ackConn is closed through it, so the
+// acknowledgements it holds for a commit still go out once the commit ends
+// (ackConn.Close waits at most ackFlushWait): closed from under it, they
+// were lost, and their clients sent those messages again. Whatever is still
+// open ackFlushWait later (a TLS close_notify that cannot be written) is
+// closed from under it.
 func (l *trackListener) closeOpen() int {
 	l.mu.Lock()
 	cs := make([]*trackedConn, 0, len(l.open))
@@ -88,6 +95,22 @@ func (l *trackListener) closeOpen() int {
 		cs = append(cs, c)
 	}
 	l.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		if ac := c.outer.Load(); ac != nil {
+			wg.Go(func() { ac.Close() })
+		} else {
+			c.Close()
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(ackFlushWait + 100*time.Millisecond)
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	t.Stop()
 	for _, c := range cs {
 		c.Close()
 	}
@@ -133,6 +156,19 @@ type trackedConn struct {
 	l       *trackListener
 	once    sync.Once
 	started chan struct{}
+	// outer is the ackConn over this connection (directly, or over its
+	// TLS connection), set by ackListener; nil without a store.
+	outer atomic.Pointer[ackConn]
+}
+
+// trackedOf returns the trackedConn under c (a TLS connection's own
+// connection), or nil.
+func trackedOf(c net.Conn) *trackedConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	t, _ := c.(*trackedConn)
+	return t
 }
 
 func (c *trackedConn) start() {
