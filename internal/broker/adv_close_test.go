@@ -483,10 +483,22 @@ func TestAdvConcurrentCloseKeepsPublished(t *testing.T) {
 // journal commit (ackConn) is still sent at shutdown when the commit ends
 // within ackFlushWait, even after ShutdownGrace has passed and Close has
 // closed the connections still open: ackConn.Close waits for it, so
-// closing the connection under it must too.
+// closing the connection under it must too. On both listeners (on the TLS
+// one the ackConn is over the TLS connection).
 func TestAdvHeldPubackSentAtClose(t *testing.T) {
 	setFor(t, &ShutdownGrace, 200*time.Millisecond)
-	b := quietBroker(t, filepath.Join(t.TempDir(), "store.db"))
+	for _, useTLS := range []bool{false, true} {
+		name := map[bool]string{false: "tcp", true: "tls"}[useTLS]
+		t.Run(name, func(t *testing.T) { heldPubackAtClose(t, useTLS) })
+	}
+}
+
+func heldPubackAtClose(t *testing.T, useTLS bool) {
+	b, err := Start(Config{Addr: "127.0.0.1:0", Logger: advQuiet, StorePath: filepath.Join(t.TempDir(), "store.db"),
+		Root: "test-adv", TLSAddr: "127.0.0.1:0", TLS: selfSigned(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer b.Close()
 
 	// The writer stalls on a retained message (a slow disk): every later
@@ -503,7 +515,18 @@ func TestAdvHeldPubackSentAtClose(t *testing.T) {
 	b.store.failWrite.Store(&stall)
 	defer releaseOnce.Do(func() { close(release) })
 
-	pub, _ := dialRaw(t, b, "adv-held-pub", true)
+	var pub *rawClient
+	if useTLS {
+		conn, err := tls.Dial("tcp", b.tlsAddr.String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub = rawOn(t, conn)
+		pub.send(connectPk("adv-held-pub", 60, true))
+		expectConnack(t, pub, "TLS publisher")
+	} else {
+		pub, _ = dialRaw(t, b, "adv-held-pub", true)
+	}
 	// mochi reads the client's packets only after its session is stored
 	// (OnSessionEstablished waits for that commit): make sure that commit
 	// is not behind the stalled one.
