@@ -313,7 +313,9 @@ func (b *Broker) Close() error {
 			for _, l := range b.listeners {
 				n += l.closeOpen()
 			}
-			b.log.Warn("embedded broker: closed connections still open after the clients were disconnected", "connections", n, "waited", ShutdownGrace)
+			if n > 0 {
+				b.log.Warn("embedded broker: closed connections still open after the clients were disconnected", "connections", n, "waited", ShutdownGrace)
+			}
 		}
 		select {
 		case err := <-done:
