@@ -150,10 +150,7 @@ func TestAdvKeepAliveZeroOutlivesConnectTimeout(t *testing.T) {
 	}
 	defer b.Close()
 
-	conn, err := net.Dial("tcp", b.addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialTCP(t, b.addr.String())
 	ka0 := rawOn(t, conn)
 	for _, by := range encodeConnect(t, connectPk("ka0", 0, true)) {
 		if _, err := conn.Write([]byte{by}); err != nil {
@@ -164,11 +161,7 @@ func TestAdvKeepAliveZeroOutlivesConnectTimeout(t *testing.T) {
 	expectConnack(t, ka0, "keep-alive 0, CONNECT byte by byte")
 	ka30, _ := dialRaw(t, b, "ka30", true)
 
-	silent, err := net.Dial("tcp", b.addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
+	silent := dialTCP(t, b.addr.String())
 	closedByBroker(t, silent, "silent connection")
 
 	// Both clients' connect deadlines have passed: they still work.
@@ -223,10 +216,7 @@ func TestAdvSlowAuthNotCutByConnectDeadline(t *testing.T) {
 	release := func() { once.Do(func() { close(sl.release) }) }
 	defer release()
 
-	conn, err := net.Dial("tcp", b.addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialTCP(t, b.addr.String())
 	c := rawOn(t, conn)
 	pk := connectPk("slow-gw", 60, true)
 	pk.Connect.UsernameFlag, pk.Connect.Username = true, []byte("slow-gw")
@@ -237,11 +227,7 @@ func TestAdvSlowAuthNotCutByConnectDeadline(t *testing.T) {
 	case <-time.After(rawReadWait):
 		t.Fatal("the account lookup was not called")
 	}
-	silent, err := net.Dial("tcp", b.addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
+	silent := dialTCP(t, b.addr.String())
 	closedByBroker(t, silent, "silent connection")
 	release()
 	expectConnack(t, c, "CONNECT authenticated after the connect deadline")
@@ -290,11 +276,7 @@ func TestAdvTLSConnectDeadline(t *testing.T) {
 	ka0.send(connectPk("tls-ka0", 0, true))
 	expectConnack(t, ka0, "TLS client with keep-alive 0")
 
-	noHello, err := net.Dial("tcp", b.tlsAddr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer noHello.Close()
+	noHello := dialTCP(t, b.tlsAddr.String())
 	half := tlsDial()
 	defer half.Close()
 	if _, err := half.Write(encodeConnect(t, connectPk("tls-half", 60, true))[:5]); err != nil {
@@ -316,16 +298,8 @@ func TestAdvTLSConnectDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	noHello2, err := net.Dial("tcp", b.tlsAddr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer noHello2.Close()
-	partial, err := net.Dial("tcp", b.tlsAddr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer partial.Close()
+	noHello2 := dialTCP(t, b.tlsAddr.String())
+	partial := dialTCP(t, b.tlsAddr.String())
 	// The first bytes of a TLS record header: a ClientHello that never
 	// ends.
 	if _, err := partial.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}); err != nil {
@@ -360,10 +334,7 @@ func TestAdvOpenEmptyAfterCycles(t *testing.T) {
 	}
 	defer b.Close()
 	dial := func() net.Conn {
-		conn, err := net.Dial("tcp", b.addr.String())
-		if err != nil {
-			t.Fatal(err)
-		}
+		conn := dialTCP(t, b.addr.String())
 		return conn
 	}
 	login := func(id, pass string) packets.Packet {
@@ -407,10 +378,7 @@ func TestAdvOpenEmptyAfterCycles(t *testing.T) {
 
 		// TLS: plain text to the TLS listener, and a completed handshake
 		// closed before the CONNECT.
-		plain, err := net.Dial("tcp", b.tlsAddr.String())
-		if err != nil {
-			t.Fatal(err)
-		}
+		plain := dialTCP(t, b.tlsAddr.String())
 		plain.Write(encodeConnect(t, connectPk("plain", 60, true)))
 		closedByBroker(t, plain, "plain text on the TLS listener")
 		plain.Close()
@@ -439,16 +407,8 @@ func TestAdvConcurrentCloseKeepsPublished(t *testing.T) {
 	sub.conn.Close()
 	gone(t, b, "adv-close-sub")
 
-	silent, err := net.Dial("tcp", b.addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
-	half, err := net.Dial("tcp", b.addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer half.Close()
+	dialTCP(t, b.addr.String()) // silent: never sends its CONNECT
+	half := dialTCP(t, b.addr.String())
 	half.Write([]byte{0x10, 0x20, 0x00, 0x04, 'M'})
 
 	pub, _ := dialRaw(t, b, "adv-close-pub", true)
@@ -548,11 +508,7 @@ func heldPubackAtClose(t *testing.T, useTLS bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 
-	silent, err := net.Dial("tcp", b.addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
+	silent := dialTCP(t, b.addr.String())
 	waitOpen(t, b, 3) // pub, staller, silent
 	closed := make(chan error, 1)
 	go func() { closed <- b.Close() }()
@@ -628,10 +584,7 @@ func TestAdvResumeDuringCloseKeepsQueue(t *testing.T) {
 	var once sync.Once
 	release := func() { once.Do(func() { close(h.release) }) }
 	defer release()
-	conn, err := net.Dial("tcp", b.addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialTCP(t, b.addr.String())
 	back := rawOn(t, conn)
 	back.send(connectPk("adv-q-sub", 60, false))
 	select {
@@ -654,4 +607,16 @@ func TestAdvResumeDuringCloseKeepsQueue(t *testing.T) {
 	if pk.FixedHeader.Type != packets.Publish || string(pk.Payload) != "queued while away" {
 		t.Fatalf("after restart: got %s %q, want the message queued while the session was away", packets.PacketNames[pk.FixedHeader.Type], pk.Payload)
 	}
+}
+
+// dialTCP opens a TCP connection to addr (closed at the end of the test),
+// failing t when it cannot.
+func dialTCP(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
