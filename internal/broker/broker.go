@@ -309,11 +309,14 @@ func (b *Broker) Close() error {
 		case err := <-done:
 			done <- err
 		case <-time.After(ShutdownGrace):
-			var n int
+			var n atomic.Int64
+			var wg sync.WaitGroup
+			until := time.Now().Add(ackFlushWait + 100*time.Millisecond)
 			for _, l := range b.listeners {
-				n += l.closeOpen()
+				wg.Go(func() { n.Add(int64(l.closeOpen(until))) })
 			}
-			if n > 0 {
+			wg.Wait()
+			if n := n.Load(); n > 0 {
 				b.log.Warn("embedded broker: closed connections still open after the clients were disconnected", "connections", n, "waited", ShutdownGrace)
 			}
 		}

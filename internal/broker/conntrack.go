@@ -86,9 +86,10 @@ func (l *trackListener) Accept() (net.Conn, error) {
 // acknowledgements it holds for a commit still go out once the commit ends
 // (ackConn.Close waits at most ackFlushWait): closed from under it, they
 // were lost, and their clients sent those messages again. Whatever is still
-// open ackFlushWait later (a TLS close_notify that cannot be written) is
-// closed from under it.
-func (l *trackListener) closeOpen() int {
+// open at until (a TLS close_notify that cannot be written) is closed from
+// under it. Close gives all its listeners the same until and calls them
+// side by side, so the TCP and TLS listeners do not wait one after another.
+func (l *trackListener) closeOpen(until time.Time) int {
 	l.mu.Lock()
 	cs := make([]*trackedConn, 0, len(l.open))
 	for c := range l.open {
@@ -105,7 +106,7 @@ func (l *trackListener) closeOpen() int {
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	t := time.NewTimer(ackFlushWait + 100*time.Millisecond)
+	t := time.NewTimer(time.Until(until))
 	select {
 	case <-done:
 	case <-t.C:
