@@ -430,13 +430,7 @@ func TestAdvConcurrentCloseKeepsPublished(t *testing.T) {
 	}
 	waitNoOpen(t, b)
 
-	b2 := quietBroker(t, path)
-	defer b2.Close()
-	sub, _ = dialRaw(t, b2, "adv-close-sub", false)
-	pk := sub.read()
-	if pk.FixedHeader.Type != packets.Publish || string(pk.Payload) != "fall before shutdown" {
-		t.Fatalf("after restart: got %s %q, want the message acknowledged before shutdown", packets.PacketNames[pk.FixedHeader.Type], pk.Payload)
-	}
+	wantAfterRestart(t, path, "adv-close-sub", "fall before shutdown", "the message acknowledged before shutdown")
 }
 
 // TestAdvHeldPubackSentAtClose: a PUBACK that the store holds until its
@@ -600,13 +594,7 @@ func TestAdvResumeDuringCloseKeepsQueue(t *testing.T) {
 		t.Errorf("Close = %v", err)
 	}
 
-	b2 := quietBroker(t, path)
-	defer b2.Close()
-	sub, _ = dialRaw(t, b2, "adv-q-sub", false)
-	pk := sub.read()
-	if pk.FixedHeader.Type != packets.Publish || string(pk.Payload) != "queued while away" {
-		t.Fatalf("after restart: got %s %q, want the message queued while the session was away", packets.PacketNames[pk.FixedHeader.Type], pk.Payload)
-	}
+	wantAfterRestart(t, path, "adv-q-sub", "queued while away", "the message queued while the session was away")
 }
 
 // dialTCP opens a TCP connection to addr (closed at the end of the test),
@@ -619,4 +607,17 @@ func dialTCP(t *testing.T, addr string) net.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// wantAfterRestart starts a broker on the store at path and checks that
+// the persistent session client, reconnecting, is sent payload first.
+func wantAfterRestart(t *testing.T, path, client, payload, what string) {
+	t.Helper()
+	b := quietBroker(t, path)
+	defer b.Close()
+	sub, _ := dialRaw(t, b, client, false)
+	pk := sub.read()
+	if pk.FixedHeader.Type != packets.Publish || string(pk.Payload) != payload {
+		t.Fatalf("after restart: got %s %q, want %s", packets.PacketNames[pk.FixedHeader.Type], pk.Payload, what)
+	}
 }
